@@ -1,0 +1,77 @@
+// Package testenv decides what a test does when the machine lacks a
+// prerequisite (root, /dev/fuse, tgtd, qemu-img, ...): it skips, unless
+// AHVFS_REQUIRE_ALL=1 is set (as CI does), in which case it fails. Tests
+// must never skip a prerequisite by hand; they call these helpers.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// RequireAll reports whether missing prerequisites must fail tests.
+func RequireAll() bool { return os.Getenv("AHVFS_REQUIRE_ALL") == "1" }
+
+// RequireOrSkip skips (or, under AHVFS_REQUIRE_ALL=1, fails) the test when ok
+// is false, with why as the message.
+func RequireOrSkip(t testing.TB, ok bool, why string) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if RequireAll() {
+		t.Fatalf("prerequisite missing (AHVFS_REQUIRE_ALL=1): %s", why)
+	}
+	t.Skipf("prerequisite missing: %s (run 'make deps' as root; AHVFS_REQUIRE_ALL=1 turns this into a failure)", why)
+}
+
+// Root requires the test to run as root.
+func Root(t testing.TB) {
+	t.Helper()
+	RequireOrSkip(t, os.Geteuid() == 0, "needs root")
+}
+
+// Commands requires every named program on PATH (or in /usr/sbin, /sbin).
+func Commands(t testing.TB, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		_, err := LookPath(n)
+		RequireOrSkip(t, err == nil, "needs "+n+" on PATH")
+	}
+}
+
+// LookPath finds a program on PATH or in the sbin directories, which are not
+// always on a non-root PATH.
+func LookPath(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
+		p := dir + "/" + name
+		if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", exec.ErrNotFound
+}
+
+// FUSE requires root and an openable /dev/fuse.
+func FUSE(t testing.TB) {
+	t.Helper()
+	Root(t)
+	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err == nil {
+		f.Close()
+	}
+	RequireOrSkip(t, err == nil, "needs /dev/fuse")
+}
+
+// Short skips a slow test under -short. It is not a prerequisite: CI runs
+// without -short, so nothing is skipped there.
+func Short(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("slow test skipped under -short: " + why)
+	}
+}
