@@ -1,0 +1,140 @@
+package cbt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// Sink receives a disk's content; *engine.DiskWriter implements it. Its
+// methods must be safe for concurrent calls on distinct chunks.
+type Sink interface {
+	WriteAt(ctx context.Context, data []byte, off int64) error
+	Zero(off, n int64) error
+	Unchanged(ctx context.Context, off, n int64) error
+	ChunkSize() int
+	Size() int64
+}
+
+// Options tune Ingest. Zero means default.
+type Options struct {
+	// Workers read, hash and compress in parallel (default: CPUs, at least 2).
+	Workers int
+	// ReadSize is the unit of one read, a multiple of the chunk size
+	// (default: the chunk size rounded up to 4 MiB).
+	ReadSize int
+	// Progress, when set, is called after each unit with the bytes of the
+	// plan completed so far (read, zero and unchanged alike).
+	Progress func(done int64)
+}
+
+// Stats report what Ingest did.
+type Stats struct {
+	ReadBytes      int64
+	ZeroBytes      int64
+	UnchangedBytes int64
+}
+
+// Ingest executes plan: it reads the Read extents from src with several
+// reads in flight and hands them to dst, and records Zero and Unchanged
+// extents. Memory is bounded by Workers × ReadSize. The first error stops
+// the work and is returned.
+func Ingest(ctx context.Context, src io.ReaderAt, plan Plan, dst Sink, o Options) (Stats, error) {
+	var st Stats
+	cs := dst.ChunkSize()
+	if err := plan.Validate(dst.Size(), cs); err != nil {
+		return st, err
+	}
+	if o.Workers <= 0 {
+		o.Workers = max(2, runtime.GOMAXPROCS(0))
+	}
+	if o.ReadSize <= 0 {
+		o.ReadSize = max(cs, 4<<20)
+	}
+	o.ReadSize = (o.ReadSize + cs - 1) / cs * cs
+	var done atomic.Int64
+	report := func(n int64) {
+		v := done.Add(n)
+		if o.Progress != nil {
+			o.Progress(v)
+		}
+	}
+	for _, e := range plan {
+		switch e.Kind {
+		case Zero:
+			if err := dst.Zero(e.Off, e.Len); err != nil {
+				return st, err
+			}
+			st.ZeroBytes += e.Len
+			report(e.Len)
+		case Unchanged:
+			if err := dst.Unchanged(ctx, e.Off, e.Len); err != nil {
+				return st, err
+			}
+			st.UnchangedBytes += e.Len
+			report(e.Len)
+		}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	units := make(chan Extent, o.Workers)
+	var wg sync.WaitGroup
+	var readBytes atomic.Int64
+	for range o.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, o.ReadSize)
+			for u := range units {
+				b := buf[:u.Len]
+				if _, err := readFull(src, b, u.Off); err != nil {
+					cancel(fmt.Errorf("read source at %d (+%d): %w", u.Off, u.Len, err))
+					return
+				}
+				if err := dst.WriteAt(ctx, b, u.Off); err != nil {
+					cancel(err)
+					return
+				}
+				readBytes.Add(u.Len)
+				report(u.Len)
+			}
+		}()
+	}
+feed:
+	for _, e := range plan {
+		if e.Kind != Read {
+			continue
+		}
+		for off := e.Off; off < e.Off+e.Len; off += int64(o.ReadSize) {
+			u := Extent{Off: off, Len: min(int64(o.ReadSize), e.Off+e.Len-off), Kind: Read}
+			select {
+			case units <- u:
+			case <-ctx.Done():
+				break feed
+			}
+		}
+	}
+	close(units)
+	wg.Wait()
+	st.ReadBytes = readBytes.Load()
+	if err := context.Cause(ctx); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// readFull reads len(b) bytes at off; a short source is an error.
+func readFull(src io.ReaderAt, b []byte, off int64) (int, error) {
+	n, err := src.ReadAt(b, off)
+	if n == len(b) {
+		return n, nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}

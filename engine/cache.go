@@ -1,0 +1,228 @@
+package engine
+
+import (
+	"container/list"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+)
+
+func numCPU() int { return runtime.GOMAXPROCS(0) }
+
+// lru is a mutex-guarded LRU map bounded by a cost. Values are shared:
+// callers must not modify what they get.
+type lru[K comparable, V any] struct {
+	mu    sync.Mutex
+	max   int64
+	used  int64
+	ll    *list.List
+	items map[K]*list.Element
+	cost  func(V) int64
+}
+
+type lruEntry[K comparable, V any] struct {
+	key K
+	val V
+}
+
+func newLRU[K comparable, V any](max int64, cost func(V) int64) *lru[K, V] {
+	return &lru[K, V]{max: max, ll: list.New(), items: map[K]*list.Element{}, cost: cost}
+}
+
+func (c *lru[K, V]) get(k K) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[k]; ok {
+		c.ll.MoveToFront(e)
+		return e.Value.(*lruEntry[K, V]).val, true
+	}
+	var zero V
+	return zero, false
+}
+
+func (c *lru[K, V]) add(k K, v V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.items[k]; ok {
+		return
+	}
+	c.items[k] = c.ll.PushFront(&lruEntry[K, V]{k, v})
+	c.used += c.cost(v)
+	for c.used > c.max && c.ll.Len() > 1 {
+		e := c.ll.Back()
+		ent := e.Value.(*lruEntry[K, V])
+		c.ll.Remove(e)
+		delete(c.items, ent.key)
+		c.used -= c.cost(ent.val)
+	}
+}
+
+func (c *lru[K, V]) remove(k K) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[k]; ok {
+		c.ll.Remove(e)
+		delete(c.items, k)
+		c.used -= c.cost(e.Value.(*lruEntry[K, V]).val)
+	}
+}
+
+// flight deduplicates concurrent loads of the same key.
+type flight[K comparable, V any] struct {
+	mu    sync.Mutex
+	calls map[K]*flightCall[V]
+}
+
+type flightCall[V any] struct {
+	done chan struct{}
+	val  V
+	err  error
+}
+
+func (f *flight[K, V]) do(k K, load func() (V, error)) (V, error) {
+	f.mu.Lock()
+	if f.calls == nil {
+		f.calls = map[K]*flightCall[V]{}
+	}
+	if c, ok := f.calls[k]; ok {
+		f.mu.Unlock()
+		<-c.done
+		return c.val, c.err
+	}
+	c := &flightCall[V]{done: make(chan struct{})}
+	f.calls[k] = c
+	f.mu.Unlock()
+	c.val, c.err = load()
+	f.mu.Lock()
+	delete(f.calls, k)
+	f.mu.Unlock()
+	close(c.done)
+	return c.val, c.err
+}
+
+// chunkCache holds decoded chunks, bounded in bytes.
+type chunkCache struct {
+	lru    *lru[ID, []byte]
+	flight flight[ID, []byte]
+}
+
+func newChunkCache(max int64) *chunkCache {
+	return &chunkCache{lru: newLRU[ID, []byte](max, func(b []byte) int64 { return int64(cap(b)) + 64 })}
+}
+
+// pageCache holds decoded manifest pages, bounded in count.
+type pageCache struct {
+	lru    *lru[ID, []ID]
+	flight flight[ID, []ID]
+}
+
+func newPageCache(max int64) *pageCache {
+	return &pageCache{lru: newLRU[ID, []ID](max, func([]ID) int64 { return 1 })}
+}
+
+// packFiles caches open pack files. A file is closed on eviction only when
+// no reader holds it.
+type packFiles struct {
+	dir   string
+	max   int
+	mu    sync.Mutex
+	files map[PackID]*packFile
+	order *list.List
+}
+
+type packFile struct {
+	f       *os.File
+	refs    int
+	evicted bool
+	elem    *list.Element
+}
+
+func newPackFiles(dir string, max int) *packFiles {
+	return &packFiles{dir: dir, max: max, files: map[PackID]*packFile{}, order: list.New()}
+}
+
+func packPath(dir string, p PackID) string {
+	s := p.String()
+	return filepath.Join(dir, dirPacks, s[:2], s+".pack")
+}
+
+func parityPath(dir string, p PackID) string {
+	s := p.String()
+	return filepath.Join(dir, dirPacks, s[:2], s+".par")
+}
+
+// get returns an open pack file; call the release func when done.
+func (pf *packFiles) get(p PackID) (*os.File, func(), error) {
+	pf.mu.Lock()
+	if e, ok := pf.files[p]; ok {
+		e.refs++
+		pf.order.MoveToFront(e.elem)
+		pf.mu.Unlock()
+		return e.f, func() { pf.release(e) }, nil
+	}
+	pf.mu.Unlock()
+	f, err := os.Open(packPath(pf.dir, p))
+	if err != nil {
+		return nil, nil, fmt.Errorf("open pack %s: %w", p, err)
+	}
+	pf.mu.Lock()
+	defer pf.mu.Unlock()
+	if e, ok := pf.files[p]; ok { // lost a race: use the other one
+		f.Close()
+		e.refs++
+		return e.f, func() { pf.release(e) }, nil
+	}
+	e := &packFile{f: f, refs: 1}
+	e.elem = pf.order.PushFront(p)
+	pf.files[p] = e
+	for len(pf.files) > pf.max {
+		back := pf.order.Back()
+		id := back.Value.(PackID)
+		old := pf.files[id]
+		pf.order.Remove(back)
+		delete(pf.files, id)
+		old.evicted = true
+		if old.refs == 0 {
+			old.f.Close()
+		}
+	}
+	return f, func() { pf.release(e) }, nil
+}
+
+func (pf *packFiles) release(e *packFile) {
+	pf.mu.Lock()
+	defer pf.mu.Unlock()
+	e.refs--
+	if e.refs == 0 && e.evicted {
+		e.f.Close()
+	}
+}
+
+// forget drops a pack's cached handle (after repair replaced the file).
+func (pf *packFiles) forget(p PackID) {
+	pf.mu.Lock()
+	defer pf.mu.Unlock()
+	if e, ok := pf.files[p]; ok {
+		pf.order.Remove(e.elem)
+		delete(pf.files, p)
+		e.evicted = true
+		if e.refs == 0 {
+			e.f.Close()
+		}
+	}
+}
+
+func (pf *packFiles) close() {
+	pf.mu.Lock()
+	defer pf.mu.Unlock()
+	for id, e := range pf.files {
+		e.evicted = true
+		if e.refs == 0 {
+			e.f.Close()
+		}
+		delete(pf.files, id)
+	}
+	pf.order.Init()
+}

@@ -1,0 +1,320 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// packWriter is the repository's single pack writer. Blobs arrive from many
+// hashing/compressing goroutines; one goroutine appends them to the open
+// pack, and a second one seals full packs (footer, parity, fsync, rename)
+// and commits their index entries, so filling and sealing overlap.
+//
+// A blob's ID stays in pending from submission until its pack's index batch
+// commits, so concurrent writers of the same content store it once. Any
+// error is sticky: the writer refuses further blobs and every flush reports
+// it, so no restore point can commit over lost data.
+type packWriter struct {
+	r     *Repository
+	in    chan pwMsg
+	sealq chan sealMsg
+	done  chan struct{}
+	bufs  sync.Pool
+
+	mu      sync.Mutex
+	pending map[ID]struct{}
+	err     error
+	closed  bool
+}
+
+type pwMsg struct {
+	id    ID
+	data  []byte
+	buf   *[]byte
+	raw   uint32
+	flags byte
+	flush chan error
+}
+
+type openPack struct {
+	body    []byte
+	entries []packEntry
+}
+
+type sealMsg struct {
+	pack  *openPack
+	flush chan error
+}
+
+func newPackWriter(r *Repository) *packWriter {
+	pw := &packWriter{r: r, in: make(chan pwMsg, 2*r.workers), sealq: make(chan sealMsg, 1),
+		done: make(chan struct{}), pending: map[ID]struct{}{}}
+	blobCap := maxEncodedLen(r.cfg.ChunkSize)
+	pw.bufs.New = func() any { b := make([]byte, 0, blobCap); return &b }
+	sealed := make(chan struct{})
+	go pw.fill()
+	go func() { pw.sealLoop(); close(sealed) }()
+	go func() { <-sealed; close(pw.done) }()
+	return pw
+}
+
+func (pw *packWriter) stickyErr() error {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	return pw.err
+}
+
+// submit stores plain under id unless the repository has it already. It
+// returns the stored size when the blob is new.
+func (pw *packWriter) submit(ctx context.Context, id ID, plain []byte, page bool) (stored int, isNew bool, err error) {
+	pw.mu.Lock()
+	if pw.err != nil {
+		err := pw.err
+		pw.mu.Unlock()
+		return 0, false, err
+	}
+	_, busy := pw.pending[id]
+	pw.mu.Unlock()
+	if busy {
+		return 0, false, nil
+	}
+	if _, err := getValue(pw.r.db, chunkKey(id)); err == nil {
+		return 0, false, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return 0, false, fmt.Errorf("look up chunk %s: %w", id.Short(), err)
+	}
+	pw.mu.Lock()
+	if _, busy := pw.pending[id]; busy {
+		pw.mu.Unlock()
+		return 0, false, nil
+	}
+	pw.pending[id] = struct{}{}
+	pw.mu.Unlock()
+
+	buf := pw.bufs.Get().(*[]byte)
+	data, flags := pw.r.codec.encode(*buf, plain, id, page)
+	select {
+	case pw.in <- pwMsg{id: id, data: data, buf: buf, raw: uint32(len(plain)), flags: flags}:
+		return len(data), true, nil
+	case <-ctx.Done():
+		pw.mu.Lock()
+		delete(pw.pending, id)
+		pw.mu.Unlock()
+		pw.bufs.Put(buf)
+		return 0, false, ctx.Err()
+	}
+}
+
+// flush seals the open pack and waits until every blob submitted before it
+// is durable and indexed.
+func (pw *packWriter) flush(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case pw.in <- pwMsg{flush: reply}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (pw *packWriter) close() error {
+	pw.mu.Lock()
+	if pw.closed {
+		pw.mu.Unlock()
+		return nil
+	}
+	pw.closed = true
+	pw.mu.Unlock()
+	close(pw.in)
+	<-pw.done
+	return pw.stickyErr()
+}
+
+func (pw *packWriter) newPack() *openPack {
+	return &openPack{body: make([]byte, 0, pw.r.cfg.PackSize+int64(maxEncodedLen(pw.r.cfg.ChunkSize)))}
+}
+
+// fill appends blobs to the open pack and hands full packs to the sealer.
+func (pw *packWriter) fill() {
+	cur := pw.newPack()
+	for m := range pw.in {
+		if m.flush != nil {
+			if len(cur.entries) > 0 {
+				pw.sealq <- sealMsg{pack: cur}
+				cur = pw.newPack()
+			}
+			pw.sealq <- sealMsg{flush: m.flush}
+			continue
+		}
+		if int64(len(cur.body)+len(m.data)) > pw.r.cfg.PackSize && len(cur.entries) > 0 {
+			pw.sealq <- sealMsg{pack: cur}
+			cur = pw.newPack()
+		}
+		cur.entries = append(cur.entries, packEntry{ID: m.id, Offset: uint64(len(cur.body)),
+			Stored: uint32(len(m.data)), Raw: m.raw, Flags: m.flags})
+		cur.body = append(cur.body, m.data...)
+		*m.buf = m.data[:0]
+		pw.bufs.Put(m.buf)
+	}
+	if len(cur.entries) > 0 {
+		pw.sealq <- sealMsg{pack: cur}
+	}
+	close(pw.sealq)
+}
+
+func (pw *packWriter) sealLoop() {
+	for m := range pw.sealq {
+		if m.flush != nil {
+			m.flush <- pw.stickyErr()
+			continue
+		}
+		if pw.stickyErr() == nil {
+			if err := pw.seal(m.pack); err != nil {
+				pw.mu.Lock()
+				pw.err = err
+				pw.mu.Unlock()
+				pw.r.log.Error("pack writer failed; no further data is accepted", "err", err)
+			}
+		}
+		pw.mu.Lock()
+		for _, e := range m.pack.entries {
+			delete(pw.pending, e.ID)
+		}
+		pw.mu.Unlock()
+	}
+}
+
+// seal writes a pack and its parity crash-safely, then commits its index
+// entries in one synced batch: the data is durable before anything names it.
+func (pw *packWriter) seal(p *openPack) error {
+	r := pw.r
+	var id PackID
+	if _, err := rand.Read(id[:]); err != nil {
+		return err
+	}
+	c := r.cfg
+	data, footer := sealPack(p.body, p.entries, c.Parity.ShardSize, c.Parity.Data, c.Parity.Parity)
+	par, err := buildParity(data[:footer.DataLen], footer.ShardSums, c.Parity.ShardSize, c.Parity.Data, c.Parity.Parity)
+	if err != nil {
+		return fmt.Errorf("seal pack %s: %w", id, err)
+	}
+	tmpDir := filepath.Join(r.dir, dirTmp)
+	tmpPack := filepath.Join(tmpDir, id.String()+".pack")
+	tmpPar := filepath.Join(tmpDir, id.String()+".par")
+	cleanup := func() { os.Remove(tmpPack); os.Remove(tmpPar) }
+	if err := writeSynced(tmpPack, data); err != nil {
+		cleanup()
+		return fmt.Errorf("write pack %s: %w", id, err)
+	}
+	if err := writeSynced(tmpPar, par); err != nil {
+		cleanup()
+		return fmt.Errorf("write parity of pack %s: %w", id, err)
+	}
+	final := packPath(r.dir, id)
+	sub := filepath.Dir(final)
+	if _, err := os.Stat(sub); errors.Is(err, os.ErrNotExist) {
+		if err := os.Mkdir(sub, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			cleanup()
+			return fmt.Errorf("seal pack %s: %w", id, err)
+		}
+		if err := syncDir(filepath.Join(r.dir, dirPacks)); err != nil {
+			cleanup()
+			return err
+		}
+	}
+	if err := os.Rename(tmpPar, parityPath(r.dir, id)); err != nil {
+		cleanup()
+		return fmt.Errorf("seal pack %s: %w", id, err)
+	}
+	if err := os.Rename(tmpPack, final); err != nil {
+		cleanup()
+		os.Remove(parityPath(r.dir, id))
+		return fmt.Errorf("seal pack %s: %w", id, err)
+	}
+	if err := syncDir(sub); err != nil {
+		return err
+	}
+	b := r.db.NewBatch()
+	defer b.Close()
+	for _, e := range p.entries {
+		loc := location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Flags: e.Flags}
+		if err := b.Set(chunkKey(e.ID), encodeLocation(loc), nil); err != nil {
+			return err
+		}
+	}
+	rec := packRecord{Size: int64(len(data)), DataLen: int64(footer.DataLen), Blobs: uint32(len(p.entries)), Sealed: time.Now().Unix()}
+	if err := b.Set(packKey(id), encodePackRecord(rec), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("commit index for pack %s: %w", id, err)
+	}
+	return nil
+}
+
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// sweepOrphans removes what a killed writer left: temporary files, and
+// packs that were renamed into place but whose index batch never committed.
+func (r *Repository) sweepOrphans() error {
+	tmp := filepath.Join(r.dir, dirTmp)
+	entries, _ := os.ReadDir(tmp)
+	for _, e := range entries {
+		os.RemoveAll(filepath.Join(tmp, e.Name()))
+	}
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return err
+	}
+	subs, err := os.ReadDir(filepath.Join(r.dir, dirPacks))
+	if err != nil {
+		return fmt.Errorf("list packs: %w", err)
+	}
+	for _, s := range subs {
+		dir := filepath.Join(r.dir, dirPacks, s.Name())
+		files, _ := os.ReadDir(dir)
+		for _, f := range files {
+			name := f.Name()
+			base := strings.TrimSuffix(strings.TrimSuffix(name, ".pack"), ".par")
+			raw, err := hex.DecodeString(base)
+			if err != nil || len(raw) != len(PackID{}) {
+				continue
+			}
+			var id PackID
+			copy(id[:], raw)
+			if _, err := getValue(r.db, packKey(id)); errors.Is(err, ErrNotFound) {
+				r.log.Info("removing pack left by an interrupted writer", "pack", name)
+				os.Remove(filepath.Join(dir, name))
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,196 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// ListVMs returns the VMs with restore points, by name.
+func (r *Repository) ListVMs(ctx context.Context) ([]VM, error) {
+	db, done := r.reader()
+	defer done()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{keyVM}, UpperBound: []byte{keyVM + 1}})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []VM
+	for it.First(); it.Valid(); it.Next() {
+		var rec vmRecord
+		if err := json.Unmarshal(it.Value(), &rec); err != nil || rec.Name == "" {
+			return nil, fmt.Errorf("list VMs: %w: VM record %q", ErrCorrupt, it.Key()[1:])
+		}
+		vm := VM{Name: rec.Name, UUID: rec.UUID}
+		rps, err := r.listRPs(db, rec.Name)
+		if err != nil {
+			return nil, err
+		}
+		vm.RestorePoints = len(rps)
+		if len(rps) > 0 {
+			vm.Latest = rps[len(rps)-1].Time
+		}
+		out = append(out, vm)
+	}
+	return out, it.Error()
+}
+
+// ListRestorePoints returns a VM's restore points, oldest first; vm == ""
+// lists every VM's.
+func (r *Repository) ListRestorePoints(ctx context.Context, vm string) ([]*RestorePoint, error) {
+	db, done := r.reader()
+	defer done()
+	if vm != "" {
+		return r.listRPs(db, vm)
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{keyRP}, UpperBound: []byte{keyRP + 1}})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []*RestorePoint
+	for it.First(); it.Valid(); it.Next() {
+		rp, err := decodeRestorePoint(it.Value(), r.cfg.ChunkSize, r.cfg.PageEntries)
+		if err != nil {
+			return nil, fmt.Errorf("list restore points: key %q: %w", it.Key(), err)
+		}
+		out = append(out, rp)
+	}
+	return out, it.Error()
+}
+
+func (r *Repository) listRPs(db pebble.Reader, vm string) ([]*RestorePoint, error) {
+	prefix := rpPrefix(vm)
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []*RestorePoint
+	for it.First(); it.Valid(); it.Next() {
+		rp, err := decodeRestorePoint(it.Value(), r.cfg.ChunkSize, r.cfg.PageEntries)
+		if err != nil {
+			return nil, fmt.Errorf("list restore points of %s: %w", vm, err)
+		}
+		out = append(out, rp)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out, it.Error()
+}
+
+// Resolve finds a restore point by name: "VM@TIME", "VM@latest" or "VM"
+// (latest). VM may also be the VM's UUID.
+func (r *Repository) Resolve(ctx context.Context, name string) (*RestorePoint, error) {
+	vm, when, err := ParseName(name)
+	if err != nil {
+		return nil, err
+	}
+	rps, err := r.ListRestorePoints(ctx, vm)
+	if err != nil {
+		return nil, err
+	}
+	if len(rps) == 0 {
+		// Maybe a UUID.
+		vms, err := r.ListVMs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range vms {
+			if v.UUID != "" && v.UUID == vm {
+				return r.Resolve(ctx, v.Name+"@"+when)
+			}
+		}
+		return nil, fmt.Errorf("restore point %s: %w: no restore points of VM %q", name, ErrNotFound, vm)
+	}
+	if when == "latest" {
+		return rps[len(rps)-1], nil
+	}
+	t, err := time.Parse(time.RFC3339, when)
+	if err != nil {
+		return nil, fmt.Errorf("restore point %s: time %q: want RFC 3339 (2026-11-22T01:30:00Z) or latest", name, when)
+	}
+	for _, rp := range rps {
+		if rp.Time.Equal(t) {
+			return rp, nil
+		}
+	}
+	return nil, fmt.Errorf("restore point %s: %w (see 'ahvfs list %s')", name, ErrNotFound, vm)
+}
+
+// RestorePointByID finds a restore point by its ID.
+func (r *Repository) RestorePointByID(ctx context.Context, id string) (*RestorePoint, error) {
+	db, done := r.reader()
+	defer done()
+	key, err := getValue(db, append([]byte{keyRPByID}, id...))
+	if err != nil {
+		return nil, fmt.Errorf("restore point %s: %w", id, err)
+	}
+	v, err := getValue(db, key)
+	if err != nil {
+		return nil, fmt.Errorf("restore point %s: %w", id, err)
+	}
+	return decodeRestorePoint(v, r.cfg.ChunkSize, r.cfg.PageEntries)
+}
+
+// Disk returns disk n of rp.
+func (rp *RestorePoint) Disk(n int) (*Disk, error) {
+	for i := range rp.Disks {
+		if rp.Disks[i].Index == n {
+			return &rp.Disks[i], nil
+		}
+	}
+	return nil, fmt.Errorf("%s: disk-%d: %w", rp.Name(), n, ErrNotFound)
+}
+
+// --- job state -----------------------------------------------------------
+
+// PutState stores an opaque job-state value under key, synced. Backup jobs
+// record every cluster-side object here before creating it.
+func (r *Repository) PutState(ctx context.Context, key string, value []byte) error {
+	if !r.writable {
+		return ErrReadOnly
+	}
+	if err := r.db.Set(append([]byte{keyState}, key...), value, pebble.Sync); err != nil {
+		return fmt.Errorf("put state %s: %w", key, err)
+	}
+	return nil
+}
+
+// DeleteState removes a job-state key (no error when absent).
+func (r *Repository) DeleteState(ctx context.Context, key string) error {
+	if !r.writable {
+		return ErrReadOnly
+	}
+	if err := r.db.Delete(append([]byte{keyState}, key...), pebble.Sync); err != nil {
+		return fmt.Errorf("delete state %s: %w", key, err)
+	}
+	return nil
+}
+
+// GetState reads a job-state key; ErrNotFound when absent.
+func (r *Repository) GetState(ctx context.Context, key string) ([]byte, error) {
+	db, done := r.reader()
+	defer done()
+	return getValue(db, append([]byte{keyState}, key...))
+}
+
+// ListState returns the job-state keys with the prefix and their values.
+func (r *Repository) ListState(ctx context.Context, prefix string) (map[string][]byte, error) {
+	db, done := r.reader()
+	defer done()
+	lo := append([]byte{keyState}, prefix...)
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	out := map[string][]byte{}
+	for it.First(); it.Valid(); it.Next() {
+		out[string(it.Key()[1:])] = append([]byte(nil), it.Value()...)
+	}
+	return out, it.Error()
+}

@@ -1,0 +1,265 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+)
+
+// lookup returns where a blob is stored.
+func (r *Repository) lookup(id ID) (location, error) {
+	db, done := r.reader()
+	v, err := getValue(db, chunkKey(id))
+	done()
+	if err != nil {
+		return location{}, fmt.Errorf("chunk %s: %w", id.Short(), err)
+	}
+	l, err := decodeLocation(v)
+	if err != nil {
+		return l, fmt.Errorf("chunk %s: %w", id.Short(), err)
+	}
+	return l, nil
+}
+
+// loadBlob reads and decodes a blob, checking it against its ID.
+func (r *Repository) loadBlob(ctx context.Context, id ID, dst []byte) ([]byte, location, error) {
+	l, err := r.lookup(id)
+	if err != nil {
+		return nil, l, err
+	}
+	f, release, err := r.files.get(l.Pack)
+	if err != nil {
+		return nil, l, fmt.Errorf("chunk %s: %w", id.Short(), err)
+	}
+	stored := make([]byte, l.Stored)
+	_, err = f.ReadAt(stored, int64(l.Offset))
+	release()
+	if err != nil {
+		return nil, l, fmt.Errorf("chunk %s: read pack %s at %d: %w", id.Short(), l.Pack, l.Offset, err)
+	}
+	out, err := r.codec.decode(dst, stored, l.Flags, int(l.Raw), id, r.hash)
+	if err != nil {
+		return nil, l, fmt.Errorf("pack %s: %w", l.Pack, err)
+	}
+	return out, l, nil
+}
+
+// chunk returns a decoded chunk from the cache or the pack. The slice is
+// shared: do not modify it.
+func (r *Repository) chunk(ctx context.Context, id ID) ([]byte, error) {
+	if b, ok := r.chunks.lru.get(id); ok {
+		return b, nil
+	}
+	return r.chunks.flight.do(id, func() ([]byte, error) {
+		if b, ok := r.chunks.lru.get(id); ok {
+			return b, nil
+		}
+		b, _, err := r.loadBlob(ctx, id, make([]byte, 0, r.cfg.ChunkSize))
+		if err != nil {
+			return nil, err
+		}
+		r.chunks.lru.add(id, b)
+		return b, nil
+	})
+}
+
+// page returns a decoded manifest page.
+func (r *Repository) page(ctx context.Context, id ID) ([]ID, error) {
+	if id.IsZero() {
+		return nil, nil
+	}
+	if p, ok := r.pages.lru.get(id); ok {
+		return p, nil
+	}
+	return r.pages.flight.do(id, func() ([]ID, error) {
+		b, _, err := r.loadBlob(ctx, id, nil)
+		if err != nil {
+			return nil, fmt.Errorf("manifest page: %w", err)
+		}
+		ids, err := decodePage(b, r.cfg.PageEntries)
+		if err != nil {
+			return nil, err
+		}
+		r.pages.lru.add(id, ids)
+		return ids, nil
+	})
+}
+
+// diskChunkIDs expands a disk's manifest into its chunk IDs.
+func (r *Repository) diskChunkIDs(ctx context.Context, d *Disk) ([]ID, error) {
+	n := chunksFor(d.Size, r.cfg.ChunkSize)
+	out := make([]ID, n)
+	E := r.cfg.PageEntries
+	for p, pid := range d.Pages {
+		ids, err := r.page(ctx, pid)
+		if err != nil {
+			return nil, err
+		}
+		want := min(E, n-p*E)
+		if pid.IsZero() {
+			continue
+		}
+		if len(ids) != want {
+			return nil, fmt.Errorf("%w: manifest page %d of disk-%d holds %d IDs, want %d", ErrCorrupt, p, d.Index, len(ids), want)
+		}
+		copy(out[p*E:], ids)
+	}
+	return out, nil
+}
+
+// ChunkIDs returns disk d's chunk IDs in order (ZeroID for zero chunks).
+func (r *Repository) ChunkIDs(ctx context.Context, d *Disk) ([]ID, error) {
+	return r.diskChunkIDs(ctx, d)
+}
+
+// DiskReader reads one disk of a restore point. ReadAt is safe for
+// concurrent callers and never short unless at the disk's end. Sequential
+// reads trigger parallel read-ahead of the following chunks.
+type DiskReader struct {
+	r    *Repository
+	rp   *RestorePoint
+	disk *Disk
+	cs   int64
+
+	lastEnd   atomic.Int64
+	ahead     atomic.Int64 // chunks requested ahead so far (the read-ahead front)
+	sem       chan struct{}
+	prefetchW sync.WaitGroup
+	closed    atomic.Bool
+}
+
+// ReadAheadChunks is how many chunks a sequential reader fetches ahead.
+const ReadAheadChunks = 16
+
+// OpenDisk opens disk n of rp for reading.
+func (r *Repository) OpenDisk(ctx context.Context, rp *RestorePoint, n int) (*DiskReader, error) {
+	d, err := rp.Disk(n)
+	if err != nil {
+		return nil, err
+	}
+	dr := &DiskReader{r: r, rp: rp, disk: d, cs: int64(r.cfg.ChunkSize), sem: make(chan struct{}, max(2, r.workers))}
+	dr.lastEnd.Store(-1)
+	return dr, nil
+}
+
+// Size is the disk's size in bytes.
+func (d *DiskReader) Size() int64 { return d.disk.Size }
+
+// RestorePoint is the restore point the disk belongs to.
+func (d *DiskReader) RestorePoint() *RestorePoint { return d.rp }
+
+// Disk is the disk's catalog record.
+func (d *DiskReader) Disk() *Disk { return d.disk }
+
+// Close stops read-ahead. Reads after Close still work but do not prefetch.
+func (d *DiskReader) Close() error {
+	d.closed.Store(true)
+	d.prefetchW.Wait()
+	return nil
+}
+
+// ReadAt implements io.ReaderAt.
+func (d *DiskReader) ReadAt(p []byte, off int64) (int, error) {
+	return d.ReadAtContext(context.Background(), p, off)
+}
+
+// chunkID returns the ID of chunk i.
+func (d *DiskReader) chunkID(ctx context.Context, i int64) (ID, error) {
+	E := int64(d.r.cfg.PageEntries)
+	pid := d.disk.Pages[i/E]
+	if pid.IsZero() {
+		return ZeroID, nil
+	}
+	ids, err := d.r.page(ctx, pid)
+	if err != nil {
+		return ZeroID, err
+	}
+	j := i % E
+	if j >= int64(len(ids)) {
+		return ZeroID, fmt.Errorf("%w: manifest page of disk-%d too short", ErrCorrupt, d.disk.Index)
+	}
+	return ids[j], nil
+}
+
+// ReadAtContext reads len(p) bytes at off; ctx cancels waiting for data.
+func (d *DiskReader) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("read %s %s: negative offset", d.rp.Name(), d.disk.Name())
+	}
+	if off >= d.disk.Size {
+		return 0, io.EOF
+	}
+	want := len(p)
+	if int64(want) > d.disk.Size-off {
+		p = p[:d.disk.Size-off]
+	}
+	if d.lastEnd.Swap(off+int64(len(p))) == off {
+		d.readAhead(ctx, (off+int64(len(p))+d.cs-1)/d.cs)
+	}
+	n := 0
+	for n < len(p) {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		pos := off + int64(n)
+		ci := pos / d.cs
+		within := pos - ci*d.cs
+		id, err := d.chunkID(ctx, ci)
+		if err != nil {
+			return n, fmt.Errorf("read %s %s at %d: %w", d.rp.Name(), d.disk.Name(), pos, err)
+		}
+		end := min(int64(len(p)-n), d.cs-within)
+		if id.IsZero() {
+			clear(p[n : n+int(end)])
+			n += int(end)
+			continue
+		}
+		b, err := d.r.chunk(ctx, id)
+		if err != nil {
+			return n, fmt.Errorf("read %s %s at %d: %w", d.rp.Name(), d.disk.Name(), pos, err)
+		}
+		if within+end > int64(len(b)) {
+			return n, fmt.Errorf("read %s %s at %d: %w: chunk shorter than the disk says", d.rp.Name(), d.disk.Name(), pos, ErrCorrupt)
+		}
+		copy(p[n:], b[within:within+end])
+		n += int(end)
+	}
+	if n < want {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// readAhead fetches chunks from `from` up to ReadAheadChunks ahead into the
+// cache, in parallel, without blocking the reader.
+func (d *DiskReader) readAhead(ctx context.Context, from int64) {
+	if d.closed.Load() {
+		return
+	}
+	total := (d.disk.Size + d.cs - 1) / d.cs
+	front := d.ahead.Load()
+	if front < from {
+		front = from
+	}
+	limit := min(from+ReadAheadChunks, total)
+	for ci := front; ci < limit; ci++ {
+		select {
+		case d.sem <- struct{}{}:
+		default:
+			d.ahead.Store(ci)
+			return // enough in flight
+		}
+		d.prefetchW.Add(1)
+		go func(ci int64) {
+			defer func() { <-d.sem; d.prefetchW.Done() }()
+			id, err := d.chunkID(context.Background(), ci)
+			if err != nil || id.IsZero() {
+				return
+			}
+			d.r.chunk(context.Background(), id) // errors surface on the real read
+		}(ci)
+	}
+	d.ahead.Store(limit)
+}

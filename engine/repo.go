@@ -1,0 +1,494 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Repository directory layout (docs/FORMAT.md).
+const (
+	dirIndex     = "index"     // the live Pebble database (writer only)
+	dirSnapshots = "snapshots" // read-only Pebble checkpoints for readers
+	dirPacks     = "packs"
+	dirTmp       = "tmp"
+	lockName     = "lock"
+	currentName  = "CURRENT"
+)
+
+// OpenOptions control Open. Zero means default.
+type OpenOptions struct {
+	// Password opens an encrypted repository.
+	Password []byte
+	// Writable takes the writer lock; only one process writes at a time.
+	Writable bool
+	// LockWait is how long to wait for the writer lock (default 0: fail at
+	// once with ErrLocked).
+	LockWait time.Duration
+	// CacheBytes bounds the cache of decoded chunks (default 256 MiB).
+	CacheBytes int64
+	// Logger receives debug and warning lines (default: discard).
+	Logger *slog.Logger
+	// Workers bounds hashing/compression and read-ahead parallelism
+	// (default: the number of CPUs).
+	Workers int
+}
+
+// Repository is an open ahvfs repository. Reading methods are safe for
+// concurrent use. A repository opened Writable also accepts restore points;
+// one opened for reading sees the state as of the last commit and can
+// Refresh to see newer ones.
+type Repository struct {
+	dir      string
+	cfg      *Config
+	log      *slog.Logger
+	hash     hasher
+	codec    *codec
+	writable bool
+	workers  int
+
+	mu       sync.RWMutex // guards db and snap across Refresh
+	db       *pebble.DB
+	snap     *os.File // reader: the shared lock on the open checkpoint
+	snapGen  uint64
+	lockFile *os.File // writer: the exclusive repository lock
+
+	files  *packFiles
+	chunks *chunkCache
+	pages  *pageCache
+	pw     *packWriter // writer only
+	closed bool
+}
+
+// Init creates a repository in dir, which must not exist or be empty.
+func Init(ctx context.Context, dir string, o InitOptions) (*Config, error) {
+	o.setDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("init %s: %w", dir, err)
+	}
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return nil, fmt.Errorf("init %s: %w: the directory is not empty", dir, ErrExists)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("init %s: %w", dir, err)
+	}
+	c := &Config{Format: FormatVersion, ID: newRepoID(), Created: time.Now().UTC(), ChunkSize: o.ChunkSize,
+		PageEntries: o.PageEntries, PackSize: o.PackSize, Compression: o.Compression, Hash: "blake3"}
+	c.Parity.Data, c.Parity.Parity, c.Parity.ShardSize = o.ParityData, o.ParityShards, o.ShardSize
+	if len(o.Password) > 0 {
+		enc, _, err := newEncryption(o.Password, o.KDF)
+		if err != nil {
+			return nil, fmt.Errorf("init %s: %w", dir, err)
+		}
+		c.Encryption = enc
+	}
+	for _, d := range []string{dirPacks, dirTmp, dirSnapshots} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("init %s: %w", dir, err)
+		}
+	}
+	db, err := pebble.Open(filepath.Join(dir, dirIndex), pebbleOptions(slog.New(slog.DiscardHandler), false, 8<<20))
+	if err != nil {
+		return nil, fmt.Errorf("init %s: create index: %w", dir, err)
+	}
+	if err := db.Set([]byte{keyVersion}, []byte{indexVersion}, pebble.Sync); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init %s: %w", dir, err)
+	}
+	if _, err := publishCheckpoint(db, dir, 0); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init %s: %w", dir, err)
+	}
+	if err := db.Close(); err != nil {
+		return nil, fmt.Errorf("init %s: %w", dir, err)
+	}
+	// config.json is written last: a directory without it is not a repository.
+	b, _ := json.MarshalIndent(c, "", "  ")
+	if err := writeFileAtomic(filepath.Join(dir, configName), append(b, '\n'), 0o600); err != nil {
+		return nil, fmt.Errorf("init %s: %w", dir, err)
+	}
+	return c, nil
+}
+
+// Open opens the repository in dir.
+func Open(ctx context.Context, dir string, o OpenOptions) (*Repository, error) {
+	cfg, err := loadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.CacheBytes == 0 {
+		o.CacheBytes = 256 << 20
+	}
+	if o.Workers <= 0 {
+		o.Workers = numCPU()
+	}
+	r := &Repository{dir: dir, cfg: cfg, log: o.Logger, writable: o.Writable, workers: o.Workers}
+	var k *keys
+	if cfg.Encryption != nil {
+		master, err := cfg.Encryption.unwrap(o.Password)
+		if err != nil {
+			return nil, fmt.Errorf("open repository %s: %w", dir, err)
+		}
+		if k, err = deriveKeys(master); err != nil {
+			return nil, fmt.Errorf("open repository %s: %w", dir, err)
+		}
+		r.hash.key = k.idKey
+	}
+	if r.codec, err = newCodec(cfg.Compression, k); err != nil {
+		return nil, err
+	}
+	r.files = newPackFiles(dir, 256)
+	r.chunks = newChunkCache(o.CacheBytes)
+	r.pages = newPageCache(4096)
+	if o.Writable {
+		err = r.openWriter(ctx, o.LockWait)
+	} else {
+		err = r.openReader()
+	}
+	if err != nil {
+		r.codec.close()
+		r.files.close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
+	f, err := lockRepo(ctx, r.dir, wait)
+	if err != nil {
+		return err
+	}
+	r.lockFile = f
+	db, err := pebble.Open(filepath.Join(r.dir, dirIndex), pebbleOptions(r.log, false, 64<<20))
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("open index of %s: %w", r.dir, err)
+	}
+	r.db = db
+	if err := checkIndexVersion(db); err != nil {
+		db.Close()
+		f.Close()
+		return err
+	}
+	if err := r.sweepOrphans(); err != nil {
+		db.Close()
+		f.Close()
+		return err
+	}
+	r.pw = newPackWriter(r)
+	return nil
+}
+
+func checkIndexVersion(db pebble.Reader) error {
+	v, err := getValue(db, []byte{keyVersion})
+	if err != nil {
+		return fmt.Errorf("index: %w: no format record (%v)", ErrCorrupt, err)
+	}
+	if len(v) != 1 {
+		return fmt.Errorf("index: %w: format record of %d bytes", ErrCorrupt, len(v))
+	}
+	if v[0] > indexVersion {
+		return fmt.Errorf("%w: index format %d, this ahvfs reads up to %d; upgrade ahvfs", ErrNewerFormat, v[0], indexVersion)
+	}
+	return nil
+}
+
+// lockRepo takes the exclusive writer lock (flock: released by the kernel
+// when the holder dies, so a killed process never holds it forever).
+func lockRepo(ctx context.Context, dir string, wait time.Duration) (*os.File, error) {
+	path := filepath.Join(dir, lockName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			holder, _ := os.ReadFile(path)
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%w (%s); wait for it to finish", ErrLocked, strings.TrimSpace(string(holder)))
+			}
+			return nil, fmt.Errorf("lock %s: %w", dir, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	host, _ := os.Hostname()
+	info := fmt.Sprintf("pid %d on %s since %s: %s\n", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339), strings.Join(os.Args, " "))
+	f.Truncate(0)
+	f.WriteAt([]byte(info), 0)
+	return f, nil
+}
+
+// openReader opens the newest published checkpoint, read-only.
+func (r *Repository) openReader() error {
+	for attempt := 0; ; attempt++ {
+		db, lock, gen, err := openCheckpoint(r.dir, r.log)
+		if err == nil {
+			r.db, r.snap, r.snapGen = db, lock, gen
+			return checkIndexVersion(db)
+		}
+		if !errors.Is(err, errCheckpointGone) || attempt > 20 {
+			return err
+		}
+	}
+}
+
+// Refresh makes a reader see restore points committed since it opened. It
+// reports whether anything changed. On a writer it does nothing.
+func (r *Repository) Refresh(ctx context.Context) (bool, error) {
+	if r.writable {
+		return false, nil
+	}
+	gen, err := readCurrent(r.dir)
+	if err != nil {
+		return false, err
+	}
+	r.mu.RLock()
+	same := gen == r.snapGen
+	r.mu.RUnlock()
+	if same {
+		return false, nil
+	}
+	var db *pebble.DB
+	var lock *os.File
+	for attempt := 0; ; attempt++ {
+		db, lock, gen, err = openCheckpoint(r.dir, r.log)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errCheckpointGone) || attempt > 20 {
+			return false, err
+		}
+	}
+	r.mu.Lock()
+	oldDB, oldLock := r.db, r.snap
+	r.db, r.snap, r.snapGen = db, lock, gen
+	r.mu.Unlock()
+	oldDB.Close()
+	oldLock.Close()
+	return true, nil
+}
+
+// Config returns the repository's format parameters.
+func (r *Repository) Config() Config { return *r.cfg }
+
+// Dir is the repository directory.
+func (r *Repository) Dir() string { return r.dir }
+
+// ChunkSize is the repository's chunk size in bytes.
+func (r *Repository) ChunkSize() int { return r.cfg.ChunkSize }
+
+// Writable reports whether the repository was opened for writing.
+func (r *Repository) Writable() bool { return r.writable }
+
+// Close releases the repository. A writer's pending data that no restore
+// point committed is flushed, so its chunks are not lost work.
+func (r *Repository) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	var errs []error
+	if r.pw != nil {
+		errs = append(errs, r.pw.close())
+	}
+	r.mu.Lock()
+	if r.db != nil {
+		errs = append(errs, r.db.Close())
+	}
+	if r.snap != nil {
+		r.snap.Close()
+	}
+	r.mu.Unlock()
+	r.files.close()
+	r.codec.close()
+	if r.lockFile != nil {
+		r.lockFile.Truncate(0)
+		r.lockFile.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// reader returns the current Pebble handle for a read; release with done.
+func (r *Repository) reader() (db *pebble.DB, done func()) {
+	r.mu.RLock()
+	return r.db, r.mu.RUnlock
+}
+
+// --- checkpoints --------------------------------------------------------
+
+var errCheckpointGone = errors.New("checkpoint removed while opening")
+
+func readCurrent(dir string) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, dirSnapshots, currentName))
+	if err != nil {
+		return 0, fmt.Errorf("open repository %s: %w: %v", dir, ErrCorrupt, err)
+	}
+	gen, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("open repository %s: %w: snapshots/CURRENT: %v", dir, ErrCorrupt, err)
+	}
+	return gen, nil
+}
+
+func genName(gen uint64) string { return fmt.Sprintf("%016d", gen) }
+
+// openCheckpoint takes a shared lock on the newest checkpoint and opens it.
+func openCheckpoint(dir string, log *slog.Logger) (*pebble.DB, *os.File, uint64, error) {
+	gen, err := readCurrent(dir)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	base := filepath.Join(dir, dirSnapshots, genName(gen))
+	lock, err := os.Open(base + ".lock")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, 0, errCheckpointGone
+	}
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("open checkpoint %s: %w", base, err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH); err != nil {
+		lock.Close()
+		return nil, nil, 0, fmt.Errorf("lock checkpoint %s: %w", base, err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(lock.Fd()), &st); err != nil || st.Nlink == 0 {
+		lock.Close()
+		return nil, nil, 0, errCheckpointGone
+	}
+	db, err := pebble.Open(base, pebbleOptions(log, true, 32<<20))
+	if err != nil {
+		lock.Close()
+		if _, serr := os.Stat(base); errors.Is(serr, os.ErrNotExist) {
+			return nil, nil, 0, errCheckpointGone
+		}
+		return nil, nil, 0, fmt.Errorf("open checkpoint %s: %w", base, err)
+	}
+	return db, lock, gen, nil
+}
+
+// publishCheckpoint makes the writer's current index visible to readers as
+// generation prev+1 and removes older checkpoints no reader holds.
+func publishCheckpoint(db *pebble.DB, dir string, prev uint64) (uint64, error) {
+	snaps := filepath.Join(dir, dirSnapshots)
+	gen := prev + 1
+	if cur, err := readCurrent(dir); err == nil && cur >= gen {
+		gen = cur + 1
+	}
+	tmp := filepath.Join(snaps, ".tmp-"+genName(gen))
+	os.RemoveAll(tmp)
+	if err := db.Checkpoint(tmp, pebble.WithFlushedWAL()); err != nil {
+		return 0, fmt.Errorf("checkpoint index: %w", err)
+	}
+	final := filepath.Join(snaps, genName(gen))
+	if err := os.WriteFile(final+".lock", nil, 0o600); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return 0, err
+	}
+	if err := syncDir(snaps); err != nil {
+		return 0, err
+	}
+	if err := writeFileAtomic(filepath.Join(snaps, currentName), []byte(strconv.FormatUint(gen, 10)+"\n"), 0o600); err != nil {
+		return 0, err
+	}
+	pruneCheckpoints(snaps, gen)
+	return gen, nil
+}
+
+// pruneCheckpoints removes checkpoints older than keep that no reader holds.
+func pruneCheckpoints(snaps string, keep uint64) {
+	entries, _ := os.ReadDir(snaps)
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".tmp-") {
+			os.RemoveAll(filepath.Join(snaps, name))
+			continue
+		}
+		if !strings.HasSuffix(name, ".lock") {
+			continue
+		}
+		gen, err := strconv.ParseUint(strings.TrimSuffix(name, ".lock"), 10, 64)
+		if err != nil || gen >= keep {
+			continue
+		}
+		lockPath := filepath.Join(snaps, name)
+		f, err := os.Open(lockPath)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			os.RemoveAll(filepath.Join(snaps, genName(gen)))
+			os.Remove(lockPath)
+		}
+		f.Close()
+	}
+}
+
+// --- files --------------------------------------------------------------
+
+// writeFileAtomic writes a file crash-safely: temp file in the same
+// directory, fsync, rename, fsync the directory.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
