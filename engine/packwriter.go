@@ -209,7 +209,7 @@ func (pw *packWriter) seal(p *openPack) error {
 	}
 	c := r.cfg
 	data, footer := sealPack(p.body, p.entries, c.Parity.ShardSize, c.Parity.Data, c.Parity.Parity)
-	par, err := buildParity(data[:footer.DataLen], footer.ShardSums, c.Parity.ShardSize, c.Parity.Data, c.Parity.Parity)
+	par, err := buildParity(data[:footer.DataLen], footer.TableOff, footer.ShardSums, c.Parity.ShardSize, c.Parity.Data, c.Parity.Parity)
 	if err != nil {
 		return fmt.Errorf("seal pack %s: %w", id, err)
 	}

@@ -26,6 +26,7 @@ type parityInfo struct {
 	K, M       int
 	ShardSize  int
 	DataLen    uint64
+	TableOff   uint64 // where the pack's blob table starts
 	DataSums   []uint32
 	ParitySums []uint32
 	Parity     [][]byte // nil when only the header was read
@@ -36,7 +37,7 @@ func (p *parityInfo) stripes() int {
 }
 
 // buildParity computes the sidecar for a pack's data region.
-func buildParity(data []byte, dataSums []uint32, shardSize, k, m int) ([]byte, error) {
+func buildParity(data []byte, tableOff uint64, dataSums []uint32, shardSize, k, m int) ([]byte, error) {
 	nData := len(dataSums)
 	nStripes := (nData + k - 1) / k
 	out := make([]byte, parityHeaderSize, parityHeaderSize+4*(nData+nStripes*m)+nStripes*m*shardSize)
@@ -44,7 +45,7 @@ func buildParity(data []byte, dataSums []uint32, shardSize, k, m int) ([]byte, e
 		out = binary.LittleEndian.AppendUint32(out, s)
 	}
 	if m == 0 {
-		return finishParityHeader(out, k, m, shardSize, uint64(len(data)), nData, 0), nil
+		return finishParityHeader(out, k, m, shardSize, uint64(len(data)), tableOff, nData, 0), nil
 	}
 	enc, err := reedsolomon.New(k, m)
 	if err != nil {
@@ -68,7 +69,7 @@ func buildParity(data []byte, dataSums []uint32, shardSize, k, m int) ([]byte, e
 		out = binary.LittleEndian.AppendUint32(out, crc32.Checksum(parity[i*shardSize:(i+1)*shardSize], crcTable))
 	}
 	out = append(out, parity...)
-	return finishParityHeader(out, k, m, shardSize, uint64(len(data)), nData, nStripes*m), nil
+	return finishParityHeader(out, k, m, shardSize, uint64(len(data)), tableOff, nData, nStripes*m), nil
 }
 
 // dataShard returns shard i of data, zero-padded to shardSize in *pad when
@@ -89,7 +90,7 @@ func dataShard(data []byte, i, shardSize int, pad *[]byte) []byte {
 	return p
 }
 
-func finishParityHeader(out []byte, k, m, shardSize int, dataLen uint64, nData, nParity int) []byte {
+func finishParityHeader(out []byte, k, m, shardSize int, dataLen, tableOff uint64, nData, nParity int) []byte {
 	h := out[:parityHeaderSize]
 	copy(h, parityMagic)
 	binary.LittleEndian.PutUint32(h[8:], parityVersion)
@@ -99,8 +100,9 @@ func finishParityHeader(out []byte, k, m, shardSize int, dataLen uint64, nData, 
 	binary.LittleEndian.PutUint64(h[20:], dataLen)
 	binary.LittleEndian.PutUint32(h[28:], uint32(nData))
 	binary.LittleEndian.PutUint32(h[32:], uint32(nParity))
+	binary.LittleEndian.PutUint64(h[40:], tableOff)
 	sumsEnd := parityHeaderSize + 4*(nData+nParity)
-	c := crc32.Update(crc32.Checksum(h[:36], crcTable), crcTable, out[parityHeaderSize:sumsEnd])
+	c := crc32.Update(crc32.Checksum(append(h[:36:36], h[40:48]...), crcTable), crcTable, out[parityHeaderSize:sumsEnd])
 	binary.LittleEndian.PutUint32(h[36:], c)
 	return out
 }
@@ -119,10 +121,11 @@ func decodeParity(b []byte, withData bool) (*parityInfo, error) {
 		M:         int(binary.LittleEndian.Uint16(b[14:])),
 		ShardSize: int(binary.LittleEndian.Uint32(b[16:])),
 		DataLen:   binary.LittleEndian.Uint64(b[20:]),
+		TableOff:  binary.LittleEndian.Uint64(b[40:]),
 	}
 	nData := int(binary.LittleEndian.Uint32(b[28:]))
 	nParity := int(binary.LittleEndian.Uint32(b[32:]))
-	if p.K == 0 || p.ShardSize == 0 || nData != numShards(p.DataLen, uint32(p.ShardSize)) ||
+	if p.K == 0 || p.ShardSize == 0 || p.TableOff > p.DataLen || (p.DataLen-p.TableOff)%packEntrySize != 0 || nData != numShards(p.DataLen, uint32(p.ShardSize)) ||
 		nParity != (nData+p.K-1)/p.K*p.M || nData > 1<<24 {
 		return nil, fmt.Errorf("%w: inconsistent parity header", ErrCorrupt)
 	}
@@ -130,7 +133,7 @@ func decodeParity(b []byte, withData bool) (*parityInfo, error) {
 	if len(b) < sumsEnd {
 		return nil, fmt.Errorf("%w: parity file truncated", ErrCorrupt)
 	}
-	c := crc32.Update(crc32.Checksum(b[:36], crcTable), crcTable, b[parityHeaderSize:sumsEnd])
+	c := crc32.Update(crc32.Checksum(append(b[:36:36], b[40:48]...), crcTable), crcTable, b[parityHeaderSize:sumsEnd])
 	if c != binary.LittleEndian.Uint32(b[36:]) {
 		return nil, fmt.Errorf("%w: parity header checksum mismatch", ErrCorrupt)
 	}

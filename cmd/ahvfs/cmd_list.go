@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/ahvfs/ahvfs/engine"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	register(&cli.Command{
+		Name:      "list",
+		Usage:     "restore points: VM, time, level, consistency, disks, logical size, new data stored",
+		ArgsUsage: "[VM]",
+		Flags:     []cli.Flag{repoPasswordFlag},
+		Action: func(c *cli.Context) error {
+			env := envFrom(c)
+			r, err := openRepo(c.Context, c, env, false)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			return runList(c.Context, env, r, c.Args().First())
+		},
+	})
+}
+
+type listEntry struct {
+	Name        string            `json:"name"`
+	VM          string            `json:"vm"`
+	Time        string            `json:"time"`
+	Level       string            `json:"level"`
+	Consistency string            `json:"consistency,omitempty"`
+	Disks       []listDisk        `json:"disks"`
+	Logical     int64             `json:"logical_bytes"`
+	NewStored   int64             `json:"new_stored_bytes"`
+	Stats       engine.WriteStats `json:"stats"`
+	Meta        map[string]string `json:"meta,omitempty"`
+}
+
+type listDisk struct {
+	Disk     string `json:"disk"`
+	Bus      string `json:"bus,omitempty"`
+	BusIndex int    `json:"bus_index"`
+	Size     int64  `json:"size"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+func runList(ctx context.Context, env *cliEnv, r *engine.Repository, vm string) error {
+	rps, err := r.ListRestorePoints(ctx, vm)
+	if err != nil {
+		return err
+	}
+	if vm != "" && len(rps) == 0 {
+		return fmt.Errorf("no restore points of VM %q", vm)
+	}
+	out := []listEntry{}
+	for _, rp := range rps {
+		e := listEntry{Name: rp.Name(), VM: rp.VM, Time: engine.FormatTime(rp.Time), Level: rp.Level, Consistency: rp.Consistency,
+			Logical: rp.LogicalBytes(), NewStored: rp.Stats.NewStoredBytes, Stats: rp.Stats, Meta: rp.Meta}
+		for _, d := range rp.Disks {
+			e.Disks = append(e.Disks, listDisk{Disk: d.Name(), Bus: d.Bus, BusIndex: d.BusIndex, Size: d.Size, Reason: d.Reason})
+		}
+		out = append(out, e)
+	}
+	if env.JSON {
+		return writeJSON(env.Stdout, out)
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VM\tTIME\tLEVEL\tCONSISTENCY\tDISKS\tLOGICAL\tNEW STORED")
+	for _, e := range out {
+		cons := e.Consistency
+		if cons == "" {
+			cons = "-"
+		}
+		var disks []string
+		for _, d := range e.Disks {
+			disks = append(disks, d.Disk+":"+ibytes(d.Size))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.VM, e.Time, e.Level, cons, strings.Join(disks, " "), ibytes(e.Logical), ibytes(e.NewStored))
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ahvfs/ahvfs/engine"
+	"github.com/dustin/go-humanize"
+	"github.com/urfave/cli/v2"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+)
+
+// repoPasswordFlag is accepted by every command that opens a repository.
+var repoPasswordFlag = &cli.StringFlag{Name: "repo-password-file", Usage: "file holding the repository password (encrypted repositories)",
+	EnvVars: []string{"AHVFS_REPO_PASSWORD_FILE"}}
+
+// repoDir returns --repo or fails with a usage error.
+func repoDir(c *cli.Context) (string, error) {
+	d := c.String("repo")
+	if d == "" {
+		return "", usagef("no repository: give --repo DIR or set AHVFS_REPO")
+	}
+	return d, nil
+}
+
+// readSecretFile reads a password file (trailing newline removed).
+func readSecretFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read password file: %w", err)
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		return nil, fmt.Errorf("password file %s is empty", path)
+	}
+	return []byte(s), nil
+}
+
+// repoPassword returns the repository password from --repo-password-file or
+// its environment variable, or nil.
+func repoPassword(c *cli.Context) ([]byte, error) {
+	if p := c.String("repo-password-file"); p != "" {
+		return readSecretFile(p)
+	}
+	return nil, nil
+}
+
+// openRepo opens the repository named by --repo.
+func openRepo(ctx context.Context, c *cli.Context, env *cliEnv, writable bool) (*engine.Repository, error) {
+	dir, err := repoDir(c)
+	if err != nil {
+		return nil, err
+	}
+	pw, err := repoPassword(c)
+	if err != nil {
+		return nil, err
+	}
+	r, err := engine.Open(ctx, dir, engine.OpenOptions{Password: pw, Writable: writable, Logger: env.Log})
+	if err != nil {
+		return nil, hintRepoError(err)
+	}
+	return r, nil
+}
+
+// hintRepoError adds what to do to the engine's errors.
+func hintRepoError(err error) error {
+	switch {
+	case errors.Is(err, engine.ErrWrongPassword):
+		return fmt.Errorf("%w (check --repo-password-file / AHVFS_REPO_PASSWORD_FILE)", err)
+	default:
+		return err
+	}
+}
+
+// parseSize accepts "1MiB", "1 MiB", "1048576".
+func parseSize(s string) (int64, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, nil
+	}
+	n, err := humanize.ParseBytes(s)
+	if err != nil {
+		return 0, usagef("size %q: want bytes or a unit like 1MiB", s)
+	}
+	return int64(n), nil
+}
+
+func ibytes(n int64) string {
+	if n < 0 {
+		return "-" + humanize.IBytes(uint64(-n))
+	}
+	return humanize.IBytes(uint64(n))
+}
+
+// writeJSON prints v as one indented JSON document.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// progress shows bars on a terminal (stderr) and nothing otherwise.
+type progress struct {
+	p *mpb.Progress
+}
+
+func newProgress(ctx context.Context, env *cliEnv) *progress {
+	if !env.TTY || env.JSON {
+		return &progress{}
+	}
+	return &progress{p: mpb.NewWithContext(ctx, mpb.WithOutput(env.Stderr), mpb.WithWidth(40), mpb.WithRefreshRate(150*time.Millisecond))}
+}
+
+// bar is one progress bar; a nil-safe no-op when not on a terminal.
+type bar struct {
+	b     *mpb.Bar
+	start time.Time
+}
+
+func (p *progress) bytesBar(name string, total int64) *bar {
+	if p.p == nil {
+		return &bar{}
+	}
+	b := p.p.AddBar(total,
+		mpb.PrependDecorators(decor.Name(name, decor.WC{C: decor.DindentRight | decor.DextraSpace}),
+			decor.Counters(decor.SizeB1024(0), "% .1f / % .1f")),
+		mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f", decor.WCSyncSpace),
+			decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncSpace)))
+	return &bar{b: b, start: time.Now()}
+}
+
+func (p *progress) countBar(name string, total int64) *bar {
+	if p.p == nil {
+		return &bar{}
+	}
+	b := p.p.AddBar(total, mpb.PrependDecorators(decor.Name(name, decor.WC{C: decor.DindentRight | decor.DextraSpace}), decor.CountersNoUnit("%d / %d")),
+		mpb.AppendDecorators(decor.Percentage()))
+	return &bar{b: b, start: time.Now()}
+}
+
+// set moves the bar to done (monotonic, safe from many goroutines).
+func (b *bar) set(done int64) {
+	if b.b != nil {
+		b.b.SetCurrent(done)
+	}
+}
+
+func (b *bar) finish() {
+	if b.b != nil {
+		b.b.SetTotal(-1, true)
+	}
+}
+
+func (p *progress) wait() {
+	if p.p != nil {
+		p.p.Wait()
+	}
+}
+
+func errorsIsExists(err error) bool { return errors.Is(err, engine.ErrExists) }
