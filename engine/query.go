@@ -157,6 +157,7 @@ func (r *Repository) PutState(ctx context.Context, key string, value []byte) err
 	if err := r.db.Set(append([]byte{keyState}, key...), value, pebble.Sync); err != nil {
 		return fmt.Errorf("put state %s: %w", key, err)
 	}
+	r.dirty.Store(true)
 	return nil
 }
 
@@ -168,6 +169,7 @@ func (r *Repository) DeleteState(ctx context.Context, key string) error {
 	if err := r.db.Delete(append([]byte{keyState}, key...), pebble.Sync); err != nil {
 		return fmt.Errorf("delete state %s: %w", key, err)
 	}
+	r.dirty.Store(true)
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,6 +69,7 @@ type Repository struct {
 	chunks *chunkCache
 	pages  *pageCache
 	pw     *packWriter // writer only
+	dirty  atomic.Bool // writer: index changed since the last publish
 	closed bool
 }
 
@@ -190,6 +192,14 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 		return err
 	}
 	r.pw = newPackWriter(r)
+	// A writer killed between its last commit and publishing it left
+	// readers behind: publish what the index holds now.
+	if err := r.publish(); err != nil {
+		r.pw.close()
+		db.Close()
+		f.Close()
+		return fmt.Errorf("publish index of %s: %w", r.dir, err)
+	}
 	return nil
 }
 
@@ -315,6 +325,9 @@ func (r *Repository) Close() error {
 	var errs []error
 	if r.pw != nil {
 		errs = append(errs, r.pw.close())
+		if r.dirty.Load() {
+			errs = append(errs, r.publish())
+		}
 	}
 	r.mu.Lock()
 	if r.db != nil {

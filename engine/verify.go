@@ -456,4 +456,3 @@ func (r *Repository) Stats(ctx context.Context) (*Stats, error) {
 	}
 	return s, nil
 }
-

@@ -338,5 +338,8 @@ func sortDisks(d []Disk) {
 func (r *Repository) publish() error {
 	cur, _ := readCurrent(r.dir)
 	_, err := publishCheckpoint(r.db, r.dir, cur)
+	if err == nil {
+		r.dirty.Store(false)
+	}
 	return err
 }

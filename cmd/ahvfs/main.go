@@ -9,12 +9,23 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// AHVFS_CPUPROFILE=FILE writes a CPU profile (for tools/bench and
+	// performance work).
+	if p := os.Getenv("AHVFS_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	err := newApp(os.Stdin, os.Stdout, os.Stderr).RunContext(ctx, os.Args)
-	os.Exit(exitCode(err, os.Stderr))
+	code := exitCode(err, os.Stderr)
+	pprof.StopCPUProfile()
+	os.Exit(code)
 }
