@@ -408,9 +408,18 @@ func openCheckpoint(dir string, log *slog.Logger) (*pebble.DB, *os.File, uint64,
 // generation prev+1 and removes older checkpoints no reader holds.
 func publishCheckpoint(db *pebble.DB, dir string, prev uint64) (uint64, error) {
 	snaps := filepath.Join(dir, dirSnapshots)
+	// A writer killed mid-publish may have left a newer, never-published
+	// generation: go past every generation on disk.
 	gen := prev + 1
 	if cur, err := readCurrent(dir); err == nil && cur >= gen {
 		gen = cur + 1
+	}
+	if entries, err := os.ReadDir(snaps); err == nil {
+		for _, e := range entries {
+			if g, err := strconv.ParseUint(strings.TrimSuffix(e.Name(), ".lock"), 10, 64); err == nil && g >= gen {
+				gen = g + 1
+			}
+		}
 	}
 	tmp := filepath.Join(snaps, ".tmp-"+genName(gen))
 	os.RemoveAll(tmp)

@@ -12,12 +12,20 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// commands is filled by the init functions of the cmd_*.go files.
-var commands []*cli.Command
+// commands is filled by the init functions of the cmd_*.go files. Each entry
+// builds a fresh command: urfave/cli flags keep state (values read from the
+// environment) between runs, and tests run many apps in one process.
+var commands []func() *cli.Command
 
-// register adds a subcommand. Each cmd_*.go file calls it from init, so
-// adding a command never means editing a shared list.
-func register(c *cli.Command) { commands = append(commands, c) }
+// registerFunc adds a subcommand built by f. Each cmd_*.go file calls it
+// from init, so adding a command never means editing a shared list.
+func registerFunc(f func() *cli.Command) { commands = append(commands, f) }
+
+// register adds a subcommand defined once. Prefer registerFunc: flags of a
+// command registered this way are shared between apps.
+func register(c *cli.Command) {
+	registerFunc(func() *cli.Command { cc := *c; return &cc })
+}
 
 // version is set by the linker (-X main.version=...).
 var version = "dev"
@@ -35,10 +43,10 @@ func commonFlags() []cli.Flag {
 // any command in-process and read what it printed.
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	cmds := make([]*cli.Command, 0, len(commands))
-	for _, c := range commands {
-		cc := *c
-		cc.Flags = mergeFlags(cc.Flags, commonFlags())
-		cmds = append(cmds, &cc)
+	for _, build := range commands {
+		c := build()
+		c.Flags = mergeFlags(c.Flags, commonFlags())
+		cmds = append(cmds, c)
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
 	return &cli.App{

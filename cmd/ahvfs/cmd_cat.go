@@ -12,27 +12,29 @@ import (
 )
 
 func init() {
-	register(&cli.Command{
-		Name:      "cat",
-		Usage:     "stream a disk's raw bytes to stdout",
-		ArgsUsage: "VM@TIME disk-N",
-		Flags:     []cli.Flag{repoPasswordFlag},
-		Action: func(c *cli.Context) error {
-			env := envFrom(c)
-			if c.NArg() != 2 {
-				return usagef("cat: want VM@TIME disk-N")
-			}
-			n, err := parseDiskName(c.Args().Get(1))
-			if err != nil {
-				return err
-			}
-			r, err := openRepo(c.Context, c, env, false)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			return runCat(c.Context, env, r, c.Args().Get(0), n)
-		},
+	registerFunc(func() *cli.Command {
+		return &cli.Command{
+			Name:      "cat",
+			Usage:     "stream a disk's raw bytes to stdout",
+			ArgsUsage: "VM@TIME disk-N",
+			Flags:     []cli.Flag{repoPasswordFlag()},
+			Action: func(c *cli.Context) error {
+				env := envFrom(c)
+				if c.NArg() != 2 {
+					return usagef("cat: want VM@TIME disk-N")
+				}
+				n, err := parseDiskName(c.Args().Get(1))
+				if err != nil {
+					return err
+				}
+				r, err := openRepo(c.Context, c, env, false)
+				if err != nil {
+					return err
+				}
+				defer r.Close()
+				return runCat(c.Context, env, r, c.Args().Get(0), n)
+			},
+		}
 	})
 }
 

@@ -13,43 +13,45 @@ import (
 )
 
 func init() {
-	register(&cli.Command{
-		Name:      "import",
-		Usage:     "store raw images (files or block devices) as one restore point: disk-0, disk-1, ... in order",
-		ArgsUsage: "FILE...",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "vm", Usage: "VM name the restore point belongs to", Required: true},
-			&cli.StringFlag{Name: "time", Usage: "restore point time, RFC 3339 (default: now)"},
-			&cli.StringFlag{Name: "config", Usage: "file with the VM configuration JSON to keep with the restore point"},
-			repoPasswordFlag,
-		},
-		Action: func(c *cli.Context) error {
-			env := envFrom(c)
-			if c.NArg() == 0 {
-				return usagef("import: name at least one image file")
-			}
-			o := importOpts{VM: c.String("vm"), Files: c.Args().Slice(), Time: time.Now()}
-			if s := c.String("time"); s != "" {
-				t, err := time.Parse(time.RFC3339, s)
-				if err != nil {
-					return usagef("--time %q: want RFC 3339", s)
+	registerFunc(func() *cli.Command {
+		return &cli.Command{
+			Name:      "import",
+			Usage:     "store raw images (files or block devices) as one restore point: disk-0, disk-1, ... in order",
+			ArgsUsage: "FILE...",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "vm", Usage: "VM name the restore point belongs to", Required: true},
+				&cli.StringFlag{Name: "time", Usage: "restore point time, RFC 3339 (default: now)"},
+				&cli.StringFlag{Name: "config", Usage: "file with the VM configuration JSON to keep with the restore point"},
+				repoPasswordFlag(),
+			},
+			Action: func(c *cli.Context) error {
+				env := envFrom(c)
+				if c.NArg() == 0 {
+					return usagef("import: name at least one image file")
 				}
-				o.Time = t
-			}
-			if p := c.String("config"); p != "" {
-				b, err := os.ReadFile(p)
+				o := importOpts{VM: c.String("vm"), Files: c.Args().Slice(), Time: time.Now()}
+				if s := c.String("time"); s != "" {
+					t, err := time.Parse(time.RFC3339, s)
+					if err != nil {
+						return usagef("--time %q: want RFC 3339", s)
+					}
+					o.Time = t
+				}
+				if p := c.String("config"); p != "" {
+					b, err := os.ReadFile(p)
+					if err != nil {
+						return err
+					}
+					o.Config = b
+				}
+				r, err := openRepo(c.Context, c, env, true)
 				if err != nil {
 					return err
 				}
-				o.Config = b
-			}
-			r, err := openRepo(c.Context, c, env, true)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			return runImport(c.Context, env, r, o)
-		},
+				defer r.Close()
+				return runImport(c.Context, env, r, o)
+			},
+		}
 	})
 }
 

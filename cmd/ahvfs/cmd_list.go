@@ -11,20 +11,22 @@ import (
 )
 
 func init() {
-	register(&cli.Command{
-		Name:      "list",
-		Usage:     "restore points: VM, time, level, consistency, disks, logical size, new data stored",
-		ArgsUsage: "[VM]",
-		Flags:     []cli.Flag{repoPasswordFlag},
-		Action: func(c *cli.Context) error {
-			env := envFrom(c)
-			r, err := openRepo(c.Context, c, env, false)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			return runList(c.Context, env, r, c.Args().First())
-		},
+	registerFunc(func() *cli.Command {
+		return &cli.Command{
+			Name:      "list",
+			Usage:     "restore points: VM, time, level, consistency, disks, logical size, new data stored",
+			ArgsUsage: "[VM]",
+			Flags:     []cli.Flag{repoPasswordFlag()},
+			Action: func(c *cli.Context) error {
+				env := envFrom(c)
+				r, err := openRepo(c.Context, c, env, false)
+				if err != nil {
+					return err
+				}
+				defer r.Close()
+				return runList(c.Context, env, r, c.Args().First())
+			},
+		}
 	})
 }
 

@@ -9,19 +9,21 @@ import (
 )
 
 func init() {
-	register(&cli.Command{
-		Name:  "stats",
-		Usage: "logical bytes, stored bytes, dedup and compression ratios, packs, chunks",
-		Flags: []cli.Flag{repoPasswordFlag},
-		Action: func(c *cli.Context) error {
-			env := envFrom(c)
-			r, err := openRepo(c.Context, c, env, false)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			return runStats(c.Context, env, r)
-		},
+	registerFunc(func() *cli.Command {
+		return &cli.Command{
+			Name:  "stats",
+			Usage: "logical bytes, stored bytes, dedup and compression ratios, packs, chunks",
+			Flags: []cli.Flag{repoPasswordFlag()},
+			Action: func(c *cli.Context) error {
+				env := envFrom(c)
+				r, err := openRepo(c.Context, c, env, false)
+				if err != nil {
+					return err
+				}
+				defer r.Close()
+				return runStats(c.Context, env, r)
+			},
+		}
 	})
 }
 

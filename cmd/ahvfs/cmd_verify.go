@@ -9,24 +9,26 @@ import (
 )
 
 func init() {
-	register(&cli.Command{
-		Name:  "verify",
-		Usage: "check the index and every restore point; --read-data re-hashes every chunk; --repair rebuilds damaged packs from parity",
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "read-data", Usage: "read every pack and re-hash every chunk"},
-			&cli.BoolFlag{Name: "repair", Usage: "rebuild damaged packs and parity from parity (implies --read-data)"},
-			repoPasswordFlag,
-		},
-		Action: func(c *cli.Context) error {
-			env := envFrom(c)
-			repair := c.Bool("repair")
-			r, err := openRepo(c.Context, c, env, repair)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			return runVerify(c.Context, env, r, engine.VerifyOptions{ReadData: c.Bool("read-data"), Repair: repair})
-		},
+	registerFunc(func() *cli.Command {
+		return &cli.Command{
+			Name:  "verify",
+			Usage: "check the index and every restore point; --read-data re-hashes every chunk; --repair rebuilds damaged packs from parity",
+			Flags: []cli.Flag{
+				&cli.BoolFlag{Name: "read-data", Usage: "read every pack and re-hash every chunk"},
+				&cli.BoolFlag{Name: "repair", Usage: "rebuild damaged packs and parity from parity (implies --read-data)"},
+				repoPasswordFlag(),
+			},
+			Action: func(c *cli.Context) error {
+				env := envFrom(c)
+				repair := c.Bool("repair")
+				r, err := openRepo(c.Context, c, env, repair)
+				if err != nil {
+					return err
+				}
+				defer r.Close()
+				return runVerify(c.Context, env, r, engine.VerifyOptions{ReadData: c.Bool("read-data"), Repair: repair})
+			},
+		}
 	})
 }
 

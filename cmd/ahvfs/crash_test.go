@@ -82,10 +82,10 @@ func TestImportSurvivesSIGKILL(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	kills := 0
 	for i := 2; kills < 24; i++ {
-		if i > 80 {
+		if i > 150 {
 			t.Fatalf("only %d kills landed in %d imports", kills, i)
 		}
-		at := time.Duration(rng.Int64N(int64(full) * 11 / 10))
+		at := time.Duration(rng.Int64N(int64(full) * 9 / 10))
 		ok, err := runImport(i, at)
 		if err != nil {
 			t.Fatal(err)

@@ -19,8 +19,10 @@ import (
 )
 
 // repoPasswordFlag is accepted by every command that opens a repository.
-var repoPasswordFlag = &cli.StringFlag{Name: "repo-password-file", Usage: "file holding the repository password (encrypted repositories)",
-	EnvVars: []string{"AHVFS_REPO_PASSWORD_FILE"}}
+func repoPasswordFlag() cli.Flag {
+	return &cli.StringFlag{Name: "repo-password-file", Usage: "file holding the repository password (encrypted repositories)",
+		EnvVars: []string{"AHVFS_REPO_PASSWORD_FILE"}}
+}
 
 // repoDir returns --repo or fails with a usage error.
 func repoDir(c *cli.Context) (string, error) {
