@@ -1,0 +1,173 @@
+// Command prismsim runs the Prism simulator (nutanix/prismsim) as a process:
+// one HTTPS listener playing Prism Central and Prism Element (v2, v3, v4
+// APIs), VM disks as plain files in the state directory, and volume groups
+// exported over iSCSI by its own tgtd daemons.
+//
+//	prismsim --listen 127.0.0.1:9440 --state DIR [--vms N --disk-size SIZE]
+//	         [--vm NAME:FILE[,FILE...]] [--iscsi-portal 127.0.0.1:3260]
+//
+// Without flags it starts a demo cluster with 3 VMs on 127.0.0.1:9440 with
+// its state in a temporary directory. SIGINT/SIGTERM stop it (and tgtd).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ahvfs/ahvfs/nutanix/prismsim"
+)
+
+type vmFlag []string
+
+func (v *vmFlag) String() string     { return strings.Join(*v, " ") }
+func (v *vmFlag) Set(s string) error { *v = append(*v, s); return nil }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "prismsim:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("prismsim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		listen     = fs.String("listen", "127.0.0.1:9440", "HTTPS listen address")
+		state      = fs.String("state", "", "state directory (default: a new temporary directory)")
+		nVMs       = fs.Int("vms", -1, "create N demo VMs with ext4 disks (default 3 on a fresh state without --vm)")
+		diskSize   = fs.String("disk-size", "1GiB", "size of the demo VMs' first disk")
+		portal     = fs.String("iscsi-portal", "127.0.0.1:3260", `Data Services IP iSCSI portal ("off" disables iSCSI)`)
+		cvmPortal  = fs.String("cvm-portal", "127.0.0.2:3260", "CVM portal the Data Services IP redirects logins to")
+		chapUser   = fs.String("chap-user", "", "require CHAP with this user on every target")
+		chapSecret = fs.String("chap-secret", "", "CHAP secret for --chap-user")
+		password   = fs.String("password", "", "admin password (default: from STATE/admin.password or random)")
+		taskDelay  = fs.Duration("task-delay", 200*time.Millisecond, "time a task spends QUEUED and then RUNNING")
+		blockSize  = fs.String("region-block", "64KiB", "changed-region granularity")
+		maxRegions = fs.Int("max-regions", 1000, "regions per changed-regions page")
+		ngt        = fs.String("ngt", "", `NGT state of --vm VMs: absent, installed or vss`)
+		f429       = fs.Float64("fault-429", 0, "fraction of API requests answered 429")
+		f500       = fs.Float64("fault-500", 0, "fraction of API requests answered 500")
+		fLatency   = fs.Duration("fault-latency", 0, "latency added to every API request")
+		fFail      = fs.Int("fault-fail-tasks", 0, "make the next N tasks fail")
+		fTaskRate  = fs.Float64("fault-task-rate", 0, "fraction of tasks that fail")
+		quiet      = fs.Bool("quiet", false, "do not log requests' problems to stderr")
+		vms        vmFlag
+	)
+	fs.Var(&vms, "vm", "NAME:FILE[,FILE...]: add a VM whose disks are copies of the images (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	ds, err := parseSize(*diskSize)
+	if err != nil {
+		return fmt.Errorf("--disk-size: %w", err)
+	}
+	bs, err := parseSize(*blockSize)
+	if err != nil {
+		return fmt.Errorf("--region-block: %w", err)
+	}
+	dir := *state
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "prismsim-"); err != nil {
+			return err
+		}
+	}
+	fresh := true
+	if _, err := os.Stat(filepath.Join(dir, "state.json")); err == nil {
+		fresh = false
+	}
+	o := prismsim.Options{
+		Listen: *listen, StateDir: dir, Password: *password, CVMPortal: *cvmPortal,
+		CHAPUser: *chapUser, CHAPSecret: *chapSecret, TaskDelay: *taskDelay,
+		RegionBlockSize: bs, MaxRegionsPerPage: *maxRegions,
+		Faults: prismsim.Faults{Rate429: *f429, Rate500: *f500, Latency: *fLatency, FailTasks: *fFail, FailTaskRate: *fTaskRate},
+	}
+	if *portal != "off" && *portal != "" {
+		o.ISCSIPortal = *portal
+	}
+	if !*quiet {
+		o.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "prismsim: "+format+"\n", args...) }
+	}
+	sim, err := prismsim.New(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer sim.Close()
+
+	for _, spec := range vms {
+		name, files, ok := strings.Cut(spec, ":")
+		if !ok || name == "" || files == "" {
+			return fmt.Errorf("--vm %q: want NAME:FILE[,FILE...]", spec)
+		}
+		if _, err := sim.AddVM(ctx, name, strings.Split(files, ","), prismsim.VMOptions{NGT: prismsim.NGT(*ngt)}); err != nil {
+			return err
+		}
+	}
+	n := *nVMs
+	if n < 0 {
+		n = 0
+		if fresh && len(vms) == 0 {
+			n = 3
+		}
+	}
+	if n > 0 {
+		fmt.Fprintf(stderr, "prismsim: building %d demo VMs (ext4 disks of %d bytes)...\n", n, ds)
+		if _, err := sim.AddDemoVMs(ctx, n, prismsim.DemoOptions{DiskSize: ds}); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintf(stdout, "URL:           %s\n", sim.URL())
+	fmt.Fprintf(stdout, "CA cert:       %s\n", sim.CAFile())
+	fmt.Fprintf(stdout, "User:          %s\n", sim.User())
+	fmt.Fprintf(stdout, "Password file: %s\n", sim.PasswordFile())
+	fmt.Fprintf(stdout, "State dir:     %s\n", sim.StateDir())
+	if p := sim.ISCSIPortal(); p != "" {
+		fmt.Fprintf(stdout, "iSCSI portal:  %s (redirects to %s)\n", p, sim.CVMPortal())
+	}
+	for _, v := range sim.VMs() {
+		fmt.Fprintf(stdout, "VM %-12s %s  %s\n", v.Name, v.UUID, strings.Join(v.Disks, " "))
+	}
+	<-ctx.Done()
+	fmt.Fprintln(stderr, "prismsim: stopping")
+	return sim.Close()
+}
+
+// parseSize accepts bytes or a number with a K/M/G/T suffix (KiB, MB, G: all
+// binary multiples).
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	up := strings.ToUpper(s)
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"TIB", 1 << 40}, {"GIB", 1 << 30}, {"MIB", 1 << 20}, {"KIB", 1 << 10}, {"TB", 1 << 40}, {"GB", 1 << 30},
+		{"MB", 1 << 20}, {"KB", 1 << 10}, {"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(up, u.suf) {
+			mult = u.m
+			s = strings.TrimSpace(s[:len(s)-len(u.suf)])
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(s, 64)
+	if err != nil || n < 0 {
+		return 0, errors.New("not a size: " + s)
+	}
+	return int64(n * float64(mult)), nil
+}

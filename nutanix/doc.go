@@ -1,0 +1,53 @@
+// Package nutanix is the Prism API client of ahvfs: the one place that
+// speaks to Nutanix. Backup and restore jobs use the version-neutral
+// Cluster interface (and its narrower parts Inventory, Snapshots, DataPath,
+// Provisioner); *Client implements it by forwarding to a backend for the
+// API family the cluster offers.
+//
+// # API families
+//
+//   - v4 (Prism Central pc.2024.3+ / AOS 7): vmm (VMs, guest tools,
+//     images), dataprotection (recovery points; changed regions through
+//     discover-cluster on PC then compute-changed-regions on the PE it
+//     names, authorised by the returned JWT as the NTNX_IGW_SESSION
+//     cookie), volumes (volume groups cloned from a DISK_RECOVERY_POINT,
+//     attach/detach-iscsi-client), prism (tasks), clustermgmt (Data
+//     Services IP), networking (subnets). Every v4 request carries an
+//     NTNX-Request-Id; updates and deletes send the entity's ETag as
+//     If-Match; lists page with $page/$limit.
+//   - v3 (+ v2.0) on Prism Element: vms, vm_snapshots, data/changed_regions
+//     (next_offset paging), images, tasks; v2.0 for the cluster's Data
+//     Services IP, snapshots when vm_snapshots is not served, and volume
+//     groups created with clone_config and exposed with /open and /close.
+//
+// Options.API = auto probes the namespaces (Client.Probe) and picks v4 when
+// all the ones the jobs need answer, else v3/v2, and reports why
+// (ProbeReport).
+//
+// # Vocabulary
+//
+// A snapshot is a v3 vm_snapshot or a v4 recovery point; its disks are
+// snapshot files (v3 snapshot_file_path) or disk recovery points (v4). A
+// reference snapshot is the earlier snapshot changed regions are computed
+// against. A region is a byte range of a disk, REGULAR (holds data) or
+// ZEROED (reads as zeros). The Data Services IP (DSIP) is the cluster's
+// iSCSI discovery and login portal (port 3260); a temporary volume group
+// exposes one snapshot disk as a LUN to the backup host's initiator.
+//
+// # HTTP
+//
+// One *http.Client per Client, with TLS verification on (system roots plus
+// Options.CACertFile; Options.Insecure warns). Its transport is a chain of
+// decorators (see transport.go): NTNX-Request-Id, retries of 429/502/503/
+// 504 and timeouts with jittered exponential backoff honouring
+// Retry-After (only for requests that are safe to repeat), a client-side
+// rate limit, Basic auth then session cookie with re-authentication on
+// 401, and debug logging with credentials redacted. Failures are
+// *APIError values carrying the HTTP status and Prism's code, reason and
+// message; ErrNotFound, ErrUnauthorized, ErrForbidden, ErrConflict,
+// ErrTLSVerify, ErrUnsupported and ErrTaskTimeout are matched with
+// errors.Is. Tasks are polled until terminal within Options.TaskTimeout.
+//
+// Passwords come only from a file or the environment (AHVFS_PASSWORD_FILE,
+// AHVFS_PASSWORD), never from command-line arguments.
+package nutanix

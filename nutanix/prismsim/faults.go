@@ -1,0 +1,269 @@
+package prismsim
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Faults are the failures the simulator injects. The zero value injects
+// nothing. Change them at run time with Sim.SetFaults or PUT /sim/faults.
+type Faults struct {
+	// Rate429 is the fraction (0..1) of API requests answered 429 Too Many
+	// Requests (with Retry-After: 1).
+	Rate429 float64 `json:"rate_429,omitempty"`
+	// Rate500 is the fraction of API requests answered 500.
+	Rate500 float64 `json:"rate_500,omitempty"`
+	// Latency is added to every API request.
+	Latency time.Duration `json:"latency,omitempty"`
+	// FailTasks makes the next N tasks fail (then counts down).
+	FailTasks int `json:"fail_tasks,omitempty"`
+	// FailTaskRate is the fraction of tasks that fail.
+	FailTaskRate float64 `json:"fail_task_rate,omitempty"`
+	// FailOps, when not empty, limits FailTasks/FailTaskRate to tasks whose
+	// operation type contains one of these strings (e.g. "snapshot").
+	FailOps []string `json:"fail_ops,omitempty"`
+	// Paths, when not empty, limits Rate429/Rate500/Latency to request
+	// paths containing one of these strings.
+	Paths []string `json:"paths,omitempty"`
+}
+
+func (f Faults) validate() error {
+	var errs []error
+	for name, r := range map[string]float64{"Rate429": f.Rate429, "Rate500": f.Rate500, "FailTaskRate": f.FailTaskRate} {
+		if r < 0 || r > 1 {
+			errs = append(errs, fmt.Errorf("fault %s %v is outside 0..1", name, r))
+		}
+	}
+	if f.Latency < 0 || f.FailTasks < 0 {
+		errs = append(errs, errors.New("fault Latency and FailTasks must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+type faultState struct {
+	mu       sync.Mutex
+	f        Faults
+	injected map[int]int // status -> count
+}
+
+func (fs *faultState) set(f Faults) {
+	fs.mu.Lock()
+	fs.f = f
+	if fs.injected == nil {
+		fs.injected = map[int]int{}
+	}
+	fs.mu.Unlock()
+}
+
+// SetFaults replaces the injected faults.
+func (s *Sim) SetFaults(f Faults) error {
+	if err := f.validate(); err != nil {
+		return err
+	}
+	s.faults.set(f)
+	return nil
+}
+
+// Faults returns the faults in force (FailTasks counts down as tasks fail).
+func (s *Sim) Faults() Faults {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	return s.faults.f
+}
+
+// InjectedErrors returns how many requests were answered with status code
+// (429 or 500) by fault injection.
+func (s *Sim) InjectedErrors(code int) int {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	return s.faults.injected[code]
+}
+
+func matchAny(s string, subs []string) bool {
+	if len(subs) == 0 {
+		return true
+	}
+	for _, x := range subs {
+		if strings.Contains(s, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// injectFault applies latency and error rates to an API request; it reports
+// whether it answered the request.
+func (s *Sim) injectFault(w http.ResponseWriter, r *http.Request) bool {
+	s.faults.mu.Lock()
+	f := s.faults.f
+	code := 0
+	if matchAny(r.URL.Path, f.Paths) {
+		x := rand.Float64()
+		switch {
+		case x < f.Rate429:
+			code = http.StatusTooManyRequests
+		case x < f.Rate429+f.Rate500:
+			code = http.StatusInternalServerError
+		}
+		if code != 0 {
+			s.faults.injected[code]++
+		}
+	} else {
+		f.Latency = 0
+	}
+	s.faults.mu.Unlock()
+	if f.Latency > 0 {
+		select {
+		case <-time.After(f.Latency):
+		case <-r.Context().Done():
+			return true
+		}
+	}
+	switch code {
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", "1")
+		s.apiError(w, r, code, "TOO_MANY_REQUESTS", "Too many requests: rate limit exceeded (injected)")
+		return true
+	case http.StatusInternalServerError:
+		s.apiError(w, r, code, "INTERNAL_ERROR", "Internal server error (injected)")
+		return true
+	}
+	return false
+}
+
+// taskFailure decides whether a new task of operation op fails; it returns
+// the failure message or "".
+func (s *Sim) taskFailure(op string) string {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	f := &s.faults.f
+	if !matchAny(strings.ToLower(op), lower(f.FailOps)) {
+		return ""
+	}
+	if f.FailTasks > 0 {
+		f.FailTasks--
+		return "Operation " + op + " failed (injected fault)"
+	}
+	if f.FailTaskRate > 0 && rand.Float64() < f.FailTaskRate {
+		return "Operation " + op + " failed (injected fault)"
+	}
+	return ""
+}
+
+func lower(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strings.ToLower(s)
+	}
+	return out
+}
+
+// DeleteSnapshotBehindBack removes a snapshot (v3 vm_snapshot, v2 snapshot or
+// v4 VM recovery point, by uuid/extId; a v4 recovery point extId removes all
+// of its VM recovery points) and its files, as an administrator or a retention
+// policy would, without telling the client.
+func (s *Sim) DeleteSnapshotBehindBack(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rp, ok := s.m.RecoveryPoints[id]; ok {
+		for _, sid := range rp.Snapshots {
+			s.removeSnapshotLocked(sid)
+		}
+		delete(s.m.RecoveryPoints, id)
+		s.save()
+		return nil
+	}
+	if _, ok := s.m.Snapshots[id]; !ok {
+		return fmt.Errorf("snapshot %s: %w", id, ErrNotFound)
+	}
+	s.removeSnapshotLocked(id)
+	s.save()
+	return nil
+}
+
+// ErrNotFound is returned by Sim methods for unknown entities.
+var ErrNotFound = errors.New("not found")
+
+// faultsJSON is the /sim/faults wire form (latency as a Go duration string).
+type faultsJSON struct {
+	Faults
+	Latency string `json:"latency,omitempty"`
+}
+
+func (s *Sim) simGetFaults(w http.ResponseWriter, _ *http.Request) {
+	f := s.Faults()
+	writeJSON(w, http.StatusOK, faultsJSON{Faults: f, Latency: f.Latency.String()})
+}
+
+func (s *Sim) simPutFaults(w http.ResponseWriter, r *http.Request) {
+	var in faultsJSON
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		writeJSON(w, http.StatusBadRequest, obj{"message": err.Error()})
+		return
+	}
+	f := in.Faults
+	if in.Latency != "" {
+		d, err := time.ParseDuration(in.Latency)
+		if err != nil {
+			if ms, err2 := strconv.Atoi(in.Latency); err2 == nil {
+				d = time.Duration(ms) * time.Millisecond
+			} else {
+				writeJSON(w, http.StatusBadRequest, obj{"message": "latency: " + err.Error()})
+				return
+			}
+		}
+		f.Latency = d
+	}
+	if err := s.SetFaults(f); err != nil {
+		writeJSON(w, http.StatusBadRequest, obj{"message": err.Error()})
+		return
+	}
+	s.simGetFaults(w, r)
+}
+
+func (s *Sim) simDeleteSnapshot(w http.ResponseWriter, r *http.Request) {
+	if err := s.DeleteSnapshotBehindBack(r.PathValue("uuid")); err != nil {
+		writeJSON(w, http.StatusNotFound, obj{"message": err.Error()})
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Sim) simDropISCSI(w http.ResponseWriter, r *http.Request) {
+	n, err := s.DropISCSIConnections(r.Context())
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, obj{"message": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, obj{"dropped": n})
+}
+
+// simState answers GET /sim/state: VMs with their disk files, for scripts.
+func (s *Sim) simState(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var vms []obj
+	for _, v := range s.m.sortedVMs() {
+		var disks []string
+		for _, d := range v.Disks {
+			disks = append(disks, s.abs(d.File))
+		}
+		vms = append(vms, obj{"uuid": v.UUID, "name": v.Name, "power_state": v.PowerState, "ngt": v.NGT, "disks": disks})
+	}
+	writeJSON(w, http.StatusOK, obj{"url": s.url, "iscsi_portal": s.ISCSIPortal(), "cvm_portal": s.CVMPortal(), "vms": vms})
+}
+
+func (s *Sim) routesSim(mux *http.ServeMux) {
+	mux.HandleFunc("GET /sim/faults", s.simGetFaults)
+	mux.HandleFunc("PUT /sim/faults", s.simPutFaults)
+	mux.HandleFunc("DELETE /sim/snapshots/{uuid}", s.simDeleteSnapshot)
+	mux.HandleFunc("POST /sim/iscsi/drop", s.simDropISCSI)
+	mux.HandleFunc("GET /sim/state", s.simState)
+}

@@ -1,0 +1,354 @@
+package prismsim
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configures a simulator. Zero values mean the documented default.
+type Options struct {
+	// Listen is the HTTPS listen address (default "127.0.0.1:0": a free port).
+	Listen string
+	// StateDir holds ca.crt, admin.password, state.json and every disk file
+	// (required). An existing state.json is loaded, so a restart keeps VMs,
+	// snapshots, images and volume groups.
+	StateDir string
+	// Password for user "admin" (default: the one in StateDir/admin.password,
+	// else a random one). It is always written to StateDir/admin.password.
+	Password string
+	// ISCSIPortal is the Data Services IP portal (host:port) where a tgtd
+	// redirects logins to the CVM portal. Empty disables iSCSI: volume groups
+	// still work at the API level but nothing is exported. Port 0 picks a free
+	// port.
+	ISCSIPortal string
+	// CVMPortal is the portal that serves the LUNs (default "127.0.0.2:0").
+	// It must be another loopback address than the initiator's, because tgtd
+	// does not redirect to the initiator's own address.
+	CVMPortal string
+	// CHAPUser and CHAPSecret, when both set, require CHAP on every target
+	// (in addition to any per-client secret given on attach).
+	CHAPUser, CHAPSecret string
+	// TaskDelay is how long a task stays QUEUED and then RUNNING (default
+	// 20ms each; negative means no delay).
+	TaskDelay time.Duration
+	// RegionBlockSize is the granularity of v3 changed regions and the
+	// default of v4 (default 64 KiB).
+	RegionBlockSize int64
+	// MaxRegionsPerPage caps the regions of one changed-regions answer; the
+	// rest is reached through next_offset / nextOffset (default 1000).
+	MaxRegionsPerPage int
+	// SessionTTL is the lifetime of a session cookie (default 15m).
+	SessionTTL time.Duration
+	// V4Revisions are the v4 path revisions served (default v4.0 and v4.1,
+	// as on pc.7.3). The discover-cluster JWT is always scoped to v4.0.
+	V4Revisions []string
+	// Faults to inject from the start (default none).
+	Faults Faults
+	// Logf receives diagnostic lines (default: discarded).
+	Logf func(format string, args ...any)
+}
+
+// Validate reports every problem with o at once.
+func (o Options) Validate() error {
+	var errs []error
+	if o.StateDir == "" {
+		errs = append(errs, errors.New("StateDir is required"))
+	}
+	if o.RegionBlockSize < 0 || (o.RegionBlockSize > 0 && o.RegionBlockSize%512 != 0) {
+		errs = append(errs, fmt.Errorf("RegionBlockSize %d is not a positive multiple of 512", o.RegionBlockSize))
+	}
+	if o.MaxRegionsPerPage < 0 {
+		errs = append(errs, fmt.Errorf("MaxRegionsPerPage %d is negative", o.MaxRegionsPerPage))
+	}
+	if (o.CHAPUser == "") != (o.CHAPSecret == "") {
+		errs = append(errs, errors.New("CHAPUser and CHAPSecret go together"))
+	}
+	for _, a := range []string{o.ISCSIPortal, o.CVMPortal} {
+		if a == "" {
+			continue
+		}
+		if h, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("portal %q: %w", a, err))
+		} else if ip := net.ParseIP(h); ip == nil || !ip.IsLoopback() {
+			errs = append(errs, fmt.Errorf("portal %q: must be a 127.0.0.0/8 address", a))
+		}
+	}
+	if err := o.Faults.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (o *Options) setDefaults() {
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	if o.CVMPortal == "" {
+		o.CVMPortal = "127.0.0.2:0"
+	}
+	if o.TaskDelay == 0 {
+		o.TaskDelay = 20 * time.Millisecond
+	} else if o.TaskDelay < 0 {
+		o.TaskDelay = 0
+	}
+	if o.RegionBlockSize == 0 {
+		o.RegionBlockSize = 64 << 10
+	}
+	if o.MaxRegionsPerPage == 0 {
+		o.MaxRegionsPerPage = 1000
+	}
+	if o.SessionTTL == 0 {
+		o.SessionTTL = 15 * time.Minute
+	}
+	if len(o.V4Revisions) == 0 {
+		o.V4Revisions = []string{"v4.0", "v4.1"}
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+}
+
+// Sim is a running Prism simulator. Its methods are safe for concurrent use.
+type Sim struct {
+	opts     Options
+	dir      string
+	password string
+
+	mu sync.Mutex // guards m
+	m  *model
+
+	ln     net.Listener
+	srv    *http.Server
+	url    string
+	host   string // the listener's IP, returned by discover-cluster
+	caFile string
+
+	tgt    *tgtManager // nil when iSCSI is disabled
+	faults faultState
+	auth   authState
+	idem   idemCache
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts a simulator: TLS listener, state, and (if configured) the two
+// tgtd daemons. Close stops everything it started.
+func New(ctx context.Context, o Options) (*Sim, error) {
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("prismsim: %w", err)
+	}
+	o.setDefaults()
+	dir, err := filepath.Abs(o.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("prismsim: %w", err)
+	}
+	for _, d := range []string{"", "vms", "snapshots", "images", "vgs"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("prismsim: %w", err)
+		}
+	}
+	s := &Sim{opts: o, dir: dir}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.faults.set(o.Faults)
+	s.auth.init()
+	s.idem.init()
+
+	if err := s.initPassword(); err != nil {
+		return nil, err
+	}
+	if m, err := loadModel(dir); err == nil {
+		s.m = m
+		s.recoverTasks()
+	} else if errors.Is(err, os.ErrNotExist) {
+		s.m = newModel()
+	} else {
+		return nil, fmt.Errorf("prismsim: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("prismsim: listen %s: %w", o.Listen, err)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	s.host = addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		s.host = "127.0.0.1"
+	}
+	tlsConf, err := s.makeTLS()
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s.ln = ln
+	s.url = "https://" + net.JoinHostPort(s.host, fmt.Sprint(addr.Port))
+
+	if o.ISCSIPortal != "" {
+		t, err := startTgt(ctx, tgtConfig{
+			dir:        filepath.Join(dir, "tgtd"),
+			dsip:       o.ISCSIPortal,
+			cvm:        o.CVMPortal,
+			chapUser:   o.CHAPUser,
+			chapSecret: o.CHAPSecret,
+			logf:       o.Logf,
+		})
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("prismsim: %w", err)
+		}
+		s.tgt = t
+		// Re-export volume groups that have attached clients (restart).
+		s.mu.Lock()
+		for _, g := range s.m.sortedVGs() {
+			if err := s.exportVGLocked(g); err != nil {
+				s.logf("re-export %s: %v", g.Name, err)
+			}
+		}
+		s.mu.Unlock()
+	}
+
+	s.srv = &http.Server{
+		Handler:           s.handler(),
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 30 * time.Second,
+		// TLS handshake failures (clients testing a wrong CA) are expected:
+		// they go to Logf, not to the process's stderr.
+		ErrorLog: log.New(logfWriter(o.Logf), "", 0),
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logf("serve: %v", err)
+		}
+	}()
+	s.mu.Lock()
+	s.save()
+	s.mu.Unlock()
+	return s, nil
+}
+
+func (s *Sim) initPassword() error {
+	pf := s.PasswordFile()
+	pw := s.opts.Password
+	if pw == "" {
+		if b, err := os.ReadFile(pf); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			pw = strings.TrimSpace(string(b))
+		}
+	}
+	if pw == "" {
+		var b [12]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return fmt.Errorf("prismsim: %w", err)
+		}
+		pw = "Nx-" + hex.EncodeToString(b[:])
+	}
+	s.password = pw
+	if err := os.WriteFile(pf, []byte(pw+"\n"), 0o600); err != nil {
+		return fmt.Errorf("prismsim: write password file: %w", err)
+	}
+	return nil
+}
+
+// URL is the base URL, e.g. https://127.0.0.1:9440 (PC and PE at once).
+func (s *Sim) URL() string { return s.url }
+
+// Addr is the host:port of the HTTPS listener.
+func (s *Sim) Addr() string { return strings.TrimPrefix(s.url, "https://") }
+
+// CAFile is the PEM file of the CA that signed the server certificate.
+func (s *Sim) CAFile() string { return s.caFile }
+
+// PasswordFile holds the password of user "admin".
+func (s *Sim) PasswordFile() string { return filepath.Join(s.dir, "admin.password") }
+
+// User is the login name ("admin").
+func (s *Sim) User() string { return "admin" }
+
+// Password is the admin password.
+func (s *Sim) Password() string { return s.password }
+
+// StateDir is the absolute state directory.
+func (s *Sim) StateDir() string { return s.dir }
+
+// ISCSIPortal is the Data Services IP portal address (host:port), or "" when
+// iSCSI is disabled. The v3/v2/v4 cluster answers carry its IP only; real
+// clusters use port 3260.
+func (s *Sim) ISCSIPortal() string {
+	if s.tgt == nil {
+		return ""
+	}
+	return s.tgt.dsipAddr
+}
+
+// CVMPortal is the portal that actually serves the LUNs after the redirect.
+func (s *Sim) CVMPortal() string {
+	if s.tgt == nil {
+		return ""
+	}
+	return s.tgt.cvmAddr
+}
+
+// DataServicesIP is the address reported as the clusters' Data Services IP.
+func (s *Sim) DataServicesIP() string {
+	if s.tgt != nil {
+		h, _, _ := net.SplitHostPort(s.tgt.dsipAddr)
+		return h
+	}
+	if s.opts.ISCSIPortal != "" {
+		h, _, _ := net.SplitHostPort(s.opts.ISCSIPortal)
+		return h
+	}
+	return s.host
+}
+
+// Close stops the HTTP server, waits for running tasks, kills both tgtd
+// daemons (SIGKILL: tgtd ignores SIGTERM) and saves the state. It is safe to
+// call more than once.
+func (s *Sim) Close() error {
+	s.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if s.srv != nil {
+			if err := s.srv.Shutdown(ctx); err != nil {
+				s.srv.Close()
+			}
+		}
+		s.cancel()
+		s.wg.Wait()
+		if s.tgt != nil {
+			s.closeErr = s.tgt.close()
+		}
+		s.mu.Lock()
+		s.save()
+		s.mu.Unlock()
+	})
+	return s.closeErr
+}
+
+func (s *Sim) logf(format string, args ...any) { s.opts.Logf(format, args...) }
+
+func (s *Sim) abs(rel string) string { return filepath.Join(s.dir, rel) }
+
+// logfWriter adapts a Logf function to an io.Writer for log.Logger.
+type logfWriter func(format string, args ...any)
+
+func (w logfWriter) Write(p []byte) (int, error) {
+	w("%s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

@@ -1,0 +1,447 @@
+package prismsim
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// NGT is the Nutanix Guest Tools state a simulated VM reports.
+type NGT string
+
+// NGT states.
+const (
+	// NGTAbsent: tools not installed (the default).
+	NGTAbsent NGT = "absent"
+	// NGTInstalled: tools installed, enabled and reachable, but not VSS-capable
+	// (a Linux guest without freeze scripts). Application-consistent requests
+	// fall back to crash-consistent.
+	NGTInstalled NGT = "installed"
+	// NGTVSS: tools installed and VSS-capable; application-consistent
+	// snapshots are honoured.
+	NGTVSS NGT = "vss"
+)
+
+// Snapshot consistency types (v3 snapshot_type / v4 recoveryPointType).
+const (
+	CrashConsistent = "CRASH_CONSISTENT"
+	AppConsistent   = "APPLICATION_CONSISTENT"
+)
+
+// model is the whole simulated cluster state. It is persisted as
+// DIR/state.json after every mutation so a restarted simulator keeps its VMs,
+// snapshots, images and volume groups. All access is under Sim.mu.
+type model struct {
+	Version        int                       `json:"version"`
+	Seq            int64                     `json:"seq"`
+	Clusters       []*cluster                `json:"clusters"`
+	Containers     []*container              `json:"containers"`
+	Subnets        []*subnet                 `json:"subnets"`
+	VMs            map[string]*vm            `json:"vms"`
+	Snapshots      map[string]*snapshot      `json:"snapshots"`
+	RecoveryPoints map[string]*recoveryPoint `json:"recovery_points"`
+	Images         map[string]*image         `json:"images"`
+	VGs            map[string]*volumeGroup   `json:"volume_groups"`
+	ISCSIClients   map[string]*iscsiClient   `json:"iscsi_clients"`
+	Tasks          map[string]*task          `json:"tasks"`
+}
+
+type cluster struct {
+	UUID          string `json:"uuid"`
+	Name          string `json:"name"`
+	PC            bool   `json:"pc"`
+	ClusterID     int64  `json:"cluster_id"`
+	IncarnationID int64  `json:"incarnation_id"`
+}
+
+type container struct {
+	UUID        string `json:"uuid"`
+	Name        string `json:"name"`
+	ClusterUUID string `json:"cluster_uuid"`
+}
+
+type subnet struct {
+	UUID        string `json:"uuid"`
+	Name        string `json:"name"`
+	ClusterUUID string `json:"cluster_uuid"`
+	VLAN        int    `json:"vlan"`
+}
+
+type vm struct {
+	UUID           string    `json:"uuid"`
+	Name           string    `json:"name"`
+	Description    string    `json:"description,omitempty"`
+	ClusterUUID    string    `json:"cluster_uuid"`
+	Dir            string    `json:"dir"` // relative to the state dir: vms/<name>
+	PowerState     string    `json:"power_state"`
+	NumSockets     int       `json:"num_sockets"`
+	VCPUsPerSocket int       `json:"vcpus_per_socket"`
+	ThreadsPerCore int       `json:"threads_per_core"`
+	MemoryMiB      int64     `json:"memory_mib"`
+	MachineType    string    `json:"machine_type"`
+	BootType       string    `json:"boot_type"`
+	Disks          []*vmDisk `json:"disks"`
+	NICs           []*vmNIC  `json:"nics"`
+	NGT            NGT       `json:"ngt"`
+	SpecVersion    int64     `json:"spec_version"`
+	State          string    `json:"state"` // PENDING until its create task ends, then COMPLETE
+	GenerationUUID string    `json:"generation_uuid"`
+	Created        time.Time `json:"created"`
+	Updated        time.Time `json:"updated"`
+}
+
+type vmDisk struct {
+	UUID          string `json:"uuid"`       // v3 disk uuid = v4 disk extId
+	VDiskUUID     string `json:"vdisk_uuid"` // the NFS file name in .acropolis/vmdisk (differs, as on real clusters)
+	Bus           string `json:"bus"`        // SCSI, IDE, PCI, SATA
+	Index         int    `json:"index"`
+	DeviceType    string `json:"device_type"` // DISK or CDROM
+	Size          int64  `json:"size"`
+	File          string `json:"file"` // relative to the state dir
+	ContainerUUID string `json:"container_uuid"`
+	SourceKind    string `json:"source_kind,omitempty"` // image, vm_disk, ...
+	SourceUUID    string `json:"source_uuid,omitempty"`
+}
+
+type vmNIC struct {
+	UUID       string `json:"uuid"`
+	MAC        string `json:"mac"`
+	SubnetUUID string `json:"subnet_uuid"`
+	Model      string `json:"model"`
+}
+
+// snapshot is a point-in-time copy of one VM's disks. It is the v3
+// vm_snapshot, the v2 snapshot and the v4 VM recovery point at once.
+type snapshot struct {
+	UUID          string      `json:"uuid"`
+	VMUUID        string      `json:"vm_uuid"`
+	Name          string      `json:"name"`
+	Type          string      `json:"type"`           // what was taken
+	RequestedType string      `json:"requested_type"` // what was asked for
+	GroupUUID     string      `json:"group_uuid"`     // consistency group
+	LocationUUID  string      `json:"location_uuid"`  // location agnostic uuid
+	SnapID        int64       `json:"snap_id"`
+	State         string      `json:"state"` // PENDING, COMPLETE
+	Created       time.Time   `json:"created"`
+	ExpiryMsecs   int64       `json:"expiry_msecs,omitempty"`
+	Disks         []*snapDisk `json:"disks"`
+	VM            vm          `json:"vm"` // the VM configuration at snapshot time
+	RPUUID        string      `json:"rp_uuid,omitempty"`
+	API           string      `json:"api"` // v2, v3 or v4: who created it
+}
+
+type snapDisk struct {
+	DiskUUID   string `json:"disk_uuid"`
+	VDiskUUID  string `json:"vdisk_uuid"`
+	DiskRPUUID string `json:"disk_rp_uuid"` // v4 diskRecoveryPointExtId
+	Bus        string `json:"bus"`
+	Index      int    `json:"index"`
+	Size       int64  `json:"size"`
+	File       string `json:"file"`
+	SnapPath   string `json:"snap_path"` // snapshot_file_path
+	LivePath   string `json:"live_path"` // file_path
+	Container  string `json:"container"`
+}
+
+type recoveryPoint struct {
+	UUID      string    `json:"uuid"`
+	Name      string    `json:"name"`
+	Type      string    `json:"type"`
+	Created   time.Time `json:"created"`
+	Expiry    time.Time `json:"expiry,omitzero"`
+	Snapshots []string  `json:"snapshots"` // VM recovery points, in request order
+	State     string    `json:"state"`
+	Version   int64     `json:"version"`
+}
+
+type image struct {
+	UUID        string    `json:"uuid"`
+	Name        string    `json:"name"`
+	Description string    `json:"description,omitempty"`
+	Type        string    `json:"type"`
+	State       string    `json:"state"`
+	Size        int64     `json:"size"`
+	File        string    `json:"file,omitempty"`
+	Uploaded    bool      `json:"uploaded"`
+	SourceURI   string    `json:"source_uri,omitempty"`
+	ClusterUUID string    `json:"cluster_uuid"`
+	SpecVersion int64     `json:"spec_version"`
+	Created     time.Time `json:"created"`
+}
+
+type volumeGroup struct {
+	UUID         string    `json:"uuid"`
+	Name         string    `json:"name"`
+	Description  string    `json:"description,omitempty"`
+	ClusterUUID  string    `json:"cluster_uuid"`
+	TargetName   string    `json:"target_name"`
+	UsageType    string    `json:"usage_type"`
+	TargetSecret string    `json:"target_secret,omitempty"`
+	Disks        []*vgDisk `json:"disks"`
+	Clients      []string  `json:"clients"` // iscsiClient uuids
+	Version      int64     `json:"version"`
+	Created      time.Time `json:"created"`
+	API          string    `json:"api"`
+}
+
+type vgDisk struct {
+	UUID          string `json:"uuid"`
+	Index         int    `json:"index"`
+	Size          int64  `json:"size"`
+	File          string `json:"file"`
+	ContainerUUID string `json:"container_uuid"`
+	SourceKind    string `json:"source_kind,omitempty"`
+	SourceUUID    string `json:"source_uuid,omitempty"`
+}
+
+type iscsiClient struct {
+	UUID   string `json:"uuid"`
+	IQN    string `json:"iqn,omitempty"`
+	IP     string `json:"ip,omitempty"`
+	Secret string `json:"secret,omitempty"`
+}
+
+func newUUID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+func newModel() *model {
+	m := &model{
+		Version:        1,
+		VMs:            map[string]*vm{},
+		Snapshots:      map[string]*snapshot{},
+		RecoveryPoints: map[string]*recoveryPoint{},
+		Images:         map[string]*image{},
+		VGs:            map[string]*volumeGroup{},
+		ISCSIClients:   map[string]*iscsiClient{},
+		Tasks:          map[string]*task{},
+	}
+	m.Clusters = []*cluster{
+		{UUID: newUUID(), Name: "prism-central", PC: true, ClusterID: 1000, IncarnationID: time.Now().UnixMicro()},
+		{UUID: newUUID(), Name: "cluster-a", ClusterID: 1001, IncarnationID: time.Now().UnixMicro() + 1},
+		{UUID: newUUID(), Name: "cluster-b", ClusterID: 1002, IncarnationID: time.Now().UnixMicro() + 2},
+	}
+	for _, c := range m.Clusters[1:] {
+		m.Containers = append(m.Containers, &container{UUID: newUUID(), Name: "default", ClusterUUID: c.UUID})
+		m.Subnets = append(m.Subnets,
+			&subnet{UUID: newUUID(), Name: "vlan10", ClusterUUID: c.UUID, VLAN: 10},
+			&subnet{UUID: newUUID(), Name: "vlan20", ClusterUUID: c.UUID, VLAN: 20})
+	}
+	return m
+}
+
+// Lookups. Callers hold Sim.mu.
+
+func (m *model) clusterByUUID(id string) *cluster {
+	for _, c := range m.Clusters {
+		if c.UUID == id {
+			return c
+		}
+	}
+	return nil
+}
+
+func (m *model) clusterByName(name string) *cluster {
+	for _, c := range m.Clusters {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// peClusters are the AOS clusters (not the PC entity).
+func (m *model) peClusters() []*cluster { return m.Clusters[1:] }
+
+func (m *model) containerFor(clusterUUID string) *container {
+	for _, c := range m.Containers {
+		if c.ClusterUUID == clusterUUID {
+			return c
+		}
+	}
+	return nil
+}
+
+func (m *model) containerByUUID(id string) *container {
+	for _, c := range m.Containers {
+		if c.UUID == id {
+			return c
+		}
+	}
+	return nil
+}
+
+func (m *model) subnetByUUID(id string) *subnet {
+	for _, s := range m.Subnets {
+		if s.UUID == id {
+			return s
+		}
+	}
+	return nil
+}
+
+func (m *model) subnetByName(clusterUUID, name string) *subnet {
+	for _, s := range m.Subnets {
+		if s.Name == name && (clusterUUID == "" || s.ClusterUUID == clusterUUID) {
+			return s
+		}
+	}
+	return nil
+}
+
+// sortedVMs returns the VMs ordered by creation time then name.
+func (m *model) sortedVMs() []*vm {
+	out := make([]*vm, 0, len(m.VMs))
+	for _, v := range m.VMs {
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].UUID < out[j].UUID
+	})
+	return out
+}
+
+func (m *model) vmByName(name string) *vm {
+	for _, v := range m.sortedVMs() {
+		if v.Name == name {
+			return v
+		}
+	}
+	return nil
+}
+
+func (m *model) sortedSnapshots() []*snapshot {
+	out := make([]*snapshot, 0, len(m.Snapshots))
+	for _, s := range m.Snapshots {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].UUID < out[j].UUID
+	})
+	return out
+}
+
+// snapDiskByPath finds a snapshot disk by its snapshot_file_path.
+func (m *model) snapDiskByPath(p string) (*snapshot, *snapDisk) {
+	for _, s := range m.Snapshots {
+		if s.State != "COMPLETE" {
+			continue
+		}
+		for _, d := range s.Disks {
+			if d.SnapPath == p {
+				return s, d
+			}
+		}
+	}
+	return nil, nil
+}
+
+// diskRP finds a disk recovery point by its extId.
+func (m *model) diskRP(id string) (*snapshot, *snapDisk) {
+	for _, s := range m.Snapshots {
+		for _, d := range s.Disks {
+			if d.DiskRPUUID == id {
+				return s, d
+			}
+		}
+	}
+	return nil, nil
+}
+
+// diskByUUID finds a live VM disk or a VG disk by uuid and returns its file.
+func (m *model) diskFileByUUID(id string) (file string, size int64, ok bool) {
+	for _, v := range m.VMs {
+		for _, d := range v.Disks {
+			if d.UUID == id || d.VDiskUUID == id {
+				return d.File, d.Size, true
+			}
+		}
+	}
+	for _, g := range m.VGs {
+		for _, d := range g.Disks {
+			if d.UUID == id {
+				return d.File, d.Size, true
+			}
+		}
+	}
+	return "", 0, false
+}
+
+func (m *model) sortedImages() []*image {
+	out := make([]*image, 0, len(m.Images))
+	for _, i := range m.Images {
+		out = append(out, i)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out
+}
+
+func (m *model) sortedVGs() []*volumeGroup {
+	out := make([]*volumeGroup, 0, len(m.VGs))
+	for _, g := range m.VGs {
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out
+}
+
+func (m *model) sortedRPs() []*recoveryPoint {
+	out := make([]*recoveryPoint, 0, len(m.RecoveryPoints))
+	for _, r := range m.RecoveryPoints {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out
+}
+
+func (m *model) next() int64 { m.Seq++; return m.Seq }
+
+// save writes the model to DIR/state.json atomically. Caller holds Sim.mu.
+func (s *Sim) save() {
+	b, err := json.MarshalIndent(s.m, "", " ")
+	if err != nil {
+		s.logf("save state: %v", err)
+		return
+	}
+	p := filepath.Join(s.dir, "state.json")
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		s.logf("save state: %v", err)
+		return
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		s.logf("save state: %v", err)
+	}
+}
+
+func loadModel(dir string) (*model, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		return nil, err
+	}
+	m := newModel()
+	m.Clusters, m.Containers, m.Subnets = nil, nil, nil
+	if err := json.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", filepath.Join(dir, "state.json"), err)
+	}
+	if len(m.Clusters) != 3 {
+		return nil, fmt.Errorf("state.json: want 3 clusters, have %d", len(m.Clusters))
+	}
+	return m, nil
+}
