@@ -42,7 +42,9 @@ type Stats struct {
 // Ingest executes plan: it reads the Read extents from src with several
 // reads in flight and hands them to dst, and records Zero and Unchanged
 // extents. Memory is bounded by Workers × ReadSize. The first error stops
-// the work and is returned.
+// the work and is returned. A src that implements ContextReaderAt (an
+// iSCSI LUN, a REST download, an engine disk) is read with Ingest's
+// context, so cancelling ctx also abandons reads in flight.
 func Ingest(ctx context.Context, src io.ReaderAt, plan Plan, dst Sink, o Options) (Stats, error) {
 	var st Stats
 	cs := dst.ChunkSize()
@@ -91,7 +93,7 @@ func Ingest(ctx context.Context, src io.ReaderAt, plan Plan, dst Sink, o Options
 			buf := make([]byte, o.ReadSize)
 			for u := range units {
 				b := buf[:u.Len]
-				if _, err := readFull(src, b, u.Off); err != nil {
+				if _, err := readFull(ctx, src, b, u.Off); err != nil {
 					cancel(fmt.Errorf("read source at %d (+%d): %w", u.Off, u.Len, err))
 					return
 				}
@@ -127,9 +129,22 @@ feed:
 	return st, nil
 }
 
+// ContextReaderAt is an io.ReaderAt whose reads can be cancelled. Ingest
+// prefers ReadAtContext when its source has it. Implementations must be
+// safe for concurrent callers, like io.ReaderAt.
+type ContextReaderAt interface {
+	ReadAtContext(ctx context.Context, p []byte, off int64) (int, error)
+}
+
 // readFull reads len(b) bytes at off; a short source is an error.
-func readFull(src io.ReaderAt, b []byte, off int64) (int, error) {
-	n, err := src.ReadAt(b, off)
+func readFull(ctx context.Context, src io.ReaderAt, b []byte, off int64) (int, error) {
+	var n int
+	var err error
+	if c, ok := src.(ContextReaderAt); ok {
+		n, err = c.ReadAtContext(ctx, b, off)
+	} else {
+		n, err = src.ReadAt(b, off)
+	}
 	if n == len(b) {
 		return n, nil
 	}
