@@ -20,7 +20,9 @@ import (
 
 // recordedDir holds real request/response pairs recorded against a
 // pc.2024.3.0.1 Prism Central (keploy/go-vcr style cassettes).
-const recordedDir = "../../shared/nutanix/recorded-pc2024.3"
+// A copy of ../shared/nutanix/recorded-pc2024.3, so the tests do not depend on
+// where the checkout sits.
+const recordedDir = "testdata/recorded-pc2024.3"
 
 type cassette struct {
 	Name string `yaml:"name"`
