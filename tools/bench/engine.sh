@@ -46,7 +46,7 @@ restic init -q -r "$work/restic"
 t_restic=$(secs restic -q -r "$work/restic" backup "$img")
 all_restic=$(du_b "$work/restic")
 
-borg init -q -e none "$work/borg"
+borg init -e none "$work/borg"
 t_borg=$(secs borg create --compression lz4 "$work/borg::a" "$img")
 all_borg=$(du_b "$work/borg")
 
