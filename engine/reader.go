@@ -131,7 +131,7 @@ type DiskReader struct {
 }
 
 // ReadAheadChunks is how many chunks a sequential reader fetches ahead.
-const ReadAheadChunks = 16
+const ReadAheadChunks = 32
 
 // OpenDisk opens disk n of rp for reading.
 func (r *Repository) OpenDisk(ctx context.Context, rp *RestorePoint, n int) (*DiskReader, error) {
@@ -139,7 +139,9 @@ func (r *Repository) OpenDisk(ctx context.Context, rp *RestorePoint, n int) (*Di
 	if err != nil {
 		return nil, err
 	}
-	dr := &DiskReader{r: r, rp: rp, disk: d, cs: int64(r.cfg.ChunkSize), sem: make(chan struct{}, max(2, r.workers))}
+	// Fetches in flight: decoding is CPU-bound, but a fetch also waits for
+	// pread, so keep a few more than there are cores.
+	dr := &DiskReader{r: r, rp: rp, disk: d, cs: int64(r.cfg.ChunkSize), sem: make(chan struct{}, max(4, 2*r.workers))}
 	dr.lastEnd.Store(-1)
 	return dr, nil
 }
@@ -195,8 +197,12 @@ func (d *DiskReader) ReadAtContext(ctx context.Context, p []byte, off int64) (in
 	if int64(want) > d.disk.Size-off {
 		p = p[:d.disk.Size-off]
 	}
-	if d.lastEnd.Swap(off+int64(len(p))) == off {
-		d.readAhead(ctx, (off+int64(len(p))+d.cs-1)/d.cs)
+	// A read is sequential when it starts at the disk's start or near where
+	// the last one ended: the kernel (FUSE, NFS) issues read-ahead requests
+	// in parallel, so they arrive slightly out of order.
+	end := off + int64(len(p))
+	if prev := d.lastEnd.Swap(end); off == 0 || (prev >= 0 && off >= prev-4*d.cs && off <= prev+4*d.cs) {
+		d.readAhead(ctx, (end+d.cs-1)/d.cs)
 	}
 	n := 0
 	for n < len(p) {
@@ -232,24 +238,35 @@ func (d *DiskReader) ReadAtContext(ctx context.Context, p []byte, off int64) (in
 	return n, nil
 }
 
-// readAhead fetches chunks from `from` up to ReadAheadChunks ahead into the
-// cache, in parallel, without blocking the reader.
+// readAhead fetches the chunks from `from` up to ReadAheadChunks ahead into
+// the cache, in parallel, without blocking the reader. The front of what was
+// already requested only moves forward, so each chunk is fetched once.
 func (d *DiskReader) readAhead(ctx context.Context, from int64) {
 	if d.closed.Load() {
 		return
 	}
 	total := (d.disk.Size + d.cs - 1) / d.cs
-	front := d.ahead.Load()
-	if front < from {
-		front = from
-	}
 	limit := min(from+ReadAheadChunks, total)
-	for ci := front; ci < limit; ci++ {
+	for {
+		front := d.ahead.Load()
+		if front < from {
+			// The reader jumped past the front: start again from here.
+			if !d.ahead.CompareAndSwap(front, from) {
+				continue
+			}
+			front = from
+		}
+		if front >= limit {
+			return
+		}
 		select {
 		case d.sem <- struct{}{}:
 		default:
-			d.ahead.Store(ci)
-			return // enough in flight
+			return // enough in flight; a later read moves on
+		}
+		if !d.ahead.CompareAndSwap(front, front+1) {
+			<-d.sem
+			continue
 		}
 		d.prefetchW.Add(1)
 		go func(ci int64) {
@@ -259,7 +276,6 @@ func (d *DiskReader) readAhead(ctx context.Context, from int64) {
 				return
 			}
 			d.r.chunk(context.Background(), id) // errors surface on the real read
-		}(ci)
+		}(front)
 	}
-	d.ahead.Store(limit)
 }
