@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -268,6 +269,7 @@ func (s *Sim) routesV4(mux *http.ServeMux) {
 	s.v4(mux, "POST", "vmm", "content/images", "vmm.v4.content.CreateImageApiResponse", s.v4CreateImage)
 	s.v4(mux, "GET", "vmm", "content/images/{extId}", "vmm.v4.content.GetImageApiResponse", s.v4GetImage)
 	s.v4(mux, "GET", "vmm", "content/images/{extId}/file", "vmm.v4.content.GetFileByImageIdApiResponse", s.imageDownload)
+	s.v4(mux, "DELETE", "vmm", "content/images/{extId}", "vmm.v4.content.DeleteImageApiResponse", s.v4DeleteImage)
 	// dataprotection
 	s.v4(mux, "POST", "dataprotection", "config/recovery-points", "dataprotection.v4.config.CreateRecoveryPointApiResponse", s.v4CreateRP)
 	s.v4(mux, "GET", "dataprotection", "config/recovery-points", "dataprotection.v4.config.ListRecoveryPointsApiResponse", s.v4ListRPs)
@@ -725,6 +727,25 @@ func (s *Sim) v4GetImage(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("ETag", etagOf(im.UUID, im.SpecVersion))
 	v4JSON(w, r, http.StatusOK, "vmm.v4.content.GetImageApiResponse", s.v4Image(im), nil)
+}
+
+func (s *Sim) v4DeleteImage(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	im := s.m.Images[r.PathValue("extId")]
+	if im == nil {
+		v4Error(w, r, http.StatusNotFound, "Failed to perform the operation as the backend service could not find the entity.")
+		return
+	}
+	if !checkIfMatch(w, r, etagOf(im.UUID, im.SpecVersion)) {
+		return
+	}
+	t := s.startTask("DeleteImage", im.ClusterUUID, []taskEntity{{Kind: "image", UUID: im.UUID, Name: im.Name}},
+		s.taskFailure("DeleteImage"), func() {
+			delete(s.m.Images, im.UUID)
+			os.Remove(s.abs(im.File))
+		})
+	s.accepted(w, r, "vmm.v4.content.DeleteImageApiResponse", t)
 }
 
 func (s *Sim) v4CreateImage(w http.ResponseWriter, r *http.Request) {

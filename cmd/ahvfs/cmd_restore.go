@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/nutanix"
+	"github.com/ahvfs/ahvfs/restore"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	registerFunc(func() *cli.Command {
+		return &cli.Command{
+			Name:      "restore",
+			Usage:     "recreate a VM from a restore point on an AHV cluster",
+			ArgsUsage: "VM@TIME",
+			Description: "Without --name the VM keeps its original name (an error if a VM of that name exists, unless --overwrite).\n" +
+				"Restore points made by 'ahvfs import' carry no VM configuration: the VM gets 1 vCPU, 2 GiB, legacy BIOS,\n" +
+				"machine type PC, its disks on SCSI and no NIC, unless --vcpu/--memory say otherwise.\n" +
+				"--overwrite creates the new VM first; only then is the original powered off and deleted.",
+			Flags: append(clusterFlags(), repoPasswordFlag(),
+				&cli.StringFlag{Name: "target-cluster", Usage: "cluster `NAME` or UUID (default: the original cluster)"},
+				&cli.StringFlag{Name: "name", Usage: "name of the new VM (default: the original name)"},
+				&cli.StringFlag{Name: "container", Usage: "storage container `UUID` of the new disks (default: the cluster's default)"},
+				&cli.StringSliceFlag{Name: "network-map", Usage: "`SRC=DST` subnet mapping, by name or UUID (repeat or comma-separate)"},
+				&cli.IntFlag{Name: "vcpu", Usage: "number of vCPUs (default: as backed up)"},
+				&cli.StringFlag{Name: "memory", Usage: "memory `SIZE` (4GiB; default: as backed up)"},
+				&cli.StringSliceFlag{Name: "disks", Usage: "only these disks (disk-0,disk-2)"},
+				&cli.BoolFlag{Name: "power-on", Usage: "power the VM on when restored"},
+				&cli.BoolFlag{Name: "overwrite", Usage: "replace the original VM (powered off and deleted after the new one is complete)"},
+				&cli.StringFlag{Name: "data-path", Value: "auto", Usage: "auto, iscsi or rest"},
+				&cli.IntFlag{Name: "iscsi-port", Usage: "iSCSI port on the Data Services IP (default 3260)"},
+				&cli.StringFlag{Name: "initiator-iqn", Usage: "this host's iSCSI initiator name"},
+			),
+			Action: func(c *cli.Context) error {
+				env := envFrom(c)
+				if c.NArg() != 1 {
+					return usagef("restore: want VM@TIME")
+				}
+				o, err := restoreOptions(c)
+				if err != nil {
+					return err
+				}
+				o.Logger = env.Log
+				r, err := openRepo(c.Context, c, env, false)
+				if err != nil {
+					return err
+				}
+				defer r.Close()
+				cl, err := clusterFromFlags(c.Context, c, env)
+				if err != nil {
+					return err
+				}
+				defer cl.Close()
+				return runRestore(c.Context, env, r, cl, c.Args().First(), o)
+			},
+		}
+	})
+}
+
+func restoreOptions(c *cli.Context) (restore.Options, error) {
+	o := restore.Options{
+		TargetCluster: c.String("target-cluster"), Name: c.String("name"), Container: c.String("container"),
+		VCPUs: c.Int("vcpu"), PowerOn: c.Bool("power-on"), Overwrite: c.Bool("overwrite"),
+		DataPath: c.String("data-path"), ISCSIPort: c.Int("iscsi-port"), InitiatorIQN: c.String("initiator-iqn"),
+	}
+	if m := c.String("memory"); m != "" {
+		n, err := parseSize(m)
+		if err != nil {
+			return o, err
+		}
+		o.MemoryBytes = n
+	}
+	for _, v := range c.StringSlice("network-map") {
+		for _, kv := range strings.Split(v, ",") {
+			if kv = strings.TrimSpace(kv); kv == "" {
+				continue
+			}
+			src, dst, ok := strings.Cut(kv, "=")
+			if !ok || src == "" || dst == "" {
+				return o, usagef("--network-map %q: want SRC=DST", kv)
+			}
+			if o.NetworkMap == nil {
+				o.NetworkMap = map[string]string{}
+			}
+			o.NetworkMap[src] = dst
+		}
+	}
+	disks, err := parseDiskList(c.StringSlice("disks"))
+	if err != nil {
+		return o, err
+	}
+	o.Disks = disks
+	if err := o.Validate(); err != nil {
+		return o, usagef("restore: %v", err)
+	}
+	return o, nil
+}
+
+func runRestore(ctx context.Context, env *cliEnv, r *engine.Repository, cl nutanix.Cluster, name string, o restore.Options) error {
+	rp, err := r.Resolve(ctx, name)
+	if err != nil {
+		return err
+	}
+	var done func()
+	o.Progress, done = diskBars(ctx, env, rp)
+	res, err := restore.Restore(ctx, r, cl, rp, o)
+	done()
+	if err != nil {
+		return err
+	}
+	if env.JSON {
+		return writeJSON(env.Stdout, res)
+	}
+	for _, d := range res.Disks {
+		fmt.Fprintf(env.Stdout, "%s -> %s  %s (%s written)\n", d.Name, d.Address, ibytes(d.Size), ibytes(d.Written))
+	}
+	state := "powered off"
+	if res.PoweredOn {
+		state = "powered on"
+	}
+	fmt.Fprintf(env.Stdout, "restored %s as VM %s (%s) on %s via %s, %s, in %s\n", res.RestorePoint, res.Name, res.VMUUID, res.Cluster,
+		res.DataPath, state, res.Duration.Round(1e7))
+	if res.Replaced != "" {
+		fmt.Fprintf(env.Stdout, "replaced the original VM %s\n", res.Replaced)
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(env.Stderr, "warning: %s\n", w)
+	}
+	return nil
+}
