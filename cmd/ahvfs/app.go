@@ -45,7 +45,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	cmds := make([]*cli.Command, 0, len(commands))
 	for _, build := range commands {
 		c := build()
-		c.Flags = mergeFlags(c.Flags, commonFlags())
+		addCommonFlags(c)
 		cmds = append(cmds, c)
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
@@ -60,6 +60,14 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		EnableBashCompletion: true,
 		// Errors are printed once, by exitCode, as a single line.
 		ExitErrHandler: func(*cli.Context, error) {},
+	}
+}
+
+// addCommonFlags gives a command and all its subcommands the common flags.
+func addCommonFlags(c *cli.Command) {
+	c.Flags = mergeFlags(c.Flags, commonFlags())
+	for _, sub := range c.Subcommands {
+		addCommonFlags(sub)
 	}
 }
 

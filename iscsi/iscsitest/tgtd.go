@@ -162,6 +162,10 @@ func (d *Tgtd) Kill() {
 	}
 	_ = cmd.Process.Kill()
 	<-waited
+	// A killed tgtd leaves its management socket behind; it was ours.
+	base := fmt.Sprintf("/var/run/tgtd/socket.%d", d.ctl)
+	_ = os.Remove(base)
+	_ = os.Remove(base + ".lock")
 }
 
 // Pause stops tgtd with SIGSTOP: connections stay open but nothing is

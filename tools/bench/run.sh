@@ -2,11 +2,13 @@
 # make bench: every benchmark in tools/bench, one after the other, each
 # printing its figures beside its reference (docs/PERFORMANCE.md).
 set -uo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "$0")/../.."
 status=0
-for b in engine.sh */run.sh; do
-  [ -x "$b" ] || continue
-  printf '\n######## %s\n' "$b"
-  "./$b" || status=1
-done
+run() { printf '\n######## %s\n' "$*"; "$@" || status=1; }
+run tools/bench/engine.sh
+run go run ./tools/bench/codecs -image tools/bench/out/engine-4g.raw
+run go run ./tools/bench/iscsi
+[ -x tools/bench/mount/run.sh ] && run tools/bench/mount/run.sh
+[ -f tools/bench/restore/main.go ] && run go run ./tools/bench/restore -size 2GiB
+[ -d tools/bench/backup ] && { [ -x tools/bench/backup/run.sh ] && run tools/bench/backup/run.sh || run go run ./tools/bench/backup; }
 exit $status
