@@ -23,6 +23,10 @@ type Inventory interface {
 	ListClusters(ctx context.Context) ([]ClusterInfo, error)
 	// ListSubnets returns every subnet (restore network mapping).
 	ListSubnets(ctx context.Context) ([]Subnet, error)
+	// ListStorageContainers returns the storage containers of every
+	// Prism Element cluster (v4 clustermgmt storage-containers; v2.0
+	// storage_containers of the one PE), so a container can be named.
+	ListStorageContainers(ctx context.Context) ([]StorageContainer, error)
 }
 
 // Snapshots creates, reads and deletes VM snapshots and reads their
@@ -52,12 +56,25 @@ type Snapshots interface {
 	ChangedRegions(ctx context.Context, q RegionQuery, fn func(Region) error) error
 }
 
-// DataPath exposes a snapshot disk over iSCSI through a temporary volume
-// group.
+// DataPath exposes disks over iSCSI through temporary volume groups: a
+// snapshot disk for a backup to read, blank disks for a restore to write.
 type DataPath interface {
 	// CreateVolumeGroupFromSnapshotDisk clones one disk of snap into a new
 	// volume group named name and waits for the task. Not idempotent.
 	CreateVolumeGroupFromSnapshotDisk(ctx context.Context, snap Snapshot, diskUUID, name string) (VolumeGroup, error)
+	// CreateBlankVolumeGroup creates a volume group of blank disks of
+	// spec.DiskSizes and waits for every task (v4: the group, then one
+	// task per disk; v2: one create_config task). The returned Disks are
+	// in the order of spec.DiskSizes (index i). Not idempotent: a retried
+	// call makes a second group. On failure the client deletes what it
+	// created (best effort) and still returns the group's UUID when it
+	// knows it; a failed task can nevertheless leave a group behind
+	// (§9), so callers give unique names and reconcile with
+	// ListVolumeGroups.
+	CreateBlankVolumeGroup(ctx context.Context, spec VolumeGroupSpec) (VolumeGroup, error)
+	// ListVolumeGroups returns the volume groups named name ("": all),
+	// with their disks. Read-only.
+	ListVolumeGroups(ctx context.Context, name string) ([]VolumeGroup, error)
 	// AttachISCSIClient allows initiatorIQN to log in to the volume group
 	// and returns the target and the portal (Data Services IP:3260).
 	// Attaching an already attached initiator succeeds.
@@ -84,7 +101,14 @@ type Provisioner interface {
 	DownloadImage(ctx context.Context, uuid string, offset, length int64) (io.ReadCloser, error)
 	// DeleteImage deletes an image and waits. Idempotent.
 	DeleteImage(ctx context.Context, uuid string) error
+	// ListImages returns the images named name ("": all). Read-only; used
+	// to reconcile a create whose task failed.
+	ListImages(ctx context.Context, name string) ([]Image, error)
 	// CreateVM creates a VM (powered off) and waits; returns its UUID.
+	// Disks may be blank, clones of images (ImageUUID) or of volume group
+	// disks (VolumeDiskUUID: v4 VolumeDiskReference; v3 a vm_disk data
+	// source naming the VG disk's vmdisk_uuid). Not idempotent: a failed
+	// task can leave a VM, so callers reconcile by name.
 	CreateVM(ctx context.Context, spec VMSpec) (string, error)
 	// SetPowerState powers a VM on or off (hard) and waits. Setting the
 	// state it already has succeeds.
@@ -323,6 +347,14 @@ func (c *Client) ListSubnets(ctx context.Context) ([]Subnet, error) {
 	return b.ListSubnets(ctx)
 }
 
+func (c *Client) ListStorageContainers(ctx context.Context) ([]StorageContainer, error) {
+	b, err := c.b(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return b.ListStorageContainers(ctx)
+}
+
 func (c *Client) CreateSnapshot(ctx context.Context, vmUUID, name string, appConsistent bool) (Snapshot, error) {
 	b, err := c.b(ctx)
 	if err != nil {
@@ -369,6 +401,22 @@ func (c *Client) CreateVolumeGroupFromSnapshotDisk(ctx context.Context, snap Sna
 		return VolumeGroup{}, err
 	}
 	return b.CreateVolumeGroupFromSnapshotDisk(ctx, snap, diskUUID, name)
+}
+
+func (c *Client) CreateBlankVolumeGroup(ctx context.Context, spec VolumeGroupSpec) (VolumeGroup, error) {
+	b, err := c.b(ctx)
+	if err != nil {
+		return VolumeGroup{}, err
+	}
+	return b.CreateBlankVolumeGroup(ctx, spec)
+}
+
+func (c *Client) ListVolumeGroups(ctx context.Context, name string) ([]VolumeGroup, error) {
+	b, err := c.b(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return b.ListVolumeGroups(ctx, name)
 }
 
 func (c *Client) AttachISCSIClient(ctx context.Context, vgUUID, initiatorIQN string) (ISCSITarget, error) {
@@ -433,6 +481,14 @@ func (c *Client) DeleteImage(ctx context.Context, uuid string) error {
 		return err
 	}
 	return b.DeleteImage(ctx, uuid)
+}
+
+func (c *Client) ListImages(ctx context.Context, name string) ([]Image, error) {
+	b, err := c.b(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return b.ListImages(ctx, name)
 }
 
 func (c *Client) CreateVM(ctx context.Context, spec VMSpec) (string, error) {

@@ -11,14 +11,19 @@
 //     discover-cluster on PC then compute-changed-regions on the PE it
 //     names, authorised by the returned JWT as the NTNX_IGW_SESSION
 //     cookie), volumes (volume groups cloned from a DISK_RECOVERY_POINT,
+//     or of blank disks on a STORAGE_CONTAINER for a restore to write;
 //     attach/detach-iscsi-client), prism (tasks), clustermgmt (Data
-//     Services IP), networking (subnets). Every v4 request carries an
+//     Services IP, storage containers), networking (subnets). Restored VM
+//     disks are clones of volume group disks (VolumeDiskReference). Every v4 request carries an
 //     NTNX-Request-Id; updates and deletes send the entity's ETag as
 //     If-Match; lists page with $page/$limit.
 //   - v3 (+ v2.0) on Prism Element: vms, vm_snapshots, data/changed_regions
 //     (next_offset paging), images, tasks; v2.0 for the cluster's Data
-//     Services IP, snapshots when vm_snapshots is not served, and volume
-//     groups created with clone_config and exposed with /open and /close.
+//     Services IP, snapshots when vm_snapshots is not served, storage
+//     containers, and volume groups created with clone_config (backup) or
+//     create_config (restore: blank disks) and exposed with /open and
+//     /close; v3 VM disks clone a VG disk as a vm_disk data source naming
+//     its vmdisk_uuid.
 //
 // Options.API = auto probes the namespaces (Client.Probe) and picks v4 when
 // all the ones the jobs need answer, else v3/v2, and reports why

@@ -85,7 +85,9 @@ type Options struct {
 	// TaskTimeout bounds WaitTask when the context has no earlier
 	// deadline. Default 1h.
 	TaskTimeout time.Duration
-	// TaskPollInterval is the first task poll delay (grows to 5s). Default 500ms.
+	// TaskPollInterval is the first task poll delay (grows by half each
+	// poll, to 5s). Default 100ms: volume group, disk and attach tasks
+	// often finish in well under a second.
 	TaskPollInterval time.Duration
 	// Logger receives debug lines for every HTTP attempt (secrets
 	// redacted) and warnings. Default: discard.
@@ -118,7 +120,7 @@ func (o Options) withDefaults() Options {
 		o.TaskTimeout = time.Hour
 	}
 	if o.TaskPollInterval == 0 {
-		o.TaskPollInterval = 500 * time.Millisecond
+		o.TaskPollInterval = 100 * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -210,6 +210,25 @@ type VolumeGroup struct {
 	Disks       []VolumeGroupDisk
 }
 
+// VolumeGroupSpec describes a volume group of blank disks (the restore's
+// iSCSI target).
+type VolumeGroupSpec struct {
+	Name        string
+	Description string
+	ClusterUUID string // "": the cluster the server picks (one PE: that one)
+	// ContainerUUID is the storage container of the disks; "": the
+	// cluster's default, chosen by the server.
+	ContainerUUID string
+	DiskSizes     []int64 // one blank disk per size, in index (LUN) order
+}
+
+// StorageContainer is a storage container of a Prism Element cluster.
+type StorageContainer struct {
+	UUID        string
+	Name        string
+	ClusterUUID string
+}
+
 // VolumeGroupDisk is one disk (LUN) of a volume group.
 type VolumeGroupDisk struct {
 	UUID      string
@@ -267,14 +286,19 @@ type VMSpec struct {
 }
 
 // DiskSpec is one disk of a VMSpec: blank (SizeBytes + ContainerUUID),
-// cloned from an image (ImageUUID) or a CD-ROM.
+// cloned from an image (ImageUUID), cloned from a volume group disk
+// (VolumeDiskUUID), or a CD-ROM. At most one source is set.
 type DiskSpec struct {
-	Bus           string // default SCSI
-	Index         int
-	SizeBytes     int64
-	IsCDROM       bool
-	ImageUUID     string
-	ContainerUUID string
+	Bus       string // default SCSI
+	Index     int
+	SizeBytes int64 // with a source: at least the source's size (0: the source's)
+	IsCDROM   bool
+	ImageUUID string
+	// VolumeDiskUUID clones a volume group disk into the new VM disk
+	// (VolumeGroupDisk.UUID: v4 volume disk extId, v2 vmdisk_uuid). The
+	// volume group stays and can be deleted once the VM exists.
+	VolumeDiskUUID string
+	ContainerUUID  string
 }
 
 // NICSpec is one NIC of a VMSpec.

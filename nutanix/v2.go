@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 )
@@ -90,6 +91,7 @@ func (v v2VolumeGroup) neutral() VolumeGroup {
 	for _, d := range v.DiskList {
 		out.Disks = append(out.Disks, VolumeGroupDisk{UUID: d.VMDiskUUID, Index: d.Index, SizeBytes: d.VMDiskSizeBytes})
 	}
+	sort.SliceStable(out.Disks, func(i, j int) bool { return out.Disks[i].Index < out.Disks[j].Index })
 	return out
 }
 
@@ -416,4 +418,104 @@ func (b *v3Backend) DeleteVolumeGroup(ctx context.Context, vgUUID string) error 
 		return err
 	}
 	return b.v2Delete(ctx, "/volume_groups/"+url.PathEscape(vgUUID), op)
+}
+
+// CreateBlankVolumeGroup creates a v2 VG whose disks have a create_config
+// {size, storage_container_uuid} (§3.5) in one task. A failed task that
+// names the group deletes it again and returns its UUID with the error.
+func (b *v3Backend) CreateBlankVolumeGroup(ctx context.Context, spec VolumeGroupSpec) (VolumeGroup, error) {
+	op := "create volume group " + spec.Name
+	if err := checkBlankSpec(spec); err != nil {
+		return VolumeGroup{}, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := b.needV2(op); err != nil {
+		return VolumeGroup{}, err
+	}
+	var disks []map[string]any
+	for i, sz := range spec.DiskSizes {
+		cc := map[string]any{"size": sz}
+		if spec.ContainerUUID != "" {
+			cc["storage_container_uuid"] = spec.ContainerUUID
+		}
+		disks = append(disks, map[string]any{"index": i, "create_config": cc})
+	}
+	body := map[string]any{"name": spec.Name, "is_shared": false, "is_hidden": false, "usage_type": "USER",
+		"created_by": "ahvfs", "disk_list": disks}
+	if spec.Description != "" {
+		body["description"] = spec.Description
+	}
+	var tr v2TaskRef
+	if _, err := b.r.do(ctx, request{method: http.MethodPost, path: b.v2("/volume_groups/"), in: body, out: &tr}); err != nil {
+		return VolumeGroup{}, fmt.Errorf("%s: %w", op, err)
+	}
+	t, err := b.v2Wait(ctx, tr.TaskUUID)
+	id := t.entity("volume_group", "volumegroup", "volume")
+	vg := VolumeGroup{UUID: id, Name: spec.Name, ClusterUUID: spec.ClusterUUID}
+	fail := func(err error) (VolumeGroup, error) {
+		if id == "" {
+			return vg, err
+		}
+		if derr := b.DeleteVolumeGroup(context.WithoutCancel(ctx), id); derr != nil {
+			err = fmt.Errorf("%w (and deleting the incomplete volume group %s: %v)", err, id, derr)
+		}
+		return vg, err
+	}
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", op, err))
+	}
+	if id == "" {
+		return vg, fmt.Errorf("%s: task %s names no volume group", op, t.ID)
+	}
+	g, err := b.v2GetVG(ctx, id)
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", op, err))
+	}
+	got := g.neutral()
+	got.ClusterUUID = spec.ClusterUUID
+	if err := checkBlankDisks(got, spec); err != nil {
+		return fail(fmt.Errorf("%s: %w", op, err))
+	}
+	return got, nil
+}
+
+// ListVolumeGroups reads GET /volume_groups/ and keeps those named name.
+func (b *v3Backend) ListVolumeGroups(ctx context.Context, name string) ([]VolumeGroup, error) {
+	if err := b.needV2("list volume groups"); err != nil {
+		return nil, err
+	}
+	var l v2List[v2VolumeGroup]
+	q := url.Values{"include_disk_size": {"true"}, "include_disk_path": {"true"}}
+	if _, err := b.r.do(ctx, request{method: http.MethodGet, path: b.v2("/volume_groups/"), query: q, out: &l}); err != nil {
+		return nil, fmt.Errorf("list volume groups: %w", err)
+	}
+	var out []VolumeGroup
+	for _, g := range l.Entities {
+		if name == "" || g.Name == name {
+			out = append(out, g.neutral())
+		}
+	}
+	return out, nil
+}
+
+type v2StorageContainer struct {
+	StorageContainerUUID string `json:"storage_container_uuid"`
+	Name                 string `json:"name"`
+	ClusterUUID          string `json:"cluster_uuid"`
+}
+
+// ListStorageContainers reads GET /storage_containers/ of the Prism
+// Element (v3 has no storage container list on PE).
+func (b *v3Backend) ListStorageContainers(ctx context.Context) ([]StorageContainer, error) {
+	if err := b.needV2("list storage containers"); err != nil {
+		return nil, err
+	}
+	var l v2List[v2StorageContainer]
+	if _, err := b.r.do(ctx, request{method: http.MethodGet, path: b.v2("/storage_containers/"), out: &l}); err != nil {
+		return nil, fmt.Errorf("list storage containers: %w", err)
+	}
+	out := make([]StorageContainer, 0, len(l.Entities))
+	for _, c := range l.Entities {
+		out = append(out, StorageContainer{UUID: c.StorageContainerUUID, Name: c.Name, ClusterUUID: c.ClusterUUID})
+	}
+	return out, nil
 }

@@ -753,8 +753,15 @@ func (b *v3Backend) CreateVM(ctx context.Context, spec VMSpec) (string, error) {
 			m["disk_size_bytes"] = d.SizeBytes
 			m["disk_size_mib"] = (d.SizeBytes + 1<<20 - 1) >> 20
 		}
-		if d.ImageUUID != "" {
+		switch {
+		case d.ImageUUID != "" && d.VolumeDiskUUID != "":
+			return "", fmt.Errorf("create VM %s: disk %s.%d: both an image and a volume disk source", spec.Name, d.Bus, d.Index)
+		case d.ImageUUID != "":
 			m["data_source_reference"] = map[string]any{"kind": "image", "uuid": d.ImageUUID}
+		case d.VolumeDiskUUID != "":
+			// A VG disk is an acropolis vmdisk: clone it by its vmdisk_uuid
+			// (v2 vm_disk_clone.disk_address.vmdisk_uuid, §3.8).
+			m["data_source_reference"] = map[string]any{"kind": "vm_disk", "uuid": d.VolumeDiskUUID}
 		}
 		if d.ContainerUUID != "" {
 			m["storage_config"] = map[string]any{"storage_container_reference": map[string]any{"kind": "storage_container", "uuid": d.ContainerUUID}}
@@ -877,6 +884,29 @@ func (b *v3Backend) GetImage(ctx context.Context, uuid string) (Image, error) {
 	return Image{UUID: firstNonEmpty(im.Metadata.UUID, uuid), Name: firstNonEmpty(im.Status.Name, im.Spec.Name),
 		Type:      ImageType(firstNonEmpty(im.Status.Resources.ImageType, im.Spec.Resources.ImageType)),
 		SizeBytes: im.Status.Resources.SizeBytes, State: im.Status.State}, nil
+}
+
+// ListImages pages through images/list and keeps those named name (the
+// filter is applied here: FIQL cannot quote every name).
+func (b *v3Backend) ListImages(ctx context.Context, name string) ([]Image, error) {
+	var out []Image
+	err := b.listAll(ctx, "image", func(raw json.RawMessage) error {
+		var im v3Image
+		if err := json.Unmarshal(raw, &im); err != nil {
+			return fmt.Errorf("decode image: %w", err)
+		}
+		n := firstNonEmpty(im.Status.Name, im.Spec.Name)
+		if name == "" || n == name {
+			out = append(out, Image{UUID: im.Metadata.UUID, Name: n,
+				Type:      ImageType(firstNonEmpty(im.Status.Resources.ImageType, im.Spec.Resources.ImageType)),
+				SizeBytes: im.Status.Resources.SizeBytes, State: im.Status.State})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	return out, nil
 }
 
 func (b *v3Backend) UploadImage(ctx context.Context, uuid string, r io.Reader, size int64) error {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -760,16 +761,164 @@ func (b *v4Backend) getVG(ctx context.Context, id string) (VolumeGroup, error) {
 	if _, err := b.r.do(ctx, request{method: http.MethodGet, path: p, out: &r}); err != nil {
 		return VolumeGroup{}, fmt.Errorf("get volume group %s: %w", id, err)
 	}
-	vg := VolumeGroup{UUID: firstNonEmpty(r.Data.ExtID, id), Name: r.Data.Name, ClusterUUID: r.Data.ClusterReference,
-		TargetIQN: r.Data.TargetName}
-	err := v4ListAll(ctx, b, p+"/disks", nil, func(d v4VolumeDisk) error {
+	if r.Data.ExtID == "" {
+		r.Data.ExtID = id
+	}
+	return b.vgWithDisks(ctx, r.Data)
+}
+
+// vgWithDisks converts a volume group and lists its disks, in index order.
+func (b *v4Backend) vgWithDisks(ctx context.Context, g v4VolumeGroup) (VolumeGroup, error) {
+	vg := VolumeGroup{UUID: g.ExtID, Name: g.Name, ClusterUUID: g.ClusterReference, TargetIQN: g.TargetName}
+	p := b.p("volumes", "/config/volume-groups/"+url.PathEscape(g.ExtID)+"/disks")
+	err := v4ListAll(ctx, b, p, nil, func(d v4VolumeDisk) error {
 		vg.Disks = append(vg.Disks, VolumeGroupDisk{UUID: d.ExtID, Index: d.Index, SizeBytes: d.DiskSizeBytes})
 		return nil
 	})
 	if err != nil {
-		return vg, fmt.Errorf("list disks of volume group %s: %w", id, err)
+		return vg, fmt.Errorf("list disks of volume group %s: %w", g.ExtID, err)
 	}
+	sort.SliceStable(vg.Disks, func(i, j int) bool { return vg.Disks[i].Index < vg.Disks[j].Index })
 	return vg, nil
+}
+
+// v4NameFilter is the OData $filter selecting entities named name.
+func v4NameFilter(name string) url.Values {
+	if name == "" {
+		return nil
+	}
+	return url.Values{"$filter": {"name eq '" + strings.ReplaceAll(name, "'", "''") + "'"}}
+}
+
+// ListVolumeGroups lists volume groups by name ($filter, checked again
+// here: a server that ignores the filter returns them all).
+func (b *v4Backend) ListVolumeGroups(ctx context.Context, name string) ([]VolumeGroup, error) {
+	var groups []v4VolumeGroup
+	err := v4ListAll(ctx, b, b.p("volumes", "/config/volume-groups"), v4NameFilter(name), func(g v4VolumeGroup) error {
+		if name == "" || g.Name == name {
+			groups = append(groups, g)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list volume groups: %w", err)
+	}
+	out := make([]VolumeGroup, 0, len(groups))
+	for _, g := range groups {
+		vg, err := b.vgWithDisks(ctx, g)
+		if errors.Is(err, ErrNotFound) { // deleted meanwhile
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, vg)
+	}
+	return out, nil
+}
+
+// checkBlankSpec validates a VolumeGroupSpec.
+func checkBlankSpec(spec VolumeGroupSpec) error {
+	if strings.TrimSpace(spec.Name) == "" {
+		return errors.New("volume group name is empty")
+	}
+	if len(spec.DiskSizes) == 0 {
+		return errors.New("no disk sizes")
+	}
+	for i, sz := range spec.DiskSizes {
+		if sz <= 0 {
+			return fmt.Errorf("disk %d: size %d is not positive", i, sz)
+		}
+	}
+	return nil
+}
+
+// checkBlankDisks checks that vg has the disks spec asked for, in order.
+func checkBlankDisks(vg VolumeGroup, spec VolumeGroupSpec) error {
+	if len(vg.Disks) != len(spec.DiskSizes) {
+		return fmt.Errorf("volume group %s has %d disks, want %d", vg.UUID, len(vg.Disks), len(spec.DiskSizes))
+	}
+	for i, d := range vg.Disks {
+		if d.SizeBytes > 0 && d.SizeBytes < spec.DiskSizes[i] {
+			return fmt.Errorf("volume group %s disk %d holds %d bytes, want %d", vg.UUID, i, d.SizeBytes, spec.DiskSizes[i])
+		}
+	}
+	return nil
+}
+
+// CreateBlankVolumeGroup creates the group (POST volume-groups), then
+// adds each disk (POST …/disks with diskDataSourceReference entityType
+// STORAGE_CONTAINER, §4.8), waiting for every task. A failure after the
+// group exists deletes it again and returns its UUID with the error.
+func (b *v4Backend) CreateBlankVolumeGroup(ctx context.Context, spec VolumeGroupSpec) (VolumeGroup, error) {
+	op := "create volume group " + spec.Name
+	if err := checkBlankSpec(spec); err != nil {
+		return VolumeGroup{}, fmt.Errorf("%s: %w", op, err)
+	}
+	body := map[string]any{"name": spec.Name, "sharingStatus": "NOT_SHARED", "usageType": "USER"}
+	if spec.Description != "" {
+		body["description"] = spec.Description
+	}
+	if spec.ClusterUUID != "" {
+		body["clusterReference"] = spec.ClusterUUID
+	}
+	t, err := b.mutate(ctx, op, request{method: http.MethodPost, path: b.p("volumes", "/config/volume-groups"), in: body})
+	id := firstNonEmpty(t.entity("volume-group", "volumegroup", "volume_group"), t.Details["volumeGroupExtId"])
+	vg := VolumeGroup{UUID: id, Name: spec.Name, ClusterUUID: spec.ClusterUUID}
+	if err != nil {
+		return vg, err
+	}
+	if id == "" {
+		return vg, fmt.Errorf("%s: task %s names no volume group", op, t.ID)
+	}
+	fail := func(err error) (VolumeGroup, error) {
+		if derr := b.DeleteVolumeGroup(context.WithoutCancel(ctx), id); derr != nil {
+			err = fmt.Errorf("%w (and deleting the incomplete volume group %s: %v)", err, id, derr)
+		}
+		return vg, err
+	}
+	for i, sz := range spec.DiskSizes {
+		disk := map[string]any{"index": i, "diskSizeBytes": sz}
+		if spec.ContainerUUID != "" {
+			disk["diskDataSourceReference"] = map[string]any{"$objectType": "common.v1.config.EntityReference",
+				"extId": spec.ContainerUUID, "entityType": "STORAGE_CONTAINER"}
+		}
+		if _, err := b.mutate(ctx, fmt.Sprintf("%s: add disk %d", op, i), request{method: http.MethodPost,
+			path: b.p("volumes", "/config/volume-groups/"+url.PathEscape(id)+"/disks"), in: disk}); err != nil {
+			return fail(err)
+		}
+	}
+	got, err := b.getVG(ctx, id)
+	if err == nil {
+		err = checkBlankDisks(got, spec)
+	}
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", op, err))
+	}
+	return got, nil
+}
+
+// ---- storage containers ----
+
+// v4StorageContainer is clustermgmt's StorageContainer; its id is
+// containerExtId (extId on some revisions).
+type v4StorageContainer struct {
+	ExtID          string `json:"extId"`
+	ContainerExtID string `json:"containerExtId"`
+	Name           string `json:"name"`
+	ClusterExtID   string `json:"clusterExtId"`
+}
+
+func (b *v4Backend) ListStorageContainers(ctx context.Context) ([]StorageContainer, error) {
+	var out []StorageContainer
+	err := v4ListAll(ctx, b, b.p("clustermgmt", "/config/storage-containers"), nil, func(c v4StorageContainer) error {
+		out = append(out, StorageContainer{UUID: firstNonEmpty(c.ContainerExtID, c.ExtID), Name: c.Name, ClusterUUID: c.ClusterExtID})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list storage containers: %w", err)
+	}
+	return out, nil
 }
 
 // CreateVolumeGroupFromSnapshotDisk creates a VG, then adds one disk whose
@@ -926,6 +1075,21 @@ func (b *v4Backend) GetImage(ctx context.Context, uuid string) (Image, error) {
 	return Image{UUID: firstNonEmpty(r.Data.ExtID, uuid), Name: r.Data.Name, Type: ImageType(r.Data.Type), SizeBytes: r.Data.SizeBytes}, nil
 }
 
+// ListImages lists images by name ($filter, checked again here).
+func (b *v4Backend) ListImages(ctx context.Context, name string) ([]Image, error) {
+	var out []Image
+	err := v4ListAll(ctx, b, b.p("vmm", "/content/images"), v4NameFilter(name), func(im v4Image) error {
+		if name == "" || im.Name == name {
+			out = append(out, Image{UUID: im.ExtID, Name: im.Name, Type: ImageType(im.Type), SizeBytes: im.SizeBytes})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	return out, nil
+}
+
 func (b *v4Backend) UploadImage(ctx context.Context, uuid string, r io.Reader, size int64) error {
 	if b.v3 == nil {
 		return fmt.Errorf("upload image %s: v3 not served: %w", uuid, ErrUnsupported)
@@ -981,8 +1145,13 @@ func (b *v4Backend) CreateVM(ctx context.Context, spec VMSpec) (string, error) {
 		if d.ContainerUUID != "" {
 			bi["storageContainer"] = map[string]any{"extId": d.ContainerUUID}
 		}
-		if d.ImageUUID != "" {
+		switch {
+		case d.ImageUUID != "" && d.VolumeDiskUUID != "":
+			return "", fmt.Errorf("create VM %s: disk %s.%d: both an image and a volume disk source", spec.Name, addr["busType"], d.Index)
+		case d.ImageUUID != "":
 			bi["dataSource"] = map[string]any{"reference": map[string]any{"$objectType": "vmm.v4.ahv.config.ImageReference", "imageExtId": d.ImageUUID}}
+		case d.VolumeDiskUUID != "":
+			bi["dataSource"] = map[string]any{"reference": map[string]any{"$objectType": "vmm.v4.ahv.config.VolumeDiskReference", "volumeDiskExtId": d.VolumeDiskUUID}}
 		}
 		disks = append(disks, map[string]any{"diskAddress": addr, "backingInfo": bi})
 	}

@@ -41,11 +41,15 @@
 // SIGINT still cleans up; the error says what failed and, if cleanup was
 // incomplete, what is left.
 //
-// The iSCSI path needs two Prism calls nutanix.Cluster does not have yet
-// (a volume group of blank disks, and a VM with disks cloned from volume
-// group disks): it is used when the cluster value also implements
-// VolumeProvisioner (restore/restoretest does, for the simulator), and
-// Options.DataPath auto falls back to REST otherwise.
+// The iSCSI path is the default (Options.DataPath auto): the volume group
+// comes from nutanix.DataPath.CreateBlankVolumeGroup (v4 volumes, or v2.0
+// create_config) and the VM disks are clones of its disks
+// (nutanix.DiskSpec.VolumeDiskUUID). Temporary volume groups and images
+// have unique names (ahvfs-restore-NAME-UNIXTIME…), and their undo steps
+// are registered before the create call and also remove any object of
+// that name, since a failed task can leave one the client never learnt
+// the UUID of. Options.Container takes a storage container name (unique
+// on the target cluster) or UUID.
 //
 // Restore points made by `ahvfs import` carry no VM configuration: the VM
 // then gets DefaultVCPUs, DefaultMemoryBytes, legacy BIOS, machine type PC,

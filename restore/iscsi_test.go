@@ -12,22 +12,16 @@ import (
 	"github.com/ahvfs/ahvfs/nutanix/prismsim"
 	"github.com/ahvfs/ahvfs/nutanix/prismsim/simtest"
 	"github.com/ahvfs/ahvfs/restore"
-	"github.com/ahvfs/ahvfs/restore/restoretest"
 )
 
-func iscsiCluster(t *testing.T, s *prismsim.Sim) (*restoretest.Cluster, int) {
+func iscsiCluster(t *testing.T, s *prismsim.Sim, api nutanix.APIVersion) (*nutanix.Client, int) {
 	t.Helper()
-	c := connect(t, s, nutanix.APIV4)
-	rc, err := restoretest.New(c, s.URL(), s.User(), s.Password(), s.CAFile())
+	c := connect(t, s, api)
+	p, err := strconv.Atoi(s.ISCSIPortal()[strings.LastIndex(s.ISCSIPortal(), ":")+1:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := strings.Cut(s.ISCSIPortal(), ":")
-	if i := strings.LastIndex(s.ISCSIPortal(), ":"); i >= 0 {
-		port = s.ISCSIPortal()[i+1:]
-	}
-	p, _ := strconv.Atoi(port)
-	return rc, p
+	return c, p
 }
 
 // TestRestoreISCSI: the default data path writes blank volume group disks
@@ -38,11 +32,11 @@ func iscsiCluster(t *testing.T, s *prismsim.Sim) (*restoretest.Cluster, int) {
 // leaves nothing behind, a recovered one is exact.
 func TestRestoreISCSI(t *testing.T) {
 	s := simtest.Start(t, simtest.Options{ISCSI: true})
-	rc, port := iscsiCluster(t, s)
+	rc, port := iscsiCluster(t, s, nutanix.APIV4)
 	src := []string{enginetest.Ext4Image(t, 128<<20, 7), dataDisk(t, 64<<20, 8)}
 	repo, rp := importVM(t, "web01", simConfig(t, rc, "9d1c0e8e-0000-4000-8000-00000000beef", 128<<20, 64<<20), src...)
 	ctx := context.Background()
-	res, err := restore.Restore(ctx, repo, rc, rp, restore.Options{Name: "web01-iscsi", TargetCluster: "cluster-b",
+	res, err := restore.Restore(ctx, repo, rc, rp, restore.Options{Name: "web01-iscsi", TargetCluster: "cluster-b", Container: "default",
 		NetworkMap: map[string]string{"vlan10": "vlan20"}, PowerOn: true, ISCSIPort: port})
 	if err != nil {
 		t.Fatal(err)
@@ -93,4 +87,47 @@ func TestRestoreISCSI(t *testing.T) {
 		sameFile(t, vi.Disks[i], src[i])
 	}
 	assertClean(t, s, 2)
+}
+
+// TestRestoreISCSIV3: the same path on the v3 backend (v2.0 volume group
+// with create_config, v3 VM disks cloned from the VG disks' vmdisk_uuid);
+// a --container that does not exist is refused before anything exists,
+// and a failing volume group task leaves nothing behind.
+func TestRestoreISCSIV3(t *testing.T) {
+	s := simtest.Start(t, simtest.Options{ISCSI: true})
+	c, port := iscsiCluster(t, s, nutanix.APIV3)
+	src := []string{dataDisk(t, 32<<20, 3), dataDisk(t, 16<<20, 4)}
+	repo, rp := importVM(t, "db01", simConfig(t, c, "9d1c0e8e-0000-4000-8000-00000000cafe", 32<<20, 16<<20), src...)
+	ctx := context.Background()
+	o := restore.Options{Name: "db01-v3", TargetCluster: "cluster-b", Container: "nope",
+		NetworkMap: map[string]string{"vlan10": "vlan20"}, ISCSIPort: port}
+	if _, err := restore.Restore(ctx, repo, c, rp, o); err == nil || !strings.Contains(err.Error(), `--container "nope"`) {
+		t.Fatalf("unknown container: %v", err)
+	}
+	assertClean(t, s, 0)
+
+	s.SetFaults(prismsim.Faults{FailTasks: 1, FailOps: []string{"VolumeGroupCreate"}})
+	o.Container = "default"
+	_, err := restore.Restore(ctx, repo, c, rp, o)
+	s.SetFaults(prismsim.Faults{})
+	if err == nil {
+		t.Fatal("restore with a failing volume group task succeeded")
+	}
+	assertClean(t, s, 0)
+
+	res, err := restore.Restore(ctx, repo, c, rp, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DataPath != restore.DataPathISCSI || res.Written >= res.Bytes {
+		t.Errorf("data path %s, wrote %d of %d bytes", res.DataPath, res.Written, res.Bytes)
+	}
+	vi, ok := s.VM("db01-v3")
+	if !ok || len(vi.Disks) != 2 {
+		t.Fatalf("VM %+v", vi)
+	}
+	for i := range src {
+		sameFile(t, vi.Disks[i], src[i])
+	}
+	assertClean(t, s, 1)
 }

@@ -36,8 +36,9 @@ type Options struct {
 	// cluster when the configuration names one that exists, else the only
 	// cluster.
 	TargetCluster string
-	// Container is the storage container UUID of the new disks. Default:
-	// the cluster's default container (chosen by the cluster).
+	// Container is the storage container of the new disks, by name or
+	// UUID, on the target cluster. Default: the cluster's default
+	// container (chosen by the cluster).
 	Container string
 	// NetworkMap maps a source subnet (name or UUID) to a target subnet
 	// (name or UUID, on the target cluster). Unmapped subnets must exist on
@@ -53,9 +54,8 @@ type Options struct {
 	// Overwrite replaces the original VM: the new VM is created first, then
 	// the original is powered off and deleted (see doc.go for the order).
 	Overwrite bool
-	// DataPath: iscsi writes blank volume group disks over iSCSI (needs
-	// a cluster implementing VolumeProvisioner), rest uploads images.
-	// auto (default) picks iscsi when available.
+	// DataPath: iscsi writes blank volume group disks over iSCSI, rest
+	// uploads images. auto (default) is iscsi.
 	DataPath string
 	// ISCSIPort overrides the port of the portal the cluster reports (tests
 	// and NAT); 0 keeps it (3260).
@@ -105,33 +105,6 @@ func (o *Options) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// VolumeGroupSpec describes a blank volume group for the iSCSI path.
-type VolumeGroupSpec struct {
-	Name          string
-	ClusterUUID   string
-	ContainerUUID string  // "" : the cluster's default
-	DiskSizes     []int64 // one blank disk per size, LUN/index order
-}
-
-// VolumeProvisioner is the cluster side of the iSCSI restore path: blank
-// volume group disks this host writes over iSCSI, then a VM whose disks
-// are cloned from them. nutanix.Cluster does not offer these calls yet
-// (v4: POST volumes/config/volume-groups with disks of
-// diskDataSourceReference entityType STORAGE_CONTAINER; VM disks with
-// dataSource.reference VolumeDiskReference); a cluster value implementing
-// this interface enables the iSCSI path.
-type VolumeProvisioner interface {
-	// CreateBlankVolumeGroup creates the volume group and waits; its Disks
-	// are in the order of spec.DiskSizes. On failure it returns what it
-	// knows of a group that may exist (UUID) so it can be deleted.
-	CreateBlankVolumeGroup(ctx context.Context, spec VolumeGroupSpec) (nutanix.VolumeGroup, error)
-	// CreateVMFromVolumeDisks creates a VM like Provisioner.CreateVM where
-	// spec.Disks[i] (not CD-ROMs) is a copy of volume group disk
-	// vgDisks[i] ("" for a CD-ROM). It returns the VM UUID when known,
-	// also on failure.
-	CreateVMFromVolumeDisks(ctx context.Context, spec nutanix.VMSpec, vgDisks []string) (string, error)
 }
 
 // DiskResult is one restored disk.
@@ -354,21 +327,19 @@ func makePlan(ctx context.Context, cl nutanix.Cluster, rp *engine.RestorePoint, 
 			errs = append(errs, fmt.Errorf("--network-map %s: no NIC of the VM is on subnet %q", k, k))
 		}
 	}
+	// Storage container.
+	container := ""
+	if o.Container != "" && found {
+		c, err := findContainer(ctx, cl, p.cluster, o.Container)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		container = c
+	}
 	// Data path.
-	_, canISCSI := cl.(VolumeProvisioner)
-	switch o.DataPath {
-	case DataPathISCSI:
-		if !canISCSI {
-			errs = append(errs, errors.New("data path iscsi: this Prism client cannot create blank volume groups and VMs from them yet; use --data-path rest"))
-		}
-		p.dataPath = DataPathISCSI
-	case DataPathREST:
+	p.dataPath = DataPathISCSI
+	if o.DataPath == DataPathREST {
 		p.dataPath = DataPathREST
-	default:
-		p.dataPath = DataPathREST
-		if canISCSI {
-			p.dataPath = DataPathISCSI
-		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -386,9 +357,39 @@ func makePlan(ctx context.Context, cl nutanix.Cluster, rp *engine.RestorePoint, 
 		BootType: nutanix.BootType(cfg.BootType), MachineType: cfg.MachineType, NICs: p.nics,
 		Description: "restored by ahvfs from " + rp.Name()}
 	for _, d := range p.disks {
-		p.spec.Disks = append(p.spec.Disks, nutanix.DiskSpec{Bus: d.Bus, Index: d.Index, SizeBytes: d.Disk.Size, ContainerUUID: o.Container})
+		p.spec.Disks = append(p.spec.Disks, nutanix.DiskSpec{Bus: d.Bus, Index: d.Index, SizeBytes: d.Disk.Size, ContainerUUID: container})
 	}
 	return p, nil
+}
+
+// findContainer resolves a storage container name or UUID on cluster c.
+// A name must be unique on the cluster; a UUID must be one of its
+// containers (containers the API reports without a cluster are accepted).
+func findContainer(ctx context.Context, cl nutanix.Cluster, c nutanix.ClusterInfo, want string) (string, error) {
+	ctrs, err := cl.ListStorageContainers(ctx)
+	if err != nil {
+		return "", fmt.Errorf("--container %s: %w", want, err)
+	}
+	var names, byName []string
+	for _, x := range ctrs {
+		if x.ClusterUUID != "" && x.ClusterUUID != c.UUID {
+			continue
+		}
+		if x.UUID == want {
+			return x.UUID, nil
+		}
+		if x.Name == want {
+			byName = append(byName, x.UUID)
+		}
+		names = append(names, x.Name)
+	}
+	switch len(byName) {
+	case 1:
+		return byName[0], nil
+	case 0:
+		return "", fmt.Errorf("--container %q: no such storage container on %s (containers: %s)", want, c.Name, strings.Join(names, ", "))
+	}
+	return "", fmt.Errorf("--container %q: %d storage containers of that name on %s: give the UUID (%s)", want, len(byName), c.Name, strings.Join(byName, ", "))
 }
 
 func firstOf(ss ...string) string {
@@ -450,7 +451,7 @@ func run(ctx context.Context, src Source, cl nutanix.Cluster, p *plan, o Options
 	case DataPathREST:
 		vmUUID, temps, err = restoreREST(ctx, src, cl, p, o, u, res, tag)
 	default:
-		vmUUID, temps, err = restoreISCSI(ctx, src, cl, cl.(VolumeProvisioner), p, o, u, res, tag)
+		vmUUID, temps, err = restoreISCSI(ctx, src, cl, p, o, u, res, tag)
 	}
 	if err != nil {
 		return err
@@ -485,6 +486,7 @@ func run(ctx context.Context, src Source, cl nutanix.Cluster, p *plan, o Options
 		u.mu.Unlock()
 	}
 	for _, t := range temps {
+		o.Logger.Info("restore: removing", "what", t.what)
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.CleanupTimeout)
 		if err := t.fn(cctx); err != nil {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("could not remove %s: %v", t.what, err))
@@ -566,14 +568,18 @@ func restoreREST(ctx context.Context, src Source, cl nutanix.Cluster, p *plan, o
 	for i, d := range p.disks {
 		name := fmt.Sprintf("%s-%s", tag, d.Disk.Name())
 		o.Logger.Info("restore: creating image", "image", name)
+		// Registered before the call: a failed task can leave an image the
+		// client does not know, found again by its (unique) name.
+		var imID string
+		step := undoStep{"image " + name, func(ctx context.Context) error { return removeImages(ctx, cl, imID, name) }}
+		u.add(step.what, step.fn)
+		temps = append(temps, step)
 		im, err := cl.CreateImage(ctx, nutanix.ImageSpec{Name: name, Type: nutanix.DiskImage, ClusterUUID: p.cluster.UUID,
 			Description: "temporary image of an ahvfs restore of " + p.rp.Name()})
+		imID = im.UUID
 		if err != nil {
 			return "", nil, fmt.Errorf("create image %s: %w", name, err)
 		}
-		step := undoStep{"image " + im.UUID + " (" + name + ")", func(ctx context.Context) error { return cl.DeleteImage(ctx, im.UUID) }}
-		u.add(step.what, step.fn)
-		temps = append(temps, step)
 		dr, err := src.OpenDisk(ctx, p.rp, d.Disk.Index)
 		if err != nil {
 			return "", nil, err
@@ -592,6 +598,28 @@ func restoreREST(ctx context.Context, src Source, cl nutanix.Cluster, p *plan, o
 	}
 	id, err := createVM(ctx, cl, p, u, func(ctx context.Context) (string, error) { return cl.CreateVM(ctx, spec) })
 	return id, temps, err
+}
+
+// removeImages deletes the image id (if known) and every image named name.
+func removeImages(ctx context.Context, cl nutanix.Cluster, id, name string) error {
+	var errs []error
+	if id != "" {
+		if err := cl.DeleteImage(ctx, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	l, err := cl.ListImages(ctx, name)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, im := range l {
+		if im.UUID != id {
+			if err := cl.DeleteImage(ctx, im.UUID); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // diskStream reads a disk sequentially (the engine reads ahead in
@@ -630,24 +658,27 @@ func (s *diskStream) Read(p []byte) (int, error) {
 
 // restoreISCSI creates a blank volume group, writes the non-zero chunks of
 // each disk into its LUNs and creates the VM from the volume group disks.
-func restoreISCSI(ctx context.Context, src Source, cl nutanix.Cluster, vp VolumeProvisioner, p *plan, o Options, u *undo, res *Result, tag string) (string, []undoStep, error) {
+func restoreISCSI(ctx context.Context, src Source, cl nutanix.Cluster, p *plan, o Options, u *undo, res *Result, tag string) (string, []undoStep, error) {
 	var sizes []int64
 	for _, d := range p.disks {
 		sizes = append(sizes, d.Disk.Size)
 	}
 	o.Logger.Info("restore: creating volume group", "name", tag, "disks", len(sizes))
-	vg, err := vp.CreateBlankVolumeGroup(ctx, VolumeGroupSpec{Name: tag, ClusterUUID: p.cluster.UUID, ContainerUUID: p.spec.Disks[0].ContainerUUID, DiskSizes: sizes})
-	if vg.UUID != "" {
-		vgID := vg.UUID
-		u.add("volume group "+vgID+" ("+tag+")", func(ctx context.Context) error { return cl.DeleteVolumeGroup(ctx, vgID) })
-	}
+	// Registered before the call: a failed task can leave a group the
+	// client does not know, so the step also removes any group of the
+	// (unique) tag name.
+	var vgID string
+	vgStep := undoStep{"volume group " + tag, func(ctx context.Context) error { return removeVolumeGroups(ctx, cl, vgID, tag) }}
+	u.add(vgStep.what, vgStep.fn)
+	vg, err := cl.CreateBlankVolumeGroup(ctx, nutanix.VolumeGroupSpec{Name: tag, ClusterUUID: p.cluster.UUID,
+		ContainerUUID: p.spec.Disks[0].ContainerUUID, DiskSizes: sizes, Description: "temporary volume group of an ahvfs restore of " + p.rp.Name()})
+	vgID = vg.UUID
 	if err != nil {
-		return "", nil, fmt.Errorf("create volume group %s: %w", tag, err)
+		return "", nil, err // names the operation and the group
 	}
 	if len(vg.Disks) != len(sizes) {
 		return "", nil, fmt.Errorf("volume group %s has %d disks, want %d", vg.UUID, len(vg.Disks), len(sizes))
 	}
-	vgStep := undoStep{"volume group " + vg.UUID + " (" + tag + ")", func(ctx context.Context) error { return cl.DeleteVolumeGroup(ctx, vg.UUID) }}
 	iqn := o.InitiatorIQN
 	if iqn == "" {
 		iqn = o.ISCSI.InitiatorIQN
@@ -678,6 +709,7 @@ func restoreISCSI(ctx context.Context, src Source, cl nutanix.Cluster, vp Volume
 	if err != nil {
 		return "", nil, fmt.Errorf("iSCSI login to %s at %s: %w", tgt.TargetIQN, portal, err)
 	}
+	o.Logger.Info("restore: writing disks over iSCSI", "target", tgt.TargetIQN, "portal", portal)
 	werr := writeLUNs(ctx, src, sess, p, o, res)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	sess.Close(cctx)
@@ -689,12 +721,37 @@ func restoreISCSI(ctx context.Context, src Source, cl nutanix.Cluster, vp Volume
 	if err := cl.DetachISCSIClient(ctx, vg.UUID, iqn); err != nil {
 		return "", nil, fmt.Errorf("detach %s from volume group %s: %w", iqn, vg.UUID, err)
 	}
-	var vgDisks []string
-	for _, d := range vg.Disks {
-		vgDisks = append(vgDisks, d.UUID)
+	spec := p.spec
+	spec.Disks = append([]nutanix.DiskSpec(nil), p.spec.Disks...)
+	for i := range spec.Disks {
+		spec.Disks[i].VolumeDiskUUID = vg.Disks[i].UUID
 	}
-	id, err := createVM(ctx, cl, p, u, func(ctx context.Context) (string, error) { return vp.CreateVMFromVolumeDisks(ctx, p.spec, vgDisks) })
+	o.Logger.Info("restore: creating the VM from the volume group disks", "vm", spec.Name)
+	id, err := createVM(ctx, cl, p, u, func(ctx context.Context) (string, error) { return cl.CreateVM(ctx, spec) })
 	return id, []undoStep{detach, vgStep}, err
+}
+
+// removeVolumeGroups deletes the group id (if known) and every group
+// named name (a restore's unique tag).
+func removeVolumeGroups(ctx context.Context, cl nutanix.Cluster, id, name string) error {
+	var errs []error
+	if id != "" {
+		if err := cl.DeleteVolumeGroup(ctx, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	l, err := cl.ListVolumeGroups(ctx, name)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, g := range l {
+		if g.UUID != id {
+			if err := cl.DeleteVolumeGroup(ctx, g.UUID); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // defaultIQN is the iscsi package's default initiator name.

@@ -1,36 +1,65 @@
 #!/usr/bin/env bash
-# make demo: the main job end to end on this machine. Builds a real ext4 disk
-# image from real files, stores it, changes it, stores it again (only the
-# changed chunks are new), lists, restores byte for byte and verifies.
+# make demo: the main job end to end on the built-in Prism simulator.
+# prismsim plays a Prism Central with two clusters and VMs whose disks hold
+# real ext4 filesystems, exported over a real iSCSI target (tgtd) behind a
+# Data-Services-IP login redirect. ahvfs backs them up (full), the "guest"
+# writes, ahvfs backs up again (incremental: only changed regions are read),
+# then lists, verifies, and restores one VM to the second cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-demo=${DEMO_DIR:-demo}
+demo=${DEMO_DIR:-$PWD/demo}
+port=${DEMO_PORT:-19440}
+iscsi=${DEMO_ISCSI_PORT:-13260}
 rm -rf "$demo"; mkdir -p "$demo"
-export AHVFS_REPO="$demo/repo"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "building a 1 GiB ext4 guest disk from real files (tools/mkimage)"
-bin/mkimage --out "$demo/web01-disk0.raw" --size 1GiB --seed 1
-bin/mkimage --out "$demo/web01-disk1.raw" --table gpt --part fat32:64MiB --part ext4:256MiB --seed 2
+say "starting the Prism simulator (2 VMs with real ext4 disks, iSCSI via tgtd)"
+bin/prismsim --listen 127.0.0.1:$port --state "$demo/sim" --vms 2 --disk-size 512MiB \
+  --iscsi-portal 127.0.0.1:$iscsi --cvm-portal 127.0.0.2:$iscsi --quiet > "$demo/prismsim.log" 2>&1 &
+sim=$!
+trap 'kill $sim 2>/dev/null; wait $sim 2>/dev/null' EXIT
+for _ in $(seq 1 600); do
+  [ -s "$demo/sim/ca.crt" ] && grep -q "iSCSI\|portal\|URL" "$demo/prismsim.log" 2>/dev/null && break
+  kill -0 $sim 2>/dev/null || { cat "$demo/prismsim.log"; exit 1; }
+  sleep 0.5
+done
+cat "$demo/prismsim.log"
+
+export AHVFS_REPO="$demo/repo" AHVFS_PRISM=127.0.0.1:$port AHVFS_USER=admin
+export AHVFS_PASSWORD_FILE="$demo/sim/admin.password"
+cluster=(--ca-cert "$demo/sim/ca.crt" --iscsi-port $iscsi)
+
+say "ahvfs health-check"
+bin/ahvfs health-check "${cluster[@]}"
+
+say "ahvfs vms"
+bin/ahvfs vms --ca-cert "$demo/sim/ca.crt"
 
 say "ahvfs init"
-bin/ahvfs init --chunk-size 1MiB --parity 10+2
+bin/ahvfs init
 
-say "ahvfs import (first restore point)"
-bin/ahvfs import --vm web01 --time 2026-11-22T01:00:00Z "$demo/web01-disk0.raw" "$demo/web01-disk1.raw"
+say "ahvfs backup (full: the allocation map, read over iSCSI)"
+bin/ahvfs backup "${cluster[@]}" --consistency app
 
-say "the guest writes 16 MiB; import again: only the changed chunks are stored"
-dd if=/usr/local/go/bin/go of="$demo/web01-disk0.raw" bs=1M count=16 seek=300 conv=notrunc status=none
-bin/ahvfs import --vm web01 --time 2026-11-22T02:00:00Z "$demo/web01-disk0.raw" "$demo/web01-disk1.raw"
+say "the guest writes 16 MiB of real data into its disk"
+vm=$(ls "$demo/sim/vms" | head -1)
+dd if=/usr/local/go/bin/go of="$demo/sim/vms/$vm/disk-0.raw" bs=1M count=16 seek=200 conv=notrunc status=none
+
+say "ahvfs backup (incremental: only the changed regions are read)"
+bin/ahvfs backup "${cluster[@]}" --consistency app
 
 say "ahvfs list"
 bin/ahvfs list
 
-say "ahvfs cat web01@latest disk-0 equals the disk"
-bin/ahvfs cat web01@latest disk-0 | cmp - "$demo/web01-disk0.raw" && echo "identical"
-
-say "ahvfs stats"
-bin/ahvfs stats
+say "the latest restore point equals the live disk"
+bin/ahvfs cat "$vm@latest" disk-0 | cmp - "$demo/sim/vms/$vm/disk-0.raw" && echo identical
 
 say "ahvfs verify --read-data"
 bin/ahvfs verify --read-data
+
+say "ahvfs restore to cluster-b with the network remapped"
+bin/ahvfs restore "$vm@latest" "${cluster[@]}" --target-cluster cluster-b --name "$vm-dr" --network-map vlan10=vlan20 --power-on
+cmp "$demo/sim/vms/$vm-dr/disk-0.raw" "$demo/sim/vms/$vm/disk-0.raw" && echo "restored disk identical"
+
+say "ahvfs cleanup (nothing should be left on the cluster)"
+bin/ahvfs cleanup --ca-cert "$demo/sim/ca.crt"

@@ -24,7 +24,7 @@ func init() {
 			Flags: append(clusterFlags(), repoPasswordFlag(),
 				&cli.StringFlag{Name: "target-cluster", Usage: "cluster `NAME` or UUID (default: the original cluster)"},
 				&cli.StringFlag{Name: "name", Usage: "name of the new VM (default: the original name)"},
-				&cli.StringFlag{Name: "container", Usage: "storage container `UUID` of the new disks (default: the cluster's default)"},
+				&cli.StringFlag{Name: "container", Usage: "storage container `NAME` or UUID of the new disks on the target cluster (default: the cluster's default)"},
 				&cli.StringSliceFlag{Name: "network-map", Usage: "`SRC=DST` subnet mapping, by name or UUID (repeat or comma-separate)"},
 				&cli.IntFlag{Name: "vcpu", Usage: "number of vCPUs (default: as backed up)"},
 				&cli.StringFlag{Name: "memory", Usage: "memory `SIZE` (4GiB; default: as backed up)"},

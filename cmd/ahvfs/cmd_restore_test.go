@@ -12,8 +12,8 @@ import (
 
 // TestRestoreCLI restores an imported (configuration-less) restore point
 // to cluster-b through the images API: the simulator's disk equals the
-// image, the JSON summary names the VM, the defaults apply, and bad flags
-// are usage errors.
+// image, the JSON summary names the VM, the defaults apply, --container
+// takes a name, and bad flags are usage errors.
 func TestRestoreCLI(t *testing.T) {
 	s, _, _ := simForCLI(t)
 	img := enginetest.Ext4Image(t, 64<<20, 6)
@@ -21,7 +21,7 @@ func TestRestoreCLI(t *testing.T) {
 	mustCLI(t, "init", "--repo", repo)
 	mustCLI(t, "import", "--repo", repo, "--vm", "imported", "--time", "2026-11-22T01:30:00Z", img)
 	args := []string{"restore", "--repo", repo, "--prism", s.URL(), "--password-file", s.PasswordFile(), "--ca-cert", s.CAFile()}
-	js := mustCLI(t, append(args, "--target-cluster", "cluster-b", "--name", "imp2", "--data-path", "rest", "--memory", "1GiB",
+	js := mustCLI(t, append(args, "--target-cluster", "cluster-b", "--container", "default", "--name", "imp2", "--data-path", "rest", "--memory", "1GiB",
 		"--power-on", "--json", "imported@latest")...)
 	var res struct {
 		VMUUID, Name, Cluster string

@@ -24,7 +24,7 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	err := newApp(os.Stdin, os.Stdout, os.Stderr).RunContext(ctx, os.Args)
+	err := run(ctx, os.Stdin, os.Stdout, os.Stderr, os.Args)
 	code := exitCode(err, os.Stderr)
 	pprof.StopCPUProfile()
 	os.Exit(code)

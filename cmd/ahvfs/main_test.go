@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 func runCLI(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	err := newApp(strings.NewReader(stdin), &out, &errb).RunContext(context.Background(), append([]string{"ahvfs"}, args...))
+	err := run(context.Background(), strings.NewReader(stdin), &out, &errb, append([]string{"ahvfs"}, args...))
 	code := exitCode(err, &errb)
 	return out.String(), errb.String(), code
 }

@@ -458,11 +458,12 @@ func (s *Sim) removeSnapshotLocked(id string) {
 // ---------- volume groups ----------
 
 type vgDiskSpec struct {
-	Index      int // -1: position
-	Size       int64
-	SourceKind string // "" (blank), snapshot_disk, vm_disk, file
-	SourceUUID string
-	SourceFile string
+	Index         int // -1: position
+	Size          int64
+	SourceKind    string // "" (blank), snapshot_disk, vm_disk, file
+	SourceUUID    string
+	SourceFile    string
+	ContainerUUID string // "": the cluster's container
 }
 
 var iqnUnsafe = regexp.MustCompile(`[^a-z0-9.-]+`)
@@ -521,8 +522,14 @@ func (s *Sim) createVGLocked(name, desc, clusterUUID, usage, api string, disks [
 		if idx < 0 {
 			idx = i
 		}
+		dctr := ctr
+		if ds.ContainerUUID != "" {
+			if dctr = s.m.containerByUUID(ds.ContainerUUID); dctr == nil || dctr.ClusterUUID != cl.UUID {
+				return nil, errNotFound("storage container %s not found on cluster %s", ds.ContainerUUID, cl.Name)
+			}
+		}
 		d := &vgDisk{UUID: newUUID(), Index: idx, Size: size, File: filepath.Join(dir, fmt.Sprintf("disk-%d.raw", i)),
-			ContainerUUID: ctr.UUID, SourceKind: ds.SourceKind, SourceUUID: ds.SourceUUID}
+			ContainerUUID: dctr.UUID, SourceKind: ds.SourceKind, SourceUUID: ds.SourceUUID}
 		var err error
 		if src == "" {
 			err = blankDisk(s.abs(d.File), size)

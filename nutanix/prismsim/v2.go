@@ -23,6 +23,7 @@ func (s *Sim) routesV2(mux *http.ServeMux) {
 		both("DELETE", "/volume_groups/{uuid}", s.v2DeleteVG)
 		both("POST", "/volume_groups/{uuid}/open", s.v2OpenVG)
 		both("POST", "/volume_groups/{uuid}/close", s.v2CloseVG)
+		both("GET", "/storage_containers", s.v2ListContainers)
 		both("GET", "/tasks/{uuid}", s.v2GetTask)
 		both("GET", "/virtual_disks", s.v2ListVirtualDisks)
 		both("GET", "/virtual_disks/{uuid}", s.v2GetVirtualDisk)
@@ -428,7 +429,15 @@ func (s *Sim) v2CreateVG(w http.ResponseWriter, r *http.Request) {
 			}
 			ds.Size = d.CloneConfig.MinimumSize
 		case d.CreateConfig != nil:
-			ds = vgDiskSpec{Index: -1, Size: d.CreateConfig.Size}
+			ds = vgDiskSpec{Index: -1, Size: d.CreateConfig.Size, ContainerUUID: d.CreateConfig.StorageContainerUUID}
+			if d.CreateConfig.Size <= 0 {
+				v2Error(w, http.StatusBadRequest, fmt.Sprintf("disk_list[%d].create_config.size must be positive", i))
+				return
+			}
+			if c := ds.ContainerUUID; c != "" && s.m.containerByUUID(c) == nil {
+				v2Error(w, http.StatusNotFound, "Storage container "+c+" does not exist")
+				return
+			}
 		default:
 			v2Error(w, http.StatusBadRequest, fmt.Sprintf("disk_list[%d] needs create_config or clone_config", i))
 			return
@@ -448,7 +457,15 @@ func (s *Sim) v2CreateVG(w http.ResponseWriter, r *http.Request) {
 		id = in.UUID
 	}
 	if fail == "" {
-		g, err := s.createVGLocked(in.Name, in.Description, "", in.UsageType, "v2", specs)
+		// A PE has one cluster; the simulator's v2 plays cluster-a unless
+		// the disks name a container of another cluster.
+		cluster := ""
+		for _, ds := range specs {
+			if c := s.m.containerByUUID(ds.ContainerUUID); c != nil && cluster == "" {
+				cluster = c.ClusterUUID
+			}
+		}
+		g, err := s.createVGLocked(in.Name, in.Description, cluster, in.UsageType, "v2", specs)
 		if err != nil {
 			s.writeErr(w, r, err)
 			return
@@ -560,4 +577,17 @@ func (s *Sim) v2DeleteVG(w http.ResponseWriter, r *http.Request) {
 			}
 		})
 	v2TaskID(w, t)
+}
+
+// v2ListContainers serves GET /storage_containers/ (ContainerDTO): the
+// containers of every simulated PE cluster, with their cluster_uuid.
+func (s *Sim) v2ListContainers(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ents []obj
+	for _, c := range s.m.Containers {
+		ents = append(ents, obj{"storage_container_uuid": c.UUID, "id": c.UUID, "name": c.Name, "cluster_uuid": c.ClusterUUID,
+			"replication_factor": 2, "vstore_name_list": []string{c.Name}})
+	}
+	writeJSON(w, http.StatusOK, v2Collection(ents))
 }

@@ -973,6 +973,22 @@ func (s *Sim) createImageLocked(in imageIn) (*image, error) {
 		im.Uploaded = true
 	case in.SourceKind != "":
 		return nil, errInvalid("data_source_reference kind %q is not supported (vm_disk)", in.SourceKind)
+	case strings.HasPrefix(in.SourceURI, "nfs://"):
+		// As on AOS, the image service imports a vDisk of the cluster's own
+		// containers by its NFS path, snapshot vDisks included
+		// (nfs://127.0.0.1/<container>/.snapshot/.../<vdisk uuid>).
+		u, err := url.Parse(in.SourceURI)
+		if err != nil {
+			return nil, errInvalid("source_uri: %v", err)
+		}
+		_, sd := s.m.snapDiskByPath(u.Path)
+		if sd == nil {
+			return nil, errNotFound("source_uri %q: no snapshot vDisk at %s", in.SourceURI, u.Path)
+		}
+		if err := copyDisk(s.abs(im.File), s.abs(sd.File), 0); err != nil {
+			return nil, err
+		}
+		im.Uploaded = true
 	case strings.HasPrefix(in.SourceURI, "file://"):
 		if err := copyDisk(s.abs(im.File), strings.TrimPrefix(in.SourceURI, "file://"), 0); err != nil {
 			return nil, errInvalid("source_uri: %v", err)

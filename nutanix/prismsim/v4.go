@@ -296,6 +296,7 @@ func (s *Sim) routesV4(mux *http.ServeMux) {
 	s.v4(mux, "GET", "prism", "config/tasks/{extId}", "prism.v4.config.GetTaskApiResponse", s.v4GetTask)
 	s.v4(mux, "GET", "clustermgmt", "config/clusters", "clustermgmt.v4.config.ListClustersApiResponse", s.v4ListClusters)
 	s.v4(mux, "GET", "clustermgmt", "config/clusters/{extId}", "clustermgmt.v4.config.GetClusterApiResponse", s.v4GetCluster)
+	s.v4(mux, "GET", "clustermgmt", "config/storage-containers", "clustermgmt.v4.config.ListStorageContainersApiResponse", s.v4ListContainers)
 	s.v4(mux, "GET", "networking", "config/subnets", "networking.v4.config.ListSubnetsApiResponse", s.v4ListSubnets)
 	mux.HandleFunc("OPTIONS /api/{ns}/unversioned/info", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, obj{"data": s.opts.V4Revisions[len(s.opts.V4Revisions)-1]})
@@ -1318,6 +1319,7 @@ func (s *Sim) v4DiskSpec(d v4VolumeDiskIn) (vgDiskSpec, error) {
 			if ref.ExtID != "" && s.m.containerByUUID(ref.ExtID) == nil {
 				return ds, errNotFound("storage container %s not found", ref.ExtID)
 			}
+			ds.ContainerUUID = ref.ExtID
 		case "DISK_RECOVERY_POINT":
 			ds.SourceKind, ds.SourceUUID = "snapshot_disk", ref.ExtID
 		case "VM_DISK":
@@ -1699,4 +1701,42 @@ func (s *Sim) v4ListSubnets(w http.ResponseWriter, r *http.Request) {
 			"virtualSwitchReference": "br0"})
 	}
 	v4JSON(w, r, http.StatusOK, "networking.v4.config.ListSubnetsApiResponse", data, meta)
+}
+
+// v4ListContainers serves clustermgmt storage-containers (StorageContainer
+// is identified by containerExtId).
+func (s *Sim) v4ListContainers(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var all []*container
+	for _, c := range s.m.Containers {
+		if odataEq(r, func(k string) string {
+			switch k {
+			case "name":
+				return c.Name
+			case "containerExtId", "extId":
+				return c.UUID
+			case "clusterExtId":
+				return c.ClusterUUID
+			}
+			return ""
+		}) {
+			all = append(all, c)
+		}
+	}
+	lo, hi, meta, ok := s.v4Page(w, r, len(all))
+	if !ok {
+		return
+	}
+	data := []obj{}
+	for _, c := range all[lo:hi] {
+		cl := s.m.clusterByUUID(c.ClusterUUID)
+		o := obj{"$objectType": "clustermgmt.v4.config.StorageContainer", "$reserved": reserved(), "extId": c.UUID,
+			"containerExtId": c.UUID, "name": c.Name, "clusterExtId": c.ClusterUUID, "replicationFactor": 2}
+		if cl != nil {
+			o["clusterName"] = cl.Name
+		}
+		data = append(data, o)
+	}
+	v4JSON(w, r, http.StatusOK, "clustermgmt.v4.config.ListStorageContainersApiResponse", data, meta)
 }

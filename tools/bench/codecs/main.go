@@ -16,8 +16,8 @@ import (
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
-	lblake3 "lukechampine.com/blake3"
 	zblake3 "github.com/zeebo/blake3"
+	lblake3 "lukechampine.com/blake3"
 )
 
 func main() {

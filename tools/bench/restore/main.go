@@ -8,8 +8,7 @@
 //
 //	go run ./tools/bench/restore [-size 2GiB] [-rounds 2] [-dir DIR]
 //
-// Needs root, tgtd/tgtadm (Debian tgt) and mkfs.ext4. The iSCSI path uses
-// restore/restoretest until nutanix.Client can create blank volume groups.
+// Needs root, tgtd/tgtadm (Debian tgt) and mkfs.ext4.
 package main
 
 import (
@@ -17,9 +16,11 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -29,7 +30,6 @@ import (
 	"github.com/ahvfs/ahvfs/nutanix"
 	"github.com/ahvfs/ahvfs/nutanix/prismsim"
 	"github.com/ahvfs/ahvfs/restore"
-	"github.com/ahvfs/ahvfs/restore/restoretest"
 	"github.com/ahvfs/ahvfs/tools/mkimage"
 	"github.com/dustin/go-humanize"
 )
@@ -39,6 +39,8 @@ func main() {
 	rounds := flag.Int("rounds", 2, "rounds of (cp, restore)")
 	dir := flag.String("dir", "", "work directory (default: a temporary directory under /var/tmp)")
 	conc := flag.Int("concurrency", 0, "restore writes in flight per disk (0: default)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the restores to `FILE`")
+	verbose := flag.Bool("v", false, "log the restore's steps with timestamps")
 	flag.Parse()
 	log.SetFlags(0)
 	size, err := humanize.ParseBytes(*sizeS)
@@ -55,14 +57,20 @@ func main() {
 	}
 	img := filepath.Join(work, "vm.raw")
 	t0 := time.Now()
-	tree := filepath.Join(work, "tree")
-	if _, err := mkimage.Tree(ctx, tree, int64(size)*7/10, mkimage.TreeOptions{Seed: 1}); err != nil {
-		log.Fatalf("mkimage tree: %v", err)
+	if _, err := os.Stat(img); err == nil && *dir != "" {
+		log.Printf("reusing %s", img) // a kept -dir: same image, fresh repository and simulator
+	} else {
+		tree := filepath.Join(work, "tree")
+		if _, err := mkimage.Tree(ctx, tree, int64(size)*7/10, mkimage.TreeOptions{Seed: 1}); err != nil {
+			log.Fatalf("mkimage tree: %v", err)
+		}
+		if err := mkimage.Build(ctx, img, mkimage.Spec{Partitions: []mkimage.Partition{{FS: mkimage.Ext4, Size: int64(size), Dir: tree}}}); err != nil {
+			log.Fatalf("mkimage: %v", err)
+		}
+		os.RemoveAll(tree)
 	}
-	if err := mkimage.Build(ctx, img, mkimage.Spec{Partitions: []mkimage.Partition{{FS: mkimage.Ext4, Size: int64(size), Dir: tree}}}); err != nil {
-		log.Fatalf("mkimage: %v", err)
-	}
-	os.RemoveAll(tree)
+	os.RemoveAll(filepath.Join(work, "repo"))
+	os.RemoveAll(filepath.Join(work, "sim"))
 	st, _ := os.Stat(img)
 	log.Printf("image %s (%s) built in %s", img, humanize.IBytes(uint64(st.Size())), time.Since(t0).Round(time.Second))
 
@@ -107,12 +115,24 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	rc, err := restoretest.New(cl, sim.URL(), sim.User(), sim.Password(), sim.CAFile())
-	if err != nil {
-		log.Fatal(err)
-	}
+	defer cl.Close()
+	rc := cl
 	port, _ := strconv.Atoi(sim.ISCSIPortal()[strings.LastIndex(sim.ISCSIPortal(), ":")+1:])
 
+	logger := slog.New(slog.DiscardHandler)
+	if *verbose {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+	}
 	var cpBest, rsBest float64
 	for r := 0; r < *rounds; r++ {
 		dst := filepath.Join(work, "cp.raw")
@@ -131,7 +151,7 @@ func main() {
 
 		t0 = time.Now()
 		res, err := restore.Restore(ctx, repo, rc, rp, restore.Options{Name: fmt.Sprintf("bench-%d", r), TargetCluster: "cluster-a",
-			ISCSIPort: port, Concurrency: *conc, DataPath: restore.DataPathISCSI})
+			ISCSIPort: port, Concurrency: *conc, DataPath: restore.DataPathISCSI, Logger: logger})
 		if err != nil {
 			log.Fatal(err)
 		}

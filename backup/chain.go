@@ -1,0 +1,196 @@
+package backup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/nutanix"
+)
+
+const refPrefix = "ref/"
+
+// Reference is what the repository remembers about a VM's snapshots kept
+// on the cluster (state "ref/<vm uuid>").
+type Reference struct {
+	VMUUID string `json:"vm_uuid"`
+	VM     string `json:"vm"`
+	// Last is the newest snapshot: incrementals are computed against it.
+	Last RefSnapshot `json:"last"`
+	// Full is the last full's snapshot, kept only after a differential
+	// backup (the next differential is computed against it).
+	Full *RefSnapshot `json:"full,omitempty"`
+}
+
+// RefSnapshot is one kept snapshot and the restore point read from it.
+type RefSnapshot struct {
+	Snapshot     nutanix.Snapshot `json:"snapshot"`
+	RestorePoint string           `json:"restore_point"` // restore point ID
+	Level        string           `json:"level"`
+	Time         time.Time        `json:"time"`
+	Disks        []RefDisk        `json:"disks"`
+}
+
+// RefDisk is a disk stored in the reference's restore point.
+type RefDisk struct {
+	UUID    string `json:"uuid"`
+	N       int    `json:"n"` // disk-N
+	Size    int64  `json:"size"`
+	Address string `json:"address,omitempty"`
+}
+
+func (s *RefSnapshot) disk(uuid string) (RefDisk, bool) {
+	for _, d := range s.Disks {
+		if d.UUID == uuid {
+			return d, true
+		}
+	}
+	return RefDisk{}, false
+}
+
+// snapshots returns the kept snapshots (Last, then Full when distinct).
+func (r *Reference) snapshots() []RefSnapshot {
+	if r == nil {
+		return nil
+	}
+	out := []RefSnapshot{r.Last}
+	if r.Full != nil && r.Full.Snapshot.ID != r.Last.Snapshot.ID {
+		out = append(out, *r.Full)
+	}
+	return out
+}
+
+func refKey(vmUUID string) string { return refPrefix + vmUUID }
+
+// LoadReference reads a VM's reference (nil, nil when there is none).
+func LoadReference(ctx context.Context, st StateStore, vmUUID string) (*Reference, error) {
+	b, err := st.GetState(ctx, refKey(vmUUID))
+	if errors.Is(err, engine.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read reference of VM %s: %w", vmUUID, err)
+	}
+	var r Reference
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("reference of VM %s: %w", vmUUID, err)
+	}
+	return &r, nil
+}
+
+func loadRefs(ctx context.Context, st StateStore) ([]*Reference, error) {
+	m, err := st.ListState(ctx, refPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("read references: %w", err)
+	}
+	var out []*Reference
+	for k, b := range m {
+		var r Reference
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("reference %s: %w", strings.TrimPrefix(k, refPrefix), err)
+		}
+		out = append(out, &r)
+	}
+	return out, nil
+}
+
+func putRef(ctx context.Context, st StateStore, r *Reference) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := st.PutState(ctx, refKey(r.VMUUID), b); err != nil {
+		return fmt.Errorf("promote snapshot %s as the reference of %s: %w", r.Last.Snapshot.ID, r.VM, err)
+	}
+	return nil
+}
+
+// chainPlan is the level decided for one VM.
+type chainPlan struct {
+	Level  string       // engine.LevelFull, LevelIncremental, LevelDifferential
+	Base   *RefSnapshot // what changed regions are computed against (nil: full)
+	Parent *engine.RestorePoint
+	Reason string // why a full although another level was asked or usual
+}
+
+// decideLevel picks the level from what was asked and what the reference
+// offers, and checks that the base snapshot is still on the cluster and
+// its restore point still in the repository.
+func decideLevel(ctx context.Context, repo *engine.Repository, cl nutanix.Cluster, ref *Reference, want Level) (chainPlan, error) {
+	full := func(reason string) (chainPlan, error) {
+		return chainPlan{Level: engine.LevelFull, Reason: reason}, nil
+	}
+	if want == LevelFull {
+		return full("")
+	}
+	if ref == nil {
+		if want == LevelAuto {
+			return full("")
+		}
+		return full("no reference snapshot: first backup of this VM")
+	}
+	var base *RefSnapshot
+	level := engine.LevelIncremental
+	switch want {
+	case LevelDifferential:
+		level = engine.LevelDifferential
+		switch {
+		case ref.Full != nil:
+			base = ref.Full
+		case ref.Last.Level == engine.LevelFull:
+			base = &ref.Last
+		default:
+			return full("no full's snapshot kept on the cluster (the last backup was " + ref.Last.Level + ")")
+		}
+	default:
+		b := ref.Last
+		base = &b
+	}
+	if base.Snapshot.API != "" && cl.API() != "" && base.Snapshot.API != cl.API() {
+		return full(fmt.Sprintf("reference snapshot %s was taken through API %s, now %s", base.Snapshot.ID, base.Snapshot.API, cl.API()))
+	}
+	if _, err := cl.GetSnapshot(ctx, base.Snapshot.ID); err != nil {
+		if errors.Is(err, nutanix.ErrNotFound) {
+			return full(fmt.Sprintf("reference snapshot %s vanished from the cluster", base.Snapshot.ID))
+		}
+		return chainPlan{}, fmt.Errorf("check reference snapshot %s: %w", base.Snapshot.ID, err)
+	}
+	parent, err := repo.RestorePointByID(ctx, base.RestorePoint)
+	if err != nil {
+		if errors.Is(err, engine.ErrNotFound) {
+			return full(fmt.Sprintf("the reference's restore point %s is no longer in the repository", base.RestorePoint))
+		}
+		return chainPlan{}, err
+	}
+	return chainPlan{Level: level, Base: base, Parent: parent}, nil
+}
+
+// nextReference is the reference after a committed restore point.
+func nextReference(old *Reference, vm nutanix.VM, snap nutanix.Snapshot, rp *engine.RestorePoint, plan chainPlan, disks []RefDisk) *Reference {
+	r := &Reference{VMUUID: vm.UUID, VM: vm.Name, Last: RefSnapshot{Snapshot: snap, RestorePoint: rp.ID,
+		Level: rp.Level, Time: rp.Time, Disks: disks}}
+	if rp.Level == engine.LevelDifferential && plan.Base != nil {
+		f := *plan.Base
+		r.Full = &f
+	}
+	return r
+}
+
+// released are the snapshots of old that next no longer keeps.
+func released(old, next *Reference) []RefSnapshot {
+	keep := map[string]bool{}
+	for _, s := range next.snapshots() {
+		keep[s.Snapshot.ID] = true
+	}
+	var out []RefSnapshot
+	for _, s := range old.snapshots() {
+		if !keep[s.Snapshot.ID] {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,87 @@
+package backup
+
+import (
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/ahvfs/ahvfs/nutanix"
+)
+
+// matchVM reports whether a pattern (glob on the name, or the UUID)
+// selects v. Names are matched case-sensitively, UUIDs without case.
+func matchVM(v nutanix.VM, pat string) bool {
+	if strings.EqualFold(pat, v.UUID) {
+		return true
+	}
+	ok, _ := path.Match(pat, v.Name)
+	return ok
+}
+
+// SelectVMs returns the VMs that match include (all when empty) and no
+// exclude pattern, sorted by name. unmatched lists include patterns that
+// selected nothing (a typo should not pass silently).
+func SelectVMs(all []nutanix.VM, include, exclude []string) (sel []nutanix.VM, unmatched []string) {
+	hit := make([]bool, len(include))
+	for _, v := range all {
+		in := len(include) == 0
+		for i, p := range include {
+			if matchVM(v, p) {
+				in, hit[i] = true, true
+			}
+		}
+		for _, p := range exclude {
+			if matchVM(v, p) {
+				in = false
+			}
+		}
+		if in {
+			sel = append(sel, v)
+		}
+	}
+	for i, p := range include {
+		if !hit[i] {
+			unmatched = append(unmatched, p)
+		}
+	}
+	sort.SliceStable(sel, func(i, j int) bool { return sel[i].Name < sel[j].Name })
+	return sel, unmatched
+}
+
+// plannedDisk is a disk the job stores, with its restore point index.
+type plannedDisk struct {
+	nutanix.Disk
+	N int // disk-N
+}
+
+// backupDisks returns the disks to store: the VM's backup disks (no
+// CD-ROMs, no volume group attachments) in bus/index order, numbered by
+// that order (so excluding one does not renumber the others), minus the
+// excluded ones. A pattern is "ADDR" or "VMGLOB:ADDR", ADDR a glob on
+// "scsi.1" or a disk UUID.
+func backupDisks(v nutanix.VM, excludes []string) (keep []plannedDisk, excluded map[string]bool) {
+	excluded = map[string]bool{}
+	for i, d := range v.BackupDisks() {
+		skip := false
+		for _, p := range excludes {
+			addr := p
+			if vmPat, a, ok := strings.Cut(p, ":"); ok {
+				if !matchVM(v, vmPat) {
+					continue
+				}
+				addr = a
+			}
+			if strings.EqualFold(addr, d.UUID) {
+				skip = true
+			} else if ok, _ := path.Match(strings.ToLower(addr), d.Address()); ok {
+				skip = true
+			}
+		}
+		if skip {
+			excluded[d.UUID] = true
+			continue
+		}
+		keep = append(keep, plannedDisk{Disk: d, N: i})
+	}
+	return keep, excluded
+}
