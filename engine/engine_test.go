@@ -76,3 +76,47 @@ func TestRoundTripAndDedup(t *testing.T) {
 		t.Fatalf("reader's disk differs")
 	}
 }
+
+func TestSeekDataHole(t *testing.T) {
+	ctx := context.Background()
+	dir := enginetest.Init(t, engine.InitOptions{ChunkSize: 64 << 10, PageEntries: 16})
+	r := enginetest.Open(t, dir, engine.OpenOptions{Writable: true})
+	cs := int64(64 << 10)
+	// data at chunks 1 and 40 (page 2), zeros elsewhere; 50 chunks and a tail.
+	size := 50*cs + 100
+	img := make([]byte, size)
+	copy(img[cs:], bytes.Repeat([]byte("real data "), 100))
+	copy(img[40*cs+5:], []byte("more"))
+	path := t.TempDir() + "/img.raw"
+	os.WriteFile(path, img, 0o644)
+	rp, err := enginetest.ImportFiles(ctx, r, "s", time.Unix(1e9, 0), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := r.OpenDisk(ctx, rp, 0)
+	cases := []struct {
+		off     int64
+		data    int64
+		dataEOF bool
+		hole    int64
+	}{
+		{0, cs, false, 0},
+		{cs + 7, cs + 7, false, 2 * cs},
+		{2 * cs, 40 * cs, false, 2 * cs},
+		{40 * cs, 40 * cs, false, 41 * cs},
+		{41 * cs, 0, true, 41 * cs},
+		{size - 1, 0, true, size - 1},
+	}
+	for _, c := range cases {
+		got, err := d.SeekData(ctx, c.off)
+		if c.dataEOF != (err == io.EOF) || (!c.dataEOF && got != c.data) {
+			t.Errorf("SeekData(%d) = %d, %v; want %d (EOF %v)", c.off, got, err, c.data, c.dataEOF)
+		}
+		if got, err := d.SeekHole(ctx, c.off); err != nil || got != c.hole {
+			t.Errorf("SeekHole(%d) = %d, %v; want %d", c.off, got, err, c.hole)
+		}
+	}
+	if _, err := d.SeekData(ctx, size); err != io.EOF {
+		t.Errorf("SeekData at the end: %v", err)
+	}
+}

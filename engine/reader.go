@@ -279,3 +279,52 @@ func (d *DiskReader) readAhead(ctx context.Context, from int64) {
 		}(front)
 	}
 }
+
+// SeekData returns the first offset at or after off that lies in a stored
+// (non-zero) chunk, like lseek(SEEK_DATA); io.EOF when only zeros follow.
+// Callers such as qemu-img use it to skip the zero regions of a disk.
+func (d *DiskReader) SeekData(ctx context.Context, off int64) (int64, error) {
+	return d.seek(ctx, off, false)
+}
+
+// SeekHole returns the first offset at or after off that lies in an
+// all-zero chunk, or the disk's size, like lseek(SEEK_HOLE).
+func (d *DiskReader) SeekHole(ctx context.Context, off int64) (int64, error) {
+	return d.seek(ctx, off, true)
+}
+
+func (d *DiskReader) seek(ctx context.Context, off int64, hole bool) (int64, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("seek %s %s: negative offset", d.rp.Name(), d.disk.Name())
+	}
+	if off >= d.disk.Size {
+		return 0, io.EOF
+	}
+	E := int64(d.r.cfg.PageEntries)
+	total := (d.disk.Size + d.cs - 1) / d.cs
+	for ci := off / d.cs; ci < total; {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		pid := d.disk.Pages[ci/E]
+		if pid.IsZero() { // a whole page of zero chunks
+			if hole {
+				return max(off, ci*d.cs), nil
+			}
+			ci = (ci/E + 1) * E
+			continue
+		}
+		id, err := d.chunkID(ctx, ci)
+		if err != nil {
+			return 0, fmt.Errorf("seek %s %s: %w", d.rp.Name(), d.disk.Name(), err)
+		}
+		if id.IsZero() == hole {
+			return max(off, ci*d.cs), nil
+		}
+		ci++
+	}
+	if hole {
+		return d.disk.Size, nil
+	}
+	return 0, io.EOF
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -633,6 +634,44 @@ func TestMountKernelAndQemu(t *testing.T) {
 		}
 		if out, err := exec.Command("qemu-img", "compare", "-f", "raw", "-F", "raw", raw, im.path).CombinedOutput(); err != nil {
 			t.Fatalf("qemu-img compare (mounted raw): %v\n%s", err, out)
+		}
+	})
+	t.Run("seek-data-hole", func(t *testing.T) {
+		// The mount answers SEEK_DATA/SEEK_HOLE from the manifest: every
+		// data region it reports holds the image's bytes, every hole is
+		// zero in the image, and together they cover the disk.
+		f, err := os.Open(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		want, _ := os.ReadFile(im.path)
+		size := int64(len(want))
+		var pos, holes int64
+		for pos < size {
+			data, err := unix.Seek(int(f.Fd()), pos, unix.SEEK_DATA)
+			if err == unix.ENXIO {
+				data = size
+			} else if err != nil {
+				t.Fatalf("SEEK_DATA at %d: %v", pos, err)
+			}
+			if data > pos {
+				holes += data - pos
+				if !bytes.Equal(want[pos:data], make([]byte, data-pos)) {
+					t.Fatalf("hole [%d, %d) holds data in the image", pos, data)
+				}
+			}
+			if data >= size {
+				break
+			}
+			hole, err := unix.Seek(int(f.Fd()), data, unix.SEEK_HOLE)
+			if err != nil || hole <= data {
+				t.Fatalf("SEEK_HOLE at %d: %d, %v", data, hole, err)
+			}
+			pos = hole
+		}
+		if holes == 0 {
+			t.Fatal("no holes reported for an image with free space")
 		}
 	})
 	t.Run("loop", func(t *testing.T) {

@@ -360,7 +360,26 @@ type handle struct {
 var (
 	_ gofs.FileReader   = (*handle)(nil)
 	_ gofs.FileReleaser = (*handle)(nil)
+	_ gofs.FileLseeker  = (*handle)(nil)
 )
+
+// Lseek answers SEEK_DATA and SEEK_HOLE from the manifest, so qemu-img,
+// cp --sparse and friends skip a disk's zero chunks without reading them.
+// Guest files have no holes here: all data up to their size.
+func (h *handle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+	const seekData, seekHole = 3, 4
+	if whence != seekData && whence != seekHole {
+		return 0, syscall.EINVAL
+	}
+	pos, err := h.f.seekDataHole(ctx, int64(off), whence == seekHole)
+	if err == io.EOF {
+		return 0, syscall.ENXIO
+	}
+	if err != nil {
+		return 0, toErrno(h.log, err, "lseek", h.f.e, h.f.e.path)
+	}
+	return uint64(pos), 0
+}
 
 // Read reads into the kernel's buffer; it is called concurrently.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {

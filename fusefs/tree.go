@@ -599,6 +599,30 @@ func (f *File) Close() error {
 // restore points).
 func (f *File) RestorePoint() *engine.RestorePoint { return f.e.rp }
 
+// dataHoleSeeker is what a disk reader offers for SEEK_DATA/SEEK_HOLE.
+type dataHoleSeeker interface {
+	SeekData(ctx context.Context, off int64) (int64, error)
+	SeekHole(ctx context.Context, off int64) (int64, error)
+}
+
+// seekDataHole is lseek(SEEK_DATA or SEEK_HOLE) on the file: io.EOF means
+// no data at or after off.
+func (f *File) seekDataHole(ctx context.Context, off int64, hole bool) (int64, error) {
+	if off < 0 || off >= f.size {
+		return 0, io.EOF
+	}
+	if s, ok := f.ra.(dataHoleSeeker); ok {
+		if hole {
+			return s.SeekHole(ctx, off)
+		}
+		return s.SeekData(ctx, off)
+	}
+	if hole {
+		return f.size, nil
+	}
+	return off, nil
+}
+
 // ReadAt implements io.ReaderAt.
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	return f.ReadAtContext(context.Background(), p, off)
