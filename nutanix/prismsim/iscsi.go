@@ -252,6 +252,16 @@ func (t *tgtManager) sync(iqn string, luns, acl []string, accounts []chapAccount
 				return err
 			}
 		}
+		// The CVM target offers what a modern target (Nutanix Volumes
+		// among them) negotiates, not tgtd's 8 KiB / InitialR2T=Yes
+		// defaults, which would make every 1 MiB write 128 PDUs and four
+		// R2T round trips.
+		for _, kv := range [][2]string{{"MaxRecvDataSegmentLength", "262144"}, {"MaxXmitDataSegmentLength", "262144"},
+			{"MaxBurstLength", "1048576"}, {"FirstBurstLength", "262144"}, {"InitialR2T", "No"}, {"ImmediateData", "Yes"}} {
+			if err := t.adm(t.cvmCtl, "--op", "update", "--mode", "target", "--tid", strconv.Itoa(tg.tid), "-n", kv[0], "-v", kv[1]); err != nil {
+				return err
+			}
+		}
 		host, port, _ := net.SplitHostPort(t.cvmAddr)
 		for _, kv := range [][2]string{{"RedirectAddress", host}, {"RedirectPort", port}, {"RedirectReason", "Temporary"}} {
 			if err := t.adm(t.dsipCtl, "--op", "update", "--mode", "target", "--tid", strconv.Itoa(tg.tid), "-n", kv[0], "-v", kv[1]); err != nil {
