@@ -41,11 +41,12 @@ func TestExport(t *testing.T) {
 	src := []string{enginetest.Ext4Image(t, 64<<20, 1), dataDisk(t, 32<<20, 2)}
 	for _, boot := range []string{"SECURE_BOOT", "LEGACY"} {
 		repo, rp := importVM(t, "web01", testConfig(boot), src...)
-		for _, format := range []string{"qcow2", "vmdk", "vhdx", "raw"} {
+		formats := []string{"qcow2", "vmdk", "vhdx", "raw"}
+		if boot == "LEGACY" {
+			formats = formats[:1] // one format is enough for the second firmware
+		}
+		for _, format := range formats {
 			t.Run(boot+"/"+format, func(t *testing.T) {
-				if boot == "LEGACY" && format != "qcow2" {
-					t.Skip("one format is enough for the second firmware")
-				}
 				out := filepath.Join(t.TempDir(), "out")
 				var last int64
 				res, err := restore.Export(context.Background(), repo, rp, restore.ExportOptions{Format: format, OutDir: out,
