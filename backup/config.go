@@ -1,8 +1,7 @@
 package backup
 
 import (
-	"bufio"
-	"os"
+	"github.com/ahvfs/ahvfs/iscsi"
 	"strings"
 
 	"github.com/ahvfs/ahvfs/nutanix"
@@ -97,29 +96,4 @@ func vmConfig(v nutanix.VM, api nutanix.APIVersion, stored map[string]int, exclu
 // DefaultInitiatorIQN is this host's initiator name: the InitiatorName of
 // /etc/iscsi/initiatorname.iscsi when open-iscsi configured one, else
 // "iqn.2026-11.io.ahvfs:<hostname>".
-func DefaultInitiatorIQN() string {
-	if f, err := os.Open("/etc/iscsi/initiatorname.iscsi"); err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			line := strings.TrimSpace(sc.Text())
-			if v, ok := strings.CutPrefix(line, "InitiatorName="); ok && strings.TrimSpace(v) != "" {
-				return strings.TrimSpace(v)
-			}
-		}
-	}
-	h, _ := os.Hostname()
-	h = strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '.':
-			return r
-		case r >= 'A' && r <= 'Z':
-			return r + 'a' - 'A'
-		}
-		return '-'
-	}, h)
-	if h == "" {
-		h = "localhost"
-	}
-	return "iqn.2026-11.io.ahvfs:" + h
-}
+func DefaultInitiatorIQN() string { return iscsi.DefaultInitiatorIQN() }

@@ -36,7 +36,7 @@ type Options struct {
 	// by Discover.
 	TargetIQN string
 	// InitiatorIQN names this initiator. Default
-	// "iqn.2024-01.io.ahvfs:<hostname>".
+	// DefaultInitiatorIQN().
 	InitiatorIQN string
 	// CHAP credentials; none by default.
 	CHAP CHAP
@@ -133,7 +133,7 @@ func (o *Options) Validate() error {
 // withDefaults returns a copy with every zero field set to its default.
 func (o Options) withDefaults() Options {
 	if o.InitiatorIQN == "" {
-		o.InitiatorIQN = defaultInitiatorIQN()
+		o.InitiatorIQN = DefaultInitiatorIQN()
 	}
 	setInt := func(p *int, v int) {
 		if *p == 0 {
@@ -162,7 +162,17 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-func defaultInitiatorIQN() string {
+// DefaultInitiatorIQN is this host's initiator name: the one open-iscsi
+// configured in /etc/iscsi/initiatorname.iscsi when there is one (so the
+// cluster's ACLs recognise the host), else "iqn.2026-11.io.ahvfs:<hostname>".
+func DefaultInitiatorIQN() string {
+	if b, err := os.ReadFile("/etc/iscsi/initiatorname.iscsi"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "InitiatorName="); ok && strings.TrimSpace(v) != "" {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
 	h, _ := os.Hostname()
 	h = strings.Map(func(r rune) rune {
 		switch {
@@ -176,7 +186,7 @@ func defaultInitiatorIQN() string {
 	if h == "" {
 		h = "initiator"
 	}
-	return "iqn.2024-01.io.ahvfs:" + h
+	return "iqn.2026-11.io.ahvfs:" + h
 }
 
 // splitPortal parses "host", "host:port", "[v6]" or "[v6]:port" and

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -684,7 +683,7 @@ func restoreISCSI(ctx context.Context, src Source, cl nutanix.Cluster, p *plan, 
 		iqn = o.ISCSI.InitiatorIQN
 	}
 	if iqn == "" {
-		iqn = defaultIQN()
+		iqn = iscsi.DefaultInitiatorIQN()
 	}
 	tgt, err := cl.AttachISCSIClient(ctx, vg.UUID, iqn)
 	detach := undoStep{"iSCSI attachment of " + iqn + " to " + vg.UUID, func(ctx context.Context) error { return cl.DetachISCSIClient(ctx, vg.UUID, iqn) }}
@@ -752,24 +751,6 @@ func removeVolumeGroups(ctx context.Context, cl nutanix.Cluster, id, name string
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// defaultIQN is the iscsi package's default initiator name.
-func defaultIQN() string {
-	h, _ := os.Hostname()
-	h = strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '.':
-			return r
-		case r >= 'A' && r <= 'Z':
-			return r + 'a' - 'A'
-		}
-		return '-'
-	}, h)
-	if h == "" {
-		h = "initiator"
-	}
-	return "iqn.2024-01.io.ahvfs:" + h
 }
 
 // writeLUNs writes each disk's non-zero chunks into LUN i+1 (the

@@ -19,7 +19,7 @@ import (
 
 func init() {
 	common := []cli.Flag{
-		&cli.StringFlag{Name: "initiator-name", Usage: "initiator IQN (default iqn.2024-01.io.ahvfs:<hostname>)", EnvVars: []string{"AHVFS_ISCSI_INITIATOR"}},
+		&cli.StringFlag{Name: "initiator-name", Usage: "initiator IQN (default: /etc/iscsi/initiatorname.iscsi, else iqn.2026-11.io.ahvfs:HOSTNAME)", EnvVars: []string{"AHVFS_ISCSI_INITIATOR"}},
 		&cli.BoolFlag{Name: "header-digest", Usage: "require CRC32C header digests"},
 		&cli.BoolFlag{Name: "data-digest", Usage: "require CRC32C data digests"},
 	}
