@@ -57,12 +57,17 @@ func main() {
 	xfer := flag.Int("xfer", 0, "ahvfs: Options.MaxTransferLength (0: default)")
 	qd := flag.Int("qd", 0, "ahvfs: Options.QueueDepth (0: default)")
 	verbose := flag.Bool("v", false, "print CPU time used by each side")
+	segments := flag.Int("segments", 0, "target MaxXmitDataSegmentLength (0: tgtd's default, 8 KiB)")
 	skipPerf := flag.Bool("skip-perf", false, "run only ahvfs (for tuning)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the ahvfs runs to this file")
 	dir := flag.String("dir", "", "directory for the LUN file (default: a temporary directory)")
 	portal := flag.String("portal", "", "read LUN 1 of -target at this existing portal with ahvfs only (for profiling)")
 	target := flag.String("target", targetIQN, "target IQN for -portal")
 	flag.Parse()
+	if *segments > 0 {
+		v := strconv.Itoa(*segments)
+		segParams = [][2]string{{"MaxXmitDataSegmentLength", v}, {"MaxRecvDataSegmentLength", v}}
+	}
 	log.SetFlags(0)
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -209,6 +214,9 @@ type tgtd struct {
 	addr string
 }
 
+// segParams are the target parameters set by -segments.
+var segParams [][2]string
+
 func startTgtd(path string) (*tgtd, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -248,6 +256,15 @@ func startTgtd(path string) (*tgtd, error) {
 		{"--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1", "-b", path},
 		{"--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL"},
 	} {
+		if err := adm(args...); err != nil {
+			t.stop()
+			return nil, err
+		}
+	}
+	// With -segments, the target sends Data-In PDUs of up to that size
+	// instead of tgtd's 8 KiB default (both initiators see the same target).
+	for _, kv := range segParams {
+		args := []string{"--op", "update", "--mode", "target", "--tid", "1", "-n", kv[0], "-v", kv[1]}
 		if err := adm(args...); err != nil {
 			t.stop()
 			return nil, err
