@@ -582,3 +582,43 @@ func TestSelect(t *testing.T) {
 		}
 	}
 }
+
+// TestResizedAndNewDisk: after a disk grows and a disk is added, the next
+// backup reads those two disks in full (the reason recorded on each), the
+// unchanged disk incrementally, and every disk equals the live one.
+func TestResizedAndNewDisk(t *testing.T) {
+	f := newFixture(t, fixtureOptions{API: nutanix.APIV3})
+	f.run(backup.Options{DataPath: backup.PathREST})
+	if err := f.sim.ResizeDisk(f.vms[0].UUID, 0, disk0Size+8<<20); err != nil {
+		t.Fatal(err)
+	}
+	info, err := f.sim.AddDisk(f.vms[0].UUID, enginetest.Ext4Image(t, disk1Size, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.vms[0] = info
+	rep := f.run(backup.Options{DataPath: backup.PathREST})
+	v := rep.VMs[0]
+	if v.Level != engine.LevelIncremental {
+		t.Fatalf("level %s, want incremental (only two disks need a full read)", v.Level)
+	}
+	rp, err := f.repo.RestorePointByID(context.Background(), v.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rp.Disks) != 3 {
+		t.Fatalf("%d disks stored, want 3", len(rp.Disks))
+	}
+	if rp.Disks[0].Size != disk0Size+8<<20 || rp.Disks[0].Reason == "" || rp.Disks[0].Stats.UnchangedBytes != 0 {
+		t.Fatalf("resized disk: size %d, reason %q, unchanged %d", rp.Disks[0].Size, rp.Disks[0].Reason, rp.Disks[0].Stats.UnchangedBytes)
+	}
+	if rp.Disks[2].Reason == "" || rp.Disks[2].Stats.UnchangedBytes != 0 {
+		t.Fatalf("new disk: reason %q, unchanged %d", rp.Disks[2].Reason, rp.Disks[2].Stats.UnchangedBytes)
+	}
+	if rp.Disks[1].Reason != "" || rp.Disks[1].Stats.UnchangedBytes != disk1Size {
+		t.Fatalf("untouched disk: reason %q, unchanged %d of %d", rp.Disks[1].Reason, rp.Disks[1].Stats.UnchangedBytes, disk1Size)
+	}
+	t.Logf("reasons: %q, %q", rp.Disks[0].Reason, rp.Disks[2].Reason)
+	f.checkDisks(v, f.vms[0])
+	f.assertClean(1)
+}

@@ -140,10 +140,7 @@ func (s *Sim) vmInfo(v *vm) VMInfo {
 func (s *Sim) VM(nameOrUUID string) (VMInfo, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v := s.m.VMs[nameOrUUID]
-	if v == nil {
-		v = s.m.vmByName(nameOrUUID)
-	}
+	v := s.vmByNameOrUUIDLocked(nameOrUUID)
 	if v == nil {
 		return VMInfo{}, false
 	}
@@ -674,4 +671,67 @@ func (s *Sim) SnapshotDiskFiles(id string) ([]string, error) {
 		out = append(out, s.abs(d.File))
 	}
 	return out, nil
+}
+
+// ResizeDisk grows disk n (position in the VM's disk list) to size bytes,
+// as an administrator extending a vDisk would. Shrinking is refused, as on
+// AHV.
+func (s *Sim) ResizeDisk(nameOrUUID string, n int, size int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.vmByNameOrUUIDLocked(nameOrUUID)
+	if v == nil {
+		return fmt.Errorf("prismsim: resize disk: VM %q not found", nameOrUUID)
+	}
+	if n < 0 || n >= len(v.Disks) {
+		return fmt.Errorf("prismsim: resize disk: VM %s has no disk %d", v.Name, n)
+	}
+	d := v.Disks[n]
+	if size < d.Size {
+		return fmt.Errorf("prismsim: resize disk: %d bytes is smaller than %d", size, d.Size)
+	}
+	if err := os.Truncate(s.abs(d.File), size); err != nil {
+		return fmt.Errorf("prismsim: resize disk: %w", err)
+	}
+	d.Size = size
+	v.Updated = time.Now()
+	s.save()
+	return nil
+}
+
+// AddDisk attaches a new SCSI disk to the VM holding a copy of file, at the
+// next free SCSI index, and returns the VM's disk files.
+func (s *Sim) AddDisk(nameOrUUID, file string) (VMInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.vmByNameOrUUIDLocked(nameOrUUID)
+	if v == nil {
+		return VMInfo{}, fmt.Errorf("prismsim: add disk: VM %q not found", nameOrUUID)
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		return VMInfo{}, fmt.Errorf("prismsim: add disk: %w", err)
+	}
+	idx := 0
+	for _, d := range v.Disks {
+		if d.Bus == "SCSI" && d.Index >= idx {
+			idx = d.Index + 1
+		}
+	}
+	d := &vmDisk{UUID: newUUID(), VDiskUUID: newUUID(), Bus: "SCSI", Index: idx, DeviceType: "DISK", Size: st.Size(),
+		File: filepath.Join(v.Dir, fmt.Sprintf("disk-%d.raw", len(v.Disks))), ContainerUUID: s.m.containerFor(v.ClusterUUID).UUID}
+	if err := copyDisk(s.abs(d.File), file, d.Size); err != nil {
+		return VMInfo{}, fmt.Errorf("prismsim: add disk: %w", err)
+	}
+	v.Disks = append(v.Disks, d)
+	v.Updated = time.Now()
+	s.save()
+	return s.vmInfo(v), nil
+}
+
+func (s *Sim) vmByNameOrUUIDLocked(nameOrUUID string) *vm {
+	if v := s.m.VMs[nameOrUUID]; v != nil {
+		return v
+	}
+	return s.m.vmByName(nameOrUUID)
 }
