@@ -85,6 +85,15 @@ type regionWalker struct {
 	cursor int64 // offset of the last page requested
 }
 
+// take delivers one decoded server page: the walk ends at the file size
+// the server reports when the caller gave no end.
+func (w *regionWalker) take(p RegionPage) (done bool, err error) {
+	if w.end == 0 && p.FileSize > 0 {
+		w.end = p.FileSize
+	}
+	return w.page(p.Regions, p.NextOffset)
+}
+
 // page delivers one page; next < 0 means the server sent no next offset.
 func (w *regionWalker) page(regs []Region, next int64) (done bool, err error) {
 	if !w.init {

@@ -718,15 +718,11 @@ func (b *v3Backend) ChangedRegions(ctx context.Context, q RegionQuery, fn func(R
 		if err != nil {
 			return err
 		}
-		if w.end == 0 && page.FileSize > 0 {
-			w.end = page.FileSize
-		}
-		regs, next := page.Regions, page.NextOffset
-		done, err := w.page(regs, next)
+		done, err := w.take(page)
 		if err != nil || done {
 			return err
 		}
-		query.StartOffset = next
+		query.StartOffset = page.NextOffset
 	}
 }
 

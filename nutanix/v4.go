@@ -727,15 +727,11 @@ func (b *v4Backend) ChangedRegions(ctx context.Context, q RegionQuery, fn func(R
 		if err != nil {
 			return err
 		}
-		if w.end == 0 && page.FileSize > 0 {
-			w.end = page.FileSize
-		}
-		regs, next := page.Regions, page.NextOffset
-		done, err := w.page(regs, next)
+		done, err := w.take(page)
 		if err != nil || done {
 			return err
 		}
-		offset = next
+		offset = page.NextOffset
 	}
 }
 
