@@ -51,6 +51,7 @@ type fixtureOptions struct {
 	VMs   []string // names (default "vm1")
 	NGT   []prismsim.NGT
 	Sim   prismsim.Options
+	Shape prismsim.VMOptions // of every VM (NGT comes from NGT)
 }
 
 func newFixture(t *testing.T, o fixtureOptions) *fixture {
@@ -67,7 +68,9 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 		if i < len(o.NGT) {
 			ngt = o.NGT[i]
 		}
-		info, err := s.AddVM(context.Background(), name, []string{img0, img1}, prismsim.VMOptions{NGT: ngt})
+		vo := o.Shape
+		vo.NGT = ngt
+		info, err := s.AddVM(context.Background(), name, []string{img0, img1}, vo)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,10 +9,11 @@ import (
 	"strings"
 )
 
-// CommandHook returns a Hook that runs command with /bin/sh -c, with the
-// VM in the environment: AHVFS_VM (name), AHVFS_VM_UUID and AHVFS_HOOK
-// (phase, e.g. "pre-snapshot"). A non-zero exit is an error carrying the
-// last line the command printed on stderr.
+// CommandHook returns a Hook that runs command with /bin/sh -c on this
+// host, with the VM in the environment: AHVFS_VM (name), AHVFS_VM_UUID and
+// AHVFS_HOOK (phase, e.g. "pre-snapshot"). A non-zero exit is an error
+// carrying the exit status and the last line the command printed on
+// stderr ("exit status 3: db01: not quiesced"); the job names the phase.
 func CommandHook(phase, command string) Hook {
 	return func(ctx context.Context, vm VMConfig) error {
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
@@ -25,9 +26,9 @@ func CommandHook(phase, command string) Hook {
 				msg = msg[i+1:]
 			}
 			if msg != "" {
-				return fmt.Errorf("%s hook: %w: %s", phase, err, msg)
+				return fmt.Errorf("%w: %s", err, msg)
 			}
-			return fmt.Errorf("%s hook: %w", phase, err)
+			return err
 		}
 		return nil
 	}

@@ -238,6 +238,11 @@ func (r *runner) backupVM(ctx context.Context, v0 nutanix.VM) (vr VMReport) {
 		}
 	}
 	disks, excluded := backupDisks(v, r.o.ExcludeDisks)
+	for _, d := range v.BackupDisks() {
+		if excluded[d.UUID] {
+			vr.ExcludedDisks = append(vr.ExcludedDisks, d.Address())
+		}
+	}
 	if len(disks) == 0 {
 		return fail(errors.New("no disk to back up (all excluded, or only CD-ROMs and volume group attachments)"))
 	}
@@ -266,23 +271,28 @@ func (r *runner) backupVM(ctx context.Context, v0 nutanix.VM) (vr VMReport) {
 	}
 	vr.Level = plan.Level
 
-	// Snapshot, between the hooks.
+	// Snapshot, between the hooks: once the pre-snapshot hook succeeded,
+	// the post-snapshot hook runs whatever becomes of the snapshot.
 	if r.o.PreSnapshot != nil {
 		if err := r.o.PreSnapshot(ctx, cfg); err != nil {
 			return fail(fmt.Errorf("pre-snapshot hook: %w", err))
 		}
 	}
+	postSnapshot := func() {
+		if r.o.PostSnapshot != nil {
+			if err := r.o.PostSnapshot(context.WithoutCancel(ctx), cfg); err != nil {
+				warn("post-snapshot hook: %v", err)
+			}
+		}
+	}
 	se := LedgerEntry{Kind: KindSnapshot, Name: objectName(KindSnapshot, v.Name, r.o.Now()), VMUUID: v.UUID, VM: v.Name,
 		Created: r.o.Now().UTC()}
 	if err := r.ledger.put(ctx, se); err != nil {
+		postSnapshot()
 		return fail(err)
 	}
 	snap, serr := r.cl.CreateSnapshot(ctx, v.UUID, se.Name, app)
-	if r.o.PostSnapshot != nil {
-		if err := r.o.PostSnapshot(context.WithoutCancel(ctx), cfg); err != nil {
-			warn("post-snapshot hook: %v", err)
-		}
-	}
+	postSnapshot()
 	promoted := false
 	dropSnapshot := func() {
 		cctx, cancel := r.cleanupCtx(ctx)

@@ -52,8 +52,9 @@ const (
 
 // Hook runs around the snapshot of one VM (e.g. quiesce an application
 // without NGT). A PreSnapshot error fails the VM before anything is
-// created; PostSnapshot runs whenever PreSnapshot ran, and its error is a
-// warning.
+// created, and PostSnapshot does not run; once PreSnapshot succeeded (or
+// when there is none), PostSnapshot runs whether or not the snapshot was
+// taken, and its error is a warning.
 type Hook func(ctx context.Context, vm VMConfig) error
 
 // Progress receives the progress of a run. Calls come from several
@@ -256,6 +257,10 @@ type VMReport struct {
 	Warnings     []string      `json:"warnings,omitempty"`
 	Err          string        `json:"error,omitempty"`
 	Estimate     bool          `json:"estimate,omitempty"`
+	// ExcludedDisks are the addresses ("scsi.1") of the disks
+	// Options.ExcludeDisks left out; the restore point's VMConfig marks
+	// them Excluded.
+	ExcludedDisks []string `json:"excluded_disks,omitempty"`
 
 	restorePoint *engine.RestorePoint
 	transient    bool // Err may not recur: worth a retry

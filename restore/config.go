@@ -11,10 +11,12 @@ import (
 )
 
 // VMConfig is the VM configuration a restore point records (rp.Config),
-// as restore and export read it. The backup job writes it; until the
-// backup package defines its own type this decoder accepts the shape of
-// nutanix.VM (Go field names) as well as snake_case keys ("memory_bytes"):
-// keys match case-insensitively with underscores ignored.
+// as restore and export read it. The backup job writes it
+// (backup.VMConfig, snake_case keys such as "memory_bytes"); this decoder
+// also accepts the shape of nutanix.VM (Go field names): keys match
+// case-insensitively with underscores ignored. Every field here must be
+// one backup.VMConfig records under a matching name
+// (TestParseConfigReadsBackupConfig).
 //
 // Restore points made by `ahvfs import` carry no configuration; then
 // DefaultConfig applies: 1 vCPU, 2 GiB, legacy BIOS, machine type PC, the

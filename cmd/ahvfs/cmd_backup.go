@@ -37,8 +37,8 @@ func init() {
 				&cli.IntFlag{Name: "iscsi-port", Usage: "iSCSI port on the Data Services IP (default: the cluster's, 3260)"},
 				&cli.StringFlag{Name: "chap-user", Usage: "iSCSI CHAP user", EnvVars: []string{"AHVFS_CHAP_USER"}},
 				&cli.StringFlag{Name: "chap-secret-file", Usage: "`FILE` holding the iSCSI CHAP secret", EnvVars: []string{"AHVFS_CHAP_SECRET_FILE"}},
-				&cli.StringFlag{Name: "pre-snapshot", Usage: "shell `COMMAND` run before each VM's snapshot ($AHVFS_VM, $AHVFS_VM_UUID); failing fails the VM"},
-				&cli.StringFlag{Name: "post-snapshot", Usage: "shell `COMMAND` run after each VM's snapshot; failing is a warning"},
+				&cli.StringFlag{Name: "pre-snapshot", Usage: "shell `COMMAND` run on this host before each VM's snapshot ($AHVFS_VM, $AHVFS_VM_UUID, $AHVFS_HOOK); failing fails the VM"},
+				&cli.StringFlag{Name: "post-snapshot", Usage: "shell `COMMAND` run after each VM's snapshot (same environment; runs whenever --pre-snapshot succeeded); failing is a warning"},
 			),
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)
@@ -182,6 +182,9 @@ func printBackupReport(env *cliEnv, rep *backup.Report) {
 	}
 	tw.Flush()
 	for _, v := range rep.VMs {
+		if len(v.ExcludedDisks) > 0 {
+			fmt.Fprintf(env.Stdout, "excluded: %s: %s (not backed up)\n", v.VM, strings.Join(v.ExcludedDisks, ", "))
+		}
 		for _, w := range v.Warnings {
 			fmt.Fprintf(env.Stdout, "warning: %s: %s\n", v.VM, w)
 		}

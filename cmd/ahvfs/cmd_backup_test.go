@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -261,4 +263,254 @@ func openState(t *testing.T, dir string) *engine.Repository {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// clusterState counts the ahvfs snapshots per VM UUID and the volume
+// groups and images on the simulator, and returns the repository's ledger
+// keys (what a job still owes the cluster).
+func clusterState(t *testing.T, s *prismsim.Sim, repo string) (snaps map[string]int, vgsImages int, ledger []string) {
+	t.Helper()
+	cl, err := nutanix.Connect(context.Background(), nutanix.Options{Endpoint: s.URL(), PasswordFile: s.PasswordFile(), CACertFile: s.CAFile()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	list, err := cl.ListSnapshots(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snaps = map[string]int{}
+	for _, sn := range list {
+		if strings.HasPrefix(sn.Name, "ahvfs-") {
+			snaps[sn.VMUUID]++
+		}
+	}
+	st := openState(t, repo)
+	defer st.Close()
+	obj, err := st.ListState(context.Background(), "obj/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range obj {
+		ledger = append(ledger, k)
+	}
+	return snaps, countEntries(filepath.Join(s.StateDir(), "vgs")) + countEntries(filepath.Join(s.StateDir(), "images")), ledger
+}
+
+// sameDiskAsLive compares disk-n of restore point name with a live disk
+// file.
+func sameDiskAsLive(t *testing.T, repoDir, name string, n int, file string) {
+	t.Helper()
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := mustCLI(t, "cat", "--repo", repoDir, name, fmt.Sprintf("disk-%d", n))
+	if !bytes.Equal([]byte(got), want) {
+		t.Fatalf("%s disk-%d (%d bytes) differs from the live disk %s (%d bytes)", name, n, len(got), file, len(want))
+	}
+}
+
+// TestBackupCLIExcludeDisk: `--exclude-disk scsi.1` stores only the other
+// disk of a two-disk VM, byte for byte, under its own number; the summary
+// names the excluded disk and the restore point's configuration marks it;
+// the cluster keeps only the reference snapshot. A later job without the
+// exclusion reads that disk in full (new to the reference) while
+// `VMGLOB:ADDR` excludes scsi.0 of the other VM only, which keeps disk-1
+// as its number.
+func TestBackupCLIExcludeDisk(t *testing.T) {
+	s, repo, args := backupSim(t)
+	web, _ := s.VM("web01")
+	db, _ := s.VM("db01")
+	rep, errs, code := backupJSON(t, args, "--vm", "web01", "--exclude-disk", "scsi.1")
+	if code != 0 || len(rep.VMs) != 1 || rep.VMs[0].Err != "" {
+		t.Fatalf("backup: exit %d: %s %+v", code, errs, rep)
+	}
+	v := rep.VMs[0]
+	if len(v.Disks) != 1 || v.Disks[0].Disk != "disk-0" || v.Disks[0].Address != "scsi.0" || v.Size != 64<<20 {
+		t.Fatalf("disks %+v (size %d), want only disk-0 (scsi.0)", v.Disks, v.Size)
+	}
+	if len(v.ExcludedDisks) != 1 || v.ExcludedDisks[0] != "scsi.1" {
+		t.Fatalf("excluded disks reported: %q, want [scsi.1]", v.ExcludedDisks)
+	}
+	r := openState(t, repo)
+	rp, err := r.Resolve(context.Background(), v.RestorePoint)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rp.Disks) != 1 || rp.Disks[0].Index != 0 {
+		t.Fatalf("restore point %s holds %+v, want disk-0 only", rp.Name(), rp.Disks)
+	}
+	var cfg backup.VMConfig
+	if err := json.Unmarshal(rp.Config, &cfg); err != nil || len(cfg.Disks) != 2 {
+		t.Fatalf("config %s: %v", rp.Config, err)
+	}
+	if d := cfg.Disks[1]; !d.Excluded || d.Disk != -1 || d.Bus != "scsi" || d.Index != 1 {
+		t.Fatalf("config of the excluded disk %+v", d)
+	}
+	if d := cfg.Disks[0]; d.Excluded || d.Disk != 0 {
+		t.Fatalf("config of the stored disk %+v", d)
+	}
+	sameDiskAsLive(t, repo, v.RestorePoint, 0, web.Disks[0])
+	if _, errs, code := runCLI(t, "", "cat", "--repo", repo, v.RestorePoint, "disk-1"); code == 0 || !strings.Contains(errs, "disk-1") {
+		t.Fatalf("cat of the excluded disk: exit %d: %s", code, errs)
+	}
+	snaps, leftovers, ledger := clusterState(t, s, repo)
+	if snaps[web.UUID] != 1 || snaps[db.UUID] != 0 || leftovers != 0 || len(ledger) != 0 {
+		t.Fatalf("cluster: snapshots %v, %d volume groups/images, ledger %v", snaps, leftovers, ledger)
+	}
+	out := mustCLI(t, append([]string{"backup", "--vm", "web01", "--exclude-disk", "scsi.1", "--estimate"}, args...)...)
+	if !strings.Contains(out, "web01: scsi.1") {
+		t.Fatalf("the text summary does not name the excluded disk:\n%s", out)
+	}
+
+	// Both VMs, scsi.0 excluded on db* only.
+	rep, errs, code = backupJSON(t, args, "--exclude-disk", "db*:scsi.0")
+	if code != 0 || len(rep.VMs) != 2 {
+		t.Fatalf("second backup: exit %d: %s %+v", code, errs, rep)
+	}
+	for _, v := range rep.VMs {
+		switch v.VM {
+		case "web01":
+			if v.Level != "incremental" || len(v.Disks) != 2 || len(v.ExcludedDisks) != 0 ||
+				v.Disks[1].Reason == "" || v.Disks[1].BytesRead == 0 || v.Disks[0].BytesRead != 0 {
+				t.Fatalf("web01 without the exclusion: %+v", v)
+			}
+			sameDiskAsLive(t, repo, v.RestorePoint, 0, web.Disks[0])
+			sameDiskAsLive(t, repo, v.RestorePoint, 1, web.Disks[1])
+		case "db01":
+			if len(v.Disks) != 1 || v.Disks[0].Disk != "disk-1" || v.Disks[0].Address != "scsi.1" ||
+				len(v.ExcludedDisks) != 1 || v.ExcludedDisks[0] != "scsi.0" {
+				t.Fatalf("db01 with db*:scsi.0 excluded: %+v", v)
+			}
+			sameDiskAsLive(t, repo, v.RestorePoint, 1, db.Disks[1])
+			if _, errs, code := runCLI(t, "", "cat", "--repo", repo, v.RestorePoint, "disk-0"); code == 0 {
+				t.Fatalf("cat of db01's excluded disk-0: exit 0: %s", errs)
+			}
+		}
+	}
+	snaps, leftovers, ledger = clusterState(t, s, repo)
+	if snaps[web.UUID] != 1 || snaps[db.UUID] != 1 || leftovers != 0 || len(ledger) != 0 {
+		t.Fatalf("cluster: snapshots %v, %d volume groups/images, ledger %v", snaps, leftovers, ledger)
+	}
+	mustCLI(t, "verify", "--repo", repo)
+}
+
+// TestBackupCLIHooks: --pre-snapshot and --post-snapshot run on this host
+// around each VM's snapshot, with the VM in the environment (AHVFS_VM,
+// AHVFS_VM_UUID, AHVFS_HOOK). A failing pre-snapshot hook fails its VM
+// with the hook's exit status and last stderr line, before anything is
+// created, and without the post-snapshot hook; the other VM of the job
+// completes. A failing post-snapshot hook is a warning.
+func TestBackupCLIHooks(t *testing.T) {
+	s, repo, args := backupSim(t)
+	web, _ := s.VM("web01")
+	db, _ := s.VM("db01")
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "hooks.log")
+	snapDir := filepath.Join(s.StateDir(), "snapshots")
+	// Each hook logs its phase, the VM and how many snapshots the cluster
+	// holds at that moment.
+	logLine := `echo "$AHVFS_HOOK $AHVFS_VM $AHVFS_VM_UUID $(ls '` + snapDir + `' 2>/dev/null | wc -l | tr -d ' ')" >> '` + logFile + `'`
+	readLog := func() [][]string {
+		t.Helper()
+		b, err := os.ReadFile(logFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(logFile)
+		var out [][]string
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			out = append(out, strings.Fields(l))
+		}
+		return out
+	}
+
+	// db01's pre-snapshot hook fails.
+	pre := logLine + `; if [ "$AHVFS_VM" = db01 ]; then echo "starting the freeze" >&2; echo "$AHVFS_VM: database not quiesced" >&2; exit 3; fi`
+	rep, errs, code := backupJSON(t, args, "--pre-snapshot", pre, "--post-snapshot", logLine)
+	if code != 1 || !strings.Contains(errs, "1 of 2 VMs failed") {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, v := range rep.VMs {
+		switch v.VM {
+		case "db01":
+			want := "pre-snapshot hook: exit status 3: db01: database not quiesced"
+			if v.Err != want || v.RestorePoint != "" {
+				t.Fatalf("db01: error %q, want %q (restore point %q)", v.Err, want, v.RestorePoint)
+			}
+		case "web01":
+			if v.Err != "" || v.RestorePoint == "" {
+				t.Fatalf("web01: %+v", v)
+			}
+		}
+	}
+	sameAsLive(t, repo, s, "web01")
+	got := map[string]bool{}
+	for _, f := range readLog() {
+		if len(f) != 4 {
+			t.Fatalf("hook log line %q", f)
+		}
+		got[f[0]+" "+f[1]+" "+f[2]] = true
+	}
+	for line, want := range map[string]bool{
+		"pre-snapshot web01 " + web.UUID: true, "post-snapshot web01 " + web.UUID: true,
+		"pre-snapshot db01 " + db.UUID: true, "post-snapshot db01 " + db.UUID: false,
+	} {
+		if got[line] != want {
+			t.Errorf("hook %q ran: %v, want %v (log %v)", line, got[line], want, got)
+		}
+	}
+	snaps, leftovers, ledger := clusterState(t, s, repo)
+	if snaps[db.UUID] != 0 || snaps[web.UUID] != 1 || leftovers != 0 || len(ledger) != 0 {
+		t.Fatalf("cluster: snapshots %v (db01 %s, web01 %s), %d volume groups/images, ledger %v", snaps, db.UUID, web.UUID, leftovers, ledger)
+	}
+	r := openState(t, repo)
+	rps, err := r.ListRestorePoints(context.Background(), "db01")
+	r.Close()
+	if err != nil || len(rps) != 0 {
+		t.Fatalf("db01 restore points %v (%v)", rps, err)
+	}
+
+	// One VM at a time: each VM's pre-snapshot hook runs before its
+	// snapshot exists, its post-snapshot hook right after. web01's
+	// post-snapshot hook fails: a warning.
+	post := logLine + `; if [ "$AHVFS_VM" = web01 ]; then echo "thaw failed" >&2; exit 1; fi`
+	rep, errs, code = backupJSON(t, args, "--concurrent-vms", "1", "--pre-snapshot", logLine, "--post-snapshot", post)
+	if code != 0 || rep.Failed() != 0 {
+		t.Fatalf("exit %d: %s %+v", code, errs, rep)
+	}
+	for _, v := range rep.VMs {
+		want := []string(nil)
+		if v.VM == "web01" {
+			want = []string{"post-snapshot hook: exit status 1: thaw failed"}
+		}
+		if strings.Join(v.Warnings, "|") != strings.Join(want, "|") {
+			t.Errorf("%s: warnings %q, want %q", v.VM, v.Warnings, want)
+		}
+	}
+	lines := readLog()
+	if len(lines) != 4 {
+		t.Fatalf("hook log %v, want 4 lines", lines)
+	}
+	uuid := map[string]string{"web01": web.UUID, "db01": db.UUID}
+	for i := 0; i < 4; i += 2 {
+		p, q := lines[i], lines[i+1]
+		if len(p) != 4 || len(q) != 4 || p[0] != "pre-snapshot" || q[0] != "post-snapshot" || p[1] != q[1] || p[2] != uuid[p[1]] || q[2] != p[2] {
+			t.Fatalf("hook log %v: want pre-snapshot then post-snapshot of each VM in turn, with its UUID", lines)
+		}
+		if before, _ := strconv.Atoi(p[3]); q[3] != strconv.Itoa(before+1) {
+			t.Errorf("%s: %s snapshots before the pre-snapshot hook, %s at the post-snapshot hook, want one more", p[1], p[3], q[3])
+		}
+	}
+	if lines[0][1] == lines[2][1] {
+		t.Fatalf("hook log %v: the same VM twice", lines)
+	}
+	sameAsLive(t, repo, s, "web01")
+	sameAsLive(t, repo, s, "db01")
+	snaps, leftovers, ledger = clusterState(t, s, repo)
+	if snaps[db.UUID] != 1 || snaps[web.UUID] != 1 || leftovers != 0 || len(ledger) != 0 {
+		t.Fatalf("cluster: snapshots %v, %d volume groups/images, ledger %v", snaps, leftovers, ledger)
+	}
 }

@@ -3,12 +3,14 @@ package prismsim
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -44,8 +46,16 @@ type VMOptions struct {
 	Cluster    string // cluster name (default "cluster-a")
 	Subnet     string // subnet name for the one NIC (default "vlan10")
 	MemoryMiB  int64  // default 2048
-	VCPUs      int    // default 2
+	VCPUs      int    // per socket, default 2
+	Sockets    int    // default 1
 	BootType   string // LEGACY (default), UEFI or SECURE_BOOT
+	// MachineType is PC (default), Q35 or PSERIES.
+	MachineType string
+	// NICModel is the model of the one NIC: VIRTIO (default), E1000, …
+	NICModel string
+	// Buses are the buses of the disks in order (SCSI, SATA, IDE, PCI;
+	// default SCSI); each disk takes the next free index on its bus.
+	Buses []string
 	// Move renames the given files into the state directory instead of
 	// copying them (faster for freshly built images).
 	Move bool
@@ -110,14 +120,19 @@ func (s *Sim) AddVM(ctx context.Context, name string, diskFiles []string, o VMOp
 	if sub == nil {
 		return VMInfo{}, fmt.Errorf("prismsim: add vm %s: unknown subnet %q", name, sn)
 	}
-	spec := vmSpec{Name: name, ClusterUUID: cl.UUID, PowerState: o.PowerState, VCPUsPerSocket: o.VCPUs,
-		MemoryMiB: o.MemoryMiB, BootType: o.BootType, NGT: o.NGT, NICs: []nicSpec{{SubnetUUID: sub.UUID}}}
-	for _, f := range diskFiles {
+	spec := vmSpec{Name: name, ClusterUUID: cl.UUID, PowerState: o.PowerState, NumSockets: o.Sockets, VCPUsPerSocket: o.VCPUs,
+		MemoryMiB: o.MemoryMiB, MachineType: o.MachineType, BootType: o.BootType, NGT: o.NGT,
+		NICs: []nicSpec{{SubnetUUID: sub.UUID, Model: o.NICModel}}}
+	for i, f := range diskFiles {
 		kind := "file"
 		if o.Move {
 			kind = "file_move"
 		}
-		spec.Disks = append(spec.Disks, diskSpec{Index: -1, SourceKind: kind, SourceFile: f})
+		bus := ""
+		if i < len(o.Buses) {
+			bus = o.Buses[i]
+		}
+		spec.Disks = append(spec.Disks, diskSpec{Bus: bus, Index: -1, SourceKind: kind, SourceFile: f})
 	}
 	v, err := s.createVMLocked(spec)
 	if err != nil {
@@ -362,7 +377,12 @@ func (s *Sim) createVMLocked(sp vmSpec) (*vm, error) {
 		case w.src == "":
 			err = blankDisk(dst, w.d.Size)
 		case w.move:
-			if err = os.Rename(w.src, dst); err == nil {
+			if err = os.Rename(w.src, dst); errors.Is(err, syscall.EXDEV) {
+				// Another filesystem: copy, then drop the source.
+				if err = copyDisk(dst, w.src, w.d.Size); err == nil {
+					err = os.Remove(w.src)
+				}
+			} else if err == nil {
 				err = os.Truncate(dst, w.d.Size)
 			}
 		default:
