@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/ahvfs/ahvfs/internal/reflink"
 )
 
 // RequireAll reports whether missing prerequisites must fail tests.
@@ -74,4 +76,18 @@ func Short(t testing.TB, why string) {
 	if testing.Short() {
 		t.Skip("slow test skipped under -short: " + why)
 	}
+}
+
+// ReflinkDir returns a directory where FICLONE makes reflinks: the test's
+// temporary directory when its filesystem has them, else a loop-mounted XFS
+// image of size bytes (root, mkfs.xfs), unmounted when the test ends.
+func ReflinkDir(t testing.TB, size int64) string {
+	t.Helper()
+	dir, cleanup, ok, err := reflink.Dir(t.TempDir(), size)
+	if err != nil {
+		RequireOrSkip(t, false, "a reflink (XFS) filesystem: "+err.Error())
+	}
+	RequireOrSkip(t, ok, "a reflink filesystem: needs root and mkfs.xfs (xfsprogs)")
+	t.Cleanup(cleanup)
+	return dir
 }

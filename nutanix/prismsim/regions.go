@@ -37,10 +37,14 @@ type regionResult struct {
 
 // ComputeRegions compares file against ref block by block (block bytes) over
 // [start, end): blocks that differ are REGULAR when the new data is not all
-// zero and ZEROED when it is. Without ref it returns the allocation map:
-// REGULAR for non-zero blocks, ZEROED for zero blocks and holes. Adjacent
-// regions of one type are merged. It is exported for tests of other packages
-// that want the same oracle.
+// zero and ZEROED when it is. When the two files share storage (ref is a
+// reflink of an earlier state of file), the answer comes from metadata
+// alone, as on a cluster: shared blocks are unchanged, the others changed
+// (REGULAR with data, ZEROED where file has a hole), nothing is read. Without ref it returns the allocation map from
+// metadata, as the API documents ("the sparse and the non-sparse regions"):
+// REGULAR for blocks with data, ZEROED for holes. Adjacent regions of one
+// type are merged. It is exported for tests of other packages that want the
+// same oracle.
 func ComputeRegions(file, ref string, start, end, block int64) ([]Region, error) {
 	res, err := computeRegions(regionQuery{file: file, ref: ref, start: start, end: end, block: block, max: 1 << 62})
 	return res.regions, err
@@ -83,18 +87,32 @@ func computeRegions(q regionQuery) (regionResult, error) {
 	}
 
 	// Interesting ranges: data in either file, aligned to blocks.
-	exts, err := dataExtents(f, start, end)
+	fData, err := dataExtents(f, start, end)
 	if err != nil {
 		return regionResult{}, err
 	}
+	exts := fData
+	related := false
 	if rf != nil {
-		re, err := dataExtents(rf, start, min(end, refSize))
+		// When the files share storage (ref is a reflink of an earlier
+		// state of file), the storage maps answer as a cluster's metadata
+		// does: shared ranges are unchanged, written ones changed.
+		m, ok, err := compareStorage(f, rf, start, end)
 		if err != nil {
 			return regionResult{}, err
 		}
-		// Beyond the reference's end it reads as zeros, so holes of f
-		// there compare equal and need no extent.
-		exts = append(exts, re...)
+		if related = ok && len(m.shared) > 0; related {
+			fData = m.a
+			exts = subtract(append(append([]extent(nil), m.a...), m.b...), m.shared)
+		} else {
+			re, err := dataExtents(rf, start, min(end, refSize))
+			if err != nil {
+				return regionResult{}, err
+			}
+			// Beyond the reference's end it reads as zeros, so holes of
+			// f there compare equal and need no extent.
+			exts = append(append([]extent(nil), fData...), re...)
+		}
 	}
 	exts = alignMerge(exts, bs, start, end)
 
@@ -115,6 +133,7 @@ func computeRegions(q regionQuery) (regionResult, error) {
 
 	buf := make([]byte, 1<<20)
 	rbuf := make([]byte, 1<<20)
+	fi := 0 // into fData
 	pos := start
 	for _, e := range append(exts, extent{end, end}) {
 		// Hole in both files between pos and e.off.
@@ -122,6 +141,37 @@ func computeRegions(q regionQuery) (regionResult, error) {
 			if !add(pos, e.off-pos, Zeroed) {
 				break
 			}
+		}
+		if rf == nil {
+			// The allocation map is metadata: data extents are REGULAR
+			// whatever bytes they hold, holes ZEROED.
+			if e.end > e.off && !add(e.off, e.end-e.off, Regular) {
+				break
+			}
+			pos = max(pos, e.end)
+			continue
+		}
+		if related {
+			// The snapshots share storage, so what is not shared was
+			// written since: REGULAR where the file has data, ZEROED
+			// where it has a hole now, read from the metadata alone as
+			// a cluster does (a rewrite of identical bytes counts).
+			for off := e.off; off < e.end && stopped < 0; off += bs {
+				blkEnd := min(off+bs, e.end)
+				for fi < len(fData) && fData[fi].end <= off {
+					fi++
+				}
+				typ := Zeroed
+				if fi < len(fData) && fData[fi].off < blkEnd {
+					typ = Regular
+				}
+				add(off, blkEnd-off, typ)
+			}
+			if stopped >= 0 {
+				break
+			}
+			pos = max(pos, e.end)
+			continue
 		}
 		for off := e.off; off < e.end; {
 			n := min(int64(len(buf)), e.end-off)

@@ -16,17 +16,21 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ahvfs/ahvfs/backup"
 	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/internal/reflink"
 	"github.com/ahvfs/ahvfs/nutanix"
 	"github.com/ahvfs/ahvfs/nutanix/prismsim"
 	"github.com/ahvfs/ahvfs/tools/mkimage"
@@ -46,6 +50,8 @@ func main() {
 	maxReq := flag.Int("m", 32, "iscsi-perf -m")
 	dirFlag := flag.String("dir", "", "work directory (default: a temporary one, removed at the end)")
 	keep := flag.Bool("keep", false, "keep the work directory")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the full backup to this file")
+	verbose := flag.Bool("v", false, "log every Prism request with its duration")
 	flag.Parse()
 	log.SetFlags(0)
 	size, err := humanize.ParseBytes(*sizeFlag)
@@ -68,9 +74,23 @@ func main() {
 	}
 	ctx := context.Background()
 
+	// The simulator's state (and the guest disk it takes over) on a
+	// filesystem with reflinks, so that snapshots and clones are metadata
+	// as on a cluster; the repository stays on the work directory's disk.
+	simDir, unmount, reflinked, err := reflink.Dir(dir, 4*int64(size)+(1<<30))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer unmount()
+	if reflinked {
+		fmt.Println("simulator state on a reflink filesystem (snapshots and clones are metadata, as on a cluster)")
+	} else {
+		fmt.Println("WARNING: no reflink filesystem (run as root with xfsprogs): the simulator copies and compares whole files")
+	}
+
 	// The guest disk: GPT + ext4 with real files.
 	t0 := time.Now()
-	img := filepath.Join(dir, "disk.raw")
+	img := filepath.Join(simDir, "disk.raw")
 	tree := filepath.Join(dir, "tree")
 	part := int64(size) - 2<<20
 	if _, err := mkimage.Tree(ctx, tree, int64(float64(part)**fill), mkimage.TreeOptions{Seed: 42}); err != nil {
@@ -80,9 +100,13 @@ func main() {
 		log.Fatal(err)
 	}
 	os.RemoveAll(tree)
+	// A VM's disk is at rest on the cluster, not 2 GiB of dirty pages.
+	if err := syncFile(img); err != nil {
+		log.Fatal(err)
+	}
 	fmt.Printf("disk: %s GPT+ext4, %.0f%% filled with real files (built in %v)\n", humanize.IBytes(size), *fill*100, time.Since(t0).Round(time.Second))
 
-	sim, err := prismsim.New(ctx, prismsim.Options{StateDir: filepath.Join(dir, "sim"), ISCSIPortal: "127.0.0.1:0", TaskDelay: 5 * time.Millisecond})
+	sim, err := prismsim.New(ctx, prismsim.Options{StateDir: filepath.Join(simDir, "sim"), ISCSIPortal: "127.0.0.1:0", TaskDelay: 5 * time.Millisecond})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -102,16 +126,38 @@ func main() {
 		log.Fatal(err)
 	}
 	defer repo.Close()
+	logger := slog.New(slog.DiscardHandler)
+	if *verbose {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug,
+			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+				if a.Key == "request_headers" || a.Key == "response_headers" {
+					return slog.Attr{}
+				}
+				return a
+			}}))
+	}
 	cl, err := nutanix.Connect(ctx, nutanix.Options{Endpoint: sim.URL(), PasswordFile: sim.PasswordFile(), CACertFile: sim.CAFile(),
-		API: nutanix.APIV3, TaskPollInterval: 20 * time.Millisecond})
+		API: nutanix.APIV3, TaskPollInterval: 20 * time.Millisecond, Logger: logger})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer cl.Close()
-	o := backup.Options{DataPath: backup.PathISCSI, ISCSIPort: port, InitiatorIQN: iqn}
+	ph := &phases{}
+	o := backup.Options{DataPath: backup.PathISCSI, ISCSIPort: port, InitiatorIQN: iqn, Progress: ph}
 
 	// Full.
+	if *cpuProfile != "" {
+		pf, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			log.Fatal(err)
+		}
+	}
+	ph.reset()
 	rep, err := backup.Run(ctx, repo, cl, o)
+	pprof.StopCPUProfile()
 	if err != nil || rep.VMs[0].Err != "" {
 		log.Fatalf("full backup: %v %+v", err, rep)
 	}
@@ -121,6 +167,7 @@ func main() {
 	fmt.Printf("full backup: %s disk, read %s, stored %s new, in %v: %.0f MB/s of disk, %.0f MB/s read\n",
 		humanize.IBytes(uint64(full.Size)), humanize.IBytes(uint64(full.BytesRead)), humanize.IBytes(uint64(full.BytesNew)),
 		full.Duration.Round(10*time.Millisecond), fullMBs, readMBs)
+	fmt.Printf("  %s\n", ph)
 
 	// iscsi-perf on the reference snapshot's disk, exposed like the job does.
 	ref, err := backup.LoadReference(ctx, repo, vm.UUID)
@@ -168,7 +215,12 @@ func main() {
 			log.Fatal(err)
 		}
 	}
+	// The cluster acknowledges a guest write once it is durable.
+	if err := f.Sync(); err != nil {
+		log.Fatal(err)
+	}
 	f.Close()
+	ph.reset()
 	rep, err = backup.Run(ctx, repo, cl, o)
 	if err != nil || rep.VMs[0].Err != "" {
 		log.Fatalf("incremental backup: %v %+v", err, rep)
@@ -177,6 +229,52 @@ func main() {
 	fmt.Printf("incremental after %.0f%% change: read %s, stored %s new, in %v (%.1f%% of the full's time)  [target ≤ 15%%]\n",
 		*change*100, humanize.IBytes(uint64(inc.BytesRead)), humanize.IBytes(uint64(inc.BytesNew)), inc.Duration.Round(10*time.Millisecond),
 		100*inc.Duration.Seconds()/full.Duration.Seconds())
+	fmt.Printf("  %s\n", ph)
+}
+
+// phases times a one-VM, one-disk run: set-up until the disk's plan is
+// ready (snapshot, changed regions, volume group, login), the disk's
+// reading, and the rest (commit, reference promotion, clean-up).
+type phases struct {
+	mu                        sync.Mutex
+	start, planned, read, end time.Time
+}
+
+func (p *phases) reset() {
+	p.mu.Lock()
+	p.start, p.planned, p.read, p.end = time.Now(), time.Time{}, time.Time{}, time.Time{}
+	p.mu.Unlock()
+}
+
+func (p *phases) DiskStart(vm, disk string, size, read int64) func(int64) {
+	p.mu.Lock()
+	p.planned = time.Now()
+	p.mu.Unlock()
+	return func(int64) {}
+}
+
+func (p *phases) DiskDone(vm, disk string, err error) {
+	p.mu.Lock()
+	p.read = time.Now()
+	p.mu.Unlock()
+}
+
+func (p *phases) VMDone(backup.VMReport) { p.mu.Lock(); p.end = time.Now(); p.mu.Unlock() }
+
+func (p *phases) String() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := func(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
+	return fmt.Sprintf("set-up %v, read %v, commit and clean-up %v", r(p.planned.Sub(p.start)), r(p.read.Sub(p.planned)), r(p.end.Sub(p.read)))
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 func runPerf(url string, blocks, maxReq, seconds int) (float64, error) {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/engine/enginetest"
+	"github.com/ahvfs/ahvfs/internal/reflink"
 	"github.com/ahvfs/ahvfs/nutanix"
 	"github.com/ahvfs/ahvfs/nutanix/prismsim"
 	"github.com/ahvfs/ahvfs/restore"
@@ -106,7 +107,17 @@ func main() {
 		}
 	}
 
-	sim, err := prismsim.New(ctx, prismsim.Options{StateDir: filepath.Join(work, "sim"), ISCSIPortal: "127.0.0.1:0", TaskDelay: 5 * time.Millisecond})
+	// The simulator's state on a reflink filesystem, so that creating the VM
+	// from the written volume-group disk is metadata as on a cluster.
+	simDir, unmount, reflinked, err := reflink.Dir(work, 3*int64(st.Size())+(1<<30))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer unmount()
+	if !reflinked {
+		log.Printf("WARNING: no reflink filesystem (run as root with xfsprogs): the simulator copies the disk to create the VM")
+	}
+	sim, err := prismsim.New(ctx, prismsim.Options{StateDir: filepath.Join(simDir, "sim"), ISCSIPortal: "127.0.0.1:0", TaskDelay: 5 * time.Millisecond})
 	if err != nil {
 		log.Fatal(err)
 	}
