@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -349,6 +350,11 @@ func (r *runner) backupVM(ctx context.Context, v0 nutanix.VM) (vr VMReport) {
 			dropSnapshot()
 		}
 	}()
+	// Disks release their data path in the background, overlapping the
+	// commit and the other disks; all of it ends before the snapshot is
+	// dropped (deferred calls run last first) and before the VM reports.
+	rel := &releaser{r: r, log: log}
+	defer func() { vr.Warnings = append(vr.Warnings, rel.wait()...) }()
 	cfg.SnapshotID = snap.ID
 	vr.Consistency = consistencyName(snap.Consistency)
 	if app && snap.Consistency != nutanix.ApplicationConsistent {
@@ -406,7 +412,7 @@ func (r *runner) backupVM(ctx context.Context, v0 nutanix.VM) (vr VMReport) {
 				return
 			}
 			defer func() { <-sem }()
-			dr, rd, err := r.backupDisk(dctx, v, snap, d, plan, w, opener)
+			dr, rd, err := r.backupDisk(dctx, v, snap, d, plan, w, opener, rel)
 			vr.Disks[i], refDisks[i] = dr, rd
 			if err != nil {
 				errs[i] = fmt.Errorf("disk-%d (%s): %w", d.N, d.Address(), err)
@@ -420,9 +426,6 @@ func (r *runner) backupVM(ctx context.Context, v0 nutanix.VM) (vr VMReport) {
 		vr.Size += d.Size
 		if d.Reason != "" && plan.Level != engine.LevelFull {
 			warn("%s read in full: %s", d.Disk, d.Reason)
-		}
-		if d.Warning != "" {
-			warn("%s: %s", d.Disk, d.Warning)
 		}
 	}
 	if err := firstRealError(errs); err != nil {
@@ -446,8 +449,8 @@ func (r *runner) backupVM(ctx context.Context, v0 nutanix.VM) (vr VMReport) {
 
 	// Promote the new snapshot; release the old ones.
 	next := nextReference(ref, v, snap, rp, plan, refDisks)
-	rel := released(ref, next)
-	for _, s := range rel {
+	old := released(ref, next)
+	for _, s := range old {
 		name := s.Snapshot.Name
 		if name == "" {
 			name = s.Snapshot.ID
@@ -466,7 +469,7 @@ func (r *runner) backupVM(ctx context.Context, v0 nutanix.VM) (vr VMReport) {
 	cctx, cancel := r.cleanupCtx(ctx)
 	defer cancel()
 	r.ledger.remove(cctx, se)
-	for _, s := range rel {
+	for _, s := range old {
 		name := s.Snapshot.Name
 		if name == "" {
 			name = s.Snapshot.ID
@@ -548,7 +551,7 @@ func toCBT(regs []nutanix.Region, size int64) []cbt.Region {
 
 // backupDisk plans and reads one disk into w (nil with Estimate).
 func (r *runner) backupDisk(ctx context.Context, v nutanix.VM, snap nutanix.Snapshot, d plannedDisk, plan chainPlan,
-	w *engine.RestorePointWriter, opener sourceOpener) (dr DiskReport, rd RefDisk, err error) {
+	w *engine.RestorePointWriter, opener sourceOpener, rel *releaser) (dr DiskReport, rd RefDisk, err error) {
 	size := d.SizeBytes
 	if sd, ok := snap.Disk(d.UUID); ok && sd.SizeBytes > 0 {
 		size = sd.SizeBytes
@@ -626,13 +629,7 @@ func (r *runner) backupDisk(ctx context.Context, v nutanix.VM, snap nutanix.Snap
 			r.o.Progress.DiskDone(v.Name, name, err)
 			return dr, rd, err
 		}
-		defer func() {
-			cctx, cancel := r.cleanupCtx(ctx)
-			defer cancel()
-			if err := src.Close(cctx); err != nil {
-				dr.Warning = fmt.Sprintf("release the data path: %v (the next run or `ahvfs cleanup` retries)", err)
-			}
-		}()
+		defer rel.release(ctx, name, src)
 	}
 	var reader cbtSource = emptySource{}
 	if src != nil {
@@ -645,6 +642,39 @@ func (r *runner) backupDisk(ctx context.Context, v nutanix.VM, snap nutanix.Snap
 		return dr, rd, err
 	}
 	return dr, rd, nil
+}
+
+// releaser closes disk sources (logout, detach and delete the volume group)
+// in the background; wait returns the warnings of those that failed.
+type releaser struct {
+	r    *runner
+	log  *slog.Logger
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	warn []string
+}
+
+func (rl *releaser) release(ctx context.Context, disk string, src diskSource) {
+	rl.wg.Add(1)
+	go func() {
+		defer rl.wg.Done()
+		cctx, cancel := rl.r.cleanupCtx(ctx)
+		defer cancel()
+		if err := src.Close(cctx); err != nil {
+			msg := fmt.Sprintf("%s: release the data path: %v (the next run or `ahvfs cleanup` retries)", disk, err)
+			rl.log.Warn(msg)
+			rl.mu.Lock()
+			rl.warn = append(rl.warn, msg)
+			rl.mu.Unlock()
+		}
+	}()
+}
+
+func (rl *releaser) wait() []string {
+	rl.wg.Wait()
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	return rl.warn
 }
 
 type cbtSource interface {

@@ -279,5 +279,4 @@ type DiskReport struct {
 	Zero      int64  `json:"zero_bytes"`
 	Unchanged int64  `json:"unchanged_bytes"`
 	Reason    string `json:"reason,omitempty"` // why read in full in an incremental job
-	Warning   string `json:"warning,omitempty"`
 }
