@@ -46,10 +46,23 @@ type pwMsg struct {
 	flush chan error
 }
 
+// openPack is the pack being filled. Its body is written to a temporary
+// file as it grows (progressiveWrite bytes at a time, with writeback
+// started at once), so sealing only appends the footer and waits for the
+// tail: the disk works while the next chunks are hashed and compressed.
+// The body also stays in memory for the footer's checksums and the parity.
 type openPack struct {
+	id      PackID
 	body    []byte
 	entries []packEntry
+	f       *os.File // temporary pack file, nil until the first write
+	written int      // bytes of body already in f
+	err     error    // first write error; seal reports it
 }
+
+// progressiveWrite is how much of an open pack accumulates before it is
+// written to its file.
+const progressiveWrite = 8 << 20
 
 type sealMsg struct {
 	pack  *openPack
@@ -146,7 +159,45 @@ func (pw *packWriter) close() error {
 }
 
 func (pw *packWriter) newPack() *openPack {
-	return &openPack{body: make([]byte, 0, pw.r.cfg.PackSize+int64(maxEncodedLen(pw.r.cfg.ChunkSize)))}
+	p := &openPack{body: make([]byte, 0, pw.r.cfg.PackSize+int64(maxEncodedLen(pw.r.cfg.ChunkSize)))}
+	if _, err := rand.Read(p.id[:]); err != nil {
+		p.err = err
+	}
+	return p
+}
+
+func (pw *packWriter) tmpPackPath(id PackID) string {
+	return filepath.Join(pw.r.dir, dirTmp, id.String()+".pack")
+}
+
+// writeOut writes the unwritten part of p's body (or of data, which
+// extends it) to p's file and starts its writeback.
+func (pw *packWriter) writeOut(p *openPack, data []byte) {
+	if p.err != nil || len(data) == p.written {
+		return
+	}
+	if p.f == nil {
+		p.f, p.err = os.OpenFile(pw.tmpPackPath(p.id), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+		if p.err != nil {
+			p.err = fmt.Errorf("create pack %s: %w", p.id, p.err)
+			return
+		}
+	}
+	if _, err := p.f.WriteAt(data[p.written:], int64(p.written)); err != nil {
+		p.err = fmt.Errorf("write pack %s: %w", p.id, err)
+		return
+	}
+	startWriteback(p.f, int64(p.written), int64(len(data)-p.written))
+	p.written = len(data)
+}
+
+// discard drops an open pack that will not be sealed.
+func (pw *packWriter) discard(p *openPack) {
+	if p.f != nil {
+		p.f.Close()
+		os.Remove(p.f.Name())
+		p.f = nil
+	}
 }
 
 // fill appends blobs to the open pack and hands full packs to the sealer.
@@ -170,6 +221,9 @@ func (pw *packWriter) fill() {
 		cur.body = append(cur.body, m.data...)
 		*m.buf = m.data[:0]
 		pw.bufs.Put(m.buf)
+		if len(cur.body)-cur.written >= progressiveWrite {
+			pw.writeOut(cur, cur.body)
+		}
 	}
 	if len(cur.entries) > 0 {
 		pw.sealq <- sealMsg{pack: cur}
@@ -183,13 +237,14 @@ func (pw *packWriter) sealLoop() {
 			m.flush <- pw.stickyErr()
 			continue
 		}
-		if pw.stickyErr() == nil {
-			if err := pw.seal(m.pack); err != nil {
-				pw.mu.Lock()
-				pw.err = err
-				pw.mu.Unlock()
-				pw.r.log.Error("pack writer failed; no further data is accepted", "err", err)
-			}
+		if pw.stickyErr() != nil {
+			pw.discard(m.pack)
+		} else if err := pw.seal(m.pack); err != nil {
+			pw.discard(m.pack)
+			pw.mu.Lock()
+			pw.err = err
+			pw.mu.Unlock()
+			pw.r.log.Error("pack writer failed; no further data is accepted", "err", err)
 		}
 		pw.mu.Lock()
 		for _, e := range m.pack.entries {
@@ -203,21 +258,30 @@ func (pw *packWriter) sealLoop() {
 // entries in one synced batch: the data is durable before anything names it.
 func (pw *packWriter) seal(p *openPack) error {
 	r := pw.r
-	var id PackID
-	if _, err := rand.Read(id[:]); err != nil {
-		return err
+	id := p.id
+	if p.err != nil {
+		return p.err
 	}
 	c := r.cfg
 	data, footer := sealPack(p.body, p.entries, c.Parity.ShardSize, c.Parity.Data, c.Parity.Parity)
+	// The rest of the pack goes to its file while the parity is computed.
+	pw.writeOut(p, data)
 	par, err := buildParity(data[:footer.DataLen], footer.TableOff, footer.ShardSums, c.Parity.ShardSize, c.Parity.Data, c.Parity.Parity)
 	if err != nil {
 		return fmt.Errorf("seal pack %s: %w", id, err)
 	}
-	tmpDir := filepath.Join(r.dir, dirTmp)
-	tmpPack := filepath.Join(tmpDir, id.String()+".pack")
-	tmpPar := filepath.Join(tmpDir, id.String()+".par")
+	if p.err != nil {
+		return p.err
+	}
+	tmpPack := pw.tmpPackPath(id)
+	tmpPar := filepath.Join(r.dir, dirTmp, id.String()+".par")
 	cleanup := func() { os.Remove(tmpPack); os.Remove(tmpPar) }
-	if err := writeSynced(tmpPack, data); err != nil {
+	err = p.f.Sync()
+	if cerr := p.f.Close(); err == nil {
+		err = cerr
+	}
+	p.f = nil
+	if err != nil {
 		cleanup()
 		return fmt.Errorf("write pack %s: %w", id, err)
 	}

@@ -269,14 +269,20 @@ func (d *DiskReader) readAhead(ctx context.Context, from int64) {
 			continue
 		}
 		d.prefetchW.Add(1)
-		go func(ci int64) {
+		ci := front
+		started := d.r.bg.spawn(func(ctx context.Context) {
 			defer func() { <-d.sem; d.prefetchW.Done() }()
-			id, err := d.chunkID(context.Background(), ci)
+			id, err := d.chunkID(ctx, ci)
 			if err != nil || id.IsZero() {
 				return
 			}
-			d.r.chunk(context.Background(), id) // errors surface on the real read
-		}(front)
+			d.r.chunk(ctx, id) // errors surface on the real read
+		})
+		if !started { // the repository is closing
+			<-d.sem
+			d.prefetchW.Done()
+			return
+		}
 	}
 }
 

@@ -71,6 +71,48 @@ type Repository struct {
 	pw     *packWriter // writer only
 	dirty  atomic.Bool // writer: index changed since the last publish
 	closed bool
+
+	bg bgWork // read-ahead and other work that outlives its caller
+}
+
+// bgWork runs background goroutines that must end before the repository
+// closes its index: Close cancels their context and waits for them.
+type bgWork struct {
+	mu      sync.Mutex
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closing bool
+}
+
+// spawn runs fn in a goroutine with a context that Close cancels, unless
+// the repository is closing; it reports whether fn was started.
+func (b *bgWork) spawn(fn func(ctx context.Context)) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closing {
+		return false
+	}
+	if b.ctx == nil {
+		b.ctx, b.cancel = context.WithCancel(context.Background())
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		fn(b.ctx)
+	}()
+	return true
+}
+
+// stop refuses new work, cancels what runs and waits for it.
+func (b *bgWork) stop() {
+	b.mu.Lock()
+	b.closing = true
+	if b.cancel != nil {
+		b.cancel()
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
 }
 
 // Init creates a repository in dir, which must not exist or be empty.
@@ -322,6 +364,7 @@ func (r *Repository) Close() error {
 		return nil
 	}
 	r.closed = true
+	r.bg.stop()
 	var errs []error
 	if r.pw != nil {
 		errs = append(errs, r.pw.close())
