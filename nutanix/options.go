@@ -86,8 +86,9 @@ type Options struct {
 	// deadline. Default 1h.
 	TaskTimeout time.Duration
 	// TaskPollInterval is the first task poll delay (grows by half each
-	// poll, to 5s). Default 100ms: volume group, disk and attach tasks
-	// often finish in well under a second.
+	// poll, to 5s). Default 25ms: volume group, disk and attach tasks
+	// often finish in well under a second, and a task of several seconds
+	// costs only a few more polls than with a longer first delay.
 	TaskPollInterval time.Duration
 	// Logger receives debug lines for every HTTP attempt (secrets
 	// redacted) and warnings. Default: discard.
@@ -120,7 +121,7 @@ func (o Options) withDefaults() Options {
 		o.TaskTimeout = time.Hour
 	}
 	if o.TaskPollInterval == 0 {
-		o.TaskPollInterval = 100 * time.Millisecond
+		o.TaskPollInterval = 25 * time.Millisecond
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

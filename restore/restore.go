@@ -791,8 +791,21 @@ type ChunkWriter interface {
 	WriteAtContext(ctx context.Context, p []byte, off int64) (int, error)
 }
 
+// syncer is a ChunkWriter with a write cache to flush (an iSCSI LUN:
+// SYNCHRONIZE CACHE).
+type syncer interface {
+	Sync(ctx context.Context) error
+}
+
+// flushEvery is how many bytes writeDisk writes between the flushes it
+// starts in the background, so that the target writes back while data
+// still arrives and the final flush has only the tail left.
+const flushEvery = 256 << 20
+
 // writeDisk copies the non-zero chunks of d into w with o.Concurrency
-// writes in flight and returns the bytes written.
+// writes in flight and returns the bytes written. A w with a Sync method
+// is flushed every flushEvery bytes without waiting (the caller still
+// flushes at the end).
 func writeDisk(ctx context.Context, src Source, rp *engine.RestorePoint, d *engine.Disk, w ChunkWriter, o Options) (int64, error) {
 	ids, err := src.ChunkIDs(ctx, d)
 	if err != nil {
@@ -817,6 +830,24 @@ func writeDisk(ctx context.Context, src Source, rp *engine.RestorePoint, d *engi
 	fail := func(err error) {
 		errOnce.Do(func() { first = err; cancel() })
 	}
+	var (
+		flushing atomic.Bool
+		flushes  sync.WaitGroup
+	)
+	sy, _ := w.(syncer)
+	flush := func() {
+		if sy == nil || !flushing.CompareAndSwap(false, true) {
+			return // one at a time; the next threshold catches up
+		}
+		flushes.Add(1)
+		go func() {
+			defer flushes.Done()
+			defer flushing.Store(false)
+			if err := sy.Sync(ctx); err != nil && ctx.Err() == nil {
+				fail(fmt.Errorf("SYNCHRONIZE CACHE: %w", err))
+			}
+		}()
+	}
 	workers := min(o.Concurrency, max(1, len(ids)))
 	for range workers {
 		wg.Add(1)
@@ -840,7 +871,9 @@ func writeDisk(ctx context.Context, src Source, rp *engine.RestorePoint, d *engi
 						fail(fmt.Errorf("at %d: %w", off, err))
 						return
 					}
-					written.Add(n)
+					if t := written.Add(n); t/flushEvery != (t-n)/flushEvery {
+						flush()
+					}
 				}
 				if o.Progress != nil {
 					o.Progress(d.Index, done.Add(n), d.Size)
@@ -849,6 +882,7 @@ func writeDisk(ctx context.Context, src Source, rp *engine.RestorePoint, d *engi
 		}()
 	}
 	wg.Wait()
+	flushes.Wait()
 	if first == nil && ctx.Err() != nil {
 		first = ctx.Err()
 	}

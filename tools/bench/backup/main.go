@@ -137,7 +137,7 @@ func main() {
 			}}))
 	}
 	cl, err := nutanix.Connect(ctx, nutanix.Options{Endpoint: sim.URL(), PasswordFile: sim.PasswordFile(), CACertFile: sim.CAFile(),
-		API: nutanix.APIV3, TaskPollInterval: 20 * time.Millisecond, Logger: logger})
+		API: nutanix.APIV3, Logger: logger})
 	if err != nil {
 		log.Fatal(err)
 	}

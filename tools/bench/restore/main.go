@@ -122,7 +122,18 @@ func main() {
 		log.Fatal(err)
 	}
 	defer sim.Close()
-	cl, err := nutanix.Connect(ctx, nutanix.Options{Endpoint: sim.URL(), User: sim.User(), PasswordFile: sim.PasswordFile(), CACertFile: sim.CAFile(), API: nutanix.APIV4})
+	logger := slog.New(slog.DiscardHandler)
+	if *verbose {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug,
+			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+				if a.Key == "request_headers" || a.Key == "response_headers" {
+					return slog.Attr{}
+				}
+				return a
+			}}))
+	}
+	cl, err := nutanix.Connect(ctx, nutanix.Options{Endpoint: sim.URL(), User: sim.User(), PasswordFile: sim.PasswordFile(), CACertFile: sim.CAFile(), API: nutanix.APIV4,
+		Logger: logger})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -130,10 +141,6 @@ func main() {
 	rc := cl
 	port, _ := strconv.Atoi(sim.ISCSIPortal()[strings.LastIndex(sim.ISCSIPortal(), ":")+1:])
 
-	logger := slog.New(slog.DiscardHandler)
-	if *verbose {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
