@@ -11,7 +11,10 @@
 //	go run ./tools/bench/iscsi [-size 1073741824] [-rounds 5] [-seconds 6] [-v]
 //
 // -portal reads an existing target with ahvfs only, for profiling
-// (-cpuprofile). Needs root, tgtd/tgtadm (Debian tgt) and iscsi-perf
+// (-cpuprofile). -cpu N measures only ahvfs's cost: each round reads the
+// LUN N times and prints the user+system CPU seconds per GB (10^9 bytes)
+// of this process (getrusage), which the load of the machine disturbs far
+// less than the rates. Needs root, tgtd/tgtadm (Debian tgt) and iscsi-perf
 // (libiscsi-bin). The machine should be otherwise idle: both sides share
 // its cores with tgtd.
 package main
@@ -39,6 +42,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ahvfs/ahvfs/iscsi"
@@ -63,6 +67,7 @@ func main() {
 	dir := flag.String("dir", "", "directory for the LUN file (default: a temporary directory)")
 	portal := flag.String("portal", "", "read LUN 1 of -target at this existing portal with ahvfs only (for profiling)")
 	target := flag.String("target", targetIQN, "target IQN for -portal")
+	cpuPasses := flag.Int("cpu", 0, "ahvfs only: read the LUN this many times per round and print CPU s/GB")
 	flag.Parse()
 	if *segments > 0 {
 		v := strconv.Itoa(*segments)
@@ -115,6 +120,25 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Println("ahvfs read the whole LUN correctly (checked against the file)")
+	if *cpuPasses > 0 {
+		var costs []float64
+		for r := 1; r <= *rounds; r++ {
+			c0 := rusageCPU()
+			var moved int64
+			for range *cpuPasses {
+				_, m, err := runAhvfs(o, path, *chunk, *readers, 0, false)
+				if err != nil {
+					log.Fatal(err)
+				}
+				moved += m
+			}
+			c := (rusageCPU() - c0) / (float64(moved) / 1e9)
+			costs = append(costs, c)
+			fmt.Printf("round %d: ahvfs %.3f CPU s/GB (%d passes)\n", r, c, *cpuPasses)
+		}
+		fmt.Printf("median: ahvfs %.3f CPU s/GB\n", median(costs))
+		return
+	}
 	var perfs, ours []float64
 	for r := 1; r <= *rounds; r++ {
 		p := 1.0
@@ -156,6 +180,15 @@ func cpuTime(pid int) float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100 // USER_HZ
+}
+
+// rusageCPU returns the user+system CPU seconds used by this process.
+func rusageCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		log.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func median(v []float64) float64 {
