@@ -63,7 +63,7 @@ func TestTruncatedAndGarbagePacks(t *testing.T) {
 		t.Run(damage, func(t *testing.T) {
 			dir := enginetest.Init(t, engine.InitOptions{ParityShards: 0, ParityData: 1})
 			rp, want := importOne(t, dir)
-			pack := packFiles(t, dir)[0]
+			pack := dataPack(t, dir, rp)
 			switch damage {
 			case "truncate":
 				os.Truncate(pack, 1000)
@@ -100,6 +100,35 @@ func TestTruncatedAndGarbagePacks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dataPack is the largest pack that does not hold rp's manifest pages, so
+// that damaging it leaves the rest of the disk readable. Which pack gets
+// the pages depends on the order in which parallel workers stored chunks.
+func dataPack(t *testing.T, dir string, rp *engine.RestorePoint) string {
+	t.Helper()
+	r := enginetest.Open(t, dir, engine.OpenOptions{})
+	pages := map[string]bool{}
+	for _, d := range rp.Disks {
+		for _, pid := range d.Pages {
+			if pid.IsZero() {
+				continue
+			}
+			p, err := engine.PackOf(r, pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages[p] = true
+		}
+	}
+	r.Close()
+	for _, p := range packFiles(t, dir) {
+		if !pages[p] {
+			return p
+		}
+	}
+	t.Fatal("every pack holds manifest pages")
+	return ""
 }
 
 func TestGarbageIndexValue(t *testing.T) {
