@@ -596,7 +596,13 @@ func (r *runner) backupDisk(ctx context.Context, v nutanix.VM, snap nutanix.Snap
 	var p cbt.Plan
 	switch {
 	case err == nil:
-		p, err = cbt.Align(toCBT(regs, size), size, r.repo.ChunkSize(), rest)
+		if parent != nil && !r.o.NoPatch {
+			// Chunks changed in small part are read in part and
+			// completed from the parent restore point.
+			p, err = cbt.AlignPatched(toCBT(regs, size), size, r.repo.ChunkSize(), int64(r.repo.ChunkSize())*3/4)
+		} else {
+			p, err = cbt.Align(toCBT(regs, size), size, r.repo.ChunkSize(), rest)
+		}
 		if err != nil {
 			return dr, rd, err
 		}
@@ -612,7 +618,7 @@ func (r *runner) backupDisk(ctx context.Context, v nutanix.VM, snap nutanix.Snap
 		}
 		return dr, rd, fmt.Errorf("changed regions: %w", err)
 	}
-	toRead := p.Bytes(cbt.Read)
+	toRead := p.SourceBytes()
 	if r.o.Estimate {
 		dr.BytesRead, dr.Zero, dr.Unchanged = toRead, p.Bytes(cbt.Zero), p.Bytes(cbt.Unchanged)
 		return dr, rd, nil
@@ -635,7 +641,18 @@ func (r *runner) backupDisk(ctx context.Context, v nutanix.VM, snap nutanix.Snap
 	if src != nil {
 		reader = src
 	}
-	st, err := cbt.Ingest(ctx, reader, p, dw, cbt.Options{Workers: r.o.ReadWorkers, ReadSize: r.o.ReadSize, Progress: progress})
+	iopt := cbt.Options{Workers: r.o.ReadWorkers, ReadSize: r.o.ReadSize, Progress: progress}
+	if parent != nil && hasPatches(p) {
+		base, err := r.repo.OpenDisk(ctx, plan.Parent, parent.Index)
+		if err != nil {
+			r.o.Progress.DiskDone(v.Name, name, err)
+			return dr, rd, fmt.Errorf("open the parent restore point: %w", err)
+		}
+		base.DisableReadAhead()
+		defer base.Close()
+		iopt.Base = base
+	}
+	st, err := cbt.Ingest(ctx, reader, p, dw, iopt)
 	r.o.Progress.DiskDone(v.Name, name, err)
 	dr.BytesRead, dr.Zero, dr.Unchanged = st.ReadBytes, st.ZeroBytes, st.UnchangedBytes
 	if err != nil {
@@ -675,6 +692,15 @@ func (rl *releaser) wait() []string {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	return rl.warn
+}
+
+func hasPatches(p cbt.Plan) bool {
+	for _, e := range p {
+		if e.Kind == cbt.Patch {
+			return true
+		}
+	}
+	return false
 }
 
 type cbtSource interface {

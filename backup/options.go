@@ -120,6 +120,10 @@ type Options struct {
 	// RetryDelay is the pause before the first retry (doubled, then
 	// tripled...), default 2 s.
 	RetryDelay time.Duration
+	// NoPatch reads every changed chunk whole in an incremental, instead of
+	// reading only its changed ranges and completing it from the parent
+	// restore point.
+	NoPatch bool
 	// SkipCleanup does not sweep leftovers of earlier jobs at the start.
 	SkipCleanup bool
 	// Now is the clock, default time.Now (tests).

@@ -30,17 +30,22 @@ type Options struct {
 	// Progress, when set, is called after each unit with the bytes of the
 	// plan completed so far (read, zero and unchanged alike).
 	Progress func(done int64)
+	// Base is the parent restore point's disk, where Patch extents take
+	// their unchanged bytes from; required when the plan has any.
+	Base io.ReaderAt
 }
 
 // Stats report what Ingest did.
 type Stats struct {
-	ReadBytes      int64
+	ReadBytes      int64 // from the source
 	ZeroBytes      int64
 	UnchangedBytes int64
+	PatchedBytes   int64 // of chunks completed from Base
 }
 
 // Ingest executes plan: it reads the Read extents from src with several
-// reads in flight and hands them to dst, and records Zero and Unchanged
+// reads in flight and hands them to dst, completes Patch chunks (their
+// parts from src, the rest from o.Base), and records Zero and Unchanged
 // extents. Memory is bounded by Workers × ReadSize. The first error stops
 // the work and is returned. A src that implements ContextReaderAt (an
 // iSCSI LUN, a REST download, an engine disk) is read with Ingest's
@@ -58,6 +63,13 @@ func Ingest(ctx context.Context, src io.ReaderAt, plan Plan, dst Sink, o Options
 		o.ReadSize = max(cs, 4<<20)
 	}
 	o.ReadSize = (o.ReadSize + cs - 1) / cs * cs
+	if o.Base == nil {
+		for _, e := range plan {
+			if e.Kind == Patch {
+				return st, errors.New("ingest: the plan patches chunks but no base disk was given")
+			}
+		}
+	}
 	var done atomic.Int64
 	report := func(n int64) {
 		v := done.Add(n)
@@ -85,7 +97,7 @@ func Ingest(ctx context.Context, src io.ReaderAt, plan Plan, dst Sink, o Options
 	defer cancel(nil)
 	units := make(chan Extent, o.Workers)
 	var wg sync.WaitGroup
-	var readBytes atomic.Int64
+	var readBytes, patched atomic.Int64
 	for range o.Workers {
 		wg.Add(1)
 		go func() {
@@ -93,21 +105,37 @@ func Ingest(ctx context.Context, src io.ReaderAt, plan Plan, dst Sink, o Options
 			buf := make([]byte, o.ReadSize)
 			for u := range units {
 				b := buf[:u.Len]
-				if _, err := readFull(ctx, src, b, u.Off); err != nil {
-					cancel(fmt.Errorf("read source at %d (+%d): %w", u.Off, u.Len, err))
+				var err error
+				if u.Kind == Patch {
+					err = patch(ctx, src, o.Base, b, u, &readBytes)
+					patched.Add(u.Len)
+				} else if _, err = readFull(ctx, src, b, u.Off); err != nil {
+					err = fmt.Errorf("read source at %d (+%d): %w", u.Off, u.Len, err)
+				} else {
+					readBytes.Add(u.Len)
+				}
+				if err != nil {
+					cancel(err)
 					return
 				}
 				if err := dst.WriteAt(ctx, b, u.Off); err != nil {
 					cancel(err)
 					return
 				}
-				readBytes.Add(u.Len)
 				report(u.Len)
 			}
 		}()
 	}
 feed:
 	for _, e := range plan {
+		if e.Kind == Patch {
+			select {
+			case units <- e:
+			case <-ctx.Done():
+				break feed
+			}
+			continue
+		}
 		if e.Kind != Read {
 			continue
 		}
@@ -122,11 +150,31 @@ feed:
 	}
 	close(units)
 	wg.Wait()
-	st.ReadBytes = readBytes.Load()
+	st.ReadBytes, st.PatchedBytes = readBytes.Load(), patched.Load()
 	if err := context.Cause(ctx); err != nil {
 		return st, err
 	}
 	return st, nil
+}
+
+// patch fills b with chunk u: the base's bytes, overwritten by u's parts
+// (read from src, or zeros).
+func patch(ctx context.Context, src, base io.ReaderAt, b []byte, u Extent, read *atomic.Int64) error {
+	if _, err := readFull(ctx, base, b, u.Off); err != nil {
+		return fmt.Errorf("read the parent restore point at %d (+%d): %w", u.Off, u.Len, err)
+	}
+	for _, pt := range u.Parts {
+		p := b[pt.Off-u.Off : pt.Off-u.Off+pt.Len]
+		if pt.Zeroed {
+			clear(p)
+			continue
+		}
+		if _, err := readFull(ctx, src, p, pt.Off); err != nil {
+			return fmt.Errorf("read source at %d (+%d): %w", pt.Off, pt.Len, err)
+		}
+		read.Add(pt.Len)
+	}
+	return nil
 }
 
 // ContextReaderAt is an io.ReaderAt whose reads can be cancelled. Ingest

@@ -128,7 +128,12 @@ type DiskReader struct {
 	sem       chan struct{}
 	prefetchW sync.WaitGroup
 	closed    atomic.Bool
+	noAhead   atomic.Bool
 }
+
+// DisableReadAhead stops read-ahead, for a caller that reads scattered
+// chunks (patching an incremental) where prefetching neighbours is waste.
+func (d *DiskReader) DisableReadAhead() { d.noAhead.Store(true) }
 
 // ReadAheadChunks is how many chunks a sequential reader fetches ahead.
 const ReadAheadChunks = 32
@@ -242,7 +247,7 @@ func (d *DiskReader) ReadAtContext(ctx context.Context, p []byte, off int64) (in
 // the cache, in parallel, without blocking the reader. The front of what was
 // already requested only moves forward, so each chunk is fetched once.
 func (d *DiskReader) readAhead(ctx context.Context, from int64) {
-	if d.closed.Load() {
+	if d.closed.Load() || d.noAhead.Load() {
 		return
 	}
 	total := (d.disk.Size + d.cs - 1) / d.cs

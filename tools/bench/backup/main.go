@@ -52,6 +52,7 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the work directory")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the full backup to this file")
 	verbose := flag.Bool("v", false, "log every Prism request with its duration")
+	noPatch := flag.Bool("no-patch", false, "incremental: read changed chunks whole (backup.Options.NoPatch)")
 	flag.Parse()
 	log.SetFlags(0)
 	size, err := humanize.ParseBytes(*sizeFlag)
@@ -143,7 +144,7 @@ func main() {
 	}
 	defer cl.Close()
 	ph := &phases{}
-	o := backup.Options{DataPath: backup.PathISCSI, ISCSIPort: port, InitiatorIQN: iqn, Progress: ph}
+	o := backup.Options{DataPath: backup.PathISCSI, ISCSIPort: port, InitiatorIQN: iqn, Progress: ph, NoPatch: *noPatch}
 
 	// Full.
 	if *cpuProfile != "" {
