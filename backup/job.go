@@ -54,6 +54,9 @@ func Run(ctx context.Context, repo *engine.Repository, cl nutanix.Cluster, o Opt
 	if len(sel) == 0 {
 		return rep, errors.New("no VM selected")
 	}
+	if bad := unmatchedDiskExcludes(sel, o.ExcludeDisks); len(bad) > 0 {
+		return rep, fmt.Errorf("no disk of the selected VMs matches --exclude-disk %s (disk addresses look like scsi.0, sata.1)", strings.Join(bad, ", "))
+	}
 	if o.DataPath != PathREST {
 		var cls []nutanix.ClusterInfo
 		err := r.retryRead(ctx, func() (err error) { cls, err = cl.ListClusters(ctx); return err })

@@ -64,18 +64,7 @@ func backupDisks(v nutanix.VM, excludes []string) (keep []plannedDisk, excluded 
 	for i, d := range v.BackupDisks() {
 		skip := false
 		for _, p := range excludes {
-			addr := p
-			if vmPat, a, ok := strings.Cut(p, ":"); ok {
-				if !matchVM(v, vmPat) {
-					continue
-				}
-				addr = a
-			}
-			if strings.EqualFold(addr, d.UUID) {
-				skip = true
-			} else if ok, _ := path.Match(strings.ToLower(addr), d.Address()); ok {
-				skip = true
-			}
+			skip = skip || excludesDisk(p, v, d)
 		}
 		if skip {
 			excluded[d.UUID] = true
@@ -84,4 +73,39 @@ func backupDisks(v nutanix.VM, excludes []string) (keep []plannedDisk, excluded 
 		keep = append(keep, plannedDisk{Disk: d, N: i})
 	}
 	return keep, excluded
+}
+
+// excludesDisk reports whether the --exclude-disk pattern p ("scsi.1",
+// "sata.*", a disk UUID, or "VMGLOB:scsi.1") names disk d of v.
+func excludesDisk(p string, v nutanix.VM, d nutanix.Disk) bool {
+	addr := p
+	if vmPat, a, ok := strings.Cut(p, ":"); ok {
+		if !matchVM(v, vmPat) {
+			return false
+		}
+		addr = a
+	}
+	if strings.EqualFold(addr, d.UUID) {
+		return true
+	}
+	ok, _ := path.Match(strings.ToLower(addr), d.Address())
+	return ok
+}
+
+// unmatchedDiskExcludes returns the exclude patterns that name no disk of
+// the selected VMs: like a --vm that matches nothing, most likely a typo.
+func unmatchedDiskExcludes(vms []nutanix.VM, excludes []string) []string {
+	var out []string
+	for _, p := range excludes {
+		hit := false
+		for _, v := range vms {
+			for _, d := range v.BackupDisks() {
+				hit = hit || excludesDisk(p, v, d)
+			}
+		}
+		if !hit {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -356,6 +356,11 @@ func TestBackupCLIExcludeDisk(t *testing.T) {
 	if _, errs, code := runCLI(t, "", "cat", "--repo", repo, v.RestorePoint, "disk-1"); code == 0 || !strings.Contains(errs, "disk-1") {
 		t.Fatalf("cat of the excluded disk: exit %d: %s", code, errs)
 	}
+	// A pattern that names no disk is a typo: refused before any snapshot.
+	if _, errs, code := runCLI(t, "", append([]string{"backup", "--vm", "web01", "--exclude-disk", "scsi.9"}, args...)...); code == 0 ||
+		!strings.Contains(errs, "scsi.9") {
+		t.Fatalf("--exclude-disk scsi.9: exit %d: %s", code, errs)
+	}
 	snaps, leftovers, ledger := clusterState(t, s, repo)
 	if snaps[web.UUID] != 1 || snaps[db.UUID] != 0 || leftovers != 0 || len(ledger) != 0 {
 		t.Fatalf("cluster: snapshots %v, %d volume groups/images, ledger %v", snaps, leftovers, ledger)
