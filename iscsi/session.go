@@ -25,10 +25,9 @@ var ErrClosed = errors.New("iscsi session closed")
 // recovered by logging in again and reissuing the commands that had not
 // completed (see the package documentation).
 type Session struct {
-	o     Options
-	isid  [6]byte
-	log   *slog.Logger
-	slots chan struct{} // QueueDepth semaphore: one token per unfinished task
+	o    Options
+	isid [6]byte
+	log  *slog.Logger
 
 	closeCtx    context.Context // cancelled by Close: stops recovery
 	closeCancel context.CancelFunc
@@ -44,8 +43,8 @@ type Session struct {
 	expCmdSN   uint32
 	maxCmdSN   uint32
 	nextTag    uint32
-	tasks      map[uint32]*task // dispatched, by ITT
-	queue      []*task          // waiting for a connection or the CmdSN window
+	tasks      map[uint32]*task // dispatched and unfinished, by ITT: at most QueueDepth
+	queue      []*task          // waiting for a connection, the CmdSN window or QueueDepth
 	failed     error
 	closed     bool
 	reconnects int
@@ -87,7 +86,6 @@ func Dial(ctx context.Context, o Options) (*Session, error) {
 		o:      o,
 		isid:   newISID(),
 		log:    o.Logger.With("target", o.TargetIQN),
-		slots:  make(chan struct{}, o.QueueDepth),
 		portal: portal,
 		tasks:  map[uint32]*task{},
 	}
@@ -149,7 +147,10 @@ func (s *Session) installLocked(l *link) {
 	go s.readLoop(l)
 	go l.sendLoop(&s.wg)
 	go s.watchdog(l)
-	s.pumpLocked()
+	if s.pumpLocked() {
+		l.due.Store(false)
+		l.kick()
+	}
 }
 
 // Close logs out and closes the session. Commands still in flight fail
@@ -225,7 +226,6 @@ type task struct {
 	link       *link
 	dispatched bool
 	finished   bool
-	hasSlot    bool // holds one of Session.slots until finished
 	done       chan struct{}
 
 	// abandoned: the caller stopped waiting; data for the task is dropped.
@@ -241,6 +241,9 @@ type task struct {
 	sense    []byte
 	err      error
 }
+
+// isWrite reports whether t sends data to the target.
+func (t *task) isWrite() bool { return !t.read && len(t.buf) > 0 }
 
 func (t *task) result() error {
 	if t.err != nil {
@@ -269,27 +272,33 @@ func (s *Session) do(ctx context.Context, t *task) error {
 	return s.wait(ctx, t)
 }
 
-// start queues t for sending. It blocks while QueueDepth tasks are in
-// flight; the slot it takes is given back when the task finishes.
+// start queues t for sending; it does not block. Tasks beyond QueueDepth
+// in flight wait in the queue and are dispatched, in order, as earlier
+// ones finish (by the reader of the connection, without waking the
+// callers).
 func (s *Session) start(ctx context.Context, t *task) error {
-	select {
-	case s.slots <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	t.done = make(chan struct{})
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.failed != nil || s.closed {
-		<-s.slots
-		if s.failed != nil {
-			return s.failed
+		err := s.failed
+		if err == nil {
+			err = ErrClosed
 		}
-		return ErrClosed
+		s.mu.Unlock()
+		return err
 	}
-	t.hasSlot = true
 	s.queue = append(s.queue, t)
-	s.pumpLocked()
+	var l *link
+	if s.pumpLocked() {
+		l = s.link
+	}
+	s.mu.Unlock()
+	if l != nil && l.due.Swap(false) {
+		l.flush()
+	}
 	return nil
 }
 
@@ -322,16 +331,19 @@ func (s *Session) wait(ctx context.Context, t *task) error {
 	return ctx.Err()
 }
 
-// pumpLocked sends queued tasks while the connection is up and the
-// target's CmdSN window is open.
-func (s *Session) pumpLocked() {
+// pumpLocked dispatches queued tasks while the connection is up, fewer
+// than QueueDepth tasks are in flight and the target's CmdSN window is
+// open. It queues their PDUs on the link without sending them and reports
+// whether it did: then link.due is set, and whoever clears it calls
+// link.flush after releasing s.mu.
+func (s *Session) pumpLocked() bool {
 	l := s.link
-	if l == nil || s.failed != nil || s.closed {
-		return
+	if l == nil || s.failed != nil || s.closed || len(s.queue) == 0 {
+		return false
 	}
 	sent := 0
 	l.sendMu.Lock()
-	for len(s.queue) > 0 && snLessEq(s.cmdSN, s.maxCmdSN) {
+	for len(s.queue) > 0 && len(s.tasks) < s.o.QueueDepth && snLessEq(s.cmdSN, s.maxCmdSN) {
 		t := s.queue[0]
 		s.queue[0] = nil
 		s.queue = s.queue[1:]
@@ -342,6 +354,9 @@ func (s *Session) pumpLocked() {
 		t.dispatched = true
 		t.received = 0
 		s.tasks[t.itt] = t
+		if t.isWrite() {
+			l.writes.Add(1)
+		}
 		l.sendQ = appendCommandPDUs(l.sendQ, t, &l.p)
 		sent++
 	}
@@ -349,9 +364,11 @@ func (s *Session) pumpLocked() {
 	if len(s.queue) == 0 {
 		s.queue = nil
 	}
-	if sent > 0 {
-		l.kick()
+	if sent == 0 {
+		return false
 	}
+	l.due.Store(true)
+	return true
 }
 
 // finishLocked completes t with err (nil: see the response fields).
@@ -363,14 +380,20 @@ func (s *Session) finishLocked(t *task, err error) {
 	if err != nil {
 		t.err = err
 	}
-	if t.hasSlot {
-		t.hasSlot = false
-		<-s.slots
-	}
 	if t.dispatched && s.tasks[t.itt] == t {
 		delete(s.tasks, t.itt)
+		if t.isWrite() {
+			t.link.writes.Add(-1)
+		}
 	}
 	close(t.done)
+}
+
+// completeLocked finishes t and dispatches the next queued task in its
+// place.
+func (s *Session) completeLocked(t *task, err error) {
+	s.finishLocked(t, err)
+	s.pumpLocked()
 }
 
 // failAllLocked completes every task with err.
@@ -543,6 +566,10 @@ func (s *Session) readLoop(l *link) {
 		if err = s.handle(l, &h, n); err != nil {
 			break
 		}
+		// Commands dispatched in place of finished ones.
+		if l.due.Load() && l.due.Swap(false) {
+			l.flush()
+		}
 	}
 	select {
 	case <-l.dead:
@@ -595,7 +622,7 @@ func (s *Session) handle(l *link, h *bhs, n int) error {
 			t.sense = data[2:min(len(data), 2+sl)]
 		}
 		s.mu.Lock()
-		s.finishLocked(t, nil)
+		s.completeLocked(t, nil)
 		s.mu.Unlock()
 		return nil
 	case opR2T:
@@ -666,7 +693,7 @@ func (s *Session) handle(l *link, h *bhs, n int) error {
 		s.mu.Lock()
 		t := s.tasks[rh.itt()]
 		if t != nil && t.link == l {
-			s.finishLocked(t, fmt.Errorf("%s: target rejected %s (reason 0x%02x)", t.op, opName(rh.opcode()), h[2]))
+			s.completeLocked(t, fmt.Errorf("%s: target rejected %s (reason 0x%02x)", t.op, opName(rh.opcode()), h[2]))
 		}
 		s.mu.Unlock()
 		if t == nil {
@@ -701,7 +728,7 @@ func (s *Session) dataIn(l *link, t *task, h *bhs, n int) error {
 	if h[1]&flagStatus != 0 {
 		t.status = h[3]
 		s.mu.Lock()
-		s.finishLocked(t, nil)
+		s.completeLocked(t, nil)
 		s.mu.Unlock()
 	}
 	return nil
@@ -768,10 +795,16 @@ func appendDataOut(out []outPDU, t *task, ttt uint32, off, length, maxSeg int) [
 // link is a connection in full feature phase with its sender state.
 type link struct {
 	*conn
-	sendMu sync.Mutex
-	sendQ  []outPDU
-	spare  []outPDU
-	wake   chan struct{}
+	sendMu  sync.Mutex
+	sendQ   []outPDU
+	spare   []outPDU
+	writing bool // a goroutine is writing sendQ out (see write)
+	wake    chan struct{}
+	// due: Session.pumpLocked queued commands that nobody has flushed yet.
+	due atomic.Bool
+	// writes counts the write commands in flight: while there are any,
+	// the socket may be full of Data-Out the target has not read yet.
+	writes atomic.Int32
 
 	dead     chan struct{}
 	deadOnce sync.Once
@@ -821,8 +854,29 @@ func (l *link) kick() {
 	}
 }
 
-// sendLoop writes queued PDUs, flushing when the queue runs dry so that
-// PDUs queued together go out in few writes.
+// flush sends the queued PDUs. When no write command is in flight, and
+// so nothing can fill the socket's buffer, the calling goroutine writes
+// them itself unless another goroutine is writing already (which then
+// writes them too): a command costs no wake-up of the sender goroutine.
+// Otherwise the sender goroutine writes them, so that the reader of the
+// connection never blocks in a write.
+func (l *link) flush() {
+	if l.writes.Load() > 0 {
+		l.kick()
+		return
+	}
+	l.sendMu.Lock()
+	if l.writing {
+		l.sendMu.Unlock()
+		return
+	}
+	l.writing = true
+	l.sendMu.Unlock()
+	l.write(true)
+}
+
+// sendLoop writes PDUs queued by send, and by flush while write commands
+// are in flight.
 func (l *link) sendLoop(wg *sync.WaitGroup) {
 	defer wg.Done()
 	for {
@@ -831,32 +885,65 @@ func (l *link) sendLoop(wg *sync.WaitGroup) {
 			return
 		case <-l.wake:
 		}
-		for {
-			l.sendMu.Lock()
-			q := l.sendQ
-			l.sendQ, l.spare = l.spare[:0], nil
+		l.sendMu.Lock()
+		if l.writing {
 			l.sendMu.Unlock()
-			if len(q) == 0 {
-				l.sendMu.Lock()
-				l.spare = q
-				l.sendMu.Unlock()
-				break
-			}
-			for i := range q {
-				q[i].h.setU32(28, l.expStatSN.Load())
-				if err := writePDU(l.bw, &q[i].h, q[i].data, l.p.headerDigest, l.p.dataDigest); err != nil {
-					l.kill(fmt.Errorf("send %s: %w", opName(q[i].h.opcode()), err))
-					return
-				}
-				q[i].data = nil
-			}
-			l.sendMu.Lock()
-			l.spare = q[:0]
-			l.sendMu.Unlock()
+			continue
 		}
-		if err := l.bw.Flush(); err != nil {
-			l.kill(fmt.Errorf("send: %w", err))
+		l.writing = true
+		l.sendMu.Unlock()
+		if !l.write(false) {
 			return
 		}
 	}
+}
+
+// write is run by the goroutine that set l.writing: it writes queued PDUs,
+// flushing when the queue runs dry so that PDUs queued together go out in
+// few writes, then clears l.writing. Inline (called by flush), it leaves
+// PDUs that carry data, and everything once a write command is in flight,
+// to the sender goroutine. It reports false when the connection failed.
+func (l *link) write(inline bool) bool {
+	for {
+		l.sendMu.Lock()
+		q := l.sendQ
+		if len(q) == 0 || inline && (l.writes.Load() > 0 || hasData(q)) {
+			if l.bw.Buffered() > 0 {
+				l.sendMu.Unlock()
+				if err := l.bw.Flush(); err != nil {
+					l.kill(fmt.Errorf("send: %w", err))
+					return false
+				}
+				continue
+			}
+			l.writing = false
+			l.sendMu.Unlock()
+			if len(q) > 0 {
+				l.kick()
+			}
+			return true
+		}
+		l.sendQ, l.spare = l.spare[:0], nil
+		l.sendMu.Unlock()
+		for i := range q {
+			q[i].h.setU32(28, l.expStatSN.Load())
+			if err := writePDU(l.bw, &q[i].h, q[i].data, l.p.headerDigest, l.p.dataDigest); err != nil {
+				l.kill(fmt.Errorf("send %s: %w", opName(q[i].h.opcode()), err))
+				return false
+			}
+			q[i].data = nil
+		}
+		l.sendMu.Lock()
+		l.spare = q[:0]
+		l.sendMu.Unlock()
+	}
+}
+
+func hasData(q []outPDU) bool {
+	for i := range q {
+		if len(q[i].data) > 0 {
+			return true
+		}
+	}
+	return false
 }
