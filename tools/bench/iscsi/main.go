@@ -123,7 +123,7 @@ func main() {
 	if *cpuPasses > 0 {
 		var costs []float64
 		for r := 1; r <= *rounds; r++ {
-			c0 := rusageCPU()
+			c0, w0 := rusageCPU()
 			var moved int64
 			for range *cpuPasses {
 				_, m, err := runAhvfs(o, path, *chunk, *readers, 0, false)
@@ -132,9 +132,12 @@ func main() {
 				}
 				moved += m
 			}
-			c := (rusageCPU() - c0) / (float64(moved) / 1e9)
+			c1, w1 := rusageCPU()
+			gb := float64(moved) / 1e9
+			c := (c1 - c0) / gb
 			costs = append(costs, c)
-			fmt.Printf("round %d: ahvfs %.3f CPU s/GB (%d passes)\n", r, c, *cpuPasses)
+			fmt.Printf("round %d: ahvfs %.3f CPU s/GB, %.0f context switches/GB (%d passes)\n",
+				r, c, float64(w1-w0)/gb, *cpuPasses)
 		}
 		fmt.Printf("median: ahvfs %.3f CPU s/GB\n", median(costs))
 		return
@@ -182,13 +185,14 @@ func cpuTime(pid int) float64 {
 	return (ut + st) / 100 // USER_HZ
 }
 
-// rusageCPU returns the user+system CPU seconds used by this process.
-func rusageCPU() float64 {
+// rusageCPU returns the user+system CPU seconds used by this process and
+// its context switches.
+func rusageCPU() (float64, int64) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		log.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds(), ru.Nvcsw + ru.Nivcsw
 }
 
 func median(v []float64) float64 {
