@@ -47,17 +47,26 @@ type pwMsg struct {
 }
 
 // openPack is the pack being filled. Its body is written to a temporary
-// file as it grows (progressiveWrite bytes at a time, with writeback
-// started at once), so sealing only appends the footer and waits for the
-// tail: the disk works while the next chunks are hashed and compressed.
-// The body also stays in memory for the footer's checksums and the parity.
+// file as it grows, progressiveWrite bytes at a time, by a goroutine of its
+// own with writeback started at once: sealing then appends the footer and
+// waits for the tail, and the filler never waits for the disk. The body
+// also stays in memory for the footer's checksums and the parity.
 type openPack struct {
 	id      PackID
 	body    []byte
 	entries []packEntry
-	f       *os.File // temporary pack file, nil until the first write
-	written int      // bytes of body already in f
-	err     error    // first write error; seal reports it
+	queued  int // bytes of body handed to the writer goroutine
+
+	wq    chan pieceMsg // pieces of the pack to write, in order
+	wdone chan struct{} // closed when the writer goroutine ends
+	f     *os.File      // temporary pack file (owned by the writer goroutine until wdone)
+	err   error         // first error; read after wdone
+}
+
+// pieceMsg is a piece of a pack to write at off.
+type pieceMsg struct {
+	off int
+	b   []byte
 }
 
 // progressiveWrite is how much of an open pack accumulates before it is
@@ -170,29 +179,57 @@ func (pw *packWriter) tmpPackPath(id PackID) string {
 	return filepath.Join(pw.r.dir, dirTmp, id.String()+".pack")
 }
 
-// writeOut writes the unwritten part of p's body (or of data, which
-// extends it) to p's file and starts its writeback.
+// writeOut hands the part of data (p's body, or the sealed pack that
+// extends it) not yet queued to p's writer goroutine, starting it first.
 func (pw *packWriter) writeOut(p *openPack, data []byte) {
-	if p.err != nil || len(data) == p.written {
+	if len(data) == p.queued {
 		return
 	}
-	if p.f == nil {
-		p.f, p.err = os.OpenFile(pw.tmpPackPath(p.id), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if p.wq == nil {
+		p.wq, p.wdone = make(chan pieceMsg, 16), make(chan struct{})
+		go pw.packFileWriter(p)
+	}
+	// The writer reads data[queued:] while the filler appends past it:
+	// disjoint bytes of one array (its capacity never grows while filling).
+	p.wq <- pieceMsg{p.queued, data[p.queued:]}
+	p.queued = len(data)
+}
+
+// packFileWriter writes the ranges queued for p to its temporary file.
+func (pw *packWriter) packFileWriter(p *openPack) {
+	defer close(p.wdone)
+	for r := range p.wq {
 		if p.err != nil {
-			p.err = fmt.Errorf("create pack %s: %w", p.id, p.err)
-			return
+			continue
 		}
+		if p.f == nil {
+			f, err := os.OpenFile(pw.tmpPackPath(p.id), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+			if err != nil {
+				p.err = fmt.Errorf("create pack %s: %w", p.id, err)
+				continue
+			}
+			p.f = f
+		}
+		if _, err := p.f.WriteAt(r.b, int64(r.off)); err != nil {
+			p.err = fmt.Errorf("write pack %s: %w", p.id, err)
+			continue
+		}
+		startWriteback(p.f, int64(r.off), int64(len(r.b)))
 	}
-	if _, err := p.f.WriteAt(data[p.written:], int64(p.written)); err != nil {
-		p.err = fmt.Errorf("write pack %s: %w", p.id, err)
-		return
+}
+
+// finishWrites waits until p's file holds everything queued.
+func (p *openPack) finishWrites() {
+	if p.wq != nil {
+		close(p.wq)
+		<-p.wdone
+		p.wq = nil
 	}
-	startWriteback(p.f, int64(p.written), int64(len(data)-p.written))
-	p.written = len(data)
 }
 
 // discard drops an open pack that will not be sealed.
 func (pw *packWriter) discard(p *openPack) {
+	p.finishWrites()
 	if p.f != nil {
 		p.f.Close()
 		os.Remove(p.f.Name())
@@ -221,7 +258,7 @@ func (pw *packWriter) fill() {
 		cur.body = append(cur.body, m.data...)
 		*m.buf = m.data[:0]
 		pw.bufs.Put(m.buf)
-		if len(cur.body)-cur.written >= progressiveWrite {
+		if len(cur.body)-cur.queued >= progressiveWrite {
 			pw.writeOut(cur, cur.body)
 		}
 	}
@@ -259,23 +296,23 @@ func (pw *packWriter) sealLoop() {
 func (pw *packWriter) seal(p *openPack) error {
 	r := pw.r
 	id := p.id
-	if p.err != nil {
-		return p.err
-	}
 	c := r.cfg
 	data, footer := sealPack(p.body, p.entries, c.Parity.ShardSize, c.Parity.Data, c.Parity.Parity)
 	// The rest of the pack goes to its file while the parity is computed.
 	pw.writeOut(p, data)
+	defer p.finishWrites()
 	par, err := buildParity(data[:footer.DataLen], footer.TableOff, footer.ShardSums, c.Parity.ShardSize, c.Parity.Data, c.Parity.Parity)
 	if err != nil {
 		return fmt.Errorf("seal pack %s: %w", id, err)
 	}
-	if p.err != nil {
-		return p.err
-	}
 	tmpPack := pw.tmpPackPath(id)
 	tmpPar := filepath.Join(r.dir, dirTmp, id.String()+".par")
 	cleanup := func() { os.Remove(tmpPack); os.Remove(tmpPar) }
+	p.finishWrites()
+	if p.err != nil {
+		cleanup()
+		return p.err
+	}
 	err = p.f.Sync()
 	if cerr := p.f.Close(); err == nil {
 		err = cerr

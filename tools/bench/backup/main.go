@@ -52,6 +52,7 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the work directory")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the full backup to this file")
 	verbose := flag.Bool("v", false, "log every Prism request with its duration")
+	workers := flag.Int("workers", 0, "reads in flight per disk (backup.Options.ReadWorkers; 0: default)")
 	noPatch := flag.Bool("no-patch", false, "incremental: read changed chunks whole (backup.Options.NoPatch)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -144,7 +145,7 @@ func main() {
 	}
 	defer cl.Close()
 	ph := &phases{}
-	o := backup.Options{DataPath: backup.PathISCSI, ISCSIPort: port, InitiatorIQN: iqn, Progress: ph, NoPatch: *noPatch}
+	o := backup.Options{DataPath: backup.PathISCSI, ISCSIPort: port, InitiatorIQN: iqn, Progress: ph, NoPatch: *noPatch, ReadWorkers: *workers}
 
 	// Full.
 	if *cpuProfile != "" {
