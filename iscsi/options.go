@@ -58,10 +58,10 @@ type Options struct {
 	// ReadAt and WriteAt calls are split into commands of this size issued
 	// concurrently. It is lowered to the LUN's maximum transfer length when
 	// the LUN reports one. Default 1 MiB: most of the initiator's CPU goes
-	// to per-command work (wake-ups, syscalls), so against tgtd a
-	// sequential read with 1 MiB commands cost half the CPU per byte of
-	// one with 128 KiB commands, on both sides (initiator 0.57 -> 0.28,
-	// tgtd 1.47 -> 0.92 CPU-s/GB; tools/bench/iscsi).
+	// to per-command work (wake-ups, syscalls), so a sequential read with
+	// 1 MiB commands costs the initiator half the CPU per byte of one with
+	// 128 KiB commands (0.57 -> 0.28 CPU-s/GB against tgtd,
+	// tools/bench/iscsi), and the target no more.
 	MaxTransferLength int
 	// QueueDepth is the number of SCSI commands a session keeps in flight
 	// at most (the target's CmdSN window may allow fewer). Default 64.
