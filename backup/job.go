@@ -645,7 +645,7 @@ func (r *runner) backupDisk(ctx context.Context, v nutanix.VM, snap nutanix.Snap
 		reader = src
 	}
 	iopt := cbt.Options{Workers: r.o.ReadWorkers, ReadSize: r.o.ReadSize, Progress: progress}
-	if parent != nil && hasPatches(p) {
+	if parent != nil && p.Bytes(cbt.Patch) > 0 {
 		base, err := r.repo.OpenDisk(ctx, plan.Parent, parent.Index)
 		if err != nil {
 			r.o.Progress.DiskDone(v.Name, name, err)
@@ -695,15 +695,6 @@ func (rl *releaser) wait() []string {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	return rl.warn
-}
-
-func hasPatches(p cbt.Plan) bool {
-	for _, e := range p {
-		if e.Kind == cbt.Patch {
-			return true
-		}
-	}
-	return false
 }
 
 type cbtSource interface {

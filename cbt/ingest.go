@@ -63,12 +63,8 @@ func Ingest(ctx context.Context, src io.ReaderAt, plan Plan, dst Sink, o Options
 		o.ReadSize = max(cs, 4<<20)
 	}
 	o.ReadSize = (o.ReadSize + cs - 1) / cs * cs
-	if o.Base == nil {
-		for _, e := range plan {
-			if e.Kind == Patch {
-				return st, errors.New("ingest: the plan patches chunks but no base disk was given")
-			}
-		}
+	if o.Base == nil && plan.Bytes(Patch) > 0 {
+		return st, errors.New("ingest: the plan patches chunks but no base disk was given")
 	}
 	var done atomic.Int64
 	report := func(n int64) {

@@ -299,8 +299,8 @@ func (pw *packWriter) seal(p *openPack) error {
 	c := r.cfg
 	data, footer := sealPack(p.body, p.entries, c.Parity.ShardSize, c.Parity.Data, c.Parity.Parity)
 	// The rest of the pack goes to its file while the parity is computed.
+	// On error, sealLoop's discard waits for the writes and drops the file.
 	pw.writeOut(p, data)
-	defer p.finishWrites()
 	par, err := buildParity(data[:footer.DataLen], footer.TableOff, footer.ShardSums, c.Parity.ShardSize, c.Parity.Data, c.Parity.Parity)
 	if err != nil {
 		return fmt.Errorf("seal pack %s: %w", id, err)

@@ -40,8 +40,8 @@ type regionResult struct {
 // zero and ZEROED when it is. When the two files share storage (ref is a
 // reflink of an earlier state of file), the answer comes from metadata
 // alone, as on a cluster: shared blocks are unchanged, the others changed
-// (REGULAR with data, ZEROED where file has a hole), nothing is read. Without ref it returns the allocation map from
-// metadata, as the API documents ("the sparse and the non-sparse regions"):
+// (REGULAR with data, ZEROED where file has a hole), nothing is read.
+// Without ref it returns the allocation map from metadata, as the API documents ("the sparse and the non-sparse regions"):
 // REGULAR for blocks with data, ZEROED for holes. Adjacent regions of one
 // type are merged. It is exported for tests of other packages that want the
 // same oracle.
@@ -86,17 +86,13 @@ func computeRegions(q regionQuery) (regionResult, error) {
 		refSize = rst.Size()
 	}
 
-	// Interesting ranges: data in either file, aligned to blocks.
-	fData, err := dataExtents(f, start, end)
-	if err != nil {
-		return regionResult{}, err
-	}
-	exts := fData
+	// Interesting ranges: data in either file, aligned to blocks. When the
+	// files share storage (ref is a reflink of an earlier state of file),
+	// the storage maps answer as a cluster's metadata does: shared ranges
+	// are unchanged, written ones changed.
+	var fData, exts []extent
 	related := false
 	if rf != nil {
-		// When the files share storage (ref is a reflink of an earlier
-		// state of file), the storage maps answer as a cluster's metadata
-		// does: shared ranges are unchanged, written ones changed.
 		m, ok, err := compareStorage(f, rf, start, end)
 		if err != nil {
 			return regionResult{}, err
@@ -104,7 +100,14 @@ func computeRegions(q regionQuery) (regionResult, error) {
 		if related = ok && len(m.shared) > 0; related {
 			fData = m.a
 			exts = subtract(append(append([]extent(nil), m.a...), m.b...), m.shared)
-		} else {
+		}
+	}
+	if !related {
+		if fData, err = dataExtents(f, start, end); err != nil {
+			return regionResult{}, err
+		}
+		exts = fData
+		if rf != nil {
 			re, err := dataExtents(rf, start, min(end, refSize))
 			if err != nil {
 				return regionResult{}, err

@@ -16,7 +16,7 @@ import (
 // extents of its own. The simulator's snapshots are reflinks (FICLONE) where
 // the state directory's filesystem allows it (XFS, btrfs), so the same holds
 // for its files: ranges that both files map to the same physical blocks are
-// unchanged by construction and need not be read. sharedExtents finds them
+// unchanged by construction and need not be read. compareStorage finds them
 // with FS_IOC_FIEMAP. Elsewhere (ext4, tmpfs) nothing is shared and every
 // data range is compared byte for byte, as before.
 

@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -33,6 +32,7 @@ import (
 	"github.com/ahvfs/ahvfs/internal/reflink"
 	"github.com/ahvfs/ahvfs/nutanix"
 	"github.com/ahvfs/ahvfs/nutanix/prismsim"
+	"github.com/ahvfs/ahvfs/tools/bench/internal/benchlog"
 	"github.com/ahvfs/ahvfs/tools/mkimage"
 	"github.com/dustin/go-humanize"
 )
@@ -128,16 +128,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer repo.Close()
-	logger := slog.New(slog.DiscardHandler)
-	if *verbose {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug,
-			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-				if a.Key == "request_headers" || a.Key == "response_headers" {
-					return slog.Attr{}
-				}
-				return a
-			}}))
-	}
+	logger := benchlog.New(*verbose)
 	cl, err := nutanix.Connect(ctx, nutanix.Options{Endpoint: sim.URL(), PasswordFile: sim.PasswordFile(), CACertFile: sim.CAFile(),
 		API: nutanix.APIV3, Logger: logger})
 	if err != nil {

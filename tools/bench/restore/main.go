@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +30,7 @@ import (
 	"github.com/ahvfs/ahvfs/nutanix"
 	"github.com/ahvfs/ahvfs/nutanix/prismsim"
 	"github.com/ahvfs/ahvfs/restore"
+	"github.com/ahvfs/ahvfs/tools/bench/internal/benchlog"
 	"github.com/ahvfs/ahvfs/tools/mkimage"
 	"github.com/dustin/go-humanize"
 )
@@ -122,16 +122,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer sim.Close()
-	logger := slog.New(slog.DiscardHandler)
-	if *verbose {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug,
-			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-				if a.Key == "request_headers" || a.Key == "response_headers" {
-					return slog.Attr{}
-				}
-				return a
-			}}))
-	}
+	logger := benchlog.New(*verbose)
 	cl, err := nutanix.Connect(ctx, nutanix.Options{Endpoint: sim.URL(), User: sim.User(), PasswordFile: sim.PasswordFile(), CACertFile: sim.CAFile(), API: nutanix.APIV4,
 		Logger: logger})
 	if err != nil {
