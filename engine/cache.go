@@ -59,16 +59,6 @@ func (c *lru[K, V]) add(k K, v V) {
 	}
 }
 
-func (c *lru[K, V]) remove(k K) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.items[k]; ok {
-		c.ll.Remove(e)
-		delete(c.items, k)
-		c.used -= c.cost(e.Value.(*lruEntry[K, V]).val)
-	}
-}
-
 // flight deduplicates concurrent loads of the same key.
 type flight[K comparable, V any] struct {
 	mu    sync.Mutex

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"sync"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
@@ -25,7 +24,6 @@ type codec struct {
 	keys        *keys // nil: not encrypted
 	zenc        *zstd.Encoder
 	zdec        *zstd.Decoder
-	bufs        sync.Pool
 }
 
 func newCodec(compression string, k *keys) (*codec, error) {

@@ -101,16 +101,15 @@ type DiskWriter struct {
 	ids  []ID
 	set  []atomic.Bool
 
-	parentOnce  sync.Once
-	parentIDs   []ID
-	parentErr   error
-	written     atomic.Int64
-	zero        atomic.Int64
-	unchanged   atomic.Int64
-	newChunks   atomic.Int64
-	newRaw      atomic.Int64
-	newStored   atomic.Int64
-	chunkSizeCS int
+	parentOnce sync.Once
+	parentIDs  []ID
+	parentErr  error
+	written    atomic.Int64
+	zero       atomic.Int64
+	unchanged  atomic.Int64
+	newChunks  atomic.Int64
+	newRaw     atomic.Int64
+	newStored  atomic.Int64
 }
 
 // Size is the disk's size in bytes.

@@ -12,7 +12,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -28,8 +27,6 @@ type Server struct {
 	tree       *Tree
 	srv        *fuse.Server
 	mountpoint string
-	once       sync.Once
-	unmountErr error
 }
 
 // ErrBusy is wrapped by Unmount's error when files under the mountpoint

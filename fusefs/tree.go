@@ -249,10 +249,6 @@ func notExist(op, name string) error {
 	return &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
 }
 
-// maxLinks bounds the "latest" links followed in one path (there is at
-// most one; guest links are followed by guestfs).
-const maxLinks = 8
-
 // resolve finds name. follow makes a final "latest" link resolve to its
 // restore point (and a final guest symlink to its target).
 func (t *Tree) resolve(ctx context.Context, op, name string, follow bool) (*entry, error) {

@@ -128,7 +128,7 @@ type loginRequest struct {
 	c           *conn
 	isid        [6]byte
 	sessionType string // "Normal" or "Discovery"
-	csg, nsg    int
+	csg         int
 	statSNValid bool
 }
 

@@ -63,9 +63,6 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type bhs [bhsLen]byte
 
 func (h *bhs) opcode() uint8      { return h[0] & 0x3f }
-func (h *bhs) immediate() bool    { return h[0]&flagImm != 0 }
-func (h *bhs) flags() uint8       { return h[1] }
-func (h *bhs) final() bool        { return h[1]&flagFinal != 0 }
 func (h *bhs) totalAHSLen() int   { return int(h[4]) * 4 }
 func (h *bhs) itt() uint32        { return h.u32(16) }
 func (h *bhs) ttt() uint32        { return h.u32(20) }

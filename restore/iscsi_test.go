@@ -71,7 +71,7 @@ func TestRestoreISCSI(t *testing.T) {
 	var drops atomic.Int32
 	dropCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	res, err = restore.Restore(ctx, repo, rc, rp, restore.Options{Name: "web01-drop", ISCSIPort: port, Concurrency: 4,
+	_, err = restore.Restore(ctx, repo, rc, rp, restore.Options{Name: "web01-drop", ISCSIPort: port, Concurrency: 4,
 		Progress: func(_ int, done, total int64) {
 			if done > total/3 && drops.Add(1) <= 3 {
 				go s.DropISCSIConnections(dropCtx)

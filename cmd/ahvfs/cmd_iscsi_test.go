@@ -94,7 +94,7 @@ func TestISCSICommands(t *testing.T) {
 		t.Errorf("cat past the end: exit %d, want 2: %s", code, errs)
 	}
 	if _, errs, code = runISCSI(t, nil, "write", "--offset", "20975617", lunURL); code == 0 {
-		t.Errorf("write without data past the end accepted") // empty stdin still needs a valid offset
+		t.Errorf("write without data past the end accepted: %s", errs) // empty stdin still needs a valid offset
 	}
 	if _, errs, code = runISCSI(t, nil, "cat", "iscsi://"+d.Addr()+"/"+iqn); code != 2 {
 		t.Errorf("cat without a LUN: exit %d, want 2: %s", code, errs)

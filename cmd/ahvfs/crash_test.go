@@ -37,7 +37,6 @@ func TestImportSurvivesSIGKILL(t *testing.T) {
 		copy(v[off:off+8<<20], bBytes[off:off+8<<20])
 		return v
 	}
-	start := time.Now()
 	runImport := func(i int, kill time.Duration) (bool, error) {
 		img := filepath.Join(work, fmt.Sprintf("v%d.raw", i))
 		if err := os.WriteFile(img, variant(i), 0o644); err != nil {
@@ -70,7 +69,7 @@ func TestImportSurvivesSIGKILL(t *testing.T) {
 	if ok, err := runImport(0, time.Minute); !ok || err != nil {
 		t.Fatalf("first import: %v", err)
 	}
-	start = time.Now()
+	start := time.Now()
 	if ok, err := runImport(1, time.Minute); !ok || err != nil {
 		t.Fatalf("calibration import: %v", err)
 	}

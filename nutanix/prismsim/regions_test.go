@@ -168,7 +168,7 @@ func TestSnapshotsAndChangedRegionsV3(t *testing.T) {
 func TestComputeRegionsOracle(t *testing.T) {
 	dir := t.TempDir()
 	const n = 256
-	var b1, b2 []int64
+	var b1 []int64
 	for i := int64(0); i < n; i++ {
 		if i%7 == 0 || i%11 == 0 {
 			b1 = append(b1, i)
@@ -184,7 +184,6 @@ func TestComputeRegionsOracle(t *testing.T) {
 		switch {
 		case i%13 == 0:
 			writeBlock(t, f, i, true)
-			b2 = append(b2, i)
 		case i%14 == 0:
 			writeBlock(t, f, i, false)
 		}

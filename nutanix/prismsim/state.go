@@ -260,9 +260,6 @@ func (m *model) clusterByName(name string) *cluster {
 	return nil
 }
 
-// peClusters are the AOS clusters (not the PC entity).
-func (m *model) peClusters() []*cluster { return m.Clusters[1:] }
-
 func (m *model) containerFor(clusterUUID string) *container {
 	for _, c := range m.Containers {
 		if c.ClusterUUID == clusterUUID {

@@ -84,7 +84,7 @@ func main() {
 		log.Fatal(err)
 	}
 	t0 = time.Now()
-	rp, err := enginetest.ImportFiles(ctx, w, "bench", time.Now().UTC().Truncate(time.Second), img)
+	_, err = enginetest.ImportFiles(ctx, w, "bench", time.Now().UTC().Truncate(time.Second), img)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -95,7 +95,8 @@ func main() {
 		log.Fatal(err)
 	}
 	defer repo.Close()
-	if rp, err = repo.Resolve(ctx, "bench@latest"); err != nil {
+	rp, err := repo.Resolve(ctx, "bench@latest")
+	if err != nil {
 		log.Fatal(err)
 	}
 	var nonZero int64
