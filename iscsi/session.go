@@ -187,7 +187,14 @@ func (s *Session) Close(ctx context.Context) error {
 		select {
 		case <-l.logoutDone:
 		case <-l.dead:
-			err = fmt.Errorf("logout from %s: connection lost", s.o.TargetIQN)
+			// The reader closes logoutDone and then ends the link, so both
+			// may be ready by the time this goroutine runs; select picks
+			// either. Only a link that died without the response is lost.
+			select {
+			case <-l.logoutDone:
+			default:
+				err = fmt.Errorf("logout from %s: connection lost", s.o.TargetIQN)
+			}
 		case <-t.C:
 			err = fmt.Errorf("logout from %s: no response", s.o.TargetIQN)
 		case <-ctx.Done():
