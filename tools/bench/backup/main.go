@@ -4,7 +4,12 @@
 // iscsi-perf reading the same snapshot LUN in the same run, then an
 // incremental after the guest changed ~5% of the disk.
 //
-//	go run ./tools/bench/backup [-size 2GiB] [-fill 0.6] [-change 0.05] [-seconds 10]
+//	go run ./tools/bench/backup [-size 8GiB] [-fill 0.6] [-change 0.05] [-cold=true]
+//
+// Every reader starts from storage, as on a cluster: the page cache is
+// dropped before each backup and before iscsi-perf, and iscsi-perf runs
+// for less than one pass over the LUN (it starts over at the end, and a
+// second pass would come from the page cache).
 //
 // Targets: full ≥ 0.7× iscsi-perf; incremental ≤ 15% of the full's time.
 // Needs root, tgtd/tgtadm (Debian tgt), mkfs.ext4 and iscsi-perf
@@ -39,13 +44,17 @@ import (
 
 const iqn = "iqn.2026-11.io.ahvfs:bench"
 
-var perfAverage = regexp.MustCompile(`iops average \d+ \((\d+) MB/s\)`)
+var (
+	perfAverage = regexp.MustCompile(`iops average \d+ \((\d+) MB/s\)`)
+	perfLBA     = regexp.MustCompile(`lba (\d+),`)
+)
 
 func main() {
-	sizeFlag := flag.String("size", "2GiB", "disk size")
+	sizeFlag := flag.String("size", "8GiB", "disk size")
 	fill := flag.Float64("fill", 0.6, "fraction of the filesystem filled with files")
 	change := flag.Float64("change", 0.05, "fraction of the disk the guest rewrites before the incremental")
-	seconds := flag.Int("seconds", 10, "seconds of iscsi-perf")
+	seconds := flag.Int("seconds", 0, "seconds of iscsi-perf (0: about half a pass over the LUN, so that it reads each block once)")
+	cold := flag.Bool("cold", true, "drop the page cache before each backup and before iscsi-perf, so that every reader starts from storage")
 	blocks := flag.Int("b", 256, "iscsi-perf -b")
 	maxReq := flag.Int("m", 32, "iscsi-perf -m")
 	dirFlag := flag.String("dir", "", "work directory (default: a temporary one, removed at the end)")
@@ -53,6 +62,9 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the full backup to this file")
 	verbose := flag.Bool("v", false, "log every Prism request with its duration")
 	workers := flag.Int("workers", 0, "reads in flight per disk (backup.Options.ReadWorkers; 0: default)")
+	image := flag.String("image", "", "guest disk image to start from (kept; default: build one with mkimage, or reuse -dir's)")
+	compression := flag.String("compression", "", "repository compression (engine.InitOptions.Compression; default: the engine's)")
+	clusterDir := flag.String("cluster-dir", "", "where the simulator keeps its storage (default: the work directory; /dev/shm puts the cluster's disks in memory, off the repository's disk)")
 	noPatch := flag.Bool("no-patch", false, "incremental: read changed chunks whole (backup.Options.NoPatch)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -79,7 +91,14 @@ func main() {
 	// The simulator's state (and the guest disk it takes over) on a
 	// filesystem with reflinks, so that snapshots and clones are metadata
 	// as on a cluster; the repository stays on the work directory's disk.
-	simDir, unmount, reflinked, err := reflink.Dir(dir, 4*int64(size)+(1<<30))
+	cdir := dir
+	if *clusterDir != "" {
+		if cdir, err = os.MkdirTemp(*clusterDir, "ahvfs-bench-cluster-*"); err != nil {
+			log.Fatal(err)
+		}
+		defer os.RemoveAll(cdir)
+	}
+	simDir, unmount, reflinked, err := reflink.Dir(cdir, 4*int64(size)+(1<<30))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -90,23 +109,27 @@ func main() {
 		fmt.Println("WARNING: no reflink filesystem (run as root with xfsprogs): the simulator copies and compares whole files")
 	}
 
-	// The guest disk: GPT + ext4 with real files.
+	// The guest disk: GPT + ext4 with real files, built once per size and
+	// fill and kept in the work directory (or given with -image).
 	t0 := time.Now()
 	img := filepath.Join(simDir, "disk.raw")
-	tree := filepath.Join(dir, "tree")
-	part := int64(size) - 2<<20
-	if _, err := mkimage.Tree(ctx, tree, int64(float64(part)**fill), mkimage.TreeOptions{Seed: 42}); err != nil {
-		log.Fatal(err)
+	src := *image
+	if src == "" {
+		src = filepath.Join(dir, fmt.Sprintf("guest-%d-%g.raw", size, *fill))
+		if _, err := os.Stat(src); err != nil {
+			if err := buildGuest(ctx, dir, src, int64(size), *fill); err != nil {
+				log.Fatal(err)
+			}
+		}
 	}
-	if err := mkimage.Build(ctx, img, mkimage.Spec{Table: mkimage.GPT, Partitions: []mkimage.Partition{{FS: mkimage.Ext4, Size: part, Dir: tree}}}); err != nil {
-		log.Fatal(err)
+	if err := exec.Command("cp", "--sparse=always", src, img).Run(); err != nil {
+		log.Fatalf("copy %s: %v", src, err)
 	}
-	os.RemoveAll(tree)
-	// A VM's disk is at rest on the cluster, not 2 GiB of dirty pages.
+	// A VM's disk is at rest on the cluster, not gigabytes of dirty pages.
 	if err := syncFile(img); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("disk: %s GPT+ext4, %.0f%% filled with real files (built in %v)\n", humanize.IBytes(size), *fill*100, time.Since(t0).Round(time.Second))
+	fmt.Printf("disk: %s GPT+ext4, %.0f%% filled with real files (ready in %v)\n", humanize.IBytes(size), *fill*100, time.Since(t0).Round(time.Second))
 
 	sim, err := prismsim.New(ctx, prismsim.Options{StateDir: filepath.Join(simDir, "sim"), ISCSIPortal: "127.0.0.1:0", TaskDelay: 5 * time.Millisecond})
 	if err != nil {
@@ -120,7 +143,8 @@ func main() {
 	_, portStr, _ := net.SplitHostPort(sim.ISCSIPortal())
 	port, _ := strconv.Atoi(portStr)
 	repoDir := filepath.Join(dir, "repo")
-	if _, err := engine.Init(ctx, repoDir, engine.InitOptions{}); err != nil {
+	os.RemoveAll(repoDir) // from an earlier run with -keep
+	if _, err := engine.Init(ctx, repoDir, engine.InitOptions{Compression: *compression}); err != nil {
 		log.Fatal(err)
 	}
 	repo, err := engine.Open(ctx, repoDir, engine.OpenOptions{Writable: true})
@@ -147,6 +171,9 @@ func main() {
 		if err := pprof.StartCPUProfile(pf); err != nil {
 			log.Fatal(err)
 		}
+	}
+	if *cold {
+		dropCaches()
 	}
 	ph.reset()
 	rep, err := backup.Run(ctx, repo, cl, o)
@@ -181,11 +208,23 @@ func main() {
 	// iscsi-perf does not follow the Data Services IP's login redirect
 	// reliably: point it at the CVM portal that serves the LUN.
 	url := fmt.Sprintf("iscsi://%s/%s/1", sim.CVMPortal(), tgt.TargetIQN)
-	perf, err := runPerf(url, *blocks, *maxReq, *seconds)
+	secs := *seconds
+	if secs == 0 {
+		// iscsi-perf starts over at the LUN's end; a second pass would read
+		// from the page cache, which the backup never does.
+		secs = max(1, int(size/4e9))
+	}
+	if *cold {
+		dropCaches()
+	}
+	perf, wrapped, err := runPerf(url, *blocks, *maxReq, secs)
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("iscsi-perf -b %d -m %d on the same LUN: %.0f MB/s\n", *blocks, *maxReq, perf)
+	fmt.Printf("iscsi-perf -b %d -m %d -t %d on the same LUN: %.0f MB/s\n", *blocks, *maxReq, secs, perf)
+	if wrapped {
+		fmt.Println("  (iscsi-perf read the LUN more than once: its figure includes re-reads from the page cache)")
+	}
 	fmt.Printf("full backup / iscsi-perf: %.2f (read rate), %.2f (disk rate)  [target ≥ 0.70]\n", readMBs/perf, fullMBs/perf)
 
 	// The guest rewrites ~change of the disk in 1 MiB pieces.
@@ -213,6 +252,9 @@ func main() {
 		log.Fatal(err)
 	}
 	f.Close()
+	if *cold {
+		dropCaches()
+	}
 	ph.reset()
 	rep, err = backup.Run(ctx, repo, cl, o)
 	if err != nil || rep.VMs[0].Err != "" {
@@ -261,6 +303,18 @@ func (p *phases) String() string {
 	return fmt.Sprintf("set-up %v, read %v, commit and clean-up %v", r(p.planned.Sub(p.start)), r(p.read.Sub(p.planned)), r(p.end.Sub(p.read)))
 }
 
+// buildGuest writes a GPT disk of size bytes holding one ext4 partition
+// filled to fill with real files.
+func buildGuest(ctx context.Context, dir, out string, size int64, fill float64) error {
+	tree := filepath.Join(dir, "tree")
+	defer os.RemoveAll(tree)
+	part := size - 2<<20
+	if _, err := mkimage.Tree(ctx, tree, int64(float64(part)*fill), mkimage.TreeOptions{Seed: 42}); err != nil {
+		return err
+	}
+	return mkimage.Build(ctx, out, mkimage.Spec{Table: mkimage.GPT, Partitions: []mkimage.Partition{{FS: mkimage.Ext4, Size: part, Dir: tree}}})
+}
+
 func syncFile(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -270,17 +324,33 @@ func syncFile(path string) error {
 	return f.Sync()
 }
 
-func runPerf(url string, blocks, maxReq, seconds int) (float64, error) {
+// runPerf runs iscsi-perf and returns its average rate, and whether the
+// LBA it printed each second ever went backwards (it started over).
+func runPerf(url string, blocks, maxReq, seconds int) (rate float64, wrapped bool, err error) {
 	cmd := exec.Command("iscsi-perf", "-i", iqn, "-b", strconv.Itoa(blocks), "-m", strconv.Itoa(maxReq), "-t", strconv.Itoa(seconds), url)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return 0, fmt.Errorf("iscsi-perf: %v: %s", err, out)
+		return 0, false, fmt.Errorf("iscsi-perf: %v: %s", err, out)
 	}
 	m := perfAverage.FindAllSubmatch(out, -1)
 	if len(m) == 0 {
-		return 0, fmt.Errorf("iscsi-perf: no average in output: %s", out)
+		return 0, false, fmt.Errorf("iscsi-perf: no average in output: %s", out)
 	}
-	rate, err := strconv.ParseFloat(string(m[len(m)-1][1]), 64)
+	rate, err = strconv.ParseFloat(string(m[len(m)-1][1]), 64)
+	var last uint64
+	for _, l := range perfLBA.FindAllSubmatch(out, -1) {
+		v, _ := strconv.ParseUint(string(l[1]), 10, 64)
+		wrapped = wrapped || v < last
+		last = v
+	}
 	// iscsi-perf's "MB/s" are MiB/s.
-	return rate * (1 << 20) / 1e6, err
+	return rate * (1 << 20) / 1e6, wrapped, err
+}
+
+// dropCaches writes dirty pages back and empties the page cache.
+func dropCaches() {
+	exec.Command("sync").Run()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0); err != nil {
+		log.Fatalf("drop caches: %v", err)
+	}
 }
