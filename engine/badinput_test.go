@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"os/exec"
@@ -222,5 +223,92 @@ func TestDiskFull(t *testing.T) {
 	}
 	if _, err := enginetest.ImportFiles(ctx, r, "big", time.Unix(2e9, 0), big); err != nil {
 		t.Fatalf("import after making room: %v", err)
+	}
+}
+
+// TestReadChecksCRCThenHash damages a stored (uncompressed, so still
+// decodable) chunk: reads catch it with the CRC-32C the index records, and
+// with the BLAKE3 ID for a location written before index version 2. A
+// version-1 index is upgraded when a writer opens it.
+func TestReadChecksCRCThenHash(t *testing.T) {
+	ctx := context.Background()
+	dir := enginetest.Init(t, engine.InitOptions{Compression: engine.CompressNone})
+	rp, _ := importOne(t, dir)
+
+	// The first data chunk's location (version 2, with a CRC).
+	db, err := pebble.Open(filepath.Join(dir, "index"), &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, _ := db.NewIter(&pebble.IterOptions{LowerBound: []byte{'c'}, UpperBound: []byte{'d'}})
+	var key, val []byte
+	for it.First(); it.Valid(); it.Next() {
+		if v := it.Value(); len(v) == 38 && v[0] == 2 && v[33]&0x10 == 0 {
+			key, val = append([]byte(nil), it.Key()...), append([]byte(nil), v...)
+			break
+		}
+	}
+	it.Close()
+	if key == nil {
+		db.Close()
+		t.Fatal("no version-2 data chunk location in the index")
+	}
+	db.Close()
+	var id engine.ID
+	copy(id[:], key[1:])
+	r := enginetest.Open(t, dir, engine.OpenOptions{})
+	pack, err := engine.PackOf(r, id)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(pack, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := int64(binary.LittleEndian.Uint64(val[17:])) + 100
+	b := []byte{0}
+	f.ReadAt(b, off)
+	b[0] ^= 0x5a
+	f.WriteAt(b, off)
+	f.Close()
+
+	readErr := func() error {
+		t.Helper()
+		r := enginetest.Open(t, dir, engine.OpenOptions{Writable: true}) // publishes the index to readers
+		defer r.Close()
+		d, err := r.OpenDisk(ctx, rp, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		_, err = d.ReadAt(make([]byte, d.Size()), 0)
+		return err
+	}
+	if err := readErr(); !errors.Is(err, engine.ErrCorrupt) || !strings.Contains(err.Error(), "CRC-32C") {
+		t.Fatalf("read of a damaged chunk: %v, want ErrCorrupt from the CRC", err)
+	}
+
+	// The same location as version 1 wrote it, in a version-1 index.
+	db, err = pebble.Open(filepath.Join(dir, "index"), &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := append([]byte{1}, val[1:34]...)
+	db.Set(key, v1, pebble.Sync)
+	db.Set([]byte{'f'}, []byte{1}, pebble.Sync)
+	db.Close()
+	if err := readErr(); !errors.Is(err, engine.ErrCorrupt) || !strings.Contains(err.Error(), "content hashes to") {
+		t.Fatalf("read of a damaged chunk with a version-1 location: %v, want ErrCorrupt from the hash", err)
+	}
+	db, err = pebble.Open(filepath.Join(dir, "index"), &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if v, closer, err := db.Get([]byte{'f'}); err != nil || !bytes.Equal(v, []byte{2}) {
+		t.Fatalf("index format after a writer opened a version-1 index: %v %v, want 2", v, err)
+	} else {
+		closer.Close()
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 func numCPU() int { return runtime.GOMAXPROCS(0) }
@@ -20,6 +21,9 @@ type lru[K comparable, V any] struct {
 	ll    *list.List
 	items map[K]*list.Element
 	cost  func(V) int64
+	// hold and drop, when set, are called under the lock when get returns
+	// a value and when the cache lets go of one.
+	hold, drop func(V)
 }
 
 type lruEntry[K comparable, V any] struct {
@@ -36,17 +40,23 @@ func (c *lru[K, V]) get(k K) (V, bool) {
 	defer c.mu.Unlock()
 	if e, ok := c.items[k]; ok {
 		c.ll.MoveToFront(e)
-		return e.Value.(*lruEntry[K, V]).val, true
+		v := e.Value.(*lruEntry[K, V]).val
+		if c.hold != nil {
+			c.hold(v)
+		}
+		return v, true
 	}
 	var zero V
 	return zero, false
 }
 
-func (c *lru[K, V]) add(k K, v V) {
+// add caches v under k unless k is cached already (then it returns false
+// and keeps the old value).
+func (c *lru[K, V]) add(k K, v V) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.items[k]; ok {
-		return
+		return false
 	}
 	c.items[k] = c.ll.PushFront(&lruEntry[K, V]{k, v})
 	c.used += c.cost(v)
@@ -56,7 +66,11 @@ func (c *lru[K, V]) add(k K, v V) {
 		c.ll.Remove(e)
 		delete(c.items, ent.key)
 		c.used -= c.cost(ent.val)
+		if c.drop != nil {
+			c.drop(ent.val)
+		}
 	}
+	return true
 }
 
 // flight deduplicates concurrent loads of the same key.
@@ -92,15 +106,59 @@ func (f *flight[K, V]) do(k K, load func() (V, error)) (V, error) {
 	return c.val, c.err
 }
 
-// chunkCache holds decoded chunks, bounded in bytes.
+// chunkCache holds decoded chunks, bounded in bytes. Their memory is
+// recycled: a chunk's buffer goes back to the pool once the cache has
+// evicted it and no reader holds it, which spares the allocator zeroing and
+// the kernel faulting in a fresh megabyte per chunk read.
 type chunkCache struct {
-	lru    *lru[ID, []byte]
-	flight flight[ID, []byte]
+	lru    *lru[ID, *chunkBuf]
+	flight flight[ID, *chunkBuf]
+	pool   sync.Pool // of *[]byte with capacity size
+	size   int
 }
 
-func newChunkCache(max int64) *chunkCache {
-	return &chunkCache{lru: newLRU[ID, []byte](max, func(b []byte) int64 { return int64(cap(b)) + 64 })}
+// chunkBuf is a decoded chunk shared by the cache and its readers,
+// counted: the cache holds one reference while it keeps the chunk, each
+// reader one until it calls release.
+type chunkBuf struct {
+	b    []byte
+	refs atomic.Int32
+	c    *chunkCache
 }
+
+// tryHold takes a reference unless the buffer was already recycled.
+func (b *chunkBuf) tryHold() bool {
+	for {
+		n := b.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if b.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// release drops a reference; the last one recycles the memory.
+func (b *chunkBuf) release() {
+	if b.refs.Add(-1) == 0 && cap(b.b) == b.c.size {
+		s := b.b[:0]
+		b.b = nil
+		b.c.pool.Put(&s)
+	}
+}
+
+func newChunkCache(max int64, chunkSize int) *chunkCache {
+	c := &chunkCache{size: chunkSize}
+	c.lru = newLRU[ID, *chunkBuf](max, func(b *chunkBuf) int64 { return int64(cap(b.b)) + 64 })
+	c.lru.hold = func(b *chunkBuf) { b.refs.Add(1) } // the cache's reference keeps it above zero
+	c.lru.drop = (*chunkBuf).release
+	c.pool.New = func() any { s := make([]byte, 0, chunkSize); return &s }
+	return c
+}
+
+// buffer returns an empty buffer of chunk capacity for a new chunk.
+func (c *chunkCache) buffer() []byte { return *c.pool.Get().(*[]byte) }
 
 // pageCache holds decoded manifest pages, bounded in count.
 type pageCache struct {
@@ -157,6 +215,7 @@ func (pf *packFiles) get(p PackID) (*os.File, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("open pack %s: %w", p, err)
 	}
+	adviseSequential(f)
 	pf.mu.Lock()
 	defer pf.mu.Unlock()
 	if e, ok := pf.files[p]; ok { // lost a race: use the other one

@@ -50,10 +50,13 @@ type InitOptions struct {
 	KDF KDFParams
 }
 
+// maxChunkSize is the largest chunk size a repository may have.
+const maxChunkSize = 8 << 20
+
 // Validate reports every problem with the options at once.
 func (o *InitOptions) Validate() error {
 	var errs []error
-	if o.ChunkSize < 64<<10 || o.ChunkSize > 8<<20 || o.ChunkSize&(o.ChunkSize-1) != 0 {
+	if o.ChunkSize < 64<<10 || o.ChunkSize > maxChunkSize || o.ChunkSize&(o.ChunkSize-1) != 0 {
 		errs = append(errs, fmt.Errorf("chunk size %d: want a power of two from 64 KiB to 8 MiB", o.ChunkSize))
 	}
 	if o.PageEntries < 16 || o.PageEntries > 1<<16 {

@@ -3,8 +3,11 @@ package engine_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,5 +121,64 @@ func TestSeekDataHole(t *testing.T) {
 	}
 	if _, err := d.SeekData(ctx, size); err != io.EOF {
 		t.Errorf("SeekData at the end: %v", err)
+	}
+}
+
+// TestSpansSurviveRecycling holds spans while a cache of two chunks evicts
+// and recycles everything else, from several goroutines: what a span holds
+// never changes until it is released (the chunk buffers are counted), and
+// every read returns the image's bytes.
+func TestSpansSurviveRecycling(t *testing.T) {
+	ctx := context.Background()
+	dir := enginetest.Init(t, engine.InitOptions{ChunkSize: 64 << 10})
+	rp, want := importOne(t, dir)
+	r := enginetest.Open(t, dir, engine.OpenOptions{CacheBytes: 2 * (64<<10 + 64)})
+	d, err := r.OpenDisk(ctx, rp, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	size := int(d.Size())
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 7))
+			held, heldOff := new(engine.Span), -1
+			for range 300 {
+				off, n := rng.IntN(size), 1+rng.IntN(200<<10)
+				s := new(engine.Span)
+				err := d.ReadSpan(ctx, s, int64(off), n)
+				if err != nil && err != io.EOF {
+					errs <- err
+					return
+				}
+				if got := bytes.Join(s.Bytes(), nil); !bytes.Equal(got, want[off:min(off+n, size)]) {
+					errs <- fmt.Errorf("span at %d+%d differs from the image", off, n)
+					return
+				}
+				// Keep every tenth span across the following reads.
+				if heldOff >= 0 {
+					if got := bytes.Join(held.Bytes(), nil); !bytes.Equal(got, want[heldOff:heldOff+len(got)]) {
+						errs <- fmt.Errorf("a held span at %d changed under its holder", heldOff)
+						return
+					}
+				}
+				if rng.IntN(10) == 0 {
+					held.Release()
+					held, heldOff = s, off
+					continue
+				}
+				s.Release()
+			}
+			held.Release()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

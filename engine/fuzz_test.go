@@ -110,6 +110,7 @@ func FuzzRestorePointRecord(f *testing.F) {
 
 func FuzzIndexValues(f *testing.F) {
 	f.Add(encodeLocation(location{Offset: 5, Stored: 10, Raw: 20, Flags: codecS2}))
+	f.Add(encodeLocation(location{Offset: 5, Stored: 10, Raw: 20, Flags: codecS2, CRC: 0xdeadbeef, HasCRC: true}))
 	f.Add(encodePackRecord(packRecord{Size: 100, DataLen: 50, Blobs: 2, Sealed: 1}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if l, err := decodeLocation(b); err == nil && !bytes.Equal(encodeLocation(l), b) {

@@ -25,7 +25,10 @@ const (
 	keyVersion = 'f' // f → index format version
 )
 
-const indexVersion = 1
+// indexVersion 2 added the plaintext CRC-32C to chunk locations; version 1
+// indexes are upgraded when a writer opens them (their old locations stay
+// valid and are verified with the BLAKE3 hash instead).
+const indexVersion = 2
 
 // PackID names a pack file.
 type PackID [16]byte
@@ -39,9 +42,17 @@ type location struct {
 	Stored uint32
 	Raw    uint32
 	Flags  byte
+	// CRC is the CRC-32C of the plaintext, valid when HasCRC: reads check
+	// it instead of recomputing the BLAKE3 ID (`verify --read-data` still
+	// recomputes the ID). Locations written before index version 2 lack it.
+	CRC    uint32
+	HasCRC bool
 }
 
-const locationSize = 1 + 16 + 8 + 4 + 4 + 1
+const (
+	locationSizeV1 = 1 + 16 + 8 + 4 + 4 + 1
+	locationSize   = locationSizeV1 + 4
+)
 
 func chunkKey(id ID) []byte { return append([]byte{keyChunk}, id[:]...) }
 func packKey(p PackID) []byte {
@@ -50,18 +61,30 @@ func packKey(p PackID) []byte {
 
 func encodeLocation(l location) []byte {
 	b := make([]byte, 0, locationSize)
-	b = append(b, 1)
+	if l.HasCRC {
+		b = append(b, 2)
+	} else {
+		b = append(b, 1)
+	}
 	b = append(b, l.Pack[:]...)
 	b = binary.LittleEndian.AppendUint64(b, l.Offset)
 	b = binary.LittleEndian.AppendUint32(b, l.Stored)
 	b = binary.LittleEndian.AppendUint32(b, l.Raw)
-	return append(b, l.Flags)
+	b = append(b, l.Flags)
+	if l.HasCRC {
+		b = binary.LittleEndian.AppendUint32(b, l.CRC)
+	}
+	return b
 }
 
 // decodeLocation parses an index value; garbage is ErrCorrupt.
 func decodeLocation(b []byte) (location, error) {
 	var l location
-	if len(b) != locationSize || b[0] != 1 {
+	switch {
+	case len(b) == locationSizeV1 && b[0] == 1:
+	case len(b) == locationSize && b[0] == 2:
+		l.CRC, l.HasCRC = binary.LittleEndian.Uint32(b[34:]), true
+	default:
 		return l, fmt.Errorf("%w: index entry of %d bytes (version %v)", ErrCorrupt, len(b), firstByte(b))
 	}
 	copy(l.Pack[:], b[1:17])

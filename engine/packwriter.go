@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +43,7 @@ type pwMsg struct {
 	data  []byte
 	buf   *[]byte
 	raw   uint32
+	crc   uint32 // CRC-32C of the plaintext, for the index
 	flags byte
 	flush chan error
 }
@@ -126,7 +128,7 @@ func (pw *packWriter) submit(ctx context.Context, id ID, plain []byte, page bool
 	buf := pw.bufs.Get().(*[]byte)
 	data, flags := pw.r.codec.encode(*buf, plain, id, page)
 	select {
-	case pw.in <- pwMsg{id: id, data: data, buf: buf, raw: uint32(len(plain)), flags: flags}:
+	case pw.in <- pwMsg{id: id, data: data, buf: buf, raw: uint32(len(plain)), crc: crc32.Checksum(plain, crcTable), flags: flags}:
 		return len(data), true, nil
 	case <-ctx.Done():
 		pw.mu.Lock()
@@ -254,7 +256,7 @@ func (pw *packWriter) fill() {
 			cur = pw.newPack()
 		}
 		cur.entries = append(cur.entries, packEntry{ID: m.id, Offset: uint64(len(cur.body)),
-			Stored: uint32(len(m.data)), Raw: m.raw, Flags: m.flags})
+			Stored: uint32(len(m.data)), Raw: m.raw, Flags: m.flags, CRC: m.crc})
 		cur.body = append(cur.body, m.data...)
 		*m.buf = m.data[:0]
 		pw.bufs.Put(m.buf)
@@ -353,7 +355,7 @@ func (pw *packWriter) seal(p *openPack) error {
 	b := r.db.NewBatch()
 	defer b.Close()
 	for _, e := range p.entries {
-		loc := location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Flags: e.Flags}
+		loc := location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Flags: e.Flags, CRC: e.CRC, HasCRC: true}
 		if err := b.Set(chunkKey(e.ID), encodeLocation(loc), nil); err != nil {
 			return err
 		}

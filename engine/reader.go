@@ -33,36 +33,57 @@ func (r *Repository) loadBlob(ctx context.Context, id ID, dst []byte) ([]byte, l
 	if err != nil {
 		return nil, l, fmt.Errorf("chunk %s: %w", id.Short(), err)
 	}
-	stored := make([]byte, l.Stored)
+	sp := r.storedBufs.Get().(*[]byte)
+	defer r.storedBufs.Put(sp)
+	if cap(*sp) < int(l.Stored) {
+		*sp = make([]byte, l.Stored)
+	}
+	stored := (*sp)[:l.Stored]
 	_, err = f.ReadAt(stored, int64(l.Offset))
 	release()
 	if err != nil {
 		return nil, l, fmt.Errorf("chunk %s: read pack %s at %d: %w", id.Short(), l.Pack, l.Offset, err)
 	}
-	out, err := r.codec.decode(dst, stored, l.Flags, int(l.Raw), id, r.hash)
+	out, err := r.codec.decodeAt(dst, stored, l, id, r.hash)
 	if err != nil {
 		return nil, l, fmt.Errorf("pack %s: %w", l.Pack, err)
 	}
 	return out, l, nil
 }
 
-// chunk returns a decoded chunk from the cache or the pack. The slice is
-// shared: do not modify it.
-func (r *Repository) chunk(ctx context.Context, id ID) ([]byte, error) {
-	if b, ok := r.chunks.lru.get(id); ok {
-		return b, nil
-	}
-	return r.chunks.flight.do(id, func() ([]byte, error) {
+// chunk returns a decoded chunk from the cache or the pack, held for the
+// caller, who must release it and not modify its bytes.
+func (r *Repository) chunk(ctx context.Context, id ID) (*chunkBuf, error) {
+	for {
 		if b, ok := r.chunks.lru.get(id); ok {
 			return b, nil
 		}
-		b, _, err := r.loadBlob(ctx, id, make([]byte, 0, r.cfg.ChunkSize))
+		b, err := r.chunks.flight.do(id, func() (*chunkBuf, error) {
+			if b, ok := r.chunks.lru.get(id); ok {
+				b.release() // each caller holds it below
+				return b, nil
+			}
+			out, _, err := r.loadBlob(ctx, id, r.chunks.buffer())
+			if err != nil {
+				return nil, err
+			}
+			b := &chunkBuf{b: out, c: r.chunks}
+			b.refs.Store(1) // the cache's
+			if !r.chunks.lru.add(id, b) {
+				b.release()
+			}
+			return b, nil
+		})
 		if err != nil {
 			return nil, err
 		}
-		r.chunks.lru.add(id, b)
-		return b, nil
-	})
+		// Every caller of the flight takes its own reference. In the rare
+		// case the chunk left the cache (and was recycled) before that,
+		// load it again.
+		if b.tryHold() {
+			return b, nil
+		}
+	}
 }
 
 // page returns a decoded manifest page.
@@ -126,6 +147,8 @@ type DiskReader struct {
 	lastEnd   atomic.Int64
 	ahead     atomic.Int64 // chunks requested ahead so far (the read-ahead front)
 	sem       chan struct{}
+	hinted    atomic.Int64 // chunks whose pack bytes the kernel was asked for
+	hinting   atomic.Bool  // a hintPacks goroutine is running
 	prefetchW sync.WaitGroup
 	closed    atomic.Bool
 	noAhead   atomic.Bool
@@ -137,6 +160,11 @@ func (d *DiskReader) DisableReadAhead() { d.noAhead.Store(true) }
 
 // ReadAheadChunks is how many chunks a sequential reader fetches ahead.
 const ReadAheadChunks = 32
+
+// hintAheadChunks is how far ahead of a sequential reader the kernel is
+// asked to start reading the packs (posix_fadvise WILLNEED), so that the
+// decoders find the bytes in memory instead of waiting for the disk.
+const hintAheadChunks = 64
 
 // OpenDisk opens disk n of rp for reading.
 func (r *Repository) OpenDisk(ctx context.Context, rp *RestorePoint, n int) (*DiskReader, error) {
@@ -192,55 +220,112 @@ func (d *DiskReader) chunkID(ctx context.Context, i int64) (ID, error) {
 
 // ReadAtContext reads len(p) bytes at off; ctx cancels waiting for data.
 func (d *DiskReader) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+	var s Span
+	err := d.ReadSpan(ctx, &s, off, len(p))
+	n := 0
+	for _, b := range s.Bytes() {
+		n += copy(p[n:], b)
+	}
+	s.Release()
+	return n, err
+}
+
+// zeroChunk is what a Span holds for zero chunks: shared, never written.
+var zeroChunk = sync.OnceValue(func() []byte { return make([]byte, maxChunkSize) })
+
+// Span is a range of a disk's bytes as read-only slices of the engine's
+// cached chunks (and of a shared zero buffer for zero chunks), for readers
+// that pass data on without copying it, such as the FUSE server. It holds
+// the chunks until Release; a zero Span is ready for ReadSpan. A Span must
+// not be copied once used (it points into itself).
+type Span struct {
+	segs    [][]byte
+	held    []*chunkBuf
+	segsArr [4][]byte // backing for small spans: a 1 MiB read covers a few chunks
+	heldArr [4]*chunkBuf
+}
+
+// Bytes returns the span's data in order. Do not modify it, nor use it
+// after Release.
+func (s *Span) Bytes() [][]byte { return s.segs }
+
+// Len is the span's length in bytes.
+func (s *Span) Len() int {
+	n := 0
+	for _, b := range s.segs {
+		n += len(b)
+	}
+	return n
+}
+
+// Release lets go of the span's chunks and empties it for reuse.
+func (s *Span) Release() {
+	for _, b := range s.held {
+		b.release()
+	}
+	clear(s.held)
+	clear(s.segs)
+	s.segs, s.held = s.segs[:0], s.held[:0]
+}
+
+// ReadSpan sets s (released first) to the disk's bytes in [off, off+n).
+// Fewer than n bytes come back, with io.EOF, only at the disk's end; on an
+// error s holds what came before the failing chunk. The caller must
+// Release s when done with it.
+func (d *DiskReader) ReadSpan(ctx context.Context, s *Span, off int64, n int) error {
+	s.Release()
+	if s.segs == nil {
+		s.segs, s.held = s.segsArr[:0], s.heldArr[:0]
+	}
 	if off < 0 {
-		return 0, fmt.Errorf("read %s %s: negative offset", d.rp.Name(), d.disk.Name())
+		return fmt.Errorf("read %s %s: negative offset", d.rp.Name(), d.disk.Name())
 	}
 	if off >= d.disk.Size {
-		return 0, io.EOF
+		return io.EOF
 	}
-	want := len(p)
-	if int64(want) > d.disk.Size-off {
-		p = p[:d.disk.Size-off]
+	want := n
+	if int64(n) > d.disk.Size-off {
+		n = int(d.disk.Size - off)
 	}
 	// A read is sequential when it starts at the disk's start or near where
 	// the last one ended: the kernel (FUSE, NFS) issues read-ahead requests
 	// in parallel, so they arrive slightly out of order.
-	end := off + int64(len(p))
+	end := off + int64(n)
 	if prev := d.lastEnd.Swap(end); off == 0 || (prev >= 0 && off >= prev-4*d.cs && off <= prev+4*d.cs) {
 		d.readAhead(ctx, (end+d.cs-1)/d.cs)
+		d.hintPacks((end + d.cs - 1) / d.cs)
 	}
-	n := 0
-	for n < len(p) {
+	for pos := off; pos < end; {
 		if err := ctx.Err(); err != nil {
-			return n, err
+			return err
 		}
-		pos := off + int64(n)
 		ci := pos / d.cs
 		within := pos - ci*d.cs
+		seg := min(end-pos, d.cs-within)
 		id, err := d.chunkID(ctx, ci)
 		if err != nil {
-			return n, fmt.Errorf("read %s %s at %d: %w", d.rp.Name(), d.disk.Name(), pos, err)
+			return fmt.Errorf("read %s %s at %d: %w", d.rp.Name(), d.disk.Name(), pos, err)
 		}
-		end := min(int64(len(p)-n), d.cs-within)
 		if id.IsZero() {
-			clear(p[n : n+int(end)])
-			n += int(end)
+			s.segs = append(s.segs, zeroChunk()[:seg:seg])
+			pos += seg
 			continue
 		}
 		b, err := d.r.chunk(ctx, id)
 		if err != nil {
-			return n, fmt.Errorf("read %s %s at %d: %w", d.rp.Name(), d.disk.Name(), pos, err)
+			return fmt.Errorf("read %s %s at %d: %w", d.rp.Name(), d.disk.Name(), pos, err)
 		}
-		if within+end > int64(len(b)) {
-			return n, fmt.Errorf("read %s %s at %d: %w: chunk shorter than the disk says", d.rp.Name(), d.disk.Name(), pos, ErrCorrupt)
+		s.held = append(s.held, b)
+		if within+seg > int64(len(b.b)) {
+			return fmt.Errorf("read %s %s at %d: %w: chunk shorter than the disk says", d.rp.Name(), d.disk.Name(), pos, ErrCorrupt)
 		}
-		copy(p[n:], b[within:within+end])
-		n += int(end)
+		s.segs = append(s.segs, b.b[within:within+seg:within+seg])
+		pos += seg
 	}
 	if n < want {
-		return n, io.EOF
+		return io.EOF
 	}
-	return n, nil
+	return nil
 }
 
 // readAhead fetches the chunks from `from` up to ReadAheadChunks ahead into
@@ -281,13 +366,69 @@ func (d *DiskReader) readAhead(ctx context.Context, from int64) {
 			if err != nil || id.IsZero() {
 				return
 			}
-			d.r.chunk(ctx, id) // errors surface on the real read
+			if b, err := d.r.chunk(ctx, id); err == nil { // errors surface on the real read
+				b.release()
+			}
 		})
 		if !started { // the repository is closing
 			<-d.sem
 			d.prefetchW.Done()
 			return
 		}
+	}
+}
+
+// hintPacks asks the kernel, from a background goroutine, to read the
+// pack bytes of the chunks from `from` up to hintAheadChunks ahead, merging
+// neighbouring blobs of a pack into one request. One hinter runs at a time.
+func (d *DiskReader) hintPacks(from int64) {
+	if d.closed.Load() || d.noAhead.Load() || !d.hinting.CompareAndSwap(false, true) {
+		return
+	}
+	total := (d.disk.Size + d.cs - 1) / d.cs
+	limit := min(from+hintAheadChunks, total)
+	start := max(d.hinted.Load(), from)
+	if start >= limit {
+		d.hinting.Store(false)
+		return
+	}
+	d.prefetchW.Add(1)
+	started := d.r.bg.spawn(func(ctx context.Context) {
+		defer func() { d.hinting.Store(false); d.prefetchW.Done() }()
+		var run location // the pack range being merged; Stored 0: none
+		var runEnd uint64
+		flush := func() {
+			if run.Stored == 0 {
+				return
+			}
+			if f, release, err := d.r.files.get(run.Pack); err == nil {
+				adviseWillNeed(f, int64(run.Offset), int64(runEnd-run.Offset))
+				release()
+			}
+			run.Stored = 0
+		}
+		for ci := start; ci < limit && ctx.Err() == nil; ci++ {
+			id, err := d.chunkID(ctx, ci)
+			if err != nil || id.IsZero() {
+				continue
+			}
+			l, err := d.r.lookup(id)
+			if err != nil {
+				continue
+			}
+			if run.Stored != 0 && l.Pack == run.Pack && l.Offset >= run.Offset && l.Offset <= runEnd+1<<20 {
+				runEnd = max(runEnd, l.Offset+uint64(l.Stored))
+				continue
+			}
+			flush()
+			run, runEnd = l, l.Offset+uint64(l.Stored)
+		}
+		flush()
+		d.hinted.Store(limit)
+	})
+	if !started {
+		d.hinting.Store(false)
+		d.prefetchW.Done()
 	}
 }
 

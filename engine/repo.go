@@ -67,10 +67,13 @@ type Repository struct {
 
 	files  *packFiles
 	chunks *chunkCache
-	pages  *pageCache
-	pw     *packWriter // writer only
-	dirty  atomic.Bool // writer: index changed since the last publish
-	closed bool
+	// storedBufs recycles the buffers blobs are read into from packs
+	// (*[]byte); decoding copies out of them.
+	storedBufs sync.Pool
+	pages      *pageCache
+	pw         *packWriter // writer only
+	dirty      atomic.Bool // writer: index changed since the last publish
+	closed     bool
 
 	bg bgWork // read-ahead and other work that outlives its caller
 }
@@ -196,7 +199,8 @@ func Open(ctx context.Context, dir string, o OpenOptions) (*Repository, error) {
 		return nil, err
 	}
 	r.files = newPackFiles(dir, 256)
-	r.chunks = newChunkCache(o.CacheBytes)
+	r.chunks = newChunkCache(o.CacheBytes, r.cfg.ChunkSize)
+	r.storedBufs.New = func() any { b := make([]byte, 0, maxEncodedLen(r.cfg.ChunkSize)); return &b }
 	r.pages = newPageCache(4096)
 	if o.Writable {
 		err = r.openWriter(ctx, o.LockWait)
@@ -223,7 +227,15 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 		return fmt.Errorf("open index of %s: %w", r.dir, err)
 	}
 	r.db = db
-	if err := checkIndexVersion(db); err != nil {
+	v, err := checkIndexVersion(db)
+	if err == nil && v < indexVersion {
+		// An older index is upgraded in place: what changed since is only
+		// added (new locations carry a CRC), so the old records stay valid.
+		if err = db.Set([]byte{keyVersion}, []byte{indexVersion}, pebble.Sync); err != nil {
+			err = fmt.Errorf("index of %s: upgrade to format %d: %w", r.dir, indexVersion, err)
+		}
+	}
+	if err != nil {
 		db.Close()
 		f.Close()
 		return err
@@ -245,18 +257,20 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 	return nil
 }
 
-func checkIndexVersion(db pebble.Reader) error {
+// checkIndexVersion returns the index's format version, or an error when
+// it is missing or newer than this build reads.
+func checkIndexVersion(db pebble.Reader) (byte, error) {
 	v, err := getValue(db, []byte{keyVersion})
 	if err != nil {
-		return fmt.Errorf("index: %w: no format record (%v)", ErrCorrupt, err)
+		return 0, fmt.Errorf("index: %w: no format record (%v)", ErrCorrupt, err)
 	}
 	if len(v) != 1 {
-		return fmt.Errorf("index: %w: format record of %d bytes", ErrCorrupt, len(v))
+		return 0, fmt.Errorf("index: %w: format record of %d bytes", ErrCorrupt, len(v))
 	}
 	if v[0] > indexVersion {
-		return fmt.Errorf("%w: index format %d, this ahvfs reads up to %d; upgrade ahvfs", ErrNewerFormat, v[0], indexVersion)
+		return v[0], fmt.Errorf("%w: index format %d, this ahvfs reads up to %d; upgrade ahvfs", ErrNewerFormat, v[0], indexVersion)
 	}
-	return nil
+	return v[0], nil
 }
 
 // lockRepo takes the exclusive writer lock (flock: released by the kernel
@@ -301,7 +315,8 @@ func (r *Repository) openReader() error {
 		db, lock, gen, err := openCheckpoint(r.dir, r.log)
 		if err == nil {
 			r.db, r.snap, r.snapGen = db, lock, gen
-			return checkIndexVersion(db)
+			_, err := checkIndexVersion(db)
+			return err
 		}
 		if !errors.Is(err, errCheckpointGone) || attempt > 20 {
 			return err

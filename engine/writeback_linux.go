@@ -12,3 +12,15 @@ import (
 func startWriteback(f *os.File, off, n int64) {
 	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
 }
+
+// adviseWillNeed asks the kernel to start reading [off, off+n) of f into
+// the page cache, without waiting.
+func adviseWillNeed(f *os.File, off, n int64) {
+	_ = unix.Fadvise(int(f.Fd()), off, n, unix.FADV_WILLNEED)
+}
+
+// adviseSequential tells the kernel f is read in order, doubling its
+// read-ahead window.
+func adviseSequential(f *os.File) {
+	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
+}

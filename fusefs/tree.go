@@ -619,6 +619,25 @@ func (f *File) seekDataHole(ctx context.Context, off int64, hole bool) (int64, e
 	return off, nil
 }
 
+// spanReader is what a disk reader offers to read without copying.
+type spanReader interface {
+	ReadSpan(ctx context.Context, s *engine.Span, off int64, n int) error
+}
+
+// readSpan sets s to the file's bytes in [off, off+n), shared with the
+// engine's cache, when the file is a disk (ok false otherwise: use
+// ReadAtContext). The caller releases s. Errors are those of ReadAtContext.
+func (f *File) readSpan(ctx context.Context, s *engine.Span, off int64, n int) (ok bool, err error) {
+	sr, ok := f.ra.(spanReader)
+	if !ok {
+		return false, nil
+	}
+	if err := sr.ReadSpan(ctx, s, off, n); err != nil && err != io.EOF {
+		return true, &fs.PathError{Op: "read", Path: f.e.path, Err: err}
+	}
+	return true, nil
+}
+
 // ReadAt implements io.ReaderAt.
 func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	return f.ReadAtContext(context.Background(), p, off)
