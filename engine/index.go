@@ -25,7 +25,7 @@ const (
 	keyVersion = 'f' // f → index format version
 )
 
-// indexVersion 2 added the plaintext CRC-32C to chunk locations; version 1
+// indexVersion 2 added the stored bytes' CRC-32C to chunk locations; version 1
 // indexes are upgraded when a writer opens them (their old locations stay
 // valid and are verified with the BLAKE3 hash instead).
 const indexVersion = 2
@@ -42,9 +42,10 @@ type location struct {
 	Stored uint32
 	Raw    uint32
 	Flags  byte
-	// CRC is the CRC-32C of the plaintext, valid when HasCRC: reads check
-	// it instead of recomputing the BLAKE3 ID (`verify --read-data` still
-	// recomputes the ID). Locations written before index version 2 lack it.
+	// CRC is the CRC-32C of the stored bytes, valid when HasCRC: reads
+	// check it before decoding instead of recomputing the BLAKE3 ID after
+	// (`verify --read-data` still recomputes the ID). Locations written
+	// before index version 2 lack it.
 	CRC    uint32
 	HasCRC bool
 }

@@ -30,7 +30,7 @@ type packEntry struct {
 	Stored uint32 // bytes in the pack
 	Raw    uint32 // plaintext bytes
 	Flags  byte
-	CRC    uint32 // CRC-32C of the plaintext: kept in the index, not in the pack table
+	CRC    uint32 // CRC-32C of the stored bytes: kept in the index, not in the pack table
 }
 
 // packFooter is the decoded table, shard sums and trailer of a pack.

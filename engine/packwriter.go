@@ -43,7 +43,7 @@ type pwMsg struct {
 	data  []byte
 	buf   *[]byte
 	raw   uint32
-	crc   uint32 // CRC-32C of the plaintext, for the index
+	crc   uint32 // CRC-32C of data, for the index
 	flags byte
 	flush chan error
 }
@@ -128,7 +128,7 @@ func (pw *packWriter) submit(ctx context.Context, id ID, plain []byte, page bool
 	buf := pw.bufs.Get().(*[]byte)
 	data, flags := pw.r.codec.encode(*buf, plain, id, page)
 	select {
-	case pw.in <- pwMsg{id: id, data: data, buf: buf, raw: uint32(len(plain)), crc: crc32.Checksum(plain, crcTable), flags: flags}:
+	case pw.in <- pwMsg{id: id, data: data, buf: buf, raw: uint32(len(plain)), crc: crc32.Checksum(data, crcTable), flags: flags}:
 		return len(data), true, nil
 	case <-ctx.Done():
 		pw.mu.Lock()

@@ -173,8 +173,8 @@ func (r *Repository) OpenDisk(ctx context.Context, rp *RestorePoint, n int) (*Di
 		return nil, err
 	}
 	// Fetches in flight: decoding is CPU-bound, but a fetch also waits for
-	// pread, so keep a few more than there are cores.
-	dr := &DiskReader{r: r, rp: rp, disk: d, cs: int64(r.cfg.ChunkSize), sem: make(chan struct{}, max(4, 2*r.workers))}
+	// pread, so keep several per core.
+	dr := &DiskReader{r: r, rp: rp, disk: d, cs: int64(r.cfg.ChunkSize), sem: make(chan struct{}, max(8, 4*r.workers))}
 	dr.lastEnd.Store(-1)
 	return dr, nil
 }
