@@ -61,6 +61,7 @@ func main() {
 	dirFlag := flag.String("dir", "", "work directory (default: a temporary one, removed at the end)")
 	keep := flag.Bool("keep", false, "keep the work directory")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the full backup to this file")
+	incProfile := flag.String("incprofile", "", "write a CPU profile of the incremental backup to this file")
 	verbose := flag.Bool("v", false, "log every Prism request with its duration")
 	workers := flag.Int("workers", 0, "reads in flight per disk (backup.Options.ReadWorkers; 0: default)")
 	image := flag.String("image", "", "guest disk image to start from (kept; default: build one with mkimage, or reuse -dir's)")
@@ -167,15 +168,7 @@ func main() {
 	if *cold {
 		dropCaches()
 	}
-	if *cpuProfile != "" {
-		pf, err := os.Create(*cpuProfile)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			log.Fatal(err)
-		}
-	}
+	startProfile(*cpuProfile)
 	ph.reset()
 	rep, err := backup.Run(ctx, repo, cl, o)
 	pprof.StopCPUProfile()
@@ -258,8 +251,10 @@ func main() {
 	if *cold {
 		dropCaches()
 	}
+	startProfile(*incProfile)
 	ph.reset()
 	rep, err = backup.Run(ctx, repo, cl, o)
+	pprof.StopCPUProfile()
 	if err != nil || rep.VMs[0].Err != "" {
 		log.Fatalf("incremental backup: %v %+v", err, rep)
 	}
@@ -361,5 +356,20 @@ func dropCaches() {
 	unix.Sync()
 	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0); err != nil {
 		log.Fatalf("drop caches: %v", err)
+	}
+}
+
+// startProfile starts a CPU profile into path, unless path is empty;
+// pprof.StopCPUProfile ends it.
+func startProfile(path string) {
+	if path == "" {
+		return
+	}
+	pf, err := os.Create(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(pf); err != nil {
+		log.Fatal(err)
 	}
 }
