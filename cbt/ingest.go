@@ -91,42 +91,56 @@ func Ingest(ctx context.Context, src io.ReaderAt, plan Plan, dst Sink, o Options
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// Patched chunks get workers of their own, twice as many: each waits
+	// for two reads in turn (the parent chunk, then the changed parts), so
+	// they keep the CPUs busy only with more of them in flight.
 	units := make(chan Extent, o.Workers)
+	var patches chan Extent
+	if plan.Bytes(Patch) > 0 {
+		patches = make(chan Extent, 2*o.Workers)
+	}
 	var wg sync.WaitGroup
 	var readBytes, patched atomic.Int64
-	for range o.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, o.ReadSize)
-			for u := range units {
-				b := buf[:u.Len]
-				var err error
-				if u.Kind == Patch {
-					err = patch(ctx, src, o.Base, b, u, &readBytes)
-					patched.Add(u.Len)
-				} else if _, err = readFull(ctx, src, b, u.Off); err != nil {
-					err = fmt.Errorf("read source at %d (+%d): %w", u.Off, u.Len, err)
-				} else {
-					readBytes.Add(u.Len)
-				}
-				if err != nil {
-					cancel(err)
-					return
-				}
-				if err := dst.WriteAt(ctx, b, u.Off); err != nil {
-					cancel(err)
-					return
-				}
-				report(u.Len)
+	work := func(in <-chan Extent, bufSize int) {
+		defer wg.Done()
+		buf := make([]byte, bufSize)
+		for u := range in {
+			b := buf[:u.Len]
+			var err error
+			if u.Kind == Patch {
+				err = patch(ctx, src, o.Base, b, u, &readBytes)
+				patched.Add(u.Len)
+			} else if _, err = readFull(ctx, src, b, u.Off); err != nil {
+				err = fmt.Errorf("read source at %d (+%d): %w", u.Off, u.Len, err)
+			} else {
+				readBytes.Add(u.Len)
 			}
-		}()
+			if err != nil {
+				cancel(err)
+				return
+			}
+			if err := dst.WriteAt(ctx, b, u.Off); err != nil {
+				cancel(err)
+				return
+			}
+			report(u.Len)
+		}
+	}
+	wg.Add(o.Workers)
+	for range o.Workers {
+		go work(units, o.ReadSize)
+	}
+	if patches != nil {
+		wg.Add(2 * o.Workers)
+		for range 2 * o.Workers {
+			go work(patches, cs)
+		}
 	}
 feed:
 	for _, e := range plan {
 		if e.Kind == Patch {
 			select {
-			case units <- e:
+			case patches <- e:
 			case <-ctx.Done():
 				break feed
 			}
@@ -145,6 +159,9 @@ feed:
 		}
 	}
 	close(units)
+	if patches != nil {
+		close(patches)
+	}
 	wg.Wait()
 	st.ReadBytes, st.PatchedBytes = readBytes.Load(), patched.Load()
 	if err := context.Cause(ctx); err != nil {
