@@ -22,7 +22,8 @@ type Sink interface {
 
 // Options tune Ingest. Zero means default.
 type Options struct {
-	// Workers read, hash and compress in parallel (default: CPUs, at least 2).
+	// Workers read, hash and compress in parallel (default: CPUs, at least
+	// 2); patched chunks get twice as many workers besides.
 	Workers int
 	// ReadSize is the unit of one read, a multiple of the chunk size
 	// (default: the chunk size rounded up to 4 MiB).
