@@ -139,10 +139,11 @@ func (r *Repository) ChunkIDs(ctx context.Context, d *Disk) ([]ID, error) {
 // concurrent callers and never short unless at the disk's end. Sequential
 // reads trigger parallel read-ahead of the following chunks.
 type DiskReader struct {
-	r    *Repository
-	rp   *RestorePoint
-	disk *Disk
-	cs   int64
+	r      *Repository
+	rp     *RestorePoint
+	disk   *Disk
+	cs     int64
+	chunks int64 // the disk's chunk count
 
 	lastEnd   atomic.Int64
 	ahead     atomic.Int64 // chunks requested ahead so far (the read-ahead front)
@@ -174,7 +175,7 @@ func (r *Repository) OpenDisk(ctx context.Context, rp *RestorePoint, n int) (*Di
 	}
 	// Fetches in flight: decoding is CPU-bound, but a fetch also waits for
 	// pread, so keep several per core.
-	dr := &DiskReader{r: r, rp: rp, disk: d, cs: int64(r.cfg.ChunkSize), sem: make(chan struct{}, max(8, 4*r.workers))}
+	dr := &DiskReader{r: r, rp: rp, disk: d, cs: int64(r.cfg.ChunkSize), chunks: int64(chunksFor(d.Size, r.cfg.ChunkSize)), sem: make(chan struct{}, max(8, 4*r.workers))}
 	dr.lastEnd.Store(-1)
 	return dr, nil
 }
@@ -292,8 +293,9 @@ func (d *DiskReader) ReadSpan(ctx context.Context, s *Span, off int64, n int) er
 	// in parallel, so they arrive slightly out of order.
 	end := off + int64(n)
 	if prev := d.lastEnd.Swap(end); off == 0 || (prev >= 0 && off >= prev-4*d.cs && off <= prev+4*d.cs) {
-		d.readAhead(ctx, (end+d.cs-1)/d.cs)
-		d.hintPacks((end + d.cs - 1) / d.cs)
+		next := (end + d.cs - 1) / d.cs // the first chunk after this read
+		d.readAhead(ctx, next)
+		d.hintPacks(next)
 	}
 	for pos := off; pos < end; {
 		if err := ctx.Err(); err != nil {
@@ -335,8 +337,7 @@ func (d *DiskReader) readAhead(ctx context.Context, from int64) {
 	if d.closed.Load() || d.noAhead.Load() {
 		return
 	}
-	total := (d.disk.Size + d.cs - 1) / d.cs
-	limit := min(from+ReadAheadChunks, total)
+	limit := min(from+ReadAheadChunks, d.chunks)
 	for {
 		front := d.ahead.Load()
 		if front < from {
@@ -385,8 +386,7 @@ func (d *DiskReader) hintPacks(from int64) {
 	if d.closed.Load() || d.noAhead.Load() || !d.hinting.CompareAndSwap(false, true) {
 		return
 	}
-	total := (d.disk.Size + d.cs - 1) / d.cs
-	limit := min(from+hintAheadChunks, total)
+	limit := min(from+hintAheadChunks, d.chunks)
 	start := max(d.hinted.Load(), from)
 	if start >= limit {
 		d.hinting.Store(false)
@@ -453,8 +453,7 @@ func (d *DiskReader) seek(ctx context.Context, off int64, hole bool) (int64, err
 		return 0, io.EOF
 	}
 	E := int64(d.r.cfg.PageEntries)
-	total := (d.disk.Size + d.cs - 1) / d.cs
-	for ci := off / d.cs; ci < total; {
+	for ci := off / d.cs; ci < d.chunks; {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
