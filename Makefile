@@ -15,7 +15,7 @@ deps:
 	@tools/install-deps.sh test
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/... ./tools/mkimage/cmd/mkimage
+	$(GO) build -o $(BIN)/ ./cmd/... ./tools/mkimage
 
 # Every test, including those that need root, FUSE and tgtd. Under
 # AHVFS_REQUIRE_ALL=1 (CI) a missing prerequisite fails instead of skipping.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/ahvfs/ahvfs/backup"
 	"github.com/ahvfs/ahvfs/nutanix"
-	"github.com/ahvfs/ahvfs/nutanix/prismsim"
+	"github.com/ahvfs/ahvfs/prismsim"
 	"github.com/ahvfs/ahvfs/restore"
 )
 

@@ -8,7 +8,7 @@ import (
 	"sync"
 
 	"github.com/ahvfs/ahvfs/engine"
-	"github.com/ahvfs/ahvfs/fusefs/guestfs"
+	"github.com/ahvfs/ahvfs/guestfs"
 )
 
 // openDisk is one disk of one restore point: its engine reader (shared by

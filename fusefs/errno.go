@@ -8,7 +8,7 @@ import (
 	"syscall"
 
 	"github.com/ahvfs/ahvfs/engine"
-	"github.com/ahvfs/ahvfs/fusefs/guestfs"
+	"github.com/ahvfs/ahvfs/guestfs"
 )
 
 // toErrno maps an error of the tree to the errno FUSE returns: the one

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/engine"
-	"github.com/ahvfs/ahvfs/fusefs/guestfs"
+	"github.com/ahvfs/ahvfs/guestfs"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/engine"
-	"github.com/ahvfs/ahvfs/fusefs/guestfs"
+	"github.com/ahvfs/ahvfs/guestfs"
 )
 
 // Names inside a restore-point directory.

@@ -1,7 +1,7 @@
 package nutanix_test
 
 // Client-against-simulator tests: the same conformance suite runs on the v3
-// (+v2) and v4 backends of the client, each against nutanix/prismsim.
+// (+v2) and v4 backends of the client, each against prismsim.
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/nutanix"
-	"github.com/ahvfs/ahvfs/nutanix/prismsim"
+	"github.com/ahvfs/ahvfs/prismsim"
 )
 
 const simBlock = 64 << 10 // prismsim's default region block size

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/nutanix"
-	"github.com/ahvfs/ahvfs/nutanix/prismsim"
+	"github.com/ahvfs/ahvfs/prismsim"
 	"github.com/urfave/cli/v2"
 )
 

@@ -14,7 +14,7 @@ import (
 
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/fusefs"
-	"github.com/ahvfs/ahvfs/fusefs/guestfs"
+	"github.com/ahvfs/ahvfs/guestfs"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 )

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ahvfs/ahvfs/internal/mkimage"
 	"github.com/ahvfs/ahvfs/internal/testenv"
-	"github.com/ahvfs/ahvfs/tools/mkimage"
 )
 
 // guestRepo is a repository (shared by the mount and restore-file tests)

@@ -1,4 +1,4 @@
-// Command prismsim runs the Prism simulator (nutanix/prismsim) as a process:
+// Command prismsim runs the Prism simulator (package prismsim) as a process:
 // one HTTPS listener playing Prism Central and Prism Element (v2, v3, v4
 // APIs), VM disks as plain files in the state directory, and volume groups
 // exported over iSCSI by its own tgtd daemons.
@@ -24,7 +24,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ahvfs/ahvfs/nutanix/prismsim"
+	"github.com/ahvfs/ahvfs/prismsim"
 )
 
 type vmFlag []string

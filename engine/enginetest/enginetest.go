@@ -13,8 +13,8 @@ import (
 
 	"github.com/ahvfs/ahvfs/cbt"
 	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/internal/mkimage"
 	"github.com/ahvfs/ahvfs/internal/testenv"
-	"github.com/ahvfs/ahvfs/tools/mkimage"
 )
 
 // Init creates a repository in a temp dir with small packs (so tests see

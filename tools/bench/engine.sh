@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${BENCH_OUT:-tools/bench/out}
 mkdir -p "$out"
-go build -o bin/ ./cmd/ahvfs ./tools/mkimage/cmd/mkimage
+go build -o bin/ ./cmd/ahvfs ./tools/mkimage
 img=${1:-$out/engine-4g.raw}
 if [ ! -f "$img" ]; then
   echo "building $img (real files, 70% full) ..." >&2

@@ -1,6 +1,6 @@
 // Command backup benchmarks the backup job against the Prism simulator
 // over iSCSI: a full backup of a VM whose disk holds a real ext4
-// filesystem (GPT, tools/mkimage files), compared with libiscsi's
+// filesystem (GPT, internal/mkimage files), compared with libiscsi's
 // iscsi-perf reading the same snapshot LUN in the same run, then an
 // incremental after the guest changed ~5% of the disk.
 //
@@ -34,11 +34,11 @@ import (
 
 	"github.com/ahvfs/ahvfs/backup"
 	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/internal/mkimage"
 	"github.com/ahvfs/ahvfs/internal/reflink"
 	"github.com/ahvfs/ahvfs/nutanix"
-	"github.com/ahvfs/ahvfs/nutanix/prismsim"
+	"github.com/ahvfs/ahvfs/prismsim"
 	"github.com/ahvfs/ahvfs/tools/bench/internal/benchlog"
-	"github.com/ahvfs/ahvfs/tools/mkimage"
 	"github.com/dustin/go-humanize"
 	"golang.org/x/sys/unix"
 )

@@ -24,7 +24,7 @@ go build -o "$W/randread" ./tools/bench/mount/randread
 IMG="$W/disk-$SIZE.raw"
 if [ ! -f "$IMG" ]; then
 	echo "== building $SIZE image" >&2
-	go run ./tools/mkimage/cmd/mkimage --out "$IMG.tmp" --size "$SIZE"
+	go run ./tools/mkimage --out "$IMG.tmp" --size "$SIZE"
 	mv "$IMG.tmp" "$IMG"
 fi
 BYTES=$(stat -c %s "$IMG")

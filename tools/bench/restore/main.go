@@ -1,6 +1,6 @@
 // Command restore-bench measures `ahvfs restore` over iSCSI into the Prism
 // simulator against the local write ceiling, in the same run: it builds a
-// real-data ext4 image (tools/mkimage), imports it into a repository,
+// real-data ext4 image (internal/mkimage), imports it into a repository,
 // then alternates (a) cp of the raw image to a local file plus fsync and
 // (b) a restore of the restore point to a new VM through a blank volume
 // group written over iSCSI (tgtd on loopback), and prints both rates and
@@ -26,12 +26,12 @@ import (
 
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/engine/enginetest"
+	"github.com/ahvfs/ahvfs/internal/mkimage"
 	"github.com/ahvfs/ahvfs/internal/reflink"
 	"github.com/ahvfs/ahvfs/nutanix"
-	"github.com/ahvfs/ahvfs/nutanix/prismsim"
+	"github.com/ahvfs/ahvfs/prismsim"
 	"github.com/ahvfs/ahvfs/restore"
 	"github.com/ahvfs/ahvfs/tools/bench/internal/benchlog"
-	"github.com/ahvfs/ahvfs/tools/mkimage"
 	"github.com/dustin/go-humanize"
 )
 

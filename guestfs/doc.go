@@ -69,5 +69,5 @@
 // Run it with -fuzzminimizetime 1s: minimising the 100 KB seeds otherwise
 // stalls the fuzzer.
 //
-//	go test -run '^$' -fuzz FuzzOpenDisk -fuzzminimizetime 1s ./fusefs/guestfs/
+//	go test -run '^$' -fuzz FuzzOpenDisk -fuzzminimizetime 1s ./guestfs/
 package guestfs

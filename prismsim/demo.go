@@ -6,7 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/ahvfs/ahvfs/tools/mkimage"
+	"github.com/ahvfs/ahvfs/internal/mkimage"
 )
 
 // DemoOptions tunes AddDemoVMs.
@@ -22,7 +22,7 @@ type DemoOptions struct {
 }
 
 // AddDemoVMs adds n VMs whose disks hold GPT disks with one ext4 filesystem
-// each, filled with real files by tools/mkimage (seeded by the VM number, so
+// each, filled with real files by internal/mkimage (seeded by the VM number, so
 // the same n gives the same content). NGT cycles through VSS-capable,
 // installed and absent.
 func (s *Sim) AddDemoVMs(ctx context.Context, n int, o DemoOptions) ([]VMInfo, error) {

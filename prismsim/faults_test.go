@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ahvfs/ahvfs/nutanix/prismsim"
-	"github.com/ahvfs/ahvfs/nutanix/prismsim/simtest"
+	"github.com/ahvfs/ahvfs/prismsim"
+	"github.com/ahvfs/ahvfs/prismsim/simtest"
 )
 
 // TestFaults: injected 429 (v3 and v4 envelopes, Retry-After) and 500 at

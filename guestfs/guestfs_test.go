@@ -20,9 +20,9 @@ import (
 	"testing/fstest"
 	"time"
 
-	"github.com/ahvfs/ahvfs/fusefs/guestfs"
+	"github.com/ahvfs/ahvfs/guestfs"
+	"github.com/ahvfs/ahvfs/internal/mkimage"
 	"github.com/ahvfs/ahvfs/internal/testenv"
-	"github.com/ahvfs/ahvfs/tools/mkimage"
 )
 
 var workDir string

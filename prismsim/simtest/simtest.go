@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/internal/testenv"
-	"github.com/ahvfs/ahvfs/nutanix/prismsim"
+	"github.com/ahvfs/ahvfs/prismsim"
 )
 
 // Options for Start. The embedded prismsim.Options are passed through

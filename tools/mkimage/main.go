@@ -16,7 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/ahvfs/ahvfs/tools/mkimage"
+	"github.com/ahvfs/ahvfs/internal/mkimage"
 	"github.com/dustin/go-humanize"
 )
 

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ahvfs/ahvfs/nutanix/prismsim"
-	"github.com/ahvfs/ahvfs/nutanix/prismsim/simtest"
+	"github.com/ahvfs/ahvfs/prismsim"
+	"github.com/ahvfs/ahvfs/prismsim/simtest"
 )
 
 // v4RecoveryPoint creates an RP of one VM and returns it (GET data) and its ETag.

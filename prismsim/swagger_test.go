@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/ahvfs/ahvfs/nutanix/prismsim"
-	"github.com/ahvfs/ahvfs/nutanix/prismsim/internal/swagger"
-	"github.com/ahvfs/ahvfs/nutanix/prismsim/simtest"
+	"github.com/ahvfs/ahvfs/prismsim"
+	"github.com/ahvfs/ahvfs/prismsim/internal/swagger"
+	"github.com/ahvfs/ahvfs/prismsim/simtest"
 )
 
 // TestV3ResponsesMatchSwagger validates the simulator's v3 answers (vms/list,

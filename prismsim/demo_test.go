@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/ahvfs/ahvfs/internal/testenv"
-	"github.com/ahvfs/ahvfs/nutanix/prismsim"
-	"github.com/ahvfs/ahvfs/nutanix/prismsim/simtest"
+	"github.com/ahvfs/ahvfs/prismsim"
+	"github.com/ahvfs/ahvfs/prismsim/simtest"
 )
 
 // TestDemoVMsHoldExt4: --vms N builds GPT disks whose first partition (at

@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ahvfs/ahvfs/fusefs/guestfs"
+	"github.com/ahvfs/ahvfs/guestfs"
+	"github.com/ahvfs/ahvfs/internal/mkimage"
 	"github.com/ahvfs/ahvfs/internal/testenv"
-	"github.com/ahvfs/ahvfs/tools/mkimage"
 )
 
 // Fuzz inputs are either a raw disk (the bytes themselves) or, to keep

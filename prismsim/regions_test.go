@@ -8,8 +8,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/ahvfs/ahvfs/nutanix/prismsim"
-	"github.com/ahvfs/ahvfs/nutanix/prismsim/simtest"
+	"github.com/ahvfs/ahvfs/prismsim"
+	"github.com/ahvfs/ahvfs/prismsim/simtest"
 )
 
 // v3Snapshot takes a v3 vm_snapshot and waits until it is COMPLETE with files.

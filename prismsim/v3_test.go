@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ahvfs/ahvfs/nutanix/prismsim"
-	"github.com/ahvfs/ahvfs/nutanix/prismsim/simtest"
+	"github.com/ahvfs/ahvfs/prismsim"
+	"github.com/ahvfs/ahvfs/prismsim/simtest"
 )
 
 func addVMs(t *testing.T, s *prismsim.Sim, n int, size int64) []prismsim.VMInfo {

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ahvfs/ahvfs/nutanix/prismsim"
-	"github.com/ahvfs/ahvfs/nutanix/prismsim/simtest"
+	"github.com/ahvfs/ahvfs/prismsim"
+	"github.com/ahvfs/ahvfs/prismsim/simtest"
 )
 
 // api is a raw HTTP client for the simulator (no dependency on the Prism
