@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/backup"
+	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/engine/enginetest"
 	"github.com/ahvfs/ahvfs/nutanix"
@@ -102,9 +103,6 @@ func (f *fixture) opts(o backup.Options) backup.Options {
 		o.ISCSIPort = f.port
 	}
 	o.InitiatorIQN = "iqn.2026-11.io.ahvfs:test"
-	if o.RetryDelay == 0 {
-		o.RetryDelay = 100 * time.Millisecond
-	}
 	o.Logger = nil
 	return o
 }
@@ -229,21 +227,28 @@ func (f *fixture) assertClean(wantSnaps int) {
 	if vgs != 0 || images != 0 {
 		f.t.Errorf("cluster keeps %d volume groups and %d images, want none", vgs, images)
 	}
-	st, err := f.repo.ListState(context.Background(), "obj/")
+	pending, err := f.journal().Pending()
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	if len(st) != 0 {
-		f.t.Errorf("ledger not empty: %v", keys(st))
+	if len(pending) != 0 {
+		f.t.Errorf("journal not empty: %v", pending)
 	}
 }
 
-func keys(m map[string][]byte) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
+// journal is the repository's journal of temporary cluster objects.
+func (f *fixture) journal() *clusterjob.Journal {
+	f.t.Helper()
+	j, err := clusterjob.OpenJournal(filepath.Join(f.repo.Dir(), "journal"))
+	if err != nil {
+		f.t.Fatal(err)
 	}
-	return out
+	return j
+}
+
+// sweep runs the cleanup `ahvfs cleanup` runs.
+func (f *fixture) sweep() (*clusterjob.Report, error) {
+	return clusterjob.Sweep(context.Background(), f.journal(), clusterjob.Only(f.cl), nil)
 }
 
 // TestChainREST: full, incremental after a 5% change, differential, and
@@ -274,7 +279,7 @@ func testChain(t *testing.T, f *fixture, path backup.DataPath) {
 	}
 	f.checkDisks(v, vm)
 	f.assertClean(1)
-	var cfg backup.VMConfig
+	var cfg clusterjob.VMConfig
 	rp, _ := f.repo.RestorePointByID(context.Background(), v.ID)
 	if err := json.Unmarshal(rp.Config, &cfg); err != nil || cfg.UUID != vm.UUID || len(cfg.Disks) != 2 || len(cfg.NICs) != 1 ||
 		cfg.MemoryBytes == 0 || cfg.NICs[0].SubnetName == "" || cfg.Disks[1].Disk != 1 {
@@ -339,7 +344,7 @@ func testChain(t *testing.T, f *fixture, path backup.DataPath) {
 func TestVanishedReference(t *testing.T) {
 	f := newFixture(t, fixtureOptions{API: nutanix.APIV3})
 	rep := f.run(backup.Options{DataPath: backup.PathREST})
-	ref, err := backup.LoadReference(context.Background(), f.repo, f.vms[0].UUID)
+	ref, err := backup.LoadReference(f.journal(), f.vms[0].UUID)
 	if err != nil || ref == nil {
 		t.Fatalf("reference: %v %v", ref, err)
 	}
@@ -435,11 +440,10 @@ func TestFaults(t *testing.T) {
 	v := f.run(backup.Options{DataPath: backup.PathREST}).VMs[0]
 	f.checkDisks(v, f.vms[0])
 	// A 500 storm on reads (VMs, changed regions, image downloads): the
-	// client does not repeat 500s, the job repeats reads and VMs. (500s on
-	// create calls leave objects whose ID is unknown: see Cleanup.)
+	// client's one retry policy repeats them; the job repeats nothing.
 	f.sim.SetFaults(prismsim.Faults{Rate429: 0.1, Rate500: 0.2, Paths: []string{"vms/list", "/vms/", "changed_regions", "/file"}})
 	guestWrite(t, f.vms[0].Disks[0], 2, 4)
-	v = f.run(backup.Options{DataPath: backup.PathREST, Retries: 8}).VMs[0]
+	v = f.run(backup.Options{DataPath: backup.PathREST}).VMs[0]
 	if v.Level != engine.LevelIncremental {
 		t.Fatalf("level %s under a storm", v.Level)
 	}
@@ -449,8 +453,8 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("no faults injected")
 	}
 	f.sim.SetFaults(prismsim.Faults{})
-	// Deletions that failed under the storm stay in the ledger until a sweep.
-	if _, err := backup.Cleanup(context.Background(), f.repo, f.cl, nil); err != nil {
+	// Deletions that failed under the storm stay in the journal until a sweep.
+	if _, err := f.sweep(); err != nil {
 		t.Fatal(err)
 	}
 	f.assertClean(1)
@@ -465,12 +469,12 @@ func TestFaults(t *testing.T) {
 		}
 		t.Logf("failing %s task: error %q, warnings %q", op, rep.VMs[0].Err, rep.VMs[0].Warnings)
 		if op == "SnapshotDelete" {
-			// The old reference could not be deleted: the ledger keeps it
+			// The old reference could not be deleted: the journal keeps it
 			// for the next sweep.
 			if rep.VMs[0].Err != "" || len(rep.VMs[0].Warnings) == 0 {
 				t.Fatalf("failing %s: %+v", op, rep.VMs[0])
 			}
-			cr, err := backup.Cleanup(context.Background(), f.repo, f.cl, nil)
+			cr, err := f.sweep()
 			if err != nil || len(cr.Deleted) != 1 {
 				t.Fatalf("cleanup: %+v %v", cr, err)
 			}

@@ -2,20 +2,17 @@ package backup
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/nutanix"
 )
 
-const refPrefix = "ref/"
-
 // Reference is what the repository remembers about a VM's snapshots kept
-// on the cluster (state "ref/<vm uuid>").
+// on the cluster: the journal's kept record "ref-<vm uuid>".
 type Reference struct {
 	VMUUID string `json:"vm_uuid"`
 	VM     string `json:"vm"`
@@ -64,46 +61,43 @@ func (r *Reference) snapshots() []RefSnapshot {
 	return out
 }
 
-func refKey(vmUUID string) string { return refPrefix + vmUUID }
+// refOwner names a VM's reference in the journal's kept records.
+func refOwner(vmUUID string) string { return "ref-" + vmUUID }
+
+// objects are the reference's snapshots as kept cluster objects.
+func (r *Reference) objects() []clusterjob.Object {
+	var out []clusterjob.Object
+	for _, s := range r.snapshots() {
+		out = append(out, snapshotObject(r, s))
+	}
+	return out
+}
+
+func snapshotObject(r *Reference, s RefSnapshot) clusterjob.Object {
+	name := s.Snapshot.Name
+	if name == "" {
+		name = s.Snapshot.ID
+	}
+	return clusterjob.Object{Kind: clusterjob.KindSnapshot, Name: name, ID: s.Snapshot.ID, API: s.Snapshot.API,
+		VMUUID: r.VMUUID, VM: r.VM, Created: s.Time}
+}
 
 // LoadReference reads a VM's reference (nil, nil when there is none).
-func LoadReference(ctx context.Context, st StateStore, vmUUID string) (*Reference, error) {
-	b, err := st.GetState(ctx, refKey(vmUUID))
-	if errors.Is(err, engine.ErrNotFound) {
-		return nil, nil
-	}
+func LoadReference(j *clusterjob.Journal, vmUUID string) (*Reference, error) {
+	var r Reference
+	ok, err := j.Kept(refOwner(vmUUID), &r)
 	if err != nil {
 		return nil, fmt.Errorf("read reference of VM %s: %w", vmUUID, err)
 	}
-	var r Reference
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("reference of VM %s: %w", vmUUID, err)
+	if !ok {
+		return nil, nil
 	}
 	return &r, nil
 }
 
-func loadRefs(ctx context.Context, st StateStore) ([]*Reference, error) {
-	m, err := st.ListState(ctx, refPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("read references: %w", err)
-	}
-	var out []*Reference
-	for k, b := range m {
-		var r Reference
-		if err := json.Unmarshal(b, &r); err != nil {
-			return nil, fmt.Errorf("reference %s: %w", strings.TrimPrefix(k, refPrefix), err)
-		}
-		out = append(out, &r)
-	}
-	return out, nil
-}
-
-func putRef(ctx context.Context, st StateStore, r *Reference) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	if err := st.PutState(ctx, refKey(r.VMUUID), b); err != nil {
+// putRef keeps r's snapshots and records r, in one atomic write.
+func putRef(j *clusterjob.Journal, r *Reference) error {
+	if err := j.Keep(refOwner(r.VMUUID), r.objects(), r); err != nil {
 		return fmt.Errorf("promote snapshot %s as the reference of %s: %w", r.Last.Snapshot.ID, r.VM, err)
 	}
 	return nil
@@ -124,8 +118,11 @@ func decideLevel(ctx context.Context, repo *engine.Repository, cl nutanix.Cluste
 	full := func(reason string) (chainPlan, error) {
 		return chainPlan{Level: engine.LevelFull, Reason: reason}, nil
 	}
-	if want == LevelFull {
+	switch want {
+	case LevelFull:
 		return full("")
+	case LevelCopy:
+		return chainPlan{Level: engine.LevelCopy}, nil
 	}
 	if ref == nil {
 		if want == LevelAuto {
@@ -150,7 +147,7 @@ func decideLevel(ctx context.Context, repo *engine.Repository, cl nutanix.Cluste
 		b := ref.Last
 		base = &b
 	}
-	if base.Snapshot.API != "" && cl.API() != "" && base.Snapshot.API != cl.API() {
+	if base.Snapshot.API != "" && cl.API() != "" && clusterjob.Family(base.Snapshot.API) != clusterjob.Family(cl.API()) {
 		return full(fmt.Sprintf("reference snapshot %s was taken through API %s, now %s", base.Snapshot.ID, base.Snapshot.API, cl.API()))
 	}
 	if _, err := cl.GetSnapshot(ctx, base.Snapshot.ID); err != nil {

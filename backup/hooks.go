@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+
+	"github.com/ahvfs/ahvfs/clusterjob"
 )
 
 // CommandHook returns a Hook that runs command with /bin/sh -c on this
@@ -15,7 +17,7 @@ import (
 // carrying the exit status and the last line the command printed on
 // stderr ("exit status 3: db01: not quiesced"); the job names the phase.
 func CommandHook(phase, command string) Hook {
-	return func(ctx context.Context, vm VMConfig) error {
+	return func(ctx context.Context, vm clusterjob.VMConfig) error {
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
 		cmd.Env = append(os.Environ(), "AHVFS_VM="+vm.Name, "AHVFS_VM_UUID="+vm.UUID, "AHVFS_HOOK="+phase)
 		var stderr bytes.Buffer

@@ -8,6 +8,7 @@ import (
 	"path"
 	"time"
 
+	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/iscsi"
 )
@@ -20,6 +21,10 @@ const (
 	LevelFull         Level = "full"
 	LevelIncremental  Level = "incremental"
 	LevelDifferential Level = "differential"
+	// LevelCopy reads everything, like a full, outside the chain: the
+	// reference snapshots are neither used nor moved, so the next
+	// incremental continues from the last chained backup.
+	LevelCopy Level = "copy"
 )
 
 // Consistency is the snapshot consistency asked for.
@@ -55,7 +60,7 @@ const (
 // created, and PostSnapshot does not run; once PreSnapshot succeeded (or
 // when there is none), PostSnapshot runs whether or not the snapshot was
 // taken, and its error is a warning.
-type Hook func(ctx context.Context, vm VMConfig) error
+type Hook func(ctx context.Context, vm clusterjob.VMConfig) error
 
 // Progress receives the progress of a run. Calls come from several
 // goroutines; implementations must be safe for concurrent use and quick.
@@ -96,11 +101,14 @@ type Options struct {
 	// ReadSize is the size of one read, default 4 MiB (rounded up to the
 	// chunk size).
 	ReadSize int
+	// BandwidthLimit caps the bytes per second read from the cluster, all
+	// disks and VMs of the run together (0: unlimited).
+	BandwidthLimit int64
 	// Estimate takes the snapshots and computes the plans (bytes to read)
 	// but reads nothing and stores no restore point; the snapshots are
 	// deleted and the references stay as they were.
 	Estimate bool
-	// InitiatorIQN of this host, default DefaultInitiatorIQN().
+	// InitiatorIQN of this host, default iscsi.DefaultInitiatorIQN().
 	InitiatorIQN string
 	// ISCSIPort overrides the port of the portal the cluster names
 	// (DSIP:3260); 0 keeps it.
@@ -114,18 +122,20 @@ type Options struct {
 	// CleanupTimeout bounds the deletion of cluster objects after a
 	// failure or cancellation, default 2 minutes.
 	CleanupTimeout time.Duration
-	// Retries of a VM whose attempt failed on a transient cluster error
-	// (429, 5xx, task timeout), default 2; negative: none.
-	Retries int
-	// RetryDelay is the pause before the first retry (doubled, then
-	// tripled...), default 2 s.
-	RetryDelay time.Duration
 	// NoPatch reads every changed chunk whole in an incremental, instead of
 	// reading only its changed ranges and completing it from the parent
 	// restore point.
 	NoPatch bool
 	// SkipCleanup does not sweep leftovers of earlier jobs at the start.
 	SkipCleanup bool
+	// Journal records the temporary cluster objects of the run, default
+	// the repository's (REPO/journal).
+	Journal *clusterjob.Journal
+	// Clusters gives clients of other Prism API families: the sweep
+	// deletes each leftover through the API that created it, and a VM's
+	// chain continues through the API that built it. Default: only the
+	// run's client.
+	Clusters clusterjob.Clusters
 	// Now is the clock, default time.Now (tests).
 	Now func() time.Time
 	// Logger, default discard.
@@ -136,9 +146,9 @@ type Options struct {
 func (o *Options) Validate() error {
 	var errs []error
 	switch o.Level {
-	case "", LevelAuto, LevelFull, LevelIncremental, LevelDifferential:
+	case "", LevelAuto, LevelFull, LevelIncremental, LevelDifferential, LevelCopy:
 	default:
-		errs = append(errs, fmt.Errorf("level %q: want auto, full, incremental or differential", o.Level))
+		errs = append(errs, fmt.Errorf("level %q: want auto, full, incremental, differential or copy", o.Level))
 	}
 	switch o.Consistency {
 	case "", Crash, App, AppRequired:
@@ -155,8 +165,8 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("pattern %q: %w", g, err))
 		}
 	}
-	if o.ConcurrentVMs < 0 || o.ConcurrentDisks < 0 || o.ReadWorkers < 0 || o.ReadSize < 0 {
-		errs = append(errs, errors.New("concurrency and read size must not be negative"))
+	if o.ConcurrentVMs < 0 || o.ConcurrentDisks < 0 || o.ReadWorkers < 0 || o.ReadSize < 0 || o.BandwidthLimit < 0 {
+		errs = append(errs, errors.New("concurrency, read size and bandwidth limit must not be negative"))
 	}
 	if o.ISCSIPort < 0 || o.ISCSIPort > 65535 {
 		errs = append(errs, fmt.Errorf("iSCSI port %d out of range", o.ISCSIPort))
@@ -193,18 +203,10 @@ func (o Options) withDefaults() Options {
 		o.ReadSize = 4 << 20
 	}
 	if o.InitiatorIQN == "" {
-		o.InitiatorIQN = DefaultInitiatorIQN()
+		o.InitiatorIQN = iscsi.DefaultInitiatorIQN()
 	}
 	if o.CleanupTimeout == 0 {
 		o.CleanupTimeout = 2 * time.Minute
-	}
-	if o.Retries == 0 {
-		o.Retries = 2
-	} else if o.Retries < 0 {
-		o.Retries = 0
-	}
-	if o.RetryDelay == 0 {
-		o.RetryDelay = 2 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -226,11 +228,11 @@ func (noProgress) VMDone(VMReport)                                    {}
 
 // Report is the outcome of Run.
 type Report struct {
-	Start    time.Time      `json:"start"`
-	Duration time.Duration  `json:"duration_ns"`
-	DataPath DataPath       `json:"data_path,omitempty"`
-	Cleanup  *CleanupReport `json:"cleanup,omitempty"`
-	VMs      []VMReport     `json:"vms"`
+	Start    time.Time          `json:"start"`
+	Duration time.Duration      `json:"duration_ns"`
+	DataPath DataPath           `json:"data_path,omitempty"`
+	Cleanup  *clusterjob.Report `json:"cleanup,omitempty"`
+	VMs      []VMReport         `json:"vms"`
 }
 
 // Failed counts the VMs that failed.
@@ -267,7 +269,6 @@ type VMReport struct {
 	ExcludedDisks []string `json:"excluded_disks,omitempty"`
 
 	restorePoint *engine.RestorePoint
-	transient    bool // Err may not recur: worth a retry
 }
 
 // RestorePointValue is the committed restore point (nil on failure or

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ahvfs/ahvfs/backup"
+	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/nutanix"
 	"github.com/ahvfs/ahvfs/prismsim"
 	"github.com/ahvfs/ahvfs/restore"
@@ -44,7 +45,7 @@ func TestRestoreFromBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg backup.VMConfig
+	var cfg clusterjob.VMConfig
 	if err := json.Unmarshal(rp.Config, &cfg); err != nil || cfg.Version != 1 || cfg.UUID != src.UUID {
 		t.Fatalf("restore point config %s (%v)", rp.Config, err)
 	}

@@ -16,6 +16,9 @@ const (
 	LevelIncremental  = "incremental"
 	LevelDifferential = "differential"
 	LevelImport       = "import"
+	// LevelCopy is a full read outside the chain (SEP sesam's COPY): it
+	// neither uses nor moves the VM's reference snapshots.
+	LevelCopy = "copy"
 )
 
 // RestorePoint is one VM at one time. It is immutable once committed.

@@ -73,6 +73,7 @@ type Repository struct {
 	pages      *pageCache
 	pw         *packWriter // writer only
 	dirty      atomic.Bool // writer: index changed since the last publish
+	publishMu  sync.Mutex  // serialises publish
 	closed     bool
 
 	bg bgWork // read-ahead and other work that outlives its caller

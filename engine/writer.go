@@ -334,7 +334,12 @@ func sortDisks(d []Disk) {
 }
 
 // publish makes the writer's index visible to readers in other processes.
+// Publishes run one at a time: two restore points committed at once by
+// concurrent jobs would otherwise race for the same generation, and the
+// loser's restore point would stay invisible to readers.
 func (r *Repository) publish() error {
+	r.publishMu.Lock()
+	defer r.publishMu.Unlock()
 	cur, _ := readCurrent(r.dir)
 	_, err := publishCheckpoint(r.db, r.dir, cur)
 	if err == nil {

@@ -29,11 +29,13 @@ func connect(t *testing.T, s *prismsim.Sim, api nutanix.APIVersion) *nutanix.Cli
 	return c
 }
 
-// simConfig is the configuration of a VM on cluster-a, vlan10.
+// simConfig is the configuration of a VM on cluster-a, vlan10, in the
+// shape of a Prism VM (an unversioned document, as `ahvfs import
+// --config` takes it).
 func simConfig(t *testing.T, c nutanix.Cluster, uuid string, sizes ...int64) map[string]any {
 	t.Helper()
-	cfg := testConfig("UEFI")
-	cfg["UUID"] = uuid
+	cfg := map[string]any{"Name": "web01", "UUID": uuid, "NumSockets": 2, "CoresPerSocket": 2, "VCPUs": 4,
+		"MemoryBytes": 3 << 30, "BootType": "UEFI", "MachineType": "Q35"}
 	cls, err := c.ListClusters(context.Background())
 	if err != nil {
 		t.Fatal(err)

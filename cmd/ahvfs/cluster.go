@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 
+	"github.com/ahvfs/ahvfs/clusterjob"
+	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/nutanix"
 	"github.com/urfave/cli/v2"
 )
@@ -43,12 +46,23 @@ func clusterOptions(c *cli.Context, env *cliEnv) (nutanix.Options, error) {
 	return o, nil
 }
 
-// clusterFromFlags connects to Prism and probes which API to use. The
-// caller closes the client. Backup and restore commands use it.
-func clusterFromFlags(ctx context.Context, c *cli.Context, env *cliEnv) (*nutanix.Client, error) {
+// siteFromFlags connects to Prism and returns, with the client, the
+// connector that serves clients of the other API families (for objects
+// journaled through them, and VM chains built through them). Close both.
+func siteFromFlags(ctx context.Context, c *cli.Context, env *cliEnv) (*nutanix.Client, *clusterjob.Connector, error) {
 	o, err := clusterOptions(c, env)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return nutanix.Connect(ctx, o)
+	cl, err := nutanix.Connect(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cl, clusterjob.NewConnector(o, cl), nil
+}
+
+// repoJournal is the journal of temporary cluster objects of a
+// repository: REPO/journal.
+func repoJournal(r *engine.Repository) (*clusterjob.Journal, error) {
+	return clusterjob.OpenJournal(filepath.Join(r.Dir(), "journal"))
 }

@@ -27,7 +27,7 @@ func init() {
 				&cli.StringSliceFlag{Name: "vm", Usage: "VMs whose name matches `GLOB` (or UUID); repeatable or comma-separated; default all"},
 				&cli.StringSliceFlag{Name: "exclude", Usage: "skip VMs matching `GLOB` (or UUID)"},
 				&cli.StringSliceFlag{Name: "exclude-disk", Usage: "skip disks by address `scsi.1` (glob, or VMGLOB:ADDR for some VMs only)"},
-				&cli.StringFlag{Name: "level", Value: "auto", Usage: "auto, full, incremental or differential"},
+				&cli.StringFlag{Name: "level", Value: "auto", Usage: "auto, full, incremental, differential, or copy (a full outside the chain: the reference snapshots are neither used nor moved)"},
 				&cli.StringFlag{Name: "consistency", Value: "crash", Usage: "crash, app (falls back to crash with a warning) or app-required"},
 				&cli.StringFlag{Name: "data-path", Value: "auto", Usage: "auto (iSCSI when the portal answers), iscsi or rest"},
 				&cli.IntFlag{Name: "concurrent-vms", Value: 2, Usage: "VMs backed up at once"},
@@ -42,8 +42,7 @@ func init() {
 			),
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)
-				co, err := clusterOptions(c, env)
-				if err != nil {
+				if _, err := clusterOptions(c, env); err != nil {
 					return err
 				}
 				o := backup.Options{
@@ -78,7 +77,7 @@ func init() {
 				if err := o.Validate(); err != nil {
 					return usagef("%v", err)
 				}
-				return runBackup(c.Context, c, env, co, o)
+				return runBackup(c.Context, c, env, o)
 			},
 		}
 	})
@@ -130,17 +129,22 @@ func splitList(in []string) []string {
 	return out
 }
 
-func runBackup(ctx context.Context, c *cli.Context, env *cliEnv, co nutanix.Options, o backup.Options) error {
+func runBackup(ctx context.Context, c *cli.Context, env *cliEnv, o backup.Options) error {
 	repo, err := openRepo(ctx, c, env, true)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	cl, err := nutanix.Connect(ctx, co)
+	if o.Journal, err = repoJournal(repo); err != nil {
+		return err
+	}
+	cl, conn, err := siteFromFlags(ctx, c, env)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	defer conn.Close()
+	o.Clusters = conn.Clusters
 	prog := newProgress(ctx, env)
 	o.Progress = &cliBackupProgress{p: prog}
 	rep, err := backup.Run(ctx, repo, cl, o)

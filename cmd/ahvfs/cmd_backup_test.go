@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/backup"
+	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/engine/enginetest"
 	"github.com/ahvfs/ahvfs/nutanix"
@@ -208,7 +209,7 @@ func TestBackupKill(t *testing.T) {
 		cmd.Wait()
 		s.WaitTasks(10 * time.Second) // the cluster finishes what the dead process started
 		out, errs, code := runCLI(t, "", append([]string{"cleanup", "--json"}, args[:len(args)-4]...)...)
-		var cr backup.CleanupReport
+		var cr clusterjob.Report
 		json.Unmarshal([]byte(out), &cr)
 		t.Logf("kill %d (%s) after %v: cleanup %s", i, level, delay.Round(time.Millisecond), cr.Summary())
 		if code != 0 {
@@ -224,19 +225,17 @@ func TestBackupKill(t *testing.T) {
 				per[sn.VMUUID]++
 			}
 		}
-		st := openState(t, repo)
+		j := openJournal(t, repo)
 		for _, vm := range []prismsim.VMInfo{web, db} {
-			r, _ := backup.LoadReference(context.Background(), st, vm.UUID)
+			r, _ := backup.LoadReference(j, vm.UUID)
 			want := 1
 			if r != nil && r.Full != nil && r.Full.Snapshot.ID != r.Last.Snapshot.ID {
 				want = 2 // the differential exception
 			}
 			if per[vm.UUID] != want {
-				st.Close()
 				t.Fatalf("kill %d: VM %s has %d ahvfs snapshots, want %d", i, vm.Name, per[vm.UUID], want)
 			}
 		}
-		st.Close()
 		if n := countEntries(filepath.Join(s.StateDir(), "vgs")) + countEntries(filepath.Join(s.StateDir(), "images")); n != 0 {
 			t.Fatalf("kill %d: %d volume groups/images left", i, n)
 		}
@@ -255,20 +254,20 @@ func countEntries(d string) int {
 	return len(es)
 }
 
-// openState opens the repository read-only for the test's checks.
-func openState(t *testing.T, dir string) *engine.Repository {
+// openJournal opens the repository's journal for the test's checks.
+func openJournal(t *testing.T, repo string) *clusterjob.Journal {
 	t.Helper()
-	r, err := engine.Open(context.Background(), dir, engine.OpenOptions{})
+	j, err := clusterjob.OpenJournal(filepath.Join(repo, "journal"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	return j
 }
 
 // clusterState counts the ahvfs snapshots per VM UUID and the volume
-// groups and images on the simulator, and returns the repository's ledger
-// keys (what a job still owes the cluster).
-func clusterState(t *testing.T, s *prismsim.Sim, repo string) (snaps map[string]int, vgsImages int, ledger []string) {
+// groups and images on the simulator, and returns what the repository's
+// journal still records (what a job still owes the cluster).
+func clusterState(t *testing.T, s *prismsim.Sim, repo string) (snaps map[string]int, vgsImages int, ledger []clusterjob.Object) {
 	t.Helper()
 	cl, err := nutanix.Connect(context.Background(), nutanix.Options{Endpoint: s.URL(), PasswordFile: s.PasswordFile(), CACertFile: s.CAFile()})
 	if err != nil {
@@ -285,14 +284,9 @@ func clusterState(t *testing.T, s *prismsim.Sim, repo string) (snaps map[string]
 			snaps[sn.VMUUID]++
 		}
 	}
-	st := openState(t, repo)
-	defer st.Close()
-	obj, err := st.ListState(context.Background(), "obj/")
+	ledger, err = openJournal(t, repo).Pending()
 	if err != nil {
 		t.Fatal(err)
-	}
-	for k := range obj {
-		ledger = append(ledger, k)
 	}
 	return snaps, countEntries(filepath.Join(s.StateDir(), "vgs")) + countEntries(filepath.Join(s.StateDir(), "images")), ledger
 }
@@ -333,7 +327,10 @@ func TestBackupCLIExcludeDisk(t *testing.T) {
 	if len(v.ExcludedDisks) != 1 || v.ExcludedDisks[0] != "scsi.1" {
 		t.Fatalf("excluded disks reported: %q, want [scsi.1]", v.ExcludedDisks)
 	}
-	r := openState(t, repo)
+	r, err := engine.Open(context.Background(), repo, engine.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	rp, err := r.Resolve(context.Background(), v.RestorePoint)
 	r.Close()
 	if err != nil {
@@ -342,7 +339,7 @@ func TestBackupCLIExcludeDisk(t *testing.T) {
 	if len(rp.Disks) != 1 || rp.Disks[0].Index != 0 {
 		t.Fatalf("restore point %s holds %+v, want disk-0 only", rp.Name(), rp.Disks)
 	}
-	var cfg backup.VMConfig
+	var cfg clusterjob.VMConfig
 	if err := json.Unmarshal(rp.Config, &cfg); err != nil || len(cfg.Disks) != 2 {
 		t.Fatalf("config %s: %v", rp.Config, err)
 	}
@@ -471,7 +468,10 @@ func TestBackupCLIHooks(t *testing.T) {
 	if snaps[db.UUID] != 0 || snaps[web.UUID] != 1 || leftovers != 0 || len(ledger) != 0 {
 		t.Fatalf("cluster: snapshots %v (db01 %s, web01 %s), %d volume groups/images, ledger %v", snaps, db.UUID, web.UUID, leftovers, ledger)
 	}
-	r := openState(t, repo)
+	r, err := engine.Open(context.Background(), repo, engine.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	rps, err := r.ListRestorePoints(context.Background(), "db01")
 	r.Close()
 	if err != nil || len(rps) != 0 {

@@ -4,8 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/ahvfs/ahvfs/backup"
-	"github.com/ahvfs/ahvfs/nutanix"
+	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/urfave/cli/v2"
 )
 
@@ -13,55 +12,68 @@ func init() {
 	registerFunc(func() *cli.Command {
 		return &cli.Command{
 			Name:  "cleanup",
-			Usage: "remove snapshots, volume groups and attachments left on the cluster by interrupted jobs",
-			Description: "Deletes every cluster object the repository's ledger records for jobs that did not finish,\n" +
-				"except the reference snapshots the next backups need. `ahvfs backup` does the same at its start.",
+			Usage: "remove snapshots, volume groups, attachments, images and half-made VMs left on the cluster by interrupted jobs",
+			Description: "Deletes every cluster object that the repository's journal records for jobs that are no longer\n" +
+				"running (killed, crashed, or whose own teardown failed), whatever job made them, through the API\n" +
+				"that created each, and reports only deletions the cluster confirmed. Reference snapshots the next\n" +
+				"backups need are kept; running jobs are left alone. Every backup and restore does the same at its start.",
 			Flags: append(clusterFlags(), repoPasswordFlag()),
 			Action: func(c *cli.Context) error {
-				env := envFrom(c)
-				co, err := clusterOptions(c, env)
-				if err != nil {
-					return err
-				}
-				return runCleanup(c.Context, c, env, co)
+				return runCleanup(c.Context, c, envFrom(c))
 			},
 		}
 	})
 }
 
-func runCleanup(ctx context.Context, c *cli.Context, env *cliEnv, co nutanix.Options) error {
-	repo, err := openRepo(ctx, c, env, true)
+func runCleanup(ctx context.Context, c *cli.Context, env *cliEnv) error {
+	if _, err := clusterOptions(c, env); err != nil {
+		return err
+	}
+	repo, err := openRepo(ctx, c, env, false)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	cl, err := nutanix.Connect(ctx, co)
+	j, err := repoJournal(repo)
+	if err != nil {
+		return err
+	}
+	cl, conn, err := siteFromFlags(ctx, c, env)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	rep, err := backup.Cleanup(ctx, repo, cl, env.Log)
+	defer conn.Close()
+	rep, err := clusterjob.Sweep(ctx, j, conn.Clusters, env.Log)
 	if env.JSON {
 		if werr := writeJSON(env.Stdout, rep); werr != nil {
 			return werr
 		}
 	} else {
-		for _, s := range rep.Deleted {
-			fmt.Fprintf(env.Stdout, "deleted %s\n", s)
-		}
-		for _, s := range rep.Released {
-			fmt.Fprintf(env.Stdout, "kept %s (now a reference snapshot)\n", s)
-		}
-		for _, s := range rep.Unresolved {
-			fmt.Fprintf(env.Stdout, "unresolved %s\n", s)
-		}
+		printCleanup(env, rep)
 		fmt.Fprintf(env.Stdout, "%s\n", rep.Summary())
 	}
 	if err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}
-	if len(rep.Unresolved) > 0 {
-		return fmt.Errorf("cleanup: %d objects could not be resolved (see above)", len(rep.Unresolved))
-	}
 	return nil
+}
+
+// printCleanup lists what a sweep did, one line per object.
+func printCleanup(env *cliEnv, rep *clusterjob.Report) {
+	for _, s := range rep.Deleted {
+		fmt.Fprintf(env.Stdout, "deleted %s\n", s)
+	}
+	for _, s := range rep.Finished {
+		fmt.Fprintf(env.Stdout, "finished the overwrite of %s\n", s)
+	}
+	for _, s := range rep.Released {
+		fmt.Fprintf(env.Stdout, "kept %s (a reference snapshot)\n", s)
+	}
+	for _, s := range rep.Unresolved {
+		fmt.Fprintf(env.Stdout, "left %s\n", s)
+	}
+	for _, s := range rep.Running {
+		fmt.Fprintf(env.Stdout, "skipped job %s (still running)\n", s)
+	}
 }

@@ -7,7 +7,7 @@ import (
 	"sync"
 
 	"github.com/ahvfs/ahvfs/engine"
-	"github.com/ahvfs/ahvfs/restore"
+	"github.com/ahvfs/ahvfs/export"
 	"github.com/urfave/cli/v2"
 )
 
@@ -27,7 +27,7 @@ func init() {
 				if c.NArg() != 1 {
 					return usagef("export: want VM@TIME")
 				}
-				o := restore.ExportOptions{Format: c.String("format"), OutDir: c.String("out"), Logger: env.Log}
+				o := export.Options{Format: c.String("format"), OutDir: c.String("out"), Logger: env.Log}
 				if err := o.Validate(); err != nil {
 					return usagef("export: %v", err)
 				}
@@ -89,14 +89,14 @@ func diskBars(ctx context.Context, env *cliEnv, rp *engine.RestorePoint) (func(d
 		}
 }
 
-func runExport(ctx context.Context, env *cliEnv, r *engine.Repository, name string, o restore.ExportOptions) error {
+func runExport(ctx context.Context, env *cliEnv, r *engine.Repository, name string, o export.Options) error {
 	rp, err := r.Resolve(ctx, name)
 	if err != nil {
 		return err
 	}
 	var done func()
 	o.Progress, done = diskBars(ctx, env, rp)
-	res, err := restore.Export(ctx, r, rp, o)
+	res, err := export.Export(ctx, r, rp, o)
 	done()
 	if err != nil {
 		return err

@@ -50,11 +50,16 @@ func init() {
 					return err
 				}
 				defer r.Close()
-				cl, err := clusterFromFlags(c.Context, c, env)
+				if o.Journal, err = repoJournal(r); err != nil {
+					return err
+				}
+				cl, conn, err := siteFromFlags(c.Context, c, env)
 				if err != nil {
 					return err
 				}
 				defer cl.Close()
+				defer conn.Close()
+				o.Clusters = conn.Clusters
 				return runRestore(c.Context, env, r, cl, c.Args().First(), o)
 			},
 		}
@@ -126,6 +131,9 @@ func runRestore(ctx context.Context, env *cliEnv, r *engine.Repository, cl nutan
 		res.DataPath, state, res.Duration.Round(1e7))
 	if res.Replaced != "" {
 		fmt.Fprintf(env.Stdout, "replaced the original VM %s\n", res.Replaced)
+	}
+	if res.Cleanup != nil && res.Cleanup.Summary() != "nothing to clean up" {
+		fmt.Fprintf(env.Stdout, "cleanup of earlier jobs: %s\n", res.Cleanup.Summary())
 	}
 	for _, w := range res.Warnings {
 		fmt.Fprintf(env.Stderr, "warning: %s\n", w)

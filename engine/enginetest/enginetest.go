@@ -5,6 +5,8 @@ package enginetest
 
 import (
 	"context"
+	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -98,7 +100,13 @@ func Cleanup() {
 // ImportFiles stores the files as one restore point of vm (disk-0, disk-1,
 // ...) and returns it.
 func ImportFiles(ctx context.Context, r *engine.Repository, vm string, when time.Time, files ...string) (*engine.RestorePoint, error) {
-	w, err := r.NewRestorePoint(ctx, engine.RestorePointSpec{VM: vm, Time: when, Level: engine.LevelImport})
+	return Import(ctx, r, engine.RestorePointSpec{VM: vm, Time: when, Level: engine.LevelImport}, files...)
+}
+
+// Import stores the files as the disks of one restore point of spec
+// (disk-N on scsi.N) and returns it.
+func Import(ctx context.Context, r *engine.Repository, spec engine.RestorePointSpec, files ...string) (*engine.RestorePoint, error) {
+	w, err := r.NewRestorePoint(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -123,4 +131,61 @@ func ImportFiles(ctx context.Context, r *engine.Repository, vm string, when time
 		}
 	}
 	return w.Commit(ctx)
+}
+
+// ImportVM stores files as one full restore point of vm (UUID
+// 0e1b7c3a-1111-4222-8333-444455556666, 2026-11-22T01:30:00Z) with the
+// VM configuration cfg (marshalled to JSON; nil: none) in a fresh
+// repository, and returns the repository, opened read-only, and the
+// restore point.
+func ImportVM(t testing.TB, vm string, cfg any, files ...string) (*engine.Repository, *engine.RestorePoint) {
+	t.Helper()
+	dir := Init(t, engine.InitOptions{})
+	ctx := context.Background()
+	w := Open(t, dir, engine.OpenOptions{Writable: true})
+	var raw json.RawMessage
+	if cfg != nil {
+		b, err := json.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = b
+	}
+	if _, err := Import(ctx, w, engine.RestorePointSpec{VM: vm, VMUUID: "0e1b7c3a-1111-4222-8333-444455556666",
+		Time: time.Date(2026, 11, 22, 1, 30, 0, 0, time.UTC), Level: engine.LevelFull, Config: raw}, files...); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	r := Open(t, dir, engine.OpenOptions{})
+	rp, err := r.Resolve(ctx, vm+"@latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, rp
+}
+
+// DataDisk writes a size-byte image: random data in a few places, zeros
+// elsewhere (so zero chunks are exercised), and returns its path.
+func DataDisk(t testing.TB, size int64, seed uint64) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "data.raw")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(seed, 7))
+	buf := make([]byte, 3<<20+12345)
+	for off := int64(0); off+int64(len(buf)) <= size; off += size / 4 {
+		for i := range buf {
+			buf[i] = byte(r.Uint32())
+		}
+		if _, err := f.WriteAt(buf, off+4096); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
 }

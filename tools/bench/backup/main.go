@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/backup"
+	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/internal/mkimage"
 	"github.com/ahvfs/ahvfs/internal/reflink"
@@ -184,7 +185,11 @@ func main() {
 	fmt.Printf("  %s\n", ph)
 
 	// iscsi-perf on the reference snapshot's disk, exposed like the job does.
-	ref, err := backup.LoadReference(ctx, repo, vm.UUID)
+	journal, err := clusterjob.OpenJournal(filepath.Join(repo.Dir(), "journal"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ref, err := backup.LoadReference(journal, vm.UUID)
 	if err != nil || ref == nil {
 		log.Fatalf("reference: %v", err)
 	}

@@ -1,4 +1,4 @@
-package restore
+package export
 
 import (
 	"context"
@@ -14,18 +14,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
 )
 
-// Source is the read side of the repository restore and export need.
-// *engine.Repository implements it; a restore never writes to it.
+// Source is the read side of the repository an export needs.
+// *engine.Repository implements it; an export never writes to it.
 type Source interface {
 	// OpenDisk opens disk n of rp for concurrent random reads.
 	OpenDisk(ctx context.Context, rp *engine.RestorePoint, n int) (*engine.DiskReader, error)
-	// ChunkIDs lists a disk's chunks in order, engine.ZeroID for zero ones.
-	ChunkIDs(ctx context.Context, d *engine.Disk) ([]engine.ID, error)
-	// ChunkSize is the repository's chunk size.
-	ChunkSize() int
 }
 
 var _ Source = (*engine.Repository)(nil)
@@ -38,8 +35,8 @@ const (
 	FormatRaw   = "raw"
 )
 
-// ExportOptions configure Export. Zero values mean the documented default.
-type ExportOptions struct {
+// Options configure Export. Zero values mean the documented default.
+type Options struct {
 	// Format of the disk files: qcow2 (default), vmdk (streamOptimized, as
 	// vSphere imports it with an OVF), vhdx or raw (sparse).
 	Format string
@@ -59,7 +56,7 @@ type ExportOptions struct {
 }
 
 // Validate reports every problem at once.
-func (o *ExportOptions) Validate() error {
+func (o *Options) Validate() error {
 	var errs []error
 	switch o.Format {
 	case "", FormatQCOW2, FormatVMDK, FormatVHDX, FormatRaw:
@@ -82,8 +79,8 @@ type ExportedDisk struct {
 	Index  int    `json:"index"`
 }
 
-// ExportResult says what Export wrote.
-type ExportResult struct {
+// Result says what Export wrote.
+type Result struct {
 	RestorePoint string         `json:"restore_point"`
 	Dir          string         `json:"dir"`
 	Disks        []ExportedDisk `json:"disks"`
@@ -99,7 +96,7 @@ type ExportResult struct {
 // unix socket, so no raw copy is ever written — and writes an OVF and a
 // libvirt domain XML describing the VM. Files are written under temporary
 // names and renamed when complete; a failed export removes them.
-func Export(ctx context.Context, src Source, rp *engine.RestorePoint, o ExportOptions) (_ *ExportResult, err error) {
+func Export(ctx context.Context, src Source, rp *engine.RestorePoint, o Options) (_ *Result, err error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -116,11 +113,11 @@ func Export(ctx context.Context, src Source, rp *engine.RestorePoint, o ExportOp
 	if err != nil {
 		return nil, fmt.Errorf("export needs qemu-img (Debian package qemu-utils): %w", err)
 	}
-	cfg, err := ParseConfig(rp)
+	cfg, err := clusterjob.ConfigOf(rp)
 	if err != nil {
 		return nil, err
 	}
-	places, err := placeDisks(rp, o.Disks)
+	places, err := clusterjob.PlaceDisks(rp, o.Disks)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +125,7 @@ func Export(ctx context.Context, src Source, rp *engine.RestorePoint, o ExportOp
 		return nil, fmt.Errorf("export: %w", err)
 	}
 	start := time.Now()
-	res := &ExportResult{RestorePoint: rp.Name(), Dir: o.OutDir}
+	res := &Result{RestorePoint: rp.Name(), Dir: o.OutDir}
 	base := safeName(rp.VM)
 	res.OVF = filepath.Join(o.OutDir, base+".ovf")
 	if o.Format != FormatVHDX {
@@ -207,7 +204,7 @@ func Export(ctx context.Context, src Source, rp *engine.RestorePoint, o ExportOp
 
 // convertDisk serves disk d over NBD on sockPath and runs qemu-img convert
 // into out.
-func convertDisk(ctx context.Context, src Source, rp *engine.RestorePoint, d *engine.Disk, qemu, sockPath, out string, o ExportOptions) error {
+func convertDisk(ctx context.Context, src Source, rp *engine.RestorePoint, d *engine.Disk, qemu, sockPath, out string, o Options) error {
 	dr, err := src.OpenDisk(ctx, rp, d.Index)
 	if err != nil {
 		return err

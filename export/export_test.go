@@ -1,4 +1,4 @@
-package restore_test
+package export_test
 
 import (
 	"bytes"
@@ -10,26 +10,19 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine/enginetest"
+	"github.com/ahvfs/ahvfs/export"
 	"github.com/ahvfs/ahvfs/internal/testenv"
-	"github.com/ahvfs/ahvfs/restore"
 )
 
-// testConfig is a VM configuration as the backup job records it.
-func testConfig(boot string) map[string]any {
-	return map[string]any{
-		"Name": "web01", "UUID": "0e1b7c3a-1111-4222-8333-444455556666",
-		"NumSockets": 2, "CoresPerSocket": 2, "VCPUs": 4, "MemoryBytes": 3 << 30,
-		"BootType": boot, "MachineType": "Q35",
-		"Disks": []map[string]any{
-			{"Bus": "SCSI", "Index": 0, "SizeBytes": 64 << 20},
-			{"Bus": "SCSI", "Index": 1, "SizeBytes": 32 << 20},
-		},
-		"NICs": []map[string]any{
-			{"SubnetName": "vlan10", "MAC": "50:6b:8d:aa:bb:01", "Model": "VIRTIO", "IsConnected": true},
-			{"SubnetName": "vlan20", "MAC": "50:6b:8d:aa:bb:02", "Model": "E1000", "IsConnected": true},
-		},
-	}
+// testConfig is a VM configuration record as the backup job writes it.
+func testConfig(boot string) clusterjob.VMConfig {
+	return clusterjob.VMConfig{Version: clusterjob.VMConfigVersion, Name: "web01", UUID: "0e1b7c3a-1111-4222-8333-444455556666",
+		NumSockets: 2, CoresPerSocket: 2, VCPUs: 4, MemoryBytes: 3 << 30, BootType: boot, MachineType: "Q35",
+		Disks: []clusterjob.DiskConfig{{Disk: 0, Bus: "scsi", Index: 0, SizeBytes: 64 << 20}, {Disk: 1, Bus: "scsi", Index: 1, SizeBytes: 32 << 20}},
+		NICs: []clusterjob.NICConfig{{SubnetName: "vlan10", MAC: "50:6b:8d:aa:bb:01", Model: "VIRTIO", IsConnected: true},
+			{SubnetName: "vlan20", MAC: "50:6b:8d:aa:bb:02", Model: "E1000", IsConnected: true}}}
 }
 
 // TestExport converts a two-disk restore point (a real ext4 disk and a
@@ -38,9 +31,9 @@ func testConfig(boot string) map[string]any {
 // XML, and the OVF parses with one disk reference per file.
 func TestExport(t *testing.T) {
 	testenv.Commands(t, "qemu-img", "virt-xml-validate", "xmllint", "mkfs.ext4")
-	src := []string{enginetest.Ext4Image(t, 64<<20, 1), dataDisk(t, 32<<20, 2)}
+	src := []string{enginetest.Ext4Image(t, 64<<20, 1), enginetest.DataDisk(t, 32<<20, 2)}
 	for _, boot := range []string{"SECURE_BOOT", "LEGACY"} {
-		repo, rp := importVM(t, "web01", testConfig(boot), src...)
+		repo, rp := enginetest.ImportVM(t, "web01", testConfig(boot), src...)
 		formats := []string{"qcow2", "vmdk", "vhdx", "raw"}
 		if boot == "LEGACY" {
 			formats = formats[:1] // one format is enough for the second firmware
@@ -49,7 +42,7 @@ func TestExport(t *testing.T) {
 			t.Run(boot+"/"+format, func(t *testing.T) {
 				out := filepath.Join(t.TempDir(), "out")
 				var last int64
-				res, err := restore.Export(context.Background(), repo, rp, restore.ExportOptions{Format: format, OutDir: out,
+				res, err := export.Export(context.Background(), repo, rp, export.Options{Format: format, OutDir: out,
 					Progress: func(_ int, done, _ int64) { last = max(last, done) }})
 				if err != nil {
 					t.Fatal(err)
@@ -127,7 +120,7 @@ func checkLibvirt(t *testing.T, path, boot, format string) {
 	}
 }
 
-func checkOVF(t *testing.T, path string, disks []restore.ExportedDisk) {
+func checkOVF(t *testing.T, path string, disks []export.ExportedDisk) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -1,4 +1,4 @@
-package restore
+package export
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
 )
 
@@ -25,7 +26,7 @@ func xmlText(s string) string {
 }
 
 // nicNetwork is the network name a description uses for a NIC.
-func nicNetwork(n NICConfig) string {
+func nicNetwork(n clusterjob.NICConfig) string {
 	switch {
 	case n.SubnetName != "":
 		return n.SubnetName
@@ -37,7 +38,7 @@ func nicNetwork(n NICConfig) string {
 
 // OVF returns an OVF 1.x descriptor of the VM whose disks were exported as
 // disks (files in the same directory).
-func OVF(cfg *VMConfig, rp *engine.RestorePoint, disks []ExportedDisk) ([]byte, error) {
+func OVF(cfg *clusterjob.VMConfig, rp *engine.RestorePoint, disks []ExportedDisk) ([]byte, error) {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
@@ -158,7 +159,7 @@ func OVF(cfg *VMConfig, rp *engine.RestorePoint, disks []ExportedDisk) ([]byte, 
 
 // nicConnectedKnown reports whether the configuration says anything about
 // NIC connection state (older configurations do not: assume connected).
-func nicConnectedKnown(cfg *VMConfig) bool {
+func nicConnectedKnown(cfg *clusterjob.VMConfig) bool {
 	for _, n := range cfg.NICs {
 		if n.IsConnected {
 			return true
@@ -301,7 +302,7 @@ type lvInterface struct {
 
 // LibvirtXML returns a libvirt domain definition of the VM whose disks were
 // exported as disks (absolute paths; edit them after moving the files).
-func LibvirtXML(cfg *VMConfig, rp *engine.RestorePoint, disks []ExportedDisk) ([]byte, error) {
+func LibvirtXML(cfg *clusterjob.VMConfig, rp *engine.RestorePoint, disks []ExportedDisk) ([]byte, error) {
 	d := lvDomain{Type: "kvm", Name: cfg.Name, Description: "Exported by ahvfs from " + rp.Name(),
 		Memory: lvSized{Unit: "KiB", Value: cfg.MemoryBytes >> 10}, OnPoweroff: "destroy", OnReboot: "restart", OnCrash: "destroy"}
 	sockets, cores := cfg.Sockets()

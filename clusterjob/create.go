@@ -1,0 +1,154 @@
+package clusterjob
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ahvfs/ahvfs/nutanix"
+)
+
+// The create calls below journal the object under a unique name before
+// the call, add its ID after, and release what a failed call may have
+// left. The returned Object is what the caller later passes to Release
+// (a temporary object) or Forget (a result).
+
+// CreateSnapshot snapshots the VM (application-consistent if asked and
+// possible) under a new unique name.
+func (jb *Job) CreateSnapshot(ctx context.Context, vmUUID, vmName string, appConsistent bool) (nutanix.Snapshot, Object, error) {
+	o := Object{Kind: KindSnapshot, Name: jb.Name("", vmName), VMUUID: vmUUID, VM: vmName}
+	if err := jb.Record(o); err != nil {
+		return nutanix.Snapshot{}, o, err
+	}
+	snap, err := jb.cl.CreateSnapshot(ctx, vmUUID, o.Name, appConsistent)
+	if snap.API != "" {
+		o.API = snap.API // v2.0 snapshots of the v3 backend
+	}
+	o, err = jb.created(ctx, o, snap.ID, err)
+	if err != nil {
+		return snap, o, fmt.Errorf("snapshot VM %s: %w", vmName, err)
+	}
+	return snap, o, nil
+}
+
+// CreateVolumeGroupFromSnapshotDisk clones one disk of snap into a new
+// temporary volume group; label names it (e.g. "web01-disk0").
+func (jb *Job) CreateVolumeGroupFromSnapshotDisk(ctx context.Context, snap nutanix.Snapshot, diskUUID, label string) (nutanix.VolumeGroup, Object, error) {
+	o := Object{Kind: KindVolumeGroup, Name: jb.Name("vg", label), VMUUID: snap.VMUUID}
+	if err := jb.Record(o); err != nil {
+		return nutanix.VolumeGroup{}, o, err
+	}
+	vg, err := jb.cl.CreateVolumeGroupFromSnapshotDisk(ctx, snap, diskUUID, o.Name)
+	o, err = jb.created(ctx, o, vg.UUID, err)
+	if err != nil {
+		return vg, o, fmt.Errorf("volume group %s: %w", o.Name, err)
+	}
+	return vg, o, nil
+}
+
+// CreateBlankVolumeGroup creates a temporary volume group of blank disks
+// (spec.Name is chosen here from label).
+func (jb *Job) CreateBlankVolumeGroup(ctx context.Context, spec nutanix.VolumeGroupSpec, label string) (nutanix.VolumeGroup, Object, error) {
+	o := Object{Kind: KindVolumeGroup, Name: jb.Name("vg", label)}
+	if err := jb.Record(o); err != nil {
+		return nutanix.VolumeGroup{}, o, err
+	}
+	spec.Name = o.Name
+	vg, err := jb.cl.CreateBlankVolumeGroup(ctx, spec)
+	o, err = jb.created(ctx, o, vg.UUID, err)
+	if err != nil {
+		return vg, o, fmt.Errorf("volume group %s: %w", o.Name, err)
+	}
+	if len(vg.Disks) != len(spec.DiskSizes) {
+		err := fmt.Errorf("volume group %s has %d disks, want %d", vg.UUID, len(vg.Disks), len(spec.DiskSizes))
+		cctx, cancel := jb.CleanupContext(ctx)
+		defer cancel()
+		if rerr := jb.Release(cctx, o); rerr != nil {
+			jb.log.Warn("release a volume group", "err", rerr)
+		}
+		return vg, o, err
+	}
+	return vg, o, nil
+}
+
+// CreateImage creates a temporary image (spec.Name is chosen here from
+// label): empty for an upload, or fetched from spec.SourceURL.
+func (jb *Job) CreateImage(ctx context.Context, spec nutanix.ImageSpec, label string) (nutanix.Image, Object, error) {
+	o := Object{Kind: KindImage, Name: jb.Name("img", label)}
+	if err := jb.Record(o); err != nil {
+		return nutanix.Image{}, o, err
+	}
+	spec.Name = o.Name
+	im, err := jb.cl.CreateImage(ctx, spec)
+	o, err = jb.created(ctx, o, im.UUID, err)
+	if err != nil {
+		return im, o, fmt.Errorf("image %s: %w", o.Name, err)
+	}
+	return im, o, nil
+}
+
+// CreateVM creates a VM (powered off) under construction: until Forget
+// (or CommitReplacement) the job's teardown deletes it. The VMs of that
+// name that exist now are recorded and never touched; replaces is the
+// original VM an overwriting restore will replace (nil: none).
+func (jb *Job) CreateVM(ctx context.Context, spec nutanix.VMSpec, replaces *nutanix.VM) (string, Object, error) {
+	o := Object{Kind: KindVM, Name: spec.Name}
+	vms, err := jb.cl.ListVMs(ctx)
+	if err != nil {
+		return "", o, fmt.Errorf("create VM %s: list VMs: %w", spec.Name, err)
+	}
+	for _, v := range vms {
+		if v.Name == spec.Name {
+			o.Existing = append(o.Existing, v.UUID)
+		}
+	}
+	if replaces != nil {
+		o.Replaces = &Replacement{UUID: replaces.UUID, WasOn: replaces.PowerState == nutanix.PowerOn}
+	}
+	if err := jb.Record(o); err != nil {
+		return "", o, err
+	}
+	id, err := jb.cl.CreateVM(ctx, spec)
+	o, err = jb.created(ctx, o, id, err)
+	if err != nil {
+		return id, o, fmt.Errorf("create VM %s: %w", spec.Name, err)
+	}
+	return id, o, nil
+}
+
+// PowerOffOriginal powers off the VM that o (from CreateVM) replaces, once
+// the new VM is complete. Until CommitReplacement a teardown powers it on
+// again if it was on.
+func (jb *Job) PowerOffOriginal(ctx context.Context, o *Object) error {
+	r := o.Replaces
+	if r == nil || !r.WasOn {
+		return nil
+	}
+	r.PoweredOff = true
+	if err := jb.Record(*o); err != nil {
+		return err
+	}
+	if err := jb.cl.SetPowerState(ctx, r.UUID, nutanix.PowerOff); err != nil {
+		return fmt.Errorf("power off the original VM %s: %w", r.UUID, err)
+	}
+	return nil
+}
+
+// CommitReplacement makes the new VM of o the result and deletes the
+// original. From the journal write on, a teardown or a sweep finishes
+// the overwrite (deletes the original) instead of undoing it, so a crash
+// at any instant leaves either the original or the new VM, never
+// neither.
+func (jb *Job) CommitReplacement(ctx context.Context, o *Object) error {
+	r := o.Replaces
+	if r == nil {
+		return jb.Forget(*o)
+	}
+	r.Committed = true
+	if err := jb.Record(*o); err != nil {
+		return err
+	}
+	if err := deleteVM(ctx, jb.cl, r.UUID); err != nil {
+		return fmt.Errorf("delete the original VM %s: %w (the next job or `ahvfs cleanup` finishes the overwrite)", r.UUID, err)
+	}
+	return jb.Forget(*o)
+}

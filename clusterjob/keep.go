@@ -1,0 +1,106 @@
+package clusterjob
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// keptRecord is kept/<owner>.json: objects ahvfs keeps on the cluster on
+// purpose, such as a VM's reference snapshots, with the owner's record
+// (opaque here).
+type keptRecord struct {
+	Owner   string          `json:"owner"`
+	Objects []Object        `json:"objects"`
+	Record  json.RawMessage `json:"record,omitempty"`
+}
+
+var ownerSafe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
+
+func (j *Journal) keptFile(owner string) string {
+	name := owner
+	if !ownerSafe.MatchString(owner) || strings.HasPrefix(owner, ".") {
+		h := sha256.Sum256([]byte(owner))
+		name = "h-" + hex.EncodeToString(h[:16])
+	}
+	return filepath.Join(j.dir, keptDir, name+".json")
+}
+
+// Keep records, in one atomic write replacing the owner's earlier record,
+// that objs are kept on the cluster on purpose, with record (any JSON
+// value) for the owner to read back with Kept. A sweep never deletes a
+// kept snapshot, even one a dead job's entry still names: the hand-over
+// from a job's temporary object to a kept one is Keep, then the job's
+// Forget, and a crash between the two loses nothing.
+func (j *Journal) Keep(owner string, objs []Object, record any) error {
+	raw, err := json.Marshal(record)
+	if err != nil {
+		return fmt.Errorf("keep %s: %w", owner, err)
+	}
+	b, err := json.Marshal(keptRecord{Owner: owner, Objects: objs, Record: raw})
+	if err != nil {
+		return fmt.Errorf("keep %s: %w", owner, err)
+	}
+	if err := writeFileAtomic(j.keptFile(owner), b); err != nil {
+		return fmt.Errorf("keep %s: %w", owner, err)
+	}
+	return nil
+}
+
+// Kept reads the owner's record into record; false when there is none.
+func (j *Journal) Kept(owner string, record any) (bool, error) {
+	b, err := os.ReadFile(j.keptFile(owner))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read kept record %s: %w", owner, err)
+	}
+	var kr keptRecord
+	if err := json.Unmarshal(b, &kr); err != nil {
+		return false, fmt.Errorf("kept record %s: %w", owner, err)
+	}
+	if record != nil && len(kr.Record) > 0 {
+		if err := json.Unmarshal(kr.Record, record); err != nil {
+			return false, fmt.Errorf("kept record %s: %w", owner, err)
+		}
+	}
+	return true, nil
+}
+
+// keptSnapshots are the IDs of every kept snapshot.
+func (j *Journal) keptSnapshots() (map[string]bool, error) {
+	ents, err := os.ReadDir(filepath.Join(j.dir, keptDir))
+	if err != nil {
+		return nil, fmt.Errorf("journal: kept records: %w", err)
+	}
+	ids := map[string]bool{}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(j.dir, keptDir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("journal: kept record %s: %w", e.Name(), err)
+		}
+		var kr keptRecord
+		if err := json.Unmarshal(b, &kr); err != nil {
+			// Unreadable: protecting too little could delete a reference,
+			// so the sweep stops.
+			return nil, fmt.Errorf("journal: kept record %s is undecodable: %w", e.Name(), err)
+		}
+		for _, o := range kr.Objects {
+			if o.Kind == KindSnapshot && o.ID != "" {
+				ids[o.ID] = true
+			}
+		}
+	}
+	return ids, nil
+}

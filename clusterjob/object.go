@@ -1,0 +1,125 @@
+package clusterjob
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/ahvfs/ahvfs/nutanix"
+)
+
+// Kind is the kind of a journaled cluster object.
+type Kind string
+
+// Kinds of temporary cluster objects, in the order a teardown deletes
+// them: a VM under construction uses volume group disks or images; an
+// attachment is released before its volume group; volume groups and
+// images are clones of snapshot disks.
+const (
+	KindVM          Kind = "vm"           // a VM under construction (or the original an overwrite replaces)
+	KindAttachment  Kind = "attachment"   // this host's initiator attached to a volume group
+	KindVolumeGroup Kind = "volume-group" // a temporary volume group
+	KindImage       Kind = "image"        // a temporary image
+	KindSnapshot    Kind = "snapshot"     // a VM snapshot (v3 vm_snapshot, v2 snapshot) or a v4 recovery point
+)
+
+func (k Kind) order() int {
+	switch k {
+	case KindVM:
+		return 0
+	case KindAttachment:
+		return 1
+	case KindVolumeGroup:
+		return 2
+	case KindImage:
+		return 3
+	case KindSnapshot:
+		return 4
+	}
+	return 5
+}
+
+// Object is one temporary cluster object in the journal. It is recorded
+// under its Name before the create call, and again with its ID once the
+// call returns; the name is unique (the job chooses it), so an object
+// whose ID never reached the journal is found again by name.
+type Object struct {
+	Kind Kind   `json:"kind"`
+	Name string `json:"name"`
+	ID   string `json:"id,omitempty"`
+	// API is the Prism API family the object was created through: it is
+	// deleted through the same one.
+	API nutanix.APIVersion `json:"api,omitempty"`
+	// VMUUID and VM name the VM a snapshot is of.
+	VMUUID string `json:"vm_uuid,omitempty"`
+	VM     string `json:"vm,omitempty"`
+	// VolumeGroup (UUID) and Initiator (IQN) of an attachment.
+	VolumeGroup string `json:"volume_group,omitempty"`
+	Initiator   string `json:"initiator,omitempty"`
+	// Existing are the UUIDs of the VMs named Name before a VM was
+	// created: never deleted when the new one is looked up by name.
+	Existing []string `json:"existing,omitempty"`
+	// Replaces is the original VM an overwriting restore replaces.
+	Replaces *Replacement `json:"replaces,omitempty"`
+	Created  time.Time    `json:"created"`
+}
+
+// Replacement is the state of an overwrite: the new VM (the Object) is
+// built first; only then is the original powered off, and the overwrite
+// committed before the original is deleted.
+type Replacement struct {
+	UUID string `json:"uuid"`
+	// WasOn: the original was powered on; PoweredOff: the job has asked
+	// to power it off (recorded before the call).
+	WasOn      bool `json:"was_on"`
+	PoweredOff bool `json:"powered_off"`
+	// Committed: the new VM is the result. A sweep then finishes the
+	// overwrite (deletes the original) instead of undoing it.
+	Committed bool `json:"committed"`
+}
+
+func (o Object) String() string {
+	what := string(o.Kind)
+	switch {
+	case o.Kind == KindSnapshot && Family(o.API) == nutanix.APIV4:
+		what = "recovery point"
+	case o.Kind == KindVolumeGroup:
+		what = "volume group"
+	case o.Kind == KindAttachment:
+		return "attachment of " + o.Initiator + " to volume group " + firstNonEmpty(o.VolumeGroup, o.Name)
+	case o.Kind == KindVM:
+		what = "VM"
+	}
+	s := what + " " + o.Name
+	if o.ID != "" {
+		s += " (" + o.ID + ")"
+	}
+	return s
+}
+
+// Family maps an API version to the client family that addresses its
+// objects: v2.0 objects (APIV2) belong to the v3 backend.
+func Family(api nutanix.APIVersion) nutanix.APIVersion {
+	if strings.HasPrefix(string(api), "v2") {
+		return nutanix.APIV3
+	}
+	return api
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// notCreated reports whether err proves that a create call made nothing:
+// the server refused the request (4xx but 408 and 429) or its task
+// failed... except that a failed task can still leave an entity behind
+// (nutanix-api.md §9), so for tasks the caller looks the name up anyway.
+func notCreated(err error) bool {
+	var ae *nutanix.APIError
+	return errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && ae.Status != 408 && ae.Status != 429
+}

@@ -1,0 +1,13 @@
+// Package export writes restore points out as files for another
+// hypervisor (Export, `ahvfs export`): the disks in qcow2, vmdk, vhdx or
+// raw, plus a VM description. It only reads the repository.
+//
+// Export converts disks with `qemu-img convert` reading straight from the
+// engine through a minimal in-process read-only NBD server on a unix
+// socket (fixed newstyle handshake, NBD_OPT_GO/INFO/EXPORT_NAME/LIST,
+// NBD_CMD_READ/DISC, simple replies), so no temporary raw copy exists.
+// Zero chunks cost a memclr. Beside the disks it writes an OVF 1.x
+// descriptor (vSphere: vmdk streamOptimized) and a libvirt domain XML
+// (KVM/Proxmox; not for vhdx, which libvirt cannot use), both from the VM
+// configuration record (clusterjob.VMConfig).
+package export

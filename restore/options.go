@@ -1,0 +1,157 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ahvfs/ahvfs/clusterjob"
+	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/iscsi"
+)
+
+// Data paths.
+const (
+	DataPathAuto  = "auto"
+	DataPathISCSI = "iscsi"
+	DataPathREST  = "rest"
+)
+
+// Options configure Restore. Zero values mean the documented default;
+// Validate reports every problem at once.
+type Options struct {
+	// Name of the new VM. Default: the original name; without Overwrite
+	// that is an error when a VM of that name exists on the target cluster.
+	Name string
+	// TargetCluster is a cluster name or UUID. Default: the VM's original
+	// cluster when the configuration names one that exists, else the only
+	// cluster.
+	TargetCluster string
+	// Container is the storage container of the new disks, by name or
+	// UUID, on the target cluster. Default: the cluster's default
+	// container (chosen by the cluster).
+	Container string
+	// NetworkMap maps a source subnet (name or UUID) to a target subnet
+	// (name or UUID, on the target cluster). Unmapped subnets must exist on
+	// the target under the same UUID or name.
+	NetworkMap map[string]string
+	// VCPUs and MemoryBytes override the recorded configuration (0: keep).
+	VCPUs       int
+	MemoryBytes int64
+	// Disks selects disks by index (disk-N); nil restores all.
+	Disks []int
+	// PowerOn powers the new VM on at the end.
+	PowerOn bool
+	// Overwrite replaces the original VM: the new VM is created first, then
+	// the original is powered off and deleted (see doc.go for the order).
+	Overwrite bool
+	// DataPath: iscsi writes blank volume group disks over iSCSI, rest
+	// uploads images. auto (default) is iscsi.
+	DataPath string
+	// ISCSIPort overrides the port of the portal the cluster reports (tests
+	// and NAT); 0 keeps it (3260).
+	ISCSIPort int
+	// InitiatorIQN is this host's iSCSI name (default: the iscsi package's).
+	InitiatorIQN string
+	// ISCSI tunes sessions (Portal, TargetIQN and InitiatorIQN are set
+	// by Restore).
+	ISCSI iscsi.Options
+	// Concurrency is the number of chunk writes in flight per disk
+	// (default 16).
+	Concurrency int
+	// CleanupTimeout bounds the removal of what a failed restore created
+	// (default 2 minutes), run with a fresh context so it also works after
+	// SIGINT cancelled ctx.
+	CleanupTimeout time.Duration
+	// Progress, if set, receives the bytes of a disk handled so far (zero
+	// chunks count as handled). Called from several goroutines.
+	Progress func(disk int, done, total int64)
+	// BandwidthLimit caps the bytes per second written to the cluster
+	// (0: unlimited).
+	BandwidthLimit int64
+	// Journal records the temporary cluster objects of the restore
+	// (default: the repository's, REPO/journal, when the source has a
+	// directory).
+	Journal *clusterjob.Journal
+	// Clusters gives clients of other Prism API families for the sweep of
+	// earlier jobs' leftovers (default: only the restore's client).
+	Clusters clusterjob.Clusters
+	// SkipCleanup does not sweep leftovers of earlier jobs at the start.
+	SkipCleanup bool
+	// Logger receives progress of the steps (default: discard).
+	Logger *slog.Logger
+}
+
+// Validate reports every invalid field.
+func (o *Options) Validate() error {
+	var errs []error
+	switch o.DataPath {
+	case "", DataPathAuto, DataPathISCSI, DataPathREST:
+	default:
+		errs = append(errs, fmt.Errorf("data path %q: want auto, iscsi or rest", o.DataPath))
+	}
+	if o.VCPUs < 0 {
+		errs = append(errs, fmt.Errorf("vcpu %d: must be positive", o.VCPUs))
+	}
+	if o.MemoryBytes < 0 || (o.MemoryBytes > 0 && o.MemoryBytes < 1<<20) {
+		errs = append(errs, fmt.Errorf("memory %d: want at least 1 MiB", o.MemoryBytes))
+	}
+	if o.ISCSIPort < 0 || o.ISCSIPort > 65535 {
+		errs = append(errs, fmt.Errorf("iscsi port %d out of range", o.ISCSIPort))
+	}
+	if o.Concurrency < 0 {
+		errs = append(errs, errors.New("concurrency must not be negative"))
+	}
+	if o.BandwidthLimit < 0 {
+		errs = append(errs, errors.New("bandwidth limit must not be negative"))
+	}
+	for k, v := range o.NetworkMap {
+		if k == "" || v == "" {
+			errs = append(errs, fmt.Errorf("network map %q=%q: want SRC=DST", k, v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DiskResult is one restored disk.
+type DiskResult struct {
+	Name    string `json:"name"` // disk-N of the restore point
+	Address string `json:"address"`
+	Size    int64  `json:"size"`
+	Written int64  `json:"written"` // bytes sent to the cluster
+}
+
+// Result says what Restore did.
+type Result struct {
+	RestorePoint string        `json:"restore_point"`
+	VMUUID       string        `json:"vm_uuid"`
+	Name         string        `json:"name"`
+	Cluster      string        `json:"cluster"`
+	DataPath     string        `json:"data_path"`
+	Disks        []DiskResult  `json:"disks"`
+	NICs         []string      `json:"nics"` // target subnet names, in order
+	KeptMACs     bool          `json:"kept_macs"`
+	PoweredOn    bool          `json:"powered_on"`
+	Replaced     string        `json:"replaced,omitempty"` // UUID of the VM --overwrite deleted
+	Bytes        int64         `json:"bytes"`
+	Written      int64         `json:"written"`
+	Duration     time.Duration `json:"duration_ns"`
+	Warnings     []string      `json:"warnings,omitempty"`
+	// Cleanup is what the sweep of earlier jobs' leftovers did.
+	Cleanup *clusterjob.Report `json:"cleanup,omitempty"`
+}
+
+// Source is the read side of the repository a restore needs.
+// *engine.Repository implements it; a restore never writes to it.
+type Source interface {
+	// OpenDisk opens disk n of rp for concurrent random reads.
+	OpenDisk(ctx context.Context, rp *engine.RestorePoint, n int) (*engine.DiskReader, error)
+	// ChunkIDs lists a disk's chunks in order, engine.ZeroID for zero ones.
+	ChunkIDs(ctx context.Context, d *engine.Disk) ([]engine.ID, error)
+	// ChunkSize is the repository's chunk size.
+	ChunkSize() int
+}
+
+var _ Source = (*engine.Repository)(nil)
