@@ -48,7 +48,7 @@ func (s *Session) connLost(l *link, cause error) {
 }
 
 // recover logs in again until it works, RecoveryTimeout passes, or the
-// target refuses us for good.
+// target refuses us for good (see retryLogin).
 func (s *Session) recover(cause error) {
 	defer s.wg.Done()
 	ctx, cancel := context.WithTimeout(s.closeCtx, s.o.RecoveryTimeout)
@@ -72,8 +72,7 @@ func (s *Session) recover(cause error) {
 		}
 		last = err
 		s.log.Debug("iscsi login attempt failed", "attempt", attempt, "err", err)
-		var le *LoginError
-		if errors.As(err, &le) && le.permanent() || ctx.Err() != nil {
+		if !retryLogin(err) || ctx.Err() != nil {
 			break
 		}
 		select {
@@ -91,10 +90,26 @@ func (s *Session) recover(cause error) {
 		s.failAllLocked(ErrClosed)
 		return
 	}
-	s.failed = fmt.Errorf("%w: connection to %s for %s lost (%v) and not re-established within %v: %w",
-		ErrSessionFailed, s.portal, s.o.TargetIQN, cause, s.o.RecoveryTimeout, last)
+	why := fmt.Sprintf("not re-established within %v", s.o.RecoveryTimeout)
+	if !retryLogin(last) {
+		why = "not re-established (the target refuses the login for good)"
+	}
+	s.failed = fmt.Errorf("%w: connection to %s for %s lost (%v) and %s: %w",
+		ErrSessionFailed, s.portal, s.o.TargetIQN, cause, why, last)
 	s.log.Error("iscsi session failed", "err", s.failed)
 	s.failAllLocked(s.failed)
+}
+
+// retryLogin reports whether recovery logs in again after a login that
+// failed with err. It does after a connection that could not be made or
+// broke and after a transient refusal (LoginError.Transient): a target
+// that restarts accepts connections before its targets are configured
+// again and answers "target not found" meanwhile. It does not after any
+// other refusal (bad credentials, not authorized, an initiator error):
+// asking again cannot change the answer.
+func retryLogin(err error) bool {
+	var le *LoginError
+	return !errors.As(err, &le) || le.Transient()
 }
 
 // watchdog pings an idle connection and kills one whose target has gone

@@ -2,8 +2,10 @@ package iscsi_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,5 +184,107 @@ func TestSessionFails(t *testing.T) {
 	start = time.Now()
 	if _, err := lun.ReadAt(make([]byte, 512), 0); !errors.Is(err, iscsi.ErrSessionFailed) || time.Since(start) > time.Second {
 		t.Fatalf("second read: %v after %v", err, time.Since(start))
+	}
+}
+
+// TestRecoveryTargetNotFound restarts tgtd without its configuration:
+// logins are refused "target not found" (0x0203), as a restarting CVM
+// refuses them until its targets are back. The session keeps logging in,
+// and once the target is configured again it recovers and the read that
+// waited is exact.
+func TestRecoveryTargetNotFound(t *testing.T) {
+	needTgtd(t)
+	const size = 4 << 20
+	d, paths := newTarget(t, "127.0.0.1", size)
+	// The proxy counts the connections, so the login attempts.
+	p := iscsitest.NewProxy(t, d.Addr())
+	s := dial(t, iscsi.Options{Portal: p.Addr, RecoveryTimeout: 30 * time.Second})
+	lun := openLUN(t, s, 1)
+	want := readFile(t, paths[0])
+
+	d.RestartUnconfigured(0)
+	before := p.Accepted()
+	buf := make([]byte, size)
+	done := make(chan error, 1)
+	go func() {
+		_, err := lun.ReadAtContext(testCtx(t), buf, 0)
+		done <- err
+	}()
+	// A connection accepted from now on reaches the unconfigured tgtd and
+	// its login is refused; a second one means the session tried again
+	// after a refusal.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for p.Accepted() < before+2 {
+		select {
+		case err := <-done:
+			t.Fatalf("read ended while the target was not configured (%d connections since): %v", p.Accepted()-before, err)
+		case <-tick.C:
+		}
+	}
+	d.Replay()
+	if err := <-done; err != nil {
+		t.Fatalf("read across the unconfigured restart: %v", err)
+	}
+	if !bytes.Equal(buf, want) {
+		t.Fatalf("read across the unconfigured restart: %s", firstDiff(buf, want))
+	}
+	if got := s.Info().Reconnects; got != 1 {
+		t.Fatalf("%d reconnects, want 1", got)
+	}
+}
+
+// TestDialTargetNotFound dials a target the portal does not serve: the
+// first login makes one attempt and fails at once with a clear error,
+// though session recovery would retry the same refusal.
+func TestDialTargetNotFound(t *testing.T) {
+	needTgtd(t)
+	d, _ := newTarget(t, "127.0.0.1", 1<<20)
+	p := iscsitest.NewProxy(t, d.Addr())
+	const missing = testIQN + "-missing"
+	o := iscsi.Options{Portal: p.Addr, TargetIQN: missing, RecoveryTimeout: time.Minute}
+	start := time.Now()
+	s, err := iscsi.Dial(testCtx(t), o)
+	elapsed := time.Since(start)
+	if err == nil {
+		s.Close(context.Background())
+		t.Fatal("login to a missing target succeeded")
+	}
+	var le *iscsi.LoginError
+	if !errors.Is(err, iscsi.ErrTargetNotFound) || !errors.As(err, &le) || !le.Transient() {
+		t.Fatalf("error %v: want a transient *LoginError matching ErrTargetNotFound", err)
+	}
+	for _, want := range []string{missing, p.Addr, "target not found", "0x0203"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if n := p.Accepted(); n != 1 {
+		t.Errorf("%d connections: Dial tried again", n)
+	}
+	if elapsed > o.RecoveryTimeout/10 {
+		t.Errorf("Dial took %v to fail", elapsed)
+	}
+}
+
+// TestRecoveryAuthRefused restarts tgtd requiring CHAP, which the session
+// has no credentials for: recovery stops at the first refusal instead of
+// asking again until RecoveryTimeout.
+func TestRecoveryAuthRefused(t *testing.T) {
+	needTgtd(t)
+	d, _ := newTarget(t, "127.0.0.1", 1<<20)
+	const recovery = time.Minute
+	s := dial(t, iscsi.Options{Portal: d.Addr(), RecoveryTimeout: recovery})
+	lun := openLUN(t, s, 1)
+	// Applies to logins from now on: the session's own is done.
+	d.RequireCHAP(1, "backup", "initiator-secret-123")
+	d.Restart(0)
+	start := time.Now()
+	_, err := lun.ReadAtContext(testCtx(t), make([]byte, 4096), 0)
+	if !errors.Is(err, iscsi.ErrSessionFailed) || !errors.Is(err, iscsi.ErrAuth) {
+		t.Fatalf("read after the target began requiring CHAP: %v, want ErrSessionFailed and ErrAuth", err)
+	}
+	if el := time.Since(start); el > recovery/4 {
+		t.Fatalf("the session failed after %v: a refused authentication was retried", el)
 	}
 }

@@ -66,7 +66,9 @@ type SessionInfo struct {
 }
 
 // Dial logs in to o.TargetIQN at o.Portal (following login redirects)
-// and returns the session.
+// and returns the session. It makes one attempt: a refused login fails at
+// once with a *LoginError, even one that session recovery would retry
+// (see the package documentation).
 func Dial(ctx context.Context, o Options) (*Session, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
