@@ -146,7 +146,16 @@ func TestHungTarget(t *testing.T) {
 		_, err := lun.ReadAtContext(testCtx(t), buf, 0)
 		done <- err
 	}()
-	time.Sleep(1500 * time.Millisecond)
+	// The watchdog drops the silent connection: the session has none
+	// until the target answers a login again.
+	deadline := time.Now().Add(30 * time.Second)
+	for s.Info().Portal != "" {
+		if time.Now().After(deadline) {
+			d.Resume()
+			t.Fatal("the watchdog did not drop the stalled connection within 30s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	d.Resume()
 	select {
 	case err := <-done:
