@@ -48,9 +48,25 @@
 // idle connection), the session logs in again (following redirects again)
 // and reissues every command that had not completed, until
 // Options.RecoveryTimeout has passed; after that every outstanding and
-// future command fails with an error that wraps ErrSessionFailed. A login
-// refused for bad credentials is reported at once (ErrAuth). SCSI errors
-// are returned as *SenseError or *StatusError.
+// future command fails with an error that wraps ErrSessionFailed.
+//
+// Logins during that recovery are retried with backoff (50 ms doubling to
+// 2 s) while the portal refuses the connection and while the target
+// refuses the login transiently (LoginError.Transient): "target not found"
+// (status 0x0203), "target removed" (0x0204) or a target error such as
+// "service unavailable" or "out of resources" (0x03xx). A restarting
+// target, tgtd or a Nutanix CVM, accepts connections before its targets are
+// configured again and answers "target not found" meanwhile. Any other
+// refusal ends recovery at once: bad credentials or a refused
+// authorization (ErrAuth) cannot get better by asking again.
+//
+// Dial, the first login, makes one attempt and fails fast on every
+// refusal: a target that is not found then is most likely a wrong name or
+// a volume group that is not attached (errors.Is(err, ErrTargetNotFound)).
+// A caller that expects the target to appear shortly may retry Dial itself
+// when the *LoginError is Transient.
+//
+// SCSI errors are returned as *SenseError or *StatusError.
 //
 // The error recovery level is 0: a connection failure is recovered by a new
 // login and session reinstatement, never by SNACK.

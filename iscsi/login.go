@@ -31,13 +31,15 @@ var ErrTargetNotFound = errors.New("iscsi target not found")
 // detail (RFC 7143 section 11.13.5). It matches ErrAuth and
 // ErrTargetNotFound with errors.Is where it means that.
 type LoginError struct {
+	Target string // the target name; empty for a discovery session
 	Portal string
 	Class  uint8
 	Detail uint8
 }
 
 func (e *LoginError) Error() string {
-	return fmt.Sprintf("login to %s refused: %s (status 0x%02x%02x)", e.Portal, e.describe(), e.Class, e.Detail)
+	return fmt.Sprintf("login to %s at %s refused: %s (status 0x%02x%02x)",
+		nameOr(e.Target, "discovery"), e.Portal, e.describe(), e.Class, e.Detail)
 }
 
 func (e *LoginError) describe() string {
@@ -87,8 +89,17 @@ func (e *LoginError) Is(target error) bool {
 	return false
 }
 
-// permanent reports whether retrying the login cannot help.
-func (e *LoginError) permanent() bool { return e.Class == 2 }
+// Transient reports whether the same login may be accepted later: the
+// portal does not serve the target now ("target not found" 0x0203,
+// "target removed" 0x0204) or the target is out of service (class 3:
+// "target error", "service unavailable", "out of resources"). A target
+// that restarts answers so until its configuration is back. Every other
+// refusal, failed authentication or authorization above all, is not
+// transient. Session recovery retries transient refusals; Dial does not
+// (see the package documentation).
+func (e *LoginError) Transient() bool {
+	return e.Class == 3 || e.Class == 2 && (e.Detail == 3 || e.Detail == 4)
+}
 
 // redirectError is returned by a single login attempt that was redirected.
 type redirectError struct {
@@ -427,7 +438,7 @@ func (l *loginRequest) exchange(csg, nsg int, transit bool, kvs []keyValue) ([]k
 			}
 			return nil, &redirectError{addr: addr, permanent: detail == 2}
 		default:
-			return nil, &LoginError{Portal: c.portal, Class: class, Detail: detail}
+			return nil, &LoginError{Target: l.o.TargetIQN, Portal: c.portal, Class: class, Detail: detail}
 		}
 		if r[3] != 0 {
 			return nil, fmt.Errorf("%w: target chose protocol version %d", ErrProtocol, r[3])

@@ -78,7 +78,13 @@ type Options struct {
 	// connection. Default 5 s.
 	KeepAlive time.Duration
 	// RecoveryTimeout is how long a session tries to log in again after
-	// losing its connection before it fails for good. Default 60 s.
+	// losing its connection before it fails for good. Until then a portal
+	// that refuses connections and a target that refuses the login
+	// transiently ("target not found", "target removed", "service
+	// unavailable", "out of resources": LoginError.Transient), as a
+	// restarting target does, are tried again with backoff; a refused
+	// authentication or authorization ends recovery at once. Dial does not
+	// retry. Default 60 s.
 	RecoveryTimeout time.Duration
 	// MaxRedirects bounds the login redirections followed per login.
 	// Default 5.

@@ -4,7 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -166,5 +170,62 @@ func TestPDUDigests(t *testing.T) {
 	pr := pduReader{r: bufio.NewReader(bytes.NewReader(wire)), headerDigest: true, dataDigest: true, maxData: 8}
 	if _, err := pr.readPDU(&h); !errors.Is(err, ErrProtocol) {
 		t.Errorf("oversized segment: %v", err)
+	}
+}
+
+// TestRetryLogin pins down which failed logins session recovery retries
+// (a target that may take the login later) and which end it at once.
+func TestRetryLogin(t *testing.T) {
+	refused := func(status uint16) error {
+		return &LoginError{Target: "iqn.2024-01.io.ahvfs:t", Portal: "127.0.0.1:3260", Class: uint8(status >> 8), Detail: uint8(status)}
+	}
+	cases := []struct {
+		name  string
+		err   error
+		retry bool
+	}{
+		{"initiator error 0x0200", refused(0x0200), false},
+		{"authentication failure 0x0201", refused(0x0201), false},
+		{"authorization failure 0x0202", refused(0x0202), false},
+		{"target not found 0x0203", refused(0x0203), true},
+		{"target removed 0x0204", refused(0x0204), true},
+		{"unsupported version 0x0205", refused(0x0205), false},
+		{"too many connections 0x0206", refused(0x0206), false},
+		{"missing parameter 0x0207", refused(0x0207), false},
+		{"cannot include in session 0x0208", refused(0x0208), false},
+		{"session type not supported 0x0209", refused(0x0209), false},
+		{"session does not exist 0x020a", refused(0x020a), false},
+		{"invalid request during login 0x020b", refused(0x020b), false},
+		{"target error 0x0300", refused(0x0300), true},
+		{"service unavailable 0x0301", refused(0x0301), true},
+		{"out of resources 0x0302", refused(0x0302), true},
+		{"unknown target error 0x0377", refused(0x0377), true},
+		{"unknown class 0x0400", refused(0x0400), false},
+		{"wrapped target not found", fmt.Errorf("dial: %w", refused(0x0203)), true},
+		{"wrapped authentication failure", fmt.Errorf("dial: %w", refused(0x0201)), false},
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
+		{"connection reset during login", fmt.Errorf("read login response: %w", io.ErrUnexpectedEOF), true},
+		{"protocol error", fmt.Errorf("%w: got NOP-In during login", ErrProtocol), true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := retryLogin(tc.err); got != tc.retry {
+				t.Fatalf("retryLogin(%v) = %v, want %v", tc.err, got, tc.retry)
+			}
+			var le *LoginError
+			if !errors.As(tc.err, &le) {
+				return
+			}
+			if le.Transient() != tc.retry {
+				t.Errorf("Transient() = %v, want %v", le.Transient(), tc.retry)
+			}
+			if errors.Is(tc.err, ErrAuth) && tc.retry {
+				t.Error("a refused authentication is retried")
+			}
+			if msg := le.Error(); !strings.Contains(msg, le.Target) || !strings.Contains(msg, le.Portal) ||
+				!strings.Contains(msg, fmt.Sprintf("0x%02x%02x", le.Class, le.Detail)) {
+				t.Errorf("message %q does not name the target, the portal and the status", msg)
+			}
+		})
 	}
 }

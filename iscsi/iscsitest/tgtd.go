@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -33,9 +34,9 @@ type Tgtd struct {
 	cmd     *exec.Cmd
 	out     *bytes.Buffer
 	waited  chan struct{}
-	history [][]string // configuration replayed by Restart
-
-	startFailures int
+	history [][]string // configuration replayed by Restart and Replay
+	// placeholder is the tid of the target RestartUnconfigured adds, or 0.
+	placeholder int
 }
 
 // Addr is the portal address, host:port.
@@ -48,7 +49,7 @@ func StartTgtd(t testing.TB, host string) *Tgtd {
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		t.Fatalf("iscsitest: %q is not a loopback address", host)
 	}
-	d := &Tgtd{t: t, Host: host, Port: FreePort(t, host)}
+	d := &Tgtd{t: t, Host: host, out: &bytes.Buffer{}}
 	var err error
 	if d.tgtd, err = lookPath("tgtd"); err != nil {
 		t.Fatal(err)
@@ -56,7 +57,7 @@ func StartTgtd(t testing.TB, host string) *Tgtd {
 	if d.tgtadm, err = lookPath("tgtadm"); err != nil {
 		t.Fatal(err)
 	}
-	d.start()
+	d.Port = d.start()
 	t.Cleanup(func() {
 		d.Kill()
 		if t.Failed() {
@@ -68,76 +69,108 @@ func StartTgtd(t testing.TB, host string) *Tgtd {
 	return d
 }
 
-func (d *Tgtd) start() {
+// readyTimeout bounds the wait for a tgtd to answer, on a loaded machine.
+const readyTimeout = 30 * time.Second
+
+// start starts tgtd with its portal at a free port of d.Host and returns
+// the port once tgtd answers there. A port taken between choosing it and
+// tgtd binding it makes tgtd exit: then it tries another.
+func (d *Tgtd) start() int {
 	d.t.Helper()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.ctl == 0 {
-		d.ctl = d.freeControlPort()
+	for attempt := 1; ; attempt++ {
+		port := FreePort(d.t, d.Host)
+		if d.launch(port) {
+			return port
+		}
+		if attempt == 5 {
+			d.t.Fatalf("tgtd on %s exited at start %d times", d.Host, attempt)
+		}
 	}
-	cmd := exec.Command(d.tgtd, "-f", "-C", strconv.Itoa(d.ctl), "--iscsi", "portal="+d.Addr())
-	if d.out == nil {
-		d.out = &bytes.Buffer{}
-	}
-	cmd.Stdout = lockedWriter{&d.mu, d.out}
-	cmd.Stderr = cmd.Stdout
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		d.t.Fatalf("start tgtd: %v", err)
-	}
-	d.cmd = cmd
-	d.waited = make(chan struct{})
-	go func(c chan struct{}) { _ = cmd.Wait(); close(c) }(d.waited)
-	d.mu.Unlock()
-	defer d.mu.Lock()
-	deadline := time.Now().Add(10 * time.Second)
+}
+
+// launch starts tgtd with its portal at port and waits until it answers
+// tgtadm and accepts connections there. It reports false when tgtd exited
+// at start.
+func (d *Tgtd) launch(port int) bool {
+	d.t.Helper()
+	addr := net.JoinHostPort(d.Host, strconv.Itoa(port))
 	for {
-		err := exec.Command(d.tgtadm, "-C", strconv.Itoa(d.ctl), "--lld", "iscsi", "--op", "show", "--mode", "sys").Run()
-		if err == nil {
-			if c, err := net.DialTimeout("tcp", d.Addr(), time.Second); err == nil {
-				c.Close()
-				return
+		d.mu.Lock()
+		if d.ctl == 0 {
+			d.ctl = d.freeControlPort()
+		}
+		cmd := exec.Command(d.tgtd, "-f", "-C", strconv.Itoa(d.ctl), "--iscsi", "portal="+addr)
+		cmd.Stdout = lockedWriter{&d.mu, d.out}
+		cmd.Stderr = cmd.Stdout
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		mark := d.out.Len()
+		if err := cmd.Start(); err != nil {
+			d.mu.Unlock()
+			d.t.Fatalf("start tgtd: %v", err)
+		}
+		waited := make(chan struct{})
+		d.cmd, d.waited = cmd, waited
+		d.mu.Unlock()
+		go func() { _ = cmd.Wait(); close(waited) }()
+
+		err := d.await("tgtd on "+addr+" to answer", func() (bool, error) {
+			select {
+			case <-waited:
+				return true, nil
+			default:
 			}
+			if err := d.run("--op", "show", "--mode", "sys"); err != nil {
+				return false, err
+			}
+			return dialable(addr)
+		})
+		if err != nil {
+			d.t.Fatal(err)
 		}
 		select {
-		case <-d.waited:
-			// Most likely the port was taken between FreePort and now
-			// (or, on Restart, is still held): try again a few times.
-			d.mu.Lock()
-			d.startFailures++
-			failures, fresh := d.startFailures, len(d.history) == 0
-			if fresh {
-				d.Port = FreePort(d.t, d.Host)
-			}
-			d.mu.Unlock()
-			if failures > 5 {
-				d.t.Fatalf("tgtd on %s exited at start", d.Addr())
-			}
-			time.Sleep(100 * time.Millisecond)
-			d.start()
-			return
+		case <-waited:
 		default:
+			return true
 		}
 		d.mu.Lock()
-		clash := bytes.Contains(d.out.Bytes(), []byte("another tgtd is using"))
+		d.cmd = nil
+		// tgtd locks its control socket; another tgtd holding the same
+		// control port makes it exit. That socket is not ours to remove.
+		clash := bytes.Contains(d.out.Bytes()[mark:], []byte("another tgtd is using"))
 		if clash {
-			d.out.Reset()
+			d.ctl = 0
 		}
 		d.mu.Unlock()
-		if clash {
-			// Another tgtd took the same control port: start over.
-			d.Kill()
-			d.mu.Lock()
-			d.ctl = 0
-			d.mu.Unlock()
-			d.start()
-			return
+		if !clash {
+			return false
+		}
+	}
+}
+
+// await polls cond until it holds, and fails after readyTimeout with the
+// last error cond returned.
+func (d *Tgtd) await(what string, cond func() (bool, error)) error {
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		ok, err := cond()
+		if ok {
+			return nil
 		}
 		if time.Now().After(deadline) {
-			d.t.Fatalf("tgtd on %s not ready after 10s: %v", d.Addr(), err)
+			return fmt.Errorf("iscsitest: waited %v for %s: %v", readyTimeout, what, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// dialable reports whether addr accepts TCP connections.
+func dialable(addr string) (bool, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false, err
+	}
+	c.Close()
+	return true, nil
 }
 
 type lockedWriter struct {
@@ -183,18 +216,131 @@ func (d *Tgtd) signal(sig syscall.Signal) {
 	}
 }
 
-// Restart kills tgtd, starts it again on the same portal and replays the
-// configuration made with Admin. down is how long it stays away.
+// Restart kills tgtd, waits down, starts it again and replays the
+// configuration made with Admin (targets, LUNs, accounts, ACLs,
+// redirects). The restarted tgtd listens on a scratch port until the
+// configuration is back and only then opens the portal at Port, so that
+// no login sees a target half configured; Restart returns once the portal
+// accepts connections.
 func (d *Tgtd) Restart(down time.Duration) {
 	d.t.Helper()
 	d.Kill()
 	time.Sleep(down)
-	d.start()
+	scratch := d.start()
+	d.Replay()
+	d.movePortal(scratch)
+}
+
+// RestartUnconfigured kills tgtd, waits down, and starts it again on the
+// same portal serving none of its targets, as a target service that is up
+// before its targets: every login is answered "target not found" (status
+// 0x0203) until Replay. It returns once the portal accepts connections.
+func (d *Tgtd) RestartUnconfigured(down time.Duration) {
+	d.t.Helper()
+	d.Kill()
+	time.Sleep(down)
+	scratch := d.start()
+	// A tgtd with no target at all drops connections instead of answering
+	// logins: it serves a placeholder, open to nobody, until Replay.
+	tid := 1
+	for _, args := range d.recorded() {
+		if c := parseAdmin(args); c.tid >= tid {
+			tid = c.tid + 1
+		}
+	}
+	d.admin([]string{"--op", "new", "--mode", "target", "--tid", strconv.Itoa(tid), "-T", placeholderIQN})
 	d.mu.Lock()
-	h := d.history
+	d.placeholder = tid
 	d.mu.Unlock()
-	for _, args := range h {
+	d.movePortal(scratch)
+}
+
+const placeholderIQN = "iqn.2024-01.io.ahvfs.iscsitest:placeholder"
+
+// Replay applies the configuration made with Admin again (and removes
+// the placeholder target of RestartUnconfigured). It returns once tgtadm
+// shows every target the configuration creates.
+func (d *Tgtd) Replay() {
+	d.t.Helper()
+	var names []string
+	for _, args := range d.recorded() {
 		d.admin(args)
+		if c := parseAdmin(args); c.op == "new" && c.mode == "target" {
+			names = append(names, c.name)
+		}
+	}
+	d.mu.Lock()
+	tid := d.placeholder
+	d.placeholder = 0
+	d.mu.Unlock()
+	if tid != 0 {
+		d.admin([]string{"--op", "delete", "--mode", "target", "--tid", strconv.Itoa(tid)})
+	}
+	err := d.await("tgtadm to show targets "+strings.Join(names, ", "), func() (bool, error) {
+		out, err := d.output("--op", "show", "--mode", "target")
+		if err != nil {
+			return false, err
+		}
+		for _, name := range names {
+			if !bytes.Contains(out, []byte(": "+name+"\n")) {
+				return false, fmt.Errorf("target %s missing from:\n%s", name, out)
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// recorded returns the tgtadm commands recorded by Admin.
+func (d *Tgtd) recorded() [][]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.history
+}
+
+// adminCmd is what a tgtadm command does, as far as Replay cares.
+type adminCmd struct {
+	op, mode, name string
+	tid            int
+}
+
+func parseAdmin(args []string) adminCmd {
+	var c adminCmd
+	for i := 0; i+1 < len(args); i++ {
+		switch v := args[i+1]; args[i] {
+		case "--op", "-o":
+			c.op = v
+		case "--mode", "-m":
+			c.mode = v
+		case "--tid", "-t":
+			c.tid, _ = strconv.Atoi(v)
+		case "--targetname", "-T":
+			c.name = v
+		}
+	}
+	return c
+}
+
+// movePortal opens the portal at Port on the running tgtd, closes its
+// portal at the scratch port, and waits until Port accepts connections.
+func (d *Tgtd) movePortal(scratch int) {
+	d.t.Helper()
+	portal := "portal=" + d.Addr()
+	err := d.await("tgtd to open portal "+d.Addr(), func() (bool, error) {
+		// Fails while another process holds the port: try again.
+		if err := d.run("--op", "new", "--mode", "portal", "--param", portal); err != nil {
+			return false, err
+		}
+		return true, nil
+	})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.admin([]string{"--op", "delete", "--mode", "portal", "--param", "portal=" + net.JoinHostPort(d.Host, strconv.Itoa(scratch))})
+	if err := d.await("portal "+d.Addr()+" to accept connections", func() (bool, error) { return dialable(d.Addr()) }); err != nil {
+		d.t.Fatal(err)
 	}
 }
 
@@ -210,11 +356,28 @@ func (d *Tgtd) Admin(args ...string) {
 
 func (d *Tgtd) admin(args []string) {
 	d.t.Helper()
+	if _, err := d.output(args...); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// run runs tgtadm --lld iscsi with args against this tgtd.
+func (d *Tgtd) run(args ...string) error {
+	_, err := d.output(args...)
+	return err
+}
+
+// output runs tgtadm --lld iscsi with args against this tgtd and returns
+// what it printed.
+func (d *Tgtd) output(args ...string) ([]byte, error) {
+	d.mu.Lock()
 	full := append([]string{"-C", strconv.Itoa(d.ctl), "--lld", "iscsi"}, args...)
+	d.mu.Unlock()
 	out, err := exec.Command(d.tgtadm, full...).CombinedOutput()
 	if err != nil {
-		d.t.Fatalf("tgtadm %v: %v: %s", full, err, out)
+		return out, fmt.Errorf("tgtadm %v: %w: %s", full, err, bytes.TrimSpace(out))
 	}
+	return out, nil
 }
 
 // AddTarget creates target tid named iqn, open to every initiator.
