@@ -358,3 +358,35 @@ func jsonTypeName(kind string) string {
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// apiErr is a failure with the HTTP status and v3 reason to answer.
+type apiErr struct {
+	code   int
+	reason string
+	msg    string
+}
+
+func (e *apiErr) Error() string { return e.msg }
+
+func errNotFound(format string, args ...any) *apiErr {
+	return &apiErr{http.StatusNotFound, "ENTITY_NOT_FOUND", fmt.Sprintf(format, args...)}
+}
+
+func errInvalid(format string, args ...any) *apiErr {
+	return &apiErr{http.StatusUnprocessableEntity, "INVALID_ARGUMENT", fmt.Sprintf(format, args...)}
+}
+
+func (s *Sim) writeErr(w http.ResponseWriter, r *http.Request, err error) {
+	if ae, ok := err.(*apiErr); ok {
+		s.apiError(w, r, ae.code, ae.reason, ae.msg)
+		return
+	}
+	s.apiError(w, r, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

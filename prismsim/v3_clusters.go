@@ -1,0 +1,163 @@
+package prismsim
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// ---------- clusters and subnets ----------
+
+func (s *Sim) v3Cluster(c *cluster) obj {
+	network := obj{
+		"external_ip":         s.host,
+		"external_subnet":     "127.0.0.0/255.0.0.0",
+		"internal_subnet":     "192.168.5.0/255.255.255.128",
+		"name_server_ip_list": []string{"127.0.0.53"},
+		"ntp_server_ip_list":  []string{"0.pool.ntp.org"},
+	}
+	services := []string{"AOS"}
+	build := obj{"build_type": "release", "version": "7.3.1.5", "full_version": "el8.5-release-ganges-7.3.1.5-stable-prismsim",
+		"commit_id": "0000000000000000000000000000000000000000", "short_commit_id": "000000", "is_long_term_support": false}
+	if c.PC {
+		services = []string{"PRISM_CENTRAL"}
+		network["fully_qualified_domain_name"] = "localhost"
+		build["version"] = "pc"
+		build["full_version"] = "el8.5-release-fraser-2024.3-stable-pc-prismsim"
+	} else {
+		network["external_data_services_ip"] = s.DataServicesIP()
+		network["nfs_subnet_whitelist"] = []string{}
+	}
+	config := obj{
+		"service_list":      services,
+		"build":             build,
+		"is_available":      true,
+		"timezone":          "UTC",
+		"redundancy_factor": 2,
+		"operation_mode":    "NORMAL",
+		"cluster_arch":      "X86_64",
+		"encryption_status": "NOT_SUPPORTED",
+		"software_map":      obj{"NOS": obj{"software_type": "NOS", "status": "INSTALLED", "version": build["version"]}},
+	}
+	resources := obj{"config": config, "network": network}
+	if !c.PC {
+		resources["nodes"] = obj{"hypervisor_server_list": []obj{{"ip": s.host, "type": "AHV", "version": "el8.nutanix.20230302.101026"}}}
+	}
+	specRes := obj{"config": obj{"timezone": "UTC", "redundancy_factor": 2, "operation_mode": "NORMAL",
+		"encryption_status": "NOT_SUPPORTED"}, "network": network}
+	t0 := time.Unix(1700000000, 0)
+	return obj{
+		"metadata": v3Meta("cluster", c.UUID, 1, t0, t0),
+		"spec":     obj{"name": c.Name, "resources": specRes},
+		"status":   obj{"name": c.Name, "state": "COMPLETE", "resources": resources},
+	}
+}
+
+func (s *Sim) v3ListClusters(w http.ResponseWriter, r *http.Request) {
+	var q listReq
+	if !s.decodeJSON(w, r, &q, false) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var all []*cluster
+	for _, c := range s.m.Clusters {
+		if fiqlMatch(q.Filter, func(k string) string {
+			if k == "name" || k == "cluster_name" {
+				return c.Name
+			}
+			return ""
+		}) {
+			all = append(all, c)
+		}
+	}
+	lo, hi, meta, err := q.page("cluster", len(all))
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	ents := []obj{}
+	for _, c := range all[lo:hi] {
+		ents = append(ents, s.v3Cluster(c))
+	}
+	writeJSON(w, http.StatusOK, obj{"api_version": "3.1", "metadata": meta, "entities": ents})
+}
+
+func (s *Sim) v3GetCluster(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.m.clusterByUUID(r.PathValue("uuid"))
+	if c == nil {
+		v3Error(w, http.StatusNotFound, "cluster", "ENTITY_NOT_FOUND", "Cluster "+r.PathValue("uuid")+" not found")
+		return
+	}
+	o := s.v3Cluster(c)
+	o["api_version"] = "3.1"
+	writeJSON(w, http.StatusOK, o)
+}
+
+func (s *Sim) v3Subnet(sn *subnet) obj {
+	c := s.m.clusterByUUID(sn.ClusterUUID)
+	cref := ref("cluster", c.UUID, c.Name)
+	third := 10 + sn.VLAN
+	ipc := obj{"subnet_ip": "10.0." + itoa(third) + ".0", "prefix_length": 24, "default_gateway_ip": "10.0." + itoa(third) + ".1",
+		"pool_list": []obj{{"range": "10.0." + itoa(third) + ".50 10.0." + itoa(third) + ".250"}}}
+	res := obj{"subnet_type": "VLAN", "vlan_id": sn.VLAN, "vswitch_name": "br0", "ip_config": ipc}
+	t0 := time.Unix(1700000000, 0)
+	return obj{
+		"metadata": v3Meta("subnet", sn.UUID, 1, t0, t0),
+		"spec":     obj{"name": sn.Name, "resources": res, "cluster_reference": cref},
+		"status":   obj{"name": sn.Name, "state": "COMPLETE", "resources": res, "cluster_reference": cref},
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func (s *Sim) v3ListSubnets(w http.ResponseWriter, r *http.Request) {
+	var q listReq
+	if !s.decodeJSON(w, r, &q, false) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var all []*subnet
+	for _, sn := range s.m.Subnets {
+		c := s.m.clusterByUUID(sn.ClusterUUID)
+		if fiqlMatch(q.Filter, func(k string) string {
+			switch k {
+			case "name", "subnet_name":
+				return sn.Name
+			case "cluster_name":
+				return c.Name
+			case "cluster_uuid":
+				return c.UUID
+			}
+			return ""
+		}) {
+			all = append(all, sn)
+		}
+	}
+	lo, hi, meta, err := q.page("subnet", len(all))
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	ents := []obj{}
+	for _, sn := range all[lo:hi] {
+		ents = append(ents, s.v3Subnet(sn))
+	}
+	writeJSON(w, http.StatusOK, obj{"api_version": "3.1", "metadata": meta, "entities": ents})
+}
+
+func (s *Sim) v3GetSubnet(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sn := s.m.subnetByUUID(r.PathValue("uuid"))
+	if sn == nil {
+		v3Error(w, http.StatusNotFound, "subnet", "ENTITY_NOT_FOUND", "Subnet "+r.PathValue("uuid")+" not found")
+		return
+	}
+	o := s.v3Subnet(sn)
+	o["api_version"] = "3.1"
+	writeJSON(w, http.StatusOK, o)
+}

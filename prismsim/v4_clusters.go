@@ -1,0 +1,134 @@
+package prismsim
+
+import (
+	"net/http"
+)
+
+// ---------- clustermgmt, networking ----------
+
+func (s *Sim) v4Cluster(c *cluster) obj {
+	fn := []string{"AOS"}
+	network := obj{"$objectType": "clustermgmt.v4.config.ClusterNetworkReference", "externalAddress": ipv4(s.host)}
+	if c.PC {
+		fn = []string{"PRISM_CENTRAL"}
+		network["fqdn"] = "localhost"
+	} else {
+		network["externalDataServiceIp"] = ipv4(s.DataServicesIP())
+		network["nfsSubnetWhitelist"] = []string{}
+	}
+	return obj{"$objectType": "clustermgmt.v4.config.Cluster", "$reserved": reserved(), "extId": c.UUID, "name": c.Name,
+		"network": network,
+		"config": obj{"$objectType": "clustermgmt.v4.config.ClusterConfigReference", "clusterFunction": fn,
+			"buildInfo":       obj{"$objectType": "clustermgmt.v4.config.BuildReference", "version": "7.3.1.5"},
+			"hypervisorTypes": []string{"AHV"}, "redundancyFactor": 2},
+		"nodes": obj{"$objectType": "clustermgmt.v4.config.NodeReference", "numberOfNodes": 1}}
+}
+
+func (s *Sim) v4ListClusters(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var all []*cluster
+	for _, c := range s.m.Clusters {
+		if odataEq(r, func(k string) string {
+			switch k {
+			case "name":
+				return c.Name
+			case "extId":
+				return c.UUID
+			}
+			return ""
+		}) {
+			all = append(all, c)
+		}
+	}
+	lo, hi, meta, ok := s.v4Page(w, r, len(all))
+	if !ok {
+		return
+	}
+	data := []obj{}
+	for _, c := range all[lo:hi] {
+		data = append(data, s.v4Cluster(c))
+	}
+	v4JSON(w, r, http.StatusOK, "clustermgmt.v4.config.ListClustersApiResponse", data, meta)
+}
+
+func (s *Sim) v4GetCluster(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.m.clusterByUUID(r.PathValue("extId"))
+	if c == nil {
+		v4Error(w, r, http.StatusNotFound, "Cluster "+r.PathValue("extId")+" not found")
+		return
+	}
+	v4JSON(w, r, http.StatusOK, "clustermgmt.v4.config.GetClusterApiResponse", s.v4Cluster(c), nil)
+}
+
+func (s *Sim) v4ListSubnets(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var all []*subnet
+	for _, sn := range s.m.Subnets {
+		if odataEq(r, func(k string) string {
+			switch k {
+			case "name":
+				return sn.Name
+			case "extId":
+				return sn.UUID
+			case "clusterReference":
+				return sn.ClusterUUID
+			}
+			return ""
+		}) {
+			all = append(all, sn)
+		}
+	}
+	lo, hi, meta, ok := s.v4Page(w, r, len(all))
+	if !ok {
+		return
+	}
+	data := []obj{}
+	for _, sn := range all[lo:hi] {
+		data = append(data, obj{"$objectType": "networking.v4.config.Subnet", "$reserved": reserved(), "extId": sn.UUID,
+			"name": sn.Name, "subnetType": "VLAN", "networkId": sn.VLAN, "clusterReference": sn.ClusterUUID,
+			"virtualSwitchReference": "br0"})
+	}
+	v4JSON(w, r, http.StatusOK, "networking.v4.config.ListSubnetsApiResponse", data, meta)
+}
+
+// v4ListContainers serves clustermgmt storage-containers (StorageContainer
+// is identified by containerExtId).
+func (s *Sim) v4ListContainers(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var all []*container
+	for _, c := range s.m.Containers {
+		if odataEq(r, func(k string) string {
+			switch k {
+			case "name":
+				return c.Name
+			case "containerExtId", "extId":
+				return c.UUID
+			case "clusterExtId":
+				return c.ClusterUUID
+			}
+			return ""
+		}) {
+			all = append(all, c)
+		}
+	}
+	lo, hi, meta, ok := s.v4Page(w, r, len(all))
+	if !ok {
+		return
+	}
+	data := []obj{}
+	for _, c := range all[lo:hi] {
+		cl := s.m.clusterByUUID(c.ClusterUUID)
+		o := obj{"$objectType": "clustermgmt.v4.config.StorageContainer", "$reserved": reserved(), "extId": c.UUID,
+			"containerExtId": c.UUID, "name": c.Name, "clusterExtId": c.ClusterUUID, "replicationFactor": 2}
+		if cl != nil {
+			o["clusterName"] = cl.Name
+		}
+		data = append(data, o)
+	}
+	v4JSON(w, r, http.StatusOK, "clustermgmt.v4.config.ListStorageContainersApiResponse", data, meta)
+}
