@@ -384,9 +384,17 @@ func (s *Sim) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	s.apiError(w, r, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
 }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
+// byPath returns m[r.PathValue(key)]. When there is no such entity it
+// answers 404 in the envelope of the request's API family, with msg (its %s,
+// if any, standing for the id) as the message, and returns nil.
+func byPath[T any](s *Sim, w http.ResponseWriter, r *http.Request, m map[string]*T, key, msg string) *T {
+	id := r.PathValue(key)
+	x := m[id]
+	if x == nil {
+		if strings.Contains(msg, "%s") {
+			msg = fmt.Sprintf(msg, id)
+		}
+		s.notFound(w, r, msg)
 	}
-	return b
+	return x
 }

@@ -89,6 +89,28 @@ func (s *Sim) createImageLocked(in imageIn) (*image, error) {
 	return im, nil
 }
 
+// createImageTaskLocked creates the image now, unless op's task is chosen to
+// fail (then nothing is created and the task names a fresh uuid, id), and
+// starts op's task, whose success marks the image COMPLETE. The caller holds
+// s.mu.
+func (s *Sim) createImageTaskLocked(op string, ii imageIn) (t *task, id string, err error) {
+	fail := s.taskFailure(op)
+	id = newUUID()
+	var im *image
+	if fail == "" {
+		if im, err = s.createImageLocked(ii); err != nil {
+			return nil, "", err
+		}
+		id = im.UUID
+	}
+	t = s.startTask(op, ii.ClusterUUID, []taskEntity{{Kind: "image", UUID: id, Name: ii.Name}}, fail, func() {
+		if im != nil {
+			im.State = "COMPLETE"
+		}
+	})
+	return t, id, nil
+}
+
 // imageUpload serves PUT /images/{uuid}/file (v3): the body is the image.
 func (s *Sim) imageUpload(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("uuid")

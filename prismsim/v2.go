@@ -207,9 +207,8 @@ func (s *Sim) v2CreateSnapshots(w http.ResponseWriter, r *http.Request) {
 func (s *Sim) v2DeleteSnapshot(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sn := s.m.Snapshots[r.PathValue("uuid")]
+	sn := byPath(s, w, r, s.m.Snapshots, "uuid", "Snapshot %s does not exist")
 	if sn == nil {
-		v2Error(w, http.StatusNotFound, "Snapshot "+r.PathValue("uuid")+" does not exist")
 		return
 	}
 	id := sn.UUID
@@ -337,9 +336,8 @@ func (s *Sim) v2ListVGs(w http.ResponseWriter, _ *http.Request) {
 func (s *Sim) v2GetVG(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.m.VGs[r.PathValue("uuid")]
+	g := byPath(s, w, r, s.m.VGs, "uuid", "Volume group %s does not exist")
 	if g == nil {
-		v2Error(w, http.StatusNotFound, "Volume group "+r.PathValue("uuid")+" does not exist")
 		return
 	}
 	writeJSON(w, http.StatusOK, s.v2VG(g))
@@ -527,9 +525,8 @@ func (s *Sim) v2AttachExternal(w http.ResponseWriter, r *http.Request, attach bo
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.m.VGs[r.PathValue("uuid")]
+	g := byPath(s, w, r, s.m.VGs, "uuid", "Volume group %s does not exist")
 	if g == nil {
-		v2Error(w, http.StatusNotFound, "Volume group "+r.PathValue("uuid")+" does not exist")
 		return
 	}
 	if in.LogicalTimestamp > 0 && in.LogicalTimestamp != g.Version {
@@ -565,9 +562,8 @@ func (s *Sim) v2AttachExternal(w http.ResponseWriter, r *http.Request, attach bo
 func (s *Sim) v2DeleteVG(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.m.VGs[r.PathValue("uuid")]
+	g := byPath(s, w, r, s.m.VGs, "uuid", "Volume group %s does not exist")
 	if g == nil {
-		v2Error(w, http.StatusNotFound, "Volume group "+r.PathValue("uuid")+" does not exist")
 		return
 	}
 	t := s.startTask("VolumeGroupDelete", g.ClusterUUID, []taskEntity{{Kind: "volume_group", UUID: g.UUID, Name: g.Name}},

@@ -121,6 +121,37 @@ func fiqlMatch(filter string, attr func(string) string) bool {
 	return true
 }
 
+// v3List serves a v3 POST <kind>s/list: the items (read under s.mu, in the
+// request's order) that pass its FIQL filter (attr gives an item's value of
+// an attribute), one page of them rendered without api_version.
+func v3List[T any](s *Sim, w http.ResponseWriter, r *http.Request, kind string, items func(listReq) []T,
+	attr func(T, string) string, render func(T) obj) {
+	var q listReq
+	if !s.decodeJSON(w, r, &q, false) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var all []T
+	for _, it := range items(q) {
+		if fiqlMatch(q.Filter, func(k string) string { return attr(it, k) }) {
+			all = append(all, it)
+		}
+	}
+	lo, hi, meta, err := q.page(kind, len(all))
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	ents := []obj{}
+	for _, it := range all[lo:hi] {
+		e := render(it)
+		delete(e, "api_version")
+		ents = append(ents, e)
+	}
+	writeJSON(w, http.StatusOK, obj{"api_version": "3.1", "metadata": meta, "entities": ents})
+}
+
 func v3Meta(kind, uuid string, specVersion int64, created, updated time.Time) obj {
 	return obj{
 		"kind":               kind,

@@ -54,33 +54,12 @@ func (s *Sim) v3Cluster(c *cluster) obj {
 }
 
 func (s *Sim) v3ListClusters(w http.ResponseWriter, r *http.Request) {
-	var q listReq
-	if !s.decodeJSON(w, r, &q, false) {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var all []*cluster
-	for _, c := range s.m.Clusters {
-		if fiqlMatch(q.Filter, func(k string) string {
-			if k == "name" || k == "cluster_name" {
-				return c.Name
-			}
-			return ""
-		}) {
-			all = append(all, c)
+	v3List(s, w, r, "cluster", func(listReq) []*cluster { return s.m.Clusters }, func(c *cluster, k string) string {
+		if k == "name" || k == "cluster_name" {
+			return c.Name
 		}
-	}
-	lo, hi, meta, err := q.page("cluster", len(all))
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	ents := []obj{}
-	for _, c := range all[lo:hi] {
-		ents = append(ents, s.v3Cluster(c))
-	}
-	writeJSON(w, http.StatusOK, obj{"api_version": "3.1", "metadata": meta, "entities": ents})
+		return ""
+	}, s.v3Cluster)
 }
 
 func (s *Sim) v3GetCluster(w http.ResponseWriter, r *http.Request) {
@@ -114,39 +93,18 @@ func (s *Sim) v3Subnet(sn *subnet) obj {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func (s *Sim) v3ListSubnets(w http.ResponseWriter, r *http.Request) {
-	var q listReq
-	if !s.decodeJSON(w, r, &q, false) {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var all []*subnet
-	for _, sn := range s.m.Subnets {
+	v3List(s, w, r, "subnet", func(listReq) []*subnet { return s.m.Subnets }, func(sn *subnet, k string) string {
 		c := s.m.clusterByUUID(sn.ClusterUUID)
-		if fiqlMatch(q.Filter, func(k string) string {
-			switch k {
-			case "name", "subnet_name":
-				return sn.Name
-			case "cluster_name":
-				return c.Name
-			case "cluster_uuid":
-				return c.UUID
-			}
-			return ""
-		}) {
-			all = append(all, sn)
+		switch k {
+		case "name", "subnet_name":
+			return sn.Name
+		case "cluster_name":
+			return c.Name
+		case "cluster_uuid":
+			return c.UUID
 		}
-	}
-	lo, hi, meta, err := q.page("subnet", len(all))
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	ents := []obj{}
-	for _, sn := range all[lo:hi] {
-		ents = append(ents, s.v3Subnet(sn))
-	}
-	writeJSON(w, http.StatusOK, obj{"api_version": "3.1", "metadata": meta, "entities": ents})
+		return ""
+	}, s.v3Subnet)
 }
 
 func (s *Sim) v3GetSubnet(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,7 @@
 package prismsim
 
 import (
+	"cmp"
 	"net/http"
 	"os"
 )
@@ -59,76 +60,40 @@ func (s *Sim) v3CreateImage(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fail := s.taskFailure("ImageCreate")
-	id := newUUID()
-	var im *image
-	if fail == "" {
-		var err error
-		if im, err = s.createImageLocked(ii); err != nil {
-			s.writeErr(w, r, err)
-			return
-		}
-		id = im.UUID
+	t, id, err := s.createImageTaskLocked("ImageCreate", ii)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
 	}
-	t := s.startTask("ImageCreate", ii.ClusterUUID, []taskEntity{{Kind: "image", UUID: id, Name: ii.Name}}, fail, func() {
-		if im != nil {
-			im.State = "COMPLETE"
-		}
-	})
 	s.save()
-	spec := obj{"name": ii.Name, "resources": obj{"image_type": cmpOr(ii.Type, "DISK_IMAGE")}}
+	spec := obj{"name": ii.Name, "resources": obj{"image_type": cmp.Or(ii.Type, "DISK_IMAGE")}}
 	v3Accepted(w, obj{"kind": "image", "uuid": id, "spec_version": 0}, spec, t, "PENDING")
 }
 
 func (s *Sim) v3GetImage(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	im := s.m.Images[r.PathValue("uuid")]
+	im := byPath(s, w, r, s.m.Images, "uuid", "Image %s not found")
 	if im == nil {
-		v3Error(w, http.StatusNotFound, "image", "ENTITY_NOT_FOUND", "Image "+r.PathValue("uuid")+" not found")
 		return
 	}
 	writeJSON(w, http.StatusOK, s.v3Image(im))
 }
 
 func (s *Sim) v3ListImages(w http.ResponseWriter, r *http.Request) {
-	var q listReq
-	if !s.decodeJSON(w, r, &q, false) {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var all []*image
-	for _, im := range s.m.sortedImages() {
-		if fiqlMatch(q.Filter, func(k string) string {
-			if k == "name" {
-				return im.Name
-			}
-			return ""
-		}) {
-			all = append(all, im)
+	v3List(s, w, r, "image", func(listReq) []*image { return s.m.sortedImages() }, func(im *image, k string) string {
+		if k == "name" {
+			return im.Name
 		}
-	}
-	lo, hi, meta, err := q.page("image", len(all))
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	ents := []obj{}
-	for _, im := range all[lo:hi] {
-		e := s.v3Image(im)
-		delete(e, "api_version")
-		ents = append(ents, e)
-	}
-	writeJSON(w, http.StatusOK, obj{"api_version": "3.1", "metadata": meta, "entities": ents})
+		return ""
+	}, s.v3Image)
 }
 
 func (s *Sim) v3DeleteImage(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	im := s.m.Images[r.PathValue("uuid")]
+	im := byPath(s, w, r, s.m.Images, "uuid", "Image %s not found")
 	if im == nil {
-		v3Error(w, http.StatusNotFound, "image", "ENTITY_NOT_FOUND", "Image "+r.PathValue("uuid")+" not found")
 		return
 	}
 	t := s.startTask("ImageDelete", im.ClusterUUID, []taskEntity{{Kind: "image", UUID: im.UUID, Name: im.Name}},

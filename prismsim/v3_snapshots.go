@@ -83,55 +83,30 @@ func (s *Sim) v3CreateSnapshot(w http.ResponseWriter, r *http.Request) {
 func (s *Sim) v3GetSnapshot(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sn := s.m.Snapshots[r.PathValue("uuid")]
+	sn := byPath(s, w, r, s.m.Snapshots, "uuid", "VM snapshot %s not found")
 	if sn == nil {
-		v3Error(w, http.StatusNotFound, "vm_snapshot", "ENTITY_NOT_FOUND", "VM snapshot "+r.PathValue("uuid")+" not found")
 		return
 	}
 	writeJSON(w, http.StatusOK, s.v3Snapshot(sn))
 }
 
 func (s *Sim) v3ListSnapshots(w http.ResponseWriter, r *http.Request) {
-	var q listReq
-	if !s.decodeJSON(w, r, &q, false) {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var all []*snapshot
-	for _, sn := range s.m.sortedSnapshots() {
-		if fiqlMatch(q.Filter, func(k string) string {
-			switch k {
-			case "name":
-				return sn.Name
-			case "entity_uuid", "vm_uuid":
-				return sn.VMUUID
-			}
-			return ""
-		}) {
-			all = append(all, sn)
+	v3List(s, w, r, "vm_snapshot", func(listReq) []*snapshot { return s.m.sortedSnapshots() }, func(sn *snapshot, k string) string {
+		switch k {
+		case "name":
+			return sn.Name
+		case "entity_uuid", "vm_uuid":
+			return sn.VMUUID
 		}
-	}
-	lo, hi, meta, err := q.page("vm_snapshot", len(all))
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	ents := []obj{}
-	for _, sn := range all[lo:hi] {
-		e := s.v3Snapshot(sn)
-		delete(e, "api_version")
-		ents = append(ents, e)
-	}
-	writeJSON(w, http.StatusOK, obj{"api_version": "3.1", "metadata": meta, "entities": ents})
+		return ""
+	}, s.v3Snapshot)
 }
 
 func (s *Sim) v3DeleteSnapshot(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sn := s.m.Snapshots[r.PathValue("uuid")]
+	sn := byPath(s, w, r, s.m.Snapshots, "uuid", "VM snapshot %s not found")
 	if sn == nil {
-		v3Error(w, http.StatusNotFound, "vm_snapshot", "ENTITY_NOT_FOUND", "VM snapshot "+r.PathValue("uuid")+" not found")
 		return
 	}
 	v := s.m.VMs[sn.VMUUID]

@@ -104,59 +104,42 @@ func (s *Sim) v3VM(v *vm) obj {
 }
 
 func (s *Sim) v3ListVMs(w http.ResponseWriter, r *http.Request) {
-	var q listReq
-	if !s.decodeJSON(w, r, &q, false) {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var all []*vm
-	for _, v := range s.m.sortedVMs() {
+	v3List(s, w, r, "vm", s.v3SortedVMs, func(v *vm, k string) string {
 		cl := s.m.clusterByUUID(v.ClusterUUID)
-		if fiqlMatch(q.Filter, func(k string) string {
-			switch k {
-			case "vm_name", "name":
-				return v.Name
-			case "power_state":
-				return strings.ToLower(v.PowerState)
-			case "cluster_name":
-				return cl.Name
-			case "cluster_uuid", "cluster":
-				return cl.UUID
-			case "uuid", "vm_uuid":
-				return v.UUID
-			}
-			return ""
-		}) {
-			all = append(all, v)
+		switch k {
+		case "vm_name", "name":
+			return v.Name
+		case "power_state":
+			return strings.ToLower(v.PowerState)
+		case "cluster_name":
+			return cl.Name
+		case "cluster_uuid", "cluster":
+			return cl.UUID
+		case "uuid", "vm_uuid":
+			return v.UUID
 		}
-	}
+		return ""
+	}, s.v3VM)
+}
+
+// v3SortedVMs orders the VMs as a list request asks (by creation, or by
+// name ascending or descending).
+func (s *Sim) v3SortedVMs(q listReq) []*vm {
+	all := s.m.sortedVMs()
 	if q.SortAttribute == "name" || q.SortAttribute == "vm_name" {
 		slices.SortStableFunc(all, func(a, b *vm) int { return strings.Compare(a.Name, b.Name) })
 		if q.SortOrder == "DESCENDING" {
 			slices.Reverse(all)
 		}
 	}
-	lo, hi, meta, err := q.page("vm", len(all))
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	ents := []obj{}
-	for _, v := range all[lo:hi] {
-		e := s.v3VM(v)
-		delete(e, "api_version")
-		ents = append(ents, e)
-	}
-	writeJSON(w, http.StatusOK, obj{"api_version": "3.1", "metadata": meta, "entities": ents})
+	return all
 }
 
 func (s *Sim) v3GetVM(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v := s.m.VMs[r.PathValue("uuid")]
+	v := byPath(s, w, r, s.m.VMs, "uuid", "VM %s not found")
 	if v == nil {
-		v3Error(w, http.StatusNotFound, "vm", "ENTITY_NOT_FOUND", "VM "+r.PathValue("uuid")+" not found")
 		return
 	}
 	writeJSON(w, http.StatusOK, s.v3VM(v))
@@ -290,24 +273,11 @@ func (s *Sim) v3CreateVM(w http.ResponseWriter, r *http.Request) {
 		}
 		sp.NICs = append(sp.NICs, nicSpec{SubnetUUID: n.SubnetReference.UUID, MAC: n.MacAddress, Model: n.Model})
 	}
-	fail := s.taskFailure("VmCreate")
-	var v *vm
-	if fail == "" {
-		var err error
-		if v, err = s.createVMLocked(sp); err != nil {
-			s.writeErr(w, r, err)
-			return
-		}
+	t, v, id, err := s.createVMTaskLocked("VmCreate", sp)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
 	}
-	id := newUUID()
-	if v != nil {
-		id = v.UUID
-	}
-	t := s.startTask("VmCreate", sp.ClusterUUID, []taskEntity{{Kind: "vm", UUID: id, Name: sp.Name}}, fail, func() {
-		if v != nil {
-			v.State = "COMPLETE"
-		}
-	})
 	s.save()
 	meta := obj{"kind": "vm", "uuid": id, "spec_version": 0, "use_categories_mapping": false}
 	var specOut obj
@@ -324,9 +294,8 @@ func (s *Sim) v3UpdateVM(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v := s.m.VMs[r.PathValue("uuid")]
+	v := byPath(s, w, r, s.m.VMs, "uuid", "VM %s not found")
 	if v == nil {
-		v3Error(w, http.StatusNotFound, "vm", "ENTITY_NOT_FOUND", "VM "+r.PathValue("uuid")+" not found")
 		return
 	}
 	if in.Spec == nil || in.Metadata.SpecVersion == nil {
@@ -374,9 +343,8 @@ func (s *Sim) v3UpdateVM(w http.ResponseWriter, r *http.Request) {
 func (s *Sim) v3DeleteVM(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v := s.m.VMs[r.PathValue("uuid")]
+	v := byPath(s, w, r, s.m.VMs, "uuid", "VM %s not found")
 	if v == nil {
-		v3Error(w, http.StatusNotFound, "vm", "ENTITY_NOT_FOUND", "VM "+r.PathValue("uuid")+" not found")
 		return
 	}
 	t := s.startTask("VmDelete", v.ClusterUUID, []taskEntity{{Kind: "vm", UUID: v.UUID, Name: v.Name}},

@@ -49,9 +49,19 @@ func v4JSON(w http.ResponseWriter, _ *http.Request, code int, objType string, da
 	writeJSON(w, code, obj{"$objectType": objType, "$reserved": reserved(), "data": data, "metadata": meta})
 }
 
+// v4NotFound is the message of a v4 404 for a VM or an image.
+const v4NotFound = "Failed to perform the operation as the backend service could not find the entity."
+
+// v4ObjType is the response $objectType of the handler serving r ("" outside
+// of one).
+func v4ObjType(r *http.Request) string {
+	t, _ := r.Context().Value(ctxObjType).(string)
+	return t
+}
+
 func v4Error(w http.ResponseWriter, r *http.Request, code int, msg string) {
 	ns := v4Namespace(r.URL.Path)
-	objType, _ := r.Context().Value(ctxObjType).(string)
+	objType := v4ObjType(r)
 	if objType == "" {
 		objType = ns + ".v4.error.ErrorResponse"
 	}
@@ -242,6 +252,37 @@ func odataEq(r *http.Request, attr func(string) string) bool {
 		}
 	}
 	return true
+}
+
+// v4List answers a v4 list with its handler's $objectType: the items that
+// pass $filter (attr gives an item's value of a field; nil ignores $filter),
+// one $page of $limit of them, each rendered by render. The caller holds
+// s.mu.
+func v4List[T any](s *Sim, w http.ResponseWriter, r *http.Request, items []T, attr func(T, string) string, render func(T) obj) {
+	var all []T
+	for _, it := range items {
+		if attr == nil || odataEq(r, func(k string) string { return attr(it, k) }) {
+			all = append(all, it)
+		}
+	}
+	lo, hi, meta, ok := s.v4Page(w, r, len(all))
+	if !ok {
+		return
+	}
+	data := []obj{}
+	for _, it := range all[lo:hi] {
+		data = append(data, render(it))
+	}
+	v4JSON(w, r, http.StatusOK, v4ObjType(r), data, meta)
+}
+
+// v4Get answers a v4 get with its handler's $objectType and, when etag is
+// not empty, an ETag header.
+func v4Get(w http.ResponseWriter, r *http.Request, etag string, data obj) {
+	if etag != "" {
+		w.Header().Set("ETag", etag)
+	}
+	v4JSON(w, r, http.StatusOK, v4ObjType(r), data, nil)
 }
 
 func (s *Sim) accepted(w http.ResponseWriter, r *http.Request, objType string, t *task) {

@@ -27,29 +27,15 @@ func (s *Sim) v4Cluster(c *cluster) obj {
 func (s *Sim) v4ListClusters(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var all []*cluster
-	for _, c := range s.m.Clusters {
-		if odataEq(r, func(k string) string {
-			switch k {
-			case "name":
-				return c.Name
-			case "extId":
-				return c.UUID
-			}
-			return ""
-		}) {
-			all = append(all, c)
+	v4List(s, w, r, s.m.Clusters, func(c *cluster, k string) string {
+		switch k {
+		case "name":
+			return c.Name
+		case "extId":
+			return c.UUID
 		}
-	}
-	lo, hi, meta, ok := s.v4Page(w, r, len(all))
-	if !ok {
-		return
-	}
-	data := []obj{}
-	for _, c := range all[lo:hi] {
-		data = append(data, s.v4Cluster(c))
-	}
-	v4JSON(w, r, http.StatusOK, "clustermgmt.v4.config.ListClustersApiResponse", data, meta)
+		return ""
+	}, s.v4Cluster)
 }
 
 func (s *Sim) v4GetCluster(w http.ResponseWriter, r *http.Request) {
@@ -60,39 +46,38 @@ func (s *Sim) v4GetCluster(w http.ResponseWriter, r *http.Request) {
 		v4Error(w, r, http.StatusNotFound, "Cluster "+r.PathValue("extId")+" not found")
 		return
 	}
-	v4JSON(w, r, http.StatusOK, "clustermgmt.v4.config.GetClusterApiResponse", s.v4Cluster(c), nil)
+	v4Get(w, r, "", s.v4Cluster(c))
+}
+
+func v4Subnet(sn *subnet) obj {
+	return obj{"$objectType": "networking.v4.config.Subnet", "$reserved": reserved(), "extId": sn.UUID,
+		"name": sn.Name, "subnetType": "VLAN", "networkId": sn.VLAN, "clusterReference": sn.ClusterUUID,
+		"virtualSwitchReference": "br0"}
 }
 
 func (s *Sim) v4ListSubnets(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var all []*subnet
-	for _, sn := range s.m.Subnets {
-		if odataEq(r, func(k string) string {
-			switch k {
-			case "name":
-				return sn.Name
-			case "extId":
-				return sn.UUID
-			case "clusterReference":
-				return sn.ClusterUUID
-			}
-			return ""
-		}) {
-			all = append(all, sn)
+	v4List(s, w, r, s.m.Subnets, func(sn *subnet, k string) string {
+		switch k {
+		case "name":
+			return sn.Name
+		case "extId":
+			return sn.UUID
+		case "clusterReference":
+			return sn.ClusterUUID
 		}
+		return ""
+	}, v4Subnet)
+}
+
+func (s *Sim) v4Container(c *container) obj {
+	o := obj{"$objectType": "clustermgmt.v4.config.StorageContainer", "$reserved": reserved(), "extId": c.UUID,
+		"containerExtId": c.UUID, "name": c.Name, "clusterExtId": c.ClusterUUID, "replicationFactor": 2}
+	if cl := s.m.clusterByUUID(c.ClusterUUID); cl != nil {
+		o["clusterName"] = cl.Name
 	}
-	lo, hi, meta, ok := s.v4Page(w, r, len(all))
-	if !ok {
-		return
-	}
-	data := []obj{}
-	for _, sn := range all[lo:hi] {
-		data = append(data, obj{"$objectType": "networking.v4.config.Subnet", "$reserved": reserved(), "extId": sn.UUID,
-			"name": sn.Name, "subnetType": "VLAN", "networkId": sn.VLAN, "clusterReference": sn.ClusterUUID,
-			"virtualSwitchReference": "br0"})
-	}
-	v4JSON(w, r, http.StatusOK, "networking.v4.config.ListSubnetsApiResponse", data, meta)
+	return o
 }
 
 // v4ListContainers serves clustermgmt storage-containers (StorageContainer
@@ -100,35 +85,15 @@ func (s *Sim) v4ListSubnets(w http.ResponseWriter, r *http.Request) {
 func (s *Sim) v4ListContainers(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var all []*container
-	for _, c := range s.m.Containers {
-		if odataEq(r, func(k string) string {
-			switch k {
-			case "name":
-				return c.Name
-			case "containerExtId", "extId":
-				return c.UUID
-			case "clusterExtId":
-				return c.ClusterUUID
-			}
-			return ""
-		}) {
-			all = append(all, c)
+	v4List(s, w, r, s.m.Containers, func(c *container, k string) string {
+		switch k {
+		case "name":
+			return c.Name
+		case "containerExtId", "extId":
+			return c.UUID
+		case "clusterExtId":
+			return c.ClusterUUID
 		}
-	}
-	lo, hi, meta, ok := s.v4Page(w, r, len(all))
-	if !ok {
-		return
-	}
-	data := []obj{}
-	for _, c := range all[lo:hi] {
-		cl := s.m.clusterByUUID(c.ClusterUUID)
-		o := obj{"$objectType": "clustermgmt.v4.config.StorageContainer", "$reserved": reserved(), "extId": c.UUID,
-			"containerExtId": c.UUID, "name": c.Name, "clusterExtId": c.ClusterUUID, "replicationFactor": 2}
-		if cl != nil {
-			o["clusterName"] = cl.Name
-		}
-		data = append(data, o)
-	}
-	v4JSON(w, r, http.StatusOK, "clustermgmt.v4.config.ListStorageContainersApiResponse", data, meta)
+		return ""
+	}, s.v4Container)
 }

@@ -1,6 +1,7 @@
 package prismsim
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -101,14 +102,14 @@ func (s *Sim) v4CreateRP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	rpType := cmpOr(in.RecoveryPointType, CrashConsistent)
+	rpType := cmp.Or(in.RecoveryPointType, CrashConsistent)
 	fail := s.taskFailure("CreateRecoveryPoint")
 	rp := &recoveryPoint{UUID: newUUID(), Name: in.Name, Type: rpType, Created: time.Now(), Expiry: expiry, State: "PENDING", Version: 1}
 	var ents []taskEntity
 	if fail == "" {
 		group := newUUID()
 		for _, x := range in.VMRecoveryPoints {
-			t := cmpOr(x.RecoveryPointType, rpType)
+			t := cmp.Or(x.RecoveryPointType, rpType)
 			sn, err := s.snapshotVMLocked(s.m.VMs[x.VMExtID], in.Name, t, "v4")
 			if err != nil {
 				for _, id := range rp.Snapshots {
@@ -147,29 +148,21 @@ func (s *Sim) v4CreateRP(w http.ResponseWriter, r *http.Request) {
 func (s *Sim) v4ListRPs(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var all []*recoveryPoint
+	var done []*recoveryPoint
 	for _, rp := range s.m.sortedRPs() {
-		if rp.State == "COMPLETE" && odataEq(r, func(k string) string {
-			switch k {
-			case "name":
-				return rp.Name
-			case "extId":
-				return rp.UUID
-			}
-			return ""
-		}) {
-			all = append(all, rp)
+		if rp.State == "COMPLETE" {
+			done = append(done, rp)
 		}
 	}
-	lo, hi, meta, ok := s.v4Page(w, r, len(all))
-	if !ok {
-		return
-	}
-	data := []obj{}
-	for _, rp := range all[lo:hi] {
-		data = append(data, s.v4RP(rp))
-	}
-	v4JSON(w, r, http.StatusOK, "dataprotection.v4.config.ListRecoveryPointsApiResponse", data, meta)
+	v4List(s, w, r, done, func(rp *recoveryPoint, k string) string {
+		switch k {
+		case "name":
+			return rp.Name
+		case "extId":
+			return rp.UUID
+		}
+		return ""
+	}, s.v4RP)
 }
 
 func (s *Sim) rpOr404(w http.ResponseWriter, r *http.Request, id string) *recoveryPoint {
@@ -188,8 +181,7 @@ func (s *Sim) v4GetRP(w http.ResponseWriter, r *http.Request) {
 	if rp == nil {
 		return
 	}
-	w.Header().Set("ETag", rpETag(rp))
-	v4JSON(w, r, http.StatusOK, "dataprotection.v4.config.GetRecoveryPointApiResponse", s.v4RP(rp), nil)
+	v4Get(w, r, rpETag(rp), s.v4RP(rp))
 }
 
 func (s *Sim) v4GetVMRP(w http.ResponseWriter, r *http.Request) {
@@ -204,7 +196,7 @@ func (s *Sim) v4GetVMRP(w http.ResponseWriter, r *http.Request) {
 		v4Error(w, r, http.StatusNotFound, "VM recovery point "+id+" not found in recovery point "+rp.UUID)
 		return
 	}
-	v4JSON(w, r, http.StatusOK, "dataprotection.v4.config.GetVmRecoveryPointApiResponse", s.v4VMRP(s.m.Snapshots[id]), nil)
+	v4Get(w, r, "", s.v4VMRP(s.m.Snapshots[id]))
 }
 
 func (s *Sim) v4DeleteRP(w http.ResponseWriter, r *http.Request) {

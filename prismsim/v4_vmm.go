@@ -87,76 +87,49 @@ func vmETag(v *vm) string { return etagOf(v.UUID, v.SpecVersion) }
 func (s *Sim) v4ListVMs(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var all []*vm
-	for _, v := range s.m.sortedVMs() {
-		if odataEq(r, func(k string) string {
-			switch k {
-			case "name":
-				return v.Name
-			case "extId":
-				return v.UUID
-			case "powerState":
-				return v.PowerState
-			case "cluster/extId":
-				return v.ClusterUUID
-			}
-			return ""
-		}) {
-			all = append(all, v)
+	v4List(s, w, r, s.m.sortedVMs(), func(v *vm, k string) string {
+		switch k {
+		case "name":
+			return v.Name
+		case "extId":
+			return v.UUID
+		case "powerState":
+			return v.PowerState
+		case "cluster/extId":
+			return v.ClusterUUID
 		}
-	}
-	lo, hi, meta, ok := s.v4Page(w, r, len(all))
-	if !ok {
-		return
-	}
-	data := []obj{}
-	for _, v := range all[lo:hi] {
-		data = append(data, s.v4VM(v))
-	}
-	v4JSON(w, r, http.StatusOK, "vmm.v4.ahv.config.ListVmsApiResponse", data, meta)
+		return ""
+	}, s.v4VM)
 }
 
 func (s *Sim) v4GetVM(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v := s.m.VMs[r.PathValue("extId")]
+	v := byPath(s, w, r, s.m.VMs, "extId", v4NotFound)
 	if v == nil {
-		v4Error(w, r, http.StatusNotFound, "Failed to perform the operation as the backend service could not find the entity.")
 		return
 	}
-	w.Header().Set("ETag", vmETag(v))
-	v4JSON(w, r, http.StatusOK, "vmm.v4.ahv.config.GetVmApiResponse", s.v4VM(v), nil)
+	v4Get(w, r, vmETag(v), s.v4VM(v))
 }
 
 func (s *Sim) v4GuestTools(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v := s.m.VMs[r.PathValue("extId")]
+	v := byPath(s, w, r, s.m.VMs, "extId", v4NotFound)
 	if v == nil {
-		v4Error(w, r, http.StatusNotFound, "Failed to perform the operation as the backend service could not find the entity.")
 		return
 	}
-	w.Header().Set("ETag", vmETag(v))
-	v4JSON(w, r, http.StatusOK, "vmm.v4.ahv.config.GetGuestToolsApiResponse", v4GuestTools(v), nil)
+	v4Get(w, r, vmETag(v), v4GuestTools(v))
 }
 
 func (s *Sim) v4ListVMDisks(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v := s.m.VMs[r.PathValue("extId")]
+	v := byPath(s, w, r, s.m.VMs, "extId", v4NotFound)
 	if v == nil {
-		v4Error(w, r, http.StatusNotFound, "Failed to perform the operation as the backend service could not find the entity.")
 		return
 	}
-	lo, hi, meta, ok := s.v4Page(w, r, len(v.Disks))
-	if !ok {
-		return
-	}
-	data := []obj{}
-	for _, d := range v.Disks[lo:hi] {
-		data = append(data, s.v4Disk(d))
-	}
-	v4JSON(w, r, http.StatusOK, "vmm.v4.ahv.config.ListDisksApiResponse", data, meta)
+	v4List(s, w, r, v.Disks, nil, s.v4Disk)
 }
 
 type v4VMIn struct {
@@ -281,22 +254,11 @@ func (s *Sim) v4CreateVM(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fail := s.taskFailure("CreateVm")
-	id := newUUID()
-	var v *vm
-	if fail == "" {
-		var err error
-		if v, err = s.createVMLocked(sp); err != nil {
-			s.writeErr(w, r, err)
-			return
-		}
-		id = v.UUID
+	t, _, id, err := s.createVMTaskLocked("CreateVm", sp)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
 	}
-	t := s.startTask("CreateVm", sp.ClusterUUID, []taskEntity{{Kind: "vm", UUID: id, Name: sp.Name}}, fail, func() {
-		if v != nil {
-			v.State = "COMPLETE"
-		}
-	})
 	t.Details = map[string]string{"vmExtId": id}
 	s.save()
 	s.accepted(w, r, "vmm.v4.ahv.config.CreateVmApiResponse", t)
@@ -309,9 +271,8 @@ func (s *Sim) v4UpdateVM(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v := s.m.VMs[r.PathValue("extId")]
+	v := byPath(s, w, r, s.m.VMs, "extId", v4NotFound)
 	if v == nil {
-		v4Error(w, r, http.StatusNotFound, "Failed to perform the operation as the backend service could not find the entity.")
 		return
 	}
 	if !checkIfMatch(w, r, vmETag(v)) {
@@ -343,9 +304,8 @@ func (s *Sim) v4UpdateVM(w http.ResponseWriter, r *http.Request) {
 func (s *Sim) v4DeleteVM(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v := s.m.VMs[r.PathValue("extId")]
+	v := byPath(s, w, r, s.m.VMs, "extId", v4NotFound)
 	if v == nil {
-		v4Error(w, r, http.StatusNotFound, "Failed to perform the operation as the backend service could not find the entity.")
 		return
 	}
 	if !checkIfMatch(w, r, vmETag(v)) {
@@ -365,9 +325,8 @@ func (s *Sim) v4Power(action string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		v := s.m.VMs[r.PathValue("extId")]
+		v := byPath(s, w, r, s.m.VMs, "extId", v4NotFound)
 		if v == nil {
-			v4Error(w, r, http.StatusNotFound, "Failed to perform the operation as the backend service could not find the entity.")
 			return
 		}
 		if r.Header.Get("If-Match") != "" && !checkIfMatch(w, r, vmETag(v)) {
@@ -397,46 +356,29 @@ func (s *Sim) v4Image(im *image) obj {
 func (s *Sim) v4ListImages(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var all []*image
-	for _, im := range s.m.sortedImages() {
-		if odataEq(r, func(k string) string {
-			if k == "name" {
-				return im.Name
-			}
-			return ""
-		}) {
-			all = append(all, im)
+	v4List(s, w, r, s.m.sortedImages(), func(im *image, k string) string {
+		if k == "name" {
+			return im.Name
 		}
-	}
-	lo, hi, meta, ok := s.v4Page(w, r, len(all))
-	if !ok {
-		return
-	}
-	data := []obj{}
-	for _, im := range all[lo:hi] {
-		data = append(data, s.v4Image(im))
-	}
-	v4JSON(w, r, http.StatusOK, "vmm.v4.content.ListImagesApiResponse", data, meta)
+		return ""
+	}, s.v4Image)
 }
 
 func (s *Sim) v4GetImage(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	im := s.m.Images[r.PathValue("extId")]
+	im := byPath(s, w, r, s.m.Images, "extId", v4NotFound)
 	if im == nil {
-		v4Error(w, r, http.StatusNotFound, "Failed to perform the operation as the backend service could not find the entity.")
 		return
 	}
-	w.Header().Set("ETag", etagOf(im.UUID, im.SpecVersion))
-	v4JSON(w, r, http.StatusOK, "vmm.v4.content.GetImageApiResponse", s.v4Image(im), nil)
+	v4Get(w, r, etagOf(im.UUID, im.SpecVersion), s.v4Image(im))
 }
 
 func (s *Sim) v4DeleteImage(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	im := s.m.Images[r.PathValue("extId")]
+	im := byPath(s, w, r, s.m.Images, "extId", v4NotFound)
 	if im == nil {
-		v4Error(w, r, http.StatusNotFound, "Failed to perform the operation as the backend service could not find the entity.")
 		return
 	}
 	if !checkIfMatch(w, r, etagOf(im.UUID, im.SpecVersion)) {
@@ -479,22 +421,11 @@ func (s *Sim) v4CreateImage(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fail := s.taskFailure("CreateImage")
-	id := newUUID()
-	var im *image
-	if fail == "" {
-		var err error
-		if im, err = s.createImageLocked(ii); err != nil {
-			s.writeErr(w, r, err)
-			return
-		}
-		id = im.UUID
+	t, id, err := s.createImageTaskLocked("CreateImage", ii)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
 	}
-	t := s.startTask("CreateImage", ii.ClusterUUID, []taskEntity{{Kind: "image", UUID: id, Name: ii.Name}}, fail, func() {
-		if im != nil {
-			im.State = "COMPLETE"
-		}
-	})
 	t.Details = map[string]string{"imageExtId": id}
 	s.save()
 	s.accepted(w, r, "vmm.v4.content.CreateImageApiResponse", t)

@@ -23,7 +23,7 @@ func (s *Sim) v4VG(g *volumeGroup) obj {
 		"shouldLoadBalanceVmAttachments": false, "protocol": "ISCSI", "createdTime": ts(g.Created)}
 }
 
-func (s *Sim) v4VGDisk(g *volumeGroup, d *vgDisk) obj {
+func (s *Sim) v4VGDisk(d *vgDisk) obj {
 	o := obj{"$objectType": "volumes.v4.config.VolumeDisk", "$reserved": reserved(), "extId": d.UUID, "index": d.Index,
 		"diskSizeBytes": d.Size, "storageContainerId": d.ContainerUUID}
 	et := map[string]string{"snapshot_disk": "DISK_RECOVERY_POINT", "vm_disk": "VM_DISK", "": "STORAGE_CONTAINER"}[d.SourceKind]
@@ -38,48 +38,25 @@ func (s *Sim) v4VGDisk(g *volumeGroup, d *vgDisk) obj {
 func (s *Sim) v4ListVGs(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var all []*volumeGroup
-	for _, g := range s.m.sortedVGs() {
-		if odataEq(r, func(k string) string {
-			switch k {
-			case "name":
-				return g.Name
-			case "extId":
-				return g.UUID
-			}
-			return ""
-		}) {
-			all = append(all, g)
+	v4List(s, w, r, s.m.sortedVGs(), func(g *volumeGroup, k string) string {
+		switch k {
+		case "name":
+			return g.Name
+		case "extId":
+			return g.UUID
 		}
-	}
-	lo, hi, meta, ok := s.v4Page(w, r, len(all))
-	if !ok {
-		return
-	}
-	data := []obj{}
-	for _, g := range all[lo:hi] {
-		data = append(data, s.v4VG(g))
-	}
-	v4JSON(w, r, http.StatusOK, "volumes.v4.config.ListVolumeGroupsApiResponse", data, meta)
-}
-
-func (s *Sim) vgOr404(w http.ResponseWriter, r *http.Request) *volumeGroup {
-	g := s.m.VGs[r.PathValue("extId")]
-	if g == nil {
-		v4Error(w, r, http.StatusNotFound, "Volume group "+r.PathValue("extId")+" not found")
-	}
-	return g
+		return ""
+	}, s.v4VG)
 }
 
 func (s *Sim) v4GetVG(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.vgOr404(w, r)
+	g := byPath(s, w, r, s.m.VGs, "extId", "Volume group %s not found")
 	if g == nil {
 		return
 	}
-	w.Header().Set("ETag", vgETag(g))
-	v4JSON(w, r, http.StatusOK, "volumes.v4.config.GetVolumeGroupApiResponse", s.v4VG(g), nil)
+	v4Get(w, r, vgETag(g), s.v4VG(g))
 }
 
 type v4VolumeDiskIn struct {
@@ -161,7 +138,7 @@ func (s *Sim) v4CreateVG(w http.ResponseWriter, r *http.Request) {
 func (s *Sim) v4DeleteVG(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.vgOr404(w, r)
+	g := byPath(s, w, r, s.m.VGs, "extId", "Volume group %s not found")
 	if g == nil {
 		return
 	}
@@ -180,19 +157,11 @@ func (s *Sim) v4DeleteVG(w http.ResponseWriter, r *http.Request) {
 func (s *Sim) v4ListVGDisks(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.vgOr404(w, r)
+	g := byPath(s, w, r, s.m.VGs, "extId", "Volume group %s not found")
 	if g == nil {
 		return
 	}
-	lo, hi, meta, ok := s.v4Page(w, r, len(g.Disks))
-	if !ok {
-		return
-	}
-	data := []obj{}
-	for _, d := range g.Disks[lo:hi] {
-		data = append(data, s.v4VGDisk(g, d))
-	}
-	v4JSON(w, r, http.StatusOK, "volumes.v4.config.ListVolumeDisksApiResponse", data, meta)
+	v4List(s, w, r, g.Disks, nil, s.v4VGDisk)
 }
 
 func (s *Sim) v4AddVGDisk(w http.ResponseWriter, r *http.Request) {
@@ -202,7 +171,7 @@ func (s *Sim) v4AddVGDisk(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.vgOr404(w, r)
+	g := byPath(s, w, r, s.m.VGs, "extId", "Volume group %s not found")
 	if g == nil {
 		return
 	}
@@ -289,7 +258,7 @@ func (s *Sim) v4AttachISCSI(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.vgOr404(w, r)
+	g := byPath(s, w, r, s.m.VGs, "extId", "Volume group %s not found")
 	if g == nil {
 		return
 	}
@@ -331,7 +300,7 @@ func (s *Sim) v4DetachISCSI(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.vgOr404(w, r)
+	g := byPath(s, w, r, s.m.VGs, "extId", "Volume group %s not found")
 	if g == nil {
 		return
 	}
@@ -354,7 +323,7 @@ func (s *Sim) v4DetachISCSI(w http.ResponseWriter, r *http.Request) {
 func (s *Sim) v4ListAttachments(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.vgOr404(w, r)
+	g := byPath(s, w, r, s.m.VGs, "extId", "Volume group %s not found")
 	if g == nil {
 		return
 	}
@@ -373,24 +342,15 @@ func (s *Sim) v4ListISCSIClients(w http.ResponseWriter, r *http.Request) {
 		all = append(all, c)
 	}
 	slices.SortFunc(all, func(a, b *iscsiClient) int { return strings.Compare(a.IQN+a.IP, b.IQN+b.IP) })
-	lo, hi, meta, ok := s.v4Page(w, r, len(all))
-	if !ok {
-		return
-	}
-	data := []obj{}
-	for _, c := range all[lo:hi] {
-		data = append(data, s.v4ISCSIClient(c))
-	}
-	v4JSON(w, r, http.StatusOK, "volumes.v4.config.ListIscsiClientsApiResponse", data, meta)
+	v4List(s, w, r, all, nil, s.v4ISCSIClient)
 }
 
 func (s *Sim) v4GetISCSIClient(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.m.ISCSIClients[r.PathValue("extId")]
+	c := byPath(s, w, r, s.m.ISCSIClients, "extId", "iSCSI client %s not found")
 	if c == nil {
-		v4Error(w, r, http.StatusNotFound, "iSCSI client "+r.PathValue("extId")+" not found")
 		return
 	}
-	v4JSON(w, r, http.StatusOK, "volumes.v4.config.GetIscsiClientApiResponse", s.v4ISCSIClient(c), nil)
+	v4Get(w, r, "", s.v4ISCSIClient(c))
 }

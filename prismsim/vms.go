@@ -371,6 +371,27 @@ func (s *Sim) createVMLocked(sp vmSpec) (*vm, error) {
 	return v, nil
 }
 
+// createVMTaskLocked creates the VM of sp now, unless op's task is chosen to
+// fail (then nothing is created, v is nil and the task names a fresh uuid,
+// id), and starts op's task, whose success marks the VM COMPLETE. The caller
+// holds s.mu.
+func (s *Sim) createVMTaskLocked(op string, sp vmSpec) (t *task, v *vm, id string, err error) {
+	fail := s.taskFailure(op)
+	id = newUUID()
+	if fail == "" {
+		if v, err = s.createVMLocked(sp); err != nil {
+			return nil, nil, "", err
+		}
+		id = v.UUID
+	}
+	t = s.startTask(op, sp.ClusterUUID, []taskEntity{{Kind: "vm", UUID: id, Name: sp.Name}}, fail, func() {
+		if v != nil {
+			v.State = "COMPLETE"
+		}
+	})
+	return t, v, id, nil
+}
+
 func (s *Sim) deleteVMLocked(v *vm) {
 	delete(s.m.VMs, v.UUID)
 	os.RemoveAll(s.abs(v.Dir))
