@@ -67,6 +67,7 @@ func (s *Sim) handler() http.Handler {
 	s.routesV2(mux)
 	s.routesV4(mux)
 	s.routesSim(mux)
+	mux.HandleFunc("GET /sim/inventory", s.simInventory)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.notFound(w, r, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})

@@ -22,11 +22,15 @@ func (s *Sim) routesV3(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+p+"/tasks/{uuid}", s.v3GetTask)
 	mux.HandleFunc("POST "+p+"/tasks/poll", s.v3PollTasks)
 	mux.HandleFunc("POST "+p+"/tasks/list", s.v3ListTasks)
-	mux.HandleFunc("POST "+p+"/vm_snapshots", s.v3CreateSnapshot)
-	mux.HandleFunc("POST "+p+"/vm_snapshots/list", s.v3ListSnapshots)
-	mux.HandleFunc("GET "+p+"/vm_snapshots/{uuid}", s.v3GetSnapshot)
-	mux.HandleFunc("DELETE "+p+"/vm_snapshots/{uuid}", s.v3DeleteSnapshot)
-	mux.HandleFunc("POST "+p+"/data/changed_regions", s.v3ChangedRegions)
+	if !s.opts.NoV3Snapshots {
+		// Without them the catch-all answers 404, as a Prism Central or an
+		// older Prism Element does.
+		mux.HandleFunc("POST "+p+"/vm_snapshots", s.v3CreateSnapshot)
+		mux.HandleFunc("POST "+p+"/vm_snapshots/list", s.v3ListSnapshots)
+		mux.HandleFunc("GET "+p+"/vm_snapshots/{uuid}", s.v3GetSnapshot)
+		mux.HandleFunc("DELETE "+p+"/vm_snapshots/{uuid}", s.v3DeleteSnapshot)
+		mux.HandleFunc("POST "+p+"/data/changed_regions", s.v3ChangedRegions)
+	}
 	mux.HandleFunc("POST "+p+"/images", s.v3CreateImage)
 	mux.HandleFunc("POST "+p+"/images/list", s.v3ListImages)
 	mux.HandleFunc("GET "+p+"/images/{uuid}", s.v3GetImage)
