@@ -385,17 +385,27 @@ func (s *Sim) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	s.apiError(w, r, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
 }
 
-// byPath returns m[r.PathValue(key)]. When there is no such entity it
-// answers 404 in the envelope of the request's API family, with msg (its %s,
-// if any, standing for the id) as the message, and returns nil.
-func byPath[T any](s *Sim, w http.ResponseWriter, r *http.Request, m map[string]*T, key, msg string) *T {
+// withPath runs fn under s.mu with the entity find returns for the
+// request's path value key. When there is none it answers 404 in the
+// envelope of the request's API family, with msg (its %s, if any, standing
+// for the id) as the message.
+func withPath[T any](s *Sim, w http.ResponseWriter, r *http.Request, key, msg string, find func(id string) *T, fn func(*T)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	id := r.PathValue(key)
-	x := m[id]
+	x := find(id)
 	if x == nil {
 		if strings.Contains(msg, "%s") {
 			msg = fmt.Sprintf(msg, id)
 		}
 		s.notFound(w, r, msg)
+		return
 	}
-	return x
+	fn(x)
+}
+
+// byID is the lookup of one of the model's maps, for withPath. (The maps are
+// made once, before the listener serves; only their contents need s.mu.)
+func byID[T any](m map[string]*T) func(string) *T {
+	return func(id string) *T { return m[id] }
 }

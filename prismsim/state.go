@@ -339,6 +339,22 @@ func (m *model) snapDiskByPath(p string) (*snapshot, *snapDisk) {
 	return nil, nil
 }
 
+// completeSnapshot finds a snapshot whose create task has ended.
+func (m *model) completeSnapshot(id string) *snapshot {
+	if sn := m.Snapshots[id]; sn != nil && sn.State == "COMPLETE" {
+		return sn
+	}
+	return nil
+}
+
+// completeRP finds a recovery point whose create task has ended.
+func (m *model) completeRP(id string) *recoveryPoint {
+	if rp := m.RecoveryPoints[id]; rp != nil && rp.State == "COMPLETE" {
+		return rp
+	}
+	return nil
+}
+
 // diskRP finds a disk recovery point by its extId.
 func (m *model) diskRP(id string) (*snapshot, *snapDisk) {
 	for _, s := range m.Snapshots {

@@ -63,16 +63,11 @@ func (s *Sim) v3ListClusters(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sim) v3GetCluster(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := s.m.clusterByUUID(r.PathValue("uuid"))
-	if c == nil {
-		v3Error(w, http.StatusNotFound, "cluster", "ENTITY_NOT_FOUND", "Cluster "+r.PathValue("uuid")+" not found")
-		return
-	}
-	o := s.v3Cluster(c)
-	o["api_version"] = "3.1"
-	writeJSON(w, http.StatusOK, o)
+	withPath(s, w, r, "uuid", "Cluster %s not found", s.m.clusterByUUID, func(c *cluster) {
+		o := s.v3Cluster(c)
+		o["api_version"] = "3.1"
+		writeJSON(w, http.StatusOK, o)
+	})
 }
 
 func (s *Sim) v3Subnet(sn *subnet) obj {
@@ -108,14 +103,9 @@ func (s *Sim) v3ListSubnets(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sim) v3GetSubnet(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sn := s.m.subnetByUUID(r.PathValue("uuid"))
-	if sn == nil {
-		v3Error(w, http.StatusNotFound, "subnet", "ENTITY_NOT_FOUND", "Subnet "+r.PathValue("uuid")+" not found")
-		return
-	}
-	o := s.v3Subnet(sn)
-	o["api_version"] = "3.1"
-	writeJSON(w, http.StatusOK, o)
+	withPath(s, w, r, "uuid", "Subnet %s not found", s.m.subnetByUUID, func(sn *subnet) {
+		o := s.v3Subnet(sn)
+		o["api_version"] = "3.1"
+		writeJSON(w, http.StatusOK, o)
+	})
 }

@@ -71,13 +71,9 @@ func (s *Sim) v3CreateImage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sim) v3GetImage(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	im := byPath(s, w, r, s.m.Images, "uuid", "Image %s not found")
-	if im == nil {
-		return
-	}
-	writeJSON(w, http.StatusOK, s.v3Image(im))
+	withPath(s, w, r, "uuid", "Image %s not found", byID(s.m.Images), func(im *image) {
+		writeJSON(w, http.StatusOK, s.v3Image(im))
+	})
 }
 
 func (s *Sim) v3ListImages(w http.ResponseWriter, r *http.Request) {
@@ -90,16 +86,12 @@ func (s *Sim) v3ListImages(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sim) v3DeleteImage(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	im := byPath(s, w, r, s.m.Images, "uuid", "Image %s not found")
-	if im == nil {
-		return
-	}
-	t := s.startTask("ImageDelete", im.ClusterUUID, []taskEntity{{Kind: "image", UUID: im.UUID, Name: im.Name}},
-		s.taskFailure("ImageDelete"), func() {
-			delete(s.m.Images, im.UUID)
-			os.Remove(s.abs(im.File))
-		})
-	v3Accepted(w, obj{"kind": "image"}, nil, t, "DELETE_PENDING")
+	withPath(s, w, r, "uuid", "Image %s not found", byID(s.m.Images), func(im *image) {
+		t := s.startTask("ImageDelete", im.ClusterUUID, []taskEntity{{Kind: "image", UUID: im.UUID, Name: im.Name}},
+			s.taskFailure("ImageDelete"), func() {
+				delete(s.m.Images, im.UUID)
+				os.Remove(s.abs(im.File))
+			})
+		v3Accepted(w, obj{"kind": "image"}, nil, t, "DELETE_PENDING")
+	})
 }

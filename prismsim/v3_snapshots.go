@@ -81,13 +81,9 @@ func (s *Sim) v3CreateSnapshot(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sim) v3GetSnapshot(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sn := byPath(s, w, r, s.m.Snapshots, "uuid", "VM snapshot %s not found")
-	if sn == nil {
-		return
-	}
-	writeJSON(w, http.StatusOK, s.v3Snapshot(sn))
+	withPath(s, w, r, "uuid", "VM snapshot %s not found", byID(s.m.Snapshots), func(sn *snapshot) {
+		writeJSON(w, http.StatusOK, s.v3Snapshot(sn))
+	})
 }
 
 func (s *Sim) v3ListSnapshots(w http.ResponseWriter, r *http.Request) {
@@ -103,21 +99,17 @@ func (s *Sim) v3ListSnapshots(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sim) v3DeleteSnapshot(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sn := byPath(s, w, r, s.m.Snapshots, "uuid", "VM snapshot %s not found")
-	if sn == nil {
-		return
-	}
-	v := s.m.VMs[sn.VMUUID]
-	cu := ""
-	if v != nil {
-		cu = v.ClusterUUID
-	}
-	id := sn.UUID
-	t := s.startTask("VmSnapshotDelete", cu, []taskEntity{{Kind: "vm_snapshot", UUID: id, Name: sn.Name}},
-		s.taskFailure("VmSnapshotDelete"), func() { s.removeSnapshotLocked(id) })
-	v3Accepted(w, obj{"kind": "vm_snapshot"}, nil, t, "DELETE_PENDING")
+	withPath(s, w, r, "uuid", "VM snapshot %s not found", byID(s.m.Snapshots), func(sn *snapshot) {
+		v := s.m.VMs[sn.VMUUID]
+		cu := ""
+		if v != nil {
+			cu = v.ClusterUUID
+		}
+		id := sn.UUID
+		t := s.startTask("VmSnapshotDelete", cu, []taskEntity{{Kind: "vm_snapshot", UUID: id, Name: sn.Name}},
+			s.taskFailure("VmSnapshotDelete"), func() { s.removeSnapshotLocked(id) })
+		v3Accepted(w, obj{"kind": "vm_snapshot"}, nil, t, "DELETE_PENDING")
+	})
 }
 
 // ---------- changed regions ----------

@@ -136,13 +136,9 @@ func (s *Sim) v3SortedVMs(q listReq) []*vm {
 }
 
 func (s *Sim) v3GetVM(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v := byPath(s, w, r, s.m.VMs, "uuid", "VM %s not found")
-	if v == nil {
-		return
-	}
-	writeJSON(w, http.StatusOK, s.v3VM(v))
+	withPath(s, w, r, "uuid", "VM %s not found", byID(s.m.VMs), func(v *vm) {
+		writeJSON(w, http.StatusOK, s.v3VM(v))
+	})
 }
 
 type v3Ref struct {
@@ -292,62 +288,54 @@ func (s *Sim) v3UpdateVM(w http.ResponseWriter, r *http.Request) {
 	if !s.decodeJSON(w, r, &in, true) {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v := byPath(s, w, r, s.m.VMs, "uuid", "VM %s not found")
-	if v == nil {
-		return
-	}
-	if in.Spec == nil || in.Metadata.SpecVersion == nil {
-		v3Error(w, http.StatusUnprocessableEntity, "vm", "VALIDATION_ERROR", "spec and metadata.spec_version are required")
-		return
-	}
-	if *in.Metadata.SpecVersion != v.SpecVersion {
-		v3Error(w, http.StatusConflict, "vm", "CONCURRENT_REQUESTS_NOT_ALLOWED",
-			"Edit conflict: please retry change. Entity CAS version mismatch.")
-		return
-	}
-	rs := in.Spec.Resources
-	if ps := strings.ToUpper(rs.PowerState); ps != "" && ps != "ON" && ps != "OFF" {
-		v3Error(w, http.StatusUnprocessableEntity, "vm", "VALIDATION_ERROR", "power_state must be ON or OFF")
-		return
-	}
-	fail := s.taskFailure("VmUpdate")
-	t := s.startTask("VmUpdate", v.ClusterUUID, []taskEntity{{Kind: "vm", UUID: v.UUID, Name: v.Name}}, fail, func() {
-		if in.Spec.Name != "" {
-			v.Name = in.Spec.Name
+	withPath(s, w, r, "uuid", "VM %s not found", byID(s.m.VMs), func(v *vm) {
+		if in.Spec == nil || in.Metadata.SpecVersion == nil {
+			v3Error(w, http.StatusUnprocessableEntity, "vm", "VALIDATION_ERROR", "spec and metadata.spec_version are required")
+			return
 		}
-		v.Description = in.Spec.Description
-		if ps := strings.ToUpper(rs.PowerState); ps != "" {
-			v.PowerState = ps
+		if *in.Metadata.SpecVersion != v.SpecVersion {
+			v3Error(w, http.StatusConflict, "vm", "CONCURRENT_REQUESTS_NOT_ALLOWED",
+				"Edit conflict: please retry change. Entity CAS version mismatch.")
+			return
 		}
-		if rs.NumSockets > 0 {
-			v.NumSockets = rs.NumSockets
+		rs := in.Spec.Resources
+		if ps := strings.ToUpper(rs.PowerState); ps != "" && ps != "ON" && ps != "OFF" {
+			v3Error(w, http.StatusUnprocessableEntity, "vm", "VALIDATION_ERROR", "power_state must be ON or OFF")
+			return
 		}
-		if rs.NumVcpusPerSocket > 0 {
-			v.VCPUsPerSocket = rs.NumVcpusPerSocket
+		fail := s.taskFailure("VmUpdate")
+		t := s.startTask("VmUpdate", v.ClusterUUID, []taskEntity{{Kind: "vm", UUID: v.UUID, Name: v.Name}}, fail, func() {
+			if in.Spec.Name != "" {
+				v.Name = in.Spec.Name
+			}
+			v.Description = in.Spec.Description
+			if ps := strings.ToUpper(rs.PowerState); ps != "" {
+				v.PowerState = ps
+			}
+			if rs.NumSockets > 0 {
+				v.NumSockets = rs.NumSockets
+			}
+			if rs.NumVcpusPerSocket > 0 {
+				v.VCPUsPerSocket = rs.NumVcpusPerSocket
+			}
+			if rs.MemorySizeMib > 0 {
+				v.MemoryMiB = rs.MemorySizeMib
+			}
+			v.Updated = time.Now()
+		})
+		if fail == "" {
+			v.SpecVersion++
 		}
-		if rs.MemorySizeMib > 0 {
-			v.MemoryMiB = rs.MemorySizeMib
-		}
-		v.Updated = time.Now()
+		s.save()
+		meta := obj{"kind": "vm", "uuid": v.UUID, "spec_version": v.SpecVersion, "use_categories_mapping": false}
+		v3Accepted(w, meta, s.v3VM(v)["spec"].(obj), t, "PENDING")
 	})
-	if fail == "" {
-		v.SpecVersion++
-	}
-	s.save()
-	meta := obj{"kind": "vm", "uuid": v.UUID, "spec_version": v.SpecVersion, "use_categories_mapping": false}
-	v3Accepted(w, meta, s.v3VM(v)["spec"].(obj), t, "PENDING")
 }
 
 func (s *Sim) v3DeleteVM(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v := byPath(s, w, r, s.m.VMs, "uuid", "VM %s not found")
-	if v == nil {
-		return
-	}
-	t := s.startTask("VmDelete", v.ClusterUUID, []taskEntity{{Kind: "vm", UUID: v.UUID, Name: v.Name}},
-		s.taskFailure("VmDelete"), func() { s.deleteVMLocked(v) })
-	v3Accepted(w, obj{"kind": "vm"}, nil, t, "DELETE_PENDING")
+	withPath(s, w, r, "uuid", "VM %s not found", byID(s.m.VMs), func(v *vm) {
+		t := s.startTask("VmDelete", v.ClusterUUID, []taskEntity{{Kind: "vm", UUID: v.UUID, Name: v.Name}},
+			s.taskFailure("VmDelete"), func() { s.deleteVMLocked(v) })
+		v3Accepted(w, obj{"kind": "vm"}, nil, t, "DELETE_PENDING")
+	})
 }

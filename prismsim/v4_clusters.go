@@ -39,14 +39,9 @@ func (s *Sim) v4ListClusters(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sim) v4GetCluster(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := s.m.clusterByUUID(r.PathValue("extId"))
-	if c == nil {
-		v4Error(w, r, http.StatusNotFound, "Cluster "+r.PathValue("extId")+" not found")
-		return
-	}
-	v4Get(w, r, "", s.v4Cluster(c))
+	withPath(s, w, r, "extId", "Cluster %s not found", s.m.clusterByUUID, func(c *cluster) {
+		v4Get(w, r, "", s.v4Cluster(c))
+	})
 }
 
 func v4Subnet(sn *subnet) obj {

@@ -165,58 +165,37 @@ func (s *Sim) v4ListRPs(w http.ResponseWriter, r *http.Request) {
 	}, s.v4RP)
 }
 
-func (s *Sim) rpOr404(w http.ResponseWriter, r *http.Request, id string) *recoveryPoint {
-	rp := s.m.RecoveryPoints[id]
-	if rp == nil || rp.State != "COMPLETE" {
-		v4Error(w, r, http.StatusNotFound, "Recovery point "+id+" not found")
-		return nil
-	}
-	return rp
-}
-
 func (s *Sim) v4GetRP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rp := s.rpOr404(w, r, r.PathValue("extId"))
-	if rp == nil {
-		return
-	}
-	v4Get(w, r, rpETag(rp), s.v4RP(rp))
+	withPath(s, w, r, "extId", "Recovery point %s not found", s.m.completeRP, func(rp *recoveryPoint) {
+		v4Get(w, r, rpETag(rp), s.v4RP(rp))
+	})
 }
 
 func (s *Sim) v4GetVMRP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rp := s.rpOr404(w, r, r.PathValue("rpExtId"))
-	if rp == nil {
-		return
-	}
-	id := r.PathValue("extId")
-	if !slices.Contains(rp.Snapshots, id) || s.m.Snapshots[id] == nil {
-		v4Error(w, r, http.StatusNotFound, "VM recovery point "+id+" not found in recovery point "+rp.UUID)
-		return
-	}
-	v4Get(w, r, "", s.v4VMRP(s.m.Snapshots[id]))
+	withPath(s, w, r, "rpExtId", "Recovery point %s not found", s.m.completeRP, func(rp *recoveryPoint) {
+		id := r.PathValue("extId")
+		if !slices.Contains(rp.Snapshots, id) || s.m.Snapshots[id] == nil {
+			v4Error(w, r, http.StatusNotFound, "VM recovery point "+id+" not found in recovery point "+rp.UUID)
+			return
+		}
+		v4Get(w, r, "", s.v4VMRP(s.m.Snapshots[id]))
+	})
 }
 
 func (s *Sim) v4DeleteRP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rp := s.rpOr404(w, r, r.PathValue("extId"))
-	if rp == nil {
-		return
-	}
-	if !checkIfMatch(w, r, rpETag(rp)) {
-		return
-	}
-	t := s.startTask("DeleteRecoveryPoint", "", []taskEntity{{Kind: "recovery_point", UUID: rp.UUID, Name: rp.Name}},
-		s.taskFailure("DeleteRecoveryPoint"), func() {
-			for _, id := range slices.Clone(rp.Snapshots) {
-				s.removeSnapshotLocked(id)
-			}
-			delete(s.m.RecoveryPoints, rp.UUID)
-		})
-	s.accepted(w, r, "dataprotection.v4.config.DeleteRecoveryPointApiResponse", t)
+	withPath(s, w, r, "extId", "Recovery point %s not found", s.m.completeRP, func(rp *recoveryPoint) {
+		if !checkIfMatch(w, r, rpETag(rp)) {
+			return
+		}
+		t := s.startTask("DeleteRecoveryPoint", "", []taskEntity{{Kind: "recovery_point", UUID: rp.UUID, Name: rp.Name}},
+			s.taskFailure("DeleteRecoveryPoint"), func() {
+				for _, id := range slices.Clone(rp.Snapshots) {
+					s.removeSnapshotLocked(id)
+				}
+				delete(s.m.RecoveryPoints, rp.UUID)
+			})
+		s.accepted(w, r, "dataprotection.v4.config.DeleteRecoveryPointApiResponse", t)
+	})
 }
 
 func (s *Sim) v4SetExpiry(w http.ResponseWriter, r *http.Request) {
@@ -231,20 +210,16 @@ func (s *Sim) v4SetExpiry(w http.ResponseWriter, r *http.Request) {
 		v4Error(w, r, http.StatusBadRequest, "expirationTime: "+err.Error())
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rp := s.rpOr404(w, r, r.PathValue("extId"))
-	if rp == nil {
-		return
-	}
-	if r.Header.Get("If-Match") != "" && !checkIfMatch(w, r, rpETag(rp)) {
-		return
-	}
-	rp.Expiry = exp
-	rp.Version++
-	t := s.startTask("SetRecoveryPointExpirationTime", "", []taskEntity{{Kind: "recovery_point", UUID: rp.UUID, Name: rp.Name}}, "", nil)
-	s.save()
-	s.accepted(w, r, "dataprotection.v4.config.SetExpirationTimeApiResponse", t)
+	withPath(s, w, r, "extId", "Recovery point %s not found", s.m.completeRP, func(rp *recoveryPoint) {
+		if r.Header.Get("If-Match") != "" && !checkIfMatch(w, r, rpETag(rp)) {
+			return
+		}
+		rp.Expiry = exp
+		rp.Version++
+		t := s.startTask("SetRecoveryPointExpirationTime", "", []taskEntity{{Kind: "recovery_point", UUID: rp.UUID, Name: rp.Name}}, "", nil)
+		s.save()
+		s.accepted(w, r, "dataprotection.v4.config.SetExpirationTimeApiResponse", t)
+	})
 }
 
 type v4DiskRPRef struct {
@@ -256,8 +231,8 @@ type v4DiskRPRef struct {
 
 // findDiskRP resolves an rp/vmrp/diskrp triple.
 func (s *Sim) findDiskRP(rpID, vmrpID, diskID string) (*snapshot, *snapDisk, string) {
-	rp := s.m.RecoveryPoints[rpID]
-	if rp == nil || rp.State != "COMPLETE" {
+	rp := s.m.completeRP(rpID)
+	if rp == nil {
 		return nil, nil, "recovery point " + rpID + " not found"
 	}
 	if !slices.Contains(rp.Snapshots, vmrpID) {
@@ -297,41 +272,37 @@ func (s *Sim) v4DiscoverCluster(w http.ResponseWriter, r *http.Request) {
 		v4Error(w, r, http.StatusBadRequest, "operation must be COMPUTE_CHANGED_REGIONS or GET_VSS_METADATA")
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rpID := r.PathValue("extId")
-	rp := s.rpOr404(w, r, rpID)
-	if rp == nil {
-		return
-	}
-	var links []obj
-	if in.Operation == "COMPUTE_CHANGED_REGIONS" {
-		if in.Spec == nil || in.Spec.ObjectType != "dataprotection.v4.content.ComputeChangedRegionsClusterDiscoverSpec" || in.Spec.DiskRecoveryPoint == nil {
-			v4Error(w, r, http.StatusBadRequest, "spec must be a dataprotection.v4.content.ComputeChangedRegionsClusterDiscoverSpec with diskRecoveryPoint")
-			return
-		}
-		d := in.Spec.DiskRecoveryPoint
-		if d.RecoveryPointExtID == "" {
-			d.RecoveryPointExtID = rpID
-		}
-		if _, _, msg := s.findDiskRP(d.RecoveryPointExtID, d.VMRecoveryPointExtID, d.DiskRecoveryPointExtID); msg != "" {
-			v4Error(w, r, http.StatusNotFound, msg)
-			return
-		}
-		if ref := in.Spec.ReferenceDiskRecoveryPoint; ref != nil {
-			if _, _, msg := s.findDiskRP(ref.RecoveryPointExtID, ref.VMRecoveryPointExtID, ref.DiskRecoveryPointExtID); msg != "" {
-				v4Error(w, r, http.StatusNotFound, "reference: "+msg)
+	withPath(s, w, r, "extId", "Recovery point %s not found", s.m.completeRP, func(rp *recoveryPoint) {
+		rpID := rp.UUID
+		var links []obj
+		if in.Operation == "COMPUTE_CHANGED_REGIONS" {
+			if in.Spec == nil || in.Spec.ObjectType != "dataprotection.v4.content.ComputeChangedRegionsClusterDiscoverSpec" || in.Spec.DiskRecoveryPoint == nil {
+				v4Error(w, r, http.StatusBadRequest, "spec must be a dataprotection.v4.content.ComputeChangedRegionsClusterDiscoverSpec with diskRecoveryPoint")
 				return
 			}
+			d := in.Spec.DiskRecoveryPoint
+			if d.RecoveryPointExtID == "" {
+				d.RecoveryPointExtID = rpID
+			}
+			if _, _, msg := s.findDiskRP(d.RecoveryPointExtID, d.VMRecoveryPointExtID, d.DiskRecoveryPointExtID); msg != "" {
+				v4Error(w, r, http.StatusNotFound, msg)
+				return
+			}
+			if ref := in.Spec.ReferenceDiskRecoveryPoint; ref != nil {
+				if _, _, msg := s.findDiskRP(ref.RecoveryPointExtID, ref.VMRecoveryPointExtID, ref.DiskRecoveryPointExtID); msg != "" {
+					v4Error(w, r, http.StatusNotFound, "reference: "+msg)
+					return
+				}
+			}
+			href := s.url + "/api/dataprotection/v4.0/content/recovery-points/" + url.PathEscape(d.RecoveryPointExtID) +
+				"/vm-recovery-points/" + url.PathEscape(d.VMRecoveryPointExtID) + "/disk-recovery-points/" +
+				url.PathEscape(d.DiskRecoveryPointExtID) + "/$actions/compute-changed-regions"
+			links = []obj{{"$objectType": "common.v1.response.ApiLink", "href": href, "rel": "compute-changed-regions"}}
 		}
-		href := s.url + "/api/dataprotection/v4.0/content/recovery-points/" + url.PathEscape(d.RecoveryPointExtID) +
-			"/vm-recovery-points/" + url.PathEscape(d.VMRecoveryPointExtID) + "/disk-recovery-points/" +
-			url.PathEscape(d.DiskRecoveryPointExtID) + "/$actions/compute-changed-regions"
-		links = []obj{{"$objectType": "common.v1.response.ApiLink", "href": href, "rel": "compute-changed-regions"}}
-	}
-	data := obj{"$objectType": "dataprotection.v4.common.ClusterInfo", "$reserved": reserved(),
-		"clusterIp": ipv4(s.host), "jwtToken": s.makeJWT(rpID)}
-	v4JSON(w, r, http.StatusOK, "dataprotection.v4.config.DiscoverClusterApiResponse", data, v4Meta(false, 1, links))
+		data := obj{"$objectType": "dataprotection.v4.common.ClusterInfo", "$reserved": reserved(),
+			"clusterIp": ipv4(s.host), "jwtToken": s.makeJWT(rpID)}
+		v4JSON(w, r, http.StatusOK, "dataprotection.v4.config.DiscoverClusterApiResponse", data, v4Meta(false, 1, links))
+	})
 }
 
 var validBlockSizes = []int64{32768, 65536, 131072, 262144}

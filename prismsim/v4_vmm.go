@@ -103,33 +103,21 @@ func (s *Sim) v4ListVMs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sim) v4GetVM(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v := byPath(s, w, r, s.m.VMs, "extId", v4NotFound)
-	if v == nil {
-		return
-	}
-	v4Get(w, r, vmETag(v), s.v4VM(v))
+	withPath(s, w, r, "extId", v4NotFound, byID(s.m.VMs), func(v *vm) {
+		v4Get(w, r, vmETag(v), s.v4VM(v))
+	})
 }
 
 func (s *Sim) v4GuestTools(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v := byPath(s, w, r, s.m.VMs, "extId", v4NotFound)
-	if v == nil {
-		return
-	}
-	v4Get(w, r, vmETag(v), v4GuestTools(v))
+	withPath(s, w, r, "extId", v4NotFound, byID(s.m.VMs), func(v *vm) {
+		v4Get(w, r, vmETag(v), v4GuestTools(v))
+	})
 }
 
 func (s *Sim) v4ListVMDisks(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v := byPath(s, w, r, s.m.VMs, "extId", v4NotFound)
-	if v == nil {
-		return
-	}
-	v4List(s, w, r, v.Disks, nil, s.v4Disk)
+	withPath(s, w, r, "extId", v4NotFound, byID(s.m.VMs), func(v *vm) {
+		v4List(s, w, r, v.Disks, nil, s.v4Disk)
+	})
 }
 
 type v4VMIn struct {
@@ -269,51 +257,43 @@ func (s *Sim) v4UpdateVM(w http.ResponseWriter, r *http.Request) {
 	if !s.decodeV4(w, r, &in) {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v := byPath(s, w, r, s.m.VMs, "extId", v4NotFound)
-	if v == nil {
-		return
-	}
-	if !checkIfMatch(w, r, vmETag(v)) {
-		return
-	}
-	fail := s.taskFailure("UpdateVm")
-	if fail == "" {
-		if in.Name != "" {
-			v.Name = in.Name
+	withPath(s, w, r, "extId", v4NotFound, byID(s.m.VMs), func(v *vm) {
+		if !checkIfMatch(w, r, vmETag(v)) {
+			return
 		}
-		v.Description = in.Description
-		if in.NumSockets > 0 {
-			v.NumSockets = in.NumSockets
+		fail := s.taskFailure("UpdateVm")
+		if fail == "" {
+			if in.Name != "" {
+				v.Name = in.Name
+			}
+			v.Description = in.Description
+			if in.NumSockets > 0 {
+				v.NumSockets = in.NumSockets
+			}
+			if in.NumCoresPerSocket > 0 {
+				v.VCPUsPerSocket = in.NumCoresPerSocket
+			}
+			if in.MemorySizeBytes > 0 {
+				v.MemoryMiB = in.MemorySizeBytes >> 20
+			}
+			v.SpecVersion++
+			v.Updated = time.Now()
 		}
-		if in.NumCoresPerSocket > 0 {
-			v.VCPUsPerSocket = in.NumCoresPerSocket
-		}
-		if in.MemorySizeBytes > 0 {
-			v.MemoryMiB = in.MemorySizeBytes >> 20
-		}
-		v.SpecVersion++
-		v.Updated = time.Now()
-	}
-	t := s.startTask("UpdateVm", v.ClusterUUID, []taskEntity{{Kind: "vm", UUID: v.UUID, Name: v.Name}}, fail, nil)
-	s.save()
-	s.accepted(w, r, "vmm.v4.ahv.config.UpdateVmApiResponse", t)
+		t := s.startTask("UpdateVm", v.ClusterUUID, []taskEntity{{Kind: "vm", UUID: v.UUID, Name: v.Name}}, fail, nil)
+		s.save()
+		s.accepted(w, r, "vmm.v4.ahv.config.UpdateVmApiResponse", t)
+	})
 }
 
 func (s *Sim) v4DeleteVM(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v := byPath(s, w, r, s.m.VMs, "extId", v4NotFound)
-	if v == nil {
-		return
-	}
-	if !checkIfMatch(w, r, vmETag(v)) {
-		return
-	}
-	t := s.startTask("DeleteVm", v.ClusterUUID, []taskEntity{{Kind: "vm", UUID: v.UUID, Name: v.Name}},
-		s.taskFailure("DeleteVm"), func() { s.deleteVMLocked(v) })
-	s.accepted(w, r, "vmm.v4.ahv.config.DeleteVmApiResponse", t)
+	withPath(s, w, r, "extId", v4NotFound, byID(s.m.VMs), func(v *vm) {
+		if !checkIfMatch(w, r, vmETag(v)) {
+			return
+		}
+		t := s.startTask("DeleteVm", v.ClusterUUID, []taskEntity{{Kind: "vm", UUID: v.UUID, Name: v.Name}},
+			s.taskFailure("DeleteVm"), func() { s.deleteVMLocked(v) })
+		s.accepted(w, r, "vmm.v4.ahv.config.DeleteVmApiResponse", t)
+	})
 }
 
 func (s *Sim) v4Power(action string) http.HandlerFunc {
@@ -323,25 +303,21 @@ func (s *Sim) v4Power(action string) http.HandlerFunc {
 	}
 	op := map[string]string{"power-on": "PowerOnVm", "power-off": "PowerOffVm", "shutdown": "ShutdownVm", "guest-shutdown": "GuestShutdownVm"}[action]
 	return func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		v := byPath(s, w, r, s.m.VMs, "extId", v4NotFound)
-		if v == nil {
-			return
-		}
-		if r.Header.Get("If-Match") != "" && !checkIfMatch(w, r, vmETag(v)) {
-			return
-		}
-		if action == "guest-shutdown" && (v.NGT == NGTAbsent || v.NGT == "") {
-			v4Error(w, r, http.StatusBadRequest, "Guest shutdown needs Nutanix Guest Tools")
-			return
-		}
-		t := s.startTask(op, v.ClusterUUID, []taskEntity{{Kind: "vm", UUID: v.UUID, Name: v.Name}}, s.taskFailure(op), func() {
-			v.PowerState = want
-			v.SpecVersion++
-			v.Updated = time.Now()
+		withPath(s, w, r, "extId", v4NotFound, byID(s.m.VMs), func(v *vm) {
+			if r.Header.Get("If-Match") != "" && !checkIfMatch(w, r, vmETag(v)) {
+				return
+			}
+			if action == "guest-shutdown" && (v.NGT == NGTAbsent || v.NGT == "") {
+				v4Error(w, r, http.StatusBadRequest, "Guest shutdown needs Nutanix Guest Tools")
+				return
+			}
+			t := s.startTask(op, v.ClusterUUID, []taskEntity{{Kind: "vm", UUID: v.UUID, Name: v.Name}}, s.taskFailure(op), func() {
+				v.PowerState = want
+				v.SpecVersion++
+				v.Updated = time.Now()
+			})
+			s.accepted(w, r, "vmm.v4.ahv.config."+op+"ApiResponse", t)
 		})
-		s.accepted(w, r, "vmm.v4.ahv.config."+op+"ApiResponse", t)
 	}
 }
 
@@ -365,31 +341,23 @@ func (s *Sim) v4ListImages(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sim) v4GetImage(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	im := byPath(s, w, r, s.m.Images, "extId", v4NotFound)
-	if im == nil {
-		return
-	}
-	v4Get(w, r, etagOf(im.UUID, im.SpecVersion), s.v4Image(im))
+	withPath(s, w, r, "extId", v4NotFound, byID(s.m.Images), func(im *image) {
+		v4Get(w, r, etagOf(im.UUID, im.SpecVersion), s.v4Image(im))
+	})
 }
 
 func (s *Sim) v4DeleteImage(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	im := byPath(s, w, r, s.m.Images, "extId", v4NotFound)
-	if im == nil {
-		return
-	}
-	if !checkIfMatch(w, r, etagOf(im.UUID, im.SpecVersion)) {
-		return
-	}
-	t := s.startTask("DeleteImage", im.ClusterUUID, []taskEntity{{Kind: "image", UUID: im.UUID, Name: im.Name}},
-		s.taskFailure("DeleteImage"), func() {
-			delete(s.m.Images, im.UUID)
-			os.Remove(s.abs(im.File))
-		})
-	s.accepted(w, r, "vmm.v4.content.DeleteImageApiResponse", t)
+	withPath(s, w, r, "extId", v4NotFound, byID(s.m.Images), func(im *image) {
+		if !checkIfMatch(w, r, etagOf(im.UUID, im.SpecVersion)) {
+			return
+		}
+		t := s.startTask("DeleteImage", im.ClusterUUID, []taskEntity{{Kind: "image", UUID: im.UUID, Name: im.Name}},
+			s.taskFailure("DeleteImage"), func() {
+				delete(s.m.Images, im.UUID)
+				os.Remove(s.abs(im.File))
+			})
+		s.accepted(w, r, "vmm.v4.content.DeleteImageApiResponse", t)
+	})
 }
 
 func (s *Sim) v4CreateImage(w http.ResponseWriter, r *http.Request) {

@@ -50,13 +50,9 @@ func (s *Sim) v4ListVGs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sim) v4GetVG(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := byPath(s, w, r, s.m.VGs, "extId", "Volume group %s not found")
-	if g == nil {
-		return
-	}
-	v4Get(w, r, vgETag(g), s.v4VG(g))
+	withPath(s, w, r, "extId", "Volume group %s not found", byID(s.m.VGs), func(g *volumeGroup) {
+		v4Get(w, r, vgETag(g), s.v4VG(g))
+	})
 }
 
 type v4VolumeDiskIn struct {
@@ -136,32 +132,24 @@ func (s *Sim) v4CreateVG(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sim) v4DeleteVG(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := byPath(s, w, r, s.m.VGs, "extId", "Volume group %s not found")
-	if g == nil {
-		return
-	}
-	if !checkIfMatch(w, r, vgETag(g)) {
-		return
-	}
-	t := s.startTask("DeleteVolumeGroup", g.ClusterUUID, []taskEntity{{Kind: "volume_group", UUID: g.UUID, Name: g.Name}},
-		s.taskFailure("DeleteVolumeGroup"), func() {
-			if err := s.deleteVGLocked(g); err != nil {
-				s.logf("delete volume group %s: %v", g.UUID, err)
-			}
-		})
-	s.accepted(w, r, "volumes.v4.config.DeleteVolumeGroupApiResponse", t)
+	withPath(s, w, r, "extId", "Volume group %s not found", byID(s.m.VGs), func(g *volumeGroup) {
+		if !checkIfMatch(w, r, vgETag(g)) {
+			return
+		}
+		t := s.startTask("DeleteVolumeGroup", g.ClusterUUID, []taskEntity{{Kind: "volume_group", UUID: g.UUID, Name: g.Name}},
+			s.taskFailure("DeleteVolumeGroup"), func() {
+				if err := s.deleteVGLocked(g); err != nil {
+					s.logf("delete volume group %s: %v", g.UUID, err)
+				}
+			})
+		s.accepted(w, r, "volumes.v4.config.DeleteVolumeGroupApiResponse", t)
+	})
 }
 
 func (s *Sim) v4ListVGDisks(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := byPath(s, w, r, s.m.VGs, "extId", "Volume group %s not found")
-	if g == nil {
-		return
-	}
-	v4List(s, w, r, g.Disks, nil, s.v4VGDisk)
+	withPath(s, w, r, "extId", "Volume group %s not found", byID(s.m.VGs), func(g *volumeGroup) {
+		v4List(s, w, r, g.Disks, nil, s.v4VGDisk)
+	})
 }
 
 func (s *Sim) v4AddVGDisk(w http.ResponseWriter, r *http.Request) {
@@ -169,39 +157,35 @@ func (s *Sim) v4AddVGDisk(w http.ResponseWriter, r *http.Request) {
 	if !s.decodeV4(w, r, &in) {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := byPath(s, w, r, s.m.VGs, "extId", "Volume group %s not found")
-	if g == nil {
-		return
-	}
-	ds, err := s.v4DiskSpec(in)
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	fail := s.taskFailure("CreateVolumeDisk")
-	if fail == "" {
-		tmp, err := s.createVGLocked(g.Name, "", g.ClusterUUID, g.UsageType, "v4", []vgDiskSpec{ds})
+	withPath(s, w, r, "extId", "Volume group %s not found", byID(s.m.VGs), func(g *volumeGroup) {
+		ds, err := s.v4DiskSpec(in)
 		if err != nil {
 			s.writeErr(w, r, err)
 			return
 		}
-		// Move the new disk into g.
-		delete(s.m.VGs, tmp.UUID)
-		d := tmp.Disks[0]
-		if in.Index == nil {
-			d.Index = len(g.Disks)
+		fail := s.taskFailure("CreateVolumeDisk")
+		if fail == "" {
+			tmp, err := s.createVGLocked(g.Name, "", g.ClusterUUID, g.UsageType, "v4", []vgDiskSpec{ds})
+			if err != nil {
+				s.writeErr(w, r, err)
+				return
+			}
+			// Move the new disk into g.
+			delete(s.m.VGs, tmp.UUID)
+			d := tmp.Disks[0]
+			if in.Index == nil {
+				d.Index = len(g.Disks)
+			}
+			g.Disks = append(g.Disks, d)
+			g.Version++
+			if err := s.exportVGLocked(g); err != nil {
+				s.logf("re-export %s: %v", g.Name, err)
+			}
 		}
-		g.Disks = append(g.Disks, d)
-		g.Version++
-		if err := s.exportVGLocked(g); err != nil {
-			s.logf("re-export %s: %v", g.Name, err)
-		}
-	}
-	t := s.startTask("CreateVolumeDisk", g.ClusterUUID, []taskEntity{{Kind: "volume_group", UUID: g.UUID, Name: g.Name}}, fail, nil)
-	s.save()
-	s.accepted(w, r, "volumes.v4.config.CreateVolumeDiskApiResponse", t)
+		t := s.startTask("CreateVolumeDisk", g.ClusterUUID, []taskEntity{{Kind: "volume_group", UUID: g.UUID, Name: g.Name}}, fail, nil)
+		s.save()
+		s.accepted(w, r, "volumes.v4.config.CreateVolumeDiskApiResponse", t)
+	})
 }
 
 func (s *Sim) v4ISCSIClient(c *iscsiClient) obj {
@@ -256,39 +240,35 @@ func (s *Sim) v4AttachISCSI(w http.ResponseWriter, r *http.Request) {
 		v4Error(w, r, http.StatusBadRequest, "exactly one of extId, iscsiInitiatorName and iscsiInitiatorNetworkId must be given")
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := byPath(s, w, r, s.m.VGs, "extId", "Volume group %s not found")
-	if g == nil {
-		return
-	}
-	if in.ExtID != "" {
-		c := s.m.ISCSIClients[in.ExtID]
-		if c == nil {
-			v4Error(w, r, http.StatusNotFound, "iSCSI client "+in.ExtID+" not found")
-			return
+	withPath(s, w, r, "extId", "Volume group %s not found", byID(s.m.VGs), func(g *volumeGroup) {
+		if in.ExtID != "" {
+			c := s.m.ISCSIClients[in.ExtID]
+			if c == nil {
+				v4Error(w, r, http.StatusNotFound, "iSCSI client "+in.ExtID+" not found")
+				return
+			}
+			in.IscsiInitiatorName, ip = c.IQN, c.IP
 		}
-		in.IscsiInitiatorName, ip = c.IQN, c.IP
-	}
-	fail := s.taskFailure("AttachIscsiClient")
-	var c *iscsiClient
-	if fail == "" {
-		var err error
-		if c, err = s.attachClientLocked(g, in.IscsiInitiatorName, ip, in.ClientSecret); err != nil {
-			s.writeErr(w, r, err)
-			return
+		fail := s.taskFailure("AttachIscsiClient")
+		var c *iscsiClient
+		if fail == "" {
+			var err error
+			if c, err = s.attachClientLocked(g, in.IscsiInitiatorName, ip, in.ClientSecret); err != nil {
+				s.writeErr(w, r, err)
+				return
+			}
 		}
-	}
-	ents := []taskEntity{{Kind: "volume_group", UUID: g.UUID, Name: g.Name}}
-	if c != nil {
-		ents = append(ents, taskEntity{Kind: "iscsi_client", UUID: c.UUID, Name: c.IQN})
-	}
-	t := s.startTask("AttachIscsiClient", g.ClusterUUID, ents, fail, nil)
-	if c != nil {
-		t.Details = map[string]string{"iscsiClientExtId": c.UUID}
-	}
-	s.save()
-	s.accepted(w, r, "volumes.v4.config.AttachIscsiClientApiResponse", t)
+		ents := []taskEntity{{Kind: "volume_group", UUID: g.UUID, Name: g.Name}}
+		if c != nil {
+			ents = append(ents, taskEntity{Kind: "iscsi_client", UUID: c.UUID, Name: c.IQN})
+		}
+		t := s.startTask("AttachIscsiClient", g.ClusterUUID, ents, fail, nil)
+		if c != nil {
+			t.Details = map[string]string{"iscsiClientExtId": c.UUID}
+		}
+		s.save()
+		s.accepted(w, r, "volumes.v4.config.AttachIscsiClientApiResponse", t)
+	})
 }
 
 func (s *Sim) v4DetachISCSI(w http.ResponseWriter, r *http.Request) {
@@ -298,40 +278,32 @@ func (s *Sim) v4DetachISCSI(w http.ResponseWriter, r *http.Request) {
 	if !s.decodeV4(w, r, &in) {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := byPath(s, w, r, s.m.VGs, "extId", "Volume group %s not found")
-	if g == nil {
-		return
-	}
-	if !slices.Contains(g.Clients, in.ExtID) {
-		v4Error(w, r, http.StatusNotFound, "iSCSI client "+in.ExtID+" is not attached to volume group "+g.UUID)
-		return
-	}
-	fail := s.taskFailure("DetachIscsiClient")
-	if fail == "" {
-		if err := s.detachClientLocked(g, in.ExtID); err != nil {
-			s.writeErr(w, r, err)
+	withPath(s, w, r, "extId", "Volume group %s not found", byID(s.m.VGs), func(g *volumeGroup) {
+		if !slices.Contains(g.Clients, in.ExtID) {
+			v4Error(w, r, http.StatusNotFound, "iSCSI client "+in.ExtID+" is not attached to volume group "+g.UUID)
 			return
 		}
-	}
-	t := s.startTask("DetachIscsiClient", g.ClusterUUID, []taskEntity{{Kind: "volume_group", UUID: g.UUID, Name: g.Name}}, fail, nil)
-	s.save()
-	s.accepted(w, r, "volumes.v4.config.DetachIscsiClientApiResponse", t)
+		fail := s.taskFailure("DetachIscsiClient")
+		if fail == "" {
+			if err := s.detachClientLocked(g, in.ExtID); err != nil {
+				s.writeErr(w, r, err)
+				return
+			}
+		}
+		t := s.startTask("DetachIscsiClient", g.ClusterUUID, []taskEntity{{Kind: "volume_group", UUID: g.UUID, Name: g.Name}}, fail, nil)
+		s.save()
+		s.accepted(w, r, "volumes.v4.config.DetachIscsiClientApiResponse", t)
+	})
 }
 
 func (s *Sim) v4ListAttachments(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := byPath(s, w, r, s.m.VGs, "extId", "Volume group %s not found")
-	if g == nil {
-		return
-	}
-	data := []obj{}
-	for _, id := range g.Clients {
-		data = append(data, obj{"$objectType": "volumes.v4.config.IscsiClientAttachment", "extId": id, "clusterReference": g.ClusterUUID})
-	}
-	v4JSON(w, r, http.StatusOK, "volumes.v4.config.ListExternalIscsiAttachmentsApiResponse", data, v4Meta(false, len(data), nil))
+	withPath(s, w, r, "extId", "Volume group %s not found", byID(s.m.VGs), func(g *volumeGroup) {
+		data := []obj{}
+		for _, id := range g.Clients {
+			data = append(data, obj{"$objectType": "volumes.v4.config.IscsiClientAttachment", "extId": id, "clusterReference": g.ClusterUUID})
+		}
+		v4JSON(w, r, http.StatusOK, "volumes.v4.config.ListExternalIscsiAttachmentsApiResponse", data, v4Meta(false, len(data), nil))
+	})
 }
 
 func (s *Sim) v4ListISCSIClients(w http.ResponseWriter, r *http.Request) {
@@ -346,11 +318,7 @@ func (s *Sim) v4ListISCSIClients(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sim) v4GetISCSIClient(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := byPath(s, w, r, s.m.ISCSIClients, "extId", "iSCSI client %s not found")
-	if c == nil {
-		return
-	}
-	v4Get(w, r, "", s.v4ISCSIClient(c))
+	withPath(s, w, r, "extId", "iSCSI client %s not found", byID(s.m.ISCSIClients), func(c *iscsiClient) {
+		v4Get(w, r, "", s.v4ISCSIClient(c))
+	})
 }
