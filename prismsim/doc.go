@@ -44,6 +44,11 @@
 // tasks/{uuid}, tasks/poll, tasks/list; vm_snapshots (POST), vm_snapshots/list,
 // vm_snapshots/{uuid} GET DELETE; data/changed_regions; images (POST),
 // images/list, images/{uuid} GET DELETE, images/{uuid}/file PUT GET (Range).
+// With Options.NoV3Snapshots (prismsim --no-v3-snapshots) vm_snapshots and
+// data/changed_regions are not served and answer 404, as on a Prism
+// Central or an older Prism Element: a v3 client (ahvfs --api v3) then
+// takes, lists and deletes its snapshots through v2.0 snapshots and, with
+// no changed regions, backs up in full.
 //
 // v2 (/PrismGateway/services/rest/v2.0 and /api/nutanix/v2.0, with or without
 // trailing slash): cluster; snapshots GET POST, snapshots/{uuid} GET DELETE;
@@ -65,7 +70,16 @@
 //
 // Admin (/sim, basic auth, exempt from faults): GET/PUT /sim/faults,
 // DELETE /sim/snapshots/{uuid} (behind the client's back), POST
-// /sim/iscsi/drop, GET /sim/state.
+// /sim/iscsi/drop, GET /sim/state, GET /sim/inventory[?wait=DURATION].
+//
+// # Inventory
+//
+// Objects (Sim.Objects, GET /sim/inventory, simtest.Inventory) lists what
+// a job can leave behind: VMs, snapshots (with their VM and the API that
+// took them), v4 recovery points, volume groups with their attached
+// initiators, images, and the tasks still running. Diff names what
+// appeared, disappeared or changed between two of them, so a crash test
+// can assert that cleanup left the cluster as it was.
 //
 // # Behaviour that follows nutanix-api.md
 //

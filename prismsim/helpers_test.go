@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -137,53 +138,42 @@ func list(v any, path string) []any {
 	return a
 }
 
-// waitV3Task polls a v3 task until it ends and returns its final status.
+// waitTask polls a task at path until the value at field is one of done
+// and returns the object at data ("" for the whole answer).
+func (a *api) waitTask(path, field, data string, done ...string) map[string]any {
+	a.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := a.do("GET", path, nil).must(a.t, 200)
+		if slices.Contains(done, str(r.body, field)) {
+			if data == "" {
+				return r.body
+			}
+			return r.body[data].(map[string]any)
+		}
+		if time.Now().After(deadline) {
+			a.t.Fatalf("task %s did not finish: %s", path, r.raw)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitV3Task polls a v3 task until it ends and returns it.
 func (a *api) waitV3Task(id string) map[string]any {
 	a.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		r := a.do("GET", "/api/nutanix/v3/tasks/"+id, nil).must(a.t, 200)
-		switch str(r.body, "status") {
-		case "SUCCEEDED", "FAILED", "ABORTED":
-			return r.body
-		}
-		if time.Now().After(deadline) {
-			a.t.Fatalf("task %s did not finish: %s", id, r.raw)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return a.waitTask("/api/nutanix/v3/tasks/"+id, "status", "", "SUCCEEDED", "FAILED", "ABORTED")
 }
 
+// waitV4Task polls a v4 task until it ends and returns its data.
 func (a *api) waitV4Task(extID string) map[string]any {
 	a.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		r := a.do("GET", "/api/prism/v4.0/config/tasks/"+extID, nil).must(a.t, 200)
-		switch str(r.body, "data.status") {
-		case "SUCCEEDED", "FAILED", "CANCELED":
-			return r.body["data"].(map[string]any)
-		}
-		if time.Now().After(deadline) {
-			a.t.Fatalf("task %s did not finish: %s", extID, r.raw)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return a.waitTask("/api/prism/v4.0/config/tasks/"+extID, "data.status", "data", "SUCCEEDED", "FAILED", "CANCELED")
 }
 
+// waitV2Task polls a v2 task until it ends and returns it.
 func (a *api) waitV2Task(id string) map[string]any {
 	a.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		r := a.do("GET", "/PrismGateway/services/rest/v2.0/tasks/"+id, nil).must(a.t, 200)
-		switch str(r.body, "progress_status") {
-		case "Succeeded", "Failed", "Aborted":
-			return r.body
-		}
-		if time.Now().After(deadline) {
-			a.t.Fatalf("task %s did not finish: %s", id, r.raw)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return a.waitTask("/PrismGateway/services/rest/v2.0/tasks/"+id, "progress_status", "", "Succeeded", "Failed", "Aborted")
 }
 
 var reqSeq int

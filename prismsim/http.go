@@ -67,6 +67,7 @@ func (s *Sim) handler() http.Handler {
 	s.routesV2(mux)
 	s.routesV4(mux)
 	s.routesSim(mux)
+	mux.HandleFunc("GET /sim/inventory", s.simInventory)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.notFound(w, r, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -358,3 +359,53 @@ func jsonTypeName(kind string) string {
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// apiErr is a failure with the HTTP status and v3 reason to answer.
+type apiErr struct {
+	code   int
+	reason string
+	msg    string
+}
+
+func (e *apiErr) Error() string { return e.msg }
+
+func errNotFound(format string, args ...any) *apiErr {
+	return &apiErr{http.StatusNotFound, "ENTITY_NOT_FOUND", fmt.Sprintf(format, args...)}
+}
+
+func errInvalid(format string, args ...any) *apiErr {
+	return &apiErr{http.StatusUnprocessableEntity, "INVALID_ARGUMENT", fmt.Sprintf(format, args...)}
+}
+
+func (s *Sim) writeErr(w http.ResponseWriter, r *http.Request, err error) {
+	if ae, ok := err.(*apiErr); ok {
+		s.apiError(w, r, ae.code, ae.reason, ae.msg)
+		return
+	}
+	s.apiError(w, r, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
+}
+
+// withPath runs fn under s.mu with the entity find returns for the
+// request's path value key. When there is none it answers 404 in the
+// envelope of the request's API family, with msg (its %s, if any, standing
+// for the id) as the message.
+func withPath[T any](s *Sim, w http.ResponseWriter, r *http.Request, key, msg string, find func(id string) *T, fn func(*T)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := r.PathValue(key)
+	x := find(id)
+	if x == nil {
+		if strings.Contains(msg, "%s") {
+			msg = fmt.Sprintf(msg, id)
+		}
+		s.notFound(w, r, msg)
+		return
+	}
+	fn(x)
+}
+
+// byID is the lookup of one of the model's maps, for withPath. (The maps are
+// made once, before the listener serves; only their contents need s.mu.)
+func byID[T any](m map[string]*T) func(string) *T {
+	return func(id string) *T { return m[id] }
+}

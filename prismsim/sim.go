@@ -53,6 +53,11 @@ type Options struct {
 	// V4Revisions are the v4 path revisions served (default v4.0 and v4.1,
 	// as on pc.7.3). The discover-cluster JWT is always scoped to v4.0.
 	V4Revisions []string
+	// NoV3Snapshots makes the v3 vm_snapshots and data/changed_regions
+	// endpoints answer 404, as on a Prism Central or an older Prism Element
+	// (default false: served). Clients then take snapshots through the v2.0
+	// snapshots API and, having no changed regions, back up in full.
+	NoV3Snapshots bool
 	// Faults to inject from the start (default none).
 	Faults Faults
 	// Logf receives diagnostic lines (default: discarded).

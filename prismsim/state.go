@@ -4,9 +4,11 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -242,73 +244,75 @@ func newModel() *model {
 
 // Lookups. Callers hold Sim.mu.
 
-func (m *model) clusterByUUID(id string) *cluster {
-	for _, c := range m.Clusters {
-		if c.UUID == id {
-			return c
-		}
+// first returns the first element of xs that ok accepts, or nil.
+func first[T any](xs []*T, ok func(*T) bool) *T {
+	if i := slices.IndexFunc(xs, ok); i >= 0 {
+		return xs[i]
 	}
 	return nil
+}
+
+func (m *model) clusterByUUID(id string) *cluster {
+	return first(m.Clusters, func(c *cluster) bool { return c.UUID == id })
 }
 
 func (m *model) clusterByName(name string) *cluster {
-	for _, c := range m.Clusters {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
+	return first(m.Clusters, func(c *cluster) bool { return c.Name == name })
 }
 
 func (m *model) containerFor(clusterUUID string) *container {
-	for _, c := range m.Containers {
-		if c.ClusterUUID == clusterUUID {
-			return c
-		}
-	}
-	return nil
+	return first(m.Containers, func(c *container) bool { return c.ClusterUUID == clusterUUID })
 }
 
 func (m *model) containerByUUID(id string) *container {
-	for _, c := range m.Containers {
-		if c.UUID == id {
-			return c
-		}
-	}
-	return nil
+	return first(m.Containers, func(c *container) bool { return c.UUID == id })
 }
 
 func (m *model) subnetByUUID(id string) *subnet {
-	for _, s := range m.Subnets {
-		if s.UUID == id {
-			return s
-		}
-	}
-	return nil
+	return first(m.Subnets, func(s *subnet) bool { return s.UUID == id })
 }
 
 func (m *model) subnetByName(clusterUUID, name string) *subnet {
-	for _, s := range m.Subnets {
-		if s.Name == name && (clusterUUID == "" || s.ClusterUUID == clusterUUID) {
-			return s
-		}
-	}
-	return nil
+	return first(m.Subnets, func(s *subnet) bool {
+		return s.Name == name && (clusterUUID == "" || s.ClusterUUID == clusterUUID)
+	})
 }
 
-// sortedVMs returns the VMs ordered by creation time then name.
-func (m *model) sortedVMs() []*vm {
-	out := make([]*vm, 0, len(m.VMs))
-	for _, v := range m.VMs {
-		out = append(out, v)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Created.Equal(out[j].Created) {
-			return out[i].Created.Before(out[j].Created)
+// sortedByCreation returns the values of m oldest first, ties ordered by
+// key (the uuid), so that every listing has one order.
+func sortedByCreation[T any](m map[string]*T, created func(*T) time.Time) []*T {
+	keys := slices.Collect(maps.Keys(m))
+	slices.SortFunc(keys, func(a, b string) int {
+		if c := created(m[a]).Compare(created(m[b])); c != 0 {
+			return c
 		}
-		return out[i].UUID < out[j].UUID
+		return strings.Compare(a, b)
 	})
+	out := make([]*T, len(keys))
+	for i, k := range keys {
+		out[i] = m[k]
+	}
 	return out
+}
+
+func (m *model) sortedVMs() []*vm {
+	return sortedByCreation(m.VMs, func(v *vm) time.Time { return v.Created })
+}
+
+func (m *model) sortedSnapshots() []*snapshot {
+	return sortedByCreation(m.Snapshots, func(s *snapshot) time.Time { return s.Created })
+}
+
+func (m *model) sortedImages() []*image {
+	return sortedByCreation(m.Images, func(i *image) time.Time { return i.Created })
+}
+
+func (m *model) sortedVGs() []*volumeGroup {
+	return sortedByCreation(m.VGs, func(g *volumeGroup) time.Time { return g.Created })
+}
+
+func (m *model) sortedRPs() []*recoveryPoint {
+	return sortedByCreation(m.RecoveryPoints, func(r *recoveryPoint) time.Time { return r.Created })
 }
 
 func (m *model) vmByName(name string) *vm {
@@ -318,20 +322,6 @@ func (m *model) vmByName(name string) *vm {
 		}
 	}
 	return nil
-}
-
-func (m *model) sortedSnapshots() []*snapshot {
-	out := make([]*snapshot, 0, len(m.Snapshots))
-	for _, s := range m.Snapshots {
-		out = append(out, s)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Created.Equal(out[j].Created) {
-			return out[i].Created.Before(out[j].Created)
-		}
-		return out[i].UUID < out[j].UUID
-	})
-	return out
 }
 
 // snapDiskByPath finds a snapshot disk by its snapshot_file_path.
@@ -347,6 +337,22 @@ func (m *model) snapDiskByPath(p string) (*snapshot, *snapDisk) {
 		}
 	}
 	return nil, nil
+}
+
+// completeSnapshot finds a snapshot whose create task has ended.
+func (m *model) completeSnapshot(id string) *snapshot {
+	if sn := m.Snapshots[id]; sn != nil && sn.State == "COMPLETE" {
+		return sn
+	}
+	return nil
+}
+
+// completeRP finds a recovery point whose create task has ended.
+func (m *model) completeRP(id string) *recoveryPoint {
+	if rp := m.RecoveryPoints[id]; rp != nil && rp.State == "COMPLETE" {
+		return rp
+	}
+	return nil
 }
 
 // diskRP finds a disk recovery point by its extId.
@@ -378,33 +384,6 @@ func (m *model) diskFileByUUID(id string) (file string, size int64, ok bool) {
 		}
 	}
 	return "", 0, false
-}
-
-func (m *model) sortedImages() []*image {
-	out := make([]*image, 0, len(m.Images))
-	for _, i := range m.Images {
-		out = append(out, i)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
-	return out
-}
-
-func (m *model) sortedVGs() []*volumeGroup {
-	out := make([]*volumeGroup, 0, len(m.VGs))
-	for _, g := range m.VGs {
-		out = append(out, g)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
-	return out
-}
-
-func (m *model) sortedRPs() []*recoveryPoint {
-	out := make([]*recoveryPoint, 0, len(m.RecoveryPoints))
-	for _, r := range m.RecoveryPoints {
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
-	return out
 }
 
 func (m *model) next() int64 { m.Seq++; return m.Seq }

@@ -202,14 +202,9 @@ func maxTime(ts ...time.Time) time.Time {
 }
 
 func (s *Sim) v3GetTask(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.taskByID(r.PathValue("uuid"))
-	if t == nil {
-		v3Error(w, http.StatusNotFound, "task", "ENTITY_NOT_FOUND", "Task "+r.PathValue("uuid")+" not found")
-		return
-	}
-	writeJSON(w, http.StatusOK, s.v3Task(t))
+	withPath(s, w, r, "uuid", "Task %s not found", s.taskByID, func(t *task) {
+		writeJSON(w, http.StatusOK, s.v3Task(t))
+	})
 }
 
 func (s *Sim) v3PollTasks(w http.ResponseWriter, r *http.Request) {
@@ -308,14 +303,9 @@ func (s *Sim) v2Task(t *task) obj {
 }
 
 func (s *Sim) v2GetTask(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.taskByID(r.PathValue("uuid"))
-	if t == nil {
-		v2Error(w, http.StatusNotFound, "Task "+r.PathValue("uuid")+" does not exist")
-		return
-	}
-	writeJSON(w, http.StatusOK, s.v2Task(t))
+	withPath(s, w, r, "uuid", "Task %s does not exist", s.taskByID, func(t *task) {
+		writeJSON(w, http.StatusOK, s.v2Task(t))
+	})
 }
 
 // ---------- v4 ----------
@@ -369,14 +359,9 @@ func (s *Sim) v4Task(t *task) obj {
 }
 
 func (s *Sim) v4GetTask(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.taskByID(r.PathValue("extId"))
-	if t == nil {
-		v4Error(w, r, http.StatusNotFound, "Task "+r.PathValue("extId")+" not found")
-		return
-	}
-	v4JSON(w, r, http.StatusOK, "prism.v4.config.GetTaskApiResponse", s.v4Task(t), nil)
+	withPath(s, w, r, "extId", "Task %s not found", s.taskByID, func(t *task) {
+		v4JSON(w, r, http.StatusOK, "prism.v4.config.GetTaskApiResponse", s.v4Task(t), nil)
+	})
 }
 
 func v4TaskRef(t *task) obj {

@@ -128,14 +128,9 @@ func (s *Sim) v2ListSnapshots(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sim) v2GetSnapshot(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sn := s.m.Snapshots[r.PathValue("uuid")]
-	if sn == nil || sn.State != "COMPLETE" {
-		v2Error(w, http.StatusNotFound, "Snapshot "+r.PathValue("uuid")+" does not exist")
-		return
-	}
-	writeJSON(w, http.StatusOK, s.v2Snapshot(sn))
+	withPath(s, w, r, "uuid", "Snapshot %s does not exist", s.m.completeSnapshot, func(sn *snapshot) {
+		writeJSON(w, http.StatusOK, s.v2Snapshot(sn))
+	})
 }
 
 func (s *Sim) v2CreateSnapshots(w http.ResponseWriter, r *http.Request) {
@@ -205,17 +200,12 @@ func (s *Sim) v2CreateSnapshots(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sim) v2DeleteSnapshot(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sn := s.m.Snapshots[r.PathValue("uuid")]
-	if sn == nil {
-		v2Error(w, http.StatusNotFound, "Snapshot "+r.PathValue("uuid")+" does not exist")
-		return
-	}
-	id := sn.UUID
-	t := s.startTask("SnapshotDelete", "", []taskEntity{{Kind: "snapshot", UUID: id, Name: sn.Name}},
-		s.taskFailure("SnapshotDelete"), func() { s.removeSnapshotLocked(id) })
-	v2TaskID(w, t)
+	withPath(s, w, r, "uuid", "Snapshot %s does not exist", byID(s.m.Snapshots), func(sn *snapshot) {
+		id := sn.UUID
+		t := s.startTask("SnapshotDelete", "", []taskEntity{{Kind: "snapshot", UUID: id, Name: sn.Name}},
+			s.taskFailure("SnapshotDelete"), func() { s.removeSnapshotLocked(id) })
+		v2TaskID(w, t)
+	})
 }
 
 // ---------- virtual disks ----------
@@ -335,14 +325,9 @@ func (s *Sim) v2ListVGs(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Sim) v2GetVG(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := s.m.VGs[r.PathValue("uuid")]
-	if g == nil {
-		v2Error(w, http.StatusNotFound, "Volume group "+r.PathValue("uuid")+" does not exist")
-		return
-	}
-	writeJSON(w, http.StatusOK, s.v2VG(g))
+	withPath(s, w, r, "uuid", "Volume group %s does not exist", byID(s.m.VGs), func(g *volumeGroup) {
+		writeJSON(w, http.StatusOK, s.v2VG(g))
+	})
 }
 
 type v2DiskAddr struct {
@@ -525,58 +510,48 @@ func (s *Sim) v2AttachExternal(w http.ResponseWriter, r *http.Request, attach bo
 		v2Error(w, http.StatusBadRequest, "iscsi_client.client_address is required")
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := s.m.VGs[r.PathValue("uuid")]
-	if g == nil {
-		v2Error(w, http.StatusNotFound, "Volume group "+r.PathValue("uuid")+" does not exist")
-		return
-	}
-	if in.LogicalTimestamp > 0 && in.LogicalTimestamp != g.Version {
-		v2Error(w, http.StatusConflict, fmt.Sprintf("logical_timestamp %d does not match the volume group's %d", in.LogicalTimestamp, g.Version))
-		return
-	}
-	iqn, ip := clientAddr(addr)
-	if attach {
-		if _, err := s.attachClientLocked(g, iqn, ip, secret); err != nil {
-			s.writeErr(w, r, err)
+	withPath(s, w, r, "uuid", "Volume group %s does not exist", byID(s.m.VGs), func(g *volumeGroup) {
+		if in.LogicalTimestamp > 0 && in.LogicalTimestamp != g.Version {
+			v2Error(w, http.StatusConflict, fmt.Sprintf("logical_timestamp %d does not match the volume group's %d", in.LogicalTimestamp, g.Version))
 			return
 		}
-	} else {
-		var cid string
-		for _, id := range g.Clients {
-			if c := s.m.ISCSIClients[id]; c != nil && ((iqn != "" && c.IQN == iqn) || (iqn == "" && c.IP == ip)) {
-				cid = id
+		iqn, ip := clientAddr(addr)
+		if attach {
+			if _, err := s.attachClientLocked(g, iqn, ip, secret); err != nil {
+				s.writeErr(w, r, err)
+				return
+			}
+		} else {
+			var cid string
+			for _, id := range g.Clients {
+				if c := s.m.ISCSIClients[id]; c != nil && ((iqn != "" && c.IQN == iqn) || (iqn == "" && c.IP == ip)) {
+					cid = id
+				}
+			}
+			if cid == "" {
+				v2Error(w, http.StatusNotFound, "iSCSI client "+addr+" is not attached to volume group "+g.UUID)
+				return
+			}
+			if err := s.detachClientLocked(g, cid); err != nil {
+				s.writeErr(w, r, err)
+				return
 			}
 		}
-		if cid == "" {
-			v2Error(w, http.StatusNotFound, "iSCSI client "+addr+" is not attached to volume group "+g.UUID)
-			return
-		}
-		if err := s.detachClientLocked(g, cid); err != nil {
-			s.writeErr(w, r, err)
-			return
-		}
-	}
-	s.save()
-	writeJSON(w, http.StatusOK, obj{"value": true})
+		s.save()
+		writeJSON(w, http.StatusOK, obj{"value": true})
+	})
 }
 
 func (s *Sim) v2DeleteVG(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := s.m.VGs[r.PathValue("uuid")]
-	if g == nil {
-		v2Error(w, http.StatusNotFound, "Volume group "+r.PathValue("uuid")+" does not exist")
-		return
-	}
-	t := s.startTask("VolumeGroupDelete", g.ClusterUUID, []taskEntity{{Kind: "volume_group", UUID: g.UUID, Name: g.Name}},
-		s.taskFailure("VolumeGroupDelete"), func() {
-			if err := s.deleteVGLocked(g); err != nil {
-				s.logf("delete volume group %s: %v", g.UUID, err)
-			}
-		})
-	v2TaskID(w, t)
+	withPath(s, w, r, "uuid", "Volume group %s does not exist", byID(s.m.VGs), func(g *volumeGroup) {
+		t := s.startTask("VolumeGroupDelete", g.ClusterUUID, []taskEntity{{Kind: "volume_group", UUID: g.UUID, Name: g.Name}},
+			s.taskFailure("VolumeGroupDelete"), func() {
+				if err := s.deleteVGLocked(g); err != nil {
+					s.logf("delete volume group %s: %v", g.UUID, err)
+				}
+			})
+		v2TaskID(w, t)
+	})
 }
 
 // v2ListContainers serves GET /storage_containers/ (ContainerDTO): the

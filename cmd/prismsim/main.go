@@ -5,6 +5,13 @@
 //
 //	prismsim --listen 127.0.0.1:9440 --state DIR [--vms N --disk-size SIZE]
 //	         [--vm NAME:FILE[,FILE...]] [--iscsi-portal 127.0.0.1:3260]
+//	         [--no-v3-snapshots]
+//
+// --no-v3-snapshots plays a cluster without v3 vm_snapshots and
+// data/changed_regions (a Prism Central, or an older Prism Element): they
+// answer 404, so "ahvfs backup --api v3" takes its snapshots through the
+// v2.0 API and backs up in full. Sizes are bytes (1048576) or a number with
+// a binary unit (1MiB, 64KiB, 1.5GiB).
 //
 // Without flags it starts a demo cluster with 3 VMs on 127.0.0.1:9440 with
 // its state in a temporary directory. SIGINT/SIGTERM stop it (and tgtd).
@@ -12,14 +19,14 @@ package main
 
 import (
 	"context"
-	"errors"
+
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
+
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +48,9 @@ func main() {
 	}
 }
 
+const noV3SnapshotsUsage = "answer 404 to v3 vm_snapshots and data/changed_regions, as a Prism Central or an\n" +
+	"older Prism Element does: v3 clients then snapshot through the v2.0 API and back up in full"
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("prismsim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -48,14 +58,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		listen     = fs.String("listen", "127.0.0.1:9440", "HTTPS listen address")
 		state      = fs.String("state", "", "state directory (default: a new temporary directory)")
 		nVMs       = fs.Int("vms", -1, "create N demo VMs with ext4 disks (default 3 on a fresh state without --vm)")
-		diskSize   = fs.String("disk-size", "1GiB", "size of the demo VMs' first disk")
+		diskSize   = fs.String("disk-size", "1GiB", "size of the demo VMs' first disk (bytes, or with a unit: 512MiB)")
 		portal     = fs.String("iscsi-portal", "127.0.0.1:3260", `Data Services IP iSCSI portal ("off" disables iSCSI)`)
 		cvmPortal  = fs.String("cvm-portal", "127.0.0.2:3260", "CVM portal the Data Services IP redirects logins to")
 		chapUser   = fs.String("chap-user", "", "require CHAP with this user on every target")
 		chapSecret = fs.String("chap-secret", "", "CHAP secret for --chap-user")
 		password   = fs.String("password", "", "admin password (default: from STATE/admin.password or random)")
 		taskDelay  = fs.Duration("task-delay", 200*time.Millisecond, "time a task spends QUEUED and then RUNNING")
-		blockSize  = fs.String("region-block", "64KiB", "changed-region granularity")
+		blockSize  = fs.String("region-block", "64KiB", "changed-region granularity (bytes, or with a unit: 64KiB)")
 		maxRegions = fs.Int("max-regions", 1000, "regions per changed-regions page")
 		ngt        = fs.String("ngt", "", `NGT state of --vm VMs: absent, installed or vss`)
 		f429       = fs.Float64("fault-429", 0, "fraction of API requests answered 429")
@@ -63,6 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fLatency   = fs.Duration("fault-latency", 0, "latency added to every API request")
 		fFail      = fs.Int("fault-fail-tasks", 0, "make the next N tasks fail")
 		fTaskRate  = fs.Float64("fault-task-rate", 0, "fraction of tasks that fail")
+		noV3Snaps  = fs.Bool("no-v3-snapshots", false, noV3SnapshotsUsage)
 		quiet      = fs.Bool("quiet", false, "do not log requests' problems to stderr")
 		vms        vmFlag
 	)
@@ -94,7 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := prismsim.Options{
 		Listen: *listen, StateDir: dir, Password: *password, CVMPortal: *cvmPortal,
 		CHAPUser: *chapUser, CHAPSecret: *chapSecret, TaskDelay: *taskDelay,
-		RegionBlockSize: bs, MaxRegionsPerPage: *maxRegions,
+		RegionBlockSize: bs, MaxRegionsPerPage: *maxRegions, NoV3Snapshots: *noV3Snaps,
 		Faults: prismsim.Faults{Rate429: *f429, Rate500: *f500, Latency: *fLatency, FailTasks: *fFail, FailTaskRate: *fTaskRate},
 	}
 	if *portal != "off" && *portal != "" {
@@ -140,34 +151,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if p := sim.ISCSIPortal(); p != "" {
 		fmt.Fprintf(stdout, "iSCSI portal:  %s (redirects to %s)\n", p, sim.CVMPortal())
 	}
+	if *noV3Snaps {
+		fmt.Fprintln(stdout, "v3 snapshots:  not served (--no-v3-snapshots): snapshots through v2.0 only")
+	}
 	for _, v := range sim.VMs() {
 		fmt.Fprintf(stdout, "VM %-12s %s  %s\n", v.Name, v.UUID, strings.Join(v.Disks, " "))
 	}
 	<-ctx.Done()
 	fmt.Fprintln(stderr, "prismsim: stopping")
 	return sim.Close()
-}
-
-// parseSize accepts bytes or a number with a K/M/G/T suffix (KiB, MB, G: all
-// binary multiples).
-func parseSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	mult := int64(1)
-	up := strings.ToUpper(s)
-	for _, u := range []struct {
-		suf string
-		m   int64
-	}{{"TIB", 1 << 40}, {"GIB", 1 << 30}, {"MIB", 1 << 20}, {"KIB", 1 << 10}, {"TB", 1 << 40}, {"GB", 1 << 30},
-		{"MB", 1 << 20}, {"KB", 1 << 10}, {"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}} {
-		if strings.HasSuffix(up, u.suf) {
-			mult = u.m
-			s = strings.TrimSpace(s[:len(s)-len(u.suf)])
-			break
-		}
-	}
-	n, err := strconv.ParseFloat(s, 64)
-	if err != nil || n < 0 {
-		return 0, errors.New("not a size: " + s)
-	}
-	return int64(n * float64(mult)), nil
 }

@@ -1,10 +1,13 @@
-// Package simtest starts a Prism simulator for tests of other packages.
+// Package simtest starts a Prism simulator for tests of other packages and
+// reads the objects of one running elsewhere (Inventory), so that a test can
+// assert that a job left the simulated cluster as it found it.
 package simtest
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net/http"
 	"os"
 	"testing"
@@ -62,16 +65,25 @@ func Start(t testing.TB, o Options) *prismsim.Sim {
 // HTTPClient returns an http.Client that trusts the simulator's CA.
 func HTTPClient(t testing.TB, s *prismsim.Sim) *http.Client {
 	t.Helper()
-	pem, err := os.ReadFile(s.CAFile())
+	c, err := httpClient(s.CAFile())
 	if err != nil {
-		t.Fatalf("read CA: %v", err)
+		t.Fatal(err)
+	}
+	return c
+}
+
+// httpClient returns an http.Client that trusts the CA in caFile.
+func httpClient(caFile string) (*http.Client, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("read CA: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatalf("no certificate in %s", s.CAFile())
+		return nil, fmt.Errorf("no certificate in %s", caFile)
 	}
 	return &http.Client{
 		Timeout:   60 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
-	}
+	}, nil
 }

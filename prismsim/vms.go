@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,31 +12,6 @@ import (
 	"syscall"
 	"time"
 )
-
-// apiErr is a failure with the HTTP status and v3 reason to answer.
-type apiErr struct {
-	code   int
-	reason string
-	msg    string
-}
-
-func (e *apiErr) Error() string { return e.msg }
-
-func errNotFound(format string, args ...any) *apiErr {
-	return &apiErr{http.StatusNotFound, "ENTITY_NOT_FOUND", fmt.Sprintf(format, args...)}
-}
-
-func errInvalid(format string, args ...any) *apiErr {
-	return &apiErr{http.StatusUnprocessableEntity, "INVALID_ARGUMENT", fmt.Sprintf(format, args...)}
-}
-
-func (s *Sim) writeErr(w http.ResponseWriter, r *http.Request, err error) {
-	if ae, ok := err.(*apiErr); ok {
-		s.apiError(w, r, ae.code, ae.reason, ae.msg)
-		return
-	}
-	s.apiError(w, r, http.StatusInternalServerError, "INTERNAL_ERROR", err.Error())
-}
 
 // VMOptions describes a VM added with AddVM. Zero values mean the default.
 type VMOptions struct {
@@ -397,300 +371,30 @@ func (s *Sim) createVMLocked(sp vmSpec) (*vm, error) {
 	return v, nil
 }
 
+// createVMTaskLocked creates the VM of sp now, unless op's task is chosen to
+// fail (then nothing is created, v is nil and the task names a fresh uuid,
+// id), and starts op's task, whose success marks the VM COMPLETE. The caller
+// holds s.mu.
+func (s *Sim) createVMTaskLocked(op string, sp vmSpec) (t *task, v *vm, id string, err error) {
+	fail := s.taskFailure(op)
+	id = newUUID()
+	if fail == "" {
+		if v, err = s.createVMLocked(sp); err != nil {
+			return nil, nil, "", err
+		}
+		id = v.UUID
+	}
+	t = s.startTask(op, sp.ClusterUUID, []taskEntity{{Kind: "vm", UUID: id, Name: sp.Name}}, fail, func() {
+		if v != nil {
+			v.State = "COMPLETE"
+		}
+	})
+	return t, v, id, nil
+}
+
 func (s *Sim) deleteVMLocked(v *vm) {
 	delete(s.m.VMs, v.UUID)
 	os.RemoveAll(s.abs(v.Dir))
-}
-
-// snapshotVMLocked copies every disk of v now (point in time) and registers
-// the snapshot in state PENDING.
-func (s *Sim) snapshotVMLocked(v *vm, name, reqType, api string) (*snapshot, error) {
-	if reqType == "" {
-		reqType = CrashConsistent
-	}
-	if reqType != CrashConsistent && reqType != AppConsistent {
-		return nil, errInvalid("snapshot type %q is not CRASH_CONSISTENT or APPLICATION_CONSISTENT", reqType)
-	}
-	typ := CrashConsistent
-	if reqType == AppConsistent && v.NGT == NGTVSS && v.PowerState == "ON" {
-		typ = AppConsistent
-	}
-	cl := s.m.clusterByUUID(v.ClusterUUID)
-	sn := &snapshot{
-		UUID: newUUID(), VMUUID: v.UUID, Name: name, Type: typ, RequestedType: reqType,
-		GroupUUID: newUUID(), LocationUUID: newUUID(), SnapID: s.m.next() + 100, State: "PENDING",
-		Created: time.Now(), VM: *v, API: api,
-	}
-	sn.VM.Disks = nil
-	for _, d := range v.Disks {
-		dc := *d
-		sn.VM.Disks = append(sn.VM.Disks, &dc)
-	}
-	dir := filepath.Join("snapshots", sn.UUID)
-	for i, d := range v.Disks {
-		ctr := s.m.containerByUUID(d.ContainerUUID)
-		ctrName := "default"
-		if ctr != nil {
-			ctrName = ctr.Name
-		}
-		sd := &snapDisk{
-			DiskUUID: d.UUID, VDiskUUID: d.VDiskUUID, DiskRPUUID: newUUID(), Bus: d.Bus, Index: d.Index, Size: d.Size,
-			File:      filepath.Join(dir, fmt.Sprintf("disk-%d.raw", i)),
-			LivePath:  fmt.Sprintf("/%s/.acropolis/vmdisk/%s", ctrName, d.VDiskUUID),
-			SnapPath:  fmt.Sprintf("/%s/.snapshot/%02d/%d-%d-%d/.acropolis/vmdisk/%s", ctrName, sn.SnapID%100, cl.ClusterID, cl.IncarnationID, sn.SnapID, d.VDiskUUID),
-			Container: d.ContainerUUID,
-		}
-		if err := copyDisk(s.abs(sd.File), s.abs(d.File), d.Size); err != nil {
-			os.RemoveAll(s.abs(dir))
-			return nil, fmt.Errorf("snapshot %s: %w", v.Name, err)
-		}
-		sn.Disks = append(sn.Disks, sd)
-	}
-	s.m.Snapshots[sn.UUID] = sn
-	return sn, nil
-}
-
-func (s *Sim) removeSnapshotLocked(id string) {
-	sn := s.m.Snapshots[id]
-	if sn == nil {
-		return
-	}
-	delete(s.m.Snapshots, id)
-	for _, d := range sn.Disks {
-		os.Remove(s.abs(d.File))
-		os.Remove(filepath.Dir(s.abs(d.File))) // only when empty
-	}
-	os.Remove(s.abs(filepath.Join("snapshots", id)))
-	if rp := s.m.RecoveryPoints[sn.RPUUID]; rp != nil {
-		out := rp.Snapshots[:0]
-		for _, x := range rp.Snapshots {
-			if x != id {
-				out = append(out, x)
-			}
-		}
-		rp.Snapshots = out
-	}
-}
-
-// ---------- volume groups ----------
-
-type vgDiskSpec struct {
-	Index         int // -1: position
-	Size          int64
-	SourceKind    string // "" (blank), snapshot_disk, vm_disk, file
-	SourceUUID    string
-	SourceFile    string
-	ContainerUUID string // "": the cluster's container
-}
-
-var iqnUnsafe = regexp.MustCompile(`[^a-z0-9.-]+`)
-
-func (s *Sim) createVGLocked(name, desc, clusterUUID, usage, api string, disks []vgDiskSpec) (*volumeGroup, error) {
-	if strings.TrimSpace(name) == "" {
-		return nil, errInvalid("volume group name is required")
-	}
-	cl := s.m.clusterByUUID(clusterUUID)
-	if clusterUUID == "" {
-		cl = s.m.Clusters[1]
-	}
-	if cl == nil || cl.PC {
-		return nil, errInvalid("cluster %s is not an AHV cluster managed here", clusterUUID)
-	}
-	if usage == "" {
-		usage = "USER"
-	}
-	g := &volumeGroup{UUID: newUUID(), Name: name, Description: desc, ClusterUUID: cl.UUID, UsageType: usage,
-		Created: time.Now(), Version: 1, API: api, Clients: []string{}}
-	g.TargetName = "iqn.2010-06.com.nutanix:" + strings.Trim(iqnUnsafe.ReplaceAllString(strings.ToLower(name), "-"), "-") + "-" + g.UUID
-	dir := filepath.Join("vgs", g.UUID)
-	ctr := s.m.containerFor(cl.UUID)
-	for i, ds := range disks {
-		var src string
-		var srcSize int64
-		switch ds.SourceKind {
-		case "":
-		case "snapshot_disk":
-			_, sd := s.m.diskRP(ds.SourceUUID)
-			if sd == nil {
-				return nil, errNotFound("disk recovery point %s not found", ds.SourceUUID)
-			}
-			src, srcSize = s.abs(sd.File), sd.Size
-		case "vm_disk":
-			f, sz, ok := s.m.diskFileByUUID(ds.SourceUUID)
-			if !ok {
-				return nil, errNotFound("vm disk %s not found", ds.SourceUUID)
-			}
-			src, srcSize = s.abs(f), sz
-		case "file":
-			src = ds.SourceFile
-			sz, err := fileSize(src)
-			if err != nil {
-				return nil, errNotFound("clone source: %v", err)
-			}
-			srcSize = sz
-		default:
-			return nil, errInvalid("unsupported disk source %q", ds.SourceKind)
-		}
-		size := max(ds.Size, srcSize)
-		if size <= 0 {
-			return nil, errInvalid("disk %d needs a size or a source", i)
-		}
-		idx := ds.Index
-		if idx < 0 {
-			idx = i
-		}
-		dctr := ctr
-		if ds.ContainerUUID != "" {
-			if dctr = s.m.containerByUUID(ds.ContainerUUID); dctr == nil || dctr.ClusterUUID != cl.UUID {
-				return nil, errNotFound("storage container %s not found on cluster %s", ds.ContainerUUID, cl.Name)
-			}
-		}
-		d := &vgDisk{UUID: newUUID(), Index: idx, Size: size, File: filepath.Join(dir, fmt.Sprintf("disk-%d.raw", i)),
-			ContainerUUID: dctr.UUID, SourceKind: ds.SourceKind, SourceUUID: ds.SourceUUID}
-		var err error
-		if src == "" {
-			err = blankDisk(s.abs(d.File), size)
-		} else {
-			err = copyDisk(s.abs(d.File), src, size)
-		}
-		if err != nil {
-			os.RemoveAll(s.abs(dir))
-			return nil, err
-		}
-		g.Disks = append(g.Disks, d)
-	}
-	s.m.VGs[g.UUID] = g
-	return g, nil
-}
-
-// exportVGLocked makes the iSCSI target of g match its attached clients.
-func (s *Sim) exportVGLocked(g *volumeGroup) error {
-	if s.tgt == nil {
-		return nil
-	}
-	var luns, acl []string
-	var accts []chapAccount
-	for _, d := range g.Disks {
-		luns = append(luns, s.abs(d.File))
-	}
-	for _, id := range g.Clients {
-		c := s.m.ISCSIClients[id]
-		if c == nil {
-			continue
-		}
-		if c.IQN != "" {
-			acl = append(acl, c.IQN)
-			if c.Secret != "" {
-				accts = append(accts, chapAccount{c.IQN, c.Secret})
-			}
-		} else if c.IP != "" {
-			acl = append(acl, c.IP)
-		}
-	}
-	return s.tgt.sync(g.TargetName, luns, acl, accts)
-}
-
-func (s *Sim) attachClientLocked(g *volumeGroup, iqn, ip, secret string) (*iscsiClient, error) {
-	if iqn == "" && ip == "" {
-		return nil, errInvalid("an iSCSI initiator name or address is required")
-	}
-	var c *iscsiClient
-	for _, x := range s.m.ISCSIClients {
-		if (iqn != "" && x.IQN == iqn) || (iqn == "" && ip != "" && x.IP == ip) {
-			c = x
-			break
-		}
-	}
-	if c == nil {
-		c = &iscsiClient{UUID: newUUID(), IQN: iqn, IP: ip}
-		s.m.ISCSIClients[c.UUID] = c
-	}
-	if secret != "" {
-		c.Secret = secret
-	}
-	found := false
-	for _, id := range g.Clients {
-		if id == c.UUID {
-			found = true
-		}
-	}
-	if !found {
-		g.Clients = append(g.Clients, c.UUID)
-	}
-	g.Version++
-	if err := s.exportVGLocked(g); err != nil {
-		return nil, fmt.Errorf("export %s: %w", g.TargetName, err)
-	}
-	return c, nil
-}
-
-func (s *Sim) detachClientLocked(g *volumeGroup, clientUUID string) error {
-	out := g.Clients[:0]
-	found := false
-	for _, id := range g.Clients {
-		if id == clientUUID {
-			found = true
-			continue
-		}
-		out = append(out, id)
-	}
-	if !found {
-		return errNotFound("iSCSI client %s is not attached to volume group %s", clientUUID, g.UUID)
-	}
-	g.Clients = out
-	g.Version++
-	return s.exportVGLocked(g)
-}
-
-func (s *Sim) deleteVGLocked(g *volumeGroup) error {
-	g.Clients = nil
-	err := s.exportVGLocked(g)
-	delete(s.m.VGs, g.UUID)
-	for _, d := range g.Disks {
-		os.Remove(s.abs(d.File))
-		os.Remove(filepath.Dir(s.abs(d.File)))
-	}
-	os.Remove(s.abs(filepath.Join("vgs", g.UUID)))
-	return err
-}
-
-// VolumeGroupDiskFiles returns the backing files of a volume group's disks
-// (by uuid or name), so tests can compare what an initiator wrote.
-func (s *Sim) VolumeGroupDiskFiles(nameOrUUID string) ([]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := s.m.VGs[nameOrUUID]
-	if g == nil {
-		for _, x := range s.m.VGs {
-			if x.Name == nameOrUUID {
-				g = x
-			}
-		}
-	}
-	if g == nil {
-		return nil, fmt.Errorf("volume group %s: %w", nameOrUUID, ErrNotFound)
-	}
-	var out []string
-	for _, d := range g.Disks {
-		out = append(out, s.abs(d.File))
-	}
-	return out, nil
-}
-
-// SnapshotDiskFiles returns the files of a snapshot's disks (v3 snapshot
-// uuid, v2 snapshot uuid or v4 VM recovery point extId).
-func (s *Sim) SnapshotDiskFiles(id string) ([]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sn := s.m.Snapshots[id]
-	if sn == nil {
-		return nil, fmt.Errorf("snapshot %s: %w", id, ErrNotFound)
-	}
-	var out []string
-	for _, d := range sn.Disks {
-		out = append(out, s.abs(d.File))
-	}
-	return out, nil
 }
 
 // ResizeDisk grows disk n (position in the VM's disk list) to size bytes,
