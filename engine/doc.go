@@ -5,7 +5,7 @@
 //   - chunk: a fixed-size, disk-aligned piece of a disk (default 1 MiB). Its
 //     ID is the BLAKE3-256 of its plaintext (keyed BLAKE3 when encrypted).
 //     All-zero chunks are never stored.
-//   - blob: a stored chunk: compressed (zstd) unless that does not shrink it,
+//   - blob: a stored chunk: compressed (S2 by default, zstd on request) unless that does not shrink it,
 //     then optionally sealed with AES-256-GCM.
 //   - pack: an append-only file holding many blobs, sealed with a footer (the
 //     blob table and per-shard checksums) and a Reed-Solomon parity sidecar.
@@ -20,5 +20,5 @@
 // leaves the old state or the new one, never a restore point with missing
 // chunks. docs/FORMAT.md specifies every on-disk structure.
 //
-// engine imports no other ahvfs package (enforced by a test).
+// engine imports no other ahvfs package (docs/architecture.md; internal/layers enforces it).
 package engine
