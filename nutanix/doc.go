@@ -43,15 +43,27 @@
 //
 // One *http.Client per Client, with TLS verification on (system roots plus
 // Options.CACertFile; Options.Insecure warns). Its transport is a chain of
-// decorators (see transport.go): NTNX-Request-Id, retries of 429/502/503/
-// 504 and timeouts with jittered exponential backoff honouring
-// Retry-After (only for requests that are safe to repeat), a client-side
+// decorators (see transport.go): NTNX-Request-Id, retries, a client-side
 // rate limit, Basic auth then session cookie with re-authentication on
 // 401, and debug logging with credentials redacted. Failures are
-// *APIError values carrying the HTTP status and Prism's code, reason and
-// message; ErrNotFound, ErrUnauthorized, ErrForbidden, ErrConflict,
-// ErrTLSVerify, ErrUnsupported and ErrTaskTimeout are matched with
-// errors.Is. Tasks are polled until terminal within Options.TaskTimeout.
+// *APIError values carrying the HTTP status, Prism's code, reason and
+// message, and the number of attempts made; ErrNotFound, ErrUnauthorized,
+// ErrForbidden, ErrConflict, ErrTLSVerify, ErrUnsupported and
+// ErrTaskTimeout are matched with errors.Is. Tasks are polled until
+// terminal within Options.TaskTimeout.
+//
+// # Retries
+//
+// The transport is the one place that retries, and callers must not send
+// a failed request again. A request that is safe to repeat (GET, PUT,
+// DELETE, a POST that reads, one carrying a client-chosen idempotency key:
+// every v4 request's NTNX-Request-Id, a v3 create's metadata.uuid) is
+// sent up to Options.MaxAttempts times (default 5, all within
+// Options.RetryBudget, default 2m) after 429, 500, 502, 503, 504, a
+// timeout or a reset connection, with jittered exponential backoff
+// honouring Retry-After. Any other request is sent once (except after a
+// 429, which the server did not act on). The full policy is written down
+// at the top of transport.go.
 //
 // Passwords come only from a file or the environment (AHVFS_PASSWORD_FILE,
 // AHVFS_PASSWORD), never from command-line arguments.

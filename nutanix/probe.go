@@ -92,7 +92,7 @@ func (c *Client) probeV4(ctx context.Context, rep *ProbeReport) (*v4Backend, err
 	b := &v4Backend{r: c.rest, o: c.opts, rev: revs}
 	// v3 is still used for image upload and, without networking, subnets.
 	if _, err := c.rest.do(ctx, request{method: http.MethodPost, path: v3Base + "/clusters/list",
-		in: v3ListRequest{Kind: "cluster", Length: 1}, out: new(map[string]any), retryable: true}); err == nil {
+		in: v3ListRequest{Kind: "cluster", Length: 1}, out: new(map[string]any), idempotent: true}); err == nil {
 		rep.V3 = true
 		b.v3 = &v3Backend{r: c.rest, o: c.opts}
 	} else if fatalProbeErr(ctx, err) {
@@ -105,7 +105,7 @@ func (c *Client) probeV4(ctx context.Context, rep *ProbeReport) (*v4Backend, err
 
 func (c *Client) probeV3(ctx context.Context, rep *ProbeReport) (*v3Backend, error) {
 	resp, err := c.rest.do(ctx, request{method: http.MethodPost, path: v3Base + "/clusters/list",
-		in: v3ListRequest{Kind: "cluster", Length: 1}, out: new(map[string]any), retryable: true})
+		in: v3ListRequest{Kind: "cluster", Length: 1}, out: new(map[string]any), idempotent: true})
 	if err != nil {
 		return nil, fmt.Errorf("v3 API: %w", err)
 	}
@@ -128,12 +128,12 @@ func (c *Client) probeV3(ctx context.Context, rep *ProbeReport) (*v3Backend, err
 	// vm_snapshots/list answers on PE; data/changed_regions with an empty
 	// body answers 4xx-but-not-404 when present (§8.1).
 	_, err = c.rest.do(ctx, request{method: http.MethodPost, path: v3Base + "/vm_snapshots/list",
-		in: v3ListRequest{Kind: "vm_snapshot", Length: 1}, out: new(map[string]any), retryable: true})
+		in: v3ListRequest{Kind: "vm_snapshot", Length: 1}, out: new(map[string]any), idempotent: true})
 	if fatalProbeErr(ctx, err) {
 		return nil, err
 	}
 	snaps := err == nil
-	_, err = c.rest.do(ctx, request{method: http.MethodPost, path: v3Base + "/data/changed_regions", in: map[string]any{}, retryable: true})
+	_, err = c.rest.do(ctx, request{method: http.MethodPost, path: v3Base + "/data/changed_regions", in: map[string]any{}, idempotent: true})
 	if fatalProbeErr(ctx, err) {
 		return nil, err
 	}

@@ -44,7 +44,7 @@ func TestSimFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			o := simOptions(s, api)
-			o.Retries = 8
+			o.MaxAttempts = 9
 			c, err := nutanix.New(o)
 			if err != nil {
 				t.Fatal(err)
@@ -91,7 +91,7 @@ func TestSimFaults(t *testing.T) {
 			// timeouts: retried, then a clear error
 			s.SetFaults(prismsim.Faults{Latency: 300 * time.Millisecond})
 			o2 := simOptions(s, api)
-			o2.Timeout, o2.Retries = 50*time.Millisecond, 2
+			o2.Timeout, o2.MaxAttempts = 50*time.Millisecond, 3
 			c2, err := nutanix.New(o2)
 			if err != nil {
 				t.Fatal(err)

@@ -157,7 +157,7 @@ func (b *v3Backend) v2CreateSnapshot(ctx context.Context, vmUUID, name string) (
 	id := newUUID() // client uuid: the snapshot is then read back by it [OEB]
 	body := map[string]any{"snapshot_specs": []map[string]any{{"vm_uuid": vmUUID, "snapshot_name": name, "uuid": id}}}
 	var tr v2TaskRef
-	if _, err := b.r.do(ctx, request{method: http.MethodPost, path: b.v2("/snapshots/"), in: body, out: &tr, retryable: true}); err != nil {
+	if _, err := b.r.do(ctx, request{method: http.MethodPost, path: b.v2("/snapshots/"), in: body, out: &tr, idempotent: true}); err != nil {
 		return Snapshot{}, fmt.Errorf("%s: %w", op, err)
 	}
 	t, err := b.v2Wait(ctx, tr.TaskUUID)
@@ -360,7 +360,7 @@ func (b *v3Backend) v2AttachOp(ctx context.Context, vgUUID, iqn, verb, operation
 	}
 	var resp map[string]any
 	// repeating attach/detach of the same initiator has the same effect
-	if _, err := b.r.do(ctx, request{method: http.MethodPost, path: b.v2("/volume_groups/" + url.PathEscape(vgUUID) + "/" + verb), in: body, out: &resp, retryable: true}); err != nil {
+	if _, err := b.r.do(ctx, request{method: http.MethodPost, path: b.v2("/volume_groups/" + url.PathEscape(vgUUID) + "/" + verb), in: body, out: &resp, idempotent: true}); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	if tid, _ := resp["task_uuid"].(string); tid != "" {

@@ -123,7 +123,7 @@ func (b *v3Backend) listAll(ctx context.Context, kind string, each func(json.Raw
 	for {
 		var page v3ListResponse
 		_, err := b.r.do(ctx, request{method: http.MethodPost, path: v3Base + "/" + kind + "s/list",
-			in: v3ListRequest{Kind: kind, Offset: offset, Length: v3PageSize}, out: &page, retryable: true})
+			in: v3ListRequest{Kind: kind, Offset: offset, Length: v3PageSize}, out: &page, idempotent: true})
 		if err != nil {
 			return err
 		}

@@ -93,7 +93,7 @@ func (b *v3Backend) CreateVM(ctx context.Context, spec VMSpec) (string, error) {
 	body := map[string]any{"api_version": "3.1", "metadata": map[string]any{"kind": "vm", "uuid": id}, "spec": s}
 	op := "create VM " + spec.Name
 	var acc v3Accepted
-	if _, err := b.r.do(ctx, request{method: http.MethodPost, path: v3Base + "/vms", in: body, out: &acc, retryable: true}); err != nil {
+	if _, err := b.r.do(ctx, request{method: http.MethodPost, path: v3Base + "/vms", in: body, out: &acc, idempotent: true}); err != nil {
 		return "", fmt.Errorf("%s: %w", op, err)
 	}
 	if acc.Metadata.UUID != "" {
@@ -158,7 +158,7 @@ func (b *v3Backend) CreateImage(ctx context.Context, spec ImageSpec) (Image, err
 	body := map[string]any{"api_version": "3.1", "metadata": map[string]any{"kind": "image", "uuid": id}, "spec": s}
 	op := "create image " + spec.Name
 	var acc v3Accepted
-	if _, err := b.r.do(ctx, request{method: http.MethodPost, path: v3Base + "/images", in: body, out: &acc, retryable: true}); err != nil {
+	if _, err := b.r.do(ctx, request{method: http.MethodPost, path: v3Base + "/images", in: body, out: &acc, idempotent: true}); err != nil {
 		return Image{}, fmt.Errorf("%s: %w", op, err)
 	}
 	if acc.Metadata.UUID != "" {

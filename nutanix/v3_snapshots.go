@@ -85,7 +85,7 @@ func (b *v3Backend) CreateSnapshot(ctx context.Context, vmUUID, name string, app
 	}
 	op := fmt.Sprintf("snapshot VM %s", vmUUID)
 	var acc v3Accepted
-	if _, err := b.r.do(ctx, request{method: http.MethodPost, path: v3Base + "/vm_snapshots", in: body, out: &acc, retryable: true}); err != nil {
+	if _, err := b.r.do(ctx, request{method: http.MethodPost, path: v3Base + "/vm_snapshots", in: body, out: &acc, idempotent: true}); err != nil {
 		return Snapshot{}, fmt.Errorf("%s: %w", op, err)
 	}
 	id := acc.Metadata.UUID
@@ -266,7 +266,7 @@ func (b *v3Backend) ChangedRegions(ctx context.Context, q RegionQuery, fn func(R
 	w := regionWalker{start: q.Offset, end: end, fn: fn}
 	for {
 		var raw json.RawMessage
-		_, err := b.r.do(ctx, request{method: http.MethodPost, path: v3Base + "/data/changed_regions", in: query, out: &raw, retryable: true})
+		_, err := b.r.do(ctx, request{method: http.MethodPost, path: v3Base + "/data/changed_regions", in: query, out: &raw, idempotent: true})
 		if err != nil {
 			return fmt.Errorf("changed regions of disk %s at %d: %w", q.DiskUUID, query.StartOffset, err)
 		}
