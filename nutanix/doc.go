@@ -27,7 +27,9 @@
 //
 // Options.API = auto probes the namespaces (Client.Probe) and picks v4 when
 // all the ones the jobs need answer, else v3/v2, and reports why
-// (ProbeReport).
+// (ProbeReport). A namespace that gives no answer (a 5xx after the
+// retries, a timeout) fails the probe rather than make it choose less:
+// a fallback to v3 would move every VM's chain to another API.
 //
 // # Vocabulary
 //
@@ -64,6 +66,18 @@
 // honouring Retry-After. Any other request is sent once (except after a
 // 429, which the server did not act on). The full policy is written down
 // at the top of transport.go.
+//
+// # Deletes
+//
+// Deletes are idempotent but never report a deletion that did not
+// happen: a 404 (or a delete task that cannot be found) counts as "gone"
+// only when a read of the object answers 404 too, and an object the
+// backend cannot address is an error. A snapshot's API says where it
+// lives (Snapshot.API: APIV4 recovery point, APIV3 vm_snapshot, APIV2
+// v2.0 snapshot); GetSnapshot and DeleteSnapshot take only an ID, so they
+// look in every snapshot namespace the endpoint serves, whichever API the
+// client selected, and report "not found" only when all of them say so
+// (deletes.go).
 //
 // Passwords come only from a file or the environment (AHVFS_PASSWORD_FILE,
 // AHVFS_PASSWORD), never from command-line arguments.

@@ -12,7 +12,8 @@ import (
 // HTTP status or Prism reason implies.
 var (
 	// ErrNotFound: the entity does not exist (HTTP 404, or reason
-	// ENTITY_NOT_FOUND in a v3 envelope). Deletes treat it as success.
+	// ENTITY_NOT_FOUND in a v3 envelope). Deletes treat it as success once
+	// they have made sure the object is gone (see deletes.go).
 	ErrNotFound = errors.New("not found")
 	// ErrUnauthorized: the credentials were refused (HTTP 401).
 	ErrUnauthorized = errors.New("credentials refused")

@@ -2,6 +2,7 @@ package nutanix_test
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,89 @@ func TestSimFaults(t *testing.T) {
 			}
 			c.Close()
 			s.Close()
+		})
+	}
+}
+
+// TestSimProbeRidesOutTransient500s: every distinct probe request is
+// answered 500 once, then served. The client still selects v4 with every
+// namespace it finds without faults (auto), and with --api v3 still finds
+// v2.0, vm_snapshots and changed regions (CBT): the transport retries
+// each probe instead of the probe choosing less.
+func TestSimProbeRidesOutTransient500s(t *testing.T) {
+	s := startSim(t, prismsim.Options{})
+	ctx := ctxT(t)
+	for _, api := range []nutanix.APIVersion{nutanix.APIAuto, nutanix.APIV3} {
+		t.Run(string(api), func(t *testing.T) {
+			want, err := newClient(t, simOptions(s, api)).Probe(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetFaults(prismsim.Faults{FailFirst: 1}); err != nil {
+				t.Fatal(err)
+			}
+			defer s.SetFaults(prismsim.Faults{})
+			before := s.InjectedErrors(500)
+			c := newClient(t, simOptions(s, api))
+			got, err := c.Probe(ctx)
+			if err != nil {
+				t.Fatalf("probe with a 500 on every request once: %v", err)
+			}
+			if n := s.InjectedErrors(500) - before; n < 4 {
+				t.Fatalf("only %d 500s injected", n)
+			}
+			if got.Selected != want.Selected || !reflect.DeepEqual(got.V4, want.V4) || got.V3 != want.V3 || got.V2 != want.V2 ||
+				got.V3Snapshots != want.V3Snapshots || got.V3CBT != want.V3CBT {
+				t.Fatalf("with transient 500s: %+v\nwithout: %+v", got, want)
+			}
+			switch api {
+			case nutanix.APIAuto:
+				if got.Selected != nutanix.APIV4 || got.V4["vmm"] == "" || got.V4["dataprotection"] == "" || got.V4["volumes"] == "" ||
+					got.V4["clustermgmt"] == "" || got.V4["networking"] == "" {
+					t.Fatalf("auto: %+v", got)
+				}
+			case nutanix.APIV3:
+				if got.Selected != nutanix.APIV3 || !got.V2 || !got.V3Snapshots || !got.V3CBT {
+					t.Fatalf("v3: %+v", got)
+				}
+			}
+		})
+	}
+}
+
+// TestSimProbeFailsRatherThanChooseLess: a probe request still failing
+// after MaxAttempts fails the probe with the 500; auto does not fall back
+// to v3 and v3 does not go on without CBT.
+func TestSimProbeFailsRatherThanChooseLess(t *testing.T) {
+	s := startSim(t, prismsim.Options{})
+	ctx := ctxT(t)
+	for _, tc := range []struct {
+		api  nutanix.APIVersion
+		path string // the namespace that keeps failing
+	}{
+		{nutanix.APIAuto, "/api/vmm/"},
+		{nutanix.APIAuto, "/api/volumes/"},
+		{nutanix.APIV4, "/api/nutanix/v3/vm_snapshots/list"},
+		{nutanix.APIV3, "/api/nutanix/v3/vm_snapshots/list"},
+		{nutanix.APIV3, "/api/nutanix/v3/data/changed_regions"},
+		{nutanix.APIV3, "/v2.0/cluster"},
+	} {
+		t.Run(string(tc.api)+tc.path, func(t *testing.T) {
+			o := simOptions(s, tc.api)
+			o.MaxAttempts = 2
+			if err := s.SetFaults(prismsim.Faults{FailFirst: 2, Paths: []string{tc.path}}); err != nil {
+				t.Fatal(err)
+			}
+			defer s.SetFaults(prismsim.Faults{})
+			c := newClient(t, o)
+			rep, err := c.Probe(ctx)
+			var ae *nutanix.APIError
+			if !errors.As(err, &ae) || ae.Status != 500 || ae.Attempts != 2 || !strings.Contains(err.Error(), tc.path) {
+				t.Fatalf("probe = %+v, %v; want the 500 of %s after 2 attempts", rep, err, tc.path)
+			}
+			if c.API() != "" || rep.Selected != "" {
+				t.Fatalf("selected %q / %q after a failed probe", c.API(), rep.Selected)
+			}
 		})
 	}
 }

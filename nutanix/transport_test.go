@@ -213,10 +213,22 @@ func TestPersistent503GivesClearError(t *testing.T) {
 	srv.Close()
 }
 
+// TestTimeoutRetriedThenClearError: a server slower than Options.Timeout
+// is tried MaxAttempts times. Each attempt opens a connection (a timed-out
+// one is closed), so the server counts attempts as accepted connections:
+// under load an attempt may time out in the TLS handshake, before any
+// request reaches the handler.
 func TestTimeoutRetriedThenClearError(t *testing.T) {
 	defer checkNoGoroutineLeak(t)()
 	f := &fakePrism{password: "pw", delay: 300 * time.Millisecond}
-	srv := startFake(t, f)
+	srv := httptest.NewUnstartedServer(f)
+	var conns atomic.Int32
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
 	o := fastOptions(t, srv, "pw")
 	o.API = nutanix.APIV3
 	o.Timeout = 50 * time.Millisecond
@@ -226,11 +238,12 @@ func TestTimeoutRetriedThenClearError(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "gave up after 3 attempts") {
 		t.Fatalf("err = %v", err)
 	}
-	f.mu.Lock()
-	n := f.requests
-	f.mu.Unlock()
-	if n != 3 {
-		t.Fatalf("%d attempts, want 3", n)
+	// the server accepts the last connection when it gets to it
+	for deadline := time.Now().Add(10 * time.Second); conns.Load() < 3 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := conns.Load(); n != 3 {
+		t.Fatalf("%d attempts reached the server, want 3", n)
 	}
 	c.Close()
 	srv.Close()

@@ -137,7 +137,7 @@ func (b *v3Backend) SetPowerState(ctx context.Context, vmUUID string, state Powe
 }
 
 func (b *v3Backend) DeleteVM(ctx context.Context, uuid string) error {
-	return b.deleteEntity(ctx, "vms", uuid, "delete VM "+uuid)
+	return ignoreAbsent(b.deleteEntity(ctx, "vms", uuid, "delete VM "+uuid))
 }
 
 // ---- images ----
@@ -218,5 +218,5 @@ func (b *v3Backend) DownloadImage(ctx context.Context, uuid string, offset, leng
 }
 
 func (b *v3Backend) DeleteImage(ctx context.Context, uuid string) error {
-	return b.deleteEntity(ctx, "images", uuid, "delete image "+uuid)
+	return ignoreAbsent(b.deleteEntity(ctx, "images", uuid, "delete image "+uuid))
 }

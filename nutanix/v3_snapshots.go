@@ -193,10 +193,14 @@ func (b *v3Backend) mapSnapshotDisks(ctx context.Context, snap *Snapshot, files 
 	return nil
 }
 
+// GetSnapshot reads a vm_snapshot or a v2.0 snapshot, whichever the
+// backend made it with, or a recovery point made here through v4 (see
+// deletes.go).
 func (b *v3Backend) GetSnapshot(ctx context.Context, id string) (Snapshot, error) {
-	if !b.cbt {
-		return b.v2GetSnapshot(ctx, id)
-	}
+	return getSnapshotIn(ctx, b.snapshotSpaces(), id)
+}
+
+func (b *v3Backend) getVMSnapshot(ctx context.Context, id string) (Snapshot, error) {
 	var s v3VMSnapshot
 	if _, err := b.r.do(ctx, request{method: http.MethodGet, path: v3Base + "/vm_snapshots/" + url.PathEscape(id), out: &s}); err != nil {
 		return Snapshot{}, fmt.Errorf("get snapshot %s: %w", id, err)
@@ -234,10 +238,14 @@ func (b *v3Backend) ListSnapshots(ctx context.Context, vmUUID string) ([]Snapsho
 	return out, nil
 }
 
+// DeleteSnapshot deletes a vm_snapshot or a v2.0 snapshot, whichever the
+// backend made it with, or a recovery point made here through v4 (see
+// deletes.go).
 func (b *v3Backend) DeleteSnapshot(ctx context.Context, id string) error {
-	if !b.cbt {
-		return b.v2DeleteSnapshot(ctx, id)
-	}
+	return deleteSnapshotIn(ctx, b.snapshotSpaces(), id)
+}
+
+func (b *v3Backend) deleteVMSnapshot(ctx context.Context, id string) error {
 	return b.deleteEntity(ctx, "vm_snapshots", id, "delete snapshot "+id)
 }
 

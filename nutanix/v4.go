@@ -144,11 +144,12 @@ func (b *v4Backend) etag(ctx context.Context, path string) (string, error) {
 }
 
 // deleteWithETag GETs the entity for its ETag, DELETEs with If-Match and
-// waits for the task. Missing entities count as deleted.
+// waits for the task. An entity that is not there is an *absentError (see
+// deletes.go).
 func (b *v4Backend) deleteWithETag(ctx context.Context, path, op string) error {
 	tag, err := b.etag(ctx, path)
 	if errors.Is(err, ErrNotFound) {
-		return nil
+		return &absentError{op: op}
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
@@ -157,11 +158,12 @@ func (b *v4Backend) deleteWithETag(ctx context.Context, path, op string) error {
 	if tag != "" {
 		h.Set("If-Match", tag)
 	}
-	_, err = b.mutate(ctx, op, request{method: http.MethodDelete, path: path, header: h})
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	return err
+	var tr v4TaskRef
+	_, err = b.r.do(ctx, request{method: http.MethodDelete, path: path, header: h, out: &tr})
+	return finishDelete(ctx, b.r, path, op, err, func() error {
+		_, err := b.WaitTask(ctx, tr.Data.ExtID)
+		return err
+	})
 }
 
 // ---- tasks ----

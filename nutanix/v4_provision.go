@@ -80,7 +80,7 @@ func (b *v4Backend) DownloadImage(ctx context.Context, uuid string, offset, leng
 }
 
 func (b *v4Backend) DeleteImage(ctx context.Context, uuid string) error {
-	return b.deleteWithETag(ctx, b.p("vmm", "/content/images/"+url.PathEscape(uuid)), "delete image "+uuid)
+	return ignoreAbsent(b.deleteWithETag(ctx, b.p("vmm", "/content/images/"+url.PathEscape(uuid)), "delete image "+uuid))
 }
 
 // ---- VMs (restore) ----
@@ -185,5 +185,5 @@ func (b *v4Backend) SetPowerState(ctx context.Context, vmUUID string, state Powe
 }
 
 func (b *v4Backend) DeleteVM(ctx context.Context, uuid string) error {
-	return b.deleteWithETag(ctx, b.p("vmm", "/ahv/config/vms/"+url.PathEscape(uuid)), "delete VM "+uuid)
+	return ignoreAbsent(b.deleteWithETag(ctx, b.p("vmm", "/ahv/config/vms/"+url.PathEscape(uuid)), "delete VM "+uuid))
 }

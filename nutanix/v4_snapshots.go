@@ -101,10 +101,16 @@ func (b *v4Backend) CreateSnapshot(ctx context.Context, vmUUID, name string, app
 	if id == "" {
 		return Snapshot{}, fmt.Errorf("%s: task %s names no recovery point", op, t.ID)
 	}
-	return b.GetSnapshot(ctx, id)
+	return b.getRecoveryPoint(ctx, id)
 }
 
+// GetSnapshot reads a recovery point, or a snapshot made here through v3
+// or v2.0 (see deletes.go).
 func (b *v4Backend) GetSnapshot(ctx context.Context, id string) (Snapshot, error) {
+	return getSnapshotIn(ctx, b.snapshotSpaces(), id)
+}
+
+func (b *v4Backend) getRecoveryPoint(ctx context.Context, id string) (Snapshot, error) {
 	var r v4Response[v4RecoveryPoint]
 	if _, err := b.r.do(ctx, request{method: http.MethodGet, path: b.p("dataprotection", "/config/recovery-points/"+url.PathEscape(id)), out: &r}); err != nil {
 		return Snapshot{}, fmt.Errorf("get recovery point %s: %w", id, err)
@@ -153,7 +159,13 @@ func (b *v4Backend) ListSnapshots(ctx context.Context, vmUUID string) ([]Snapsho
 	return out, nil
 }
 
+// DeleteSnapshot deletes a recovery point, or a snapshot made here
+// through v3 or v2.0 (see deletes.go).
 func (b *v4Backend) DeleteSnapshot(ctx context.Context, id string) error {
+	return deleteSnapshotIn(ctx, b.snapshotSpaces(), id)
+}
+
+func (b *v4Backend) deleteRecoveryPoint(ctx context.Context, id string) error {
 	return b.deleteWithETag(ctx, b.p("dataprotection", "/config/recovery-points/"+url.PathEscape(id)), "delete recovery point "+id)
 }
 

@@ -277,5 +277,5 @@ func (b *v4Backend) DetachISCSIClient(ctx context.Context, vgUUID, iqn string) e
 }
 
 func (b *v4Backend) DeleteVolumeGroup(ctx context.Context, vgUUID string) error {
-	return b.deleteWithETag(ctx, b.p("volumes", "/config/volume-groups/"+url.PathEscape(vgUUID)), "delete volume group "+vgUUID)
+	return ignoreAbsent(b.deleteWithETag(ctx, b.p("volumes", "/config/volume-groups/"+url.PathEscape(vgUUID)), "delete volume group "+vgUUID))
 }
