@@ -101,6 +101,20 @@ func (f *fakePrism) expireSessions() {
 	f.mu.Unlock()
 }
 
+// startCountingConns starts a TLS server for h that counts the
+// connections it accepts. The caller closes it.
+func startCountingConns(h http.Handler) (*httptest.Server, *atomic.Int32) {
+	srv := httptest.NewUnstartedServer(h)
+	conns := new(atomic.Int32)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	return srv, conns
+}
+
 func startFake(t *testing.T, f *fakePrism) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewTLSServer(f)
@@ -221,14 +235,7 @@ func TestPersistent503GivesClearError(t *testing.T) {
 func TestTimeoutRetriedThenClearError(t *testing.T) {
 	defer checkNoGoroutineLeak(t)()
 	f := &fakePrism{password: "pw", delay: 300 * time.Millisecond}
-	srv := httptest.NewUnstartedServer(f)
-	var conns atomic.Int32
-	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.StartTLS()
+	srv, conns := startCountingConns(f)
 	o := fastOptions(t, srv, "pw")
 	o.API = nutanix.APIV3
 	o.Timeout = 50 * time.Millisecond
@@ -357,14 +364,7 @@ func TestDebugLogRedactsSecrets(t *testing.T) {
 func TestNoConnectionLeakOnManyRequests(t *testing.T) {
 	done := checkNoGoroutineLeak(t)
 	f := &fakePrism{password: "pw"}
-	srv := httptest.NewUnstartedServer(f)
-	var conns atomic.Int32
-	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.StartTLS()
+	srv, conns := startCountingConns(f)
 	o := fastOptions(t, srv, "pw")
 	o.API = nutanix.APIV3
 	c, err := nutanix.New(o)
