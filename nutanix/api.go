@@ -2,11 +2,8 @@ package nutanix
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"sync"
 )
 
@@ -39,12 +36,18 @@ type Snapshots interface {
 	// Consistency is what the cluster delivered, which may be
 	// CRASH_CONSISTENT although appConsistent was asked (no NGT/VSS).
 	CreateSnapshot(ctx context.Context, vmUUID, name string, appConsistent bool) (Snapshot, error)
-	// GetSnapshot re-reads a snapshot by ID; ErrNotFound when gone.
+	// GetSnapshot re-reads a snapshot by ID, whichever API made it (its
+	// API field says which); ErrNotFound when no snapshot namespace the
+	// endpoint serves has it, ErrUnsupported when one of them could not be
+	// asked (see deletes.go).
 	GetSnapshot(ctx context.Context, id string) (Snapshot, error)
 	// ListSnapshots returns the snapshots of one VM ("" for every VM).
 	ListSnapshots(ctx context.Context, vmUUID string) ([]Snapshot, error)
-	// DeleteSnapshot deletes a snapshot and waits for the task. Idempotent:
-	// deleting a snapshot that does not exist succeeds.
+	// DeleteSnapshot deletes a snapshot, whichever API made it, and waits
+	// for the task. Idempotent: a snapshot that no snapshot namespace of
+	// the endpoint holds counts as deleted; when one of them could not be
+	// asked the answer is an error (ErrUnsupported), never success for a
+	// deletion that did not happen (see deletes.go).
 	DeleteSnapshot(ctx context.Context, id string) error
 	// ChangedRegions calls fn for each region of q's window in ascending,
 	// non-overlapping order, following the server's paging (next_offset /
@@ -81,7 +84,10 @@ type DataPath interface {
 	AttachISCSIClient(ctx context.Context, vgUUID, initiatorIQN string) (ISCSITarget, error)
 	// DetachISCSIClient removes the initiator's access. Idempotent.
 	DetachISCSIClient(ctx context.Context, vgUUID, initiatorIQN string) error
-	// DeleteVolumeGroup deletes the volume group and waits. Idempotent.
+	// DeleteVolumeGroup deletes the volume group and waits. Idempotent: a
+	// group that is not there (DELETE and GET answer 404) counts as
+	// deleted; one the backend cannot address (v3 without v2.0) is an
+	// error.
 	DeleteVolumeGroup(ctx context.Context, vgUUID string) error
 }
 
@@ -99,7 +105,8 @@ type Provisioner interface {
 	// DownloadImage streams length bytes from offset (length 0: to the
 	// end). The caller closes the reader.
 	DownloadImage(ctx context.Context, uuid string, offset, length int64) (io.ReadCloser, error)
-	// DeleteImage deletes an image and waits. Idempotent.
+	// DeleteImage deletes an image and waits. Idempotent: an image that is
+	// not there (DELETE and GET answer 404) counts as deleted.
 	DeleteImage(ctx context.Context, uuid string) error
 	// ListImages returns the images named name ("": all). Read-only; used
 	// to reconcile a create whose task failed.
@@ -113,7 +120,8 @@ type Provisioner interface {
 	// SetPowerState powers a VM on or off (hard) and waits. Setting the
 	// state it already has succeeds.
 	SetPowerState(ctx context.Context, vmUUID string, state PowerState) error
-	// DeleteVM deletes a VM and waits. Idempotent.
+	// DeleteVM deletes a VM and waits. Idempotent: a VM that is not there
+	// (DELETE and GET answer 404) counts as deleted.
 	DeleteVM(ctx context.Context, uuid string) error
 }
 
@@ -132,27 +140,6 @@ type Cluster interface {
 	// (Options.TaskTimeout or ctx) passes: ErrTaskTimeout. A task that ends
 	// FAILED/ABORTED/CANCELED returns the task and a *TaskError.
 	WaitTask(ctx context.Context, taskID string) (Task, error)
-}
-
-// ProbeReport says what the cluster offers and what the client picked.
-type ProbeReport struct {
-	Requested APIVersion
-	Selected  APIVersion
-	Reason    string
-	Product   string // X-Ntnx-Product, e.g. "pc.2024.3.0.1", when sent
-	Env       string // X-Ntnx-Env: "pc" or "pe", when sent
-	// V4 maps each v4 namespace to the revision that answered ("" none).
-	V4 map[string]string
-	V3 bool // /api/nutanix/v3 answered
-	V2 bool // v2.0 cluster endpoint answered
-	// V3CBT: vm_snapshots and data/changed_regions are served (Prism
-	// Element); without them v3 cannot take CBT snapshots.
-	V3CBT bool
-	Notes []string
-}
-
-func (r ProbeReport) String() string {
-	return fmt.Sprintf("API %s (%s)", r.Selected, r.Reason)
 }
 
 // Client is the entry point: New builds it (no I/O), Probe picks the
@@ -225,53 +212,6 @@ func (c *Client) Report() ProbeReport {
 	return *c.report
 }
 
-// Probe asks the cluster which APIs it serves and selects the backend:
-// for auto, v4 when vmm, dataprotection, volumes, prism and clustermgmt all
-// answer, else v3/v2. A refused password (ErrUnauthorized) or an untrusted
-// certificate (ErrTLSVerify) is returned at once.
-func (c *Client) Probe(ctx context.Context) (ProbeReport, error) {
-	rep := ProbeReport{Requested: c.opts.API, V4: map[string]string{}}
-	var v4err error
-	if c.opts.API != APIV3 {
-		v4, err := c.probeV4(ctx, &rep)
-		if err != nil && (errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrTLSVerify) || ctx.Err() != nil) {
-			return rep, err
-		}
-		if err == nil {
-			rep.Selected = APIV4
-			rep.Reason = "v4 namespaces answer: " + describeV4(rep.V4)
-			if c.opts.API == APIAuto {
-				rep.Reason = "auto: " + rep.Reason
-			}
-			c.setBackend(v4, rep)
-			return rep, nil
-		}
-		v4err = err
-		if c.opts.API == APIV4 {
-			return rep, fmt.Errorf("v4 API requested but not usable: %w", err)
-		}
-	}
-	v3, err := c.probeV3(ctx, &rep)
-	if err != nil {
-		if v4err != nil {
-			return rep, fmt.Errorf("no usable Prism API: v4: %v; v3: %w", v4err, err)
-		}
-		return rep, err
-	}
-	rep.Selected = APIV3
-	switch {
-	case c.opts.API == APIV3:
-		rep.Reason = "v3 requested"
-	default:
-		rep.Reason = fmt.Sprintf("auto: v4 not usable (%v), using v3/v2", v4err)
-	}
-	if !rep.V3CBT {
-		rep.Notes = append(rep.Notes, "vm_snapshots/changed_regions not served here (Prism Central?): point --prism at a Prism Element for CBT backups")
-	}
-	c.setBackend(v3, rep)
-	return rep, nil
-}
-
 func (c *Client) setBackend(b Cluster, rep ProbeReport) {
 	c.mu.Lock()
 	c.backend, c.report = b, &rep
@@ -293,16 +233,6 @@ func (c *Client) b(ctx context.Context) (Cluster, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.backend, nil
-}
-
-func describeV4(m map[string]string) string {
-	var parts []string
-	for _, ns := range v4Namespaces {
-		if r := m[ns.name]; r != "" {
-			parts = append(parts, ns.name+" "+r)
-		}
-	}
-	return strings.Join(parts, ", ")
 }
 
 // API implements Cluster ("" before the probe).

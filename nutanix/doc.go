@@ -27,7 +27,9 @@
 //
 // Options.API = auto probes the namespaces (Client.Probe) and picks v4 when
 // all the ones the jobs need answer, else v3/v2, and reports why
-// (ProbeReport).
+// (ProbeReport). A namespace that gives no answer (a 5xx after the
+// retries, a timeout) fails the probe rather than make it choose less:
+// a fallback to v3 would move every VM's chain to another API.
 //
 // # Vocabulary
 //
@@ -43,15 +45,39 @@
 //
 // One *http.Client per Client, with TLS verification on (system roots plus
 // Options.CACertFile; Options.Insecure warns). Its transport is a chain of
-// decorators (see transport.go): NTNX-Request-Id, retries of 429/502/503/
-// 504 and timeouts with jittered exponential backoff honouring
-// Retry-After (only for requests that are safe to repeat), a client-side
+// decorators (see transport.go): NTNX-Request-Id, retries, a client-side
 // rate limit, Basic auth then session cookie with re-authentication on
 // 401, and debug logging with credentials redacted. Failures are
-// *APIError values carrying the HTTP status and Prism's code, reason and
-// message; ErrNotFound, ErrUnauthorized, ErrForbidden, ErrConflict,
-// ErrTLSVerify, ErrUnsupported and ErrTaskTimeout are matched with
-// errors.Is. Tasks are polled until terminal within Options.TaskTimeout.
+// *APIError values carrying the HTTP status, Prism's code, reason and
+// message, and the number of attempts made; ErrNotFound, ErrUnauthorized,
+// ErrForbidden, ErrConflict, ErrTLSVerify, ErrUnsupported and
+// ErrTaskTimeout are matched with errors.Is. Tasks are polled until
+// terminal within Options.TaskTimeout.
+//
+// # Retries
+//
+// The transport is the one place that retries, and callers must not send
+// a failed request again. A request that is safe to repeat (GET, PUT,
+// DELETE, a POST that reads, one carrying a client-chosen idempotency key:
+// every v4 request's NTNX-Request-Id, a v3 create's metadata.uuid) is
+// sent up to Options.MaxAttempts times (default 5, all within
+// Options.RetryBudget, default 2m) after 429, 500, 502, 503, 504, a
+// timeout or a reset connection, with jittered exponential backoff
+// honouring Retry-After. Any other request is sent once (except after a
+// 429, which the server did not act on). The full policy is written down
+// at the top of transport.go.
+//
+// # Deletes
+//
+// Deletes are idempotent but never report a deletion that did not
+// happen: a 404 (or a delete task that cannot be found) counts as "gone"
+// only when a read of the object answers 404 too, and an object the
+// backend cannot address is an error. A snapshot's API says where it
+// lives (Snapshot.API: APIV4 recovery point, APIV3 vm_snapshot, APIV2
+// v2.0 snapshot); GetSnapshot and DeleteSnapshot take only an ID, so they
+// look in every snapshot namespace the endpoint serves, whichever API the
+// client selected, and report "not found" only when all of them say so
+// (deletes.go).
 //
 // Passwords come only from a file or the environment (AHVFS_PASSWORD_FILE,
 // AHVFS_PASSWORD), never from command-line arguments.

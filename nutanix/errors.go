@@ -12,7 +12,8 @@ import (
 // HTTP status or Prism reason implies.
 var (
 	// ErrNotFound: the entity does not exist (HTTP 404, or reason
-	// ENTITY_NOT_FOUND in a v3 envelope). Deletes treat it as success.
+	// ENTITY_NOT_FOUND in a v3 envelope). Deletes treat it as success once
+	// they have made sure the object is gone (see deletes.go).
 	ErrNotFound = errors.New("not found")
 	// ErrUnauthorized: the credentials were refused (HTTP 401).
 	ErrUnauthorized = errors.New("credentials refused")
@@ -38,7 +39,15 @@ type APIError struct {
 	Message   string // the human message Prism gave, if any
 	Reason    string // v3 message_list[0].reason (ENTITY_NOT_FOUND, …) or v4 errorGroup
 	RequestID string // NTNX-Request-Id sent, when there was one
-	Attempts  int    // > 1 when the client retried before giving up
+	// Attempts is how many times the request was sent (0: unknown, e.g. an
+	// error decoded from a recording): at most Options.MaxAttempts, 1 for a
+	// request the retry policy does not repeat (see transport.go).
+	Attempts int
+	// RetryStop says why a failure that is worth retrying was not retried
+	// (again): the request is not repeatable, the retry budget is spent, or
+	// the context's deadline comes first. Empty when the attempts were
+	// spent or the answer is not worth retrying.
+	RetryStop string
 }
 
 func (e *APIError) Error() string {
@@ -59,8 +68,13 @@ func (e *APIError) Error() string {
 		b.WriteString(": ")
 		b.WriteString(e.Message)
 	}
-	if e.Attempts > 1 {
+	switch {
+	case e.Attempts > 1 && e.RetryStop != "":
+		fmt.Fprintf(&b, " (gave up after %d attempts: %s)", e.Attempts, e.RetryStop)
+	case e.Attempts > 1:
 		fmt.Fprintf(&b, " (gave up after %d attempts)", e.Attempts)
+	case e.RetryStop != "":
+		fmt.Fprintf(&b, " (sent once: %s)", e.RetryStop)
 	}
 	return b.String()
 }
@@ -80,10 +94,13 @@ func (e *APIError) Is(target error) bool {
 	return false
 }
 
-// Temporary reports whether retrying the same request later may succeed.
+// Temporary reports whether the same request may succeed later. The client
+// has already retried it as far as its retry policy allows (Attempts):
+// callers must not send it again at once.
 func (e *APIError) Temporary() bool {
 	switch e.Status {
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true
 	}
 	return e.Reason == "TOO_MANY_REQUESTS" || e.Reason == "SERVICE_UNAVAILABLE"

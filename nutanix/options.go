@@ -50,6 +50,10 @@ const (
 	EnvPassword     = "AHVFS_PASSWORD"
 )
 
+// maxAttemptsLimit caps Options.MaxAttempts: more attempts only hide an
+// outage for longer.
+const maxAttemptsLimit = 100
+
 // Options configure a Client. Zero values mean the documented default.
 type Options struct {
 	// Endpoint is the Prism address: "host", "host:port" or
@@ -74,14 +78,25 @@ type Options struct {
 	// Timeout bounds connecting and waiting for response headers of one
 	// attempt (a slow server counts as a timeout and is retried). Default 60s.
 	Timeout time.Duration
-	// Retries is how many times a retryable failure (429, 502, 503, 504,
-	// timeouts, connection resets) is retried. Default 5; negative: none.
-	Retries int
-	// RetryBaseDelay is the first backoff (doubled each attempt, with
-	// jitter, capped by RetryMaxDelay). Defaults 500ms and 30s. A
-	// Retry-After header is honoured up to RetryMaxDelay.
+	// MaxAttempts is how many times one request is sent at most, the
+	// first time included, when it fails in a way worth retrying (429,
+	// 500, 502, 503, 504, a timeout, a reset connection) and is safe to
+	// repeat. The retry policy is described in one place, transport.go.
+	// Default 5; 1 sends every request once; at most 100.
+	MaxAttempts int
+	// RetryBudget bounds the retries of one request in time: no attempt
+	// starts later than this after the first. Default 2m.
+	RetryBudget time.Duration
+	// RetryBaseDelay is the delay before the second attempt (doubled for
+	// each further one, with jitter, capped by RetryMaxDelay). Defaults
+	// 500ms and 30s. A Retry-After header is honoured up to RetryMaxDelay.
 	RetryBaseDelay time.Duration
 	RetryMaxDelay  time.Duration
+	// Retries is the number of attempts after the first.
+	//
+	// Deprecated: use MaxAttempts (= Retries+1), which wins when both are
+	// set. A negative value means no retries.
+	Retries int
 	// TaskTimeout bounds WaitTask when the context has no earlier
 	// deadline. Default 1h.
 	TaskTimeout time.Duration
@@ -108,8 +123,18 @@ func (o Options) withDefaults() Options {
 	if o.Timeout == 0 {
 		o.Timeout = 60 * time.Second
 	}
-	if o.Retries == 0 {
-		o.Retries = 5
+	if o.MaxAttempts == 0 {
+		switch {
+		case o.Retries > 0:
+			o.MaxAttempts = o.Retries + 1
+		case o.Retries < 0:
+			o.MaxAttempts = 1
+		default:
+			o.MaxAttempts = 5
+		}
+	}
+	if o.RetryBudget == 0 {
+		o.RetryBudget = 2 * time.Minute
 	}
 	if o.RetryBaseDelay == 0 {
 		o.RetryBaseDelay = 500 * time.Millisecond
@@ -175,8 +200,17 @@ func (o Options) Validate() error {
 	if o.Insecure && o.CACertFile != "" {
 		errs = append(errs, errors.New("--insecure and --ca-cert are mutually exclusive"))
 	}
-	if o.Timeout < 0 || o.TaskTimeout < 0 || o.RetryBaseDelay < 0 || o.RetryMaxDelay < 0 || o.TaskPollInterval < 0 {
+	if o.Timeout < 0 || o.TaskTimeout < 0 || o.RetryBaseDelay < 0 || o.RetryMaxDelay < 0 || o.RetryBudget < 0 || o.TaskPollInterval < 0 {
 		errs = append(errs, errors.New("timeouts and delays must not be negative"))
+	}
+	if o.MaxAttempts < 0 || o.MaxAttempts > maxAttemptsLimit {
+		errs = append(errs, fmt.Errorf("MaxAttempts %d is outside 1..%d (0: the default, 5)", o.MaxAttempts, maxAttemptsLimit))
+	}
+	if o.Retries >= maxAttemptsLimit {
+		errs = append(errs, fmt.Errorf("Retries %d: at most %d attempts in all", o.Retries, maxAttemptsLimit))
+	}
+	if o.RetryBaseDelay > 0 && o.RetryMaxDelay > 0 && o.RetryBaseDelay > o.RetryMaxDelay {
+		errs = append(errs, fmt.Errorf("RetryBaseDelay %s is longer than RetryMaxDelay %s", o.RetryBaseDelay, o.RetryMaxDelay))
 	}
 	if strings.ContainsAny(o.User, ":\n") {
 		errs = append(errs, errors.New("user name must not contain ':' or a newline"))

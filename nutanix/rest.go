@@ -38,10 +38,14 @@ type request struct {
 	contentLength int64
 	contentType   string
 	header        http.Header
-	out           any  // JSON destination (nil: body discarded)
-	retryable     bool // a POST that is safe to repeat
-	noAuth        bool // credentials are set by the caller (header)
-	op            string
+	out           any // JSON destination (nil: body discarded)
+	// idempotent marks a POST that may be sent more than once: a read
+	// (…/list, data/changed_regions), one whose repetition is harmless, or
+	// a create carrying a client-chosen uuid (see the retry policy in
+	// transport.go). Other methods are classified by the transport.
+	idempotent bool
+	noAuth     bool // credentials are set by the caller (header)
+	op         string
 }
 
 // response is what callers may need beyond the decoded body.
@@ -96,8 +100,8 @@ func (c *rest) newRequest(ctx context.Context, rq request) (*http.Request, error
 	} else if rq.body != nil {
 		body = rq.body
 	}
-	if rq.retryable {
-		ctx = withRetryable(ctx)
+	if rq.idempotent {
+		ctx = withIdempotent(ctx)
 	}
 	if rq.noAuth {
 		ctx = withNoAuth(ctx)
@@ -167,9 +171,8 @@ func (c *rest) send(ctx context.Context, rq request) (*http.Response, error) {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	ae := DecodeError(rq.opName(), resp.StatusCode, body)
 	ae.RequestID = req.Header.Get(headerRequestID)
-	if n, _ := strconv.Atoi(resp.Header.Get(headerAttempts)); n > 1 {
-		ae.Attempts = n
-	}
+	ae.Attempts, _ = strconv.Atoi(resp.Header.Get(headerAttempts))
+	ae.RetryStop = resp.Header.Get(headerRetryStop)
 	return nil, ae
 }
 

@@ -29,6 +29,47 @@ import (
 // the same NTNX-Request-Id (what makes a retried v4 POST safe); auth is
 // inside retry so each attempt uses the current session cookie; log is
 // innermost so every attempt is logged once.
+//
+// # Retry policy
+//
+// retryTransport is the one place where a failed Prism request is sent
+// again. Nothing above it (backends, jobs) repeats a request that failed:
+// the error it returns already says how many attempts were made
+// (APIError.Attempts, or "gave up after N attempts").
+//
+// A request is repeatable when sending it twice has the effect of sending
+// it once, and its body can be replayed:
+//   - GET, HEAD, OPTIONS, PUT and DELETE (a v3 PUT carries the
+//     spec_version it read; a repeated DELETE finds the object gone);
+//   - a request with a client-chosen idempotency key: every v4 request
+//     carries an NTNX-Request-Id, set once above the retries; v3 creates
+//     send metadata.uuid and v2.0 snapshot creates a uuid (request.idempotent);
+//   - a POST that only reads or whose repetition is harmless: v3 …/list,
+//     data/changed_regions, v2.0 volume group open/close (request.idempotent).
+//
+// Every other request (a v2.0 volume group create, an image upload's
+// stream) is sent once: after a 500 or a timeout the server may have acted
+// on it, and a second one could make a second object.
+//
+// A repeatable request is sent again after 429, 500, 502, 503 or 504, a
+// timeout, or a connection reset or closed under it. A 429 is also
+// repeated for a request that is not repeatable: the server refused it
+// without acting on it. Any other answer is final.
+//
+// Attempts and delays (Options):
+//   - at most MaxAttempts attempts in all, the first included (default 5);
+//   - the delay before attempt n+1 is RetryBaseDelay·2^(n-1) (default
+//     500ms) with equal jitter (half fixed, half random), capped at
+//     RetryMaxDelay (default 30s); a Retry-After asking for more is
+//     honoured up to RetryMaxDelay;
+//   - no attempt starts later than RetryBudget (default 2m) after the
+//     first, nor after the context's deadline: the last answer is
+//     returned instead of a context error.
+//
+// The last answer is returned as it came, with the count of attempts: an
+// *APIError whose Attempts is how many were sent and whose Error() ends
+// "(gave up after N attempts)", or "(sent once: why)" when the request
+// was not repeatable; a transport error says the same.
 
 var (
 	_ http.RoundTripper = (*requestIDTransport)(nil)
@@ -41,12 +82,12 @@ var (
 type ctxKey int
 
 const (
-	keyRetryable ctxKey = iota // a POST that is safe to repeat (…/list, data/changed_regions)
-	keyNoAuth                  // send no credentials (the caller set its own, e.g. the v4 JWT cookie)
+	keyIdempotent ctxKey = iota // a POST that may be repeated (request.idempotent)
+	keyNoAuth                   // send no credentials (the caller set its own, e.g. the v4 JWT cookie)
 )
 
-func withRetryable(ctx context.Context) context.Context {
-	return context.WithValue(ctx, keyRetryable, true)
+func withIdempotent(ctx context.Context) context.Context {
+	return context.WithValue(ctx, keyIdempotent, true)
 }
 
 func withNoAuth(ctx context.Context) context.Context { return context.WithValue(ctx, keyNoAuth, true) }
@@ -56,9 +97,13 @@ func ctxFlag(ctx context.Context, k ctxKey) bool { v, _ := ctx.Value(k).(bool); 
 // headerRequestID is the v4 idempotence / tracing header.
 const headerRequestID = "NTNX-Request-Id"
 
-// headerAttempts is set by retryTransport on the response it returns, so an
-// error can say how many attempts were made. It never leaves the process.
-const headerAttempts = "X-Ahvfs-Attempts"
+// headerAttempts and headerRetryStop are set by retryTransport on the
+// response it returns, so an error can say how many attempts were made and
+// why no more. They never leave the process.
+const (
+	headerAttempts  = "X-Ahvfs-Attempts"
+	headerRetryStop = "X-Ahvfs-Retry-Stop"
+)
 
 // newUUID returns a random (version 4) UUID.
 func newUUID() string {
@@ -104,7 +149,7 @@ func newHTTPClient(o Options, password string) (*http.Client, *http.Transport, e
 	if limiter != nil {
 		rt = &rateLimitTransport{next: rt, limiter: limiter}
 	}
-	rt = &retryTransport{next: rt, retries: max(o.Retries, 0), base: o.RetryBaseDelay, max: o.RetryMaxDelay, log: o.Logger}
+	rt = &retryTransport{next: rt, attempts: o.MaxAttempts, budget: o.RetryBudget, base: o.RetryBaseDelay, max: o.RetryMaxDelay, log: o.Logger}
 	rt = &requestIDTransport{next: rt}
 	return &http.Client{
 		Transport: rt,
@@ -146,26 +191,25 @@ func isV4Path(p string) bool {
 	return ok && strings.HasPrefix(rest, "v4.")
 }
 
-// retryTransport retries 429 always (the server did not act on the request)
-// and 502/503/504, timeouts and dropped connections when the request is
-// safe to repeat: an idempotent method, an NTNX-Request-Id, or a context
-// marked with withRetryable. The delay is exponential with full jitter,
-// at least what Retry-After asks, at most max.
+// retryTransport implements the retry policy described at the top of this
+// file.
 type retryTransport struct {
-	next    http.RoundTripper
-	retries int
-	base    time.Duration
-	max     time.Duration
-	log     *slog.Logger
+	next     http.RoundTripper
+	attempts int           // Options.MaxAttempts
+	budget   time.Duration // Options.RetryBudget
+	base     time.Duration // Options.RetryBaseDelay
+	max      time.Duration // Options.RetryMaxDelay
+	log      *slog.Logger
 }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	safe := isIdempotent(req)
-	rewindable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
-	for attempt := 0; ; attempt++ {
+	once := notRepeatable(req)
+	stream := req.Body != nil && req.Body != http.NoBody && req.GetBody == nil
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
 		r := req
-		if attempt > 0 && req.GetBody != nil {
+		if attempt > 1 && req.GetBody != nil {
 			body, err := req.GetBody()
 			if err != nil {
 				return nil, err
@@ -174,36 +218,34 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			r.Body = body
 		}
 		resp, err := t.next.RoundTrip(r)
-		retry, why := false, ""
-		var after time.Duration
+		why, after := retryable(ctx, resp, err)
+		stop := ""
+		var d time.Duration
 		switch {
-		case err != nil:
-			retry, why = safe && isTransient(err) && ctx.Err() == nil, err.Error()
-		case resp.StatusCode == http.StatusTooManyRequests:
-			retry, why = true, resp.Status
-			after = retryAfter(resp.Header.Get("Retry-After"))
-		case resp.StatusCode == http.StatusBadGateway, resp.StatusCode == http.StatusServiceUnavailable,
-			resp.StatusCode == http.StatusGatewayTimeout:
-			retry, why = safe, resp.Status
-			after = retryAfter(resp.Header.Get("Retry-After"))
-		}
-		if !retry || !rewindable || attempt >= t.retries {
-			if attempt > 0 {
-				if err != nil {
-					return nil, fmt.Errorf("%w (gave up after %d attempts)", err, attempt+1)
-				}
-				resp.Header.Set(headerAttempts, strconv.Itoa(attempt+1))
+		case why == "":
+			// a final answer: success, or a failure no retry can change
+		case stream || once != "" && (resp == nil || resp.StatusCode != http.StatusTooManyRequests):
+			stop = once
+		case attempt >= t.attempts:
+			why = "" // the attempts are spent: "gave up after N attempts"
+		default:
+			d = t.backoff(attempt)
+			if after > d {
+				d = min(after, t.max)
 			}
-			return resp, err
+			if time.Since(start)+d > t.budget {
+				stop = fmt.Sprintf("the retry budget of %s is spent", t.budget)
+			} else if dl, ok := ctx.Deadline(); ok && time.Now().Add(d).After(dl) {
+				stop = "the context's deadline comes first"
+			}
+		}
+		if why == "" || stop != "" {
+			return finalAnswer(resp, err, attempt, stop)
 		}
 		if resp != nil {
 			drainClose(resp.Body)
 		}
-		d := t.backoff(attempt)
-		if after > d {
-			d = min(after, t.max)
-		}
-		t.log.Debug("prism retry", "method", req.Method, "path", req.URL.Path, "attempt", attempt+1, "reason", why, "delay", d)
+		t.log.Debug("prism retry", "method", req.Method, "path", req.URL.Path, "attempt", attempt, "reason", why, "delay", d)
 		timer := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
@@ -214,8 +256,46 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// retryable says why an attempt's outcome is worth another attempt ("":
+// it is not), and how long the server asked to wait.
+func retryable(ctx context.Context, resp *http.Response, err error) (string, time.Duration) {
+	if err != nil {
+		if isTransient(err) && ctx.Err() == nil {
+			return err.Error(), 0
+		}
+		return "", 0
+	}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return resp.Status, retryAfter(resp.Header.Get("Retry-After"))
+	}
+	return "", 0
+}
+
+// finalAnswer returns the last attempt's outcome, saying how many attempts
+// were made and, when a retryable failure was not retried, why not.
+func finalAnswer(resp *http.Response, err error, attempts int, stop string) (*http.Response, error) {
+	if err != nil {
+		switch {
+		case attempts > 1 && stop != "":
+			return nil, fmt.Errorf("%w (gave up after %d attempts: %s)", err, attempts, stop)
+		case attempts > 1:
+			return nil, fmt.Errorf("%w (gave up after %d attempts)", err, attempts)
+		case stop != "":
+			return nil, fmt.Errorf("%w (sent once: %s)", err, stop)
+		}
+		return nil, err
+	}
+	resp.Header.Set(headerAttempts, strconv.Itoa(attempts))
+	if stop != "" {
+		resp.Header.Set(headerRetryStop, stop)
+	}
+	return resp, nil
+}
+
 func (t *retryTransport) backoff(attempt int) time.Duration {
-	d := t.base << min(attempt, 20)
+	d := t.base << min(attempt-1, 20)
 	if d <= 0 || d > t.max {
 		d = t.max
 	}
@@ -223,12 +303,20 @@ func (t *retryTransport) backoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func isIdempotent(req *http.Request) bool {
+// notRepeatable says why req must be sent at most once ("" when it may be
+// repeated): see the retry policy at the top of this file.
+func notRepeatable(req *http.Request) string {
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return "its body is a stream that cannot be sent again"
+	}
 	switch req.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
-		return true
+		return ""
 	}
-	return req.Header.Get(headerRequestID) != "" || ctxFlag(req.Context(), keyRetryable)
+	if req.Header.Get(headerRequestID) != "" || ctxFlag(req.Context(), keyIdempotent) {
+		return ""
+	}
+	return "a " + req.Method + " without an idempotency key is not repeated"
 }
 
 // isTransient reports errors worth another attempt: timeouts, resets, a

@@ -101,6 +101,20 @@ func (f *fakePrism) expireSessions() {
 	f.mu.Unlock()
 }
 
+// startCountingConns starts a TLS server for h that counts the
+// connections it accepts. The caller closes it.
+func startCountingConns(h http.Handler) (*httptest.Server, *atomic.Int32) {
+	srv := httptest.NewUnstartedServer(h)
+	conns := new(atomic.Int32)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	return srv, conns
+}
+
 func startFake(t *testing.T, f *fakePrism) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewTLSServer(f)
@@ -194,7 +208,7 @@ func TestPersistent503GivesClearError(t *testing.T) {
 	srv := startFake(t, f)
 	o := fastOptions(t, srv, "pw")
 	o.API = nutanix.APIV3
-	o.Retries = 3
+	o.MaxAttempts = 4
 	c := newClient(t, o)
 	err := listVMs(ctxT(t), c)
 	var ae *nutanix.APIError
@@ -213,41 +227,30 @@ func TestPersistent503GivesClearError(t *testing.T) {
 	srv.Close()
 }
 
-func TestPersistent500NotRetried(t *testing.T) {
-	f := &fakePrism{password: "pw", always: 500}
-	srv := startFake(t, f)
-	o := fastOptions(t, srv, "pw")
-	o.API = nutanix.APIV3
-	c := newClient(t, o)
-	err := listVMs(ctxT(t), c)
-	if err == nil || !strings.Contains(err.Error(), "HTTP 500") || !strings.Contains(err.Error(), "cluster is busy") {
-		t.Fatalf("err = %v", err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.requests != 1 {
-		t.Fatalf("%d requests for a 500, want 1", f.requests)
-	}
-}
-
+// TestTimeoutRetriedThenClearError: a server slower than Options.Timeout
+// is tried MaxAttempts times. Each attempt opens a connection (a timed-out
+// one is closed), so the server counts attempts as accepted connections:
+// under load an attempt may time out in the TLS handshake, before any
+// request reaches the handler.
 func TestTimeoutRetriedThenClearError(t *testing.T) {
 	defer checkNoGoroutineLeak(t)()
 	f := &fakePrism{password: "pw", delay: 300 * time.Millisecond}
-	srv := startFake(t, f)
+	srv, conns := startCountingConns(f)
 	o := fastOptions(t, srv, "pw")
 	o.API = nutanix.APIV3
 	o.Timeout = 50 * time.Millisecond
-	o.Retries = 2
+	o.MaxAttempts = 3
 	c := newClient(t, o)
 	err := listVMs(ctxT(t), c)
 	if err == nil || !strings.Contains(err.Error(), "gave up after 3 attempts") {
 		t.Fatalf("err = %v", err)
 	}
-	f.mu.Lock()
-	n := f.requests
-	f.mu.Unlock()
-	if n != 3 {
-		t.Fatalf("%d attempts, want 3", n)
+	// the server accepts the last connection when it gets to it
+	for deadline := time.Now().Add(10 * time.Second); conns.Load() < 3 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := conns.Load(); n != 3 {
+		t.Fatalf("%d attempts reached the server, want 3", n)
 	}
 	c.Close()
 	srv.Close()
@@ -290,12 +293,12 @@ func TestIdempotentDeleteRetriedOn502(t *testing.T) {
 	f.mu.Lock()
 	f.always, f.requests = 502, 0
 	f.mu.Unlock()
-	// DeleteVM is a DELETE: retried. (Create calls carry a client uuid.)
+	// DeleteVM is a DELETE: retried, MaxAttempts (default 5) times in all.
 	_ = c.DeleteVM(ctx, "x")
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.requests != 6 {
-		t.Fatalf("DELETE attempts %d, want 6", f.requests)
+	if f.requests != 5 {
+		t.Fatalf("DELETE attempts %d, want 5", f.requests)
 	}
 }
 
@@ -361,14 +364,7 @@ func TestDebugLogRedactsSecrets(t *testing.T) {
 func TestNoConnectionLeakOnManyRequests(t *testing.T) {
 	done := checkNoGoroutineLeak(t)
 	f := &fakePrism{password: "pw"}
-	srv := httptest.NewUnstartedServer(f)
-	var conns atomic.Int32
-	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.StartTLS()
+	srv, conns := startCountingConns(f)
 	o := fastOptions(t, srv, "pw")
 	o.API = nutanix.APIV3
 	c, err := nutanix.New(o)
@@ -392,11 +388,13 @@ func TestNoConnectionLeakOnManyRequests(t *testing.T) {
 func TestOptionsValidateReportsEverything(t *testing.T) {
 	t.Setenv(nutanix.EnvPassword, "")
 	t.Setenv(nutanix.EnvPasswordFile, "")
-	err := nutanix.Options{Endpoint: "http://x", API: "v9", CACertFile: "/nonexistent", Insecure: true}.Validate()
+	err := nutanix.Options{Endpoint: "http://x", API: "v9", CACertFile: "/nonexistent", Insecure: true,
+		MaxAttempts: -1, RetryBudget: -time.Second, RetryBaseDelay: time.Minute, RetryMaxDelay: time.Second}.Validate()
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"https", "v9", "no password", "CA certificate", "mutually exclusive"} {
+	for _, want := range []string{"https", "v9", "no password", "CA certificate", "mutually exclusive",
+		"must not be negative", "MaxAttempts -1", "RetryBaseDelay 1m0s is longer than RetryMaxDelay 1s"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %q, lacks %q", err, want)
 		}

@@ -157,7 +157,7 @@ func (b *v3Backend) v2CreateSnapshot(ctx context.Context, vmUUID, name string) (
 	id := newUUID() // client uuid: the snapshot is then read back by it [OEB]
 	body := map[string]any{"snapshot_specs": []map[string]any{{"vm_uuid": vmUUID, "snapshot_name": name, "uuid": id}}}
 	var tr v2TaskRef
-	if _, err := b.r.do(ctx, request{method: http.MethodPost, path: b.v2("/snapshots/"), in: body, out: &tr, retryable: true}); err != nil {
+	if _, err := b.r.do(ctx, request{method: http.MethodPost, path: b.v2("/snapshots/"), in: body, out: &tr, idempotent: true}); err != nil {
 		return Snapshot{}, fmt.Errorf("%s: %w", op, err)
 	}
 	t, err := b.v2Wait(ctx, tr.TaskUUID)
@@ -254,21 +254,18 @@ func (b *v3Backend) v2DeleteSnapshot(ctx context.Context, id string) error {
 	return b.v2Delete(ctx, "/snapshots/"+url.PathEscape(id), op)
 }
 
+// v2Delete deletes a v2.0 entity and waits for its task. An entity that is
+// not there is an *absentError (see deletes.go).
 func (b *v3Backend) v2Delete(ctx context.Context, p, op string) error {
 	var tr v2TaskRef
 	_, err := b.r.do(ctx, request{method: http.MethodDelete, path: b.v2(p), out: &tr})
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if tr.TaskUUID != "" {
-		if _, err := b.v2Wait(ctx, tr.TaskUUID); err != nil {
-			return fmt.Errorf("%s: %w", op, err)
+	return finishDelete(ctx, b.r, b.v2(p), op, err, func() error {
+		if tr.TaskUUID != "" {
+			_, err := b.v2Wait(ctx, tr.TaskUUID)
+			return err
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // ---- v2 volume groups: the iSCSI data path of the v3 backend ----
@@ -360,7 +357,7 @@ func (b *v3Backend) v2AttachOp(ctx context.Context, vgUUID, iqn, verb, operation
 	}
 	var resp map[string]any
 	// repeating attach/detach of the same initiator has the same effect
-	if _, err := b.r.do(ctx, request{method: http.MethodPost, path: b.v2("/volume_groups/" + url.PathEscape(vgUUID) + "/" + verb), in: body, out: &resp, retryable: true}); err != nil {
+	if _, err := b.r.do(ctx, request{method: http.MethodPost, path: b.v2("/volume_groups/" + url.PathEscape(vgUUID) + "/" + verb), in: body, out: &resp, idempotent: true}); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	if tid, _ := resp["task_uuid"].(string); tid != "" {
@@ -417,7 +414,7 @@ func (b *v3Backend) DeleteVolumeGroup(ctx context.Context, vgUUID string) error 
 	if err := b.needV2(op); err != nil {
 		return err
 	}
-	return b.v2Delete(ctx, "/volume_groups/"+url.PathEscape(vgUUID), op)
+	return ignoreAbsent(b.v2Delete(ctx, "/volume_groups/"+url.PathEscape(vgUUID), op))
 }
 
 // CreateBlankVolumeGroup creates a v2 VG whose disks have a create_config

@@ -29,9 +29,25 @@ type Faults struct {
 	// FailOps, when not empty, limits FailTasks/FailTaskRate to tasks whose
 	// operation type contains one of these strings (e.g. "snapshot").
 	FailOps []string `json:"fail_ops,omitempty"`
-	// Paths, when not empty, limits Rate429/Rate500/Latency to request
-	// paths containing one of these strings.
+	// FailFirst answers the first N requests of every distinct API request
+	// (method and path, query ignored) 500, then lets that request through:
+	// a transient failure that a client sending each request N+1 times
+	// rides out. Setting the faults starts the counts again.
+	FailFirst int `json:"fail_first,omitempty"`
+	// Paths, when not empty, limits Rate429/Rate500/FailFirst/Latency to
+	// request paths containing one of these strings.
 	Paths []string `json:"paths,omitempty"`
+	// HideV3CBT answers 404 to v3 vm_snapshots and data/changed_regions,
+	// as Prism Central does: a v3 client then snapshots through v2.0,
+	// without changed regions.
+	HideV3CBT bool `json:"hide_v3_cbt,omitempty"`
+	// SeparateSnapshotAPIs answers 404 when a snapshot is addressed by ID
+	// (GET, DELETE) through another API than the one that made it: v3
+	// vm_snapshots/{uuid} for a v2.0 snapshot, v2.0 snapshots/{uuid} for a
+	// v3 vm_snapshot, either for a v4 VM recovery point. By default the
+	// simulator serves every snapshot through all of them; on a cluster
+	// they may be distinct objects.
+	SeparateSnapshotAPIs bool `json:"separate_snapshot_apis,omitempty"`
 }
 
 func (f Faults) validate() error {
@@ -41,8 +57,8 @@ func (f Faults) validate() error {
 			errs = append(errs, fmt.Errorf("fault %s %v is outside 0..1", name, r))
 		}
 	}
-	if f.Latency < 0 || f.FailTasks < 0 {
-		errs = append(errs, errors.New("fault Latency and FailTasks must not be negative"))
+	if f.Latency < 0 || f.FailTasks < 0 || f.FailFirst < 0 {
+		errs = append(errs, errors.New("fault Latency, FailTasks and FailFirst must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -50,7 +66,8 @@ func (f Faults) validate() error {
 type faultState struct {
 	mu       sync.Mutex
 	f        Faults
-	injected map[int]int // status -> count
+	injected map[int]int    // status -> count
+	failed   map[string]int // "METHOD path" -> 500s answered by FailFirst
 }
 
 func (fs *faultState) set(f Faults) {
@@ -59,6 +76,7 @@ func (fs *faultState) set(f Faults) {
 	if fs.injected == nil {
 		fs.injected = map[int]int{}
 	}
+	fs.failed = map[string]int{}
 	fs.mu.Unlock()
 }
 
@@ -79,7 +97,7 @@ func (s *Sim) Faults() Faults {
 }
 
 // InjectedErrors returns how many requests were answered with status code
-// (429 or 500) by fault injection.
+// (429 or 500) by fault injection (rates and FailFirst).
 func (s *Sim) InjectedErrors(code int) int {
 	s.faults.mu.Lock()
 	defer s.faults.mu.Unlock()
@@ -98,8 +116,8 @@ func matchAny(s string, subs []string) bool {
 	return false
 }
 
-// injectFault applies latency and error rates to an API request; it reports
-// whether it answered the request.
+// injectFault applies latency, error rates and the snapshot visibility
+// faults to an API request; it reports whether it answered the request.
 func (s *Sim) injectFault(w http.ResponseWriter, r *http.Request) bool {
 	s.faults.mu.Lock()
 	f := s.faults.f
@@ -110,6 +128,10 @@ func (s *Sim) injectFault(w http.ResponseWriter, r *http.Request) bool {
 		case x < f.Rate429:
 			code = http.StatusTooManyRequests
 		case x < f.Rate429+f.Rate500:
+			code = http.StatusInternalServerError
+		}
+		if k := r.Method + " " + r.URL.Path; code == 0 && s.faults.failed[k] < f.FailFirst {
+			s.faults.failed[k]++
 			code = http.StatusInternalServerError
 		}
 		if code != 0 {
@@ -135,7 +157,36 @@ func (s *Sim) injectFault(w http.ResponseWriter, r *http.Request) bool {
 		s.apiError(w, r, code, "INTERNAL_ERROR", "Internal server error (injected)")
 		return true
 	}
+	if f.HideV3CBT && (strings.HasPrefix(r.URL.Path, v3Prefix+"/vm_snapshots") || r.URL.Path == v3Prefix+"/data/changed_regions") {
+		s.notFound(w, r, "no such endpoint: "+r.Method+" "+r.URL.Path+" (not served here, injected)")
+		return true
+	}
+	if f.SeparateSnapshotAPIs {
+		if api, id := snapshotByIDPath(r.URL.Path); api != "" {
+			s.mu.Lock()
+			sn := s.m.Snapshots[id]
+			s.mu.Unlock()
+			if sn != nil && sn.API != "" && sn.API != api {
+				s.notFound(w, r, "Snapshot "+id+" does not exist (made through "+sn.API+", injected)")
+				return true
+			}
+		}
+	}
 	return false
+}
+
+// snapshotByIDPath returns the API ("v3" or "v2") and the snapshot ID of a
+// path addressing one snapshot, or "".
+func snapshotByIDPath(p string) (api, id string) {
+	if rest, ok := strings.CutPrefix(p, v3Prefix+"/vm_snapshots/"); ok && rest != "list" {
+		return "v3", strings.TrimSuffix(rest, "/")
+	}
+	for _, pre := range []string{v2Prefix, v2AltPrefix} {
+		if rest, ok := strings.CutPrefix(p, pre+"/snapshots/"); ok && strings.Trim(rest, "/") != "" {
+			return "v2", strings.TrimSuffix(rest, "/")
+		}
+	}
+	return "", ""
 }
 
 // taskFailure decides whether a new task of operation op fails; it returns

@@ -3,6 +3,7 @@ package prismsim_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,4 +110,77 @@ func TestRestartKeepsState(t *testing.T) {
 	a2 := newAPI(t, s2)
 	g := a2.do("GET", "/api/nutanix/v3/vm_snapshots/"+str(snap, "metadata.uuid"), nil).must(t, 200)
 	a2.do("POST", "/api/nutanix/v3/data/changed_regions", map[string]any{"snapshot_file_path": str(g.body, "status.snapshot_file_list[0].snapshot_file_path")}).must(t, 200)
+}
+
+// TestFaultFailFirst: the first N requests of every distinct method and
+// path are answered 500, the next one goes through; the query does not
+// make a request distinct; setting the faults (here through /sim/faults)
+// starts the counts again.
+func TestFaultFailFirst(t *testing.T) {
+	s := simtest.Start(t, simtest.Options{})
+	a := newAPI(t, s)
+	if err := s.SetFaults(prismsim.Faults{FailFirst: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/api/vmm/v4.0/ahv/config/vms", "/api/nutanix/v3/clusters/list"} {
+		method, body := "GET", any(nil)
+		if strings.HasSuffix(p, "/list") {
+			method, body = "POST", "{}"
+		}
+		r := a.do(method, p+"?x=1", body).must(t, 500)
+		if !strings.Contains(string(r.raw), "injected") {
+			t.Errorf("%s: %s", p, r.raw)
+		}
+		a.do(method, p+"?x=2", body).must(t, 500)
+		a.do(method, p, body).must(t, 200)
+		a.do(method, p, body).must(t, 200)
+	}
+	if n := s.InjectedErrors(500); n != 4 {
+		t.Errorf("InjectedErrors(500) = %d, want 4", n)
+	}
+	r := a.do("PUT", "/sim/faults", map[string]any{"fail_first": 1}).must(t, 200)
+	if num(r.body, "fail_first") != 1 {
+		t.Errorf("/sim/faults: %s", r.raw)
+	}
+	a.do("GET", "/api/vmm/v4.0/ahv/config/vms", nil).must(t, 500)
+	a.do("GET", "/api/vmm/v4.0/ahv/config/vms", nil).must(t, 200)
+	a.do("PUT", "/sim/faults", map[string]any{"fail_first": -1}).must(t, 400)
+}
+
+// TestFaultSnapshotVisibility: HideV3CBT hides vm_snapshots and
+// changed_regions as Prism Central does; SeparateSnapshotAPIs makes a
+// snapshot unreachable by ID through an API other than its own.
+func TestFaultSnapshotVisibility(t *testing.T) {
+	s := simtest.Start(t, simtest.Options{})
+	a := newAPI(t, s)
+	v := addVMs(t, s, 1, 16*blk)[0]
+	v3 := str(v3Snapshot(t, a, v.UUID, "v3", "CRASH_CONSISTENT"), "metadata.uuid")
+	v2 := "0f6e2a44-5d1c-4c3e-9a55-2b9d7c1e8f00"
+	r := a.do("POST", "/api/nutanix/v2.0/snapshots/", map[string]any{"snapshot_specs": []any{
+		map[string]any{"vm_uuid": v.UUID, "snapshot_name": "v2", "uuid": v2}}}).must(t, 201)
+	if st := a.waitV2Task(str(r.body, "task_uuid")); str(st, "progress_status") != "Succeeded" {
+		t.Fatalf("v2 snapshot task: %v", st)
+	}
+	both := func(code3, code2 int) {
+		t.Helper()
+		for _, id := range []string{v3, v2} {
+			a.do("GET", "/api/nutanix/v3/vm_snapshots/"+id, nil).must(t, map[string]int{v3: 200, v2: code3}[id])
+			a.do("GET", "/api/nutanix/v2.0/snapshots/"+id, nil).must(t, map[string]int{v3: code2, v2: 200}[id])
+			a.do("GET", "/PrismGateway/services/rest/v2.0/snapshots/"+id, nil).must(t, map[string]int{v3: code2, v2: 200}[id])
+		}
+	}
+	both(200, 200) // by default every snapshot is seen through both
+	s.SetFaults(prismsim.Faults{SeparateSnapshotAPIs: true})
+	both(404, 404)
+	a.do("DELETE", "/api/nutanix/v2.0/snapshots/"+v3, nil).must(t, 404)
+	a.do("POST", "/api/nutanix/v3/vm_snapshots/list", "{}").must(t, 200)
+
+	s.SetFaults(prismsim.Faults{HideV3CBT: true})
+	a.do("POST", "/api/nutanix/v3/vm_snapshots/list", "{}").must(t, 404)
+	a.do("GET", "/api/nutanix/v3/vm_snapshots/"+v3, nil).must(t, 404)
+	a.do("POST", "/api/nutanix/v3/data/changed_regions", "{}").must(t, 404)
+	a.do("GET", "/api/nutanix/v2.0/snapshots/"+v3, nil).must(t, 200)
+	a.do("POST", "/api/nutanix/v3/clusters/list", "{}").must(t, 200)
+	s.SetFaults(prismsim.Faults{})
+	a.do("POST", "/api/nutanix/v3/data/changed_regions", "{}").must(t, 422)
 }
