@@ -13,6 +13,7 @@ import (
 	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/nutanix"
+	"github.com/ahvfs/ahvfs/prismsim"
 )
 
 // TestLevelCopy: a copy reads everything, like a full, and leaves the chain
@@ -149,5 +150,38 @@ func TestLegacyStateMoves(t *testing.T) {
 		}
 	}
 	f.checkDisks(rep.VMs[0], f.vms[0])
+	f.assertClean(1)
+}
+
+// TestProbe500KeepsChain: every request the client sends answers 500
+// once, then passes (probes included). The client's one retry policy rides
+// it out: auto-detection still picks v4, and the second backup continues
+// the chain incrementally through v4.
+func TestProbe500KeepsChain(t *testing.T) {
+	f := newFixture(t, fixtureOptions{ISCSI: true, API: nutanix.APIV4})
+	f.run(backup.Options{DataPath: backup.PathISCSI})
+	if err := f.sim.SetFaults(prismsim.Faults{FailFirst: 1, Paths: []string{"/api/"}}); err != nil {
+		t.Fatal(err)
+	}
+	auto, err := nutanix.Connect(context.Background(), nutanix.Options{Endpoint: f.sim.URL(), PasswordFile: f.sim.PasswordFile(),
+		CACertFile: f.sim.CAFile(), RateLimit: -1, TaskPollInterval: 10 * time.Millisecond, RetryBaseDelay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auto.Close()
+	if auto.API() != nutanix.APIV4 {
+		t.Fatalf("auto picked %s under one 500 per request: %s", auto.API(), auto.Report())
+	}
+	guestWrite(t, f.vms[0].Disks[0], 2, 9)
+	f.cl = auto
+	v := f.run(backup.Options{DataPath: backup.PathISCSI}).VMs[0]
+	f.sim.SetFaults(prismsim.Faults{})
+	if v.Level != engine.LevelIncremental {
+		t.Fatalf("level %s (%v), want incremental", v.Level, v.Warnings)
+	}
+	if f.sim.InjectedErrors(500) == 0 {
+		t.Fatal("no 500 was injected")
+	}
+	f.checkDisks(v, f.vms[0])
 	f.assertClean(1)
 }

@@ -85,7 +85,7 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 	}
 	cl, err := nutanix.Connect(context.Background(), nutanix.Options{Endpoint: s.URL(), PasswordFile: s.PasswordFile(),
 		CACertFile: s.CAFile(), API: api, RateLimit: -1, TaskPollInterval: 10 * time.Millisecond,
-		RetryBaseDelay: 20 * time.Millisecond, RetryMaxDelay: 200 * time.Millisecond, Retries: 8})
+		RetryBaseDelay: 20 * time.Millisecond, RetryMaxDelay: 200 * time.Millisecond, MaxAttempts: 9})
 	if err != nil {
 		t.Fatal(err)
 	}

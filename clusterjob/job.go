@@ -141,8 +141,8 @@ func (jb *Job) Forget(o Object) error {
 }
 
 // Release deletes o from the cluster, checks it is gone and drops it from
-// the journal. On failure the entry stays for the sweep and the error
-// says what is left.
+// the journal. On failure the entry stays in the journal for the next
+// sweep (Close does not try again) and the error says what is left.
 func (jb *Job) Release(ctx context.Context, o Object) error {
 	jb.mu.Lock()
 	if cur, ok := jb.live[key(o)]; ok {
@@ -160,6 +160,11 @@ func (jb *Job) Release(ctx context.Context, o Object) error {
 	}
 	res, err := release(ctx, jb.cl, o, protected)
 	if err != nil {
+		// Left to the sweep: the job's Close does not send the same
+		// requests again.
+		jb.mu.Lock()
+		delete(jb.live, key(o))
+		jb.mu.Unlock()
 		return fmt.Errorf("%w (kept in the journal: the next job or `ahvfs cleanup` retries)", err)
 	}
 	if res == deleted || res == finished {

@@ -92,11 +92,6 @@ type Options struct {
 	// 500ms and 30s. A Retry-After header is honoured up to RetryMaxDelay.
 	RetryBaseDelay time.Duration
 	RetryMaxDelay  time.Duration
-	// Retries is the number of attempts after the first.
-	//
-	// Deprecated: use MaxAttempts (= Retries+1), which wins when both are
-	// set. A negative value means no retries.
-	Retries int
 	// TaskTimeout bounds WaitTask when the context has no earlier
 	// deadline. Default 1h.
 	TaskTimeout time.Duration
@@ -124,14 +119,7 @@ func (o Options) withDefaults() Options {
 		o.Timeout = 60 * time.Second
 	}
 	if o.MaxAttempts == 0 {
-		switch {
-		case o.Retries > 0:
-			o.MaxAttempts = o.Retries + 1
-		case o.Retries < 0:
-			o.MaxAttempts = 1
-		default:
-			o.MaxAttempts = 5
-		}
+		o.MaxAttempts = 5
 	}
 	if o.RetryBudget == 0 {
 		o.RetryBudget = 2 * time.Minute
@@ -205,9 +193,6 @@ func (o Options) Validate() error {
 	}
 	if o.MaxAttempts < 0 || o.MaxAttempts > maxAttemptsLimit {
 		errs = append(errs, fmt.Errorf("MaxAttempts %d is outside 1..%d (0: the default, 5)", o.MaxAttempts, maxAttemptsLimit))
-	}
-	if o.Retries >= maxAttemptsLimit {
-		errs = append(errs, fmt.Errorf("Retries %d: at most %d attempts in all", o.Retries, maxAttemptsLimit))
 	}
 	if o.RetryBaseDelay > 0 && o.RetryMaxDelay > 0 && o.RetryBaseDelay > o.RetryMaxDelay {
 		errs = append(errs, fmt.Errorf("RetryBaseDelay %s is longer than RetryMaxDelay %s", o.RetryBaseDelay, o.RetryMaxDelay))

@@ -134,15 +134,3 @@ func TestRetryPolicyDeadline(t *testing.T) {
 		t.Fatalf("waited %v for a retry the deadline forbids", d)
 	}
 }
-
-// TestRetriesDeprecatedOption: Retries still means attempts after the
-// first when MaxAttempts is not set.
-func TestRetriesDeprecatedOption(t *testing.T) {
-	f, c := probedFake(t, func(o *nutanix.Options) { o.Retries = 2 }, 502)
-	if _, err := c.GetVM(ctxT(t), "u1"); err == nil {
-		t.Fatal("no error")
-	}
-	if n := f.requestCount(); n != 3 {
-		t.Fatalf("sent %d times, want 3", n)
-	}
-}
