@@ -94,7 +94,8 @@
 // AppMessage codes (VMM-, DP-, VOL-...), task extIds "ZXJnb24=:<uuid>",
 // $page/$limit (default 50, max 100) with totalAvailableResults and links.
 // Mutating v4 requests need NTNX-Request-Id (400 without) and a repeated id
-// replays the first answer. compute-changed-regions accepts only the
+// replays the first answer; so does a v3 create (vms, vm_snapshots, images)
+// repeated with the same metadata.uuid. compute-changed-regions accepts only the
 // discover-cluster JWT as the NTNX_IGW_SESSION cookie, scoped to
 // /api/dataprotection/v4.0/content (a v4.1 path answers 401 "Scope claim
 // value does not match API base path", as field-observed on pc.7.3).

@@ -1,6 +1,9 @@
 package prismsim
 
 import (
+	"bytes"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,7 +14,7 @@ func (s *Sim) routesV3(mux *http.ServeMux) {
 	p := v3Prefix
 	mux.HandleFunc("GET "+p+"/users/me", s.v3UsersMe)
 	mux.HandleFunc("POST "+p+"/vms/list", s.v3ListVMs)
-	mux.HandleFunc("POST "+p+"/vms", s.v3CreateVM)
+	mux.HandleFunc("POST "+p+"/vms", s.v3Idempotent(s.v3CreateVM))
 	mux.HandleFunc("GET "+p+"/vms/{uuid}", s.v3GetVM)
 	mux.HandleFunc("PUT "+p+"/vms/{uuid}", s.v3UpdateVM)
 	mux.HandleFunc("DELETE "+p+"/vms/{uuid}", s.v3DeleteVM)
@@ -25,13 +28,13 @@ func (s *Sim) routesV3(mux *http.ServeMux) {
 	if !s.opts.NoV3Snapshots {
 		// Without them the catch-all answers 404, as a Prism Central or an
 		// older Prism Element does.
-		mux.HandleFunc("POST "+p+"/vm_snapshots", s.v3CreateSnapshot)
+		mux.HandleFunc("POST "+p+"/vm_snapshots", s.v3Idempotent(s.v3CreateSnapshot))
 		mux.HandleFunc("POST "+p+"/vm_snapshots/list", s.v3ListSnapshots)
 		mux.HandleFunc("GET "+p+"/vm_snapshots/{uuid}", s.v3GetSnapshot)
 		mux.HandleFunc("DELETE "+p+"/vm_snapshots/{uuid}", s.v3DeleteSnapshot)
 		mux.HandleFunc("POST "+p+"/data/changed_regions", s.v3ChangedRegions)
 	}
-	mux.HandleFunc("POST "+p+"/images", s.v3CreateImage)
+	mux.HandleFunc("POST "+p+"/images", s.v3Idempotent(s.v3CreateImage))
 	mux.HandleFunc("POST "+p+"/images/list", s.v3ListImages)
 	mux.HandleFunc("GET "+p+"/images/{uuid}", s.v3GetImage)
 	mux.HandleFunc("DELETE "+p+"/images/{uuid}", s.v3DeleteImage)
@@ -195,4 +198,28 @@ func (s *Sim) v3UsersMe(w http.ResponseWriter, _ *http.Request) {
 		"metadata": v3Meta("user", "00000000-0000-0000-0000-000000000000", 0, time.Unix(0, 0), time.Unix(0, 0)),
 		"spec":     obj{"resources": obj{}},
 		"status":   obj{"name": "admin", "state": "COMPLETE", "resources": obj{"username": "admin", "user_type": "LOCAL"}}})
+}
+
+// v3Idempotent makes a v3 create whose body names metadata.uuid
+// idempotent: the same uuid again gets the first answer, as Prism treats
+// it as the idempotence UUID of the request.
+func (s *Sim) v3Idempotent(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+		if err != nil {
+			v3Error(w, http.StatusBadRequest, "", "INVALID_REQUEST", err.Error())
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var in struct {
+			Metadata struct {
+				UUID string `json:"uuid"`
+			} `json:"metadata"`
+		}
+		if json.Unmarshal(body, &in) != nil || in.Metadata.UUID == "" {
+			h(w, r)
+			return
+		}
+		s.idempotent(w, r, r.Method+" "+r.URL.Path+" "+in.Metadata.UUID, h)
+	}
 }

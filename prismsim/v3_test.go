@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ahvfs/ahvfs/prismsim"
 	"github.com/ahvfs/ahvfs/prismsim/simtest"
@@ -234,5 +235,35 @@ func TestImagesUploadDownloadRange(t *testing.T) {
 	r = a.do("GET", "/api/vmm/v4.0/content/images/"+id+"/file", nil, "Range", "bytes=0-99").must(t, 206)
 	if !bytes.Equal(r.raw, data[:100]) {
 		t.Errorf("v4 range differs")
+	}
+}
+
+// TestV3CreateIdempotent: a v3 create sent again with the same
+// metadata.uuid (a client retrying after a lost answer) gets the first
+// answer and makes nothing more; another uuid makes another snapshot.
+func TestV3CreateIdempotent(t *testing.T) {
+	s := simtest.Start(t, simtest.Options{})
+	vm, err := s.AddVM(context.Background(), "web01", nil, prismsim.VMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAPI(t, s)
+	body := func(uuid string) map[string]any {
+		return map[string]any{"api_version": "3.0", "metadata": map[string]any{"kind": "vm_snapshot", "uuid": uuid},
+			"spec": map[string]any{"name": "s", "resources": map[string]any{"entity_uuid": vm.UUID}}}
+	}
+	first := a.do("POST", "/api/nutanix/v3/vm_snapshots", body("0b6d5c1e-0000-4000-8000-000000000001")).must(t, 202)
+	again := a.do("POST", "/api/nutanix/v3/vm_snapshots", body("0b6d5c1e-0000-4000-8000-000000000001")).must(t, 202)
+	if str(first.body, "metadata.uuid") != str(again.body, "metadata.uuid") {
+		t.Fatalf("the repeated create answered another snapshot: %s vs %s", first.raw, again.raw)
+	}
+	s.WaitTasks(10 * time.Second)
+	if n := len(s.Objects().Snapshots); n != 1 {
+		t.Fatalf("%d snapshots after a repeated create, want 1", n)
+	}
+	a.do("POST", "/api/nutanix/v3/vm_snapshots", body("0b6d5c1e-0000-4000-8000-000000000002")).must(t, 202)
+	s.WaitTasks(10 * time.Second)
+	if n := len(s.Objects().Snapshots); n != 2 {
+		t.Fatalf("%d snapshots after a second create, want 2", n)
 	}
 }

@@ -145,26 +145,32 @@ func (s *Sim) v4(mux *http.ServeMux, method, ns, suffix, objType string, h http.
 			v4Error(w, r, http.StatusBadRequest, "The NTNX-Request-Id header is required for this operation")
 			return
 		}
-		key := method + " " + r.URL.Path + " " + id
-		s.idem.mu.Lock()
-		if rec := s.idem.m[key]; rec != nil {
-			s.idem.mu.Unlock()
-			for k, v := range rec.header {
-				w.Header()[k] = v
-			}
-			w.WriteHeader(rec.code)
-			w.Write(rec.body)
-			return
-		}
-		s.idem.mu.Unlock()
-		rw := &recorder{ResponseWriter: w}
-		h(rw, r)
-		if rw.code >= 200 && rw.code < 300 {
-			s.idem.mu.Lock()
-			s.idem.m[key] = &recorded{code: rw.code, header: w.Header().Clone(), body: rw.buf.Bytes()}
-			s.idem.mu.Unlock()
-		}
+		s.idempotent(w, r, method+" "+r.URL.Path+" "+id, h)
 	})
+}
+
+// idempotent runs h once per key: a request whose key was answered with
+// success before gets the first answer again, and nothing is done twice
+// (v4 NTNX-Request-Id, v3 metadata.uuid).
+func (s *Sim) idempotent(w http.ResponseWriter, r *http.Request, key string, h http.HandlerFunc) {
+	s.idem.mu.Lock()
+	if rec := s.idem.m[key]; rec != nil {
+		s.idem.mu.Unlock()
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.code)
+		w.Write(rec.body)
+		return
+	}
+	s.idem.mu.Unlock()
+	rw := &recorder{ResponseWriter: w}
+	h(rw, r)
+	if rw.code >= 200 && rw.code < 300 {
+		s.idem.mu.Lock()
+		s.idem.m[key] = &recorded{code: rw.code, header: w.Header().Clone(), body: rw.buf.Bytes()}
+		s.idem.mu.Unlock()
+	}
 }
 
 // decodeV4 decodes a v4 body; errors answer 400 with the v4 envelope.
