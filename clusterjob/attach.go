@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/ahvfs/ahvfs/iscsi"
 	"github.com/ahvfs/ahvfs/nutanix"
@@ -87,7 +88,7 @@ func (jb *Job) Attach(ctx context.Context, vg nutanix.VolumeGroup, sizes []int64
 	if so.Logger == nil {
 		so.Logger = jb.log.With("vg", vg.Name)
 	}
-	if a.Session, err = iscsi.Dial(ctx, so); err != nil {
+	if a.Session, err = dialAttached(ctx, so); err != nil {
 		return nil, fmt.Errorf("iSCSI login to %s at %s: %w", a.Target, a.Portal, err)
 	}
 	jb.mu.Lock()
@@ -97,6 +98,32 @@ func (jb *Job) Attach(ctx context.Context, vg nutanix.VolumeGroup, sizes []int64
 		return nil, fmt.Errorf("volume group %s (%s): %w", vg.Name, a.Target, err)
 	}
 	return a, nil
+}
+
+// attachSettle is how long a target just attached may answer logins "not
+// found" or "unavailable" while the cluster configures it.
+const attachSettle = 30 * time.Second
+
+// dialAttached logs in to a target that was just attached to this host:
+// a refusal the iscsi package deems transient (the target is not
+// configured yet) is tried again, with backoff, for attachSettle; any
+// other failure at once.
+func dialAttached(ctx context.Context, o iscsi.Options) (*iscsi.Session, error) {
+	deadline := time.Now().Add(attachSettle)
+	wait := 100 * time.Millisecond
+	for {
+		s, err := iscsi.Dial(ctx, o)
+		var le *iscsi.LoginError
+		if err == nil || !errors.As(err, &le) || !le.Transient() || time.Now().Add(wait).After(deadline) {
+			return s, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
 
 // openLUNs opens the LUNs of a session that hold a volume group's disks.
