@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/engine"
-	"github.com/ahvfs/ahvfs/fusefs"
 	"github.com/ahvfs/ahvfs/guestfs"
+	"github.com/ahvfs/ahvfs/rptree"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 )
@@ -87,7 +87,7 @@ func runRestoreFile(ctx context.Context, env *cliEnv, r *engine.Repository, name
 		}
 		rels = append(rels, rel)
 	}
-	tree, err := fusefs.NewTree(r, fusefs.Options{Logger: env.Log, RefreshInterval: -1})
+	tree, err := rptree.New(r, rptree.Options{Logger: env.Log, RefreshInterval: -1})
 	if err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func runRestoreFile(ctx context.Context, env *cliEnv, r *engine.Repository, name
 	res := restoreFileResult{RestorePoint: rp.Name(), To: o.To}
 	rs := &restorer{ctx: ctx, tree: tree, overwrite: o.Overwrite, root: os.Geteuid() == 0, buf: make([]byte, 1<<20)}
 	for _, rel := range rels {
-		src := fusefs.RestorePointDir(rp) + "/" + rel
+		src := rptree.RestorePointDir(rp) + "/" + rel
 		dst := filepath.Join(o.To, path.Base(rel))
 		if rel == path.Base(rel) { // disk-N itself
 			dst = filepath.Join(o.To, rel)
@@ -126,7 +126,7 @@ func runRestoreFile(ctx context.Context, env *cliEnv, r *engine.Repository, name
 // restorer copies from a Tree to the local filesystem.
 type restorer struct {
 	ctx       context.Context
-	tree      *fusefs.Tree
+	tree      *rptree.Tree
 	overwrite bool
 	root      bool // restore owners
 	buf       []byte
