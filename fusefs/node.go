@@ -87,7 +87,7 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	}
 	out := make([]fuse.DirEntry, 0, len(list))
 	for _, d := range list {
-		out = append(out, fuse.DirEntry{Name: d.Name(), Mode: unixMode(d.Type()), Ino: rptree.Inode(rptree.ChildPath(n.path, d.Name()))})
+		out = append(out, fuse.DirEntry{Name: d.Name(), Mode: rptree.UnixMode(d.Type()), Ino: rptree.Inode(rptree.ChildPath(n.path, d.Name()))})
 	}
 	return gofs.NewListDirStream(out), 0
 }
@@ -129,7 +129,7 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 // fillAttr converts a FileInfo of the tree (Sys: *guestfs.Stat).
 func fillAttr(info fs.FileInfo, ino uint64, a *fuse.Attr) {
 	a.Ino = ino
-	a.Mode = unixMode(info.Mode())
+	a.Mode = rptree.UnixMode(info.Mode())
 	a.Size = uint64(max(info.Size(), 0))
 	a.Blocks = (a.Size + 511) / 512
 	a.Blksize = uint32(rptree.BlockSize(info))
@@ -157,35 +157,4 @@ func setTime(sec *uint64, nsec *uint32, t time.Time) {
 		return
 	}
 	*sec, *nsec = uint64(t.Unix()), uint32(t.Nanosecond())
-}
-
-// unixMode converts an fs.FileMode to st_mode bits.
-func unixMode(m fs.FileMode) uint32 {
-	u := uint32(m.Perm())
-	switch {
-	case m.IsDir():
-		u |= syscall.S_IFDIR
-	case m&fs.ModeSymlink != 0:
-		u |= syscall.S_IFLNK
-	case m&fs.ModeNamedPipe != 0:
-		u |= syscall.S_IFIFO
-	case m&fs.ModeSocket != 0:
-		u |= syscall.S_IFSOCK
-	case m&fs.ModeCharDevice != 0:
-		u |= syscall.S_IFCHR
-	case m&fs.ModeDevice != 0:
-		u |= syscall.S_IFBLK
-	default:
-		u |= syscall.S_IFREG
-	}
-	if m&fs.ModeSetuid != 0 {
-		u |= syscall.S_ISUID
-	}
-	if m&fs.ModeSetgid != 0 {
-		u |= syscall.S_ISGID
-	}
-	if m&fs.ModeSticky != 0 {
-		u |= syscall.S_ISVTX
-	}
-	return u
 }

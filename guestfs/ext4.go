@@ -353,13 +353,7 @@ func (f *extFS) readDir(dir *node) ([]*node, error) {
 		}
 	} else {
 		// Read only the mapped parts: a corrupt size over holes costs nothing.
-		var exts []extent
-		var err error
-		if in.flags&extFlagExtents != 0 {
-			exts, err = f.extentMap(in)
-		} else {
-			exts, err = f.blockMap(in)
-		}
+		exts, err := f.dataExtents(in)
 		if err != nil {
 			return nil, err
 		}

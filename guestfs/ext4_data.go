@@ -20,13 +20,7 @@ func (f *extFS) content(in *extInode) (io.ReaderAt, error) {
 		}
 		return bytes.NewReader(data), nil
 	}
-	var exts []extent
-	var err error
-	if in.flags&extFlagExtents != 0 {
-		exts, err = f.extentMap(in)
-	} else {
-		exts, err = f.blockMap(in)
-	}
+	exts, err := f.dataExtents(in)
 	if err != nil {
 		return nil, fmt.Errorf("inode %d block map: %w", in.ino, err)
 	}
@@ -35,6 +29,15 @@ func (f *extFS) content(in *extInode) (io.ReaderAt, error) {
 		return nil, fmt.Errorf("inode %d: %w", in.ino, err)
 	}
 	return r, nil
+}
+
+// dataExtents maps an inode's data blocks: its extent tree, or the
+// ext2/3 indirect block map.
+func (f *extFS) dataExtents(in *extInode) ([]extent, error) {
+	if in.flags&extFlagExtents != 0 {
+		return f.extentMap(in)
+	}
+	return f.blockMap(in)
 }
 
 func (f *extFS) open(n *node) (io.ReaderAt, error) {

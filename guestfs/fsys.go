@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ahvfs/ahvfs/internal/sizedfile"
+	"github.com/ahvfs/ahvfs/internal/rofile"
 )
 
 // Stat is what every fs.FileInfo of the tree returns from Sys(): the
@@ -288,7 +288,7 @@ func (f *FS) OpenFile(name string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	var src sizedfile.ReaderAtContext
+	var src rofile.ReaderAtContext
 	if l.n.mode.IsRegular() {
 		var ra io.ReaderAt
 		func() {
@@ -298,9 +298,9 @@ func (f *FS) OpenFile(name string) (*File, error) {
 		if err != nil {
 			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 		}
-		src = sizedfile.WithoutContext(ra)
+		src = rofile.WithoutContext(ra)
 	}
-	return &File{name: infoName(name), path: name, fsys: f, l: l, content: sizedfile.New(name, l.n.size, src)}, nil
+	return &File{name: infoName(name), path: name, fsys: f, l: l, content: rofile.NewContent(name, l.n.size, src)}, nil
 }
 
 // Stat returns the FileInfo of name, following symbolic links.
@@ -404,13 +404,8 @@ type File struct {
 	path    string
 	fsys    *FS
 	l       loc
-	content *sizedfile.Reader // no source for directories and links
-
-	mu     sync.Mutex
-	dir    []fs.DirEntry
-	dirOff int
-	dirErr error
-	dirRd  bool
+	content *rofile.Content // no source for directories and links
+	dir     rofile.Dir
 }
 
 var (
@@ -437,31 +432,10 @@ func (f *File) Seek(offset int64, whence int) (int64, error) { return f.content.
 
 // ReadDir reads the directory's entries in name order (see fs.ReadDirFile).
 func (f *File) ReadDir(n int) ([]fs.DirEntry, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if !f.l.n.mode.IsDir() {
 		return nil, &fs.PathError{Op: "readdir", Path: f.path, Err: errors.New("not a directory")}
 	}
-	if !f.dirRd {
-		f.dir, f.dirErr = f.fsys.readDir(f.path, f.l)
-		f.dirRd = true
-	}
-	if f.dirErr != nil {
-		return nil, f.dirErr
-	}
-	rest := f.dir[f.dirOff:]
-	if n <= 0 {
-		f.dirOff = len(f.dir)
-		return rest, nil
-	}
-	if len(rest) == 0 {
-		return nil, io.EOF
-	}
-	if n > len(rest) {
-		n = len(rest)
-	}
-	f.dirOff += n
-	return rest[:n:n], nil
+	return f.dir.ReadDir(n, func() ([]fs.DirEntry, error) { return f.fsys.readDir(f.path, f.l) })
 }
 
 // memVol is a small in-memory volume: the disk root and README.txt dirs.

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -420,4 +421,25 @@ func compareWithKernel(t *testing.T, fsys *guestfs.FS, part, mnt string) {
 		t.Fatal(err)
 	}
 	t.Logf("%d entries match the kernel", n)
+}
+
+// runTool runs the program name (found on PATH or in sbin) with env added
+// to the environment and stdin as input, and returns its output, trimmed.
+// It fails the test, with stderr, when the program fails.
+func runTool(t *testing.T, env []string, stdin, name string, args ...string) string {
+	t.Helper()
+	p, err := testenv.LookPath(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(p, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v: %s%s", name, args, err, out, stderr.Bytes())
+	}
+	return strings.TrimSpace(string(out))
 }

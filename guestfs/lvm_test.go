@@ -1,7 +1,6 @@
 package guestfs_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -28,22 +27,10 @@ func TestLVM(t *testing.T) {
 	img := filepath.Join(dir, "lvm.img")
 	os.WriteFile(img, nil, 0o644)
 	os.Truncate(img, 64<<20)
+	env := []string{"LVM_SUPPRESS_FD_WARNINGS=1", "DM_DISABLE_UDEV=1"}
 	run := func(stdin string, name string, args ...string) string {
 		t.Helper()
-		p, err := testenv.LookPath(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(p, args...)
-		cmd.Stdin = strings.NewReader(stdin)
-		cmd.Env = append(os.Environ(), "LVM_SUPPRESS_FD_WARNINGS=1", "DM_DISABLE_UDEV=1")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("%s %v: %v: %s%s", name, args, err, out, stderr.Bytes())
-		}
-		return strings.TrimSpace(string(out))
+		return runTool(t, env, stdin, name, args...)
 	}
 	const partStart, partSectors = 1 << 20, 120832
 	run("label: gpt\nstart=2048, size=120832, type=E6D6D379-F507-44C2-A23C-238F2A3DF928\n", "sfdisk", "-q", "--no-reread", "--no-tell-kernel", img)

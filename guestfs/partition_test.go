@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -143,16 +142,7 @@ func TestLogicalPartitions(t *testing.T) {
 	img := filepath.Join(dir, "disk.img")
 	run := func(stdin string, name string, args ...string) {
 		t.Helper()
-		p, err := testenv.LookPath(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(p, args...)
-		cmd.Stdin = strings.NewReader(stdin)
-		cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s %v: %v: %s", name, args, err, out)
-		}
+		runTool(t, []string{"MTOOLS_SKIP_CHECK=1"}, stdin, name, args...)
 	}
 	if err := os.WriteFile(img, nil, 0o644); err != nil {
 		t.Fatal(err)

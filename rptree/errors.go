@@ -3,7 +3,7 @@ package rptree
 import (
 	"errors"
 
-	"github.com/ahvfs/ahvfs/internal/sizedfile"
+	"github.com/ahvfs/ahvfs/internal/rofile"
 )
 
 // Errors of the tree. Every error of a Tree or File is an *fs.PathError
@@ -24,5 +24,5 @@ var (
 	// ErrNotDir: listing something that is not a directory.
 	ErrNotDir = errors.New("not a directory")
 	// ErrNotRegular: reading a directory or a symbolic link.
-	ErrNotRegular = sizedfile.ErrNotRegular
+	ErrNotRegular = rofile.ErrNotRegular
 )

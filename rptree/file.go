@@ -7,7 +7,7 @@ import (
 	"sync"
 
 	"github.com/ahvfs/ahvfs/engine"
-	"github.com/ahvfs/ahvfs/internal/sizedfile"
+	"github.com/ahvfs/ahvfs/internal/rofile"
 )
 
 // File is an open file or directory of a Tree. ReadAt, ReadAtContext,
@@ -17,15 +17,13 @@ type File struct {
 	t       *Tree
 	e       *entry
 	info    fs.FileInfo
-	src     sizedfile.ReaderAtContext // nil for directories and symlinks
-	content *sizedfile.Reader
+	src     rofile.ReaderAtContext // nil for directories and symlinks
+	content *rofile.Content
 	release func()
+	dir     rofile.Dir
 
-	mu      sync.Mutex
-	closed  bool
-	dir     []fs.DirEntry
-	dirOff  int
-	dirRead bool
+	mu     sync.Mutex
+	closed bool
 }
 
 var (
@@ -140,27 +138,8 @@ func (f *File) seekDataHole(ctx context.Context, off int64, hole bool) (int64, e
 
 // ReadDir reads the directory's entries in name order (fs.ReadDirFile).
 func (f *File) ReadDir(n int) ([]fs.DirEntry, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if !f.info.IsDir() {
 		return nil, &fs.PathError{Op: "readdir", Path: f.e.path, Err: ErrNotDir}
 	}
-	if !f.dirRead {
-		list, err := f.t.readDir(context.Background(), f.e)
-		if err != nil {
-			return nil, err
-		}
-		f.dir, f.dirRead = list, true
-	}
-	rest := f.dir[f.dirOff:]
-	if n <= 0 {
-		f.dirOff = len(f.dir)
-		return rest, nil
-	}
-	if len(rest) == 0 {
-		return nil, io.EOF
-	}
-	n = min(n, len(rest))
-	f.dirOff += n
-	return rest[:n], nil
+	return f.dir.ReadDir(n, func() ([]fs.DirEntry, error) { return f.t.readDir(context.Background(), f.e) })
 }

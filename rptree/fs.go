@@ -8,7 +8,7 @@ import (
 	"sort"
 
 	"github.com/ahvfs/ahvfs/guestfs"
-	"github.com/ahvfs/ahvfs/internal/sizedfile"
+	"github.com/ahvfs/ahvfs/internal/rofile"
 )
 
 // Stat returns the FileInfo of name, following symbolic links.
@@ -147,7 +147,7 @@ func (t *Tree) OpenFile(ctx context.Context, name string) (*File, error) {
 	f := &File{t: t, e: e, info: renamed(e.info, path.Base(name))}
 	switch {
 	case e.kind == kJSON:
-		f.src = sizedfile.WithoutContext(bytes.NewReader(vmJSON(e.rp)))
+		f.src = rofile.WithoutContext(bytes.NewReader(vmJSON(e.rp)))
 	case e.kind == kRaw:
 		od, release, err := t.disks.acquire(ctx, e.rp, e.disk)
 		if err != nil {
@@ -169,8 +169,8 @@ func (t *Tree) OpenFile(ctx context.Context, name string) (*File, error) {
 			release()
 			return nil, rebase(err, "open", name)
 		}
-		f.src, f.release = sizedfile.WithoutContext(gf), release
+		f.src, f.release = rofile.WithoutContext(gf), release
 	}
-	f.content = sizedfile.New(e.path, e.info.Size(), f.src)
+	f.content = rofile.NewContent(e.path, e.info.Size(), f.src)
 	return f, nil
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/guestfs"
+	"golang.org/x/sys/unix"
 )
 
 // diskBlockSize is the preferred I/O size of disk-N.raw: the engine's
@@ -77,3 +78,36 @@ type renamedInfo struct {
 }
 
 func (r renamedInfo) Name() string { return r.name }
+
+// UnixMode is the st_mode of a FileMode of the tree: the file type
+// (S_IFDIR, S_IFLNK, ...), the permission bits and the setuid, setgid and
+// sticky bits, as Linux encodes them for stat(2), FUSE and NFS.
+func UnixMode(m fs.FileMode) uint32 {
+	u := uint32(m.Perm())
+	switch {
+	case m.IsDir():
+		u |= unix.S_IFDIR
+	case m&fs.ModeSymlink != 0:
+		u |= unix.S_IFLNK
+	case m&fs.ModeNamedPipe != 0:
+		u |= unix.S_IFIFO
+	case m&fs.ModeSocket != 0:
+		u |= unix.S_IFSOCK
+	case m&fs.ModeCharDevice != 0:
+		u |= unix.S_IFCHR
+	case m&fs.ModeDevice != 0:
+		u |= unix.S_IFBLK
+	default:
+		u |= unix.S_IFREG
+	}
+	if m&fs.ModeSetuid != 0 {
+		u |= unix.S_ISUID
+	}
+	if m&fs.ModeSetgid != 0 {
+		u |= unix.S_ISGID
+	}
+	if m&fs.ModeSticky != 0 {
+		u |= unix.S_ISVTX
+	}
+	return u
+}

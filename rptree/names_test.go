@@ -10,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/ahvfs/ahvfs/engine"
-	"github.com/ahvfs/ahvfs/engine/enginetest"
 	"github.com/ahvfs/ahvfs/rptree"
 	"github.com/ahvfs/ahvfs/rptree/rptreetest"
 )
@@ -93,12 +92,7 @@ func TestVMDirName(t *testing.T) {
 // point at RestorePointDir, and the tree passes fstest.TestFS.
 func TestVMNamesTree(t *testing.T) {
 	dir := rptreetest.RepoWithVMs(t, rptreetest.VMNames, rptreetest.RawDisk(t))
-	r := enginetest.Open(t, dir, engine.OpenOptions{})
-	tree, err := rptree.New(r, rptree.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tree.Close()
+	tree, r := rptreetest.OpenTree(t, dir, rptree.Options{})
 	ctx := context.Background()
 	ts := engine.FormatTime(rptreetest.T0)
 

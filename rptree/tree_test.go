@@ -165,12 +165,7 @@ func TestFileServerAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := rptreetest.RepoWithVMs(t, []string{"web01"}, img)
-	r := enginetest.Open(t, dir, engine.OpenOptions{})
-	tree, err := rptree.New(r, rptree.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tree.Close()
+	tree, _ := rptreetest.OpenTree(t, dir, rptree.Options{})
 	ctx := context.Background()
 	ts := engine.FormatTime(t0)
 
@@ -251,12 +246,7 @@ func TestFileServerAPI(t *testing.T) {
 func TestTreeRefresh(t *testing.T) {
 	img := smallImage(t)
 	dir := rptreetest.RepoWithVMs(t, []string{"web01"}, img)
-	ro := enginetest.Open(t, dir, engine.OpenOptions{})
-	tree, err := rptree.New(ro, rptree.Options{RefreshInterval: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tree.Close()
+	tree, _ := rptreetest.OpenTree(t, dir, rptree.Options{RefreshInterval: time.Millisecond})
 	if l, err := tree.ReadDir("web01"); err != nil || len(l) != 2 {
 		t.Fatalf("ReadDir: %v %v", l, err)
 	}

@@ -326,16 +326,7 @@ func timespec(t time.Time) unix.Timespec { return unix.NsecToTimespec(t.UnixNano
 // reporting) special bits unless Options.PreserveSpecial.
 func (c *copier) mode(rel string, m fs.FileMode) uint32 {
 	perm := uint32(m.Perm())
-	var special uint32
-	if m&fs.ModeSetuid != 0 {
-		special |= unix.S_ISUID
-	}
-	if m&fs.ModeSetgid != 0 {
-		special |= unix.S_ISGID
-	}
-	if m&fs.ModeSticky != 0 {
-		special |= unix.S_ISVTX
-	}
+	special := rptree.UnixMode(m) & (unix.S_ISUID | unix.S_ISGID | unix.S_ISVTX)
 	if special == 0 || c.o.PreserveSpecial {
 		return perm | special
 	}

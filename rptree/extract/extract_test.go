@@ -29,12 +29,7 @@ func hostile(t *testing.T) (*rptree.Tree, string, string) {
 	t.Helper()
 	img, src := rptreetest.HostileImage(t)
 	dir := rptreetest.RepoWithVMs(t, []string{"hostile"}, img)
-	r := enginetest.Open(t, dir, engine.OpenOptions{})
-	tree, err := rptree.New(r, rptree.Options{RefreshInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tree.Close() })
+	tree, r := rptreetest.OpenTree(t, dir, rptree.Options{RefreshInterval: -1})
 	rp, err := r.Resolve(context.Background(), "hostile@"+engine.FormatTime(rptreetest.T0))
 	if err != nil {
 		t.Fatal(err)

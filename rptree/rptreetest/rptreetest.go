@@ -1,6 +1,3 @@
-// Package rptreetest holds helpers for tests of rptree and of the packages
-// that serve or read its tree (fusefs, the CLI): VM names that need
-// escaping, and a repository holding one restore point of each.
 package rptreetest
 
 import (
@@ -13,6 +10,7 @@ import (
 
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/engine/enginetest"
+	"github.com/ahvfs/ahvfs/rptree"
 )
 
 // VMNames are VM names that pass the engine's rules (up to 200 bytes of
@@ -82,4 +80,17 @@ func RepoWithVMs(t testing.TB, names []string, img string) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// OpenTree opens the repository in dir read-only and its tree, both
+// closed when the test ends.
+func OpenTree(t testing.TB, dir string, o rptree.Options) (*rptree.Tree, *engine.Repository) {
+	t.Helper()
+	r := enginetest.Open(t, dir, engine.OpenOptions{})
+	tree, err := rptree.New(r, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tree.Close() })
+	return tree, r
 }

@@ -1,13 +1,4 @@
-// Package sizedfile is the read side shared by the read-only files of
-// guestfs and rptree: the content of a file of known size, read from a
-// random-access source.
-//
-// ReadAt and ReadAtContext clamp reads to the size and follow io.ReaderAt's
-// contract (io.EOF when fewer bytes remain, never a short read without an
-// error); they take no lock and are safe for concurrent callers. Read and
-// Seek share one position, guarded by a mutex, for callers that want an
-// io.ReadSeeker. Errors are *fs.PathError naming the file's path.
-package sizedfile
+package rofile
 
 import (
 	"context"
@@ -36,9 +27,9 @@ func (c ctxless) ReadAtContext(_ context.Context, p []byte, off int64) (int, err
 	return c.r.ReadAt(p, off)
 }
 
-// Reader is the content of a file of a known size. The zero value is not
-// usable; call New.
-type Reader struct {
+// Content is the content of a file of a known size. The zero value is not
+// usable; call NewContent.
+type Content struct {
 	path string
 	size int64
 	src  ReaderAtContext // nil: not a regular file
@@ -48,28 +39,29 @@ type Reader struct {
 }
 
 var (
-	_ io.ReaderAt   = (*Reader)(nil)
-	_ io.ReadSeeker = (*Reader)(nil)
+	_ io.ReaderAt   = (*Content)(nil)
+	_ io.ReadSeeker = (*Content)(nil)
 )
 
-// New returns the content of the file at path (used in errors), size bytes
-// read from src. A nil src makes every read fail with ErrNotRegular.
-func New(path string, size int64, src ReaderAtContext) *Reader {
-	return &Reader{path: path, size: size, src: src}
+// NewContent returns the content of the file at path (used in errors),
+// size bytes read from src. A nil src makes every read fail with
+// ErrNotRegular.
+func NewContent(path string, size int64, src ReaderAtContext) *Content {
+	return &Content{path: path, size: size, src: src}
 }
 
 // Size is the file's size in bytes.
-func (r *Reader) Size() int64 { return r.size }
+func (r *Content) Size() int64 { return r.size }
 
 // ReadAt implements io.ReaderAt.
-func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
+func (r *Content) ReadAt(p []byte, off int64) (int, error) {
 	return r.ReadAtContext(context.Background(), p, off)
 }
 
 // ReadAtContext reads len(p) bytes at off; it returns io.EOF when fewer
 // remain. A source that returns fewer bytes than the size promises (with
 // io.EOF or without an error) gives io.ErrUnexpectedEOF.
-func (r *Reader) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
+func (r *Content) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
 	if r.src == nil {
 		return 0, &fs.PathError{Op: "read", Path: r.path, Err: ErrNotRegular}
 	}
@@ -97,7 +89,7 @@ func (r *Reader) ReadAtContext(ctx context.Context, p []byte, off int64) (int, e
 }
 
 // Read reads from the current position and advances it.
-func (r *Reader) Read(p []byte) (int, error) {
+func (r *Content) Read(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.src == nil {
@@ -116,7 +108,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 
 // Seek sets the position for Read (io.SeekStart, io.SeekCurrent,
 // io.SeekEnd); a position past the end is allowed and reads io.EOF.
-func (r *Reader) Seek(offset int64, whence int) (int64, error) {
+func (r *Content) Seek(offset int64, whence int) (int64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch whence {

@@ -1,4 +1,4 @@
-package sizedfile_test
+package rofile_test
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"testing"
 	"testing/iotest"
 
-	"github.com/ahvfs/ahvfs/internal/sizedfile"
+	"github.com/ahvfs/ahvfs/internal/rofile"
 )
 
 // short returns at most n bytes per ReadAt, without an error: a source
@@ -30,7 +30,7 @@ func TestReaderContract(t *testing.T) {
 	content := []byte(strings.Repeat("0123456789", 1000))
 	// The source holds more than the size: reads stop at the size.
 	src := bytes.NewReader(append(append([]byte{}, content...), "trailing junk"...))
-	r := sizedfile.New("f", int64(len(content)), sizedfile.WithoutContext(src))
+	r := rofile.NewContent("f", int64(len(content)), rofile.WithoutContext(src))
 	if err := iotest.TestReader(r, content); err != nil {
 		t.Fatal(err)
 	}
@@ -53,14 +53,14 @@ func TestReaderErrors(t *testing.T) {
 		{"negative offset", bytes.NewReader(content), 12, -1, 4, 0, fs.ErrInvalid},
 		{"source shorter than the size", bytes.NewReader(content), 20, 8, 10, 4, io.ErrUnexpectedEOF},
 		{"source short without an error", short{content, 3}, 12, 0, 12, 3, io.ErrUnexpectedEOF},
-		{"no source", nil, 0, 0, 4, 0, sizedfile.ErrNotRegular},
+		{"no source", nil, 0, 0, 4, 0, rofile.ErrNotRegular},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			var src sizedfile.ReaderAtContext
+			var src rofile.ReaderAtContext
 			if c.src != nil {
-				src = sizedfile.WithoutContext(c.src)
+				src = rofile.WithoutContext(c.src)
 			}
-			r := sizedfile.New("dir/f", c.size, src)
+			r := rofile.NewContent("dir/f", c.size, src)
 			n, err := r.ReadAt(make([]byte, c.buf), c.off)
 			if n != c.wantN {
 				t.Errorf("n = %d, want %d", n, c.wantN)
@@ -76,7 +76,7 @@ func TestReaderErrors(t *testing.T) {
 }
 
 func TestSeek(t *testing.T) {
-	r := sizedfile.New("f", 10, sizedfile.WithoutContext(strings.NewReader("0123456789")))
+	r := rofile.NewContent("f", 10, rofile.WithoutContext(strings.NewReader("0123456789")))
 	for _, c := range []struct {
 		off    int64
 		whence int
