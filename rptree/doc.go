@@ -15,7 +15,9 @@
 // A restore point named VM@TIME (engine.RestorePoint.Name, as "ahvfs
 // list" prints it) lives at RestorePointDir: VMDirName(VM)/TIME. Every VM
 // name gets a directory name of at most MaxNameLen bytes that no other VM
-// name gets; ParseVMDirName maps it back.
+// name gets; ParseVMDirName maps it back, except for a name too long to
+// show whole (cut and suffixed with a hash), which the Tree resolves by
+// listing the VMs.
 //
 // Every FileInfo's Sys() is a *guestfs.Stat: guest owners, times, link
 // targets; above the guest filesystems, owner root and the restore point's
