@@ -9,19 +9,17 @@ import (
 
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/guestfs"
+	"github.com/ahvfs/ahvfs/rptree"
 )
 
 // toErrno maps an error of the tree to the errno FUSE returns: the one
 // place where errors become errnos. Damaged data (engine.ErrCorrupt) is
-// EIO and logged with the restore point it belongs to; so is anything
-// unexpected. Expected answers (not found, not a directory) are not logged.
-func toErrno(log *slog.Logger, err error, op string, e *entry, name string) syscall.Errno {
+// EIO and logged with the restore point rp it belongs to (when known; the
+// path name says it too); so is anything unexpected. Expected answers (not
+// found, not a directory) are not logged.
+func toErrno(log *slog.Logger, err error, op, rp, name string) syscall.Errno {
 	if err == nil {
 		return 0
-	}
-	rp := ""
-	if e != nil {
-		rp = e.rpName()
 	}
 	var errno syscall.Errno
 	switch {
@@ -31,6 +29,10 @@ func toErrno(log *slog.Logger, err error, op string, e *entry, name string) sysc
 		return syscall.ENOENT
 	case errors.Is(err, fs.ErrInvalid):
 		return syscall.EINVAL
+	case errors.Is(err, rptree.ErrNotDir):
+		return syscall.ENOTDIR
+	case errors.Is(err, rptree.ErrNotRegular):
+		return syscall.EISDIR
 	case errors.As(err, &errno):
 		return errno
 	case errors.Is(err, engine.ErrCorrupt):

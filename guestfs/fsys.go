@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/rofile"
 )
 
 // Stat is what every fs.FileInfo of the tree returns from Sys(): the
@@ -286,7 +288,7 @@ func (f *FS) OpenFile(name string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	file := &File{name: infoName(name), path: name, fsys: f, l: l}
+	var src rofile.ReaderAtContext
 	if l.n.mode.IsRegular() {
 		var ra io.ReaderAt
 		func() {
@@ -296,9 +298,9 @@ func (f *FS) OpenFile(name string) (*File, error) {
 		if err != nil {
 			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 		}
-		file.ra = ra
+		src = rofile.WithoutContext(ra)
 	}
-	return file, nil
+	return &File{name: infoName(name), path: name, fsys: f, l: l, content: rofile.NewContent(name, l.n.size, src)}, nil
 }
 
 // Stat returns the FileInfo of name, following symbolic links.
@@ -398,18 +400,12 @@ func (i fileInfo) String() string             { return fs.FormatFileInfo(i) }
 // File is an open file or directory of an FS. ReadAt is safe for
 // concurrent callers and takes no lock; Read and Seek share a position.
 type File struct {
-	name string
-	path string
-	fsys *FS
-	l    loc
-	ra   io.ReaderAt
-
-	mu     sync.Mutex
-	off    int64
-	dir    []fs.DirEntry
-	dirOff int
-	dirErr error
-	dirRd  bool
+	name    string
+	path    string
+	fsys    *FS
+	l       loc
+	content *rofile.Content // no source for directories and links
+	dir     rofile.Dir
 }
 
 var (
@@ -426,99 +422,20 @@ func (f *File) Close() error { return nil }
 
 // ReadAt reads len(p) bytes at off. It returns io.EOF when fewer bytes
 // remain.
-func (f *File) ReadAt(p []byte, off int64) (int, error) {
-	if f.ra == nil {
-		return 0, &fs.PathError{Op: "read", Path: f.path, Err: errors.New("not a regular file")}
-	}
-	if off < 0 {
-		return 0, &fs.PathError{Op: "read", Path: f.path, Err: fs.ErrInvalid}
-	}
-	size := f.l.n.size
-	if off >= size {
-		return 0, io.EOF
-	}
-	want := p
-	if int64(len(p)) > size-off {
-		want = p[:size-off]
-	}
-	n, err := f.ra.ReadAt(want, off)
-	if err != nil && !(err == io.EOF && n == len(want)) {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return n, &fs.PathError{Op: "read", Path: f.path, Err: err}
-	}
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
+func (f *File) ReadAt(p []byte, off int64) (int, error) { return f.content.ReadAt(p, off) }
 
 // Read reads from the current position.
-func (f *File) Read(p []byte) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.ra == nil {
-		return 0, &fs.PathError{Op: "read", Path: f.path, Err: errors.New("is a directory")}
-	}
-	if f.off >= f.l.n.size {
-		return 0, io.EOF
-	}
-	n, err := f.ReadAt(p, f.off)
-	f.off += int64(n)
-	if err == io.EOF && n > 0 {
-		err = nil
-	}
-	return n, err
-}
+func (f *File) Read(p []byte) (int, error) { return f.content.Read(p) }
 
 // Seek sets the position for Read.
-func (f *File) Seek(offset int64, whence int) (int64, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		offset += f.off
-	case io.SeekEnd:
-		offset += f.l.n.size
-	default:
-		return 0, &fs.PathError{Op: "seek", Path: f.path, Err: fs.ErrInvalid}
-	}
-	if offset < 0 {
-		return 0, &fs.PathError{Op: "seek", Path: f.path, Err: fs.ErrInvalid}
-	}
-	f.off = offset
-	return offset, nil
-}
+func (f *File) Seek(offset int64, whence int) (int64, error) { return f.content.Seek(offset, whence) }
 
 // ReadDir reads the directory's entries in name order (see fs.ReadDirFile).
 func (f *File) ReadDir(n int) ([]fs.DirEntry, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if !f.l.n.mode.IsDir() {
 		return nil, &fs.PathError{Op: "readdir", Path: f.path, Err: errors.New("not a directory")}
 	}
-	if !f.dirRd {
-		f.dir, f.dirErr = f.fsys.readDir(f.path, f.l)
-		f.dirRd = true
-	}
-	if f.dirErr != nil {
-		return nil, f.dirErr
-	}
-	rest := f.dir[f.dirOff:]
-	if n <= 0 {
-		f.dirOff = len(f.dir)
-		return rest, nil
-	}
-	if len(rest) == 0 {
-		return nil, io.EOF
-	}
-	if n > len(rest) {
-		n = len(rest)
-	}
-	f.dirOff += n
-	return rest[:n:n], nil
+	return f.dir.ReadDir(n, func() ([]fs.DirEntry, error) { return f.fsys.readDir(f.path, f.l) })
 }
 
 // memVol is a small in-memory volume: the disk root and README.txt dirs.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/fusefs"
+	"github.com/ahvfs/ahvfs/rptree"
 	"github.com/urfave/cli/v2"
 )
 
@@ -50,7 +51,12 @@ type mountOptions struct {
 // runMount mounts r on mountpoint and serves it until ctx is cancelled
 // (SIGINT/SIGTERM) or someone unmounts it, then unmounts cleanly.
 func runMount(ctx context.Context, env *cliEnv, r *engine.Repository, mountpoint string, o mountOptions) error {
-	srv, err := fusefs.Mount(ctx, r, mountpoint, fusefs.Options{AllowOther: o.AllowOther, Logger: env.Log})
+	tree, err := rptree.New(r, rptree.Options{Logger: env.Log})
+	if err != nil {
+		return err
+	}
+	defer tree.Close()
+	srv, err := fusefs.Mount(ctx, tree, mountpoint, fusefs.Options{AllowOther: o.AllowOther, Logger: env.Log})
 	if err != nil {
 		return err
 	}

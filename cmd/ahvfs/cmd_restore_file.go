@@ -5,18 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path"
-	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/ahvfs/ahvfs/engine"
-	"github.com/ahvfs/ahvfs/fusefs"
-	"github.com/ahvfs/ahvfs/guestfs"
+	"github.com/ahvfs/ahvfs/rptree"
+	"github.com/ahvfs/ahvfs/rptree/extract"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -27,44 +22,52 @@ func init() {
 			ArgsUsage: "VM@TIME disk-N/part-M/PATH...",
 			Description: "Copies files, directories (recursively) and symlinks with their mode, times and, when run\n" +
 				"as root, owners into --to DIR, each under its own name. Existing files are not overwritten\n" +
-				"unless --overwrite is given.",
+				"unless --overwrite is given; a symlink already in --to is never written through.\n\n" +
+				"Setuid, setgid and sticky bits are dropped (and each such file named on stderr) unless\n" +
+				"--preserve-special is given. A symlink whose target leaves --to is never written without\n" +
+				"saying so: --symlinks relative (the default) makes an absolute target that points inside\n" +
+				"the restored tree relative and skips the others, skip skips them all, keep writes them as\n" +
+				"they are; each such link is named on stderr. Devices, FIFOs and sockets are not restored.",
 			Flags: []cli.Flag{
 				repoPasswordFlag(),
 				&cli.StringFlag{Name: "to", Usage: "directory to restore into (created if missing)", Required: true},
-				&cli.BoolFlag{Name: "overwrite", Usage: "replace existing files"},
+				&cli.BoolFlag{Name: "overwrite", Usage: "replace existing files and symlinks (directories are merged)"},
+				&cli.BoolFlag{Name: "preserve-special", Usage: "keep setuid, setgid and sticky bits (owners are restored when run as root either way)"},
+				&cli.StringFlag{Name: "symlinks", Value: string(extract.SymlinksRelative),
+					Usage: "symlinks whose target leaves --to: relative (rewrite absolute targets inside the restored tree, skip the rest), skip, or keep (write as they are)"},
 			},
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)
 				if c.NArg() < 2 {
 					return usagef("restore-file: want VM@TIME disk-N/part-M/PATH...")
 				}
+				policy, err := extract.ParseSymlinkPolicy(c.String("symlinks"))
+				if err != nil {
+					return usagef("restore-file: --symlinks: %v", err)
+				}
 				r, err := openRepo(c.Context, c, env, false)
 				if err != nil {
 					return err
 				}
 				defer r.Close()
-				return runRestoreFile(c.Context, env, r, c.Args().First(), c.Args().Tail(),
-					restoreFileOptions{To: c.String("to"), Overwrite: c.Bool("overwrite")})
+				return runRestoreFile(c.Context, env, r, c.Args().First(), c.Args().Tail(), restoreFileOptions{
+					To: c.String("to"), Overwrite: c.Bool("overwrite"), PreserveSpecial: c.Bool("preserve-special"), Symlinks: policy})
 			},
 		}
 	})
 }
 
 type restoreFileOptions struct {
-	To        string
-	Overwrite bool
+	To              string
+	Overwrite       bool
+	PreserveSpecial bool
+	Symlinks        extract.SymlinkPolicy
 }
 
 // restoredItem is what one PATH argument restored.
 type restoredItem struct {
-	Path     string `json:"path"`
-	Dest     string `json:"dest"`
-	Files    int    `json:"files"`
-	Dirs     int    `json:"dirs"`
-	Symlinks int    `json:"symlinks"`
-	Bytes    int64  `json:"bytes"`
-	// Skipped lists special files (devices, FIFOs, sockets) not restored.
-	Skipped []string `json:"skipped,omitempty"`
+	Path string `json:"path"`
+	*extract.Result
 }
 
 type restoreFileResult struct {
@@ -73,21 +76,43 @@ type restoreFileResult struct {
 	Items        []restoredItem `json:"items"`
 }
 
+// restoreFilePath checks a PATH argument and returns it clean: a path
+// below a restore point, starting at disk-N, where ".." may not climb out
+// of the guest filesystem (disk-N/part-M).
+func restoreFilePath(p string) (string, error) {
+	var comps []string
+	for _, c := range strings.Split(p, "/") {
+		switch c {
+		case "", ".":
+		case "..":
+			if len(comps) <= 2 {
+				return "", usagef("restore-file: path %q: '..' climbs out of disk-N/part-M", p)
+			}
+			comps = comps[:len(comps)-1]
+		default:
+			comps = append(comps, c)
+		}
+	}
+	if len(comps) == 0 || !strings.HasPrefix(comps[0], "disk-") {
+		return "", usagef("restore-file: path %q: want disk-N/part-M/PATH", p)
+	}
+	return strings.Join(comps, "/"), nil
+}
+
 func runRestoreFile(ctx context.Context, env *cliEnv, r *engine.Repository, name string, paths []string, o restoreFileOptions) error {
+	var rels []string
+	for _, p := range paths {
+		rel, err := restoreFilePath(p)
+		if err != nil {
+			return err
+		}
+		rels = append(rels, rel)
+	}
 	rp, err := r.Resolve(ctx, name)
 	if err != nil {
 		return err
 	}
-	var rels []string
-	for _, p := range paths {
-		rel := path.Clean(strings.Trim(p, "/"))
-		first, _, _ := strings.Cut(rel, "/")
-		if !strings.HasPrefix(first, "disk-") || !fs.ValidPath(rel) {
-			return usagef("restore-file: path %q: want disk-N/part-M/PATH", p)
-		}
-		rels = append(rels, rel)
-	}
-	tree, err := fusefs.NewTree(r, fusefs.Options{Logger: env.Log, RefreshInterval: -1})
+	tree, err := rptree.New(r, rptree.Options{Logger: env.Log, RefreshInterval: -1})
 	if err != nil {
 		return err
 	}
@@ -95,26 +120,23 @@ func runRestoreFile(ctx context.Context, env *cliEnv, r *engine.Repository, name
 	if err := os.MkdirAll(o.To, 0o755); err != nil {
 		return fmt.Errorf("restore-file: %w", err)
 	}
+	eo := extract.Options{Overwrite: o.Overwrite, PreserveSpecial: o.PreserveSpecial, Owners: os.Geteuid() == 0, Symlinks: o.Symlinks}
 	res := restoreFileResult{RestorePoint: rp.Name(), To: o.To}
-	rs := &restorer{ctx: ctx, tree: tree, overwrite: o.Overwrite, root: os.Geteuid() == 0, buf: make([]byte, 1<<20)}
 	for _, rel := range rels {
-		src := fusefs.RestorePointDir(rp) + "/" + rel
-		dst := filepath.Join(o.To, path.Base(rel))
-		if rel == path.Base(rel) { // disk-N itself
-			dst = filepath.Join(o.To, rel)
+		item, err := extract.Copy(ctx, tree, rptree.RestorePointDir(rp), rel, o.To, eo)
+		if item != nil {
+			warnRestored(env.Stderr, item, eo)
 		}
-		item := restoredItem{Path: rel, Dest: dst}
-		rs.item = &item
-		if err := rs.restore(src, dst); err != nil {
+		if errors.Is(err, extract.ErrExists) {
+			err = fmt.Errorf("%w (use --overwrite to replace it)", err)
+		}
+		if err != nil {
 			return fmt.Errorf("restore-file %s %s: %w", rp.Name(), rel, err)
 		}
-		res.Items = append(res.Items, item)
+		res.Items = append(res.Items, restoredItem{Path: rel, Result: item})
 		if !env.JSON {
 			fmt.Fprintf(env.Stdout, "restored %s → %s (%d files, %d dirs, %d symlinks, %s)\n",
-				rel, dst, item.Files, item.Dirs, item.Symlinks, ibytes(item.Bytes))
-			for _, s := range item.Skipped {
-				fmt.Fprintf(env.Stderr, "skipped special file %s\n", s)
-			}
+				rel, item.Dest, item.Files, item.Dirs, item.Symlinks, ibytes(item.Bytes))
 		}
 	}
 	if env.JSON {
@@ -123,159 +145,25 @@ func runRestoreFile(ctx context.Context, env *cliEnv, r *engine.Repository, name
 	return nil
 }
 
-// restorer copies from a Tree to the local filesystem.
-type restorer struct {
-	ctx       context.Context
-	tree      *fusefs.Tree
-	overwrite bool
-	root      bool // restore owners
-	buf       []byte
-	item      *restoredItem
+// warnRestored tells w about every file restored otherwise than the guest
+// has it: special files not restored, special bits dropped and links that
+// leave --to (skipped or kept) by name; links made relative by number.
+func warnRestored(w io.Writer, item *extract.Result, o extract.Options) {
+	for _, s := range item.Skipped {
+		fmt.Fprintf(w, "restore-file: skipped special file %s (devices, FIFOs and sockets are not restored)\n", s)
+	}
+	for _, m := range item.SpecialBitsDropped {
+		fmt.Fprintf(w, "restore-file: %s: mode %s restored as %s: setuid, setgid and sticky bits dropped (--preserve-special keeps them)\n",
+			m.Path, m.Mode, m.Restored)
+	}
+	for _, l := range item.LinksOutside {
+		if l.Written != "" {
+			fmt.Fprintf(w, "restore-file: symlink %s -> %s points outside --to; written as it is (--symlinks %s)\n", l.Path, l.Target, o.Symlinks)
+			continue
+		}
+		fmt.Fprintf(w, "restore-file: symlink %s -> %s points outside --to; not restored (--symlinks keep writes it)\n", l.Path, l.Target)
+	}
+	if n := len(item.LinksRewritten); n > 0 {
+		fmt.Fprintf(w, "restore-file: %d absolute symlinks under %s point inside the restored tree: made relative (--json lists them)\n", n, item.Dest)
+	}
 }
-
-// restore copies src (a tree path) to dst, recursively for directories.
-func (rs *restorer) restore(src, dst string) error {
-	if err := rs.ctx.Err(); err != nil {
-		return err
-	}
-	info, err := rs.tree.LstatContext(rs.ctx, src)
-	if err != nil {
-		return err
-	}
-	st, _ := info.Sys().(*guestfs.Stat)
-	if st == nil {
-		st = &guestfs.Stat{Mtime: info.ModTime(), Atime: info.ModTime()}
-	}
-	mode := info.Mode()
-	switch {
-	case mode.IsDir():
-		if err := rs.restoreDir(src, dst); err != nil {
-			return err
-		}
-		rs.item.Dirs++
-	case mode&fs.ModeSymlink != 0:
-		if err := rs.prepare(dst); err != nil {
-			return err
-		}
-		if err := os.Symlink(st.LinkTarget, dst); err != nil {
-			return err
-		}
-		rs.item.Symlinks++
-	case mode.IsRegular():
-		if err := rs.prepare(dst); err != nil {
-			return err
-		}
-		n, err := rs.copyFile(src, dst)
-		if err != nil {
-			return err
-		}
-		rs.item.Files++
-		rs.item.Bytes += n
-	default:
-		rs.item.Skipped = append(rs.item.Skipped, src)
-		return nil
-	}
-	return rs.setMeta(dst, mode, st)
-}
-
-func (rs *restorer) restoreDir(src, dst string) error {
-	if fi, err := os.Lstat(dst); err == nil && !fi.IsDir() {
-		if !rs.overwrite {
-			return fmt.Errorf("%s exists and is not a directory (use --overwrite)", dst)
-		}
-		if err := os.Remove(dst); err != nil {
-			return err
-		}
-	}
-	if err := os.Mkdir(dst, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	list, err := rs.tree.ReadDirContext(rs.ctx, src)
-	if err != nil {
-		return err
-	}
-	for _, e := range list {
-		if err := rs.restore(src+"/"+e.Name(), filepath.Join(dst, e.Name())); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// prepare makes way for a new non-directory at dst.
-func (rs *restorer) prepare(dst string) error {
-	fi, err := os.Lstat(dst)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !rs.overwrite {
-		return fmt.Errorf("%s already exists (use --overwrite to replace it)", dst)
-	}
-	if fi.IsDir() {
-		return fmt.Errorf("%s is a directory; not replacing it with a file", dst)
-	}
-	return os.Remove(dst)
-}
-
-// copyFile streams a regular file.
-func (rs *restorer) copyFile(src, dst string) (int64, error) {
-	in, err := rs.tree.OpenFile(rs.ctx, src)
-	if err != nil {
-		return 0, err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return 0, err
-	}
-	var off int64
-	for {
-		n, rerr := in.ReadAtContext(rs.ctx, rs.buf, off)
-		if n > 0 {
-			if _, err := out.Write(rs.buf[:n]); err != nil {
-				out.Close()
-				return off, err
-			}
-			off += int64(n)
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			out.Close()
-			os.Remove(dst)
-			return off, rerr
-		}
-	}
-	return off, out.Close()
-}
-
-// setMeta restores owner (as root), mode and times; in that order, since
-// chown clears setuid bits.
-func (rs *restorer) setMeta(dst string, mode fs.FileMode, st *guestfs.Stat) error {
-	link := mode&fs.ModeSymlink != 0
-	if rs.root {
-		if err := os.Lchown(dst, int(st.UID), int(st.GID)); err != nil {
-			return err
-		}
-	}
-	if !link {
-		if err := os.Chmod(dst, mode.Perm()|mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
-			return err
-		}
-	}
-	atime, mtime := st.Atime, st.Mtime
-	if atime.IsZero() {
-		atime = mtime
-	}
-	if mtime.IsZero() {
-		return nil
-	}
-	ts := []unix.Timespec{timespec(atime), timespec(mtime)}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, dst, ts, unix.AT_SYMLINK_NOFOLLOW)
-}
-
-func timespec(t time.Time) unix.Timespec { return unix.NsecToTimespec(t.UnixNano()) }

@@ -1,4 +1,4 @@
-package fusefs
+package rptree
 
 import (
 	"container/list"
