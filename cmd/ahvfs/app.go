@@ -119,4 +119,3 @@ func envFrom(c *cli.Context) *cliEnv {
 	}
 	return e
 }
-

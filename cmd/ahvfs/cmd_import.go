@@ -146,4 +146,3 @@ func runImport(ctx context.Context, env *cliEnv, r *engine.Repository, o importO
 		rp.Name(), len(rp.Disks), ibytes(rp.LogicalBytes()), ibytes(rp.Stats.NewRawBytes), ibytes(rp.Stats.NewStoredBytes), res.Seconds)
 	return nil
 }
-

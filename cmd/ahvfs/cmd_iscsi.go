@@ -76,7 +76,7 @@ func iscsiCommand() *cli.Command {
 				Usage:       "write stdin to a LUN",
 				ArgsUsage:   "iscsi://[user[%secret]@]HOST[:PORT]/TARGET-IQN/LUN",
 				Description: urlHelp,
-				Flags: iscsiFlags(newSizeFlag("offset", "", "where the first byte goes, a `SIZE`").required()),
+				Flags:       iscsiFlags(newSizeFlag("offset", "", "where the first byte goes, a `SIZE`").required()),
 				Action: func(c *cli.Context) error {
 					u, err := iscsiURLArg(c, true)
 					if err != nil {
