@@ -53,6 +53,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		// Errors are printed once, by exitCode, as a single line.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError:   onUsageError,
+		Action:         unknownCommand,
 	}
 }
 
@@ -67,6 +68,9 @@ const appDescription = "Restore points are named VM@TIME (TIME in RFC 3339 UTC, 
 func prepareCommand(c *cli.Command) {
 	c.Flags = mergeFlags(c.Flags, commonFlags())
 	c.OnUsageError = onUsageError
+	if c.Action == nil && len(c.Subcommands) > 0 {
+		c.Action = unknownCommand
+	}
 	for _, sub := range c.Subcommands {
 		prepareCommand(sub)
 	}

@@ -144,7 +144,7 @@ func exitCodeOf(err error) int {
 func isCLIUsage(err error) bool {
 	s := err.Error()
 	return strings.HasPrefix(s, "flag provided but not defined") || strings.HasPrefix(s, "Required flag") ||
-		strings.HasPrefix(s, "Required flags")
+		strings.HasPrefix(s, "No help topic for")
 }
 
 // isClusterError reports whether err means the cluster (or another remote
@@ -171,6 +171,16 @@ func onUsageError(c *cli.Context, err error, _ bool) error {
 	msg := strings.NewReplacer("for flag -", "for --", "flag provided but not defined: -", "unknown flag --",
 		"flag needs an argument: -", "flag needs an argument: --").Replace(err.Error())
 	return usagef("%s (see '%s --help')", msg, commandPath(c))
+}
+
+// unknownCommand is the action of the app and of commands with
+// subcommands: help without arguments, a usage error with one (urfave/cli
+// would answer an unknown command with exit code 3, no repository's).
+func unknownCommand(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.ShowSubcommandHelp(c)
+	}
+	return usagef("unknown command %q (see '%s --help')", strings.TrimPrefix(commandPath(c)+" "+c.Args().First(), "ahvfs "), commandPath(c))
 }
 
 // commandPath is the full name of the command c runs, "ahvfs iscsi cat".

@@ -26,16 +26,24 @@ func openImage(path string) (*os.File, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("import: %w", &fs.PathError{Op: "open", Path: path, Err: err})
 	}
-	f := os.NewFile(uintptr(fd), path)
-	if st, err = f.Stat(); err == nil {
-		err = checkImageMode(path, st.Mode())
+	// Check and make blocking before os.NewFile: a file it sees
+	// non-blocking goes to the poller, and its Close then waits for a read
+	// that may hang.
+	var sys syscall.Stat_t
+	if err = syscall.Fstat(fd, &sys); err == nil {
+		err = checkImageMode(path, statMode(sys.Mode))
 	}
 	if err == nil {
 		err = syscall.SetNonblock(fd, false)
 	}
 	if err != nil {
-		f.Close()
+		syscall.Close(fd)
 		return nil, 0, err
+	}
+	f := os.NewFile(uintptr(fd), path)
+	if st, err = f.Stat(); err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("import: %w", err)
 	}
 	if st.Mode().IsRegular() {
 		return f, st.Size(), nil
@@ -49,6 +57,25 @@ func openImage(path string) (*os.File, int64, error) {
 		return nil, 0, fmt.Errorf("import %s: size of the block device: %w", path, err)
 	}
 	return f, size, nil
+}
+
+// statMode is the fs.FileMode type bits of a stat(2) mode.
+func statMode(m uint32) fs.FileMode {
+	switch m & syscall.S_IFMT {
+	case syscall.S_IFREG:
+		return 0
+	case syscall.S_IFDIR:
+		return fs.ModeDir
+	case syscall.S_IFIFO:
+		return fs.ModeNamedPipe
+	case syscall.S_IFSOCK:
+		return fs.ModeSocket
+	case syscall.S_IFCHR:
+		return fs.ModeDevice | fs.ModeCharDevice
+	case syscall.S_IFBLK:
+		return fs.ModeDevice
+	}
+	return fs.ModeIrregular
 }
 
 // checkImageMode accepts regular files and block devices.
