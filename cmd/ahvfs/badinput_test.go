@@ -97,6 +97,7 @@ func TestBadInput(t *testing.T) {
 		{"cat time not a time", []string{"cat", "--repo", repo, "vm@noon", "disk-0"}, 2, "want RFC 3339"},
 		{"cat bad VM name", []string{"cat", "--repo", repo, "a\nb@latest", "disk-0"}, 2, "control character"},
 		{"cat empty VM", []string{"cat", "--repo", repo, "@latest", "disk-0"}, 2, "want VM@TIME"},
+		{"list bad VM name", []string{"list", "--repo", repo, "a\tb"}, 2, "control character U+0009"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out, errs, code := runCLIWithin(t, time.Minute, c.args...)

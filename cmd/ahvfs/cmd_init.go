@@ -65,7 +65,7 @@ func initPasswordFile(c *cli.Context, env *cliEnv) (string, error) {
 	if old == "" {
 		return cur, nil
 	}
-	if c.IsSet("repo-password-file") && cur != old {
+	if cur != "" && cur != old {
 		return "", usagef("init: --password-file is the deprecated name of --repo-password-file: give only --repo-password-file")
 	}
 	fmt.Fprintln(env.Stderr, "ahvfs: warning: init --password-file is deprecated (it names Prism's password elsewhere): use --repo-password-file")

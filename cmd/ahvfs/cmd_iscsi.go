@@ -19,10 +19,18 @@ import (
 
 func init() { registerFunc(iscsiCommand) }
 
+// initiatorIQNFlag is this host's iSCSI initiator name, the same flag in
+// every command that speaks iSCSI.
+func initiatorIQNFlag() cli.Flag {
+	return &cli.StringFlag{Name: "initiator-iqn", Usage: "this host's iSCSI initiator `IQN` (default: /etc/iscsi/initiatorname.iscsi, else iqn.2026-11.io.ahvfs:HOSTNAME)",
+		EnvVars: []string{"AHVFS_ISCSI_INITIATOR"}}
+}
+
 // iscsiFlags are the flags of every iscsi subcommand.
 func iscsiFlags(own ...cli.Flag) []cli.Flag {
-	return append(own,
-		&cli.StringFlag{Name: "initiator-name", Usage: "initiator IQN (default: /etc/iscsi/initiatorname.iscsi, else iqn.2026-11.io.ahvfs:HOSTNAME)", EnvVars: []string{"AHVFS_ISCSI_INITIATOR"}},
+	return append(own, initiatorIQNFlag(),
+		// The name these commands gave --initiator-iqn before.
+		&cli.StringFlag{Name: "initiator-name", Hidden: true, Usage: "deprecated: use --initiator-iqn"},
 		&cli.BoolFlag{Name: "header-digest", Usage: "require CRC32C header digests"},
 		&cli.BoolFlag{Name: "data-digest", Usage: "require CRC32C data digests"},
 	)
@@ -118,7 +126,7 @@ func iscsiURLArg(c *cli.Context, needLUN bool) (*iscsi.URL, error) {
 
 func iscsiOptions(c *cli.Context, u *iscsi.URL) iscsi.Options {
 	o := u.Options()
-	o.InitiatorIQN = c.String("initiator-name")
+	o.InitiatorIQN = firstNonEmptyStr(c.String("initiator-iqn"), c.String("initiator-name"))
 	o.HeaderDigest = o.HeaderDigest || c.Bool("header-digest")
 	o.DataDigest = o.DataDigest || c.Bool("data-digest")
 	return o

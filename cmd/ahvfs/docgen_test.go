@@ -2,6 +2,8 @@ package main
 
 import (
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -52,5 +54,37 @@ func TestHelpMarkdownCommand(t *testing.T) {
 	}
 	if strings.Contains(out, "### ahvfs help-markdown") || strings.Contains(out, "--password-file FILE` | `AHVFS_REPO") {
 		t.Error("the reference shows a hidden command or flag")
+	}
+}
+
+// TestReadmeLinks: the README links only to files of the repository that
+// exist, and opens with `make demo` and `make test`.
+func TestReadmeLinks(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	if strings.Contains(readme, "../") {
+		t.Error("README points outside the repository (../)")
+	}
+	links := regexp.MustCompile(`\]\(([^)]+)\)`).FindAllStringSubmatch(readme, -1)
+	if len(links) == 0 {
+		t.Error("README links nothing (expected docs/cli.md at least)")
+	}
+	for _, m := range links {
+		target := m[1]
+		if strings.Contains(target, "://") {
+			t.Errorf("README links outside the repository: %s", target)
+			continue
+		}
+		if _, err := os.Stat(filepath.Join("../..", strings.SplitN(target, "#", 2)[0])); err != nil {
+			t.Errorf("README links a missing file: %s", target)
+		}
+	}
+	block := readme[strings.Index(readme, "```sh\n")+6:]
+	lines := strings.SplitN(block, "\n", 3)
+	if !strings.HasPrefix(lines[0], "make demo") || !strings.HasPrefix(lines[1], "make test") {
+		t.Errorf("README's first commands are %q, %q; want make demo, make test", lines[0], lines[1])
 	}
 }
