@@ -21,4 +21,7 @@ var (
 	ErrNotRepository = errors.New("not an ahvfs repository")
 	// ErrExists: init found a repository (or other files) already there.
 	ErrExists = errors.New("already exists")
+	// ErrInvalid: a name or time given to the engine breaks the rules of
+	// docs/FORMAT.md ("Names").
+	ErrInvalid = errors.New("invalid")
 )

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -85,10 +84,10 @@ func (r *Repository) listRPs(db pebble.Reader, vm string) ([]*RestorePoint, erro
 // Resolve finds a restore point by name: "VM@TIME", "VM@latest" or "VM"
 // (latest). VM may also be the VM's UUID.
 func (r *Repository) Resolve(ctx context.Context, name string) (*RestorePoint, error) {
-	vm, when, err := ParseName(name)
-	if err != nil {
-		return nil, err
+	if err := ValidateName(name); err != nil {
+		return nil, fmt.Errorf("restore point %s: %w", quoteShort(name), err)
 	}
+	vm, when, _ := ParseName(name)
 	rps, err := r.ListRestorePoints(ctx, vm)
 	if err != nil {
 		return nil, err
@@ -109,9 +108,9 @@ func (r *Repository) Resolve(ctx context.Context, name string) (*RestorePoint, e
 	if when == "latest" {
 		return rps[len(rps)-1], nil
 	}
-	t, err := time.Parse(time.RFC3339, when)
+	t, err := ParseTime(when)
 	if err != nil {
-		return nil, fmt.Errorf("restore point %s: time %q: want RFC 3339 (2026-11-22T01:30:00Z) or latest", name, when)
+		return nil, fmt.Errorf("restore point %s: %w", name, err)
 	}
 	for _, rp := range rps {
 		if rp.Time.Equal(t) {

@@ -123,7 +123,7 @@ func (b *bgWork) stop() {
 func Init(ctx context.Context, dir string, o InitOptions) (*Config, error) {
 	o.setDefaults()
 	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("init %s: %w", dir, err)
+		return nil, fmt.Errorf("init %s: %w: %w", dir, ErrInvalid, err)
 	}
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return nil, fmt.Errorf("init %s: %w: the directory is not empty", dir, ErrExists)

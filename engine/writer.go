@@ -56,13 +56,16 @@ func (r *Repository) NewRestorePoint(ctx context.Context, spec RestorePointSpec)
 	if !r.writable {
 		return nil, ErrReadOnly
 	}
-	if spec.VM == "" {
-		return nil, errors.New("new restore point: VM name is empty")
+	if err := ValidateVMName(spec.VM); err != nil {
+		return nil, fmt.Errorf("new restore point: %w", err)
 	}
 	if spec.Time.IsZero() {
 		spec.Time = time.Now()
 	}
 	spec.Time = spec.Time.UTC().Truncate(time.Second)
+	if err := CheckTime(spec.Time); err != nil {
+		return nil, fmt.Errorf("new restore point of %s: %w", spec.VM, err)
+	}
 	if spec.Level == "" {
 		spec.Level = LevelFull
 	}

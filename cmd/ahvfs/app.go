@@ -1,13 +1,10 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"sort"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -21,21 +18,15 @@ var commands []func() *cli.Command
 // from init, so adding a command never means editing a shared list.
 func registerFunc(f func() *cli.Command) { commands = append(commands, f) }
 
-// register adds a subcommand defined once. Prefer registerFunc: flags of a
-// command registered this way are shared between apps.
-func register(c *cli.Command) {
-	registerFunc(func() *cli.Command { cc := *c; return &cc })
-}
-
 // version is set by the linker (-X main.version=...).
 var version = "dev"
 
 // Flags every command accepts (cli.md).
 func commonFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "repo", Usage: "repository directory", EnvVars: []string{"AHVFS_REPO"}},
+		&cli.StringFlag{Name: "repo", Usage: "repository `DIR`", EnvVars: []string{"AHVFS_REPO"}},
 		&cli.BoolFlag{Name: "json", Usage: "machine-readable output on stdout (one JSON document)"},
-		&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error", EnvVars: []string{"AHVFS_LOG_LEVEL"}},
+		&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "`LEVEL` of the log on stderr: debug, info, warn or error", EnvVars: []string{"AHVFS_LOG_LEVEL"}},
 	}
 }
 
@@ -45,13 +36,14 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	cmds := make([]*cli.Command, 0, len(commands))
 	for _, build := range commands {
 		c := build()
-		addCommonFlags(c)
+		prepareCommand(c)
 		cmds = append(cmds, c)
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
 	return &cli.App{
 		Name:                 "ahvfs",
 		Usage:                "agentless backup for Nutanix AHV virtual machines",
+		Description:          appDescription + "\n\n" + exitCodesText(),
 		Version:              version,
 		Reader:               stdin,
 		Writer:               stdout,
@@ -60,14 +52,27 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		EnableBashCompletion: true,
 		// Errors are printed once, by exitCode, as a single line.
 		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError:   onUsageError,
+		Action:         unknownCommand,
 	}
 }
 
-// addCommonFlags gives a command and all its subcommands the common flags.
-func addCommonFlags(c *cli.Command) {
+// appDescription opens `ahvfs --help`, before the exit codes.
+const appDescription = "Restore points are named VM@TIME (TIME in RFC 3339 UTC, or latest); disks are disk-N. " +
+	"Sizes are accepted as bytes or with a unit (1MiB, 1.5GiB, 1048576). " +
+	"Passwords are read from files or the environment, never from the command line: " +
+	"--repo-password-file is the repository's, --password-file the cluster's."
+
+// prepareCommand gives a command and all its subcommands the common flags
+// and one-line usage errors.
+func prepareCommand(c *cli.Command) {
 	c.Flags = mergeFlags(c.Flags, commonFlags())
+	c.OnUsageError = onUsageError
+	if c.Action == nil && len(c.Subcommands) > 0 {
+		c.Action = unknownCommand
+	}
 	for _, sub := range c.Subcommands {
-		addCommonFlags(sub)
+		prepareCommand(sub)
 	}
 }
 
@@ -117,31 +122,4 @@ func envFrom(c *cli.Context) *cliEnv {
 		}
 	}
 	return e
-}
-
-// usageError marks an error caused by how the command was called.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
-
-// exitCode prints err as one line on stderr and returns the process exit
-// code: 0 success, 2 usage error, 1 anything else.
-func exitCode(err error, stderr io.Writer) int {
-	if err == nil {
-		return 0
-	}
-	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
-	fmt.Fprintf(stderr, "ahvfs: %s\n", msg)
-	var ue usageError
-	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "flag provided but not defined") ||
-		strings.Contains(err.Error(), "Required flag") {
-		return 2
-	}
-	var ec cli.ExitCoder
-	if errors.As(err, &ec) && ec.ExitCode() != 0 {
-		return ec.ExitCode()
-	}
-	return 1
 }

@@ -25,7 +25,7 @@ func TestReorderArgs(t *testing.T) {
 	}
 	// Flags after the positional arguments work end to end.
 	_, errs, code := runCLI(t, "", "cat", "x@latest", "disk-0", "--repo", t.TempDir())
-	if code != 1 || !strings.Contains(errs, "not an ahvfs repository") {
+	if code != exitNoRepo || !strings.Contains(errs, "not an ahvfs repository") {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	if !reflect.DeepEqual(reorderArgs(app, []string{"ahvfs"}), []string{"ahvfs"}) {

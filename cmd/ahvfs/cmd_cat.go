@@ -23,6 +23,9 @@ func init() {
 				if c.NArg() != 2 {
 					return usagef("cat: want VM@TIME disk-N")
 				}
+				if err := checkRestorePointArg(c.Args().Get(0)); err != nil {
+					return err
+				}
 				n, err := parseDiskName(c.Args().Get(1))
 				if err != nil {
 					return err
@@ -58,10 +61,11 @@ func runCat(ctx context.Context, env *cliEnv, r *engine.Repository, name string,
 	}
 	defer d.Close()
 	buf := make([]byte, 4<<20)
+	out := ctxWriter{ctx, env.Stdout} // a pipe nobody reads must not hang a cancelled cat
 	for off := int64(0); off < d.Size(); {
 		k, err := d.ReadAtContext(ctx, buf, off)
 		if k > 0 {
-			if _, werr := env.Stdout.Write(buf[:k]); werr != nil {
+			if _, werr := out.Write(buf[:k]); werr != nil {
 				return fmt.Errorf("cat %s disk-%d: write: %w", rp.Name(), n, werr)
 			}
 			off += int64(k)

@@ -19,9 +19,9 @@ func init() {
 			Usage:     "store raw images (files or block devices) as one restore point: disk-0, disk-1, ... in order",
 			ArgsUsage: "FILE...",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "vm", Usage: "VM name the restore point belongs to", Required: true},
-				&cli.StringFlag{Name: "time", Usage: "restore point time, RFC 3339 (default: now)"},
-				&cli.StringFlag{Name: "config", Usage: "file with the VM configuration JSON to keep with the restore point"},
+				&cli.StringFlag{Name: "vm", Usage: "`NAME` of the VM the restore point belongs to (docs/FORMAT.md, Names)", Required: true},
+				&cli.StringFlag{Name: "time", Usage: "restore point `TIME`, RFC 3339, 1970 to 2261 (default: now)"},
+				&cli.StringFlag{Name: "config", Usage: "`FILE` with the VM configuration JSON to keep with the restore point"},
 				repoPasswordFlag(),
 			},
 			Action: func(c *cli.Context) error {
@@ -29,20 +29,35 @@ func init() {
 				if c.NArg() == 0 {
 					return usagef("import: name at least one image file")
 				}
-				o := importOpts{VM: c.String("vm"), Files: c.Args().Slice(), Time: time.Now()}
+				o := importOpts{VM: c.String("vm"), Time: time.Now()}
+				if err := engine.ValidateVMName(o.VM); err != nil {
+					return usagef("--vm: %v", err)
+				}
 				if s := c.String("time"); s != "" {
-					t, err := time.Parse(time.RFC3339, s)
+					t, err := parseTimeFlag("time", s)
 					if err != nil {
-						return usagef("--time %q: want RFC 3339", s)
+						return err
 					}
 					o.Time = t
 				}
 				if p := c.String("config"); p != "" {
-					b, err := os.ReadFile(p)
+					b, err := readFileContext(c.Context, p, 16<<20)
+					if err != nil {
+						return fmt.Errorf("import: --config: %w", err)
+					}
+					o.Config = b
+				}
+				defer func() {
+					for _, img := range o.Images {
+						img.f.Close()
+					}
+				}()
+				for _, name := range c.Args().Slice() {
+					f, size, err := openImage(name)
 					if err != nil {
 						return err
 					}
-					o.Config = b
+					o.Images = append(o.Images, image{f, size})
 				}
 				r, err := openRepo(c.Context, c, env, true)
 				if err != nil {
@@ -55,9 +70,15 @@ func init() {
 	})
 }
 
+// image is one opened image of an import and its size.
+type image struct {
+	f    *os.File
+	size int64
+}
+
 type importOpts struct {
 	VM     string
-	Files  []string
+	Images []image // opened by openImage; the caller closes them
 	Time   time.Time
 	Config []byte
 }
@@ -77,19 +98,6 @@ type importDisk struct {
 
 func runImport(ctx context.Context, env *cliEnv, r *engine.Repository, o importOpts) error {
 	start := time.Now()
-	var files []*os.File
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	for _, name := range o.Files {
-		f, err := os.Open(name)
-		if err != nil {
-			return fmt.Errorf("import: %w", err)
-		}
-		files = append(files, f)
-	}
 	// Avoid a clash with a restore point of the same second.
 	var w *engine.RestorePointWriter
 	var err error
@@ -106,11 +114,8 @@ func runImport(ctx context.Context, env *cliEnv, r *engine.Repository, o importO
 	defer w.Abort()
 	prog := newProgress(ctx, env)
 	res := importResult{}
-	for i, f := range files {
-		size, err := fileSize(f)
-		if err != nil {
-			return fmt.Errorf("import %s: %w", f.Name(), err)
-		}
+	for i, img := range o.Images {
+		f, size := img.f, img.size
 		d, err := w.AddDisk(engine.DiskSpec{Index: i, Size: size})
 		if err != nil {
 			return err
@@ -120,7 +125,7 @@ func runImport(ctx context.Context, env *cliEnv, r *engine.Repository, o importO
 			return fmt.Errorf("import %s: %w", f.Name(), err)
 		}
 		b := prog.bytesBar(fmt.Sprintf("disk-%d %s", i, filepath.Base(f.Name())), size)
-		if _, err := cbt.Ingest(ctx, f, plan, d, cbt.Options{Progress: b.set}); err != nil {
+		if _, err := cbt.Ingest(ctx, ctxFile{f}, plan, d, cbt.Options{Progress: b.set}); err != nil {
 			return fmt.Errorf("import %s: %w", f.Name(), err)
 		}
 		b.finish()
@@ -140,20 +145,4 @@ func runImport(ctx context.Context, env *cliEnv, r *engine.Repository, o importO
 	fmt.Fprintf(env.Stdout, "restore point %s: %d disk(s), %s logical, %s new (%s stored) in %.1fs\n",
 		rp.Name(), len(rp.Disks), ibytes(rp.LogicalBytes()), ibytes(rp.Stats.NewRawBytes), ibytes(rp.Stats.NewStoredBytes), res.Seconds)
 	return nil
-}
-
-// fileSize is the size of a regular file or a block device.
-func fileSize(f *os.File) (int64, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	if st.Mode().IsRegular() {
-		return st.Size(), nil
-	}
-	n, err := f.Seek(0, 2)
-	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", f.Name(), err)
-	}
-	return n, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/urfave/cli/v2"
@@ -15,12 +16,15 @@ func init() {
 			Usage:     "create a repository",
 			ArgsUsage: " ",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "chunk-size", Value: "1MiB", Usage: "fixed chunk size, a power of two from 64KiB to 8MiB"},
-				&cli.StringFlag{Name: "parity", Value: "10+2", Usage: "Reed-Solomon data+parity shards protecting every pack"},
-				&cli.StringFlag{Name: "compression", Value: engine.DefaultCompression, Usage: "s2, zstd or none"},
-				&cli.StringFlag{Name: "pack-size", Value: "32MiB", Usage: "size at which packs are sealed"},
-				&cli.BoolFlag{Name: "encrypt", Usage: "encrypt the repository (AES-256-GCM, key from argon2id)"},
-				&cli.StringFlag{Name: "password-file", Usage: "file holding the new repository's password (with --encrypt)", EnvVars: []string{"AHVFS_REPO_PASSWORD_FILE"}},
+				newSizeFlag("chunk-size", "1MiB", "fixed chunk `SIZE`, a power of two from 64KiB to 8MiB"),
+				&cli.StringFlag{Name: "parity", Value: "10+2", Usage: "Reed-Solomon `DATA+PARITY` shards protecting every pack"},
+				&cli.StringFlag{Name: "compression", Value: engine.DefaultCompression, Usage: "`ALGORITHM`: s2, zstd or none"},
+				newSizeFlag("pack-size", "32MiB", "`SIZE` at which packs are sealed"),
+				&cli.BoolFlag{Name: "encrypt", Usage: "encrypt the repository (AES-256-GCM, key from argon2id); the password comes from --repo-password-file"},
+				repoPasswordFlag(),
+				// The name init used to give the repository password; elsewhere
+				// --password-file is Prism's. Kept so that scripts still work.
+				&cli.StringFlag{Name: "password-file", Hidden: true, Usage: "deprecated: use --repo-password-file"},
 			},
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)
@@ -28,32 +32,44 @@ func init() {
 				if err != nil {
 					return err
 				}
-				o := engine.InitOptions{Compression: c.String("compression")}
-				cs, err := parseSize(c.String("chunk-size"))
-				if err != nil {
-					return err
-				}
-				o.ChunkSize = int(cs)
-				ps, err := parseSize(c.String("pack-size"))
-				if err != nil {
-					return err
-				}
-				o.PackSize = ps
+				o := engine.InitOptions{Compression: c.String("compression"), ChunkSize: int(flagSize(c, "chunk-size")), PackSize: flagSize(c, "pack-size")}
 				if o.ParityData, o.ParityShards, err = engine.ParseParity(c.String("parity")); err != nil {
 					return usagef("%v", err)
 				}
-				if c.Bool("encrypt") {
-					if c.String("password-file") == "" {
-						return usagef("--encrypt needs --password-file F (passwords are never taken from the command line)")
-					}
-					if o.Password, err = readSecretFile(c.String("password-file")); err != nil {
+				pwFile, err := initPasswordFile(c, env)
+				if err != nil {
+					return err
+				}
+				switch {
+				case c.Bool("encrypt") && pwFile == "":
+					return usagef("--encrypt needs --repo-password-file FILE or %s (passwords are never taken from the command line)", envRepoPasswordFile)
+				case c.Bool("encrypt"):
+					if o.Password, err = readSecret(c.Context, pwFile); err != nil {
 						return err
 					}
+				case pwFile != "" && pwFile != os.Getenv(envRepoPasswordFile):
+					// Given on the command line, not only inherited from the
+					// environment: the user meant to encrypt.
+					return usagef("init: a repository password file was given without --encrypt: add --encrypt to encrypt the repository")
 				}
 				return runInit(c.Context, env, dir, o)
 			},
 		}
 	})
+}
+
+// initPasswordFile is --repo-password-file, or the deprecated
+// --password-file with a warning.
+func initPasswordFile(c *cli.Context, env *cliEnv) (string, error) {
+	old, cur := c.String("password-file"), c.String("repo-password-file")
+	if old == "" {
+		return cur, nil
+	}
+	if cur != "" && cur != old {
+		return "", usagef("init: --password-file is the deprecated name of --repo-password-file: give only --repo-password-file")
+	}
+	fmt.Fprintln(env.Stderr, "ahvfs: warning: init --password-file is deprecated (it names Prism's password elsewhere): use --repo-password-file")
+	return old, nil
 }
 
 func runInit(ctx context.Context, env *cliEnv, dir string, o engine.InitOptions) error {

@@ -17,23 +17,30 @@ import (
 // LUN. URLs follow libiscsi's form,
 // iscsi://[user[%secret]@]host[:port]/target-iqn/lun.
 
-func init() {
-	common := []cli.Flag{
-		&cli.StringFlag{Name: "initiator-name", Usage: "initiator IQN (default: /etc/iscsi/initiatorname.iscsi, else iqn.2026-11.io.ahvfs:HOSTNAME)", EnvVars: []string{"AHVFS_ISCSI_INITIATOR"}},
+func init() { registerFunc(iscsiCommand) }
+
+// initiatorIQNFlag is this host's iSCSI initiator name, the same flag in
+// every command that speaks iSCSI.
+func initiatorIQNFlag() cli.Flag {
+	return &cli.StringFlag{Name: "initiator-iqn", Usage: "this host's iSCSI initiator `IQN` (default: /etc/iscsi/initiatorname.iscsi, else iqn.2026-11.io.ahvfs:HOSTNAME)",
+		EnvVars: []string{"AHVFS_ISCSI_INITIATOR"}}
+}
+
+// iscsiFlags are the flags of every iscsi subcommand.
+func iscsiFlags(own ...cli.Flag) []cli.Flag {
+	return append(own, initiatorIQNFlag(),
+		// The name these commands gave --initiator-iqn before.
+		&cli.StringFlag{Name: "initiator-name", Hidden: true, Usage: "deprecated: use --initiator-iqn"},
 		&cli.BoolFlag{Name: "header-digest", Usage: "require CRC32C header digests"},
 		&cli.BoolFlag{Name: "data-digest", Usage: "require CRC32C data digests"},
-	}
-	// The app adds the common flags (--json, --log-level) to top-level
-	// commands only; subcommands take them here.
-	for _, f := range commonFlags() {
-		if f.Names()[0] != "repo" {
-			common = append(common, f)
-		}
-	}
+	)
+}
+
+func iscsiCommand() *cli.Command {
 	urlHelp := "URL is iscsi://[user[%secret]@]host[:port]/target-iqn/lun (libiscsi's form). " +
 		"A CHAP secret missing from the URL is read from $AHVFS_ISCSI_SECRET; for mutual CHAP " +
 		"add ?target_user=NAME and set $AHVFS_ISCSI_TARGET_SECRET (or target_password=)."
-	register(&cli.Command{
+	return &cli.Command{
 		Name:  "iscsi",
 		Usage: "talk to an iSCSI target with ahvfs's initiator (admin and debugging)",
 		Subcommands: []*cli.Command{
@@ -42,7 +49,7 @@ func init() {
 				Usage:       "list the targets of a portal and their LUNs",
 				ArgsUsage:   "iscsi://[user[%secret]@]HOST[:PORT][/TARGET-IQN]",
 				Description: urlHelp,
-				Flags:       common,
+				Flags:       iscsiFlags(),
 				Action: func(c *cli.Context) error {
 					u, err := iscsiURLArg(c, false)
 					if err != nil {
@@ -56,16 +63,20 @@ func init() {
 				Usage:       "write a LUN's bytes to stdout",
 				ArgsUsage:   "iscsi://[user[%secret]@]HOST[:PORT]/TARGET-IQN/LUN",
 				Description: urlHelp,
-				Flags: append([]cli.Flag{
-					&cli.Int64Flag{Name: "offset", Usage: "first byte to read"},
-					&cli.Int64Flag{Name: "length", Value: -1, Usage: "bytes to read (default: to the end of the LUN)"},
-				}, common...),
+				Flags: iscsiFlags(
+					newSizeFlag("offset", "0", "first byte to read, a `SIZE`"),
+					newSizeFlag("length", "", "`SIZE` to read (default: to the end of the LUN)"),
+				),
 				Action: func(c *cli.Context) error {
 					u, err := iscsiURLArg(c, true)
 					if err != nil {
 						return err
 					}
-					return runISCSICat(c.Context, envFrom(c), iscsiOptions(c, u), u.LUN, c.Int64("offset"), c.Int64("length"))
+					length := int64(-1)
+					if c.IsSet("length") {
+						length = flagSize(c, "length")
+					}
+					return runISCSICat(c.Context, envFrom(c), iscsiOptions(c, u), u.LUN, flagSize(c, "offset"), length)
 				},
 			},
 			{
@@ -73,19 +84,17 @@ func init() {
 				Usage:       "write stdin to a LUN",
 				ArgsUsage:   "iscsi://[user[%secret]@]HOST[:PORT]/TARGET-IQN/LUN",
 				Description: urlHelp,
-				Flags: append([]cli.Flag{
-					&cli.Int64Flag{Name: "offset", Required: true, Usage: "where the first byte goes"},
-				}, common...),
+				Flags:       iscsiFlags(newSizeFlag("offset", "", "where the first byte goes, a `SIZE`").required()),
 				Action: func(c *cli.Context) error {
 					u, err := iscsiURLArg(c, true)
 					if err != nil {
 						return err
 					}
-					return runISCSIWrite(c.Context, envFrom(c), iscsiOptions(c, u), u.LUN, c.Int64("offset"))
+					return runISCSIWrite(c.Context, envFrom(c), iscsiOptions(c, u), u.LUN, flagSize(c, "offset"))
 				},
 			},
 		},
-	})
+	}
 }
 
 // iscsiURLArg parses the one URL argument; needLUN requires target and LUN.
@@ -117,7 +126,7 @@ func iscsiURLArg(c *cli.Context, needLUN bool) (*iscsi.URL, error) {
 
 func iscsiOptions(c *cli.Context, u *iscsi.URL) iscsi.Options {
 	o := u.Options()
-	o.InitiatorIQN = c.String("initiator-name")
+	o.InitiatorIQN = firstNonEmptyStr(c.String("initiator-iqn"), c.String("initiator-name"))
 	o.HeaderDigest = o.HeaderDigest || c.Bool("header-digest")
 	o.DataDigest = o.DataDigest || c.Bool("data-digest")
 	return o
@@ -320,11 +329,12 @@ func runISCSICat(ctx context.Context, env *cliEnv, o iscsi.Options, n uint64, of
 			pos += k
 		}
 	}()
+	out := ctxWriter{ctx, env.Stdout}
 	for c := range chunks {
 		if c.err != nil {
 			return c.err
 		}
-		if _, err := env.Stdout.Write(c.buf); err != nil {
+		if _, err := out.Write(c.buf); err != nil {
 			return fmt.Errorf("iscsi cat: write output: %w", err)
 		}
 		free <- c.buf[:cap(c.buf)]
@@ -346,8 +356,9 @@ func runISCSIWrite(ctx context.Context, env *cliEnv, o iscsi.Options, n uint64, 
 	}
 	buf := make([]byte, iscsiChunk)
 	pos := offset
+	in := ctxReader{ctx, env.Stdin}
 	for {
-		k, rerr := io.ReadFull(env.Stdin, buf)
+		k, rerr := io.ReadFull(in, buf)
 		if k > 0 {
 			if pos+int64(k) > lun.Size() {
 				return fmt.Errorf("iscsi write: input passes the end of LUN %d (%d bytes) after %d bytes written", n, lun.Size(), pos-offset)

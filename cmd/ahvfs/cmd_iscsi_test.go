@@ -68,6 +68,11 @@ func TestISCSICommands(t *testing.T) {
 	if code != 0 || !bytes.Equal(out, file[1001:1001+9000000]) {
 		t.Fatalf("cat range: exit %d, %d bytes, equal=%v: %s", code, len(out), bytes.Equal(out, file[1001:1001+9000000]), errs)
 	}
+	// Humanised sizes: the issue's `iscsi cat --length 1MiB`.
+	out, errs, code = runISCSI(t, nil, "cat", "--offset", "1KiB", "--length", "1MiB", lunURL)
+	if code != 0 || !bytes.Equal(out, file[1024:1024+1<<20]) {
+		t.Fatalf("cat --offset 1KiB --length 1MiB: exit %d, %d bytes: %s", code, len(out), errs)
+	}
 	// cat of the whole LUN, with the secret from the environment.
 	t.Setenv("AHVFS_ISCSI_SECRET", "cli-secret-0123")
 	out, errs, code = runISCSI(t, nil, "cat", "--data-digest", "iscsi://cliuser@"+d.Addr()+"/"+iqn+"/1")
@@ -99,7 +104,7 @@ func TestISCSICommands(t *testing.T) {
 	if _, errs, code = runISCSI(t, nil, "cat", "iscsi://"+d.Addr()+"/"+iqn); code != 2 {
 		t.Errorf("cat without a LUN: exit %d, want 2: %s", code, errs)
 	}
-	if _, errs, code = runISCSI(t, nil, "cat", "iscsi://cliuser%wrong-secret-99@"+d.Addr()+"/"+iqn+"/1"); code != 1 || !bytes.Contains(errs, []byte("authentication")) {
+	if _, errs, code = runISCSI(t, nil, "cat", "iscsi://cliuser%wrong-secret-99@"+d.Addr()+"/"+iqn+"/1"); code != exitCluster || !bytes.Contains(errs, []byte("authentication")) {
 		t.Errorf("cat with a wrong secret: exit %d: %s", code, errs)
 	}
 }

@@ -19,6 +19,11 @@ func init() {
 			Flags:     []cli.Flag{repoPasswordFlag()},
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)
+				if vm := c.Args().First(); vm != "" {
+					if err := engine.ValidateVMName(vm); err != nil {
+						return usagef("list: %v", err)
+					}
+				}
 				r, err := openRepo(c.Context, c, env, false)
 				if err != nil {
 					return err

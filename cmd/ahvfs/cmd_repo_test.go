@@ -62,7 +62,7 @@ func TestCLIErrors(t *testing.T) {
 	os.WriteFile(pw, []byte("correct horse\n"), 0o600)
 	wrong := filepath.Join(t.TempDir(), "wrong")
 	os.WriteFile(wrong, []byte("battery staple\n"), 0o600)
-	mustCLI(t, "init", "--repo", repo, "--encrypt", "--password-file", pw)
+	mustCLI(t, "init", "--repo", repo, "--encrypt", "--repo-password-file", pw)
 	cases := []struct {
 		name string
 		args []string
@@ -70,15 +70,17 @@ func TestCLIErrors(t *testing.T) {
 		msg  string
 	}{
 		{"no repo flag", []string{"list"}, 2, "no repository"},
-		{"not a repository", []string{"list", "--repo", t.TempDir()}, 1, "not an ahvfs repository"},
-		{"no password", []string{"list", "--repo", repo}, 1, "wrong password"},
-		{"wrong password", []string{"list", "--repo", repo, "--repo-password-file", wrong}, 1, "wrong password"},
+		{"not a repository", []string{"list", "--repo", t.TempDir()}, 3, "not an ahvfs repository"},
+		{"no password", []string{"list", "--repo", repo}, 5, "the repository is encrypted: give its password with --repo-password-file FILE or AHVFS_REPO_PASSWORD_FILE"},
+		{"wrong password", []string{"list", "--repo", repo, "--repo-password-file", wrong}, 5, "wrong repository password (check --repo-password-file or AHVFS_REPO_PASSWORD_FILE)"},
 		{"missing file", []string{"import", "--repo", repo, "--repo-password-file", pw, "--vm", "x", "/nonexistent.raw"}, 1, "no such file"},
 		{"unknown restore point", []string{"cat", "--repo", repo, "--repo-password-file", pw, "nope@latest", "disk-0"}, 1, "not found"},
 		{"bad disk name", []string{"cat", "--repo", repo, "x@latest", "floppy"}, 2, "want disk-N"},
 		{"init twice", []string{"init", "--repo", repo}, 1, "not empty"},
-		{"encrypt without password file", []string{"init", "--repo", filepath.Join(t.TempDir(), "r"), "--encrypt"}, 2, "--password-file"},
-		{"bad chunk size", []string{"init", "--repo", filepath.Join(t.TempDir(), "r"), "--chunk-size", "3MiB"}, 1, "power of two"},
+		{"encrypt without password file", []string{"init", "--repo", filepath.Join(t.TempDir(), "r"), "--encrypt"}, 2, "--encrypt needs --repo-password-file"},
+		{"password without encrypt", []string{"init", "--repo", filepath.Join(t.TempDir(), "r"), "--repo-password-file", pw}, 2, "without --encrypt"},
+		{"bad chunk size", []string{"init", "--repo", filepath.Join(t.TempDir(), "r"), "--chunk-size", "3MiB"}, 2, "power of two"},
+		{"junk chunk size", []string{"init", "--repo", filepath.Join(t.TempDir(), "r"), "--chunk-size", "lots"}, 2, `invalid value "lots" for --chunk-size`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -98,7 +100,7 @@ func TestEncryptedRoundTrip(t *testing.T) {
 	repo := filepath.Join(t.TempDir(), "repo")
 	pw := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pw, []byte("s3cret"), 0o600)
-	mustCLI(t, "init", "--repo", repo, "--encrypt", "--password-file", pw)
+	mustCLI(t, "init", "--repo", repo, "--encrypt", "--repo-password-file", pw)
 	t.Setenv("AHVFS_REPO_PASSWORD_FILE", pw)
 	mustCLI(t, "import", "--repo", repo, "--vm", "enc", img)
 	got := mustCLI(t, "cat", "--repo", repo, "enc", "disk-0")

@@ -35,8 +35,7 @@ func TestMain(m *testing.M) {
 func runCLI(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	err := run(context.Background(), strings.NewReader(stdin), &out, &errb, append([]string{"ahvfs"}, args...))
-	code := exitCode(err, &errb)
+	code := runMain(context.Background(), strings.NewReader(stdin), &out, &errb, append([]string{"ahvfs"}, args...))
 	return out.String(), errb.String(), code
 }
 

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,11 +16,15 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 )
 
-// repoPasswordFlag is accepted by every command that opens a repository.
+// repoPasswordFlag is accepted by every command that opens a repository;
+// --repo-password-file is the repository's password everywhere, and
+// --password-file only ever Prism's.
 func repoPasswordFlag() cli.Flag {
-	return &cli.StringFlag{Name: "repo-password-file", Usage: "file holding the repository password (encrypted repositories)",
-		EnvVars: []string{"AHVFS_REPO_PASSWORD_FILE"}}
+	return &cli.StringFlag{Name: "repo-password-file", Usage: "`FILE` holding the repository password (encrypted repositories)",
+		EnvVars: []string{envRepoPasswordFile}}
 }
+
+const envRepoPasswordFile = "AHVFS_REPO_PASSWORD_FILE"
 
 // repoDir returns --repo or fails with a usage error.
 func repoDir(c *cli.Context) (string, error) {
@@ -33,9 +35,11 @@ func repoDir(c *cli.Context) (string, error) {
 	return d, nil
 }
 
-// readSecretFile reads a password file (trailing newline removed).
-func readSecretFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+// readSecret reads a password file (at most 64KiB; trailing newline
+// removed). It returns when ctx is done, so a FIFO nobody writes to does
+// not hang the command.
+func readSecret(ctx context.Context, path string) ([]byte, error) {
+	b, err := readFileContext(ctx, path, 64<<10)
 	if err != nil {
 		return nil, fmt.Errorf("read password file: %w", err)
 	}
@@ -46,11 +50,14 @@ func readSecretFile(path string) ([]byte, error) {
 	return []byte(s), nil
 }
 
+// readSecretFile is readSecret without a context (prefer readSecret).
+func readSecretFile(path string) ([]byte, error) { return readSecret(context.Background(), path) }
+
 // repoPassword returns the repository password from --repo-password-file or
 // its environment variable, or nil.
 func repoPassword(c *cli.Context) ([]byte, error) {
 	if p := c.String("repo-password-file"); p != "" {
-		return readSecretFile(p)
+		return readSecret(c.Context, p)
 	}
 	return nil, nil
 }
@@ -67,32 +74,32 @@ func openRepo(ctx context.Context, c *cli.Context, env *cliEnv, writable bool) (
 	}
 	r, err := engine.Open(ctx, dir, engine.OpenOptions{Password: pw, Writable: writable, Logger: env.Log})
 	if err != nil {
-		return nil, hintRepoError(err)
+		return nil, hintRepoError(dir, pw != nil, err)
 	}
 	return r, nil
 }
 
-// hintRepoError adds what to do to the engine's errors.
-func hintRepoError(err error) error {
-	switch {
-	case errors.Is(err, engine.ErrWrongPassword):
-		return fmt.Errorf("%w (check --repo-password-file / AHVFS_REPO_PASSWORD_FILE)", err)
-	default:
+// hintRepoError says what to do about the engine's errors in the CLI's
+// terms: the password's flag and variable.
+func hintRepoError(dir string, gavePassword bool, err error) error {
+	if !errors.Is(err, engine.ErrWrongPassword) {
 		return err
 	}
+	msg := "wrong repository password (check --repo-password-file or " + envRepoPasswordFile + ")"
+	if !gavePassword {
+		msg = "the repository is encrypted: give its password with --repo-password-file FILE or " + envRepoPasswordFile
+	}
+	return &hintedError{msg: "repository " + dir + ": " + msg, err: err}
 }
 
-// parseSize accepts "1MiB", "1 MiB", "1048576".
-func parseSize(s string) (int64, error) {
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return n, nil
-	}
-	n, err := humanize.ParseBytes(s)
-	if err != nil {
-		return 0, usagef("size %q: want bytes or a unit like 1MiB", s)
-	}
-	return int64(n), nil
+// hintedError replaces an error's message and keeps it for errors.Is.
+type hintedError struct {
+	msg string
+	err error
 }
+
+func (e *hintedError) Error() string { return e.msg }
+func (e *hintedError) Unwrap() error { return e.err }
 
 func ibytes(n int64) string {
 	if n < 0 {
