@@ -75,7 +75,7 @@ func (e *Encryption) unwrap(password []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: unknown cipher %q or KDF %q", ErrCorrupt, e.Cipher, e.KDF)
 	}
 	if len(password) == 0 {
-		return nil, fmt.Errorf("%w: the repository is encrypted; give --password-file or AHVFS_PASSWORD_FILE", ErrWrongPassword)
+		return nil, fmt.Errorf("%w: the repository is encrypted and no password was given", ErrWrongPassword)
 	}
 	p := e.KDFParams
 	if p.MemoryK > 4<<20 || p.Time > 100 || p.Threads == 0 {

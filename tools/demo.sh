@@ -4,7 +4,9 @@
 # real ext4 filesystems, exported over a real iSCSI target (tgtd) behind a
 # Data-Services-IP login redirect. ahvfs backs them up (full), the "guest"
 # writes, ahvfs backs up again (incremental: only changed regions are read),
-# then lists, verifies, and restores one VM to the second cluster.
+# then lists, verifies, and restores one VM to the second cluster. It then
+# kills a restore with SIGKILL halfway and shows `ahvfs cleanup` removing
+# exactly what it left (the journal of temporary cluster objects).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 demo=${DEMO_DIR:-$PWD/demo}
@@ -61,5 +63,24 @@ say "ahvfs restore to cluster-b with the network remapped"
 bin/ahvfs restore "$vm@latest" "${cluster[@]}" --target-cluster cluster-b --name "$vm-dr" --network-map vlan10=vlan20 --power-on
 cmp "$demo/sim/vms/$vm-dr/disk-0.raw" "$demo/sim/vms/$vm/disk-0.raw" && echo "restored disk identical"
 
-say "ahvfs cleanup (nothing should be left on the cluster)"
+say "ahvfs backup --level copy (a full outside the chain: the reference snapshot stays as it was)"
+bin/ahvfs backup "${cluster[@]}" --vm "$vm" --level copy
+
+inventory() {
+  curl -s --cacert "$demo/sim/ca.crt" -u "admin:$(cat "$demo/sim/admin.password")" "https://127.0.0.1:$port/sim/inventory?wait=10s" |
+    jq -r '"  \(.vms|length) VMs, \(.snapshots|length) snapshots, \(.images|length) images, volume groups: \(
+      [.volume_groups[] | "\(.name) (\(.clients // [] | length) attached)"] | if length == 0 then "none" else join(", ") end)"'
+}
+say "a restore killed with SIGKILL while it writes its disks (--bwlimit 32MiB/s keeps it slow)"
+inventory
+bin/ahvfs restore "$vm@latest" "${cluster[@]}" --name "$vm-killed" --bwlimit 32MiB/s &
+restore=$!
+sleep 4
+kill -9 $restore; wait $restore 2>/dev/null || true
+echo "killed; the cluster now holds what the restore had made:"
+inventory
+ls "$AHVFS_REPO"/journal/
+
+say "ahvfs cleanup: the journal names what the killed job left; cleanup removes exactly that"
 bin/ahvfs cleanup --ca-cert "$demo/sim/ca.crt"
+inventory

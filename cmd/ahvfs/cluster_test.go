@@ -98,9 +98,9 @@ func TestHealthCheckFailures(t *testing.T) {
 		exit int
 	}{
 		{"no CA", []string{"--prism", s.URL(), "--password-file", s.PasswordFile(), "--iscsi-port", strconv.Itoa(port)},
-			"TLS certificate of " + strings.TrimPrefix(s.URL(), "https://") + " is not trusted", 1},
+			"TLS certificate of " + strings.TrimPrefix(s.URL(), "https://") + " is not trusted", exitCluster},
 		{"wrong password", []string{"--prism", s.URL(), "--password-file", wrongPW, "--ca-cert", s.CAFile(), "--iscsi-port", strconv.Itoa(port)},
-			"credentials: Prism refused user \"admin\"", 1},
+			"credentials: Prism refused user \"admin\"", exitCluster},
 		{"no password", []string{"--prism", s.URL(), "--ca-cert", s.CAFile()}, "no password", 2},
 		{"no endpoint", []string{"--password-file", s.PasswordFile()}, "no Prism endpoint", 2},
 		{"bad api", append(simArgs(s, port), "--api", "v5"), "unknown API version", 2},

@@ -33,7 +33,8 @@ func init() {
 				&cli.IntFlag{Name: "concurrent-vms", Value: 2, Usage: "VMs backed up at once"},
 				&cli.IntFlag{Name: "concurrent-disks", Value: 4, Usage: "disks of one VM read at once"},
 				&cli.BoolFlag{Name: "estimate", Usage: "snapshot and plan only: report what a backup would read, store nothing"},
-				&cli.StringFlag{Name: "initiator-iqn", Usage: "this host's iSCSI initiator name (default: /etc/iscsi/initiatorname.iscsi, else iqn.2026-11.io.ahvfs:HOSTNAME)"},
+				initiatorIQNFlag(),
+				newRateFlag("bwlimit", "0", "cap the bytes per second read from the cluster, all VMs together (`RATE` such as 100MiB/s; 0: unlimited)"),
 				&cli.IntFlag{Name: "iscsi-port", Usage: "iSCSI port on the Data Services IP (default: the cluster's, 3260)"},
 				&cli.StringFlag{Name: "chap-user", Usage: "iSCSI CHAP user", EnvVars: []string{"AHVFS_CHAP_USER"}},
 				&cli.StringFlag{Name: "chap-secret-file", Usage: "`FILE` holding the iSCSI CHAP secret", EnvVars: []string{"AHVFS_CHAP_SECRET_FILE"}},
@@ -52,7 +53,8 @@ func init() {
 					DataPath:      backup.DataPath(c.String("data-path")),
 					ConcurrentVMs: c.Int("concurrent-vms"), ConcurrentDisks: c.Int("concurrent-disks"),
 					Estimate: c.Bool("estimate"), InitiatorIQN: c.String("initiator-iqn"), ISCSIPort: c.Int("iscsi-port"),
-					Logger: env.Log,
+					BandwidthLimit: flagSize(c, "bwlimit"),
+					Logger:         env.Log,
 				}
 				if o.ConcurrentVMs < 1 || o.ConcurrentDisks < 1 {
 					return usagef("--concurrent-vms and --concurrent-disks must be at least 1")
@@ -62,7 +64,7 @@ func init() {
 					if f == "" {
 						return usagef("--chap-user needs --chap-secret-file")
 					}
-					sec, err := readSecretFile(f)
+					sec, err := readSecret(c.Context, f)
 					if err != nil {
 						return err
 					}
@@ -162,7 +164,7 @@ func runBackup(ctx context.Context, c *cli.Context, env *cliEnv, o backup.Option
 		return err
 	}
 	if n := rep.Failed(); n > 0 {
-		return fmt.Errorf("%d of %d VMs failed", n, len(rep.VMs))
+		return someFailed(n, len(rep.VMs))
 	}
 	return nil
 }

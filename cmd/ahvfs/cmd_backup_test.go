@@ -154,11 +154,12 @@ func TestBackupCLI(t *testing.T) {
 }
 
 // TestBackupCLIOneFails: with --consistency app-required the VM without
-// NGT fails, the other is backed up, and the exit code is non-zero.
+// NGT fails, the other is backed up, and the exit code says some VMs
+// failed (7).
 func TestBackupCLIOneFails(t *testing.T) {
 	s, repo, args := backupSim(t)
 	rep, errs, code := backupJSON(t, args, "--consistency", "app-required", "--data-path", "rest", "--api", "v3")
-	if code != 1 || !strings.Contains(errs, "1 of 2 VMs failed") {
+	if code != exitSomeFailed || !strings.Contains(errs, "1 of 2 VMs failed") {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	for _, v := range rep.VMs {
@@ -432,7 +433,7 @@ func TestBackupCLIHooks(t *testing.T) {
 	// db01's pre-snapshot hook fails.
 	pre := logLine + `; if [ "$AHVFS_VM" = db01 ]; then echo "starting the freeze" >&2; echo "$AHVFS_VM: database not quiesced" >&2; exit 3; fi`
 	rep, errs, code := backupJSON(t, args, "--pre-snapshot", pre, "--post-snapshot", logLine)
-	if code != 1 || !strings.Contains(errs, "1 of 2 VMs failed") {
+	if code != exitSomeFailed || !strings.Contains(errs, "1 of 2 VMs failed") {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	for _, v := range rep.VMs {

@@ -60,6 +60,10 @@ type healthReport struct {
 	Endpoint string        `json:"endpoint"`
 	API      string        `json:"api,omitempty"`
 	Checks   []healthCheck `json:"checks"`
+
+	// reach is the error that kept the cluster out of reach (TLS,
+	// credentials, connection): the exit code's class.
+	reach error
 }
 
 func (r *healthReport) add(name string, st checkStatus, format string, args ...any) {
@@ -100,7 +104,12 @@ func runHealthCheck(ctx context.Context, env *cliEnv, o healthOptions) error {
 		}
 	}
 	if !rep.Ready {
-		return fmt.Errorf("not ready: %s", strings.Join(failed, "; "))
+		err := fmt.Errorf("not ready: %s", strings.Join(failed, "; "))
+		if rep.reach != nil {
+			// The cluster is out of reach: the exit code says so (6).
+			err = reachError{msg: err.Error(), err: rep.reach}
+		}
+		return err
 	}
 	return nil
 }
@@ -119,9 +128,11 @@ func healthChecks(ctx context.Context, o healthOptions, rep *healthReport) {
 	switch {
 	case errors.Is(err, nutanix.ErrTLSVerify):
 		rep.add("tls", checkFail, "%v", err)
+		rep.reach = err
 		return
 	case err != nil:
 		rep.add("tls", checkFail, "cannot reach %s: %v", rep.Endpoint, err)
+		rep.reach = err
 		return
 	case !info.Verified:
 		rep.add("tls", checkWarn, "certificate NOT verified (--insecure): %s", info.Subject)
@@ -137,6 +148,7 @@ func healthChecks(ctx context.Context, o healthOptions, rep *healthReport) {
 	switch {
 	case errors.Is(err, nutanix.ErrUnauthorized):
 		rep.add("credentials", checkFail, "Prism refused user %q: %v", firstNonEmptyStr(o.Cluster.User, "admin"), err)
+		rep.reach = err
 		return
 	case err != nil:
 		rep.add("api", checkFail, "%v", err)
@@ -212,3 +224,14 @@ func firstNonEmptyStr(ss ...string) string {
 	}
 	return ""
 }
+
+// reachError keeps health-check's one-line summary as the message while
+// its class (exit code) comes from the error that kept the cluster out of
+// reach.
+type reachError struct {
+	msg string
+	err error
+}
+
+func (e reachError) Error() string { return e.msg }
+func (e reachError) Unwrap() error { return e.err }

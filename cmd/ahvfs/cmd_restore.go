@@ -27,13 +27,14 @@ func init() {
 				&cli.StringFlag{Name: "container", Usage: "storage container `NAME` or UUID of the new disks on the target cluster (default: the cluster's default)"},
 				&cli.StringSliceFlag{Name: "network-map", Usage: "`SRC=DST` subnet mapping, by name or UUID (repeat or comma-separate)"},
 				&cli.IntFlag{Name: "vcpu", Usage: "number of vCPUs (default: as backed up)"},
-				&cli.StringFlag{Name: "memory", Usage: "memory `SIZE` (4GiB; default: as backed up)"},
+				newSizeFlag("memory", "", "memory `SIZE` (4GiB; default: as backed up)"),
 				&cli.StringSliceFlag{Name: "disks", Usage: "only these disks (disk-0,disk-2)"},
 				&cli.BoolFlag{Name: "power-on", Usage: "power the VM on when restored"},
 				&cli.BoolFlag{Name: "overwrite", Usage: "replace the original VM (powered off and deleted after the new one is complete)"},
 				&cli.StringFlag{Name: "data-path", Value: "auto", Usage: "auto, iscsi or rest"},
 				&cli.IntFlag{Name: "iscsi-port", Usage: "iSCSI port on the Data Services IP (default 3260)"},
-				&cli.StringFlag{Name: "initiator-iqn", Usage: "this host's iSCSI initiator name"},
+				initiatorIQNFlag(),
+				newRateFlag("bwlimit", "0", "cap the bytes per second written to the cluster (`RATE` such as 100MiB/s; 0: unlimited)"),
 			),
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)
@@ -72,13 +73,8 @@ func restoreOptions(c *cli.Context) (restore.Options, error) {
 		VCPUs: c.Int("vcpu"), PowerOn: c.Bool("power-on"), Overwrite: c.Bool("overwrite"),
 		DataPath: c.String("data-path"), ISCSIPort: c.Int("iscsi-port"), InitiatorIQN: c.String("initiator-iqn"),
 	}
-	if m := c.String("memory"); m != "" {
-		n, err := parseSize(m)
-		if err != nil {
-			return o, err
-		}
-		o.MemoryBytes = n
-	}
+	o.MemoryBytes = flagSize(c, "memory")
+	o.BandwidthLimit = flagSize(c, "bwlimit")
 	for _, v := range c.StringSlice("network-map") {
 		for _, kv := range strings.Split(v, ",") {
 			if kv = strings.TrimSpace(kv); kv == "" {

@@ -50,8 +50,6 @@ func readSecret(ctx context.Context, path string) ([]byte, error) {
 	return []byte(s), nil
 }
 
-// readSecretFile is readSecret without a context (prefer readSecret).
-func readSecretFile(path string) ([]byte, error) { return readSecret(context.Background(), path) }
 
 // repoPassword returns the repository password from --repo-password-file or
 // its environment variable, or nil.

@@ -195,7 +195,7 @@ var sizeName = regexp.MustCompile(`(^|-)(size|length|offset|memory|bwlimit|bytes
 
 // pendingSizeFlags are size flags of files other engineers own that do not
 // use sizeFlag yet; each should become newSizeFlag and leave this list.
-var pendingSizeFlags = map[string]bool{"restore --memory": true}
+var pendingSizeFlags = map[string]bool{}
 
 // TestNoSizeFlagWithoutTheSizeType finds flags that look like sizes (by
 // name or SIZE/RATE placeholder) but are not of the size type.

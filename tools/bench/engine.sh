@@ -39,7 +39,7 @@ packs=$(du -cb "$work"/ahvfs/packs/*/*.pack | tail -1 | cut -f1)
 all_ahvfs=$(du_b "$work/ahvfs")
 
 echo secret > "$work/pw"
-bin/ahvfs init --repo "$work/ahvfs-enc" --encrypt --password-file "$work/pw" > /dev/null
+bin/ahvfs init --repo "$work/ahvfs-enc" --encrypt --repo-password-file "$work/pw" > /dev/null
 t_enc=$(secs env AHVFS_REPO_PASSWORD_FILE="$work/pw" bin/ahvfs import --repo "$work/ahvfs-enc" --vm bench "$img")
 
 restic init -q -r "$work/restic"
