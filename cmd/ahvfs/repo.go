@@ -50,7 +50,6 @@ func readSecret(ctx context.Context, path string) ([]byte, error) {
 	return []byte(s), nil
 }
 
-
 // repoPassword returns the repository password from --repo-password-file or
 // its environment variable, or nil.
 func repoPassword(c *cli.Context) ([]byte, error) {
