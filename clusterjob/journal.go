@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/atomicfile"
 )
 
 // Journal is the directory that records every temporary cluster object a
@@ -85,11 +87,11 @@ func (j *Journal) newJobDir(kind string) (*jobDir, error) {
 	d.lock = f
 	host, _ := os.Hostname()
 	info, _ := json.Marshal(jobInfo{Job: kind, PID: os.Getpid(), Host: host, Started: time.Now().UTC()})
-	if err := writeFileAtomic(filepath.Join(d.dir, jobFile), info); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(d.dir, jobFile), info, 0o600); err != nil {
 		d.release()
 		return nil, fmt.Errorf("journal: job %s: %w", id, err)
 	}
-	return d, syncDir(j.dir)
+	return d, atomicfile.SyncDir(j.dir)
 }
 
 // claim takes the lock of a job directory whose process is gone; false
@@ -154,7 +156,7 @@ func (d *jobDir) put(o Object) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(d.entryFile(o), b); err != nil {
+	if err := atomicfile.WriteFile(d.entryFile(o), b, 0o600); err != nil {
 		return fmt.Errorf("journal: record %s: %w", o, err)
 	}
 	return nil
@@ -165,7 +167,7 @@ func (d *jobDir) remove(o Object) error {
 	if err := os.Remove(d.entryFile(o)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("journal: forget %s: %w", o, err)
 	}
-	if err := syncDir(d.dir); err != nil {
+	if err := atomicfile.SyncDir(d.dir); err != nil {
 		return fmt.Errorf("journal: forget %s: %w", o, err)
 	}
 	return nil
@@ -221,7 +223,7 @@ func (d *jobDir) finish() error {
 		// files of writes a kill interrupted go too.
 		if ents, rerr := os.ReadDir(d.dir); rerr == nil {
 			for _, e := range ents {
-				if strings.HasPrefix(e.Name(), ".tmp-") {
+				if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".tmp-") {
 					os.Remove(filepath.Join(d.dir, e.Name()))
 				}
 			}
@@ -231,7 +233,7 @@ func (d *jobDir) finish() error {
 		if rerr := os.Remove(d.dir); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 			err = fmt.Errorf("journal: remove job %s: %w", d.id, rerr)
 		} else {
-			err = syncDir(filepath.Dir(d.dir))
+			err = atomicfile.SyncDir(filepath.Dir(d.dir))
 		}
 	}
 	d.release()
@@ -243,38 +245,4 @@ func (d *jobDir) release() {
 		d.lock.Close()
 		d.lock = nil
 	}
-}
-
-// writeFileAtomic writes b to path: a temporary file in the same
-// directory, fsync, rename, fsync of the directory.
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	if _, err = f.Write(b); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

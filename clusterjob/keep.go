@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/ahvfs/ahvfs/internal/atomicfile"
 )
 
 // keptRecord is kept/<owner>.json: objects ahvfs keeps on the cluster on
@@ -48,7 +50,7 @@ func (j *Journal) Keep(owner string, objs []Object, record any) error {
 	if err != nil {
 		return fmt.Errorf("keep %s: %w", owner, err)
 	}
-	if err := writeFileAtomic(j.keptFile(owner), b); err != nil {
+	if err := atomicfile.WriteFile(j.keptFile(owner), b, 0o600); err != nil {
 		return fmt.Errorf("keep %s: %w", owner, err)
 	}
 	return nil

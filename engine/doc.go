@@ -20,5 +20,6 @@
 // leaves the old state or the new one, never a restore point with missing
 // chunks. docs/FORMAT.md specifies every on-disk structure.
 //
-// engine imports no other ahvfs package (docs/architecture.md; internal/layers enforces it).
+// engine imports no other ahvfs package but small internal helpers
+// (docs/architecture.md; internal/layers enforces it).
 package engine

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ahvfs/ahvfs/internal/atomicfile"
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -335,7 +336,7 @@ func (pw *packWriter) seal(p *openPack) error {
 			cleanup()
 			return fmt.Errorf("seal pack %s: %w", id, err)
 		}
-		if err := syncDir(filepath.Join(r.dir, dirPacks)); err != nil {
+		if err := atomicfile.SyncDir(filepath.Join(r.dir, dirPacks)); err != nil {
 			cleanup()
 			return err
 		}
@@ -349,7 +350,7 @@ func (pw *packWriter) seal(p *openPack) error {
 		os.Remove(parityPath(r.dir, id))
 		return fmt.Errorf("seal pack %s: %w", id, err)
 	}
-	if err := syncDir(sub); err != nil {
+	if err := atomicfile.SyncDir(sub); err != nil {
 		return err
 	}
 	b := r.db.NewBatch()

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ahvfs/ahvfs/internal/atomicfile"
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -163,7 +164,7 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Config, error) {
 	}
 	// config.json is written last: a directory without it is not a repository.
 	b, _ := json.MarshalIndent(c, "", "  ")
-	if err := writeFileAtomic(filepath.Join(dir, configName), append(b, '\n'), 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, configName), append(b, '\n'), 0o600); err != nil {
 		return nil, fmt.Errorf("init %s: %w", dir, err)
 	}
 	return c, nil
@@ -492,10 +493,10 @@ func publishCheckpoint(db *pebble.DB, dir string, prev uint64) (uint64, error) {
 	if err := os.Rename(tmp, final); err != nil {
 		return 0, err
 	}
-	if err := syncDir(snaps); err != nil {
+	if err := atomicfile.SyncDir(snaps); err != nil {
 		return 0, err
 	}
-	if err := writeFileAtomic(filepath.Join(snaps, currentName), []byte(strconv.FormatUint(gen, 10)+"\n"), 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(snaps, currentName), []byte(strconv.FormatUint(gen, 10)+"\n"), 0o600); err != nil {
 		return 0, err
 	}
 	pruneCheckpoints(snaps, gen)
@@ -532,44 +533,3 @@ func pruneCheckpoints(snaps string, keep uint64) {
 }
 
 // --- files --------------------------------------------------------------
-
-// writeFileAtomic writes a file crash-safely: temp file in the same
-// directory, fsync, rename, fsync the directory.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}

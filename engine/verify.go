@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 
+	"github.com/ahvfs/ahvfs/internal/atomicfile"
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -316,7 +317,7 @@ func (r *Repository) verifyPack(ctx context.Context, id PackID, rec packRecord, 
 	dmg.DamagedBlobs = len(bad)
 	if o.Repair && footer != nil && len(bad) == 0 {
 		if dataChanged {
-			if err := writeFileAtomic(path, data, 0o600); err != nil {
+			if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
 				return nil, 0, nil, fmt.Errorf("repair pack %s: %w", id, err)
 			}
 			r.files.forget(id)
@@ -327,7 +328,7 @@ func (r *Repository) verifyPack(ctx context.Context, id PackID, rec packRecord, 
 			if err != nil {
 				return nil, 0, nil, err
 			}
-			if err := writeFileAtomic(parityPath(r.dir, id), np, 0o600); err != nil {
+			if err := atomicfile.WriteFile(parityPath(r.dir, id), np, 0o600); err != nil {
 				return nil, 0, nil, fmt.Errorf("repair parity of pack %s: %w", id, err)
 			}
 			dmg.Repaired = true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 )
@@ -122,6 +123,27 @@ type v3Backend struct {
 var _ Cluster = (*v3Backend)(nil)
 
 func (b *v3Backend) API() APIVersion { return APIV3 }
+
+// v3List pages through the entities of kind and returns conv of each
+// decoded one that conv keeps (ok); what names them in errors ("list
+// VMs").
+func v3List[T, R any](ctx context.Context, b *v3Backend, kind, what string, conv func(T) (R, bool)) ([]R, error) {
+	var out []R
+	err := b.listAll(ctx, kind, func(raw json.RawMessage) error {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("decode %s: %w", kind, err)
+		}
+		if r, ok := conv(v); ok {
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}
 
 func (b *v3Backend) listAll(ctx context.Context, kind string, each func(json.RawMessage) error) error {
 	offset := 0

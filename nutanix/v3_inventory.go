@@ -2,7 +2,6 @@ package nutanix
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -225,19 +224,7 @@ func (s v3Subnet) neutral() Subnet {
 }
 
 func (b *v3Backend) ListVMs(ctx context.Context) ([]VM, error) {
-	var out []VM
-	err := b.listAll(ctx, "vm", func(raw json.RawMessage) error {
-		var v v3VM
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return fmt.Errorf("decode vm: %w", err)
-		}
-		out = append(out, v.neutral())
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list VMs: %w", err)
-	}
-	return out, nil
+	return v3List(ctx, b, "vm", "list VMs", func(v v3VM) (VM, bool) { return v.neutral(), true })
 }
 
 func (b *v3Backend) GetVM(ctx context.Context, uuid string) (VM, error) {
@@ -249,22 +236,13 @@ func (b *v3Backend) GetVM(ctx context.Context, uuid string) (VM, error) {
 }
 
 func (b *v3Backend) ListClusters(ctx context.Context) ([]ClusterInfo, error) {
-	var out []ClusterInfo
-	err := b.listAll(ctx, "cluster", func(raw json.RawMessage) error {
-		var c v3Cluster
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return fmt.Errorf("decode cluster: %w", err)
-		}
-		if c.isPrismCentral() {
-			return nil
-		}
-		out = append(out, ClusterInfo{UUID: c.Metadata.UUID, Name: c.Status.Name,
+	out, err := v3List(ctx, b, "cluster", "list clusters", func(c v3Cluster) (ClusterInfo, bool) {
+		return ClusterInfo{UUID: c.Metadata.UUID, Name: c.Status.Name,
 			ExternalIP: c.Status.Resources.Network.ExternalIP, DataServicesIP: c.Status.Resources.Network.ExternalDataServicesIP,
-			ISCSIPort: 3260, Version: c.Status.Resources.Config.Build.Version})
-		return nil
+			ISCSIPort: 3260, Version: c.Status.Resources.Config.Build.Version}, !c.isPrismCentral()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list clusters: %w", err)
+		return nil, err
 	}
 	// Fill a missing Data Services IP from v2 (PE-direct).
 	for i := range out {
@@ -278,17 +256,5 @@ func (b *v3Backend) ListClusters(ctx context.Context) ([]ClusterInfo, error) {
 }
 
 func (b *v3Backend) ListSubnets(ctx context.Context) ([]Subnet, error) {
-	var out []Subnet
-	err := b.listAll(ctx, "subnet", func(raw json.RawMessage) error {
-		var s v3Subnet
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return fmt.Errorf("decode subnet: %w", err)
-		}
-		out = append(out, s.neutral())
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list subnets: %w", err)
-	}
-	return out, nil
+	return v3List(ctx, b, "subnet", "list subnets", func(s v3Subnet) (Subnet, bool) { return s.neutral(), true })
 }

@@ -2,7 +2,6 @@ package nutanix
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -189,24 +188,12 @@ func (b *v3Backend) GetImage(ctx context.Context, uuid string) (Image, error) {
 // ListImages pages through images/list and keeps those named name (the
 // filter is applied here: FIQL cannot quote every name).
 func (b *v3Backend) ListImages(ctx context.Context, name string) ([]Image, error) {
-	var out []Image
-	err := b.listAll(ctx, "image", func(raw json.RawMessage) error {
-		var im v3Image
-		if err := json.Unmarshal(raw, &im); err != nil {
-			return fmt.Errorf("decode image: %w", err)
-		}
+	return v3List(ctx, b, "image", "list images", func(im v3Image) (Image, bool) {
 		n := firstNonEmpty(im.Status.Name, im.Spec.Name)
-		if name == "" || n == name {
-			out = append(out, Image{UUID: im.Metadata.UUID, Name: n,
-				Type:      ImageType(firstNonEmpty(im.Status.Resources.ImageType, im.Spec.Resources.ImageType)),
-				SizeBytes: im.Status.Resources.SizeBytes, State: im.Status.State})
-		}
-		return nil
+		return Image{UUID: im.Metadata.UUID, Name: n,
+			Type:      ImageType(firstNonEmpty(im.Status.Resources.ImageType, im.Spec.Resources.ImageType)),
+			SizeBytes: im.Status.Resources.SizeBytes, State: im.Status.State}, name == "" || n == name
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list images: %w", err)
-	}
-	return out, nil
 }
 
 func (b *v3Backend) UploadImage(ctx context.Context, uuid string, r io.Reader, size int64) error {

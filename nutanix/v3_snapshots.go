@@ -216,26 +216,13 @@ func (b *v3Backend) ListSnapshots(ctx context.Context, vmUUID string) ([]Snapsho
 	if !b.cbt {
 		return b.v2ListSnapshots(ctx, vmUUID)
 	}
-	var out []Snapshot
-	err := b.listAll(ctx, "vm_snapshot", func(raw json.RawMessage) error {
-		var s v3VMSnapshot
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return fmt.Errorf("decode vm_snapshot: %w", err)
-		}
+	return v3List(ctx, b, "vm_snapshot", "list snapshots", func(s v3VMSnapshot) (Snapshot, bool) {
 		snap := b.neutralSnapshot(s, "")
-		if vmUUID != "" && snap.VMUUID != vmUUID {
-			return nil
-		}
 		for _, f := range s.Status.SnapshotFileList {
 			snap.Disks = append(snap.Disks, SnapshotDisk{FilePath: f.FilePath, SnapshotFilePath: f.SnapshotFilePath})
 		}
-		out = append(out, snap)
-		return nil
+		return snap, vmUUID == "" || snap.VMUUID == vmUUID
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list snapshots: %w", err)
-	}
-	return out, nil
 }
 
 // DeleteSnapshot deletes a vm_snapshot or a v2.0 snapshot, whichever the
