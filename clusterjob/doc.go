@@ -40,6 +40,12 @@
 // objects are claimed at once. The journal therefore lives on a local
 // filesystem (REPO/journal).
 //
+// An object whose create call never returned is looked up by its unique
+// name. A sweep that runs while the cluster is still serving the dead
+// job's last request (within a second or so of the kill) may find nothing
+// yet and drop the entry; the object, when it appears, keeps its ahvfs-
+// name. Sweeps normally run minutes or hours later (the next job).
+//
 // # Vocabulary
 //
 // A temporary object exists only while a job runs. A job's teardown

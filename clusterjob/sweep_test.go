@@ -150,7 +150,7 @@ func (e *env) crash(scenario string, api nutanix.APIVersion) {
 	if strings.TrimSpace(line) != "ready" {
 		e.t.Fatalf("child %s: %q, stderr: %s", scenario, line, stderr.String())
 	}
-	e.sim.WaitTasks(10 * time.Second)
+	e.sim.WaitIdle(30*time.Second, 0)
 }
 
 // inventory is every object on the simulated cluster a job may leave.

@@ -82,6 +82,14 @@ func (s *Sim) handler() http.Handler {
 			}
 		}()
 		fam := familyOf(r.URL.Path)
+		if fam != famSim {
+			s.busy.Add(1)
+			s.lastBusy.Store(time.Now().UnixNano())
+			defer func() {
+				s.lastBusy.Store(time.Now().UnixNano())
+				s.busy.Add(-1)
+			}()
+		}
 		if fam != famSim && fam != famOther {
 			if s.injectFault(w, r) {
 				return

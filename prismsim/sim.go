@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -143,6 +144,9 @@ type Sim struct {
 	faults faultState
 	auth   authState
 	idem   idemCache
+
+	busy     atomic.Int64 // API requests being served (WaitIdle)
+	lastBusy atomic.Int64 // unix ns when one last started or ended
 
 	ctx    context.Context
 	cancel context.CancelFunc

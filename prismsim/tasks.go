@@ -139,6 +139,28 @@ func (s *Sim) WaitTasks(timeout time.Duration) bool {
 	}
 }
 
+// WaitIdle waits until the simulator serves no API request and runs no
+// task, and has been so for quiet (100ms when 0): a client killed with
+// SIGKILL may leave requests it sent still being served, whose effects a
+// crash test must see before it compares inventories. false when timeout
+// passed first.
+func (s *Sim) WaitIdle(timeout, quiet time.Duration) bool {
+	if quiet == 0 {
+		quiet = 100 * time.Millisecond
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		idle := s.busy.Load() == 0 && time.Since(time.Unix(0, s.lastBusy.Load())) >= quiet
+		if idle && s.WaitTasks(0) && s.busy.Load() == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (s *Sim) taskByID(id string) *task {
 	return s.m.Tasks[strings.TrimPrefix(id, v4TaskPrefix)]
 }

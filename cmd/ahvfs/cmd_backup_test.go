@@ -208,7 +208,7 @@ func TestBackupKill(t *testing.T) {
 		time.Sleep(delay)
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cmd.Wait()
-		s.WaitTasks(10 * time.Second) // the cluster finishes what the dead process started
+		s.WaitIdle(30*time.Second, 0) // the cluster serves what the dead process sent
 		out, errs, code := runCLI(t, "", append([]string{"cleanup", "--json"}, args[:len(args)-4]...)...)
 		var cr clusterjob.Report
 		json.Unmarshal([]byte(out), &cr)

@@ -95,7 +95,7 @@ func TestRestoreKill(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s.WaitTasks(10 * time.Second)
+			s.WaitIdle(30*time.Second, 0)
 			before := s.Objects()
 			args := append(append(append([]string{"restore", "web01@latest", "--bwlimit", "8MiB/s"}, cluster...), iscsi...), tc.extra...)
 			cmd := exec.Command(ahvfsBin, args...)
@@ -120,7 +120,7 @@ func TestRestoreKill(t *testing.T) {
 			}
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
-			s.WaitTasks(10 * time.Second) // the cluster finishes what the dead process started
+			s.WaitIdle(30*time.Second, 0) // the cluster serves what the dead process sent
 			during := s.Objects()
 			if len(prismsim.Diff(before, during)) == 0 {
 				t.Fatal("the killed restore left nothing to clean up: the kill came too late")
@@ -130,7 +130,7 @@ func TestRestoreKill(t *testing.T) {
 			if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
 				t.Fatalf("cleanup: exit %d (%v): %s %s", code, err, out, errs)
 			}
-			s.WaitTasks(10 * time.Second)
+			s.WaitIdle(30*time.Second, 0)
 			after := s.Objects()
 			simtest.RequireUnchanged(t, before, after)
 			// Every deletion reported is of an object that was there and is

@@ -198,7 +198,7 @@ func (s *site) killOnce(ctx context.Context, level string, delay time.Duration) 
 	time.Sleep(delay)
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	cmd.Wait()
-	s.sim.WaitTasks(10 * time.Second) // the cluster finishes what the dead process started
+	s.sim.WaitIdle(30*time.Second, 0) // the cluster serves what the dead process sent
 	return nil
 }
 
@@ -214,7 +214,7 @@ func (s *site) cleanupAndCheck(ctx context.Context) (deleted int, failures []str
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		return 0, []string{fmt.Sprintf("cleanup --json: %v: %s", err, out)}
 	}
-	s.sim.WaitTasks(10 * time.Second)
+	s.sim.WaitIdle(30*time.Second, 0)
 	after := s.sim.Objects()
 	changes := prismsim.Diff(before, after)
 	for _, d := range rep.Deleted {
