@@ -150,7 +150,7 @@ type Change struct {
 	Op     byte
 	Kind   string // "VM", "snapshot", "recovery point", "volume group", "image", "running task"
 	UUID   string
-	Name   string
+	Name   string // the object's name (a task's operation)
 	Detail string
 }
 
@@ -183,7 +183,7 @@ func Diff(before, after Objects) Changes {
 	var cs Changes
 	cs = append(cs, diffKind("VM", before.VMs, after.VMs, func(v VMObject) (string, string) { return v.UUID, v.Name })...)
 	cs = append(cs, diffKind("snapshot", before.Snapshots, after.Snapshots, func(s SnapshotObject) (string, string) {
-		return s.UUID, s.Name + " of VM " + s.VMName
+		return s.UUID, s.Name
 	})...)
 	cs = append(cs, diffKind("recovery point", before.RecoveryPoints, after.RecoveryPoints,
 		func(r RecoveryPointObject) (string, string) { return r.UUID, r.Name })...)

@@ -36,7 +36,7 @@ func TestDiff(t *testing.T) {
 			prismsim.Objects{VMs: []prismsim.VMObject{vm}, Snapshots: []prismsim.SnapshotObject{snap}}, nil},
 		{"snapshot left", prismsim.Objects{VMs: []prismsim.VMObject{vm}},
 			prismsim.Objects{VMs: []prismsim.VMObject{vm}, Snapshots: []prismsim.SnapshotObject{snap}},
-			[]string{`+ snapshot "ahvfs-1 of VM web" (s1): api=v3, state=COMPLETE, vm_name=web, vm_uuid=v1`}},
+			[]string{`+ snapshot "ahvfs-1" (s1): api=v3, state=COMPLETE, vm_name=web, vm_uuid=v1`}},
 		{"volume group and image left", prismsim.Objects{},
 			prismsim.Objects{VolumeGroups: []prismsim.VolumeGroupObject{vgAttached}, Images: []prismsim.ImageObject{img}},
 			[]string{`+ volume group "ahvfs-restore-1" (g1): api=v2, clients=[iqn.2024-01.org.ahvfs:host], disks=1`,
@@ -120,8 +120,8 @@ func TestObjects(t *testing.T) {
 		}
 	}
 	for _, want := range []struct{ uuid, kind, name, detail string }{
-		{v3Snap, "snapshot", "bk-v3 of VM vm-00", "api=v3, state=COMPLETE, vm_name=vm-00, vm_uuid=" + v.UUID},
-		{rpSnap, "snapshot", str(rpData, "name") + " of VM vm-00", "api=v4"},
+		{v3Snap, "snapshot", "bk-v3", "api=v3, state=COMPLETE, vm_name=vm-00, vm_uuid=" + v.UUID},
+		{rpSnap, "snapshot", str(rpData, "name"), "api=v4"},
 		{rpID, "recovery point", str(rpData, "name"), "snapshots=[" + rpSnap + "]"},
 		{vgID, "volume group", "bk-vg", "clients=[" + iqn + "]"},
 		{imgID, "image", "bk-img", "size=4096"},

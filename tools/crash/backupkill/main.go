@@ -219,7 +219,8 @@ func (s *site) cleanupAndCheck(ctx context.Context) (deleted int, failures []str
 	changes := prismsim.Diff(before, after)
 	for _, d := range rep.Deleted {
 		if !names(changes, d) {
-			failures = append(failures, fmt.Sprintf("cleanup reports %q, which the cluster did not lose", d))
+			failures = append(failures, fmt.Sprintf("cleanup reports %q, which the cluster did not lose (changes: %s; before: %+v)", d,
+				strings.TrimSpace(changes.String()), before.Snapshots))
 		}
 	}
 	// What may stay: the reference snapshots of each VM's kept record.
