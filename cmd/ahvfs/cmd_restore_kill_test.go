@@ -30,7 +30,9 @@ func TestRestoreKill(t *testing.T) {
 	for _, k := range []string{"AHVFS_PASSWORD", "AHVFS_PASSWORD_FILE", "AHVFS_PRISM", "AHVFS_CA_CERT", "AHVFS_USER", "AHVFS_REPO"} {
 		t.Setenv(k, "")
 	}
-	s := simtest.Start(t, simtest.Options{ISCSI: true})
+	// Tasks of 100ms: each kill point lasts at least that long, however
+	// loaded the machine.
+	s := simtest.Start(t, simtest.Options{ISCSI: true, Options: prismsim.Options{TaskDelay: 100 * time.Millisecond}})
 	ctx := context.Background()
 	if _, err := s.AddVM(ctx, "web01", []string{enginetest.DataDisk(t, 48<<20, 1), enginetest.DataDisk(t, 16<<20, 2)},
 		prismsim.VMOptions{PowerState: "ON"}); err != nil {
