@@ -272,20 +272,27 @@ func TestISCSIDrop(t *testing.T) {
 type dropper struct {
 	f       *fixture
 	dropped *atomic.Int32
-	once    sync.Once
+	mu      sync.Mutex
 }
 
+// DiskStart drops the connections once disk-0 is a third read, and again
+// on later progress until a drop lands (a session may be between two
+// logins when the first try comes).
 func (d *dropper) DiskStart(vm, disk string, size, read int64) func(int64) {
 	return func(done int64) {
-		if disk == "disk-0" && done > size/3 {
-			d.once.Do(func() {
-				n, err := d.f.sim.DropISCSIConnections(context.Background())
-				if err != nil {
-					d.f.t.Errorf("drop: %v", err)
-				}
-				d.dropped.Add(int32(max(n, 0)))
-			})
+		if disk != "disk-0" || done <= size/3 || done >= size*9/10 || d.dropped.Load() > 0 {
+			return
 		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.dropped.Load() > 0 {
+			return
+		}
+		n, err := d.f.sim.DropISCSIConnections(context.Background())
+		if err != nil {
+			d.f.t.Errorf("drop: %v", err)
+		}
+		d.dropped.Add(int32(max(n, 0)))
 	}
 }
 func (d *dropper) DiskDone(string, string, error) {}

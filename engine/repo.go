@@ -482,9 +482,8 @@ func publishCheckpoint(db *pebble.DB, dir string, prev uint64) (uint64, error) {
 		}
 	}
 	tmp := filepath.Join(snaps, ".tmp-"+genName(gen))
-	os.RemoveAll(tmp)
-	if err := db.Checkpoint(tmp, pebble.WithFlushedWAL()); err != nil {
-		return 0, fmt.Errorf("checkpoint index: %w", err)
+	if err := checkpointVerified(db, tmp); err != nil {
+		return 0, err
 	}
 	final := filepath.Join(snaps, genName(gen))
 	if err := os.WriteFile(final+".lock", nil, 0o600); err != nil {
@@ -501,6 +500,28 @@ func publishCheckpoint(db *pebble.DB, dir string, prev uint64) (uint64, error) {
 	}
 	pruneCheckpoints(snaps, gen)
 	return gen, nil
+}
+
+// checkpointVerified writes a checkpoint of db into dir and opens it as a
+// reader will before it may be published: a checkpoint that does not open
+// (seen after a writer was killed: a copied manifest with no version
+// edit, "malformed manifest") is made again, twice at most, and never
+// published.
+func checkpointVerified(db *pebble.DB, dir string) error {
+	var last error
+	for range 3 {
+		os.RemoveAll(dir)
+		if err := db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+			return fmt.Errorf("checkpoint index: %w", err)
+		}
+		c, err := pebble.Open(dir, pebbleOptions(slog.New(slog.DiscardHandler), true, 1<<20))
+		if err == nil {
+			return c.Close()
+		}
+		last = err
+	}
+	os.RemoveAll(dir)
+	return fmt.Errorf("checkpoint index: the checkpoint does not open: %w", last)
 }
 
 // pruneCheckpoints removes checkpoints older than keep that no reader holds.

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ahvfs/ahvfs/clusterjob"
@@ -41,14 +42,17 @@ func TestExport(t *testing.T) {
 		for _, format := range formats {
 			t.Run(boot+"/"+format, func(t *testing.T) {
 				out := filepath.Join(t.TempDir(), "out")
-				var last int64
+				var last atomic.Int64 // Progress is called from several goroutines
 				res, err := export.Export(context.Background(), repo, rp, export.Options{Format: format, OutDir: out,
-					Progress: func(_ int, done, _ int64) { last = max(last, done) }})
+					Progress: func(_ int, done, _ int64) {
+						for old := last.Load(); done > old && !last.CompareAndSwap(old, done); old = last.Load() {
+						}
+					}})
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(res.Disks) != 2 || last == 0 {
-					t.Fatalf("result %+v, progress %d", res, last)
+				if len(res.Disks) != 2 || last.Load() == 0 {
+					t.Fatalf("result %+v, progress %d", res, last.Load())
 				}
 				for i, d := range res.Disks {
 					qfmt := format

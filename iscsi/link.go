@@ -199,6 +199,10 @@ type link struct {
 	sendQ   []outPDU
 	spare   []outPDU
 	writing bool // a goroutine is writing sendQ out (see write)
+	// writers counts the goroutines writing sendQ out (at most one);
+	// none starts once dead is closed, so after kill, writers.Wait
+	// returns when nothing reads the tasks' buffers any more.
+	writers sync.WaitGroup
 	wake    chan struct{}
 	// due: Session.pumpLocked queued commands that nobody has flushed yet.
 	due atomic.Bool
@@ -229,10 +233,34 @@ func (l *link) kill(err error) {
 			err = errors.New("connection closed")
 		}
 		l.deadErr = err
+		l.sendMu.Lock() // no writer starts after this (startWriting)
 		close(l.dead)
+		l.sendMu.Unlock()
 		l.nc.Close()
 	})
 }
+
+// startWriting makes the caller the goroutine that writes sendQ out, if
+// none is and the link is alive; with sendMu held. The caller runs write
+// and then l.writers.Done.
+func (l *link) startWritingLocked() bool {
+	if l.writing {
+		return false
+	}
+	select {
+	case <-l.dead:
+		return false
+	default:
+	}
+	l.writing = true
+	l.writers.Add(1)
+	return true
+}
+
+// quiesce waits, after kill, until no goroutine writes the link's queued
+// PDUs any more: the data of write commands then belongs to their callers
+// again, and the commands may complete (reissued or failed).
+func (l *link) quiesce() { l.writers.Wait() }
 
 func (l *link) readData(n int) ([]byte, error) {
 	b := make([]byte, n)
@@ -266,13 +294,13 @@ func (l *link) flush() {
 		return
 	}
 	l.sendMu.Lock()
-	if l.writing {
+	if !l.startWritingLocked() {
 		l.sendMu.Unlock()
 		return
 	}
-	l.writing = true
 	l.sendMu.Unlock()
 	l.write(true)
+	l.writers.Done()
 }
 
 // sendLoop writes PDUs queued by send, and by flush while write commands
@@ -286,13 +314,14 @@ func (l *link) sendLoop(wg *sync.WaitGroup) {
 		case <-l.wake:
 		}
 		l.sendMu.Lock()
-		if l.writing {
+		if !l.startWritingLocked() {
 			l.sendMu.Unlock()
 			continue
 		}
-		l.writing = true
 		l.sendMu.Unlock()
-		if !l.write(false) {
+		ok := l.write(false)
+		l.writers.Done()
+		if !ok {
 			return
 		}
 	}

@@ -11,6 +11,10 @@ import (
 // connLost is called by the reader of l once it has stopped: it requeues
 // the tasks that had not completed and starts recovery.
 func (s *Session) connLost(l *link, cause error) {
+	// The link is dead (readLoop killed it): wait until its writer lets go
+	// of the tasks' data before they are reissued or failed, and their
+	// callers reuse their buffers.
+	l.quiesce()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.link != l {

@@ -383,9 +383,13 @@ func (t *tgtManager) dropConnections() (int, error) {
 				}
 				if v, ok := strings.CutPrefix(line, "Connection:"); ok && sid != "" {
 					cid := strings.TrimSpace(v)
-					if err := t.adm(ctl, "--op", "delete", "--mode", "conn", "--tid", tid, "--sid", sid, "--cid", cid); err != nil {
+					err := t.adm(ctl, "--op", "delete", "--mode", "conn", "--tid", tid, "--sid", sid, "--cid", cid)
+					switch {
+					case err != nil && strings.Contains(err.Error(), "can't find the session"):
+						// It ended between the listing and the delete.
+					case err != nil:
 						errs = append(errs, err)
-					} else {
+					default:
 						n++
 					}
 				}
