@@ -3,6 +3,7 @@ package backup_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -184,4 +185,45 @@ func TestProbe500KeepsChain(t *testing.T) {
 	}
 	f.checkDisks(v, f.vms[0])
 	f.assertClean(1)
+}
+
+// TestPersistent500SentOncePerAttempt: requests the cluster answers 500
+// every time are each sent once per attempt of the transport's one retry
+// policy (the fixture's MaxAttempts), never again by the job: the VM fails
+// with the transport's error, the recovery point the create may have made
+// is left in the journal (its lookup failed too), and a sweep run once the
+// cluster answers again leaves nothing behind.
+func TestPersistent500SentOncePerAttempt(t *testing.T) {
+	const maxAttempts = 9 // the fixture's client
+	f := newFixture(t, fixtureOptions{API: nutanix.APIV4})
+	if err := f.sim.SetFaults(prismsim.Faults{FailFirst: 1 << 20, Paths: []string{"/config/recovery-points"}}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := backup.Run(context.Background(), f.repo, f.cl, f.opts(backup.Options{}))
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	if len(rep.VMs) != 1 || rep.VMs[0].Err == "" {
+		t.Fatalf("the VM did not fail: %+v", rep.VMs)
+	}
+	if !strings.Contains(rep.VMs[0].Err, fmt.Sprintf("after %d attempts", maxAttempts)) {
+		t.Errorf("error %q does not say the request was tried %d times", rep.VMs[0].Err, maxAttempts)
+	}
+	sent := f.sim.FailedFirst()
+	create := false
+	for req, n := range sent {
+		t.Logf("%s: sent %d times", req, n)
+		if n != maxAttempts {
+			t.Errorf("%s reached the cluster %d times, want %d (one per attempt)", req, n, maxAttempts)
+		}
+		create = create || strings.HasPrefix(req, "POST ")
+	}
+	if !create {
+		t.Errorf("the recovery point create never reached the cluster: %v", sent)
+	}
+	f.sim.SetFaults(prismsim.Faults{})
+	if _, err := f.sweep(); err != nil {
+		t.Fatalf("sweep: %v", err)
+	}
+	f.assertClean(0)
 }

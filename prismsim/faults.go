@@ -104,6 +104,18 @@ func (s *Sim) InjectedErrors(code int) int {
 	return s.faults.injected[code]
 }
 
+// FailedFirst returns how many times FailFirst answered each distinct
+// request ("METHOD path") 500 since the faults were last set.
+func (s *Sim) FailedFirst() map[string]int {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	out := make(map[string]int, len(s.faults.failed))
+	for k, n := range s.faults.failed {
+		out[k] = n
+	}
+	return out
+}
+
 func matchAny(s string, subs []string) bool {
 	if len(subs) == 0 {
 		return true
