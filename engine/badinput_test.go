@@ -108,21 +108,7 @@ func TestTruncatedAndGarbagePacks(t *testing.T) {
 // the pages depends on the order in which parallel workers stored chunks.
 func dataPack(t *testing.T, dir string, rp *engine.RestorePoint) string {
 	t.Helper()
-	r := enginetest.Open(t, dir, engine.OpenOptions{})
-	pages := map[string]bool{}
-	for _, d := range rp.Disks {
-		for _, pid := range d.Pages {
-			if pid.IsZero() {
-				continue
-			}
-			p, err := engine.PackOf(r, pid)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pages[p] = true
-		}
-	}
-	r.Close()
+	pages := pagePacks(t, dir, rp)
 	for _, p := range packFiles(t, dir) {
 		if !pages[p] {
 			return p

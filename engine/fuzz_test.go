@@ -51,6 +51,37 @@ func FuzzPackFooter(f *testing.F) {
 	})
 }
 
+// FuzzPack decodes whole pack files, as a writer does with a pack the
+// index lost: whatever it accepts must describe blobs inside the file and
+// report damage only to shards before the table.
+func FuzzPack(f *testing.F) {
+	p := samplePack()
+	f.Add(p)
+	damaged := bytes.Clone(p)
+	damaged[3] ^= 1
+	f.Add(damaged)
+	f.Add(p[:len(p)-1])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ft, bad, err := decodePack(data)
+		if err != nil {
+			return
+		}
+		if ft.DataLen > uint64(len(data)) || ft.TableOff > ft.DataLen {
+			t.Fatalf("footer outside the file accepted: %+v", ft)
+		}
+		for _, e := range ft.Entries {
+			if e.Offset+uint64(e.Stored) > ft.TableOff {
+				t.Fatalf("blob past the table accepted: %+v", e)
+			}
+		}
+		for _, i := range bad {
+			if uint64(i+1)*uint64(ft.ShardSize) > ft.TableOff {
+				t.Fatalf("damage to the table's shard %d reported as blob damage", i)
+			}
+		}
+	})
+}
+
 func FuzzParity(f *testing.F) {
 	data := samplePack()
 	sums := shardSums(data[:len(data)-packTrailerSize], 64)

@@ -193,3 +193,60 @@ func sealPack(body []byte, entries []packEntry, shardSize, k, m int) ([]byte, *p
 	f.ShardSums = shardSums(body, shardSize)
 	return appendFooterTail(body, f), f
 }
+
+// maxShardSize bounds the shard size a pack trailer may claim (the largest
+// a repository can be configured with).
+const maxShardSize = 16 << 20
+
+// decodePack decodes a whole pack file held in memory: its trailer, its
+// table (which must account for every byte before it) and its shard sums,
+// which it checks against the data. It returns the data shards whose sum
+// does not match when they hold only blobs; damage to the trailer, the sums
+// or a shard holding part of the table is ErrCorrupt, since the table can
+// then not be trusted.
+func decodePack(data []byte) (*packFooter, []int, error) {
+	size := int64(len(data))
+	if size < packTrailerSize {
+		return nil, nil, fmt.Errorf("%w: pack of %d bytes is shorter than its trailer", ErrCorrupt, size)
+	}
+	tr, _, err := decodeTrailer(data[size-packTrailerSize:], size)
+	if err != nil {
+		return nil, nil, err
+	}
+	if tr.ShardSize > maxShardSize {
+		return nil, nil, fmt.Errorf("%w: pack shard size %d", ErrCorrupt, tr.ShardSize)
+	}
+	f, err := decodeFooter(data[tr.TableOff:], size)
+	if err != nil {
+		return nil, nil, err
+	}
+	var bad []int
+	for i, s := range shardSums(data[:f.DataLen], int(f.ShardSize)) {
+		if s == f.ShardSums[i] {
+			continue
+		}
+		if uint64(i+1)*uint64(f.ShardSize) > f.TableOff {
+			return nil, nil, fmt.Errorf("%w: pack shard %d, which holds part of the blob table, fails its checksum", ErrCorrupt, i)
+		}
+		bad = append(bad, i)
+	}
+	return f, bad, nil
+}
+
+// packFromRegion rebuilds a whole pack from its data region (blobs and
+// table, as repaired from parity) whose table starts at tableOff: it
+// recomputes the shard sums and the trailer, and decodes the result.
+func packFromRegion(region []byte, tableOff uint64, shardSize, k, m int) ([]byte, *packFooter, error) {
+	if tableOff > uint64(len(region)) || (uint64(len(region))-tableOff)%packEntrySize != 0 {
+		return nil, nil, fmt.Errorf("%w: blob table at %d does not fit a data region of %d bytes", ErrCorrupt, tableOff, len(region))
+	}
+	f := &packFooter{TableOff: tableOff, DataLen: uint64(len(region)), ShardSize: uint32(shardSize),
+		K: uint16(k), M: uint16(m), ShardSums: shardSums(region, shardSize)}
+	f.Entries = make([]packEntry, (uint64(len(region))-tableOff)/packEntrySize)
+	full := appendFooterTail(append([]byte(nil), region...), f)
+	footer, err := decodeFooter(full[tableOff:], int64(len(full)))
+	if err != nil {
+		return nil, nil, err
+	}
+	return full, footer, nil
+}

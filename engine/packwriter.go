@@ -3,13 +3,11 @@ package engine
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -385,40 +383,4 @@ func writeSynced(path string, data []byte) error {
 		return err
 	}
 	return f.Close()
-}
-
-// sweepOrphans removes what a killed writer left: temporary files, and
-// packs that were renamed into place but whose index batch never committed.
-func (r *Repository) sweepOrphans() error {
-	tmp := filepath.Join(r.dir, dirTmp)
-	entries, _ := os.ReadDir(tmp)
-	for _, e := range entries {
-		os.RemoveAll(filepath.Join(tmp, e.Name()))
-	}
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
-		return err
-	}
-	subs, err := os.ReadDir(filepath.Join(r.dir, dirPacks))
-	if err != nil {
-		return fmt.Errorf("list packs: %w", err)
-	}
-	for _, s := range subs {
-		dir := filepath.Join(r.dir, dirPacks, s.Name())
-		files, _ := os.ReadDir(dir)
-		for _, f := range files {
-			name := f.Name()
-			base := strings.TrimSuffix(strings.TrimSuffix(name, ".pack"), ".par")
-			raw, err := hex.DecodeString(base)
-			if err != nil || len(raw) != len(PackID{}) {
-				continue
-			}
-			var id PackID
-			copy(id[:], raw)
-			if _, err := getValue(r.db, packKey(id)); errors.Is(err, ErrNotFound) {
-				r.log.Info("removing pack left by an interrupted writer", "pack", name)
-				os.Remove(filepath.Join(dir, name))
-			}
-		}
-	}
-	return nil
 }

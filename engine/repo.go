@@ -25,8 +25,11 @@ const (
 	dirSnapshots = "snapshots" // read-only Pebble checkpoints for readers
 	dirPacks     = "packs"
 	dirTmp       = "tmp"
-	lockName     = "lock"
-	currentName  = "CURRENT"
+	// dirQuarantine holds what a writer found unindexed and could not index
+	// (unreadable packs, sidecars without a pack), set aside, never deleted.
+	dirQuarantine = "quarantine"
+	lockName      = "lock"
+	currentName   = "CURRENT"
 )
 
 // OpenOptions control Open. Zero means default.

@@ -65,7 +65,8 @@ func (v *VerifyReport) OK() bool {
 }
 
 // Verify checks the repository: every pack named by the index exists with
-// its size and parity; every restore point's pages and chunks are indexed.
+// its size and parity; every restore point's pages and chunks are indexed;
+// files a writer moved to quarantine/ are listed as problems.
 // With ReadData it also reads every byte and re-hashes every blob; with
 // Repair it rebuilds what parity can rebuild. It returns an error only when
 // it could not run; damage is in the report.
@@ -108,6 +109,11 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 			o.Progress(i+1, len(packs))
 		}
 	}
+	quarantined, err := r.quarantinedFiles()
+	if err != nil {
+		return nil, err
+	}
+	rep.Problems = append(rep.Problems, quarantined...)
 	rps, err := r.ListRestorePoints(ctx, "")
 	if err != nil {
 		rep.Problems = append(rep.Problems, err.Error())
@@ -271,24 +277,22 @@ func (r *Repository) verifyPack(ctx context.Context, id PackID, rec packRecord, 
 		tableOff = f.TableOff
 	}
 	if tableOff > 0 {
-		nEntries := (uint64(len(region)) - tableOff) / packEntrySize
-		f := &packFooter{TableOff: tableOff, DataLen: uint64(len(region)), ShardSize: uint32(r.cfg.Parity.ShardSize),
-			K: uint16(r.cfg.Parity.Data), M: uint16(r.cfg.Parity.Parity), ShardSums: shardSums(region, r.cfg.Parity.ShardSize)}
+		shardSize, k, m := r.cfg.Parity.ShardSize, r.cfg.Parity.Data, r.cfg.Parity.Parity
 		if par != nil {
-			f.ShardSize, f.K, f.M = uint32(par.ShardSize), uint16(par.K), uint16(par.M)
-			f.ShardSums = shardSums(region, par.ShardSize)
+			shardSize, k, m = par.ShardSize, par.K, par.M
 		}
-		f.Entries = make([]packEntry, nEntries)
-		full := appendFooterTail(append([]byte(nil), region...), f)
-		if footer, err = decodeFooter(full[tableOff:], int64(len(full))); err != nil {
+		full, f, err := packFromRegion(region, tableOff, shardSize, k, m)
+		if err != nil {
 			problems = append(problems, fmt.Sprintf("blob table unreadable: %v", err))
-			footer = nil
-		} else if !bytesEqual(full, data) {
-			if !dataChanged {
-				problems = append(problems, "pack footer damaged")
+		} else {
+			footer = f
+			if !bytesEqual(full, data) {
+				if !dataChanged {
+					problems = append(problems, "pack footer damaged")
+				}
+				dataChanged = true
+				data = full
 			}
-			dataChanged = true
-			data = full
 		}
 	} else {
 		problems = append(problems, "pack trailer and parity both unreadable")

@@ -1,0 +1,340 @@
+package engine
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/ahvfs/ahvfs/internal/atomicfile"
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Orphans are files in packs/ whose pack has no `k` record in the index.
+// A killed writer leaves them (renamed into place, index batch never
+// committed), and so does an index that lost its newest records (a damaged
+// write-ahead log that Pebble stops replaying at). In the second case
+// restore points may still name their chunks, so an orphan is never
+// deleted: a writer opening the repository indexes every orphan it can
+// read as a complete pack, repairs from parity those it can, and moves the
+// rest to quarantine/, where `verify` lists them (docs/FORMAT.md, "Commit
+// protocol and crash safety").
+
+// orphan is a pack ID found in packs/ without a `k` record, and which of
+// its files are there.
+type orphan struct {
+	id          PackID
+	pack, par   bool
+	fromTmp     bool // the pack was finished from tmp/ (an interrupted seal)
+	packP, parP string
+}
+
+// sweepOrphans deals with what a killed writer or a damaged index left: it
+// finishes seals interrupted between their two renames, empties tmp/, and
+// re-indexes or quarantines every pack file without a `k` record. With no
+// orphans it costs one index lookup per pack ID.
+func (r *Repository) sweepOrphans() error {
+	orphans, err := r.findOrphans()
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(r.dir, dirTmp)
+	for _, o := range orphans {
+		if o.par && !o.pack {
+			if err := r.finishSeal(o); err != nil {
+				return err
+			}
+		}
+	}
+	entries, _ := os.ReadDir(tmp)
+	for _, e := range entries {
+		os.RemoveAll(filepath.Join(tmp, e.Name()))
+	}
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	for _, o := range orphans {
+		if err := r.adoptOrphan(o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// findOrphans lists the pack IDs in packs/ that the index has no `k`
+// record for, in name order.
+func (r *Repository) findOrphans() ([]*orphan, error) {
+	subs, err := os.ReadDir(filepath.Join(r.dir, dirPacks))
+	if err != nil {
+		return nil, fmt.Errorf("list packs: %w", err)
+	}
+	var out []*orphan
+	for _, s := range subs {
+		dir := filepath.Join(r.dir, dirPacks, s.Name())
+		files, _ := os.ReadDir(dir) // sorted: a pack's .pack and .par are neighbours
+		var last *orphan
+		var lastID PackID
+		checked := false
+		for _, f := range files {
+			name := f.Name()
+			ext := filepath.Ext(name)
+			if ext != ".pack" && ext != ".par" {
+				continue
+			}
+			raw, err := hex.DecodeString(strings.TrimSuffix(name, ext))
+			if err != nil || len(raw) != len(PackID{}) {
+				continue
+			}
+			var id PackID
+			copy(id[:], raw)
+			if !checked || id != lastID {
+				lastID, checked, last = id, true, nil
+				if _, err := getValue(r.db, packKey(id)); err == nil {
+					continue
+				} else if !errors.Is(err, ErrNotFound) {
+					return nil, fmt.Errorf("look up pack %s: %w", id, err)
+				}
+				last = &orphan{id: id, packP: packPath(r.dir, id), parP: parityPath(r.dir, id)}
+				out = append(out, last)
+			}
+			if last == nil {
+				continue
+			}
+			if ext == ".pack" {
+				last.pack = true
+			} else {
+				last.par = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// finishSeal completes a seal killed between renaming the sidecar and the
+// pack into packs/: the pack in tmp/ was fsync'd before the sidecar was
+// written, so it is complete, and it is renamed into place.
+func (r *Repository) finishSeal(o *orphan) error {
+	tmpPack := filepath.Join(r.dir, dirTmp, o.id.String()+".pack")
+	if _, err := os.Stat(tmpPack); err != nil {
+		return nil // no pack to finish with: the sidecar goes to quarantine
+	}
+	if err := os.Rename(tmpPack, o.packP); err != nil {
+		return fmt.Errorf("finish sealing pack %s: %w", o.id, err)
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(o.packP)); err != nil {
+		return fmt.Errorf("finish sealing pack %s: %w", o.id, err)
+	}
+	o.pack, o.fromTmp = true, true
+	return nil
+}
+
+// adoptOrphan indexes an orphan pack, or moves what cannot be indexed to
+// quarantine/. Only damage (ErrCorrupt) sends a pack to quarantine; any
+// other error fails the open and leaves the files where they are.
+func (r *Repository) adoptOrphan(o *orphan) error {
+	if !o.pack {
+		dst, err := r.quarantine(o.parP)
+		if err != nil {
+			return err
+		}
+		r.log.Warn(fmt.Sprintf("parity sidecar of pack %s has no pack and no index record: moved to %s ('ahvfs verify' lists it)", o.id, dst))
+		return nil
+	}
+	blobs, added, err := r.reindexPack(o)
+	if err == nil {
+		why := "the index had lost it"
+		if o.fromTmp {
+			why = "a writer was stopped while sealing it"
+		}
+		r.log.Info(fmt.Sprintf("re-indexed pack %s left unindexed (%d blobs): %s", o.id, blobs, why),
+			"pack", o.id, "blobs", blobs, "locations_added", added)
+		return nil
+	}
+	if !errors.Is(err, ErrCorrupt) {
+		return fmt.Errorf("re-index pack %s: %w", o.id, err)
+	}
+	dst, qerr := r.quarantine(o.packP)
+	if qerr != nil {
+		return fmt.Errorf("pack %s is unreadable (%v): %w", o.id, err, qerr)
+	}
+	if o.par {
+		if _, qerr := r.quarantine(o.parP); qerr != nil {
+			return fmt.Errorf("pack %s is unreadable (%v): %w", o.id, err, qerr)
+		}
+	}
+	r.log.Warn(fmt.Sprintf("pack %s has no index record and cannot be read as a complete pack (%v): moved to %s ('ahvfs verify' lists it)", o.id, err, dst))
+	return nil
+}
+
+// reindexPack reads an orphan pack, checks it, repairs it from its sidecar
+// if it must and can, and writes in one synced batch its `k` record and a
+// location for every blob that decodes to its ID and has none yet (a chunk
+// may be stored in two packs: an existing location is kept). It returns the
+// number of blobs in the pack and of locations it added; an unusable pack
+// is ErrCorrupt.
+func (r *Repository) reindexPack(o *orphan) (blobs, added int, err error) {
+	data, footer, err := r.readOrphan(o)
+	if err != nil {
+		return 0, 0, err
+	}
+	st, err := os.Stat(o.packP)
+	if err != nil {
+		return 0, 0, fmt.Errorf("stat pack %s: %w", o.id, err)
+	}
+	b := r.db.NewBatch()
+	defer b.Close()
+	var plain []byte
+	bad := 0
+	for _, e := range footer.Entries {
+		stored := data[e.Offset : e.Offset+uint64(e.Stored)]
+		loc := location{Pack: o.id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Flags: e.Flags,
+			CRC: crc32.Checksum(stored, crcTable), HasCRC: true}
+		enc := encodeLocation(loc)
+		if _, err := decodeLocation(enc); err != nil {
+			bad++
+			r.log.Warn("blob of an unindexed pack out of range: not indexed", "pack", o.id, "blob", e.ID.Short(), "err", err)
+			continue
+		}
+		if plain, err = r.codec.decode(plain[:0], stored, e.Flags, int(e.Raw), e.ID, r.hash); err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				return 0, 0, fmt.Errorf("pack %s: %w", o.id, err)
+			}
+			bad++
+			r.log.Warn("blob of an unindexed pack does not decode to its ID: not indexed", "pack", o.id, "blob", e.ID.Short(), "err", err)
+			continue
+		}
+		if _, err := getValue(r.db, chunkKey(e.ID)); err == nil {
+			continue
+		} else if !errors.Is(err, ErrNotFound) {
+			return 0, 0, fmt.Errorf("look up chunk %s: %w", e.ID.Short(), err)
+		}
+		if err := b.Set(chunkKey(e.ID), enc, nil); err != nil {
+			return 0, 0, fmt.Errorf("index chunk %s of pack %s: %w", e.ID.Short(), o.id, err)
+		}
+		added++
+	}
+	if bad == len(footer.Entries) {
+		return 0, 0, fmt.Errorf("%w: none of its %d blobs decodes to its ID", ErrCorrupt, bad)
+	}
+	rec := packRecord{Size: int64(len(data)), DataLen: int64(footer.DataLen), Blobs: uint32(len(footer.Entries)), Sealed: st.ModTime().Unix()}
+	if err := b.Set(packKey(o.id), encodePackRecord(rec), nil); err != nil {
+		return 0, 0, fmt.Errorf("index pack %s: %w", o.id, err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return 0, 0, fmt.Errorf("commit index for pack %s: %w", o.id, err)
+	}
+	if bad > 0 {
+		r.log.Warn(fmt.Sprintf("pack %s: %d of its %d blobs are damaged and were not indexed ('ahvfs verify --read-data' lists them)", o.id, bad, len(footer.Entries)))
+	}
+	return len(footer.Entries), added, nil
+}
+
+// readOrphan reads an orphan pack whole and decodes it. A pack with damaged
+// shards is rebuilt from its sidecar when that can be done, and the file
+// replaced; when not, a pack whose table is intact is returned as it is
+// (its damaged blobs fail their IDs), and one whose trailer or table is
+// damaged, or that is truncated, is ErrCorrupt.
+func (r *Repository) readOrphan(o *orphan) ([]byte, *packFooter, error) {
+	data, err := os.ReadFile(o.packP)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read pack %s: %w", o.id, err)
+	}
+	footer, bad, err := decodePack(data)
+	if err == nil && len(bad) == 0 {
+		return data, footer, nil
+	}
+	fixed, perr := r.rebuildFromParity(o, data)
+	if perr == nil {
+		if footer, _, perr = decodePack(fixed); perr == nil {
+			if err := atomicfile.WriteFile(o.packP, fixed, 0o600); err != nil {
+				return nil, nil, fmt.Errorf("write repaired pack %s: %w", o.id, err)
+			}
+			r.log.Info(fmt.Sprintf("pack %s left unindexed was damaged and has been rebuilt from its parity sidecar", o.id))
+			return fixed, footer, nil
+		}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w; parity cannot rebuild it: %v", err, perr)
+	}
+	r.log.Warn(fmt.Sprintf("pack %s left unindexed has %d damaged shard(s) that parity cannot rebuild (%v): indexing its intact blobs", o.id, len(bad), perr))
+	return data, footer, nil
+}
+
+// rebuildFromParity repairs a pack's data region with its sidecar and
+// returns the whole rebuilt pack; damage beyond parity is ErrCorrupt.
+func (r *Repository) rebuildFromParity(o *orphan, data []byte) ([]byte, error) {
+	if !o.par {
+		return nil, errors.New("no parity sidecar")
+	}
+	b, err := os.ReadFile(o.parP)
+	if err != nil {
+		return nil, fmt.Errorf("read parity sidecar: %w", err)
+	}
+	par, err := decodeParity(b, true)
+	if err != nil {
+		return nil, fmt.Errorf("parity sidecar: %w", err)
+	}
+	// A pack passes its pack size by at most one blob and its table.
+	if par.DataLen > 2*uint64(r.cfg.PackSize)+uint64(maxEncodedLen(r.cfg.ChunkSize)) {
+		return nil, fmt.Errorf("%w: parity sidecar covers %d bytes", ErrCorrupt, par.DataLen)
+	}
+	region := make([]byte, par.DataLen)
+	copy(region, data)
+	res, err := checkAndRepair(region, par, true)
+	if err != nil {
+		return nil, fmt.Errorf("repair from parity: %w", err)
+	}
+	if len(res.Unrepaired) > 0 {
+		return nil, fmt.Errorf("%w: %d damaged shard(s) beyond parity", ErrCorrupt, len(res.Unrepaired))
+	}
+	full, _, err := packFromRegion(region, par.TableOff, par.ShardSize, par.K, par.M)
+	return full, err
+}
+
+// quarantine moves path into quarantine/ under its own name (with a
+// numeric suffix if that is taken), durably, and returns where it went.
+func (r *Repository) quarantine(path string) (string, error) {
+	q := filepath.Join(r.dir, dirQuarantine)
+	if err := os.MkdirAll(q, 0o700); err != nil {
+		return "", fmt.Errorf("create %s: %w", q, err)
+	}
+	base := filepath.Base(path)
+	dst := filepath.Join(q, base)
+	for i := 1; ; i++ {
+		if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		dst = filepath.Join(q, fmt.Sprintf("%s.%d", base, i))
+	}
+	if err := os.Rename(path, dst); err != nil {
+		return "", fmt.Errorf("quarantine %s: %w", path, err)
+	}
+	for _, d := range []string{q, filepath.Dir(path)} {
+		if err := atomicfile.SyncDir(d); err != nil {
+			return "", fmt.Errorf("quarantine %s: %w", path, err)
+		}
+	}
+	return dst, nil
+}
+
+// quarantinedFiles describes, for Verify, each file in quarantine/.
+func (r *Repository) quarantinedFiles() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(r.dir, dirQuarantine))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list quarantine: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, fmt.Sprintf("%s/%s: set aside by a writer (a pack without an index record that could not be read, or a sidecar without its pack); inspect it, then remove it",
+			dirQuarantine, e.Name()))
+	}
+	slices.Sort(out)
+	return out, nil
+}
