@@ -29,7 +29,8 @@ type Options struct {
 	// (default: the chunk size rounded up to 4 MiB).
 	ReadSize int
 	// Progress, when set, is called after each unit with the bytes of the
-	// plan completed so far (read, zero and unchanged alike).
+	// plan completed so far (read, zero and unchanged alike). Calls come
+	// from the workers one at a time, with growing values.
 	Progress func(done int64)
 	// Base is the parent restore point's disk, where Patch extents take
 	// their unchanged bytes from; required when the plan has any.
@@ -67,11 +68,16 @@ func Ingest(ctx context.Context, src io.ReaderAt, plan Plan, dst Sink, o Options
 	if o.Base == nil && plan.Bytes(Patch) > 0 {
 		return st, errors.New("ingest: the plan patches chunks but no base disk was given")
 	}
-	var done atomic.Int64
+	var (
+		progressMu sync.Mutex
+		done       int64
+	)
 	report := func(n int64) {
-		v := done.Add(n)
+		progressMu.Lock()
+		defer progressMu.Unlock()
+		done += n
 		if o.Progress != nil {
-			o.Progress(v)
+			o.Progress(done)
 		}
 	}
 	for _, e := range plan {
