@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/hex"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,29 +20,6 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/record"
 )
-
-// logBuffer collects a repository's log lines; the engine logs from
-// several goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 // repoFiles lists the files under dir/sub, relative to dir, sorted.
 func repoFiles(t *testing.T, dir, sub string) []string {
@@ -148,8 +123,8 @@ func TestLostIndexTailReindexed(t *testing.T) {
 	}
 	forgetPacks(t, dir, lost)
 
-	var log logBuffer
-	r := enginetest.Open(t, dir, engine.OpenOptions{Writable: true, Logger: log.logger()})
+	var log enginetest.LogBuffer
+	r := enginetest.Open(t, dir, engine.OpenOptions{Writable: true, Logger: log.Logger()})
 	if after := repoFiles(t, dir, "packs"); !slices.Equal(after, before) {
 		t.Fatalf("pack files changed when the writer opened:\nbefore %v\nafter  %v", before, after)
 	}
@@ -282,8 +257,8 @@ func TestWALBitFlipKeepsPacks(t *testing.T) {
 	}
 	flipBit(t, wal, (start+end)/2)
 
-	var log logBuffer
-	r = enginetest.Open(t, dir, engine.OpenOptions{Writable: true, Logger: log.logger()})
+	var log enginetest.LogBuffer
+	r = enginetest.Open(t, dir, engine.OpenOptions{Writable: true, Logger: log.Logger()})
 	if after := repoFiles(t, dir, "packs"); !slices.Equal(after, before) {
 		t.Fatalf("pack files changed when the writer opened:\nbefore %v\nafter  %v", before, after)
 	}
@@ -383,8 +358,8 @@ func TestUnreadableOrphanQuarantined(t *testing.T) {
 			packBytes, _ := os.ReadFile(pack)
 			parBytes, _ := os.ReadFile(par)
 
-			var log logBuffer
-			r := enginetest.Open(t, dir, engine.OpenOptions{Writable: true, Logger: log.logger()})
+			var log enginetest.LogBuffer
+			r := enginetest.Open(t, dir, engine.OpenOptions{Writable: true, Logger: log.Logger()})
 			q := filepath.Join(dir, "quarantine")
 			rep, err := r.Verify(ctx, engine.VerifyOptions{ReadData: true})
 			if err != nil {

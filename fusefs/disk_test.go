@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"io"
 	"log/slog"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/engine/enginetest"
@@ -151,7 +152,7 @@ func TestMountCorrupt(t *testing.T) {
 	}
 	f.Close()
 
-	logs := &logBuffer{}
+	logs := &enginetest.LogBuffer{}
 	mp, _ := mount(t, dir, rptree.Options{}, fusefs.Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	ts := engine.FormatTime(t0)
 	raw := filepath.Join(mp, "web01", ts, "disk-0.raw")

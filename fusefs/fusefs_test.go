@@ -1,7 +1,6 @@
 package fusefs_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"io"
@@ -181,24 +180,6 @@ func gptRepo(t *testing.T) (string, *image) {
 		t.Fatal("GPT repository not built")
 	}
 	return gptRepoDir, im
-}
-
-// logBuffer collects log lines, safe for concurrent writers.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // mount mounts the tree of the repository in dir on a fresh directory and
