@@ -79,7 +79,8 @@ sleep 4
 kill -9 $restore; wait $restore 2>/dev/null || true
 echo "killed; the cluster now holds what the restore had made:"
 inventory
-ls "$AHVFS_REPO"/journal/
+echo "and the repository's journal holds the killed job (kept/ is the reference snapshots backups keep):"
+ls "$AHVFS_REPO"/journal/ | sed 's/^/  /'
 
 say "ahvfs cleanup: the journal names what the killed job left; cleanup removes exactly that"
 bin/ahvfs cleanup --ca-cert "$demo/sim/ca.crt"
