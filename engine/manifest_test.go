@@ -19,7 +19,9 @@ func TestCheckpointAfterKilledRotation(t *testing.T) {
 	for _, fix := range []bool{false, true} {
 		dir := t.TempDir()
 		db := filepath.Join(dir, "index")
-		copyDir(t, filepath.Join("testdata", "killed-index"), db)
+		if err := os.CopyFS(db, os.DirFS(filepath.Join("testdata", "killed-index"))); err != nil {
+			t.Fatal(err)
+		}
 		d, err := pebble.Open(db, pebbleOptions(slog.New(slog.DiscardHandler), false, 1<<20))
 		if err != nil {
 			t.Fatal(err)
@@ -49,25 +51,5 @@ func TestCheckpointAfterKilledRotation(t *testing.T) {
 			}
 		}
 		d.Close()
-	}
-}
-
-func copyDir(t *testing.T, from, to string) {
-	t.Helper()
-	if err := os.MkdirAll(to, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	ents, err := os.ReadDir(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(from, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
 	}
 }

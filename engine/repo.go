@@ -234,8 +234,10 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 	r.db = db
 	_, err = checkIndexVersion(db)
 	if err == nil {
-		// An older index is upgraded in place: what changed since is only
-		// added (new locations carry a CRC), so the old records stay valid.
+		// Writing the format record upgrades an older index in place (what
+		// changed since is only added: new locations carry a CRC, so the
+		// old records stay valid), and its flush starts this open's
+		// manifest (see startManifest).
 		if err = startManifest(db); err != nil {
 			err = fmt.Errorf("index of %s: write format %d: %w", r.dir, indexVersion, err)
 		}

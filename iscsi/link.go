@@ -240,7 +240,7 @@ func (l *link) kill(err error) {
 	})
 }
 
-// startWriting makes the caller the goroutine that writes sendQ out, if
+// startWritingLocked makes the caller the goroutine that writes sendQ out, if
 // none is and the link is alive; with sendMu held. The caller runs write
 // and then l.writers.Done.
 func (l *link) startWritingLocked() bool {

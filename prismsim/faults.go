@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -109,11 +110,7 @@ func (s *Sim) InjectedErrors(code int) int {
 func (s *Sim) FailedFirst() map[string]int {
 	s.faults.mu.Lock()
 	defer s.faults.mu.Unlock()
-	out := make(map[string]int, len(s.faults.failed))
-	for k, n := range s.faults.failed {
-		out[k] = n
-	}
-	return out
+	return maps.Clone(s.faults.failed)
 }
 
 func matchAny(s string, subs []string) bool {
