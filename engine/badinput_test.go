@@ -38,7 +38,7 @@ func TestNewerFormatRefused(t *testing.T) {
 	dir := enginetest.Init(t, engine.InitOptions{})
 	cfg := filepath.Join(dir, "config.json")
 	b, _ := os.ReadFile(cfg)
-	os.WriteFile(cfg, bytes.Replace(b, []byte(`"format": 1`), []byte(`"format": 99`), 1), 0o600)
+	os.WriteFile(cfg, bytes.Replace(b, []byte(`"format": 2`), []byte(`"format": 99`), 1), 0o600)
 	_, err := engine.Open(context.Background(), dir, engine.OpenOptions{})
 	if !errors.Is(err, engine.ErrNewerFormat) || !strings.Contains(err.Error(), "upgrade ahvfs") {
 		t.Fatalf("open of a newer format: %v", err)
@@ -292,8 +292,8 @@ func TestReadChecksCRCThenHash(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if v, closer, err := db.Get([]byte{'f'}); err != nil || !bytes.Equal(v, []byte{2}) {
-		t.Fatalf("index format after a writer opened a version-1 index: %v %v, want 2", v, err)
+	if v, closer, err := db.Get([]byte{'f'}); err != nil || !bytes.Equal(v, []byte{3}) {
+		t.Fatalf("index format after a writer opened a version-1 index: %v %v, want 3", v, err)
 	} else {
 		closer.Close()
 	}

@@ -137,7 +137,9 @@ type VM struct {
 	Latest        time.Time
 }
 
-func rpKey(vm string, t time.Time) []byte {
+// rpKey is a restore point's catalog key; vm is the VM name's index form
+// (metaCrypt.vmPart): the name itself, or its HMAC when encrypted.
+func rpKey(vm []byte, t time.Time) []byte {
 	k := make([]byte, 0, 2+len(vm)+8)
 	k = append(k, keyRP)
 	k = append(k, vm...)
@@ -145,10 +147,14 @@ func rpKey(vm string, t time.Time) []byte {
 	return binary.BigEndian.AppendUint64(k, uint64(t.UnixNano()))
 }
 
-func rpPrefix(vm string) []byte {
+func rpPrefix(vm []byte) []byte {
 	k := append([]byte{keyRP}, vm...)
 	return append(k, 0)
 }
+
+func vmKey(vm []byte) []byte { return append([]byte{keyVM}, vm...) }
+
+func rpIDKey(id string) []byte { return append([]byte{keyRPByID}, id...) }
 
 func encodeRestorePoint(rp *RestorePoint) ([]byte, error) {
 	return json.Marshal(rpRecord{V: rpRecordVersion, RestorePoint: *rp})
@@ -179,6 +185,34 @@ func decodeRestorePoint(b []byte, chunkSize, pageEntries int) (*RestorePoint, er
 		}
 	}
 	return rp, nil
+}
+
+// decodeRPValue opens and parses a restore point's catalog value.
+func (r *Repository) decodeRPValue(key, val []byte) (*RestorePoint, error) {
+	plain, err := r.meta.open(key, val)
+	if err != nil {
+		return nil, fmt.Errorf("catalog entry of %d bytes: %w", len(val), err)
+	}
+	return decodeRestorePoint(plain, r.cfg.ChunkSize, r.cfg.PageEntries)
+}
+
+// encodeVMValue is the catalog value of a VM record under key.
+func encodeVMValue(m metaCrypt, key []byte, rec vmRecord) []byte {
+	b, _ := json.Marshal(rec)
+	return m.seal(key, b)
+}
+
+// decodeVMValue opens and parses a VM record's catalog value.
+func decodeVMValue(m metaCrypt, key, val []byte) (vmRecord, error) {
+	var rec vmRecord
+	plain, err := m.open(key, val)
+	if err != nil {
+		return rec, fmt.Errorf("VM record: %w", err)
+	}
+	if err := json.Unmarshal(plain, &rec); err != nil || rec.Name == "" {
+		return rec, fmt.Errorf("%w: VM record of %d bytes", ErrCorrupt, len(plain))
+	}
+	return rec, nil
 }
 
 func chunksFor(size int64, chunkSize int) int {

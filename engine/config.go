@@ -14,7 +14,7 @@ import (
 
 // FormatVersion is the newest repository format this code reads and writes.
 // Open refuses a repository whose config names a newer one.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // Compression codecs.
 const (

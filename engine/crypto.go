@@ -46,6 +46,8 @@ type Encryption struct {
 type keys struct {
 	idKey []byte      // keyed BLAKE3 for chunk IDs
 	blob  cipher.AEAD // seals blobs
+	meta  cipher.AEAD // seals records: restore points, VM records (record files and index values)
+	name  []byte      // HMAC key that turns a VM name into its index key
 }
 
 func newEncryption(password []byte, p KDFParams) (*Encryption, []byte, error) {
@@ -106,7 +108,19 @@ func deriveKeys(master []byte) (*keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &keys{idKey: idKey, blob: aead}, nil
+	metaKey, err := hkdf.Key(sha256.New, master, nil, "ahvfs metadata", 32)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := newAEAD(metaKey)
+	if err != nil {
+		return nil, err
+	}
+	nameKey, err := hkdf.Key(sha256.New, master, nil, "ahvfs vm name", 32)
+	if err != nil {
+		return nil, err
+	}
+	return &keys{idKey: idKey, blob: aead, meta: meta, name: nameKey}, nil
 }
 
 // newAEAD is AES-256-GCM with a random 96-bit nonce prepended to every

@@ -25,10 +25,12 @@ const (
 	keyVersion = 'f' // f → index format version
 )
 
-// indexVersion 2 added the stored bytes' CRC-32C to chunk locations; version 1
-// indexes are upgraded when a writer opens them (their old locations stay
-// valid and are verified with the BLAKE3 hash instead).
-const indexVersion = 2
+// indexVersion 2 added the stored bytes' CRC-32C to chunk locations (version
+// 1 locations stay valid and are verified with the BLAKE3 hash instead).
+// Version 3 is the index as a cache of the record files, with the catalog
+// sealed in an encrypted repository. A writer upgrades older indexes when it
+// opens them (upgrade.go).
+const indexVersion = 3
 
 // PackID names a pack file.
 type PackID [16]byte

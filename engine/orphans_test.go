@@ -179,9 +179,14 @@ func newWALReader[N ~uint64](newReader func(io.Reader, N) *record.Reader, r io.R
 	return newReader(r, N(num))
 }
 
-// lastWALRecord returns the byte range [start, end) and the payload of the
-// last record in a WAL.
-func lastWALRecord(t *testing.T, path string, num uint64) (int64, int64, []byte) {
+// walRecord is one record of a WAL: its byte range and payload.
+type walRecord struct {
+	start, end int64
+	payload    []byte
+}
+
+// walRecords reads every record of a Pebble WAL up to the first it cannot.
+func walRecords(t *testing.T, path string, num uint64) []walRecord {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -189,8 +194,7 @@ func lastWALRecord(t *testing.T, path string, num uint64) (int64, int64, []byte)
 	}
 	defer f.Close()
 	rr := newWALReader(record.NewReader, f, num)
-	var start, end int64 = -1, -1
-	var last []byte
+	var out []walRecord
 	for {
 		s := rr.Offset()
 		rec, err := rr.Next()
@@ -201,12 +205,21 @@ func lastWALRecord(t *testing.T, path string, num uint64) (int64, int64, []byte)
 		if err != nil {
 			break
 		}
-		start, end, last = s, rr.Offset(), b
+		out = append(out, walRecord{s, rr.Offset(), b})
 	}
-	if start < 0 {
+	if len(out) == 0 {
 		t.Fatalf("no records in %s", path)
 	}
-	return start, end, last
+	return out
+}
+
+// lastWALRecord returns the byte range [start, end) and the payload of the
+// last record of a WAL.
+func lastWALRecord(t *testing.T, path string, num uint64) (int64, int64, []byte) {
+	t.Helper()
+	recs := walRecords(t, path, num)
+	last := recs[len(recs)-1]
+	return last.start, last.end, last.payload
 }
 
 // TestWALBitFlipKeepsPacks flips a bit in the last record of the index's

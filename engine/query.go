@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 
@@ -20,9 +19,9 @@ func (r *Repository) ListVMs(ctx context.Context) ([]VM, error) {
 	defer it.Close()
 	var out []VM
 	for it.First(); it.Valid(); it.Next() {
-		var rec vmRecord
-		if err := json.Unmarshal(it.Value(), &rec); err != nil || rec.Name == "" {
-			return nil, fmt.Errorf("list VMs: %w: VM record %q", ErrCorrupt, it.Key()[1:])
+		rec, err := decodeVMValue(r.meta, it.Key(), it.Value())
+		if err != nil {
+			return nil, fmt.Errorf("list VMs: %w", err)
 		}
 		vm := VM{Name: rec.Name, UUID: rec.UUID}
 		rps, err := r.listRPs(db, rec.Name)
@@ -53,9 +52,9 @@ func (r *Repository) ListRestorePoints(ctx context.Context, vm string) ([]*Resto
 	defer it.Close()
 	var out []*RestorePoint
 	for it.First(); it.Valid(); it.Next() {
-		rp, err := decodeRestorePoint(it.Value(), r.cfg.ChunkSize, r.cfg.PageEntries)
+		rp, err := r.decodeRPValue(it.Key(), it.Value())
 		if err != nil {
-			return nil, fmt.Errorf("list restore points: key %q: %w", it.Key(), err)
+			return nil, fmt.Errorf("list restore points: %w", err)
 		}
 		out = append(out, rp)
 	}
@@ -63,7 +62,7 @@ func (r *Repository) ListRestorePoints(ctx context.Context, vm string) ([]*Resto
 }
 
 func (r *Repository) listRPs(db pebble.Reader, vm string) ([]*RestorePoint, error) {
-	prefix := rpPrefix(vm)
+	prefix := rpPrefix(r.meta.vmPart(vm))
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return nil, err
@@ -71,7 +70,7 @@ func (r *Repository) listRPs(db pebble.Reader, vm string) ([]*RestorePoint, erro
 	defer it.Close()
 	var out []*RestorePoint
 	for it.First(); it.Valid(); it.Next() {
-		rp, err := decodeRestorePoint(it.Value(), r.cfg.ChunkSize, r.cfg.PageEntries)
+		rp, err := r.decodeRPValue(it.Key(), it.Value())
 		if err != nil {
 			return nil, fmt.Errorf("list restore points of %s: %w", vm, err)
 		}
@@ -124,7 +123,7 @@ func (r *Repository) Resolve(ctx context.Context, name string) (*RestorePoint, e
 func (r *Repository) RestorePointByID(ctx context.Context, id string) (*RestorePoint, error) {
 	db, done := r.reader()
 	defer done()
-	key, err := getValue(db, append([]byte{keyRPByID}, id...))
+	key, err := getValue(db, rpIDKey(id))
 	if err != nil {
 		return nil, fmt.Errorf("restore point %s: %w", id, err)
 	}
@@ -132,7 +131,7 @@ func (r *Repository) RestorePointByID(ctx context.Context, id string) (*RestoreP
 	if err != nil {
 		return nil, fmt.Errorf("restore point %s: %w", id, err)
 	}
-	return decodeRestorePoint(v, r.cfg.ChunkSize, r.cfg.PageEntries)
+	return r.decodeRPValue(key, v)
 }
 
 // Disk returns disk n of rp.

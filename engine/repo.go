@@ -48,6 +48,8 @@ type OpenOptions struct {
 	// Workers bounds hashing/compression and read-ahead parallelism
 	// (default: the number of CPUs).
 	Workers int
+
+	repair *repairRun // RepairIndex: rebuild the index instead of opening it
 }
 
 // Repository is an open ahvfs repository. Reading methods are safe for
@@ -55,11 +57,16 @@ type OpenOptions struct {
 // one opened for reading sees the state as of the last commit and can
 // Refresh to see newer ones.
 type Repository struct {
-	dir      string
-	cfg      *Config
-	log      *slog.Logger
-	hash     hasher
-	codec    *codec
+	dir   string
+	cfg   *Config
+	log   *slog.Logger
+	hash  hasher
+	codec *codec
+	// keys are the encryption keys (nil: not encrypted); meta seals the
+	// catalog with them once the index is of version 3 (see useIndexVersion).
+	keys     *keys
+	meta     metaCrypt
+	repair   *repairRun // set while RepairIndex opens the repository
 	writable bool
 	workers  int
 
@@ -188,7 +195,7 @@ func Open(ctx context.Context, dir string, o OpenOptions) (*Repository, error) {
 	if o.Workers <= 0 {
 		o.Workers = numCPU()
 	}
-	r := &Repository{dir: dir, cfg: cfg, log: o.Logger, writable: o.Writable, workers: o.Workers}
+	r := &Repository{dir: dir, cfg: cfg, log: o.Logger, writable: o.Writable, workers: o.Workers, repair: o.repair}
 	var k *keys
 	if cfg.Encryption != nil {
 		master, err := cfg.Encryption.unwrap(o.Password)
@@ -199,6 +206,7 @@ func Open(ctx context.Context, dir string, o OpenOptions) (*Repository, error) {
 			return nil, fmt.Errorf("open repository %s: %w", dir, err)
 		}
 		r.hash.key = k.idKey
+		r.keys = k
 	}
 	if r.codec, err = newCodec(cfg.Compression, k); err != nil {
 		return nil, err
@@ -226,42 +234,79 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 		return err
 	}
 	r.lockFile = f
-	db, err := pebble.Open(filepath.Join(r.dir, dirIndex), pebbleOptions(r.log, false, 64<<20))
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("open index of %s: %w", r.dir, err)
-	}
-	r.db = db
-	_, err = checkIndexVersion(db)
-	if err == nil {
-		// Writing the format record upgrades an older index in place (what
-		// changed since is only added: new locations carry a CRC, so the
-		// old records stay valid), and its flush starts this open's
-		// manifest (see startManifest).
-		if err = startManifest(db); err != nil {
-			err = fmt.Errorf("index of %s: write format %d: %w", r.dir, indexVersion, err)
+	fail := func(err error) error {
+		if r.pw != nil {
+			r.pw.close()
 		}
+		if r.db != nil {
+			r.db.Close()
+			r.db = nil
+		}
+		f.Close()
+		return err
+	}
+	if err := finishIndexSwap(r.dir); err != nil {
+		return fail(err)
+	}
+	if r.repair != nil {
+		err = r.rebuildIndex(ctx)
+	} else {
+		err = r.openIndex()
 	}
 	if err != nil {
-		db.Close()
-		f.Close()
-		return err
+		return fail(err)
 	}
-	if err := r.sweepOrphans(); err != nil {
-		db.Close()
-		f.Close()
-		return err
+	if err := r.reconcileRecords(); err != nil {
+		return fail(err)
 	}
 	r.pw = newPackWriter(r)
 	// A writer killed between its last commit and publishing it left
 	// readers behind: publish what the index holds now.
 	if err := r.publish(); err != nil {
-		r.pw.close()
-		db.Close()
-		f.Close()
-		return fmt.Errorf("publish index of %s: %w", r.dir, err)
+		return fail(fmt.Errorf("publish index of %s: %w", r.dir, err))
 	}
 	return nil
+}
+
+// openIndex opens the writer's index, upgrades an older one, and indexes
+// the packs it does not know (sweepOrphans).
+func (r *Repository) openIndex() error {
+	path := filepath.Join(r.dir, dirIndex)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("open repository %s: %w: the index (%s/) is missing; run 'ahvfs repair index' to rebuild it from the packs and record files", r.dir, ErrCorrupt, dirIndex)
+	}
+	db, err := pebble.Open(path, pebbleOptions(r.log, false, 64<<20))
+	if err != nil {
+		return fmt.Errorf("open index of %s: %w", r.dir, err)
+	}
+	r.db = db
+	v, err := checkIndexVersion(db)
+	if err != nil {
+		return err
+	}
+	// Rewriting the format record starts this open's manifest (see
+	// startManifest).
+	if err := startManifest(db); err != nil {
+		return fmt.Errorf("index of %s: %w", r.dir, err)
+	}
+	if err := r.sweepOrphans(); err != nil {
+		return err
+	}
+	if v < indexVersion || r.cfg.Format < FormatVersion {
+		return r.upgrade(v)
+	}
+	r.useIndexVersion(v)
+	return nil
+}
+
+// useIndexVersion sets how the catalog is read: sealed with the metadata
+// key from index version 3 on, in the clear before.
+func (r *Repository) useIndexVersion(v byte) {
+	if v >= 3 {
+		r.meta = metaCrypt{k: r.keys}
+	} else {
+		r.meta = metaCrypt{}
+	}
 }
 
 // checkIndexVersion returns the index's format version, or an error when
@@ -322,7 +367,8 @@ func (r *Repository) openReader() error {
 		db, lock, gen, err := openCheckpoint(r.dir, r.log)
 		if err == nil {
 			r.db, r.snap, r.snapGen = db, lock, gen
-			_, err := checkIndexVersion(db)
+			v, err := checkIndexVersion(db)
+			r.useIndexVersion(v)
 			return err
 		}
 		if !errors.Is(err, errCheckpointGone) || attempt > 20 {
@@ -358,9 +404,16 @@ func (r *Repository) Refresh(ctx context.Context) (bool, error) {
 			return false, err
 		}
 	}
+	v, err := checkIndexVersion(db)
+	if err != nil {
+		db.Close()
+		lock.Close()
+		return false, err
+	}
 	r.mu.Lock()
 	oldDB, oldLock := r.db, r.snap
 	r.db, r.snap, r.snapGen = db, lock, gen
+	r.useIndexVersion(v)
 	r.mu.Unlock()
 	oldDB.Close()
 	oldLock.Close()
@@ -424,7 +477,7 @@ var errCheckpointGone = errors.New("checkpoint removed while opening")
 func readCurrent(dir string) (uint64, error) {
 	b, err := os.ReadFile(filepath.Join(dir, dirSnapshots, currentName))
 	if err != nil {
-		return 0, fmt.Errorf("open repository %s: %w: %v", dir, ErrCorrupt, err)
+		return 0, fmt.Errorf("open repository %s: %w: no published index (%v); any writer publishes it again, or run 'ahvfs repair index'", dir, ErrCorrupt, err)
 	}
 	gen, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 	if err != nil {
@@ -473,6 +526,9 @@ func openCheckpoint(dir string, log *slog.Logger) (*pebble.DB, *os.File, uint64,
 // generation prev+1 and removes older checkpoints no reader holds.
 func publishCheckpoint(db *pebble.DB, dir string, prev uint64) (uint64, error) {
 	snaps := filepath.Join(dir, dirSnapshots)
+	if err := os.MkdirAll(snaps, 0o700); err != nil {
+		return 0, err
+	}
 	// A writer killed mid-publish may have left a newer, never-published
 	// generation: go past every generation on disk.
 	gen := prev + 1
@@ -532,14 +588,21 @@ func checkpointVerified(db *pebble.DB, dir string) error {
 	return fmt.Errorf("checkpoint index: the checkpoint does not open: %w", last)
 }
 
-// startManifest (re)writes the index format record and flushes it, which
-// makes Pebble write a version edit to its manifest. Pebble opened on an
-// index whose writer was killed just after it rotated its manifest writes
-// none until its first flush, and a checkpoint taken before then copies an
-// empty manifest that never opens ("malformed manifest"); the writer calls
-// this once after every open (testdata/killed-index holds such an index).
+// startManifest rewrites the index format record with the value it holds
+// and flushes it, which makes Pebble write a version edit to its manifest.
+// Pebble opened on an index whose writer was killed just after it rotated
+// its manifest writes none until its first flush, and a checkpoint taken
+// before then copies an empty manifest that never opens ("malformed
+// manifest"); the writer calls this once after every open
+// (testdata/killed-index holds such an index).
 func startManifest(db *pebble.DB) error {
-	if err := db.Set([]byte{keyVersion}, []byte{indexVersion}, pebble.Sync); err != nil {
+	v, err := getValue(db, []byte{keyVersion})
+	if errors.Is(err, ErrNotFound) {
+		v = []byte{indexVersion}
+	} else if err != nil {
+		return err
+	}
+	if err := db.Set([]byte{keyVersion}, v, pebble.Sync); err != nil {
 		return err
 	}
 	return db.Flush()

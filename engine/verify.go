@@ -114,6 +114,7 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 		return nil, err
 	}
 	rep.Problems = append(rep.Problems, quarantined...)
+	rep.Problems = append(rep.Problems, r.verifyRecords()...)
 	rps, err := r.ListRestorePoints(ctx, "")
 	if err != nil {
 		rep.Problems = append(rep.Problems, err.Error())
@@ -162,6 +163,21 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 		}
 	}
 	return rep, nil
+}
+
+// verifyRecords compares the index's restore points with the record files
+// (from index version 3 on; an older index is their only copy).
+func (r *Repository) verifyRecords() []string {
+	db, done := r.reader()
+	defer done()
+	if v, err := checkIndexVersion(db); err != nil || v < 3 {
+		return nil
+	}
+	drift, err := r.recordDrift(db)
+	if err != nil {
+		return []string{fmt.Sprintf("compare the index with %s: %v", dirRPs, err)}
+	}
+	return drift
 }
 
 type packInfo struct {

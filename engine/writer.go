@@ -69,7 +69,7 @@ func (r *Repository) NewRestorePoint(ctx context.Context, spec RestorePointSpec)
 	if spec.Level == "" {
 		spec.Level = LevelFull
 	}
-	if _, err := getValue(r.db, rpKey(spec.VM, spec.Time)); err == nil {
+	if _, err := getValue(r.db, rpKey(r.meta.vmPart(spec.VM), spec.Time)); err == nil {
 		return nil, fmt.Errorf("new restore point %s@%s: %w", spec.VM, FormatTime(spec.Time), ErrExists)
 	}
 	return &RestorePointWriter{r: r, spec: spec, started: time.Now()}, nil
@@ -300,15 +300,15 @@ func (w *RestorePointWriter) Commit(ctx context.Context) (*RestorePoint, error) 
 	if err != nil {
 		return nil, err
 	}
+	// The record file first: once it is durable, the restore point exists
+	// even if the index loses this commit (the next writer indexes it).
+	if err := r.writeRPFile(rp.ID, rec); err != nil {
+		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
+	}
 	b := r.db.NewBatch()
 	defer b.Close()
-	key := rpKey(rp.VM, rp.Time)
-	b.Set(key, rec, nil)
-	b.Set(append([]byte{keyRPByID}, rp.ID...), key, nil)
-	vmKey := append([]byte{keyVM}, rp.VM...)
-	if _, err := getValue(r.db, vmKey); errors.Is(err, ErrNotFound) {
-		vr, _ := json.Marshal(vmRecord{V: 1, Name: rp.VM, UUID: rp.VMUUID, First: rp.Time})
-		b.Set(vmKey, vr, nil)
+	if err := r.indexRP(r.db, b, rp, rec); err != nil {
+		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
