@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -34,7 +33,7 @@ func Run(ctx context.Context, repo *engine.Repository, cl nutanix.Cluster, o Opt
 	j := o.Journal
 	if j == nil {
 		var err error
-		if j, err = clusterjob.OpenJournal(filepath.Join(repo.Dir(), "journal")); err != nil {
+		if j, err = clusterjob.RepositoryJournal(repo); err != nil {
 			return rep, err
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/internal/atomicfile"
 )
 
@@ -31,15 +32,32 @@ import (
 // entries name. Liveness rests on flock, so the journal must be on a
 // local filesystem (the repository's).
 type Journal struct {
-	dir string
+	dir  string
+	seal Sealer // nil: files in the clear
 }
 
-// OpenJournal opens (creating if needed) the journal in dir.
+// OpenJournal opens (creating if needed) the journal in dir, its files in
+// the clear.
 func OpenJournal(dir string) (*Journal, error) {
 	if err := os.MkdirAll(filepath.Join(dir, keptDir), 0o700); err != nil {
 		return nil, fmt.Errorf("open journal %s: %w", dir, err)
 	}
 	return &Journal{dir: dir}, nil
+}
+
+// RepositoryJournal opens the journal of a repository, REPO/journal. In an
+// encrypted repository its entries and kept records are sealed with the
+// repository's metadata key, and kept records are named by a keyed hash of
+// their owner, so the journal names no VM in the clear.
+func RepositoryJournal(repo *engine.Repository) (*Journal, error) {
+	j, err := OpenJournal(filepath.Join(repo.Dir(), "journal"))
+	if err != nil {
+		return nil, err
+	}
+	if repo.Encrypted() {
+		j.seal = repo
+	}
+	return j, nil
 }
 
 // Dir is the journal's directory.
@@ -65,6 +83,7 @@ type jobDir struct {
 	id   string
 	dir  string
 	lock *os.File
+	seal Sealer
 }
 
 // newJobDir creates a job directory and takes its lock.
@@ -72,7 +91,7 @@ func (j *Journal) newJobDir(kind string) (*jobDir, error) {
 	var b [4]byte
 	rand.Read(b[:])
 	id := kind + "-" + time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
-	d := &jobDir{id: id, dir: filepath.Join(j.dir, id)}
+	d := &jobDir{id: id, dir: filepath.Join(j.dir, id), seal: j.seal}
 	if err := os.Mkdir(d.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("journal: create job %s: %w", id, err)
 	}
@@ -98,7 +117,7 @@ func (j *Journal) newJobDir(kind string) (*jobDir, error) {
 // when a live process holds it, or when the job just finished and took
 // its directory away.
 func (j *Journal) claim(id string) (*jobDir, bool, error) {
-	d := &jobDir{id: id, dir: filepath.Join(j.dir, id)}
+	d := &jobDir{id: id, dir: filepath.Join(j.dir, id), seal: j.seal}
 	path := filepath.Join(d.dir, lockFile)
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -156,7 +175,7 @@ func (d *jobDir) put(o Object) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteFile(d.entryFile(o), b, 0o600); err != nil {
+	if err := writeSealed(d.seal, d.entryFile(o), b); err != nil {
 		return fmt.Errorf("journal: record %s: %w", o, err)
 	}
 	return nil
@@ -187,7 +206,7 @@ func (d *jobDir) objects() ([]Object, error) {
 		if n == jobFile || n == lockFile || !strings.HasSuffix(n, ".json") || strings.HasPrefix(n, ".") {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(d.dir, n))
+		b, err := readSealed(d.seal, filepath.Join(d.dir, n))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("journal: %s/%s: %w", d.id, n, err))
 			continue

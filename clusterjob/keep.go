@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-
-	"github.com/ahvfs/ahvfs/internal/atomicfile"
 )
 
 // keptRecord is kept/<owner>.json: objects ahvfs keeps on the cluster on
@@ -28,7 +26,9 @@ var ownerSafe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
 
 func (j *Journal) keptFile(owner string) string {
 	name := owner
-	if !ownerSafe.MatchString(owner) || strings.HasPrefix(owner, ".") {
+	if j.seal != nil {
+		name = "h-" + j.seal.HideName(owner)
+	} else if !ownerSafe.MatchString(owner) || strings.HasPrefix(owner, ".") {
 		h := sha256.Sum256([]byte(owner))
 		name = "h-" + hex.EncodeToString(h[:16])
 	}
@@ -50,7 +50,7 @@ func (j *Journal) Keep(owner string, objs []Object, record any) error {
 	if err != nil {
 		return fmt.Errorf("keep %s: %w", owner, err)
 	}
-	if err := atomicfile.WriteFile(j.keptFile(owner), b, 0o600); err != nil {
+	if err := writeSealed(j.seal, j.keptFile(owner), b); err != nil {
 		return fmt.Errorf("keep %s: %w", owner, err)
 	}
 	return nil
@@ -58,7 +58,7 @@ func (j *Journal) Keep(owner string, objs []Object, record any) error {
 
 // Kept reads the owner's record into record; false when there is none.
 func (j *Journal) Kept(owner string, record any) (bool, error) {
-	b, err := os.ReadFile(j.keptFile(owner))
+	b, err := readSealed(j.seal, j.keptFile(owner))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -88,7 +88,7 @@ func (j *Journal) keptSnapshots() (map[string]bool, error) {
 		if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(j.dir, keptDir, e.Name()))
+		b, err := readSealed(j.seal, filepath.Join(j.dir, keptDir, e.Name()))
 		if err != nil {
 			return nil, fmt.Errorf("journal: kept record %s: %w", e.Name(), err)
 		}

@@ -219,7 +219,7 @@ func (j *Journal) Pending() ([]Object, error) {
 	var out []Object
 	var errs []error
 	for _, id := range ids {
-		objs, err := (&jobDir{id: id, dir: filepath.Join(j.dir, id)}).objects()
+		objs, err := (&jobDir{id: id, dir: filepath.Join(j.dir, id), seal: j.seal}).objects()
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

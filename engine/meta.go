@@ -3,6 +3,7 @@ package engine
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 )
 
@@ -52,3 +53,31 @@ func (m metaCrypt) open(aad, sealed []byte) ([]byte, error) {
 
 // encrypted reports whether metadata is sealed.
 func (m metaCrypt) encrypted() bool { return m.k != nil }
+
+// Encrypted reports whether the repository is encrypted.
+func (r *Repository) Encrypted() bool { return r.keys != nil }
+
+// SealMeta encrypts plain with the repository's metadata key, bound to
+// "ahvfs journal " + aad, for files that live beside the repository and name
+// VMs (the journal of temporary cluster objects). Without encryption it
+// returns plain.
+func (r *Repository) SealMeta(aad string, plain []byte) []byte {
+	return r.fileMeta().seal([]byte("ahvfs journal "+aad), plain)
+}
+
+// OpenMeta reverses SealMeta; a value that does not authenticate is
+// ErrCorrupt.
+func (r *Repository) OpenMeta(aad string, sealed []byte) ([]byte, error) {
+	return r.fileMeta().open([]byte("ahvfs journal "+aad), sealed)
+}
+
+// HideName returns a keyed hash of name (32 hex digits) in an encrypted
+// repository, for file names that must not reveal it; without encryption,
+// the SHA-256 of name.
+func (r *Repository) HideName(name string) string {
+	if r.keys == nil {
+		h := sha256.Sum256([]byte(name))
+		return hex.EncodeToString(h[:16])
+	}
+	return hex.EncodeToString(r.fileMeta().vmPart(name))
+}

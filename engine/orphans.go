@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/ahvfs/ahvfs/internal/atomicfile"
 	"github.com/cockroachdb/pebble/v2"
@@ -57,12 +58,44 @@ func (r *Repository) sweepOrphans() error {
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", tmp, err)
 	}
-	for _, o := range orphans {
-		if err := r.adoptOrphan(o); err != nil {
-			return err
-		}
+	return r.adoptOrphans(orphans)
+}
+
+// adoptOrphans runs adoptOrphan on every orphan, several at a time (reading
+// and decoding packs is most of a rebuilt index's time); it returns the
+// first error after every started adoption has ended.
+func (r *Repository) adoptOrphans(orphans []*orphan) error {
+	work := make(chan *orphan)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range min(r.workers, 8, len(orphans)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for o := range work {
+				if err := r.adoptOrphan(o); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
 	}
-	return nil
+	for _, o := range orphans {
+		if len(errs) > 0 {
+			break
+		}
+		work <- o
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
 }
 
 // findOrphans lists the pack IDs in packs/ that the index has no `k`

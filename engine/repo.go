@@ -229,7 +229,7 @@ func Open(ctx context.Context, dir string, o OpenOptions) (*Repository, error) {
 }
 
 func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
-	f, err := lockRepo(ctx, r.dir, wait)
+	f, err := lockRepo(ctx, r.dir, wait, r.keys != nil)
 	if err != nil {
 		return err
 	}
@@ -326,8 +326,10 @@ func checkIndexVersion(db pebble.Reader) (byte, error) {
 }
 
 // lockRepo takes the exclusive writer lock (flock: released by the kernel
-// when the holder dies, so a killed process never holds it forever).
-func lockRepo(ctx context.Context, dir string, wait time.Duration) (*os.File, error) {
+// when the holder dies, so a killed process never holds it forever). The
+// lock file names the holder's command line, only its command when the
+// repository is encrypted (its arguments may name a VM).
+func lockRepo(ctx context.Context, dir string, wait time.Duration, encrypted bool) (*os.File, error) {
 	path := filepath.Join(dir, lockName)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -355,7 +357,11 @@ func lockRepo(ctx context.Context, dir string, wait time.Duration) (*os.File, er
 		}
 	}
 	host, _ := os.Hostname()
-	info := fmt.Sprintf("pid %d on %s since %s: %s\n", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339), strings.Join(os.Args, " "))
+	args := os.Args
+	if encrypted {
+		args = args[:min(len(args), 2)]
+	}
+	info := fmt.Sprintf("pid %d on %s since %s: %s\n", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339), strings.Join(args, " "))
 	f.Truncate(0)
 	f.WriteAt([]byte(info), 0)
 	return f, nil

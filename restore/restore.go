@@ -34,12 +34,16 @@ func Restore(ctx context.Context, src Source, cl nutanix.Cluster, rp *engine.Res
 	}
 	j := o.Journal
 	if j == nil {
-		d, ok := src.(interface{ Dir() string })
-		if !ok {
+		var err error
+		switch d := src.(type) {
+		case *engine.Repository:
+			j, err = clusterjob.RepositoryJournal(d)
+		case interface{ Dir() string }:
+			j, err = clusterjob.OpenJournal(filepath.Join(d.Dir(), "journal"))
+		default:
 			return nil, fmt.Errorf("restore %s: no journal for the temporary cluster objects", rp.Name())
 		}
-		var err error
-		if j, err = clusterjob.OpenJournal(filepath.Join(d.Dir(), "journal")); err != nil {
+		if err != nil {
 			return nil, fmt.Errorf("restore %s: %w", rp.Name(), err)
 		}
 	}

@@ -4,7 +4,8 @@
 # real ext4 filesystems, exported over a real iSCSI target (tgtd) behind a
 # Data-Services-IP login redirect. ahvfs backs them up (full), the "guest"
 # writes, ahvfs backs up again (incremental: only changed regions are read),
-# then lists, verifies, and restores one VM to the second cluster. It then
+# then lists, verifies, deletes the index and rebuilds it with `ahvfs repair
+# index`, and restores one VM to the second cluster. It then
 # kills a restore with SIGKILL halfway and shows `ahvfs cleanup` removing
 # exactly what it left (the journal of temporary cluster objects).
 set -euo pipefail
@@ -58,6 +59,15 @@ bin/ahvfs cat "$vm@latest" disk-0 | cmp - "$demo/sim/vms/$vm/disk-0.raw" && echo
 
 say "ahvfs verify --read-data"
 bin/ahvfs verify --read-data
+
+say "the index is a cache: delete it and the readers' checkpoints; 'ahvfs repair index' rebuilds both from the packs and the record files"
+echo "one immutable record file per restore point:"
+ls "$AHVFS_REPO"/records/rp | sed 's/^/  /'
+rm -rf "$AHVFS_REPO/index" "$AHVFS_REPO/snapshots"
+bin/ahvfs list 2>&1 | sed 's/^/  /' || true
+bin/ahvfs repair index
+bin/ahvfs list
+bin/ahvfs cat "$vm@latest" disk-0 | cmp - "$demo/sim/vms/$vm/disk-0.raw" && echo "the latest restore point still equals the live disk"
 
 say "ahvfs restore to cluster-b with the network remapped"
 bin/ahvfs restore "$vm@latest" "${cluster[@]}" --target-cluster cluster-b --name "$vm-dr" --network-map vlan10=vlan20 --power-on

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"path/filepath"
 
 	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
@@ -64,5 +63,5 @@ func siteFromFlags(ctx context.Context, c *cli.Context, env *cliEnv) (*nutanix.C
 // repoJournal is the journal of temporary cluster objects of a
 // repository: REPO/journal.
 func repoJournal(r *engine.Repository) (*clusterjob.Journal, error) {
-	return clusterjob.OpenJournal(filepath.Join(r.Dir(), "journal"))
+	return clusterjob.RepositoryJournal(r)
 }
