@@ -8,3 +8,14 @@ func PackOf(r *Repository, id ID) (string, error) {
 	}
 	return packPath(r.dir, l.Pack), nil
 }
+
+// SetFaultHook makes fault call hook at every fault point until the
+// returned function is called (tests).
+func SetFaultHook(hook func(step string) error) (restore func()) {
+	faultHook.Store(&hook)
+	return func() { faultHook.Store(nil) }
+}
+
+// FaultRecordWritten is the fault point after a commit's record file is
+// durable: from there on the restore point exists (tests).
+const FaultRecordWritten = fpRecordWritten

@@ -260,6 +260,9 @@ func (r *Repository) reindexPack(o *orphan) (blobs, added int, err error) {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return 0, 0, fmt.Errorf("commit index for pack %s: %w", o.id, err)
 	}
+	if err := fault(fpOrphanIndexed); err != nil {
+		return 0, 0, err
+	}
 	if bad > 0 {
 		r.log.Warn(fmt.Sprintf("pack %s: %d of its %d blobs are damaged and were not indexed ('ahvfs verify --read-data' lists them)", o.id, bad, len(footer.Entries)))
 	}

@@ -319,11 +319,18 @@ func (pw *packWriter) seal(p *openPack) error {
 		err = cerr
 	}
 	p.f = nil
+	if err == nil {
+		err = fault(fpPackWritten)
+	}
 	if err != nil {
 		cleanup()
 		return fmt.Errorf("write pack %s: %w", id, err)
 	}
-	if err := writeSynced(tmpPar, par); err != nil {
+	err = writeSynced(tmpPar, par)
+	if err == nil {
+		err = fault(fpParityWritten)
+	}
+	if err != nil {
 		cleanup()
 		return fmt.Errorf("write parity of pack %s: %w", id, err)
 	}
@@ -343,6 +350,9 @@ func (pw *packWriter) seal(p *openPack) error {
 		cleanup()
 		return fmt.Errorf("seal pack %s: %w", id, err)
 	}
+	if err := fault(fpParityRenamed); err != nil {
+		return fmt.Errorf("seal pack %s: %w", id, err)
+	}
 	if err := os.Rename(tmpPack, final); err != nil {
 		cleanup()
 		os.Remove(parityPath(r.dir, id))
@@ -350,6 +360,9 @@ func (pw *packWriter) seal(p *openPack) error {
 	}
 	if err := atomicfile.SyncDir(sub); err != nil {
 		return err
+	}
+	if err := fault(fpPackRenamed); err != nil {
+		return fmt.Errorf("seal pack %s: %w", id, err)
 	}
 	b := r.db.NewBatch()
 	defer b.Close()
@@ -366,7 +379,7 @@ func (pw *packWriter) seal(p *openPack) error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("commit index for pack %s: %w", id, err)
 	}
-	return nil
+	return fault(fpPackIndexed)
 }
 
 func writeSynced(path string, data []byte) error {

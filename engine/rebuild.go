@@ -156,6 +156,9 @@ func (r *Repository) buildIndex(fill func() error) error {
 	if err == nil {
 		err = db.Flush()
 	}
+	if err == nil {
+		err = fault(fpRebuildFilled)
+	}
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
@@ -169,6 +172,9 @@ func (r *Repository) buildIndex(fill func() error) error {
 		return err
 	}
 	if err := atomicfile.SyncDir(r.dir); err != nil {
+		return err
+	}
+	if err := fault(fpRebuildReady); err != nil {
 		return err
 	}
 	if prev != nil {
@@ -198,11 +204,17 @@ func finishIndexSwap(dir string) error {
 			if err := os.Rename(base, old); err != nil {
 				return fmt.Errorf("swap rebuilt index: %w", err)
 			}
+			if err := fault(fpRebuildOldMoved); err != nil {
+				return err
+			}
 		}
 		if err := os.Rename(ready, base); err != nil {
 			return fmt.Errorf("swap rebuilt index: %w", err)
 		}
 		if err := atomicfile.SyncDir(dir); err != nil {
+			return err
+		}
+		if err := fault(fpRebuildSwapped); err != nil {
 			return err
 		}
 	}

@@ -259,6 +259,9 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 	if err := r.reconcileRecords(); err != nil {
 		return fail(err)
 	}
+	if err := fault(fpReconciled); err != nil {
+		return fail(err)
+	}
 	r.pw = newPackWriter(r)
 	// A writer killed between its last commit and publishing it left
 	// readers behind: publish what the index holds now.
@@ -552,6 +555,9 @@ func publishCheckpoint(db *pebble.DB, dir string, prev uint64) (uint64, error) {
 	if err := checkpointVerified(db, tmp); err != nil {
 		return 0, err
 	}
+	if err := fault(fpCheckpointMade); err != nil {
+		return 0, err
+	}
 	final := filepath.Join(snaps, genName(gen))
 	if err := os.WriteFile(final+".lock", nil, 0o600); err != nil {
 		return 0, err
@@ -562,7 +568,13 @@ func publishCheckpoint(db *pebble.DB, dir string, prev uint64) (uint64, error) {
 	if err := atomicfile.SyncDir(snaps); err != nil {
 		return 0, err
 	}
+	if err := fault(fpCheckpointNamed); err != nil {
+		return 0, err
+	}
 	if err := atomicfile.WriteFile(filepath.Join(snaps, currentName), []byte(strconv.FormatUint(gen, 10)+"\n"), 0o600); err != nil {
+		return 0, err
+	}
+	if err := fault(fpCurrentWritten); err != nil {
 		return 0, err
 	}
 	pruneCheckpoints(snaps, gen)

@@ -291,6 +291,9 @@ func (w *RestorePointWriter) Commit(ctx context.Context) (*RestorePoint, error) 
 	if err := r.pw.flush(ctx); err != nil {
 		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
 	}
+	if err := fault(fpPagesFlushed); err != nil {
+		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
+	}
 	for _, d := range rp.Disks {
 		rp.Stats.add(d.Stats)
 	}
@@ -305,6 +308,9 @@ func (w *RestorePointWriter) Commit(ctx context.Context) (*RestorePoint, error) 
 	if err := r.writeRPFile(rp.ID, rec); err != nil {
 		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
 	}
+	if err := fault(fpRecordWritten); err != nil {
+		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
+	}
 	b := r.db.NewBatch()
 	defer b.Close()
 	if err := r.indexRP(r.db, b, rp, rec); err != nil {
@@ -314,6 +320,9 @@ func (w *RestorePointWriter) Commit(ctx context.Context) (*RestorePoint, error) 
 		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
 	}
 	w.done = true
+	if err := fault(fpRPIndexed); err != nil {
+		return rp, fmt.Errorf("commit %s: committed, but: %w", rp.Name(), err)
+	}
 	if err := r.publish(); err != nil {
 		return rp, fmt.Errorf("commit %s: committed, but publishing to readers failed: %w", rp.Name(), err)
 	}

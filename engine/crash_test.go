@@ -1,0 +1,295 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/engine/enginetest"
+)
+
+// Crash and error injection at every step of an import's commit and of
+// an index rebuild (engine/faultpoints.go). Each operation is first run
+// once recording the steps it passes; then, for each step and occurrence
+// in turn, a child process (this test binary) runs it on a fresh copy of
+// the repository and kills itself with SIGKILL at that step, and the same
+// step is made to return an error in this process. After either, the
+// repository must open (after 'repair index' when a rebuild was killed
+// before its index was in place), verify --read-data clean, hold every
+// restore point committed before byte-exact, and hold the new one either
+// whole or not at all — whole once its record file was written.
+
+const (
+	envCrashOp   = "AHVFS_CRASH_OP"
+	envCrashDir  = "AHVFS_CRASH_DIR"
+	envCrashImg  = "AHVFS_CRASH_IMG"
+	envCrashStep = "AHVFS_CRASH_STEP"
+	envCrashNth  = "AHVFS_CRASH_NTH"
+)
+
+var crashOpts = engine.InitOptions{ChunkSize: 64 << 10, PageEntries: 16, PackSize: 1 << 20, ShardSize: 16 << 10, ParityData: 4, ParityShards: 2}
+
+// crashOp is an operation under test: it runs against the repository in
+// dir and returns what restore points it adds (name → disk bytes).
+type crashOp struct {
+	name string
+	// prepare turns a copy of the base repository into the operation's
+	// starting state.
+	prepare func(t *testing.T, dir string)
+	run     func(ctx context.Context, dir, img string) error
+	adds    map[string][]byte
+}
+
+func TestCrashAtEveryStep(t *testing.T) {
+	if op := os.Getenv(envCrashOp); op != "" {
+		crashChild(op)
+		return
+	}
+	if testing.Short() {
+		t.Skip("crash enumeration: not in -short")
+	}
+	ctx := context.Background()
+	base := enginetest.Init(t, crashOpts)
+	oldImg := enginetest.DataDisk(t, 2<<20, 11)
+	newImg := enginetest.DataDisk(t, 3<<20+12345, 12)
+	w := enginetest.Open(t, base, engine.OpenOptions{Writable: true})
+	if _, err := enginetest.ImportFiles(ctx, w, "old", time.Unix(1e9, 0), oldImg); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	before := map[string][]byte{"old@" + engine.FormatTime(time.Unix(1e9, 0)): readFile(t, oldImg)}
+	newName := "new@" + engine.FormatTime(time.Unix(2e9, 0))
+
+	// The repository after a committed import, for the rebuilds.
+	full := filepath.Join(t.TempDir(), "full")
+	copyRepo(t, base, full)
+	if err := runCrashOp(ctx, "import", full, newImg); err != nil {
+		t.Fatal(err)
+	}
+	both := map[string][]byte{newName: readFile(t, newImg)}
+	for k, v := range before {
+		both[k] = v
+	}
+	ops := []crashOp{
+		{name: "import", prepare: func(t *testing.T, dir string) { copyRepo(t, base, dir) }, adds: map[string][]byte{newName: readFile(t, newImg)}},
+		{name: "repair", prepare: func(t *testing.T, dir string) { copyRepo(t, full, dir) }},
+		{name: "repair", prepare: func(t *testing.T, dir string) {
+			copyRepo(t, full, dir)
+			os.RemoveAll(filepath.Join(dir, "index"))
+			os.RemoveAll(filepath.Join(dir, "snapshots"))
+		}},
+	}
+	for i, op := range ops {
+		want := before
+		if op.name == "repair" {
+			want = both
+		}
+		t.Run(fmt.Sprintf("%s-%d", op.name, i), func(t *testing.T) {
+			steps := recordSteps(t, op, newImg)
+			if len(steps) < 5 {
+				t.Fatalf("only %d fault points passed: %v", len(steps), steps)
+			}
+			durable := len(steps) // from this step on, the new restore point exists
+			for i, s := range steps {
+				if s.step == engine.FaultRecordWritten && i < durable {
+					durable = i
+				}
+			}
+			for i, s := range steps {
+				want, maybe := want, op.adds
+				if i >= durable {
+					want, maybe = both, nil
+				}
+				dir := filepath.Join(t.TempDir(), "repo")
+				op.prepare(t, dir)
+				if err := crashChildAt(t, op.name, dir, newImg, s); err != nil {
+					t.Fatalf("crash at %s: %v", s, err)
+				}
+				checkAfterFault(t, dir, "crash at "+s.String(), want, maybe)
+
+				dir = filepath.Join(t.TempDir(), "repo")
+				op.prepare(t, dir)
+				restore := engine.SetFaultHook(s.hook(func() error { return errInjected }))
+				err := runCrashOp(ctx, op.name, dir, newImg)
+				restore()
+				if err == nil || !errors.Is(err, errInjected) {
+					t.Fatalf("error at %s: the operation returned %v, want the injected error", s, err)
+				}
+				checkAfterFault(t, dir, "error at "+s.String(), want, maybe)
+			}
+			t.Logf("%s: %d steps, each crashed and failed in turn", op.name, len(steps))
+		})
+	}
+}
+
+var errInjected = errors.New("injected fault")
+
+// faultStep is the nth time (1-based) a fault point is passed.
+type faultStep struct {
+	step string
+	nth  int
+}
+
+func (s faultStep) String() string { return fmt.Sprintf("%q #%d", s.step, s.nth) }
+
+// hook returns a fault hook that calls act at the nth pass of the step.
+func (s faultStep) hook(act func() error) func(string) error {
+	var mu sync.Mutex
+	seen := 0
+	return func(step string) error {
+		if step != s.step {
+			return nil
+		}
+		mu.Lock()
+		seen++
+		hit := seen == s.nth
+		mu.Unlock()
+		if hit {
+			return act()
+		}
+		return nil
+	}
+}
+
+// recordSteps runs op once on a fresh copy and returns every fault point
+// it passed, with its occurrence number.
+func recordSteps(t *testing.T, op crashOp, img string) []faultStep {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "repo")
+	op.prepare(t, dir)
+	var mu sync.Mutex
+	count := map[string]int{}
+	var steps []faultStep
+	restore := engine.SetFaultHook(func(step string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		count[step]++
+		steps = append(steps, faultStep{step, count[step]})
+		return nil
+	})
+	err := runCrashOp(context.Background(), op.name, dir, img)
+	restore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return steps
+}
+
+func runCrashOp(ctx context.Context, op, dir, img string) error {
+	switch op {
+	case "import":
+		w, err := engine.Open(ctx, dir, engine.OpenOptions{Writable: true})
+		if err != nil {
+			return err
+		}
+		_, err = enginetest.ImportFiles(ctx, w, "new", time.Unix(2e9, 0), img)
+		return errors.Join(err, w.Close())
+	case "repair":
+		_, err := engine.RepairIndex(ctx, dir, engine.OpenOptions{})
+		return err
+	}
+	return fmt.Errorf("unknown operation %q", op)
+}
+
+// crashChildAt runs op in a child process that kills itself at step s,
+// and checks that it did.
+func crashChildAt(t *testing.T, op, dir, img string, s faultStep) error {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashAtEveryStep$")
+	cmd.Env = append(os.Environ(), envCrashOp+"="+op, envCrashDir+"="+dir, envCrashImg+"="+img,
+		envCrashStep+"="+s.step, envCrashNth+"="+strconv.Itoa(s.nth))
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			return nil
+		}
+	}
+	return fmt.Errorf("the child was not killed at the step (%v): %s", err, out)
+}
+
+// crashChild is the child's side: run the operation, SIGKILL at the step.
+func crashChild(op string) {
+	nth, _ := strconv.Atoi(os.Getenv(envCrashNth))
+	s := faultStep{os.Getenv(envCrashStep), nth}
+	engine.SetFaultHook(s.hook(func() error {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}))
+	err := runCrashOp(context.Background(), op, os.Getenv(envCrashDir), os.Getenv(envCrashImg))
+	fmt.Fprintf(os.Stderr, "the operation ended without reaching the step: %v\n", err)
+	os.Exit(3)
+}
+
+// checkAfterFault opens the repository as the next job would and checks
+// it: verify clean, every restore point of want byte-exact, those of
+// maybe whole or absent, nothing else.
+func checkAfterFault(t *testing.T, dir, what string, want, maybe map[string][]byte) {
+	t.Helper()
+	ctx := context.Background()
+	w, err := engine.Open(ctx, dir, engine.OpenOptions{Writable: true})
+	if err != nil && strings.Contains(err.Error(), "repair index") {
+		if _, err = engine.RepairIndex(ctx, dir, engine.OpenOptions{}); err == nil {
+			w, err = engine.Open(ctx, dir, engine.OpenOptions{Writable: true})
+		}
+	}
+	if err != nil {
+		t.Fatalf("%s: the next writer cannot open: %v", what, err)
+	}
+	defer w.Close()
+	v, err := w.Verify(ctx, engine.VerifyOptions{ReadData: true})
+	if err != nil || !v.OK() {
+		t.Fatalf("%s: verify: %+v %v", what, v, err)
+	}
+	rps, err := w.ListRestorePoints(ctx, "")
+	if err != nil {
+		t.Fatalf("%s: list: %v", what, err)
+	}
+	found := map[string]bool{}
+	for _, rp := range rps {
+		data, ok := want[rp.Name()]
+		if !ok {
+			data, ok = maybe[rp.Name()]
+		}
+		if !ok {
+			t.Fatalf("%s: unexpected restore point %s", what, rp.Name())
+		}
+		if got := readAll(t, w, rp, 0); !bytes.Equal(got, data) {
+			t.Fatalf("%s: %s reads back wrong bytes", what, rp.Name())
+		}
+		found[rp.Name()] = true
+	}
+	for name := range want {
+		if !found[name] {
+			t.Fatalf("%s: restore point %s lost", what, name)
+		}
+	}
+	// A reader sees what the writer sees.
+	r, err := engine.Open(ctx, dir, engine.OpenOptions{})
+	if err != nil {
+		t.Fatalf("%s: reader: %v", what, err)
+	}
+	defer r.Close()
+	rrps, err := r.ListRestorePoints(ctx, "")
+	if err != nil || len(rrps) != len(rps) {
+		t.Fatalf("%s: the reader lists %d restore points (%v), the writer %d", what, len(rrps), err, len(rps))
+	}
+}
+
+func copyRepo(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(to, "lock"))
+}
