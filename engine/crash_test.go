@@ -196,7 +196,7 @@ func runCrashOp(ctx context.Context, op, dir, img string) error {
 		_, err = enginetest.ImportFiles(ctx, w, "new", time.Unix(2e9, 0), img)
 		return errors.Join(err, w.Close())
 	case "repair":
-		_, err := engine.RepairIndex(ctx, dir, engine.OpenOptions{})
+		_, err := engine.RepairIndex(ctx, dir, engine.OpenOptions{}, engine.RepairOptions{})
 		return err
 	}
 	return fmt.Errorf("unknown operation %q", op)
@@ -239,7 +239,7 @@ func checkAfterFault(t *testing.T, dir, what string, want, maybe map[string][]by
 	ctx := context.Background()
 	w, err := engine.Open(ctx, dir, engine.OpenOptions{Writable: true})
 	if err != nil && strings.Contains(err.Error(), "repair index") {
-		if _, err = engine.RepairIndex(ctx, dir, engine.OpenOptions{}); err == nil {
+		if _, err = engine.RepairIndex(ctx, dir, engine.OpenOptions{}, engine.RepairOptions{}); err == nil {
 			w, err = engine.Open(ctx, dir, engine.OpenOptions{Writable: true})
 		}
 	}

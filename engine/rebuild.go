@@ -35,8 +35,15 @@ type RepairReport struct {
 	Problems      []string `json:"problems,omitempty"`
 }
 
+// RepairOptions control RepairIndex.
+type RepairOptions struct {
+	// ReadData decodes every blob and checks it against its ID; without
+	// it, a pack is checked against its trailer, table and shard sums.
+	ReadData bool
+}
+
 // repairRun marks an Open made by RepairIndex.
-type repairRun struct{}
+type repairRun struct{ RepairOptions }
 
 // RepairIndex rebuilds the repository's index from its packs and record
 // files, takes the writer lock while it does, and publishes the result to
@@ -44,10 +51,10 @@ type repairRun struct{}
 // records of a repository of format 1, whose index is their only copy. Packs
 // that cannot be read are moved to quarantine/ as a writer does. The report
 // lists what the rebuilt index holds and what a quick verify finds missing.
-func RepairIndex(ctx context.Context, dir string, o OpenOptions) (*RepairReport, error) {
+func RepairIndex(ctx context.Context, dir string, o OpenOptions, ro RepairOptions) (*RepairReport, error) {
 	start := time.Now()
 	o.Writable = true
-	o.repair = &repairRun{}
+	o.repair = &repairRun{ro}
 	r, err := Open(ctx, dir, o)
 	if err != nil {
 		return nil, fmt.Errorf("repair index of %s: %w", dir, err)

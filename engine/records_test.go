@@ -163,7 +163,7 @@ func TestRepairIndexRebuildsEverything(t *testing.T) {
 					t.Fatalf("open (writable %v) without an index: %v, want advice to run 'ahvfs repair index'", o.Writable, err)
 				}
 			}
-			rep, err := engine.RepairIndex(ctx, dir, engine.OpenOptions{Password: pw})
+			rep, err := engine.RepairIndex(ctx, dir, engine.OpenOptions{Password: pw}, engine.RepairOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -323,7 +323,7 @@ func TestRepairIndexSwapKilled(t *testing.T) {
 	want := chainRepo(t, dir, nil)
 	// Make a complete rebuilt index as index.ready (a copy of one), with
 	// index/ gone: the state after the first rename of the swap.
-	if _, err := engine.RepairIndex(ctx, dir, engine.OpenOptions{}); err != nil {
+	if _, err := engine.RepairIndex(ctx, dir, engine.OpenOptions{}, engine.RepairOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(filepath.Join(dir, "index"), filepath.Join(dir, "index.ready")); err != nil {

@@ -100,7 +100,7 @@ func TestFormat1Upgrade(t *testing.T) {
 			for _, sub := range []string{"index", "snapshots"} {
 				os.RemoveAll(filepath.Join(dir, sub))
 			}
-			rep, err := engine.RepairIndex(ctx, dir, engine.OpenOptions{Password: pw})
+			rep, err := engine.RepairIndex(ctx, dir, engine.OpenOptions{Password: pw}, engine.RepairOptions{ReadData: true})
 			if err != nil || rep.RestorePoints != len(want) || len(rep.Problems) > 0 {
 				t.Fatalf("repair index: %+v %v", rep, err)
 			}
@@ -124,7 +124,7 @@ func TestFormat1WithoutIndexRefusesRepair(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.RemoveAll(filepath.Join(dir, "index"))
-	_, err := engine.RepairIndex(context.Background(), dir, engine.OpenOptions{})
+	_, err := engine.RepairIndex(context.Background(), dir, engine.OpenOptions{}, engine.RepairOptions{})
 	if err == nil || !strings.Contains(err.Error(), "only there") {
 		t.Fatalf("repair of a format-1 repository without its index: %v", err)
 	}

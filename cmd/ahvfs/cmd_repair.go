@@ -19,7 +19,10 @@ func init() {
 					"every chunk is in a pack with its table. 'repair index' reads every pack, builds a\n" +
 					"new index beside the old one, swaps it in and publishes it to readers. It takes the\n" +
 					"writer lock. Packs that cannot be read are moved to quarantine/, never deleted.",
-				Flags: []cli.Flag{repoPasswordFlag()},
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "read-data", Usage: "also decode every chunk and check it against its ID (without: each pack is checked against its table and shard sums)"},
+					repoPasswordFlag(),
+				},
 				Action: func(c *cli.Context) error {
 					env := envFrom(c)
 					dir, err := repoDir(c)
@@ -30,7 +33,7 @@ func init() {
 					if err != nil {
 						return err
 					}
-					rep, err := engine.RepairIndex(c.Context, dir, engine.OpenOptions{Password: pw, Logger: env.Log})
+					rep, err := engine.RepairIndex(c.Context, dir, engine.OpenOptions{Password: pw, Logger: env.Log}, engine.RepairOptions{ReadData: c.Bool("read-data")})
 					if err != nil {
 						return hintRepoError(dir, pw != nil, err)
 					}
