@@ -125,7 +125,7 @@ func decodeParity(b []byte, withData bool) (*parityInfo, error) {
 	}
 	nData := int(binary.LittleEndian.Uint32(b[28:]))
 	nParity := int(binary.LittleEndian.Uint32(b[32:]))
-	if p.K == 0 || p.ShardSize == 0 || p.TableOff > p.DataLen || (p.DataLen-p.TableOff)%packEntrySize != 0 || nData != numShards(p.DataLen, uint32(p.ShardSize)) ||
+	if p.K == 0 || p.ShardSize == 0 || p.ShardSize > maxShardSize || p.TableOff > p.DataLen || (p.DataLen-p.TableOff)%packEntrySize != 0 || nData != numShards(p.DataLen, uint32(p.ShardSize)) ||
 		nParity != (nData+p.K-1)/p.K*p.M || nData > 1<<24 {
 		return nil, fmt.Errorf("%w: inconsistent parity header", ErrCorrupt)
 	}
@@ -171,88 +171,60 @@ type repairResult struct {
 }
 
 // checkAndRepair checks data (the pack's data region, dataLen bytes) against
-// p's sums; when repair is set it rebuilds damaged data shards from parity in
-// place. Stripes with more damaged shards than parity are left as they are.
+// p's sums, stripe by stripe; when repair is set it rebuilds damaged data
+// shards from parity in place. Stripes with more damaged shards than parity
+// are left as they are.
 func checkAndRepair(data []byte, p *parityInfo, repair bool) (*repairResult, error) {
 	if uint64(len(data)) != p.DataLen {
 		return nil, fmt.Errorf("%w: data region is %d bytes, parity covers %d", ErrCorrupt, len(data), p.DataLen)
 	}
+	c, err := newStripeCoder(p.K, p.M, p.ShardSize)
+	if err != nil {
+		return nil, err
+	}
 	res := &repairResult{}
-	got := shardSums(data, p.ShardSize)
-	bad := map[int]bool{}
-	for i, s := range got {
-		if s != p.DataSums[i] {
-			bad[i] = true
-			res.BadShards = append(res.BadShards, i)
-			res.BadRanges = append(res.BadRanges, shardRange(i, p))
-		}
-	}
-	if len(bad) == 0 {
-		return res, nil
-	}
-	var enc reedsolomon.Encoder
-	if p.M > 0 && p.Parity != nil {
-		var err error
-		if enc, err = reedsolomon.New(p.K, p.M); err != nil {
-			return nil, err
-		}
-	}
+	nData := len(p.DataSums)
+	region := make([]byte, nData*p.ShardSize) // whole shards, zero-padded
+	copy(region, data)
+	zero := make([]byte, p.ShardSize)
 	for s := range p.stripes() {
-		var stripeBad []int
-		for i := s * p.K; i < (s+1)*p.K && i < len(got); i++ {
-			if bad[i] {
-				stripeBad = append(stripeBad, i)
-			}
+		shards := stripeShards(region, s, p.K, p.ShardSize, zero)
+		sums := p.DataSums[s*p.K : min((s+1)*p.K, nData)]
+		var parity [][]byte
+		if p.Parity != nil {
+			parity = p.Parity[s*p.M : (s+1)*p.M]
 		}
-		if len(stripeBad) == 0 {
-			continue
-		}
-		shards := make([][]byte, p.K+p.M)
-		nMissing := len(stripeBad)
-		for i := range p.K {
+		chk := c.check(shards, sums, parity, p.ParitySums[s*p.M:(s+1)*p.M], nil)
+		res.ParityBad += len(chk.badParity)
+		for _, i := range chk.badData {
 			idx := s*p.K + i
-			if bad[idx] {
-				continue
+			res.BadShards = append(res.BadShards, idx)
+			res.BadRanges = append(res.BadRanges, shardRange(idx, p))
+			if chk.lost {
+				res.Unrepaired = append(res.Unrepaired, idx)
+				res.LostRanges = append(res.LostRanges, shardRange(idx, p))
+			} else if repair {
+				r := shardRange(idx, p)
+				copy(data[r[0]:r[1]], region[r[0]:r[1]])
+				res.Repaired = true
 			}
-			var pad []byte
-			shards[i] = dataShard(data, idx, p.ShardSize, &pad)
-		}
-		if enc != nil {
-			for j := range p.M {
-				ps := p.Parity[s*p.M+j]
-				if crc32.Checksum(ps, crcTable) != p.ParitySums[s*p.M+j] {
-					res.ParityBad++
-					nMissing++
-					continue
-				}
-				shards[p.K+j] = ps
-			}
-		}
-		if enc == nil || nMissing > p.M || !repair {
-			if enc == nil || nMissing > p.M {
-				for _, i := range stripeBad {
-					res.Unrepaired = append(res.Unrepaired, i)
-					res.LostRanges = append(res.LostRanges, shardRange(i, p))
-				}
-			}
-			continue
-		}
-		if err := enc.ReconstructData(shards); err != nil {
-			return nil, fmt.Errorf("reed-solomon reconstruct stripe %d: %w", s, err)
-		}
-		for _, i := range stripeBad {
-			rebuilt := shards[i-s*p.K]
-			if crc32.Checksum(rebuilt, crcTable) != p.DataSums[i] {
-				res.Unrepaired = append(res.Unrepaired, i)
-				res.LostRanges = append(res.LostRanges, shardRange(i, p))
-				continue
-			}
-			r := shardRange(i, p)
-			copy(data[r[0]:r[1]], rebuilt)
-			res.Repaired = true
 		}
 	}
 	return res, nil
+}
+
+// stripeShards returns the k data shards of stripe s of region (whole
+// shards); shards past its end are zero (the shared, never written zero).
+func stripeShards(region []byte, s, k, shardSize int, zero []byte) [][]byte {
+	out := make([][]byte, k)
+	for i := range k {
+		if start := (s*k + i) * shardSize; start+shardSize <= len(region) {
+			out[i] = region[start : start+shardSize]
+		} else {
+			out[i] = zero
+		}
+	}
+	return out
 }
 
 func shardRange(i int, p *parityInfo) [2]uint64 {

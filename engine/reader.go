@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -23,7 +24,9 @@ func (r *Repository) lookup(id ID) (location, error) {
 	return l, nil
 }
 
-// loadBlob reads and decodes a blob, checking it against its ID.
+// loadBlob reads and decodes a blob, checking it against its ID. Damaged
+// stored bytes are rebuilt in memory from parity when it can (with a
+// warning); damage beyond parity is ErrCorrupt.
 func (r *Repository) loadBlob(ctx context.Context, id ID, dst []byte) ([]byte, location, error) {
 	l, err := r.lookup(id)
 	if err != nil {
@@ -41,12 +44,16 @@ func (r *Repository) loadBlob(ctx context.Context, id ID, dst []byte) ([]byte, l
 	stored := (*sp)[:l.Stored]
 	_, err = f.ReadAt(stored, int64(l.Offset))
 	release()
+	if errors.Is(err, io.EOF) {
+		err = fmt.Errorf("%w: pack %s ends before the chunk", ErrCorrupt, l.Pack)
+	}
 	if err != nil {
-		return nil, l, fmt.Errorf("chunk %s: read pack %s at %d: %w", id.Short(), l.Pack, l.Offset, err)
+		return r.loadDamagedBlob(id, l, dst, fmt.Errorf("chunk %s: read pack %s at %d: %w", id.Short(), l.Pack, l.Offset, err))
 	}
 	out, err := r.codec.decodeAt(dst, stored, l, id, r.hash)
 	if err != nil {
-		return nil, l, fmt.Errorf("pack %s: %w", l.Pack, err)
+		// Damaged stored bytes: rebuild them from parity when it can.
+		return r.loadDamagedBlob(id, l, dst, fmt.Errorf("pack %s: %w", l.Pack, err))
 	}
 	return out, l, nil
 }

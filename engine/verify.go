@@ -5,38 +5,102 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 
-	"github.com/ahvfs/ahvfs/internal/atomicfile"
 	"github.com/cockroachdb/pebble/v2"
 )
 
 // VerifyOptions control Verify.
 type VerifyOptions struct {
-	// ReadData reads every pack in full, checks it against its shard sums
-	// and parity, and re-hashes every blob.
+	// ReadData reads every pack and its parity sidecar in full: it checks
+	// every data shard against its sum, recomputes the parity of every
+	// stripe and compares it with the sidecar, compares the footer and the
+	// sidecar with those rebuilt from the data, and re-hashes every blob.
 	ReadData bool
-	// Repair rebuilds damaged packs (and parity sidecars) from parity.
-	// It implies ReadData and needs a writable repository.
+	// Repair rewrites damaged packs and parity sidecars: every stripe within
+	// parity is rebuilt, footers and sidecars are rebuilt from the data.
+	// Stripes beyond parity are left as they are and reported. It implies
+	// ReadData and needs a writable repository.
 	Repair bool
 	// Progress, when set, is called with packs checked and the total.
 	Progress func(done, total int)
 }
 
-// PackDamage is what Verify found wrong with one pack.
+// Damage states of a pack (PackDamage.State), a stripe (StripeDamage.State)
+// and a disk range (DamagedRange.State).
+const (
+	DamageRepaired         = "repaired"          // --repair rebuilt it
+	DamageRepairable       = "repairable"        // parity can rebuild it: run verify --repair (reads rebuild it in memory meanwhile)
+	DamagePartlyRepaired   = "partly repaired"   // a pack: --repair rebuilt what parity could; the rest is beyond parity
+	DamagePartlyRepairable = "partly repairable" // a pack: some damage is repairable, some beyond parity
+	DamageBeyondParity     = "beyond parity"     // more damaged shards than parity: the data is lost
+	DamageLost             = "lost"              // a disk range: its chunks (or their manifest page) are damaged beyond parity
+	DamageMissing          = "missing"           // a disk range: its chunks (or their manifest page) are not in the index
+	DamageUnchecked        = "unchecked"         // a pack: found without reading the data; verify --read-data tells whether parity can repair it
+)
+
+// PackDamage is what Verify found wrong with one pack and its parity
+// sidecar.
 type PackDamage struct {
-	Pack         string `json:"pack"`
-	Problem      string `json:"problem"`
-	BadShards    int    `json:"bad_shards"`
-	Repaired     bool   `json:"repaired"`
-	DamagedBlobs int    `json:"damaged_blobs"` // blobs still unreadable after any repair
+	Pack      string `json:"pack"`
+	Problem   string `json:"problem"`    // every problem found, "; "-separated
+	BadShards int    `json:"bad_shards"` // damaged data shards
+	// Repaired is set when --repair made the pack and its sidecar whole.
+	Repaired bool `json:"repaired"`
+	// DamagedBlobs counts blobs whose stored bytes are damaged as the pack
+	// now is: after --repair those beyond parity, else every damaged one.
+	DamagedBlobs int `json:"damaged_blobs"`
+	// State is repaired, repairable, partly repaired, partly repairable,
+	// beyond parity or, without ReadData, unchecked (Damage*).
+	State string `json:"state"`
+	// LostBlobs counts blobs that parity cannot rebuild.
+	LostBlobs int `json:"lost_blobs"`
+	// ParityDamaged is set when the sidecar is damaged or missing.
+	ParityDamaged bool `json:"parity_damaged"`
+	// Stripes lists every damaged stripe.
+	Stripes []StripeDamage `json:"stripes,omitempty"`
 }
 
-// AffectedRestorePoint is a restore point with unreadable or missing data.
+// StripeDamage is one damaged Reed-Solomon stripe of a pack: k data shards
+// and the m parity shards computed from them.
+type StripeDamage struct {
+	Stripe int `json:"stripe"`
+	// Offset and Length are the bytes of the pack its data shards hold.
+	Offset int64 `json:"offset"`
+	Length int64 `json:"length"`
+	// DataShards are the damaged data shards, numbered from the pack's
+	// start (shard i holds bytes i·shard size onwards).
+	DataShards []int `json:"data_shards,omitempty"`
+	// ParityShards are the damaged parity shards, numbered within the
+	// stripe (0 … m−1).
+	ParityShards []int `json:"parity_shards,omitempty"`
+	// State is repaired, repairable or beyond parity.
+	State string `json:"state"`
+	// Blobs counts the damaged blobs stored, wholly or partly, in the
+	// stripe: those parity rebuilds (or rebuilt), or, beyond parity, those
+	// that fail their ID.
+	Blobs int `json:"blobs"`
+}
+
+// AffectedRestorePoint is a restore point with damaged or missing data.
 type AffectedRestorePoint struct {
-	Name          string `json:"name"`
-	DamagedChunks int    `json:"damaged_chunks"`
-	MissingChunks int    `json:"missing_chunks"`
+	Name string `json:"name"`
+	// DamagedChunks counts distinct chunks and manifest pages whose stored
+	// bytes are damaged (as the packs now are), RepairableChunks those of
+	// them parity can rebuild, MissingChunks those not in the index.
+	DamagedChunks    int `json:"damaged_chunks"`
+	MissingChunks    int `json:"missing_chunks"`
+	RepairableChunks int `json:"repairable_chunks"`
+	// Ranges are the affected byte ranges of the disks, in disk order.
+	Ranges []DamagedRange `json:"ranges,omitempty"`
+}
+
+// DamagedRange is a byte range of a restore point's disk whose chunks are
+// damaged or missing.
+type DamagedRange struct {
+	Disk   string `json:"disk"` // disk-N
+	Offset int64  `json:"offset"`
+	Length int64  `json:"length"`
+	State  string `json:"state"` // repairable, lost or missing
 }
 
 // VerifyReport is the outcome of Verify.
@@ -48,7 +112,7 @@ type VerifyReport struct {
 	Damaged       []PackDamage           `json:"damaged_packs,omitempty"`
 	Affected      []AffectedRestorePoint `json:"affected_restore_points,omitempty"`
 	Problems      []string               `json:"problems,omitempty"`
-	Repaired      int                    `json:"repaired_packs"`
+	Repaired      int                    `json:"repaired_packs"` // packs --repair made whole
 }
 
 // OK reports whether nothing is damaged or missing after any repair.
@@ -67,9 +131,11 @@ func (v *VerifyReport) OK() bool {
 // Verify checks the repository: every pack named by the index exists with
 // its size and parity; every restore point's pages and chunks are indexed;
 // files a writer moved to quarantine/ are listed as problems.
-// With ReadData it also reads every byte and re-hashes every blob; with
-// Repair it rebuilds what parity can rebuild. It returns an error only when
-// it could not run; damage is in the report.
+// With ReadData it also reads every byte of every pack and sidecar; with
+// Repair it rebuilds what parity can rebuild. It does not stop at damage:
+// it lists every damaged pack and stripe and every affected restore point
+// with the disk ranges affected. It returns an error only when it could not
+// run (or ctx ended); damage is in the report.
 func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
 	if o.Repair {
 		if !r.writable {
@@ -84,22 +150,30 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 	if err != nil {
 		return nil, err
 	}
-	damaged := map[ID]bool{}
+	damaged := map[ID]string{} // blob → DamageRepairable or DamageLost
 	for i, p := range packs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		d, n, bad, err := r.verifyPack(ctx, p.id, p.rec, o)
+		var res *packResult
+		if o.ReadData {
+			res, err = r.verifyPackData(ctx, p.id, p.rec, o.Repair)
+		} else {
+			res = r.verifyPackStructure(p.id, p.rec)
+		}
 		if err != nil {
 			return nil, err
 		}
 		rep.Packs++
-		rep.Blobs += n
+		rep.Blobs += res.blobs
 		rep.CheckedBytes += p.rec.Size
-		for _, id := range bad {
-			damaged[id] = true
+		for _, id := range res.repairable {
+			damaged[id] = DamageRepairable
 		}
-		if d != nil {
+		for _, id := range res.lost {
+			damaged[id] = DamageLost
+		}
+		if d := res.dmg; d != nil {
 			rep.Damaged = append(rep.Damaged, *d)
 			if d.Repaired {
 				rep.Repaired++
@@ -111,54 +185,25 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 	}
 	quarantined, err := r.quarantinedFiles()
 	if err != nil {
-		return nil, err
+		rep.Problems = append(rep.Problems, err.Error())
 	}
 	rep.Problems = append(rep.Problems, quarantined...)
 	rep.Problems = append(rep.Problems, r.verifyRecords()...)
 	rps, err := r.ListRestorePoints(ctx, "")
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		rep.Problems = append(rep.Problems, err.Error())
 		return rep, nil
 	}
 	for _, rp := range rps {
 		rep.RestorePoints++
-		a := AffectedRestorePoint{Name: rp.Name()}
-		for i := range rp.Disks {
-			dk := &rp.Disks[i]
-			for _, pid := range dk.Pages {
-				if pid.IsZero() {
-					continue
-				}
-				if damaged[pid] {
-					a.DamagedChunks++
-				}
-			}
-			ids, err := r.diskChunkIDs(ctx, dk)
-			if err != nil {
-				if errors.Is(err, ErrNotFound) {
-					a.MissingChunks++
-				} else if !errors.Is(err, ErrCorrupt) {
-					return nil, err
-				}
-				rep.Problems = append(rep.Problems, fmt.Sprintf("%s %s: manifest: %v", rp.Name(), dk.Name(), err))
-				continue
-			}
-			seen := map[ID]bool{}
-			for _, id := range ids {
-				if id.IsZero() || seen[id] {
-					continue
-				}
-				seen[id] = true
-				if damaged[id] {
-					a.DamagedChunks++
-					continue
-				}
-				if _, err := r.lookup(id); err != nil {
-					a.MissingChunks++
-				}
-			}
+		a, err := r.verifyRestorePoint(ctx, rp, damaged, rep)
+		if err != nil {
+			return nil, err
 		}
-		if a.DamagedChunks > 0 || a.MissingChunks > 0 {
+		if a.DamagedChunks > 0 || a.MissingChunks > 0 || len(a.Ranges) > 0 {
 			rep.Affected = append(rep.Affected, a)
 		}
 	}
@@ -180,217 +225,130 @@ func (r *Repository) verifyRecords() []string {
 	return drift
 }
 
-type packInfo struct {
-	id  PackID
-	rec packRecord
+// damageRank orders the states of a chunk: the worse wins.
+func damageRank(s string) int {
+	switch s {
+	case DamageRepairable:
+		return 1
+	case DamageLost:
+		return 2
+	case DamageMissing:
+		return 3
+	}
+	return 0
 }
 
-func listPacks(db pebble.Reader) ([]packInfo, error) {
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{keyPack}, UpperBound: []byte{keyPack + 1}})
-	if err != nil {
-		return nil, err
+func worse(a, b string) string {
+	if damageRank(b) > damageRank(a) {
+		return b
 	}
-	defer it.Close()
-	var out []packInfo
-	for it.First(); it.Valid(); it.Next() {
-		var p packInfo
-		if len(it.Key()) != 17 {
-			return nil, fmt.Errorf("%w: pack key of %d bytes", ErrCorrupt, len(it.Key()))
-		}
-		copy(p.id[:], it.Key()[1:])
-		rec, err := decodePackRecord(it.Value())
-		if err != nil {
-			return nil, fmt.Errorf("pack %s: %w", p.id, err)
-		}
-		p.rec = rec
-		out = append(out, p)
-	}
-	return out, it.Error()
+	return a
 }
 
-// verifyPack checks one pack. It returns the damage found (nil when none),
-// the number of blobs, and the IDs of blobs that remain unreadable.
-func (r *Repository) verifyPack(ctx context.Context, id PackID, rec packRecord, o VerifyOptions) (*PackDamage, int, []ID, error) {
-	path := packPath(r.dir, id)
-	dmg := &PackDamage{Pack: id.String()}
-	st, err := os.Stat(path)
-	if err != nil {
-		dmg.Problem = fmt.Sprintf("pack file missing: %v", err)
-		ids, _ := r.blobsOfPack(id)
-		dmg.DamagedBlobs = len(ids)
-		return dmg, len(ids), ids, nil
-	}
-	if !o.ReadData {
-		if st.Size() != rec.Size {
-			dmg.Problem = fmt.Sprintf("pack is %d bytes, the index says %d", st.Size(), rec.Size)
-			return dmg, 0, nil, nil
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, 0, nil, err
-		}
-		defer f.Close()
-		tail := make([]byte, rec.Size-rec.DataLen+packEntrySize*0)
-		if _, err := f.ReadAt(tail, rec.DataLen); err != nil {
-			dmg.Problem = fmt.Sprintf("read pack footer: %v", err)
-			return dmg, 0, nil, nil
-		}
-		if _, _, err := decodeTrailer(tail[len(tail)-packTrailerSize:], rec.Size); err != nil {
-			dmg.Problem = err.Error()
-			return dmg, 0, nil, nil
-		}
-		if _, err := os.Stat(parityPath(r.dir, id)); err != nil {
-			dmg.Problem = "parity sidecar missing"
-			return dmg, 0, nil, nil
-		}
-		return nil, 0, nil, nil
-	}
+// rangeBuilder merges the states of a disk's chunks, given in increasing
+// chunk order, into ranges.
+type rangeBuilder struct {
+	disk     string
+	size, cs int64
+	cur      string // state of the open range ("": none)
+	start    int64  // its first chunk
+	next     int64  // the chunk after the last one added
+	out      []DamagedRange
+}
 
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, 0, nil, fmt.Errorf("read pack %s: %w", id, err)
+func (b *rangeBuilder) add(ci int64, state string) {
+	if ci != b.next || state != b.cur {
+		b.flush()
+		b.cur, b.start = state, ci
 	}
-	parBytes, perr := os.ReadFile(parityPath(r.dir, id))
-	var par *parityInfo
-	if perr == nil {
-		par, perr = decodeParity(parBytes, true)
+	b.next = ci + 1
+}
+
+func (b *rangeBuilder) flush() {
+	if b.cur != "" {
+		off := b.start * b.cs
+		b.out = append(b.out, DamagedRange{Disk: b.disk, Offset: off, Length: min(b.next*b.cs, b.size) - off, State: b.cur})
 	}
-	var problems []string
-	if perr != nil {
-		problems = append(problems, fmt.Sprintf("parity sidecar unusable: %v", perr))
-	}
-	if int64(len(data)) != rec.Size {
-		problems = append(problems, fmt.Sprintf("pack is %d bytes, the index says %d", len(data), rec.Size))
-	}
-	// The data region is what parity protects; size it from the index so a
-	// truncated or extended file can still be repaired.
-	region := make([]byte, rec.DataLen)
-	copy(region, data)
-	dataChanged := false
-	var res *repairResult
-	if par != nil && int64(par.DataLen) == rec.DataLen {
-		res, err = checkAndRepair(region, par, o.Repair)
-		if err != nil {
-			return nil, 0, nil, err
+	b.cur = ""
+}
+
+// verifyRestorePoint reads the manifests of rp's disks and finds the
+// chunks that are damaged (per damaged), missing from the index, or
+// unknown because their manifest page cannot be read. A page that cannot
+// be read is a problem in rep; the other pages are still checked.
+func (r *Repository) verifyRestorePoint(ctx context.Context, rp *RestorePoint, damaged map[ID]string, rep *VerifyReport) (AffectedRestorePoint, error) {
+	a := AffectedRestorePoint{Name: rp.Name()}
+	known := map[ID]string{} // the state of each chunk and page met, counted once
+	count := func(id ID, state string) string {
+		if s, ok := known[id]; ok {
+			return s
 		}
-		dmg.BadShards = len(res.BadShards)
-		if len(res.BadShards) > 0 {
-			problems = append(problems, fmt.Sprintf("%d damaged shard(s), %d beyond parity", len(res.BadShards), len(res.Unrepaired)))
+		known[id] = state
+		switch state {
+		case DamageRepairable:
+			a.RepairableChunks++
+			a.DamagedChunks++
+		case DamageLost:
+			a.DamagedChunks++
+		case DamageMissing:
+			a.MissingChunks++
 		}
-		if res.ParityBad > 0 {
-			problems = append(problems, fmt.Sprintf("%d damaged parity shard(s)", res.ParityBad))
-		}
-		dataChanged = res.Repaired
-	} else if par != nil {
-		problems = append(problems, "parity sidecar covers a different size than the index")
+		return state
 	}
-	// Rebuild the footer from the (repaired) data region and compare.
-	var footer *packFooter
-	tableOff := uint64(0)
-	if par != nil {
-		tableOff = par.TableOff
-	} else if f, _, err := decodeTrailer(data[max(0, len(data)-packTrailerSize):], int64(len(data))); err == nil {
-		tableOff = f.TableOff
-	}
-	if tableOff > 0 {
-		shardSize, k, m := r.cfg.Parity.ShardSize, r.cfg.Parity.Data, r.cfg.Parity.Parity
-		if par != nil {
-			shardSize, k, m = par.ShardSize, par.K, par.M
-		}
-		full, f, err := packFromRegion(region, tableOff, shardSize, k, m)
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("blob table unreadable: %v", err))
-		} else {
-			footer = f
-			if !bytesEqual(full, data) {
-				if !dataChanged {
-					problems = append(problems, "pack footer damaged")
-				}
-				dataChanged = true
-				data = full
+	cs, E := int64(r.cfg.ChunkSize), r.cfg.PageEntries
+	for i := range rp.Disks {
+		dk := &rp.Disks[i]
+		n := chunksFor(dk.Size, r.cfg.ChunkSize)
+		b := rangeBuilder{disk: dk.Name(), size: dk.Size, cs: cs}
+		for p, pid := range dk.Pages {
+			if pid.IsZero() || p*E >= n {
+				continue
 			}
-		}
-	} else {
-		problems = append(problems, "pack trailer and parity both unreadable")
-	}
-	// Re-hash every blob.
-	var bad []ID
-	n := 0
-	if footer != nil {
-		n = len(footer.Entries)
-		for _, e := range footer.Entries {
-			if err := ctx.Err(); err != nil {
-				return nil, 0, nil, err
+			first, want := p*E, min(E, n-p*E)
+			pageState := damaged[pid]
+			ids, err := r.page(ctx, pid)
+			if err == nil && len(ids) != want {
+				err = fmt.Errorf("%w: manifest page holds %d IDs, want %d", ErrCorrupt, len(ids), want)
 			}
-			stored := region[e.Offset : e.Offset+uint64(e.Stored)]
-			if _, err := r.codec.decode(nil, stored, e.Flags, int(e.Raw), e.ID, r.hash); err != nil {
-				bad = append(bad, e.ID)
-			}
-		}
-	} else {
-		bad, _ = r.blobsOfPack(id)
-		n = len(bad)
-	}
-	if len(bad) > 0 {
-		problems = append(problems, fmt.Sprintf("%d blob(s) fail their hash", len(bad)))
-	}
-	dmg.DamagedBlobs = len(bad)
-	if o.Repair && footer != nil && len(bad) == 0 {
-		if dataChanged {
-			if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
-				return nil, 0, nil, fmt.Errorf("repair pack %s: %w", id, err)
-			}
-			r.files.forget(id)
-			dmg.Repaired = true
-		}
-		if par == nil || (res != nil && res.ParityBad > 0) {
-			np, err := buildParity(region, tableOff, shardSums(region, r.cfg.Parity.ShardSize), r.cfg.Parity.ShardSize, r.cfg.Parity.Data, r.cfg.Parity.Parity)
 			if err != nil {
-				return nil, 0, nil, err
+				if ctx.Err() != nil {
+					return a, ctx.Err()
+				}
+				state := DamageLost
+				if errors.Is(err, ErrNotFound) {
+					state = DamageMissing
+				}
+				state = count(pid, worse(pageState, state))
+				rep.Problems = append(rep.Problems, fmt.Sprintf("%s %s: manifest page %d (bytes %d-%d) unreadable: %v",
+					rp.Name(), dk.Name(), p, int64(first)*cs, min(int64(first+want)*cs, dk.Size)-1, err))
+				for j := range want {
+					b.add(int64(first+j), state)
+				}
+				continue
 			}
-			if err := atomicfile.WriteFile(parityPath(r.dir, id), np, 0o600); err != nil {
-				return nil, 0, nil, fmt.Errorf("repair parity of pack %s: %w", id, err)
+			pageState = count(pid, pageState)
+			for j, id := range ids {
+				state := ""
+				if !id.IsZero() {
+					s, ok := known[id]
+					if !ok {
+						s = damaged[id]
+						if s == "" {
+							if _, err := r.lookup(id); err != nil {
+								s = DamageMissing
+							}
+						}
+						s = count(id, s)
+					}
+					state = s
+				}
+				b.add(int64(first+j), worse(pageState, state))
 			}
-			dmg.Repaired = true
 		}
+		b.flush()
+		a.Ranges = append(a.Ranges, b.out...)
 	}
-	if len(problems) == 0 {
-		return nil, n, nil, nil
-	}
-	dmg.Problem = joinProblems(problems)
-	return dmg, n, bad, nil
-}
-
-// blobsOfPack lists the blobs the index places in a pack (a full scan).
-func (r *Repository) blobsOfPack(p PackID) ([]ID, error) {
-	db, done := r.reader()
-	defer done()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{keyChunk}, UpperBound: []byte{keyChunk + 1}})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-	var out []ID
-	for it.First(); it.Valid(); it.Next() {
-		l, err := decodeLocation(it.Value())
-		if err == nil && l.Pack == p {
-			var id ID
-			copy(id[:], it.Key()[1:])
-			out = append(out, id)
-		}
-	}
-	return out, it.Error()
-}
-
-func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
-
-func joinProblems(p []string) string {
-	sort.Strings(p)
-	s := p[0]
-	for _, x := range p[1:] {
-		s += "; " + x
-	}
-	return s
+	return a, nil
 }
 
 // Stats summarises the repository.

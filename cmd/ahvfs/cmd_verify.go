@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/urfave/cli/v2"
@@ -57,21 +59,30 @@ func runVerify(ctx context.Context, env *cliEnv, r *engine.Repository, o engine.
 	} else {
 		w := env.Stdout
 		what := "structure"
-		if o.ReadData {
+		if o.ReadData || o.Repair {
 			what = "structure and data"
 		}
 		fmt.Fprintf(w, "checked %s: %d packs (%s), %d blobs, %d restore points\n", what, rep.Packs, ibytes(rep.CheckedBytes), rep.Blobs, rep.RestorePoints)
 		for _, d := range rep.Damaged {
-			state := "NOT repaired"
-			if d.Repaired {
-				state = "repaired"
-			} else if !o.Repair && d.DamagedBlobs == 0 {
-				state = "repairable: run 'ahvfs verify --repair'"
+			fmt.Fprintf(w, "pack %s: %s (%s)\n", d.Pack, d.Problem, damageState(d.State, o.Repair))
+			for _, s := range d.Stripes {
+				var what []string
+				if len(s.DataShards) > 0 {
+					what = append(what, fmt.Sprintf("data shard(s) %s", joinInts(s.DataShards)))
+				}
+				if len(s.ParityShards) > 0 {
+					what = append(what, fmt.Sprintf("parity shard(s) %s", joinInts(s.ParityShards)))
+				}
+				fmt.Fprintf(w, "  stripe %d (pack bytes %d-%d): %s damaged, %d damaged blob(s): %s\n",
+					s.Stripe, s.Offset, s.Offset+s.Length-1, strings.Join(what, " and "), s.Blobs, s.State)
 			}
-			fmt.Fprintf(w, "pack %s: %s (%s)\n", d.Pack, d.Problem, state)
 		}
 		for _, a := range rep.Affected {
-			fmt.Fprintf(w, "restore point %s: %d damaged, %d missing chunk(s)\n", a.Name, a.DamagedChunks, a.MissingChunks)
+			fmt.Fprintf(w, "restore point %s: %d damaged (%d of them repairable), %d missing chunk(s)\n",
+				a.Name, a.DamagedChunks, a.RepairableChunks, a.MissingChunks)
+			for _, g := range a.Ranges {
+				fmt.Fprintf(w, "  %s bytes %d-%d (%s): %s\n", g.Disk, g.Offset, g.Offset+g.Length-1, ibytes(g.Length), g.State)
+			}
 		}
 		for _, p := range rep.Problems {
 			fmt.Fprintf(w, "problem: %s\n", p)
@@ -82,9 +93,41 @@ func runVerify(ctx context.Context, env *cliEnv, r *engine.Repository, o engine.
 	}
 	if !rep.OK() {
 		if len(rep.Affected) > 0 {
-			return fmt.Errorf("verify: %d restore point(s) have unreadable data", len(rep.Affected))
+			return fmt.Errorf("verify: %d restore point(s) have damaged or missing data", len(rep.Affected))
 		}
 		return fmt.Errorf("verify: the repository has damage (see above)")
 	}
 	return nil
+}
+
+// damageState says what a pack's damage state means for the user.
+func damageState(state string, repair bool) string {
+	switch state {
+	case engine.DamageRepaired:
+		return "repaired"
+	case engine.DamageRepairable:
+		if repair {
+			return "repairable, but the repair failed"
+		}
+		return "repairable: run 'ahvfs verify --repair'"
+	case engine.DamagePartlyRepaired:
+		return "partly repaired: the stripes beyond parity are lost"
+	case engine.DamagePartlyRepairable:
+		if repair {
+			return "partly repairable, but the repair failed; the stripes beyond parity are lost"
+		}
+		return "partly repairable: run 'ahvfs verify --repair'; the stripes beyond parity are lost"
+	case engine.DamageUnchecked:
+		return "run 'ahvfs verify --read-data' to see whether parity can repair it"
+	default:
+		return "NOT repairable: damage beyond parity"
+	}
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ", ")
 }
