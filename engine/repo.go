@@ -174,7 +174,7 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Config, error) {
 }
 
 // Open opens the repository in dir.
-func Open(ctx context.Context, dir string, o OpenOptions) (*Repository, error) {
+func Open(ctx context.Context, dir string, o OpenOptions) (_ *Repository, err error) {
 	cfg, err := loadConfig(dir)
 	if err != nil {
 		return nil, err
@@ -189,6 +189,7 @@ func Open(ctx context.Context, dir string, o OpenOptions) (*Repository, error) {
 		o.Workers = numCPU()
 	}
 	r := &Repository{dir: dir, cfg: cfg, log: o.Logger, writable: o.Writable, workers: o.Workers}
+	defer r.guardOpen(&err)
 	var k *keys
 	if cfg.Encryption != nil {
 		master, err := cfg.Encryption.unwrap(o.Password)
@@ -226,7 +227,7 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 		return err
 	}
 	r.lockFile = f
-	db, err := pebble.Open(filepath.Join(r.dir, dirIndex), pebbleOptions(r.log, false, 64<<20))
+	db, err := openIndex(filepath.Join(r.dir, dirIndex), pebbleOptions(r.log, false, 64<<20))
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("open index of %s: %w", r.dir, err)
@@ -269,10 +270,10 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 func checkIndexVersion(db pebble.Reader) (byte, error) {
 	v, err := getValue(db, []byte{keyVersion})
 	if err != nil {
-		return 0, fmt.Errorf("index: %w: no format record (%v)", ErrCorrupt, err)
+		return 0, fmt.Errorf("%w: no format record (%w)", ErrIndexDamaged, err)
 	}
 	if len(v) != 1 {
-		return 0, fmt.Errorf("index: %w: format record of %d bytes", ErrCorrupt, len(v))
+		return 0, fmt.Errorf("%w: format record of %d bytes", ErrIndexDamaged, len(v))
 	}
 	if v[0] > indexVersion {
 		return v[0], fmt.Errorf("%w: index format %d, this ahvfs reads up to %d; upgrade ahvfs", ErrNewerFormat, v[0], indexVersion)
@@ -333,7 +334,8 @@ func (r *Repository) openReader() error {
 
 // Refresh makes a reader see restore points committed since it opened. It
 // reports whether anything changed. On a writer it does nothing.
-func (r *Repository) Refresh(ctx context.Context) (bool, error) {
+func (r *Repository) Refresh(ctx context.Context) (_ bool, err error) {
+	defer r.guardIndex(&err, "refresh")
 	if r.writable {
 		return false, nil
 	}
@@ -362,7 +364,7 @@ func (r *Repository) Refresh(ctx context.Context) (bool, error) {
 	oldDB, oldLock := r.db, r.snap
 	r.db, r.snap, r.snapGen = db, lock, gen
 	r.mu.Unlock()
-	oldDB.Close()
+	closeIndex(oldDB)
 	oldLock.Close()
 	return true, nil
 }
@@ -396,7 +398,7 @@ func (r *Repository) Close() error {
 	}
 	r.mu.Lock()
 	if r.db != nil {
-		errs = append(errs, r.db.Close())
+		errs = append(errs, closeIndex(r.db))
 	}
 	if r.snap != nil {
 		r.snap.Close()
@@ -458,7 +460,7 @@ func openCheckpoint(dir string, log *slog.Logger) (*pebble.DB, *os.File, uint64,
 		lock.Close()
 		return nil, nil, 0, errCheckpointGone
 	}
-	db, err := pebble.Open(base, pebbleOptions(log, true, 32<<20))
+	db, err := openIndex(base, pebbleOptions(log, true, 32<<20))
 	if err != nil {
 		lock.Close()
 		if _, serr := os.Stat(base); errors.Is(serr, os.ErrNotExist) {

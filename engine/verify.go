@@ -70,7 +70,8 @@ func (v *VerifyReport) OK() bool {
 // With ReadData it also reads every byte and re-hashes every blob; with
 // Repair it rebuilds what parity can rebuild. It returns an error only when
 // it could not run; damage is in the report.
-func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
+func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (_ *VerifyReport, err error) {
+	defer r.guardIndex(&err, "verify")
 	if o.Repair {
 		if !r.writable {
 			return nil, fmt.Errorf("verify --repair: %w (open the repository for writing)", ErrReadOnly)
@@ -78,9 +79,7 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 		o.ReadData = true
 	}
 	rep := &VerifyReport{}
-	db, done := r.reader()
-	packs, err := listPacks(db)
-	done()
+	packs, err := r.packsForVerify(rep)
 	if err != nil {
 		return nil, err
 	}
@@ -154,6 +153,7 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 				}
 				if _, err := r.lookup(id); err != nil {
 					a.MissingChunks++
+					noteDamage(rep, err)
 				}
 			}
 		}
@@ -393,9 +393,11 @@ type Stats struct {
 }
 
 // Stats computes repository statistics (it reads every manifest).
-func (r *Repository) Stats(ctx context.Context) (*Stats, error) {
+func (r *Repository) Stats(ctx context.Context) (_ *Stats, err error) {
+	defer r.guardIndex(&err, "stats")
 	s := &Stats{}
-	db, done := r.reader()
+	db, done := r.readerOnce()
+	defer done()
 	packs, err := listPacks(db)
 	if err != nil {
 		done()
