@@ -73,7 +73,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 
 	// The repository after a committed import, for the rebuilds.
 	full := filepath.Join(t.TempDir(), "full")
-	copyRepo(t, base, full)
+	cloneRepo(t, base, full)
 	if err := runCrashOp(ctx, "import", full, newImg); err != nil {
 		t.Fatal(err)
 	}
@@ -82,10 +82,10 @@ func TestCrashAtEveryStep(t *testing.T) {
 		both[k] = v
 	}
 	ops := []crashOp{
-		{name: "import", prepare: func(t *testing.T, dir string) { copyRepo(t, base, dir) }, adds: map[string][]byte{newName: readFile(t, newImg)}},
-		{name: "repair", prepare: func(t *testing.T, dir string) { copyRepo(t, full, dir) }},
+		{name: "import", prepare: func(t *testing.T, dir string) { cloneRepo(t, base, dir) }, adds: map[string][]byte{newName: readFile(t, newImg)}},
+		{name: "repair", prepare: func(t *testing.T, dir string) { cloneRepo(t, full, dir) }},
 		{name: "repair", prepare: func(t *testing.T, dir string) {
-			copyRepo(t, full, dir)
+			cloneRepo(t, full, dir)
 			os.RemoveAll(filepath.Join(dir, "index"))
 			os.RemoveAll(filepath.Join(dir, "snapshots"))
 		}},
@@ -286,7 +286,7 @@ func checkAfterFault(t *testing.T, dir, what string, want, maybe map[string][]by
 	}
 }
 
-func copyRepo(t *testing.T, from, to string) {
+func cloneRepo(t *testing.T, from, to string) {
 	t.Helper()
 	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
 		t.Fatal(err)

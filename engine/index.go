@@ -167,6 +167,7 @@ func pebbleOptions(log *slog.Logger, readOnly bool, cacheSize int64) *pebble.Opt
 		ReadOnly:           readOnly,
 		CacheSize:          cacheSize,
 		MemTableSize:       16 << 20,
+		EventListener:      indexEventListener(log),
 	}
 	for i := range o.Levels {
 		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)

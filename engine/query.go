@@ -9,7 +9,8 @@ import (
 )
 
 // ListVMs returns the VMs with restore points, by name.
-func (r *Repository) ListVMs(ctx context.Context) ([]VM, error) {
+func (r *Repository) ListVMs(ctx context.Context) (_ []VM, err error) {
+	defer r.guardIndex(&err, "list VMs")
 	db, done := r.reader()
 	defer done()
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{keyVM}, UpperBound: []byte{keyVM + 1}})
@@ -39,7 +40,8 @@ func (r *Repository) ListVMs(ctx context.Context) ([]VM, error) {
 
 // ListRestorePoints returns a VM's restore points, oldest first; vm == ""
 // lists every VM's.
-func (r *Repository) ListRestorePoints(ctx context.Context, vm string) ([]*RestorePoint, error) {
+func (r *Repository) ListRestorePoints(ctx context.Context, vm string) (_ []*RestorePoint, err error) {
+	defer r.guardIndex(&err, "list restore points")
 	db, done := r.reader()
 	defer done()
 	if vm != "" {
@@ -82,7 +84,8 @@ func (r *Repository) listRPs(db pebble.Reader, vm string) ([]*RestorePoint, erro
 
 // Resolve finds a restore point by name: "VM@TIME", "VM@latest" or "VM"
 // (latest). VM may also be the VM's UUID.
-func (r *Repository) Resolve(ctx context.Context, name string) (*RestorePoint, error) {
+func (r *Repository) Resolve(ctx context.Context, name string) (_ *RestorePoint, err error) {
+	defer r.guardIndex(&err, "restore point "+name)
 	if err := ValidateName(name); err != nil {
 		return nil, fmt.Errorf("restore point %s: %w", quoteShort(name), err)
 	}
@@ -120,7 +123,8 @@ func (r *Repository) Resolve(ctx context.Context, name string) (*RestorePoint, e
 }
 
 // RestorePointByID finds a restore point by its ID.
-func (r *Repository) RestorePointByID(ctx context.Context, id string) (*RestorePoint, error) {
+func (r *Repository) RestorePointByID(ctx context.Context, id string) (_ *RestorePoint, err error) {
+	defer r.guardIndex(&err, "restore point "+id)
 	db, done := r.reader()
 	defer done()
 	key, err := getValue(db, rpIDKey(id))
@@ -172,14 +176,16 @@ func (r *Repository) DeleteState(ctx context.Context, key string) error {
 }
 
 // GetState reads a job-state key; ErrNotFound when absent.
-func (r *Repository) GetState(ctx context.Context, key string) ([]byte, error) {
+func (r *Repository) GetState(ctx context.Context, key string) (_ []byte, err error) {
+	defer r.guardIndex(&err, "get job state "+key)
 	db, done := r.reader()
 	defer done()
 	return getValue(db, append([]byte{keyState}, key...))
 }
 
 // ListState returns the job-state keys with the prefix and their values.
-func (r *Repository) ListState(ctx context.Context, prefix string) (map[string][]byte, error) {
+func (r *Repository) ListState(ctx context.Context, prefix string) (_ map[string][]byte, err error) {
+	defer r.guardIndex(&err, "list job state")
 	db, done := r.reader()
 	defer done()
 	lo := append([]byte{keyState}, prefix...)

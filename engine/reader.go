@@ -11,9 +11,7 @@ import (
 
 // lookup returns where a blob is stored.
 func (r *Repository) lookup(id ID) (location, error) {
-	db, done := r.reader()
-	v, err := getValue(db, chunkKey(id))
-	done()
+	v, err := r.indexGet(chunkKey(id))
 	if err != nil {
 		return location{}, fmt.Errorf("chunk %s: %w", id.Short(), err)
 	}

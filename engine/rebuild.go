@@ -123,7 +123,7 @@ func (r *Repository) saveOldRecords() error {
 		}
 		return nil
 	}
-	db, err := pebble.Open(path, pebbleOptions(r.log, false, 16<<20))
+	db, err := openIndex(path, pebbleOptions(r.log, false, 16<<20))
 	if err == nil {
 		defer db.Close()
 		var v byte
@@ -191,7 +191,7 @@ func (r *Repository) buildIndex(fill func() error) error {
 	if err := finishIndexSwap(r.dir); err != nil {
 		return err
 	}
-	if r.db, err = pebble.Open(base, pebbleOptions(r.log, false, 64<<20)); err != nil {
+	if r.db, err = openIndex(base, pebbleOptions(r.log, false, 64<<20)); err != nil {
 		return fmt.Errorf("open rebuilt index: %w", err)
 	}
 	return startManifest(r.db)

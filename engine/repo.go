@@ -181,7 +181,7 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Config, error) {
 }
 
 // Open opens the repository in dir.
-func Open(ctx context.Context, dir string, o OpenOptions) (*Repository, error) {
+func Open(ctx context.Context, dir string, o OpenOptions) (_ *Repository, err error) {
 	cfg, err := loadConfig(dir)
 	if err != nil {
 		return nil, err
@@ -196,6 +196,7 @@ func Open(ctx context.Context, dir string, o OpenOptions) (*Repository, error) {
 		o.Workers = numCPU()
 	}
 	r := &Repository{dir: dir, cfg: cfg, log: o.Logger, writable: o.Writable, workers: o.Workers, repair: o.repair}
+	defer r.guardOpen(&err)
 	var k *keys
 	if cfg.Encryption != nil {
 		master, err := cfg.Encryption.unwrap(o.Password)
@@ -251,7 +252,7 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 	if r.repair != nil {
 		err = r.rebuildIndex(ctx)
 	} else {
-		err = r.openIndex()
+		err = r.openLiveIndex()
 	}
 	if err != nil {
 		return fail(err)
@@ -271,14 +272,14 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 	return nil
 }
 
-// openIndex opens the writer's index, upgrades an older one, and indexes
-// the packs it does not know (sweepOrphans).
-func (r *Repository) openIndex() error {
+// openLiveIndex opens the writer's index, upgrades an older one, and
+// indexes the packs it does not know (sweepOrphans).
+func (r *Repository) openLiveIndex() error {
 	path := filepath.Join(r.dir, dirIndex)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("open repository %s: %w: the index (%s/) is missing; run 'ahvfs repair index' to rebuild it from the packs and record files", r.dir, ErrCorrupt, dirIndex)
 	}
-	db, err := pebble.Open(path, pebbleOptions(r.log, false, 64<<20))
+	db, err := openIndex(path, pebbleOptions(r.log, false, 64<<20))
 	if err != nil {
 		return fmt.Errorf("open index of %s: %w", r.dir, err)
 	}
@@ -317,10 +318,10 @@ func (r *Repository) useIndexVersion(v byte) {
 func checkIndexVersion(db pebble.Reader) (byte, error) {
 	v, err := getValue(db, []byte{keyVersion})
 	if err != nil {
-		return 0, fmt.Errorf("index: %w: no format record (%v)", ErrCorrupt, err)
+		return 0, fmt.Errorf("%w: no format record (%w)", ErrIndexDamaged, err)
 	}
 	if len(v) != 1 {
-		return 0, fmt.Errorf("index: %w: format record of %d bytes", ErrCorrupt, len(v))
+		return 0, fmt.Errorf("%w: format record of %d bytes", ErrIndexDamaged, len(v))
 	}
 	if v[0] > indexVersion {
 		return v[0], fmt.Errorf("%w: index format %d, this ahvfs reads up to %d; upgrade ahvfs", ErrNewerFormat, v[0], indexVersion)
@@ -388,7 +389,8 @@ func (r *Repository) openReader() error {
 
 // Refresh makes a reader see restore points committed since it opened. It
 // reports whether anything changed. On a writer it does nothing.
-func (r *Repository) Refresh(ctx context.Context) (bool, error) {
+func (r *Repository) Refresh(ctx context.Context) (_ bool, err error) {
+	defer r.guardIndex(&err, "refresh")
 	if r.writable {
 		return false, nil
 	}
@@ -424,7 +426,7 @@ func (r *Repository) Refresh(ctx context.Context) (bool, error) {
 	r.db, r.snap, r.snapGen = db, lock, gen
 	r.useIndexVersion(v)
 	r.mu.Unlock()
-	oldDB.Close()
+	closeIndex(oldDB)
 	oldLock.Close()
 	return true, nil
 }
@@ -458,7 +460,7 @@ func (r *Repository) Close() error {
 	}
 	r.mu.Lock()
 	if r.db != nil {
-		errs = append(errs, r.db.Close())
+		errs = append(errs, closeIndex(r.db))
 	}
 	if r.snap != nil {
 		r.snap.Close()
@@ -520,7 +522,11 @@ func openCheckpoint(dir string, log *slog.Logger) (*pebble.DB, *os.File, uint64,
 		lock.Close()
 		return nil, nil, 0, errCheckpointGone
 	}
-	db, err := pebble.Open(base, pebbleOptions(log, true, 32<<20))
+	err = checkCheckpointSums(base)
+	var db *pebble.DB
+	if err == nil {
+		db, err = openIndex(base, pebbleOptions(log, true, 32<<20))
+	}
 	if err != nil {
 		lock.Close()
 		if _, serr := os.Stat(base); errors.Is(serr, os.ErrNotExist) {
@@ -552,8 +558,17 @@ func publishCheckpoint(db *pebble.DB, dir string, prev uint64) (uint64, error) {
 		}
 	}
 	tmp := filepath.Join(snaps, ".tmp-"+genName(gen))
+	// Flushed first, a checkpoint holds every record in checksummed tables
+	// and none in a write-ahead log, where Pebble takes damage at the tail
+	// for a torn write and stops reading without an error.
+	if err := db.Flush(); err != nil {
+		return 0, fmt.Errorf("flush index: %w", err)
+	}
 	if err := checkpointVerified(db, tmp); err != nil {
 		return 0, err
+	}
+	if err := writeCheckpointSums(tmp); err != nil {
+		return 0, fmt.Errorf("checkpoint index: %w", err)
 	}
 	if err := fault(fpCheckpointMade); err != nil {
 		return 0, err

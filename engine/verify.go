@@ -136,7 +136,8 @@ func (v *VerifyReport) OK() bool {
 // it lists every damaged pack and stripe and every affected restore point
 // with the disk ranges affected. It returns an error only when it could not
 // run (or ctx ended); damage is in the report.
-func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport, error) {
+func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (_ *VerifyReport, err error) {
+	defer r.guardIndex(&err, "verify")
 	if o.Repair {
 		if !r.writable {
 			return nil, fmt.Errorf("verify --repair: %w (open the repository for writing)", ErrReadOnly)
@@ -144,9 +145,7 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (*VerifyReport
 		o.ReadData = true
 	}
 	rep := &VerifyReport{}
-	db, done := r.reader()
-	packs, err := listPacks(db)
-	done()
+	packs, err := r.packsForVerify(rep)
 	if err != nil {
 		return nil, err
 	}
@@ -336,6 +335,7 @@ func (r *Repository) verifyRestorePoint(ctx context.Context, rp *RestorePoint, d
 						if s == "" {
 							if _, err := r.lookup(id); err != nil {
 								s = DamageMissing
+								noteDamage(rep, err)
 							}
 						}
 						s = count(id, s)
@@ -367,9 +367,11 @@ type Stats struct {
 }
 
 // Stats computes repository statistics (it reads every manifest).
-func (r *Repository) Stats(ctx context.Context) (*Stats, error) {
+func (r *Repository) Stats(ctx context.Context) (_ *Stats, err error) {
+	defer r.guardIndex(&err, "stats")
 	s := &Stats{}
-	db, done := r.reader()
+	db, done := r.readerOnce()
+	defer done()
 	packs, err := listPacks(db)
 	if err != nil {
 		done()
