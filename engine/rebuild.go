@@ -112,16 +112,16 @@ func (r *Repository) rebuildIndex(ctx context.Context) error {
 	return r.writeFormat()
 }
 
-// saveOldRecords writes the record files of an index older than version 3,
-// when there is one. It fails when such an index exists and cannot be read
-// in a repository of format 1, which has no record files of its own.
+// saveOldRecords writes the record files of a repository of format 1 from
+// its index, their only copy, and fails when that index is missing or
+// cannot be read.
 func (r *Repository) saveOldRecords() error {
+	if r.cfg.Format >= 2 {
+		return nil // its index is of version 3: every record has its file
+	}
 	path := filepath.Join(r.dir, dirIndex)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		if r.cfg.Format < 2 {
-			return fmt.Errorf("%w: the index of %s is missing, and this repository, made by an older ahvfs, keeps its restore-point records only there; put back a copy of %s/", ErrCorrupt, r.dir, dirIndex)
-		}
-		return nil
+		return fmt.Errorf("%w: the index of %s is missing, and this repository, made by an older ahvfs, keeps its restore-point records only there; put back a copy of %s/", ErrCorrupt, r.dir, dirIndex)
 	}
 	db, err := openIndex(path, pebbleOptions(r.log, false, 16<<20))
 	if err == nil {
@@ -131,11 +131,8 @@ func (r *Repository) saveOldRecords() error {
 			_, err = r.writeRecordsFromCatalog(db)
 		}
 	}
-	if err != nil && r.cfg.Format < 2 {
-		return fmt.Errorf("%w: the index of %s does not open (%v), and this repository, made by an older ahvfs, keeps its restore-point records only there; put back a copy of %s/", ErrCorrupt, r.dir, err, dirIndex)
-	}
 	if err != nil {
-		r.log.Info("the old index does not open; rebuilding without it", "err", err)
+		return fmt.Errorf("%w: the index of %s does not open (%v), and this repository, made by an older ahvfs, keeps its restore-point records only there; put back a copy of %s/", ErrCorrupt, r.dir, err, dirIndex)
 	}
 	return nil
 }
