@@ -19,3 +19,7 @@ func SetFaultHook(hook func(step string) error) (restore func()) {
 // FaultRecordWritten is the fault point after a commit's record file is
 // durable: from there on the restore point exists (tests).
 const FaultRecordWritten = fpRecordWritten
+
+// FaultRPIndexed is the fault point after a commit's index batch, before
+// it is published (tests).
+const FaultRPIndexed = fpRPIndexed
