@@ -268,15 +268,17 @@ func (r *Repository) reconcileRecords() error {
 }
 
 // recordDrift compares the index's restore points with the record files
-// for Verify and describes every difference.
-func (r *Repository) recordDrift(db pebble.Reader) ([]string, error) {
+// for Verify and describes every difference: problems, and restore points
+// whose commit the next writer finishes (a record file the index lacks,
+// whose VM and time the index holds under no other ID).
+func (r *Repository) recordDrift(db pebble.Reader) (problems, pending []string, err error) {
 	files, err := r.listRPFiles()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	indexed, err := indexedRPs(db)
 	if err != nil {
-		return nil, fmt.Errorf("list indexed restore points: %w", err)
+		return nil, nil, fmt.Errorf("list indexed restore points: %w", err)
 	}
 	var out []string
 	for _, id := range files {
@@ -288,7 +290,11 @@ func (r *Repository) recordDrift(db pebble.Reader) ([]string, error) {
 			continue
 		}
 		if !ok {
-			out = append(out, fmt.Sprintf("restore point %s: in %s but not in the index; a writer (any backup, or 'ahvfs repair index') indexes it", fileRP.Name(), dirRPs))
+			if _, err := getValue(db, rpKey(r.meta.vmPart(fileRP.VM), fileRP.Time)); err == nil {
+				out = append(out, fmt.Sprintf("restore point %s: %s/%s%s names it, and the index holds it under another ID; inspect both", fileRP.Name(), dirRPs, id, recordExt))
+				continue
+			}
+			pending = append(pending, fmt.Sprintf("restore point %s: its record file is durable but its commit was interrupted; the next writer (any backup or import, or 'ahvfs repair index') indexes it", fileRP.Name()))
 			continue
 		}
 		val, err := getValue(db, key)
@@ -305,5 +311,6 @@ func (r *Repository) recordDrift(db pebble.Reader) ([]string, error) {
 		out = append(out, fmt.Sprintf("restore point %s: in the index but %s/%s%s is missing; a writer writes it again from the index", id, dirRPs, id, recordExt))
 	}
 	slices.Sort(out)
-	return out, nil
+	slices.Sort(pending)
+	return out, pending, nil
 }

@@ -205,6 +205,14 @@ func TestWALBitFlipKeepsRestorePoint(t *testing.T) {
 	}
 	rp := &engine.RestorePoint{ID: strings.TrimSuffix(filepath.Base(recs[0]), ".rec"), VM: "new", Time: time.Unix(2e9, 0).UTC()}
 	before := repoFiles(t, dir, "packs")
+	// Until a writer opens, readers do not see it, and verify says it is
+	// pending, not damaged.
+	rd := enginetest.Open(t, dir, engine.OpenOptions{})
+	v, err := rd.Verify(ctx, engine.VerifyOptions{})
+	rd.Close()
+	if err != nil || !v.OK() || len(v.Pending) != 1 || !strings.Contains(v.Pending[0], rp.Name()) {
+		t.Fatalf("verify before a writer: %+v %v, want OK with %s pending", v, err, rp.Name())
+	}
 
 	wal, num := newestWAL(t, dir)
 	start, end := walRecordWith(t, wal, num, []byte(rp.ID))
@@ -226,12 +234,12 @@ func TestWALBitFlipKeepsRestorePoint(t *testing.T) {
 	if b := readAll(t, r, got, 0); !bytes.Equal(b, want) {
 		t.Fatal("the restore point reads back wrong bytes")
 	}
-	v, err := r.Verify(ctx, engine.VerifyOptions{ReadData: true})
-	if err != nil || !v.OK() {
+	v, err = r.Verify(ctx, engine.VerifyOptions{ReadData: true})
+	if err != nil || !v.OK() || len(v.Pending) > 0 {
 		t.Fatalf("verify: %+v %v", v, err)
 	}
 	// A reader sees it too: the writer published what it re-indexed.
-	rd := enginetest.Open(t, dir, engine.OpenOptions{})
+	rd = enginetest.Open(t, dir, engine.OpenOptions{})
 	defer rd.Close()
 	if _, err := rd.Resolve(ctx, rp.Name()); err != nil {
 		t.Fatalf("reader: %v", err)

@@ -87,6 +87,9 @@ func runVerify(ctx context.Context, env *cliEnv, r *engine.Repository, o engine.
 		for _, p := range rep.Problems {
 			fmt.Fprintf(w, "problem: %s\n", p)
 		}
+		for _, p := range rep.Pending {
+			fmt.Fprintf(w, "pending: %s\n", p)
+		}
 		if rep.OK() {
 			fmt.Fprintln(w, "no errors")
 		}
