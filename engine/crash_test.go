@@ -40,14 +40,14 @@ const (
 
 var crashOpts = engine.InitOptions{ChunkSize: 64 << 10, PageEntries: 16, PackSize: 1 << 20, ShardSize: 16 << 10, ParityData: 4, ParityShards: 2}
 
-// crashOp is an operation under test: it runs against the repository in
-// dir and returns what restore points it adds (name → disk bytes).
+// crashOp is an operation under test (runCrashOp runs it by name): how to
+// prepare its repository, and the restore points it adds (name → disk
+// bytes).
 type crashOp struct {
 	name string
 	// prepare turns a copy of the base repository into the operation's
 	// starting state.
 	prepare func(t *testing.T, dir string)
-	run     func(ctx context.Context, dir, img string) error
 	adds    map[string][]byte
 }
 

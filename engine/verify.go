@@ -116,8 +116,8 @@ type VerifyReport struct {
 	// index commit was interrupted (a killed job, or an index that lost its
 	// newest records): nothing is lost, and the next writer indexes them.
 	// They do not make the report fail.
-	Pending []string `json:"pending,omitempty"`
-	Repaired      int                    `json:"repaired_packs"` // packs --repair made whole
+	Pending  []string `json:"pending,omitempty"`
+	Repaired int      `json:"repaired_packs"` // packs --repair made whole
 }
 
 // OK reports whether nothing is damaged or missing after any repair.
