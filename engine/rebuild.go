@@ -103,19 +103,19 @@ func countKeys(db pebble.Reader, space byte) (int, error) {
 // restore-point records of an index older than version 3 are first written
 // out as record files, since that index is their only copy.
 func (r *Repository) rebuildIndex(ctx context.Context) error {
-	if err := r.saveOldRecords(); err != nil {
+	if err := r.saveOldRecords(ctx); err != nil {
 		return err
 	}
-	if err := r.buildIndex(r.sweepOrphans); err != nil {
+	if err := r.buildIndex(func() error { return r.sweepOrphans(ctx) }); err != nil {
 		return fmt.Errorf("rebuild index of %s: %w", r.dir, err)
 	}
-	return r.writeFormat()
+	return r.writeFormat(ctx)
 }
 
 // saveOldRecords writes the record files of an index older than version 3,
 // when there is one. It fails when such an index exists and cannot be read
 // in a repository of format 1, which has no record files of its own.
-func (r *Repository) saveOldRecords() error {
+func (r *Repository) saveOldRecords(ctx context.Context) error {
 	path := filepath.Join(r.dir, dirIndex)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		if r.cfg.Format < 2 {
@@ -128,7 +128,7 @@ func (r *Repository) saveOldRecords() error {
 		defer db.Close()
 		var v byte
 		if v, err = checkIndexVersion(db); err == nil && v < 3 {
-			_, err = r.writeRecordsFromCatalog(db)
+			_, err = r.writeRecordsFromCatalog(ctx, db)
 		}
 	}
 	if err != nil && r.cfg.Format < 2 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -158,7 +157,7 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (_ *VerifyRepo
 		if o.ReadData {
 			res, err = r.verifyPackData(ctx, p.id, p.rec, o.Repair)
 		} else {
-			res = r.verifyPackStructure(p.id, p.rec)
+			res = r.verifyPackStructure(ctx, p.id, p.rec)
 		}
 		if err != nil {
 			return nil, err
@@ -182,12 +181,12 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (_ *VerifyRepo
 			o.Progress(i+1, len(packs))
 		}
 	}
-	quarantined, err := r.quarantinedFiles()
+	quarantined, err := r.quarantinedFiles(ctx)
 	if err != nil {
 		rep.Problems = append(rep.Problems, err.Error())
 	}
 	rep.Problems = append(rep.Problems, quarantined...)
-	rep.Problems = append(rep.Problems, r.verifyRecords()...)
+	rep.Problems = append(rep.Problems, r.verifyRecords(ctx)...)
 	rps, err := r.ListRestorePoints(ctx, "")
 	if err != nil {
 		if ctx.Err() != nil {
@@ -211,13 +210,13 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (_ *VerifyRepo
 
 // verifyRecords compares the index's restore points with the record files
 // (from index version 3 on; an older index is their only copy).
-func (r *Repository) verifyRecords() []string {
+func (r *Repository) verifyRecords(ctx context.Context) []string {
 	db, done := r.reader()
 	defer done()
 	if v, err := checkIndexVersion(db); err != nil || v < 3 {
 		return nil
 	}
-	drift, err := r.recordDrift(db)
+	drift, err := r.recordDrift(ctx, db)
 	if err != nil {
 		return []string{fmt.Sprintf("compare the index with %s: %v", dirRPs, err)}
 	}
@@ -380,8 +379,8 @@ func (r *Repository) Stats(ctx context.Context) (_ *Stats, err error) {
 	for _, p := range packs {
 		s.Packs++
 		s.StoredBytes += p.rec.Size
-		if st, err := os.Stat(parityPath(r.dir, p.id)); err == nil {
-			s.ParityBytes += st.Size()
+		if info, err := r.be.Stat(ctx, parityName(p.id)); err == nil {
+			s.ParityBytes += info.Size
 		}
 	}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{keyChunk}, UpperBound: []byte{keyChunk + 1}})
