@@ -326,6 +326,10 @@ func (r *Repository) readOrphan(ctx context.Context, o *orphan) (_ []byte, _ *pa
 		return data, footer, true, nil
 	}
 	fixed, perr := r.rebuildFromParity(ctx, o, data)
+	if errors.Is(perr, errParityUnreadable) {
+		// Not damage: the open fails and the pack stays where it is.
+		return nil, nil, false, fmt.Errorf("pack %s: %w", o.id, perr)
+	}
 	if perr == nil {
 		if footer, _, perr = decodePack(fixed); perr == nil {
 			if err := backend.PutBytes(ctx, r.be, packName(o.id), fixed); err != nil {
@@ -342,15 +346,23 @@ func (r *Repository) readOrphan(ctx context.Context, o *orphan) (_ []byte, _ *pa
 	return data, footer, false, nil
 }
 
+// errParityUnreadable is the error of a sidecar that exists but cannot be
+// read: an I/O error, not damage.
+var errParityUnreadable = errors.New("parity sidecar unreadable")
+
 // rebuildFromParity repairs a pack's data region with its sidecar and
-// returns the whole rebuilt pack; damage beyond parity is ErrCorrupt.
+// returns the whole rebuilt pack; damage beyond parity is ErrCorrupt, a
+// sidecar that cannot be read errParityUnreadable.
 func (r *Repository) rebuildFromParity(ctx context.Context, o *orphan, data []byte) ([]byte, error) {
 	if !o.par {
 		return nil, errors.New("no parity sidecar")
 	}
 	b, err := backend.Get(ctx, r.be, parityName(o.id))
-	if err != nil {
+	if errors.Is(err, backend.ErrNotExist) {
 		return nil, fmt.Errorf("read parity sidecar: %w", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errParityUnreadable, err)
 	}
 	par, err := decodeParity(b, true)
 	if err != nil {

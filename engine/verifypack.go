@@ -116,7 +116,9 @@ const repairableText = "repairable from parity"
 //   - every blob against its ID.
 //
 // With repair it stores the rebuilt pack and sidecar (each Put atomic) when
-// they differ from the stored ones; stripes beyond parity keep their damaged bytes and
+// they differ from the stored ones, and nothing when the sidecar exists but
+// cannot be read (an I/O error, not damage: it may hold the parity that
+// repairs the pack); stripes beyond parity keep their damaged bytes and
 // their original sums, so they are still found damaged, and every blob
 // outside them stays readable. Only ctx ending is an error.
 func (r *Repository) verifyPackData(ctx context.Context, id PackID, rec packRecord, repair bool) (*packResult, error) {
@@ -391,8 +393,11 @@ func (r *Repository) verifyPackData(ctx context.Context, id PackID, rec packReco
 		parityProblem("sidecar missing")
 		parityDamaged, fixable = true, true
 	case parReadErr != nil:
-		parityProblem("sidecar unreadable: %v", parReadErr)
-		parityDamaged, fixable = true, true
+		// Not damage it can judge (an I/O error, perhaps passing): the
+		// sidecar may hold the parity that repairs the pack, so neither is
+		// rewritten.
+		parityProblem("sidecar unreadable, not repaired: %v", parReadErr)
+		parityDamaged = true
 	case !bytes.Equal(parBytes, wantPar):
 		parityDamaged, fixable = true, true
 		if len(parBytes) != len(wantPar) {
@@ -434,7 +439,8 @@ func (r *Repository) verifyPackData(ctx context.Context, id PackID, rec packReco
 		LostBlobs: nLost, Stripes: stripes}
 	res := &packResult{dmg: dmg, blobs: len(entries), lost: lost}
 	repaired := false
-	if repair && fixable && (sums != nil || nLost == 0) {
+	parUnreadable := parReadErr != nil && !errors.Is(parReadErr, backend.ErrNotExist)
+	if repair && fixable && !parUnreadable && (sums != nil || nLost == 0) {
 		// Store the pack first: a sidecar can always be rebuilt from it.
 		// Each Put replaces the object atomically.
 		var werr error
