@@ -2,12 +2,13 @@ package engine
 
 import (
 	"container/list"
+	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/ahvfs/ahvfs/engine/backend"
 )
 
 func numCPU() int { return runtime.GOMAXPROCS(0) }
@@ -170,10 +171,10 @@ func newPageCache(max int64) *pageCache {
 	return &pageCache{lru: newLRU[ID, []ID](max, func([]ID) int64 { return 1 })}
 }
 
-// packFiles caches open pack files. A file is closed on eviction only when
-// no reader holds it.
+// packFiles caches open packs (backend Objects). An Object is closed on
+// eviction only when no reader holds it.
 type packFiles struct {
-	dir   string
+	be    backend.Backend
 	max   int
 	mu    sync.Mutex
 	files map[PackID]*packFile
@@ -181,49 +182,39 @@ type packFiles struct {
 }
 
 type packFile struct {
-	f       *os.File
+	o       backend.Object
 	refs    int
 	evicted bool
 	elem    *list.Element
 }
 
-func newPackFiles(dir string, max int) *packFiles {
-	return &packFiles{dir: dir, max: max, files: map[PackID]*packFile{}, order: list.New()}
+func newPackFiles(be backend.Backend, max int) *packFiles {
+	return &packFiles{be: be, max: max, files: map[PackID]*packFile{}, order: list.New()}
 }
 
-func packPath(dir string, p PackID) string {
-	s := p.String()
-	return filepath.Join(dir, dirPacks, s[:2], s+".pack")
-}
-
-func parityPath(dir string, p PackID) string {
-	s := p.String()
-	return filepath.Join(dir, dirPacks, s[:2], s+".par")
-}
-
-// get returns an open pack file; call the release func when done.
-func (pf *packFiles) get(p PackID) (*os.File, func(), error) {
+// get returns an open pack; call the release func when done. ctx bounds
+// the opening only.
+func (pf *packFiles) get(ctx context.Context, p PackID) (backend.Object, func(), error) {
 	pf.mu.Lock()
 	if e, ok := pf.files[p]; ok {
 		e.refs++
 		pf.order.MoveToFront(e.elem)
 		pf.mu.Unlock()
-		return e.f, func() { pf.release(e) }, nil
+		return e.o, func() { pf.release(e) }, nil
 	}
 	pf.mu.Unlock()
-	f, err := os.Open(packPath(pf.dir, p))
+	o, err := pf.be.Open(ctx, packName(p))
 	if err != nil {
 		return nil, nil, fmt.Errorf("open pack %s: %w", p, err)
 	}
-	adviseSequential(f)
 	pf.mu.Lock()
 	defer pf.mu.Unlock()
 	if e, ok := pf.files[p]; ok { // lost a race: use the other one
-		f.Close()
+		o.Close()
 		e.refs++
-		return e.f, func() { pf.release(e) }, nil
+		return e.o, func() { pf.release(e) }, nil
 	}
-	e := &packFile{f: f, refs: 1}
+	e := &packFile{o: o, refs: 1}
 	e.elem = pf.order.PushFront(p)
 	pf.files[p] = e
 	for len(pf.files) > pf.max {
@@ -234,10 +225,10 @@ func (pf *packFiles) get(p PackID) (*os.File, func(), error) {
 		delete(pf.files, id)
 		old.evicted = true
 		if old.refs == 0 {
-			old.f.Close()
+			old.o.Close()
 		}
 	}
-	return f, func() { pf.release(e) }, nil
+	return o, func() { pf.release(e) }, nil
 }
 
 func (pf *packFiles) release(e *packFile) {
@@ -245,11 +236,12 @@ func (pf *packFiles) release(e *packFile) {
 	defer pf.mu.Unlock()
 	e.refs--
 	if e.refs == 0 && e.evicted {
-		e.f.Close()
+		e.o.Close()
 	}
 }
 
-// forget drops a pack's cached handle (after repair replaced the file).
+// forget drops a pack's cached Object (after repair stored the pack
+// again: an Object reads the version it opened).
 func (pf *packFiles) forget(p PackID) {
 	pf.mu.Lock()
 	defer pf.mu.Unlock()
@@ -258,7 +250,7 @@ func (pf *packFiles) forget(p PackID) {
 		delete(pf.files, p)
 		e.evicted = true
 		if e.refs == 0 {
-			e.f.Close()
+			e.o.Close()
 		}
 	}
 }
@@ -269,7 +261,7 @@ func (pf *packFiles) close() {
 	for id, e := range pf.files {
 		e.evicted = true
 		if e.refs == 0 {
-			e.f.Close()
+			e.o.Close()
 		}
 		delete(pf.files, id)
 	}

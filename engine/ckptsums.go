@@ -108,3 +108,21 @@ func checkCheckpointSums(dir string) error {
 	}
 	return nil
 }
+
+// writeSynced writes data to a new file at path and fsyncs it (the caller
+// renames or fsyncs its directory).
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,15 +1,16 @@
 package engine
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ahvfs/ahvfs/engine/backend"
 )
 
 // FormatVersion is the newest repository format this code reads and writes.
@@ -48,6 +49,9 @@ type InitOptions struct {
 	Password []byte
 	// KDF tunes argon2id (zero: the defaults in KDFParams).
 	KDF KDFParams
+	// Backend receives config.json (default nil: a backend.Local of the
+	// repository directory); see OpenOptions.Backend.
+	Backend backend.Backend
 }
 
 // maxChunkSize is the largest chunk size a repository may have.
@@ -129,15 +133,22 @@ type Config struct {
 
 const configName = "config.json"
 
-func loadConfig(dir string) (*Config, error) {
-	b, err := os.ReadFile(filepath.Join(dir, configName))
-	if errors.Is(err, os.ErrNotExist) {
+// loadConfig reads config.json from be; a missing one is ErrNotRepository.
+func loadConfig(ctx context.Context, be backend.Backend, dir string) (*Config, error) {
+	b, err := backend.Get(ctx, be, configName)
+	if errors.Is(err, backend.ErrNotExist) {
 		return nil, fmt.Errorf("open repository %s: %w (no %s; create one with 'ahvfs init')", dir, ErrNotRepository, configName)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open repository %s: %w", dir, err)
 	}
 	return decodeConfig(b)
+}
+
+// encodeConfig is the content of config.json.
+func encodeConfig(c *Config) []byte {
+	b, _ := json.MarshalIndent(c, "", "  ")
+	return append(b, '\n')
 }
 
 // decodeConfig parses and checks config.json.

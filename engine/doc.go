@@ -15,11 +15,16 @@
 //   - restore point: one VM at one time: its disks' manifests, its
 //     configuration and the job's metadata, committed in one synced batch.
 //
-// The index (chunk ID → pack location) and the catalog live in Pebble. Pack
-// data is fsync'd before the index batch that names it commits, so a crash
-// leaves the old state or the new one, never a restore point with missing
-// chunks. docs/FORMAT.md specifies every on-disk structure.
+// The repository's immutable files — packs, parity sidecars, record files,
+// config.json and quarantine/ — are objects of a backend (engine/backend:
+// a local directory by default, OpenOptions.Backend otherwise), written
+// whole by atomic, durable Puts. The index (chunk ID → pack location) and
+// the catalog live in Pebble in the local directory, with the checkpoints,
+// the writer lock and the journal. A pack is durable in the backend before
+// the index batch that names it commits, so a crash leaves the old state or
+// the new one, never a restore point with missing chunks. docs/FORMAT.md
+// specifies every on-disk structure.
 //
-// engine imports no other ahvfs package but small internal helpers
-// (docs/architecture.md; internal/layers enforces it).
+// engine imports no other ahvfs package but engine/backend and small
+// internal helpers (docs/architecture.md; internal/layers enforces it).
 package engine

@@ -1,5 +1,13 @@
 package engine
 
+import "path/filepath"
+
+// packPath is the file of pack p in the repository directory dir, as a
+// backend.Local keeps it (tests).
+func packPath(dir string, p PackID) string {
+	return filepath.Join(dir, filepath.FromSlash(packName(p)))
+}
+
 // PackOf is the path of the pack that holds blob id (tests).
 func PackOf(r *Repository, id ID) (string, error) {
 	l, err := r.lookup(id)

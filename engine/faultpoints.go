@@ -8,10 +8,8 @@ import "sync/atomic"
 // hook (export_test.go) that kills the process with SIGKILL, or returns an
 // error, at each step in turn.
 const (
-	fpPackWritten     = "seal: pack file synced in tmp/"
-	fpParityWritten   = "seal: sidecar synced in tmp/"
-	fpParityRenamed   = "seal: sidecar renamed into packs/"
-	fpPackRenamed     = "seal: pack renamed into packs/"
+	fpPackStored      = "seal: pack stored"
+	fpParityStored    = "seal: sidecar stored"
 	fpPackIndexed     = "seal: index batch committed"
 	fpPagesFlushed    = "commit: manifest pages sealed"
 	fpRecordWritten   = "commit: record file written"

@@ -1,56 +1,64 @@
 package engine
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
+	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 
-	"github.com/ahvfs/ahvfs/internal/atomicfile"
+	"github.com/ahvfs/ahvfs/engine/backend"
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// Orphans are files in packs/ whose pack has no `k` record in the index.
-// A killed writer leaves them (renamed into place, index batch never
-// committed), and so does an index that lost its newest records (a damaged
-// write-ahead log that Pebble stops replaying at). In the second case
-// restore points may still name their chunks, so an orphan is never
-// deleted: a writer opening the repository indexes every orphan it can
-// read as a complete pack, repairs from parity those it can, and moves the
-// rest to quarantine/, where `verify` lists them (docs/FORMAT.md, "Commit
+// Orphans are packs in packs/ that have no `k` record in the index. A
+// writer killed in a seal leaves them (its pack stored, the index batch
+// never committed; possibly without its sidecar), and so does an index
+// that lost its newest records (a damaged write-ahead log that Pebble stops
+// replaying at). In the second case restore points may still name their
+// chunks, so an orphan is never deleted: a writer opening the repository
+// indexes every orphan it can read as a complete pack (writing its sidecar
+// when it has none), repairs from parity those it can, and moves the rest
+// to quarantine/, where `verify` lists them (docs/FORMAT.md, "Commit
 // protocol and crash safety").
 
 // orphan is a pack ID found in packs/ without a `k` record, and which of
-// its files are there.
+// its objects are there.
 type orphan struct {
-	id          PackID
-	pack, par   bool
-	fromTmp     bool // the pack was finished from tmp/ (an interrupted seal)
-	packP, parP string
+	id        PackID
+	pack, par bool
+	fromTmp   bool // the pack was finished from tmp/ (an interrupted seal of an older ahvfs)
 }
 
 // sweepOrphans deals with what a killed writer or a damaged index left: it
-// finishes seals interrupted between their two renames, empties tmp/, and
-// re-indexes or quarantines every pack file without a `k` record. With no
-// orphans it costs one index lookup per pack ID.
-func (r *Repository) sweepOrphans() error {
-	orphans, err := r.findOrphans()
+// finishes the seals of older ahvfs builds that were interrupted between
+// their two renames, empties the legacy tmp/, and re-indexes or
+// quarantines every pack without a `k` record. With no orphans it costs a
+// listing of packs/ and one index lookup per pack ID.
+//
+// tmp/ stays a local directory, handled with plain file calls: ahvfs
+// builds before the backend wrote packs there before renaming them into
+// packs/; this one stores packs through the backend (whose Local writes
+// its temporary files beside the target) and never writes to tmp/. The
+// empty directory is kept for those builds.
+func (r *Repository) sweepOrphans(ctx context.Context) error {
+	orphans, err := r.findOrphans(ctx)
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(r.dir, dirTmp)
 	for _, o := range orphans {
 		if o.par && !o.pack {
-			if err := r.finishSeal(o); err != nil {
+			if err := r.finishSeal(ctx, o); err != nil {
 				return err
 			}
 		}
 	}
+	tmp := filepath.Join(r.dir, dirTmp)
 	entries, _ := os.ReadDir(tmp)
 	for _, e := range entries {
 		os.RemoveAll(filepath.Join(tmp, e.Name()))
@@ -58,13 +66,13 @@ func (r *Repository) sweepOrphans() error {
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", tmp, err)
 	}
-	return r.adoptOrphans(orphans)
+	return r.adoptOrphans(ctx, orphans)
 }
 
 // adoptOrphans runs adoptOrphan on every orphan, several at a time (reading
 // and decoding packs is most of a rebuilt index's time); it returns the
 // first error after every started adoption has ended.
-func (r *Repository) adoptOrphans(orphans []*orphan) error {
+func (r *Repository) adoptOrphans(ctx context.Context, orphans []*orphan) error {
 	work := make(chan *orphan)
 	errs := make(chan error, 1)
 	var wg sync.WaitGroup
@@ -73,7 +81,7 @@ func (r *Repository) adoptOrphans(orphans []*orphan) error {
 		go func() {
 			defer wg.Done()
 			for o := range work {
-				if err := r.adoptOrphan(o); err != nil {
+				if err := r.adoptOrphan(ctx, o); err != nil {
 					select {
 					case errs <- err:
 					default:
@@ -99,66 +107,76 @@ func (r *Repository) adoptOrphans(orphans []*orphan) error {
 }
 
 // findOrphans lists the pack IDs in packs/ that the index has no `k`
-// record for, in name order.
-func (r *Repository) findOrphans() ([]*orphan, error) {
-	subs, err := os.ReadDir(filepath.Join(r.dir, dirPacks))
-	if err != nil {
-		return nil, fmt.Errorf("list packs: %w", err)
-	}
+// record for, in name order. Objects under packs/ that are not named as a
+// pack or a sidecar of its ID (packs/<xx>/<id>.pack|.par) are ignored.
+func (r *Repository) findOrphans(ctx context.Context) ([]*orphan, error) {
 	var out []*orphan
-	for _, s := range subs {
-		dir := filepath.Join(r.dir, dirPacks, s.Name())
-		files, _ := os.ReadDir(dir) // sorted: a pack's .pack and .par are neighbours
-		var last *orphan
-		var lastID PackID
-		checked := false
-		for _, f := range files {
-			name := f.Name()
-			ext := filepath.Ext(name)
-			if ext != ".pack" && ext != ".par" {
+	var last *orphan
+	var lastID PackID
+	checked := false
+	// Sorted by name: a pack's .pack and .par are neighbours.
+	for info, err := range r.be.List(ctx, prefixPacks) {
+		if err != nil {
+			return nil, fmt.Errorf("list packs: %w", err)
+		}
+		id, ext, ok := parsePackName(info.Name)
+		if !ok {
+			continue
+		}
+		if !checked || id != lastID {
+			lastID, checked, last = id, true, nil
+			if _, err := getValue(r.db, packKey(id)); err == nil {
 				continue
+			} else if !errors.Is(err, ErrNotFound) {
+				return nil, fmt.Errorf("look up pack %s: %w", id, err)
 			}
-			raw, err := hex.DecodeString(strings.TrimSuffix(name, ext))
-			if err != nil || len(raw) != len(PackID{}) {
-				continue
-			}
-			var id PackID
-			copy(id[:], raw)
-			if !checked || id != lastID {
-				lastID, checked, last = id, true, nil
-				if _, err := getValue(r.db, packKey(id)); err == nil {
-					continue
-				} else if !errors.Is(err, ErrNotFound) {
-					return nil, fmt.Errorf("look up pack %s: %w", id, err)
-				}
-				last = &orphan{id: id, packP: packPath(r.dir, id), parP: parityPath(r.dir, id)}
-				out = append(out, last)
-			}
-			if last == nil {
-				continue
-			}
-			if ext == ".pack" {
-				last.pack = true
-			} else {
-				last.par = true
-			}
+			last = &orphan{id: id}
+			out = append(out, last)
+		}
+		if last == nil {
+			continue
+		}
+		if ext == packExt {
+			last.pack = true
+		} else {
+			last.par = true
 		}
 	}
 	return out, nil
 }
 
-// finishSeal completes a seal killed between renaming the sidecar and the
-// pack into packs/: the pack in tmp/ was fsync'd before the sidecar was
-// written, so it is complete, and it is renamed into place.
-func (r *Repository) finishSeal(o *orphan) error {
-	tmpPack := filepath.Join(r.dir, dirTmp, o.id.String()+".pack")
-	if _, err := os.Stat(tmpPack); err != nil {
+// parsePackName returns the pack ID and the extension (packExt or
+// parityExt) of an object name that is packName or parityName of its ID.
+func parsePackName(name string) (PackID, string, bool) {
+	var id PackID
+	ext := path.Ext(name)
+	if ext != packExt && ext != parityExt {
+		return id, "", false
+	}
+	raw, err := hex.DecodeString(strings.TrimSuffix(path.Base(name), ext))
+	if err != nil || len(raw) != len(id) {
+		return id, "", false
+	}
+	copy(id[:], raw)
+	if name != packName(id) && name != parityName(id) {
+		return id, "", false
+	}
+	return id, ext, true
+}
+
+// finishSeal completes a seal of an older ahvfs build killed between
+// renaming the sidecar and the pack from tmp/ into packs/: the pack in
+// tmp/ was fsync'd before the sidecar was written, so it is complete, and
+// it is stored in place (sweepOrphans then removes tmp/).
+func (r *Repository) finishSeal(ctx context.Context, o *orphan) error {
+	data, err := os.ReadFile(filepath.Join(r.dir, dirTmp, o.id.String()+packExt))
+	if errors.Is(err, os.ErrNotExist) {
 		return nil // no pack to finish with: the sidecar goes to quarantine
 	}
-	if err := os.Rename(tmpPack, o.packP); err != nil {
+	if err != nil {
 		return fmt.Errorf("finish sealing pack %s: %w", o.id, err)
 	}
-	if err := atomicfile.SyncDir(filepath.Dir(o.packP)); err != nil {
+	if err := backend.PutBytes(ctx, r.be, packName(o.id), data); err != nil {
 		return fmt.Errorf("finish sealing pack %s: %w", o.id, err)
 	}
 	o.pack, o.fromTmp = true, true
@@ -167,21 +185,24 @@ func (r *Repository) finishSeal(o *orphan) error {
 
 // adoptOrphan indexes an orphan pack, or moves what cannot be indexed to
 // quarantine/. Only damage (ErrCorrupt) sends a pack to quarantine; any
-// other error fails the open and leaves the files where they are.
-func (r *Repository) adoptOrphan(o *orphan) error {
+// other error fails the open and leaves the objects where they are.
+func (r *Repository) adoptOrphan(ctx context.Context, o *orphan) error {
 	if !o.pack {
-		dst, err := r.quarantine(o.parP)
+		dst, err := r.quarantine(ctx, parityName(o.id))
 		if err != nil {
 			return err
 		}
 		r.log.Warn(fmt.Sprintf("parity sidecar of pack %s has no pack and no index record: moved to %s ('ahvfs verify' lists it)", o.id, dst))
 		return nil
 	}
-	blobs, added, err := r.reindexPack(o)
+	blobs, added, err := r.reindexPack(ctx, o)
 	if err == nil {
 		why := "the index had lost it"
-		if o.fromTmp {
+		switch {
+		case o.fromTmp:
 			why = "a writer was stopped while sealing it"
+		case !o.par:
+			why = "a writer was stopped while sealing it; its parity sidecar was written now"
 		}
 		r.log.Info(fmt.Sprintf("re-indexed pack %s left unindexed (%d blobs): %s", o.id, blobs, why),
 			"pack", o.id, "blobs", blobs, "locations_added", added)
@@ -190,12 +211,12 @@ func (r *Repository) adoptOrphan(o *orphan) error {
 	if !errors.Is(err, ErrCorrupt) {
 		return fmt.Errorf("re-index pack %s: %w", o.id, err)
 	}
-	dst, qerr := r.quarantine(o.packP)
+	dst, qerr := r.quarantine(ctx, packName(o.id))
 	if qerr != nil {
 		return fmt.Errorf("pack %s is unreadable (%v): %w", o.id, err, qerr)
 	}
 	if o.par {
-		if _, qerr := r.quarantine(o.parP); qerr != nil {
+		if _, qerr := r.quarantine(ctx, parityName(o.id)); qerr != nil {
 			return fmt.Errorf("pack %s is unreadable (%v): %w", o.id, err, qerr)
 		}
 	}
@@ -204,19 +225,31 @@ func (r *Repository) adoptOrphan(o *orphan) error {
 }
 
 // reindexPack reads an orphan pack, checks it, repairs it from its sidecar
-// if it must and can, and writes in one synced batch its `k` record and a
-// location for every blob that decodes to its ID and has none yet (a chunk
-// may be stored in two packs: an existing location is kept). It returns the
-// number of blobs in the pack and of locations it added; an unusable pack
-// is ErrCorrupt.
-func (r *Repository) reindexPack(o *orphan) (blobs, added int, err error) {
-	data, footer, err := r.readOrphan(o)
+// if it must and can, stores a sidecar built from it when it has none (a
+// seal stopped between storing the pack and its sidecar), and writes in one
+// synced batch its `k` record and a location for every blob that decodes
+// to its ID and has none yet (a chunk may be stored in two packs: an
+// existing location is kept). It returns the number of blobs in the pack
+// and of locations it added; an unusable pack is ErrCorrupt.
+func (r *Repository) reindexPack(ctx context.Context, o *orphan) (blobs, added int, err error) {
+	data, footer, intact, err := r.readOrphan(ctx, o)
 	if err != nil {
 		return 0, 0, err
 	}
-	st, err := os.Stat(o.packP)
+	st, err := r.be.Stat(ctx, packName(o.id))
 	if err != nil {
 		return 0, 0, fmt.Errorf("stat pack %s: %w", o.id, err)
+	}
+	if !o.par && intact {
+		// The sidecar before the `k` record: an indexed pack has one.
+		par, err := buildParity(data[:footer.DataLen], footer.TableOff, footer.ShardSums, int(footer.ShardSize), int(footer.K), int(footer.M))
+		if err != nil {
+			return 0, 0, fmt.Errorf("parity of pack %s: %w", o.id, err)
+		}
+		if err := backend.PutBytes(ctx, r.be, parityName(o.id), par); err != nil {
+			return 0, 0, fmt.Errorf("write parity of pack %s: %w", o.id, err)
+		}
+		o.par = true
 	}
 	b := r.db.NewBatch()
 	defer b.Close()
@@ -255,7 +288,7 @@ func (r *Repository) reindexPack(o *orphan) (blobs, added int, err error) {
 	if bad == len(footer.Entries) {
 		return 0, 0, fmt.Errorf("%w: none of its %d blobs decodes to its ID", ErrCorrupt, bad)
 	}
-	rec := packRecord{Size: int64(len(data)), DataLen: int64(footer.DataLen), Blobs: uint32(len(footer.Entries)), Sealed: st.ModTime().Unix()}
+	rec := packRecord{Size: int64(len(data)), DataLen: int64(footer.DataLen), Blobs: uint32(len(footer.Entries)), Sealed: st.ModTime.Unix()}
 	if err := b.Set(packKey(o.id), encodePackRecord(rec), nil); err != nil {
 		return 0, 0, fmt.Errorf("index pack %s: %w", o.id, err)
 	}
@@ -277,46 +310,59 @@ func (r *Repository) reindexPack(o *orphan) (blobs, added int, err error) {
 // prove every byte is as the writer wrote it).
 func (r *Repository) decodeOrphans() bool { return r.repair == nil || r.repair.ReadData }
 
-// readOrphan reads an orphan pack whole and decodes it. A pack with damaged
-// shards is rebuilt from its sidecar when that can be done, and the file
-// replaced; when not, a pack whose table is intact is returned as it is
-// (its damaged blobs fail their IDs), and one whose trailer or table is
-// damaged, or that is truncated, is ErrCorrupt.
-func (r *Repository) readOrphan(o *orphan) ([]byte, *packFooter, error) {
-	data, err := os.ReadFile(o.packP)
+// readOrphan reads an orphan pack whole and decodes it; intact reports
+// that every shard matches its sum. A pack with damaged shards is rebuilt
+// from its sidecar when that can be done, and the object replaced; when
+// not, a pack whose table is intact is returned as it is (its damaged
+// blobs fail their IDs), and one whose trailer or table is damaged, or
+// that is truncated, is ErrCorrupt.
+func (r *Repository) readOrphan(ctx context.Context, o *orphan) (_ []byte, _ *packFooter, intact bool, _ error) {
+	data, err := backend.Get(ctx, r.be, packName(o.id))
 	if err != nil {
-		return nil, nil, fmt.Errorf("read pack %s: %w", o.id, err)
+		return nil, nil, false, fmt.Errorf("read pack %s: %w", o.id, err)
 	}
 	footer, bad, err := decodePack(data)
 	if err == nil && len(bad) == 0 {
-		return data, footer, nil
+		return data, footer, true, nil
 	}
-	fixed, perr := r.rebuildFromParity(o, data)
+	fixed, perr := r.rebuildFromParity(ctx, o, data)
+	if errors.Is(perr, errParityUnreadable) {
+		// Not damage: the open fails and the pack stays where it is.
+		return nil, nil, false, fmt.Errorf("pack %s: %w", o.id, perr)
+	}
 	if perr == nil {
 		if footer, _, perr = decodePack(fixed); perr == nil {
-			if err := atomicfile.WriteFile(o.packP, fixed, 0o600); err != nil {
-				return nil, nil, fmt.Errorf("write repaired pack %s: %w", o.id, err)
+			if err := backend.PutBytes(ctx, r.be, packName(o.id), fixed); err != nil {
+				return nil, nil, false, fmt.Errorf("write repaired pack %s: %w", o.id, err)
 			}
 			r.log.Info(fmt.Sprintf("pack %s left unindexed was damaged and has been rebuilt from its parity sidecar", o.id))
-			return fixed, footer, nil
+			return fixed, footer, true, nil
 		}
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w; parity cannot rebuild it: %v", err, perr)
+		return nil, nil, false, fmt.Errorf("%w; parity cannot rebuild it: %v", err, perr)
 	}
 	r.log.Warn(fmt.Sprintf("pack %s left unindexed has %d damaged shard(s) that parity cannot rebuild (%v): indexing its intact blobs", o.id, len(bad), perr))
-	return data, footer, nil
+	return data, footer, false, nil
 }
 
+// errParityUnreadable is the error of a sidecar that exists but cannot be
+// read: an I/O error, not damage.
+var errParityUnreadable = errors.New("parity sidecar unreadable")
+
 // rebuildFromParity repairs a pack's data region with its sidecar and
-// returns the whole rebuilt pack; damage beyond parity is ErrCorrupt.
-func (r *Repository) rebuildFromParity(o *orphan, data []byte) ([]byte, error) {
+// returns the whole rebuilt pack; damage beyond parity is ErrCorrupt, a
+// sidecar that cannot be read errParityUnreadable.
+func (r *Repository) rebuildFromParity(ctx context.Context, o *orphan, data []byte) ([]byte, error) {
 	if !o.par {
 		return nil, errors.New("no parity sidecar")
 	}
-	b, err := os.ReadFile(o.parP)
-	if err != nil {
+	b, err := backend.Get(ctx, r.be, parityName(o.id))
+	if errors.Is(err, backend.ErrNotExist) {
 		return nil, fmt.Errorf("read parity sidecar: %w", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errParityUnreadable, err)
 	}
 	par, err := decodeParity(b, true)
 	if err != nil {
@@ -339,46 +385,48 @@ func (r *Repository) rebuildFromParity(o *orphan, data []byte) ([]byte, error) {
 	return full, err
 }
 
-// quarantine moves path into quarantine/ under its own name (with a
-// numeric suffix if that is taken), durably, and returns where it went.
-func (r *Repository) quarantine(path string) (string, error) {
-	q := filepath.Join(r.dir, dirQuarantine)
-	if err := os.MkdirAll(q, 0o700); err != nil {
-		return "", fmt.Errorf("create %s: %w", q, err)
-	}
-	base := filepath.Base(path)
-	dst := filepath.Join(q, base)
+// quarantine moves the object name into quarantine/ under its own base
+// name (with a numeric suffix if that is taken) and returns where it went.
+// The backend has no rename: the object is stored under its new name,
+// then deleted; a crash between leaves both, and the next writer moves the
+// original again (to a suffixed name).
+func (r *Repository) quarantine(ctx context.Context, name string) (string, error) {
+	base := path.Base(name)
+	dst := prefixQuarantine + base
 	for i := 1; ; i++ {
-		if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
+		_, err := r.be.Stat(ctx, dst)
+		if errors.Is(err, backend.ErrNotExist) {
 			break
 		}
-		dst = filepath.Join(q, fmt.Sprintf("%s.%d", base, i))
-	}
-	if err := os.Rename(path, dst); err != nil {
-		return "", fmt.Errorf("quarantine %s: %w", path, err)
-	}
-	for _, d := range []string{q, filepath.Dir(path)} {
-		if err := atomicfile.SyncDir(d); err != nil {
-			return "", fmt.Errorf("quarantine %s: %w", path, err)
+		if err != nil {
+			return "", fmt.Errorf("quarantine %s: %w", name, err)
 		}
+		dst = fmt.Sprintf("%s%s.%d", prefixQuarantine, base, i)
+	}
+	src, err := r.be.Open(ctx, name)
+	if err != nil {
+		return "", fmt.Errorf("quarantine %s: %w", name, err)
+	}
+	err = r.be.Put(ctx, dst, src, src.Size())
+	src.Close()
+	if err == nil {
+		err = r.be.Delete(ctx, name)
+	}
+	if err != nil {
+		return "", fmt.Errorf("quarantine %s: %w", name, err)
 	}
 	return dst, nil
 }
 
-// quarantinedFiles describes, for Verify, each file in quarantine/.
-func (r *Repository) quarantinedFiles() ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(r.dir, dirQuarantine))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list quarantine: %w", err)
-	}
+// quarantinedFiles describes, for Verify, each object in quarantine/.
+func (r *Repository) quarantinedFiles(ctx context.Context) ([]string, error) {
 	var out []string
-	for _, e := range entries {
-		out = append(out, fmt.Sprintf("%s/%s: set aside by a writer (a pack without an index record that could not be read, or a sidecar without its pack); inspect it, then remove it",
-			dirQuarantine, e.Name()))
+	for info, err := range r.be.List(ctx, prefixQuarantine) {
+		if err != nil {
+			return nil, fmt.Errorf("list quarantine: %w", err)
+		}
+		out = append(out, fmt.Sprintf("%s: set aside by a writer (a pack without an index record that could not be read, or a sidecar without its pack); inspect it, then remove it",
+			info.Name))
 	}
-	slices.Sort(out)
 	return out, nil
 }

@@ -6,19 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
-	"github.com/ahvfs/ahvfs/internal/atomicfile"
+	"github.com/ahvfs/ahvfs/engine/backend"
 	"github.com/cockroachdb/pebble/v2"
 )
 
 // packWriter is the repository's single pack writer. Blobs arrive from many
 // hashing/compressing goroutines; one goroutine appends them to the open
-// pack, and a second one seals full packs (footer, parity, fsync, rename)
-// and commits their index entries, so filling and sealing overlap.
+// pack, and a second one seals full packs (footer, parity, stored through
+// the backend) and commits their index entries, so filling and sealing
+// overlap.
 //
 // A blob's ID stays in pending from submission until its pack's index batch
 // commits, so concurrent writers of the same content store it once. Any
@@ -47,32 +46,14 @@ type pwMsg struct {
 	flush chan error
 }
 
-// openPack is the pack being filled. Its body is written to a temporary
-// file as it grows, progressiveWrite bytes at a time, by a goroutine of its
-// own with writeback started at once: sealing then appends the footer and
-// waits for the tail, and the filler never waits for the disk. The body
-// also stays in memory for the footer's checksums and the parity.
+// openPack is the pack being filled. It is held in memory until it is
+// sealed and stored whole.
 type openPack struct {
 	id      PackID
 	body    []byte
 	entries []packEntry
-	queued  int // bytes of body handed to the writer goroutine
-
-	wq    chan pieceMsg // pieces of the pack to write, in order
-	wdone chan struct{} // closed when the writer goroutine ends
-	f     *os.File      // temporary pack file (owned by the writer goroutine until wdone)
-	err   error         // first error; read after wdone
+	err     error // making its ID failed
 }
-
-// pieceMsg is a piece of a pack to write at off.
-type pieceMsg struct {
-	off int
-	b   []byte
-}
-
-// progressiveWrite is how much of an open pack accumulates before it is
-// written to its file.
-const progressiveWrite = 8 << 20
 
 type sealMsg struct {
 	pack  *openPack
@@ -176,68 +157,6 @@ func (pw *packWriter) newPack() *openPack {
 	return p
 }
 
-func (pw *packWriter) tmpPackPath(id PackID) string {
-	return filepath.Join(pw.r.dir, dirTmp, id.String()+".pack")
-}
-
-// writeOut hands the part of data (p's body, or the sealed pack that
-// extends it) not yet queued to p's writer goroutine, starting it first.
-func (pw *packWriter) writeOut(p *openPack, data []byte) {
-	if len(data) == p.queued {
-		return
-	}
-	if p.wq == nil {
-		p.wq, p.wdone = make(chan pieceMsg, 16), make(chan struct{})
-		go pw.packFileWriter(p)
-	}
-	// The writer reads data[queued:] while the filler appends past it:
-	// disjoint bytes of one array (its capacity never grows while filling).
-	p.wq <- pieceMsg{p.queued, data[p.queued:]}
-	p.queued = len(data)
-}
-
-// packFileWriter writes the ranges queued for p to its temporary file.
-func (pw *packWriter) packFileWriter(p *openPack) {
-	defer close(p.wdone)
-	for r := range p.wq {
-		if p.err != nil {
-			continue
-		}
-		if p.f == nil {
-			f, err := os.OpenFile(pw.tmpPackPath(p.id), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-			if err != nil {
-				p.err = fmt.Errorf("create pack %s: %w", p.id, err)
-				continue
-			}
-			p.f = f
-		}
-		if _, err := p.f.WriteAt(r.b, int64(r.off)); err != nil {
-			p.err = fmt.Errorf("write pack %s: %w", p.id, err)
-			continue
-		}
-		startWriteback(p.f, int64(r.off), int64(len(r.b)))
-	}
-}
-
-// finishWrites waits until p's file holds everything queued.
-func (p *openPack) finishWrites() {
-	if p.wq != nil {
-		close(p.wq)
-		<-p.wdone
-		p.wq = nil
-	}
-}
-
-// discard drops an open pack that will not be sealed.
-func (pw *packWriter) discard(p *openPack) {
-	p.finishWrites()
-	if p.f != nil {
-		p.f.Close()
-		os.Remove(p.f.Name())
-		p.f = nil
-	}
-}
-
 // fill appends blobs to the open pack and hands full packs to the sealer.
 func (pw *packWriter) fill() {
 	cur := pw.newPack()
@@ -259,9 +178,6 @@ func (pw *packWriter) fill() {
 		cur.body = append(cur.body, m.data...)
 		*m.buf = m.data[:0]
 		pw.bufs.Put(m.buf)
-		if len(cur.body)-cur.queued >= progressiveWrite {
-			pw.writeOut(cur, cur.body)
-		}
 	}
 	if len(cur.entries) > 0 {
 		pw.sealq <- sealMsg{pack: cur}
@@ -275,14 +191,14 @@ func (pw *packWriter) sealLoop() {
 			m.flush <- pw.stickyErr()
 			continue
 		}
-		if pw.stickyErr() != nil {
-			pw.discard(m.pack)
-		} else if err := pw.seal(m.pack); err != nil {
-			pw.discard(m.pack)
-			pw.mu.Lock()
-			pw.err = err
-			pw.mu.Unlock()
-			pw.r.log.Error("pack writer failed; no further data is accepted", "err", err)
+		// After an error, packs are dropped unstored.
+		if pw.stickyErr() == nil {
+			if err := pw.seal(m.pack); err != nil {
+				pw.mu.Lock()
+				pw.err = err
+				pw.mu.Unlock()
+				pw.r.log.Error("pack writer failed; no further data is accepted", "err", err)
+			}
 		}
 		pw.mu.Lock()
 		for _, e := range m.pack.entries {
@@ -292,77 +208,38 @@ func (pw *packWriter) sealLoop() {
 	}
 }
 
-// seal writes a pack and its parity crash-safely, then commits its index
-// entries in one synced batch: the data is durable before anything names it.
+// seal stores a pack and then its parity sidecar, each with one Put of
+// the backend (atomic, and durable when it returns), then commits the
+// pack's index entries in one synced batch: the data is durable before
+// anything names it. A seal stopped before the batch leaves a pack without
+// a `k` record, perhaps without its sidecar, which the next writer indexes
+// (orphans.go); a seal that fails deletes what it stored.
 func (pw *packWriter) seal(p *openPack) error {
 	r := pw.r
+	ctx := context.Background() // a seal is not cancelled halfway: the pack writer's error is sticky
 	id := p.id
+	if p.err != nil {
+		return fmt.Errorf("seal pack: %w", p.err)
+	}
 	c := r.cfg
 	data, footer := sealPack(p.body, p.entries, c.Parity.ShardSize, c.Parity.Data, c.Parity.Parity)
-	// The rest of the pack goes to its file while the parity is computed.
-	// On error, sealLoop's discard waits for the writes and drops the file.
-	pw.writeOut(p, data)
 	par, err := buildParity(data[:footer.DataLen], footer.TableOff, footer.ShardSums, c.Parity.ShardSize, c.Parity.Data, c.Parity.Parity)
 	if err != nil {
 		return fmt.Errorf("seal pack %s: %w", id, err)
 	}
-	tmpPack := pw.tmpPackPath(id)
-	tmpPar := filepath.Join(r.dir, dirTmp, id.String()+".par")
-	cleanup := func() { os.Remove(tmpPack); os.Remove(tmpPar) }
-	p.finishWrites()
-	if p.err != nil {
-		cleanup()
-		return p.err
-	}
-	err = p.f.Sync()
-	if cerr := p.f.Close(); err == nil {
-		err = cerr
-	}
-	p.f = nil
-	if err == nil {
-		err = fault(fpPackWritten)
-	}
-	if err != nil {
-		cleanup()
+	if err := backend.PutBytes(ctx, r.be, packName(id), data); err != nil {
+		pw.unstore(ctx, id)
 		return fmt.Errorf("write pack %s: %w", id, err)
 	}
-	err = writeSynced(tmpPar, par)
-	if err == nil {
-		err = fault(fpParityWritten)
+	if err := fault(fpPackStored); err != nil {
+		return fmt.Errorf("write pack %s: %w", id, err)
 	}
-	if err != nil {
-		cleanup()
+	if err := backend.PutBytes(ctx, r.be, parityName(id), par); err != nil {
+		pw.unstore(ctx, id)
 		return fmt.Errorf("write parity of pack %s: %w", id, err)
 	}
-	final := packPath(r.dir, id)
-	sub := filepath.Dir(final)
-	if _, err := os.Stat(sub); errors.Is(err, os.ErrNotExist) {
-		if err := os.Mkdir(sub, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-			cleanup()
-			return fmt.Errorf("seal pack %s: %w", id, err)
-		}
-		if err := atomicfile.SyncDir(filepath.Join(r.dir, dirPacks)); err != nil {
-			cleanup()
-			return err
-		}
-	}
-	if err := os.Rename(tmpPar, parityPath(r.dir, id)); err != nil {
-		cleanup()
-		return fmt.Errorf("seal pack %s: %w", id, err)
-	}
-	if err := fault(fpParityRenamed); err != nil {
-		return fmt.Errorf("seal pack %s: %w", id, err)
-	}
-	if err := os.Rename(tmpPack, final); err != nil {
-		cleanup()
-		os.Remove(parityPath(r.dir, id))
-		return fmt.Errorf("seal pack %s: %w", id, err)
-	}
-	if err := atomicfile.SyncDir(sub); err != nil {
-		return err
-	}
-	if err := fault(fpPackRenamed); err != nil {
-		return fmt.Errorf("seal pack %s: %w", id, err)
+	if err := fault(fpParityStored); err != nil {
+		return fmt.Errorf("write parity of pack %s: %w", id, err)
 	}
 	b := r.db.NewBatch()
 	defer b.Close()
@@ -382,18 +259,14 @@ func (pw *packWriter) seal(p *openPack) error {
 	return fault(fpPackIndexed)
 }
 
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
+// unstore deletes what a failed seal may have stored of pack id (a Put
+// that failed after its object became visible, or the pack whose sidecar
+// failed): nothing names it yet. What it cannot delete, the next writer
+// indexes as an orphan.
+func (pw *packWriter) unstore(ctx context.Context, id PackID) {
+	for _, name := range []string{parityName(id), packName(id)} {
+		if err := pw.r.be.Delete(ctx, name); err != nil {
+			pw.r.log.Warn("a failed seal left an unindexed object; the next writer indexes it", "object", name, "err", err)
+		}
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

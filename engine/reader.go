@@ -7,6 +7,8 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+
+	"github.com/ahvfs/ahvfs/engine/backend"
 )
 
 // lookup returns where a blob is stored.
@@ -30,7 +32,10 @@ func (r *Repository) loadBlob(ctx context.Context, id ID, dst []byte) ([]byte, l
 	if err != nil {
 		return nil, l, err
 	}
-	f, release, err := r.files.get(l.Pack)
+	// A load is shared by every reader of the blob (chunk, page): one
+	// reader giving up must not fail the others.
+	ctx = context.WithoutCancel(ctx)
+	f, release, err := r.files.get(ctx, l.Pack)
 	if err != nil {
 		return nil, l, fmt.Errorf("chunk %s: %w", id.Short(), err)
 	}
@@ -46,12 +51,12 @@ func (r *Repository) loadBlob(ctx context.Context, id ID, dst []byte) ([]byte, l
 		err = fmt.Errorf("%w: pack %s ends before the chunk", ErrCorrupt, l.Pack)
 	}
 	if err != nil {
-		return r.loadDamagedBlob(id, l, dst, fmt.Errorf("chunk %s: read pack %s at %d: %w", id.Short(), l.Pack, l.Offset, err))
+		return r.loadDamagedBlob(ctx, id, l, dst, fmt.Errorf("chunk %s: read pack %s at %d: %w", id.Short(), l.Pack, l.Offset, err))
 	}
 	out, err := r.codec.decodeAt(dst, stored, l, id, r.hash)
 	if err != nil {
 		// Damaged stored bytes: rebuild them from parity when it can.
-		return r.loadDamagedBlob(id, l, dst, fmt.Errorf("pack %s: %w", l.Pack, err))
+		return r.loadDamagedBlob(ctx, id, l, dst, fmt.Errorf("pack %s: %w", l.Pack, err))
 	}
 	return out, l, nil
 }
@@ -406,8 +411,10 @@ func (d *DiskReader) hintPacks(from int64) {
 			if run.Stored == 0 {
 				return
 			}
-			if f, release, err := d.r.files.get(run.Pack); err == nil {
-				adviseWillNeed(f, int64(run.Offset), int64(runEnd-run.Offset))
+			if o, release, err := d.r.files.get(ctx, run.Pack); err == nil {
+				if p, ok := o.(backend.Prefetcher); ok {
+					p.Prefetch(int64(run.Offset), int64(runEnd-run.Offset))
+				}
 				release()
 			}
 			run.Stored = 0

@@ -103,19 +103,19 @@ func countKeys(db pebble.Reader, space byte) (int, error) {
 // restore-point records of an index older than version 3 are first written
 // out as record files, since that index is their only copy.
 func (r *Repository) rebuildIndex(ctx context.Context) error {
-	if err := r.saveOldRecords(); err != nil {
+	if err := r.saveOldRecords(ctx); err != nil {
 		return err
 	}
-	if err := r.buildIndex(r.sweepOrphans); err != nil {
+	if err := r.buildIndex(func() error { return r.sweepOrphans(ctx) }); err != nil {
 		return fmt.Errorf("rebuild index of %s: %w", r.dir, err)
 	}
-	return r.writeFormat()
+	return r.writeFormat(ctx)
 }
 
 // saveOldRecords writes the record files of a repository of format 1 from
 // its index, their only copy, and fails when that index is missing or
 // cannot be read.
-func (r *Repository) saveOldRecords() error {
+func (r *Repository) saveOldRecords(ctx context.Context) error {
 	if r.cfg.Format >= 2 {
 		return nil // its index is of version 3: every record has its file
 	}
@@ -128,7 +128,7 @@ func (r *Repository) saveOldRecords() error {
 		defer db.Close()
 		var v byte
 		if v, err = checkIndexVersion(db); err == nil && v < 3 {
-			_, err = r.writeRecordsFromCatalog(db)
+			_, err = r.writeRecordsFromCatalog(ctx, db)
 		}
 	}
 	if err != nil {

@@ -2,17 +2,16 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
-	"github.com/ahvfs/ahvfs/internal/atomicfile"
+	"github.com/ahvfs/ahvfs/engine/backend"
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -31,11 +30,6 @@ const (
 	recordKindRP = 'r'
 	recordHeader = 16
 )
-
-// rpRecordPath is where the record file of restore point id lives.
-func rpRecordPath(dir, id string) string {
-	return filepath.Join(dir, dirRPs, id+recordExt)
-}
 
 // validRecordID reports whether id is a restore-point ID as the writer
 // makes them: 32 lower-case hex digits.
@@ -95,14 +89,11 @@ func decodeRecordFile(m metaCrypt, kind byte, id string, b []byte) ([]byte, erro
 	return m.open(recordAAD(kind, id), body)
 }
 
-// writeRPFile writes the record file of a restore point durably (temporary
-// name, fsync, rename, directory fsync). rec is its JSON record.
-func (r *Repository) writeRPFile(id string, rec []byte) error {
-	dir := filepath.Join(r.dir, dirRPs)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
-	}
-	if err := atomicfile.WriteFile(rpRecordPath(r.dir, id), encodeRecordFile(r.fileMeta(), recordKindRP, id, rec), 0o600); err != nil {
+// writeRPFile stores the record file of a restore point durably (a Put of
+// the backend: atomic, and durable when it returns). rec is its JSON
+// record.
+func (r *Repository) writeRPFile(ctx context.Context, id string, rec []byte) error {
+	if err := backend.PutBytes(ctx, r.be, rpRecordName(id), encodeRecordFile(r.fileMeta(), recordKindRP, id, rec)); err != nil {
 		return fmt.Errorf("write record of restore point %s: %w", id, err)
 	}
 	return nil
@@ -113,8 +104,8 @@ func (r *Repository) writeRPFile(id string, rec []byte) error {
 func (r *Repository) fileMeta() metaCrypt { return metaCrypt{k: r.keys} }
 
 // readRPFile reads and checks the record file of restore point id.
-func (r *Repository) readRPFile(id string) (*RestorePoint, []byte, error) {
-	b, err := os.ReadFile(rpRecordPath(r.dir, id))
+func (r *Repository) readRPFile(ctx context.Context, id string) (*RestorePoint, []byte, error) {
+	b, err := backend.Get(ctx, r.be, rpRecordName(id))
 	if err != nil {
 		return nil, nil, fmt.Errorf("record of restore point %s: %w", id, err)
 	}
@@ -132,31 +123,18 @@ func (r *Repository) readRPFile(id string) (*RestorePoint, []byte, error) {
 	return rp, body, nil
 }
 
-// listRPFiles returns the IDs of the record files in records/rp, sorted,
-// and removes temporary files a killed writer left there.
-func (r *Repository) listRPFiles() ([]string, error) {
-	dir := filepath.Join(r.dir, dirRPs)
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", dirRPs, err)
-	}
+// listRPFiles returns the IDs of the record files in records/rp/, sorted.
+// (A writer sweeps the temporary files of interrupted writes on open.)
+func (r *Repository) listRPFiles(ctx context.Context) ([]string, error) {
 	var ids []string
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") && strings.Contains(name, ".tmp-") {
-			if r.writable {
-				os.Remove(filepath.Join(dir, name))
-			}
-			continue
+	for info, err := range r.be.List(ctx, prefixRPs) {
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", dirRPs, err)
 		}
-		if id, ok := strings.CutSuffix(name, recordExt); ok && validRecordID(id) {
+		if id, ok := strings.CutSuffix(strings.TrimPrefix(info.Name, prefixRPs), recordExt); ok && validRecordID(id) {
 			ids = append(ids, id)
 		}
 	}
-	slices.Sort(ids)
 	return ids, nil
 }
 
@@ -199,8 +177,8 @@ func indexedRPs(db pebble.Reader) (map[string][]byte, error) {
 // records) is indexed; a restore point the index holds without its file
 // gets the file written again from the index; an unreadable record file
 // the index does not hold is moved to quarantine/. Every change is logged.
-func (r *Repository) reconcileRecords() error {
-	files, err := r.listRPFiles()
+func (r *Repository) reconcileRecords(ctx context.Context) error {
+	files, err := r.listRPFiles(ctx)
 	if err != nil {
 		return err
 	}
@@ -216,12 +194,12 @@ func (r *Repository) reconcileRecords() error {
 			delete(indexed, id)
 			continue
 		}
-		rp, rec, err := r.readRPFile(id)
+		rp, rec, err := r.readRPFile(ctx, id)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				return err
 			}
-			dst, qerr := r.quarantine(rpRecordPath(r.dir, id))
+			dst, qerr := r.quarantine(ctx, rpRecordName(id))
 			if qerr != nil {
 				return fmt.Errorf("%v; %w", err, qerr)
 			}
@@ -259,7 +237,7 @@ func (r *Repository) reconcileRecords() error {
 			continue
 		}
 		rec, _ := encodeRestorePoint(rp)
-		if err := r.writeRPFile(id, rec); err != nil {
+		if err := r.writeRPFile(ctx, id, rec); err != nil {
 			return err
 		}
 		r.log.Warn(fmt.Sprintf("restore point %s had no record file: written again from the index", rp.Name()))
@@ -271,8 +249,8 @@ func (r *Repository) reconcileRecords() error {
 // for Verify and describes every difference: problems, and restore points
 // whose commit the next writer finishes (a record file the index lacks,
 // whose VM and time the index holds under no other ID).
-func (r *Repository) recordDrift(db pebble.Reader) (problems, pending []string, err error) {
-	files, err := r.listRPFiles()
+func (r *Repository) recordDrift(ctx context.Context, db pebble.Reader) (problems, pending []string, err error) {
+	files, err := r.listRPFiles(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -284,7 +262,7 @@ func (r *Repository) recordDrift(db pebble.Reader) (problems, pending []string, 
 	for _, id := range files {
 		key, ok := indexed[id]
 		delete(indexed, id)
-		fileRP, fileRec, err := r.readRPFile(id)
+		fileRP, fileRec, err := r.readRPFile(ctx, id)
 		if err != nil {
 			out = append(out, fmt.Sprintf("%v: the record file is damaged", err))
 			continue

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,16 +14,20 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ahvfs/ahvfs/engine/backend"
 	"github.com/ahvfs/ahvfs/internal/atomicfile"
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// Repository directory layout (docs/FORMAT.md).
+// Repository directory layout (docs/FORMAT.md). packs/ and quarantine/
+// hold objects of the backend (objects.go); the rest is local.
 const (
 	dirIndex     = "index"     // the live Pebble database (writer only)
 	dirSnapshots = "snapshots" // read-only Pebble checkpoints for readers
 	dirPacks     = "packs"
-	dirTmp       = "tmp"
+	// dirTmp is where ahvfs builds before the backend wrote packs being
+	// sealed; every writer empties it (sweepOrphans).
+	dirTmp = "tmp"
 	// dirQuarantine holds what a writer found unindexed and could not index
 	// (unreadable packs, sidecars without a pack), set aside, never deleted.
 	dirQuarantine = "quarantine"
@@ -48,6 +51,12 @@ type OpenOptions struct {
 	// Workers bounds hashing/compression and read-ahead parallelism
 	// (default: the number of CPUs).
 	Workers int
+	// Backend holds the repository's packs, sidecars, record files,
+	// config.json and quarantine/ (default nil: a backend.Local of the
+	// repository directory, the layout of docs/FORMAT.md). The index,
+	// checkpoints, lock and journal stay in the directory whatever it is.
+	// The caller closes a Backend it gives. Tests give a backend.Faulty.
+	Backend backend.Backend
 
 	repair *repairRun // RepairIndex: rebuild the index instead of opening it
 }
@@ -58,6 +67,8 @@ type OpenOptions struct {
 // Refresh to see newer ones.
 type Repository struct {
 	dir   string
+	be    backend.Backend // the immutable files (objects.go)
+	ownBe bool            // be was opened by Open, which closes it
 	cfg   *Config
 	log   *slog.Logger
 	hash  hasher
@@ -131,7 +142,10 @@ func (b *bgWork) stop() {
 }
 
 // Init creates a repository in dir, which must not exist or be empty.
+// config.json goes to o.Backend (default: a backend.Local of dir), the
+// index and its first checkpoint to dir.
 func Init(ctx context.Context, dir string, o InitOptions) (*Config, error) {
+	be := o.Backend
 	o.setDefaults()
 	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("init %s: %w: %w", dir, ErrInvalid, err)
@@ -140,6 +154,19 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Config, error) {
 		return nil, fmt.Errorf("init %s: %w: the directory is not empty", dir, ErrExists)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("init %s: %w", dir, err)
+	}
+	if be == nil {
+		l, err := backend.OpenLocal(dir)
+		if err != nil {
+			return nil, fmt.Errorf("init %s: %w", dir, err)
+		}
+		defer l.Close()
+		be = l
+	}
+	if _, err := be.Stat(ctx, configName); err == nil {
+		return nil, fmt.Errorf("init %s: %w: %s holds a repository", dir, ErrExists, be)
+	} else if !errors.Is(err, backend.ErrNotExist) {
 		return nil, fmt.Errorf("init %s: %w", dir, err)
 	}
 	c := &Config{Format: FormatVersion, ID: newRepoID(), Created: time.Now().UTC(), ChunkSize: o.ChunkSize,
@@ -152,6 +179,8 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Config, error) {
 		}
 		c.Encryption = enc
 	}
+	// packs/ and tmp/ are made for older ahvfs builds, whose writers
+	// expect them.
 	for _, d := range []string{dirPacks, dirTmp, dirSnapshots} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("init %s: %w", dir, err)
@@ -173,8 +202,7 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Config, error) {
 		return nil, fmt.Errorf("init %s: %w", dir, err)
 	}
 	// config.json is written last: a directory without it is not a repository.
-	b, _ := json.MarshalIndent(c, "", "  ")
-	if err := atomicfile.WriteFile(filepath.Join(dir, configName), append(b, '\n'), 0o600); err != nil {
+	if err := backend.PutBytes(ctx, be, configName, encodeConfig(c)); err != nil {
 		return nil, fmt.Errorf("init %s: %w", dir, err)
 	}
 	return c, nil
@@ -182,7 +210,18 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Config, error) {
 
 // Open opens the repository in dir.
 func Open(ctx context.Context, dir string, o OpenOptions) (_ *Repository, err error) {
-	cfg, err := loadConfig(dir)
+	be, own, err := openBackend(dir, o.Backend)
+	if err != nil {
+		return nil, err
+	}
+	if own {
+		defer func() {
+			if err != nil {
+				be.Close()
+			}
+		}()
+	}
+	cfg, err := loadConfig(ctx, be, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +234,7 @@ func Open(ctx context.Context, dir string, o OpenOptions) (_ *Repository, err er
 	if o.Workers <= 0 {
 		o.Workers = numCPU()
 	}
-	r := &Repository{dir: dir, cfg: cfg, log: o.Logger, writable: o.Writable, workers: o.Workers, repair: o.repair}
+	r := &Repository{dir: dir, be: be, ownBe: own, cfg: cfg, log: o.Logger, writable: o.Writable, workers: o.Workers, repair: o.repair}
 	defer r.guardOpen(&err)
 	var k *keys
 	if cfg.Encryption != nil {
@@ -212,7 +251,7 @@ func Open(ctx context.Context, dir string, o OpenOptions) (_ *Repository, err er
 	if r.codec, err = newCodec(cfg.Compression, k); err != nil {
 		return nil, err
 	}
-	r.files = newPackFiles(dir, 256)
+	r.files = newPackFiles(be, 256)
 	r.chunks = newChunkCache(o.CacheBytes, r.cfg.ChunkSize)
 	r.storedBufs.New = func() any { b := make([]byte, 0, maxEncodedLen(r.cfg.ChunkSize)); return &b }
 	r.pages = newPageCache(4096)
@@ -246,18 +285,21 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 		f.Close()
 		return err
 	}
+	if err := r.sweepTemp(ctx); err != nil {
+		return fail(err)
+	}
 	if err := finishIndexSwap(r.dir); err != nil {
 		return fail(err)
 	}
 	if r.repair != nil {
 		err = r.rebuildIndex(ctx)
 	} else {
-		err = r.openLiveIndex()
+		err = r.openLiveIndex(ctx)
 	}
 	if err != nil {
 		return fail(err)
 	}
-	if err := r.reconcileRecords(); err != nil {
+	if err := r.reconcileRecords(ctx); err != nil {
 		return fail(err)
 	}
 	if err := fault(fpReconciled); err != nil {
@@ -274,7 +316,7 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 
 // openLiveIndex opens the writer's index, upgrades an older one, and
 // indexes the packs it does not know (sweepOrphans).
-func (r *Repository) openLiveIndex() error {
+func (r *Repository) openLiveIndex(ctx context.Context) error {
 	path := filepath.Join(r.dir, dirIndex)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("open repository %s: %w: the index (%s/) is missing; run 'ahvfs repair index' to rebuild it from the packs and record files", r.dir, ErrCorrupt, dirIndex)
@@ -293,11 +335,11 @@ func (r *Repository) openLiveIndex() error {
 	if err := startManifest(db); err != nil {
 		return fmt.Errorf("index of %s: %w", r.dir, err)
 	}
-	if err := r.sweepOrphans(); err != nil {
+	if err := r.sweepOrphans(ctx); err != nil {
 		return err
 	}
 	if v < indexVersion || r.cfg.Format < FormatVersion {
-		return r.upgrade(v)
+		return r.upgrade(ctx, v)
 	}
 	r.useIndexVersion(v)
 	return nil
@@ -468,6 +510,9 @@ func (r *Repository) Close() error {
 	r.mu.Unlock()
 	r.files.close()
 	r.codec.close()
+	if r.ownBe {
+		errs = append(errs, r.be.Close())
+	}
 	if r.lockFile != nil {
 		r.lockFile.Truncate(0)
 		r.lockFile.Close()

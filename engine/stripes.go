@@ -2,10 +2,10 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"os"
 	"slices"
 
 	"github.com/klauspost/reedsolomon"
@@ -266,8 +266,8 @@ func (c *stripeCoder) encode(data, out [][]byte) error {
 // parity of the stripes they lie in and logs a warning. It never writes:
 // `verify --repair` rewrites the pack. Damage beyond parity returns cause,
 // which wraps ErrCorrupt.
-func (r *Repository) loadDamagedBlob(id ID, l location, dst []byte, cause error) ([]byte, location, error) {
-	out, stripes, err := r.rebuildBlob(id, l, dst)
+func (r *Repository) loadDamagedBlob(ctx context.Context, id ID, l location, dst []byte, cause error) ([]byte, location, error) {
+	out, stripes, err := r.rebuildBlob(ctx, id, l, dst)
 	if err != nil {
 		return nil, l, fmt.Errorf("%w (parity cannot rebuild it: %v)", cause, err)
 	}
@@ -279,8 +279,8 @@ func (r *Repository) loadDamagedBlob(id ID, l location, dst []byte, cause error)
 // rebuildBlob reads the stripes holding the blob at l, with their parity,
 // rebuilds their damaged data shards in memory, and decodes the blob from
 // the result. It also returns the stripes, for the log.
-func (r *Repository) rebuildBlob(id ID, l location, dst []byte) ([]byte, string, error) {
-	pf, err := os.Open(parityPath(r.dir, l.Pack))
+func (r *Repository) rebuildBlob(ctx context.Context, id ID, l location, dst []byte) ([]byte, string, error) {
+	pf, err := r.be.Open(ctx, parityName(l.Pack))
 	if err != nil {
 		return nil, "", fmt.Errorf("no parity sidecar: %w", err)
 	}
@@ -300,7 +300,7 @@ func (r *Repository) rebuildBlob(id ID, l location, dst []byte) ([]byte, string,
 	if err != nil {
 		return nil, "", err
 	}
-	f, release, err := r.files.get(l.Pack)
+	f, release, err := r.files.get(ctx, l.Pack)
 	if err != nil {
 		return nil, "", err
 	}

@@ -1,13 +1,12 @@
 package engine
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
-	"github.com/ahvfs/ahvfs/internal/atomicfile"
+	"github.com/ahvfs/ahvfs/engine/backend"
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -18,9 +17,9 @@ import (
 // then the index version and config.json say so. Each step can be
 // repeated, so an upgrade killed at any point is finished by the next
 // writer (testdata/format1 holds repositories of format 1).
-func (r *Repository) upgrade(v byte) error {
+func (r *Repository) upgrade(ctx context.Context, v byte) error {
 	if v < 3 {
-		n, err := r.writeRecordsFromCatalog(r.db)
+		n, err := r.writeRecordsFromCatalog(ctx, r.db)
 		if err != nil {
 			return fmt.Errorf("upgrade %s: %w", r.dir, err)
 		}
@@ -36,19 +35,18 @@ func (r *Repository) upgrade(v byte) error {
 		r.log.Info(fmt.Sprintf("upgraded the index of %s to version %d: %d restore-point records written to %s/", r.dir, indexVersion, n, dirRPs))
 	}
 	r.useIndexVersion(indexVersion)
-	return r.writeFormat()
+	return r.writeFormat(ctx)
 }
 
 // writeFormat records in config.json that the repository is of the format
 // this code writes.
-func (r *Repository) writeFormat() error {
+func (r *Repository) writeFormat(ctx context.Context) error {
 	if r.cfg.Format >= FormatVersion {
 		return nil
 	}
 	c := *r.cfg
 	c.Format = FormatVersion
-	b, _ := json.MarshalIndent(c, "", "  ")
-	if err := atomicfile.WriteFile(filepath.Join(r.dir, configName), append(b, '\n'), 0o600); err != nil {
+	if err := backend.PutBytes(ctx, r.be, configName, encodeConfig(&c)); err != nil {
 		return fmt.Errorf("upgrade %s: %w", r.dir, err)
 	}
 	r.cfg.Format = FormatVersion
@@ -58,7 +56,7 @@ func (r *Repository) writeFormat() error {
 // writeRecordsFromCatalog writes a record file for every restore point of
 // an index older than version 3 (whose catalog is never sealed) that has
 // none, and returns how many it wrote.
-func (r *Repository) writeRecordsFromCatalog(db pebble.Reader) (int, error) {
+func (r *Repository) writeRecordsFromCatalog(ctx context.Context, db pebble.Reader) (int, error) {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{keyRP}, UpperBound: []byte{keyRP + 1}})
 	if err != nil {
 		return 0, err
@@ -71,12 +69,12 @@ func (r *Repository) writeRecordsFromCatalog(db pebble.Reader) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("restore point record %q: %w", it.Key()[1:], err)
 		}
-		if _, _, err := r.readRPFile(rp.ID); err == nil {
+		if _, _, err := r.readRPFile(ctx, rp.ID); err == nil {
 			continue
 		} else if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, ErrCorrupt) {
 			return n, err
 		}
-		if err := r.writeRPFile(rp.ID, rec); err != nil {
+		if err := r.writeRPFile(ctx, rp.ID, rec); err != nil {
 			return n, err
 		}
 		n++

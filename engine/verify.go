@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -163,7 +162,7 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (_ *VerifyRepo
 		if o.ReadData {
 			res, err = r.verifyPackData(ctx, p.id, p.rec, o.Repair)
 		} else {
-			res = r.verifyPackStructure(p.id, p.rec)
+			res = r.verifyPackStructure(ctx, p.id, p.rec)
 		}
 		if err != nil {
 			return nil, err
@@ -187,12 +186,12 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (_ *VerifyRepo
 			o.Progress(i+1, len(packs))
 		}
 	}
-	quarantined, err := r.quarantinedFiles()
+	quarantined, err := r.quarantinedFiles(ctx)
 	if err != nil {
 		rep.Problems = append(rep.Problems, err.Error())
 	}
 	rep.Problems = append(rep.Problems, quarantined...)
-	drift, pending := r.verifyRecords()
+	drift, pending := r.verifyRecords(ctx)
 	rep.Problems = append(rep.Problems, drift...)
 	rep.Pending = append(rep.Pending, pending...)
 	rps, err := r.ListRestorePoints(ctx, "")
@@ -218,13 +217,13 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (_ *VerifyRepo
 
 // verifyRecords compares the index's restore points with the record files
 // (from index version 3 on; an older index is their only copy).
-func (r *Repository) verifyRecords() (problems, pending []string) {
+func (r *Repository) verifyRecords(ctx context.Context) (problems, pending []string) {
 	db, done := r.reader()
 	defer done()
 	if v, err := checkIndexVersion(db); err != nil || v < 3 {
 		return nil, nil
 	}
-	problems, pending, err := r.recordDrift(db)
+	problems, pending, err := r.recordDrift(ctx, db)
 	if err != nil {
 		return []string{fmt.Sprintf("compare the index with %s: %v", dirRPs, err)}, nil
 	}
@@ -387,8 +386,8 @@ func (r *Repository) Stats(ctx context.Context) (_ *Stats, err error) {
 	for _, p := range packs {
 		s.Packs++
 		s.StoredBytes += p.rec.Size
-		if st, err := os.Stat(parityPath(r.dir, p.id)); err == nil {
-			s.ParityBytes += st.Size()
+		if info, err := r.be.Stat(ctx, parityName(p.id)); err == nil {
+			s.ParityBytes += info.Size
 		}
 	}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{keyChunk}, UpperBound: []byte{keyChunk + 1}})

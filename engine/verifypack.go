@@ -7,12 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/ahvfs/ahvfs/internal/atomicfile"
+	"github.com/ahvfs/ahvfs/engine/backend"
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -54,23 +53,17 @@ type packResult struct {
 
 // verifyPackStructure checks a pack without reading its data: its size,
 // its trailer, and that its sidecar exists.
-func (r *Repository) verifyPackStructure(id PackID, rec packRecord) *packResult {
-	path := packPath(r.dir, id)
+func (r *Repository) verifyPackStructure(ctx context.Context, id PackID, rec packRecord) *packResult {
 	dmg := &PackDamage{Pack: id.String(), State: DamageUnchecked}
-	st, err := os.Stat(path)
+	f, err := r.be.Open(ctx, packName(id))
 	if err != nil {
 		return r.packLost(id, fmt.Sprintf("pack file missing: %v", err))
 	}
-	if st.Size() != rec.Size {
-		dmg.Problem = fmt.Sprintf("pack is %d bytes, the index says %d (run 'ahvfs verify --read-data')", st.Size(), rec.Size)
-		return &packResult{dmg: dmg}
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		dmg.Problem = fmt.Sprintf("open pack: %v", err)
-		return &packResult{dmg: dmg}
-	}
 	defer f.Close()
+	if f.Size() != rec.Size {
+		dmg.Problem = fmt.Sprintf("pack is %d bytes, the index says %d (run 'ahvfs verify --read-data')", f.Size(), rec.Size)
+		return &packResult{dmg: dmg}
+	}
 	tail := make([]byte, packTrailerSize)
 	if _, err := f.ReadAt(tail, rec.Size-packTrailerSize); err != nil {
 		dmg.Problem = fmt.Sprintf("read pack trailer: %v", err)
@@ -80,8 +73,11 @@ func (r *Repository) verifyPackStructure(id PackID, rec packRecord) *packResult 
 		dmg.Problem = err.Error()
 		return &packResult{dmg: dmg}
 	}
-	if _, err := os.Stat(parityPath(r.dir, id)); err != nil {
+	if _, err := r.be.Stat(ctx, parityName(id)); err != nil {
 		dmg.Problem = "parity sidecar missing"
+		if !errors.Is(err, backend.ErrNotExist) {
+			dmg.Problem = fmt.Sprintf("parity sidecar: %v", err)
+		}
 		dmg.ParityDamaged = true
 		return &packResult{dmg: dmg}
 	}
@@ -119,13 +115,15 @@ const repairableText = "repairable from parity"
 //     data, byte for byte (headers, sums, reserved bytes);
 //   - every blob against its ID.
 //
-// With repair it writes the rebuilt pack and sidecar (atomically) when they
-// differ from the files; stripes beyond parity keep their damaged bytes and
+// With repair it stores the rebuilt pack and sidecar (each Put atomic) when
+// they differ from the stored ones, and nothing when the sidecar exists but
+// cannot be read (an I/O error, not damage: it may hold the parity that
+// repairs the pack); stripes beyond parity keep their damaged bytes and
 // their original sums, so they are still found damaged, and every blob
 // outside them stays readable. Only ctx ending is an error.
 func (r *Repository) verifyPackData(ctx context.Context, id PackID, rec packRecord, repair bool) (*packResult, error) {
-	data, err := os.ReadFile(packPath(r.dir, id))
-	if errors.Is(err, os.ErrNotExist) {
+	data, err := backend.Get(ctx, r.be, packName(id))
+	if errors.Is(err, backend.ErrNotExist) {
 		return r.packLost(id, fmt.Sprintf("pack file missing: %v", err)), nil
 	} else if err != nil {
 		return r.packLost(id, fmt.Sprintf("pack file unreadable: %v", err)), nil
@@ -156,7 +154,7 @@ func (r *Repository) verifyPackData(ctx context.Context, id PackID, rec packReco
 	if pfErr == nil {
 		shardSize, k, m = int(pf.ShardSize), int(pf.K), int(pf.M)
 	}
-	parBytes, parReadErr := os.ReadFile(parityPath(r.dir, id))
+	parBytes, parReadErr := backend.Get(ctx, r.be, parityName(id))
 	var par *parityInfo
 	parErr := parReadErr
 	if parErr == nil {
@@ -391,12 +389,15 @@ func (r *Repository) verifyPackData(ctx context.Context, id PackID, rec packReco
 	// The sidecar as it should be.
 	wantPar := paritySidecar(g, dataLen, tableOff, trueSums, wantParitySums, wantParity)
 	switch {
-	case errors.Is(parReadErr, os.ErrNotExist):
+	case errors.Is(parReadErr, backend.ErrNotExist):
 		parityProblem("sidecar missing")
 		parityDamaged, fixable = true, true
 	case parReadErr != nil:
-		parityProblem("sidecar unreadable: %v", parReadErr)
-		parityDamaged, fixable = true, true
+		// Not damage it can judge (an I/O error, perhaps passing): the
+		// sidecar may hold the parity that repairs the pack, so neither is
+		// rewritten.
+		parityProblem("sidecar unreadable, not repaired: %v", parReadErr)
+		parityDamaged = true
 	case !bytes.Equal(parBytes, wantPar):
 		parityDamaged, fixable = true, true
 		if len(parBytes) != len(wantPar) {
@@ -438,16 +439,18 @@ func (r *Repository) verifyPackData(ctx context.Context, id PackID, rec packReco
 		LostBlobs: nLost, Stripes: stripes}
 	res := &packResult{dmg: dmg, blobs: len(entries), lost: lost}
 	repaired := false
-	if repair && fixable && (sums != nil || nLost == 0) {
-		// Write the pack first: a sidecar can always be rebuilt from it.
+	parUnreadable := parReadErr != nil && !errors.Is(parReadErr, backend.ErrNotExist)
+	if repair && fixable && !parUnreadable && (sums != nil || nLost == 0) {
+		// Store the pack first: a sidecar can always be rebuilt from it.
+		// Each Put replaces the object atomically.
 		var werr error
 		if !bytes.Equal(data, full) {
-			if werr = atomicfile.WriteFile(packPath(r.dir, id), full, 0o600); werr == nil {
+			if werr = backend.PutBytes(ctx, r.be, packName(id), full); werr == nil {
 				r.files.forget(id)
 			}
 		}
 		if werr == nil && !bytes.Equal(parBytes, wantPar) {
-			werr = atomicfile.WriteFile(parityPath(r.dir, id), wantPar, 0o600)
+			werr = backend.PutBytes(ctx, r.be, parityName(id), wantPar)
 		}
 		if werr != nil {
 			problem("repair failed: %v", werr)
