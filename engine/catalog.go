@@ -35,6 +35,9 @@ type RestorePoint struct {
 	Meta        map[string]string `json:"meta,omitempty"`
 	Committed   time.Time         `json:"committed"`
 	Stats       WriteStats        `json:"stats"`
+	// LockedUntil is the end of the point's retention lock (zero when it
+	// has none). It comes from the lock records, not the point's own.
+	LockedUntil time.Time `json:"-"`
 }
 
 // Name is the restore point's CLI name, VM@TIME.

@@ -19,16 +19,17 @@ import (
 	"github.com/ahvfs/ahvfs/engine/enginetest"
 )
 
-// Crash and error injection at every step of an import's commit and of
-// an index rebuild (engine/faultpoints.go). Each operation is first run
-// once recording the steps it passes; then, for each step and occurrence
-// in turn, a child process (this test binary) runs it on a fresh copy of
-// the repository and kills itself with SIGKILL at that step, and the same
-// step is made to return an error in this process. After either, the
-// repository must open (after 'repair index' when a rebuild was killed
-// before its index was in place), verify --read-data clean, hold every
-// restore point committed before byte-exact, and hold the new one either
-// whole or not at all — whole once its record file was written.
+// Crash and error injection at every step of an import's commit, of an
+// index rebuild and of a forget (engine/faultpoints.go). Each operation is
+// first run once recording the steps it passes; then, for each step and
+// occurrence in turn, a child process (this test binary) runs it on a
+// fresh copy of the repository and kills itself with SIGKILL at that step,
+// and the same step is made to return an error in this process. After
+// either, the repository must open (after 'repair index' when a rebuild
+// was killed before its index was in place), verify --read-data clean,
+// hold every restore point committed before byte-exact, and hold the one
+// the operation adds or removes either whole or not at all: whole once an
+// import's record file was written, gone once a forget's tombstone was.
 
 const (
 	envCrashOp   = "AHVFS_CRASH_OP"
@@ -48,7 +49,13 @@ type crashOp struct {
 	// prepare turns a copy of the base repository into the operation's
 	// starting state.
 	prepare func(t *testing.T, dir string)
-	adds    map[string][]byte
+	// durableAt is the step from which the operation's effect is certain
+	// (empty: it has no effect on the restore points). Before it, want
+	// must be there and maybe may be; from it on, after must be exactly
+	// what is there.
+	durableAt   string
+	want, maybe map[string][]byte
+	after       map[string][]byte
 }
 
 func TestCrashAtEveryStep(t *testing.T) {
@@ -81,35 +88,38 @@ func TestCrashAtEveryStep(t *testing.T) {
 	for k, v := range before {
 		both[k] = v
 	}
+	added := map[string][]byte{newName: readFile(t, newImg)}
 	ops := []crashOp{
-		{name: "import", prepare: func(t *testing.T, dir string) { cloneRepo(t, base, dir) }, adds: map[string][]byte{newName: readFile(t, newImg)}},
-		{name: "repair", prepare: func(t *testing.T, dir string) { cloneRepo(t, full, dir) }},
+		{name: "import", prepare: func(t *testing.T, dir string) { cloneRepo(t, base, dir) },
+			durableAt: engine.FaultRecordWritten, want: before, maybe: added, after: both},
+		{name: "repair", prepare: func(t *testing.T, dir string) { cloneRepo(t, full, dir) }, want: both},
 		{name: "repair", prepare: func(t *testing.T, dir string) {
 			cloneRepo(t, full, dir)
 			os.RemoveAll(filepath.Join(dir, "index"))
 			os.RemoveAll(filepath.Join(dir, "snapshots"))
-		}},
+		}, want: both},
+		{name: "forget", prepare: func(t *testing.T, dir string) { cloneRepo(t, full, dir) },
+			durableAt: engine.FaultForgetMarked, want: before, maybe: added, after: before},
 	}
 	for i, op := range ops {
-		want := before
-		if op.name == "repair" {
-			want = both
-		}
 		t.Run(fmt.Sprintf("%s-%d", op.name, i), func(t *testing.T) {
 			steps := recordSteps(t, op, newImg)
-			if len(steps) < 5 {
+			if len(steps) < 4 {
 				t.Fatalf("only %d fault points passed: %v", len(steps), steps)
 			}
-			durable := len(steps) // from this step on, the new restore point exists
+			durable := len(steps) // from this step on, the operation's effect is certain
 			for i, s := range steps {
-				if s.step == engine.FaultRecordWritten && i < durable {
+				if op.durableAt != "" && s.step == op.durableAt && i < durable {
 					durable = i
 				}
 			}
+			if op.durableAt != "" && durable == len(steps) {
+				t.Fatalf("the operation never passed %q: %v", op.durableAt, steps)
+			}
 			for i, s := range steps {
-				want, maybe := want, op.adds
+				want, maybe := op.want, op.maybe
 				if i >= durable {
-					want, maybe = both, nil
+					want, maybe = op.after, nil
 				}
 				dir := filepath.Join(t.TempDir(), "repo")
 				op.prepare(t, dir)
@@ -198,6 +208,16 @@ func runCrashOp(ctx context.Context, op, dir, img string) error {
 	case "repair":
 		_, err := engine.RepairIndex(ctx, dir, engine.OpenOptions{}, engine.RepairOptions{})
 		return err
+	case "forget":
+		w, err := engine.Open(ctx, dir, engine.OpenOptions{Writable: true})
+		if err != nil {
+			return err
+		}
+		rp, err := w.Resolve(ctx, "new@"+engine.FormatTime(time.Unix(2e9, 0)))
+		if err == nil {
+			err = w.Forget(ctx, []*engine.RestorePoint{rp})
+		}
+		return errors.Join(err, w.Close())
 	}
 	return fmt.Errorf("unknown operation %q", op)
 }

@@ -31,3 +31,7 @@ const FaultRecordWritten = fpRecordWritten
 // FaultRPIndexed is the fault point after a commit's index batch, before
 // it is published (tests).
 const FaultRPIndexed = fpRPIndexed
+
+// FaultForgetMarked is the fault point after a forget's tombstones are
+// durable: from there on the restore points are as good as gone (tests).
+const FaultForgetMarked = fpForgetMarked

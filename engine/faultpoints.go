@@ -23,6 +23,9 @@ const (
 	fpRebuildReady    = "rebuild: new index renamed to index.ready"
 	fpRebuildOldMoved = "rebuild: old index renamed to index.old"
 	fpRebuildSwapped  = "rebuild: index.ready renamed to index"
+	fpForgetMarked    = "forget: tombstones written"
+	fpForgetIndexed   = "forget: index batch committed"
+	fpForgetFilesGone = "forget: record and lock files deleted"
 )
 
 var faultHook atomic.Pointer[func(step string) error]

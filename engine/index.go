@@ -22,6 +22,7 @@ const (
 	keyRP      = 'r' // r + VM name + 0x00 + time (8 bytes BE, unix ns) → restore point (JSON)
 	keyRPByID  = 'i' // i + restore point ID → its r key
 	keyState   = 's' // s + caller's key → opaque job state
+	keyLock    = 'l' // l + restore point ID + lock ID → until (u64 BE unix s)
 	keyVersion = 'f' // f → index format version
 )
 

@@ -60,7 +60,10 @@ func (r *Repository) ListRestorePoints(ctx context.Context, vm string) (_ []*Res
 		}
 		out = append(out, rp)
 	}
-	return out, it.Error()
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	return out, r.fillLocks(db, out...)
 }
 
 func (r *Repository) listRPs(db pebble.Reader, vm string) ([]*RestorePoint, error) {
@@ -79,7 +82,10 @@ func (r *Repository) listRPs(db pebble.Reader, vm string) ([]*RestorePoint, erro
 		out = append(out, rp)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
-	return out, it.Error()
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	return out, r.fillLocks(db, out...)
 }
 
 // Resolve finds a restore point by name: "VM@TIME", "VM@latest" or "VM"
@@ -135,7 +141,11 @@ func (r *Repository) RestorePointByID(ctx context.Context, id string) (_ *Restor
 	if err != nil {
 		return nil, fmt.Errorf("restore point %s: %w", id, err)
 	}
-	return r.decodeRPValue(key, v)
+	rp, err := r.decodeRPValue(key, v)
+	if err != nil {
+		return nil, err
+	}
+	return rp, r.fillLocks(db, rp)
 }
 
 // Disk returns disk n of rp.

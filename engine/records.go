@@ -126,16 +126,7 @@ func (r *Repository) readRPFile(ctx context.Context, id string) (*RestorePoint, 
 // listRPFiles returns the IDs of the record files in records/rp/, sorted.
 // (A writer sweeps the temporary files of interrupted writes on open.)
 func (r *Repository) listRPFiles(ctx context.Context) ([]string, error) {
-	var ids []string
-	for info, err := range r.be.List(ctx, prefixRPs) {
-		if err != nil {
-			return nil, fmt.Errorf("list %s: %w", dirRPs, err)
-		}
-		if id, ok := strings.CutSuffix(strings.TrimPrefix(info.Name, prefixRPs), recordExt); ok && validRecordID(id) {
-			ids = append(ids, id)
-		}
-	}
-	return ids, nil
+	return r.listRecordIDs(ctx, prefixRPs)
 }
 
 // indexRP adds a restore point's catalog entries to b: its record, the
@@ -257,6 +248,17 @@ func (r *Repository) recordDrift(ctx context.Context, db pebble.Reader) (problem
 	indexed, err := indexedRPs(db)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list indexed restore points: %w", err)
+	}
+	forgets, err := r.forgetsPending(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, id := range forgets {
+		pending = append(pending, fmt.Sprintf("restore point %s: its forget was interrupted; the next writer (any backup, import, forget or 'ahvfs repair index') finishes it", id))
+		delete(indexed, id)
+		if i := slices.Index(files, id); i >= 0 {
+			files = slices.Delete(files, i, i+1)
+		}
 	}
 	var out []string
 	for _, id := range files {

@@ -299,6 +299,12 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 	if err != nil {
 		return fail(err)
 	}
+	if err := r.reconcileLocks(ctx); err != nil {
+		return fail(err)
+	}
+	if err := r.finishForgets(ctx); err != nil {
+		return fail(err)
+	}
 	if err := r.reconcileRecords(ctx); err != nil {
 		return fail(err)
 	}

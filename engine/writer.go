@@ -24,6 +24,9 @@ type RestorePointSpec struct {
 	Parent      string    // restore point ID this one was taken against
 	Config      json.RawMessage
 	Meta        map[string]string
+	// LockUntil, when set, commits the restore point with a retention
+	// lock until that time (see Repository.LockRestorePoint).
+	LockUntil time.Time
 }
 
 // DiskSpec describes one disk of a restore point.
@@ -68,6 +71,11 @@ func (r *Repository) NewRestorePoint(ctx context.Context, spec RestorePointSpec)
 	}
 	if spec.Level == "" {
 		spec.Level = LevelFull
+	}
+	if !spec.LockUntil.IsZero() {
+		if err := CheckTime(spec.LockUntil); err != nil || !spec.LockUntil.After(time.Now()) {
+			return nil, fmt.Errorf("new restore point of %s: lock until %s: want a time in the future (until 2261-12-31)", spec.VM, FormatTime(spec.LockUntil))
+		}
 	}
 	if _, err := getValue(r.db, rpKey(r.meta.vmPart(spec.VM), spec.Time)); err == nil {
 		return nil, fmt.Errorf("new restore point %s@%s: %w", spec.VM, FormatTime(spec.Time), ErrExists)
@@ -303,7 +311,15 @@ func (w *RestorePointWriter) Commit(ctx context.Context) (*RestorePoint, error) 
 	if err != nil {
 		return nil, err
 	}
-	// The record file first: once it is durable, the restore point exists
+	b := r.db.NewBatch()
+	defer b.Close()
+	// Its lock before the record file: a point is never visible unlocked.
+	if !w.spec.LockUntil.IsZero() {
+		if err := r.addLock(ctx, b, rp.ID, w.spec.LockUntil); err != nil {
+			return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
+		}
+	}
+	// The record file next: once it is durable, the restore point exists
 	// even if the index loses this commit (the next writer indexes it).
 	if err := r.writeRPFile(ctx, rp.ID, rec); err != nil {
 		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
@@ -311,8 +327,6 @@ func (w *RestorePointWriter) Commit(ctx context.Context) (*RestorePoint, error) 
 	if err := fault(fpRecordWritten); err != nil {
 		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
 	}
-	b := r.db.NewBatch()
-	defer b.Close()
 	if err := r.indexRP(r.db, b, rp, rec); err != nil {
 		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
 	}
@@ -320,6 +334,7 @@ func (w *RestorePointWriter) Commit(ctx context.Context) (*RestorePoint, error) 
 		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
 	}
 	w.done = true
+	rp.LockedUntil = w.spec.LockUntil.UTC().Truncate(time.Second)
 	if err := fault(fpRPIndexed); err != nil {
 		return rp, fmt.Errorf("commit %s: committed, but: %w", rp.Name(), err)
 	}

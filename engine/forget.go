@@ -1,0 +1,182 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ahvfs/ahvfs/engine/backend"
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Forgetting a restore point (docs/FORMAT.md, "Forgetting"). Its record
+// file is the truth, and a writer that finds a record file the index lacks
+// indexes it again, so forgetting cannot simply delete: it first stores a
+// tombstone records/forget/<id>.rec, then removes the index entries, the
+// record file and the point's lock files, and last the tombstone. A writer
+// that opens the repository finishes every forget a tombstone names, so a
+// kill at any step leaves the point either whole or on its way out, never
+// half-indexed. The chunks and pages stay until gc.
+const (
+	dirForgets       = "records/forget"
+	prefixForgets    = dirForgets + "/"
+	recordKindForget = 'f'
+	forgetVersion    = 1
+)
+
+type forgetRecord struct {
+	V    int       `json:"v"`
+	ID   string    `json:"id"`
+	Name string    `json:"name"`
+	At   time.Time `json:"at"`
+}
+
+func forgetRecordName(id string) string { return prefixForgets + id + recordExt }
+
+// Forget removes restore points from the repository. It removes none when
+// any of them is under a retention lock that has not expired: the error
+// (ErrRetentionLocked) names each such point and its lock. Expired locks
+// go with their point.
+func (r *Repository) Forget(ctx context.Context, rps []*RestorePoint) (err error) {
+	defer r.guardIndex(&err, "forget")
+	if !r.writable {
+		return fmt.Errorf("forget: %w", ErrReadOnly)
+	}
+	now := time.Now()
+	var locked []string
+	for _, rp := range rps {
+		until, err := r.lockedUntil(r.db, rp.ID)
+		if err != nil {
+			return fmt.Errorf("forget %s: %w", rp.Name(), err)
+		}
+		if until.After(now) {
+			locked = append(locked, fmt.Sprintf("%s is locked until %s", rp.Name(), FormatTime(until)))
+		}
+	}
+	if len(locked) > 0 {
+		return fmt.Errorf("forget: %w: %s; nothing was removed", ErrRetentionLocked, strings.Join(locked, "; "))
+	}
+	for _, rp := range rps {
+		body, _ := json.Marshal(forgetRecord{V: forgetVersion, ID: rp.ID, Name: rp.Name(), At: now.UTC().Truncate(time.Second)})
+		if err := backend.PutBytes(ctx, r.be, forgetRecordName(rp.ID), encodeRecordFile(r.fileMeta(), recordKindForget, rp.ID, body)); err != nil {
+			return fmt.Errorf("forget %s: write tombstone: %w", rp.Name(), err)
+		}
+	}
+	if err := fault(fpForgetMarked); err != nil {
+		return err
+	}
+	for _, rp := range rps {
+		if err := r.finishForget(ctx, rp.ID); err != nil {
+			return fmt.Errorf("forget %s: %w", rp.Name(), err)
+		}
+	}
+	if err := r.publish(); err != nil {
+		return fmt.Errorf("forget: removed, but publishing to readers failed: %w", err)
+	}
+	return nil
+}
+
+// finishForget removes restore point id from the index (its record, its
+// ID entry, its locks, and its VM's record when it was the VM's last
+// point), then its record and lock files, then its tombstone. Each step
+// tolerates that an earlier run already did it.
+func (r *Repository) finishForget(ctx context.Context, id string) error {
+	b := r.db.NewIndexedBatch()
+	defer b.Close()
+	locks, err := r.locksOf(b, id)
+	if err != nil {
+		return err
+	}
+	for _, l := range locks {
+		if err := b.Delete(lockKey(l.rp, l.id), nil); err != nil {
+			return err
+		}
+	}
+	key, err := getValue(b, rpIDKey(id))
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		if err := b.Delete(key, nil); err != nil {
+			return err
+		}
+		if err := b.Delete(rpIDKey(id), nil); err != nil {
+			return err
+		}
+		if len(key) > 10 {
+			vm := key[1 : len(key)-9]
+			if err := r.dropVMIfEmpty(b, vm); err != nil {
+				return err
+			}
+		}
+	}
+	if b.Count() > 0 {
+		if err := b.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("remove from the index: %w", err)
+		}
+		r.dirty.Store(true)
+	}
+	if err := fault(fpForgetIndexed); err != nil {
+		return err
+	}
+	names := []string{rpRecordName(id)}
+	for _, l := range locks {
+		names = append(names, lockRecordName(l.id))
+	}
+	for _, name := range names {
+		if err := r.be.Delete(ctx, name); err != nil {
+			return fmt.Errorf("delete %s: %w", name, err)
+		}
+	}
+	if err := fault(fpForgetFilesGone); err != nil {
+		return err
+	}
+	if err := r.be.Delete(ctx, forgetRecordName(id)); err != nil {
+		return fmt.Errorf("delete tombstone: %w", err)
+	}
+	return nil
+}
+
+// dropVMIfEmpty deletes the VM record of vm (its index form) when b holds
+// no restore point of it any more.
+func (r *Repository) dropVMIfEmpty(b *pebble.Batch, vm []byte) error {
+	prefix := rpPrefix(vm)
+	it, err := b.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	empty := !it.First()
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return err
+	}
+	if !empty {
+		return nil
+	}
+	return b.Delete(vmKey(vm), nil)
+}
+
+// forgetsPending returns the IDs of the tombstones in records/forget/:
+// forgets a kill interrupted.
+func (r *Repository) forgetsPending(ctx context.Context) ([]string, error) {
+	return r.listRecordIDs(ctx, prefixForgets)
+}
+
+// finishForgets completes, when a writer opens the repository, every
+// forget whose tombstone is still there.
+func (r *Repository) finishForgets(ctx context.Context) error {
+	ids, err := r.forgetsPending(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := r.finishForget(ctx, id); err != nil {
+			return fmt.Errorf("finish the interrupted forget of restore point %s: %w", id, err)
+		}
+		r.log.Info(fmt.Sprintf("finished the interrupted forget of restore point %s", id))
+	}
+	return nil
+}
