@@ -134,6 +134,30 @@ func TestVanishedReference(t *testing.T) {
 	f.assertClean(1)
 }
 
+// TestForgottenReference: when the restore point the reference snapshot
+// belongs to is forgotten (prune), the next backup still works: a full that
+// says why, and the reference snapshot it replaces is released.
+func TestForgottenReference(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, fixtureOptions{API: nutanix.APIV3})
+	rep := f.run(backup.Options{DataPath: backup.PathREST})
+	rp, err := f.repo.RestorePointByID(ctx, rep.VMs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.repo.Forget(ctx, []*engine.RestorePoint{rp}); err != nil {
+		t.Fatal(err)
+	}
+	guestWrite(t, f.vms[0].Disks[0], 1, 10)
+	rep = f.run(backup.Options{DataPath: backup.PathREST})
+	v := rep.VMs[0]
+	if v.Level != engine.LevelFull || len(v.Warnings) == 0 || !strings.Contains(v.Warnings[0], "no longer in the repository") {
+		t.Fatalf("after the reference's restore point was forgotten: level %s warnings %v", v.Level, v.Warnings)
+	}
+	f.checkDisks(v, f.vms[0])
+	f.assertClean(1)
+}
+
 // TestConsistency: what the cluster delivers for each NGT state and mode.
 func TestConsistency(t *testing.T) {
 	f := newFixture(t, fixtureOptions{API: nutanix.APIV3, VMs: []string{"absent", "installed", "vss"},

@@ -136,6 +136,10 @@ type Options struct {
 	// chain continues through the API that built it. Default: only the
 	// run's client.
 	Clusters clusterjob.Clusters
+	// LockUntil, when set, gives the end of the retention lock each new
+	// restore point is committed with, from the point's time; default no
+	// lock.
+	LockUntil func(rpTime time.Time) time.Time
 	// Now is the clock, default time.Now (tests).
 	Now func() time.Time
 	// Logger, default discard.

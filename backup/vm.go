@@ -190,6 +190,9 @@ func (m *vmRun) readDisks(ctx context.Context) (*engine.RestorePointWriter, erro
 		if plan.Parent != nil {
 			spec.Parent = plan.Parent.ID
 		}
+		if o.LockUntil != nil {
+			spec.LockUntil = o.LockUntil(spec.Time)
+		}
 		if plan.Reason != "" {
 			spec.Meta["full_reason"] = plan.Reason
 		}

@@ -95,3 +95,14 @@ ls "$AHVFS_REPO"/journal/ | sed 's/^/  /'
 say "ahvfs cleanup: the journal names what the killed job left; cleanup removes exactly that"
 bin/ahvfs cleanup --ca-cert "$demo/sim/ca.crt"
 inventory
+
+say "retention: lock the first restore point for 30 days; forget refuses it; prune keeps the newest per VM and the locked one"
+first=$(bin/ahvfs list --json | jq -r '.[0].name')
+bin/ahvfs lock "$first" --for 30d
+bin/ahvfs forget "$first" 2>&1 | sed 's/^/  /' || true
+bin/ahvfs prune --keep-last 1
+bin/ahvfs list
+bin/ahvfs verify --read-data
+
+say "a backup after its reference's restore point was pruned: a full that says why"
+bin/ahvfs backup "${cluster[@]}" --vm "$vm"

@@ -23,7 +23,7 @@ func init() {
 			Description: "Snapshots each selected VM, reads what changed since its reference snapshot (or everything\n" +
 				"for a full) over iSCSI or REST, stores a restore point, and keeps the new snapshot as the\n" +
 				"next reference. Leftovers of interrupted jobs are swept first (see `ahvfs cleanup`).",
-			Flags: append(clusterFlags(), repoPasswordFlag(),
+			Flags: append(append(clusterFlags(), repoPasswordFlag(),
 				&cli.StringSliceFlag{Name: "vm", Usage: "VMs whose name matches `GLOB` (or UUID); repeatable or comma-separated; default all"},
 				&cli.StringSliceFlag{Name: "exclude", Usage: "skip VMs matching `GLOB` (or UUID)"},
 				&cli.StringSliceFlag{Name: "exclude-disk", Usage: "skip disks by address `scsi.1` (glob, or VMGLOB:ADDR for some VMs only)"},
@@ -40,7 +40,7 @@ func init() {
 				&cli.StringFlag{Name: "chap-secret-file", Usage: "`FILE` holding the iSCSI CHAP secret", EnvVars: []string{"AHVFS_CHAP_SECRET_FILE"}},
 				&cli.StringFlag{Name: "pre-snapshot", Usage: "shell `COMMAND` run on this host before each VM's snapshot ($AHVFS_VM, $AHVFS_VM_UUID, $AHVFS_HOOK); failing fails the VM"},
 				&cli.StringFlag{Name: "post-snapshot", Usage: "shell `COMMAND` run after each VM's snapshot (same environment; runs whenever --pre-snapshot succeeded); failing is a warning"},
-			),
+			), lockFlags()...),
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)
 				if _, err := clusterOptions(c, env); err != nil {
@@ -56,6 +56,11 @@ func init() {
 					BandwidthLimit: flagSize(c, "bwlimit"),
 					Logger:         env.Log,
 				}
+				lock, err := lockRule(c, "lock-until", "lock-for")
+				if err != nil {
+					return err
+				}
+				o.LockUntil = lock
 				if o.ConcurrentVMs < 1 || o.ConcurrentDisks < 1 {
 					return usagef("--concurrent-vms and --concurrent-disks must be at least 1")
 				}

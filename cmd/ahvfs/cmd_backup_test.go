@@ -129,7 +129,7 @@ func TestBackupCLI(t *testing.T) {
 	sameAsLive(t, repo, s, "web01")
 	web, _ := s.VM("web01")
 	overwrite(t, web.Disks[0], 5<<20+123, 1)
-	out := mustCLI(t, append([]string{"backup", "--vm", "web*"}, args...)...)
+	out := mustCLI(t, append([]string{"backup", "--vm", "web*", "--lock-for", "7d"}, args...)...)
 	if !strings.Contains(out, "incremental") || !strings.Contains(out, "web01@") || strings.Contains(out, "db01") {
 		t.Fatalf("incremental output:\n%s", out)
 	}
@@ -142,6 +142,16 @@ func TestBackupCLI(t *testing.T) {
 	got := map[string]int{}
 	for _, e := range list {
 		got[e["vm"].(string)+" "+e["level"].(string)+" "+e["consistency"].(string)]++
+		// Only the incremental was backed up with --lock-for 7d.
+		until, _ := e["locked_until"].(string)
+		if incr := e["level"] == "incremental"; incr != (until != "") {
+			t.Fatalf("list: %s %s locked until %q", e["name"], e["level"], until)
+		} else if incr {
+			at, _ := time.Parse(time.RFC3339, e["time"].(string))
+			if want := engine.FormatTime(at.AddDate(0, 0, 7)); until != want {
+				t.Fatalf("list: %s locked until %s, want %s (7 days after its time)", e["name"], until, want)
+			}
+		}
 	}
 	if got["web01 full app"] != 1 || got["web01 incremental crash"] != 1 || got["db01 full crash"] != 1 {
 		t.Fatalf("list: %v", got)

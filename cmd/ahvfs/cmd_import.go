@@ -18,12 +18,12 @@ func init() {
 			Name:      "import",
 			Usage:     "store raw images (files or block devices) as one restore point: disk-0, disk-1, ... in order",
 			ArgsUsage: "FILE...",
-			Flags: []cli.Flag{
+			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "vm", Usage: "`NAME` of the VM the restore point belongs to (docs/FORMAT.md, Names)", Required: true},
 				&cli.StringFlag{Name: "time", Usage: "restore point `TIME`, RFC 3339, 1970 to 2261 (default: now)"},
 				&cli.StringFlag{Name: "config", Usage: "`FILE` with the VM configuration JSON to keep with the restore point"},
 				repoPasswordFlag(),
-			},
+			}, lockFlags()...),
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)
 				if c.NArg() == 0 {
@@ -39,6 +39,13 @@ func init() {
 						return err
 					}
 					o.Time = t
+				}
+				lock, err := lockRule(c, "lock-until", "lock-for")
+				if err != nil {
+					return err
+				}
+				if lock != nil {
+					o.LockUntil = lock(o.Time)
 				}
 				if p := c.String("config"); p != "" {
 					b, err := readFileContext(c.Context, p, 16<<20)
@@ -81,6 +88,8 @@ type importOpts struct {
 	Images []image // opened by openImage; the caller closes them
 	Time   time.Time
 	Config []byte
+	// LockUntil, when set, locks the restore point (see 'ahvfs lock').
+	LockUntil time.Time
 }
 
 type importResult struct {
@@ -102,7 +111,7 @@ func runImport(ctx context.Context, env *cliEnv, r *engine.Repository, o importO
 	var w *engine.RestorePointWriter
 	var err error
 	for range 5 {
-		w, err = r.NewRestorePoint(ctx, engine.RestorePointSpec{VM: o.VM, Time: o.Time, Level: engine.LevelImport, Config: o.Config})
+		w, err = r.NewRestorePoint(ctx, engine.RestorePointSpec{VM: o.VM, Time: o.Time, Level: engine.LevelImport, Config: o.Config, LockUntil: o.LockUntil})
 		if err == nil || !errorsIsExists(err) {
 			break
 		}

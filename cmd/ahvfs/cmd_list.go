@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/urfave/cli/v2"
@@ -46,6 +47,7 @@ type listEntry struct {
 	NewStored   int64             `json:"new_stored_bytes"`
 	Stats       engine.WriteStats `json:"stats"`
 	Meta        map[string]string `json:"meta,omitempty"`
+	LockedUntil string            `json:"locked_until,omitempty"`
 }
 
 type listDisk struct {
@@ -68,6 +70,9 @@ func runList(ctx context.Context, env *cliEnv, r *engine.Repository, vm string) 
 	for _, rp := range rps {
 		e := listEntry{Name: rp.Name(), VM: rp.VM, Time: engine.FormatTime(rp.Time), Level: rp.Level, Consistency: rp.Consistency,
 			Logical: rp.LogicalBytes(), NewStored: rp.Stats.NewStoredBytes, Stats: rp.Stats, Meta: rp.Meta}
+		if rp.LockedUntil.After(time.Now()) {
+			e.LockedUntil = engine.FormatTime(rp.LockedUntil)
+		}
 		for _, d := range rp.Disks {
 			e.Disks = append(e.Disks, listDisk{Disk: d.Name(), Bus: d.Bus, BusIndex: d.BusIndex, Size: d.Size, Reason: d.Reason})
 		}
@@ -77,7 +82,7 @@ func runList(ctx context.Context, env *cliEnv, r *engine.Repository, vm string) 
 		return writeJSON(env.Stdout, out)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VM\tTIME\tLEVEL\tCONSISTENCY\tDISKS\tLOGICAL\tNEW STORED")
+	fmt.Fprintln(tw, "VM\tTIME\tLEVEL\tCONSISTENCY\tDISKS\tLOGICAL\tNEW STORED\tLOCKED UNTIL")
 	for _, e := range out {
 		cons := e.Consistency
 		if cons == "" {
@@ -87,7 +92,11 @@ func runList(ctx context.Context, env *cliEnv, r *engine.Repository, vm string) 
 		for _, d := range e.Disks {
 			disks = append(disks, d.Disk+":"+ibytes(d.Size))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.VM, e.Time, e.Level, cons, strings.Join(disks, " "), ibytes(e.Logical), ibytes(e.NewStored))
+		locked := e.LockedUntil
+		if locked == "" {
+			locked = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.VM, e.Time, e.Level, cons, strings.Join(disks, " "), ibytes(e.Logical), ibytes(e.NewStored), locked)
 	}
 	return tw.Flush()
 }

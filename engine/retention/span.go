@@ -123,3 +123,9 @@ func (s Span) positive() bool {
 func (s Span) Before(t time.Time) time.Time {
 	return t.UTC().AddDate(-s.Years, -s.Months, -s.Days).Add(-time.Duration(s.Hours) * time.Hour)
 }
+
+// After returns t plus the span, in UTC, the way Before subtracts it: the
+// end of a retention lock given as a length ("--lock-for 30d").
+func (s Span) After(t time.Time) time.Time {
+	return t.UTC().AddDate(s.Years, s.Months, s.Days).Add(time.Duration(s.Hours) * time.Hour)
+}

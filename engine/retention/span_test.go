@@ -119,6 +119,27 @@ func TestSpanBefore(t *testing.T) {
 	}
 }
 
+func TestSpanAfter(t *testing.T) {
+	for _, c := range []struct {
+		span, from, want string
+	}{
+		{"30d", "2026-12-01T10:00:00Z", "2026-12-31T10:00:00Z"},
+		{"1m", "2024-01-31T00:00:00Z", "2024-03-02T00:00:00Z"}, // 2024-02-31 carried into March
+		{"1y", "2024-02-29T00:00:00Z", "2025-03-01T00:00:00Z"},
+		{"2w", "2026-12-25T00:00:00+02:00", "2027-01-07T22:00:00Z"},
+		{"1y2m3d4h", "2023-01-01T01:00:00Z", "2024-03-04T05:00:00Z"},
+	} {
+		sp, err := retention.ParseSpan(c.span)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := sp.After(at(c.from))
+		if !got.Equal(at(c.want)) || got.Location() != time.UTC {
+			t.Errorf("%s after %s = %s, want %s", c.span, c.from, got, c.want)
+		}
+	}
+}
+
 // FuzzParseSpan: ParseSpan never panics, and a parsed span is positive,
 // its String parses back to it, and Before works on it.
 func FuzzParseSpan(f *testing.F) {

@@ -1,0 +1,99 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"time"
+
+	"github.com/ahvfs/ahvfs/engine/retention"
+)
+
+// PruneOptions choose what a prune considers and keeps.
+type PruneOptions struct {
+	// VMs are globs (path.Match) on VM names; empty: every VM.
+	VMs []string
+	// Policy is applied to each VM's restore points on its own.
+	Policy retention.Policy
+	// Now decides which locks still hold, default time.Now.
+	Now time.Time
+}
+
+// PrunePlan is what a prune keeps and removes, oldest first in each list.
+type PrunePlan struct {
+	Keep   []*RestorePoint
+	Remove []*RestorePoint
+	// Reasons says why each kept point (by ID) is kept: "daily 2",
+	// "locked", ...
+	Reasons map[string][]string
+}
+
+// PlanPrune applies o.Policy to the restore points of every VM o.VMs
+// matches and returns the plan; it changes nothing (Forget(plan.Remove)
+// carries it out). Locked points are always kept. An empty policy is an
+// error: it would remove every unlocked point.
+func (r *Repository) PlanPrune(ctx context.Context, o PruneOptions) (*PrunePlan, error) {
+	if o.Policy.Empty() {
+		return nil, fmt.Errorf("prune: the policy keeps nothing; give at least one keep rule")
+	}
+	if err := o.Policy.Validate(); err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	for _, g := range o.VMs {
+		if _, err := path.Match(g, ""); err != nil {
+			return nil, fmt.Errorf("prune: VM glob %q: %w", g, err)
+		}
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	rps, err := r.ListRestorePoints(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	byVM := map[string][]*RestorePoint{}
+	var order []string
+	for _, rp := range rps {
+		if !matchesAny(o.VMs, rp.VM) {
+			continue
+		}
+		if _, ok := byVM[rp.VM]; !ok {
+			order = append(order, rp.VM)
+		}
+		byVM[rp.VM] = append(byVM[rp.VM], rp)
+	}
+	plan := &PrunePlan{Reasons: map[string][]string{}}
+	for _, vm := range order {
+		byID := map[string]*RestorePoint{}
+		var pts []retention.Point
+		for _, rp := range byVM[vm] {
+			byID[rp.ID] = rp
+			pts = append(pts, retention.Point{ID: rp.ID, Time: rp.Time, Locked: rp.LockedUntil.After(o.Now)})
+		}
+		ds := retention.Apply(pts, o.Policy)
+		// Apply returns newest first; the plan lists oldest first.
+		for i := len(ds) - 1; i >= 0; i-- {
+			d := ds[i]
+			if d.Keep {
+				plan.Keep = append(plan.Keep, byID[d.ID])
+				plan.Reasons[d.ID] = d.Reasons
+			} else {
+				plan.Remove = append(plan.Remove, byID[d.ID])
+			}
+		}
+	}
+	return plan, nil
+}
+
+// matchesAny reports whether name matches one of globs (or globs is empty).
+func matchesAny(globs []string, name string) bool {
+	if len(globs) == 0 {
+		return true
+	}
+	for _, g := range globs {
+		if ok, _ := path.Match(g, name); ok {
+			return true
+		}
+	}
+	return false
+}
