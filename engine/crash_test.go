@@ -20,7 +20,7 @@ import (
 )
 
 // Crash and error injection at every step of an import's commit, of an
-// index rebuild and of a forget (engine/faultpoints.go). Each operation is
+// index rebuild, of a forget and of a gc (engine/faultpoints.go). Each operation is
 // first run once recording the steps it passes; then, for each step and
 // occurrence in turn, a child process (this test binary) runs it on a
 // fresh copy of the repository and kills itself with SIGKILL at that step,
@@ -68,8 +68,10 @@ func TestCrashAtEveryStep(t *testing.T) {
 	}
 	ctx := context.Background()
 	base := enginetest.Init(t, crashOpts)
-	oldImg := enginetest.DataDisk(t, 2<<20, 11)
-	newImg := enginetest.DataDisk(t, 3<<20+12345, 12)
+	oldImg := enginetest.DataDisk(t, 4<<20, 11) // random from 4 KiB to 3 MiB + 16 KiB
+	// The new image shares its first MiB with the old one, so that a gc
+	// after the old one is forgotten both deletes packs and rewrites some.
+	newImg := writeTemp(t, append(readFile(t, oldImg)[:1<<20], readFile(t, enginetest.DataDisk(t, 2<<20+12345, 12))...))
 	w := enginetest.Open(t, base, engine.OpenOptions{Writable: true})
 	if _, err := enginetest.ImportFiles(ctx, w, "old", time.Unix(1e9, 0), oldImg); err != nil {
 		t.Fatal(err)
@@ -100,6 +102,10 @@ func TestCrashAtEveryStep(t *testing.T) {
 		}, want: both},
 		{name: "forget", prepare: func(t *testing.T, dir string) { cloneRepo(t, full, dir) },
 			durableAt: engine.FaultForgetMarked, want: before, maybe: added, after: before},
+		{name: "gc", prepare: func(t *testing.T, dir string) {
+			cloneRepo(t, full, dir)
+			forgetNamed(t, dir, "old@"+engine.FormatTime(time.Unix(1e9, 0)))
+		}, want: added},
 	}
 	for i, op := range ops {
 		t.Run(fmt.Sprintf("%s-%d", op.name, i), func(t *testing.T) {
@@ -208,6 +214,16 @@ func runCrashOp(ctx context.Context, op, dir, img string) error {
 	case "repair":
 		_, err := engine.RepairIndex(ctx, dir, engine.OpenOptions{}, engine.RepairOptions{})
 		return err
+	case "gc":
+		w, err := engine.Open(ctx, dir, engine.OpenOptions{Writable: true})
+		if err != nil {
+			return err
+		}
+		rep, err := w.GC(ctx, engine.GCOptions{ReaderWait: time.Second})
+		if err == nil && (rep.PacksDeleted == 0 || rep.PacksRewritten == 0) {
+			err = fmt.Errorf("gc deleted %d packs and rewrote %d: the test wants both", rep.PacksDeleted, rep.PacksRewritten)
+		}
+		return errors.Join(err, w.Close())
 	case "forget":
 		w, err := engine.Open(ctx, dir, engine.OpenOptions{Writable: true})
 		if err != nil {
@@ -303,6 +319,21 @@ func checkAfterFault(t *testing.T, dir, what string, want, maybe map[string][]by
 	rrps, err := r.ListRestorePoints(ctx, "")
 	if err != nil || len(rrps) != len(rps) {
 		t.Fatalf("%s: the reader lists %d restore points (%v), the writer %d", what, len(rrps), err, len(rps))
+	}
+}
+
+// forgetNamed forgets restore point name of the repository in dir.
+func forgetNamed(t *testing.T, dir, name string) {
+	t.Helper()
+	ctx := context.Background()
+	w := enginetest.Open(t, dir, engine.OpenOptions{Writable: true})
+	defer w.Close()
+	rp, err := w.Resolve(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Forget(ctx, []*engine.RestorePoint{rp}); err != nil {
+		t.Fatal(err)
 	}
 }
 

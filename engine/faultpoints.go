@@ -26,6 +26,9 @@ const (
 	fpForgetMarked    = "forget: tombstones written"
 	fpForgetIndexed   = "forget: index batch committed"
 	fpForgetFilesGone = "forget: record and lock files deleted"
+	fpGCRewritten     = "gc: kept blobs stored in new packs"
+	fpGCUnindexed     = "gc: old packs removed from the index"
+	fpGCPackDeleted   = "gc: a pack and its sidecar deleted"
 )
 
 var faultHook atomic.Pointer[func(step string) error]

@@ -104,19 +104,41 @@ func (pw *packWriter) submit(ctx context.Context, id ID, plain []byte, page bool
 	}
 	pw.pending[id] = struct{}{}
 	pw.mu.Unlock()
+	n, err := pw.enqueue(ctx, id, plain, page)
+	return n, err == nil, err
+}
 
+// enqueue encodes plain and hands it to the filler; id is in pending. On
+// cancellation it leaves pending again.
+func (pw *packWriter) enqueue(ctx context.Context, id ID, plain []byte, page bool) (stored int, err error) {
 	buf := pw.bufs.Get().(*[]byte)
 	data, flags := pw.r.codec.encode(*buf, plain, id, page)
 	select {
 	case pw.in <- pwMsg{id: id, data: data, buf: buf, raw: uint32(len(plain)), crc: crc32.Checksum(data, crcTable), flags: flags}:
-		return len(data), true, nil
+		return len(data), nil
 	case <-ctx.Done():
 		pw.mu.Lock()
 		delete(pw.pending, id)
 		pw.mu.Unlock()
 		pw.bufs.Put(buf)
-		return 0, false, ctx.Err()
+		return 0, ctx.Err()
 	}
+}
+
+// rewrite stores plain under id in a new pack even though the index
+// locates it elsewhere: gc keeps a referenced blob of a pack it replaces.
+// The seal of the new pack points the blob's location at it.
+func (pw *packWriter) rewrite(ctx context.Context, id ID, plain []byte, page bool) error {
+	pw.mu.Lock()
+	if pw.err != nil {
+		err := pw.err
+		pw.mu.Unlock()
+		return err
+	}
+	pw.pending[id] = struct{}{}
+	pw.mu.Unlock()
+	_, err := pw.enqueue(ctx, id, plain, page)
+	return err
 }
 
 // flush seals the open pack and waits until every blob submitted before it

@@ -106,3 +106,8 @@ bin/ahvfs verify --read-data
 
 say "a backup after its reference's restore point was pruned: a full that says why"
 bin/ahvfs backup "${cluster[@]}" --vm "$vm"
+
+say "ahvfs gc: reclaim what no restore point references any more"
+bin/ahvfs stats | grep -E 'stored|referenced|reclaim'
+bin/ahvfs gc
+bin/ahvfs verify --read-data

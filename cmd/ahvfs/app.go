@@ -27,6 +27,7 @@ func commonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "repo", Usage: "repository `DIR`", EnvVars: []string{"AHVFS_REPO"}},
 		&cli.BoolFlag{Name: "json", Usage: "machine-readable output on stdout (one JSON document)"},
 		&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "`LEVEL` of the log on stderr: debug, info, warn or error", EnvVars: []string{"AHVFS_LOG_LEVEL"}},
+		&cli.DurationFlag{Name: "lock-wait", Usage: "how long a command that writes waits for another writer (a backup, a gc) to finish, `DURATION` such as 10m (default: fail at once, exit 4)", EnvVars: []string{"AHVFS_LOCK_WAIT"}},
 	}
 }
 

@@ -62,12 +62,24 @@ func init() {
 					return err
 				}
 				dry := c.Bool("dry-run")
-				if !dry && len(plan.Remove) > 0 {
+				var reclaim int64
+				if dry {
+					// What gc would reclaim once these points are gone.
+					var ids []string
+					for _, rp := range plan.Remove {
+						ids = append(ids, rp.ID)
+					}
+					g, err := r.GC(c.Context, engine.GCOptions{DryRun: true, Without: ids})
+					if err != nil {
+						return err
+					}
+					reclaim = g.ReclaimedBytes
+				} else if len(plan.Remove) > 0 {
 					if err := r.Forget(c.Context, plan.Remove); err != nil {
 						return err
 					}
 				}
-				return printPrune(env, plan, p, dry)
+				return printPrune(env, plan, p, dry, reclaim)
 			},
 		}
 	})
@@ -79,10 +91,12 @@ type pruneResult struct {
 	Reasons map[string][]string `json:"reasons"` // VM@TIME → why it is kept
 	Policy  string              `json:"policy"`
 	DryRun  bool                `json:"dry_run"`
+	// Reclaimable is what gc would then reclaim (dry run only).
+	Reclaimable int64 `json:"reclaimable_bytes,omitempty"`
 }
 
-func printPrune(env *cliEnv, plan *engine.PrunePlan, p retention.Policy, dry bool) error {
-	res := pruneResult{Keep: []string{}, Remove: []string{}, Reasons: map[string][]string{}, Policy: p.String(), DryRun: dry}
+func printPrune(env *cliEnv, plan *engine.PrunePlan, p retention.Policy, dry bool, reclaim int64) error {
+	res := pruneResult{Keep: []string{}, Remove: []string{}, Reasons: map[string][]string{}, Policy: p.String(), DryRun: dry, Reclaimable: reclaim}
 	for _, rp := range plan.Keep {
 		res.Keep = append(res.Keep, rp.Name())
 		res.Reasons[rp.Name()] = plan.Reasons[rp.ID]
@@ -110,7 +124,8 @@ func printPrune(env *cliEnv, plan *engine.PrunePlan, p retention.Policy, dry boo
 	}
 	switch {
 	case dry:
-		fmt.Fprintf(env.Stdout, "policy %s: would keep %d restore points and remove %d (dry run: nothing removed)\n", res.Policy, len(res.Keep), len(res.Remove))
+		fmt.Fprintf(env.Stdout, "policy %s: would keep %d restore points and remove %d, and gc would then reclaim %s (dry run: nothing removed)\n",
+			res.Policy, len(res.Keep), len(res.Remove), ibytes(reclaim))
 	case len(res.Remove) > 0:
 		fmt.Fprintf(env.Stdout, "policy %s: kept %d restore points, removed %d; run 'ahvfs gc' to reclaim their space\n", res.Policy, len(res.Keep), len(res.Remove))
 	default:

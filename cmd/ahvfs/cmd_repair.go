@@ -33,7 +33,7 @@ func init() {
 					if err != nil {
 						return err
 					}
-					rep, err := engine.RepairIndex(c.Context, dir, engine.OpenOptions{Password: pw, Logger: env.Log}, engine.RepairOptions{ReadData: c.Bool("read-data")})
+					rep, err := engine.RepairIndex(c.Context, dir, engine.OpenOptions{Password: pw, Logger: env.Log, LockWait: c.Duration("lock-wait")}, engine.RepairOptions{ReadData: c.Bool("read-data")})
 					if err != nil {
 						return hintRepoError(dir, pw != nil, err)
 					}

@@ -69,7 +69,7 @@ func openRepo(ctx context.Context, c *cli.Context, env *cliEnv, writable bool) (
 	if err != nil {
 		return nil, err
 	}
-	r, err := engine.Open(ctx, dir, engine.OpenOptions{Password: pw, Writable: writable, Logger: env.Log})
+	r, err := engine.Open(ctx, dir, engine.OpenOptions{Password: pw, Writable: writable, Logger: env.Log, LockWait: c.Duration("lock-wait")})
 	if err != nil {
 		return nil, hintRepoError(dir, pw != nil, err)
 	}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ahvfs/ahvfs/engine"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	registerFunc(func() *cli.Command {
+		return &cli.Command{
+			Name:  "gc",
+			Usage: "reclaim the space of chunks no restore point references",
+			Description: "gc marks every chunk and manifest page a restore point references (locked ones\n" +
+				"included), deletes the packs that hold none of them, and rewrites, with new parity,\n" +
+				"the packs whose unused share is above --max-unused. It holds the writer lock from\n" +
+				"start to end: a backup or import waits for it (--lock-wait) or fails at once.\n" +
+				"A kill at any moment leaves a repository that verifies; the next gc finishes the job.",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "max-unused", Value: "5%", Usage: "rewrite a pack when more than `SHARE` of it is unused (0% to 100%; 100% never rewrites)"},
+				&cli.BoolFlag{Name: "dry-run", Usage: "say what would be reclaimed, change nothing"},
+				&cli.DurationFlag{Name: "reader-wait", Value: time.Minute, Usage: "how long to wait for readers of an older index (a mount) before leaving the packs they may read for the next gc"},
+				repoPasswordFlag(),
+			},
+			Action: func(c *cli.Context) error {
+				env := envFrom(c)
+				if c.NArg() > 0 {
+					return usagef("gc: unexpected argument %q", c.Args().First())
+				}
+				share, err := parseShare(c.String("max-unused"))
+				if err != nil {
+					return usagef("--max-unused: %v", err)
+				}
+				if share == 0 {
+					share = 1e-9 // 0%: rewrite every pack with any unused byte
+				}
+				dry := c.Bool("dry-run")
+				r, err := openRepo(c.Context, c, env, !dry)
+				if err != nil {
+					return err
+				}
+				defer r.Close()
+				rep, err := r.GC(c.Context, engine.GCOptions{MaxUnused: share, DryRun: dry, ReaderWait: c.Duration("reader-wait")})
+				if err != nil {
+					return err
+				}
+				if env.JSON {
+					return writeJSON(env.Stdout, rep)
+				}
+				printGC(env, rep)
+				return nil
+			},
+		}
+	})
+}
+
+func printGC(env *cliEnv, rep *engine.GCReport) {
+	w := env.Stdout
+	fmt.Fprintf(w, "restore points   %d\n", rep.RestorePoints)
+	fmt.Fprintf(w, "blobs            %d indexed, %d referenced by no restore point\n", rep.Blobs, rep.UnusedBlobs)
+	fmt.Fprintf(w, "stored           %s in %d packs, %s of it referenced\n", ibytes(rep.StoredBytes), rep.Packs, ibytes(rep.ReferencedBytes))
+	verb := ""
+	if rep.DryRun {
+		verb = "would be "
+	}
+	fmt.Fprintf(w, "packs %sdeleted %d, %srewritten %d (%s copied)\n", verb, rep.PacksDeleted, verb, rep.PacksRewritten, ibytes(rep.BytesRewritten))
+	if rep.DryRun {
+		fmt.Fprintf(w, "would reclaim    %s with parity (dry run: nothing changed)\n", ibytes(rep.ReclaimedBytes))
+		return
+	}
+	fmt.Fprintf(w, "reclaimed        %s with parity in %.1fs\n", ibytes(rep.ReclaimedBytes), rep.Seconds)
+	if rep.PacksLeft > 0 {
+		fmt.Fprintf(w, "left             %d packs a reader of an older index may still read; the next gc deletes them\n", rep.PacksLeft)
+	}
+	if rep.Quarantine > 0 {
+		fmt.Fprintf(w, "quarantine       %d old files deleted\n", rep.Quarantine)
+	}
+}
+
+// parseShare parses "5%" or "0.05" into a share from 0 to 1.
+func parseShare(s string) (float64, error) {
+	v, pct := strings.CutSuffix(strings.TrimSpace(s), "%")
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q: want a share such as 5%% or 0.05", s)
+	}
+	if pct {
+		f /= 100
+	}
+	if f < 0 || f > 1 {
+		return 0, fmt.Errorf("%q: want 0%% to 100%%", s)
+	}
+	return f, nil
+}

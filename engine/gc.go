@@ -1,0 +1,416 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Garbage collection (docs/FORMAT.md, "Garbage collection"). gc runs as
+// the repository's only writer, holding the writer lock from start to end:
+// no backup or import can deduplicate against a chunk while gc decides
+// it is unused. It marks every page and chunk a restore point references
+// (locked ones included: they exist) in a Bloom filter, sums per pack the
+// stored bytes of the referenced blobs its index locations point into,
+// deletes the packs that hold none, and rewrites those whose unused share
+// is above MaxUnused: their referenced blobs are stored again through the
+// pack writer (new packs, new parity) and then the old packs are deleted.
+// The index changes before any file goes, so a kill at any moment leaves
+// either indexed packs (the next gc deletes them) or unindexed ones (the
+// next writer indexes them again as orphans); nothing referenced is ever
+// without a pack.
+
+// GCOptions tune a gc.
+type GCOptions struct {
+	// MaxUnused is the share of unused bytes above which a pack that still
+	// holds referenced blobs is rewritten; default 0.05. 1 never rewrites.
+	MaxUnused float64
+	// DryRun computes and reports, and changes nothing.
+	DryRun bool
+	// Without are restore point IDs to count as already forgotten (prune
+	// --dry-run asks what gc would reclaim after it). Only with DryRun.
+	Without []string
+	// ReaderWait bounds how long gc waits, after publishing its index, for
+	// readers of older checkpoints (a mount, a cat) to finish before it
+	// deletes the packs they may still read; default 1 minute. Packs it
+	// cannot delete in time stay as unindexed packs for the next gc.
+	ReaderWait time.Duration
+	// QuarantineAge: files in quarantine/ older than this are deleted;
+	// default 14 days, negative keeps them all.
+	QuarantineAge time.Duration
+}
+
+// GCReport says what a gc found and did (or would do, in a dry run).
+type GCReport struct {
+	DryRun          bool    `json:"dry_run"`
+	RestorePoints   int     `json:"restore_points"`
+	Packs           int     `json:"packs"`
+	Blobs           int64   `json:"blobs"`            // indexed blobs (chunks and pages)
+	UnusedBlobs     int64   `json:"unused_blobs"`     // of them, referenced by no restore point
+	StoredBytes     int64   `json:"stored_bytes"`     // bytes of the packs' blobs
+	ReferencedBytes int64   `json:"referenced_bytes"` // of them, blobs a restore point references
+	PacksDeleted    int     `json:"packs_deleted"`
+	PacksRewritten  int     `json:"packs_rewritten"`
+	BytesRewritten  int64   `json:"bytes_rewritten"` // referenced bytes copied into new packs
+	ReclaimedBytes  int64   `json:"reclaimed_bytes"` // pack and sidecar bytes freed (estimated in a dry run)
+	PacksLeft       int     `json:"packs_left,omitempty"`
+	Quarantine      int     `json:"quarantine_removed,omitempty"`
+	Seconds         float64 `json:"seconds"`
+}
+
+// packUse is what gc learns of one pack.
+type packUse struct {
+	rec       packRecord
+	live      int64 // stored bytes of referenced blobs located in it
+	liveBlobs int
+}
+
+// blobBytes is the length of the pack's blob region (before its table).
+func (u *packUse) blobBytes() int64 { return u.rec.DataLen - int64(u.rec.Blobs)*packEntrySize }
+
+// GC reclaims the space of blobs no restore point references. A dry run
+// also works on a repository opened for reading.
+func (r *Repository) GC(ctx context.Context, o GCOptions) (rep *GCReport, err error) {
+	defer r.guardIndex(&err, "gc")
+	if !r.writable && !o.DryRun {
+		return nil, fmt.Errorf("gc: %w", ErrReadOnly)
+	}
+	if len(o.Without) > 0 && !o.DryRun {
+		return nil, errors.New("gc: Without is only for a dry run")
+	}
+	if o.MaxUnused == 0 {
+		o.MaxUnused = 0.05
+	}
+	if o.MaxUnused < 0 || o.MaxUnused > 1 {
+		return nil, fmt.Errorf("gc: max unused share %g: want 0 to 1", o.MaxUnused)
+	}
+	if o.ReaderWait == 0 {
+		o.ReaderWait = time.Minute
+	}
+	if o.QuarantineAge == 0 {
+		o.QuarantineAge = 14 * 24 * time.Hour
+	}
+	start := time.Now()
+	rep = &GCReport{DryRun: o.DryRun}
+	live, n, err := r.markLive(ctx, o.Without)
+	if err != nil {
+		return nil, err
+	}
+	rep.RestorePoints = n
+	packs, err := r.packUses(ctx, live, rep)
+	if err != nil {
+		return nil, err
+	}
+	var drop, rewrite []PackID
+	ratio := 1 + float64(r.cfg.Parity.Parity)/float64(r.cfg.Parity.Data)
+	for id, u := range packs {
+		switch {
+		case u.liveBlobs == 0:
+			drop = append(drop, id)
+			rep.ReclaimedBytes += int64(float64(u.rec.Size) * ratio)
+		case float64(u.blobBytes()-u.live) > o.MaxUnused*float64(u.blobBytes()):
+			rewrite = append(rewrite, id)
+			rep.BytesRewritten += u.live
+			rep.ReclaimedBytes += int64(float64(u.rec.Size-u.live) * ratio)
+		}
+	}
+	slices.SortFunc(drop, comparePackIDs)
+	slices.SortFunc(rewrite, comparePackIDs)
+	rep.PacksDeleted, rep.PacksRewritten = len(drop), len(rewrite)
+	if o.DryRun {
+		rep.Seconds = time.Since(start).Seconds()
+		return rep, nil
+	}
+	if err := r.rewritePacks(ctx, rewrite, live); err != nil {
+		return nil, err
+	}
+	gone := append(drop, rewrite...)
+	if err := r.unindexPacks(ctx, gone, live); err != nil {
+		return nil, err
+	}
+	if err := r.publish(); err != nil {
+		return nil, fmt.Errorf("gc: publish the index: %w", err)
+	}
+	if !r.waitOldReaders(ctx, o.ReaderWait) {
+		r.log.Warn(fmt.Sprintf("gc: a reader still uses an older index after %v: the %d packs it may read stay in place until the next gc", o.ReaderWait, len(gone)))
+		rep.PacksLeft = len(gone)
+	} else {
+		for _, id := range gone {
+			for _, name := range []string{parityName(id), packName(id)} {
+				if err := r.be.Delete(ctx, name); err != nil {
+					return nil, fmt.Errorf("gc: delete %s: %w (the next gc deletes it)", name, err)
+				}
+			}
+			if err := fault(fpGCPackDeleted); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if rep.Quarantine, err = r.emptyQuarantine(ctx, o.QuarantineAge); err != nil {
+		return nil, err
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+func comparePackIDs(a, b PackID) int { return strings.Compare(string(a[:]), string(b[:])) }
+
+// markLive adds every page and chunk ID the restore points reference to
+// a filter sized from the index (except the points of without). A page
+// that cannot be read stops gc: nothing may be deleted on a guess.
+func (r *Repository) markLive(ctx context.Context, without []string) (*idFilter, int, error) {
+	n, err := countKeys(r.db, keyChunk)
+	if err != nil {
+		return nil, 0, fmt.Errorf("gc: count chunks: %w", err)
+	}
+	live := newIDFilter(n)
+	rps, err := r.ListRestorePoints(ctx, "")
+	if err != nil {
+		return nil, 0, fmt.Errorf("gc: %w", err)
+	}
+	seen := map[ID]struct{}{}
+	marked := 0
+	for _, rp := range rps {
+		if slices.Contains(without, rp.ID) {
+			continue
+		}
+		marked++
+		for _, d := range rp.Disks {
+			for _, pid := range d.Pages {
+				if pid.IsZero() {
+					continue
+				}
+				live.add(pid)
+				if _, ok := seen[pid]; ok {
+					continue
+				}
+				seen[pid] = struct{}{}
+				ids, err := r.page(ctx, pid)
+				if err != nil {
+					return nil, 0, fmt.Errorf("gc: restore point %s %s: %w; nothing was removed ('ahvfs verify --read-data' says more)", rp.Name(), d.Name(), err)
+				}
+				for _, id := range ids {
+					if !id.IsZero() {
+						live.add(id)
+					}
+				}
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+	}
+	return live, marked, nil
+}
+
+// packUses reads every pack record and every location of the index and
+// sums, per pack, the referenced blobs its locations point into.
+func (r *Repository) packUses(ctx context.Context, live *idFilter, rep *GCReport) (map[PackID]*packUse, error) {
+	packs := map[PackID]*packUse{}
+	err := scanSpace(r.db, keyPack, func(k, v []byte) error {
+		rec, err := decodePackRecord(v)
+		if err != nil {
+			return err
+		}
+		var id PackID
+		copy(id[:], k[1:])
+		packs[id] = &packUse{rec: rec}
+		rep.StoredBytes += rec.DataLen - int64(rec.Blobs)*packEntrySize
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gc: read pack records: %w", err)
+	}
+	rep.Packs = len(packs)
+	err = scanSpace(r.db, keyChunk, func(k, v []byte) error {
+		l, err := decodeLocation(v)
+		if err != nil {
+			return err
+		}
+		rep.Blobs++
+		var id ID
+		copy(id[:], k[1:])
+		if !live.has(id) {
+			rep.UnusedBlobs++
+			return nil
+		}
+		rep.ReferencedBytes += int64(l.Stored)
+		if u := packs[l.Pack]; u != nil {
+			u.live += int64(l.Stored)
+			u.liveBlobs++
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gc: read chunk locations: %w", err)
+	}
+	return packs, nil
+}
+
+// scanSpace calls fn with every key and value of an index key space.
+func scanSpace(db pebble.Reader, space byte, fn func(k, v []byte) error) error {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{space}, UpperBound: []byte{space + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// rewritePacks stores the referenced blobs of the packs again, through the
+// pack writer (new packs and sidecars, whose seal points the blobs' index
+// locations at them), and waits until they are durable and indexed.
+func (r *Repository) rewritePacks(ctx context.Context, ids []PackID, live *idFilter) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	set := map[PackID]bool{}
+	for _, id := range ids {
+		set[id] = true
+	}
+	type blob struct {
+		id   ID
+		page bool
+	}
+	var blobs []blob
+	err := scanSpace(r.db, keyChunk, func(k, v []byte) error {
+		l, err := decodeLocation(v)
+		if err != nil {
+			return err
+		}
+		var id ID
+		copy(id[:], k[1:])
+		if set[l.Pack] && live.has(id) {
+			blobs = append(blobs, blob{id, l.Flags&flagPage != 0})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("gc: find the blobs to keep: %w", err)
+	}
+	for _, b := range blobs {
+		plain, _, err := r.loadBlob(ctx, b.id, nil)
+		if err != nil {
+			return fmt.Errorf("gc: read blob %s to keep it: %w; nothing was removed", b.id.Short(), err)
+		}
+		if err := r.pw.rewrite(ctx, b.id, plain, b.page); err != nil {
+			return fmt.Errorf("gc: store blob %s again: %w", b.id.Short(), err)
+		}
+	}
+	if err := r.pw.flush(ctx); err != nil {
+		return fmt.Errorf("gc: store the kept blobs: %w", err)
+	}
+	return fault(fpGCRewritten)
+}
+
+// unindexPacks removes from the index the pack records of ids and every
+// location still pointing into them. A referenced blob located there is a
+// bug (it should have been rewritten): gc stops before changing anything.
+func (r *Repository) unindexPacks(ctx context.Context, ids []PackID, live *idFilter) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	set := map[PackID]bool{}
+	for _, id := range ids {
+		set[id] = true
+	}
+	b := r.db.NewBatch()
+	defer b.Close()
+	err := scanSpace(r.db, keyChunk, func(k, v []byte) error {
+		l, err := decodeLocation(v)
+		if err != nil {
+			return err
+		}
+		if !set[l.Pack] {
+			return nil
+		}
+		var id ID
+		copy(id[:], k[1:])
+		if live.has(id) {
+			return fmt.Errorf("referenced blob %s is still located in pack %s", id.Short(), l.Pack)
+		}
+		return b.Delete(k, nil)
+	})
+	if err != nil {
+		return fmt.Errorf("gc: %w; nothing was removed", err)
+	}
+	for _, id := range ids {
+		if err := b.Delete(packKey(id), nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("gc: remove packs from the index: %w", err)
+	}
+	r.dirty.Store(true)
+	return fault(fpGCUnindexed)
+}
+
+// waitOldReaders waits until no reader holds a checkpoint older than the
+// current one (publish removes the ones no reader holds), or wait passes.
+func (r *Repository) waitOldReaders(ctx context.Context, wait time.Duration) bool {
+	snaps := filepath.Join(r.dir, dirSnapshots)
+	deadline := time.Now().Add(wait)
+	for {
+		cur, err := readCurrent(r.dir)
+		if err != nil {
+			return false
+		}
+		pruneCheckpoints(snaps, cur)
+		old := false
+		entries, _ := os.ReadDir(snaps)
+		for _, e := range entries {
+			if g, err := strconv.ParseUint(strings.TrimSuffix(e.Name(), ".lock"), 10, 64); err == nil && g < cur {
+				old = true
+			}
+		}
+		if !old {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// emptyQuarantine deletes what writers set aside in quarantine/ more than
+// age ago, and returns how many files it deleted.
+func (r *Repository) emptyQuarantine(ctx context.Context, age time.Duration) (int, error) {
+	if age < 0 {
+		return 0, nil
+	}
+	var old []string
+	for info, err := range r.be.List(ctx, prefixQuarantine) {
+		if err != nil {
+			return 0, fmt.Errorf("gc: list quarantine: %w", err)
+		}
+		if time.Since(info.ModTime) > age {
+			old = append(old, info.Name)
+		}
+	}
+	for _, name := range old {
+		if err := r.be.Delete(ctx, name); err != nil {
+			return 0, fmt.Errorf("gc: delete %s: %w", name, err)
+		}
+		r.log.Info(fmt.Sprintf("gc: deleted %s, in quarantine for more than %v", name, age))
+	}
+	return len(old), nil
+}
