@@ -69,9 +69,10 @@ func TestCrashAtEveryStep(t *testing.T) {
 	ctx := context.Background()
 	base := enginetest.Init(t, crashOpts)
 	oldImg := enginetest.DataDisk(t, 4<<20, 11) // random from 4 KiB to 3 MiB + 16 KiB
-	// The new image shares its first MiB with the old one, so that a gc
-	// after the old one is forgotten both deletes packs and rewrites some.
-	newImg := writeTemp(t, append(readFile(t, oldImg)[:1<<20], readFile(t, enginetest.DataDisk(t, 2<<20+12345, 12))...))
+	// The new image shares two chunks in three with the old one, so that a
+	// gc after the old one is forgotten rewrites packs; its own packs of
+	// the old one's manifest pages, and those of an import's, are deleted.
+	newImg := writeTemp(t, everyThirdChunk(readFile(t, oldImg), 12))
 	w := enginetest.Open(t, base, engine.OpenOptions{Writable: true})
 	if _, err := enginetest.ImportFiles(ctx, w, "old", time.Unix(1e9, 0), oldImg); err != nil {
 		t.Fatal(err)

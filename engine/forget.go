@@ -68,39 +68,45 @@ func (r *Repository) Forget(ctx context.Context, rps []*RestorePoint) (err error
 	if err := fault(fpForgetMarked); err != nil {
 		return err
 	}
-	for _, rp := range rps {
-		if err := r.finishForget(ctx, rp.ID); err != nil {
-			return fmt.Errorf("forget %s: %w", rp.Name(), err)
-		}
+	ids := make([]string, len(rps))
+	for i, rp := range rps {
+		ids[i] = rp.ID
 	}
-	if err := r.publish(); err != nil {
-		return fmt.Errorf("forget: removed, but publishing to readers failed: %w", err)
+	if err := r.finishForgets(ctx, ids); err != nil {
+		return fmt.Errorf("forget: %w", err)
 	}
 	return nil
 }
 
-// finishForget removes restore point id from the index (its record, its
-// ID entry, its locks, and its VM's record when it was the VM's last
-// point), then its record and lock files, then its tombstone. Each step
-// tolerates that an earlier run already did it.
-func (r *Repository) finishForget(ctx context.Context, id string) error {
+// finishForgets removes restore points ids from the index (their records,
+// ID entries and locks, and the VM record of a VM left without points) in
+// one batch, publishes the index, and only then deletes their record and
+// lock files and last their tombstones: a reader never sees a restore point
+// whose record file is gone without its tombstone. Each step tolerates that
+// an earlier, interrupted run already did it.
+func (r *Repository) finishForgets(ctx context.Context, ids []string) error {
 	b := r.db.NewIndexedBatch()
 	defer b.Close()
-	locks, err := r.locksOf(b, id)
-	if err != nil {
-		return err
-	}
-	for _, l := range locks {
-		if err := b.Delete(lockKey(l.rp, l.id), nil); err != nil {
+	var files []string
+	for _, id := range ids {
+		locks, err := r.locksOf(b, id)
+		if err != nil {
 			return err
 		}
-	}
-	key, err := getValue(b, rpIDKey(id))
-	switch {
-	case errors.Is(err, ErrNotFound):
-	case err != nil:
-		return err
-	default:
+		for _, l := range locks {
+			if err := b.Delete(lockKey(l.rp, l.id), nil); err != nil {
+				return err
+			}
+			files = append(files, lockRecordName(l.id))
+		}
+		files = append(files, rpRecordName(id))
+		key, err := getValue(b, rpIDKey(id))
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue
+		case err != nil:
+			return err
+		}
 		if err := b.Delete(key, nil); err != nil {
 			return err
 		}
@@ -108,8 +114,7 @@ func (r *Repository) finishForget(ctx context.Context, id string) error {
 			return err
 		}
 		if len(key) > 10 {
-			vm := key[1 : len(key)-9]
-			if err := r.dropVMIfEmpty(b, vm); err != nil {
+			if err := r.dropVMIfEmpty(b, key[1:len(key)-9]); err != nil {
 				return err
 			}
 		}
@@ -123,11 +128,10 @@ func (r *Repository) finishForget(ctx context.Context, id string) error {
 	if err := fault(fpForgetIndexed); err != nil {
 		return err
 	}
-	names := []string{rpRecordName(id)}
-	for _, l := range locks {
-		names = append(names, lockRecordName(l.id))
+	if err := r.publish(); err != nil {
+		return fmt.Errorf("removed from the index, but publishing to readers failed: %w", err)
 	}
-	for _, name := range names {
+	for _, name := range files {
 		if err := r.be.Delete(ctx, name); err != nil {
 			return fmt.Errorf("delete %s: %w", name, err)
 		}
@@ -135,8 +139,10 @@ func (r *Repository) finishForget(ctx context.Context, id string) error {
 	if err := fault(fpForgetFilesGone); err != nil {
 		return err
 	}
-	if err := r.be.Delete(ctx, forgetRecordName(id)); err != nil {
-		return fmt.Errorf("delete tombstone: %w", err)
+	for _, id := range ids {
+		if err := r.be.Delete(ctx, forgetRecordName(id)); err != nil {
+			return fmt.Errorf("delete tombstone: %w", err)
+		}
 	}
 	return nil
 }
@@ -165,18 +171,16 @@ func (r *Repository) forgetsPending(ctx context.Context) ([]string, error) {
 	return r.listRecordIDs(ctx, prefixForgets)
 }
 
-// finishForgets completes, when a writer opens the repository, every
+// resumeForgets completes, when a writer opens the repository, every
 // forget whose tombstone is still there.
-func (r *Repository) finishForgets(ctx context.Context) error {
+func (r *Repository) resumeForgets(ctx context.Context) error {
 	ids, err := r.forgetsPending(ctx)
-	if err != nil {
+	if err != nil || len(ids) == 0 {
 		return err
 	}
-	for _, id := range ids {
-		if err := r.finishForget(ctx, id); err != nil {
-			return fmt.Errorf("finish the interrupted forget of restore point %s: %w", id, err)
-		}
-		r.log.Info(fmt.Sprintf("finished the interrupted forget of restore point %s", id))
+	if err := r.finishForgets(ctx, ids); err != nil {
+		return fmt.Errorf("finish the interrupted forget of %d restore point(s): %w", len(ids), err)
 	}
+	r.log.Info(fmt.Sprintf("finished the interrupted forget of %d restore point(s)", len(ids)))
 	return nil
 }

@@ -302,7 +302,7 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 	if err := r.reconcileLocks(ctx); err != nil {
 		return fail(err)
 	}
-	if err := r.finishForgets(ctx); err != nil {
+	if err := r.resumeForgets(ctx); err != nil {
 		return fail(err)
 	}
 	if err := r.reconcileRecords(ctx); err != nil {
