@@ -18,9 +18,9 @@ import (
 )
 
 // chainRepo fills dir with three VMs (one with a full and an incremental
-// restore point sharing chunks, one with two disks and a VM configuration,
-// one whose name holds '/' and '@') and returns every restore point with
-// its disks' bytes.
+// restore point sharing chunks, one with two disks, a VM configuration and
+// a retention lock, one whose name holds '/' and '@') and returns every
+// restore point with its disks' bytes.
 func chainRepo(t *testing.T, dir string, password []byte) map[string][][]byte {
 	t.Helper()
 	ctx := context.Background()
@@ -45,7 +45,7 @@ func chainRepo(t *testing.T, dir string, password []byte) map[string][][]byte {
 	b0, b1 := enginetest.DataDisk(t, 3<<20, 2), enginetest.DataDisk(t, 1<<20, 3)
 	cfg := json.RawMessage(`{"version":1,"name":"db02","description":"payroll ledger","disks":[{"disk":0,"uuid":"disk-uuid-db02-0"}]}`)
 	db, err := enginetest.Import(ctx, r, engine.RestorePointSpec{VM: "db02", VMUUID: "vm-uuid-db02", Time: t0, Level: engine.LevelFull,
-		Consistency: "app", Config: cfg, Meta: map[string]string{"job": "nightly"}}, b0, b1)
+		Consistency: "app", Config: cfg, Meta: map[string]string{"job": "nightly"}, LockUntil: time.Now().AddDate(10, 0, 0)}, b0, b1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,13 +109,18 @@ func checkRestorePoints(t *testing.T, r *engine.Repository, want map[string][][]
 func sameRestorePoints(t *testing.T, got, want []*engine.RestorePoint) {
 	t.Helper()
 	byID := map[string][]byte{}
+	locks := map[string]time.Time{}
 	for _, rp := range want {
 		byID[rp.ID], _ = json.Marshal(rp)
+		locks[rp.ID] = rp.LockedUntil
 	}
 	for _, rp := range got {
 		b, _ := json.Marshal(rp)
 		if !bytes.Equal(b, byID[rp.ID]) {
 			t.Errorf("restore point\n%s\nwant\n%s", b, byID[rp.ID])
+		}
+		if !rp.LockedUntil.Equal(locks[rp.ID]) {
+			t.Errorf("restore point %s locked until %v, want %v", rp.Name(), rp.LockedUntil, locks[rp.ID])
 		}
 	}
 	if len(got) != len(want) {
@@ -134,11 +139,12 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 }
 
 // TestRepairIndexRebuildsEverything deletes the index and the published
-// checkpoints of repositories with several VMs, an incremental chain and a
-// VM configuration, plain and encrypted: writers and readers refuse with a
-// message naming 'ahvfs repair index', and RepairIndex brings back every
-// restore point with the same ID, time, level and configuration, reading
-// back byte-exact, and keeps every pack.
+// checkpoints of repositories with several VMs, an incremental chain, a VM
+// configuration and a locked point, plain and encrypted: writers and
+// readers refuse with a message naming 'ahvfs repair index', and
+// RepairIndex brings back every restore point with the same ID, time,
+// level, configuration and lock, reading back byte-exact, and keeps every
+// pack.
 func TestRepairIndexRebuildsEverything(t *testing.T) {
 	ctx := context.Background()
 	for _, pw := range [][]byte{nil, []byte("secret")} {
@@ -151,6 +157,9 @@ func TestRepairIndexRebuildsEverything(t *testing.T) {
 				t.Fatal(err)
 			}
 			r.Close()
+			if !slices.ContainsFunc(before, func(rp *engine.RestorePoint) bool { return !rp.LockedUntil.IsZero() }) {
+				t.Fatal("no restore point of the repository is locked")
+			}
 			packs := repoFiles(t, dir, "packs")
 
 			for _, sub := range []string{"index", "snapshots"} {
