@@ -35,3 +35,13 @@ const FaultRPIndexed = fpRPIndexed
 // FaultForgetMarked is the fault point after a forget's tombstones are
 // durable: from there on the restore points are as good as gone (tests).
 const FaultForgetMarked = fpForgetMarked
+
+// BlobAt is the pack file holding blob id and the blob's offset in it
+// (tests).
+func BlobAt(r *Repository, id ID) (string, int64, error) {
+	l, err := r.lookup(id)
+	if err != nil {
+		return "", 0, err
+	}
+	return packPath(r.dir, l.Pack), int64(l.Offset), nil
+}

@@ -60,7 +60,10 @@ func (r *Repository) Forget(ctx context.Context, rps []*RestorePoint) (err error
 		return fmt.Errorf("forget: %w: %s; nothing was removed", ErrRetentionLocked, strings.Join(locked, "; "))
 	}
 	for _, rp := range rps {
-		body, _ := json.Marshal(forgetRecord{V: forgetVersion, ID: rp.ID, Name: rp.Name(), At: now.UTC().Truncate(time.Second)})
+		body, err := json.Marshal(forgetRecord{V: forgetVersion, ID: rp.ID, Name: rp.Name(), At: now.UTC().Truncate(time.Second)})
+		if err != nil {
+			return fmt.Errorf("forget %s: %w", rp.Name(), err)
+		}
 		if err := backend.PutBytes(ctx, r.be, forgetRecordName(rp.ID), encodeRecordFile(r.fileMeta(), recordKindForget, rp.ID, body)); err != nil {
 			return fmt.Errorf("forget %s: write tombstone: %w", rp.Name(), err)
 		}
@@ -107,16 +110,17 @@ func (r *Repository) finishForgets(ctx context.Context, ids []string) error {
 		case err != nil:
 			return err
 		}
+		if len(key) < 10 || key[0] != keyRP {
+			return fmt.Errorf("%w: the index entry of restore point %s names key %x; run 'ahvfs repair index'", ErrCorrupt, id, key)
+		}
 		if err := b.Delete(key, nil); err != nil {
 			return err
 		}
 		if err := b.Delete(rpIDKey(id), nil); err != nil {
 			return err
 		}
-		if len(key) > 10 {
-			if err := r.dropVMIfEmpty(b, key[1:len(key)-9]); err != nil {
-				return err
-			}
+		if err := r.dropVMIfEmpty(b, key[1:len(key)-9]); err != nil {
+			return err
 		}
 	}
 	if b.Count() > 0 {
@@ -172,15 +176,59 @@ func (r *Repository) forgetsPending(ctx context.Context) ([]string, error) {
 }
 
 // resumeForgets completes, when a writer opens the repository, every
-// forget whose tombstone is still there.
+// forget whose tombstone is still there. A tombstone must be a sealed,
+// intact record of its ID, and must not name a point under a lock that
+// has not expired (Forget checks locks before it writes one): any other
+// file there is set aside in quarantine/ and removes nothing.
 func (r *Repository) resumeForgets(ctx context.Context) error {
-	ids, err := r.forgetsPending(ctx)
-	if err != nil || len(ids) == 0 {
+	names, err := r.forgetsPending(ctx)
+	if err != nil || len(names) == 0 {
 		return err
+	}
+	var ids []string
+	for _, id := range names {
+		bad := r.checkTombstone(ctx, id)
+		if bad == nil {
+			ids = append(ids, id)
+			continue
+		}
+		dst, qerr := r.quarantine(ctx, forgetRecordName(id))
+		if qerr != nil {
+			return fmt.Errorf("%v; %w", bad, qerr)
+		}
+		r.log.Warn(fmt.Sprintf("%v: nothing removed, the file was moved to %s", bad, dst))
+	}
+	if len(ids) == 0 {
+		return nil
 	}
 	if err := r.finishForgets(ctx, ids); err != nil {
 		return fmt.Errorf("finish the interrupted forget of %d restore point(s): %w", len(ids), err)
 	}
 	r.log.Info(fmt.Sprintf("finished the interrupted forget of %d restore point(s)", len(ids)))
+	return nil
+}
+
+// checkTombstone says why tombstone id must not be acted on, or nil.
+func (r *Repository) checkTombstone(ctx context.Context, id string) error {
+	name := forgetRecordName(id)
+	b, err := backend.Get(ctx, r.be, name)
+	if err != nil {
+		return fmt.Errorf("tombstone %s: %w", name, err)
+	}
+	body, err := decodeRecordFile(r.fileMeta(), recordKindForget, id, b)
+	if err != nil {
+		return fmt.Errorf("tombstone %s: %w", name, err)
+	}
+	var rec forgetRecord
+	if err := json.Unmarshal(body, &rec); err != nil || rec.V != forgetVersion || rec.ID != id {
+		return fmt.Errorf("tombstone %s: %w: not a tombstone of version %d for %s", name, ErrCorrupt, forgetVersion, id)
+	}
+	until, err := r.lockedUntil(r.db, id)
+	if err != nil {
+		return fmt.Errorf("tombstone %s: %w", name, err)
+	}
+	if until.After(time.Now()) {
+		return fmt.Errorf("tombstone %s names %s, which is locked until %s", name, rec.Name, FormatTime(until))
+	}
 	return nil
 }

@@ -136,7 +136,39 @@ func TestRetentionLocks(t *testing.T) {
 	if err := w.Forget(ctx, []*engine.RestorePoint{free}); !errors.Is(err, engine.ErrRetentionLocked) {
 		t.Fatalf("forget after the lock files were removed: %v, want ErrRetentionLocked", err)
 	}
+	if err := w.LockRestorePoint(ctx, free, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)); err == nil {
+		t.Fatal("a lock past the last time a record can hold was accepted")
+	}
 	w.Close()
+
+	// A tombstone made by hand (empty, or not sealed for this repository)
+	// removes nothing, and neither does one naming a locked point.
+	os.MkdirAll(filepath.Join(dir, "records", "forget"), 0o700)
+	for _, id := range []string{free.ID, locked.ID} {
+		if err := os.WriteFile(filepath.Join(dir, "records", "forget", id+".rec"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w = enginetest.Open(t, dir, engine.OpenOptions{Writable: true})
+	if rps, err := w.ListRestorePoints(ctx, "db01"); err != nil || len(rps) != 2 {
+		t.Fatalf("after forged tombstones: %d restore points (%v), want 2", len(rps), err)
+	}
+	if left := repoFiles(t, dir, "records/forget"); len(left) != 0 {
+		t.Fatalf("forged tombstones left in place: %v", left)
+	}
+	w.Close()
+
+	// Nor does a rebuild of the index lose a lock whose file is gone: it
+	// writes the file again from the old index before it replaces it.
+	for _, f := range repoFiles(t, dir, "records/lock") {
+		os.Remove(filepath.Join(dir, f))
+	}
+	if _, err := engine.RepairIndex(ctx, dir, engine.OpenOptions{}, engine.RepairOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if again := repoFiles(t, dir, "records/lock"); len(again) != 3 {
+		t.Fatalf("lock files after repair index: %v, want 3 written again", again)
+	}
 
 	// A rebuilt index has every lock.
 	for _, sub := range []string{"index", "snapshots"} {

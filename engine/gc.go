@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,11 +42,14 @@ type GCOptions struct {
 	Without []string
 	// ReaderWait bounds how long gc waits, after publishing its index, for
 	// readers of older checkpoints (a mount, a cat) to finish before it
-	// deletes the packs they may still read; default 1 minute. Packs it
-	// cannot delete in time stay as unindexed packs for the next gc.
+	// deletes the packs they may still read; default 1 minute, negative
+	// does not wait. Packs it cannot delete in time stay as unindexed
+	// packs for the next gc.
 	ReaderWait time.Duration
-	// QuarantineAge: files in quarantine/ older than this are deleted;
-	// default 14 days, negative keeps them all.
+	// QuarantineAge, when positive, deletes the files in quarantine/ set
+	// aside more than that long ago; default (zero) keeps them all: a
+	// quarantined pack may hold the only copy of a chunk someone wants to
+	// recover by hand.
 	QuarantineAge time.Duration
 }
 
@@ -95,11 +100,19 @@ func (r *Repository) GC(ctx context.Context, o GCOptions) (rep *GCReport, err er
 	if o.ReaderWait == 0 {
 		o.ReaderWait = time.Minute
 	}
-	if o.QuarantineAge == 0 {
-		o.QuarantineAge = 14 * 24 * time.Hour
-	}
 	start := time.Now()
 	rep = &GCReport{DryRun: o.DryRun}
+	if !o.DryRun {
+		// gc marks from the index: it must hold every restore point the
+		// record files hold.
+		problems, pending, err := r.recordDrift(ctx, r.db)
+		if err != nil {
+			return nil, fmt.Errorf("gc: compare the index with the record files: %w", err)
+		}
+		if d := append(problems, pending...); len(d) > 0 {
+			return nil, fmt.Errorf("gc: the index and the record files disagree (%s); run 'ahvfs verify', and 'ahvfs repair index' if it says so; nothing was removed", strings.Join(d, "; "))
+		}
+	}
 	live, n, err := r.markLive(ctx, o.Without)
 	if err != nil {
 		return nil, err
@@ -282,8 +295,8 @@ func (r *Repository) rewritePacks(ctx context.Context, ids []PackID, live *idFil
 		set[id] = true
 	}
 	type blob struct {
-		id   ID
-		page bool
+		id  ID
+		loc location
 	}
 	var blobs []blob
 	err := scanSpace(r.db, keyChunk, func(k, v []byte) error {
@@ -294,26 +307,63 @@ func (r *Repository) rewritePacks(ctx context.Context, ids []PackID, live *idFil
 		var id ID
 		copy(id[:], k[1:])
 		if set[l.Pack] && live.has(id) {
-			blobs = append(blobs, blob{id, l.Flags&flagPage != 0})
+			blobs = append(blobs, blob{id, l})
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("gc: find the blobs to keep: %w", err)
 	}
-	for _, b := range blobs {
-		plain, _, err := r.loadBlob(ctx, b.id, nil)
-		if err != nil {
-			return fmt.Errorf("gc: read blob %s to keep it: %w; nothing was removed", b.id.Short(), err)
+	// In pack order, so each old pack is read front to back.
+	slices.SortFunc(blobs, func(a, b blob) int {
+		if c := comparePackIDs(a.loc.Pack, b.loc.Pack); c != 0 {
+			return c
 		}
-		if err := r.pw.rewrite(ctx, b.id, plain, b.page); err != nil {
-			return fmt.Errorf("gc: store blob %s again: %w", b.id.Short(), err)
+		return cmp.Compare(a.loc.Offset, b.loc.Offset)
+	})
+	stored := make([]byte, 0, maxEncodedLen(r.cfg.ChunkSize))
+	for _, b := range blobs {
+		if err := r.keepBlob(ctx, b.id, b.loc, &stored); err != nil {
+			return err
 		}
 	}
 	if err := r.pw.flush(ctx); err != nil {
 		return fmt.Errorf("gc: store the kept blobs: %w", err)
 	}
 	return fault(fpGCRewritten)
+}
+
+// keepBlob stores blob id, located at l in a pack gc replaces, again: its
+// stored bytes as they are when they match their CRC-32C, else decoded
+// (checked against the ID, rebuilt from parity when damaged) and encoded
+// anew.
+func (r *Repository) keepBlob(ctx context.Context, id ID, l location, buf *[]byte) error {
+	if l.HasCRC {
+		f, release, err := r.files.get(ctx, l.Pack)
+		if err != nil {
+			return fmt.Errorf("gc: blob %s: %w", id.Short(), err)
+		}
+		if cap(*buf) < int(l.Stored) {
+			*buf = make([]byte, l.Stored)
+		}
+		b := (*buf)[:l.Stored]
+		_, err = f.ReadAt(b, int64(l.Offset))
+		release()
+		if err == nil && crc32.Checksum(b, crcTable) == l.CRC {
+			if err := r.pw.rewriteStored(ctx, id, b, l.Raw, l.Flags, l.CRC); err != nil {
+				return fmt.Errorf("gc: store blob %s again: %w", id.Short(), err)
+			}
+			return nil
+		}
+	}
+	plain, _, err := r.loadBlob(ctx, id, nil)
+	if err != nil {
+		return fmt.Errorf("gc: read blob %s to keep it: %w; nothing was removed", id.Short(), err)
+	}
+	if err := r.pw.rewrite(ctx, id, plain, l.Flags&flagPage != 0); err != nil {
+		return fmt.Errorf("gc: store blob %s again: %w", id.Short(), err)
+	}
+	return nil
 }
 
 // unindexPacks removes from the index the pack records of ids and every
@@ -392,9 +442,10 @@ func (r *Repository) waitOldReaders(ctx context.Context, wait time.Duration) boo
 }
 
 // emptyQuarantine deletes what writers set aside in quarantine/ more than
-// age ago, and returns how many files it deleted.
+// age ago (nothing when age is not positive), and returns how many files
+// it deleted.
 func (r *Repository) emptyQuarantine(ctx context.Context, age time.Duration) (int, error) {
-	if age < 0 {
+	if age <= 0 {
 		return 0, nil
 	}
 	var old []string

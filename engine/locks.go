@@ -62,6 +62,9 @@ func (r *Repository) LockRestorePoint(ctx context.Context, rp *RestorePoint, unt
 	if err != nil {
 		return fmt.Errorf("lock %s: %w", rp.Name(), err)
 	}
+	if err := CheckTime(until); err != nil {
+		return fmt.Errorf("lock %s until %s: %w", rp.Name(), FormatTime(until), err)
+	}
 	switch {
 	case !until.After(time.Now()):
 		return fmt.Errorf("lock %s until %s: that time has passed", rp.Name(), FormatTime(until))
@@ -98,7 +101,10 @@ func (r *Repository) addLock(ctx context.Context, b *pebble.Batch, rpID string, 
 
 // putLockFile stores lock record rec durably.
 func (r *Repository) putLockFile(ctx context.Context, rec lockRecord) error {
-	body, _ := json.Marshal(rec)
+	body, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("lock record %s: %w", rec.ID, err)
+	}
 	if err := backend.PutBytes(ctx, r.be, lockRecordName(rec.ID), encodeRecordFile(r.fileMeta(), recordKindLock, rec.ID, body)); err != nil {
 		return fmt.Errorf("write lock record %s: %w", rec.ID, err)
 	}

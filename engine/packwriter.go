@@ -108,37 +108,60 @@ func (pw *packWriter) submit(ctx context.Context, id ID, plain []byte, page bool
 	return n, err == nil, err
 }
 
-// enqueue encodes plain and hands it to the filler; id is in pending. On
-// cancellation it leaves pending again.
-func (pw *packWriter) enqueue(ctx context.Context, id ID, plain []byte, page bool) (stored int, err error) {
-	buf := pw.bufs.Get().(*[]byte)
-	data, flags := pw.r.codec.encode(*buf, plain, id, page)
-	select {
-	case pw.in <- pwMsg{id: id, data: data, buf: buf, raw: uint32(len(plain)), crc: crc32.Checksum(data, crcTable), flags: flags}:
-		return len(data), nil
-	case <-ctx.Done():
-		pw.mu.Lock()
-		delete(pw.pending, id)
-		pw.mu.Unlock()
-		pw.bufs.Put(buf)
-		return 0, ctx.Err()
-	}
-}
-
 // rewrite stores plain under id in a new pack even though the index
 // locates it elsewhere: gc keeps a referenced blob of a pack it replaces.
 // The seal of the new pack points the blob's location at it.
 func (pw *packWriter) rewrite(ctx context.Context, id ID, plain []byte, page bool) error {
-	pw.mu.Lock()
-	if pw.err != nil {
-		err := pw.err
-		pw.mu.Unlock()
+	if err := pw.claim(id); err != nil {
 		return err
 	}
-	pw.pending[id] = struct{}{}
-	pw.mu.Unlock()
 	_, err := pw.enqueue(ctx, id, plain, page)
 	return err
+}
+
+// rewriteStored is rewrite for a blob whose stored bytes (compressed,
+// sealed) were read and checked against their CRC-32C: they move to the
+// new pack as they are, without decoding or encoding them again.
+func (pw *packWriter) rewriteStored(ctx context.Context, id ID, stored []byte, raw uint32, flags byte, crc uint32) error {
+	if err := pw.claim(id); err != nil {
+		return err
+	}
+	buf := pw.bufs.Get().(*[]byte)
+	_, err := pw.send(ctx, pwMsg{id: id, data: append((*buf)[:0], stored...), buf: buf, raw: raw, crc: crc, flags: flags})
+	return err
+}
+
+// claim puts id in pending, unless the writer has failed.
+func (pw *packWriter) claim(id ID) error {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	if pw.err != nil {
+		return pw.err
+	}
+	pw.pending[id] = struct{}{}
+	return nil
+}
+
+// enqueue encodes plain and hands it to the filler; id is in pending.
+func (pw *packWriter) enqueue(ctx context.Context, id ID, plain []byte, page bool) (stored int, err error) {
+	buf := pw.bufs.Get().(*[]byte)
+	data, flags := pw.r.codec.encode(*buf, plain, id, page)
+	return pw.send(ctx, pwMsg{id: id, data: data, buf: buf, raw: uint32(len(plain)), crc: crc32.Checksum(data, crcTable), flags: flags})
+}
+
+// send hands m to the filler. On cancellation its blob leaves pending
+// and its buffer goes back to the pool.
+func (pw *packWriter) send(ctx context.Context, m pwMsg) (stored int, err error) {
+	select {
+	case pw.in <- m:
+		return len(m.data), nil
+	case <-ctx.Done():
+		pw.mu.Lock()
+		delete(pw.pending, m.id)
+		pw.mu.Unlock()
+		pw.bufs.Put(m.buf)
+		return 0, ctx.Err()
+	}
 }
 
 // flush seals the open pack and waits until every blob submitted before it

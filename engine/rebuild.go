@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ahvfs/ahvfs/engine/backend"
 	"github.com/ahvfs/ahvfs/internal/atomicfile"
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -106,6 +107,7 @@ func (r *Repository) rebuildIndex(ctx context.Context) error {
 	if err := r.saveOldRecords(ctx); err != nil {
 		return err
 	}
+	r.saveOldLocks(ctx)
 	if err := r.buildIndex(func() error { return r.sweepOrphans(ctx) }); err != nil {
 		return fmt.Errorf("rebuild index of %s: %w", r.dir, err)
 	}
@@ -135,6 +137,39 @@ func (r *Repository) saveOldRecords(ctx context.Context) error {
 		return fmt.Errorf("%w: the index of %s does not open (%v), and this repository, made by an older ahvfs, keeps its restore-point records only there; put back a copy of %s/", ErrCorrupt, r.dir, err, dirIndex)
 	}
 	return nil
+}
+
+// saveOldLocks writes again, from the old index when it still opens, the
+// lock files that are missing: a lock must not end because its file was
+// removed, even when the next writer is a rebuild (which does not read the
+// old index otherwise). An old index that does not open is no error here:
+// the rebuild is what repairs it.
+func (r *Repository) saveOldLocks(ctx context.Context) {
+	path := filepath.Join(r.dir, dirIndex)
+	if _, err := os.Stat(path); err != nil {
+		return
+	}
+	db, err := openIndex(path, pebbleOptions(r.log, false, 16<<20))
+	if err != nil {
+		r.log.Info("the old index does not open: its locks are not checked against the lock files", "err", err)
+		return
+	}
+	defer db.Close()
+	locks, err := r.locksOf(db, "")
+	if err != nil {
+		r.log.Info("the old index's locks cannot be read", "err", err)
+		return
+	}
+	for _, l := range locks {
+		if _, err := r.be.Stat(ctx, lockRecordName(l.id)); !errors.Is(err, backend.ErrNotExist) {
+			continue
+		}
+		if err := r.putLockFile(ctx, lockRecord{V: lockVersion, ID: l.id, RP: l.rp, Until: l.until, Set: time.Now().UTC().Truncate(time.Second)}); err != nil {
+			r.log.Warn("a lock file missing could not be written again from the old index", "lock", l.id, "err", err)
+			continue
+		}
+		r.log.Warn(fmt.Sprintf("lock %s of restore point %s (until %s) had no record file: written again from the old index", l.id, l.rp, FormatTime(l.until)))
+	}
 }
 
 // buildIndex builds a new index with fill (which writes through r.db,

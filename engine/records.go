@@ -236,6 +236,18 @@ func (r *Repository) reconcileRecords(ctx context.Context) error {
 	return nil
 }
 
+// staleReader reports whether r reads a checkpoint older than the one
+// published now.
+func (r *Repository) staleReader() bool {
+	if r.writable {
+		return false
+	}
+	cur, err := readCurrent(r.dir)
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return err == nil && cur > r.snapGen
+}
+
 // recordDrift compares the index's restore points with the record files
 // for Verify and describes every difference: problems, and restore points
 // whose commit the next writer finishes (a record file the index lacks,
@@ -287,7 +299,14 @@ func (r *Repository) recordDrift(ctx context.Context, db pebble.Reader) (problem
 			out = append(out, fmt.Sprintf("restore point %s: the index entry differs from %s/%s%s; run 'ahvfs repair index'", fileRP.Name(), dirRPs, id, recordExt))
 		}
 	}
+	stale := r.staleReader()
 	for id := range indexed {
+		if stale {
+			// Forgotten since this reader opened its index: the forget
+			// publishes before it deletes the file.
+			pending = append(pending, fmt.Sprintf("restore point %s: in the index this reader opened, but forgotten since (its record file is gone); run verify again to check the newer index", id))
+			continue
+		}
 		out = append(out, fmt.Sprintf("restore point %s: in the index but %s/%s%s is missing; a writer writes it again from the index", id, dirRPs, id, recordExt))
 	}
 	slices.Sort(out)

@@ -23,7 +23,8 @@ func init() {
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "max-unused", Value: "5%", Usage: "rewrite a pack when more than `SHARE` of it is unused (0% to 100%; 100% never rewrites)"},
 				&cli.BoolFlag{Name: "dry-run", Usage: "say what would be reclaimed, change nothing"},
-				&cli.DurationFlag{Name: "reader-wait", Value: time.Minute, Usage: "how long to wait for readers of an older index (a mount) before leaving the packs they may read for the next gc"},
+				&cli.DurationFlag{Name: "reader-wait", Value: time.Minute, Usage: "how long to wait for readers of an older index (a mount) before leaving the packs they may read for the next gc (0: do not wait)"},
+				&cli.DurationFlag{Name: "empty-quarantine", Usage: "also delete what writers set aside in quarantine/ more than `AGE` ago, such as 336h (default: keep it; 'ahvfs verify' lists it)"},
 				repoPasswordFlag(),
 			},
 			Action: func(c *cli.Context) error {
@@ -44,7 +45,11 @@ func init() {
 					return err
 				}
 				defer r.Close()
-				rep, err := r.GC(c.Context, engine.GCOptions{MaxUnused: share, DryRun: dry, ReaderWait: c.Duration("reader-wait")})
+				wait := c.Duration("reader-wait")
+				if wait == 0 {
+					wait = -1 // the engine's zero is its default
+				}
+				rep, err := r.GC(c.Context, engine.GCOptions{MaxUnused: share, DryRun: dry, ReaderWait: wait, QuarantineAge: c.Duration("empty-quarantine")})
 				if err != nil {
 					return err
 				}

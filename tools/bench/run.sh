@@ -11,4 +11,6 @@ run go run ./tools/bench/iscsi
 [ -x tools/bench/mount/run.sh ] && run tools/bench/mount/run.sh
 [ -f tools/bench/restore/main.go ] && run go run ./tools/bench/restore -size 2GiB
 [ -d tools/bench/backup ] && { [ -x tools/bench/backup/run.sh ] && run tools/bench/backup/run.sh || run go run ./tools/bench/backup; }
+run tools/bench/repair.sh
+run tools/bench/retention.sh
 exit $status
