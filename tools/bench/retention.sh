@@ -17,7 +17,7 @@ out=${BENCH_OUT:-tools/bench/out}
 mkdir -p "$out"
 go build -o bin/ ./cmd/ahvfs
 work=$(realpath "$(mktemp -d "$out/retention-XXXX")")
-trap 'rm -rf "$work"' EXIT
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
 export RESTIC_PASSWORD=bench TZ=UTC
 keystream() { openssl enc -aes-128-ctr -nosalt -pass "pass:$1" -pbkdf2 < /dev/zero 2>/dev/null | head -c "$2" || true; }
 
@@ -43,6 +43,7 @@ a0=$(size "$work/ahvfs") r0=$(size "$work/restic")
 policy=(--keep-last 3 --keep-daily 7 --keep-weekly 2)
 printf '\nhistory: %s daily points of a %s MiB disk, %s MiB changed a day; policy: %s\n' "$points" "$size_mib" "$change_mib" "${policy[*]}"
 printf '%-44s %10s %12s\n' "operation" "time" "peak RSS"
+[ -n "${KEEP:-}" ] && cp -a "$work/ahvfs" "$work/ahvfs-before"
 measure "ahvfs prune" bin/ahvfs prune --repo "$work/ahvfs" "${policy[@]}"
 measure "ahvfs gc (--max-unused 5%)" bin/ahvfs gc --repo "$work/ahvfs"
 measure "restic 0.14 forget --prune" restic -r "$work/restic" forget --host bench "${policy[@]}" --prune
