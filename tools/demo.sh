@@ -107,7 +107,11 @@ bin/ahvfs verify --read-data
 say "a backup after its reference's restore point was pruned: a full that says why"
 bin/ahvfs backup "${cluster[@]}" --vm "$vm"
 
-say "ahvfs gc: reclaim what no restore point references any more"
-bin/ahvfs stats | grep -E 'stored|referenced|reclaim'
+say "the guest overwrites those 16 MiB; a backup; prune to the newest point per VM (and the locked one); gc reclaims what only the pruned points held"
+dd if=/dev/urandom of="$demo/sim/vms/$vm/disk-0.raw" bs=1M count=16 seek=200 conv=notrunc status=none
+bin/ahvfs backup "${cluster[@]}" --vm "$vm" > /dev/null
+bin/ahvfs prune --keep-last 1
+bin/ahvfs stats | grep -E 'referenced|reclaim'
 bin/ahvfs gc
 bin/ahvfs verify --read-data
+bin/ahvfs cat "$vm@latest" disk-0 | cmp - "$demo/sim/vms/$vm/disk-0.raw" && echo "the latest restore point still equals the live disk"
