@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -69,6 +70,15 @@ type GCReport struct {
 	PacksLeft       int     `json:"packs_left,omitempty"`
 	Quarantine      int     `json:"quarantine_removed,omitempty"`
 	Seconds         float64 `json:"seconds"`
+	// Phases are the seconds of each step: check, mark, plan, rewrite,
+	// unindex, publish, delete.
+	Phases map[string]float64 `json:"phase_seconds"`
+}
+
+// phase records the seconds since *t under name and restarts *t.
+func (rep *GCReport) phase(name string, t *time.Time) {
+	rep.Phases[name] = time.Since(*t).Seconds()
+	*t = time.Now()
 }
 
 // packUse is what gc learns of one pack.
@@ -101,7 +111,8 @@ func (r *Repository) GC(ctx context.Context, o GCOptions) (rep *GCReport, err er
 		o.ReaderWait = time.Minute
 	}
 	start := time.Now()
-	rep = &GCReport{DryRun: o.DryRun}
+	rep = &GCReport{DryRun: o.DryRun, Phases: map[string]float64{}}
+	t := start
 	if !o.DryRun {
 		// gc marks from the index: it must hold every restore point the
 		// record files hold.
@@ -113,10 +124,12 @@ func (r *Repository) GC(ctx context.Context, o GCOptions) (rep *GCReport, err er
 			return nil, fmt.Errorf("gc: the index and the record files disagree (%s); run 'ahvfs verify', and 'ahvfs repair index' if it says so; nothing was removed", strings.Join(d, "; "))
 		}
 	}
+	rep.phase("check", &t)
 	live, n, err := r.markLive(ctx, o.Without)
 	if err != nil {
 		return nil, err
 	}
+	rep.phase("mark", &t)
 	rep.RestorePoints = n
 	packs, err := r.packUses(ctx, live, rep)
 	if err != nil {
@@ -138,6 +151,7 @@ func (r *Repository) GC(ctx context.Context, o GCOptions) (rep *GCReport, err er
 	slices.SortFunc(drop, comparePackIDs)
 	slices.SortFunc(rewrite, comparePackIDs)
 	rep.PacksDeleted, rep.PacksRewritten = len(drop), len(rewrite)
+	rep.phase("plan", &t)
 	if o.DryRun {
 		rep.Seconds = time.Since(start).Seconds()
 		return rep, nil
@@ -145,33 +159,74 @@ func (r *Repository) GC(ctx context.Context, o GCOptions) (rep *GCReport, err er
 	if err := r.rewritePacks(ctx, rewrite, live); err != nil {
 		return nil, err
 	}
+	rep.phase("rewrite", &t)
 	gone := append(drop, rewrite...)
 	if err := r.unindexPacks(ctx, gone, live); err != nil {
 		return nil, err
 	}
+	rep.phase("unindex", &t)
 	if err := r.publish(); err != nil {
 		return nil, fmt.Errorf("gc: publish the index: %w", err)
 	}
+	rep.phase("publish", &t)
 	if !r.waitOldReaders(ctx, o.ReaderWait) {
 		r.log.Warn(fmt.Sprintf("gc: a reader still uses an older index after %v: the %d packs it may read stay in place until the next gc", o.ReaderWait, len(gone)))
 		rep.PacksLeft = len(gone)
-	} else {
-		for _, id := range gone {
-			for _, name := range []string{parityName(id), packName(id)} {
-				if err := r.be.Delete(ctx, name); err != nil {
-					return nil, fmt.Errorf("gc: delete %s: %w (the next gc deletes it)", name, err)
-				}
-			}
-			if err := fault(fpGCPackDeleted); err != nil {
-				return nil, err
-			}
-		}
+	} else if err := r.deletePacks(ctx, gone); err != nil {
+		return nil, err
 	}
+	rep.phase("delete", &t)
 	if rep.Quarantine, err = r.emptyQuarantine(ctx, o.QuarantineAge); err != nil {
 		return nil, err
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
+}
+
+// deletePacks deletes the files of packs no index names any more, each
+// sidecar before its pack, several packs at a time: a backend's Delete is
+// durable when it returns (a directory sync on a local disk), and those
+// waits overlap. What it does not delete, the next writer indexes again
+// and the next gc deletes.
+func (r *Repository) deletePacks(ctx context.Context, ids []PackID) error {
+	work := make(chan PackID)
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for range min(8, len(ids)) {
+		wg.Go(func() {
+			for id := range work {
+				for _, name := range []string{parityName(id), packName(id)} {
+					if err := r.be.Delete(ctx, name); err != nil {
+						mu.Lock()
+						errs = append(errs, fmt.Errorf("gc: delete %s: %w (the next gc deletes it)", name, err))
+						mu.Unlock()
+						break
+					}
+				}
+				if err := fault(fpGCPackDeleted); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, id := range ids {
+		mu.Lock()
+		failed := len(errs) > 0
+		mu.Unlock()
+		if failed || ctx.Err() != nil {
+			break
+		}
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 func comparePackIDs(a, b PackID) int { return strings.Compare(string(a[:]), string(b[:])) }

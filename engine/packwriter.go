@@ -29,6 +29,10 @@ type packWriter struct {
 	sealq chan sealMsg
 	done  chan struct{}
 	bufs  sync.Pool
+	// bodies are the buffers of sealed packs, for the next packs to fill:
+	// a fresh buffer of tens of MiB costs a page fault per 4 KiB on its
+	// first write, more than the copy into it.
+	bodies chan []byte
 
 	mu      sync.Mutex
 	pending map[ID]struct{}
@@ -62,7 +66,7 @@ type sealMsg struct {
 
 func newPackWriter(r *Repository) *packWriter {
 	pw := &packWriter{r: r, in: make(chan pwMsg, 2*r.workers), sealq: make(chan sealMsg, 1),
-		done: make(chan struct{}), pending: map[ID]struct{}{}}
+		done: make(chan struct{}), pending: map[ID]struct{}{}, bodies: make(chan []byte, 3)}
 	blobCap := maxEncodedLen(r.cfg.ChunkSize)
 	pw.bufs.New = func() any { b := make([]byte, 0, blobCap); return &b }
 	sealed := make(chan struct{})
@@ -195,7 +199,13 @@ func (pw *packWriter) close() error {
 }
 
 func (pw *packWriter) newPack() *openPack {
-	p := &openPack{body: make([]byte, 0, pw.r.cfg.PackSize+int64(maxEncodedLen(pw.r.cfg.ChunkSize)))}
+	p := &openPack{}
+	select {
+	case b := <-pw.bodies:
+		p.body = b[:0]
+	default:
+		p.body = make([]byte, 0, pw.r.cfg.PackSize+int64(maxEncodedLen(pw.r.cfg.ChunkSize)))
+	}
 	if _, err := rand.Read(p.id[:]); err != nil {
 		p.err = err
 	}
@@ -250,6 +260,11 @@ func (pw *packWriter) sealLoop() {
 			delete(pw.pending, e.ID)
 		}
 		pw.mu.Unlock()
+		// The pack is stored (or dropped): its buffer serves the next one.
+		select {
+		case pw.bodies <- m.pack.body:
+		default:
+		}
 	}
 }
 
