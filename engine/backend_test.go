@@ -15,6 +15,7 @@ import (
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/engine/backend"
 	"github.com/ahvfs/ahvfs/engine/enginetest"
+	"github.com/ahvfs/ahvfs/internal/testenv"
 )
 
 // The engine on a fault-injecting backend (backend.Faulty over a Local of
@@ -194,16 +195,12 @@ func (fx backendFixture) importJob() faultyJob {
 }
 
 func TestBackendFailureAtEveryImportStep(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault enumeration: not in -short")
-	}
+	testenv.Short(t, "fault enumeration")
 	newBackendFixture(t).importJob().failEach(t)
 }
 
 func TestBackendCrashAfterEveryImportPut(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault enumeration: not in -short")
-	}
+	testenv.Short(t, "fault enumeration")
 	newBackendFixture(t).importJob().crashEach(t)
 }
 
@@ -310,17 +307,13 @@ func checkRepairable(t *testing.T, dir, what string, want map[string][]byte) {
 }
 
 func TestBackendFailureAtEveryRepairStep(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault enumeration: not in -short")
-	}
+	testenv.Short(t, "fault enumeration")
 	fx := newBackendFixture(t)
 	fx.repairJob(t).failEach(t)
 }
 
 func TestBackendCrashAfterEveryRepairPut(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault enumeration: not in -short")
-	}
+	testenv.Short(t, "fault enumeration")
 	fx := newBackendFixture(t)
 	fx.repairJob(t).crashEach(t)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/engine/enginetest"
+	"github.com/ahvfs/ahvfs/internal/testenv"
 )
 
 // Crash and error injection at every step of an import's commit, of an
@@ -63,9 +64,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 		crashChild(op)
 		return
 	}
-	if testing.Short() {
-		t.Skip("crash enumeration: not in -short")
-	}
+	testenv.Short(t, "crash enumeration")
 	ctx := context.Background()
 	base := enginetest.Init(t, crashOpts)
 	oldImg := enginetest.DataDisk(t, 4<<20, 11) // random from 4 KiB to 3 MiB + 16 KiB

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/engine/enginetest"
+	"github.com/ahvfs/ahvfs/internal/testenv"
 )
 
 // flipRepo is the repository TestIndexBitFlipWalk damages, and what reading
@@ -257,9 +258,7 @@ func (s *flipStats) add(key string) {
 // writer republishes a good checkpoint over a damaged one; and the pack
 // files are never changed, moved or deleted.
 func TestIndexBitFlipWalk(t *testing.T) {
-	if testing.Short() {
-		t.Skip("flips ~180 bits, one repository copy each")
-	}
+	testenv.Short(t, "flips ~180 bits, one repository copy each")
 	src := makeFlipRepo(t)
 	rng := rand.New(rand.NewPCG(13, 14))
 	type job struct {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/engine/backend"
+	"github.com/ahvfs/ahvfs/internal/testenv"
 )
 
 // The crash test re-runs this test binary as a child that writes objects
@@ -213,9 +214,8 @@ func TestLocalNameConflicts(t *testing.T) {
 func TestLocalSymlinks(t *testing.T) {
 	l := newLocal(t)
 	elsewhere := t.TempDir()
-	if err := os.Symlink(elsewhere, filepath.Join(l.Dir(), "packs")); err != nil {
-		t.Skipf("no symbolic links here: %v", err)
-	}
+	err := os.Symlink(elsewhere, filepath.Join(l.Dir(), "packs"))
+	testenv.RequireOrSkip(t, err == nil, fmt.Sprintf("symbolic links (%v)", err))
 	put(t, l, "packs/ab/x.pack", []byte("x"))
 	put(t, l, "config.json", []byte("{}"))
 	if _, err := os.Stat(filepath.Join(elsewhere, "ab", "x.pack")); err != nil {
@@ -352,9 +352,7 @@ func killedPuts(child string, l *backend.Local, seed uint64, ops int, wait time.
 // interface. Ten directories are worked on at once, each by five children
 // in turn, so that slow process starts (-race) overlap.
 func TestLocalKilledPuts(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts 50 processes")
-	}
+	testenv.Short(t, "starts 50 processes")
 	t.Parallel()
 	const dirs, kills = 10, 5
 	child := childBinary(t)
