@@ -211,13 +211,9 @@ func (r *Repository) resumeForgets(ctx context.Context) error {
 // checkTombstone says why tombstone id must not be acted on, or nil.
 func (r *Repository) checkTombstone(ctx context.Context, id string) error {
 	name := forgetRecordName(id)
-	b, err := backend.Get(ctx, r.be, name)
+	body, err := r.readRecord(ctx, name, recordKindForget, id)
 	if err != nil {
-		return fmt.Errorf("tombstone %s: %w", name, err)
-	}
-	body, err := decodeRecordFile(r.fileMeta(), recordKindForget, id, b)
-	if err != nil {
-		return fmt.Errorf("tombstone %s: %w", name, err)
+		return fmt.Errorf("tombstone: %w", err)
 	}
 	var rec forgetRecord
 	if err := json.Unmarshal(body, &rec); err != nil || rec.V != forgetVersion || rec.ID != id {

@@ -244,10 +244,14 @@ func (r *Repository) markLive(ctx context.Context, without []string) (*idFilter,
 	if err != nil {
 		return nil, 0, fmt.Errorf("gc: %w", err)
 	}
+	skip := map[string]bool{}
+	for _, id := range without {
+		skip[id] = true
+	}
 	seen := map[ID]struct{}{}
 	marked := 0
 	for _, rp := range rps {
-		if slices.Contains(without, rp.ID) {
+		if skip[rp.ID] {
 			continue
 		}
 		marked++

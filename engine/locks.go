@@ -175,13 +175,9 @@ func (r *Repository) fillLocks(db pebble.Reader, rps ...*RestorePoint) error {
 // readLockFile reads and checks lock record id.
 func (r *Repository) readLockFile(ctx context.Context, id string) (lockRecord, error) {
 	var rec lockRecord
-	b, err := backend.Get(ctx, r.be, lockRecordName(id))
+	body, err := r.readRecord(ctx, lockRecordName(id), recordKindLock, id)
 	if err != nil {
-		return rec, fmt.Errorf("lock record %s: %w", id, err)
-	}
-	body, err := decodeRecordFile(r.fileMeta(), recordKindLock, id, b)
-	if err != nil {
-		return rec, fmt.Errorf("%s/%s%s: %w", dirLocks, id, recordExt, err)
+		return rec, err
 	}
 	if err := json.Unmarshal(body, &rec); err != nil || rec.V != lockVersion || rec.ID != id || !validRecordID(rec.RP) || rec.Until.IsZero() {
 		return rec, fmt.Errorf("%s/%s%s: %w: not a lock record of version %d", dirLocks, id, recordExt, ErrCorrupt, lockVersion)
@@ -251,10 +247,19 @@ func (r *Repository) reconcileLocks(ctx context.Context) error {
 		r.dirty.Store(true)
 	}
 	for _, l := range indexed {
-		if err := r.putLockFile(ctx, lockRecord{V: lockVersion, ID: l.id, RP: l.rp, Until: l.until, Set: time.Now().UTC().Truncate(time.Second)}); err != nil {
+		if err := r.restoreLockFile(ctx, l, "the index"); err != nil {
 			return err
 		}
-		r.log.Warn(fmt.Sprintf("lock %s of restore point %s (until %s) had no record file: written again from the index", l.id, l.rp, FormatTime(l.until)))
 	}
+	return nil
+}
+
+// restoreLockFile writes again the file of lock l, which an index holds
+// but the backend lacks (from: which index, for the log).
+func (r *Repository) restoreLockFile(ctx context.Context, l indexedLock, from string) error {
+	if err := r.putLockFile(ctx, lockRecord{V: lockVersion, ID: l.id, RP: l.rp, Until: l.until, Set: time.Now().UTC().Truncate(time.Second)}); err != nil {
+		return err
+	}
+	r.log.Warn(fmt.Sprintf("lock %s of restore point %s (until %s) had no record file: written again from %s", l.id, l.rp, FormatTime(l.until), from))
 	return nil
 }

@@ -45,7 +45,11 @@ func (r *Repository) ListRestorePoints(ctx context.Context, vm string) (_ []*Res
 	db, done := r.reader()
 	defer done()
 	if vm != "" {
-		return r.listRPs(db, vm)
+		rps, err := r.listRPs(db, vm)
+		if err != nil {
+			return nil, err
+		}
+		return rps, r.fillLocks(db, rps...)
 	}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{keyRP}, UpperBound: []byte{keyRP + 1}})
 	if err != nil {
@@ -66,6 +70,8 @@ func (r *Repository) ListRestorePoints(ctx context.Context, vm string) (_ []*Res
 	return out, r.fillLocks(db, out...)
 }
 
+// listRPs returns vm's restore points, oldest first, without their locks
+// (ListVMs counts them; ListRestorePoints fills the locks in).
 func (r *Repository) listRPs(db pebble.Reader, vm string) ([]*RestorePoint, error) {
 	prefix := rpPrefix(r.meta.vmPart(vm))
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
@@ -82,10 +88,7 @@ func (r *Repository) listRPs(db pebble.Reader, vm string) ([]*RestorePoint, erro
 		out = append(out, rp)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
-	if err := it.Error(); err != nil {
-		return nil, err
-	}
-	return out, r.fillLocks(db, out...)
+	return out, it.Error()
 }
 
 // Resolve finds a restore point by name: "VM@TIME", "VM@latest" or "VM"

@@ -164,11 +164,9 @@ func (r *Repository) saveOldLocks(ctx context.Context) {
 		if _, err := r.be.Stat(ctx, lockRecordName(l.id)); !errors.Is(err, backend.ErrNotExist) {
 			continue
 		}
-		if err := r.putLockFile(ctx, lockRecord{V: lockVersion, ID: l.id, RP: l.rp, Until: l.until, Set: time.Now().UTC().Truncate(time.Second)}); err != nil {
+		if err := r.restoreLockFile(ctx, l, "the old index"); err != nil {
 			r.log.Warn("a lock file missing could not be written again from the old index", "lock", l.id, "err", err)
-			continue
 		}
-		r.log.Warn(fmt.Sprintf("lock %s of restore point %s (until %s) had no record file: written again from the old index", l.id, l.rp, FormatTime(l.until)))
 	}
 }
 

@@ -99,19 +99,29 @@ func (r *Repository) writeRPFile(ctx context.Context, id string, rec []byte) err
 	return nil
 }
 
+// readRecord reads record file name, of kind for id, and returns its
+// checked (and opened, when sealed) body; errors name the file.
+func (r *Repository) readRecord(ctx context.Context, name string, kind byte, id string) ([]byte, error) {
+	b, err := backend.Get(ctx, r.be, name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	body, err := decodeRecordFile(r.fileMeta(), kind, id, b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return body, nil
+}
+
 // fileMeta seals record files: always with the repository's keys, whatever
 // the index version (r.meta, for the catalog, seals only from version 3).
 func (r *Repository) fileMeta() metaCrypt { return metaCrypt{k: r.keys} }
 
 // readRPFile reads and checks the record file of restore point id.
 func (r *Repository) readRPFile(ctx context.Context, id string) (*RestorePoint, []byte, error) {
-	b, err := backend.Get(ctx, r.be, rpRecordName(id))
+	body, err := r.readRecord(ctx, rpRecordName(id), recordKindRP, id)
 	if err != nil {
-		return nil, nil, fmt.Errorf("record of restore point %s: %w", id, err)
-	}
-	body, err := decodeRecordFile(r.fileMeta(), recordKindRP, id, b)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s/%s%s: %w", dirRPs, id, recordExt, err)
+		return nil, nil, err
 	}
 	rp, err := decodeRestorePoint(body, r.cfg.ChunkSize, r.cfg.PageEntries)
 	if err != nil {
