@@ -241,17 +241,22 @@ func (pf *packFiles) release(e *packFile) {
 }
 
 // forget drops a pack's cached Object (after repair stored the pack
-// again: an Object reads the version it opened).
+// again: an Object reads the version it opened; before gc deletes it: a
+// local file's space is freed when its last descriptor closes).
 func (pf *packFiles) forget(p PackID) {
 	pf.mu.Lock()
-	defer pf.mu.Unlock()
-	if e, ok := pf.files[p]; ok {
-		pf.order.Remove(e.elem)
-		delete(pf.files, p)
-		e.evicted = true
-		if e.refs == 0 {
-			e.o.Close()
-		}
+	e, ok := pf.files[p]
+	if !ok {
+		pf.mu.Unlock()
+		return
+	}
+	pf.order.Remove(e.elem)
+	delete(pf.files, p)
+	e.evicted = true
+	idle := e.refs == 0
+	pf.mu.Unlock()
+	if idle {
+		e.o.Close() // outside the lock: closing a deleted file frees its blocks
 	}
 }
 

@@ -45,3 +45,17 @@ func BlobAt(r *Repository, id ID) (string, int64, error) {
 	}
 	return packPath(r.dir, l.Pack), int64(l.Offset), nil
 }
+
+// IndexedPacks are the pack files the index of r names (tests).
+func IndexedPacks(r *Repository) (map[string]bool, error) {
+	db, release := r.reader()
+	defer release()
+	out := map[string]bool{}
+	err := scanSpace(db, keyPack, func(k, _ []byte) error {
+		var p PackID
+		copy(p[:], k[1:])
+		out[packPath(r.dir, p)] = true
+		return nil
+	})
+	return out, err
+}

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -23,9 +22,10 @@ import (
 // it is unused. It marks every page and chunk a restore point references
 // (locked ones included: they exist) in a Bloom filter, sums per pack the
 // stored bytes of the referenced blobs its index locations point into,
-// deletes the packs that hold none, and rewrites those whose unused share
-// is above MaxUnused: their referenced blobs are stored again through the
-// pack writer (new packs, new parity) and then the old packs are deleted.
+// deletes the packs that hold none, and rewrites the most-unused of the
+// others until the repository's unused share is at most MaxUnused
+// (planPacks): their referenced blobs are stored again through the pack
+// writer (new packs, new parity) and then the old packs are deleted.
 // The index changes before any file goes, so a kill at any moment leaves
 // either indexed packs (the next gc deletes them) or unindexed ones (the
 // next writer indexes them again as orphans); nothing referenced is ever
@@ -33,8 +33,9 @@ import (
 
 // GCOptions tune a gc.
 type GCOptions struct {
-	// MaxUnused is the share of unused bytes above which a pack that still
-	// holds referenced blobs is rewritten; default 0.05. 1 never rewrites.
+	// MaxUnused is the share of unused bytes the packs gc keeps may hold
+	// in all; packs above it are rewritten, most-unused first, until the
+	// whole is at or below it (planPacks). Default 0.05; 1 never rewrites.
 	MaxUnused float64
 	// DryRun computes and reports, and changes nothing.
 	DryRun bool
@@ -70,8 +71,9 @@ type GCReport struct {
 	PacksLeft       int     `json:"packs_left,omitempty"`
 	Quarantine      int     `json:"quarantine_removed,omitempty"`
 	Seconds         float64 `json:"seconds"`
-	// Phases are the seconds of each step: check, mark, plan, rewrite,
-	// unindex, publish, delete.
+	// Phases are the seconds of each step: check, mark, plan, unindex
+	// (the dropped packs; their deletion overlaps the rewrite), rewrite,
+	// publish (the rewritten packs leave the index), delete.
 	Phases map[string]float64 `json:"phase_seconds"`
 }
 
@@ -135,44 +137,62 @@ func (r *Repository) GC(ctx context.Context, o GCOptions) (rep *GCReport, err er
 	if err != nil {
 		return nil, err
 	}
-	var drop, rewrite []PackID
+	drop, rewrite := planPacks(packs, o.MaxUnused)
 	ratio := 1 + float64(r.cfg.Parity.Parity)/float64(r.cfg.Parity.Data)
-	for id, u := range packs {
-		switch {
-		case u.liveBlobs == 0:
-			drop = append(drop, id)
-			rep.ReclaimedBytes += int64(float64(u.rec.Size) * ratio)
-		case float64(u.blobBytes()-u.live) > o.MaxUnused*float64(u.blobBytes()):
-			rewrite = append(rewrite, id)
-			rep.BytesRewritten += u.live
-			rep.ReclaimedBytes += int64(float64(u.rec.Size-u.live) * ratio)
-		}
+	for _, id := range drop {
+		rep.ReclaimedBytes += int64(float64(packs[id].rec.Size) * ratio)
 	}
-	slices.SortFunc(drop, comparePackIDs)
-	slices.SortFunc(rewrite, comparePackIDs)
+	for _, id := range rewrite {
+		u := packs[id]
+		rep.BytesRewritten += u.live
+		rep.ReclaimedBytes += int64(float64(u.rec.Size-u.live) * ratio)
+	}
 	rep.PacksDeleted, rep.PacksRewritten = len(drop), len(rewrite)
 	rep.phase("plan", &t)
 	if o.DryRun {
 		rep.Seconds = time.Since(start).Seconds()
 		return rep, nil
 	}
-	if err := r.rewritePacks(ctx, rewrite, live); err != nil {
+	// The packs that hold nothing referenced leave the index first, and
+	// their deletion overlaps the rewrite when no reader holds an older
+	// index: freeing a local disk's space costs about as much as writing
+	// it.
+	if err := r.unindexPacks(ctx, drop, live); err != nil {
 		return nil, err
 	}
-	rep.phase("rewrite", &t)
-	gone := append(drop, rewrite...)
-	if err := r.unindexPacks(ctx, gone, live); err != nil {
-		return nil, err
+	if len(drop) > 0 {
+		if err := r.publish(); err != nil {
+			return nil, fmt.Errorf("gc: publish the index: %w", err)
+		}
+	}
+	dropped := make(chan error, 1)
+	later := drop
+	if len(drop) > 0 && r.waitOldReaders(ctx, 0) {
+		later = nil
+		go func() { dropped <- r.deletePacks(ctx, drop) }()
+	} else {
+		dropped <- nil
 	}
 	rep.phase("unindex", &t)
+	if err := r.rewritePacks(ctx, rewrite, live); err != nil {
+		return nil, errors.Join(err, <-dropped)
+	}
+	rep.phase("rewrite", &t)
+	if err := r.unindexPacks(ctx, rewrite, live); err != nil {
+		return nil, errors.Join(err, <-dropped)
+	}
 	if err := r.publish(); err != nil {
-		return nil, fmt.Errorf("gc: publish the index: %w", err)
+		return nil, errors.Join(fmt.Errorf("gc: publish the index: %w", err), <-dropped)
 	}
 	rep.phase("publish", &t)
-	if !r.waitOldReaders(ctx, o.ReaderWait) {
+	gone := append(later, rewrite...)
+	if len(gone) > 0 && !r.waitOldReaders(ctx, o.ReaderWait) {
 		r.log.Warn(fmt.Sprintf("gc: a reader still uses an older index after %v: the %d packs it may read stay in place until the next gc", o.ReaderWait, len(gone)))
 		rep.PacksLeft = len(gone)
 	} else if err := r.deletePacks(ctx, gone); err != nil {
+		return nil, errors.Join(err, <-dropped)
+	}
+	if err := <-dropped; err != nil {
 		return nil, err
 	}
 	rep.phase("delete", &t)
@@ -183,50 +203,69 @@ func (r *Repository) GC(ctx context.Context, o GCOptions) (rep *GCReport, err er
 	return rep, nil
 }
 
+// planPacks chooses the packs gc deletes (no referenced blob) and those
+// it rewrites. Like restic's prune, maxUnused bounds the unused share of
+// the whole repository, not of each pack: the packs whose own unused share
+// is above it are rewritten most-unused first, and only until the unused
+// bytes left in the kept packs are at most maxUnused of their blob bytes.
+// Rewriting a pack that is 6% unused to reclaim 6% of it costs as much I/O
+// as rewriting one that is 90% unused; the budget spends that I/O where it
+// frees the most. maxUnused 0 rewrites every pack with an unused byte.
+func planPacks(packs map[PackID]*packUse, maxUnused float64) (drop, rewrite []PackID) {
+	var candidates []PackID
+	var unused, stored int64 // over the packs that stay
+	for id, u := range packs {
+		if u.liveBlobs == 0 {
+			drop = append(drop, id)
+			continue
+		}
+		free := u.blobBytes() - u.live
+		unused += free
+		stored += u.blobBytes()
+		if float64(free) > maxUnused*float64(u.blobBytes()) {
+			candidates = append(candidates, id)
+		}
+	}
+	share := func(id PackID) float64 {
+		u := packs[id]
+		return float64(u.blobBytes()-u.live) / float64(max(u.blobBytes(), 1))
+	}
+	slices.SortFunc(candidates, func(a, b PackID) int {
+		if c := cmp.Compare(share(b), share(a)); c != 0 {
+			return c
+		}
+		return comparePackIDs(a, b)
+	})
+	for _, id := range candidates {
+		if float64(unused) <= maxUnused*float64(stored) {
+			break
+		}
+		u := packs[id]
+		rewrite = append(rewrite, id)
+		// The rewritten blobs stay, in new packs with no unused byte.
+		unused -= u.blobBytes() - u.live
+		stored -= u.blobBytes() - u.live
+	}
+	slices.SortFunc(drop, comparePackIDs)
+	slices.SortFunc(rewrite, comparePackIDs)
+	return drop, rewrite
+}
+
 // deletePacks deletes the files of packs no index names any more, each
 // sidecar before its pack, several packs at a time: a backend's Delete is
 // durable when it returns (a directory sync on a local disk), and those
 // waits overlap. What it does not delete, the next writer indexes again
 // and the next gc deletes.
 func (r *Repository) deletePacks(ctx context.Context, ids []PackID) error {
-	work := make(chan PackID)
-	var mu sync.Mutex
-	var errs []error
-	var wg sync.WaitGroup
-	for range min(8, len(ids)) {
-		wg.Go(func() {
-			for id := range work {
-				for _, name := range []string{parityName(id), packName(id)} {
-					if err := r.be.Delete(ctx, name); err != nil {
-						mu.Lock()
-						errs = append(errs, fmt.Errorf("gc: delete %s: %w (the next gc deletes it)", name, err))
-						mu.Unlock()
-						break
-					}
-				}
-				if err := fault(fpGCPackDeleted); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				}
+	return eachParallel(ctx, backendWidth, ids, func(id PackID) error {
+		r.files.forget(id)
+		for _, name := range []string{parityName(id), packName(id)} {
+			if err := r.be.Delete(ctx, name); err != nil {
+				return fmt.Errorf("gc: delete %s: %w (the next gc deletes it)", name, err)
 			}
-		})
-	}
-	for _, id := range ids {
-		mu.Lock()
-		failed := len(errs) > 0
-		mu.Unlock()
-		if failed || ctx.Err() != nil {
-			break
 		}
-		work <- id
-	}
-	close(work)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+		return fault(fpGCPackDeleted)
+	})
 }
 
 func comparePackIDs(a, b PackID) int { return strings.Compare(string(a[:]), string(b[:])) }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -224,26 +225,81 @@ func TestGCWaitsForOldReaders(t *testing.T) {
 	}
 }
 
+// mixedPacks makes a repository of two restore points of one VM, an hour
+// apart: old, 3 MiB of random bytes, and kept, the same with every third
+// chunk changed (its bytes are b), so forgetting old leaves every pack of
+// old's chunks a third unused. The writer w closes with the test.
+func mixedPacks(t *testing.T, seed uint64) (dir string, w *engine.Repository, old, kept *engine.RestorePoint, b []byte) {
+	t.Helper()
+	ctx := context.Background()
+	dir = enginetest.Init(t, gcOpts)
+	w = enginetest.Open(t, dir, engine.OpenOptions{Writable: true})
+	t.Cleanup(func() { w.Close() })
+	a := randomBytes(t, 3<<20, seed)
+	b = everyThirdChunk(a, seed+1)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	old, err := enginetest.ImportFiles(ctx, w, "vm", t0, writeTemp(t, a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept, err = enginetest.ImportFiles(ctx, w, "vm", t0.Add(time.Hour), writeTemp(t, b)); err != nil {
+		t.Fatal(err)
+	}
+	return dir, w, old, kept, b
+}
+
+// TestReaderFollowsBlobsGCMoved: a reader looked a blob up in an older
+// index and then refreshed (so holds no older index), and gc deleted the
+// pack the lookup named. The reader refreshes and finds the blob where gc
+// moved it, instead of failing the read. (The test deletes the packs a
+// reader-waiting gc left, as that gc would have once the reader let go.)
+func TestReaderFollowsBlobsGCMoved(t *testing.T) {
+	ctx := context.Background()
+	dir, w, old, kept, b := mixedPacks(t, 8)
+	reader := enginetest.Open(t, dir, engine.OpenOptions{})
+	defer reader.Close()
+	if err := w.Forget(ctx, []*engine.RestorePoint{old}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := w.GC(ctx, engine.GCOptions{MaxUnused: 1e-9, ReaderWait: -1})
+	if err != nil || rep.PacksRewritten == 0 || rep.PacksLeft == 0 {
+		t.Fatalf("gc: %+v %v, want packs rewritten and left for the reader", rep, err)
+	}
+	indexed, err := engine.IndexedPacks(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*", "*.pack"))
+	gone := 0
+	for _, p := range packs {
+		if !indexed[p] {
+			gone++
+			for _, f := range []string{p, strings.TrimSuffix(p, ".pack") + ".par"} {
+				if err := os.Remove(f); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if gone == 0 {
+		t.Fatal("no pack left to delete")
+	}
+	rp, err := reader.Resolve(ctx, kept.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, reader, rp, 0); !bytes.Equal(got, b) {
+		t.Fatal("the kept point reads back different")
+	}
+}
+
 // TestGCRepairsWhatItKeeps: a referenced blob that gc must move out of a
 // pack it replaces fails its CRC (a flipped bit): gc rebuilds it from
 // parity instead of copying the damage, and the kept point reads back
 // byte-exact from the new packs after the old one is gone.
 func TestGCRepairsWhatItKeeps(t *testing.T) {
 	ctx := context.Background()
-	dir := enginetest.Init(t, gcOpts)
-	w := enginetest.Open(t, dir, engine.OpenOptions{Writable: true})
-	defer w.Close()
-	a := randomBytes(t, 3<<20, 11)
-	b := everyThirdChunk(a, 12)
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	old, err := enginetest.ImportFiles(ctx, w, "vm", t0, writeTemp(t, a))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kept, err := enginetest.ImportFiles(ctx, w, "vm", t0.Add(time.Hour), writeTemp(t, b))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, w, old, kept, b := mixedPacks(t, 11)
 	if err := w.Forget(ctx, []*engine.RestorePoint{old}); err != nil {
 		t.Fatal(err)
 	}

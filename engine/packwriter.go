@@ -33,6 +33,8 @@ type packWriter struct {
 	// a fresh buffer of tens of MiB costs a page fault per 4 KiB on its
 	// first write, more than the copy into it.
 	bodies chan []byte
+	// parBuf is the last sidecar's buffer, for the next (seal only).
+	parBuf []byte
 
 	mu      sync.Mutex
 	pending map[ID]struct{}
@@ -283,7 +285,7 @@ func (pw *packWriter) seal(p *openPack) error {
 	}
 	c := r.cfg
 	data, footer := sealPack(p.body, p.entries, c.Parity.ShardSize, c.Parity.Data, c.Parity.Parity)
-	par, err := buildParity(data[:footer.DataLen], footer.TableOff, footer.ShardSums, c.Parity.ShardSize, c.Parity.Data, c.Parity.Parity)
+	par, err := buildParityInto(pw.parBuf, data[:footer.DataLen], footer.TableOff, footer.ShardSums, c.Parity.ShardSize, c.Parity.Data, c.Parity.Parity)
 	if err != nil {
 		return fmt.Errorf("seal pack %s: %w", id, err)
 	}
@@ -294,6 +296,7 @@ func (pw *packWriter) seal(p *openPack) error {
 	if err := fault(fpPackStored); err != nil {
 		return fmt.Errorf("write pack %s: %w", id, err)
 	}
+	pw.parBuf = par // stored when PutBytes returns: the next seal reuses it
 	if err := backend.PutBytes(ctx, r.be, parityName(id), par); err != nil {
 		pw.unstore(ctx, id)
 		return fmt.Errorf("write parity of pack %s: %w", id, err)

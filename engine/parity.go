@@ -38,38 +38,53 @@ func (p *parityInfo) stripes() int {
 
 // buildParity computes the sidecar for a pack's data region.
 func buildParity(data []byte, tableOff uint64, dataSums []uint32, shardSize, k, m int) ([]byte, error) {
+	return buildParityInto(nil, data, tableOff, dataSums, shardSize, k, m)
+}
+
+// buildParityInto is buildParity writing into dst's storage when it is
+// large enough (the pack writer reuses one sidecar buffer). The parity is
+// encoded in place, in the sidecar's own layout: a sealed pack touches no
+// memory beyond its sidecar.
+func buildParityInto(dst, data []byte, tableOff uint64, dataSums []uint32, shardSize, k, m int) ([]byte, error) {
 	nData := len(dataSums)
 	nStripes := (nData + k - 1) / k
-	out := make([]byte, parityHeaderSize, parityHeaderSize+4*(nData+nStripes*m)+nStripes*m*shardSize)
-	for _, s := range dataSums {
-		out = binary.LittleEndian.AppendUint32(out, s)
+	nParity := nStripes * m
+	shardsAt := parityHeaderSize + 4*(nData+nParity)
+	size := shardsAt + nParity*shardSize
+	out := dst[:0]
+	if cap(out) < size {
+		out = make([]byte, size)
 	}
-	if m == 0 {
-		return finishParityHeader(out, k, m, shardSize, uint64(len(data)), tableOff, nData, 0), nil
+	out = out[:size]
+	clear(out[:parityHeaderSize])
+	for i, s := range dataSums {
+		binary.LittleEndian.PutUint32(out[parityHeaderSize+4*i:], s)
 	}
-	enc, err := reedsolomon.New(k, m)
-	if err != nil {
-		return nil, fmt.Errorf("reed-solomon %d+%d: %w", k, m, err)
-	}
-	parity := make([]byte, nStripes*m*shardSize)
-	shards := make([][]byte, k+m)
-	pad := make([][]byte, k)
-	for s := range nStripes {
-		for i := range k {
-			shards[i] = dataShard(data, s*k+i, shardSize, &pad[i])
+	if m > 0 {
+		enc, err := reedsolomon.New(k, m)
+		if err != nil {
+			return nil, fmt.Errorf("reed-solomon %d+%d: %w", k, m, err)
 		}
-		for j := range m {
-			shards[k+j] = parity[(s*m+j)*shardSize : (s*m+j+1)*shardSize]
+		parity := out[shardsAt:]
+		shards := make([][]byte, k+m)
+		pad := make([][]byte, k)
+		for s := range nStripes {
+			for i := range k {
+				shards[i] = dataShard(data, s*k+i, shardSize, &pad[i])
+			}
+			for j := range m {
+				shards[k+j] = parity[(s*m+j)*shardSize : (s*m+j+1)*shardSize]
+			}
+			if err := enc.Encode(shards); err != nil {
+				return nil, fmt.Errorf("reed-solomon encode: %w", err)
+			}
 		}
-		if err := enc.Encode(shards); err != nil {
-			return nil, fmt.Errorf("reed-solomon encode: %w", err)
+		sums := out[parityHeaderSize+4*nData:]
+		for i := range nParity {
+			binary.LittleEndian.PutUint32(sums[4*i:], crc32.Checksum(parity[i*shardSize:(i+1)*shardSize], crcTable))
 		}
 	}
-	for i := range nStripes * m {
-		out = binary.LittleEndian.AppendUint32(out, crc32.Checksum(parity[i*shardSize:(i+1)*shardSize], crcTable))
-	}
-	out = append(out, parity...)
-	return finishParityHeader(out, k, m, shardSize, uint64(len(data)), tableOff, nData, nStripes*m), nil
+	return finishParityHeader(out, k, m, shardSize, uint64(len(data)), tableOff, nData, nParity), nil
 }
 
 // dataShard returns shard i of data, zero-padded to shardSize in *pad when

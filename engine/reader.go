@@ -28,16 +28,12 @@ func (r *Repository) lookup(id ID) (location, error) {
 // stored bytes are rebuilt in memory from parity when it can (with a
 // warning); damage beyond parity is ErrCorrupt.
 func (r *Repository) loadBlob(ctx context.Context, id ID, dst []byte) ([]byte, location, error) {
-	l, err := r.lookup(id)
-	if err != nil {
-		return nil, l, err
-	}
 	// A load is shared by every reader of the blob (chunk, page): one
 	// reader giving up must not fail the others.
 	ctx = context.WithoutCancel(ctx)
-	f, release, err := r.files.get(ctx, l.Pack)
+	l, f, release, err := r.openBlobPack(ctx, id)
 	if err != nil {
-		return nil, l, fmt.Errorf("chunk %s: %w", id.Short(), err)
+		return nil, l, err
 	}
 	sp := r.storedBufs.Get().(*[]byte)
 	defer r.storedBufs.Put(sp)
@@ -59,6 +55,32 @@ func (r *Repository) loadBlob(ctx context.Context, id ID, dst []byte) ([]byte, l
 		return r.loadDamagedBlob(ctx, id, l, dst, fmt.Errorf("pack %s: %w", l.Pack, err))
 	}
 	return out, l, nil
+}
+
+// openBlobPack looks blob id up and opens the pack that holds it. A
+// reader whose pack is gone may have looked it up in an index a gc has
+// since replaced (gc deletes a pack once no reader holds an older index,
+// and a reader that refreshed between its lookup and its open holds none):
+// it refreshes its index and looks again, as long as the blob moves.
+func (r *Repository) openBlobPack(ctx context.Context, id ID) (location, backend.Object, func(), error) {
+	for attempt := 0; ; attempt++ {
+		l, err := r.lookup(id)
+		if err != nil {
+			return l, nil, nil, err
+		}
+		f, release, err := r.files.get(ctx, l.Pack)
+		if err == nil {
+			return l, f, release, nil
+		}
+		if !r.writable && errors.Is(err, backend.ErrNotExist) && attempt < 3 {
+			if _, rerr := r.Refresh(ctx); rerr == nil {
+				if l2, lerr := r.lookup(id); lerr == nil && l2.Pack != l.Pack {
+					continue
+				}
+			}
+		}
+		return l, nil, nil, fmt.Errorf("chunk %s: %w", id.Short(), err)
+	}
 }
 
 // chunk returns a decoded chunk from the cache or the pack, held for the

@@ -17,11 +17,12 @@ func init() {
 			Usage: "reclaim the space of chunks no restore point references",
 			Description: "gc marks every chunk and manifest page a restore point references (locked ones\n" +
 				"included), deletes the packs that hold none of them, and rewrites, with new parity,\n" +
-				"the packs whose unused share is above --max-unused. It holds the writer lock from\n" +
+				"the most-unused packs until at most --max-unused of what stays is unused (as restic's\n" +
+				"prune does: the share is of the whole repository). It holds the writer lock from\n" +
 				"start to end: a backup or import waits for it (--lock-wait) or fails at once.\n" +
 				"A kill at any moment leaves a repository that verifies; the next gc finishes the job.",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "max-unused", Value: "5%", Usage: "rewrite a pack when more than `SHARE` of it is unused (0% to 100%; 100% never rewrites)"},
+				&cli.StringFlag{Name: "max-unused", Value: "5%", Usage: "rewrite packs until at most `SHARE` of the kept packs' bytes are unused (0% to 100%; 0% rewrites every pack with an unused byte, 100% none)"},
 				&cli.BoolFlag{Name: "dry-run", Usage: "say what would be reclaimed, change nothing"},
 				&cli.DurationFlag{Name: "reader-wait", Value: time.Minute, Usage: "how long to wait for readers of an older index (a mount) before leaving the packs they may read for the next gc (0: do not wait)"},
 				&cli.DurationFlag{Name: "empty-quarantine", Usage: "also delete what writers set aside in quarantine/ more than `AGE` ago, such as 336h (default: keep it; 'ahvfs verify' lists it)"},
