@@ -228,14 +228,22 @@ func pagesFor(size int64, chunkSize, pageEntries int) int {
 
 // decodePage parses a manifest page: a run of chunk IDs.
 func decodePage(b []byte, pageEntries int) ([]ID, error) {
-	if len(b) == 0 || len(b)%IDSize != 0 || len(b)/IDSize > pageEntries {
-		return nil, fmt.Errorf("%w: manifest page of %d bytes", ErrCorrupt, len(b))
+	if err := checkPage(b, pageEntries); err != nil {
+		return nil, err
 	}
 	ids := make([]ID, len(b)/IDSize)
 	for i := range ids {
 		copy(ids[i][:], b[i*IDSize:])
 	}
 	return ids, nil
+}
+
+// checkPage checks the length of a decoded manifest page.
+func checkPage(b []byte, pageEntries int) error {
+	if len(b) == 0 || len(b)%IDSize != 0 || len(b)/IDSize > pageEntries {
+		return fmt.Errorf("%w: manifest page of %d bytes", ErrCorrupt, len(b))
+	}
+	return nil
 }
 
 func encodePage(ids []ID) []byte {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -174,7 +175,7 @@ func (r *Repository) GC(ctx context.Context, o GCOptions) (rep *GCReport, err er
 		dropped <- nil
 	}
 	rep.phase("unindex", &t)
-	if err := r.rewritePacks(ctx, rewrite, live); err != nil {
+	if err := r.rewritePacks(ctx, rewrite, packs, live); err != nil {
 		return nil, errors.Join(err, <-dropped)
 	}
 	rep.phase("rewrite", &t)
@@ -268,7 +269,7 @@ func (r *Repository) deletePacks(ctx context.Context, ids []PackID) error {
 	})
 }
 
-func comparePackIDs(a, b PackID) int { return strings.Compare(string(a[:]), string(b[:])) }
+func comparePackIDs(a, b PackID) int { return bytes.Compare(a[:], b[:]) }
 
 // markLive adds every page and chunk ID the restore points reference to
 // a filter sized from the index (except the points of without). A page
@@ -289,6 +290,7 @@ func (r *Repository) markLive(ctx context.Context, without []string) (*idFilter,
 	}
 	seen := map[ID]struct{}{}
 	marked := 0
+	var buf []byte
 	for _, rp := range rps {
 		if skip[rp.ID] {
 			continue
@@ -304,12 +306,17 @@ func (r *Repository) markLive(ctx context.Context, without []string) (*idFilter,
 					continue
 				}
 				seen[pid] = struct{}{}
-				ids, err := r.page(ctx, pid)
-				if err != nil {
-					return nil, 0, fmt.Errorf("gc: restore point %s %s: %w; nothing was removed ('ahvfs verify --read-data' says more)", rp.Name(), d.Name(), err)
+				// Straight from the decoded bytes into one reused buffer:
+				// no page cache, no []ID per page.
+				b, _, err := r.loadBlob(ctx, pid, buf)
+				if err == nil {
+					buf, err = b, checkPage(b, r.cfg.PageEntries)
 				}
-				for _, id := range ids {
-					if !id.IsZero() {
+				if err != nil {
+					return nil, 0, fmt.Errorf("gc: restore point %s %s: manifest page: %w; nothing was removed ('ahvfs verify --read-data' says more)", rp.Name(), d.Name(), err)
+				}
+				for off := 0; off < len(b); off += IDSize {
+					if id := ID(b[off : off+IDSize]); !id.IsZero() {
 						live.add(id)
 					}
 				}
@@ -384,11 +391,36 @@ func scanSpace(db pebble.Reader, space byte, fn func(k, v []byte) error) error {
 // rewritePacks stores the referenced blobs of the packs again, through the
 // pack writer (new packs and sidecars, whose seal points the blobs' index
 // locations at them), and waits until they are durable and indexed.
-func (r *Repository) rewritePacks(ctx context.Context, ids []PackID, live *idFilter) error {
-	if len(ids) == 0 {
-		return nil
+func (r *Repository) rewritePacks(ctx context.Context, ids []PackID, packs map[PackID]*packUse, live *idFilter) error {
+	// In groups of at most rewriteGroupBlobs blobs, one index scan each:
+	// what gc holds while it rewrites stays bounded however much it
+	// rewrites.
+	for len(ids) > 0 {
+		n, blobs, keep := 0, 0, 0
+		for n < len(ids) && (n == 0 || blobs+int(packs[ids[n]].rec.Blobs) <= rewriteGroupBlobs) {
+			blobs += int(packs[ids[n]].rec.Blobs)
+			keep += packs[ids[n]].liveBlobs
+			n++
+		}
+		if err := r.rewriteGroup(ctx, ids[:n], keep, live); err != nil {
+			return err
+		}
+		ids = ids[n:]
 	}
-	set := map[PackID]bool{}
+	if err := r.pw.flush(ctx); err != nil {
+		return fmt.Errorf("gc: store the kept blobs: %w", err)
+	}
+	return fault(fpGCRewritten)
+}
+
+// rewriteGroupBlobs bounds the blobs of the packs one rewriteGroup reads:
+// 2^18 locations of ~80 bytes each.
+const rewriteGroupBlobs = 1 << 18
+
+// rewriteGroup stores again the referenced blobs of packs ids, about keep
+// of them.
+func (r *Repository) rewriteGroup(ctx context.Context, ids []PackID, keep int, live *idFilter) error {
+	set := make(map[PackID]bool, len(ids))
 	for _, id := range ids {
 		set[id] = true
 	}
@@ -396,7 +428,7 @@ func (r *Repository) rewritePacks(ctx context.Context, ids []PackID, live *idFil
 		id  ID
 		loc location
 	}
-	var blobs []blob
+	blobs := make([]blob, 0, keep)
 	err := scanSpace(r.db, keyChunk, func(k, v []byte) error {
 		l, err := decodeLocation(v)
 		if err != nil {
@@ -425,10 +457,7 @@ func (r *Repository) rewritePacks(ctx context.Context, ids []PackID, live *idFil
 			return err
 		}
 	}
-	if err := r.pw.flush(ctx); err != nil {
-		return fmt.Errorf("gc: store the kept blobs: %w", err)
-	}
-	return fault(fpGCRewritten)
+	return nil
 }
 
 // keepBlob stores blob id, located at l in a pack gc replaces, again: its

@@ -214,6 +214,13 @@ func (pw *packWriter) newPack() *openPack {
 	return p
 }
 
+// maxPackBlobs bounds the blobs of one pack. Real chunks (64 KiB to 8 MiB,
+// compressed) fill a pack by size at a few thousand; chunks that are
+// nearly all zeros compress a thousandfold and would put a million blobs
+// in one pack, with a table of tens of MiB that every seal, rewrite and
+// verify of it holds in memory.
+var maxPackBlobs = 1 << 14 // set by a test
+
 // fill appends blobs to the open pack and hands full packs to the sealer.
 func (pw *packWriter) fill() {
 	cur := pw.newPack()
@@ -226,7 +233,7 @@ func (pw *packWriter) fill() {
 			pw.sealq <- sealMsg{flush: m.flush}
 			continue
 		}
-		if int64(len(cur.body)+len(m.data)) > pw.r.cfg.PackSize && len(cur.entries) > 0 {
+		if len(cur.entries) > 0 && (int64(len(cur.body)+len(m.data)) > pw.r.cfg.PackSize || len(cur.entries) >= maxPackBlobs) {
 			pw.sealq <- sealMsg{pack: cur}
 			cur = pw.newPack()
 		}

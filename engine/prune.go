@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/ahvfs/ahvfs/engine/retention"
@@ -11,7 +12,8 @@ import (
 
 // PruneOptions choose what a prune considers and keeps.
 type PruneOptions struct {
-	// VMs are globs (path.Match) on VM names; empty: every VM.
+	// VMs are globs (path.Match, but '*' and '?' match '/' too) on VM
+	// names; empty: every VM.
 	VMs []string
 	// Policy is applied to each VM's restore points on its own.
 	Policy retention.Policy
@@ -86,12 +88,16 @@ func (r *Repository) PlanPrune(ctx context.Context, o PruneOptions) (*PrunePlan,
 }
 
 // matchesAny reports whether name matches one of globs (or globs is empty).
+// A VM name is no path: '*' and '?' match '/' too ("db/*" and "*" both
+// match "db/prod"), so both sides trade '/' for a byte path.Match treats
+// as any other.
 func matchesAny(globs []string, name string) bool {
 	if len(globs) == 0 {
 		return true
 	}
+	flat := func(s string) string { return strings.ReplaceAll(s, "/", "\x00") }
 	for _, g := range globs {
-		if ok, _ := path.Match(g, name); ok {
+		if ok, _ := path.Match(flat(g), flat(name)); ok {
 			return true
 		}
 	}

@@ -21,7 +21,7 @@ func init() {
 				"kept. Every restore point is self-contained, so removing the one an incremental was\n" +
 				"taken against never breaks it. 'ahvfs gc' then reclaims the space.",
 			Flags: []cli.Flag{
-				&cli.StringSliceFlag{Name: "vm", Usage: "only VMs whose name matches `GLOB` (repeatable; default every VM)"},
+				&cli.StringSliceFlag{Name: "vm", Usage: "only VMs whose name matches `GLOB` (* and ? match any character, / too; repeatable; default every VM)"},
 				&cli.IntFlag{Name: "keep-last", Usage: "keep the `N` newest"},
 				&cli.IntFlag{Name: "keep-hourly", Usage: "keep the newest of each of the `N` most recent hours that have one"},
 				&cli.IntFlag{Name: "keep-daily", Usage: "… of the `N` most recent days"},
@@ -52,7 +52,9 @@ func init() {
 				if p.Empty() {
 					return usagef("prune: give at least one --keep-* rule (a prune without one would remove every restore point that is not locked)")
 				}
-				r, err := openRepo(c.Context, c, env, true)
+				// A dry run only reads: it does not wait for a backup's lock.
+				dry := c.Bool("dry-run")
+				r, err := openRepo(c.Context, c, env, !dry)
 				if err != nil {
 					return err
 				}
@@ -61,7 +63,6 @@ func init() {
 				if err != nil {
 					return err
 				}
-				dry := c.Bool("dry-run")
 				var reclaim int64
 				if dry {
 					// What gc would reclaim once these points are gone.

@@ -128,6 +128,12 @@ func TestPruneMatchesPolicy(t *testing.T) {
 	for _, ts := range hist {
 		total += len(ts)
 	}
+	// The dry runs only read: they run while a writer (a backup) holds
+	// the repository's lock.
+	busy, err := engine.Open(context.Background(), repo, engine.OpenOptions{Writable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		flags []string
 		p     retention.Policy
@@ -159,6 +165,7 @@ func TestPruneMatchesPolicy(t *testing.T) {
 			}
 		}
 	}
+	busy.Close()
 	if out := mustCLI(t, "list", "--repo", repo, "--json"); strings.Count(out, `"name"`) != total {
 		t.Fatalf("a dry run removed restore points")
 	}

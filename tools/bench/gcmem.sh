@@ -3,7 +3,8 @@
 # and of a real `ahvfs gc` on a repository of CHUNKS distinct chunks
 # (default 5 million), against the 300 MiB target.
 #
-#   tools/bench/gcmem.sh            (CHUNKS=5000000; KEEP=1 keeps the work directory)
+#   tools/bench/gcmem.sh            (CHUNKS=5000000; KEEP=1 keeps the work directory,
+#                                    with repo-before, the repository before gc)
 #
 # The repository comes from tools/bench/synthrepo: real chunks, packs,
 # parity and index entries, each chunk 64 KiB of a counter and zeros (S2
@@ -26,6 +27,7 @@ read -r secs rss < "$work/time"
 printf 'built in %s s (peak RSS %s MiB); repository %s MiB, index %s MiB\n' "$secs" $((rss / 1024)) \
   "$(du -sm "$repo" | cut -f1)" "$(du -sm "$repo/index" | cut -f1)"
 bin/ahvfs forget --repo "$repo" synth@2026-01-01T01:00:00Z > /dev/null
+if [ -n "${KEEP:-}" ]; then cp -a "$repo" "$work/repo-before"; sync; fi
 
 measure() { # label, command...: seconds and peak RSS
   /usr/bin/time -f "%e %M" -o "$work/time" "${@:2}" > "$work/last.json"
