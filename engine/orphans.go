@@ -10,7 +10,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/ahvfs/ahvfs/engine/backend"
 	"github.com/cockroachdb/pebble/v2"
@@ -70,40 +69,12 @@ func (r *Repository) sweepOrphans(ctx context.Context) error {
 }
 
 // adoptOrphans runs adoptOrphan on every orphan, several at a time (reading
-// and decoding packs is most of a rebuilt index's time); it returns the
-// first error after every started adoption has ended.
+// and decoding packs is most of a rebuilt index's time); after an error it
+// starts no more, and returns once every started adoption has ended.
 func (r *Repository) adoptOrphans(ctx context.Context, orphans []*orphan) error {
-	work := make(chan *orphan)
-	errs := make(chan error, 1)
-	var wg sync.WaitGroup
-	for range min(r.workers, 8, len(orphans)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for o := range work {
-				if err := r.adoptOrphan(ctx, o); err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-				}
-			}
-		}()
-	}
-	for _, o := range orphans {
-		if len(errs) > 0 {
-			break
-		}
-		work <- o
-	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
-	}
+	return eachParallel(ctx, min(r.workers, 8), orphans, func(o *orphan) error {
+		return r.adoptOrphan(ctx, o)
+	})
 }
 
 // findOrphans lists the pack IDs in packs/ that the index has no `k`

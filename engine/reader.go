@@ -127,22 +127,17 @@ func (r *Repository) page(ctx context.Context, id ID) ([]ID, error) {
 		return p, nil
 	}
 	return r.pages.flight.do(id, func() ([]ID, error) {
-		ids, err := r.readPage(ctx, id)
+		b, _, err := r.loadBlob(ctx, id, nil)
+		if err != nil {
+			return nil, fmt.Errorf("manifest page: %w", err)
+		}
+		ids, err := decodePage(b, r.cfg.PageEntries)
 		if err != nil {
 			return nil, err
 		}
 		r.pages.lru.add(id, ids)
 		return ids, nil
 	})
-}
-
-// readPage loads and decodes a manifest page, bypassing the page cache.
-func (r *Repository) readPage(ctx context.Context, id ID) ([]ID, error) {
-	b, _, err := r.loadBlob(ctx, id, nil)
-	if err != nil {
-		return nil, fmt.Errorf("manifest page: %w", err)
-	}
-	return decodePage(b, r.cfg.PageEntries)
 }
 
 // diskChunkIDs expands a disk's manifest into its chunk IDs.
