@@ -52,6 +52,10 @@ type InitOptions struct {
 	// Backend receives config.json (default nil: a backend.Local of the
 	// repository directory); see OpenOptions.Backend.
 	Backend backend.Backend
+	// Remote: Backend is shared (see OpenOptions.Remote); dir is the base
+	// of this host's caches, and the index goes to its subdirectory named
+	// by the new repository's ID.
+	Remote bool
 }
 
 // maxChunkSize is the largest chunk size a repository may have.
@@ -183,4 +187,9 @@ func newRepoID() string {
 		panic(err)
 	}
 	return hex.EncodeToString(b[:])
+}
+
+// ReadConfig reads and checks the config.json of the repository in be.
+func ReadConfig(ctx context.Context, be backend.Backend) (*Config, error) {
+	return loadConfig(ctx, be, be.String())
 }

@@ -1,6 +1,9 @@
 package engine
 
-import "path/filepath"
+import (
+	"path/filepath"
+	"time"
+)
 
 // packPath is the file of pack p in the repository directory dir, as a
 // backend.Local keeps it (tests).
@@ -58,4 +61,20 @@ func IndexedPacks(r *Repository) (map[string]bool, error) {
 		return nil
 	})
 	return out, err
+}
+
+// SetRemoteRefreshEvery sets how often a shared repository's reader lists
+// the backend on Refresh, until the returned function is called (tests).
+func SetRemoteRefreshEvery(d time.Duration) (restore func()) {
+	old := remoteRefreshEvery
+	remoteRefreshEvery = d
+	return func() { remoteRefreshEvery = old }
+}
+
+// SetLockTimes sets the refresh interval and staleness of lock objects,
+// until the returned function is called (tests).
+func SetLockTimes(refresh, stale time.Duration) (restore func()) {
+	r, s := lockRefresh, lockStale
+	lockRefresh, lockStale = refresh, stale
+	return func() { lockRefresh, lockStale = r, s }
 }

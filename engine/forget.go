@@ -95,38 +95,9 @@ func (r *Repository) Forget(ctx context.Context, rps []*RestorePoint) (err error
 func (r *Repository) finishForgets(ctx context.Context, ids []string) error {
 	b := r.db.NewIndexedBatch()
 	defer b.Close()
-	var files []string
-	for _, id := range ids {
-		locks, err := r.locksOf(b, id)
-		if err != nil {
-			return err
-		}
-		for _, l := range locks {
-			if err := b.Delete(lockKey(l.rp, l.id), nil); err != nil {
-				return err
-			}
-			files = append(files, lockRecordName(l.id))
-		}
-		files = append(files, rpRecordName(id))
-		key, err := getValue(b, rpIDKey(id))
-		switch {
-		case errors.Is(err, ErrNotFound):
-			continue
-		case err != nil:
-			return err
-		}
-		if len(key) < 10 || key[0] != keyRP {
-			return fmt.Errorf("%w: the index entry of restore point %s names key %x; run 'ahvfs repair index'", ErrCorrupt, id, key)
-		}
-		if err := b.Delete(key, nil); err != nil {
-			return err
-		}
-		if err := b.Delete(rpIDKey(id), nil); err != nil {
-			return err
-		}
-		if err := r.dropVMIfEmpty(b, key[1:len(key)-9]); err != nil {
-			return err
-		}
+	files, err := r.unindexRPs(b, ids)
+	if err != nil {
+		return err
 	}
 	if b.Count() > 0 {
 		if err := b.Commit(pebble.Sync); err != nil {
@@ -157,6 +128,46 @@ func (r *Repository) finishForgets(ctx context.Context, ids []string) error {
 		}
 		return nil
 	})
+}
+
+// unindexRPs removes restore points ids from the index through b: their
+// records, ID entries and locks, and the VM record of a VM left without
+// points. It returns the names of their record and lock files.
+func (r *Repository) unindexRPs(b *pebble.Batch, ids []string) ([]string, error) {
+	var files []string
+	for _, id := range ids {
+		locks, err := r.locksOf(b, id)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range locks {
+			if err := b.Delete(lockKey(l.rp, l.id), nil); err != nil {
+				return nil, err
+			}
+			files = append(files, lockRecordName(l.id))
+		}
+		files = append(files, rpRecordName(id))
+		key, err := getValue(b, rpIDKey(id))
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue
+		case err != nil:
+			return nil, err
+		}
+		if len(key) < 10 || key[0] != keyRP {
+			return nil, fmt.Errorf("%w: the index entry of restore point %s names key %x; run 'ahvfs repair index'", ErrCorrupt, id, key)
+		}
+		if err := b.Delete(key, nil); err != nil {
+			return nil, err
+		}
+		if err := b.Delete(rpIDKey(id), nil); err != nil {
+			return nil, err
+		}
+		if err := r.dropVMIfEmpty(b, key[1:len(key)-9]); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
 }
 
 // dropVMIfEmpty deletes the VM record of vm (its index form) when b holds

@@ -58,20 +58,23 @@ type GCOptions struct {
 
 // GCReport says what a gc found and did (or would do, in a dry run).
 type GCReport struct {
-	DryRun          bool    `json:"dry_run"`
-	RestorePoints   int     `json:"restore_points"`
-	Packs           int     `json:"packs"`
-	Blobs           int64   `json:"blobs"`            // indexed blobs (chunks and pages)
-	UnusedBlobs     int64   `json:"unused_blobs"`     // of them, referenced by no restore point
-	StoredBytes     int64   `json:"stored_bytes"`     // bytes of the packs' blobs
-	ReferencedBytes int64   `json:"referenced_bytes"` // of them, blobs a restore point references
-	PacksDeleted    int     `json:"packs_deleted"`
-	PacksRewritten  int     `json:"packs_rewritten"`
-	BytesRewritten  int64   `json:"bytes_rewritten"` // referenced bytes copied into new packs
-	ReclaimedBytes  int64   `json:"reclaimed_bytes"` // pack and sidecar bytes freed (estimated in a dry run)
-	PacksLeft       int     `json:"packs_left,omitempty"`
-	Quarantine      int     `json:"quarantine_removed,omitempty"`
-	Seconds         float64 `json:"seconds"`
+	DryRun          bool  `json:"dry_run"`
+	RestorePoints   int   `json:"restore_points"`
+	Packs           int   `json:"packs"`
+	Blobs           int64 `json:"blobs"`            // indexed blobs (chunks and pages)
+	UnusedBlobs     int64 `json:"unused_blobs"`     // of them, referenced by no restore point
+	StoredBytes     int64 `json:"stored_bytes"`     // bytes of the packs' blobs
+	ReferencedBytes int64 `json:"referenced_bytes"` // of them, blobs a restore point references
+	PacksDeleted    int   `json:"packs_deleted"`
+	PacksRewritten  int   `json:"packs_rewritten"`
+	BytesRewritten  int64 `json:"bytes_rewritten"` // referenced bytes copied into new packs
+	ReclaimedBytes  int64 `json:"reclaimed_bytes"` // pack and sidecar bytes freed (estimated in a dry run)
+	PacksLeft       int   `json:"packs_left,omitempty"`
+	Quarantine      int   `json:"quarantine_removed,omitempty"`
+	// UploadsAborted are multipart uploads older than a day that killed
+	// processes left in an object store (S3).
+	UploadsAborted int     `json:"uploads_aborted,omitempty"`
+	Seconds        float64 `json:"seconds"`
 	// Phases are the seconds of each step: check, mark, plan, unindex
 	// (the dropped packs; their deletion overlaps the rewrite), rewrite,
 	// publish (the rewritten packs leave the index), delete.
@@ -100,6 +103,9 @@ func (r *Repository) GC(ctx context.Context, o GCOptions) (rep *GCReport, err er
 	defer r.guardIndex(&err, "gc")
 	if !r.writable && !o.DryRun {
 		return nil, fmt.Errorf("gc: %w", ErrReadOnly)
+	}
+	if r.remote && !r.exclusive && !o.DryRun {
+		return nil, errors.New("gc: a shared repository must be opened with its exclusive lock (OpenOptions.Exclusive)")
 	}
 	if len(o.Without) > 0 && !o.DryRun {
 		return nil, errors.New("gc: Without is only for a dry run")
@@ -200,9 +206,27 @@ func (r *Repository) GC(ctx context.Context, o GCOptions) (rep *GCReport, err er
 	if rep.Quarantine, err = r.emptyQuarantine(ctx, o.QuarantineAge); err != nil {
 		return nil, err
 	}
+	if a, ok := r.be.(uploadAborter); ok {
+		// Housekeeping: gc's own work is done, so a store that cannot
+		// list uploads only gets a warning.
+		if rep.UploadsAborted, err = a.AbortUploads(ctx, staleUploadAge); err != nil {
+			r.log.Warn("gc: unfinished uploads not aborted", "err", err)
+		}
+	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
 }
+
+// uploadAborter is a backend that keeps unfinished uploads (S3's
+// multipart uploads of killed processes) and can abort old ones.
+type uploadAborter interface {
+	AbortUploads(ctx context.Context, age time.Duration) (int, error)
+}
+
+// staleUploadAge is the age from which gc aborts an unfinished upload: a
+// pack's upload takes seconds, and gc holds the exclusive lock, so none
+// is live anyway.
+const staleUploadAge = 24 * time.Hour
 
 // planPacks chooses the packs gc deletes (no referenced blob) and those
 // it rewrites. Like restic's prune, maxUnused bounds the unused share of
@@ -258,6 +282,9 @@ func planPacks(packs map[PackID]*packUse, maxUnused float64) (drop, rewrite []Pa
 // waits overlap. What it does not delete, the next writer indexes again
 // and the next gc deletes.
 func (r *Repository) deletePacks(ctx context.Context, ids []PackID) error {
+	if err := r.rlock.check(); err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
 	return eachParallel(ctx, backendWidth, ids, func(id PackID) error {
 		r.files.forget(id)
 		for _, name := range []string{parityName(id), packName(id)} {
@@ -500,6 +527,22 @@ func (r *Repository) unindexPacks(ctx context.Context, ids []PackID, live *idFil
 	if len(ids) == 0 {
 		return nil
 	}
+	err := r.dropPacksFromIndex(ids, func(id ID, p PackID) error {
+		if live.has(id) {
+			return fmt.Errorf("referenced blob %s is still located in pack %s", id.Short(), p)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("gc: remove packs from the index: %w; nothing was removed", err)
+	}
+	return fault(fpGCUnindexed)
+}
+
+// dropPacksFromIndex removes the pack records of ids and every location
+// pointing into them, in one synced batch. check, when not nil, sees each
+// blob located there first; its error stops everything.
+func (r *Repository) dropPacksFromIndex(ids []PackID, check func(ID, PackID) error) error {
 	set := map[PackID]bool{}
 	for _, id := range ids {
 		set[id] = true
@@ -514,15 +557,17 @@ func (r *Repository) unindexPacks(ctx context.Context, ids []PackID, live *idFil
 		if !set[l.Pack] {
 			return nil
 		}
-		var id ID
-		copy(id[:], k[1:])
-		if live.has(id) {
-			return fmt.Errorf("referenced blob %s is still located in pack %s", id.Short(), l.Pack)
+		if check != nil {
+			var id ID
+			copy(id[:], k[1:])
+			if err := check(id, l.Pack); err != nil {
+				return err
+			}
 		}
 		return b.Delete(k, nil)
 	})
 	if err != nil {
-		return fmt.Errorf("gc: %w; nothing was removed", err)
+		return err
 	}
 	for _, id := range ids {
 		if err := b.Delete(packKey(id), nil); err != nil {
@@ -530,10 +575,10 @@ func (r *Repository) unindexPacks(ctx context.Context, ids []PackID, live *idFil
 		}
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("gc: remove packs from the index: %w", err)
+		return err
 	}
 	r.dirty.Store(true)
-	return fault(fpGCUnindexed)
+	return nil
 }
 
 // waitOldReaders waits until no reader holds a checkpoint older than the

@@ -246,6 +246,22 @@ func (r *Repository) reconcileLocks(ctx context.Context) error {
 		}
 		r.dirty.Store(true)
 	}
+	if r.remote && len(indexed) > 0 {
+		// Shared: a lock file goes only with its forgotten point, which
+		// another host removed.
+		b := r.db.NewBatch()
+		defer b.Close()
+		for _, l := range indexed {
+			if err := b.Delete(lockKey(l.rp, l.id), nil); err != nil {
+				return err
+			}
+		}
+		if err := b.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("unindex lock records: %w", err)
+		}
+		r.dirty.Store(true)
+		return nil
+	}
 	for _, l := range indexed {
 		if err := r.restoreLockFile(ctx, l, "the index"); err != nil {
 			return err

@@ -50,6 +50,11 @@ func (r *Repository) sweepOrphans(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return r.settleOrphans(ctx, orphans)
+}
+
+// settleOrphans is sweepOrphans after the listing.
+func (r *Repository) settleOrphans(ctx context.Context, orphans []*orphan) error {
 	for _, o := range orphans {
 		if o.par && !o.pack {
 			if err := r.finishSeal(ctx, o); err != nil {
@@ -85,6 +90,11 @@ func (r *Repository) findOrphans(ctx context.Context) ([]*orphan, error) {
 	var last *orphan
 	var lastID PackID
 	checked := false
+	var listed map[PackID]bool
+	if r.remote {
+		listed = map[PackID]bool{}
+		defer func() { r.listedPacks = listed }()
+	}
 	// Sorted by name: a pack's .pack and .par are neighbours.
 	for info, err := range r.be.List(ctx, prefixPacks) {
 		if err != nil {
@@ -93,6 +103,9 @@ func (r *Repository) findOrphans(ctx context.Context) ([]*orphan, error) {
 		id, ext, ok := parsePackName(info.Name)
 		if !ok {
 			continue
+		}
+		if listed != nil {
+			listed[id] = true
 		}
 		if !checked || id != lastID {
 			lastID, checked, last = id, true, nil
@@ -169,6 +182,10 @@ func (r *Repository) adoptOrphan(ctx context.Context, o *orphan) error {
 	blobs, added, err := r.reindexPack(ctx, o)
 	if err == nil {
 		why := "the index had lost it"
+		if r.remote {
+			r.log.Debug(fmt.Sprintf("indexed pack %s (%d blobs), stored by another host or before this cache was built", o.id, blobs))
+			return nil
+		}
 		switch {
 		case o.fromTmp:
 			why = "a writer was stopped while sealing it"
@@ -279,7 +296,16 @@ func (r *Repository) reindexPack(ctx context.Context, o *orphan) (blobs, added i
 // always when a writer adopts the few packs a crash or a damaged index left,
 // and in a rebuild only with RepairOptions.ReadData (the shard sums already
 // prove every byte is as the writer wrote it).
-func (r *Repository) decodeOrphans() bool { return r.repair == nil || r.repair.ReadData }
+//
+// On a shared repository (remote) packs without a `k` record are mostly
+// other hosts' new packs, which the shard sums prove as well: they are not
+// decoded unless a repair asks for it.
+func (r *Repository) decodeOrphans() bool {
+	if r.repair != nil {
+		return r.repair.ReadData
+	}
+	return !r.remote
+}
 
 // readOrphan reads an orphan pack whole and decodes it; intact reports
 // that every shard matches its sum. A pack with damaged shards is rebuilt

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"slices"
 	"strings"
 
@@ -226,6 +227,11 @@ func (r *Repository) reconcileRecords(ctx context.Context) error {
 			return fmt.Errorf("index restore points from record files: %w", err)
 		}
 		r.dirty.Store(true)
+	}
+	if r.remote {
+		// The backend is the truth, shared with other hosts: a point
+		// whose record file is gone was forgotten by one of them.
+		return r.unindexForgotten(maps.Keys(indexed))
 	}
 	for id, key := range indexed {
 		val, err := getValue(r.db, key)

@@ -57,8 +57,24 @@ type OpenOptions struct {
 	// checkpoints, lock and journal stay in the directory whatever it is.
 	// The caller closes a Backend it gives. Tests give a backend.Faulty.
 	Backend backend.Backend
+	// Remote says that Backend is shared with other hosts (S3-compatible
+	// object storage; docs/FORMAT.md, "Shared repositories"). The
+	// directory is then this host's cache: the index and checkpoints live
+	// in its subdirectory named by the repository's ID, built from the
+	// backend when missing and brought up to date with it at every open;
+	// and the process holds a lock object in the backend while it is open.
+	Remote bool
+	// OwnBackend hands Backend over to the repository: Close, or a failed
+	// Open, closes it.
+	OwnBackend bool
+	// Exclusive (Remote, Writable) takes the exclusive lock object gc
+	// needs: no other process of any host has the repository open.
+	Exclusive bool
 
 	repair *repairRun // RepairIndex: rebuild the index instead of opening it
+	// held is the lock object a reader's open already holds when it brings
+	// the cache up to date through a writer's open.
+	held *repoLock
 }
 
 // Repository is an open ahvfs repository. Reading methods are safe for
@@ -80,6 +96,19 @@ type Repository struct {
 	repair   *repairRun // set while RepairIndex opens the repository
 	writable bool
 	workers  int
+	// remote: the backend is shared with other hosts and dir is this
+	// host's cache (OpenOptions.Remote); rlock is the lock object held
+	// while open, ownLock whether Close releases it.
+	remote      bool
+	exclusive   bool
+	rlock       *repoLock
+	ownLock     bool
+	opts        OpenOptions // how it was opened (a shared reader's catch-up opens the cache again)
+	catchMu     sync.Mutex
+	lastCatchUp time.Time
+	// listedPacks are the pack IDs the last listing of packs/ found
+	// (remote: packs the index holds and the backend lacks are unindexed).
+	listedPacks map[PackID]bool
 
 	mu       sync.RWMutex // guards db and snap across Refresh
 	db       *pebble.DB
@@ -150,6 +179,13 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Config, error) {
 	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("init %s: %w: %w", dir, ErrInvalid, err)
 	}
+	id := newRepoID()
+	if o.Remote {
+		if be == nil {
+			return nil, fmt.Errorf("init %s: Remote needs a Backend", dir)
+		}
+		dir = CacheDir(dir, id)
+	}
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return nil, fmt.Errorf("init %s: %w: the directory is not empty", dir, ErrExists)
 	}
@@ -165,11 +201,14 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Config, error) {
 		be = l
 	}
 	if _, err := be.Stat(ctx, configName); err == nil {
+		if o.Remote {
+			os.RemoveAll(dir)
+		}
 		return nil, fmt.Errorf("init %s: %w: %s holds a repository", dir, ErrExists, be)
 	} else if !errors.Is(err, backend.ErrNotExist) {
 		return nil, fmt.Errorf("init %s: %w", dir, err)
 	}
-	c := &Config{Format: FormatVersion, ID: newRepoID(), Created: time.Now().UTC(), ChunkSize: o.ChunkSize,
+	c := &Config{Format: FormatVersion, ID: id, Created: time.Now().UTC(), ChunkSize: o.ChunkSize,
 		PageEntries: o.PageEntries, PackSize: o.PackSize, Compression: o.Compression, Hash: "blake3"}
 	c.Parity.Data, c.Parity.Parity, c.Parity.ShardSize = o.ParityData, o.ParityShards, o.ShardSize
 	if len(o.Password) > 0 {
@@ -214,6 +253,7 @@ func Open(ctx context.Context, dir string, o OpenOptions) (_ *Repository, err er
 	if err != nil {
 		return nil, err
 	}
+	own = own || o.OwnBackend
 	if own {
 		defer func() {
 			if err != nil {
@@ -225,6 +265,14 @@ func Open(ctx context.Context, dir string, o OpenOptions) (_ *Repository, err er
 	if err != nil {
 		return nil, err
 	}
+	if o.Remote {
+		if o.Backend == nil {
+			return nil, errors.New("open repository: Remote needs a Backend")
+		}
+		if dir, err = cacheDir(dir, cfg.ID); err != nil {
+			return nil, err
+		}
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -234,7 +282,8 @@ func Open(ctx context.Context, dir string, o OpenOptions) (_ *Repository, err er
 	if o.Workers <= 0 {
 		o.Workers = numCPU()
 	}
-	r := &Repository{dir: dir, be: be, ownBe: own, cfg: cfg, log: o.Logger, writable: o.Writable, workers: o.Workers, repair: o.repair}
+	r := &Repository{dir: dir, be: be, ownBe: own, cfg: cfg, log: o.Logger, writable: o.Writable, workers: o.Workers, repair: o.repair,
+		remote: o.Remote, exclusive: o.Exclusive && o.Writable, rlock: o.held, opts: o, lastCatchUp: time.Now()}
 	defer r.guardOpen(&err)
 	var k *keys
 	if cfg.Encryption != nil {
@@ -255,14 +304,20 @@ func Open(ctx context.Context, dir string, o OpenOptions) (_ *Repository, err er
 	r.chunks = newChunkCache(o.CacheBytes, r.cfg.ChunkSize)
 	r.storedBufs.New = func() any { b := make([]byte, 0, maxEncodedLen(r.cfg.ChunkSize)); return &b }
 	r.pages = newPageCache(4096)
-	if o.Writable {
+	switch {
+	case o.Writable:
 		err = r.openWriter(ctx, o.LockWait)
-	} else {
+	case o.Remote:
+		err = r.openRemoteReader(ctx, o)
+	default:
 		err = r.openReader()
 	}
 	if err != nil {
 		r.codec.close()
 		r.files.close()
+		if r.ownLock {
+			r.rlock.release()
+		}
 		return nil, err
 	}
 	return r, nil
@@ -274,6 +329,14 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 		return err
 	}
 	r.lockFile = f
+	if r.remote && r.rlock == nil {
+		l, err := acquireRepoLock(ctx, r.be, r.exclusive, wait, lockCmd(), r.log)
+		if err != nil {
+			f.Close()
+			return err
+		}
+		r.rlock, r.ownLock = l, true
+	}
 	fail := func(err error) error {
 		if r.pw != nil {
 			r.pw.close()
@@ -291,9 +354,13 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 	if err := finishIndexSwap(r.dir); err != nil {
 		return fail(err)
 	}
-	if r.repair != nil {
+	switch {
+	case r.repair != nil:
 		err = r.rebuildIndex(ctx)
-	} else {
+	case r.remote && !indexExists(r.dir):
+		r.log.Info("this host's cache of the repository has no index: building it from " + r.be.String())
+		err = r.rebuildIndex(ctx)
+	default:
 		err = r.openLiveIndex(ctx)
 	}
 	if err != nil {
@@ -307,6 +374,13 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 	}
 	if err := r.reconcileRecords(ctx); err != nil {
 		return fail(err)
+	}
+	if r.remote {
+		// Packs listed after the records: every pack a record names was
+		// stored before the record, so this listing finds it.
+		if err := r.catchUpPacks(ctx); err != nil {
+			return fail(err)
+		}
 	}
 	if err := fault(fpReconciled); err != nil {
 		return fail(err)
@@ -341,8 +415,10 @@ func (r *Repository) openLiveIndex(ctx context.Context) error {
 	if err := startManifest(db); err != nil {
 		return fmt.Errorf("index of %s: %w", r.dir, err)
 	}
-	if err := r.sweepOrphans(ctx); err != nil {
-		return err
+	if !r.remote { // remote: catchUpPacks runs after the records
+		if err := r.sweepOrphans(ctx); err != nil {
+			return err
+		}
 	}
 	if v < indexVersion || r.cfg.Format < FormatVersion {
 		return r.upgrade(ctx, v)
@@ -442,6 +518,9 @@ func (r *Repository) Refresh(ctx context.Context) (_ bool, err error) {
 	if r.writable {
 		return false, nil
 	}
+	if r.remote {
+		r.catchUpForRefresh(ctx)
+	}
 	gen, err := readCurrent(r.dir)
 	if err != nil {
 		return false, err
@@ -522,6 +601,9 @@ func (r *Repository) Close() error {
 	if r.lockFile != nil {
 		r.lockFile.Truncate(0)
 		r.lockFile.Close()
+	}
+	if r.ownLock {
+		r.rlock.release()
 	}
 	return errors.Join(errs...)
 }

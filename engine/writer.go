@@ -321,6 +321,9 @@ func (w *RestorePointWriter) Commit(ctx context.Context) (*RestorePoint, error) 
 	}
 	// The record file next: once it is durable, the restore point exists
 	// even if the index loses this commit (the next writer indexes it).
+	if err := r.rlock.check(); err != nil {
+		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
+	}
 	if err := r.writeRPFile(ctx, rp.ID, rec); err != nil {
 		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
 	}

@@ -23,12 +23,12 @@ var version = "dev"
 
 // Flags every command accepts (cli.md).
 func commonFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "repo", Usage: "repository `DIR`", EnvVars: []string{"AHVFS_REPO"}},
+	return append([]cli.Flag{
+		&cli.StringFlag{Name: "repo", Usage: "repository `DIR`, or s3://BUCKET/PREFIX with --s3-endpoint", EnvVars: []string{"AHVFS_REPO"}},
 		&cli.BoolFlag{Name: "json", Usage: "machine-readable output on stdout (one JSON document)"},
 		&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "`LEVEL` of the log on stderr: debug, info, warn or error", EnvVars: []string{"AHVFS_LOG_LEVEL"}},
 		&cli.DurationFlag{Name: "lock-wait", Usage: "how long a command that writes waits for another writer (a backup, a gc) to finish, `DURATION` such as 10m (default: fail at once, exit 4)", EnvVars: []string{"AHVFS_LOCK_WAIT"}},
-	}
+	}, s3Flags()...)
 }
 
 // newApp builds the CLI with the given standard streams, so tests can run

@@ -44,7 +44,9 @@ func init() {
 				}
 				dry := c.Bool("dry-run")
 				limitGCMemory()
-				r, err := openRepo(c.Context, c, env, !dry)
+				// On a shared repository gc holds the exclusive lock object:
+				// no process of any host has the repository open meanwhile.
+				r, err := openRepoWith(c.Context, c, env, engine.OpenOptions{Writable: !dry, Exclusive: !dry})
 				if err != nil {
 					return err
 				}

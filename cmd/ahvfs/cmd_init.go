@@ -25,6 +25,7 @@ func init() {
 				// The name init used to give the repository password; elsewhere
 				// --password-file is Prism's. Kept so that scripts still work.
 				&cli.StringFlag{Name: "password-file", Hidden: true, Usage: "deprecated: use --repo-password-file"},
+				&cli.BoolFlag{Name: "s3-object-lock", Usage: "create the bucket of an s3:// repository with object lock enabled (locked restore points then cannot be deleted, even by the store's users)"},
 			},
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)
@@ -52,7 +53,20 @@ func init() {
 					// environment: the user meant to encrypt.
 					return usagef("init: a repository password file was given without --encrypt: add --encrypt to encrypt the repository")
 				}
-				return runInit(c.Context, env, dir, o)
+				if isS3Repo(c) {
+					be, err := openS3Backend(c.Context, c, true, c.Bool("s3-object-lock"))
+					if err != nil {
+						return err
+					}
+					defer be.Close()
+					if dir, err = cacheBase(c); err != nil {
+						return err
+					}
+					o.Backend, o.Remote = be, true
+				} else if c.Bool("s3-object-lock") {
+					return usagef("--s3-object-lock is for an s3:// repository")
+				}
+				return runInit(c.Context, env, c.String("repo"), dir, o)
 			},
 		}
 	})
@@ -72,7 +86,9 @@ func initPasswordFile(c *cli.Context, env *cliEnv) (string, error) {
 	return old, nil
 }
 
-func runInit(ctx context.Context, env *cliEnv, dir string, o engine.InitOptions) error {
+// runInit creates the repository named name (--repo) in dir (for an
+// s3:// one, the base of this host's caches).
+func runInit(ctx context.Context, env *cliEnv, name, dir string, o engine.InitOptions) error {
 	cfg, err := engine.Init(ctx, dir, o)
 	if err != nil {
 		return err
@@ -85,6 +101,6 @@ func runInit(ctx context.Context, env *cliEnv, dir string, o engine.InitOptions)
 		enc = "AES-256-GCM, argon2id key"
 	}
 	fmt.Fprintf(env.Stdout, "created repository %s\n  id %s\n  chunk size %s, packs %s, parity %d+%d, compression %s, encryption %s\n",
-		dir, cfg.ID, ibytes(int64(cfg.ChunkSize)), ibytes(cfg.PackSize), cfg.Parity.Data, cfg.Parity.Parity, cfg.Compression, enc)
+		name, cfg.ID, ibytes(int64(cfg.ChunkSize)), ibytes(cfg.PackSize), cfg.Parity.Data, cfg.Parity.Parity, cfg.Compression, enc)
 	return nil
 }

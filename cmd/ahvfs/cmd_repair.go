@@ -25,17 +25,18 @@ func init() {
 				},
 				Action: func(c *cli.Context) error {
 					env := envFrom(c)
-					dir, err := repoDir(c)
-					if err != nil {
-						return err
-					}
 					pw, err := repoPassword(c)
 					if err != nil {
 						return err
 					}
-					rep, err := engine.RepairIndex(c.Context, dir, engine.OpenOptions{Password: pw, Logger: env.Log, LockWait: c.Duration("lock-wait")}, engine.RepairOptions{ReadData: c.Bool("read-data")})
+					o := engine.OpenOptions{Password: pw, Logger: env.Log, LockWait: c.Duration("lock-wait")}
+					dir, err := remoteOptions(c.Context, c, &o)
 					if err != nil {
-						return hintRepoError(dir, pw != nil, err)
+						return err
+					}
+					rep, err := engine.RepairIndex(c.Context, dir, o, engine.RepairOptions{ReadData: c.Bool("read-data")})
+					if err != nil {
+						return hintRepoError(c.String("repo"), pw != nil, err)
 					}
 					if env.JSON {
 						if err := writeJSON(env.Stdout, struct {

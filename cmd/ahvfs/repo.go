@@ -61,19 +61,48 @@ func repoPassword(c *cli.Context) ([]byte, error) {
 
 // openRepo opens the repository named by --repo.
 func openRepo(ctx context.Context, c *cli.Context, env *cliEnv, writable bool) (*engine.Repository, error) {
-	dir, err := repoDir(c)
+	return openRepoWith(ctx, c, env, engine.OpenOptions{Writable: writable})
+}
+
+// openRepoWith opens the repository named by --repo with o (its password,
+// logger, lock wait and backend filled in): a directory, or an s3://
+// location through this host's cache.
+func openRepoWith(ctx context.Context, c *cli.Context, env *cliEnv, o engine.OpenOptions) (*engine.Repository, error) {
+	var err error
+	if o.Password, err = repoPassword(c); err != nil {
+		return nil, err
+	}
+	o.Logger, o.LockWait = env.Log, c.Duration("lock-wait")
+	dir, err := remoteOptions(ctx, c, &o)
 	if err != nil {
 		return nil, err
 	}
-	pw, err := repoPassword(c)
+	r, err := engine.Open(ctx, dir, o)
 	if err != nil {
-		return nil, err
-	}
-	r, err := engine.Open(ctx, dir, engine.OpenOptions{Password: pw, Writable: writable, Logger: env.Log, LockWait: c.Duration("lock-wait")})
-	if err != nil {
-		return nil, hintRepoError(dir, pw != nil, err)
+		return nil, hintRepoError(c.String("repo"), o.Password != nil, err)
 	}
 	return r, nil
+}
+
+// remoteOptions fills in the backend and cache of an s3:// --repo and
+// returns the directory to open (--repo itself for a local repository).
+// Open then owns the backend.
+func remoteOptions(ctx context.Context, c *cli.Context, o *engine.OpenOptions) (string, error) {
+	dir, err := repoDir(c)
+	if err != nil || !isS3Repo(c) {
+		return dir, err
+	}
+	be, err := openS3Backend(ctx, c, false, false)
+	if err != nil {
+		return "", err
+	}
+	base, err := cacheBase(c)
+	if err != nil {
+		be.Close()
+		return "", err
+	}
+	o.Backend, o.Remote, o.OwnBackend = be, true, true
+	return base, nil
 }
 
 // hintRepoError says what to do about the engine's errors in the CLI's

@@ -71,7 +71,8 @@ type Backend interface {
 // error.
 //
 // An Object reads the object as it was when it was opened, or fails: if
-// the object is overwritten meanwhile, it never returns a mix of the two.
+// the object is overwritten meanwhile, it never returns a mix of the two
+// (S3 fails such a read with ErrChanged).
 type Object interface {
 	io.ReaderAt
 	// Size is the object's length in bytes.
@@ -100,10 +101,23 @@ var (
 	ErrNotExist = fs.ErrNotExist
 	// ErrInvalidName is the error an invalid name or prefix satisfies.
 	ErrInvalidName = errors.New("invalid object name")
+	// ErrChanged is the error of a read of an object that was overwritten
+	// since it was opened, by a backend that cannot read the old version.
+	ErrChanged = errors.New("the object changed since it was opened")
 )
 
-// Get reads an object whole; a missing one is ErrNotExist.
+// Get reads an object whole; a missing one is ErrNotExist. An object
+// overwritten between its Open and its read (ErrChanged) is read again.
 func Get(ctx context.Context, b Backend, name string) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		data, err := getOnce(ctx, b, name)
+		if !errors.Is(err, ErrChanged) || attempt >= 10 {
+			return data, err
+		}
+	}
+}
+
+func getOnce(ctx context.Context, b Backend, name string) ([]byte, error) {
 	o, err := b.Open(ctx, name)
 	if err != nil {
 		return nil, err

@@ -2,7 +2,7 @@
 // their parity sidecars, restore-point record files, config.json and what
 // is set aside in quarantine/. The engine reaches them only through the
 // Backend interface, so the same repository can sit in a local directory
-// or, later, in S3-compatible object storage.
+// or in S3-compatible object storage.
 //
 // Vocabulary:
 //   - object: a named sequence of bytes, written whole by one Put and read
@@ -30,6 +30,10 @@
 //     (the layout of docs/FORMAT.md, so existing repositories open as they
 //     are). Put writes a hidden temporary file beside the target, fsyncs
 //     it, renames it into place and fsyncs the directory.
+//   - S3: a bucket of an S3-compatible object store (aws-sdk-go-v2), which
+//     several hosts may share: multipart uploads for large objects, ranged
+//     GETs conditional on the ETag, CRC-32C on every body, retries with
+//     backoff. s3test starts versitygw or gofakes3 for its tests.
 //   - Mem: objects in memory, for tests and as a model.
 //   - Faulty: a decorator for tests that injects failures, short writes,
 //     bit flips on read and crashes, deterministically, and records every
