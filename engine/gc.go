@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ahvfs/ahvfs/engine/backend"
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -288,7 +289,15 @@ func (r *Repository) deletePacks(ctx context.Context, ids []PackID) error {
 	return eachParallel(ctx, backendWidth, ids, func(id PackID) error {
 		r.files.forget(id)
 		for _, name := range []string{parityName(id), packName(id)} {
-			if err := r.be.Delete(ctx, name); err != nil {
+			err := r.be.Delete(ctx, name)
+			if errors.Is(err, backend.ErrRetained) {
+				// A locked point needed it when it was locked: the store
+				// keeps it until the retention ends, and the next writer
+				// indexes it again.
+				r.log.Info("gc: pack kept by the store's retention", "pack", id, "err", err)
+				return nil
+			}
+			if err != nil {
 				return fmt.Errorf("gc: delete %s: %w (the next gc deletes it)", name, err)
 			}
 		}

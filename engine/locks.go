@@ -69,13 +69,15 @@ func (r *Repository) LockRestorePoint(ctx context.Context, rp *RestorePoint, unt
 	case !until.After(time.Now()):
 		return fmt.Errorf("lock %s until %s: that time has passed", rp.Name(), FormatTime(until))
 	case until.Equal(cur):
-		return nil
+		// Already locked so: the store's retention is set again (it may
+		// have failed the first time).
+		return r.retainPoint(ctx, rp, until)
 	case until.Before(cur):
 		return fmt.Errorf("lock %s until %s: %w until %s, and a retention lock cannot be shortened", rp.Name(), FormatTime(until), ErrRetentionLocked, FormatTime(cur))
 	}
 	b := r.db.NewBatch()
 	defer b.Close()
-	if err := r.addLock(ctx, b, rp.ID, until); err != nil {
+	if _, err := r.addLock(ctx, b, rp.ID, until); err != nil {
 		return fmt.Errorf("lock %s: %w", rp.Name(), err)
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
@@ -84,19 +86,19 @@ func (r *Repository) LockRestorePoint(ctx context.Context, rp *RestorePoint, unt
 	if err := r.publish(); err != nil {
 		return fmt.Errorf("lock %s: locked, but publishing to readers failed: %w", rp.Name(), err)
 	}
-	return nil
+	return r.retainPoint(ctx, rp, until)
 }
 
 // addLock writes a new lock file for restore point rpID durably and adds
 // its index entry to b.
-func (r *Repository) addLock(ctx context.Context, b *pebble.Batch, rpID string, until time.Time) error {
+func (r *Repository) addLock(ctx context.Context, b *pebble.Batch, rpID string, until time.Time) (string, error) {
 	var idb [16]byte
 	rand.Read(idb[:])
 	rec := lockRecord{V: lockVersion, ID: hex.EncodeToString(idb[:]), RP: rpID, Until: until.UTC().Truncate(time.Second), Set: time.Now().UTC().Truncate(time.Second)}
 	if err := r.putLockFile(ctx, rec); err != nil {
-		return err
+		return "", err
 	}
-	return b.Set(lockKey(rpID, rec.ID), lockValue(rec.Until), nil)
+	return rec.ID, b.Set(lockKey(rpID, rec.ID), lockValue(rec.Until), nil)
 }
 
 // putLockFile stores lock record rec durably.

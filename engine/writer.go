@@ -315,7 +315,7 @@ func (w *RestorePointWriter) Commit(ctx context.Context) (*RestorePoint, error) 
 	defer b.Close()
 	// Its lock before the record file: a point is never visible unlocked.
 	if !w.spec.LockUntil.IsZero() {
-		if err := r.addLock(ctx, b, rp.ID, w.spec.LockUntil); err != nil {
+		if _, err := r.addLock(ctx, b, rp.ID, w.spec.LockUntil); err != nil {
 			return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
 		}
 	}
@@ -343,6 +343,11 @@ func (w *RestorePointWriter) Commit(ctx context.Context) (*RestorePoint, error) 
 	}
 	if err := r.publish(); err != nil {
 		return rp, fmt.Errorf("commit %s: committed, but publishing to readers failed: %w", rp.Name(), err)
+	}
+	if !w.spec.LockUntil.IsZero() {
+		if err := r.retainPoint(ctx, rp, rp.LockedUntil); err != nil {
+			return rp, fmt.Errorf("commit %s: committed and locked, but: %w", rp.Name(), err)
+		}
 	}
 	return rp, nil
 }

@@ -64,6 +64,7 @@ type S3 struct {
 	partSize  int64
 	conc      int
 	versioned atomic.Bool
+	objLock   atomic.Bool
 	closed    atomic.Bool
 	http      *http.Client
 }
@@ -173,6 +174,12 @@ func OpenS3(ctx context.Context, o S3Options) (*S3, error) {
 					if errors.As(err, &bad) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 						return aws.FalseTernary
 					}
+					// A reply cut short (a listing's XML) is a broken
+					// connection too.
+					var de *smithy.DeserializationError
+					if errors.As(err, &de) && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) {
+						return aws.TrueTernary
+					}
 					return aws.UnknownTernary
 				})}, retry.DefaultRetryables...)
 			})
@@ -240,7 +247,58 @@ func (b *S3) checkBucket(ctx context.Context, o S3Options) error {
 	if err == nil && v.Status != "" {
 		b.versioned.Store(true)
 	}
+	ol, err := b.cli.GetObjectLockConfiguration(ctx, &s3.GetObjectLockConfigurationInput{Bucket: &b.bucket})
+	if err == nil && ol.ObjectLockConfiguration != nil && ol.ObjectLockConfiguration.ObjectLockEnabled == types.ObjectLockEnabledEnabled {
+		b.objLock.Store(true)
+	}
 	return nil
+}
+
+// ObjectLockEnabled reports whether the bucket has object lock enabled:
+// Retain then makes the store itself refuse to delete an object.
+func (b *S3) ObjectLockEnabled() bool { return b.objLock.Load() }
+
+// Retain sets COMPLIANCE retention until until on the current version of
+// name, unless it already has one at least as long (the store refuses to
+// shorten it). Until it passes, nobody can delete or overwrite that
+// version, whatever their permissions.
+func (b *S3) Retain(ctx context.Context, name string, until time.Time) error {
+	if err := b.begin(ctx, "retain", name); err != nil {
+		return err
+	}
+	key := b.Key(name)
+	cur, err := b.cli.GetObjectRetention(ctx, &s3.GetObjectRetentionInput{Bucket: &b.bucket, Key: &key})
+	if err == nil && cur.Retention != nil && cur.Retention.RetainUntilDate != nil && !cur.Retention.RetainUntilDate.Before(until) {
+		return nil
+	}
+	until = until.UTC()
+	_, err = b.cli.PutObjectRetention(ctx, &s3.PutObjectRetentionInput{Bucket: &b.bucket, Key: &key,
+		Retention: &types.ObjectLockRetention{Mode: types.ObjectLockRetentionModeCompliance, RetainUntilDate: &until}})
+	if err != nil {
+		return b.opError(ctx, "retain", name, err)
+	}
+	return nil
+}
+
+// RetainedUntil is the retention of name's current version (zero when
+// none).
+func (b *S3) RetainedUntil(ctx context.Context, name string) (time.Time, error) {
+	if err := b.begin(ctx, "retention", name); err != nil {
+		return time.Time{}, err
+	}
+	key := b.Key(name)
+	cur, err := b.cli.GetObjectRetention(ctx, &s3.GetObjectRetentionInput{Bucket: &b.bucket, Key: &key})
+	if err != nil {
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "NoSuchObjectLockConfiguration" {
+			return time.Time{}, nil
+		}
+		return time.Time{}, b.opError(ctx, "retention", name, err)
+	}
+	if cur.Retention == nil {
+		return time.Time{}, nil
+	}
+	return aws.ToTime(cur.Retention.RetainUntilDate), nil
 }
 
 // Client is the S3 client (for the repository check and object lock).

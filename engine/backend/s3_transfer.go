@@ -2,7 +2,9 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"github.com/aws/smithy-go"
 	"io"
 	"net/http"
 	"strconv"
@@ -76,9 +78,28 @@ func (b *S3) putMultipart(ctx context.Context, name string, data io.ReaderAt, si
 	}
 	if _, err := b.cli.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: &b.bucket, Key: &key, UploadId: up.UploadId,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}}); err != nil {
+		if b.completedAnyway(ctx, key, err, size, nparts) {
+			return nil
+		}
 		return abort(err)
 	}
 	return nil
+}
+
+// completedAnyway reports whether a CompleteMultipartUpload that failed
+// had in fact completed: its reply was lost and the SDK's retry found the
+// upload gone (NoSuchUpload), while the object is there with the size and
+// the part count (the "-N" of a multipart ETag) of this upload.
+func (b *S3) completedAnyway(ctx context.Context, key string, err error, size int64, nparts int) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorCode() != "NoSuchUpload" || ctx.Err() != nil {
+		return false
+	}
+	h, herr := b.cli.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.bucket, Key: &key})
+	if herr != nil || aws.ToInt64(h.ContentLength) != size {
+		return false
+	}
+	return strings.HasSuffix(strings.Trim(aws.ToString(h.ETag), `"`), "-"+strconv.Itoa(nparts))
 }
 
 // s3Object is an open object: its key, size and the ETag every read is
