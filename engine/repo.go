@@ -595,15 +595,15 @@ func (r *Repository) Close() error {
 	r.mu.Unlock()
 	r.files.close()
 	r.codec.close()
+	if r.ownLock {
+		r.rlock.release() // before the backend closes: it deletes the lock object
+	}
 	if r.ownBe {
 		errs = append(errs, r.be.Close())
 	}
 	if r.lockFile != nil {
 		r.lockFile.Truncate(0)
 		r.lockFile.Close()
-	}
-	if r.ownLock {
-		r.rlock.release()
 	}
 	return errors.Join(errs...)
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ahvfs/ahvfs/engine/backend"
 	"github.com/ahvfs/ahvfs/engine/backend/s3test"
@@ -125,6 +126,17 @@ func TestS3RepositoryCommands(t *testing.T) {
 		testenv.FUSE(t)
 		mountS3(t, repo, img)
 	})
+
+	// Every command removed its lock object when it ended.
+	bucket, prefix, _ := backend.ParseS3URL(repo[1])
+	be, err := backend.OpenS3(context.Background(), srv.Options(bucket, prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	if left, err := backend.ListAll(context.Background(), be, "locks/"); err != nil || len(left) != 0 {
+		t.Fatalf("lock objects left after the commands ended: %v %v", left, err)
+	}
 
 	// The secret is nowhere: not in the debug log, not in the bucket.
 	if strings.Contains(logs, srv.SecretKey) {
@@ -289,5 +301,92 @@ func TestS3Faults(t *testing.T) {
 	mustCLI(t, d("import", "--vm", "vm4", "--time", "2026-11-22T01:30:00Z", p)...)
 	if out := mustCLI(t, d("verify", "--read-data")...); !strings.Contains(out, "no errors") {
 		t.Fatalf("verify --read-data after the rerun: %s", out)
+	}
+}
+
+// TestS3TwoHosts: two ahvfs processes with their own caches import
+// different VMs into one bucket at the same time; each then sees the
+// other's point; a chunk one stored is not stored again by the other; a
+// gc started while a writer runs fails with a clear lock message (exit 4)
+// and loses nothing; verify --read-data passes and both points are exact.
+func TestS3TwoHosts(t *testing.T) {
+	repo, _ := s3Repo(t)
+	hostB := slices.Clone(repo)
+	hostB[len(hostB)-1] = filepath.Join(t.TempDir(), "cache-b")
+	a := func(args ...string) []string { return append(args, repo...) }
+	b := func(args ...string) []string { return append(args, hostB...) }
+	mustCLI(t, a("init", "--chunk-size", "256KiB")...)
+	imgA := enginetest.Ext4Image(t, 64<<20, 31)
+	imgB := enginetest.Ext4Image(t, 64<<20, 32)
+
+	// Both at once, as processes.
+	var cmds []*exec.Cmd
+	var outs []*bytes.Buffer
+	for _, args := range [][]string{a("import", "--vm", "vm-a", "--time", "2026-11-22T01:30:00Z", imgA), b("import", "--vm", "vm-b", "--time", "2026-11-22T01:30:00Z", imgB)} {
+		cmd := exec.Command(ahvfsBin, args...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds, outs = append(cmds, cmd), append(outs, &out)
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("concurrent import %d: %v: %s", i, err, outs[i])
+		}
+	}
+	// Each host sees both points.
+	for _, h := range []func(...string) []string{a, b} {
+		var list []listEntry
+		if err := json.Unmarshal([]byte(mustCLI(t, h("list", "--json")...)), &list); err != nil || len(list) != 2 {
+			t.Fatalf("list: %v %+v", err, list)
+		}
+	}
+	// Host B imports A's image again: nothing new but its pages.
+	mustCLI(t, b("import", "--vm", "vm-a2", "--time", "2026-11-22T01:30:00Z", imgA)...)
+	var list []listEntry
+	if err := json.Unmarshal([]byte(mustCLI(t, b("list", "--json", "vm-a2")...)), &list); err != nil || len(list) != 1 {
+		t.Fatalf("list vm-a2: %v %+v", err, list)
+	}
+	if n := list[0].Stats.NewRawBytes; n > 64<<10 {
+		t.Fatalf("host B stored %d new bytes of a disk host A stored: want its manifest page only", n)
+	}
+
+	// gc on host A while host B writes: refused, with the holder named.
+	slowLink := s3test.StartFaultProxy(t, repo[slices.Index(repo, "--s3-endpoint")+1], s3test.Faults{Delay: 300 * time.Millisecond}, 3)
+	slowB := slices.Clone(hostB)
+	slowB[slices.Index(slowB, "--s3-endpoint")+1] = slowLink.URL
+	slow := exec.Command(ahvfsBin, append([]string{"import", "--vm", "vm-c", "--time", "2026-11-22T01:30:00Z", imgB}, slowB...)...)
+	var slowOut bytes.Buffer
+	slow.Stdout, slow.Stderr = &slowOut, &slowOut
+	if err := slow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var errs string
+	var code int
+	for time.Now().Before(deadline) {
+		_, errs, code = runCLI(t, "", a("gc")...)
+		if code != 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code != exitLocked || !strings.Contains(errs, "other process(es) have it open") || !strings.Contains(errs, "ahvfs import") {
+		t.Fatalf("gc while host B imports: exit %d: %s", code, errs)
+	}
+	if err := slow.Wait(); err != nil {
+		t.Fatalf("host B's import during the gc attempt: %v: %s", err, slowOut.String())
+	}
+	mustCLI(t, a("gc")...)
+	if out := mustCLI(t, b("verify", "--read-data")...); !strings.Contains(out, "no errors") {
+		t.Fatalf("verify --read-data: %s", out)
+	}
+	for vm, img := range map[string]string{"vm-a": imgA, "vm-b": imgB, "vm-c": imgB} {
+		want, _ := os.ReadFile(img)
+		if got := mustCLI(t, a("cat", vm+"@latest", "disk-0")...); got != string(want) {
+			t.Fatalf("cat %s differs", vm)
+		}
 	}
 }

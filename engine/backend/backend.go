@@ -88,6 +88,15 @@ type Prefetcher interface {
 	Prefetch(off, n int64)
 }
 
+// Viewer is implemented by Objects that can lend bytes they hold in
+// memory (S3's read cache) instead of copying them into the caller's
+// buffer. View returns the n bytes at off and a function to call once
+// done with them (the bytes must not be used after it, nor modified), or
+// ok false when the caller should use ReadAt.
+type Viewer interface {
+	View(off, n int64) (b []byte, release func(), ok bool)
+}
+
 // Info describes an object.
 type Info struct {
 	Name    string

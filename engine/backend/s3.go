@@ -67,6 +67,7 @@ type S3 struct {
 	objLock   atomic.Bool
 	closed    atomic.Bool
 	http      *http.Client
+	cache     *blockCache // blocks fetched ahead of sequential readers
 }
 
 var _ Backend = (*S3)(nil)
@@ -97,6 +98,9 @@ type S3Options struct {
 	Concurrency int
 	// MaxAttempts bounds the tries of one request (default 10).
 	MaxAttempts int
+	// ReadCacheBytes bounds the blocks fetched ahead of sequential readers
+	// (default 128 MiB; negative: no read cache).
+	ReadCacheBytes int64
 	// CreateBucket creates the bucket when it does not exist (init);
 	// ObjectLock creates it with object lock enabled.
 	CreateBucket, ObjectLock bool
@@ -192,6 +196,12 @@ func OpenS3(ctx context.Context, o S3Options) (*S3, error) {
 		so.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	}, s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
 	b := &S3{cli: cli, bucket: o.Bucket, endpoint: strings.TrimSuffix(o.Endpoint, "/"), partSize: o.PartSize, conc: o.Concurrency, http: hc}
+	if o.ReadCacheBytes == 0 {
+		o.ReadCacheBytes = 128 << 20
+	}
+	if o.ReadCacheBytes > 0 {
+		b.cache = newBlockCache(o.ReadCacheBytes, 2*o.Concurrency)
+	}
 	if o.Prefix != "" {
 		b.prefix = strings.TrimSuffix(o.Prefix, "/") + "/"
 	}

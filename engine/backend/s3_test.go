@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,5 +63,77 @@ func TestS3PendingUploads(t *testing.T) {
 	}
 	if _, err := backend.Get(ctx, b, "packs/ab/left.pack"); !errors.Is(err, backend.ErrNotExist) {
 		t.Fatalf("the aborted upload's object: %v; want none", err)
+	}
+}
+
+// TestS3ReadCache: a sequential reader of a large object gets it in a few
+// block GETs, through ReadAt and View, from several goroutines at once,
+// byte-exact; a reader of the object overwritten since gets the new bytes
+// (blocks are per version), and a random read asks for its range only.
+func TestS3ReadCache(t *testing.T) {
+	ctx := context.Background()
+	srv := s3test.StartFake(t)
+	proxy := s3test.StartFaultProxy(t, srv.Endpoint, s3test.Faults{}, 1)
+	o := srv.Options(s3test.NewBucketName(), "c")
+	o.Endpoint, o.CreateBucket = proxy.URL, true
+	b, err := backend.OpenS3(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const size = 40<<20 + 12345
+	data := backendtest.Content("big", 1, size)
+	if err := backend.PutBytes(ctx, b, "big", data); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := b.Open(ctx, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	before := proxy.Requests()
+	const piece = 700 << 10
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			buf := make([]byte, piece)
+			for off := int64(g) * piece; off < size; off += 4 * piece {
+				n := min(piece, size-off)
+				if v, ok := obj.(backend.Viewer); ok && g%2 == 0 {
+					if view, done, ok := v.View(off, n); ok {
+						if !bytes.Equal(view, data[off:off+n]) {
+							t.Errorf("View(%d, %d): wrong bytes", off, n)
+						}
+						done()
+						continue
+					}
+				}
+				got, err := obj.ReadAt(buf[:n], off)
+				if int64(got) != n || (err != nil && err != io.EOF) || !bytes.Equal(buf[:n], data[off:off+n]) {
+					t.Errorf("ReadAt(%d, %d): %d bytes, %v", n, off, got, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := proxy.Requests() - before; n > 20 {
+		t.Errorf("a sequential read of %d MiB took %d requests; want a few block GETs (8 MiB each)", size>>20, n)
+	}
+	// Overwritten: an object opened now reads the new bytes.
+	data2 := backendtest.Content("big", 2, size)
+	if err := backend.PutBytes(ctx, b, "big", data2); err != nil {
+		t.Fatal(err)
+	}
+	obj2, err := b.Open(ctx, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj2.Close()
+	buf := make([]byte, piece)
+	for off := int64(0); off < 3*piece; off += piece {
+		if _, err := obj2.ReadAt(buf, off); err != nil || !bytes.Equal(buf, data2[off:off+piece]) {
+			t.Fatalf("read of the new version at %d: %v", off, err)
+		}
 	}
 }

@@ -112,6 +112,8 @@ type s3Object struct {
 	size   int64
 	mtime  time.Time
 	closed atomic.Bool
+	// lastEnd is where the last read ended (sequential detection).
+	lastEnd atomic.Int64
 }
 
 func (o *s3Object) Size() int64 { return o.size }
@@ -138,9 +140,13 @@ func (o *s3Object) ReadAt(p []byte, off int64) (int, error) {
 	}
 	want := min(int64(len(p)), o.size-off)
 	var err error
-	if want <= 2*o.b.partSize {
+	seq := o.sequential(off, want)
+	switch {
+	case o.fromCache(p[:want], off):
+	case o.b.cache != nil && seq && want < s3BlockSize && o.viaBlocks(p[:want], off):
+	case want <= 2*o.b.partSize:
 		err = o.get(p[:want], off)
-	} else {
+	default:
 		err = o.getParallel(p[:want], off)
 	}
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Faults are the failures a FaultProxy injects, each a probability per
@@ -29,6 +30,8 @@ type Faults struct {
 	// CutBody forwards and answers, but closes the connection halfway
 	// through the reply's body (GETs with a body only).
 	CutBody float64
+	// Delay holds every request this long first (a slow link).
+	Delay time.Duration
 }
 
 // FaultProxy is an HTTP proxy between a client and an S3 server that
@@ -41,7 +44,11 @@ type FaultProxy struct {
 	faults Faults
 	on     atomic.Bool
 	counts sync.Map // fault name -> *atomic.Int64
+	reqs   atomic.Int64
 }
+
+// Requests is how many requests the proxy received.
+func (p *FaultProxy) Requests() int64 { return p.reqs.Load() }
 
 // StartFaultProxy serves a proxy to target until the test ends. seed
 // makes the sequence of faults repeatable for one sequence of requests.
@@ -101,6 +108,10 @@ func (p *FaultProxy) pick() string {
 }
 
 func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request, rp *httputil.ReverseProxy) {
+	p.reqs.Add(1)
+	if p.faults.Delay > 0 {
+		time.Sleep(p.faults.Delay)
+	}
 	fault := p.pick()
 	switch fault {
 	case "Unavailable", "SlowDown":
