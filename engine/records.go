@@ -216,6 +216,10 @@ func (r *Repository) reconcileRecords(ctx context.Context) error {
 			return fmt.Errorf("index restore point %s: %w", rp.Name(), err)
 		}
 		added++
+		if r.remote {
+			r.log.Debug(fmt.Sprintf("indexed restore point %s, committed by another host or before this cache was built", rp.Name()))
+			continue
+		}
 		if r.repair != nil {
 			r.log.Info(fmt.Sprintf("indexed restore point %s from %s/%s%s", rp.Name(), dirRPs, id, recordExt))
 			continue

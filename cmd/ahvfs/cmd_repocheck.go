@@ -103,7 +103,7 @@ func checkS3Repo(c *cli.Context, env *cliEnv) error {
 				lock += "; default retention " + st.DefaultRetention
 			}
 		}
-		fmt.Fprintf(env.Stdout, "versioning %s\nobject lock %s\nclock skew %s\n", ver, lock, st.ClockSkew)
+		fmt.Fprintf(env.Stdout, "versioning %s\nobject lock %s\nclock skew %s (to the second: the store's clock has that resolution)\n", ver, lock, st.ClockSkew)
 		if st.PendingUploads > 0 {
 			fmt.Fprintf(env.Stdout, "uploads    %d unfinished multipart upload(s) (killed processes); gc aborts those older than a day\n", st.PendingUploads)
 		}

@@ -13,4 +13,5 @@ run go run ./tools/bench/iscsi
 [ -d tools/bench/backup ] && { [ -x tools/bench/backup/run.sh ] && run tools/bench/backup/run.sh || run go run ./tools/bench/backup; }
 run tools/bench/repair.sh
 run tools/bench/retention.sh
+run tools/bench/s3.sh
 exit $status
