@@ -45,12 +45,18 @@ func OpenJournal(dir string) (*Journal, error) {
 	return &Journal{dir: dir}, nil
 }
 
-// RepositoryJournal opens the journal of a repository, REPO/journal. In an
+// RepositoryJournal opens the journal of a repository, REPO/journal (of a
+// shared repository, in this host's state directory: a job's journal is
+// this host's, and outlives the cache of the index). In an
 // encrypted repository its entries and kept records are sealed with the
 // repository's metadata key, and kept records are named by a keyed hash of
 // their owner, so the journal names no VM in the clear.
 func RepositoryJournal(repo *engine.Repository) (*Journal, error) {
-	j, err := OpenJournal(filepath.Join(repo.Dir(), "journal"))
+	dir, err := repo.StateDir()
+	if err != nil {
+		return nil, err
+	}
+	j, err := OpenJournal(filepath.Join(dir, "journal"))
 	if err != nil {
 		return nil, err
 	}

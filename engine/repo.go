@@ -67,6 +67,10 @@ type OpenOptions struct {
 	// OwnBackend hands Backend over to the repository: Close, or a failed
 	// Open, closes it.
 	OwnBackend bool
+	// StateDir (Remote) is where this host keeps what it must not lose
+	// with its cache: the journal of temporary cluster objects, in
+	// StateDir/<repository ID>/ (default: the cache directory).
+	StateDir string
 	// Exclusive (Remote, Writable) takes the exclusive lock object gc
 	// needs: no other process of any host has the repository open.
 	Exclusive bool
@@ -561,8 +565,32 @@ func (r *Repository) Refresh(ctx context.Context) (_ bool, err error) {
 // Config returns the repository's format parameters.
 func (r *Repository) Config() Config { return *r.cfg }
 
-// Dir is the repository directory.
+// Dir is the repository directory (of a shared repository, this host's
+// cache of it).
 func (r *Repository) Dir() string { return r.dir }
+
+// StateDir is where this host keeps its state of the repository that is
+// no cache (the journal of temporary cluster objects): the repository
+// directory, or for a shared repository OpenOptions.StateDir/<ID>.
+func (r *Repository) StateDir() (string, error) {
+	if !r.remote || r.opts.StateDir == "" {
+		return r.dir, nil
+	}
+	d := filepath.Join(r.opts.StateDir, r.cfg.ID)
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return "", fmt.Errorf("state directory: %w", err)
+	}
+	return d, nil
+}
+
+// Location names the repository for messages: its directory, or its
+// backend when it is shared.
+func (r *Repository) Location() string {
+	if r.remote {
+		return r.be.String()
+	}
+	return r.dir
+}
 
 // ChunkSize is the repository's chunk size in bytes.
 func (r *Repository) ChunkSize() int { return r.cfg.ChunkSize }

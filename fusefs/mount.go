@@ -53,7 +53,7 @@ func Mount(ctx context.Context, tree *rptree.Tree, mountpoint string, o Options)
 		AttrTimeout:  &short,
 		MountOptions: fuse.MountOptions{
 			AllowOther:    o.AllowOther,
-			FsName:        "ahvfs:" + tree.Repository().Dir(),
+			FsName:        "ahvfs:" + tree.Repository().Location(),
 			Name:          "ahvfs",
 			MaxWrite:      1 << 20, // also the largest read the kernel sends
 			MaxReadAhead:  1 << 20,

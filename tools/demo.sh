@@ -126,8 +126,8 @@ ROOT_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID ROOT_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_
 gw=$!
 trap 'kill $sim $gw 2>/dev/null; wait $sim $gw 2>/dev/null' EXIT
 for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$s3port) 2>/dev/null && break; sleep 0.1; done
-hostA=(--repo s3://ahvfs-demo/site-a --s3-endpoint http://127.0.0.1:$s3port --cache-dir "$demo/cache-host-a")
-hostB=(--repo s3://ahvfs-demo/site-a --s3-endpoint http://127.0.0.1:$s3port --cache-dir "$demo/cache-host-b")
+hostA=(--repo s3://ahvfs-demo/site-a --s3-endpoint http://127.0.0.1:$s3port --cache-dir "$demo/cache-host-a" --state-dir "$demo/state-host-a")
+hostB=(--repo s3://ahvfs-demo/site-a --s3-endpoint http://127.0.0.1:$s3port --cache-dir "$demo/cache-host-b" --state-dir "$demo/state-host-b")
 bin/ahvfs init "${hostA[@]}" --s3-object-lock
 echo "host A backs up $vm, host B the other VM, at the same time:"
 other=$(ls "$demo/sim/vms" | grep -v -e "^$vm\$" -e -dr -e -killed | head -1)

@@ -63,9 +63,9 @@ func runMount(ctx context.Context, env *cliEnv, r *engine.Repository, mountpoint
 	done := make(chan struct{})
 	go func() { srv.Wait(); close(done) }()
 	if env.JSON {
-		writeJSON(env.Stdout, map[string]string{"mountpoint": srv.Mountpoint(), "repo": r.Dir()})
+		writeJSON(env.Stdout, map[string]string{"mountpoint": srv.Mountpoint(), "repo": r.Location()})
 	} else {
-		fmt.Fprintf(env.Stdout, "mounted %s on %s (read-only); Ctrl-C or SIGTERM unmounts\n", r.Dir(), srv.Mountpoint())
+		fmt.Fprintf(env.Stdout, "mounted %s on %s (read-only); Ctrl-C or SIGTERM unmounts\n", r.Location(), srv.Mountpoint())
 	}
 	select {
 	case <-done:

@@ -35,8 +35,9 @@ func s3Repo(t *testing.T) ([]string, *s3test.Server) {
 	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AHVFS_S3_ENDPOINT", "AHVFS_CACHE_DIR"} {
 		t.Setenv(k, "")
 	}
+	// --cache-dir comes last: tests give a second host its own.
 	return []string{"--repo", s3test.URL(s3test.NewBucketName(), "site-a/repo"), "--s3-endpoint", srv.Endpoint,
-		"--s3-credentials-file", creds, "--cache-dir", filepath.Join(t.TempDir(), "cache")}, srv
+		"--s3-credentials-file", creds, "--state-dir", filepath.Join(t.TempDir(), "state"), "--cache-dir", filepath.Join(t.TempDir(), "cache")}, srv
 }
 
 // withRepo replaces the --repo of args with the repository arguments repo.
@@ -91,6 +92,13 @@ func TestS3RepositoryCommands(t *testing.T) {
 	checkCat("after backup")
 	if out := mustCLI(t, r("verify", "--read-data")...); !strings.Contains(out, "no errors") {
 		t.Fatalf("verify --read-data: %s", out)
+	}
+
+	// The backup's journal (the reference snapshot it keeps) is host state,
+	// beside the cache, not in it.
+	state := repo[slices.Index(repo, "--state-dir")+1]
+	if kept, _ := filepath.Glob(filepath.Join(state, "*", "journal", "kept", "*")); len(kept) == 0 {
+		t.Fatalf("no kept record under the state directory %s", state)
 	}
 
 	// The cache goes; everything still works, from the bucket alone.

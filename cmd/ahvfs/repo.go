@@ -97,6 +97,9 @@ func remoteOptions(ctx context.Context, c *cli.Context, o *engine.OpenOptions) (
 		return "", err
 	}
 	base, err := cacheBase(c)
+	if err == nil {
+		o.StateDir, err = stateBase(c)
+	}
 	if err != nil {
 		be.Close()
 		return "", err

@@ -27,7 +27,8 @@ func s3Flags() []cli.Flag {
 		&cli.StringFlag{Name: "s3-endpoint", Usage: "`URL` of the S3-compatible store of an s3:// repository (https://, or http:// on a trusted network)", EnvVars: []string{"AHVFS_S3_ENDPOINT"}},
 		&cli.StringFlag{Name: "s3-ca-cert", Usage: "PEM `FILE` of the CA that signed the store's certificate (default: the system's)", EnvVars: []string{"AHVFS_S3_CA_CERT"}},
 		&cli.StringFlag{Name: "s3-credentials-file", Usage: "`FILE` with the S3 access key and secret (AWS credentials format, or AWS_ACCESS_KEY_ID=/AWS_SECRET_ACCESS_KEY= lines); default: those environment variables", EnvVars: []string{"AHVFS_S3_CREDENTIALS_FILE"}},
-		&cli.StringFlag{Name: "cache-dir", Usage: "`DIR` of this host's caches of s3:// repositories (default $XDG_CACHE_HOME/ahvfs, else ~/.cache/ahvfs)", EnvVars: []string{"AHVFS_CACHE_DIR"}},
+		&cli.StringFlag{Name: "cache-dir", Usage: "`DIR` of this host's caches of s3:// repositories, rebuilt when deleted (default $XDG_CACHE_HOME/ahvfs, else ~/.cache/ahvfs)", EnvVars: []string{"AHVFS_CACHE_DIR"}},
+		&cli.StringFlag{Name: "state-dir", Usage: "`DIR` of this host's journals of cluster objects for s3:// repositories, to keep (default $XDG_STATE_HOME/ahvfs, else ~/.local/state/ahvfs)", EnvVars: []string{"AHVFS_STATE_DIR"}},
 	}
 }
 
@@ -130,6 +131,22 @@ func parseCredentials(b []byte) map[string]string {
 		return map[string]string{}
 	}
 	return sections[order[0]]
+}
+
+// stateBase is --state-dir, else $XDG_STATE_HOME/ahvfs, else
+// ~/.local/state/ahvfs.
+func stateBase(c *cli.Context) (string, error) {
+	if d := c.String("state-dir"); d != "" {
+		return d, nil
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "ahvfs"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", usagef("no state directory: give --state-dir DIR (or set AHVFS_STATE_DIR)")
+	}
+	return filepath.Join(home, ".local", "state", "ahvfs"), nil
 }
 
 // cacheBase is --cache-dir, else $XDG_CACHE_HOME/ahvfs, else

@@ -32,7 +32,7 @@ ROOT_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID ROOT_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_
 gwpid=$!
 trap 'kill $gwpid 2>/dev/null; wait $gwpid 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-s3=(--repo s3://bench/repo --s3-endpoint "http://127.0.0.1:$port" --cache-dir "$work/cache")
+s3=(--repo s3://bench/repo --s3-endpoint "http://127.0.0.1:$port" --cache-dir "$work/cache" --state-dir "$work/state")
 
 secs() {
   /usr/bin/time -f "%e" -o "$work/time" "$@" > /dev/null
