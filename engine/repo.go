@@ -391,11 +391,22 @@ func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
 	}
 	r.pw = newPackWriter(r)
 	// A writer killed between its last commit and publishing it left
-	// readers behind: publish what the index holds now.
-	if err := r.publish(); err != nil {
-		return fail(fmt.Errorf("publish index of %s: %w", r.dir, err))
+	// readers behind: publish what the index holds now. A shared
+	// reader's catch-up (held) publishes only what it changed, when it
+	// closes: it runs at every open of a reader, and the next writer
+	// publishes for a killed one.
+	if r.opts.held == nil || !hasCheckpoint(r.dir) {
+		if err := r.publish(); err != nil {
+			return fail(fmt.Errorf("publish index of %s: %w", r.dir, err))
+		}
 	}
 	return nil
+}
+
+// hasCheckpoint reports whether dir has a published checkpoint.
+func hasCheckpoint(dir string) bool {
+	_, err := readCurrent(dir)
+	return err == nil
 }
 
 // openLiveIndex opens the writer's index, upgrades an older one, and

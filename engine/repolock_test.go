@@ -71,14 +71,17 @@ func TestSharedLocks(t *testing.T) {
 
 	// A dead process of this host, and another host's lock not refreshed
 	// for longer than the staleness: both ignored by gc.
-	restore := engine.SetLockTimes(time.Minute, 2*time.Second)
+	// Stale after 5 s: the store's times have a resolution of a second,
+	// and the fresh lock must stay fresh however slow the machine is
+	// between storing it and gc's open.
+	restore := engine.SetLockTimes(time.Minute, 5*time.Second)
 	defer restore()
 	putLock(t, hostB.be, "shared-dead", hostname(t), deadPID(t))
 	putLock(t, hostB.be, "shared-otherhost", "other-host.example", 4242)
 	if _, err := engine.Open(ctx, hostA.cache, engine.OpenOptions{Backend: hostA.be, Remote: true, Writable: true, Exclusive: true}); !errors.Is(err, engine.ErrLocked) || !strings.Contains(err.Error(), "other-host.example") {
 		t.Fatalf("gc with another host's fresh lock: %v; want ErrLocked naming other-host.example", err)
 	}
-	time.Sleep(3 * time.Second)
+	time.Sleep(6500 * time.Millisecond)
 	locks, err := engine.RepoLocks(ctx, hostA.be)
 	if err != nil || len(locks) != 2 || !locks[0].Stale || !locks[1].Stale {
 		t.Fatalf("locks: %+v %v; want two stale ones", locks, err)

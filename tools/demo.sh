@@ -122,7 +122,7 @@ s3port=${DEMO_S3_PORT:-17071}
 mkdir -p "$demo/s3"
 export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo-secret-$RANDOM$RANDOM
 ROOT_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID ROOT_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
-  "$vgw" --port 127.0.0.1:$s3port --quiet posix "$demo/s3" > "$demo/versitygw.log" 2>&1 &
+  "$vgw" --port 127.0.0.1:$s3port --quiet --keep-alive posix "$demo/s3" > "$demo/versitygw.log" 2>&1 &
 gw=$!
 trap 'kill $sim $gw 2>/dev/null; wait $sim $gw 2>/dev/null' EXIT
 for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$s3port) 2>/dev/null && break; sleep 0.1; done

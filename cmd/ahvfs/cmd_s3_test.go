@@ -106,6 +106,12 @@ func TestS3RepositoryCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkCat("after the cache was deleted")
+	if out := mustCLI(t, r("repair", "index")...); !strings.Contains(out, "2 restore points") {
+		t.Fatalf("repair index of the S3 repository's cache: %s", out)
+	}
+	if out := mustCLI(t, r("stats")...); !strings.Contains(out, "dedup") {
+		t.Fatalf("stats: %s", out)
+	}
 	out := filepath.Join(t.TempDir(), "out")
 	js := mustCLI(t, r("export", "--format", "qcow2", "--out", out, "--json", "imported@latest")...)
 	var ex struct{ Disks []struct{ File string } }
@@ -397,4 +403,20 @@ func TestS3TwoHosts(t *testing.T) {
 			t.Fatalf("cat %s differs", vm)
 		}
 	}
+}
+
+// TestS3CACert: an https endpoint is verified: init fails with a
+// certificate error without --s3-ca-cert, and works with it.
+func TestS3CACert(t *testing.T) {
+	srv := s3test.StartVersitygw(t, s3test.Options{TLS: true})
+	creds := filepath.Join(t.TempDir(), "creds")
+	os.WriteFile(creds, []byte("AWS_ACCESS_KEY_ID="+srv.AccessKey+"\nAWS_SECRET_ACCESS_KEY="+srv.SecretKey+"\n"), 0o600)
+	repo := []string{"--repo", s3test.URL(s3test.NewBucketName(), "r"), "--s3-endpoint", srv.Endpoint, "--s3-credentials-file", creds,
+		"--state-dir", t.TempDir(), "--cache-dir", t.TempDir()}
+	_, errs, code := runCLI(t, "", append([]string{"init"}, repo...)...)
+	if code == 0 || !strings.Contains(errs, "certificate") {
+		t.Fatalf("init against an https store without its CA: exit %d: %s", code, errs)
+	}
+	mustCLI(t, append([]string{"init", "--s3-ca-cert", srv.CAFile}, repo...)...)
+	mustCLI(t, append([]string{"repo", "check", "--s3-ca-cert", srv.CAFile}, repo...)...)
 }

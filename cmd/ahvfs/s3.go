@@ -52,6 +52,9 @@ func openS3Backend(ctx context.Context, c *cli.Context, create, lock bool) (*bac
 	}
 	o := backend.S3Options{Endpoint: endpoint, Bucket: bucket, Prefix: prefix, Region: region,
 		AccessKeyID: ak, SecretAccessKey: sk, CreateBucket: create, ObjectLock: lock}
+	if base, err := cacheBase(c); err == nil {
+		o.BlockCacheDir = filepath.Join(base, "blocks") // pack blocks sequential readers fetched
+	}
 	if f := c.String("s3-ca-cert"); f != "" {
 		pem, err := os.ReadFile(f)
 		if err != nil {

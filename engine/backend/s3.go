@@ -101,6 +101,10 @@ type S3Options struct {
 	// ReadCacheBytes bounds the blocks fetched ahead of sequential readers
 	// (default 128 MiB; negative: no read cache).
 	ReadCacheBytes int64
+	// BlockCacheDir keeps those blocks on disk too, for the next process
+	// ("": memory only); BlockCacheBytes bounds it (default 2 GiB).
+	BlockCacheDir   string
+	BlockCacheBytes int64
 	// CreateBucket creates the bucket when it does not exist (init);
 	// ObjectLock creates it with object lock enabled.
 	CreateBucket, ObjectLock bool
@@ -121,12 +125,34 @@ func ParseS3URL(s string) (bucket, prefix string, err error) {
 	if bucket == "" {
 		return "", "", fmt.Errorf("%q names no bucket (s3://BUCKET/PREFIX)", s)
 	}
+	if why := bucketProblem(bucket); why != "" {
+		return "", "", fmt.Errorf("bucket name %q in %s: %s", bucket, s, why)
+	}
 	if prefix != "" {
 		if err := CheckName(prefix); err != nil {
 			return "", "", fmt.Errorf("prefix of %s: %w", s, err)
 		}
 	}
 	return bucket, prefix, nil
+}
+
+// bucketProblem says what is wrong with a bucket name by S3's rules: 3 to
+// 63 characters, lower-case letters, digits, dots and hyphens (and the
+// underscores of old buckets), starting and ending with a letter or digit.
+func bucketProblem(b string) string {
+	if len(b) < 3 || len(b) > 63 {
+		return "S3 bucket names have 3 to 63 characters"
+	}
+	for i, c := range b {
+		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		if (i == 0 || i == len(b)-1) && !alnum {
+			return "S3 bucket names start and end with a lower-case letter or a digit"
+		}
+		if !alnum && c != '.' && c != '-' && c != '_' {
+			return fmt.Sprintf("S3 bucket names hold lower-case letters, digits, dots and hyphens, not %q", c)
+		}
+	}
+	return ""
 }
 
 // IsS3URL reports whether s names an S3 location.
@@ -201,6 +227,14 @@ func OpenS3(ctx context.Context, o S3Options) (*S3, error) {
 	}
 	if o.ReadCacheBytes > 0 {
 		b.cache = newBlockCache(o.ReadCacheBytes, 2*o.Concurrency)
+		if o.BlockCacheDir != "" {
+			if o.BlockCacheBytes <= 0 {
+				o.BlockCacheBytes = 2 << 30
+			}
+			if b.cache.disk, err = newDiskBlocks(o.BlockCacheDir, o.BlockCacheBytes); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if o.Prefix != "" {
 		b.prefix = strings.TrimSuffix(o.Prefix, "/") + "/"

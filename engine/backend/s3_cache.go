@@ -56,6 +56,7 @@ type blockCache struct {
 	// free holds the buffers of evicted blocks for the next fetches:
 	// fresh memory costs more than the copy into it (page faults).
 	free [][]byte
+	disk *diskBlocks // nil: memory only
 }
 
 func newBlockCache(budget int64, fetches int) *blockCache {
@@ -178,7 +179,14 @@ func (o *s3Object) fetchBlock(idx int64, wait bool) *block {
 	fetch := func() {
 		lo := idx * s3BlockSize
 		buf := c.buffer(min(s3BlockSize, o.size-lo))
+		if c.disk != nil && c.disk.read(b.k, buf) {
+			c.finish(b, buf, nil)
+			return
+		}
 		err := o.get(buf, lo)
+		if err == nil && c.disk != nil {
+			c.disk.write(b.k, buf)
+		}
 		c.finish(b, buf, err)
 	}
 	if wait {

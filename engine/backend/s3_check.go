@@ -91,7 +91,7 @@ func (b *S3) pendingUploads(ctx context.Context) ([]pendingUpload, error) {
 }
 
 // AbortUploads aborts the multipart uploads under the prefix started more
-// than age ago (by the store's clock, as the store reports them), and
+// than age ago (all of them for age 0) (by the store's clock, as the store reports them), and
 // returns how many it aborted. A live upload is younger than any sensible
 // age: one pack takes seconds.
 func (b *S3) AbortUploads(ctx context.Context, age time.Duration) (int, error) {
@@ -106,8 +106,8 @@ func (b *S3) AbortUploads(ctx context.Context, age time.Duration) (int, error) {
 	now := time.Now().Add(st.ClockSkew)
 	n := 0
 	for _, u := range ups {
-		if now.Sub(u.initiated) < age {
-			continue
+		if age > 0 && now.Sub(u.initiated) < age {
+			continue // (age 0: every upload, whatever the clocks say)
 		}
 		if _, err := b.cli.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &b.bucket, Key: &u.key, UploadId: &u.id}); err != nil {
 			return n, fmt.Errorf("abort upload of %s: %w", u.key, describeS3(err))

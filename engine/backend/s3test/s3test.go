@@ -39,6 +39,9 @@ type Server struct {
 	// Versioning reports whether buckets may keep versions (versitygw
 	// started WithVersioning).
 	Versioning bool
+	// CAFile is the PEM CA certificate that signed the server's
+	// certificate (Options.TLS), "" for plain http.
+	CAFile string
 }
 
 // Options are how StartVersitygw starts the server.
@@ -46,6 +49,9 @@ type Options struct {
 	// Versioning gives the server a versioning directory, so buckets with
 	// object lock keep versions as on AWS.
 	Versioning bool
+	// TLS serves https with a certificate for 127.0.0.1 signed by a CA
+	// of the test's own (Server.CAFile).
+	TLS bool
 }
 
 // secretKey is the test servers' secret: a test checks it appears in no
@@ -98,9 +104,21 @@ func StartVersitygw(t testing.TB, o Options) *Server {
 		t.Fatal(err)
 	}
 	s := &Server{AccessKey: "ahvfstest", SecretKey: secretKey, Root: data, ObjectLock: true, Versioning: o.Versioning}
+	var tlsArgs []string
 	for attempt := 0; ; attempt++ {
 		addr := freePort(t)
-		args := []string{"--port", addr, "--quiet", "posix"}
+		// --keep-alive: as production stores do (versitygw closes every
+		// connection after one request by default).
+		args := []string{"--port", addr, "--quiet", "--keep-alive"}
+		if o.TLS {
+			if s.CAFile == "" {
+				var cert, key string
+				s.CAFile, cert, key = writeTLS(t, root)
+				tlsArgs = []string{"--cert", cert, "--key", key}
+			}
+			args = append(args, tlsArgs...)
+		}
+		args = append(args, "posix")
 		if o.Versioning {
 			vdir := filepath.Join(root, "versions")
 			os.MkdirAll(vdir, 0o700)
@@ -128,6 +146,9 @@ func StartVersitygw(t testing.TB, o Options) *Server {
 				}
 			})
 			s.Endpoint = "http://" + addr
+			if o.TLS {
+				s.Endpoint = "https://" + addr
+			}
 			return s
 		}
 		cmd.Process.Kill()

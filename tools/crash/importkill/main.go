@@ -5,6 +5,7 @@
 // byte as the images it was imported from.
 //
 //	go run ./tools/crash/importkill [-kills 200] [-size 64] [-encrypt=true] [-read-data-every 10] [-seed N] [-ahvfs bin/ahvfs] [-keep] [-v]
+//	  [-s3 http://127.0.0.1:7070]   repositories in a bucket of that S3 endpoint (credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
 //
 // Trials alternate between an unencrypted and an encrypted repository,
 // both with small chunks and packs so that packs seal in the middle of an
@@ -52,6 +53,7 @@ func main() {
 	flag.StringVar(&o.Dir, "dir", "", "work directory (default: a new temporary one)")
 	flag.BoolVar(&o.Keep, "keep", false, "keep the work directory even when every check passed")
 	flag.BoolVar(&o.Verbose, "v", false, "print every trial")
+	flag.StringVar(&o.S3, "s3", "", "S3 endpoint `URL`: the repositories live in its bucket importkill (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -71,6 +73,7 @@ type options struct {
 	Dir           string // default: a new temporary directory
 	Keep          bool   // keep the work directory even without failures
 	Verbose       bool
+	S3            string // S3 endpoint: repositories in a bucket there
 }
 
 const (

@@ -26,7 +26,7 @@ type proc struct {
 
 func (k *killer) start(r *repo, stdout io.Writer, args ...string) (*proc, error) {
 	p := &proc{args: args, done: make(chan struct{})}
-	p.cmd = exec.Command(k.o.Ahvfs, args...)
+	p.cmd = exec.Command(k.o.Ahvfs, append(args, r.extra...)...)
 	p.cmd.Env = r.env
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr

@@ -15,7 +15,8 @@ import (
 // repo is a repository and what the run put into it.
 type repo struct {
 	name    string
-	dir     string
+	dir     string              // --repo: a directory, or s3://BUCKET/NAME (with -s3)
+	extra   []string            // more arguments of every command: the S3 endpoint and this host's cache
 	env     []string            // the environment of its commands (the password, never argv)
 	imports map[string]*attempt // VM@TIME of every import started
 	dur     map[*source]time.Duration
@@ -40,6 +41,10 @@ var vms = []string{"web01", "db01", "files01"}
 
 func (k *killer) newRepo(ctx context.Context, name string) (*repo, error) {
 	r := &repo{name: name, dir: filepath.Join(k.work, name), imports: map[string]*attempt{}, dur: map[*source]time.Duration{}}
+	if k.o.S3 != "" {
+		r.dir = "s3://importkill/" + name
+		r.extra = []string{"--s3-endpoint", k.o.S3, "--cache-dir", filepath.Join(k.work, "cache"), "--state-dir", filepath.Join(k.work, "state")}
+	}
 	for _, e := range os.Environ() {
 		if !strings.HasPrefix(e, "AHVFS_") {
 			r.env = append(r.env, e)
