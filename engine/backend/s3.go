@@ -359,9 +359,14 @@ func (b *S3) String() string {
 	return "s3 " + b.endpoint + "/" + b.bucket + "/" + strings.TrimSuffix(b.prefix, "/")
 }
 
-// Close implements Backend. Objects opened before stay usable.
+// Close implements Backend. Objects opened before stay usable (their
+// blocks are no longer kept on disk). Blocks queued for the disk tier are
+// written first.
 func (b *S3) Close() error {
 	b.closed.Store(true)
+	if b.cache != nil && b.cache.disk != nil {
+		b.cache.closeDisk()
+	}
 	return nil
 }
 

@@ -57,10 +57,71 @@ type blockCache struct {
 	// fresh memory costs more than the copy into it (page faults).
 	free [][]byte
 	disk *diskBlocks // nil: memory only
+	// diskq feeds the goroutine that writes blocks to the disk tier,
+	// beside the readers; a block that finds it full is not kept on disk
+	// (a cache must not slow the read it serves). closeDisk drains it.
+	diskq      chan *block
+	diskDone   chan struct{}
+	diskClosed bool
 }
 
 func newBlockCache(budget int64, fetches int) *blockCache {
 	return &blockCache{blocks: map[blockKey]*block{}, lru: list.New(), budget: budget, sem: make(chan struct{}, fetches)}
+}
+
+// keepOnDisk queues block k (pinned until written) for the disk tier.
+func (c *blockCache) keepOnDisk(k blockKey) {
+	b := c.pin(k)
+	if b == nil {
+		return
+	}
+	c.mu.Lock()
+	if c.diskq == nil && !c.diskClosed {
+		c.diskq, c.diskDone = make(chan *block, 16), make(chan struct{})
+		go c.diskWriter()
+	}
+	queued := false
+	if !c.diskClosed {
+		select {
+		case c.diskq <- b:
+			queued = true
+		default:
+		}
+	}
+	c.mu.Unlock()
+	if !queued {
+		c.unpin(b)
+	}
+}
+
+// diskWriter writes queued blocks to the disk tier until closeDisk.
+func (c *blockCache) diskWriter() {
+	defer close(c.diskDone)
+	for b := range c.diskq {
+		<-b.done
+		if b.err == nil {
+			c.disk.write(b.k, b.data)
+		}
+		c.unpin(b)
+	}
+}
+
+// closeDisk writes what is queued and stops the writer.
+func (c *blockCache) closeDisk() {
+	c.mu.Lock()
+	if c.diskClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.diskClosed = true
+	q, done := c.diskq, c.diskDone
+	if q != nil {
+		close(q)
+	}
+	c.mu.Unlock()
+	if done != nil {
+		<-done
+	}
 }
 
 // pin returns the block of k, if it is cached or being fetched, held
@@ -184,10 +245,10 @@ func (o *s3Object) fetchBlock(idx int64, wait bool) *block {
 			return
 		}
 		err := o.get(buf, lo)
-		if err == nil && c.disk != nil {
-			c.disk.write(b.k, buf)
-		}
 		c.finish(b, buf, err)
+		if err == nil && c.disk != nil {
+			c.keepOnDisk(b.k)
+		}
 	}
 	if wait {
 		fetch()
