@@ -56,6 +56,11 @@ type InitOptions struct {
 	// of this host's caches, and the index goes to its subdirectory named
 	// by the new repository's ID.
 	Remote bool
+	// CopyFrom, when set, makes a repository that stores blobs as CopyFrom
+	// does (a DR copy that sync fills without re-encoding): its format
+	// parameters override those above, and when it is encrypted its master
+	// key is wrapped anew with Password (which must be given).
+	CopyFrom *Repository
 }
 
 // maxChunkSize is the largest chunk size a repository may have.

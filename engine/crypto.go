@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -48,14 +49,25 @@ type keys struct {
 	blob  cipher.AEAD // seals blobs
 	meta  cipher.AEAD // seals records: restore points, VM records (record files and index values)
 	name  []byte      // HMAC key that turns a VM name into its index key
+	// master is the key the others derive from: what init
+	// --copy-params-from gives a DR repository.
+	master []byte
+	// fingerprint names the master key without revealing it: two
+	// repositories with the same one store blobs alike (TransferKey).
+	fingerprint []byte
 }
 
-func newEncryption(password []byte, p KDFParams) (*Encryption, []byte, error) {
+// newEncryption makes a master key, or takes master when it is given
+// (a DR repository that shares its source's keys), and wraps it with a key
+// derived from password.
+func newEncryption(password, master []byte, p KDFParams) (*Encryption, []byte, error) {
 	p.setDefaults()
-	master := make([]byte, 32)
 	salt := make([]byte, 16)
-	if _, err := rand.Read(master); err != nil {
-		return nil, nil, err
+	if master == nil {
+		master = make([]byte, 32)
+		if _, err := rand.Read(master); err != nil {
+			return nil, nil, err
+		}
 	}
 	if _, err := rand.Read(salt); err != nil {
 		return nil, nil, err
@@ -120,7 +132,11 @@ func deriveKeys(master []byte) (*keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &keys{idKey: idKey, blob: aead, meta: meta, name: nameKey}, nil
+	fp, err := hkdf.Key(sha256.New, master, nil, "ahvfs key fingerprint", 16)
+	if err != nil {
+		return nil, err
+	}
+	return &keys{idKey: idKey, blob: aead, meta: meta, name: nameKey, master: bytes.Clone(master), fingerprint: fp}, nil
 }
 
 // newAEAD is AES-256-GCM with a random 96-bit nonce prepended to every

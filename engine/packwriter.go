@@ -87,31 +87,50 @@ func (pw *packWriter) stickyErr() error {
 // submit stores plain under id unless the repository has it already. It
 // returns the stored size when the blob is new.
 func (pw *packWriter) submit(ctx context.Context, id ID, plain []byte, page bool) (stored int, isNew bool, err error) {
+	if ok, err := pw.reserve(id); !ok || err != nil {
+		return 0, false, err
+	}
+	n, err := pw.enqueue(ctx, id, plain, page)
+	return n, err == nil, err
+}
+
+// submitStored is submit for a blob already encoded (sync moves blobs as
+// they are stored); stored is copied.
+func (pw *packWriter) submitStored(ctx context.Context, id ID, stored []byte, raw uint32, flags byte, crc uint32) (isNew bool, err error) {
+	if ok, err := pw.reserve(id); !ok || err != nil {
+		return false, err
+	}
+	buf := pw.bufs.Get().(*[]byte)
+	_, err = pw.send(ctx, pwMsg{id: id, data: append((*buf)[:0], stored...), buf: buf, raw: raw, crc: crc, flags: flags})
+	return err == nil, err
+}
+
+// reserve puts id in pending unless the repository holds it already or
+// another writer is storing it; ok reports whether the caller stores it.
+func (pw *packWriter) reserve(id ID) (ok bool, err error) {
 	pw.mu.Lock()
 	if pw.err != nil {
 		err := pw.err
 		pw.mu.Unlock()
-		return 0, false, err
+		return false, err
 	}
 	_, busy := pw.pending[id]
 	pw.mu.Unlock()
 	if busy {
-		return 0, false, nil
+		return false, nil
 	}
 	if _, err := getValue(pw.r.db, chunkKey(id)); err == nil {
-		return 0, false, nil
+		return false, nil
 	} else if !errors.Is(err, ErrNotFound) {
-		return 0, false, fmt.Errorf("look up chunk %s: %w", id.Short(), err)
+		return false, fmt.Errorf("look up chunk %s: %w", id.Short(), err)
 	}
 	pw.mu.Lock()
+	defer pw.mu.Unlock()
 	if _, busy := pw.pending[id]; busy {
-		pw.mu.Unlock()
-		return 0, false, nil
+		return false, nil
 	}
 	pw.pending[id] = struct{}{}
-	pw.mu.Unlock()
-	n, err := pw.enqueue(ctx, id, plain, page)
-	return n, err == nil, err
+	return true, nil
 }
 
 // rewrite stores plain under id in a new pack even though the index

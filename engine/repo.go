@@ -180,6 +180,20 @@ func (b *bgWork) stop() {
 func Init(ctx context.Context, dir string, o InitOptions) (*Config, error) {
 	be := o.Backend
 	o.setDefaults()
+	var master []byte
+	if src := o.CopyFrom; src != nil {
+		c := src.cfg
+		o.ChunkSize, o.PageEntries, o.PackSize, o.Compression = c.ChunkSize, c.PageEntries, c.PackSize, c.Compression
+		o.ParityData, o.ParityShards, o.ShardSize = c.Parity.Data, c.Parity.Parity, c.Parity.ShardSize
+		switch {
+		case src.keys != nil && len(o.Password) == 0:
+			return nil, fmt.Errorf("init %s: %w: the source repository is encrypted: give the new repository a password (it may differ from the source's)", dir, ErrInvalid)
+		case src.keys == nil && len(o.Password) > 0:
+			return nil, fmt.Errorf("init %s: %w: the source repository is not encrypted, so a copy of its parameters cannot be (its chunk IDs would differ)", dir, ErrInvalid)
+		case src.keys != nil:
+			master = src.keys.master
+		}
+	}
 	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("init %s: %w: %w", dir, ErrInvalid, err)
 	}
@@ -216,7 +230,7 @@ func Init(ctx context.Context, dir string, o InitOptions) (*Config, error) {
 		PageEntries: o.PageEntries, PackSize: o.PackSize, Compression: o.Compression, Hash: "blake3"}
 	c.Parity.Data, c.Parity.Parity, c.Parity.ShardSize = o.ParityData, o.ParityShards, o.ShardSize
 	if len(o.Password) > 0 {
-		enc, _, err := newEncryption(o.Password, o.KDF)
+		enc, _, err := newEncryption(o.Password, master, o.KDF)
 		if err != nil {
 			return nil, fmt.Errorf("init %s: %w", dir, err)
 		}

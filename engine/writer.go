@@ -307,49 +307,61 @@ func (w *RestorePointWriter) Commit(ctx context.Context) (*RestorePoint, error) 
 	}
 	rp.Committed = time.Now().UTC()
 	rp.Stats.DurationMS = time.Since(w.started).Milliseconds()
+	committed, err := r.commitRecord(ctx, rp, w.spec.LockUntil)
+	if committed {
+		w.done = true
+		return rp, err
+	}
+	return nil, err
+}
+
+// commitRecord makes rp, whose pages and chunks are durable, visible: its
+// lock (when lockUntil is set), its record file, its index entries in one
+// synced batch, then the publication to readers. committed reports whether
+// the index holds it (an error after that is reported with the point).
+func (r *Repository) commitRecord(ctx context.Context, rp *RestorePoint, lockUntil time.Time) (committed bool, err error) {
 	rec, err := encodeRestorePoint(rp)
 	if err != nil {
-		return nil, err
+		return false, err
 	}
 	b := r.db.NewBatch()
 	defer b.Close()
 	// Its lock before the record file: a point is never visible unlocked.
-	if !w.spec.LockUntil.IsZero() {
-		if _, err := r.addLock(ctx, b, rp.ID, w.spec.LockUntil); err != nil {
-			return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
+	if !lockUntil.IsZero() {
+		if _, err := r.addLock(ctx, b, rp.ID, lockUntil); err != nil {
+			return false, fmt.Errorf("commit %s: %w", rp.Name(), err)
 		}
 	}
 	// The record file next: once it is durable, the restore point exists
 	// even if the index loses this commit (the next writer indexes it).
 	if err := r.rlock.check(); err != nil {
-		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
+		return false, fmt.Errorf("commit %s: %w", rp.Name(), err)
 	}
 	if err := r.writeRPFile(ctx, rp.ID, rec); err != nil {
-		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
+		return false, fmt.Errorf("commit %s: %w", rp.Name(), err)
 	}
 	if err := fault(fpRecordWritten); err != nil {
-		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
+		return false, fmt.Errorf("commit %s: %w", rp.Name(), err)
 	}
 	if err := r.indexRP(r.db, b, rp, rec); err != nil {
-		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
+		return false, fmt.Errorf("commit %s: %w", rp.Name(), err)
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		return nil, fmt.Errorf("commit %s: %w", rp.Name(), err)
+		return false, fmt.Errorf("commit %s: %w", rp.Name(), err)
 	}
-	w.done = true
-	rp.LockedUntil = w.spec.LockUntil.UTC().Truncate(time.Second)
+	rp.LockedUntil = lockUntil.UTC().Truncate(time.Second)
 	if err := fault(fpRPIndexed); err != nil {
-		return rp, fmt.Errorf("commit %s: committed, but: %w", rp.Name(), err)
+		return true, fmt.Errorf("commit %s: committed, but: %w", rp.Name(), err)
 	}
 	if err := r.publish(); err != nil {
-		return rp, fmt.Errorf("commit %s: committed, but publishing to readers failed: %w", rp.Name(), err)
+		return true, fmt.Errorf("commit %s: committed, but publishing to readers failed: %w", rp.Name(), err)
 	}
-	if !w.spec.LockUntil.IsZero() {
+	if !lockUntil.IsZero() {
 		if err := r.retainPoint(ctx, rp, rp.LockedUntil); err != nil {
-			return rp, fmt.Errorf("commit %s: committed and locked, but: %w", rp.Name(), err)
+			return true, fmt.Errorf("commit %s: committed and locked, but: %w", rp.Name(), err)
 		}
 	}
-	return rp, nil
+	return true, nil
 }
 
 // Abort drops the restore point. Chunks already stored stay in the

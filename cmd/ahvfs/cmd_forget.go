@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/ahvfs/ahvfs/dr"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/urfave/cli/v2"
 )
@@ -16,7 +17,7 @@ func init() {
 			Description: "Every restore point is self-contained: removing the one an incremental was taken\n" +
 				"against never breaks the incremental. A forget that names a locked restore point\n" +
 				"removes nothing and says which lock stops it. The chunks stay until 'ahvfs gc'.",
-			Flags: []cli.Flag{repoPasswordFlag()},
+			Flags: append([]cli.Flag{repoPasswordFlag()}, clientTLSFlags()...),
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)
 				if c.NArg() == 0 {
@@ -26,6 +27,18 @@ func init() {
 					if err := checkRestorePointArg(a); err != nil {
 						return err
 					}
+				}
+				if loc := c.String("repo"); dr.IsRemote(loc) {
+					rem, err := dialRemote(c, loc)
+					if err != nil {
+						return err
+					}
+					defer rem.Close()
+					names, err := rem.Forget(c.Context, c.Args().Slice())
+					if err != nil {
+						return err
+					}
+					return printForgotten(env, names)
 				}
 				r, err := openRepo(c.Context, c, env, true)
 				if err != nil {
@@ -51,17 +64,22 @@ func init() {
 				for _, rp := range rps {
 					names = append(names, rp.Name())
 				}
-				if env.JSON {
-					return writeJSON(env.Stdout, struct {
-						Removed []string `json:"removed"`
-					}{names})
-				}
-				for _, n := range names {
-					fmt.Fprintf(env.Stdout, "removed %s\n", n)
-				}
-				fmt.Fprintln(env.Stdout, "run 'ahvfs gc' to reclaim the space no restore point needs any more")
-				return nil
+				return printForgotten(env, names)
 			},
 		}
 	})
+}
+
+// printForgotten reports the restore points a forget removed.
+func printForgotten(env *cliEnv, names []string) error {
+	if env.JSON {
+		return writeJSON(env.Stdout, struct {
+			Removed []string `json:"removed"`
+		}{names})
+	}
+	for _, n := range names {
+		fmt.Fprintf(env.Stdout, "removed %s\n", n)
+	}
+	fmt.Fprintln(env.Stdout, "run 'ahvfs gc' to reclaim the space no restore point needs any more")
+	return nil
 }

@@ -25,6 +25,8 @@ func init() {
 				// The name init used to give the repository password; elsewhere
 				// --password-file is Prism's. Kept so that scripts still work.
 				&cli.StringFlag{Name: "password-file", Hidden: true, Usage: "deprecated: use --repo-password-file"},
+				&cli.StringFlag{Name: "copy-params-from", Usage: "make a DR copy of the repository `SOURCE` (a directory): the same chunk size, packs, parity and compression, and, when SOURCE is encrypted, its keys (under this repository's own password), so that 'ahvfs sync' moves blobs as they are"},
+				peerPasswordFlag(),
 				&cli.BoolFlag{Name: "s3-object-lock", Usage: "create the bucket of an s3:// repository with object lock enabled (locked restore points then cannot be deleted, even by the store's users)"},
 			},
 			Action: func(c *cli.Context) error {
@@ -52,6 +54,22 @@ func init() {
 					// Given on the command line, not only inherited from the
 					// environment: the user meant to encrypt.
 					return usagef("init: a repository password file was given without --encrypt: add --encrypt to encrypt the repository")
+				}
+				if src := c.String("copy-params-from"); src != "" {
+					for _, f := range []string{"chunk-size", "parity", "compression", "pack-size"} {
+						if c.IsSet(f) {
+							return usagef("init: --%s cannot be chosen with --copy-params-from: the parameters are the source's", f)
+						}
+					}
+					r, err := openPeer(c.Context, c, env, src, false)
+					if err != nil {
+						return err
+					}
+					defer r.Close()
+					if r.Encrypted() && len(o.Password) == 0 {
+						return usagef("init: %s is encrypted, so its copy is too: add --encrypt and --repo-password-file (the password may differ from the source's)", src)
+					}
+					o.CopyFrom = r
 				}
 				if isS3Repo(c) {
 					be, err := openS3Backend(c.Context, c, true, c.Bool("s3-object-lock"))

@@ -1,0 +1,480 @@
+package dr
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ahvfs/ahvfs/engine"
+)
+
+// Server serves a repository to remote ahvfs clients (ahvfs serve). Its
+// HTTP API, under /v1/, mirrors Source and Target:
+//
+//	GET  /v1/info                  Info (JSON)
+//	GET  /v1/points                []Point (JSON)
+//	POST /v1/pages   ID list       page ID lists
+//	POST /v1/read    ID list       blob frames
+//	POST /v1/have[?check=1] IDs    one byte per ID
+//	POST /v1/store[?replace=1]     blob frames in, {"stored": N} out
+//	POST /v1/flush
+//	POST /v1/adopt   Point         409 {"missing": [IDs]} when blobs lack
+//	POST /v1/lock    {"name", "until"}
+//	POST /v1/forget  {"names"}     403 when append-only
+//
+// Errors are {"error": "...", "code": "..."}. The repository is opened when
+// a request needs it (as a reader, or a writer for requests that write)
+// and closed after IdleClose without requests, so local jobs on the
+// serving host (prune in append-only mode) get the repository between
+// syncs.
+type Server struct {
+	// Open opens the repository.
+	Open func(ctx context.Context, writable bool) (*engine.Repository, error)
+	// AppendOnly refuses forget (and anything else that removes data).
+	AppendOnly bool
+	Log        *slog.Logger
+	// IdleClose closes the repository after this long without requests
+	// (default 30 s).
+	IdleClose time.Duration
+
+	mu       sync.Mutex
+	repo     *engine.Repository
+	writable bool
+	users    int
+	lastUse  time.Time
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+// Error codes of the API.
+const (
+	codeAppendOnly = "append-only"
+	codeMissing    = "missing"
+	codeExists     = "exists"
+	codeBadRequest = "bad-request"
+)
+
+// Handler is the server's HTTP handler; it starts the idle closer.
+func (s *Server) Handler() http.Handler {
+	if s.Log == nil {
+		s.Log = slog.New(slog.DiscardHandler)
+	}
+	if s.IdleClose <= 0 {
+		s.IdleClose = 30 * time.Second
+	}
+	s.stop = make(chan struct{})
+	go s.closeIdle()
+	m := http.NewServeMux()
+	m.HandleFunc("GET /v1/info", s.read(s.info))
+	m.HandleFunc("GET /v1/points", s.read(s.points))
+	m.HandleFunc("POST /v1/pages", s.read(s.pages))
+	m.HandleFunc("POST /v1/read", s.read(s.readBlobs))
+	m.HandleFunc("POST /v1/have", s.write(s.have))
+	m.HandleFunc("POST /v1/store", s.write(s.store))
+	m.HandleFunc("POST /v1/flush", s.write(s.flush))
+	m.HandleFunc("POST /v1/adopt", s.write(s.adopt))
+	m.HandleFunc("POST /v1/lock", s.write(s.lock))
+	m.HandleFunc("POST /v1/forget", s.write(s.forget))
+	return m
+}
+
+// Close closes the repository (after the HTTP server has stopped).
+func (s *Server) Close() error {
+	s.stopOnce.Do(func() {
+		if s.stop != nil {
+			close(s.stop)
+		}
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.repo == nil {
+		return nil
+	}
+	err := s.repo.Close()
+	s.repo = nil
+	return err
+}
+
+func (s *Server) closeIdle() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		if s.repo != nil && s.users == 0 && time.Since(s.lastUse) > s.IdleClose {
+			if err := s.repo.Close(); err != nil {
+				s.Log.Warn("close the repository", "err", err)
+			}
+			s.repo = nil
+		}
+		s.mu.Unlock()
+	}
+}
+
+// acquire returns the open repository (writable if asked), opening it
+// when needed; release gives it back.
+func (s *Server) acquire(ctx context.Context, writable bool) (*engine.Repository, func(), error) {
+	for {
+		s.mu.Lock()
+		if s.repo != nil && (s.writable || !writable) {
+			s.users++
+			r := s.repo
+			s.mu.Unlock()
+			return r, s.release, nil
+		}
+		if s.repo != nil && s.users > 0 {
+			// A reader is in use and a writer is wanted.
+			s.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		if s.repo != nil {
+			s.repo.Close()
+			s.repo = nil
+		}
+		r, err := s.Open(ctx, writable)
+		if err != nil {
+			s.mu.Unlock()
+			return nil, nil, err
+		}
+		s.repo, s.writable, s.users = r, writable, 1
+		s.mu.Unlock()
+		return r, s.release, nil
+	}
+}
+
+func (s *Server) release() {
+	s.mu.Lock()
+	s.users--
+	s.lastUse = time.Now()
+	s.mu.Unlock()
+}
+
+type handler func(w http.ResponseWriter, req *http.Request, r *engine.Repository) error
+
+func (s *Server) read(h handler) http.HandlerFunc  { return s.serve(h, false) }
+func (s *Server) write(h handler) http.HandlerFunc { return s.serve(h, true) }
+
+func (s *Server) serve(h handler, writable bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		r, release, err := s.acquire(req.Context(), writable)
+		if err != nil {
+			s.Log.Error("open the repository", "client", clientName(req), "err", err)
+			writeError(w, http.StatusServiceUnavailable, "", fmt.Errorf("open the repository: %w", err))
+			return
+		}
+		defer release()
+		if err := h(w, req, r); err != nil {
+			status, code := http.StatusInternalServerError, ""
+			var miss *engine.MissingBlobsError
+			switch {
+			case errors.As(err, &miss):
+				status, code = http.StatusConflict, codeMissing
+			case errors.Is(err, errAppendOnly):
+				status, code = http.StatusForbidden, codeAppendOnly
+			case errors.Is(err, engine.ErrExists):
+				status, code = http.StatusConflict, codeExists
+			case errors.Is(err, errBadRequest), errors.Is(err, engine.ErrNotFound), errors.Is(err, engine.ErrInvalid):
+				status, code = http.StatusBadRequest, codeBadRequest
+			}
+			s.Log.Warn("request failed", "client", clientName(req), "path", req.URL.Path, "err", err)
+			var body any
+			if miss != nil {
+				body = miss.IDs
+			}
+			writeErrorBody(w, status, code, err, body)
+		}
+	}
+}
+
+var (
+	errAppendOnly = errors.New("the server is append-only: it accepts new restore points but removes nothing (run prune and gc on the DR host itself)")
+	errBadRequest = errors.New("bad request")
+)
+
+// clientName is the common name of the client's certificate, for the log.
+func clientName(req *http.Request) string {
+	if req.TLS != nil && len(req.TLS.PeerCertificates) > 0 {
+		return req.TLS.PeerCertificates[0].Subject.CommonName
+	}
+	return req.RemoteAddr
+}
+
+type errorReply struct {
+	Error   string      `json:"error"`
+	Code    string      `json:"code,omitempty"`
+	Missing []engine.ID `json:"missing,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, code string, err error) {
+	writeErrorBody(w, status, code, err, nil)
+}
+
+func writeErrorBody(w http.ResponseWriter, status int, code string, err error, missing any) {
+	rep := errorReply{Error: err.Error(), Code: code}
+	if ids, ok := missing.([]engine.ID); ok {
+		rep.Missing = ids
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(rep)
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+// readBody reads a request body of at most limit bytes.
+func readBody(req *http.Request, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: body larger than %d bytes", errBadRequest, limit)
+	}
+	return b, nil
+}
+
+func readIDs(req *http.Request) ([]engine.ID, error) {
+	b, err := readBody(req, maxIDs*engine.IDSize)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := decodeIDs(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadRequest, err)
+	}
+	return ids, nil
+}
+
+func readJSON(req *http.Request, v any) error {
+	b, err := readBody(req, 64<<20)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: %w", errBadRequest, err)
+	}
+	return nil
+}
+
+func (s *Server) info(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
+	if !r.Writable() {
+		if _, err := r.Refresh(req.Context()); err != nil {
+			return err
+		}
+	}
+	l := &Local{R: r, AppendOnly: s.AppendOnly}
+	i, err := l.Info(req.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, i)
+}
+
+func (s *Server) points(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
+	if !r.Writable() {
+		if _, err := r.Refresh(req.Context()); err != nil {
+			return err
+		}
+	}
+	ps, err := (&Local{R: r}).Points(req.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, ps)
+}
+
+func (s *Server) pages(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
+	ids, err := readIDs(req)
+	if err != nil {
+		return err
+	}
+	lists, err := (&Local{R: r}).PageIDs(req.Context(), ids)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(encodePages(lists))
+	return err
+}
+
+func (s *Server) readBlobs(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
+	ids, err := readIDs(req)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	fw := newFrameWriter(w)
+	var mu sync.Mutex
+	err = (&Local{R: r}).ReadBlobs(req.Context(), ids, func(b *engine.StoredBlob) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return fw.blob(b)
+	})
+	if err != nil {
+		// The status is sent already: the error goes in the stream.
+		s.Log.Warn("read blobs", "client", clientName(req), "err", err)
+		return ignore(fw.fail(err))
+	}
+	return ignore(fw.end())
+}
+
+// ignore drops an error after the reply has started: the client sees the
+// stream end without its end mark.
+func ignore(error) error { return nil }
+
+func (s *Server) have(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
+	ids, err := readIDs(req)
+	if err != nil {
+		return err
+	}
+	have, err := r.HaveBlobs(req.Context(), ids, req.URL.Query().Get("check") == "1")
+	if err != nil {
+		return err
+	}
+	out := make([]byte, len(have))
+	for i, h := range have {
+		if h {
+			out[i] = 1
+		}
+	}
+	_, err = w.Write(out)
+	return err
+}
+
+func (s *Server) store(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
+	ch := make(chan *engine.StoredBlob, 8)
+	var (
+		n        int
+		storeErr error
+		done     = make(chan struct{})
+	)
+	ctx, cancel := context.WithCancel(req.Context())
+	defer cancel()
+	go func() {
+		defer close(done)
+		n, storeErr = storeAll(ctx, r, req.URL.Query().Get("replace") == "1", ch)
+	}()
+	fr := newFrameReader(req.Body)
+	var readErr error
+	for {
+		b, err := fr.next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				readErr = err
+			}
+			break
+		}
+		select {
+		case ch <- b:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(ch)
+	<-done
+	if storeErr != nil {
+		return storeErr
+	}
+	if readErr != nil {
+		return fmt.Errorf("%w: %w", errBadRequest, readErr)
+	}
+	return writeJSON(w, struct {
+		Stored int `json:"stored"`
+	}{n})
+}
+
+func (s *Server) flush(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
+	if err := r.FlushBlobs(req.Context()); err != nil {
+		return err
+	}
+	return writeJSON(w, struct{}{})
+}
+
+func (s *Server) adopt(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
+	var p Point
+	if err := readJSON(req, &p); err != nil {
+		return err
+	}
+	if p.RestorePoint == nil {
+		return fmt.Errorf("%w: no restore point", errBadRequest)
+	}
+	if err := (&Local{R: r}).Adopt(req.Context(), p); err != nil {
+		return err
+	}
+	s.Log.Info("restore point received", "client", clientName(req), "point", p.Name())
+	return writeJSON(w, struct{}{})
+}
+
+type lockRequest struct {
+	Name  string    `json:"name"`
+	Until time.Time `json:"until"`
+}
+
+func (s *Server) lock(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
+	var l lockRequest
+	if err := readJSON(req, &l); err != nil {
+		return err
+	}
+	if err := (&Local{R: r}).Lock(req.Context(), l.Name, l.Until); err != nil {
+		return err
+	}
+	s.Log.Info("lock extended", "client", clientName(req), "point", l.Name, "until", engine.FormatTime(l.Until))
+	return writeJSON(w, struct{}{})
+}
+
+type forgetRequest struct {
+	Names []string `json:"names"`
+}
+
+type forgetReply struct {
+	Removed []string `json:"removed"`
+}
+
+func (s *Server) forget(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
+	var f forgetRequest
+	if err := readJSON(req, &f); err != nil {
+		return err
+	}
+	if s.AppendOnly {
+		s.Log.Warn("forget refused: append-only", "client", clientName(req), "points", f.Names)
+		return errAppendOnly
+	}
+	var rps []*engine.RestorePoint
+	rep := forgetReply{Removed: []string{}}
+	seen := map[string]bool{}
+	for _, n := range f.Names {
+		rp, err := r.Resolve(req.Context(), n)
+		if err != nil {
+			return err
+		}
+		if !seen[rp.ID] {
+			seen[rp.ID] = true
+			rps = append(rps, rp)
+			rep.Removed = append(rep.Removed, rp.Name())
+		}
+	}
+	if err := r.Forget(req.Context(), rps); err != nil {
+		return err
+	}
+	s.Log.Info("restore points forgotten", "client", clientName(req), "points", rep.Removed)
+	return writeJSON(w, rep)
+}

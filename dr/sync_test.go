@@ -1,0 +1,161 @@
+package dr
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math/rand/v2"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/engine/enginetest"
+)
+
+var testPassword = []byte("correct horse battery staple")
+
+// pair makes a source repository holding points and an empty target that
+// shares its parameters (and keys, when encrypted).
+func pair(t *testing.T, encrypted bool) (src, dst string) {
+	t.Helper()
+	o := engine.InitOptions{}
+	if encrypted {
+		o.Password = testPassword
+	}
+	src = enginetest.Init(t, o)
+	r := enginetest.Open(t, src, engine.OpenOptions{Writable: true, Password: o.Password})
+	o.CopyFrom = r
+	if encrypted {
+		o.Password = []byte("another password for the DR copy")
+	}
+	dst = enginetest.Init(t, o)
+	r.Close()
+	return src, dst
+}
+
+func openW(t *testing.T, dir string, pw []byte) *engine.Repository {
+	return enginetest.Open(t, dir, engine.OpenOptions{Writable: true, Password: pw})
+}
+
+// sameContent reads every disk of every point of a from both repositories
+// and compares them byte for byte, with the points' records.
+func sameContent(t *testing.T, a, b *engine.Repository, names ...string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, name := range names {
+		pa, err := a.Resolve(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pb, err := b.Resolve(ctx, name)
+		if err != nil {
+			t.Fatalf("target: %v", err)
+		}
+		if pa.ID != pb.ID || pa.Level != pb.Level || pa.Consistency != pb.Consistency || !bytes.Equal(pa.Config, pb.Config) ||
+			!pa.LockedUntil.Equal(pb.LockedUntil) || len(pa.Disks) != len(pb.Disks) {
+			t.Fatalf("%s: records differ:\n%+v\n%+v", name, pa, pb)
+		}
+		for i := range pa.Disks {
+			ra, err := a.OpenDisk(ctx, pa, pa.Disks[i].Index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rb, err := b.OpenDisk(ctx, pb, pb.Disks[i].Index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			da, _ := io.ReadAll(io.NewSectionReader(ra, 0, ra.Size()))
+			db, _ := io.ReadAll(io.NewSectionReader(rb, 0, rb.Size()))
+			ra.Close()
+			rb.Close()
+			if !bytes.Equal(da, db) {
+				t.Fatalf("%s disk-%d differs on the target", name, pa.Disks[i].Index)
+			}
+		}
+	}
+}
+
+func verifyData(t *testing.T, r *engine.Repository) {
+	t.Helper()
+	rep, err := r.Verify(context.Background(), engine.VerifyOptions{ReadData: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Fatalf("verify --read-data on the target: %+v", rep)
+	}
+}
+
+// overwrite changes n bytes of file at off.
+func overwrite(t *testing.T, file string, off int64, n int, seed byte) {
+	t.Helper()
+	f, err := os.OpenFile(file, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{seed, byte(off >> 20)}).Read(b)
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSyncLocalEncrypted(t *testing.T) {
+	ctx := context.Background()
+	srcDir, dstDir := pair(t, true)
+	src := openW(t, srcDir, testPassword)
+	disk := enginetest.DataDisk(t, 32<<20, 1)
+	t0 := time.Date(2026, 11, 1, 1, 0, 0, 0, time.UTC)
+	rp1, err := enginetest.Import(ctx, src, engine.RestorePointSpec{VM: "web01", Time: t0, Level: engine.LevelFull,
+		Consistency: "app", Config: []byte(`{"version":1,"name":"web01"}`), LockUntil: time.Now().Add(48 * time.Hour)}, disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := openW(t, dstDir, []byte("another password for the DR copy"))
+	rep, err := Sync(ctx, &Local{R: src}, &Local{R: dst}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.RestorePoints != 1 || rep.ChunksSent == 0 || rep.PagesSent == 0 {
+		t.Fatalf("first sync: %+v", rep)
+	}
+	sameContent(t, src, dst, rp1.Name())
+
+	// An incremental: the second sync sends about what it stored.
+	overwrite(t, disk, 5<<20, 3<<20, 9)
+	rp2, err := enginetest.Import(ctx, src, engine.RestorePointSpec{VM: "web01", Time: t0.Add(time.Hour), Level: engine.LevelIncremental}, disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err = Sync(ctx, &Local{R: src}, &Local{R: dst}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.RestorePoints != 1 || len(rep.AlreadyThere) != 1 {
+		t.Fatalf("second sync: %+v", rep)
+	}
+	if limit := rp2.Stats.NewStoredBytes * 12 / 10; rep.BytesSent > limit || rep.BytesSent == 0 {
+		t.Fatalf("second sync sent %d bytes; the incremental stored %d (limit 1.2x: %d)", rep.BytesSent, rp2.Stats.NewStoredBytes, limit)
+	}
+	t.Logf("incremental stored %d bytes, sync sent %d", rp2.Stats.NewStoredBytes, rep.BytesSent)
+	sameContent(t, src, dst, rp1.Name(), rp2.Name())
+	verifyData(t, dst)
+
+	// Nothing left: a third sync sends nothing.
+	rep, err = Sync(ctx, &Local{R: src}, &Local{R: dst}, Options{})
+	if err != nil || rep.RestorePoints != 0 || rep.BytesSent != 0 || len(rep.AlreadyThere) != 2 {
+		t.Fatalf("third sync: %+v, %v", rep, err)
+	}
+}
+
+func TestSyncRefusesOtherKeys(t *testing.T) {
+	ctx := context.Background()
+	src := openW(t, enginetest.Init(t, engine.InitOptions{Password: testPassword}), testPassword)
+	dst := openW(t, enginetest.Init(t, engine.InitOptions{Password: testPassword}), testPassword)
+	_, err := Sync(ctx, &Local{R: src}, &Local{R: dst}, Options{})
+	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("--copy-params-from")) {
+		t.Fatalf("sync between repositories with different keys: %v", err)
+	}
+}
