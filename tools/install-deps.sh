@@ -3,7 +3,7 @@
 # they are missing. Usage: tools/install-deps.sh [test|bench]
 set -euo pipefail
 want=(tgt qemu-utils qemu-block-extra fuse3 libnfs-utils libiscsi-bin e2fsprogs xfsprogs dosfstools mtools ntfs-3g fdisk lvm2 procps diffutils libvirt-clients libxml2-utils curl jq)
-if [ "${1:-test}" = bench ]; then want+=(restic borgbackup time); fi
+if [ "${1:-test}" = bench ]; then want+=(restic borgbackup time rsync); fi
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

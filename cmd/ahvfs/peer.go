@@ -15,7 +15,7 @@ func clientTLSFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "tls-cert", Usage: "`FILE`: this client's certificate, for an https:// repository (ahvfs serve)"},
 		&cli.StringFlag{Name: "tls-key", Usage: "`FILE`: the key of --tls-cert"},
-		&cli.StringFlag{Name: "ca-cert", Usage: "`FILE`: the CA certificates that signed the server's (default: the system's)"},
+		&cli.StringFlag{Name: "ca-cert", Usage: "`FILE`: the CA certificates that signed the server's (default: the system's)", EnvVars: []string{"AHVFS_CA_CERT"}},
 	}
 }
 

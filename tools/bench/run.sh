@@ -14,4 +14,5 @@ run go run ./tools/bench/iscsi
 run tools/bench/repair.sh
 run tools/bench/retention.sh
 run tools/bench/s3.sh
+run tools/bench/sync.sh
 exit $status
