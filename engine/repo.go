@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -342,7 +343,8 @@ func Open(ctx context.Context, dir string, o OpenOptions) (_ *Repository, err er
 }
 
 func (r *Repository) openWriter(ctx context.Context, wait time.Duration) error {
-	f, err := lockRepo(ctx, r.dir, wait, r.keys != nil)
+	catchUp := r.opts.held != nil
+	f, err := lockRepo(ctx, r.dir, wait, r.keys != nil, catchUp, !catchUp || !hasCheckpoint(r.dir))
 	if err != nil {
 		return err
 	}
@@ -482,24 +484,39 @@ func checkIndexVersion(db pebble.Reader) (byte, error) {
 	return v[0], nil
 }
 
+// catchUpMark ends the lock file of a reader's catch-up (see lockRepo).
+const catchUpMark = "(a reader bringing this host's cache up to date)"
+
+// catchUpWait bounds how long a writer waits for a reader's catch-up.
+var catchUpWait = time.Minute
+
 // lockRepo takes the exclusive writer lock (flock: released by the kernel
 // when the holder dies, so a killed process never holds it forever). The
 // lock file names the holder's command line, only its command when the
 // repository is encrypted (its arguments may name a VM).
-func lockRepo(ctx context.Context, dir string, wait time.Duration, encrypted bool) (*os.File, error) {
+//
+// catchUp marks a reader of a shared repository bringing this host's cache
+// up to date: that takes seconds, and a patient caller (a writer, or a
+// reader whose cache has no checkpoint yet) finding it there waits up to
+// catchUpWait for it rather than failing.
+func lockRepo(ctx context.Context, dir string, wait time.Duration, encrypted, catchUp, patient bool) (*os.File, error) {
 	path := filepath.Join(dir, lockName)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
-	deadline := time.Now().Add(wait)
+	start := time.Now()
+	deadline := start.Add(wait)
 	for {
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
 			break
 		}
+		holder, _ := os.ReadFile(path)
+		if patient && bytes.Contains(holder, []byte(catchUpMark)) && deadline.Before(start.Add(catchUpWait)) {
+			deadline = start.Add(catchUpWait)
+		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
-			holder, _ := os.ReadFile(path)
 			f.Close()
 			if errors.Is(err, syscall.EWOULDBLOCK) {
 				return nil, fmt.Errorf("%w (%s); wait for it to finish", ErrLocked, strings.TrimSpace(string(holder)))
@@ -518,7 +535,11 @@ func lockRepo(ctx context.Context, dir string, wait time.Duration, encrypted boo
 	if encrypted {
 		args = args[:min(len(args), 2)]
 	}
-	info := fmt.Sprintf("pid %d on %s since %s: %s\n", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339), strings.Join(args, " "))
+	info := fmt.Sprintf("pid %d on %s since %s: %s", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339), strings.Join(args, " "))
+	if catchUp {
+		info += " " + catchUpMark
+	}
+	info += "\n"
 	f.Truncate(0)
 	f.WriteAt([]byte(info), 0)
 	return f, nil
