@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -35,7 +36,13 @@ func Dial(loc string, tc *tls.Config) (*Remote, error) {
 	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
 		return nil, fmt.Errorf("remote repository %q: want https://HOST:PORT", loc)
 	}
+	// Keep-alive probes find a server that vanished without closing its
+	// connections (a cut link, a powered-off site) in about half a minute
+	// while the client waits for a reply.
+	d := &net.Dialer{Timeout: 30 * time.Second,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3}}
 	tr := &http.Transport{
+		DialContext:         d.DialContext,
 		TLSClientConfig:     tc,
 		TLSHandshakeTimeout: 30 * time.Second,
 		// HTTP/1.1: one stream per connection, so a batch in flight is

@@ -3,6 +3,7 @@ package dr
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -147,6 +148,21 @@ func TestSyncLocalEncrypted(t *testing.T) {
 	rep, err = Sync(ctx, &Local{R: src}, &Local{R: dst}, Options{})
 	if err != nil || rep.RestorePoints != 0 || rep.BytesSent != 0 || len(rep.AlreadyThere) != 2 {
 		t.Fatalf("third sync: %+v, %v", rep, err)
+	}
+
+	// An adopt whose reply was lost (a server killed after its commit) is
+	// asked again: it succeeds and changes nothing. Another point of the
+	// same VM and time is refused.
+	if err := dst.AdoptRestorePoint(ctx, rp2); err != nil {
+		t.Fatalf("adopt of a point held already: %v", err)
+	}
+	other := *rp2
+	other.ID = rp1.ID
+	if err := dst.AdoptRestorePoint(ctx, &other); !errors.Is(err, engine.ErrExists) {
+		t.Fatalf("adopt of another point at %s: %v", rp2.Name(), err)
+	}
+	if pts, _ := dst.ListRestorePoints(ctx, "web01"); len(pts) != 2 {
+		t.Fatalf("the target lists %d points after the adopts, want 2", len(pts))
 	}
 }
 

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -219,8 +220,9 @@ func (r *Repository) FlushBlobs(ctx context.Context) error {
 // configuration, meta and stats, and its lock when that has not expired.
 // Every page and chunk it names must be held already (StoreBlob, then
 // FlushBlobs): when some are not, nothing is committed and the error is a
-// *MissingBlobsError naming them. A point of that VM and time that exists
-// already is ErrExists.
+// *MissingBlobsError naming them. Adopting a point held already (same ID,
+// VM and time) does nothing: a sync whose reply was lost runs again. Another
+// point of that VM and time, or of that ID, is ErrExists.
 func (r *Repository) AdoptRestorePoint(ctx context.Context, rp *RestorePoint) (err error) {
 	defer r.guardIndex(&err, "adopt "+rp.Name())
 	if !r.writable {
@@ -244,7 +246,11 @@ func (r *Repository) AdoptRestorePoint(ctx context.Context, rp *RestorePoint) (e
 		return fmt.Errorf("adopt %s: %w: time %s", rp.Name(), ErrInvalid, cp.Time)
 	}
 	cp.Time = cp.Time.UTC()
-	if _, err := getValue(r.db, rpKey(r.meta.vmPart(cp.VM), cp.Time)); err == nil {
+	key := rpKey(r.meta.vmPart(cp.VM), cp.Time)
+	if held, err := getValue(r.db, rpIDKey(cp.ID)); err == nil && bytes.Equal(held, key) {
+		return nil
+	}
+	if _, err := getValue(r.db, key); err == nil {
 		return fmt.Errorf("adopt %s: %w", cp.Name(), ErrExists)
 	}
 	if _, err := getValue(r.db, rpIDKey(cp.ID)); err == nil {

@@ -10,13 +10,44 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
 )
+
+// T is what reports a failure: a *testing.T, or a tool's own (see
+// Must).
+type T interface {
+	Helper()
+	Fatal(args ...any)
+}
+
+// Must is a T for programs: the first failure panics with its message,
+// which Recover turns back into an error.
+type Must struct{}
+
+// Helper implements T.
+func (Must) Helper() {}
+
+// Fatal implements T.
+func (Must) Fatal(args ...any) { panic(mustFailure{fmt.Errorf("testtls: %s", fmt.Sprint(args...))}) }
+
+type mustFailure struct{ err error }
+
+// Recover, deferred by a function that uses Must, sets *err to the
+// failure Must panicked with; other panics go on.
+func Recover(err *error) {
+	if v := recover(); v != nil {
+		f, ok := v.(mustFailure)
+		if !ok {
+			panic(v)
+		}
+		*err = f.err
+	}
+}
 
 // CA is a certificate authority whose certificate is in the file CertFile.
 type CA struct {
@@ -28,7 +59,7 @@ type CA struct {
 }
 
 // NewCA makes a CA named name; its files go to dir.
-func NewCA(t testing.TB, dir, name string) *CA {
+func NewCA(t T, dir, name string) *CA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -50,18 +81,18 @@ func NewCA(t testing.TB, dir, name string) *CA {
 
 // Server issues a server certificate for 127.0.0.1 and returns the
 // paths of the certificate and its key.
-func (ca *CA) Server(t testing.TB, name string) (cert, key string) {
+func (ca *CA) Server(t T, name string) (cert, key string) {
 	t.Helper()
 	return ca.issue(t, name, x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
 }
 
 // Client issues a client certificate of common name name.
-func (ca *CA) Client(t testing.TB, name string) (cert, key string) {
+func (ca *CA) Client(t T, name string) (cert, key string) {
 	t.Helper()
 	return ca.issue(t, name, x509.ExtKeyUsageClientAuth, nil)
 }
 
-func (ca *CA) issue(t testing.TB, name string, use x509.ExtKeyUsage, ips []net.IP) (certFile, keyFile string) {
+func (ca *CA) issue(t T, name string, use x509.ExtKeyUsage, ips []net.IP) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -86,7 +117,7 @@ func (ca *CA) issue(t testing.TB, name string, use x509.ExtKeyUsage, ips []net.I
 	return certFile, keyFile
 }
 
-func writePEM(t testing.TB, path, kind string, der []byte) {
+func writePEM(t T, path, kind string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)

@@ -20,11 +20,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ahvfs/ahvfs/tools/crash/crashproc"
 
 	"github.com/ahvfs/ahvfs/backup"
 	"github.com/ahvfs/ahvfs/clusterjob"
@@ -39,12 +40,7 @@ func main() {
 	flag.BoolVar(&o.Verbose, "v", false, "print every kill")
 	flag.Parse()
 	o.APIs = strings.Split(*apis, ",")
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "backupkill:", err)
-		os.Exit(1)
-	}
+	crashproc.Main("backupkill", func(ctx context.Context) error { return run(ctx, o, os.Stdout) })
 }
 
 type options struct {
@@ -63,9 +59,9 @@ func run(ctx context.Context, o options, out *os.File) error {
 	}
 	defer os.RemoveAll(work)
 	if o.Ahvfs == "" {
-		o.Ahvfs = filepath.Join(work, "ahvfs")
-		if b, err := exec.Command("go", "build", "-o", o.Ahvfs, "github.com/ahvfs/ahvfs/cmd/ahvfs").CombinedOutput(); err != nil {
-			return fmt.Errorf("build ahvfs: %v: %s", err, b)
+		var err error
+		if o.Ahvfs, err = crashproc.BuildAhvfs(work); err != nil {
+			return err
 		}
 	}
 	var errs []error

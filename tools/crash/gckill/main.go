@@ -20,48 +20,41 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"syscall"
+
 	"time"
+
+	"github.com/ahvfs/ahvfs/tools/crash/crashproc"
 )
 
 func main() {
 	o := options{}
 	flag.IntVar(&o.Kills, "kills", 60, "trials: prunes and gcs started and killed (half each)")
 	flag.IntVar(&o.SizeMiB, "size", 8, "`MiB` of each source image")
-	flag.Uint64Var(&o.Seed, "seed", 0, "seed of the images and of the choices (default: from the clock)")
-	flag.StringVar(&o.Ahvfs, "ahvfs", "", "ahvfs binary (default: built from ./cmd/ahvfs)")
-	flag.StringVar(&o.Dir, "dir", "", "work directory (default: a new temporary one)")
-	flag.BoolVar(&o.Verbose, "v", false, "print every trial")
+	o.Flags()
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if _, err := run(ctx, o, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "gckill:", err)
-		os.Exit(1)
-	}
+	crashproc.Main("gckill", func(ctx context.Context) error {
+		_, err := run(ctx, o, os.Stdout)
+		return err
+	})
 }
 
 type options struct {
+	crashproc.Common
 	Kills   int
 	SizeMiB int
-	Seed    uint64
-	Ahvfs   string
-	Dir     string
-	Verbose bool
 }
 
 const keepLast = 3
+
+// cmdTimeout bounds any one command: longer is a hang, and a failure.
+const cmdTimeout = 10 * time.Minute
 
 // result is what a run did.
 type result struct {
@@ -93,41 +86,24 @@ type killer struct {
 }
 
 func run(ctx context.Context, o options, out io.Writer) (result, error) {
-	if o.Seed == 0 {
-		o.Seed = uint64(time.Now().UnixNano())
-	}
 	if o.SizeMiB <= 0 {
 		o.SizeMiB = 8
 	}
-	work := o.Dir
-	if work == "" {
-		var err error
-		if work, err = os.MkdirTemp("", "gckill-"); err != nil {
-			return result{}, err
-		}
+	work, err := o.Setup("gckill")
+	if err != nil {
+		return result{}, err
 	}
 	k := &killer{o: o, out: out, work: work, repo: filepath.Join(work, "repo"), rnd: rand.New(rand.NewPCG(o.Seed, 2)),
 		points: map[string]point{}, dur: map[string]time.Duration{}}
-	err := k.runAll(ctx)
+	err = k.runAll(ctx)
 	fmt.Fprintf(out, "gckill: %d trials, %d killed, %d finished before their kill; %s read back; %d failures (seed %d)\n",
 		k.res.trials, k.res.killed, k.res.finished, mib(k.res.readBack), len(k.res.failures), o.Seed)
-	if len(k.res.failures) > 0 {
-		err = errors.Join(err, fmt.Errorf("%d checks failed (first: %s)", len(k.res.failures), k.res.failures[0]))
-	}
-	if err != nil {
-		fmt.Fprintf(out, "gckill: kept %s\n", work)
-	} else if o.Dir == "" {
-		os.RemoveAll(work)
-	}
-	return k.res, err
+	return k.res, o.End(out, "gckill", work, k.res.failures, err)
 }
 
 func (k *killer) runAll(ctx context.Context) error {
-	if k.o.Ahvfs == "" {
-		k.o.Ahvfs = filepath.Join(k.work, "ahvfs")
-		if b, err := exec.Command("go", "build", "-o", k.o.Ahvfs, "github.com/ahvfs/ahvfs/cmd/ahvfs").CombinedOutput(); err != nil {
-			return fmt.Errorf("build ahvfs: %v: %s", err, b)
-		}
+	if err := k.o.Build(k.work); err != nil {
+		return err
 	}
 	for i := range 3 {
 		k.srcs = append(k.srcs, chacha(k.rnd.Uint64()+uint64(i), k.o.SizeMiB<<20))
@@ -200,34 +176,21 @@ func (k *killer) trial(ctx context.Context, i int) error {
 	must := k.mustKeep() // what the policy keeps whatever happens
 	span := k.dur[op] * 6 / 5
 	delay := time.Duration(k.rnd.Int64N(int64(span) + 1))
-	cmd := exec.Command(k.o.Ahvfs, append(opArgs(op), "--repo", k.repo)...)
-	var outb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &outb, &outb
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
+	p, err := crashproc.Start(k.o.Ahvfs, nil, nil, append(opArgs(op), "--repo", k.repo)...)
+	if err != nil {
 		return err
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	killed := false
-	select {
-	case err = <-done:
-	case <-time.After(delay):
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		err = <-done
-		killed = isKill(err)
-	}
+	p.KillAfter(delay)
+	err, killed := p.Err, p.Killed()
 	where := fmt.Sprintf("trial %d (%s killed at %v of [0, %v))", i, op, delay.Round(time.Millisecond), span.Round(time.Millisecond))
 	switch {
 	case killed:
 		k.res.killed++
 	case err != nil:
-		k.fail(where, fmt.Sprintf("%s exited with %v, not killed: %s", op, err, outb.String()))
+		k.fail(where, fmt.Sprintf("%s exited with %v, not killed: %s", op, err, p.Report()))
 	default:
 		k.res.finished++
-		k.dur[op] = (3*k.dur[op] + time.Since(t0)) / 4
+		k.dur[op] = (3*k.dur[op] + p.Took) / 4
 	}
 	k.check(ctx, where, must)
 	// The next unkilled run of the same command finishes the job.
@@ -316,41 +279,27 @@ func (k *killer) check(ctx context.Context, where string, must []string) {
 	}
 }
 
-// crashRE finds what must never be printed.
-var crashRE = regexp.MustCompile(`(?m)^panic: |^fatal error: |^goroutine \d+ \[`)
-
 // ahvfs runs a command on the repository to its end; stdout goes to w
 // when given, else it is returned.
 func (k *killer) ahvfs(ctx context.Context, w io.Writer, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, k.o.Ahvfs, append(args, "--repo", k.repo)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if w != nil {
-		cmd.Stdout = w
+	p, err := crashproc.Start(k.o.Ahvfs, nil, w, append(args, "--repo", k.repo)...)
+	if err != nil {
+		return nil, err
 	}
-	err := cmd.Run()
-	if m := crashRE.Find(errb.Bytes()); m != nil {
+	err = p.Wait(ctx, cmdTimeout)
+	if m := p.Crash(); m != "" {
 		k.fail(args[0], fmt.Sprintf("printed %q", m))
 	}
 	if err != nil {
-		return out.Bytes(), fmt.Errorf("ahvfs %s: %v: %s", args[0], err, bytes.TrimSpace(errb.Bytes()))
+		return p.Stdout.Bytes(), fmt.Errorf("ahvfs %s: %v: %s", args[0], err, bytes.TrimSpace(p.Stderr.Bytes()))
 	}
-	return out.Bytes(), nil
+	return p.Stdout.Bytes(), nil
 }
 
 func (k *killer) fail(where, what string) {
 	line := where + ": " + what
 	k.res.failures = append(k.res.failures, line)
 	fmt.Fprintln(k.out, "FAIL", line)
-}
-
-func isKill(err error) bool {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		ws, ok := ee.Sys().(syscall.WaitStatus)
-		return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
-	}
-	return false
 }
 
 // chacha returns n bytes of the ChaCha8 stream of seed.

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/ahvfs/ahvfs/internal/testenv"
+	"github.com/ahvfs/ahvfs/tools/crash/crashproc"
 )
 
 // TestGCKill runs the tool with a few kills over small images, so that CI
@@ -13,7 +14,7 @@ import (
 // hold wherever they land.
 func TestGCKill(t *testing.T) {
 	testenv.Short(t, "builds ahvfs and kills prunes and gcs")
-	res, err := run(context.Background(), options{Kills: 6, SizeMiB: 2, Dir: t.TempDir()}, t.Output())
+	res, err := run(context.Background(), options{Kills: 6, SizeMiB: 2, Common: crashproc.Common{Dir: t.TempDir()}}, t.Output())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,16 +38,16 @@ func (k *killer) check(ctx context.Context, r *repo, at where) int {
 		args = append(args, "--read-data")
 	}
 	if p, err := k.ahvfs(ctx, at, r, nil, args...); err != nil {
-		k.fail(at, fmt.Sprintf("%s: %v", strings.Join(args[:1], " "), err), p.report())
+		k.fail(at, fmt.Sprintf("%s: %v", strings.Join(args[:1], " "), err), p.Report())
 	}
 	p, err := k.ahvfs(ctx, at, r, nil, "list", "--repo", r.dir, "--json")
 	if err != nil {
-		k.fail(at, fmt.Sprintf("list: %v", err), p.report())
+		k.fail(at, fmt.Sprintf("list: %v", err), p.Report())
 		return 0
 	}
-	list, err := parseList(p.stdout.Bytes())
+	list, err := parseList(p.Stdout.Bytes())
 	if err != nil {
-		k.fail(at, err.Error(), p.report())
+		k.fail(at, err.Error(), p.Report())
 		return 0
 	}
 	listed := map[string]bool{}
@@ -61,13 +61,13 @@ func (k *killer) check(ctx context.Context, r *repo, at where) int {
 	for _, e := range list {
 		r.logical += e.Logical
 		if listed[e.Name] {
-			k.fail(at, fmt.Sprintf("list shows restore point %s twice", e.Name), p.report())
+			k.fail(at, fmt.Sprintf("list shows restore point %s twice", e.Name), p.Report())
 			continue
 		}
 		listed[e.Name] = true
 		imp, ok := r.imports[e.Name]
 		if !ok {
-			k.fail(at, fmt.Sprintf("list shows restore point %s, which no import made", e.Name), p.report())
+			k.fail(at, fmt.Sprintf("list shows restore point %s, which no import made", e.Name), p.Report())
 			continue
 		}
 		if !imp.committed {
@@ -75,12 +75,12 @@ func (k *killer) check(ctx context.Context, r *repo, at where) int {
 			imp.late = imp.trial != at.trial
 		}
 		if len(e.Disks) != len(imp.disks) {
-			k.fail(at, fmt.Sprintf("list shows restore point %s with %d disks, imported with %d", e.Name, len(e.Disks), len(imp.disks)), p.report())
+			k.fail(at, fmt.Sprintf("list shows restore point %s with %d disks, imported with %d", e.Name, len(e.Disks), len(imp.disks)), p.Report())
 		}
 		for i, v := range imp.disks {
 			if i < len(e.Disks) && (e.Disks[i].Disk != fmt.Sprintf("disk-%d", i) || e.Disks[i].Size != v.src.size) {
 				k.fail(at, fmt.Sprintf("list shows restore point %s disk %d as %s of %d bytes, imported as disk-%d of %d",
-					e.Name, i, e.Disks[i].Disk, e.Disks[i].Size, i, v.src.size), p.report())
+					e.Name, i, e.Disks[i].Disk, e.Disks[i].Size, i, v.src.size), p.Report())
 			}
 			jobs = append(jobs, job{e.Name, i, v})
 		}
@@ -93,7 +93,7 @@ func (k *killer) check(ctx context.Context, r *repo, at where) int {
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
-		k.fail(at, "committed restore points are no longer listed: "+strings.Join(missing, ", "), p.report())
+		k.fail(at, "committed restore points are no longer listed: "+strings.Join(missing, ", "), p.Report())
 	}
 	// Read back, two at a time.
 	ch := make(chan job)
@@ -113,9 +113,9 @@ func (k *killer) check(ctx context.Context, r *repo, at where) int {
 					if pr := c.problem(false); pr != "" {
 						what += "; what came " + pr
 					}
-					k.fail(at, what, p.report())
+					k.fail(at, what, p.Report())
 				case c.problem(true) != "":
-					k.fail(at, fmt.Sprintf("cat %s %s %s", j.name, disk, c.problem(true)), p.report())
+					k.fail(at, fmt.Sprintf("cat %s %s %s", j.name, disk, c.problem(true)), p.Report())
 				}
 			}
 		})

@@ -30,14 +30,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"os/signal"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/ahvfs/ahvfs/tools/crash/crashproc"
 
 	"github.com/dustin/go-humanize"
 )
@@ -55,12 +53,10 @@ func main() {
 	flag.BoolVar(&o.Verbose, "v", false, "print every trial")
 	flag.StringVar(&o.S3, "s3", "", "S3 endpoint `URL`: the repositories live in its bucket importkill (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if _, err := run(ctx, o, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "importkill:", err)
-		os.Exit(1)
-	}
+	crashproc.Main("importkill", func(ctx context.Context) error {
+		_, err := run(ctx, o, os.Stdout)
+		return err
+	})
 }
 
 type options struct {
@@ -156,9 +152,9 @@ type killer struct {
 
 func (k *killer) runAll(ctx context.Context) error {
 	if k.o.Ahvfs == "" {
-		k.o.Ahvfs = filepath.Join(k.work, "ahvfs")
-		if b, err := exec.Command("go", "build", "-o", k.o.Ahvfs, "github.com/ahvfs/ahvfs/cmd/ahvfs").CombinedOutput(); err != nil {
-			return fmt.Errorf("build ahvfs: %v: %s", err, b)
+		var err error
+		if k.o.Ahvfs, err = crashproc.BuildAhvfs(k.work); err != nil {
+			return err
 		}
 	}
 	if err := k.makeSources(); err != nil {

@@ -62,7 +62,7 @@ func (k *killer) newRepo(ctx context.Context, name string) (*repo, error) {
 	}
 	at := where{trial: setup, repo: name}
 	if p, err := k.ahvfs(ctx, at, r, nil, args...); err != nil {
-		return nil, fmt.Errorf("%w\n%s", err, p.report())
+		return nil, fmt.Errorf("%w\n%s", err, p.Report())
 	}
 	// The sources as they are, as the disks of one restore point
 	// (everything new), then a variant of each, timed: what a trial's
@@ -154,13 +154,13 @@ func (k *killer) importOf(ctx context.Context, r *repo, at where, disks []varian
 			return 0, ctx.Err()
 		}
 		if at.trial == setup {
-			return 0, fmt.Errorf("%v: import: %w\n%s", at, err, p.report())
+			return 0, fmt.Errorf("%v: import: %w\n%s", at, err, p.Report())
 		}
-		k.fail(at, fmt.Sprintf("an unkilled import of %s failed: %v", name, err), p.report())
+		k.fail(at, fmt.Sprintf("an unkilled import of %s failed: %v", name, err), p.Report())
 		return 0, nil
 	}
 	k.importDone(r, at, name, imp, p)
-	return p.took, nil
+	return p.Took, nil
 }
 
 // importDone records an import that exited 0 and checks what it printed.
@@ -169,14 +169,14 @@ func (k *killer) importDone(r *repo, at where, name string, imp *attempt, p *pro
 	var res struct {
 		RestorePoint string `json:"restore_point"`
 	}
-	if err := json.Unmarshal(p.stdout.Bytes(), &res); err != nil || res.RestorePoint != name {
-		k.fail(at, fmt.Sprintf("import of %s printed restore point %q (%v)", name, res.RestorePoint, err), p.report())
+	if err := json.Unmarshal(p.Stdout.Bytes(), &res); err != nil || res.RestorePoint != name {
+		k.fail(at, fmt.Sprintf("import of %s printed restore point %q (%v)", name, res.RestorePoint, err), p.Report())
 	}
 	if len(imp.disks) == 1 {
 		// Each finished import teaches how long one takes, so that the
 		// kills keep spreading over imports when the load changes.
 		s := imp.disks[0].src
-		r.dur[s] = (3*r.dur[s] + p.took) / 4
+		r.dur[s] = (3*r.dur[s] + p.Took) / 4
 	}
 }
 

@@ -39,25 +39,25 @@ func (k *killer) trial(ctx context.Context, i int) error {
 	var wg sync.WaitGroup
 	if rd != nil {
 		if rd.p, err = k.start(r, rd.out, rd.args...); err != nil {
-			p.kill()
-			<-p.done
+			p.Kill()
+			<-p.Done
 			return err
 		}
-		wg.Go(func() { rd.p.killAfter(rd.delay) })
+		wg.Go(func() { rd.p.KillAfter(rd.delay) })
 	}
-	p.killAfter(at.delay)
+	p.KillAfter(at.delay)
 	wg.Wait()
 
 	outcome := "killed"
 	switch {
-	case p.killed():
+	case p.Killed():
 		imp.killed = true
-	case p.err != nil:
+	case p.Err != nil:
 		outcome = "failed"
 		imp.failed = true
-		k.fail(at, fmt.Sprintf("import of %s exited with %v, not killed", name, p.err), p.report())
+		k.fail(at, fmt.Sprintf("import of %s exited with %v, not killed", name, p.Err), p.Report())
 	default:
-		outcome = fmt.Sprintf("finished in %v", p.took.Round(time.Millisecond))
+		outcome = fmt.Sprintf("finished in %v", p.Took.Round(time.Millisecond))
 		k.importDone(r, at, name, imp, p)
 	}
 	k.scan(at, p)
@@ -92,7 +92,7 @@ func (rd *reader) String() string {
 		return "no reader"
 	}
 	what := "finished"
-	if rd.p != nil && rd.p.killed() {
+	if rd.p != nil && rd.p.Killed() {
 		what = "killed"
 	}
 	return fmt.Sprintf("concurrent %s %s (kill at %v)", rd.args[0], what, rd.delay.Round(time.Millisecond))
@@ -131,37 +131,37 @@ func (k *killer) readerDone(at where, rd *reader) {
 	p := rd.p
 	k.scan(at, p)
 	cmd := strings.Join(rd.args[:1], " ")
-	if p.killed() {
+	if p.Killed() {
 		k.mu.Lock()
 		k.res.readBack += rd.bytes()
 		k.res.readerKills++
 		k.mu.Unlock()
 		if rd.c != nil {
 			if pr := rd.c.problem(false); pr != "" {
-				k.fail(at, fmt.Sprintf("concurrent %s %s (killed after %v): %s", cmd, rd.args[3], rd.delay, pr), p.report())
+				k.fail(at, fmt.Sprintf("concurrent %s %s (killed after %v): %s", cmd, rd.args[3], rd.delay, pr), p.Report())
 			}
 		}
 		return
 	}
-	if p.err != nil {
-		k.fail(at, fmt.Sprintf("concurrent %s exited with %v", cmd, p.err), p.report())
+	if p.Err != nil {
+		k.fail(at, fmt.Sprintf("concurrent %s exited with %v", cmd, p.Err), p.Report())
 		return
 	}
 	k.res.readBack += rd.bytes()
 	if rd.c != nil {
 		if pr := rd.c.problem(true); pr != "" {
-			k.fail(at, fmt.Sprintf("concurrent cat %s %s: %s", rd.args[3], rd.args[4], pr), p.report())
+			k.fail(at, fmt.Sprintf("concurrent cat %s %s: %s", rd.args[3], rd.args[4], pr), p.Report())
 		}
 		return
 	}
-	list, err := parseList(p.stdout.Bytes())
+	list, err := parseList(p.Stdout.Bytes())
 	if err != nil {
-		k.fail(at, "concurrent list: "+err.Error(), p.report())
+		k.fail(at, "concurrent list: "+err.Error(), p.Report())
 		return
 	}
 	for _, name := range rd.want {
 		if !slices.ContainsFunc(list, func(e listEntry) bool { return e.Name == name }) {
-			k.fail(at, fmt.Sprintf("concurrent list does not show restore point %s", name), p.report())
+			k.fail(at, fmt.Sprintf("concurrent list does not show restore point %s", name), p.Report())
 		}
 	}
 }
