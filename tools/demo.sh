@@ -7,7 +7,10 @@
 # then lists, verifies, deletes the index and rebuilds it with `ahvfs repair
 # index`, and restores one VM to the second cluster. It then
 # kills a restore with SIGKILL halfway and shows `ahvfs cleanup` removing
-# exactly what it left (the journal of temporary cluster objects).
+# exactly what it left (the journal of temporary cluster objects), ages
+# restore points out, shares an S3 repository between two backup hosts, and
+# replicates the repository to a DR site over mutual TLS (ahvfs serve,
+# ahvfs sync) and restores from the DR copy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 demo=${DEMO_DIR:-$PWD/demo}
@@ -20,7 +23,7 @@ say "starting the Prism simulator (2 VMs with real ext4 disks, iSCSI via tgtd)"
 bin/prismsim --listen 127.0.0.1:$port --state "$demo/sim" --vms 2 --disk-size 512MiB \
   --iscsi-portal 127.0.0.1:$iscsi --cvm-portal 127.0.0.2:$iscsi --quiet > "$demo/prismsim.log" 2>&1 &
 sim=$!
-trap 'kill $sim 2>/dev/null; wait $sim 2>/dev/null' EXIT
+trap 'rc=$?; kill $sim 2>/dev/null; wait $sim 2>/dev/null || true; exit $rc' EXIT
 for _ in $(seq 1 600); do
   [ -s "$demo/sim/ca.crt" ] && grep -q "iSCSI\|portal\|URL" "$demo/prismsim.log" 2>/dev/null && break
   kill -0 $sim 2>/dev/null || { cat "$demo/prismsim.log"; exit 1; }
@@ -124,7 +127,7 @@ export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo-secret-$RANDOM$RANDOM
 ROOT_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID ROOT_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
   "$vgw" --port 127.0.0.1:$s3port --quiet --keep-alive posix "$demo/s3" > "$demo/versitygw.log" 2>&1 &
 gw=$!
-trap 'kill $sim $gw 2>/dev/null; wait $sim $gw 2>/dev/null' EXIT
+trap 'rc=$?; kill $sim $gw 2>/dev/null; wait $sim $gw 2>/dev/null || true; exit $rc' EXIT
 for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$s3port) 2>/dev/null && break; sleep 0.1; done
 hostA=(--repo s3://ahvfs-demo/site-a --s3-endpoint http://127.0.0.1:$s3port --cache-dir "$demo/cache-host-a" --state-dir "$demo/state-host-a")
 hostB=(--repo s3://ahvfs-demo/site-a --s3-endpoint http://127.0.0.1:$s3port --cache-dir "$demo/cache-host-b" --state-dir "$demo/state-host-b")
@@ -147,3 +150,45 @@ say "ahvfs repo check"
 bin/ahvfs repo check "${hostA[@]}"
 grep -rl "$AWS_SECRET_ACCESS_KEY" "$demo/s3" "$demo/cache-host-a" "$demo/cache-host-b" 2>/dev/null && { echo "the secret key was stored"; exit 1; }
 echo "the secret key is in no object and no cache file"
+
+say "DR site: a repository made with --copy-params-from (same chunk IDs and keys), served over mutual TLS, append-only"
+dr="$demo/dr-site"; mkdir -p "$dr"
+# A CA for the two sites, a server certificate for the DR site and a client
+# certificate for this one (openssl; an administrator uses the site's PKI).
+cert() { # name usage [san]
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dr/$1.key" -out "$dr/$1.csr" -subj "/CN=$1" 2>/dev/null
+  printf 'extendedKeyUsage=%s\n%s' "$2" "${3:+subjectAltName=$3}" > "$dr/$1.ext"
+  openssl x509 -req -in "$dr/$1.csr" -CA "$dr/ca.crt" -CAkey "$dr/ca.key" -CAcreateserial -days 2 -out "$dr/$1.crt" -extfile "$dr/$1.ext" 2>/dev/null
+}
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dr/ca.key" -out "$dr/ca.crt" -subj /CN=ahvfs-demo-sites -days 2 2>/dev/null
+cert dr-site serverAuth IP:127.0.0.1
+cert prod-site clientAuth
+bin/ahvfs init --repo "$dr/repo" --copy-params-from "$AHVFS_REPO"
+drport=${DEMO_DR_PORT:-17443}
+bin/ahvfs serve --repo "$dr/repo" --listen 127.0.0.1:$drport --tls-cert "$dr/dr-site.crt" --tls-key "$dr/dr-site.key" \
+  --client-ca "$dr/ca.crt" --append-only > "$dr/serve.log" 2>&1 &
+srv=$!
+trap 'rc=$?; kill $sim $gw $srv 2>/dev/null; wait $sim $gw $srv 2>/dev/null || true; exit $rc' EXIT
+for _ in $(seq 1 100); do grep -q "serving" "$dr/serve.log" && break; sleep 0.1; done
+cat "$dr/serve.log"
+peer=(--tls-cert "$dr/prod-site.crt" --tls-key "$dr/prod-site.key" --ca-cert "$dr/ca.crt")
+
+say "ahvfs sync --to the DR site: manifest pages first, then only the chunks the target lacks"
+bin/ahvfs sync --to https://127.0.0.1:$drport "${peer[@]}"
+bin/ahvfs list --repo "$dr/repo"
+
+say "the guest writes again; a backup; the next sync sends about what the backup stored"
+dd if=/dev/urandom of="$demo/sim/vms/$vm/disk-0.raw" bs=1M count=8 seek=300 conv=notrunc status=none
+bin/ahvfs backup "${cluster[@]}" --vm "$vm"
+bin/ahvfs sync --to https://127.0.0.1:$drport "${peer[@]}" --json | jq -c '{synced, already_there, chunks_sent, bytes_sent, seconds}'
+
+say "append-only: this site cannot delete the DR copy, even with valid credentials"
+bin/ahvfs forget --repo https://127.0.0.1:$drport "${peer[@]}" "$vm@latest" 2>&1 | sed 's/^/  /' || true
+echo "a client without a certificate of the sites' CA is refused at the TLS handshake:"
+curl -s --cacert "$dr/ca.crt" https://127.0.0.1:$drport/v1/info > /dev/null 2>&1 || echo "  refused"
+
+say "at the DR site: verify --read-data, then restore the replicated point to cluster-b"
+kill $srv; wait $srv
+bin/ahvfs verify --repo "$dr/repo" --read-data
+bin/ahvfs restore "$vm@latest" --repo "$dr/repo" "${cluster[@]}" --target-cluster cluster-b --name "$vm-from-dr" --network-map vlan10=vlan20
+cmp "$demo/sim/vms/$vm-from-dr/disk-0.raw" "$demo/sim/vms/$vm/disk-0.raw" && echo "the VM restored from the DR copy has the live disk's bytes"

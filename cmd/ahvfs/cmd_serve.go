@@ -76,10 +76,14 @@ func runServe(c *cli.Context) error {
 	select {
 	case err = <-errc:
 	case <-c.Context.Done():
+		// A server stopped by a signal (a service manager's SIGTERM) that
+		// shuts down cleanly has done its job: exit 0.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		hs.Shutdown(ctx)
+		if err = hs.Shutdown(ctx); err != nil {
+			err = fmt.Errorf("stop serving: %w", err)
+		}
 		cancel()
-		err = c.Context.Err()
+		env.Log.Info("stopped serving " + c.String("repo"))
 	}
 	if cerr := s.Close(); cerr != nil && (err == nil || errors.Is(err, http.ErrServerClosed)) {
 		err = cerr

@@ -171,9 +171,12 @@ func TestSyncCommands(t *testing.T) {
 		t.Fatalf("pull --since: %s", out)
 	}
 
-	// No secret anywhere the user or a log would see.
+	// A service manager's SIGTERM stops the server cleanly: exit 0.
 	srv.cmd.Process.Signal(syscall.SIGTERM)
-	srv.cmd.Wait()
+	if err := srv.cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v\n%s", err, srv.stderr.String())
+	}
+	// No secret anywhere the user or a log would see.
 	logs := srv.stderr.String()
 	if !strings.Contains(logs, "prod-backup") || !strings.Contains(logs, "forget refused") {
 		t.Fatalf("server log lacks the client's name or the refusal:\n%s", logs)
