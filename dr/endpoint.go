@@ -57,3 +57,21 @@ type Target interface {
 	Lock(ctx context.Context, name string, until time.Time) error
 	Close() error
 }
+
+// PackSource is a Source that can hand over whole pack files; a sync
+// between a PackSource and a PackTarget moves a pack whose every blob the
+// target lacks as it is, and the rest blob by blob.
+type PackSource interface {
+	// WholePacks groups ids by the pack that holds them: the packs every
+	// blob of which is among ids, with their IDs, and the other ids.
+	WholePacks(ctx context.Context, ids []engine.ID) (map[engine.PackID][]engine.ID, []engine.ID, error)
+	// ReadPack reads a pack file as stored.
+	ReadPack(ctx context.Context, id engine.PackID) ([]byte, error)
+}
+
+// PackTarget is a Target that adopts whole pack files.
+type PackTarget interface {
+	// AdoptPack checks and stores a pack file (engine.ErrCorrupt when it
+	// is damaged: nothing is stored) and returns its blob count.
+	AdoptPack(ctx context.Context, id engine.PackID, data []byte) (int, error)
+}

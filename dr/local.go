@@ -122,6 +122,21 @@ func storeAll(ctx context.Context, r *engine.Repository, replace bool, in <-chan
 	return n, firstErr
 }
 
+// WholePacks implements PackSource.
+func (l *Local) WholePacks(ctx context.Context, ids []engine.ID) (map[engine.PackID][]engine.ID, []engine.ID, error) {
+	return l.R.WholePacks(ctx, ids)
+}
+
+// ReadPack implements PackSource.
+func (l *Local) ReadPack(ctx context.Context, id engine.PackID) ([]byte, error) {
+	return l.R.ReadPack(ctx, id)
+}
+
+// AdoptPack implements PackTarget.
+func (l *Local) AdoptPack(ctx context.Context, id engine.PackID, data []byte) (int, error) {
+	return l.R.AdoptPack(ctx, id, data)
+}
+
 // Flush implements Target.
 func (l *Local) Flush(ctx context.Context) error { return l.R.FlushBlobs(ctx) }
 

@@ -89,6 +89,8 @@ func (r *Remote) call(ctx context.Context, method, path string, body io.Reader, 
 		return nil, fmt.Errorf("%s: %w: %s", r.base, ErrAppendOnly, e.Error)
 	case codeExists:
 		return nil, fmt.Errorf("%s: %w: %s", r.base, engine.ErrExists, e.Error)
+	case codeCorrupt:
+		return nil, fmt.Errorf("%s: %w: %s", r.base, engine.ErrCorrupt, e.Error)
 	}
 	return nil, fmt.Errorf("%s: %s", r.base, e.Error)
 }
@@ -175,6 +177,52 @@ func (r *Remote) PageIDs(ctx context.Context, pages []engine.ID) ([][]engine.ID,
 		return nil, fmt.Errorf("%s: %w", r.base, err)
 	}
 	return lists, nil
+}
+
+// WholePacks implements PackSource.
+func (r *Remote) WholePacks(ctx context.Context, ids []engine.ID) (map[engine.PackID][]engine.ID, []engine.ID, error) {
+	b, err := r.postIDs(ctx, "/v1/wholepacks", ids, int64(len(ids)*(engine.IDSize+packIDSize+4)))
+	if err != nil {
+		return nil, nil, err
+	}
+	packs, rest, err := decodeWholePacks(b, ids)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", r.base, err)
+	}
+	return packs, rest, nil
+}
+
+// ReadPack implements PackSource.
+func (r *Remote) ReadPack(ctx context.Context, id engine.PackID) ([]byte, error) {
+	resp, err := r.call(ctx, http.MethodGet, "/v1/pack/"+id.String(), nil, "")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength < 0 || resp.ContentLength > maxPackBytes {
+		return nil, fmt.Errorf("%s: pack %s: length %d", r.base, id, resp.ContentLength)
+	}
+	data := make([]byte, resp.ContentLength)
+	if _, err := io.ReadFull(resp.Body, data); err != nil {
+		return nil, fmt.Errorf("%s: pack %s: %w", r.base, id, err)
+	}
+	return data, nil
+}
+
+// AdoptPack implements PackTarget.
+func (r *Remote) AdoptPack(ctx context.Context, id engine.PackID, data []byte) (int, error) {
+	resp, err := r.call(ctx, http.MethodPost, "/v1/pack/"+id.String(), bytes.NewReader(data), "application/octet-stream")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Blobs int `json:"blobs"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return 0, fmt.Errorf("%s: pack %s: reply: %w", r.base, id, err)
+	}
+	return out.Blobs, nil
 }
 
 // ReadBlobs implements Source: one streamed request, blobs checked

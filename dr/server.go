@@ -2,12 +2,14 @@ package dr
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -57,6 +59,7 @@ const (
 	codeAppendOnly = "append-only"
 	codeMissing    = "missing"
 	codeExists     = "exists"
+	codeCorrupt    = "corrupt"
 	codeBadRequest = "bad-request"
 )
 
@@ -75,6 +78,9 @@ func (s *Server) Handler() http.Handler {
 	m.HandleFunc("GET /v1/points", s.read(s.points))
 	m.HandleFunc("POST /v1/pages", s.read(s.pages))
 	m.HandleFunc("POST /v1/read", s.read(s.readBlobs))
+	m.HandleFunc("POST /v1/wholepacks", s.read(s.wholePacks))
+	m.HandleFunc("GET /v1/pack/{id}", s.read(s.readPack))
+	m.HandleFunc("POST /v1/pack/{id}", s.write(s.adoptPack))
 	m.HandleFunc("POST /v1/have", s.write(s.have))
 	m.HandleFunc("POST /v1/store", s.write(s.store))
 	m.HandleFunc("POST /v1/flush", s.write(s.flush))
@@ -188,6 +194,8 @@ func (s *Server) serve(h handler, writable bool) http.HandlerFunc {
 				status, code = http.StatusForbidden, codeAppendOnly
 			case errors.Is(err, engine.ErrExists):
 				status, code = http.StatusConflict, codeExists
+			case errors.Is(err, engine.ErrCorrupt):
+				status, code = http.StatusUnprocessableEntity, codeCorrupt
 			case errors.Is(err, errBadRequest), errors.Is(err, engine.ErrNotFound), errors.Is(err, engine.ErrInvalid):
 				status, code = http.StatusBadRequest, codeBadRequest
 			}
@@ -333,6 +341,66 @@ func (s *Server) readBlobs(w http.ResponseWriter, req *http.Request, r *engine.R
 		return ignore(fw.fail(err))
 	}
 	return ignore(fw.end())
+}
+
+func (s *Server) wholePacks(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
+	ids, err := readIDs(req)
+	if err != nil {
+		return err
+	}
+	packs, _, err := r.WholePacks(req.Context(), ids)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(encodeWholePacks(packs))
+	return err
+}
+
+// maxPackBytes bounds a pack on the wire (packs seal at most at 1 GiB,
+// plus a chunk and the table).
+const maxPackBytes = 1<<30 + 64<<20
+
+func packParam(req *http.Request) (engine.PackID, error) {
+	var id engine.PackID
+	b, err := hex.DecodeString(req.PathValue("id"))
+	if err != nil || len(b) != len(id) {
+		return id, fmt.Errorf("%w: pack ID %q", errBadRequest, req.PathValue("id"))
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+func (s *Server) readPack(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
+	id, err := packParam(req)
+	if err != nil {
+		return err
+	}
+	data, err := r.ReadPack(req.Context(), id)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	_, err = w.Write(data)
+	return ignore(err)
+}
+
+func (s *Server) adoptPack(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
+	id, err := packParam(req)
+	if err != nil {
+		return err
+	}
+	data, err := readBody(req, maxPackBytes)
+	if err != nil {
+		return err
+	}
+	n, err := r.AdoptPack(req.Context(), id, data)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, struct {
+		Blobs int `json:"blobs"`
+	}{n})
 }
 
 // ignore drops an error after the reply has started: the client sees the

@@ -93,7 +93,7 @@ func TestSyncOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.RestorePoints != 1 || rep.BytesSent == 0 {
+	if rep.RestorePoints != 1 || rep.BytesSent == 0 || rep.PacksSent == 0 {
 		t.Fatalf("push: %+v", rep)
 	}
 	overwrite(t, disk, 9<<20, 2<<20, 3)
@@ -124,7 +124,7 @@ func TestSyncOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.RestorePoints != 2 {
+	if rep.RestorePoints != 2 || rep.PacksSent == 0 {
 		t.Fatalf("pull: %+v", rep)
 	}
 	sameContent(t, src, r3, rp1.Name(), rp2.Name())

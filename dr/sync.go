@@ -1,9 +1,11 @@
 package dr
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"sync"
@@ -51,14 +53,16 @@ type Report struct {
 	Older []string `json:"skipped_older,omitempty"`
 	// Conflicts are points whose VM and time the target holds with other
 	// content (another restore point ID): left alone.
-	Conflicts   []string `json:"conflicts,omitempty"`
-	LocksSet    int      `json:"locks_extended"`
-	PagesSent   int64    `json:"pages_sent"`
-	ChunksSent  int64    `json:"chunks_sent"`
-	BytesSent   int64    `json:"bytes_sent"`
-	BlobsStored int64    `json:"blobs_stored"`
-	Resent      int64    `json:"resent_damaged"`
-	Seconds     float64  `json:"seconds"`
+	Conflicts  []string `json:"conflicts,omitempty"`
+	LocksSet   int      `json:"locks_extended"`
+	PagesSent  int64    `json:"pages_sent"`
+	ChunksSent int64    `json:"chunks_sent"`
+	// PacksSent is how many of the chunks moved as whole pack files.
+	PacksSent   int64   `json:"packs_sent"`
+	BytesSent   int64   `json:"bytes_sent"`
+	BlobsStored int64   `json:"blobs_stored"`
+	Resent      int64   `json:"resent_damaged"`
+	Seconds     float64 `json:"seconds"`
 }
 
 // Batch sizes: IDs per have/want question, pages expanded at once, blobs
@@ -84,8 +88,8 @@ type syncer struct {
 	// ResyncCorrupt), so what is stored replaces damaged blobs.
 	resending bool
 
-	pages, chunks, bytes, stored, resent atomic.Int64
-	progMu                               sync.Mutex
+	pages, chunks, packs, bytes, stored, resent atomic.Int64
+	progMu                                      sync.Mutex
 }
 
 // Sync copies the restore points of src that dst lacks to dst.
@@ -110,7 +114,7 @@ func Sync(ctx context.Context, src Source, dst Target, o Options) (*Report, erro
 	s := &syncer{src: src, dst: dst, o: o, bw: clusterjob.NewBandwidth(o.BytesPerSecond), rep: rep, known: map[engine.ID]bool{}}
 	err = s.run(ctx)
 	rep.PagesSent, rep.ChunksSent, rep.BytesSent, rep.BlobsStored = s.pages.Load(), s.chunks.Load(), s.bytes.Load(), s.stored.Load()
-	rep.Resent = s.resent.Load()
+	rep.Resent, rep.PacksSent = s.resent.Load(), s.packs.Load()
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, err
 }
@@ -233,7 +237,7 @@ func (s *syncer) adopt(ctx context.Context, p Point) error {
 				missChunks = append(missChunks, id)
 			}
 		}
-		if err := s.transfer(ctx, missChunks, false); err != nil {
+		if err := s.transferChunks(ctx, missChunks, false); err != nil {
 			return err
 		}
 		if err := s.pagesAndChunks(ctx, missPages, nil, true); err != nil {
@@ -297,7 +301,7 @@ func (s *syncer) pagesAndChunks(ctx context.Context, pages []engine.ID, send map
 		if err != nil {
 			return err
 		}
-		if err := s.transfer(ctx, want, replace || s.o.ResyncCorrupt); err != nil {
+		if err := s.transferChunks(ctx, want, replace || s.o.ResyncCorrupt); err != nil {
 			return err
 		}
 		if err := s.dst.Flush(ctx); err != nil {
@@ -345,6 +349,55 @@ func (s *syncer) want(ctx context.Context, ids []engine.ID) ([]engine.ID, error)
 		}
 	}
 	return out, nil
+}
+
+// transferChunks moves chunks: first the source's packs every blob of
+// which the target lacks, as whole files, then the rest blob by blob. Not
+// when damaged blobs are replaced (the target keeps a location it holds),
+// nor under a bandwidth limit (a pack would move in one burst of up to a
+// GiB; blob by blob is paced evenly). A pack the target finds damaged goes
+// blob by blob: the source rebuilds what it can from parity.
+func (s *syncer) transferChunks(ctx context.Context, ids []engine.ID, replace bool) error {
+	ps, ok := s.src.(PackSource)
+	pt, ok2 := s.dst.(PackTarget)
+	if replace || s.bw != nil || !ok || !ok2 || len(ids) == 0 {
+		return s.transfer(ctx, ids, replace)
+	}
+	packs, rest, err := ps.WholePacks(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	list := slices.SortedFunc(maps.Keys(packs), func(a, b engine.PackID) int { return bytes.Compare(a[:], b[:]) })
+	var mu sync.Mutex
+	err = parallel(ctx, 2, len(list), func(ctx context.Context, i int) error {
+		p := list[i]
+		data, err := ps.ReadPack(ctx, p)
+		n := 0
+		if err == nil {
+			n, err = pt.AdoptPack(ctx, p, data)
+		} else if ctx.Err() == nil {
+			err = fmt.Errorf("%w: %w", engine.ErrCorrupt, err) // blob by blob reports or repairs it
+		}
+		if errors.Is(err, engine.ErrCorrupt) || errors.Is(err, engine.ErrExists) {
+			mu.Lock()
+			rest = append(rest, packs[p]...)
+			mu.Unlock()
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("target: %w", err)
+		}
+		s.packs.Add(1)
+		s.chunks.Add(int64(len(packs[p])))
+		s.bytes.Add(int64(len(data)))
+		s.stored.Add(int64(n))
+		s.setProgress(nil)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.transfer(ctx, rest, replace)
 }
 
 // transfer moves blobs from the source to the target, as stored, in

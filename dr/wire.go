@@ -198,3 +198,59 @@ func decodePages(b []byte, want int) ([][]engine.ID, error) {
 	}
 	return out, nil
 }
+
+// packIDSize is the bytes of a pack ID on the wire.
+const packIDSize = len(engine.PackID{})
+
+// encodeWholePacks writes whole packs: per pack, its ID, u32 count and
+// the IDs of its blobs.
+func encodeWholePacks(packs map[engine.PackID][]engine.ID) []byte {
+	var b []byte
+	for p, ids := range packs {
+		b = append(b, p[:]...)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(ids)))
+		b = append(b, encodeIDs(ids)...)
+	}
+	return b
+}
+
+// decodeWholePacks reads whole packs, which may name only IDs of asked,
+// each once; rest are the asked IDs no pack named.
+func decodeWholePacks(b []byte, asked []engine.ID) (packs map[engine.PackID][]engine.ID, rest []engine.ID, _ error) {
+	open := make(map[engine.ID]bool, len(asked))
+	for _, id := range asked {
+		open[id] = true
+	}
+	packs = map[engine.PackID][]engine.ID{}
+	for len(b) > 0 {
+		if len(b) < packIDSize+4 {
+			return nil, nil, errors.New("malformed pack list")
+		}
+		var p engine.PackID
+		copy(p[:], b)
+		n := int(binary.LittleEndian.Uint32(b[packIDSize:]))
+		b = b[packIDSize+4:]
+		if _, dup := packs[p]; dup || n == 0 || n > maxIDs || n*engine.IDSize > len(b) {
+			return nil, nil, errors.New("malformed pack list: a pack twice, empty, or running past the end")
+		}
+		ids, err := decodeIDs(b[:n*engine.IDSize])
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, id := range ids {
+			if !open[id] {
+				return nil, nil, fmt.Errorf("malformed pack list: blob %s was not asked for, or is in two packs", id.Short())
+			}
+			delete(open, id)
+		}
+		packs[p] = ids
+		b = b[n*engine.IDSize:]
+	}
+	for _, id := range asked {
+		if open[id] {
+			rest = append(rest, id)
+			delete(open, id)
+		}
+	}
+	return packs, rest, nil
+}

@@ -313,22 +313,7 @@ func writeTemp(t *testing.T, data []byte) string {
 }
 
 // flipBit flips the lowest bit of the byte at off.
-func flipBit(t *testing.T, path string, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 1
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-}
+func flipBit(t *testing.T, path string, off int64) { enginetest.XorAt(t, path, off, []byte{1}) }
 
 // TestUnreadableOrphanQuarantined damages packs that have no index record:
 // one whose sidecar can rebuild it is repaired and indexed; one whose seal

@@ -101,20 +101,7 @@ func bigDataPack(t *testing.T, dir string, rp *engine.RestorePoint) packGeometry
 
 // flipBitAt flips bit `bit` of the byte at off.
 func flipBitAt(t *testing.T, path string, off int64, bit uint) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 1 << bit
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
+	enginetest.XorAt(t, path, off, []byte{1 << bit})
 }
 
 func damageOf(rep *engine.VerifyReport, id string) *engine.PackDamage {

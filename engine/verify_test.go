@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -16,38 +14,11 @@ import (
 )
 
 // packFiles lists the repository's pack files, largest first.
-func packFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "*", "*.pack"))
-	if len(packs) == 0 {
-		t.Fatal("no packs")
-	}
-	sort.Slice(packs, func(i, j int) bool {
-		a, _ := os.Stat(packs[i])
-		b, _ := os.Stat(packs[j])
-		return a.Size() > b.Size()
-	})
-	return packs
-}
+func packFiles(t *testing.T, dir string) []string { return enginetest.PackFiles(t, dir) }
 
 func flip(t *testing.T, path string, offsets ...int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	for _, off := range offsets {
-		b := make([]byte, 16)
-		if _, err := f.ReadAt(b, off); err != nil {
-			t.Fatal(err)
-		}
-		for i := range b {
-			b[i] ^= 0x5a
-		}
-		if _, err := f.WriteAt(b, off); err != nil {
-			t.Fatal(err)
-		}
+		enginetest.XorAt(t, path, off, bytes.Repeat([]byte{0x5a}, 16))
 	}
 }
 
