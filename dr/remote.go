@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/engine/retention"
 )
 
 // Remote is an `ahvfs serve` reached over HTTPS, as either side of a sync.
@@ -342,6 +343,25 @@ func (r *Remote) Forget(ctx context.Context, names []string) ([]string, error) {
 		return nil, err
 	}
 	return rep.Removed, nil
+}
+
+// Prune applies a retention policy to the server's restore points of the
+// VMs vms matches (every VM when empty). With dryRun it only plans, and
+// also returns what gc would then reclaim; otherwise the server removes
+// what the plan removes (ErrAppendOnly when it is append-only).
+func (r *Remote) Prune(ctx context.Context, vms []string, p retention.Policy, dryRun bool) (*engine.PrunePlan, int64, error) {
+	path := "/v1/prune"
+	if dryRun {
+		path += "/plan"
+	}
+	var rep pruneReply
+	if err := r.postJSON(ctx, path, pruneRequest{VMs: vms, Policy: p}, &rep); err != nil {
+		return nil, 0, err
+	}
+	if rep.Plan == nil {
+		return nil, 0, fmt.Errorf("%s: prune: no plan in the reply", r.base)
+	}
+	return rep.Plan, rep.Reclaimable, nil
 }
 
 // Close implements Source and Target.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/engine/retention"
 )
 
 // Server serves a repository to remote ahvfs clients (ahvfs serve). Its
@@ -29,6 +30,11 @@ import (
 //	POST /v1/adopt   Point         409 {"missing": [IDs]} when blobs lack
 //	POST /v1/lock    {"name", "until"}
 //	POST /v1/forget  {"names"}     403 when append-only
+//	POST /v1/prune/plan {"vms", "policy"}   the plan (a dry run; a reader)
+//	POST /v1/prune   {"vms", "policy"}      the plan, carried out; 403 when append-only
+//	POST /v1/wholepacks ID list    per whole pack: pack ID, count, IDs
+//	GET  /v1/pack/ID               the pack file
+//	POST /v1/pack/ID  pack file    {"blobs": N} (adopted; 422 when damaged)
 //
 // Errors are {"error": "...", "code": "..."}. The repository is opened when
 // a request needs it (as a reader, or a writer for requests that write)
@@ -87,6 +93,8 @@ func (s *Server) Handler() http.Handler {
 	m.HandleFunc("POST /v1/adopt", s.write(s.adopt))
 	m.HandleFunc("POST /v1/lock", s.write(s.lock))
 	m.HandleFunc("POST /v1/forget", s.write(s.forget))
+	m.HandleFunc("POST /v1/prune/plan", s.read(s.prune(true)))
+	m.HandleFunc("POST /v1/prune", s.write(s.prune(false)))
 	return m
 }
 
@@ -390,9 +398,12 @@ func (s *Server) adoptPack(w http.ResponseWriter, req *http.Request, r *engine.R
 	if err != nil {
 		return err
 	}
-	data, err := readBody(req, maxPackBytes)
-	if err != nil {
-		return err
+	if req.ContentLength < 0 || req.ContentLength > maxPackBytes {
+		return fmt.Errorf("%w: pack of %d bytes", errBadRequest, req.ContentLength)
+	}
+	data := make([]byte, req.ContentLength)
+	if _, err := io.ReadFull(req.Body, data); err != nil {
+		return fmt.Errorf("receive pack %s: %w", id, err)
 	}
 	n, err := r.AdoptPack(req.Context(), id, data)
 	if err != nil {
@@ -544,5 +555,65 @@ func (s *Server) forget(w http.ResponseWriter, req *http.Request, r *engine.Repo
 		return err
 	}
 	s.Log.Info("restore points forgotten", "client", clientName(req), "points", rep.Removed)
+	return writeJSON(w, rep)
+}
+
+type pruneRequest struct {
+	VMs    []string         `json:"vms"`
+	Policy retention.Policy `json:"policy"`
+}
+
+type pruneReply struct {
+	Plan *engine.PrunePlan `json:"plan"`
+	// Reclaimable is what gc would reclaim once the plan is carried out
+	// (dry run only).
+	Reclaimable int64 `json:"reclaimable"`
+}
+
+// prune plans a prune and carries it out, or with dry (POST
+// /v1/prune/plan) says what gc would then reclaim.
+func (s *Server) prune(dry bool) handler {
+	return func(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
+		return s.doPrune(w, req, r, dry)
+	}
+}
+
+func (s *Server) doPrune(w http.ResponseWriter, req *http.Request, r *engine.Repository, dry bool) error {
+	var p pruneRequest
+	if err := readJSON(req, &p); err != nil {
+		return err
+	}
+	if err := p.Policy.Validate(); err != nil || p.Policy.Empty() {
+		return fmt.Errorf("%w: prune policy %q: %v", errBadRequest, p.Policy.String(), err)
+	}
+	if !dry && s.AppendOnly {
+		s.Log.Warn("prune refused: append-only", "client", clientName(req), "policy", p.Policy.String())
+		return errAppendOnly
+	}
+	plan, err := r.PlanPrune(req.Context(), engine.PruneOptions{VMs: p.VMs, Policy: p.Policy})
+	if err != nil {
+		return err
+	}
+	rep := pruneReply{Plan: plan}
+	if dry {
+		var ids []string
+		for _, rp := range plan.Remove {
+			ids = append(ids, rp.ID)
+		}
+		g, err := r.GC(req.Context(), engine.GCOptions{DryRun: true, Without: ids})
+		if err != nil {
+			return err
+		}
+		rep.Reclaimable = g.ReclaimedBytes
+	} else if len(plan.Remove) > 0 {
+		if err := r.Forget(req.Context(), plan.Remove); err != nil {
+			return err
+		}
+		var names []string
+		for _, rp := range plan.Remove {
+			names = append(names, rp.Name())
+		}
+		s.Log.Info("restore points pruned", "client", clientName(req), "policy", p.Policy.String(), "points", names)
+	}
 	return writeJSON(w, rep)
 }

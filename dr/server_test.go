@@ -15,6 +15,7 @@ import (
 
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/engine/enginetest"
+	"github.com/ahvfs/ahvfs/engine/retention"
 	"github.com/ahvfs/ahvfs/internal/testtls"
 )
 
@@ -178,5 +179,49 @@ func TestRemoteForget(t *testing.T) {
 	ps, err := dial(t, srv.url, srv.client).Points(ctx)
 	if err != nil || len(ps) != 0 {
 		t.Fatalf("points after forget: %v, %v", ps, err)
+	}
+}
+
+// A remote prune plans on the server (a dry run also says what gc would
+// reclaim), carries the plan out on a server that is not append-only, and
+// is refused, but for its dry run, by an append-only one.
+func TestRemotePrune(t *testing.T) {
+	ctx := context.Background()
+	dir := enginetest.Init(t, engine.InitOptions{})
+	w := openW(t, dir, nil)
+	disk := enginetest.DataDisk(t, 8<<20, 4)
+	var names []string
+	for i := range 3 {
+		overwrite(t, disk, int64(i)<<20, 1<<20, byte(i))
+		rp, err := enginetest.Import(ctx, w, engine.RestorePointSpec{VM: "app", Time: time.Date(2026, 10, 1+i, 0, 0, 0, 0, time.UTC)}, disk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, rp.Name())
+	}
+	w.Close()
+	keep1 := retention.Policy{Last: 1}
+
+	ao := startServer(t, dir, nil, true)
+	plan, reclaim, err := dial(t, ao.url, ao.client).Prune(ctx, nil, keep1, true)
+	if err != nil || len(plan.Keep) != 1 || plan.Keep[0].Name() != names[2] || len(plan.Remove) != 2 || reclaim <= 0 {
+		t.Fatalf("dry run on an append-only server: %+v, reclaim %d, %v", plan, reclaim, err)
+	}
+	if _, _, err := dial(t, ao.url, ao.client).Prune(ctx, nil, keep1, false); !errors.Is(err, ErrAppendOnly) {
+		t.Fatalf("prune on an append-only server: %v", err)
+	}
+	if _, _, err := dial(t, ao.url, ao.client).Prune(ctx, nil, retention.Policy{}, true); err == nil {
+		t.Fatal("a prune with no keep rule was accepted")
+	}
+	ao.close()
+
+	srv := startServer(t, dir, nil, false)
+	plan, _, err = dial(t, srv.url, srv.client).Prune(ctx, []string{"app"}, keep1, false)
+	if err != nil || len(plan.Remove) != 2 {
+		t.Fatalf("prune: %+v, %v", plan, err)
+	}
+	ps, err := dial(t, srv.url, srv.client).Points(ctx)
+	if err != nil || len(ps) != 1 || ps[0].Name() != names[2] {
+		t.Fatalf("points after the prune: %v, %v", ps, err)
 	}
 }

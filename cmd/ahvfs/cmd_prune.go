@@ -5,6 +5,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/ahvfs/ahvfs/dr"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/engine/retention"
 	"github.com/urfave/cli/v2"
@@ -19,8 +20,10 @@ func init() {
 				"ISO weeks, months and years that have one (UTC), the N newest, and every one within\n" +
 				"SPAN of the newest: the union of the rules given. Locked restore points are always\n" +
 				"kept. Every restore point is self-contained, so removing the one an incremental was\n" +
-				"taken against never breaks it. 'ahvfs gc' then reclaims the space.",
-			Flags: []cli.Flag{
+				"taken against never breaks it. 'ahvfs gc' then reclaims the space.\n" +
+				"With --repo https://HOST:PORT the server (ahvfs serve) prunes its repository; an\n" +
+				"append-only server refuses all but --dry-run.",
+			Flags: append([]cli.Flag{
 				&cli.StringSliceFlag{Name: "vm", Usage: "only VMs whose name matches `GLOB` (* and ? match any character, / too; repeatable; default every VM)"},
 				&cli.IntFlag{Name: "keep-last", Usage: "keep the `N` newest"},
 				&cli.IntFlag{Name: "keep-hourly", Usage: "keep the newest of each of the `N` most recent hours that have one"},
@@ -31,7 +34,7 @@ func init() {
 				&cli.StringFlag{Name: "keep-within", Usage: "keep every one within `SPAN` of the newest (7d, 2w, 1y6m, 36h)"},
 				&cli.BoolFlag{Name: "dry-run", Usage: "say what would be removed, remove nothing"},
 				repoPasswordFlag(),
-			},
+			}, clientTLSFlags()...),
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)
 				if c.NArg() > 0 {
@@ -54,6 +57,18 @@ func init() {
 				}
 				// A dry run only reads: it does not wait for a backup's lock.
 				dry := c.Bool("dry-run")
+				if loc := c.String("repo"); dr.IsRemote(loc) {
+					rem, err := dialRemote(c, loc)
+					if err != nil {
+						return err
+					}
+					defer rem.Close()
+					plan, reclaim, err := rem.Prune(c.Context, c.StringSlice("vm"), p, dry)
+					if err != nil {
+						return err
+					}
+					return printPrune(env, plan, p, dry, reclaim)
+				}
 				r, err := openRepo(c.Context, c, env, !dry)
 				if err != nil {
 					return err

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -137,6 +138,21 @@ func TestSyncCommands(t *testing.T) {
 	_, errs, code := runCLI(t, "", append([]string{"forget", "--repo", srv.url, "web01@2026-11-20T01:00:00Z"}, client...)...)
 	if code == 0 || !strings.Contains(errs, "append-only") {
 		t.Fatalf("forget through an append-only server: exit %d: %s", code, errs)
+	}
+	// So is a remote prune, but for its dry run.
+	_, errs, code = runCLI(t, "", append([]string{"prune", "--repo", srv.url, "--keep-last", "1"}, client...)...)
+	if code == 0 || !strings.Contains(errs, "append-only") {
+		t.Fatalf("prune through an append-only server: exit %d: %s", code, errs)
+	}
+	out, errs, code = runCLI(t, "", append([]string{"prune", "--repo", srv.url, "--keep-last", "1", "--dry-run", "--json"}, client...)...)
+	var plan struct {
+		Keep    []string            `json:"keep"`
+		Reasons map[string][]string `json:"reasons"`
+		DryRun  bool                `json:"dry_run"`
+	}
+	json.Unmarshal([]byte(out), &plan)
+	if code != 0 || !plan.DryRun || len(plan.Keep) != 2 || !slices.Contains(plan.Reasons["web01@2026-11-20T01:00:00Z"], "locked") {
+		t.Fatalf("prune --dry-run through an append-only server: exit %d: %s%s", code, out, errs)
 	}
 	// A client certificate of another CA is refused.
 	other := testtls.NewCA(t, t.TempDir(), "elsewhere")

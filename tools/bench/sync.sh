@@ -126,6 +126,13 @@ if [[ $(rsync --help 2>&1) == *--fsync* ]]; then # (not grep -q: with pipefail, 
   t_rsync_fsync=$(secs /dev/null rsync -a --fsync "$src/" "$work/rsync-fsync/")
 fi
 
+# 3b. The floor of a durable copy on this disk: dd writing as many bytes
+# as the DR copy holds (packs and parity) and fsyncing them.
+dst_bytes=$(du_b "$work/dst")
+cold
+t_floor=$(secs /dev/null dd if=/dev/zero of="$work/floor" bs=4M count=$(( (dst_bytes + (4<<20) - 1) / (4<<20) )) conv=fsync status=none)
+rm -f "$work/floor"
+
 # 4. restic copy of the same image between two restic repositories.
 restic init -q -r "$work/restic-a"
 restic -q -r "$work/restic-a" backup "$img" > /dev/null
@@ -151,9 +158,11 @@ row "rsync -a of the repository (no fsync)" "$t_rsync" "$rsync_bytes" "$(mbps "$
 if [ -n "$t_rsync_fsync" ]; then
   row "rsync -a --fsync of the repository" "$t_rsync_fsync" "$rsync_bytes" "$(mbps "$rsync_bytes" "$t_rsync_fsync")" "$(mbps "$size" "$t_rsync_fsync")"
 fi
+row "dd of the DR copy's size, fsync (floor)" "$t_floor" "$dst_bytes" "$(mbps "$dst_bytes" "$t_floor")" ""
 row "restic $(restic version | cut -d' ' -f2) copy" "$t_restic" "$restic_bytes" "$(mbps "$restic_bytes" "$t_restic")" "$(mbps "$size" "$t_restic")"
-awk -v l="$t_local" -v t="$t_tls" -v r="$t_rsync" -v f="${t_rsync_fsync:-0}" -v rc="$t_restic" -v sl="$s_local" -v st="$s_tls" 'BEGIN {
+awk -v l="$t_local" -v t="$t_tls" -v r="$t_rsync" -v f="${t_rsync_fsync:-0}" -v fl="$t_floor" -v rc="$t_restic" -v sl="$s_local" -v st="$s_tls" 'BEGIN {
   printf "\n(ahvfs own \"seconds\": local %s, TLS %s)\n", sl, st
   printf "ahvfs sync vs rsync -a:       local %.2fx, TLS %.2fx (target >= 0.8x)\n", r/l, r/t
   if (f > 0) printf "ahvfs sync vs rsync --fsync:  local %.2fx, TLS %.2fx\n", f/l, f/t
+  printf "durable-write floor (dd conv=fsync) vs rsync -a: %.2fx; ahvfs sync local vs the floor: %.2fx\n", r/fl, fl/l
   printf "ahvfs sync vs restic copy:    local %.1fx, TLS %.1fx (target >= 5x)\n", rc/l, rc/t }'
