@@ -65,8 +65,9 @@ type PackSource interface {
 	// WholePacks groups ids by the pack that holds them: the packs every
 	// blob of which is among ids, with their IDs, and the other ids.
 	WholePacks(ctx context.Context, ids []engine.ID) (map[engine.PackID][]engine.ID, []engine.ID, error)
-	// ReadPack reads a pack file as stored.
-	ReadPack(ctx context.Context, id engine.PackID) ([]byte, error)
+	// ReadPack reads a pack file as stored, into buf's storage when it is
+	// large enough.
+	ReadPack(ctx context.Context, id engine.PackID, buf []byte) ([]byte, error)
 }
 
 // PackTarget is a Target that adopts whole pack files.

@@ -194,7 +194,7 @@ func (r *Remote) WholePacks(ctx context.Context, ids []engine.ID) (map[engine.Pa
 }
 
 // ReadPack implements PackSource.
-func (r *Remote) ReadPack(ctx context.Context, id engine.PackID) ([]byte, error) {
+func (r *Remote) ReadPack(ctx context.Context, id engine.PackID, buf []byte) ([]byte, error) {
 	resp, err := r.call(ctx, http.MethodGet, "/v1/pack/"+id.String(), nil, "")
 	if err != nil {
 		return nil, err
@@ -203,7 +203,10 @@ func (r *Remote) ReadPack(ctx context.Context, id engine.PackID) ([]byte, error)
 	if resp.ContentLength < 0 || resp.ContentLength > maxPackBytes {
 		return nil, fmt.Errorf("%s: pack %s: length %d", r.base, id, resp.ContentLength)
 	}
-	data := make([]byte, resp.ContentLength)
+	if int64(cap(buf)) < resp.ContentLength {
+		buf = make([]byte, resp.ContentLength)
+	}
+	data := buf[:resp.ContentLength]
 	if _, err := io.ReadFull(resp.Body, data); err != nil {
 		return nil, fmt.Errorf("%s: pack %s: %w", r.base, id, err)
 	}

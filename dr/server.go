@@ -383,10 +383,11 @@ func (s *Server) readPack(w http.ResponseWriter, req *http.Request, r *engine.Re
 	if err != nil {
 		return err
 	}
-	data, err := r.ReadPack(req.Context(), id)
+	data, err := r.ReadPack(req.Context(), id, getPackBuf())
 	if err != nil {
 		return err
 	}
+	defer putPackBuf(data)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	_, err = w.Write(data)
@@ -401,7 +402,12 @@ func (s *Server) adoptPack(w http.ResponseWriter, req *http.Request, r *engine.R
 	if req.ContentLength < 0 || req.ContentLength > maxPackBytes {
 		return fmt.Errorf("%w: pack of %d bytes", errBadRequest, req.ContentLength)
 	}
-	data := make([]byte, req.ContentLength)
+	data := getPackBuf()
+	if int64(cap(data)) < req.ContentLength {
+		data = make([]byte, req.ContentLength)
+	}
+	data = data[:req.ContentLength]
+	defer putPackBuf(data)
 	if _, err := io.ReadFull(req.Body, data); err != nil {
 		return fmt.Errorf("receive pack %s: %w", id, err)
 	}

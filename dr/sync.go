@@ -371,10 +371,14 @@ func (s *syncer) transferChunks(ctx context.Context, ids []engine.ID, replace bo
 	var mu sync.Mutex
 	err = parallel(ctx, 2, len(list), func(ctx context.Context, i int) error {
 		p := list[i]
-		data, err := ps.ReadPack(ctx, p)
+		data, err := ps.ReadPack(ctx, p, getPackBuf())
 		n := 0
 		if err == nil {
 			n, err = pt.AdoptPack(ctx, p, data)
+			if err == nil {
+				// (Not after a failure: a transport may still be reading it.)
+				putPackBuf(data)
+			}
 		} else if ctx.Err() == nil {
 			err = fmt.Errorf("%w: %w", engine.ErrCorrupt, err) // blob by blob reports or repairs it
 		}

@@ -58,16 +58,40 @@ func (r *Repository) WholePacks(ctx context.Context, ids []ID) (packs map[PackID
 	return packs, rest, nil
 }
 
-// ReadPack returns pack id's file as stored (not checked: AdoptPack checks
-// it on the other side, and a damaged pack goes blob by blob, repaired from
-// parity by ReadStoredBlob).
-func (r *Repository) ReadPack(ctx context.Context, id PackID) ([]byte, error) {
-	data, err := backend.Get(ctx, r.be, packName(id))
+// ReadPack returns pack id's file as stored, in buf's storage when it is
+// large enough (not checked: AdoptPack checks it on the other side, and a
+// damaged pack goes blob by blob, repaired from parity by ReadStoredBlob).
+func (r *Repository) ReadPack(ctx context.Context, id PackID, buf []byte) (_ []byte, err error) {
+	defer r.guardIndex(&err, "read pack "+id.String())
+	v, err := r.indexGet(packKey(id))
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", id, err)
+	}
+	rec, err := decodePackRecord(v)
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", id, err)
+	}
+	if rec.Size <= 0 || rec.Size > maxPackFile {
+		return nil, fmt.Errorf("pack %s: %w: %d bytes", id, ErrCorrupt, rec.Size)
+	}
+	if int64(cap(buf)) < rec.Size {
+		buf = make([]byte, rec.Size)
+	}
+	buf = buf[:rec.Size]
+	f, release, err := r.files.get(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("read pack %s: %w", id, err)
 	}
-	return data, nil
+	defer release()
+	if _, err := f.ReadAt(buf, 0); err != nil {
+		return nil, fmt.Errorf("read pack %s: %w", id, err)
+	}
+	return buf, nil
 }
+
+// maxPackFile bounds a pack file: packs seal at most at 1 GiB, plus a
+// chunk and the table.
+const maxPackFile = 1<<30 + 64<<20
 
 // AdoptPack stores data, pack id of a repository with the same
 // TransferKey, as it is. It first checks every shard against its sum and
