@@ -84,6 +84,8 @@ type syncer struct {
 	// known are the blobs the target is known to hold in this run.
 	known map[engine.ID]bool
 
+	// reencode: the repositories' blobs differ (see reencode.go).
+	reencode bool
 	// resending: the point being handled is on the target already (with
 	// ResyncCorrupt), so what is stored replaces damaged blobs.
 	resending bool
@@ -107,11 +109,18 @@ func Sync(ctx context.Context, src Source, dst Target, o Options) (*Report, erro
 	if si.RepoID == di.RepoID {
 		return nil, fmt.Errorf("sync: %s and %s are the same repository (ID %s)", si.Location, di.Location, si.RepoID)
 	}
-	if si.TransferKey != di.TransferKey {
-		return nil, fmt.Errorf("sync: %s and %s store blobs differently (chunk size, page size or encryption key: %s, %s): "+
-			"make the DR repository with 'ahvfs init --copy-params-from SOURCE' so that blobs move as they are", si.Location, di.Location, si.TransferKey, di.TransferKey)
-	}
 	s := &syncer{src: src, dst: dst, o: o, bw: clusterjob.NewBandwidth(o.BytesPerSecond), rep: rep, known: map[engine.ID]bool{}}
+	if si.TransferKey != di.TransferKey {
+		why := fmt.Sprintf("%s and %s store blobs differently (chunk size, page size or encryption key: %s, %s)", si.Location, di.Location, si.TransferKey, di.TransferKey)
+		if _, _, ok := s.reencodable(); !ok {
+			return nil, fmt.Errorf("sync: %s, and a server cannot re-encode: make the DR repository with "+
+				"'ahvfs init --copy-params-from SOURCE' so that blobs move as they are, or sync between paths on one host", why)
+		}
+		if o.ResyncCorrupt {
+			return nil, fmt.Errorf("sync: %s: --resync-corrupt compares blobs by ID, which differ between them", why)
+		}
+		s.reencode = true
+	}
 	err = s.run(ctx)
 	rep.PagesSent, rep.ChunksSent, rep.BytesSent, rep.BlobsStored = s.pages.Load(), s.chunks.Load(), s.bytes.Load(), s.stored.Load()
 	rep.Resent, rep.PacksSent = s.resent.Load(), s.packs.Load()
@@ -175,7 +184,7 @@ func (s *syncer) selected(p Point) bool {
 func (s *syncer) point(ctx context.Context, p Point, have map[string]Point, newest map[string]time.Time) error {
 	name := p.Name()
 	if d, ok := have[name]; ok {
-		if d.ID != p.ID {
+		if d.ID != p.ID && d.Meta[SourceIDMeta] != p.ID {
 			s.rep.Conflicts = append(s.rep.Conflicts, name)
 			return nil
 		}
@@ -198,11 +207,17 @@ func (s *syncer) point(ctx context.Context, p Point, have map[string]Point, newe
 		s.rep.Older = append(s.rep.Older, name)
 		return nil
 	}
-	if err := s.sendPoint(ctx, p); err != nil {
-		return err
-	}
-	if err := s.adopt(ctx, p); err != nil {
-		return err
+	if s.reencode {
+		if err := s.reencodePoint(ctx, p); err != nil {
+			return err
+		}
+	} else {
+		if err := s.sendPoint(ctx, p); err != nil {
+			return err
+		}
+		if err := s.adopt(ctx, p); err != nil {
+			return err
+		}
 	}
 	s.rep.RestorePoints++
 	s.rep.Synced = append(s.rep.Synced, name)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,6 +44,13 @@ func openW(t *testing.T, dir string, pw []byte) *engine.Repository {
 // and compares them byte for byte, with the points' records.
 func sameContent(t *testing.T, a, b *engine.Repository, names ...string) {
 	t.Helper()
+	sameData(t, a, b, true, names...)
+}
+
+// sameData compares the points' disks byte for byte and their records
+// (their IDs too with sameID: a re-encoded point has another).
+func sameData(t *testing.T, a, b *engine.Repository, sameID bool, names ...string) {
+	t.Helper()
 	ctx := context.Background()
 	for _, name := range names {
 		pa, err := a.Resolve(ctx, name)
@@ -53,7 +61,7 @@ func sameContent(t *testing.T, a, b *engine.Repository, names ...string) {
 		if err != nil {
 			t.Fatalf("target: %v", err)
 		}
-		if pa.ID != pb.ID || pa.Level != pb.Level || pa.Consistency != pb.Consistency || !bytes.Equal(pa.Config, pb.Config) ||
+		if (sameID && pa.ID != pb.ID) || pa.Level != pb.Level || pa.Consistency != pb.Consistency || !bytes.Equal(pa.Config, pb.Config) ||
 			!pa.LockedUntil.Equal(pb.LockedUntil) || len(pa.Disks) != len(pb.Disks) {
 			t.Fatalf("%s: records differ:\n%+v\n%+v", name, pa, pb)
 		}
@@ -166,12 +174,50 @@ func TestSyncLocalEncrypted(t *testing.T) {
 	}
 }
 
-func TestSyncRefusesOtherKeys(t *testing.T) {
+// Between repositories with other keys and another chunk size, points
+// are re-encoded: the target stores them its own way, with the same names,
+// levels, consistency, configuration and locks; a rerun finds them there.
+// A server cannot re-encode, and --resync-corrupt is refused.
+func TestSyncReencodes(t *testing.T) {
 	ctx := context.Background()
 	src := openW(t, enginetest.Init(t, engine.InitOptions{Password: testPassword}), testPassword)
-	dst := openW(t, enginetest.Init(t, engine.InitOptions{Password: testPassword}), testPassword)
-	_, err := Sync(ctx, &Local{R: src}, &Local{R: dst}, Options{})
-	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("--copy-params-from")) {
-		t.Fatalf("sync between repositories with different keys: %v", err)
+	otherPW := []byte("the DR site's own password")
+	dstDir := enginetest.Init(t, engine.InitOptions{Password: otherPW, ChunkSize: 256 << 10})
+	dst := openW(t, dstDir, otherPW)
+	disk := enginetest.DataDisk(t, 16<<20, 8)
+	t0 := time.Date(2026, 11, 1, 1, 0, 0, 0, time.UTC)
+	rp1, err := enginetest.Import(ctx, src, engine.RestorePointSpec{VM: "web01", Time: t0, Level: engine.LevelFull, Consistency: "app",
+		Config: []byte(`{"name":"web01"}`), LockUntil: time.Now().Add(24 * time.Hour)}, disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	overwrite(t, disk, 3<<20, 2<<20, 4)
+	rp2, err := enginetest.Import(ctx, src, engine.RestorePointSpec{VM: "web01", Time: t0.Add(time.Hour), Level: engine.LevelIncremental}, disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Sync(ctx, &Local{R: src}, &Local{R: dst}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.RestorePoints != 2 || rep.ChunksSent == 0 || rep.PacksSent != 0 {
+		t.Fatalf("re-encoding sync: %+v", rep)
+	}
+	sameData(t, src, dst, false, rp1.Name(), rp2.Name())
+	verifyData(t, dst)
+
+	rep, err = Sync(ctx, &Local{R: src}, &Local{R: dst}, Options{})
+	if err != nil || rep.RestorePoints != 0 || len(rep.AlreadyThere) != 2 || len(rep.Conflicts) != 0 {
+		t.Fatalf("a second re-encoding sync: %+v, %v", rep, err)
+	}
+	if _, err := Sync(ctx, &Local{R: src}, &Local{R: dst}, Options{ResyncCorrupt: true}); err == nil {
+		t.Fatal("--resync-corrupt between repositories with other keys was accepted")
+	}
+
+	srvDir := enginetest.Init(t, engine.InitOptions{})
+	srv := startServer(t, srvDir, nil, false)
+	_, err = Sync(ctx, &Local{R: src}, dial(t, srv.url, srv.client), Options{})
+	if err == nil || !strings.Contains(err.Error(), "--copy-params-from") {
+		t.Fatalf("sync to a server with other keys: %v", err)
 	}
 }

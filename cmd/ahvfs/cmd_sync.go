@@ -16,12 +16,14 @@ func init() {
 			Usage:     "replicate restore points to (--to) or from (--from) another repository, sending only what it lacks",
 			ArgsUsage: " ",
 			Description: "TARGET and SOURCE are a repository directory or https://HOST:PORT of an 'ahvfs serve'\n" +
-				"(with --tls-cert, --tls-key and --ca-cert). Both repositories must store blobs alike:\n" +
-				"make the DR one with 'ahvfs init --copy-params-from SOURCE'. Blobs move as stored and\n" +
-				"are checked on arrival; a restore point appears on the target only when everything it\n" +
-				"needs is durable there, so an interrupted sync is simply run again. Points keep their\n" +
-				"names, times, levels, configuration and locks. Points older than the target's newest\n" +
-				"point of their VM are skipped (they were pruned there).",
+				"(with --tls-cert, --tls-key and --ca-cert). Repositories that store blobs alike (make the\n" +
+				"DR one with 'ahvfs init --copy-params-from SOURCE') exchange only what the target lacks,\n" +
+				"blobs (or whole packs) as stored, checked on arrival. Between two repository paths that\n" +
+				"do not (other keys, another chunk size) every point is read and re-encoded the target's\n" +
+				"way, like a backup deduplicated against it. A restore point appears on the target only\n" +
+				"when everything it needs is durable there, so an interrupted sync is simply run again.\n" +
+				"Points keep their names, times, levels, configuration and locks. Points older than the\n" +
+				"target's newest point of their VM are skipped (they were pruned there).",
 			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "to", Usage: "replicate --repo to `TARGET`"},
 				&cli.StringFlag{Name: "from", Usage: "replicate `SOURCE` into --repo"},
