@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/ahvfs/ahvfs/dr"
@@ -95,11 +96,18 @@ func runServe(c *cli.Context) error {
 }
 
 // slogWriter sends the HTTP server's own messages (TLS handshake
-// failures: clients without a good certificate) to the log as warnings.
+// failures: clients without a good certificate) to the log as warnings;
+// a connection closed before its handshake began (a port probe, a load
+// balancer's health check) only at debug level.
 type slogWriter struct{ l *slog.Logger }
 
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Warn("https: " + string(trimNewline(p)))
+	msg := "https: " + string(trimNewline(p))
+	if strings.Contains(msg, "TLS handshake error") && strings.HasSuffix(msg, ": EOF") {
+		w.l.Debug(msg)
+	} else {
+		w.l.Warn(msg)
+	}
 	return len(p), nil
 }
 

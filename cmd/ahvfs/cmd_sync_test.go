@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,7 +155,11 @@ func TestSyncCommands(t *testing.T) {
 	if code != 0 || !plan.DryRun || len(plan.Keep) != 2 || !slices.Contains(plan.Reasons["web01@2026-11-20T01:00:00Z"], "locked") {
 		t.Fatalf("prune --dry-run through an append-only server: exit %d: %s%s", code, out, errs)
 	}
-	// A client certificate of another CA is refused.
+	// A port probe (connect, close) is no warning; a client certificate of
+	// another CA is refused, with one.
+	if c, err := net.Dial("tcp", strings.TrimPrefix(srv.url, "https://")); err == nil {
+		c.Close()
+	}
 	other := testtls.NewCA(t, t.TempDir(), "elsewhere")
 	ocert, okey := other.Client(t, "intruder")
 	_, errs, code = runCLI(t, "", "sync", "--repo", src, "--repo-password-file", srcPW, "--to", srv.url, "--tls-cert", ocert, "--tls-key", okey, "--ca-cert", ca.CertFile)
@@ -194,8 +199,9 @@ func TestSyncCommands(t *testing.T) {
 	}
 	// No secret anywhere the user or a log would see.
 	logs := srv.stderr.String()
-	if !strings.Contains(logs, "prod-backup") || !strings.Contains(logs, "forget refused") {
-		t.Fatalf("server log lacks the client's name or the refusal:\n%s", logs)
+	if !strings.Contains(logs, "prod-backup") || !strings.Contains(logs, "forget refused") ||
+		!strings.Contains(logs, "TLS handshake error") || strings.Contains(logs, ": EOF") {
+		t.Fatalf("server log lacks the client's name or the refusals, or warns of a port probe:\n%s", logs)
 	}
 	keyPEM, _ := os.ReadFile(key)
 	for _, secret := range []string{"source secret 8f3a", "dr secret 77c1", strings.Split(string(keyPEM), "\n")[1]} {

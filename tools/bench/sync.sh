@@ -100,7 +100,6 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 bin/ahvfs serve --repo "$work/dst2" "${dp[@]}" --listen "127.0.0.1:$port" --tls-cert "$tls/srv.pem" --tls-key "$tls/srv.key" \
   --client-ca "$tls/ca.pem" > "$work/serve.log" 2>&1 &
 srvpid=$!
-# (The probe's bare TCP connection leaves one "TLS handshake error" in serve.log.)
 up=
 for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null && { up=1; break; }; sleep 0.1; done
 if [ -z "$up" ]; then
