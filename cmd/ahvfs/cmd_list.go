@@ -1,12 +1,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/ahvfs/ahvfs/dr"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/urfave/cli/v2"
 )
@@ -17,7 +17,9 @@ func init() {
 			Name:      "list",
 			Usage:     "restore points: VM, time, level, consistency, disks, logical size, new data stored",
 			ArgsUsage: "[VM]",
-			Flags:     []cli.Flag{repoPasswordFlag()},
+			Description: "With --repo https://HOST:PORT it lists the restore points of an 'ahvfs serve' (a DR\n" +
+				"copy), with --tls-cert, --tls-key and --ca-cert.",
+			Flags: append([]cli.Flag{repoPasswordFlag()}, clientTLSFlags()...),
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)
 				if vm := c.Args().First(); vm != "" {
@@ -25,12 +27,36 @@ func init() {
 						return usagef("list: %v", err)
 					}
 				}
+				vm := c.Args().First()
+				if loc := c.String("repo"); dr.IsRemote(loc) {
+					rem, err := dialRemote(c, loc)
+					if err != nil {
+						return err
+					}
+					defer rem.Close()
+					ps, err := rem.Points(c.Context)
+					if err != nil {
+						return err
+					}
+					var rps []*engine.RestorePoint
+					for _, p := range ps {
+						if vm == "" || p.VM == vm {
+							p.RestorePoint.LockedUntil = p.LockedUntil
+							rps = append(rps, p.RestorePoint)
+						}
+					}
+					return printList(env, rps, vm)
+				}
 				r, err := openRepo(c.Context, c, env, false)
 				if err != nil {
 					return err
 				}
 				defer r.Close()
-				return runList(c.Context, env, r, c.Args().First())
+				rps, err := r.ListRestorePoints(c.Context, vm)
+				if err != nil {
+					return err
+				}
+				return printList(env, rps, vm)
 			},
 		}
 	})
@@ -58,11 +84,8 @@ type listDisk struct {
 	Reason   string `json:"reason,omitempty"`
 }
 
-func runList(ctx context.Context, env *cliEnv, r *engine.Repository, vm string) error {
-	rps, err := r.ListRestorePoints(ctx, vm)
-	if err != nil {
-		return err
-	}
+// printList prints restore points (of VM vm, when not empty).
+func printList(env *cliEnv, rps []*engine.RestorePoint, vm string) error {
 	if vm != "" && len(rps) == 0 {
 		return fmt.Errorf("no restore points of VM %q", vm)
 	}

@@ -134,6 +134,11 @@ func TestSyncCommands(t *testing.T) {
 	if *rep.RestorePoints != 1 || *rep.BytesSent > stored*12/10 {
 		t.Fatalf("second sync sent %d bytes, the incremental stored %d: %s", *rep.BytesSent, stored, out)
 	}
+	// The DR copy, listed through the server, is the source's list.
+	if got, want := mustCLI(t, append([]string{"list", "--repo", srv.url, "--json"}, client...)...),
+		mustCLI(t, "list", "--repo", src, "--repo-password-file", srcPW, "--json"); got != want {
+		t.Fatalf("list through the server:\n%s\nthe source's:\n%s", got, want)
+	}
 
 	// A remote forget is refused by the append-only server.
 	_, errs, code := runCLI(t, "", append([]string{"forget", "--repo", srv.url, "web01@2026-11-20T01:00:00Z"}, client...)...)
