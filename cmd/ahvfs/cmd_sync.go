@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ahvfs/ahvfs/dr"
 	"github.com/urfave/cli/v2"
@@ -40,6 +41,7 @@ func init() {
 }
 
 func runSync(c *cli.Context) error {
+	start := time.Now() // the report's seconds include opening the repositories
 	env := envFrom(c)
 	to, from := c.String("to"), c.String("from")
 	if (to == "") == (from == "") {
@@ -78,6 +80,9 @@ func runSync(c *cli.Context) error {
 		b.set(int64(p.PointsDone))
 	}
 	rep, err := dr.Sync(c.Context, src, dst, o)
+	if rep != nil {
+		rep.Seconds = time.Since(start).Seconds()
+	}
 	if b != nil {
 		b.finish()
 	}
@@ -91,8 +96,8 @@ func runSync(c *cli.Context) error {
 	if env.JSON {
 		return writeJSON(env.Stdout, rep)
 	}
-	fmt.Fprintf(env.Stdout, "synced %d restore points from %s to %s in %.1fs: %d pages, %d chunks, %s sent\n",
-		rep.RestorePoints, rep.Source, rep.Target, rep.Seconds, rep.PagesSent, rep.ChunksSent, ibytes(rep.BytesSent))
+	fmt.Fprintf(env.Stdout, "synced %d restore points from %s to %s in %.1fs: %d pages, %d chunks (%d packs whole), %s sent\n",
+		rep.RestorePoints, rep.Source, rep.Target, rep.Seconds, rep.PagesSent, rep.ChunksSent, rep.PacksSent, ibytes(rep.BytesSent))
 	for _, n := range rep.Synced {
 		fmt.Fprintf(env.Stdout, "  %s\n", n)
 	}
