@@ -73,6 +73,7 @@ type PackSource interface {
 // PackTarget is a Target that adopts whole pack files.
 type PackTarget interface {
 	// AdoptPack checks and stores a pack file (engine.ErrCorrupt when it
-	// is damaged: nothing is stored) and returns its blob count.
+	// is damaged: nothing is stored) and returns how many of its blobs the
+	// target did not hold before.
 	AdoptPack(ctx context.Context, id engine.PackID, data []byte) (int, error)
 }

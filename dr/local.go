@@ -176,6 +176,14 @@ func getPackBuf() []byte {
 	return nil
 }
 
+// sized returns n bytes in buf's storage when it is large enough, else new.
+func sized(buf []byte, n int64) []byte {
+	if int64(cap(buf)) < n {
+		return make([]byte, n)
+	}
+	return buf[:n]
+}
+
 // putPackBuf gives b back to packBufs.
 func putPackBuf(b []byte) {
 	if cap(b) > 0 {

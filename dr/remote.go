@@ -200,13 +200,10 @@ func (r *Remote) ReadPack(ctx context.Context, id engine.PackID, buf []byte) ([]
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.ContentLength < 0 || resp.ContentLength > maxPackBytes {
+	if resp.ContentLength < 0 || resp.ContentLength > engine.MaxPackFile {
 		return nil, fmt.Errorf("%s: pack %s: length %d", r.base, id, resp.ContentLength)
 	}
-	if int64(cap(buf)) < resp.ContentLength {
-		buf = make([]byte, resp.ContentLength)
-	}
-	data := buf[:resp.ContentLength]
+	data := sized(buf, resp.ContentLength)
 	if _, err := io.ReadFull(resp.Body, data); err != nil {
 		return nil, fmt.Errorf("%s: pack %s: %w", r.base, id, err)
 	}
@@ -220,9 +217,7 @@ func (r *Remote) AdoptPack(ctx context.Context, id engine.PackID, data []byte) (
 		return 0, err
 	}
 	defer resp.Body.Close()
-	var out struct {
-		Blobs int `json:"blobs"`
-	}
+	var out adoptPackReply
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return 0, fmt.Errorf("%s: pack %s: reply: %w", r.base, id, err)
 	}

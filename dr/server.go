@@ -364,10 +364,6 @@ func (s *Server) wholePacks(w http.ResponseWriter, req *http.Request, r *engine.
 	return err
 }
 
-// maxPackBytes bounds a pack on the wire (packs seal at most at 1 GiB,
-// plus a chunk and the table).
-const maxPackBytes = 1<<30 + 64<<20
-
 func packParam(req *http.Request) (engine.PackID, error) {
 	var id engine.PackID
 	b, err := hex.DecodeString(req.PathValue("id"))
@@ -399,14 +395,10 @@ func (s *Server) adoptPack(w http.ResponseWriter, req *http.Request, r *engine.R
 	if err != nil {
 		return err
 	}
-	if req.ContentLength < 0 || req.ContentLength > maxPackBytes {
+	if req.ContentLength < 0 || req.ContentLength > engine.MaxPackFile {
 		return fmt.Errorf("%w: pack of %d bytes", errBadRequest, req.ContentLength)
 	}
-	data := getPackBuf()
-	if int64(cap(data)) < req.ContentLength {
-		data = make([]byte, req.ContentLength)
-	}
-	data = data[:req.ContentLength]
+	data := sized(getPackBuf(), req.ContentLength)
 	defer putPackBuf(data)
 	if _, err := io.ReadFull(req.Body, data); err != nil {
 		return fmt.Errorf("receive pack %s: %w", id, err)
@@ -415,9 +407,11 @@ func (s *Server) adoptPack(w http.ResponseWriter, req *http.Request, r *engine.R
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, struct {
-		Blobs int `json:"blobs"`
-	}{n})
+	return writeJSON(w, adoptPackReply{Blobs: n})
+}
+
+type adoptPackReply struct {
+	Blobs int `json:"blobs"` // blobs not held before
 }
 
 // ignore drops an error after the reply has started: the client sees the
@@ -580,46 +574,33 @@ type pruneReply struct {
 // /v1/prune/plan) says what gc would then reclaim.
 func (s *Server) prune(dry bool) handler {
 	return func(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
-		return s.doPrune(w, req, r, dry)
-	}
-}
-
-func (s *Server) doPrune(w http.ResponseWriter, req *http.Request, r *engine.Repository, dry bool) error {
-	var p pruneRequest
-	if err := readJSON(req, &p); err != nil {
-		return err
-	}
-	if err := p.Policy.Validate(); err != nil || p.Policy.Empty() {
-		return fmt.Errorf("%w: prune policy %q: %v", errBadRequest, p.Policy.String(), err)
-	}
-	if !dry && s.AppendOnly {
-		s.Log.Warn("prune refused: append-only", "client", clientName(req), "policy", p.Policy.String())
-		return errAppendOnly
-	}
-	plan, err := r.PlanPrune(req.Context(), engine.PruneOptions{VMs: p.VMs, Policy: p.Policy})
-	if err != nil {
-		return err
-	}
-	rep := pruneReply{Plan: plan}
-	if dry {
-		var ids []string
-		for _, rp := range plan.Remove {
-			ids = append(ids, rp.ID)
+		var p pruneRequest
+		if err := readJSON(req, &p); err != nil {
+			return err
 		}
-		g, err := r.GC(req.Context(), engine.GCOptions{DryRun: true, Without: ids})
+		plan, err := r.PlanPrune(req.Context(), engine.PruneOptions{VMs: p.VMs, Policy: p.Policy})
 		if err != nil {
 			return err
 		}
-		rep.Reclaimable = g.ReclaimedBytes
-	} else if len(plan.Remove) > 0 {
-		if err := r.Forget(req.Context(), plan.Remove); err != nil {
-			return err
+		rep := pruneReply{Plan: plan}
+		switch {
+		case dry:
+			if rep.Reclaimable, err = r.ReclaimableAfter(req.Context(), plan.Remove); err != nil {
+				return err
+			}
+		case s.AppendOnly:
+			s.Log.Warn("prune refused: append-only", "client", clientName(req), "policy", p.Policy.String())
+			return errAppendOnly
+		case len(plan.Remove) > 0:
+			if err := r.Forget(req.Context(), plan.Remove); err != nil {
+				return err
+			}
+			var names []string
+			for _, rp := range plan.Remove {
+				names = append(names, rp.Name())
+			}
+			s.Log.Info("restore points pruned", "client", clientName(req), "policy", p.Policy.String(), "points", names)
 		}
-		var names []string
-		for _, rp := range plan.Remove {
-			names = append(names, rp.Name())
-		}
-		s.Log.Info("restore points pruned", "client", clientName(req), "policy", p.Policy.String(), "points", names)
+		return writeJSON(w, rep)
 	}
-	return writeJSON(w, rep)
 }

@@ -330,22 +330,42 @@ func (pw *packWriter) seal(p *openPack) error {
 	if err := fault(fpParityStored); err != nil {
 		return fmt.Errorf("write parity of pack %s: %w", id, err)
 	}
-	b := r.db.NewBatch()
-	defer b.Close()
-	for _, e := range p.entries {
-		loc := location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Flags: e.Flags, CRC: e.CRC, HasCRC: true}
-		if err := b.Set(chunkKey(e.ID), encodeLocation(loc), nil); err != nil {
-			return err
-		}
-	}
 	rec := packRecord{Size: int64(len(data)), DataLen: int64(footer.DataLen), Blobs: uint32(len(p.entries)), Sealed: time.Now().Unix()}
-	if err := b.Set(packKey(id), encodePackRecord(rec), nil); err != nil {
+	if _, err := r.indexPack(id, p.entries, rec, false); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("commit index for pack %s: %w", id, err)
-	}
 	return fault(fpPackIndexed)
+}
+
+// indexPack writes, in one synced batch, pack id's `k` record rec and a
+// location for each of its blobs (entries, with their CRCs); with keepHeld,
+// a blob the index holds already keeps its location. It returns how many
+// locations it wrote.
+func (r *Repository) indexPack(id PackID, entries []packEntry, rec packRecord, keepHeld bool) (int, error) {
+	b := r.db.NewBatch()
+	defer b.Close()
+	n := 0
+	for _, e := range entries {
+		if keepHeld {
+			if _, err := getValue(r.db, chunkKey(e.ID)); err == nil {
+				continue
+			} else if !errors.Is(err, ErrNotFound) {
+				return 0, fmt.Errorf("look up chunk %s: %w", e.ID.Short(), err)
+			}
+		}
+		loc := location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Flags: e.Flags, CRC: e.CRC, HasCRC: true}
+		if err := b.Set(chunkKey(e.ID), encodeLocation(loc), nil); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	if err := b.Set(packKey(id), encodePackRecord(rec), nil); err != nil {
+		return 0, err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return 0, fmt.Errorf("commit index for pack %s: %w", id, err)
+	}
+	return n, nil
 }
 
 // unstore deletes what a failed seal may have stored of pack id (a Put

@@ -30,16 +30,31 @@ type PrunePlan struct {
 	Reasons map[string][]string
 }
 
+// ReclaimableAfter is what gc would reclaim once the restore points remove
+// are forgotten (a prune's dry run); it changes nothing.
+func (r *Repository) ReclaimableAfter(ctx context.Context, remove []*RestorePoint) (int64, error) {
+	ids := make([]string, 0, len(remove))
+	for _, rp := range remove {
+		ids = append(ids, rp.ID)
+	}
+	g, err := r.GC(ctx, GCOptions{DryRun: true, Without: ids})
+	if err != nil {
+		return 0, err
+	}
+	return g.ReclaimedBytes, nil
+}
+
 // PlanPrune applies o.Policy to the restore points of every VM o.VMs
 // matches and returns the plan; it changes nothing (Forget(plan.Remove)
 // carries it out). Locked points are always kept. An empty policy is an
-// error: it would remove every unlocked point.
+// error (ErrInvalid, like a policy that does not validate): it would remove
+// every unlocked point.
 func (r *Repository) PlanPrune(ctx context.Context, o PruneOptions) (*PrunePlan, error) {
 	if o.Policy.Empty() {
-		return nil, fmt.Errorf("prune: the policy keeps nothing; give at least one keep rule")
+		return nil, fmt.Errorf("prune: %w: the policy keeps nothing; give at least one keep rule", ErrInvalid)
 	}
 	if err := o.Policy.Validate(); err != nil {
-		return nil, fmt.Errorf("prune: %w", err)
+		return nil, fmt.Errorf("prune: %w: %w", ErrInvalid, err)
 	}
 	for _, g := range o.VMs {
 		if _, err := path.Match(g, ""); err != nil {

@@ -7,8 +7,6 @@ import (
 	"hash/crc32"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/ahvfs/ahvfs/engine/backend"
 )
 
@@ -71,7 +69,7 @@ func (r *Repository) ReadPack(ctx context.Context, id PackID, buf []byte) (_ []b
 	if err != nil {
 		return nil, fmt.Errorf("pack %s: %w", id, err)
 	}
-	if rec.Size <= 0 || rec.Size > maxPackFile {
+	if rec.Size <= 0 || rec.Size > MaxPackFile {
 		return nil, fmt.Errorf("pack %s: %w: %d bytes", id, ErrCorrupt, rec.Size)
 	}
 	if int64(cap(buf)) < rec.Size {
@@ -89,9 +87,9 @@ func (r *Repository) ReadPack(ctx context.Context, id PackID, buf []byte) (_ []b
 	return buf, nil
 }
 
-// maxPackFile bounds a pack file: packs seal at most at 1 GiB, plus a
+// MaxPackFile bounds a pack file: packs seal at most at 1 GiB, plus a
 // chunk and the table.
-const maxPackFile = 1<<30 + 64<<20
+const MaxPackFile = 1<<30 + 64<<20
 
 // AdoptPack stores data, pack id of a repository with the same
 // TransferKey, as it is. It first checks every shard against its sum and
@@ -122,15 +120,14 @@ func (r *Repository) AdoptPack(ctx context.Context, id PackID, data []byte) (add
 	if err != nil {
 		return 0, fmt.Errorf("adopt pack %s: %w", id, err)
 	}
-	crcs := make([]uint32, len(footer.Entries))
 	idx := make([]int, len(footer.Entries))
 	for i := range idx {
 		idx[i] = i
 	}
 	err = eachParallel(ctx, r.workers, idx, func(i int) error {
-		e := footer.Entries[i]
+		e := &footer.Entries[i]
 		b := StoredBlob{ID: e.ID, Flags: e.Flags, Raw: e.Raw, Data: data[e.Offset : e.Offset+uint64(e.Stored)]}
-		crcs[i] = crc32.Checksum(b.Data, crcTable)
+		e.CRC = crc32.Checksum(b.Data, crcTable)
 		return r.checkIncoming(&b)
 	})
 	if err != nil {
@@ -146,27 +143,9 @@ func (r *Repository) AdoptPack(ctx context.Context, id PackID, data []byte) (add
 	if err := backend.PutBytes(ctx, r.be, parityName(id), par); err != nil {
 		return 0, fmt.Errorf("write parity of pack %s: %w", id, err)
 	}
-	b := r.db.NewBatch()
-	defer b.Close()
-	added = 0
-	for i, e := range footer.Entries {
-		if _, err := getValue(r.db, chunkKey(e.ID)); err == nil {
-			continue // held in another pack: that location stays
-		} else if !errors.Is(err, ErrNotFound) {
-			return 0, fmt.Errorf("look up chunk %s: %w", e.ID.Short(), err)
-		}
-		loc := location{Pack: id, Offset: e.Offset, Stored: e.Stored, Raw: e.Raw, Flags: e.Flags, CRC: crcs[i], HasCRC: true}
-		if err := b.Set(chunkKey(e.ID), encodeLocation(loc), nil); err != nil {
-			return 0, err
-		}
-		added++
-	}
 	rec := packRecord{Size: int64(len(data)), DataLen: int64(footer.DataLen), Blobs: uint32(len(footer.Entries)), Sealed: time.Now().Unix()}
-	if err := b.Set(packKey(id), encodePackRecord(rec), nil); err != nil {
+	if added, err = r.indexPack(id, footer.Entries, rec, true); err != nil {
 		return 0, err
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return 0, fmt.Errorf("commit index for pack %s: %w", id, err)
 	}
 	r.dirty.Store(true)
 	return added, nil

@@ -22,12 +22,12 @@ func init() {
 			Flags: append([]cli.Flag{repoPasswordFlag()}, clientTLSFlags()...),
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)
-				if vm := c.Args().First(); vm != "" {
+				vm := c.Args().First()
+				if vm != "" {
 					if err := engine.ValidateVMName(vm); err != nil {
 						return usagef("list: %v", err)
 					}
 				}
-				vm := c.Args().First()
 				if loc := c.String("repo"); dr.IsRemote(loc) {
 					rem, err := dialRemote(c, loc)
 					if err != nil {

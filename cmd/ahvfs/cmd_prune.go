@@ -80,16 +80,9 @@ func init() {
 				}
 				var reclaim int64
 				if dry {
-					// What gc would reclaim once these points are gone.
-					var ids []string
-					for _, rp := range plan.Remove {
-						ids = append(ids, rp.ID)
-					}
-					g, err := r.GC(c.Context, engine.GCOptions{DryRun: true, Without: ids})
-					if err != nil {
+					if reclaim, err = r.ReclaimableAfter(c.Context, plan.Remove); err != nil {
 						return err
 					}
-					reclaim = g.ReclaimedBytes
 				} else if len(plan.Remove) > 0 {
 					if err := r.Forget(c.Context, plan.Remove); err != nil {
 						return err
