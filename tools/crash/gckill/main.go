@@ -18,7 +18,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -106,7 +105,7 @@ func (k *killer) runAll(ctx context.Context) error {
 		return err
 	}
 	for i := range 3 {
-		k.srcs = append(k.srcs, chacha(k.rnd.Uint64()+uint64(i), k.o.SizeMiB<<20))
+		k.srcs = append(k.srcs, crashproc.Chacha(k.rnd.Uint64()+uint64(i), k.o.SizeMiB<<20))
 	}
 	if _, err := k.ahvfs(ctx, nil, "init", "--chunk-size", "64KiB", "--pack-size", "256KiB"); err != nil {
 		return err
@@ -164,7 +163,7 @@ func (k *killer) importTwo(ctx context.Context) error {
 // content is a point's disk: its source image with its patch.
 func (k *killer) content(p point) []byte {
 	b := slices.Clone(k.srcs[p.src])
-	copy(b[p.patch:], chacha(p.seed, 256<<10))
+	copy(b[p.patch:], crashproc.Chacha(p.seed, 256<<10))
 	return b
 }
 
@@ -300,15 +299,6 @@ func (k *killer) fail(where, what string) {
 	line := where + ": " + what
 	k.res.failures = append(k.res.failures, line)
 	fmt.Fprintln(k.out, "FAIL", line)
-}
-
-// chacha returns n bytes of the ChaCha8 stream of seed.
-func chacha(seed uint64, n int) []byte {
-	var s [32]byte
-	binary.LittleEndian.PutUint64(s[:], seed)
-	b := make([]byte, n)
-	rand.NewChaCha8(s).Read(b)
-	return b
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -138,12 +138,12 @@ func (k *killer) makeSource(ctx context.Context) error {
 		return err
 	}
 	size := k.o.SizeMiB << 20
-	disk := chacha(k.rnd.Uint64(), size)
+	disk := crashproc.Chacha(k.rnd.Uint64(), size)
 	img := filepath.Join(k.work, "disk.raw")
 	for i := range 3 {
 		if i > 0 {
 			disk = append([]byte(nil), disk...)
-			patch := chacha(k.rnd.Uint64(), size/8)
+			patch := crashproc.Chacha(k.rnd.Uint64(), size/8)
 			copy(disk[k.rnd.IntN(size-len(patch)):], patch)
 		}
 		if err := os.WriteFile(img, disk, 0o600); err != nil {
@@ -232,15 +232,4 @@ func (k *killer) trial(ctx context.Context, i int) error {
 func isExit(err error) bool {
 	var ee *exec.ExitError
 	return errors.As(err, &ee)
-}
-
-// chacha returns n bytes of the ChaCha8 stream of seed.
-func chacha(seed uint64, n int) []byte {
-	var s [32]byte
-	for i := range 8 {
-		s[i] = byte(seed >> (8 * i))
-	}
-	b := make([]byte, n)
-	rand.NewChaCha8(s).Read(b)
-	return b
 }
