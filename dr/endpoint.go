@@ -70,6 +70,12 @@ type PackSource interface {
 	ReadPack(ctx context.Context, id engine.PackID, buf []byte) ([]byte, error)
 }
 
+// packPrefetcher is a PackSource that can start reading a pack it will be
+// asked for soon (a local repository: the kernel reads it ahead).
+type packPrefetcher interface {
+	PrefetchPack(ctx context.Context, id engine.PackID)
+}
+
 // PackTarget is a Target that adopts whole pack files.
 type PackTarget interface {
 	// AdoptPack checks and stores a pack file (engine.ErrCorrupt when it

@@ -203,7 +203,7 @@ func (r *Remote) ReadPack(ctx context.Context, id engine.PackID, buf []byte) ([]
 	if resp.ContentLength < 0 || resp.ContentLength > engine.MaxPackFile {
 		return nil, fmt.Errorf("%s: pack %s: length %d", r.base, id, resp.ContentLength)
 	}
-	data := sized(buf, resp.ContentLength)
+	data := engine.PackBuffer(buf, resp.ContentLength)
 	if _, err := io.ReadFull(resp.Body, data); err != nil {
 		return nil, fmt.Errorf("%s: pack %s: %w", r.base, id, err)
 	}

@@ -398,7 +398,7 @@ func (s *Server) adoptPack(w http.ResponseWriter, req *http.Request, r *engine.R
 	if req.ContentLength < 0 || req.ContentLength > engine.MaxPackFile {
 		return fmt.Errorf("%w: pack of %d bytes", errBadRequest, req.ContentLength)
 	}
-	data := sized(getPackBuf(), req.ContentLength)
+	data := engine.PackBuffer(getPackBuf(), req.ContentLength)
 	defer putPackBuf(data)
 	if _, err := io.ReadFull(req.Body, data); err != nil {
 		return fmt.Errorf("receive pack %s: %w", id, err)

@@ -221,16 +221,22 @@ func (pw *packWriter) close() error {
 
 func (pw *packWriter) newPack() *openPack {
 	p := &openPack{}
-	select {
-	case b := <-pw.bodies:
-		p.body = b[:0]
-	default:
-		p.body = make([]byte, 0, pw.r.cfg.PackSize+int64(maxEncodedLen(pw.r.cfg.ChunkSize)))
-	}
 	if _, err := rand.Read(p.id[:]); err != nil {
 		p.err = err
 	}
 	return p
+}
+
+// body returns a buffer for a pack's blobs, that of a stored pack when
+// there is one. A pack gets it with its first blob: a writer that is given
+// no blobs (a sync moving whole packs) allocates none.
+func (pw *packWriter) body() []byte {
+	select {
+	case b := <-pw.bodies:
+		return b[:0]
+	default:
+		return make([]byte, 0, pw.r.cfg.PackSize+int64(maxEncodedLen(pw.r.cfg.ChunkSize)))
+	}
 }
 
 // maxPackBlobs bounds the blobs of one pack. Real chunks (64 KiB to 8 MiB,
@@ -255,6 +261,9 @@ func (pw *packWriter) fill() {
 		if len(cur.entries) > 0 && (int64(len(cur.body)+len(m.data)) > pw.r.cfg.PackSize || len(cur.entries) >= maxPackBlobs) {
 			pw.sealq <- sealMsg{pack: cur}
 			cur = pw.newPack()
+		}
+		if cur.body == nil {
+			cur.body = pw.body()
 		}
 		cur.entries = append(cur.entries, packEntry{ID: m.id, Offset: uint64(len(cur.body)),
 			Stored: uint32(len(m.data)), Raw: m.raw, Flags: m.flags, CRC: m.crc})

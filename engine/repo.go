@@ -126,11 +126,13 @@ type Repository struct {
 	// storedBufs recycles the buffers blobs are read into from packs
 	// (*[]byte); decoding copies out of them.
 	storedBufs sync.Pool
-	pages      *pageCache
-	pw         *packWriter // writer only
-	dirty      atomic.Bool // writer: index changed since the last publish
-	publishMu  sync.Mutex  // serialises publish
-	closed     bool
+	// sidecars holds spare buffers of parity sidecars for AdoptPack.
+	sidecars  chan []byte
+	pages     *pageCache
+	pw        *packWriter // writer only
+	dirty     atomic.Bool // writer: index changed since the last publish
+	publishMu sync.Mutex  // serialises publish
+	closed    bool
 
 	bg bgWork // read-ahead and other work that outlives its caller
 }
@@ -323,6 +325,7 @@ func Open(ctx context.Context, dir string, o OpenOptions) (_ *Repository, err er
 	r.chunks = newChunkCache(o.CacheBytes, r.cfg.ChunkSize)
 	r.storedBufs.New = func() any { b := make([]byte, 0, maxEncodedLen(r.cfg.ChunkSize)); return &b }
 	r.pages = newPageCache(4096)
+	r.sidecars = make(chan []byte, 4)
 	switch {
 	case o.Writable:
 		err = r.openWriter(ctx, o.LockWait)

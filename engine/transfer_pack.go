@@ -72,19 +72,48 @@ func (r *Repository) ReadPack(ctx context.Context, id PackID, buf []byte) (_ []b
 	if rec.Size <= 0 || rec.Size > MaxPackFile {
 		return nil, fmt.Errorf("pack %s: %w: %d bytes", id, ErrCorrupt, rec.Size)
 	}
-	if int64(cap(buf)) < rec.Size {
-		buf = make([]byte, rec.Size)
-	}
-	buf = buf[:rec.Size]
+	buf = PackBuffer(buf, rec.Size)
 	f, release, err := r.files.get(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("read pack %s: %w", id, err)
 	}
 	defer release()
+	prefetch(f, rec.Size) // one large read-ahead rather than many small ones
 	if _, err := f.ReadAt(buf, 0); err != nil {
 		return nil, fmt.Errorf("read pack %s: %w", id, err)
 	}
 	return buf, nil
+}
+
+// PrefetchPack hints that pack id will be read soon (ReadPack): a local
+// repository has the kernel start reading it, an S3 one fetches it in the
+// background. A pack not held is ignored.
+func (r *Repository) PrefetchPack(ctx context.Context, id PackID) {
+	f, release, err := r.files.get(ctx, id)
+	if err != nil {
+		return
+	}
+	defer release()
+	prefetch(f, f.Size())
+}
+
+// prefetch hints that f's first n bytes will be read soon, when f takes
+// such hints.
+func prefetch(f backend.Object, n int64) {
+	if p, ok := f.(backend.Prefetcher); ok {
+		p.Prefetch(0, n)
+	}
+}
+
+// PackBuffer returns n bytes in buf's storage when it is large enough, or
+// else a new buffer with room to spare: packs differ in size by a little,
+// and a buffer kept for the next pack should hold it.
+func PackBuffer(buf []byte, n int64) []byte {
+	if int64(cap(buf)) >= n {
+		return buf[:n]
+	}
+	const step = 4 << 20
+	return make([]byte, n, (n+step-1)/step*step)
 }
 
 // MaxPackFile bounds a pack file: packs seal at most at 1 GiB, plus a
@@ -110,37 +139,28 @@ func (r *Repository) AdoptPack(ctx context.Context, id PackID, data []byte) (add
 	} else if !errors.Is(err, ErrNotFound) {
 		return 0, fmt.Errorf("adopt pack %s: %w", id, err)
 	}
-	footer, bad, err := decodePack(data)
-	if err == nil && len(bad) > 0 {
-		err = fmt.Errorf("%w: %d shards fail their sums", ErrCorrupt, len(bad))
-	}
-	if err == nil && len(footer.Entries) == 0 {
-		err = fmt.Errorf("%w: no blobs", ErrCorrupt)
-	}
+	footer, err := r.checkWholePack(ctx, data)
 	if err != nil {
 		return 0, fmt.Errorf("adopt pack %s: %w", id, err)
 	}
-	idx := make([]int, len(footer.Entries))
-	for i := range idx {
-		idx[i] = i
+	var spare []byte
+	select {
+	case spare = <-r.sidecars:
+	default:
 	}
-	err = eachParallel(ctx, r.workers, idx, func(i int) error {
-		e := &footer.Entries[i]
-		b := StoredBlob{ID: e.ID, Flags: e.Flags, Raw: e.Raw, Data: data[e.Offset : e.Offset+uint64(e.Stored)]}
-		e.CRC = crc32.Checksum(b.Data, crcTable)
-		return r.checkIncoming(&b)
-	})
-	if err != nil {
-		return 0, fmt.Errorf("adopt pack %s: %w", id, err)
-	}
-	par, err := buildParity(data[:footer.DataLen], footer.TableOff, footer.ShardSums, int(footer.ShardSize), int(footer.K), int(footer.M))
+	par, err := buildParityInto(spare, data[:footer.DataLen], footer.TableOff, footer.ShardSums, int(footer.ShardSize), int(footer.K), int(footer.M))
 	if err != nil {
 		return 0, fmt.Errorf("adopt pack %s: parity: %w", id, err)
 	}
 	if err := backend.PutBytes(ctx, r.be, packName(id), data); err != nil {
 		return 0, fmt.Errorf("write pack %s: %w", id, err)
 	}
-	if err := backend.PutBytes(ctx, r.be, parityName(id), par); err != nil {
+	err = backend.PutBytes(ctx, r.be, parityName(id), par)
+	select {
+	case r.sidecars <- par:
+	default:
+	}
+	if err != nil {
 		return 0, fmt.Errorf("write parity of pack %s: %w", id, err)
 	}
 	rec := packRecord{Size: int64(len(data)), DataLen: int64(footer.DataLen), Blobs: uint32(len(footer.Entries)), Sealed: time.Now().Unix()}
@@ -149,4 +169,85 @@ func (r *Repository) AdoptPack(ctx context.Context, id PackID, data []byte) (add
 	}
 	r.dirty.Store(true)
 	return added, nil
+}
+
+// checkWholePack decodes data, a whole pack, and checks every shard against
+// its sum and every blob as checkIncoming does, setting each entry's CRC.
+// It reads the blobs' bytes once, on r.workers cores: a blob's CRC is
+// computed piece by piece (a piece being its part within one shard), and
+// the sum of a shard holding only blobs is its pieces' CRCs combined; the
+// shards holding part of the table are summed whole, first, since the
+// table is read from them.
+func (r *Repository) checkWholePack(ctx context.Context, data []byte) (*packFooter, error) {
+	size := int64(len(data))
+	if size < packTrailerSize {
+		return nil, fmt.Errorf("%w: pack of %d bytes is shorter than its trailer", ErrCorrupt, size)
+	}
+	tr, _, err := decodeTrailer(data[size-packTrailerSize:], size)
+	if err != nil {
+		return nil, err
+	}
+	if tr.ShardSize == 0 || tr.ShardSize > maxShardSize {
+		return nil, fmt.Errorf("%w: pack shard size %d", ErrCorrupt, tr.ShardSize)
+	}
+	f, err := decodeFooter(data[tr.TableOff:], size)
+	if err != nil {
+		return nil, err
+	}
+	if len(f.Entries) == 0 {
+		return nil, fmt.Errorf("%w: no blobs", ErrCorrupt)
+	}
+	ss := uint64(f.ShardSize)
+	firstTable := int(f.TableOff / ss)
+	for i, sum := range shardSums(data[uint64(firstTable)*ss:f.DataLen], int(ss)) {
+		if sum != f.ShardSums[firstTable+i] {
+			return nil, fmt.Errorf("%w: pack shard %d, which holds part of the blob table, fails its checksum", ErrCorrupt, firstTable+i)
+		}
+	}
+	type piece struct {
+		crc uint32
+		n   uint64
+	}
+	pieces := make([][]piece, len(f.Entries))
+	idx := make([]int, len(f.Entries))
+	for i := range idx {
+		idx[i] = i
+	}
+	err = eachParallel(ctx, r.workers, idx, func(i int) error {
+		e := &f.Entries[i]
+		end := e.Offset + uint64(e.Stored)
+		var crc uint32
+		for off := e.Offset; off < end; {
+			next := min((off/ss+1)*ss, end)
+			c := crc32.Update(0, crcTable, data[off:next])
+			crc = crcCombine(crc, c, next-off)
+			pieces[i] = append(pieces[i], piece{c, next - off})
+			off = next
+		}
+		e.CRC = crc
+		return r.checkIncoming(&StoredBlob{ID: e.ID, Flags: e.Flags, Raw: e.Raw, Data: data[e.Offset:end]})
+	})
+	if err != nil {
+		return nil, err
+	}
+	sums := make([]uint32, firstTable)
+	for i, e := range f.Entries {
+		off := e.Offset
+		for _, p := range pieces[i] {
+			if s := int(off / ss); s < firstTable {
+				sums[s] = crcCombine(sums[s], p.crc, p.n)
+			}
+			off += p.n
+		}
+	}
+	bad := 0
+	for s, sum := range sums {
+		if sum != f.ShardSums[s] {
+			bad++
+		}
+	}
+	if bad > 0 {
+		return nil, fmt.Errorf("%w: %d shards fail their sums", ErrCorrupt, bad)
+	}
+	return f, nil
 }
