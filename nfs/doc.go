@@ -1,0 +1,23 @@
+// Package nfs serves a restore-point tree (package rptree) over NFSv3
+// with github.com/willscott/go-nfs (NFS and MOUNT on one TCP port): the
+// tree as a read-only go-billy filesystem, file handles that stay valid
+// across server restarts, the translation of the tree's attributes, and a
+// listener that admits only the clients' networks an administrator allowed.
+// It holds no tree logic; package fusefs serves the same tree over FUSE.
+//
+// # Guarantees
+//
+//   - Read-only: every change (create, write, setattr, remove, rename) is
+//     refused with NFS3ERR_ROFS or NFS3ERR_ACCES; nothing reaches the
+//     repository.
+//   - Stable file handles: a handle names a path by the inode numbers
+//     (rptree.Inode) of its first components, so a client that held a
+//     handle before the server restarted, or before the repository was
+//     reopened, still reads the same file. Paths deeper than handleDepth
+//     components (inside guest filesystems) are resolved from the
+//     server's memory, and are stale after a restart.
+//   - Stable inode numbers: a path always has the same file ID
+//     (rptree.Inode), the same as through the FUSE mount.
+//   - Access: Options.Allow lists the client networks; a connection from
+//     elsewhere is closed at once and logged.
+package nfs
