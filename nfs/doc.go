@@ -3,7 +3,11 @@
 // tree as a read-only go-billy filesystem, file handles that stay valid
 // across server restarts, the translation of the tree's attributes, and a
 // listener that admits only the clients' networks an administrator allowed.
-// It holds no tree logic; package fusefs serves the same tree over FUSE.
+// It also answers what go-nfs lacks and real clients ask: the portmapper
+// (Portmap: port 111 tells clients the NFS and MOUNT port, so qemu-img's
+// nfs:// and libnfs need only a host), and MOUNT EXPORT, DUMP and UMNTALL
+// (rpcConn, between the connection and go-nfs). It holds no tree logic;
+// package fusefs serves the same tree over FUSE.
 //
 // # Guarantees
 //
@@ -19,5 +23,6 @@
 //   - Stable inode numbers: a path always has the same file ID
 //     (rptree.Inode), the same as through the FUSE mount.
 //   - Access: Options.Allow lists the client networks; a connection from
-//     elsewhere is closed at once and logged.
+//     elsewhere is closed at once and logged. Mounts of "/" or of any
+//     directory of the tree are answered; the export list is "/".
 package nfs

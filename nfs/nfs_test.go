@@ -232,3 +232,61 @@ func TestLibnfs(t *testing.T) {
 		}
 	}
 }
+
+// TestStandardPorts: with the portmapper on port 111, clients given only
+// the host find MOUNT and NFS: libnfs's nfs-cat and nfs-ls (which list
+// the exports with MOUNT EXPORT first) and qemu-img's nfs:// driver read
+// the disk byte-exact.
+func TestStandardPorts(t *testing.T) {
+	testenv.Root(t)
+	testenv.Commands(t, "nfs-cat", "nfs-ls", "qemu-img")
+	tcp, err := net.Listen("tcp", "127.0.0.1:111")
+	testenv.RequireOrSkip(t, err == nil, fmt.Sprintf("port 111 (the portmapper's) is taken: %v", err))
+	udp, err := net.ListenPacket("udp", "127.0.0.1:111")
+	if err != nil {
+		tcp.Close()
+		testenv.RequireOrSkip(t, false, fmt.Sprintf("UDP port 111 is taken: %v", err))
+	}
+	f := newFixture(t, nfs.Options{})
+	_, port, _ := net.SplitHostPort(f.addr)
+	var nfsPort int
+	fmt.Sscan(port, &nfsPort)
+	pm := nfs.NewPortmap(nfsPort, 111, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 2)
+	go func() { done <- pm.ServeTCP(ctx, tcp) }()
+	go func() { done <- pm.ServeUDP(ctx, udp) }()
+	defer func() {
+		cancel()
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Errorf("portmapper: %v", err)
+			}
+		}
+	}()
+	run := func(name string, args ...string) []byte {
+		t.Helper()
+		c, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		var errb bytes.Buffer
+		cmd := exec.CommandContext(c, name, args...)
+		cmd.Stderr = &errb
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, errb.String())
+		}
+		return out
+	}
+	url := "nfs://127.0.0.1/" + f.diskAt
+	if got := run("nfs-cat", url); !bytes.Equal(got, f.img) {
+		t.Fatalf("nfs-cat read %d bytes that differ from the image", len(got))
+	}
+	if out := run("nfs-ls", "nfs://127.0.0.1/"); !strings.Contains(string(out), "web01") {
+		t.Fatalf("nfs-ls of the root:\n%s", out)
+	}
+	dst := t.TempDir() + "/disk.raw"
+	run("qemu-img", "convert", "-O", "raw", url, dst)
+	if got, _ := os.ReadFile(dst); !bytes.Equal(got, f.img) {
+		t.Fatalf("qemu-img convert nfs:// wrote %d bytes that differ from the image", len(got))
+	}
+}

@@ -40,7 +40,9 @@ func Serve(ctx context.Context, tree *rptree.Tree, ln net.Listener, o Options) e
 	srv := &gonfs.Server{Handler: h, Context: ctx}
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	err := srv.Serve(&allowListener{Listener: ln, allow: o.Allow, log: o.Logger})
+	al := &allowListener{Listener: ln, allow: o.Allow, log: o.Logger,
+		wrap: func(c net.Conn) net.Conn { return newRPCConn(c, []string{"/"}) }}
+	err := srv.Serve(al)
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -115,11 +117,19 @@ func (h *handler) InvalidateHandle(billy.Filesystem, []byte) error { return nil 
 // from the path, not looked up in a table).
 func (h *handler) HandleLimit() int { return 1 << 30 }
 
+// AllowListener wraps ln so that it accepts connections from the allowed
+// networks only; the others are closed and logged.
+func AllowListener(ln net.Listener, allow []netip.Prefix, log *slog.Logger) net.Listener {
+	return &allowListener{Listener: ln, allow: allow, log: log, wrap: func(c net.Conn) net.Conn { return c }}
+}
+
 // allowListener accepts connections from the allowed networks only.
 type allowListener struct {
 	net.Listener
 	allow []netip.Prefix
 	log   *slog.Logger
+	// wrap, when set, wraps each accepted connection.
+	wrap func(net.Conn) net.Conn
 }
 
 func (l *allowListener) Accept() (net.Conn, error) {
@@ -129,7 +139,7 @@ func (l *allowListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		if allowed(c.RemoteAddr(), l.allow) {
-			return c, nil
+			return l.wrap(c), nil
 		}
 		l.log.Warn("NFS connection refused: the client is not in --allow", "client", c.RemoteAddr().String())
 		c.Close()

@@ -18,12 +18,13 @@ import (
 )
 
 // TestNFSServeCommand runs "ahvfs nfs-serve" as a process: it prints where
-// it listens, libnfs's nfs-cat reads a guest file deep in a restore point
+// it listens (NFS and the portmapper; nfs TestStandardPorts has real
+// clients use port 111), libnfs's nfs-cat reads a guest file deep in a restore point
 // and the whole disk through it, and SIGTERM stops it with exit 0.
 func TestNFSServeCommand(t *testing.T) {
 	testenv.Commands(t, "nfs-cat")
 	repo, src := guestRepoDir(t)
-	cmd := exec.Command(ahvfsBin, "nfs-serve", "--repo", repo, "--listen", "127.0.0.1:0", "--json")
+	cmd := exec.Command(ahvfsBin, "nfs-serve", "--repo", repo, "--listen", "127.0.0.1:0", "--portmap", "127.0.0.1:0", "--json")
 	stdout, _ := cmd.StdoutPipe()
 	stderr := &strings.Builder{}
 	cmd.Stderr = stderr
@@ -39,10 +40,11 @@ func TestNFSServeCommand(t *testing.T) {
 	})
 	dec := json.NewDecoder(stdout)
 	var started struct {
-		Listen string   `json:"listen"`
-		Allow  []string `json:"allow"`
+		Listen  string   `json:"listen"`
+		Portmap string   `json:"portmap"`
+		Allow   []string `json:"allow"`
 	}
-	if err := dec.Decode(&started); err != nil || started.Listen == "" {
+	if err := dec.Decode(&started); err != nil || started.Listen == "" || !strings.HasPrefix(started.Portmap, "127.0.0.1:") {
 		t.Fatalf("start report: %v; stderr %s", err, stderr)
 	}
 	go io.Copy(io.Discard, io.MultiReader(dec.Buffered(), stdout))
