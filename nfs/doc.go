@@ -20,6 +20,10 @@
 //     reopened, still reads the same file. Paths deeper than handleDepth
 //     components (inside guest filesystems) are resolved from the
 //     server's memory, and are stale after a restart.
+//   - Fast reads: READ is answered here (reads), not by go-nfs: a
+//     connection's reads run concurrently (up to readsInFlight), open
+//     files are kept by handle, and a disk's bytes go from the engine's
+//     chunk cache to the socket in one writev, up to 4 MiB per READ.
 //   - Stable inode numbers: a path always has the same file ID
 //     (rptree.Inode), the same as through the FUSE mount.
 //   - Access: Options.Allow lists the client networks; a connection from

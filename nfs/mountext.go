@@ -27,12 +27,15 @@ const (
 	maxRequest = 4 << 20
 )
 
-// rpcConn is a connection to go-nfs with the missing MOUNT procedures.
+// rpcConn is a connection to go-nfs with the missing MOUNT procedures
+// and our own READ.
 type rpcConn struct {
 	net.Conn
 	in      *bufio.Reader
 	pending []byte // a request record for go-nfs, being read
 	exports []string
+	reads   *reads        // nil: go-nfs answers READ
+	sem     chan struct{} // bounds the reads in flight
 
 	// The outgoing stream, tracked so that a reply of ours starts only
 	// where one of go-nfs's has ended.
@@ -44,8 +47,8 @@ type rpcConn struct {
 	midRecord bool
 }
 
-func newRPCConn(c net.Conn, exports []string) *rpcConn {
-	rc := &rpcConn{Conn: c, in: bufio.NewReaderSize(c, 64<<10), exports: exports}
+func newRPCConn(c net.Conn, exports []string, r *reads) *rpcConn {
+	rc := &rpcConn{Conn: c, in: bufio.NewReaderSize(c, 64<<10), exports: exports, reads: r, sem: make(chan struct{}, readsInFlight)}
 	rc.idle = sync.NewCond(&rc.mu)
 	return rc
 }
@@ -56,6 +59,14 @@ func (c *rpcConn) Read(p []byte) (int, error) {
 		rec, err := readRecordLimit(c.in, maxRequest)
 		if err != nil {
 			return 0, err
+		}
+		if c.reads != nil && isRead(rec) {
+			c.sem <- struct{}{}
+			go func() {
+				defer func() { <-c.sem }()
+				c.reads.serve(rec, c.inject) // a failed send: the client is gone; go-nfs sees it next
+			}()
+			continue
 		}
 		if reply := c.answer(rec); reply != nil {
 			if err := c.inject(reply); err != nil {
@@ -107,16 +118,20 @@ func appendXDRString(b []byte, s string) []byte {
 	return b
 }
 
-// inject writes reply as one record once go-nfs's writes are at a record
-// boundary.
-func (c *rpcConn) inject(reply []byte) error {
+// inject writes parts as one record once go-nfs's writes are at a record
+// boundary (a writev when the connection offers it).
+func (c *rpcConn) inject(parts ...[]byte) error {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	bufs := append(net.Buffers{binary.BigEndian.AppendUint32(nil, 1<<31|uint32(n))}, parts...)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for c.midRecord {
 		c.idle.Wait()
 	}
-	rec := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(reply)), 1<<31|uint32(len(reply)))
-	_, err := c.Conn.Write(append(rec, reply...))
+	_, err := bufs.WriteTo(c.Conn)
 	return err
 }
 

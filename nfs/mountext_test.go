@@ -15,7 +15,7 @@ import (
 // the records go-nfs writes (in pieces of any size), never inside one.
 func TestInjectBetweenRecords(t *testing.T) {
 	server, client := net.Pipe()
-	rc := newRPCConn(server, []string{"/"})
+	rc := newRPCConn(server, []string{"/"}, nil)
 	rnd := rand.New(rand.NewPCG(5, 6))
 	const records = 200
 	var wg sync.WaitGroup

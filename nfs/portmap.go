@@ -229,6 +229,22 @@ func (d *xdrReader) uint32() uint32 {
 	return v
 }
 
+// opaque reads variable-length opaque data of at most max bytes.
+func (d *xdrReader) opaque(max int) []byte {
+	n := d.uint32()
+	if d.err != nil {
+		return nil
+	}
+	padded := (uint64(n) + 3) &^ 3
+	if int(n) > max || uint64(len(d.b)) < padded {
+		d.err = io.ErrUnexpectedEOF
+		return nil
+	}
+	b := d.b[:n]
+	d.b = d.b[padded:]
+	return b
+}
+
 // opaqueAuth skips an opaque_auth (flavor, then at most 400 bytes of body,
 // padded to 4).
 func (d *xdrReader) opaqueAuth() {

@@ -40,8 +40,10 @@ func Serve(ctx context.Context, tree *rptree.Tree, ln net.Listener, o Options) e
 	srv := &gonfs.Server{Handler: h, Context: ctx}
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	rd := newReads(ctx, tree, h.handles, o.Logger)
+	defer rd.close()
 	al := &allowListener{Listener: ln, allow: o.Allow, log: o.Logger,
-		wrap: func(c net.Conn) net.Conn { return newRPCConn(c, []string{"/"}) }}
+		wrap: func(c net.Conn) net.Conn { return newRPCConn(c, []string{"/"}, rd) }}
 	err := srv.Serve(al)
 	if ctx.Err() != nil {
 		return nil
