@@ -390,8 +390,9 @@ func (s *syncer) transferChunks(ctx context.Context, ids []engine.ID, replace bo
 			pf.PrefetchPack(ctx, list[i])
 		}
 	}
-	ahead(0)
-	ahead(1)
+	for i := range packsInFlight {
+		ahead(i)
+	}
 	err = parallel(ctx, packsInFlight, len(list), func(ctx context.Context, i int) error {
 		ahead(i + packsInFlight)
 		p := list[i]

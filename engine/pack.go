@@ -205,18 +205,7 @@ const maxShardSize = 16 << 20
 // or a shard holding part of the table is ErrCorrupt, since the table can
 // then not be trusted.
 func decodePack(data []byte) (*packFooter, []int, error) {
-	size := int64(len(data))
-	if size < packTrailerSize {
-		return nil, nil, fmt.Errorf("%w: pack of %d bytes is shorter than its trailer", ErrCorrupt, size)
-	}
-	tr, _, err := decodeTrailer(data[size-packTrailerSize:], size)
-	if err != nil {
-		return nil, nil, err
-	}
-	if tr.ShardSize > maxShardSize {
-		return nil, nil, fmt.Errorf("%w: pack shard size %d", ErrCorrupt, tr.ShardSize)
-	}
-	f, err := decodeFooter(data[tr.TableOff:], size)
+	f, err := decodePackFooter(data)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -231,6 +220,23 @@ func decodePack(data []byte) (*packFooter, []int, error) {
 		bad = append(bad, i)
 	}
 	return f, bad, nil
+}
+
+// decodePackFooter decodes the trailer, table and shard sums of a whole
+// pack held in memory, without checking the sums against the data.
+func decodePackFooter(data []byte) (*packFooter, error) {
+	size := int64(len(data))
+	if size < packTrailerSize {
+		return nil, fmt.Errorf("%w: pack of %d bytes is shorter than its trailer", ErrCorrupt, size)
+	}
+	tr, _, err := decodeTrailer(data[size-packTrailerSize:], size)
+	if err != nil {
+		return nil, err
+	}
+	if tr.ShardSize > maxShardSize {
+		return nil, fmt.Errorf("%w: pack shard size %d", ErrCorrupt, tr.ShardSize)
+	}
+	return decodeFooter(data[tr.TableOff:], size)
 }
 
 // packFromRegion rebuilds a whole pack from its data region (blobs and

@@ -179,18 +179,7 @@ func (r *Repository) AdoptPack(ctx context.Context, id PackID, data []byte) (add
 // shards holding part of the table are summed whole, first, since the
 // table is read from them.
 func (r *Repository) checkWholePack(ctx context.Context, data []byte) (*packFooter, error) {
-	size := int64(len(data))
-	if size < packTrailerSize {
-		return nil, fmt.Errorf("%w: pack of %d bytes is shorter than its trailer", ErrCorrupt, size)
-	}
-	tr, _, err := decodeTrailer(data[size-packTrailerSize:], size)
-	if err != nil {
-		return nil, err
-	}
-	if tr.ShardSize == 0 || tr.ShardSize > maxShardSize {
-		return nil, fmt.Errorf("%w: pack shard size %d", ErrCorrupt, tr.ShardSize)
-	}
-	f, err := decodeFooter(data[tr.TableOff:], size)
+	f, err := decodePackFooter(data)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/ahvfs/ahvfs/engine"
@@ -24,12 +25,11 @@ import (
 const (
 	nfsProcRead = 6
 
-	nfs3OK     = 0
-	nfs3ErrIO  = 5
-	nfs3ErrAcc = 13
-	nfs3IsDir  = 21
-	nfs3Inval  = 22
-	nfs3Stale  = 70
+	nfs3OK    = 0
+	nfs3ErrIO = 5
+	nfs3IsDir = 21
+	nfs3Inval = 22
+	nfs3Stale = 70
 
 	// maxReadCount bounds one READ's reply (clients ask at most rtmax,
 	// which go-nfs's FSINFO puts far above; Linux asks 1 MiB).
@@ -175,23 +175,22 @@ func (r *reads) acquire(fh []byte) (*openFile, uint32) {
 	if err != nil {
 		return nil, nfs3Stale
 	}
-	p := treePath(joinComps(comps))
-	fi, err := r.tree.StatContext(r.ctx, p)
+	p := treePath(strings.Join(comps, "/"))
+	f, err := r.tree.OpenFile(r.ctx, p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, nfs3Stale
 	case err != nil:
-		r.log.Error("NFS read: stat failed", "path", p, "err", err)
-		return nil, nfs3ErrIO
-	case fi.IsDir():
-		return nil, nfs3IsDir
-	case !fi.Mode().IsRegular():
-		return nil, nfs3Inval
-	}
-	f, err := r.tree.OpenFile(r.ctx, p)
-	if err != nil {
 		r.log.Error("NFS read: open failed", "path", p, "err", err)
-		return nil, nfs3ErrAcc
+		return nil, nfs3ErrIO
+	}
+	fi, _ := f.Stat()
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		if fi.IsDir() {
+			return nil, nfs3IsDir
+		}
+		return nil, nfs3Inval
 	}
 	of := &openFile{f: f, size: fi.Size(), attr: fattr3(info{fi, p}), refs: 1}
 	r.mu.Lock()
@@ -233,18 +232,6 @@ func (r *reads) close() {
 		o.f.Close()
 		delete(r.open, k)
 	}
-}
-
-// joinComps is the tree path of comps.
-func joinComps(comps []string) string {
-	p := ""
-	for i, c := range comps {
-		if i > 0 {
-			p += "/"
-		}
-		p += c
-	}
-	return p
 }
 
 // fattr3 encodes a file's NFSv3 attributes as go-nfs does for the same
