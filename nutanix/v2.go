@@ -343,50 +343,73 @@ func (b *v3Backend) v2GetVG(ctx context.Context, id string) (v2VolumeGroup, erro
 	return vg, nil
 }
 
-// v2AttachOp runs /open (ATTACH) or /close (DETACH) for an external
-// initiator.
-func (b *v3Backend) v2AttachOp(ctx context.Context, vgUUID, iqn, verb, operation string) error {
-	op := fmt.Sprintf("%s volume group %s for %s", strings.ToLower(operation), vgUUID, iqn)
-	vg, err := b.v2GetVG(ctx, vgUUID)
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	body := map[string]any{"uuid": vgUUID, "operation": operation, "iscsi_client": map[string]any{"client_address": iqn}}
-	if vg.LogicalTS > 0 {
-		body["logical_timestamp"] = vg.LogicalTS
-	}
-	var resp map[string]any
-	// repeating attach/detach of the same initiator has the same effect
-	if _, err := b.r.do(ctx, request{method: http.MethodPost, path: b.v2("/volume_groups/" + url.PathEscape(vgUUID) + "/" + verb), in: body, out: &resp, idempotent: true}); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if tid, _ := resp["task_uuid"].(string); tid != "" {
-		if _, err := b.v2Wait(ctx, tid); err != nil {
-			return fmt.Errorf("%s: %w", op, err)
+// v2AttachTries bounds the rounds of v2AttachOp that meet a newer
+// logical_timestamp.
+const v2AttachTries = 5
+
+// attached reports whether the external initiator iqn is attached.
+func (vg v2VolumeGroup) attached(iqn string) bool {
+	for _, a := range vg.AttachmentList {
+		if strings.EqualFold(a.ISCSIInitiatorName, iqn) {
+			return true
 		}
 	}
-	return nil
+	return false
+}
+
+// v2AttachOp attaches (/open) or detaches (/close) an external initiator
+// and returns once the group is in that state. Each round reads the group
+// first: it is done when the initiator is already (or now) as wanted, and
+// the change carries the logical_timestamp read. A 409 means the group
+// changed meanwhile (another client, or an attempt of ours the server
+// applied but whose reply was lost and retried): the next round reads it
+// again.
+func (b *v3Backend) v2AttachOp(ctx context.Context, vgUUID, iqn string, attach bool) error {
+	verb, operation := "close", "DETACH"
+	if attach {
+		verb, operation = "open", "ATTACH"
+	}
+	op := fmt.Sprintf("%s volume group %s for %s", strings.ToLower(operation), vgUUID, iqn)
+	for round := 1; ; round++ {
+		vg, err := b.v2GetVG(ctx, vgUUID)
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		if vg.attached(iqn) == attach {
+			return nil
+		}
+		body := map[string]any{"uuid": vgUUID, "operation": operation, "iscsi_client": map[string]any{"client_address": iqn}}
+		if vg.LogicalTS > 0 {
+			body["logical_timestamp"] = vg.LogicalTS
+		}
+		var resp map[string]any
+		// repeating attach/detach of the same initiator has the same effect
+		_, err = b.r.do(ctx, request{method: http.MethodPost, path: b.v2("/volume_groups/" + url.PathEscape(vgUUID) + "/" + verb), in: body, out: &resp, idempotent: true})
+		if errors.Is(err, ErrConflict) && round < v2AttachTries {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		if tid, _ := resp["task_uuid"].(string); tid != "" {
+			if _, err := b.v2Wait(ctx, tid); err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
+		}
+		return nil
+	}
 }
 
 func (b *v3Backend) AttachISCSIClient(ctx context.Context, vgUUID, iqn string) (ISCSITarget, error) {
 	if err := b.needV2("attach iSCSI client"); err != nil {
 		return ISCSITarget{}, err
 	}
+	if err := b.v2AttachOp(ctx, vgUUID, iqn, true); err != nil {
+		return ISCSITarget{}, err
+	}
 	vg, err := b.v2GetVG(ctx, vgUUID)
 	if err != nil {
 		return ISCSITarget{}, err
-	}
-	attached := false
-	for _, a := range vg.AttachmentList {
-		attached = attached || strings.EqualFold(a.ISCSIInitiatorName, iqn)
-	}
-	if !attached {
-		if err := b.v2AttachOp(ctx, vgUUID, iqn, "open", "ATTACH"); err != nil {
-			return ISCSITarget{}, err
-		}
-		if vg, err = b.v2GetVG(ctx, vgUUID); err != nil {
-			return ISCSITarget{}, err
-		}
 	}
 	c, err := b.v2Cluster(ctx)
 	if err != nil {
@@ -402,7 +425,7 @@ func (b *v3Backend) DetachISCSIClient(ctx context.Context, vgUUID, iqn string) e
 	if err := b.needV2("detach iSCSI client"); err != nil {
 		return err
 	}
-	err := b.v2AttachOp(ctx, vgUUID, iqn, "close", "DETACH")
+	err := b.v2AttachOp(ctx, vgUUID, iqn, false)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
