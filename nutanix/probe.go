@@ -33,6 +33,8 @@ var v4Namespaces = []struct {
 	{"prism", "/config/tasks", false},
 	{"clustermgmt", "/config/clusters", true},
 	{"networking", "/config/subnets", false},
+	// multidomain: external repositories (instant recovery, v4.2+).
+	{"multidomain", "/config/external-repositories", false},
 }
 
 // v4Revisions are tried highest first; the highest that answers is used

@@ -83,6 +83,27 @@ type Disk struct {
 	VolumeGroupUUID string // set when the device is a volume group attachment
 	ContainerUUID   string // storage container holding the vDisk
 	ImageUUID       string // the image it was cloned from, when known
+	// External is the file on an external repository the disk reads
+	// from until it is hydrated (v4.2 instant recovery); nil otherwise.
+	External *ExternalDisk
+	// Hydration is the disk's background copy from External; nil when
+	// the disk has none (never had one, or it finished).
+	Hydration *Hydration
+}
+
+// ExternalDisk is a VM disk's data source on an external repository: a
+// raw image file, relative to the repository's export.
+type ExternalDisk struct {
+	RepositoryID string
+	Path         string
+	// Hydrate asks for background hydration into the disk's container.
+	Hydrate bool
+}
+
+// Hydration is the progress of a disk's copy from its external source.
+type Hydration struct {
+	Status         string // IN_PROGRESS, FAILED, DISABLED (no "done": the info goes)
+	RemainingBytes int64
 }
 
 // Address is the disk's "scsi.0"-style address.
@@ -298,7 +319,10 @@ type DiskSpec struct {
 	// (VolumeGroupDisk.UUID: v4 volume disk extId, v2 vmdisk_uuid). The
 	// volume group stays and can be deleted once the VM exists.
 	VolumeDiskUUID string
-	ContainerUUID  string
+	// External backs the disk with a file on an external repository
+	// (v4.2 instant recovery; SizeBytes 0 takes the file's size).
+	External      *ExternalDisk
+	ContainerUUID string
 }
 
 // NICSpec is one NIC of a VMSpec.

@@ -42,6 +42,9 @@ func (b *v3Backend) CreateVM(ctx context.Context, spec VMSpec) (string, error) {
 	}
 	var disks []map[string]any
 	for _, d := range spec.Disks {
+		if d.External != nil {
+			return "", fmt.Errorf("create VM %s: a disk on an external repository needs the v4.2 vmm API: %w", spec.Name, ErrUnsupported)
+		}
 		dev := "DISK"
 		if d.IsCDROM {
 			dev = "CDROM"

@@ -44,10 +44,17 @@ type v4Disk struct {
 		VolumeGroupExtID string `json:"volumeGroupExtId"`
 		DataSource       *struct {
 			Reference *struct {
-				ObjectType string `json:"$objectType"`
-				ImageExtID string `json:"imageExtId"`
+				ObjectType                      string `json:"$objectType"`
+				ImageExtID                      string `json:"imageExtId"`
+				ExternalRepositoryExtID         string `json:"externalRepositoryExtId"`
+				ExternalDiskRelativePath        string `json:"externalDiskRelativePath"`
+				ShouldEnableBackgroundHydration bool   `json:"shouldEnableBackgroundHydration"`
 			} `json:"reference"`
 		} `json:"dataSource"`
+		VMDiskHydrationInfo *struct {
+			DiskHydrationRemainingBytes int64  `json:"diskHydrationRemainingBytes"`
+			DiskHydrationStatus         string `json:"diskHydrationStatus"`
+		} `json:"vmDiskHydrationInfo"`
 	} `json:"backingInfo"`
 }
 
@@ -126,7 +133,15 @@ func (v v4VM) neutral() VM {
 				nd.VolumeGroupUUID = firstNonEmpty(bi.VolumeGroupExtID, "unknown")
 			}
 			if bi.DataSource != nil && bi.DataSource.Reference != nil {
-				nd.ImageUUID = bi.DataSource.Reference.ImageExtID
+				ref := bi.DataSource.Reference
+				nd.ImageUUID = ref.ImageExtID
+				if strings.HasSuffix(ref.ObjectType, "ExternalDataSourceDiskReference") {
+					nd.External = &ExternalDisk{RepositoryID: ref.ExternalRepositoryExtID, Path: ref.ExternalDiskRelativePath,
+						Hydrate: ref.ShouldEnableBackgroundHydration}
+				}
+			}
+			if h := bi.VMDiskHydrationInfo; h != nil {
+				nd.Hydration = &Hydration{Status: strings.ToUpper(h.DiskHydrationStatus), RemainingBytes: h.DiskHydrationRemainingBytes}
 			}
 			if nd.UUID == "" {
 				nd.UUID = bi.DiskExtID

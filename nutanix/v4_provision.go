@@ -124,8 +124,12 @@ func (b *v4Backend) CreateVM(ctx context.Context, spec VMSpec) (string, error) {
 			bi["storageContainer"] = map[string]any{"extId": d.ContainerUUID}
 		}
 		switch {
-		case d.ImageUUID != "" && d.VolumeDiskUUID != "":
-			return "", fmt.Errorf("create VM %s: disk %s.%d: both an image and a volume disk source", spec.Name, addr["busType"], d.Index)
+		case countSources(d) > 1:
+			return "", fmt.Errorf("create VM %s: disk %s.%d: more than one data source", spec.Name, addr["busType"], d.Index)
+		case d.External != nil:
+			bi["dataSource"] = map[string]any{"reference": map[string]any{"$objectType": "vmm.v4.ahv.config.ExternalDataSourceDiskReference",
+				"externalRepositoryExtId": d.External.RepositoryID, "externalDiskRelativePath": d.External.Path,
+				"shouldEnableBackgroundHydration": d.External.Hydrate}}
 		case d.ImageUUID != "":
 			bi["dataSource"] = map[string]any{"reference": map[string]any{"$objectType": "vmm.v4.ahv.config.ImageReference", "imageExtId": d.ImageUUID}}
 		case d.VolumeDiskUUID != "":
@@ -159,6 +163,17 @@ func (b *v4Backend) CreateVM(ctx context.Context, spec VMSpec) (string, error) {
 		return "", fmt.Errorf("create VM %s: task %s names no VM", spec.Name, t.ID)
 	}
 	return id, nil
+}
+
+// countSources counts the data sources a disk spec names.
+func countSources(d DiskSpec) int {
+	n := 0
+	for _, set := range []bool{d.ImageUUID != "", d.VolumeDiskUUID != "", d.External != nil} {
+		if set {
+			n++
+		}
+	}
+	return n
 }
 
 func (b *v4Backend) SetPowerState(ctx context.Context, vmUUID string, state PowerState) error {

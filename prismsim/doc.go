@@ -32,6 +32,13 @@
 //     that serves LUN 1..N. Target IQN: iqn.2010-06.com.nutanix:<vg-name>-<uuid>.
 //     The ACL is the attached initiator IQNs; a client secret turns on CHAP
 //     with the initiator IQN as user.
+//   - External repository (multidomain, Options.V4Revisions from v4.2): an
+//     NFS export registered by address; a v4.2 VM disk with an
+//     ExternalDataSourceDiskReference reads from a file on it through the
+//     simulator's own NFS client until hydrated, hydrates in the background
+//     at Options.HydrationRate, and keeps guest writes (Sim.WriteDisk,
+//     Sim.ReadDisk); see hydrate.go. A repository backing a disk not yet
+//     hydrated cannot be deleted (409).
 //   - Task: every mutation answers 202/201 with a task that goes QUEUED →
 //     RUNNING → SUCCEEDED (or FAILED) over Options.TaskDelay steps. Entities
 //     created by a task read PENDING (snapshots: empty snapshot_file_list)

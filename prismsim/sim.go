@@ -59,6 +59,10 @@ type Options struct {
 	// (default false: served). Clients then take snapshots through the v2.0
 	// snapshots API and, having no changed regions, back up in full.
 	NoV3Snapshots bool
+	// HydrationRate is how fast, in bytes per second, a VM disk backed by
+	// an external repository is copied in the background (default 256
+	// MiB/s; negative: unpaced).
+	HydrationRate int64
 	// Faults to inject from the start (default none).
 	Faults Faults
 	// Logf receives diagnostic lines (default: discarded).
@@ -120,6 +124,11 @@ func (o *Options) setDefaults() {
 	if len(o.V4Revisions) == 0 {
 		o.V4Revisions = []string{"v4.0", "v4.1"}
 	}
+	if o.HydrationRate == 0 {
+		o.HydrationRate = 256 << 20
+	} else if o.HydrationRate < 0 {
+		o.HydrationRate = 0
+	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
@@ -131,8 +140,9 @@ type Sim struct {
 	dir      string
 	password string
 
-	mu sync.Mutex // guards m
-	m  *model
+	mu        sync.Mutex // guards m and hydrators
+	m         *model
+	hydrators map[string]*hydrator // disk uuid → live hydration
 
 	ln     net.Listener
 	srv    *http.Server
@@ -184,6 +194,7 @@ func New(ctx context.Context, o Options) (*Sim, error) {
 	if m, err := loadModel(dir); err == nil {
 		s.m = m
 		s.recoverTasks()
+		s.failOrphanHydrations()
 	} else if errors.Is(err, os.ErrNotExist) {
 		s.m = newModel()
 	} else {

@@ -50,6 +50,7 @@ type model struct {
 	VGs            map[string]*volumeGroup   `json:"volume_groups"`
 	ISCSIClients   map[string]*iscsiClient   `json:"iscsi_clients"`
 	Tasks          map[string]*task          `json:"tasks"`
+	ExternalRepos  map[string]*externalRepo  `json:"external_repositories"`
 }
 
 type cluster struct {
@@ -107,6 +108,9 @@ type vmDisk struct {
 	ContainerUUID string `json:"container_uuid"`
 	SourceKind    string `json:"source_kind,omitempty"` // image, vm_disk, ...
 	SourceUUID    string `json:"source_uuid,omitempty"`
+	// External is the file on an external repository the disk reads
+	// from until hydrated (nil: none, or hydration finished).
+	External *diskExternal `json:"external,omitempty"`
 }
 
 type vmNIC struct {
@@ -227,6 +231,7 @@ func newModel() *model {
 		VGs:            map[string]*volumeGroup{},
 		ISCSIClients:   map[string]*iscsiClient{},
 		Tasks:          map[string]*task{},
+		ExternalRepos:  map[string]*externalRepo{},
 	}
 	m.Clusters = []*cluster{
 		{UUID: newUUID(), Name: "prism-central", PC: true, ClusterID: 1000, IncarnationID: time.Now().UnixMicro()},

@@ -334,7 +334,7 @@ func (s *Sim) v2GetTask(w http.ResponseWriter, r *http.Request) {
 
 var v4Rel = map[string]string{"vm": "vmm:ahv:config:vm", "recovery_point": "dataprotection:config:recovery-point",
 	"volume_group": "volumes:config:volume-group", "image": "vmm:content:image", "vm_snapshot": "dataprotection:config:vm-recovery-point",
-	"iscsi_client": "volumes:config:iscsi-client"}
+	"iscsi_client": "volumes:config:iscsi-client", "external_repository": "multidomain:config:external-repository"}
 
 func (s *Sim) v4Task(t *task) obj {
 	ents := []obj{}

@@ -39,6 +39,12 @@ func (s *Sim) v4Disk(d *vmDisk) obj {
 		bi["dataSource"] = obj{"$objectType": "vmm.v4.ahv.config.DataSource", "reference": obj{"$objectType": "vmm.v4.ahv.config.VmDiskReference", "diskExtId": d.SourceUUID},
 			"$referenceItemDiscriminator": "vmm.v4.ahv.config.VmDiskReference"}
 	}
+	if st, rem, ok := s.hydrationLocked(d); ok {
+		bi["dataSource"] = obj{"$objectType": "vmm.v4.ahv.config.DataSource", "$referenceItemDiscriminator": "vmm.v4.ahv.config.ExternalDataSourceDiskReference",
+			"reference": obj{"$objectType": "vmm.v4.ahv.config.ExternalDataSourceDiskReference", "externalRepositoryExtId": d.External.Repo,
+				"externalDiskRelativePath": d.External.Path, "shouldEnableBackgroundHydration": d.External.Hydrate}}
+		bi["vmDiskHydrationInfo"] = obj{"$objectType": "vmm.v4.ahv.config.VmDiskHydrationInfo", "diskHydrationRemainingBytes": rem, "diskHydrationStatus": st}
+	}
 	return obj{"$objectType": "vmm.v4.ahv.config.Disk", "$reserved": reserved(), "extId": d.UUID,
 		"diskAddress":                   obj{"$objectType": "vmm.v4.ahv.config.DiskAddress", "busType": d.Bus, "index": d.Index},
 		"backingInfo":                   bi,
@@ -222,6 +228,10 @@ func (s *Sim) v4CreateVM(w http.ResponseWriter, r *http.Request) {
 				ds.SourceKind, ds.SourceUUID = "vm_disk", strField(ref, "diskExtId")
 			case strings.HasSuffix(ot, ".VolumeDiskReference"):
 				ds.SourceKind, ds.SourceUUID = "volume_disk", strField(ref, "volumeDiskExtId", "diskExtId", "extId")
+			case strings.HasSuffix(ot, ".ExternalDataSourceDiskReference") && revisionAtLeast(r.PathValue("rev"), minInstantRevision):
+				hydrate, _ := ref["shouldEnableBackgroundHydration"].(bool)
+				ds.SourceKind = "external"
+				ds.External = &diskExternal{Repo: strField(ref, "externalRepositoryExtId"), Path: strField(ref, "externalDiskRelativePath"), Hydrate: hydrate}
 			default:
 				v4Error(w, r, http.StatusBadRequest, fmt.Sprintf("disks[%d].backingInfo.dataSource.reference: $objectType %q is not supported", i, ot))
 				return
@@ -240,12 +250,31 @@ func (s *Sim) v4CreateVM(w http.ResponseWriter, r *http.Request) {
 		}
 		sp.NICs = append(sp.NICs, ns)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, _, id, err := s.createVMTaskLocked("CreateVm", sp)
+	srcs, err := s.openExternalDisks(sp.Disks)
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, v, id, err := s.createVMTaskLocked("CreateVm", sp)
+	if err != nil || v == nil {
+		for _, src := range srcs {
+			if src != nil {
+				src.Close()
+			}
+		}
+	}
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	if v != nil {
+		for i, src := range srcs {
+			if src != nil {
+				s.startHydratorLocked(v.Disks[i], src)
+			}
+		}
 	}
 	t.Details = map[string]string{"vmExtId": id}
 	s.save()

@@ -51,6 +51,7 @@ type diskSpec struct {
 	SourceUUID string
 	SourceFile string
 	Container  string
+	External   *diskExternal // SourceKind "external"
 }
 
 type nicSpec struct {
@@ -216,6 +217,8 @@ func (s *Sim) sourceFile(d diskSpec) (string, int64, error) {
 			return "", 0, errNotFound("disk %s not found", d.SourceUUID)
 		}
 		return s.abs(f), sz, nil
+	case "external":
+		return "", d.Size, nil // a blank disk, hydrated from the export
 	case "snapshot_disk":
 		_, sd := s.m.diskRP(d.SourceUUID)
 		if sd == nil {
@@ -334,8 +337,12 @@ func (s *Sim) createVMLocked(sp vmSpec) (*vm, error) {
 		d := &vmDisk{UUID: newUUID(), VDiskUUID: newUUID(), Bus: bus, Index: idx, DeviceType: dt, Size: size,
 			File: filepath.Join(v.Dir, fmt.Sprintf("disk-%d.raw", n)), ContainerUUID: cu,
 			SourceKind: ds.SourceKind, SourceUUID: ds.SourceUUID}
-		if ds.SourceKind == "file" || ds.SourceKind == "file_move" {
+		switch ds.SourceKind {
+		case "file", "file_move":
 			d.SourceKind, d.SourceUUID = "", ""
+		case "external":
+			x := *ds.External
+			d.SourceKind, d.External = "", &x
 		}
 		v.Disks = append(v.Disks, d)
 		work = append(work, todo{d, src, ds.SourceKind == "file_move"})
@@ -393,6 +400,9 @@ func (s *Sim) createVMTaskLocked(op string, sp vmSpec) (t *task, v *vm, id strin
 }
 
 func (s *Sim) deleteVMLocked(v *vm) {
+	for _, d := range v.Disks {
+		s.stopHydratorLocked(d)
+	}
 	delete(s.m.VMs, v.UUID)
 	os.RemoveAll(s.abs(v.Dir))
 }
