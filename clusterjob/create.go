@@ -90,6 +90,22 @@ func (jb *Job) CreateImage(ctx context.Context, spec nutanix.ImageSpec, label st
 // (or CommitReplacement) the job's teardown deletes it. The VMs of that
 // name that exist now are recorded and never touched; replaces is the
 // original VM an overwriting restore will replace (nil: none).
+// CreateExternalRepository registers an NFS export for instant recovery,
+// journaled under spec.Name (unique: the caller chooses it).
+func (jb *Job) CreateExternalRepository(ctx context.Context, spec nutanix.ExternalRepository) (nutanix.ExternalRepository, Object, error) {
+	o := Object{Kind: KindExternalRepository, Name: spec.Name}
+	ir, ok := jb.cl.(nutanix.InstantRecovery)
+	if !ok {
+		return spec, o, fmt.Errorf("create external repository %s: %w", spec.Name, nutanix.ErrUnsupported)
+	}
+	if err := jb.Record(o); err != nil {
+		return spec, o, err
+	}
+	repo, err := ir.CreateExternalRepository(ctx, spec)
+	o, err = jb.created(ctx, o, repo.ID, err)
+	return repo, o, err
+}
+
 func (jb *Job) CreateVM(ctx context.Context, spec nutanix.VMSpec, replaces *nutanix.VM) (string, Object, error) {
 	o := Object{Kind: KindVM, Name: spec.Name}
 	vms, err := jb.cl.ListVMs(ctx)

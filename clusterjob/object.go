@@ -16,27 +16,32 @@ type Kind string
 // attachment is released before its volume group; volume groups and
 // images are clones of snapshot disks.
 const (
-	KindVM          Kind = "vm"           // a VM under construction (or the original an overwrite replaces)
-	KindAttachment  Kind = "attachment"   // this host's initiator attached to a volume group
-	KindVolumeGroup Kind = "volume-group" // a temporary volume group
-	KindImage       Kind = "image"        // a temporary image
-	KindSnapshot    Kind = "snapshot"     // a VM snapshot (v3 vm_snapshot, v2 snapshot) or a v4 recovery point
+	KindVM Kind = "vm" // a VM under construction (or the original an overwrite replaces)
+	// KindExternalRepository is an NFS export registered for instant
+	// recovery, before the VM whose disks read from it exists.
+	KindExternalRepository Kind = "external-repository"
+	KindAttachment         Kind = "attachment"   // this host's initiator attached to a volume group
+	KindVolumeGroup        Kind = "volume-group" // a temporary volume group
+	KindImage              Kind = "image"        // a temporary image
+	KindSnapshot           Kind = "snapshot"     // a VM snapshot (v3 vm_snapshot, v2 snapshot) or a v4 recovery point
 )
 
 func (k Kind) order() int {
 	switch k {
 	case KindVM:
 		return 0
-	case KindAttachment:
+	case KindExternalRepository:
 		return 1
-	case KindVolumeGroup:
+	case KindAttachment:
 		return 2
-	case KindImage:
+	case KindVolumeGroup:
 		return 3
-	case KindSnapshot:
+	case KindImage:
 		return 4
+	case KindSnapshot:
+		return 5
 	}
-	return 5
+	return 6
 }
 
 // Object is one temporary cluster object in the journal. It is recorded
@@ -85,6 +90,8 @@ func (o Object) String() string {
 		what = "recovery point"
 	case o.Kind == KindVolumeGroup:
 		what = "volume group"
+	case o.Kind == KindExternalRepository:
+		what = "external repository"
 	case o.Kind == KindAttachment:
 		return "attachment of " + o.Initiator + " to volume group " + firstNonEmpty(o.VolumeGroup, o.Name)
 	case o.Kind == KindVM:

@@ -16,7 +16,8 @@ const (
 	deleted outcome = iota
 	// absent: the object does not exist (never created, or already gone).
 	absent
-	// kept: a snapshot some kept record protects; not deleted.
+	// kept: a snapshot some kept record protects, or an external
+	// repository a VM reads from; not deleted.
 	kept
 	// unresolved: the object's ID is unknown and the cluster cannot look
 	// it up by name; the entry stays.
@@ -44,6 +45,8 @@ func release(ctx context.Context, cl nutanix.Cluster, o Object, protected map[st
 		return releaseImage(ctx, cl, o)
 	case KindVM:
 		return releaseVM(ctx, cl, o)
+	case KindExternalRepository:
+		return releaseExternalRepository(ctx, cl, o)
 	}
 	return unresolved, fmt.Errorf("%s: unknown kind %q (written by a newer ahvfs?)", o, o.Kind)
 }
@@ -259,4 +262,48 @@ func deleteVM(ctx context.Context, cl nutanix.Cluster, id string) error {
 		return err
 	}
 	return nil
+}
+
+// releaseExternalRepository deletes the repository by its ID and any of
+// its (unique) name, unless a VM reads from it: then the repository is
+// that VM's (an instant restore that ended, or was killed after creating
+// the VM: the teardown deletes a VM of its own job first), and the VM's
+// finish or cancel removes it.
+func releaseExternalRepository(ctx context.Context, cl nutanix.Cluster, o Object) (outcome, error) {
+	ir, ok := cl.(nutanix.InstantRecovery)
+	if !ok {
+		return unresolved, fmt.Errorf("%s: this client cannot manage external repositories", o)
+	}
+	ids := map[string]bool{}
+	if o.ID != "" {
+		ids[o.ID] = true
+	}
+	repos, err := ir.ListExternalRepositories(ctx, o.Name)
+	if err != nil {
+		return unresolved, fmt.Errorf("find %s: %w", o, err)
+	}
+	for _, r := range repos {
+		if r.Name == o.Name {
+			ids[r.ID] = true
+		}
+	}
+	vms, err := cl.ListVMs(ctx)
+	if err != nil {
+		return unresolved, fmt.Errorf("find the VMs reading from %s: %w", o, err)
+	}
+	for _, v := range vms {
+		for _, d := range v.Disks {
+			if d.External != nil && ids[d.External.RepositoryID] {
+				return kept, nil
+			}
+		}
+	}
+	res := absent
+	for id := range ids {
+		if err := ir.DeleteExternalRepository(ctx, id); err != nil {
+			return unresolved, fmt.Errorf("delete %s: %w", o, err)
+		}
+		res = deleted
+	}
+	return res, nil
 }

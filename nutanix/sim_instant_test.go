@@ -59,7 +59,7 @@ func TestInstantRecovery(t *testing.T) {
 	}
 	port := exportDir(t, dir)
 
-	s := startSim(t, prismsim.Options{V4Revisions: []string{"v4.0", "v4.1", "v4.2"}, HydrationRate: 4 << 20})
+	s := startSim(t, prismsim.Options{V4Revisions: []string{"v4.0", "v4.1", "v4.2"}, HydrationRate: 32 << 20})
 	c := simClient(t, s, nutanix.APIV4)
 	ctx := ctxT(t)
 	repo, err := c.CreateExternalRepository(ctx, nutanix.ExternalRepository{Name: "ahvfs-test", ExportName: "/", Host: "127.0.0.1", Port: port})
@@ -76,6 +76,7 @@ func TestInstantRecovery(t *testing.T) {
 		t.Error("a VM was created on a file the export lacks")
 	}
 
+	s.PauseHydration(true) // until the guest has written
 	start := time.Now()
 	id, err := c.CreateVM(ctx, nutanix.VMSpec{Name: "ir-vm1", MemoryBytes: 1 << 30,
 		Disks: []nutanix.DiskSpec{{External: &nutanix.ExternalDisk{RepositoryID: repo.ID, Path: rel, Hydrate: true}}}})
@@ -100,8 +101,8 @@ func TestInstantRecovery(t *testing.T) {
 	if err := c.DeleteExternalRepository(ctx, repo.ID); !errors.Is(err, nutanix.ErrConflict) {
 		t.Errorf("delete of a repository backing a hydrating disk: %v, want a conflict", err)
 	}
-	// The guest reads the file through the disk, and writes near the end
-	// (not hydrated yet at 4 MiB/s) and across a block boundary.
+	// The guest reads the file through the disk, and writes, across a
+	// block boundary too, before hydration goes on.
 	got := make([]byte, size)
 	if err := s.ReadDisk(id, 0, 0, got); err != nil {
 		t.Fatal(err)
@@ -117,6 +118,7 @@ func TestInstantRecovery(t *testing.T) {
 		}
 		copy(want[off:], w)
 	}
+	s.PauseHydration(false)
 	for deadline := time.Now().Add(45 * time.Second); ; {
 		vm, err = c.GetVM(ctx, id)
 		if err != nil {

@@ -3,7 +3,6 @@ package prismsim
 import (
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 )
@@ -86,11 +85,7 @@ func (s *Sim) v4ListExternalRepos(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var xs []*externalRepo
-	for _, x := range s.m.ExternalRepos {
-		xs = append(xs, x)
-	}
-	slices.SortFunc(xs, func(a, b *externalRepo) int { return a.Created.Compare(b.Created) })
+	xs := sortedByCreation(s.m.ExternalRepos, func(x *externalRepo) time.Time { return x.Created })
 	v4List(s, w, r, xs, func(x *externalRepo, k string) string {
 		if k == "name" {
 			return x.Name

@@ -171,6 +171,15 @@ func (h *hydrator) run(ctx context.Context, rate int64) {
 	start := time.Now()
 	var copied int64
 	for i := range int64(len(h.have)) {
+		if h.s.hydrationPaused.Load() {
+			for h.s.hydrationPaused.Load() && ctx.Err() == nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+			start, copied = time.Now(), 0
+		}
 		if ctx.Err() != nil {
 			h.src.Close()
 			return
@@ -422,3 +431,8 @@ func (s *Sim) openExternalDisks(disks []diskSpec) ([]*nfsSource, error) {
 	}
 	return srcs, nil
 }
+
+// PauseHydration stops (true) or resumes (false) every background
+// hydration between two blocks, so that a test can act on a disk that is
+// certainly still hydrating.
+func (s *Sim) PauseHydration(pause bool) { s.hydrationPaused.Store(pause) }

@@ -28,6 +28,8 @@ type Objects struct {
 	RecoveryPoints []RecoveryPointObject `json:"recovery_points"`
 	VolumeGroups   []VolumeGroupObject   `json:"volume_groups"`
 	Images         []ImageObject         `json:"images"`
+	// ExternalRepositories are the NFS exports registered (v4.2).
+	ExternalRepositories []ExternalRepositoryObject `json:"external_repositories"`
 	// RunningTasks are the tasks not yet ended. A running task may still
 	// create or delete objects: wait for them (Sim.WaitTasks, or
 	// /sim/inventory?wait=) before comparing.
@@ -83,6 +85,14 @@ type ImageObject struct {
 	Size  int64  `json:"size"`
 }
 
+// ExternalRepositoryObject is a registered NFS export.
+type ExternalRepositoryObject struct {
+	UUID    string `json:"uuid"`
+	Name    string `json:"name"`
+	Address string `json:"address"` // host:port
+	Export  string `json:"export"`
+}
+
 // TaskObject is a task that has not ended, and the entities it names.
 type TaskObject struct {
 	UUID     string   `json:"uuid"`
@@ -97,7 +107,7 @@ func (s *Sim) Objects() Objects {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o := Objects{VMs: []VMObject{}, Snapshots: []SnapshotObject{}, RecoveryPoints: []RecoveryPointObject{},
-		VolumeGroups: []VolumeGroupObject{}, Images: []ImageObject{}, RunningTasks: []TaskObject{}}
+		VolumeGroups: []VolumeGroupObject{}, Images: []ImageObject{}, ExternalRepositories: []ExternalRepositoryObject{}, RunningTasks: []TaskObject{}}
 	for _, v := range s.m.sortedVMs() {
 		o.VMs = append(o.VMs, VMObject{UUID: v.UUID, Name: v.Name, State: v.State, PowerState: v.PowerState, Disks: len(v.Disks)})
 	}
@@ -120,6 +130,9 @@ func (s *Sim) Objects() Objects {
 	}
 	for _, im := range s.m.sortedImages() {
 		o.Images = append(o.Images, ImageObject{UUID: im.UUID, Name: im.Name, State: im.State, Size: im.Size})
+	}
+	for _, x := range sortedByCreation(s.m.ExternalRepos, func(x *externalRepo) time.Time { return x.Created }) {
+		o.ExternalRepositories = append(o.ExternalRepositories, ExternalRepositoryObject{UUID: x.UUID, Name: x.Name, Address: x.address(), Export: x.ExportName})
 	}
 	tasks := sortedByCreation(s.m.Tasks, func(t *task) time.Time { return t.Created })
 	for _, t := range tasks {
@@ -190,6 +203,8 @@ func Diff(before, after Objects) Changes {
 	cs = append(cs, diffKind("volume group", before.VolumeGroups, after.VolumeGroups,
 		func(g VolumeGroupObject) (string, string) { return g.UUID, g.Name })...)
 	cs = append(cs, diffKind("image", before.Images, after.Images, func(i ImageObject) (string, string) { return i.UUID, i.Name })...)
+	cs = append(cs, diffKind("external repository", before.ExternalRepositories, after.ExternalRepositories,
+		func(x ExternalRepositoryObject) (string, string) { return x.UUID, x.Name })...)
 	for _, c := range diffKind("running task", before.RunningTasks, after.RunningTasks,
 		func(t TaskObject) (string, string) { return t.UUID, t.Op }) {
 		if c.Op == '+' { // a task that ended, or runs on, is no object left behind

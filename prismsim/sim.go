@@ -155,6 +155,8 @@ type Sim struct {
 	auth   authState
 	idem   idemCache
 
+	hydrationPaused atomic.Bool // PauseHydration
+
 	busy     atomic.Int64 // API requests being served (WaitIdle)
 	lastBusy atomic.Int64 // unix ns when one last started or ended
 

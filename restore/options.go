@@ -17,6 +17,10 @@ const (
 	DataPathAuto  = "auto"
 	DataPathISCSI = "iscsi"
 	DataPathREST  = "rest"
+	// DataPathInstant backs the VM's disks by their files on an ahvfs NFS
+	// export (Options.NFS), registered as an external repository: the VM
+	// runs at once and hydrates in the background (v4.2 APIs).
+	DataPathInstant = "instant"
 )
 
 // Options configure Restore. Zero values mean the documented default;
@@ -48,8 +52,13 @@ type Options struct {
 	// the original is powered off and deleted (see doc.go for the order).
 	Overwrite bool
 	// DataPath: iscsi writes blank volume group disks over iSCSI, rest
-	// uploads images. auto (default) is iscsi.
+	// uploads images, instant copies nothing (see DataPathInstant).
+	// auto (default) is iscsi.
 	DataPath string
+	// NFS is the ahvfs NFS server (`ahvfs nfs-serve`) exporting this
+	// repository's tree, as the cluster reaches it: host:port (port
+	// default 2049). Required by DataPathInstant.
+	NFS string
 	// ISCSIPort overrides the port of the portal the cluster reports (tests
 	// and NAT); 0 keeps it (3260).
 	ISCSIPort int
@@ -89,8 +98,12 @@ func (o *Options) Validate() error {
 	var errs []error
 	switch o.DataPath {
 	case "", DataPathAuto, DataPathISCSI, DataPathREST:
+	case DataPathInstant:
+		if _, _, err := splitNFS(o.NFS); err != nil {
+			errs = append(errs, err)
+		}
 	default:
-		errs = append(errs, fmt.Errorf("data path %q: want auto, iscsi or rest", o.DataPath))
+		errs = append(errs, fmt.Errorf("data path %q: want auto, iscsi, rest or instant", o.DataPath))
 	}
 	if o.VCPUs < 0 {
 		errs = append(errs, fmt.Errorf("vcpu %d: must be positive", o.VCPUs))
@@ -138,7 +151,9 @@ type Result struct {
 	Bytes        int64         `json:"bytes"`
 	Written      int64         `json:"written"`
 	Duration     time.Duration `json:"duration_ns"`
-	Warnings     []string      `json:"warnings,omitempty"`
+	// ExternalRepository is the repository the disks read from (instant).
+	ExternalRepository *ExternalRepositoryResult `json:"external_repository,omitempty"`
+	Warnings           []string                  `json:"warnings,omitempty"`
 	// Cleanup is what the sweep of earlier jobs' leftovers did.
 	Cleanup *clusterjob.Report `json:"cleanup,omitempty"`
 }

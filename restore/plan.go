@@ -178,8 +178,14 @@ func makePlan(ctx context.Context, cl nutanix.Cluster, rp *engine.RestorePoint, 
 	}
 	// Data path.
 	p.dataPath = DataPathISCSI
-	if o.DataPath == DataPathREST {
-		p.dataPath = DataPathREST
+	switch o.DataPath {
+	case DataPathREST, DataPathInstant:
+		p.dataPath = o.DataPath
+	}
+	if p.dataPath == DataPathInstant {
+		if err := checkInstant(ctx, cl); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -101,6 +101,7 @@ type run struct {
 	bw  *clusterjob.Bandwidth
 
 	temps []clusterjob.Object // volume group or images: released once the VM exists
+	keep  []clusterjob.Object // an external repository: kept once the VM exists
 }
 
 // restore performs the restore proper, in the order of the package doc.
@@ -115,6 +116,8 @@ func (r *run) restore(ctx context.Context) error {
 	switch p.dataPath {
 	case DataPathREST:
 		spec, err = r.uploadImages(ctx)
+	case DataPathInstant:
+		spec, err = r.externalDisks(ctx)
 	default:
 		spec, err = r.writeVolumeGroup(ctx)
 	}
@@ -144,6 +147,11 @@ func (r *run) restore(ctx context.Context) error {
 		res.Replaced = orig.UUID
 	} else if err := r.jb.Forget(vm); err != nil {
 		return err
+	}
+	for _, k := range r.keep {
+		if err := r.jb.Forget(k); err != nil {
+			return err
+		}
 	}
 	cctx, cancel := r.jb.CleanupContext(ctx)
 	defer cancel()

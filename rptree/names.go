@@ -89,6 +89,11 @@ func RestorePointDir(rp *engine.RestorePoint) string {
 	return VMDirName(rp.VM) + "/" + engine.FormatTime(rp.Time)
 }
 
+// DiskPath is the tree path of disk d of rp, <vm>/<time>/disk-N.raw.
+func DiskPath(rp *engine.RestorePoint, d *engine.Disk) string {
+	return RestorePointDir(rp) + "/" + d.Name() + rawSuffix
+}
+
 // escapeName %-encodes what cannot or should not appear in a directory
 // name; see VMDirName.
 func escapeName(s string) string {

@@ -21,15 +21,7 @@ func init() {
 				"Restore points made by 'ahvfs import' carry no VM configuration: the VM gets 1 vCPU, 2 GiB, legacy BIOS,\n" +
 				"machine type PC, its disks on SCSI and no NIC, unless --vcpu/--memory say otherwise.\n" +
 				"--overwrite creates the new VM first; only then is the original powered off and deleted.",
-			Flags: append(clusterFlags(), repoPasswordFlag(),
-				&cli.StringFlag{Name: "target-cluster", Usage: "cluster `NAME` or UUID (default: the original cluster)"},
-				&cli.StringFlag{Name: "name", Usage: "name of the new VM (default: the original name)"},
-				&cli.StringFlag{Name: "container", Usage: "storage container `NAME` or UUID of the new disks on the target cluster (default: the cluster's default)"},
-				&cli.StringSliceFlag{Name: "network-map", Usage: "`SRC=DST` subnet mapping, by name or UUID (repeat or comma-separate)"},
-				&cli.IntFlag{Name: "vcpu", Usage: "number of vCPUs (default: as backed up)"},
-				newSizeFlag("memory", "", "memory `SIZE` (4GiB; default: as backed up)"),
-				&cli.StringSliceFlag{Name: "disks", Usage: "only these disks (disk-0,disk-2)"},
-				&cli.BoolFlag{Name: "power-on", Usage: "power the VM on when restored"},
+			Flags: append(restoreVMFlags(),
 				&cli.BoolFlag{Name: "overwrite", Usage: "replace the original VM (powered off and deleted after the new one is complete)"},
 				&cli.StringFlag{Name: "data-path", Value: "auto", Usage: "auto, iscsi or rest"},
 				&cli.IntFlag{Name: "iscsi-port", Usage: "iSCSI port on the Data Services IP (default 3260)"},
@@ -45,26 +37,49 @@ func init() {
 				if err != nil {
 					return err
 				}
-				o.Logger = env.Log
-				r, err := openRepo(c.Context, c, env, false)
-				if err != nil {
-					return err
-				}
-				defer r.Close()
-				if o.Journal, err = repoJournal(r); err != nil {
-					return err
-				}
-				cl, conn, err := siteFromFlags(c.Context, c, env)
-				if err != nil {
-					return err
-				}
-				defer cl.Close()
-				defer conn.Close()
-				o.Clusters = conn.Clusters
-				return runRestore(c.Context, env, r, cl, c.Args().First(), o)
+				return withRestoreSite(c, env, o, func(r *engine.Repository, cl *nutanix.Client, o restore.Options) error {
+					return runRestore(c.Context, env, r, cl, c.Args().First(), o)
+				})
 			},
 		}
 	})
+}
+
+// restoreVMFlags are the flags of the VM a restore creates, shared by
+// restore and instant-restore.
+func restoreVMFlags() []cli.Flag {
+	return append(clusterFlags(), repoPasswordFlag(),
+		&cli.StringFlag{Name: "target-cluster", Usage: "cluster `NAME` or UUID (default: the original cluster)"},
+		&cli.StringFlag{Name: "name", Usage: "name of the new VM (default: the original name)"},
+		&cli.StringFlag{Name: "container", Usage: "storage container `NAME` or UUID of the new disks on the target cluster (default: the cluster's default)"},
+		&cli.StringSliceFlag{Name: "network-map", Usage: "`SRC=DST` subnet mapping, by name or UUID (repeat or comma-separate)"},
+		&cli.IntFlag{Name: "vcpu", Usage: "number of vCPUs (default: as backed up)"},
+		newSizeFlag("memory", "", "memory `SIZE` (4GiB; default: as backed up)"),
+		&cli.StringSliceFlag{Name: "disks", Usage: "only these disks (disk-0,disk-2)"},
+		&cli.BoolFlag{Name: "power-on", Usage: "power the VM on when restored"},
+	)
+}
+
+// withRestoreSite opens the repository (read-only) and its journal,
+// connects to Prism and calls fn with them and o completed.
+func withRestoreSite(c *cli.Context, env *cliEnv, o restore.Options, fn func(*engine.Repository, *nutanix.Client, restore.Options) error) error {
+	o.Logger = env.Log
+	r, err := openRepo(c.Context, c, env, false)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if o.Journal, err = repoJournal(r); err != nil {
+		return err
+	}
+	cl, conn, err := siteFromFlags(c.Context, c, env)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	defer conn.Close()
+	o.Clusters = conn.Clusters
+	return fn(r, cl, o)
 }
 
 func restoreOptions(c *cli.Context) (restore.Options, error) {
@@ -125,6 +140,14 @@ func runRestore(ctx context.Context, env *cliEnv, r *engine.Repository, cl nutan
 	}
 	fmt.Fprintf(env.Stdout, "restored %s as VM %s (%s) on %s via %s, %s, in %s\n", res.RestorePoint, res.Name, res.VMUUID, res.Cluster,
 		res.DataPath, state, res.Duration.Round(1e7))
+	if x := res.ExternalRepository; x != nil {
+		how := "registered"
+		if x.Reused {
+			how = "reused"
+		}
+		fmt.Fprintf(env.Stdout, "disks read from nfs://%s%s (external repository %s, %s) and hydrate in the background:\n"+
+			"  ahvfs instant-restore status %s; then finish %s (or cancel %s)\n", x.Address, x.Export, x.Name, how, res.Name, res.Name, res.Name)
+	}
 	if res.Replaced != "" {
 		fmt.Fprintf(env.Stdout, "replaced the original VM %s\n", res.Replaced)
 	}
