@@ -10,7 +10,11 @@
 # exactly what it left (the journal of temporary cluster objects), ages
 # restore points out, shares an S3 repository between two backup hosts, and
 # replicates the repository to a DR site over mutual TLS (ahvfs serve,
-# ahvfs sync) and restores from the DR copy.
+# ahvfs sync) and restores from the DR copy. Last, it exports the restore
+# points over NFSv3 (ahvfs nfs-serve) and reads one with qemu-img's nfs://
+# driver and libnfs, given only the host, and runs a VM from that export at
+# once (instant-restore: a v4.2 external repository, hydrated in the
+# background by the simulated cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 demo=${DEMO_DIR:-$PWD/demo}
@@ -21,7 +25,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "starting the Prism simulator (2 VMs with real ext4 disks, iSCSI via tgtd)"
 bin/prismsim --listen 127.0.0.1:$port --state "$demo/sim" --vms 2 --disk-size 512MiB \
-  --iscsi-portal 127.0.0.1:$iscsi --cvm-portal 127.0.0.2:$iscsi --quiet > "$demo/prismsim.log" 2>&1 &
+  --v4-revisions v4.0,v4.1,v4.2 --hydration-rate 128MiB --iscsi-portal 127.0.0.1:$iscsi --cvm-portal 127.0.0.2:$iscsi --quiet > "$demo/prismsim.log" 2>&1 &
 sim=$!
 trap 'rc=$?; kill $sim 2>/dev/null; wait $sim 2>/dev/null || true; exit $rc' EXIT
 for _ in $(seq 1 600); do
@@ -192,3 +196,32 @@ kill $srv; wait $srv
 bin/ahvfs verify --repo "$dr/repo" --read-data
 bin/ahvfs restore "$vm@latest" --repo "$dr/repo" "${cluster[@]}" --target-cluster cluster-b --name "$vm-from-dr" --network-map vlan10=vlan20
 cmp "$demo/sim/vms/$vm-from-dr/disk-0.raw" "$demo/sim/vms/$vm/disk-0.raw" && echo "the VM restored from the DR copy has the live disk's bytes"
+
+say "NFS export: ahvfs nfs-serve; qemu-img and libnfs read a restore point given only the host (the portmapper on port 111)"
+t=$(bin/ahvfs list --json "$vm" | jq -r '.[-1].time')
+nfsport=(--listen 127.0.0.1:2049) base=nfs://127.0.0.1 opts=
+if ! python3 -c 'import socket; [socket.socket(socket.AF_INET, k).bind(("127.0.0.1", p)) for p in (111, 2049) for k in (socket.SOCK_STREAM, socket.SOCK_DGRAM)]' 2>/dev/null; then
+  p=${DEMO_NFS_PORT:-12049}  # 111 or 2049 taken (a system rpcbind): a private port, named in the URLs
+  nfsport=(--listen 127.0.0.1:$p --portmap off) opts="?version=3&nfsport=$p&mountport=$p&auto-traverse-mounts=0"
+  echo "(ports 111/2049 are taken here: serving on $p and naming it in the URLs)"
+fi
+bin/ahvfs nfs-serve "${nfsport[@]}" > "$demo/nfs.log" 2>&1 &
+nfs=$!
+trap 'rc=$?; kill $sim $gw $nfs 2>/dev/null; wait $sim $gw $nfs 2>/dev/null || true; exit $rc' EXIT
+for _ in $(seq 1 100); do grep -q "serving" "$demo/nfs.log" && break; sleep 0.1; done
+cat "$demo/nfs.log"
+nfs-ls "$base/$vm/$opts"
+qemu-img convert -O qcow2 "$base/$vm/$t/disk-0.raw$opts" "$demo/nfs-export.qcow2"
+qemu-img compare "$demo/nfs-export.qcow2" "$demo/sim/vms/$vm/disk-0.raw"
+nfs-cat "$base/$vm/$t/vm.json$opts" | jq -c '{restore_point, level, disks: [.disks[].size]}'
+
+say "instant restore: the VM runs at once from the NFS export (a v4.2 external repository) and hydrates in the background"
+nfsaddr=${nfsport[1]} # the --listen address
+start=$(date +%s.%N)
+bin/ahvfs instant-restore "$vm@latest" "${cluster[@]}" --nfs "$nfsaddr" --target-cluster cluster-b --name "$vm-instant" \
+  --network-map vlan10=vlan20 --power-on
+echo "VM $vm-instant powered on $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s after the command started, before any byte was copied"
+bin/ahvfs instant-restore status "$vm-instant" --ca-cert "$demo/sim/ca.crt"
+bin/ahvfs instant-restore finish "$vm-instant" --ca-cert "$demo/sim/ca.crt"
+cmp "$demo/sim/vms/$vm-instant/disk-0.raw" "$demo/sim/vms/$vm/disk-0.raw" && echo "the hydrated disk has the live disk's bytes"
+kill $nfs; wait $nfs || true

@@ -74,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fFail      = fs.Int("fault-fail-tasks", 0, "make the next N tasks fail")
 		fTaskRate  = fs.Float64("fault-task-rate", 0, "fraction of tasks that fail")
 		noV3Snaps  = fs.Bool("no-v3-snapshots", false, noV3SnapshotsUsage)
+		revisions  = fs.String("v4-revisions", "v4.0,v4.1", "v4 API revisions served, comma-separated (v4.2 adds external repositories: instant recovery)")
+		hydration  = fs.String("hydration-rate", "256MiB", "bytes per second a disk on an external repository hydrates (bytes, or with a unit)")
 		quiet      = fs.Bool("quiet", false, "do not log requests' problems to stderr")
 		vms        vmFlag
 	)
@@ -92,6 +94,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--region-block: %w", err)
 	}
+	hr, err := parseSize(*hydration)
+	if err != nil {
+		return fmt.Errorf("--hydration-rate: %w", err)
+	}
 	dir := *state
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "prismsim-"); err != nil {
@@ -106,6 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Listen: *listen, StateDir: dir, Password: *password, CVMPortal: *cvmPortal,
 		CHAPUser: *chapUser, CHAPSecret: *chapSecret, TaskDelay: *taskDelay,
 		RegionBlockSize: bs, MaxRegionsPerPage: *maxRegions, NoV3Snapshots: *noV3Snaps,
+		V4Revisions: strings.Split(*revisions, ","), HydrationRate: hr,
 		Faults: prismsim.Faults{Rate429: *f429, Rate500: *f500, Latency: *fLatency, FailTasks: *fFail, FailTaskRate: *fTaskRate},
 	}
 	if *portal != "off" && *portal != "" {

@@ -22,13 +22,7 @@ work=$(mktemp -d "$out/run-XXXX")
 trap 'rm -rf "$work"' EXIT
 export RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 
-# secs CMD...: wall seconds of CMD; peak RSS (KiB) left in $work/rss
-secs() {
-  /usr/bin/time -f "%e %M" -o "$work/time" "$@" > /dev/null
-  read -r s rss < "$work/time"; echo "$rss" > "$work/rss"; echo "$s"
-}
-mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
-du_b() { du -sb "$1" | cut -f1; }
+. tools/bench/lib.sh
 
 bin/ahvfs init --repo "$work/ahvfs" > /dev/null
 t_ahvfs=$(secs bin/ahvfs import --repo "$work/ahvfs" --vm bench "$img"); rss_ahvfs=$(cat "$work/rss")

@@ -21,17 +21,16 @@ go build -o bin/ ./cmd/ahvfs ./tools/bench/synthrepo
 work=$(realpath "$(mktemp -d "$out/gcmem-XXXX")")
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
 repo=$work/repo
+. tools/bench/lib.sh
 
-/usr/bin/time -f "%e %M" -o "$work/time" bin/synthrepo -repo "$repo" -chunks "$chunks"
-read -r secs rss < "$work/time"
+secs=$(secs bin/synthrepo -repo "$repo" -chunks "$chunks") rss=$(cat "$work/rss")
 printf 'built in %s s (peak RSS %s MiB); repository %s MiB, index %s MiB\n' "$secs" $((rss / 1024)) \
   "$(du -sm "$repo" | cut -f1)" "$(du -sm "$repo/index" | cut -f1)"
 bin/ahvfs forget --repo "$repo" synth@2026-01-01T01:00:00Z > /dev/null
 if [ -n "${KEEP:-}" ]; then cp -a "$repo" "$work/repo-before"; sync; fi
 
 measure() { # label, command...: seconds and peak RSS
-  /usr/bin/time -f "%e %M" -o "$work/time" "${@:2}" > "$work/last.json"
-  read -r secs rss < "$work/time"
+  secs=$(secs_to "$work/last.json" "${@:2}") rss=$(cat "$work/rss")
   printf '%-28s %8s s %8s MiB (target: at most 300 MiB)\n' "$1" "$secs" $((rss / 1024))
   jq -c '{blobs, unused_blobs, packs, packs_deleted, packs_rewritten, phase_seconds: (.phase_seconds | map_values(. * 1000 | round / 1000))}' "$work/last.json"
 }

@@ -40,9 +40,7 @@ cleanup() {
   [ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
-cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-secs() { /usr/bin/time -f "%e" -o "$work/time" "$@" > /dev/null; cat "$work/time"; }
-mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
+. tools/bench/lib.sh
 stop() { kill "$pid"; wait "$pid" 2> /dev/null || true; pid=; }
 
 t=2026-01-01T00:00:00Z
@@ -59,10 +57,10 @@ for r in $(seq "$rounds"); do
   fuse+=("$(secs cat "$work/mnt/bench/$t/disk-0.raw")")
   stop
   # NFS: a fresh server on a private port, nfs-cat of the disk.
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   bin/ahvfs nfs-serve --repo "$work/repo" --listen "127.0.0.1:$port" --portmap off > /dev/null 2> "$work/nfs.log" &
   pid=$!
-  for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null && break; sleep 0.1; done
+  wait_port "$port" || { echo "nfs.sh: nfs-serve did not listen:" >&2; cat "$work/nfs.log" >&2; exit 1; }
   cold
   url="nfs://127.0.0.1/bench/$t/disk-0.raw?version=3&nfsport=$port&mountport=$port&auto-traverse-mounts=0"
   nfs+=("$(secs nfs-cat "$url")")
@@ -78,7 +76,6 @@ if grep -qw nfsd /proc/filesystems; then
   kernel="available, not scripted yet"
 fi
 
-best() { printf '%s\n' "$@" | sort -n | head -1; }
 f=$(best "${fuse[@]}") n=$(best "${nfs[@]}")
 printf '\nimage: %s (%s bytes); machine: %s cores, load %s at start, %s at end; cold: page cache dropped, fresh server and mount each round\n' \
   "$img" "$size" "$(nproc)" "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)"

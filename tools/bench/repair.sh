@@ -34,14 +34,9 @@ size=$(stat -c %s "$img")
 cat "$img" > /dev/null
 export RESTIC_PASSWORD=bench
 
-secs() {
-  /usr/bin/time -f "%e" -o "$work/time" "$@" > /dev/null
-  cat "$work/time"
-}
-mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
+. tools/bench/lib.sh
 
 # Import: baseline and this build, alternately, twice each; the best of each.
-best() { printf '%s\n' "$@" | sort -n | head -1; }
 runs_base=() runs_new=()
 for i in 1 2; do
   for who in base new; do

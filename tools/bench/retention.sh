@@ -39,9 +39,9 @@ for i in $(seq 1 "$points"); do
 done
 rm -f "$work"/vm*.raw
 
+. tools/bench/lib.sh
 measure() { # label, command...: seconds and peak RSS (KiB)
-  /usr/bin/time -f "%e %M" -o "$work/time" "${@:2}" > "$work/last.out"
-  read -r secs rss < "$work/time"
+  secs=$(secs_to "$work/last.out" "${@:2}") rss=$(cat "$work/rss")
   printf '%-44s %8s s %8s MiB\n' "$1" "$secs" $((rss / 1024))
 }
 size() { du -sm "$1" | cut -f1; }

@@ -24,21 +24,16 @@ fi
 size=$(stat -c %s "$img")
 cat "$img" > /dev/null
 work=$(mktemp -d "$out/s3-XXXX")
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+. tools/bench/lib.sh
+port=$(free_port)
 mkdir -p "$work/gw"
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret-key
 ROOT_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID ROOT_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
   "$vgw" --port "127.0.0.1:$port" --quiet --keep-alive posix "$work/gw" > "$work/gw.log" 2>&1 &
 gwpid=$!
 trap 'kill $gwpid 2>/dev/null; wait $gwpid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+wait_port "$port" || true
 s3=(--repo s3://bench/repo --s3-endpoint "http://127.0.0.1:$port" --cache-dir "$work/cache" --state-dir "$work/state")
-
-secs() {
-  /usr/bin/time -f "%e" -o "$work/time" "$@" > /dev/null
-  cat "$work/time"
-}
-mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
 
 bin/ahvfs init --repo "$work/local" > /dev/null
 bin/ahvfs init "${s3[@]}" > /dev/null

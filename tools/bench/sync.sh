@@ -46,18 +46,7 @@ cleanup() {
 trap cleanup EXIT
 export RESTIC_PASSWORD=bench RESTIC_FROM_PASSWORD=bench
 
-# cold: dirty pages written back; the page cache dropped when root.
-cold() {
-  sync
-  if [ "$(id -u)" = 0 ]; then echo 3 > /proc/sys/vm/drop_caches; fi
-}
-# secs OUT CMD...: wall seconds of CMD, its stdout into OUT
-secs() {
-  /usr/bin/time -f "%e" -o "$work/time" "${@:2}" > "$1"
-  cat "$work/time"
-}
-mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
-du_b() { du -sb "$1" | cut -f1; }
+. tools/bench/lib.sh
 
 # The source: one restore point of the image (not timed). ENCRYPT=1: the
 # source and each DR copy have their own password (--peer-password-file
@@ -77,9 +66,9 @@ src_bytes=$(du_b "$src")
 # 1. ahvfs sync, local path to local path, then again with nothing new.
 bin/ahvfs init --repo "$work/dst" --copy-params-from "$src" "${enc[@]}" "${dp[@]}" "${peer_s[@]}" > /dev/null
 cold
-t_local=$(secs "$work/local.json" bin/ahvfs sync --repo "$src" "${sp[@]}" --to "$work/dst" "${peer_d[@]}" --json)
+t_local=$(secs_to "$work/local.json" bin/ahvfs sync --repo "$src" "${sp[@]}" --to "$work/dst" "${peer_d[@]}" --json)
 cold
-t_again=$(secs "$work/again.json" bin/ahvfs sync --repo "$src" "${sp[@]}" --to "$work/dst" "${peer_d[@]}" --json)
+t_again=$(secs_to "$work/again.json" bin/ahvfs sync --repo "$src" "${sp[@]}" --to "$work/dst" "${peer_d[@]}" --json)
 
 # 2. ahvfs sync over mutual TLS on loopback to `ahvfs serve`.
 tls=$work/tls
@@ -96,17 +85,15 @@ openssl req -x509 -new -key "$tls/ca.key" -subj /CN=ahvfs-bench-ca -days 2 -out 
 cert srv /CN=127.0.0.1 $'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth'
 cert cli /CN=ahvfs-bench-client 'extendedKeyUsage=clientAuth'
 bin/ahvfs init --repo "$work/dst2" --copy-params-from "$src" "${enc[@]}" "${dp[@]}" "${peer_s[@]}" > /dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 bin/ahvfs serve --repo "$work/dst2" "${dp[@]}" --listen "127.0.0.1:$port" --tls-cert "$tls/srv.pem" --tls-key "$tls/srv.key" \
   --client-ca "$tls/ca.pem" > "$work/serve.log" 2>&1 &
 srvpid=$!
-up=
-for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2> /dev/null && { up=1; break; }; sleep 0.1; done
-if [ -z "$up" ]; then
+if ! wait_port "$port"; then
   echo "sync.sh: ahvfs serve did not listen on 127.0.0.1:$port:" >&2; cat "$work/serve.log" >&2; exit 1
 fi
 cold
-t_tls=$(secs "$work/tls.json" bin/ahvfs sync --repo "$src" "${sp[@]}" --to "https://127.0.0.1:$port" \
+t_tls=$(secs_to "$work/tls.json" bin/ahvfs sync --repo "$src" "${sp[@]}" --to "https://127.0.0.1:$port" \
   --tls-cert "$tls/cli.pem" --tls-key "$tls/cli.key" --ca-cert "$tls/ca.pem" --json)
 kill "$srvpid"; wait "$srvpid" 2> /dev/null || true; srvpid=
 
@@ -117,19 +104,19 @@ done
 
 # 3. rsync -a of the source repository's directory to an empty one.
 cold
-t_rsync=$(secs /dev/null rsync -a "$src/" "$work/rsync/")
+t_rsync=$(secs rsync -a "$src/" "$work/rsync/")
 rsync_bytes=$(du_b "$work/rsync")
 t_rsync_fsync=
 if [[ $(rsync --help 2>&1) == *--fsync* ]]; then # (not grep -q: with pipefail, rsync's SIGPIPE fails the test)
   cold
-  t_rsync_fsync=$(secs /dev/null rsync -a --fsync "$src/" "$work/rsync-fsync/")
+  t_rsync_fsync=$(secs rsync -a --fsync "$src/" "$work/rsync-fsync/")
 fi
 
 # 3b. The floor of a durable copy on this disk: dd writing as many bytes
 # as the DR copy holds (packs and parity) and fsyncing them.
 dst_bytes=$(du_b "$work/dst")
 cold
-t_floor=$(secs /dev/null dd if=/dev/zero of="$work/floor" bs=4M count=$(( (dst_bytes + (4<<20) - 1) / (4<<20) )) conv=fsync status=none)
+t_floor=$(secs dd if=/dev/zero of="$work/floor" bs=4M count=$(( (dst_bytes + (4<<20) - 1) / (4<<20) )) conv=fsync status=none)
 rm -f "$work/floor"
 
 # 4. restic copy of the same image between two restic repositories.
@@ -137,7 +124,7 @@ restic init -q -r "$work/restic-a"
 restic -q -r "$work/restic-a" backup "$img" > /dev/null
 restic init -q -r "$work/restic-b" --from-repo "$work/restic-a" --copy-chunker-params > /dev/null
 cold
-t_restic=$(secs /dev/null restic -q -r "$work/restic-b" copy --from-repo "$work/restic-a")
+t_restic=$(secs restic -q -r "$work/restic-b" copy --from-repo "$work/restic-a")
 restic_bytes=$(du_b "$work/restic-b/data")
 
 b_local=$(jq -r .bytes_sent "$work/local.json") s_local=$(jq -r .seconds "$work/local.json")

@@ -1,0 +1,50 @@
+# Shared helpers of the benchmark scripts (sourced; the caller sets $work,
+# a scratch directory, before timing anything).
+
+# secs CMD...: wall seconds of CMD, its stdout discarded; its peak RSS
+# (KiB) is left in $work/rss.
+secs() {
+  /usr/bin/time -f "%e %M" -o "$work/time" "$@" > /dev/null
+  local s rss
+  read -r s rss < "$work/time"
+  echo "$rss" > "$work/rss"
+  echo "$s"
+}
+
+# secs_to OUT CMD...: secs, CMD's stdout into OUT.
+secs_to() {
+  /usr/bin/time -f "%e %M" -o "$work/time" "${@:2}" > "$1"
+  local s rss
+  read -r s rss < "$work/time"
+  echo "$rss" > "$work/rss"
+  echo "$s"
+}
+
+# mbps BYTES SECONDS: decimal megabytes per second, rounded.
+mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
+
+# du_b DIR: bytes under DIR.
+du_b() { du -sb "$1" | cut -f1; }
+
+# best N...: the smallest.
+best() { printf '%s\n' "$@" | sort -n | head -1; }
+
+# cold: dirty pages written back, and the page cache dropped when root.
+cold() {
+  sync
+  if [ "$(id -u)" = 0 ]; then echo 3 > /proc/sys/vm/drop_caches; fi
+}
+
+# free_port: a TCP port free on 127.0.0.1 now.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# wait_port PORT: until something listens on 127.0.0.1:PORT (10 s at most;
+# 1 when nothing does).
+wait_port() {
+  local _
+  for _ in $(seq 100); do
+    (echo > "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
