@@ -233,9 +233,15 @@ func (jb *Job) Close(ctx context.Context) error {
 	}
 	jb.mu.Unlock()
 	sortForTeardown(objs)
+	vmLeft := false
 	for _, o := range objs {
+		if holdsFor(o, vmLeft) {
+			errs = append(errs, fmt.Errorf("%s: kept in the journal while the job's VM remains", o))
+			continue
+		}
 		jb.log.Info("removing what the job created", "object", o.String())
 		if err := jb.Release(cctx, o); err != nil {
+			vmLeft = vmLeft || o.Kind == KindVM
 			errs = append(errs, err)
 		}
 	}

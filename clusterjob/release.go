@@ -274,18 +274,19 @@ func releaseExternalRepository(ctx context.Context, cl nutanix.Cluster, o Object
 	if !ok {
 		return unresolved, fmt.Errorf("%s: this client cannot manage external repositories", o)
 	}
+	// Only what the cluster lists is deleted (and reported deleted).
 	ids := map[string]bool{}
-	if o.ID != "" {
-		ids[o.ID] = true
-	}
 	repos, err := ir.ListExternalRepositories(ctx, o.Name)
 	if err != nil {
 		return unresolved, fmt.Errorf("find %s: %w", o, err)
 	}
 	for _, r := range repos {
-		if r.Name == o.Name {
+		if r.Name == o.Name || (o.ID != "" && r.ID == o.ID) {
 			ids[r.ID] = true
 		}
+	}
+	if len(ids) == 0 {
+		return absent, nil
 	}
 	vms, err := cl.ListVMs(ctx)
 	if err != nil {
@@ -306,4 +307,11 @@ func releaseExternalRepository(ctx context.Context, cl nutanix.Cluster, o Object
 		res = deleted
 	}
 	return res, nil
+}
+
+// holdsFor reports whether o must stay in the journal because a VM of
+// the same job could not be removed: that VM may read from o (an
+// external repository), and o goes with it on a later sweep.
+func holdsFor(o Object, vmLeft bool) bool {
+	return vmLeft && o.Kind == KindExternalRepository
 }

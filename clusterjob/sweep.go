@@ -144,6 +144,7 @@ func sweepJob(ctx context.Context, d *jobDir, clusters Clusters, protected map[s
 	}
 	info := d.info()
 	sortForTeardown(objs)
+	vmLeft := false
 	for _, o := range objs {
 		if ctx.Err() != nil {
 			errs = append(errs, ctx.Err())
@@ -153,14 +154,21 @@ func sweepJob(ctx context.Context, d *jobDir, clusters Clusters, protected map[s
 		if info.Job != "" {
 			what += " (left by " + info.Job + " job " + d.id + ")"
 		}
+		if holdsFor(o, vmLeft) {
+			rep.Unresolved = append(rep.Unresolved, what+": kept while the job's VM remains")
+			errs = append(errs, fmt.Errorf("%s: kept while the job's VM remains", o))
+			continue
+		}
 		cl, err := clusters(ctx, o.API)
 		if err != nil {
+			vmLeft = vmLeft || o.Kind == KindVM
 			rep.Unresolved = append(rep.Unresolved, fmt.Sprintf("%s: %v", what, err))
 			errs = append(errs, fmt.Errorf("%s: %w", o, err))
 			continue
 		}
 		res, err := release(ctx, cl, o, protected)
 		if err != nil {
+			vmLeft = vmLeft || o.Kind == KindVM
 			rep.Unresolved = append(rep.Unresolved, fmt.Sprintf("%s: %v", what, err))
 			errs = append(errs, err)
 			logger.Warn("cleanup: could not remove", "object", what, "err", err)

@@ -179,6 +179,12 @@ func (c *Client) probeV4(ctx context.Context, rep *ProbeReport) (*v4Backend, err
 	var missing []string
 	for _, ns := range v4Namespaces {
 		rev, refused, err := c.probeV4Namespace(ctx, rep, ns.name, ns.probe)
+		if err != nil && !ns.required && !fatalProbeErr(ctx, err) {
+			// An optional namespace that gives no answer is taken as
+			// not served: the jobs that need it say so when they run.
+			rep.Notes = append(rep.Notes, fmt.Sprintf("v4 %s gave no answer, taken as not served: %v", ns.name, err))
+			rev, refused, err = "", nil, nil
+		}
 		if err != nil {
 			return nil, err
 		}

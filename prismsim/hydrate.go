@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	nfsc "github.com/willscott/go-nfs-client/nfs"
@@ -27,8 +28,9 @@ import (
 // Simplifications: the export is mounted with MOUNT asked on the NFS port
 // (ahvfs nfs-serve answers it there; a cluster asks the portmapper); other
 // readers of a hydrating disk's file (snapshots, clones) see the blocks
-// hydrated so far; a simulator restarted with disks still hydrating
-// reports them FAILED.
+// hydrated so far; a simulator restarted with disks still on an export
+// reports them FAILED, and a disk whose hydration FAILED fails the
+// guest's reads and writes.
 
 // hydrateBlock is the unit of hydration and of guest-write fills.
 const hydrateBlock = 1 << 20
@@ -124,14 +126,16 @@ type hydrator struct {
 	src    *nfsSource
 	cancel context.CancelFunc
 
-	mu        sync.Mutex // guards have, remaining and writes to file
-	have      []bool     // per hydrateBlock: local
-	remaining int64
+	mu        sync.Mutex   // guards have and writes to file
+	have      []bool       // per hydrateBlock: local
+	remaining atomic.Int64 // bytes not local yet (read without mu)
 }
 
 func newHydrator(s *Sim, d *vmDisk, src *nfsSource) *hydrator {
 	n := (d.Size + hydrateBlock - 1) / hydrateBlock
-	return &hydrator{s: s, disk: d, file: s.abs(d.File), size: d.Size, src: src, have: make([]bool, n), remaining: d.Size}
+	h := &hydrator{s: s, disk: d, file: s.abs(d.File), size: d.Size, src: src, have: make([]bool, n)}
+	h.remaining.Store(d.Size)
+	return h
 }
 
 func (h *hydrator) blockRange(i int64) (int64, int64) {
@@ -139,24 +143,41 @@ func (h *hydrator) blockRange(i int64) (int64, int64) {
 	return off, min(hydrateBlock, h.size-off)
 }
 
-// fillLocked makes block i local, from the export. The caller holds h.mu.
-func (h *hydrator) fillLocked(f *os.File, i int64) error {
+// fetch reads block i from the export.
+func (h *hydrator) fetch(i int64) ([]byte, error) {
+	off, n := h.blockRange(i)
+	buf := make([]byte, n)
+	_, err := h.src.ReadAt(buf, off)
+	return buf, err
+}
+
+// storeLocked makes block i local with its bytes from the export, unless
+// it already is. The caller holds h.mu.
+func (h *hydrator) storeLocked(f *os.File, i int64, buf []byte) error {
 	if h.have[i] {
 		return nil
 	}
-	off, n := h.blockRange(i)
-	buf := make([]byte, n)
-	if _, err := h.src.ReadAt(buf, off); err != nil {
-		return err
-	}
 	if !allZero(buf) { // the disk file starts sparse
+		off, _ := h.blockRange(i)
 		if _, err := f.WriteAt(buf, off); err != nil {
 			return err
 		}
 	}
 	h.have[i] = true
-	h.remaining -= n
+	h.remaining.Add(-int64(len(buf)))
 	return nil
+}
+
+// fillLocked makes block i local, from the export. The caller holds h.mu.
+func (h *hydrator) fillLocked(f *os.File, i int64) error {
+	if h.have[i] {
+		return nil
+	}
+	buf, err := h.fetch(i)
+	if err != nil {
+		return err
+	}
+	return h.storeLocked(f, i, buf)
 }
 
 // run copies every block not yet local, paced at rate bytes per second
@@ -184,15 +205,25 @@ func (h *hydrator) run(ctx context.Context, rate int64) {
 			h.src.Close()
 			return
 		}
+		// The export is read without h.mu: a guest write meanwhile
+		// completes the block itself, and then this copy is dropped.
 		h.mu.Lock()
 		was := h.have[i]
-		err := h.fillLocked(f, i)
 		h.mu.Unlock()
+		if was {
+			continue
+		}
+		buf, err := h.fetch(i)
+		if err == nil {
+			h.mu.Lock()
+			err = h.storeLocked(f, i, buf)
+			h.mu.Unlock()
+		}
 		if err != nil {
 			h.finish(ctx, fmt.Errorf("hydrate block %d: %w", i, err))
 			return
 		}
-		if was || rate <= 0 {
+		if rate <= 0 {
 			continue
 		}
 		_, n := h.blockRange(i)
@@ -228,9 +259,7 @@ func (h *hydrator) finish(ctx context.Context, err error) {
 	if err != nil {
 		s.logf("hydrate disk %s: %v", h.disk.UUID, err)
 		h.disk.External.Status, h.disk.External.Err = "FAILED", err.Error()
-		h.mu.Lock()
-		h.disk.External.Remaining = h.remaining
-		h.mu.Unlock()
+		h.disk.External.Remaining = h.remaining.Load()
 	} else {
 		h.disk.External = nil
 	}
@@ -278,9 +307,7 @@ func (s *Sim) hydrationLocked(d *vmDisk) (status string, remaining int64, ok boo
 	}
 	status, remaining = d.External.Status, d.External.Remaining
 	if h := s.hydrators[d.UUID]; h != nil {
-		h.mu.Lock()
-		remaining = h.remaining
-		h.mu.Unlock()
+		remaining = h.remaining.Load()
 	}
 	return status, remaining, true
 }
@@ -314,7 +341,13 @@ func (s *Sim) diskForGuest(nameOrUUID string, n int, verb string, off int64, len
 	if off < 0 || off+int64(length) > d.Size {
 		return nil, "", fmt.Errorf("prismsim: %s %d bytes at %d: disk %d holds %d", verb, length, off, n, d.Size)
 	}
-	return s.hydrators[d.UUID], s.abs(d.File), nil
+	h := s.hydrators[d.UUID]
+	if h == nil && d.External != nil {
+		// The export is gone from under the disk: an I/O error in the
+		// guest, never the zeros of blocks not hydrated.
+		return nil, "", fmt.Errorf("prismsim: %s disk %d of %s: its external source failed (%s)", verb, n, v.Name, d.External.Err)
+	}
+	return h, s.abs(d.File), nil
 }
 
 // WriteDisk writes p at off into disk n (position in the VM's disk list)
@@ -373,11 +406,11 @@ func (s *Sim) ReadDisk(nameOrUUID string, n int, off int64, p []byte) error {
 }
 
 // failOrphanHydrations marks FAILED the disks a previous run of the
-// simulator was hydrating: their copy died with it.
+// simulator was serving from an export: their hydrator died with it.
 func (s *Sim) failOrphanHydrations() {
 	for _, v := range s.m.VMs {
 		for _, d := range v.Disks {
-			if x := d.External; x != nil && x.Status == "IN_PROGRESS" {
+			if x := d.External; x != nil && x.Status != "FAILED" {
 				x.Status, x.Err = "FAILED", "the simulator restarted during hydration"
 			}
 		}
@@ -436,3 +469,15 @@ func (s *Sim) openExternalDisks(disks []diskSpec) ([]*nfsSource, error) {
 // hydration between two blocks, so that a test can act on a disk that is
 // certainly still hydrating.
 func (s *Sim) PauseHydration(pause bool) { s.hydrationPaused.Store(pause) }
+
+// closeHydrators stops every hydration and closes the exports' files
+// (the simulator is closing). The caller holds s.mu.
+func (s *Sim) closeHydratorsLocked() {
+	for _, h := range s.hydrators {
+		h.cancel()
+		if !h.disk.External.Hydrate {
+			h.src.Close()
+		}
+	}
+	s.hydrators = nil
+}

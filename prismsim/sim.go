@@ -352,6 +352,9 @@ func (s *Sim) Close() error {
 			}
 		}
 		s.cancel()
+		s.mu.Lock()
+		s.closeHydratorsLocked()
+		s.mu.Unlock()
 		s.wg.Wait()
 		if s.tgt != nil {
 			s.closeErr = s.tgt.close()

@@ -421,6 +421,9 @@ func (s *Sim) ResizeDisk(nameOrUUID string, n int, size int64) error {
 		return fmt.Errorf("prismsim: resize disk: VM %s has no disk %d", v.Name, n)
 	}
 	d := v.Disks[n]
+	if d.External != nil {
+		return fmt.Errorf("prismsim: resize disk: disk %d of %s still reads from an external repository", n, v.Name)
+	}
 	if size < d.Size {
 		return fmt.Errorf("prismsim: resize disk: %d bytes is smaller than %d", size, d.Size)
 	}

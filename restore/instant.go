@@ -27,7 +27,6 @@ type ExternalRepositoryResult struct {
 	Name    string `json:"name"`
 	Address string `json:"address"`
 	Export  string `json:"export"`
-	Reused  bool   `json:"reused"`
 }
 
 // instantExport is the export nfs-serve serves: the whole tree.
@@ -62,49 +61,39 @@ func checkInstant(ctx context.Context, cl nutanix.Cluster) error {
 	return nil
 }
 
-// externalDisks finds or registers the external repository of the NFS
-// server and backs every disk of the VM spec by its file there.
+// externalDisks registers an external repository for the NFS server and
+// backs every disk of the VM spec by its file there.
 func (r *run) externalDisks(ctx context.Context) (nutanix.VMSpec, error) {
 	p, o := r.p, r.o
 	host, port, err := splitNFS(o.NFS)
 	if err != nil {
 		return nutanix.VMSpec{}, err
 	}
-	ir := r.cl.(nutanix.InstantRecovery) // checked by the plan
-	repos, err := ir.ListExternalRepositories(ctx, "")
+	// Each restore registers a repository of its own, even for a server
+	// another VM already reads from: a repository belongs to one VM, so
+	// that VM's finish or cancel can remove it without racing a restore
+	// that would be about to use it.
+	spec := nutanix.ExternalRepository{Name: r.jb.Name("nfs", host+"-"+strconv.Itoa(port)), ExportName: instantExport, Host: host, Port: port}
+	o.Logger.Info("restore: registering the external repository", "name", spec.Name, "nfs", spec.Address())
+	created, obj, err := r.jb.CreateExternalRepository(ctx, spec)
 	if err != nil {
 		return nutanix.VMSpec{}, err
 	}
-	var repo *nutanix.ExternalRepository
-	for i, x := range repos {
-		if x.Host == host && x.Port == port && x.ExportName == instantExport {
-			repo = &repos[i]
-			break
-		}
-	}
-	res := &ExternalRepositoryResult{Reused: repo != nil}
-	if repo == nil {
-		spec := nutanix.ExternalRepository{Name: r.jb.Name("nfs", host+"-"+strconv.Itoa(port)), ExportName: instantExport, Host: host, Port: port}
-		o.Logger.Info("restore: registering the external repository", "name", spec.Name, "nfs", spec.Address())
-		created, obj, err := r.jb.CreateExternalRepository(ctx, spec)
-		if err != nil {
-			return nutanix.VMSpec{}, err
-		}
-		repo = &created
-		r.keep = append(r.keep, obj)
-	}
+	repo := &created
+	r.keep = append(r.keep, obj)
+	res := &ExternalRepositoryResult{}
 	res.ID, res.Name, res.Address, res.Export = repo.ID, repo.Name, repo.Address(), repo.ExportName
 	r.res.ExternalRepository = res
-	spec := p.spec
+	vm := p.spec
 	// The VM says which repository it reads from: finish and cancel find
 	// it there after hydration has dropped the disks' data sources.
-	spec.Description += instantMark + repo.Name
-	spec.Disks = append([]nutanix.DiskSpec(nil), p.spec.Disks...)
+	vm.Description += instantMark + repo.Name
+	vm.Disks = append([]nutanix.DiskSpec(nil), p.spec.Disks...)
 	for i, d := range p.disks {
-		spec.Disks[i].SizeBytes = 0 // the file's size
-		spec.Disks[i].External = &nutanix.ExternalDisk{RepositoryID: repo.ID, Path: rptree.DiskPath(p.rp, d.Disk), Hydrate: true}
+		vm.Disks[i].SizeBytes = 0 // the file's size
+		vm.Disks[i].External = &nutanix.ExternalDisk{RepositoryID: repo.ID, Path: rptree.DiskPath(p.rp, d.Disk), Hydrate: true}
 	}
-	return spec, nil
+	return vm, nil
 }
 
 // repositoryPrefix starts the names of the external repositories instant
@@ -150,6 +139,12 @@ type InstantVM struct {
 	Disks      []InstantDisk `json:"disks"`
 }
 
+// hydratedInfo: the API notes leave open whether a hydrated disk drops its
+// hydration info or shows 0 bytes remaining; both mean done.
+func hydratedInfo(h nutanix.Hydration) bool {
+	return h.RemainingBytes == 0 && h.Status != "FAILED" && h.Status != "DISABLED"
+}
+
 func instantOf(v nutanix.VM) (InstantVM, bool) {
 	iv := InstantVM{Name: v.Name, UUID: v.UUID, PowerState: string(v.PowerState), Hydrated: true}
 	external := false
@@ -163,9 +158,12 @@ func instantOf(v nutanix.VM) (InstantVM, bool) {
 			id.Repository, id.Path = d.External.RepositoryID, d.External.Path
 			id.Status = "IN_PROGRESS"
 		}
-		if h := d.Hydration; h != nil {
+		if h := d.Hydration; h != nil && !hydratedInfo(*h) {
 			external = true
 			id.Status, id.Remaining = h.Status, h.RemainingBytes
+		} else if h != nil && d.External != nil {
+			// Hydrated, though the cluster still shows the source.
+			id.Status = "HYDRATED"
 		}
 		iv.Hydrated = iv.Hydrated && id.Status == "HYDRATED"
 		iv.Disks = append(iv.Disks, id)
@@ -239,7 +237,7 @@ func Finish(ctx context.Context, cl nutanix.Cluster, name string, poll time.Dura
 		iv, _ := instantOf(v)
 		for _, d := range iv.Disks {
 			if d.Status == "FAILED" || d.Status == "DISABLED" {
-				return nil, fmt.Errorf("finish %s: disk %s: hydration %s with %d bytes left: it will not end by waiting (enable hydration in Prism, or cancel)",
+				return nil, fmt.Errorf("finish %s: disk %s: hydration %s with %d bytes left: it will not end by waiting (have the cluster hydrate the disk again, or cancel)",
 					name, d.Address, d.Status, d.Remaining)
 			}
 		}
@@ -272,8 +270,8 @@ func Cancel(ctx context.Context, cl nutanix.Cluster, name string) (*FinishResult
 		return nil, fmt.Errorf("cancel %s: %w", name, err)
 	}
 	iv, external := instantOf(v)
-	if !external {
-		return nil, fmt.Errorf("cancel %s: the VM reads from no external repository (hydrated, or not an instant restore): not deleted", name)
+	if !external || !strings.Contains(v.Description, instantMark) {
+		return nil, fmt.Errorf("cancel %s: not an ahvfs instant restore still reading from its external repository (hydrated, or made otherwise): not deleted", name)
 	}
 	repos := repositoriesOf(v)
 	if v.PowerState == nutanix.PowerOn {
@@ -310,7 +308,7 @@ func removeUnusedRepositories(ctx context.Context, cl nutanix.Cluster, ids map[s
 	used := map[string]bool{}
 	for _, v := range vms {
 		for _, d := range v.Disks {
-			if d.External != nil {
+			if d.External != nil && (d.Hydration == nil || !hydratedInfo(*d.Hydration)) {
 				used[d.External.RepositoryID] = true
 			}
 		}

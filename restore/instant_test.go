@@ -55,7 +55,7 @@ func TestInstantRestore(t *testing.T) {
 	}
 	t.Logf("powered on after %v", time.Since(start))
 	x := res.ExternalRepository
-	if !res.PoweredOn || res.DataPath != restore.DataPathInstant || x == nil || x.Reused || x.Address != addr || res.Written != 0 {
+	if !res.PoweredOn || res.DataPath != restore.DataPathInstant || x == nil || x.Address != addr || res.Written != 0 {
 		t.Fatalf("result %+v (repository %+v)", res, x)
 	}
 	st, err := restore.InstantStatus(ctx, c, "")

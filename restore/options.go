@@ -102,6 +102,9 @@ func (o *Options) Validate() error {
 		if _, _, err := splitNFS(o.NFS); err != nil {
 			errs = append(errs, err)
 		}
+		if o.Overwrite {
+			errs = append(errs, errors.New("an instant restore cannot overwrite the original: the new VM depends on the NFS server until hydrated"))
+		}
 	default:
 		errs = append(errs, fmt.Errorf("data path %q: want auto, iscsi, rest or instant", o.DataPath))
 	}

@@ -141,12 +141,8 @@ func runRestore(ctx context.Context, env *cliEnv, r *engine.Repository, cl nutan
 	fmt.Fprintf(env.Stdout, "restored %s as VM %s (%s) on %s via %s, %s, in %s\n", res.RestorePoint, res.Name, res.VMUUID, res.Cluster,
 		res.DataPath, state, res.Duration.Round(1e7))
 	if x := res.ExternalRepository; x != nil {
-		how := "registered"
-		if x.Reused {
-			how = "reused"
-		}
-		fmt.Fprintf(env.Stdout, "disks read from nfs://%s%s (external repository %s, %s) and hydrate in the background:\n"+
-			"  ahvfs instant-restore status %s; then finish %s (or cancel %s)\n", x.Address, x.Export, x.Name, how, res.Name, res.Name, res.Name)
+		fmt.Fprintf(env.Stdout, "disks read from nfs://%s%s (external repository %s) and hydrate in the background:\n"+
+			"  ahvfs instant-restore status %s; then finish %s (or cancel %s)\n", x.Address, x.Export, x.Name, res.Name, res.Name, res.Name)
 	}
 	if res.Replaced != "" {
 		fmt.Fprintf(env.Stdout, "replaced the original VM %s\n", res.Replaced)
