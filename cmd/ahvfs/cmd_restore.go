@@ -142,7 +142,9 @@ func runRestore(ctx context.Context, env *cliEnv, r *engine.Repository, cl nutan
 		res.DataPath, state, res.Duration.Round(1e7))
 	if x := res.ExternalRepository; x != nil {
 		fmt.Fprintf(env.Stdout, "disks read from nfs://%s%s (external repository %s) and hydrate in the background:\n"+
-			"  ahvfs instant-restore status %s; then finish %s (or cancel %s)\n", x.Address, x.Export, x.Name, res.Name, res.Name, res.Name)
+			"  ahvfs instant-restore status %s; then finish %s (or cancel %s)\n"+
+			"until finish, keep the NFS server running and do not forget or prune %s: the VM reads from it\n",
+			x.Address, x.Export, x.Name, res.Name, res.Name, res.Name, res.RestorePoint)
 	}
 	if res.Replaced != "" {
 		fmt.Fprintf(env.Stdout, "replaced the original VM %s\n", res.Replaced)
