@@ -239,6 +239,12 @@ func (h *hydrator) run(ctx context.Context, rate int64) {
 		h.finish(ctx, err)
 		return
 	}
+	if d := h.s.opts.HydrationSettle; d > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}
 	h.finish(ctx, nil)
 }
 

@@ -63,6 +63,10 @@ type Options struct {
 	// an external repository is copied in the background (default 256
 	// MiB/s; negative: unpaced).
 	HydrationRate int64
+	// HydrationSettle is how long a disk whose every block is local still
+	// names its external source, showing 0 bytes left, before it drops it
+	// (a cluster finishing up; default 0).
+	HydrationSettle time.Duration
 	// Faults to inject from the start (default none).
 	Faults Faults
 	// Logf receives diagnostic lines (default: discarded).

@@ -244,13 +244,20 @@ func Finish(ctx context.Context, cl nutanix.Cluster, name string, poll time.Dura
 		if iv.Hydrated {
 			res := &FinishResult{VM: iv}
 			res.RemovedRepositories, res.KeptRepositories, err = removeUnusedRepositories(ctx, cl, repos)
-			if err != nil {
+			if err == nil {
+				return res, nil
+			}
+			if !errors.Is(err, nutanix.ErrConflict) {
 				return res, fmt.Errorf("finish %s: the VM is hydrated, but: %w", name, err)
 			}
-			return res, nil
+			// The disks show nothing left to copy, but the cluster has
+			// not let go of the repository yet: wait for it.
 		}
 		select {
 		case <-ctx.Done():
+			if err != nil {
+				return nil, fmt.Errorf("finish %s: the VM is hydrated, but the cluster still refuses to remove its repository: %w (%w)", name, ctx.Err(), err)
+			}
 			return nil, fmt.Errorf("finish %s: still hydrating: %w", name, ctx.Err())
 		case <-time.After(poll):
 		}

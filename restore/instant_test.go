@@ -29,7 +29,10 @@ import (
 // was.
 func TestInstantRestore(t *testing.T) {
 	src := []string{enginetest.Ext4Image(t, 16<<20, 3), dataDisk(t, 8<<20, 4)}
-	s := simtest.Start(t, simtest.Options{Options: prismsim.Options{V4Revisions: []string{"v4.0", "v4.1", "v4.2"}}})
+	// The cluster keeps the source for a while after the last block
+	// (0 bytes left): finish must wait for it, not fail on the refusal.
+	s := simtest.Start(t, simtest.Options{Options: prismsim.Options{V4Revisions: []string{"v4.0", "v4.1", "v4.2"},
+		HydrationSettle: 500 * time.Millisecond}})
 	c := connect(t, s, nutanix.APIV4)
 	repo, rp := importVM(t, "web01", simConfig(t, c, "9d1c0e8e-0000-4000-8000-00000000beef", 16<<20, 8<<20), src...)
 	tree, err := rptree.New(repo, rptree.Options{})
