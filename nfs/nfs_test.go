@@ -3,6 +3,9 @@ package nfs_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"sort"
+	"syscall"
 
 	"fmt"
 	"io"
@@ -114,6 +117,7 @@ func TestGoClient(t *testing.T) {
 			names = append(names, e.Name())
 		}
 	}
+	sort.Strings(names) // the client keeps entries in a map
 	if want := []string{rptree.VMDirName("db/01"), "web01"}; fmt.Sprint(names) != fmt.Sprint(want) {
 		t.Fatalf("root lists %q, want %q", names, want)
 	}
@@ -233,6 +237,28 @@ func TestLibnfs(t *testing.T) {
 	}
 }
 
+// listenPortmap binds TCP and UDP 127.0.0.1:111. While another test run
+// on this machine holds them (this test, a few seconds), it waits, up to
+// two minutes; a system rpcbind holds them for good and fails it.
+func listenPortmap() (net.Listener, net.PacketConn, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		tcp, err := net.Listen("tcp", "127.0.0.1:111")
+		if err == nil {
+			udp, uerr := net.ListenPacket("udp", "127.0.0.1:111")
+			if uerr == nil {
+				return tcp, udp, nil
+			}
+			tcp.Close()
+			err = uerr
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return nil, nil, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // TestStandardPorts: with the portmapper on port 111, clients given only
 // the host find MOUNT and NFS: libnfs's nfs-cat and nfs-ls (which list
 // the exports with MOUNT EXPORT first) and qemu-img's nfs:// driver read
@@ -240,13 +266,8 @@ func TestLibnfs(t *testing.T) {
 func TestStandardPorts(t *testing.T) {
 	testenv.Root(t)
 	testenv.Commands(t, "nfs-cat", "nfs-ls", "qemu-img")
-	tcp, err := net.Listen("tcp", "127.0.0.1:111")
+	tcp, udp, err := listenPortmap()
 	testenv.RequireOrSkip(t, err == nil, fmt.Sprintf("port 111 (the portmapper's) is taken: %v", err))
-	udp, err := net.ListenPacket("udp", "127.0.0.1:111")
-	if err != nil {
-		tcp.Close()
-		testenv.RequireOrSkip(t, false, fmt.Sprintf("UDP port 111 is taken: %v", err))
-	}
 	f := newFixture(t, nfs.Options{})
 	_, port, _ := net.SplitHostPort(f.addr)
 	var nfsPort int
