@@ -363,8 +363,8 @@ func (vg v2VolumeGroup) attached(iqn string) bool {
 // the change carries the logical_timestamp read. A 409 means the group
 // changed meanwhile (another client, or an attempt of ours the server
 // applied but whose reply was lost and retried): the next round reads it
-// again.
-func (b *v3Backend) v2AttachOp(ctx context.Context, vgUUID, iqn string, attach bool) error {
+// again. It returns the group as last read (before the change).
+func (b *v3Backend) v2AttachOp(ctx context.Context, vgUUID, iqn string, attach bool) (v2VolumeGroup, error) {
 	verb, operation := "close", "DETACH"
 	if attach {
 		verb, operation = "open", "ATTACH"
@@ -373,10 +373,10 @@ func (b *v3Backend) v2AttachOp(ctx context.Context, vgUUID, iqn string, attach b
 	for round := 1; ; round++ {
 		vg, err := b.v2GetVG(ctx, vgUUID)
 		if err != nil {
-			return fmt.Errorf("%s: %w", op, err)
+			return vg, fmt.Errorf("%s: %w", op, err)
 		}
 		if vg.attached(iqn) == attach {
-			return nil
+			return vg, nil
 		}
 		body := map[string]any{"uuid": vgUUID, "operation": operation, "iscsi_client": map[string]any{"client_address": iqn}}
 		if vg.LogicalTS > 0 {
@@ -389,14 +389,14 @@ func (b *v3Backend) v2AttachOp(ctx context.Context, vgUUID, iqn string, attach b
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", op, err)
+			return vg, fmt.Errorf("%s: %w", op, err)
 		}
 		if tid, _ := resp["task_uuid"].(string); tid != "" {
 			if _, err := b.v2Wait(ctx, tid); err != nil {
-				return fmt.Errorf("%s: %w", op, err)
+				return vg, fmt.Errorf("%s: %w", op, err)
 			}
 		}
-		return nil
+		return vg, nil
 	}
 }
 
@@ -404,10 +404,7 @@ func (b *v3Backend) AttachISCSIClient(ctx context.Context, vgUUID, iqn string) (
 	if err := b.needV2("attach iSCSI client"); err != nil {
 		return ISCSITarget{}, err
 	}
-	if err := b.v2AttachOp(ctx, vgUUID, iqn, true); err != nil {
-		return ISCSITarget{}, err
-	}
-	vg, err := b.v2GetVG(ctx, vgUUID)
+	vg, err := b.v2AttachOp(ctx, vgUUID, iqn, true) // its iscsi_target does not change with the attach
 	if err != nil {
 		return ISCSITarget{}, err
 	}
@@ -425,7 +422,7 @@ func (b *v3Backend) DetachISCSIClient(ctx context.Context, vgUUID, iqn string) e
 	if err := b.needV2("detach iSCSI client"); err != nil {
 		return err
 	}
-	err := b.v2AttachOp(ctx, vgUUID, iqn, false)
+	_, err := b.v2AttachOp(ctx, vgUUID, iqn, false)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}

@@ -20,11 +20,19 @@ import (
 	"github.com/ahvfs/ahvfs/prismsim/simtest"
 )
 
-// startNFSServe runs "ahvfs nfs-serve" on a private loopback port (no
-// portmapper) as a process until the test ends, and returns its address.
-func startNFSServe(t *testing.T, repo string) string {
+// nfsServeReport is what "ahvfs nfs-serve --json" prints when it listens.
+type nfsServeReport struct {
+	Listen  string   `json:"listen"`
+	Portmap string   `json:"portmap"`
+	Allow   []string `json:"allow"`
+}
+
+// startNFSServeProcess starts "ahvfs nfs-serve --repo repo --json args..." as a
+// process, killed when the test ends, and returns it with its start
+// report.
+func startNFSServeProcess(t *testing.T, repo string, args ...string) (*exec.Cmd, nfsServeReport, *strings.Builder) {
 	t.Helper()
-	cmd := exec.Command(ahvfsBin, "nfs-serve", "--repo", repo, "--listen", "127.0.0.1:0", "--portmap", "off", "--json")
+	cmd := exec.Command(ahvfsBin, append([]string{"nfs-serve", "--repo", repo, "--json"}, args...)...)
 	stdout, _ := cmd.StdoutPipe()
 	stderr := &strings.Builder{}
 	cmd.Stderr = stderr
@@ -36,13 +44,19 @@ func startNFSServe(t *testing.T, repo string) string {
 		cmd.Wait()
 	})
 	dec := json.NewDecoder(stdout)
-	var started struct {
-		Listen string `json:"listen"`
-	}
+	var started nfsServeReport
 	if err := dec.Decode(&started); err != nil || started.Listen == "" {
 		t.Fatalf("nfs-serve start report: %v; stderr %s", err, stderr)
 	}
 	go io.Copy(io.Discard, io.MultiReader(dec.Buffered(), stdout))
+	return cmd, started, stderr
+}
+
+// startNFSServe serves repo on a private loopback port (no portmapper)
+// until the test ends, and returns the address.
+func startNFSServe(t *testing.T, repo string) string {
+	t.Helper()
+	_, started, _ := startNFSServeProcess(t, repo, "--listen", "127.0.0.1:0", "--portmap", "off")
 	return started.Listen
 }
 

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -24,30 +22,10 @@ import (
 func TestNFSServeCommand(t *testing.T) {
 	testenv.Commands(t, "nfs-cat")
 	repo, src := guestRepoDir(t)
-	cmd := exec.Command(ahvfsBin, "nfs-serve", "--repo", repo, "--listen", "127.0.0.1:0", "--portmap", "127.0.0.1:0", "--json")
-	stdout, _ := cmd.StdoutPipe()
-	stderr := &strings.Builder{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	cmd, started, stderr := startNFSServeProcess(t, repo, "--listen", "127.0.0.1:0", "--portmap", "127.0.0.1:0")
+	if !strings.HasPrefix(started.Portmap, "127.0.0.1:") {
+		t.Fatalf("start report: portmap %q", started.Portmap)
 	}
-	exited := false
-	t.Cleanup(func() {
-		if !exited {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	dec := json.NewDecoder(stdout)
-	var started struct {
-		Listen  string   `json:"listen"`
-		Portmap string   `json:"portmap"`
-		Allow   []string `json:"allow"`
-	}
-	if err := dec.Decode(&started); err != nil || started.Listen == "" || !strings.HasPrefix(started.Portmap, "127.0.0.1:") {
-		t.Fatalf("start report: %v; stderr %s", err, stderr)
-	}
-	go io.Copy(io.Discard, io.MultiReader(dec.Buffered(), stdout))
 	if fmt.Sprint(started.Allow) != "[127.0.0.0/8 ::1/128]" {
 		t.Errorf("default clients %v, want loopback only", started.Allow)
 	}
@@ -77,9 +55,7 @@ func TestNFSServeCommand(t *testing.T) {
 		t.Fatalf("disk over NFS (%d bytes) differs from ahvfs cat (%d bytes, exit %d: %s)", len(disk), len(out), code, errs)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
-	err := cmd.Wait()
-	exited = true
-	if err != nil {
+	if err := cmd.Wait(); err != nil {
 		t.Fatalf("after SIGTERM: %v; stderr %s", err, stderr)
 	}
 }
