@@ -27,6 +27,7 @@ const (
 	exitPassword    = 5
 	exitCluster     = 6
 	exitSomeFailed  = 7
+	exitNotBooted   = 8
 	exitInterrupted = 130
 )
 
@@ -43,6 +44,7 @@ var exitCodeTable = []struct {
 	{exitPassword, "wrong or missing repository password (--repo-password-file, AHVFS_REPO_PASSWORD_FILE)"},
 	{exitCluster, "the cluster (or another remote endpoint) cannot be reached, its TLS certificate is not trusted, or it refused the credentials"},
 	{exitSomeFailed, "a job over several VMs finished, but some VMs failed (the report lists which)"},
+	{exitNotBooted, "verify-boot ran, and the restore point did not boot (the report shows why and the console)"},
 	{exitInterrupted, "interrupted by SIGINT or SIGTERM (a second signal exits at once)"},
 }
 
@@ -71,6 +73,14 @@ type someFailedError struct{ n, total int }
 func someFailed(n, total int) error { return &someFailedError{n: n, total: total} }
 
 func (e *someFailedError) Error() string { return fmt.Sprintf("%d of %d VMs failed", e.n, e.total) }
+
+// notBootedError is what verify-boot returns when the check ran and the
+// guest did not come up: exit code 8.
+type notBootedError struct{ rp, reason string }
+
+func (e *notBootedError) Error() string {
+	return fmt.Sprintf("restore point %s did not boot: %s", e.rp, e.reason)
+}
 
 // interruptedError is the cause of the root context's cancellation when
 // a signal arrives; main reports a command's error under it.
@@ -113,6 +123,7 @@ func exitCodeOf(err error) int {
 	var (
 		intr *interruptedError
 		some *someFailedError
+		nb   *notBootedError
 		ue   usageError
 		ec   cli.ExitCoder
 	)
@@ -123,6 +134,8 @@ func exitCodeOf(err error) int {
 		return exitInterrupted
 	case errors.As(err, &some):
 		return exitSomeFailed
+	case errors.As(err, &nb):
+		return exitNotBooted
 	case errors.As(err, &ue) || errors.Is(err, engine.ErrInvalid) || isCLIUsage(err):
 		return exitUsage
 	case errors.Is(err, engine.ErrNotRepository):

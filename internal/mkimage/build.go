@@ -39,6 +39,9 @@ type Partition struct {
 	Label string // filesystem label (optional)
 	// Image, for Raw, is a file whose bytes fill the partition.
 	Image string
+	// Bootable marks the partition active in an MBR table (the flag a
+	// BIOS boot loader's MBR code looks for).
+	Bootable bool
 }
 
 // Spec describes an image.
@@ -92,7 +95,11 @@ func Build(ctx context.Context, path string, spec Spec) error {
 		if err := makeFS(ctx, f, p); err != nil {
 			return fmt.Errorf("mkimage: partition %d: %w", i, err)
 		}
-		fmt.Fprintf(&script, "start=%d, size=%d, type=%s\n", off/512, p.Size/512, partType(spec.Table, p.FS))
+		fmt.Fprintf(&script, "start=%d, size=%d, type=%s", off/512, p.Size/512, partType(spec.Table, p.FS))
+		if p.Bootable && spec.Table == MBR {
+			script.WriteString(", bootable")
+		}
+		script.WriteString("\n")
 		parts = append(parts, placed{f, off})
 		off += p.Size
 	}

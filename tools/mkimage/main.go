@@ -2,9 +2,13 @@
 //
 //	mkimage --out disk.raw --size 4GiB [--fs ext4] [--table none|gpt|mbr] [--seed N]
 //	mkimage --out disk.raw --table gpt --part fat32:256MiB --part ext4:1GiB --part xfs:1GiB
+//	mkimage --out boot.raw --bootable [--no-kernel] [--kernel /boot/vmlinuz-...]
 //
 // Each partition is filled with a tree of real files (about 70% of its size)
-// copied from this machine; --dir uses a given tree instead.
+// copied from this machine; --dir uses a given tree instead. --bootable writes
+// the small BIOS-bootable Linux disk of the boot tests instead (SYSLINUX, a
+// Debian kernel, a busybox initramfs that prints a login prompt); with
+// --no-kernel its boot loader finds no kernel.
 package main
 
 import (
@@ -33,6 +37,9 @@ func main() {
 	dir := flag.String("dir", "", "copy this tree instead of generating one")
 	fill := flag.Float64("fill", 0, "fraction of each filesystem to fill with real files (default 0.7; 0.6 for XFS and NTFS)")
 	seed := flag.Uint64("seed", 1, "varies which files are picked")
+	bootable := flag.Bool("bootable", false, "write the bootable test disk (SYSLINUX + kernel + busybox initramfs); --size defaults to 64MiB")
+	noKernel := flag.Bool("no-kernel", false, "with --bootable: leave the kernel out, so the disk does not boot")
+	kernel := flag.String("kernel", "", "with --bootable: the kernel to use (default: newest /boot/vmlinuz-*)")
 	var parts partFlags
 	flag.Var(&parts, "part", "FS:SIZE partition (repeatable; with --table gpt|mbr)")
 	flag.Parse()
@@ -42,6 +49,22 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *bootable {
+		spec := mkimage.BootSpec{Kernel: *kernel, NoKernel: *noKernel}
+		if sizeSet(flag.CommandLine, "size") {
+			n, err := humanize.ParseBytes(*size)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "mkimage: --size:", err)
+				os.Exit(2)
+			}
+			spec.Size = int64(n)
+		}
+		if err := mkimage.BuildBootable(ctx, *out, spec); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, *out, *size, *fsType, *table, *dir, *fill, *seed, parts); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -84,4 +107,11 @@ func run(ctx context.Context, out, size, fsType, table, dir string, fill float64
 		spec.Partitions = append(spec.Partitions, mkimage.Partition{FS: fsName, Size: int64(n), Dir: src, Label: fmt.Sprintf("part%d", i)})
 	}
 	return mkimage.Build(ctx, out, spec)
+}
+
+// sizeSet reports whether the flag name was given on the command line.
+func sizeSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -1,0 +1,139 @@
+package bootcheck
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/ahvfs/ahvfs/clusterjob"
+	"github.com/ahvfs/ahvfs/engine"
+)
+
+// Disk is one disk of the machine, as QEMU reads it.
+type Disk struct {
+	// Source is the raw disk: a file (the FUSE mount's disk-N.raw) or a
+	// URL QEMU's block layer opens (nfs://HOST/VM/TIME/disk-N.raw).
+	Source string
+	Bus    string // SCSI, SATA, IDE or PCI, as on AHV
+	Index  int    // the disk's index on its bus
+}
+
+// Machine is what QEMU emulates: the restore point's VM, scaled to a test.
+type Machine struct {
+	Name        string
+	Disks       []Disk // in boot order: the first one boots
+	MemoryBytes int64
+	VCPUs       int
+	Q35         bool // machine type Q35 (default: PC, i440FX)
+	UEFI        bool // UEFI firmware (OVMF) instead of SeaBIOS
+}
+
+// Caps on what a boot check gives the guest: enough to boot, not the
+// production VM's size (TCG runs on the backup host).
+const (
+	maxMemory = 4 << 30
+	maxVCPUs  = 4
+)
+
+// MachineOf is rp's VM as its configuration record describes it: disks on
+// their buses in bus/index order (the first boots), memory and vCPUs capped
+// for a test boot, machine type and firmware. source names where QEMU reads
+// each disk.
+func MachineOf(rp *engine.RestorePoint, source func(d *engine.Disk) string) (Machine, error) {
+	cfg, err := clusterjob.ConfigOf(rp)
+	if err != nil {
+		return Machine{}, err
+	}
+	places, err := clusterjob.PlaceDisks(rp, nil)
+	if err != nil {
+		return Machine{}, err
+	}
+	if len(places) == 0 {
+		return Machine{}, fmt.Errorf("restore point %s holds no disk to boot", rp.Name())
+	}
+	m := Machine{
+		Name:        cfg.Name,
+		MemoryBytes: min(cfg.MemoryBytes, maxMemory),
+		VCPUs:       max(1, min(cfg.TotalVCPUs(), maxVCPUs, runtime.NumCPU())),
+		Q35:         cfg.MachineType == "Q35",
+		UEFI:        cfg.BootType == "UEFI" || cfg.BootType == "SECURE_BOOT",
+	}
+	for _, p := range places {
+		m.Disks = append(m.Disks, Disk{Source: source(p.Disk), Bus: p.Bus, Index: p.Index})
+	}
+	return m, nil
+}
+
+// args is QEMU's command line for m with overlays[i] in front of disk i,
+// the serial port on stdio, QMP on qmpSock and no network.
+func (m Machine) args(overlays []string, qmpSock string, kvm bool) ([]string, error) {
+	machine := "pc"
+	if m.Q35 {
+		machine = "q35"
+	}
+	accel := "tcg"
+	if kvm {
+		accel = "kvm"
+	}
+	a := []string{
+		"-name", "ahvfs-verify-boot",
+		"-machine", machine + ",accel=" + accel,
+		"-m", fmt.Sprintf("%dM", max(m.MemoryBytes>>20, 256)),
+		"-smp", fmt.Sprint(max(m.VCPUs, 1)),
+		"-nodefaults", "-no-user-config", "-no-reboot",
+		"-display", "none", "-vga", "std",
+		"-nic", "none",
+		"-chardev", "stdio,id=ser0,signal=off", "-serial", "chardev:ser0",
+		"-monitor", "none",
+		"-qmp", "unix:" + qmpSock + ",server=on,wait=off",
+	}
+	if m.UEFI {
+		return nil, fmt.Errorf("the VM boots with UEFI: verify-boot starts legacy-BIOS VMs only so far (SeaBIOS)")
+	}
+	ctrl := map[string]bool{}
+	for i, d := range m.Disks {
+		id := fmt.Sprintf("disk%d", i)
+		a = append(a, "-drive", fmt.Sprintf("file=%s,format=qcow2,if=none,id=%s,cache=unsafe", overlays[i], id))
+		boot := ""
+		if i == 0 {
+			boot = ",bootindex=0"
+		}
+		switch d.Bus {
+		case "SCSI":
+			if !ctrl["scsi"] {
+				a = append(a, "-device", "virtio-scsi-pci,id=scsi0")
+				ctrl["scsi"] = true
+			}
+			a = append(a, "-device", fmt.Sprintf("scsi-hd,bus=scsi0.0,scsi-id=%d,drive=%s%s", d.Index%256, id, boot))
+		case "SATA":
+			if !ctrl["sata"] {
+				a = append(a, "-device", "ahci,id=ahci0")
+				ctrl["sata"] = true
+			}
+			if d.Index > 5 {
+				return nil, fmt.Errorf("SATA disk index %d: QEMU's AHCI controller has ports 0 to 5", d.Index)
+			}
+			a = append(a, "-device", fmt.Sprintf("ide-hd,bus=ahci0.%d,drive=%s%s", d.Index, id, boot))
+		case "IDE":
+			if m.Q35 || d.Index > 3 {
+				return nil, fmt.Errorf("IDE disk index %d does not fit QEMU's PC IDE buses (0 to 3, machine type PC)", d.Index)
+			}
+			a = append(a, "-device", fmt.Sprintf("ide-hd,bus=ide.%d,unit=%d,drive=%s%s", d.Index/2, d.Index%2, id, boot))
+		case "PCI":
+			a = append(a, "-device", fmt.Sprintf("virtio-blk-pci,drive=%s%s", id, boot))
+		default:
+			return nil, fmt.Errorf("disk %d: bus %q has no QEMU equivalent here", i, d.Bus)
+		}
+	}
+	return a, nil
+}
+
+// kvmUsable reports whether /dev/kvm can be opened for writing.
+func kvmUsable() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}

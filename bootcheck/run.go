@@ -1,0 +1,266 @@
+package bootcheck
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Options tune a boot check.
+type Options struct {
+	// Expect is the console text that proves the boot (default
+	// DefaultExpect, a login prompt).
+	Expect *regexp.Regexp
+	// Timeout bounds the whole boot (default 5 minutes).
+	Timeout time.Duration
+	// Screenshot, when set, is the PNG file the screen is saved to when
+	// the check ends (while QEMU still runs).
+	Screenshot string
+	// TempDir holds the throwaway overlays and the QMP socket (default
+	// os.TempDir()); all of it is removed when the check ends.
+	TempDir string
+	// QEMU and QEMUImg are the binaries (default: qemu-system-x86_64 and
+	// qemu-img from PATH).
+	QEMU, QEMUImg string
+	Logger        *slog.Logger
+}
+
+// Outcomes of a boot check, in Report.Reason.
+const (
+	ReasonMatched     = "matched"      // the console printed Expect
+	ReasonBootFailure = "boot failure" // the console printed a known boot failure
+	ReasonTimeout     = "timeout"      // neither, within Timeout
+	ReasonExited      = "qemu exited"  // the guest reset or powered off (QEMU runs with -no-reboot)
+)
+
+// Report is what a boot check saw.
+type Report struct {
+	Booted  bool    `json:"booted"`
+	Reason  string  `json:"reason"`
+	Matched string  `json:"matched,omitempty"` // the console text that decided it
+	Accel   string  `json:"accel"`             // kvm or tcg
+	Seconds float64 `json:"seconds"`
+	// Console is the serial console's text (the last 256 KiB).
+	Console    string `json:"console"`
+	Screenshot string `json:"screenshot,omitempty"`
+	// ScreenshotError says why no screenshot was saved.
+	ScreenshotError string `json:"screenshot_error,omitempty"`
+	QEMUStderr      string `json:"qemu_stderr,omitempty"`
+}
+
+// Run boots m and reports whether its console printed o.Expect. An error
+// means the check itself could not run (no QEMU, an unreadable disk); a
+// guest that does not boot is a Report with Booted false.
+func Run(ctx context.Context, m Machine, o Options) (*Report, error) {
+	if o.Expect == nil {
+		o.Expect = DefaultExpect
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	qemu, err := lookBinary(o.QEMU, "qemu-system-x86_64")
+	if err != nil {
+		return nil, err
+	}
+	qemuImg, err := lookBinary(o.QEMUImg, "qemu-img")
+	if err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp(o.TempDir, "ahvfs-verify-boot-*")
+	if err != nil {
+		return nil, fmt.Errorf("verify-boot: %w", err)
+	}
+	defer os.RemoveAll(work)
+	overlays, err := makeOverlays(ctx, qemuImg, work, m.Disks)
+	if err != nil {
+		return nil, err
+	}
+	kvm := kvmUsable()
+	sock := filepath.Join(work, "qmp.sock")
+	args, err := m.args(overlays, sock, kvm)
+	if err != nil {
+		return nil, fmt.Errorf("verify-boot: %w", err)
+	}
+	rep := &Report{Accel: "tcg"}
+	if kvm {
+		rep.Accel = "kvm"
+	}
+	o.Logger.Debug("starting QEMU", "args", strings.Join(args, " "))
+	cmd := exec.Command(qemu, args...)
+	// QEMU dies with us, even on SIGKILL: its overlays are throwaway.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("verify-boot: %w", err)
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("verify-boot: start QEMU: %w", err)
+	}
+	con := &console{}
+	fresh := make(chan struct{}, 1)
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		buf := make([]byte, 4096)
+		for {
+			n, err := out.Read(buf)
+			if n > 0 {
+				con.write(buf[:n])
+				select {
+				case fresh <- struct{}{}:
+				default:
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	exited := make(chan error, 1)
+	go func() {
+		<-readDone
+		exited <- cmd.Wait()
+	}()
+	stop := func() {
+		cmd.Process.Kill()
+	}
+	timer := time.NewTimer(o.Timeout)
+	defer timer.Stop()
+	running := true
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			stop()
+			<-exited
+			return nil, fmt.Errorf("verify-boot: %w", ctx.Err())
+		case <-timer.C:
+			rep.Reason = ReasonTimeout
+			break wait
+		case err := <-exited:
+			running = false
+			// The last bytes may have come with the exit.
+			if decide(rep, con.String(), o.Expect) {
+				break wait
+			}
+			rep.Reason = ReasonExited
+			if err != nil {
+				rep.Reason = fmt.Sprintf("%s (%v)", ReasonExited, err)
+			}
+			break wait
+		case <-fresh:
+			if decide(rep, con.String(), o.Expect) {
+				break wait
+			}
+		}
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	if o.Screenshot != "" {
+		switch {
+		case !running:
+			rep.ScreenshotError = "QEMU had exited: there was no screen to save"
+		default:
+			if err := screendump(ctx, sock, o.Screenshot); err != nil {
+				rep.ScreenshotError = err.Error()
+			} else {
+				rep.Screenshot = o.Screenshot
+			}
+		}
+	}
+	if running {
+		stop()
+		<-exited
+	}
+	rep.Console = con.String()
+	rep.QEMUStderr = strings.TrimSpace(stderr.String())
+	if rep.Reason == ReasonExited && !rep.Booted && rep.QEMUStderr != "" && rep.Console == "" {
+		return nil, fmt.Errorf("verify-boot: QEMU failed: %s", rep.QEMUStderr)
+	}
+	return rep, nil
+}
+
+// decide settles the check from the console text: Expect wins, then a
+// known boot failure. It reports whether the check is over. Matched is the
+// console line that decided.
+func decide(rep *Report, text string, expect *regexp.Regexp) bool {
+	if loc := expect.FindStringIndex(text); loc != nil {
+		rep.Booted, rep.Reason, rep.Matched = true, ReasonMatched, lineAt(text, loc)
+		return true
+	}
+	complete := text[:strings.LastIndexByte(text, '\n')+1]
+	loc := bootFailures.FindStringIndex(complete)
+	if loc == nil {
+		loc = bootPrompts.FindStringIndex(text)
+	}
+	if loc != nil {
+		rep.Reason, rep.Matched = ReasonBootFailure, lineAt(text, loc)
+		return true
+	}
+	return false
+}
+
+// lineAt is the line of text holding the match loc, trimmed.
+func lineAt(text string, loc []int) string {
+	start := strings.LastIndexByte(text[:loc[0]], '\n') + 1
+	end, from := len(text), max(loc[0], loc[1]-1)
+	if i := strings.IndexByte(text[from:], '\n'); i >= 0 {
+		end = from + i
+	}
+	return strings.TrimSpace(text[start:end])
+}
+
+// makeOverlays creates one throwaway qcow2 per disk in dir, backed by the
+// disk's source read-only.
+func makeOverlays(ctx context.Context, qemuImg, dir string, disks []Disk) ([]string, error) {
+	var out []string
+	for i, d := range disks {
+		src := d.Source
+		if !strings.Contains(src, "://") {
+			abs, err := filepath.Abs(src)
+			if err != nil {
+				return nil, fmt.Errorf("verify-boot: %w", err)
+			}
+			if _, err := os.Stat(abs); err != nil {
+				return nil, fmt.Errorf("verify-boot: disk %d: %w", i, err)
+			}
+			src = abs
+		}
+		ov := filepath.Join(dir, fmt.Sprintf("overlay-%d.qcow2", i))
+		cmd := exec.CommandContext(ctx, qemuImg, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", src, ov)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("verify-boot: overlay for disk %d (%s): %w: %s", i, d.Source, err, strings.TrimSpace(string(b)))
+		}
+		out = append(out, ov)
+	}
+	return out, nil
+}
+
+// lookBinary is path when set, else name from PATH.
+func lookBinary(path, name string) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return "", fmt.Errorf("verify-boot: %s not found (install Debian's qemu-system-x86 and qemu-utils)", name)
+		}
+		return "", fmt.Errorf("verify-boot: %w", err)
+	}
+	return p, nil
+}

@@ -1,0 +1,154 @@
+package bootcheck
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"image/png"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/ahvfs/ahvfs/internal/mkimage"
+	"github.com/ahvfs/ahvfs/internal/testenv"
+	"github.com/stretchr/testify/require"
+)
+
+// bootImage builds the bootable test disk (noKernel: without its kernel).
+func bootImage(t *testing.T, noKernel bool) string {
+	t.Helper()
+	testenv.Commands(t, "qemu-system-x86_64", "qemu-img")
+	err := mkimage.CheckBootable()
+	testenv.RequireOrSkip(t, err == nil, fmt.Sprint(err))
+	p := filepath.Join(t.TempDir(), "boot.raw")
+	require.NoError(t, mkimage.BuildBootable(context.Background(), p, mkimage.BootSpec{NoKernel: noKernel}))
+	return p
+}
+
+func sum(t *testing.T, path string) [32]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	require.NoError(t, err)
+	return [32]byte(h.Sum(nil))
+}
+
+// TestBootsAndScreenshots boots the test image from a SATA disk and from a
+// virtio-blk disk: the console shows the login prompt, the screenshot is a
+// PNG with something drawn on it, and the disk is not written.
+func TestBootsAndScreenshots(t *testing.T) {
+	img := bootImage(t, false)
+	before := sum(t, img)
+	for _, bus := range []string{"SATA", "PCI"} {
+		t.Run(bus, func(t *testing.T) {
+			shot := filepath.Join(t.TempDir(), "screen.png")
+			m := Machine{Name: "boot", Disks: []Disk{{Source: img, Bus: bus}}, MemoryBytes: 256 << 20, VCPUs: 1}
+			rep, err := Run(context.Background(), m, Options{Screenshot: shot, TempDir: t.TempDir()})
+			require.NoError(t, err)
+			require.True(t, rep.Booted, "reason %s, console:\n%s\nstderr: %s", rep.Reason, rep.Console, rep.QEMUStderr)
+			require.Equal(t, ReasonMatched, rep.Reason)
+			require.Equal(t, "ahvfs-boot login:", rep.Matched)
+			require.Contains(t, rep.Console, "ahvfs boot test image: Linux")
+			require.Equal(t, shot, rep.Screenshot, rep.ScreenshotError)
+			f, err := os.Open(shot)
+			require.NoError(t, err)
+			defer f.Close()
+			pic, err := png.Decode(f)
+			require.NoError(t, err)
+			b := pic.Bounds()
+			require.GreaterOrEqual(t, b.Dx(), 640)
+			colors := map[uint32]int{}
+			for y := b.Min.Y; y < b.Max.Y; y++ {
+				for x := b.Min.X; x < b.Max.X; x++ {
+					r, g, bl, _ := pic.At(x, y).RGBA()
+					colors[r>>8<<16|g>>8<<8|bl>>8]++
+				}
+			}
+			// Text on the console: more than one colour, and the
+			// background holds most of the screen.
+			require.Greater(t, len(colors), 1, "the screenshot is one flat colour")
+		})
+	}
+	require.Equal(t, before, sum(t, img), "the boot check wrote to its disk")
+}
+
+// TestNoKernel boots the image without its kernel: the boot loader's
+// failure ends the check, reported with the console output.
+func TestNoKernel(t *testing.T) {
+	img := bootImage(t, true)
+	m := Machine{Disks: []Disk{{Source: img, Bus: "SCSI"}}, MemoryBytes: 256 << 20, VCPUs: 1}
+	rep, err := Run(context.Background(), m, Options{TempDir: t.TempDir()})
+	require.NoError(t, err)
+	require.False(t, rep.Booted)
+	require.Equal(t, ReasonBootFailure, rep.Reason, rep.Console)
+	require.Equal(t, "Loading /vmlinuz... failed: No such file or directory", rep.Matched)
+	require.Contains(t, rep.Console, "SYSLINUX")
+}
+
+// TestExpectTimeout: text the guest never prints ends the check at its
+// timeout, not as a success.
+func TestExpectTimeout(t *testing.T) {
+	img := bootImage(t, false)
+	m := Machine{Disks: []Disk{{Source: img, Bus: "IDE"}}, MemoryBytes: 256 << 20, VCPUs: 1}
+	rep, err := Run(context.Background(), m, Options{Expect: regexp.MustCompile(`never printed`), Timeout: 3e9, TempDir: t.TempDir()})
+	require.NoError(t, err)
+	require.False(t, rep.Booted)
+	require.Equal(t, ReasonTimeout, rep.Reason)
+}
+
+func TestMissingDisk(t *testing.T) {
+	testenv.Commands(t, "qemu-system-x86_64", "qemu-img")
+	_, err := Run(context.Background(), Machine{Disks: []Disk{{Source: "/nonexistent/disk-0.raw", Bus: "SCSI"}}}, Options{TempDir: t.TempDir()})
+	require.ErrorContains(t, err, "disk 0")
+}
+
+func TestArgs(t *testing.T) {
+	m := Machine{MemoryBytes: 1 << 30, VCPUs: 2, Disks: []Disk{{Bus: "SCSI", Index: 1}, {Bus: "SATA", Index: 2}, {Bus: "IDE", Index: 3}, {Bus: "PCI"}}}
+	a, err := m.args([]string{"o0", "o1", "o2", "o3"}, "/q.sock", false)
+	require.NoError(t, err)
+	s := strings.Join(a, " ")
+	for _, want := range []string{"-machine pc,accel=tcg", "-m 1024M", "-smp 2", "-nic none", "-no-reboot",
+		"scsi-hd,bus=scsi0.0,scsi-id=1,drive=disk0,bootindex=0", "ide-hd,bus=ahci0.2,drive=disk1 ",
+		"ide-hd,bus=ide.1,unit=1,drive=disk2 ", "virtio-blk-pci,drive=disk3", "-qmp unix:/q.sock,server=on,wait=off"} {
+		require.Contains(t, s, want)
+	}
+	_, err = Machine{Disks: []Disk{{Bus: "SATA", Index: 6}}}.args([]string{"o"}, "q", false)
+	require.ErrorContains(t, err, "ports 0 to 5")
+	_, err = Machine{UEFI: true, Disks: []Disk{{Bus: "SCSI"}}}.args([]string{"o"}, "q", false)
+	require.ErrorContains(t, err, "UEFI")
+}
+
+func TestConsoleText(t *testing.T) {
+	var c console
+	c.write([]byte("\x1b[2J\x1b[1;1Hfirst\r\nsec"))
+	c.write([]byte("ond \x1b[0"))
+	c.write([]byte("mline\r\nhost login: "))
+	require.Equal(t, "first\nsecond line\nhost login: ", c.String())
+	require.True(t, DefaultExpect.MatchString(c.String()))
+	require.False(t, DefaultExpect.MatchString("Last login: Mon\nwelcome\n$ "))
+}
+
+// FuzzConsole: whatever bytes the serial port sends, the console text
+// holds no control bytes but newlines and tabs, and stays within its limit.
+func FuzzConsole(f *testing.F) {
+	f.Add([]byte("\x1b[2J\x1b[1;1Hhost login: "), []byte("\x1b[0"))
+	f.Add([]byte("a\r\nb\x00\x07\x7f"), []byte("\x1b"))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		var c console
+		c.write(a)
+		c.write(b)
+		s := c.String()
+		require.LessOrEqual(t, len(s), consoleLimit)
+		for _, r := range []byte(s) {
+			if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {
+				t.Fatalf("control byte %#x in %q", r, s)
+			}
+		}
+	})
+}

@@ -1,0 +1,198 @@
+package mkimage
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// BootSpec describes the small bootable Linux disk BuildBootable writes: an
+// MBR disk with one active FAT16 partition holding SYSLINUX, a Debian kernel
+// and a busybox initramfs whose init prints a login prompt on the serial
+// console and on the screen.
+type BootSpec struct {
+	// Kernel is the bzImage to boot (default: the newest /boot/vmlinuz-*,
+	// from Debian's linux-image-amd64).
+	Kernel string
+	// NoKernel leaves the kernel out: the boot loader then stops with
+	// "Could not find kernel image", the broken restore point tests need.
+	NoKernel bool
+	// Busybox is a statically linked busybox (default /bin/busybox, from
+	// busybox-static).
+	Busybox string
+	// Hostname is what the login prompt names (default "ahvfs-boot").
+	Hostname string
+	// Size of the disk (default 64 MiB).
+	Size int64
+}
+
+// Boot-loader files from Debian's syslinux-common.
+const syslinuxMBR = "/usr/lib/syslinux/mbr/mbr.bin"
+
+// syslinuxCfg boots the kernel at once, echoing the boot loader on the
+// first serial port; panic=5 with QEMU's -no-reboot ends a failed boot.
+const syslinuxCfg = `SERIAL 0 115200
+DEFAULT linux
+PROMPT 0
+TIMEOUT 1
+LABEL linux
+  KERNEL /vmlinuz
+  INITRD /initrd.gz
+  APPEND console=tty0 console=ttyS0,115200 panic=5 loglevel=4
+`
+
+// BuildBootable writes the bootable test disk described by spec to path.
+// The partition is FAT16 so SYSLINUX installs into the image file itself
+// (syslinux's mtools installer; EXTLINUX would need the filesystem mounted).
+func BuildBootable(ctx context.Context, path string, spec BootSpec) error {
+	if spec.Size == 0 {
+		spec.Size = 64 * mib
+	}
+	if spec.Hostname == "" {
+		spec.Hostname = "ahvfs-boot"
+	}
+	if spec.Busybox == "" {
+		spec.Busybox = "/bin/busybox"
+	}
+	if spec.Kernel == "" && !spec.NoKernel {
+		k, err := newestKernel()
+		if err != nil {
+			return err
+		}
+		spec.Kernel = k
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(path), ".mkimage-boot-*")
+	if err != nil {
+		return fmt.Errorf("mkimage: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	tree := filepath.Join(tmp, "tree")
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		return fmt.Errorf("mkimage: %w", err)
+	}
+	initrd, err := bootInitramfs(spec)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tree, "initrd.gz"), initrd, 0o644); err != nil {
+		return fmt.Errorf("mkimage: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(tree, "syslinux.cfg"), []byte(syslinuxCfg), 0o644); err != nil {
+		return fmt.Errorf("mkimage: %w", err)
+	}
+	if !spec.NoKernel {
+		k, err := os.ReadFile(spec.Kernel)
+		if err != nil {
+			return fmt.Errorf("mkimage: kernel: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(tree, "vmlinuz"), k, 0o644); err != nil {
+			return fmt.Errorf("mkimage: %w", err)
+		}
+	}
+	mbr, err := os.ReadFile(syslinuxMBR)
+	if err != nil {
+		return fmt.Errorf("mkimage: SYSLINUX MBR code (install syslinux-common): %w", err)
+	}
+	if len(mbr) < 440 {
+		return fmt.Errorf("mkimage: %s holds %d bytes, want 440", syslinuxMBR, len(mbr))
+	}
+	part := Partition{FS: FAT16, Size: spec.Size - 2*mib, Dir: tree, Label: "AHVFSBOOT", Bootable: true}
+	if err := Build(ctx, path, Spec{Table: MBR, Partitions: []Partition{part}}); err != nil {
+		return err
+	}
+	// Build places the one partition at 1 MiB.
+	if err := run(ctx, nil, "syslinux", "--install", "--offset", fmt.Sprint(mib), path); err != nil {
+		return fmt.Errorf("%w (install the syslinux package)", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("mkimage: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(mbr[:440], 0); err != nil {
+		return fmt.Errorf("mkimage: MBR code: %w", err)
+	}
+	return f.Close()
+}
+
+// newestKernel is the last /boot/vmlinuz-* in version order.
+func newestKernel() (string, error) {
+	ks, _ := filepath.Glob("/boot/vmlinuz-*")
+	if len(ks) == 0 {
+		return "", fmt.Errorf("mkimage: no kernel in /boot (install linux-image-amd64, or name one with --kernel)")
+	}
+	sort.Strings(ks)
+	return ks[len(ks)-1], nil
+}
+
+// bootInitramfs is the gzipped initramfs: busybox, an /init that mounts the
+// kernel filesystems and hands over to busybox init, and an inittab with a
+// getty on the serial port and on the first virtual terminal.
+func bootInitramfs(spec BootSpec) ([]byte, error) {
+	bb, err := os.ReadFile(spec.Busybox)
+	if err != nil {
+		return nil, fmt.Errorf("mkimage: busybox (install busybox-static): %w", err)
+	}
+	initScript := "#!/bin/busybox sh\n" +
+		"/bin/busybox --install -s\n" +
+		"mount -t proc proc /proc\n" +
+		"mount -t sysfs sysfs /sys\n" +
+		"mount -t devtmpfs devtmpfs /dev\n" +
+		"hostname " + spec.Hostname + "\n" +
+		"echo \"ahvfs boot test image: Linux $(uname -r) is up\"\n" +
+		"exec /sbin/init\n"
+	inittab := "::sysinit:/bin/true\n" +
+		"ttyS0::respawn:/sbin/getty -L 115200 ttyS0 vt100\n" +
+		"tty1::respawn:/sbin/getty 38400 tty1\n"
+	dir := fs.ModeDir | 0o755
+	entries := []cpioEntry{
+		{Name: "bin", Mode: dir}, {Name: "sbin", Mode: dir}, {Name: "usr", Mode: dir},
+		{Name: "usr/bin", Mode: dir}, {Name: "usr/sbin", Mode: dir}, {Name: "etc", Mode: dir},
+		{Name: "proc", Mode: dir}, {Name: "sys", Mode: dir}, {Name: "tmp", Mode: fs.ModeDir | fs.ModeSticky | 0o777},
+		{Name: "dev", Mode: dir},
+		{Name: "dev/console", Mode: fs.ModeCharDevice | 0o600, Major: 5, Minor: 1},
+		{Name: "bin/busybox", Mode: 0o755, Data: bb},
+		{Name: "init", Mode: 0o755, Data: []byte(initScript)},
+		{Name: "etc/inittab", Mode: 0o644, Data: []byte(inittab)},
+		{Name: "etc/issue", Mode: 0o644, Data: []byte("ahvfs boot test image\n\n")},
+		{Name: "etc/passwd", Mode: 0o644, Data: []byte("root:x:0:0:root:/:/bin/sh\n")},
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if err := writeCPIO(zw, entries); err != nil {
+		return nil, fmt.Errorf("mkimage: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("mkimage: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// CheckBootable reports what BuildBootable lacks on this machine, naming
+// the Debian packages to install.
+func CheckBootable() error {
+	var missing []string
+	for _, t := range []struct{ cmd, pkg string }{{"syslinux", "syslinux"}, {"mkfs.vfat", "dosfstools"}, {"mcopy", "mtools"}, {"sfdisk", "fdisk"}} {
+		if _, err := lookPath(t.cmd); err != nil {
+			missing = append(missing, t.cmd+" ("+t.pkg+")")
+		}
+	}
+	for _, f := range []struct{ path, pkg string }{{syslinuxMBR, "syslinux-common"}, {"/bin/busybox", "busybox-static"}} {
+		if _, err := os.Stat(f.path); err != nil {
+			missing = append(missing, f.path+" ("+f.pkg+")")
+		}
+	}
+	if _, err := newestKernel(); err != nil {
+		missing = append(missing, "/boot/vmlinuz-* (linux-image-amd64)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("mkimage: a bootable image needs %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
