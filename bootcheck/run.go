@@ -42,6 +42,10 @@ const (
 	ReasonExited      = "qemu exited"  // the guest reset or powered off (QEMU runs with -no-reboot)
 )
 
+// screenSettle is how long a booted guest's screen is given to catch up
+// with its serial console before the screenshot.
+const screenSettle = time.Second
+
 // Report is what a boot check saw.
 type Report struct {
 	Booted  bool    `json:"booted"`
@@ -175,6 +179,11 @@ wait:
 		case !running:
 			rep.ScreenshotError = "QEMU had exited: there was no screen to save"
 		default:
+			if rep.Booted {
+				// The screen's own login prompt may be drawn a moment
+				// after the serial port's.
+				time.Sleep(screenSettle)
+			}
 			if err := screendump(ctx, sock, o.Screenshot); err != nil {
 				rep.ScreenshotError = err.Error()
 			} else {

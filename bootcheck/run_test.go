@@ -71,8 +71,25 @@ func TestBootsAndScreenshots(t *testing.T) {
 				}
 			}
 			// Text on the console: more than one colour, and the
-			// background holds most of the screen.
+			// bottom lines, where the screen's login prompt sits once
+			// the kernel's messages have scrolled up, are not empty.
 			require.Greater(t, len(colors), 1, "the screenshot is one flat colour")
+			var bg uint32
+			for c, n := range colors {
+				if n > colors[bg] {
+					bg = c
+				}
+			}
+			ink := 0
+			for y := b.Max.Y - 32; y < b.Max.Y; y++ {
+				for x := b.Min.X; x < b.Max.X; x++ {
+					r, g, bl, _ := pic.At(x, y).RGBA()
+					if r>>8<<16|g>>8<<8|bl>>8 != bg {
+						ink++
+					}
+				}
+			}
+			require.Greater(t, ink, 100, "nothing drawn on the screen's last lines")
 		})
 	}
 	require.Equal(t, before, sum(t, img), "the boot check wrote to its disk")

@@ -44,7 +44,7 @@ TIMEOUT 1
 LABEL linux
   KERNEL /vmlinuz
   INITRD /initrd.gz
-  APPEND console=tty0 console=ttyS0,115200 panic=5 loglevel=4
+  APPEND console=tty0 console=ttyS0,115200 panic=5
 `
 
 // BuildBootable writes the bootable test disk described by spec to path.
@@ -148,8 +148,8 @@ func bootInitramfs(spec BootSpec) ([]byte, error) {
 		"echo \"ahvfs boot test image: Linux $(uname -r) is up\"\n" +
 		"exec /sbin/init\n"
 	inittab := "::sysinit:/bin/true\n" +
-		"ttyS0::respawn:/sbin/getty -L 115200 ttyS0 vt100\n" +
-		"tty1::respawn:/sbin/getty 38400 tty1\n"
+		"tty1::respawn:/sbin/getty 38400 tty1\n" +
+		"ttyS0::respawn:/sbin/getty -L 115200 ttyS0 vt100\n"
 	dir := fs.ModeDir | 0o755
 	entries := []cpioEntry{
 		{Name: "bin", Mode: dir}, {Name: "sbin", Mode: dir}, {Name: "usr", Mode: dir},
