@@ -65,8 +65,9 @@ func MachineOf(rp *engine.RestorePoint, source func(d *engine.Disk) string) (Mac
 }
 
 // args is QEMU's command line for m with overlays[i] in front of disk i,
-// the serial port on stdio, QMP on qmpSock and no network.
-func (m Machine) args(overlays []string, qmpSock string, kvm bool) ([]string, error) {
+// the serial port on stdio, QMP on qmpSock, its PID in pidFile and no
+// network.
+func (m Machine) args(overlays []string, qmpSock, pidFile string, kvm bool) ([]string, error) {
 	machine := "pc"
 	if m.Q35 {
 		machine = "q35"
@@ -86,6 +87,7 @@ func (m Machine) args(overlays []string, qmpSock string, kvm bool) ([]string, er
 		"-chardev", "stdio,id=ser0,signal=off", "-serial", "chardev:ser0",
 		"-monitor", "none",
 		"-qmp", "unix:" + qmpSock + ",server=on,wait=off",
+		"-pidfile", pidFile,
 	}
 	if m.UEFI {
 		return nil, fmt.Errorf("the VM boots with UEFI: verify-boot starts legacy-BIOS VMs only so far (SeaBIOS)")

@@ -25,9 +25,9 @@ type Options struct {
 	// Screenshot, when set, is the PNG file the screen is saved to when
 	// the check ends (while QEMU still runs).
 	Screenshot string
-	// TempDir holds the throwaway overlays and the QMP socket (default
-	// os.TempDir()); all of it is removed when the check ends.
-	TempDir string
+	// WorkDir holds the throwaway overlays and the QMP socket (default:
+	// a new WorkDir under os.TempDir(), removed when the check ends).
+	WorkDir *WorkDir
 	// QEMU and QEMUImg are the binaries (default: qemu-system-x86_64 and
 	// qemu-img from PATH).
 	QEMU, QEMUImg string
@@ -82,18 +82,22 @@ func Run(ctx context.Context, m Machine, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	work, err := os.MkdirTemp(o.TempDir, "ahvfs-verify-boot-*")
-	if err != nil {
-		return nil, fmt.Errorf("verify-boot: %w", err)
+	if o.WorkDir == nil {
+		wd, err := NewWorkDir("")
+		if err != nil {
+			return nil, err
+		}
+		defer wd.Close()
+		o.WorkDir = wd
 	}
-	defer os.RemoveAll(work)
+	work := o.WorkDir.Path
 	overlays, err := makeOverlays(ctx, qemuImg, work, m.Disks)
 	if err != nil {
 		return nil, err
 	}
 	kvm := kvmUsable()
 	sock := filepath.Join(work, "qmp.sock")
-	args, err := m.args(overlays, sock, kvm)
+	args, err := m.args(overlays, sock, filepath.Join(work, "qemu.pid"), kvm)
 	if err != nil {
 		return nil, fmt.Errorf("verify-boot: %w", err)
 	}

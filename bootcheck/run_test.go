@@ -49,7 +49,7 @@ func TestBootsAndScreenshots(t *testing.T) {
 		t.Run(bus, func(t *testing.T) {
 			shot := filepath.Join(t.TempDir(), "screen.png")
 			m := Machine{Name: "boot", Disks: []Disk{{Source: img, Bus: bus}}, MemoryBytes: 256 << 20, VCPUs: 1}
-			rep, err := Run(context.Background(), m, Options{Screenshot: shot, TempDir: t.TempDir()})
+			rep, err := Run(context.Background(), m, Options{Screenshot: shot})
 			require.NoError(t, err)
 			require.True(t, rep.Booted, "reason %s, console:\n%s\nstderr: %s", rep.Reason, rep.Console, rep.QEMUStderr)
 			require.Equal(t, ReasonMatched, rep.Reason)
@@ -100,7 +100,7 @@ func TestBootsAndScreenshots(t *testing.T) {
 func TestNoKernel(t *testing.T) {
 	img := bootImage(t, true)
 	m := Machine{Disks: []Disk{{Source: img, Bus: "SCSI"}}, MemoryBytes: 256 << 20, VCPUs: 1}
-	rep, err := Run(context.Background(), m, Options{TempDir: t.TempDir()})
+	rep, err := Run(context.Background(), m, Options{})
 	require.NoError(t, err)
 	require.False(t, rep.Booted)
 	require.Equal(t, ReasonBootFailure, rep.Reason, rep.Console)
@@ -113,7 +113,7 @@ func TestNoKernel(t *testing.T) {
 func TestExpectTimeout(t *testing.T) {
 	img := bootImage(t, false)
 	m := Machine{Disks: []Disk{{Source: img, Bus: "IDE"}}, MemoryBytes: 256 << 20, VCPUs: 1}
-	rep, err := Run(context.Background(), m, Options{Expect: regexp.MustCompile(`never printed`), Timeout: 3e9, TempDir: t.TempDir()})
+	rep, err := Run(context.Background(), m, Options{Expect: regexp.MustCompile(`never printed`), Timeout: 3e9})
 	require.NoError(t, err)
 	require.False(t, rep.Booted)
 	require.Equal(t, ReasonTimeout, rep.Reason)
@@ -121,13 +121,13 @@ func TestExpectTimeout(t *testing.T) {
 
 func TestMissingDisk(t *testing.T) {
 	testenv.Commands(t, "qemu-system-x86_64", "qemu-img")
-	_, err := Run(context.Background(), Machine{Disks: []Disk{{Source: "/nonexistent/disk-0.raw", Bus: "SCSI"}}}, Options{TempDir: t.TempDir()})
+	_, err := Run(context.Background(), Machine{Disks: []Disk{{Source: "/nonexistent/disk-0.raw", Bus: "SCSI"}}}, Options{})
 	require.ErrorContains(t, err, "disk 0")
 }
 
 func TestArgs(t *testing.T) {
 	m := Machine{MemoryBytes: 1 << 30, VCPUs: 2, Disks: []Disk{{Bus: "SCSI", Index: 1}, {Bus: "SATA", Index: 2}, {Bus: "IDE", Index: 3}, {Bus: "PCI"}}}
-	a, err := m.args([]string{"o0", "o1", "o2", "o3"}, "/q.sock", false)
+	a, err := m.args([]string{"o0", "o1", "o2", "o3"}, "/q.sock", "/q.pid", false)
 	require.NoError(t, err)
 	s := strings.Join(a, " ")
 	for _, want := range []string{"-machine pc,accel=tcg", "-m 1024M", "-smp 2", "-nic none", "-no-reboot",
@@ -135,9 +135,9 @@ func TestArgs(t *testing.T) {
 		"ide-hd,bus=ide.1,unit=1,drive=disk2 ", "virtio-blk-pci,drive=disk3", "-qmp unix:/q.sock,server=on,wait=off"} {
 		require.Contains(t, s, want)
 	}
-	_, err = Machine{Disks: []Disk{{Bus: "SATA", Index: 6}}}.args([]string{"o"}, "q", false)
+	_, err = Machine{Disks: []Disk{{Bus: "SATA", Index: 6}}}.args([]string{"o"}, "q", "p", false)
 	require.ErrorContains(t, err, "ports 0 to 5")
-	_, err = Machine{UEFI: true, Disks: []Disk{{Bus: "SCSI"}}}.args([]string{"o"}, "q", false)
+	_, err = Machine{UEFI: true, Disks: []Disk{{Bus: "SCSI"}}}.args([]string{"o"}, "q", "p", false)
 	require.ErrorContains(t, err, "UEFI")
 }
 

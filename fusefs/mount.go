@@ -71,12 +71,32 @@ func Mount(ctx context.Context, tree *rptree.Tree, mountpoint string, o Options)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mp, err)
 	}
+	closeFUSEOnExec()
 	if o.ReadAhead > 0 {
 		if err := setReadAhead(mp, o.ReadAhead); err != nil {
 			o.Logger.Debug("set the mount's read-ahead window", "err", err)
 		}
 	}
 	return &Server{tree: tree, srv: srv, mountpoint: mp}, nil
+}
+
+// closeFUSEOnExec marks this process's /dev/fuse descriptors close-on-exec.
+// go-fuse opens the device (or receives it from fusermount) without the
+// flag, so every program the process starts would inherit it: a child
+// that holds it keeps the connection alive after this process dies, and
+// one that reads the mount (QEMU on verify-boot's overlay) then hangs
+// for ever on its own exit, waiting on a server that is gone.
+func closeFUSEOnExec() {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range fds {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == "/dev/fuse" {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }
 
 // setReadAhead sets the kernel read-ahead window of the FUSE connection

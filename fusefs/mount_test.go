@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -213,4 +214,20 @@ func TestMountNTFS(t *testing.T) {
 	d := filepath.Join(mp, "win01", "latest", "disk-0")
 	compareMounted(t, filepath.Join(d, "part-1"), im.trees["part-1"], kindNTFS)
 	compareMounted(t, filepath.Join(d, "part-2"), im.trees["part-2"], kindFAT)
+}
+
+// TestFUSEDeviceNotInherited: programs started while the mount is served
+// do not inherit /dev/fuse (a child holding it would keep a dead server's
+// connection open, and hang on its own exit reading the mount).
+func TestFUSEDeviceNotInherited(t *testing.T) {
+	img := enginetest.Ext4Image(t, 8<<20, 31)
+	dir := newRepo(t, engine.InitOptions{ChunkSize: 64 << 10}, "web01", img)
+	mount(t, dir, rptree.Options{}, fusefs.Options{})
+	out, err := exec.Command("sh", "-c", "ls -l /proc/$$/fd").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if strings.Contains(string(out), "/dev/fuse") {
+		t.Fatalf("a child process inherited the FUSE device:\n%s", out)
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -90,16 +89,24 @@ func runVerifyBoot(ctx context.Context, env *cliEnv, r *engine.Repository, name,
 	if err != nil {
 		return err
 	}
+	wd, err := bootcheck.NewWorkDir("")
+	if err != nil {
+		return err
+	}
+	defer wd.Close()
+	o.WorkDir = wd
 	source := func(d *engine.Disk) string {
 		return (&url.URL{Scheme: "nfs", Host: nfsHost, Path: "/" + rptree.DiskPath(rp, d)}).String()
 	}
 	if nfsHost == "" {
-		mnt, done, err := verifyBootMount(ctx, env, r)
+		done, err := verifyBootMount(ctx, env, r, wd.MountDir())
 		if err != nil {
 			return err
 		}
 		defer done()
-		source = func(d *engine.Disk) string { return filepath.Join(mnt, filepath.FromSlash(rptree.DiskPath(rp, d))) }
+		source = func(d *engine.Disk) string {
+			return filepath.Join(wd.MountDir(), filepath.FromSlash(rptree.DiskPath(rp, d)))
+		}
 	}
 	m, err := bootcheck.MachineOf(rp, source)
 	if err != nil {
@@ -131,33 +138,26 @@ func runVerifyBoot(ctx context.Context, env *cliEnv, r *engine.Repository, name,
 	return nil
 }
 
-// verifyBootMount mounts the repository read-only on a private directory
-// for QEMU to read; done unmounts it and removes the directory.
-func verifyBootMount(ctx context.Context, env *cliEnv, r *engine.Repository) (string, func(), error) {
+// verifyBootMount mounts the repository read-only on mnt (in the check's
+// work directory) for QEMU to read; done unmounts it.
+func verifyBootMount(ctx context.Context, env *cliEnv, r *engine.Repository, mnt string) (func(), error) {
 	tree, err := rptree.New(r, rptree.Options{Logger: env.Log, RefreshInterval: -1})
 	if err != nil {
-		return "", nil, err
-	}
-	mnt, err := os.MkdirTemp("", "ahvfs-verify-boot-mnt-*")
-	if err != nil {
-		tree.Close()
-		return "", nil, fmt.Errorf("verify-boot: %w", err)
+		return nil, err
 	}
 	srv, err := fusefs.Mount(ctx, tree, mnt, fusefs.Options{Logger: env.Log})
 	if err != nil {
 		tree.Close()
-		os.Remove(mnt)
-		return "", nil, fmt.Errorf("verify-boot: mount the repository for QEMU: %w", err)
+		return nil, fmt.Errorf("verify-boot: mount the repository for QEMU: %w", err)
 	}
 	served := make(chan struct{})
 	go func() { srv.Wait(); close(served) }()
-	return mnt, func() {
+	return func() {
 		if err := srv.Unmount(); err != nil {
 			srv.UnmountLazy()
 		}
 		<-served
 		tree.Close()
-		os.Remove(mnt)
 	}, nil
 }
 

@@ -8,9 +8,14 @@ import (
 	"image/png"
 	"io"
 	"io/fs"
+	mrand "math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ahvfs/ahvfs/internal/mkimage"
 	"github.com/ahvfs/ahvfs/internal/testenv"
@@ -39,24 +44,34 @@ func repoDigest(t *testing.T, dir string) string {
 	return fmt.Sprintf("%x", h.Sum(nil))
 }
 
+// bootRepo makes a repository in work holding the bootable test disk as
+// restore point good and the same disk without its kernel as broken
+// (both VM@TIME), after checking verify-boot's prerequisites.
+func bootRepo(t *testing.T, work, good, broken string) string {
+	t.Helper()
+	testenv.Commands(t, "qemu-system-x86_64", "qemu-img")
+	testenv.FUSE(t)
+	err := mkimage.CheckBootable()
+	testenv.RequireOrSkip(t, err == nil, fmt.Sprint(err))
+	repo := filepath.Join(work, "repo")
+	mustCLI(t, "init", "--repo", repo)
+	for i, rp := range []string{good, broken} {
+		img := filepath.Join(work, fmt.Sprintf("boot-%d.raw", i))
+		require.NoError(t, mkimage.BuildBootable(context.Background(), img, mkimage.BootSpec{NoKernel: i == 1}))
+		vm, at, _ := strings.Cut(rp, "@")
+		mustCLI(t, "import", "--repo", repo, "--vm", vm, "--time", at, img)
+	}
+	return repo
+}
+
 // TestVerifyBoot imports the bootable test disk and the same disk without
 // its kernel as two restore points, then checks each with verify-boot
 // through the FUSE mount: the first boots (exit 0, a PNG screenshot), the
 // second is reported as not booted with its console (exit 8). The
 // repository is not written.
 func TestVerifyBoot(t *testing.T) {
-	testenv.Commands(t, "qemu-system-x86_64", "qemu-img")
-	testenv.FUSE(t)
-	err := mkimage.CheckBootable()
-	testenv.RequireOrSkip(t, err == nil, fmt.Sprint(err))
 	work := t.TempDir()
-	good, broken := filepath.Join(work, "boot.raw"), filepath.Join(work, "nokernel.raw")
-	require.NoError(t, mkimage.BuildBootable(context.Background(), good, mkimage.BootSpec{}))
-	require.NoError(t, mkimage.BuildBootable(context.Background(), broken, mkimage.BootSpec{NoKernel: true}))
-	repo := filepath.Join(work, "repo")
-	mustCLI(t, "init", "--repo", repo)
-	mustCLI(t, "import", "--repo", repo, "--vm", "bootvm", "--time", "2026-11-01T10:00:00Z", good)
-	mustCLI(t, "import", "--repo", repo, "--vm", "bootvm", "--time", "2026-11-02T10:00:00Z", broken)
+	repo := bootRepo(t, work, "bootvm@2026-11-01T10:00:00Z", "bootvm@2026-11-02T10:00:00Z")
 	before := repoDigest(t, repo)
 
 	shot := filepath.Join(work, "screen.png")
@@ -98,4 +113,64 @@ func TestVerifyBoot(t *testing.T) {
 	require.Equal(t, exitUsage, code, errs)
 	_, errs, code = runCLI(t, "", "verify-boot", "--repo", repo, "--expect", "(", "bootvm@latest")
 	require.Equal(t, exitUsage, code, errs)
+}
+
+// processesUnder lists the PIDs whose command line names something under
+// dir (QEMU names its overlays).
+func processesUnder(dir string) []string {
+	var pids []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(b), dir) {
+			pids = append(pids, filepath.Base(filepath.Dir(p)))
+		}
+	}
+	return pids
+}
+
+// TestVerifyBootKill kills verify-boot with SIGKILL at random moments while
+// it mounts the repository and boots: QEMU goes with it every time, and
+// the next check removes what the dead one left (its work directory and
+// the dead FUSE mount in it).
+func TestVerifyBootKill(t *testing.T) {
+	work := t.TempDir()
+	repo := bootRepo(t, work, "bootvm@2026-11-01T10:00:00Z", "broken@2026-11-01T10:00:00Z")
+	tmp := filepath.Join(work, "tmp")
+	require.NoError(t, os.Mkdir(tmp, 0o755))
+	t.Setenv("TMPDIR", tmp)
+
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("kill moments from seed %d", seed)
+	rng := mrand.New(mrand.NewPCG(seed, 29))
+	sawQEMU := 0
+	for round := 0; round < 5; round++ {
+		cmd := exec.Command(ahvfsBin, "verify-boot", "--repo", repo, "--expect", "never printed", "--timeout", "5m", "bootvm@latest")
+		cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+		require.NoError(t, cmd.Start())
+		// Half the kills early (opening, mounting, starting QEMU), half
+		// while the guest boots.
+		spread := []int{300, 4000}[rng.IntN(2)]
+		deadline := time.Now().Add(time.Duration(rng.IntN(spread)) * time.Millisecond)
+		for time.Now().Before(deadline) && len(processesUnder(tmp)) == 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(time.Until(deadline))
+		if len(processesUnder(tmp)) > 0 {
+			sawQEMU++
+		}
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		cmd.Wait()
+		require.Eventually(t, func() bool { return len(processesUnder(tmp)) == 0 }, time.Minute, 50*time.Millisecond,
+			"round %d: QEMU outlived verify-boot: %v", round, processesUnder(tmp))
+	}
+	t.Logf("qemu-img or QEMU was running at %d of 5 kills", sawQEMU)
+
+	out, errs, code := runCLI(t, "", "verify-boot", "--repo", repo, "broken@latest")
+	require.Equal(t, exitNotBooted, code, "stdout: %s\nstderr: %s", out, errs)
+	left, _ := filepath.Glob(filepath.Join(tmp, "ahvfs-verify-boot-*"))
+	require.Empty(t, left, "work directories left behind")
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	require.NoError(t, err)
+	require.NotContains(t, string(mounts), tmp, "a dead check's FUSE mount is still there")
 }
