@@ -39,6 +39,12 @@
 //     at Options.HydrationRate, and keeps guest writes (Sim.WriteDisk,
 //     Sim.ReadDisk); see hydrate.go. A repository backing a disk not yet
 //     hydrated cannot be deleted (409).
+//   - Files into a guest (vmm v4.3 transfer-files-to-guest): the source
+//     disk is read from an external repository, each file found in one of
+//     its ext4 filesystems and written into the target VM's first ext4
+//     filesystem on disk 0 with debugfs; the VM must be ON with guest
+//     tools, the credentials those of StateDir/guest.credentials; see
+//     transfer.go.
 //   - Task: every mutation answers 202/201 with a task that goes QUEUED →
 //     RUNNING → SUCCEEDED (or FAILED) over Options.TaskDelay steps. Entities
 //     created by a task read PENDING (snapshots: empty snapshot_file_list)

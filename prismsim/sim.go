@@ -194,6 +194,9 @@ func New(ctx context.Context, o Options) (*Sim, error) {
 	s.auth.init()
 	s.idem.init()
 
+	if err := s.initGuestCredentials(); err != nil {
+		return nil, err
+	}
 	if err := s.initPassword(); err != nil {
 		return nil, err
 	}

@@ -41,6 +41,12 @@ func terminal(status string) bool {
 // RUNNING, then SUCCEEDED (running done under s.mu first) or FAILED with
 // failMsg when failMsg is not empty. The caller holds s.mu.
 func (s *Sim) startTask(op, clusterUUID string, ents []taskEntity, failMsg string, done func()) *task {
+	return s.startWorkTask(op, clusterUUID, ents, failMsg, nil, done)
+}
+
+// startWorkTask is startTask with work run while the task is RUNNING,
+// without the simulator's lock: its error fails the task.
+func (s *Sim) startWorkTask(op, clusterUUID string, ents []taskEntity, failMsg string, work func() error, done func()) *task {
 	t := &task{
 		UUID:        newUUID(),
 		Op:          op,
@@ -64,6 +70,11 @@ func (s *Sim) startTask(op, clusterUUID string, ents []taskEntity, failMsg strin
 		t.LogicalTS++
 		s.save()
 		s.mu.Unlock()
+		if work != nil && failMsg == "" {
+			if err := work(); err != nil {
+				failMsg = err.Error()
+			}
+		}
 		s.sleep(s.opts.TaskDelay)
 		s.mu.Lock()
 		defer s.mu.Unlock()

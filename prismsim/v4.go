@@ -343,6 +343,7 @@ func (s *Sim) routesV4(mux *http.ServeMux) {
 	s.v4(mux, "GET", "clustermgmt", "config/storage-containers", "clustermgmt.v4.config.ListStorageContainersApiResponse", s.v4ListContainers)
 	s.v4(mux, "GET", "networking", "config/subnets", "networking.v4.config.ListSubnetsApiResponse", s.v4ListSubnets)
 	s.routesExternal(mux)
+	s.routesTransfer(mux)
 	mux.HandleFunc("OPTIONS /api/{ns}/unversioned/info", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, obj{"data": s.opts.V4Revisions[len(s.opts.V4Revisions)-1]})
 	})

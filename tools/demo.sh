@@ -14,7 +14,8 @@
 # points over NFSv3 (ahvfs nfs-serve) and reads one with qemu-img's nfs://
 # driver and libnfs, given only the host, and runs a VM from that export at
 # once (instant-restore: a v4.2 external repository, hydrated in the
-# background by the simulated cluster). Last, verify-boot boots a backed-up
+# background by the simulated cluster), copies a file the guest lost straight
+# back into it (restore-file --to-vm). Last, verify-boot boots a backed-up
 # guest in QEMU and reports its login prompt, then catches a backup whose
 # kernel was deleted.
 set -euo pipefail
@@ -27,7 +28,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "starting the Prism simulator (2 VMs with real ext4 disks, iSCSI via tgtd)"
 bin/prismsim --listen 127.0.0.1:$port --state "$demo/sim" --vms 2 --disk-size 512MiB \
-  --v4-revisions v4.0,v4.1,v4.2 --hydration-rate 128MiB --iscsi-portal 127.0.0.1:$iscsi --cvm-portal 127.0.0.2:$iscsi --quiet > "$demo/prismsim.log" 2>&1 &
+  --v4-revisions v4.0,v4.1,v4.2,v4.3 --hydration-rate 128MiB --iscsi-portal 127.0.0.1:$iscsi --cvm-portal 127.0.0.2:$iscsi --quiet > "$demo/prismsim.log" 2>&1 &
 sim=$!
 trap 'rc=$?; kill $sim 2>/dev/null; wait $sim 2>/dev/null || true; exit $rc' EXIT
 for _ in $(seq 1 600); do
@@ -226,6 +227,23 @@ echo "VM $vm-instant powered on $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN
 bin/ahvfs instant-restore status "$vm-instant" --ca-cert "$demo/sim/ca.crt"
 bin/ahvfs instant-restore finish "$vm-instant" --ca-cert "$demo/sim/ca.crt"
 cmp "$demo/sim/vms/$vm-instant/disk-0.raw" "$demo/sim/vms/$vm/disk-0.raw" && echo "the hydrated disk has the live disk's bytes"
+say "a file straight back into the running guest: restore-file --to-vm (vmm v4.3 transfer-files-to-guest, the disk read from nfs-serve)"
+guestfs="$demo/sim/vms/$vm/disk-0.raw?offset=1048576"
+d= f=  # the first regular file, going down the first directories
+for _ in 1 2 3 4 5 6; do
+  ls=$(debugfs -R "ls -p \"$d/\"" "$guestfs" 2>/dev/null)
+  f=$(awk -F/ '$3 ~ /^100/ { print $6; exit }' <<< "$ls")
+  [ -n "$f" ] && { f=$d/$f; break; }
+  d=$d/$(awk -F/ '$3 ~ /^040/ && $6 != "." && $6 != ".." && $6 != "lost+found" { print $6; exit }' <<< "$ls")
+done
+echo "the guest $vm loses $f"
+debugfs -w -R "rm \"$f\"" "$guestfs" > /dev/null 2>&1
+debugfs -R "stat \"$f\"" "$guestfs" 2>&1 | grep -q "not found" && echo "  $f: gone"
+bin/ahvfs restore-file "$vm@latest" "disk-0/part-1$f" --to-vm "$vm" --guest-credentials-file "$demo/sim/guest.credentials" \
+  --nfs "$nfsaddr" --ca-cert "$demo/sim/ca.crt"
+bin/ahvfs restore-file "$vm@latest" "disk-0/part-1$f" --to "$demo/restored" > /dev/null
+debugfs -R "cat \"$f\"" "$guestfs" 2>/dev/null | cmp - "$demo/restored/$(basename "$f")" && echo "  $f is back in the guest, equal to the backup's"
+
 say "verify-boot: prove a restore point boots (QEMU, a throwaway overlay, no network, the serial console watched)"
 echo "the guest $vm2 installs a small bootable Linux (SYSLINUX, the Debian kernel, busybox) on its disk; back it up"
 bin/mkimage --bootable --out "$demo/boot.raw"

@@ -27,19 +27,33 @@ func init() {
 				"--preserve-special is given. A symlink whose target leaves --to is never written without\n" +
 				"saying so: --symlinks relative (the default) makes an absolute target that points inside\n" +
 				"the restored tree relative and skips the others, skip skips them all, keep writes them as\n" +
-				"they are; each such link is named on stderr. Devices, FIFOs and sockets are not restored.",
-			Flags: []cli.Flag{
+				"they are; each such link is named on stderr. Devices, FIFOs and sockets are not restored.\n\n" +
+				"With --to-vm the files go straight into that running VM instead (Prism vmm v4.3, guest tools in the\n" +
+				"guest): the cluster reads the restore point's disk from 'ahvfs nfs-serve' at --nfs, registered as an\n" +
+				"external repository for the time of the copy, and logs in to the guest with --guest-credentials-file\n" +
+				"(a file: the user on the first line, the password on the second). Each file goes back to its own path\n" +
+				"in the guest, or under --to (a guest directory); directories are copied file by file.",
+			Flags: append(clusterFlags(),
 				repoPasswordFlag(),
-				&cli.StringFlag{Name: "to", Usage: "directory to restore into (created if missing)", Required: true},
+				&cli.StringFlag{Name: "to", Usage: "directory to restore into (created if missing); with --to-vm, the `DIR` in the guest (default: each file's own path)"},
+				&cli.StringFlag{Name: "to-vm", Usage: "copy into this running VM (by `NAME`) instead of a local directory"},
+				&cli.StringFlag{Name: "guest-credentials-file", Usage: "with --to-vm: `FILE` with the guest's user (first line) and password (second line)"},
+				&cli.StringFlag{Name: "nfs", Usage: "with --to-vm: the ahvfs NFS server as the cluster reaches it, `HOST[:PORT]` (port default 2049)"},
 				&cli.BoolFlag{Name: "overwrite", Usage: "replace existing files and symlinks (directories are merged)"},
 				&cli.BoolFlag{Name: "preserve-special", Usage: "keep setuid, setgid and sticky bits (owners are restored when run as root either way)"},
 				&cli.StringFlag{Name: "symlinks", Value: string(extract.SymlinksRelative),
 					Usage: "symlinks whose target leaves --to: relative (rewrite absolute targets inside the restored tree, skip the rest), skip, or keep (write as they are)"},
-			},
+			),
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)
 				if c.NArg() < 2 {
 					return usagef("restore-file: want VM@TIME disk-N/part-M/PATH...")
+				}
+				if c.String("to-vm") != "" {
+					return restoreFilesToVM(c, env)
+				}
+				if c.String("to") == "" {
+					return usagef("restore-file: --to DIR is required (or --to-vm NAME)")
 				}
 				policy, err := extract.ParseSymlinkPolicy(c.String("symlinks"))
 				if err != nil {
