@@ -47,6 +47,8 @@ func TestInstantRestore(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- nfs.Serve(ctx, tree, ln, nfs.Options{}) }()
 	t.Cleanup(func() { cancel(); <-done })
+	// The simulator's hydrators go before their export does.
+	t.Cleanup(func() { s.Close() })
 	addr := ln.Addr().String()
 
 	s.PauseHydration(true)

@@ -66,6 +66,13 @@ func startNFSServe(t *testing.T, repo string) string {
 // cluster without the v4.2 APIs is refused with the reason, or restored
 // in full with --fallback restore.
 func TestInstantRestoreCLI(t *testing.T) {
+	img := enginetest.Ext4Image(t, 32<<20, 8)
+	repo := filepath.Join(t.TempDir(), "repo")
+	mustCLI(t, "init", "--repo", repo)
+	mustCLI(t, "import", "--repo", repo, "--vm", "imported", "--time", "2026-11-22T01:30:00Z", img)
+	// The NFS server first, so that it stops last: the simulators'
+	// hydrators are gone before their export is.
+	nfsAddr := startNFSServe(t, repo)
 	s, _, _ := simForCLI(t)
 	s42, err := prismsim.New(context.Background(), prismsim.Options{StateDir: t.TempDir(), TaskDelay: time.Millisecond,
 		V4Revisions: []string{"v4.0", "v4.1", "v4.2"}})
@@ -73,11 +80,6 @@ func TestInstantRestoreCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s42.Close() })
-	img := enginetest.Ext4Image(t, 32<<20, 8)
-	repo := filepath.Join(t.TempDir(), "repo")
-	mustCLI(t, "init", "--repo", repo)
-	mustCLI(t, "import", "--repo", repo, "--vm", "imported", "--time", "2026-11-22T01:30:00Z", img)
-	nfsAddr := startNFSServe(t, repo)
 	site := func(s *prismsim.Sim) []string {
 		return []string{"--prism", s.URL(), "--password-file", s.PasswordFile(), "--ca-cert", s.CAFile()}
 	}
@@ -149,12 +151,12 @@ func TestInstantRestoreKill(t *testing.T) {
 	}
 	// Tasks of 50ms: an instant restore takes a few hundred ms, and the
 	// kills spread over it.
-	s := simtest.Start(t, simtest.Options{Options: prismsim.Options{TaskDelay: 50 * time.Millisecond, V4Revisions: []string{"v4.0", "v4.1", "v4.2"}}})
 	img := enginetest.Ext4Image(t, 16<<20, 9)
 	repo := filepath.Join(t.TempDir(), "repo")
 	mustCLI(t, "init", "--repo", repo)
 	mustCLI(t, "import", "--repo", repo, "--vm", "imported", "--time", "2026-11-22T01:30:00Z", img)
-	nfsAddr := startNFSServe(t, repo)
+	nfsAddr := startNFSServe(t, repo) // before the simulator: it stops after it
+	s := simtest.Start(t, simtest.Options{Options: prismsim.Options{TaskDelay: 50 * time.Millisecond, V4Revisions: []string{"v4.0", "v4.1", "v4.2"}}})
 	cluster := []string{"--repo", repo, "--prism", s.URL(), "--password-file", s.PasswordFile(), "--ca-cert", s.CAFile()}
 	// How long a whole instant restore takes here: the kills fall within
 	// 1.2 times that.
