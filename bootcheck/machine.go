@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 
 	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
@@ -26,6 +27,9 @@ type Machine struct {
 	VCPUs       int
 	Q35         bool // machine type Q35 (default: PC, i440FX)
 	UEFI        bool // UEFI firmware (OVMF) instead of SeaBIOS
+	// SecureBoot is what the VM had; the check boots it with UEFI
+	// without enforcing Secure Boot (Report.Notes says so).
+	SecureBoot bool
 }
 
 // Caps on what a boot check gives the guest: enough to boot, not the
@@ -57,6 +61,7 @@ func MachineOf(rp *engine.RestorePoint, source func(d *engine.Disk) string) (Mac
 		VCPUs:       max(1, min(cfg.TotalVCPUs(), maxVCPUs, runtime.NumCPU())),
 		Q35:         cfg.MachineType == "Q35",
 		UEFI:        cfg.BootType == "UEFI" || cfg.BootType == "SECURE_BOOT",
+		SecureBoot:  cfg.BootType == "SECURE_BOOT",
 	}
 	for _, p := range places {
 		m.Disks = append(m.Disks, Disk{Source: source(p.Disk), Bus: p.Bus, Index: p.Index})
@@ -64,10 +69,24 @@ func MachineOf(rp *engine.RestorePoint, source func(d *engine.Disk) string) (Mac
 	return m, nil
 }
 
-// args is QEMU's command line for m with overlays[i] in front of disk i,
-// the serial port on stdio, QMP on qmpSock, its PID in pidFile and no
-// network.
-func (m Machine) args(overlays []string, qmpSock, pidFile string, kvm bool) ([]string, error) {
+// OVMF firmware from Debian's ovmf package: the code, and the template of
+// the variable store each check copies.
+const (
+	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// runFiles are the files of one QEMU run, in its work directory.
+type runFiles struct {
+	overlays []string // one per disk, in front of it
+	qmp      string   // the QMP socket
+	pid      string   // QEMU's pidfile
+	vars     string   // the UEFI variable store (UEFI only)
+}
+
+// args is QEMU's command line for m: the serial port on stdio, QMP and
+// the pidfile from f, and no network.
+func (m Machine) args(f runFiles, kvm bool) ([]string, error) {
 	machine := "pc"
 	if m.Q35 {
 		machine = "q35"
@@ -86,16 +105,20 @@ func (m Machine) args(overlays []string, qmpSock, pidFile string, kvm bool) ([]s
 		"-nic", "none",
 		"-chardev", "stdio,id=ser0,signal=off", "-serial", "chardev:ser0",
 		"-monitor", "none",
-		"-qmp", "unix:" + qmpSock + ",server=on,wait=off",
-		"-pidfile", pidFile,
+		"-qmp", "unix:" + f.qmp + ",server=on,wait=off",
+		"-pidfile", f.pid,
 	}
 	if m.UEFI {
-		return nil, fmt.Errorf("the VM boots with UEFI: verify-boot starts legacy-BIOS VMs only so far (SeaBIOS)")
+		if _, err := os.Stat(ovmfCode); err != nil {
+			return nil, fmt.Errorf("the VM boots with UEFI and the OVMF firmware is missing (install Debian's ovmf package): %w", err)
+		}
+		a = append(a, "-drive", "if=pflash,format=raw,readonly=on,file="+qemuValue(ovmfCode),
+			"-drive", "if=pflash,format=raw,file="+qemuValue(f.vars))
 	}
 	ctrl := map[string]bool{}
 	for i, d := range m.Disks {
 		id := fmt.Sprintf("disk%d", i)
-		a = append(a, "-drive", fmt.Sprintf("file=%s,format=qcow2,if=none,id=%s,cache=unsafe", overlays[i], id))
+		a = append(a, "-drive", fmt.Sprintf("file=%s,format=qcow2,if=none,id=%s,cache=unsafe", qemuValue(f.overlays[i]), id))
 		boot := ""
 		if i == 0 {
 			boot = ",bootindex=0"
@@ -128,6 +151,18 @@ func (m Machine) args(overlays []string, qmpSock, pidFile string, kvm bool) ([]s
 		}
 	}
 	return a, nil
+}
+
+// qemuValue escapes a value of a QEMU option list (a comma is doubled).
+func qemuValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// copyVars copies the UEFI variable store template to dst.
+func copyVars(dst string) error {
+	b, err := os.ReadFile(ovmfVars)
+	if err != nil {
+		return fmt.Errorf("the VM boots with UEFI and the OVMF variable store is missing (install Debian's ovmf package): %w", err)
+	}
+	return os.WriteFile(dst, b, 0o600)
 }
 
 // kvmUsable reports whether /dev/kvm can be opened for writing.

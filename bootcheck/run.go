@@ -59,6 +59,8 @@ type Report struct {
 	// ScreenshotError says why no screenshot was saved.
 	ScreenshotError string `json:"screenshot_error,omitempty"`
 	QEMUStderr      string `json:"qemu_stderr,omitempty"`
+	// Notes say where the check differed from the VM.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Run boots m and reports whether its console printed o.Expect. An error
@@ -97,11 +99,20 @@ func Run(ctx context.Context, m Machine, o Options) (*Report, error) {
 	}
 	kvm := kvmUsable()
 	sock := filepath.Join(work, "qmp.sock")
-	args, err := m.args(overlays, sock, filepath.Join(work, "qemu.pid"), kvm)
+	files := runFiles{overlays: overlays, qmp: sock, pid: filepath.Join(work, "qemu.pid"), vars: filepath.Join(work, "uefi-vars.fd")}
+	if m.UEFI {
+		if err := copyVars(files.vars); err != nil {
+			return nil, fmt.Errorf("verify-boot: %w", err)
+		}
+	}
+	args, err := m.args(files, kvm)
 	if err != nil {
 		return nil, fmt.Errorf("verify-boot: %w", err)
 	}
 	rep := &Report{Accel: "tcg"}
+	if m.SecureBoot {
+		rep.Notes = append(rep.Notes, "the VM boots with Secure Boot; the check booted it with UEFI without enforcing Secure Boot")
+	}
 	if kvm {
 		rep.Accel = "kvm"
 	}

@@ -17,14 +17,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// bootImage builds the bootable test disk (noKernel: without its kernel).
-func bootImage(t *testing.T, noKernel bool) string {
+// bootImage builds the bootable test disk described by spec.
+func bootImage(t *testing.T, spec mkimage.BootSpec) string {
 	t.Helper()
 	testenv.Commands(t, "qemu-system-x86_64", "qemu-img")
 	err := mkimage.CheckBootable()
 	testenv.RequireOrSkip(t, err == nil, fmt.Sprint(err))
 	p := filepath.Join(t.TempDir(), "boot.raw")
-	require.NoError(t, mkimage.BuildBootable(context.Background(), p, mkimage.BootSpec{NoKernel: noKernel}))
+	require.NoError(t, mkimage.BuildBootable(context.Background(), p, spec))
 	return p
 }
 
@@ -43,7 +43,7 @@ func sum(t *testing.T, path string) [32]byte {
 // virtio-blk disk: the console shows the login prompt, the screenshot is a
 // PNG with something drawn on it, and the disk is not written.
 func TestBootsAndScreenshots(t *testing.T) {
-	img := bootImage(t, false)
+	img := bootImage(t, mkimage.BootSpec{})
 	before := sum(t, img)
 	for _, bus := range []string{"SATA", "PCI"} {
 		t.Run(bus, func(t *testing.T) {
@@ -95,10 +95,32 @@ func TestBootsAndScreenshots(t *testing.T) {
 	require.Equal(t, before, sum(t, img), "the boot check wrote to its disk")
 }
 
+// TestBootsUEFI boots the UEFI variant of the test disk with OVMF, as a
+// VM whose boot type is SECURE_BOOT: it comes up, and the report says
+// Secure Boot was not enforced.
+func TestBootsUEFI(t *testing.T) {
+	_, err := os.Stat(ovmfCode)
+	testenv.RequireOrSkip(t, err == nil, "needs OVMF (Debian's ovmf)")
+	img := bootImage(t, mkimage.BootSpec{UEFI: true})
+	m := Machine{Disks: []Disk{{Source: img, Bus: "SCSI"}}, MemoryBytes: 512 << 20, VCPUs: 1, UEFI: true, SecureBoot: true}
+	rep, err := Run(context.Background(), m, Options{})
+	require.NoError(t, err)
+	require.True(t, rep.Booted, "reason %s, console:\n%s\nstderr: %s", rep.Reason, rep.Console, rep.QEMUStderr)
+	require.Equal(t, "ahvfs-boot login:", rep.Matched)
+	require.Len(t, rep.Notes, 1)
+	require.Contains(t, rep.Notes[0], "without enforcing Secure Boot")
+
+	// The same disk on a BIOS has nothing to boot.
+	m.UEFI, m.SecureBoot = false, false
+	rep, err = Run(context.Background(), m, Options{Timeout: 3e9})
+	require.NoError(t, err)
+	require.False(t, rep.Booted)
+}
+
 // TestNoKernel boots the image without its kernel: the boot loader's
 // failure ends the check, reported with the console output.
 func TestNoKernel(t *testing.T) {
-	img := bootImage(t, true)
+	img := bootImage(t, mkimage.BootSpec{NoKernel: true})
 	m := Machine{Disks: []Disk{{Source: img, Bus: "SCSI"}}, MemoryBytes: 256 << 20, VCPUs: 1}
 	rep, err := Run(context.Background(), m, Options{})
 	require.NoError(t, err)
@@ -111,7 +133,7 @@ func TestNoKernel(t *testing.T) {
 // TestExpectTimeout: text the guest never prints ends the check at its
 // timeout, not as a success.
 func TestExpectTimeout(t *testing.T) {
-	img := bootImage(t, false)
+	img := bootImage(t, mkimage.BootSpec{})
 	m := Machine{Disks: []Disk{{Source: img, Bus: "IDE"}}, MemoryBytes: 256 << 20, VCPUs: 1}
 	rep, err := Run(context.Background(), m, Options{Expect: regexp.MustCompile(`never printed`), Timeout: 3e9})
 	require.NoError(t, err)
@@ -127,7 +149,7 @@ func TestMissingDisk(t *testing.T) {
 
 func TestArgs(t *testing.T) {
 	m := Machine{MemoryBytes: 1 << 30, VCPUs: 2, Disks: []Disk{{Bus: "SCSI", Index: 1}, {Bus: "SATA", Index: 2}, {Bus: "IDE", Index: 3}, {Bus: "PCI"}}}
-	a, err := m.args([]string{"o0", "o1", "o2", "o3"}, "/q.sock", "/q.pid", false)
+	a, err := m.args(runFiles{overlays: []string{"o0", "o1", "o2", "o3"}, qmp: "/q.sock", pid: "/q.pid"}, false)
 	require.NoError(t, err)
 	s := strings.Join(a, " ")
 	for _, want := range []string{"-machine pc,accel=tcg", "-m 1024M", "-smp 2", "-nic none", "-no-reboot",
@@ -135,10 +157,16 @@ func TestArgs(t *testing.T) {
 		"ide-hd,bus=ide.1,unit=1,drive=disk2 ", "virtio-blk-pci,drive=disk3", "-qmp unix:/q.sock,server=on,wait=off"} {
 		require.Contains(t, s, want)
 	}
-	_, err = Machine{Disks: []Disk{{Bus: "SATA", Index: 6}}}.args([]string{"o"}, "q", "p", false)
+	_, err = Machine{Disks: []Disk{{Bus: "SATA", Index: 6}}}.args(runFiles{overlays: []string{"o"}, qmp: "q", pid: "p"}, false)
 	require.ErrorContains(t, err, "ports 0 to 5")
-	_, err = Machine{UEFI: true, Disks: []Disk{{Bus: "SCSI"}}}.args([]string{"o"}, "q", "p", false)
-	require.ErrorContains(t, err, "UEFI")
+	_, err = os.Stat(ovmfCode)
+	testenv.RequireOrSkip(t, err == nil, "needs OVMF (Debian's ovmf)")
+	a, err = Machine{UEFI: true, Disks: []Disk{{Bus: "SCSI"}}}.args(runFiles{overlays: []string{"/a,b/o"}, qmp: "q", pid: "p", vars: "/v.fd"}, false)
+	require.NoError(t, err)
+	s = strings.Join(a, " ")
+	require.Contains(t, s, "if=pflash,format=raw,readonly=on,file="+ovmfCode)
+	require.Contains(t, s, "if=pflash,format=raw,file=/v.fd")
+	require.Contains(t, s, "file=/a,,b/o,format=qcow2")
 }
 
 func TestConsoleText(t *testing.T) {

@@ -3,6 +3,7 @@ package nutanix
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 )
@@ -12,27 +13,32 @@ import (
 // the VM through Nutanix Guest Tools, logging in with the guest's
 // credentials.
 
-// GuestCredential logs the cluster in to the guest. Its String never
-// shows the password.
+// GuestCredential logs the cluster in to the guest. It never shows the
+// password: not in String, GoString, slog or JSON.
 type GuestCredential struct {
-	Username string
-	Password string
+	Username string `json:"username"`
+	Password string `json:"-"`
 }
 
-func (c GuestCredential) String() string { return c.Username + ":<redacted>" }
+func (c GuestCredential) String() string       { return c.Username + ":<redacted>" }
+func (c GuestCredential) GoString() string     { return "nutanix.GuestCredential{" + c.String() + "}" }
+func (c GuestCredential) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // GuestFile is one file to copy: Source inside the source disk's
 // filesystem (no drive letter), Destination the full path in the guest.
 type GuestFile struct {
-	Source      string
-	Destination string
-	Overwrite   bool
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	Overwrite   bool   `json:"overwrite"`
 }
 
 // GuestFileTransfer copies files from a disk file on an external
 // repository into a running guest. *Client implements it; it answers
 // ErrUnsupported without vmm v4.3 and multidomain v4.2.
 type GuestFileTransfer interface {
+	// CheckGuestFileTransfer fails with ErrUnsupported, saying what is
+	// missing, when the endpoint cannot copy files into guests.
+	CheckGuestFileTransfer(ctx context.Context) error
 	// TransferFilesToGuest copies files from the disk file diskPath
 	// (relative to the repository's export) of external repository
 	// repoID into VM vmID, and waits for the task.
@@ -44,14 +50,39 @@ var _ GuestFileTransfer = (*Client)(nil)
 // minTransferRevision is the vmm revision of transfer-files-to-guest.
 const minTransferRevision = "v4.3"
 
+func (c *Client) CheckGuestFileTransfer(ctx context.Context) error {
+	_, err := c.transfer(ctx)
+	return err
+}
+
+// transfer returns the v4 backend when it serves transfer-files-to-guest.
+func (c *Client) transfer(ctx context.Context) (*v4Backend, error) {
+	b, err := c.b(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v4, ok := b.(*v4Backend)
+	if !ok {
+		return nil, fmt.Errorf("copying files into a guest needs the Prism v4 APIs (vmm %s, multidomain %s); this endpoint is served through %s: %w",
+			minTransferRevision, minInstantRevision, b.API(), ErrUnsupported)
+	}
+	for ns, min := range map[string]string{"vmm": minTransferRevision, "multidomain": minInstantRevision} {
+		if rev := v4.rev[ns]; rev == "" || revisionLess(rev, min) {
+			have := rev
+			if have == "" {
+				have = "not served"
+			}
+			return nil, fmt.Errorf("copying files into a guest needs %s %s or later (here: %s): %w", ns, min, have, ErrUnsupported)
+		}
+	}
+	return v4, nil
+}
+
 func (c *Client) TransferFilesToGuest(ctx context.Context, vmID string, cred GuestCredential, repoID, diskPath string, files []GuestFile) error {
 	op := fmt.Sprintf("transfer %d file(s) to VM %s", len(files), vmID)
-	b, err := c.instant(ctx)
+	b, err := c.transfer(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
-	}
-	if rev := b.rev["vmm"]; revisionLess(rev, minTransferRevision) {
-		return fmt.Errorf("%s: copying files into a guest needs vmm %s or later (here: %s): %w", op, minTransferRevision, rev, ErrUnsupported)
 	}
 	if len(files) == 0 || cred.Username == "" || repoID == "" || diskPath == "" {
 		return fmt.Errorf("%s: files, guest credentials, repository and disk path are required", op)
@@ -75,7 +106,16 @@ func (c *Client) TransferFilesToGuest(ctx context.Context, vmID string, cred Gue
 			"filesToTransfer": list,
 		},
 	}
-	_, err = b.mutate(ctx, op, request{method: http.MethodPost,
-		path: b.p("vmm", "/ahv/config/vms/"+url.PathEscape(vmID)+"/$actions/transfer-files-to-guest"), in: body})
+	// The VM's ETag goes with the action, as with every other VM action.
+	p := b.p("vmm", "/ahv/config/vms/"+url.PathEscape(vmID))
+	tag, err := b.etag(ctx, p)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	h := http.Header{}
+	if tag != "" {
+		h.Set("If-Match", tag)
+	}
+	_, err = b.mutate(ctx, op, request{method: http.MethodPost, path: p + "/$actions/transfer-files-to-guest", in: body, header: h})
 	return err
 }

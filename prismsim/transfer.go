@@ -2,6 +2,7 @@ package prismsim
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -59,6 +60,8 @@ func (s *Sim) guestCredentials() (user, password string, err error) {
 
 type v4TransferIn struct {
 	ObjectType          string `json:"$objectType"`
+	AuthDiscriminator   string `json:"$guestAuthenticationItemDiscriminator"`
+	SpecDiscriminator   string `json:"$transferFilesSpecItemDiscriminator"`
 	GuestAuthentication *struct {
 		ObjectType string `json:"$objectType"`
 		Username   string `json:"username"`
@@ -94,6 +97,12 @@ func (s *Sim) v4TransferFiles(w http.ResponseWriter, r *http.Request) {
 	}
 	spec := in.TransferFilesSpec
 	switch {
+	case in.ObjectType != "vmm.v4.ahv.config.TransferFilesToGuestSpec":
+		v4Error(w, r, http.StatusBadRequest, "the body must be a vmm.v4.ahv.config.TransferFilesToGuestSpec")
+		return
+	case in.AuthDiscriminator != "vmm.v4.ahv.config.Credential" || in.SpecDiscriminator != "vmm.v4.ahv.config.TransferFilesFromExternalDataSourceDisk":
+		v4Error(w, r, http.StatusBadRequest, "$guestAuthenticationItemDiscriminator and $transferFilesSpecItemDiscriminator must name the types of guestAuthentication and transferFilesSpec")
+		return
 	case in.GuestAuthentication == nil || !strings.HasSuffix(in.GuestAuthentication.ObjectType, ".Credential"):
 		v4Error(w, r, http.StatusBadRequest, "guestAuthentication must be a vmm.v4.ahv.config.Credential")
 		return
@@ -114,6 +123,9 @@ func (s *Sim) v4TransferFiles(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	withPath(s, w, r, "extId", v4NotFound, byID(s.m.VMs), func(v *vm) {
+		if r.Header.Get("If-Match") != "" && !checkIfMatch(w, r, vmETag(v)) {
+			return
+		}
 		x := s.m.ExternalRepos[spec.Ref.RepoID]
 		if x == nil {
 			v4Error(w, r, http.StatusNotFound, "external repository "+spec.Ref.RepoID+" not found")
@@ -152,6 +164,9 @@ func (s *Sim) transferFiles(x *externalRepo, rel, target string, files []struct 
 	Destination string `json:"destinationPath"`
 	Overwrite   bool   `json:"shouldOverwrite"`
 }) error {
+	// debugfs -w on an image another transfer writes would corrupt it.
+	s.transferMu.Lock()
+	defer s.transferMu.Unlock()
 	tmp, err := os.MkdirTemp("", "prismsim-transfer-*")
 	if err != nil {
 		return err
@@ -162,7 +177,7 @@ func (s *Sim) transferFiles(x *externalRepo, rel, target string, files []struct 
 		return err
 	}
 	img := filepath.Join(tmp, "source.raw")
-	err = copySourceDisk(src, img)
+	err = copySourceDisk(s.ctx, src, img)
 	src.Close()
 	if err != nil {
 		return fmt.Errorf("read %s from the external repository: %w", rel, err)
@@ -180,7 +195,7 @@ func (s *Sim) transferFiles(x *externalRepo, rel, target string, files []struct 
 		out := filepath.Join(tmp, fmt.Sprintf("file-%d", i))
 		found := false
 		for _, fsys := range srcFS {
-			if _, err := debugfs(fsys, false, "dump -p "+quoteDebugfs(f.Source)+" "+quoteDebugfs(out)); err == nil {
+			if _, err := debugfs(fsys, false, "dump "+quoteDebugfs(f.Source)+" "+quoteDebugfs(out)); err == nil {
 				if st, err := os.Stat(out); err == nil && st.Mode().IsRegular() {
 					found = true
 					break
@@ -197,8 +212,9 @@ func (s *Sim) transferFiles(x *externalRepo, rel, target string, files []struct 
 	return nil
 }
 
-// copySourceDisk copies src to a sparse file.
-func copySourceDisk(src *nfsSource, to string) error {
+// copySourceDisk copies src to a sparse file (until ctx, the simulator's
+// life, ends).
+func copySourceDisk(ctx context.Context, src *nfsSource, to string) error {
 	f, err := os.Create(to)
 	if err != nil {
 		return err
@@ -210,6 +226,9 @@ func copySourceDisk(src *nfsSource, to string) error {
 	buf := make([]byte, 1<<20)
 	zero := make([]byte, len(buf))
 	for off := int64(0); off < src.size; off += int64(len(buf)) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		n := min(int64(len(buf)), src.size-off)
 		if _, err := src.ReadAt(buf[:n], off); err != nil {
 			return err
@@ -310,7 +329,8 @@ func debugfs(fsys string, writable bool, request string) (string, error) {
 	return stdout.String(), nil
 }
 
-// quoteDebugfs quotes an argument for debugfs's request parser.
+// quoteDebugfs quotes an argument for debugfs's request parser, where a
+// quote inside quotes is written twice.
 func quoteDebugfs(s string) string {
-	return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }

@@ -22,8 +22,8 @@ import (
 
 // DiskFiles are the files to copy out of one disk of the restore point.
 type DiskFiles struct {
-	Disk  int // disk-N
-	Files []nutanix.GuestFile
+	Disk  int                 `json:"disk"` // disk-N
+	Files []nutanix.GuestFile `json:"files"`
 }
 
 // GuestFilesOptions configure FilesToGuest.
@@ -72,6 +72,10 @@ func FilesToGuest(ctx context.Context, cl nutanix.Cluster, repo *engine.Reposito
 	if o.Credential.Username == "" {
 		return fail(errors.New("no guest credentials"))
 	}
+	// What the cluster lacks is said before anything is created.
+	if err := ft.CheckGuestFileTransfer(ctx); err != nil {
+		return fail(err)
+	}
 	host, port, err := splitNFS(o.NFS)
 	if err != nil {
 		return fail(err)
@@ -105,8 +109,13 @@ func FilesToGuest(ctx context.Context, cl nutanix.Cluster, repo *engine.Reposito
 	if err != nil {
 		return fail(err)
 	}
-	if vm.PowerState != nutanix.PowerOn {
+	switch {
+	case vm.PowerState != nutanix.PowerOn:
 		return fail(fmt.Errorf("the VM is %s: files go into a running guest (power it on first)", vm.PowerState))
+	case !vm.NGT.Installed || !vm.NGT.Enabled:
+		return fail(errors.New("the VM has no enabled Nutanix Guest Tools: the cluster copies files through them (install and enable NGT in the guest)"))
+	case !vm.NGT.Reachable:
+		return fail(errors.New("the VM's Nutanix Guest Tools do not answer the cluster (check the guest's NGT service and its network)"))
 	}
 	res.VMUUID = vm.UUID
 	start := time.Now()
@@ -122,8 +131,15 @@ func FilesToGuest(ctx context.Context, cl nutanix.Cluster, repo *engine.Reposito
 			d, _ := rp.Disk(s.Disk)
 			path := rptree.DiskPath(rp, d)
 			o.Logger.Info("restore-file: copying into the guest", "vm", vm.Name, "disk", path, "files", len(s.Files))
-			if err := ft.TransferFilesToGuest(ctx, vm.UUID, o.Credential, created.ID, path, s.Files); err != nil {
-				return err
+			// Once asked, the cluster copies on its own: an interrupted
+			// command still waits for the task (up to the client's task
+			// timeout; a second signal exits at once), so that the
+			// repository is not removed from under a copy in progress.
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err := ft.TransferFilesToGuest(context.WithoutCancel(ctx), vm.UUID, o.Credential, created.ID, path, s.Files); err != nil {
+				return fmt.Errorf("%w (existing files are replaced only with --overwrite; the guest's login is in --guest-credentials-file)", err)
 			}
 		}
 		return nil

@@ -52,6 +52,11 @@ func init() {
 				if c.String("to-vm") != "" {
 					return restoreFilesToVM(c, env)
 				}
+				for _, f := range []string{"guest-credentials-file", "nfs"} {
+					if c.IsSet(f) {
+						return usagef("restore-file: --%s goes with --to-vm only", f)
+					}
+				}
 				if c.String("to") == "" {
 					return usagef("restore-file: --to DIR is required (or --to-vm NAME)")
 				}

@@ -106,14 +106,21 @@ func guestFileSets(ctx context.Context, env *cliEnv, r *engine.Repository, rp *e
 	root := rptree.RestorePointDir(rp)
 	for _, rel := range rels {
 		comps := strings.SplitN(rel, "/", 3)
-		if len(comps) < 3 || !strings.HasPrefix(comps[1], "part-") {
-			return nil, usagef("restore-file --to-vm: %q: want disk-N/part-M/PATH (a file or directory inside a guest filesystem)", rel)
+		if len(comps) < 3 {
+			return nil, usagef("restore-file --to-vm: %q: want disk-N/FILESYSTEM/PATH (part-M or lv-VG-LV, then a file or directory in it)", rel)
 		}
 		n, err := parseDiskName(comps[0])
 		if err != nil {
 			return nil, err
 		}
 		inFS := comps[2] // PATH inside the filesystem
+		// The cluster's copy names the disk and the path, not the
+		// filesystem: a path that exists in another filesystem of the
+		// disk too would be ambiguous.
+		if other := sameNameElsewhere(tree, root+"/"+comps[0], comps[1], inFS); other != "" {
+			return nil, fmt.Errorf("restore-file --to-vm: %s exists in %s/%s and in %s/%s: the cluster's copy does not say which filesystem it reads; restore it locally with --to DIR",
+				inFS, comps[0], comps[1], comps[0], other)
+		}
 		var files []nutanix.GuestFile
 		err = fs.WalkDir(tree, root+"/"+rel, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
@@ -153,4 +160,22 @@ func guestFileSets(ctx context.Context, env *cliEnv, r *engine.Repository, rp *e
 		sets[i].Files = append(sets[i].Files, files...)
 	}
 	return sets, nil
+}
+
+// sameNameElsewhere is the name of another filesystem of disk dir (in the
+// tree) that holds inFS too, or "".
+func sameNameElsewhere(tree fs.FS, dir, chosen, inFS string) string {
+	entries, err := fs.ReadDir(tree, dir)
+	if err != nil {
+		return ""
+	}
+	for _, e := range entries {
+		if e.Name() == chosen || !e.IsDir() {
+			continue
+		}
+		if _, err := fs.Stat(tree, dir+"/"+e.Name()+"/"+inFS); err == nil {
+			return e.Name()
+		}
+	}
+	return ""
 }

@@ -109,20 +109,30 @@ func TestRestoreFileToVM(t *testing.T) {
 	require.Contains(t, errs, "power it on first")
 	_, errs, code = toVM("web01-live", creds, "web01@latest", "disk-0/part-1/no/such/file")
 	require.NotEqual(t, 0, code)
-	require.Contains(t, errs, "no/such/file")
+	require.Contains(t, errs, "no/such/file: file does not exist")
 	one := filepath.Join(work, "one.credentials")
 	require.NoError(t, os.WriteFile(one, []byte("root\n"), 0o600))
 	_, errs, code = toVM("web01-live", one, "web01@latest", "disk-0/part-1/etc/motd")
 	require.Equal(t, exitUsage, code, errs)
 
+	// A path in two filesystems of the disk: the cluster could read
+	// either, so it is refused.
+	dual := filepath.Join(work, "dual.raw")
+	require.NoError(t, mkimage.Build(ctx, dual, mkimage.Spec{Table: mkimage.GPT, Partitions: []mkimage.Partition{
+		{FS: mkimage.Ext4, Size: 16 << 20, Dir: tree}, {FS: mkimage.Ext4, Size: 16 << 20, Dir: tree}}}))
+	mustCLI(t, "import", "--repo", repo, "--vm", "dual", dual)
+	_, errs, code = toVM("web01-live", creds, "--to", "/x", "dual@latest", "disk-0/part-2/etc/motd")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errs, "etc/motd exists in disk-0/part-2 and in disk-0/part-1")
+	_, errs, code = runCLI(t, "", "restore-file", "--repo", repo, "--to", t.TempDir(), "--nfs", nfsAddr, "web01@latest", "disk-0/part-1/etc/motd")
+	require.Equal(t, exitUsage, code, errs)
+
 	s.WaitIdle(30*time.Second, 0)
 	inv := s.Objects()
 	require.Empty(t, inv.ExternalRepositories, "external repositories left behind")
-	entries, _ := os.ReadDir(filepath.Join(repo, "journal"))
-	for _, e := range entries {
-		b, _ := os.ReadFile(filepath.Join(repo, "journal", e.Name()))
-		require.NotContains(t, string(b), "external", "journal entry left: %s", e.Name())
-	}
+	pending, err := openJournal(t, repo).Pending()
+	require.NoError(t, err)
+	require.Empty(t, pending, "journal entries left")
 
 	// A cluster with vmm v4.2 only says what it lacks.
 	s42 := simtest.Start(t, simtest.Options{Options: prismsim.Options{TaskDelay: time.Millisecond, V4Revisions: []string{"v4.0", "v4.1", "v4.2"}}})

@@ -29,7 +29,8 @@ func init() {
 				"kernel panic, no bootable device) or --timeout passes. The disks are read from a private FUSE\n" +
 				"mount of the repository, or with --nfs from a running 'ahvfs nfs-serve' on its standard ports.\n" +
 				"Nothing is written to the repository. Exit code 8 when the guest did not boot; the console\n" +
-				"output is printed (and in --json). Legacy-BIOS VMs only so far.",
+				"output is printed (and in --json). UEFI VMs boot with OVMF (Secure Boot is not enforced; the\n" +
+				"report says so).",
 			Flags: []cli.Flag{
 				repoPasswordFlag(),
 				&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "give up after `DURATION` without the expected text"},

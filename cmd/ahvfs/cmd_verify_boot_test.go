@@ -109,6 +109,17 @@ func TestVerifyBoot(t *testing.T) {
 
 	require.Equal(t, before, repoDigest(t, repo), "verify-boot wrote to the repository")
 
+	// A UEFI VM (its configuration record says so) boots with OVMF.
+	uefi := filepath.Join(work, "uefi.raw")
+	require.NoError(t, mkimage.BuildBootable(context.Background(), uefi, mkimage.BootSpec{UEFI: true}))
+	cfg := filepath.Join(work, "uefi.json")
+	require.NoError(t, os.WriteFile(cfg, []byte(`{"version":1,"name":"uefivm","boot_type":"UEFI","memory_bytes":536870912,"vcpus":1,`+
+		`"disks":[{"disk":0,"bus":"scsi","index":0,"size_bytes":67108864}],"nics":[]}`), 0o644))
+	mustCLI(t, "import", "--repo", repo, "--vm", "uefivm", "--config", cfg, uefi)
+	out, errs, code = runCLI(t, "", "verify-boot", "--repo", repo, "uefivm@latest")
+	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out, errs)
+	require.Contains(t, out, `printed "ahvfs-boot login:"`)
+
 	_, errs, code = runCLI(t, "", "verify-boot", "--repo", repo, "--nfs", "127.0.0.1:2050", "bootvm@latest")
 	require.Equal(t, exitUsage, code, errs)
 	_, errs, code = runCLI(t, "", "verify-boot", "--repo", repo, "--expect", "(", "bootvm@latest")

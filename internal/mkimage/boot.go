@@ -15,8 +15,12 @@ import (
 // BootSpec describes the small bootable Linux disk BuildBootable writes: an
 // MBR disk with one active FAT16 partition holding SYSLINUX, a Debian kernel
 // and a busybox initramfs whose init prints a login prompt on the serial
-// console and on the screen.
+// console and on the screen. With UEFI: a GPT disk whose FAT16 EFI system
+// partition holds SYSLINUX's EFI loader as the removable-media boot file
+// (EFI/BOOT/BOOTX64.EFI) instead.
 type BootSpec struct {
+	// UEFI makes the disk boot with UEFI firmware (OVMF) instead of a BIOS.
+	UEFI bool
 	// Kernel is the bzImage to boot (default: the newest /boot/vmlinuz-*,
 	// from Debian's linux-image-amd64).
 	Kernel string
@@ -32,8 +36,13 @@ type BootSpec struct {
 	Size int64
 }
 
-// Boot-loader files from Debian's syslinux-common.
-const syslinuxMBR = "/usr/lib/syslinux/mbr/mbr.bin"
+// Boot-loader files from Debian's syslinux-common (BIOS) and
+// syslinux-efi (UEFI).
+const (
+	syslinuxMBR    = "/usr/lib/syslinux/mbr/mbr.bin"
+	syslinuxEFI    = "/usr/lib/SYSLINUX.EFI/efi64/syslinux.efi"
+	syslinuxEFILib = "/usr/lib/syslinux/modules/efi64/ldlinux.e64"
+)
 
 // syslinuxCfg boots the kernel at once, echoing the boot loader on the
 // first serial port; panic=5 with QEMU's -no-reboot ends a failed boot.
@@ -83,9 +92,6 @@ func BuildBootable(ctx context.Context, path string, spec BootSpec) error {
 	if err := os.WriteFile(filepath.Join(tree, "initrd.gz"), initrd, 0o644); err != nil {
 		return fmt.Errorf("mkimage: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(tree, "syslinux.cfg"), []byte(syslinuxCfg), 0o644); err != nil {
-		return fmt.Errorf("mkimage: %w", err)
-	}
 	if !spec.NoKernel {
 		k, err := os.ReadFile(spec.Kernel)
 		if err != nil {
@@ -94,6 +100,12 @@ func BuildBootable(ctx context.Context, path string, spec BootSpec) error {
 		if err := os.WriteFile(filepath.Join(tree, "vmlinuz"), k, 0o644); err != nil {
 			return fmt.Errorf("mkimage: %w", err)
 		}
+	}
+	if spec.UEFI {
+		return buildUEFIBootable(ctx, path, tree, spec)
+	}
+	if err := os.WriteFile(filepath.Join(tree, "syslinux.cfg"), []byte(syslinuxCfg), 0o644); err != nil {
+		return fmt.Errorf("mkimage: %w", err)
 	}
 	mbr, err := os.ReadFile(syslinuxMBR)
 	if err != nil {
@@ -119,6 +131,30 @@ func BuildBootable(ctx context.Context, path string, spec BootSpec) error {
 		return fmt.Errorf("mkimage: MBR code: %w", err)
 	}
 	return f.Close()
+}
+
+// buildUEFIBootable writes the UEFI variant: the tree (kernel, initramfs)
+// plus SYSLINUX's EFI loader, its library and configuration in EFI/BOOT,
+// on a GPT EFI system partition.
+func buildUEFIBootable(ctx context.Context, path, tree string, spec BootSpec) error {
+	boot := filepath.Join(tree, "EFI", "BOOT")
+	if err := os.MkdirAll(boot, 0o755); err != nil {
+		return fmt.Errorf("mkimage: %w", err)
+	}
+	for src, dst := range map[string]string{syslinuxEFI: "BOOTX64.EFI", syslinuxEFILib: "ldlinux.e64"} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return fmt.Errorf("mkimage: SYSLINUX EFI loader (install syslinux-efi): %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(boot, dst), b, 0o644); err != nil {
+			return fmt.Errorf("mkimage: %w", err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(boot, "syslinux.cfg"), []byte(syslinuxCfg), 0o644); err != nil {
+		return fmt.Errorf("mkimage: %w", err)
+	}
+	part := Partition{FS: FAT16, Size: spec.Size - 2*mib, Dir: tree, Label: "AHVFSBOOT", ESP: true}
+	return Build(ctx, path, Spec{Table: GPT, Partitions: []Partition{part}})
 }
 
 // newestKernel is the last /boot/vmlinuz-* in version order.
@@ -183,7 +219,8 @@ func CheckBootable() error {
 			missing = append(missing, t.cmd+" ("+t.pkg+")")
 		}
 	}
-	for _, f := range []struct{ path, pkg string }{{syslinuxMBR, "syslinux-common"}, {"/bin/busybox", "busybox-static"}} {
+	for _, f := range []struct{ path, pkg string }{{syslinuxMBR, "syslinux-common"}, {syslinuxEFI, "syslinux-efi"},
+		{syslinuxEFILib, "syslinux-common"}, {"/bin/busybox", "busybox-static"}} {
 		if _, err := os.Stat(f.path); err != nil {
 			missing = append(missing, f.path+" ("+f.pkg+")")
 		}

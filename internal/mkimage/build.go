@@ -42,6 +42,8 @@ type Partition struct {
 	// Bootable marks the partition active in an MBR table (the flag a
 	// BIOS boot loader's MBR code looks for).
 	Bootable bool
+	// ESP types a GPT partition as the EFI system partition.
+	ESP bool
 }
 
 // Spec describes an image.
@@ -95,7 +97,11 @@ func Build(ctx context.Context, path string, spec Spec) error {
 		if err := makeFS(ctx, f, p); err != nil {
 			return fmt.Errorf("mkimage: partition %d: %w", i, err)
 		}
-		fmt.Fprintf(&script, "start=%d, size=%d, type=%s", off/512, p.Size/512, partType(spec.Table, p.FS))
+		typ := partType(spec.Table, p.FS)
+		if p.ESP && spec.Table == GPT {
+			typ = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" // EFI system partition
+		}
+		fmt.Fprintf(&script, "start=%d, size=%d, type=%s", off/512, p.Size/512, typ)
 		if p.Bootable && spec.Table == MBR {
 			script.WriteString(", bootable")
 		}

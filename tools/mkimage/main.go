@@ -2,7 +2,7 @@
 //
 //	mkimage --out disk.raw --size 4GiB [--fs ext4] [--table none|gpt|mbr] [--seed N]
 //	mkimage --out disk.raw --table gpt --part fat32:256MiB --part ext4:1GiB --part xfs:1GiB
-//	mkimage --out boot.raw --bootable [--no-kernel] [--kernel /boot/vmlinuz-...]
+//	mkimage --out boot.raw --bootable [--uefi] [--no-kernel] [--kernel /boot/vmlinuz-...]
 //
 // Each partition is filled with a tree of real files (about 70% of its size)
 // copied from this machine; --dir uses a given tree instead. --bootable writes
@@ -40,6 +40,7 @@ func main() {
 	bootable := flag.Bool("bootable", false, "write the bootable test disk (SYSLINUX + kernel + busybox initramfs); --size defaults to 64MiB")
 	noKernel := flag.Bool("no-kernel", false, "with --bootable: leave the kernel out, so the disk does not boot")
 	kernel := flag.String("kernel", "", "with --bootable: the kernel to use (default: newest /boot/vmlinuz-*)")
+	uefi := flag.Bool("uefi", false, "with --bootable: a GPT disk that boots with UEFI firmware (SYSLINUX's EFI loader on an EFI system partition)")
 	var parts partFlags
 	flag.Var(&parts, "part", "FS:SIZE partition (repeatable; with --table gpt|mbr)")
 	flag.Parse()
@@ -50,7 +51,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if *bootable {
-		spec := mkimage.BootSpec{Kernel: *kernel, NoKernel: *noKernel}
+		spec := mkimage.BootSpec{Kernel: *kernel, NoKernel: *noKernel, UEFI: *uefi}
 		if sizeSet(flag.CommandLine, "size") {
 			n, err := humanize.ParseBytes(*size)
 			if err != nil {
