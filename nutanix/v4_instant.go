@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 )
 
 // Instant recovery (v4.2+, §9a of the API notes): an NFS export registered
@@ -50,21 +51,32 @@ const minInstantRevision = "v4.2"
 
 // instant returns the v4 backend when it serves instant recovery.
 func (c *Client) instant(ctx context.Context) (*v4Backend, error) {
+	return c.v4With(ctx, "instant recovery", [][2]string{{"multidomain", minInstantRevision}, {"vmm", minInstantRevision}})
+}
+
+// v4With returns the v4 backend when it serves each namespace at its
+// revision or later (need: namespace, revision), else ErrUnsupported
+// saying what feature lacks what.
+func (c *Client) v4With(ctx context.Context, feature string, need [][2]string) (*v4Backend, error) {
 	b, err := c.b(ctx)
 	if err != nil {
 		return nil, err
 	}
+	var want []string
+	for _, n := range need {
+		want = append(want, n[0]+" "+n[1])
+	}
 	v4, ok := b.(*v4Backend)
 	if !ok {
-		return nil, fmt.Errorf("instant recovery needs the Prism v4.2 APIs (multidomain, vmm); this endpoint is served through %s: %w", b.API(), ErrUnsupported)
+		return nil, fmt.Errorf("%s needs the Prism v4 APIs (%s); this endpoint is served through %s: %w", feature, strings.Join(want, ", "), b.API(), ErrUnsupported)
 	}
-	for _, ns := range []string{"multidomain", "vmm"} {
-		if rev := v4.rev[ns]; rev == "" || revisionLess(rev, minInstantRevision) {
+	for _, n := range need {
+		if rev := v4.rev[n[0]]; rev == "" || revisionLess(rev, n[1]) {
 			have := rev
 			if have == "" {
 				have = "not served"
 			}
-			return nil, fmt.Errorf("instant recovery needs %s %s or later (here: %s): %w", ns, minInstantRevision, have, ErrUnsupported)
+			return nil, fmt.Errorf("%s needs %s %s or later (here: %s): %w", feature, n[0], n[1], have, ErrUnsupported)
 		}
 	}
 	return v4, nil

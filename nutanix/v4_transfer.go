@@ -57,25 +57,7 @@ func (c *Client) CheckGuestFileTransfer(ctx context.Context) error {
 
 // transfer returns the v4 backend when it serves transfer-files-to-guest.
 func (c *Client) transfer(ctx context.Context) (*v4Backend, error) {
-	b, err := c.b(ctx)
-	if err != nil {
-		return nil, err
-	}
-	v4, ok := b.(*v4Backend)
-	if !ok {
-		return nil, fmt.Errorf("copying files into a guest needs the Prism v4 APIs (vmm %s, multidomain %s); this endpoint is served through %s: %w",
-			minTransferRevision, minInstantRevision, b.API(), ErrUnsupported)
-	}
-	for ns, min := range map[string]string{"vmm": minTransferRevision, "multidomain": minInstantRevision} {
-		if rev := v4.rev[ns]; rev == "" || revisionLess(rev, min) {
-			have := rev
-			if have == "" {
-				have = "not served"
-			}
-			return nil, fmt.Errorf("copying files into a guest needs %s %s or later (here: %s): %w", ns, min, have, ErrUnsupported)
-		}
-	}
-	return v4, nil
+	return c.v4With(ctx, "copying files into a guest", [][2]string{{"vmm", minTransferRevision}, {"multidomain", minInstantRevision}})
 }
 
 func (c *Client) TransferFilesToGuest(ctx context.Context, vmID string, cred GuestCredential, repoID, diskPath string, files []GuestFile) error {
