@@ -21,7 +21,6 @@ var (
 		`Loading \S+\.\.\. failed`, // SYSLINUX
 		`Could not find kernel image`,
 		`No bootable device`,
-		`Boot failed`,
 		`error: (no such partition|unknown filesystem|file .* not found)`, // GRUB
 		`Missing operating system`,
 		`Operating system not found`,
@@ -36,12 +35,19 @@ const consoleLimit = 256 << 10
 // console collects the guest's serial output as plain text: carriage
 // returns, terminal escape sequences and other control bytes removed.
 type console struct {
-	mu   sync.Mutex
-	text []byte
-	esc  []byte // an escape sequence cut by a read
+	mu      sync.Mutex
+	text    []byte
+	dropped int64  // bytes of text dropped from the front (consoleLimit)
+	esc     []byte // the start of an escape sequence cut by a read
 }
 
-var ansiEscape = regexp.MustCompile(`\x1b(\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_])`)
+// ansiEscape is a terminal escape sequence: CSI (ESC [ parameters,
+// intermediates, final) or any other ESC sequence (intermediates, final);
+// escapePrefix is the start of one, not yet complete.
+var (
+	ansiEscape   = regexp.MustCompile(`\x1b(\[[0-?]*[ -/]*[@-~]|[ -/]*[0-~])`)
+	escapePrefix = regexp.MustCompile(`^\x1b(\[[0-?]*[ -/]*|[ -/]*)$`)
+)
 
 // write adds raw serial bytes.
 func (c *console) write(p []byte) {
@@ -49,7 +55,8 @@ func (c *console) write(p []byte) {
 	defer c.mu.Unlock()
 	raw := append(c.esc, p...)
 	c.esc = nil
-	if i := bytes.LastIndexByte(raw, 0x1b); i >= 0 && !ansiEscape.Match(raw[i:]) && len(raw)-i < 32 {
+	// Hold back only what may still become an escape sequence.
+	if i := bytes.LastIndexByte(raw, 0x1b); i >= 0 && escapePrefix.Match(raw[i:]) && len(raw)-i < 32 {
 		c.esc = append([]byte(nil), raw[i:]...)
 		raw = raw[:i]
 	}
@@ -60,6 +67,7 @@ func (c *console) write(p []byte) {
 		}
 	}
 	if n := len(c.text); n > consoleLimit {
+		c.dropped += int64(n - consoleLimit)
 		c.text = append(c.text[:0], c.text[n-consoleLimit:]...)
 	}
 }
@@ -69,4 +77,16 @@ func (c *console) String() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return string(c.text)
+}
+
+// since is the text from absolute offset from on (or from the oldest text
+// kept), and the absolute offset where it starts.
+func (c *console) since(from int64) (string, int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := max(from-c.dropped, 0)
+	if i > int64(len(c.text)) {
+		i = int64(len(c.text))
+	}
+	return string(c.text[i:]), c.dropped + i
 }

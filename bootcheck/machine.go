@@ -79,13 +79,14 @@ const (
 // runFiles are the files of one QEMU run, in its work directory.
 type runFiles struct {
 	overlays []string // one per disk, in front of it
-	qmp      string   // the QMP socket
+	qmpFD    int      // QEMU's descriptor of its end of the QMP socket
 	pid      string   // QEMU's pidfile
 	vars     string   // the UEFI variable store (UEFI only)
 }
 
 // args is QEMU's command line for m: the serial port on stdio, QMP and
-// the pidfile from f, and no network.
+// the pidfile from f, and no network. A firmware with nothing to boot
+// resets at once (reboot-timeout=0), which ends QEMU (-no-reboot).
 func (m Machine) args(f runFiles, kvm bool) ([]string, error) {
 	machine := "pc"
 	if m.Q35 {
@@ -105,7 +106,8 @@ func (m Machine) args(f runFiles, kvm bool) ([]string, error) {
 		"-nic", "none",
 		"-chardev", "stdio,id=ser0,signal=off", "-serial", "chardev:ser0",
 		"-monitor", "none",
-		"-qmp", "unix:" + f.qmp + ",server=on,wait=off",
+		"-chardev", fmt.Sprintf("socket,id=qmp,fd=%d", f.qmpFD), "-mon", "chardev=qmp,mode=control",
+		"-boot", "reboot-timeout=0",
 		"-pidfile", f.pid,
 	}
 	if m.UEFI {
@@ -129,7 +131,10 @@ func (m Machine) args(f runFiles, kvm bool) ([]string, error) {
 				a = append(a, "-device", "virtio-scsi-pci,id=scsi0")
 				ctrl["scsi"] = true
 			}
-			a = append(a, "-device", fmt.Sprintf("scsi-hd,bus=scsi0.0,scsi-id=%d,drive=%s%s", d.Index%256, id, boot))
+			if d.Index > 255 {
+				return nil, fmt.Errorf("SCSI disk index %d: QEMU's virtio-scsi takes ids 0 to 255", d.Index)
+			}
+			a = append(a, "-device", fmt.Sprintf("scsi-hd,bus=scsi0.0,scsi-id=%d,drive=%s%s", d.Index, id, boot))
 		case "SATA":
 			if !ctrl["sata"] {
 				a = append(a, "-device", "ahci,id=ahci0")
@@ -140,8 +145,11 @@ func (m Machine) args(f runFiles, kvm bool) ([]string, error) {
 			}
 			a = append(a, "-device", fmt.Sprintf("ide-hd,bus=ahci0.%d,drive=%s%s", d.Index, id, boot))
 		case "IDE":
-			if m.Q35 || d.Index > 3 {
-				return nil, fmt.Errorf("IDE disk index %d does not fit QEMU's PC IDE buses (0 to 3, machine type PC)", d.Index)
+			if m.Q35 {
+				return nil, fmt.Errorf("IDE disk %d on machine type Q35: QEMU's Q35 has no IDE buses", d.Index)
+			}
+			if d.Index > 3 {
+				return nil, fmt.Errorf("IDE disk index %d does not fit QEMU's PC IDE buses (0 to 3)", d.Index)
 			}
 			a = append(a, "-device", fmt.Sprintf("ide-hd,bus=ide.%d,unit=%d,drive=%s%s", d.Index/2, d.Index%2, id, boot))
 		case "PCI":

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"syscall"
 	"time"
 )
 
@@ -16,14 +18,9 @@ type qmp struct {
 	dec  *json.Decoder
 }
 
-// dialQMP connects to the QMP socket and leaves capabilities negotiation
-// mode.
-func dialQMP(ctx context.Context, path string) (*qmp, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("QMP: %w", err)
-	}
+// newQMP reads QEMU's greeting on conn and leaves capabilities
+// negotiation mode.
+func newQMP(ctx context.Context, conn net.Conn) (*qmp, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
@@ -32,11 +29,9 @@ func dialQMP(ctx context.Context, path string) (*qmp, error) {
 		QMP *json.RawMessage `json:"QMP"`
 	}
 	if err := q.dec.Decode(&greeting); err != nil || greeting.QMP == nil {
-		conn.Close()
 		return nil, fmt.Errorf("QMP: no greeting from QEMU: %v", err)
 	}
 	if err := q.execute("qmp_capabilities", nil); err != nil {
-		conn.Close()
 		return nil, err
 	}
 	return q, nil
@@ -72,16 +67,31 @@ func (q *qmp) execute(cmd string, args any) error {
 	}
 }
 
-func (q *qmp) close() error { return q.conn.Close() }
-
-// screendump saves the guest's screen as a PNG file (QEMU 7.1 and later).
-func screendump(ctx context.Context, sock, file string) error {
+// screendump saves the guest's screen as a PNG file (QEMU 7.1 and later)
+// through the QMP connection conn.
+func screendump(ctx context.Context, conn net.Conn, file string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	q, err := dialQMP(ctx, sock)
+	q, err := newQMP(ctx, conn)
 	if err != nil {
 		return err
 	}
-	defer q.close()
 	return q.execute("screendump", map[string]string{"filename": file, "format": "png"})
+}
+
+// socketPair is a connected pair of Unix stream sockets: ours as a
+// net.Conn, QEMU's as a file to pass it.
+func socketPair() (net.Conn, *os.File, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	ours := os.NewFile(uintptr(fds[0]), "qmp")
+	defer ours.Close()
+	conn, err := net.FileConn(ours)
+	if err != nil {
+		syscall.Close(fds[1])
+		return nil, nil, err
+	}
+	return conn, os.NewFile(uintptr(fds[1]), "qmp-qemu"), nil
 }

@@ -20,7 +20,9 @@ type Options struct {
 	// Expect is the console text that proves the boot (default
 	// DefaultExpect, a login prompt).
 	Expect *regexp.Regexp
-	// Timeout bounds the whole boot (default 5 minutes).
+	// Timeout bounds the boot, from QEMU's start to the expected text
+	// (default 5 minutes); making the overlays and the screenshot come
+	// on top.
 	Timeout time.Duration
 	// Screenshot, when set, is the PNG file the screen is saved to when
 	// the check ends (while QEMU still runs).
@@ -31,7 +33,8 @@ type Options struct {
 	// QEMU and QEMUImg are the binaries (default: qemu-system-x86_64 and
 	// qemu-img from PATH).
 	QEMU, QEMUImg string
-	Logger        *slog.Logger
+	// Logger gets debug lines (QEMU's command line); default: discard.
+	Logger *slog.Logger
 }
 
 // Outcomes of a boot check, in Report.Reason.
@@ -39,7 +42,7 @@ const (
 	ReasonMatched     = "matched"      // the console printed Expect
 	ReasonBootFailure = "boot failure" // the console printed a known boot failure
 	ReasonTimeout     = "timeout"      // neither, within Timeout
-	ReasonExited      = "qemu exited"  // the guest reset or powered off (QEMU runs with -no-reboot)
+	ReasonExited      = "qemu exited"  // the guest reset or powered off (QEMU runs with -no-reboot), or QEMU failed
 )
 
 // screenSettle is how long a booted guest's screen is given to catch up
@@ -59,16 +62,23 @@ type Report struct {
 	// ScreenshotError says why no screenshot was saved.
 	ScreenshotError string `json:"screenshot_error,omitempty"`
 	QEMUStderr      string `json:"qemu_stderr,omitempty"`
+	// ExitStatus is how QEMU ended when it ended by itself ("" while it
+	// ran: the check stopped it).
+	ExitStatus string `json:"exit_status,omitempty"`
 	// Notes say where the check differed from the VM.
 	Notes []string `json:"notes,omitempty"`
 }
 
 // Run boots m and reports whether its console printed o.Expect. An error
-// means the check itself could not run (no QEMU, an unreadable disk); a
-// guest that does not boot is a Report with Booted false.
+// means the check itself could not run (no QEMU, an unreadable disk, QEMU
+// refusing its command line); a guest that does not boot is a Report with
+// Booted false.
 func Run(ctx context.Context, m Machine, o Options) (*Report, error) {
 	if o.Expect == nil {
 		o.Expect = DefaultExpect
+	}
+	if o.Expect.MatchString("") {
+		return nil, fmt.Errorf("verify-boot: the expected text %q matches an empty console", o.Expect)
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Minute
@@ -98,8 +108,14 @@ func Run(ctx context.Context, m Machine, o Options) (*Report, error) {
 		return nil, err
 	}
 	kvm := kvmUsable()
-	sock := filepath.Join(work, "qmp.sock")
-	files := runFiles{overlays: overlays, qmp: sock, pid: filepath.Join(work, "qemu.pid"), vars: filepath.Join(work, "uefi-vars.fd")}
+	// QMP on one end of a socket pair, QEMU's fd 3: no socket path (whose
+	// length and characters QEMU's option syntax limits).
+	qmpConn, qmpFile, err := socketPair()
+	if err != nil {
+		return nil, fmt.Errorf("verify-boot: QMP socket: %w", err)
+	}
+	defer qmpConn.Close()
+	files := runFiles{overlays: overlays, qmpFD: 3, pid: filepath.Join(work, "qemu.pid"), vars: filepath.Join(work, "uefi-vars.fd")}
 	if m.UEFI {
 		if err := copyVars(files.vars); err != nil {
 			return nil, fmt.Errorf("verify-boot: %w", err)
@@ -120,6 +136,7 @@ func Run(ctx context.Context, m Machine, o Options) (*Report, error) {
 	cmd := exec.Command(qemu, args...)
 	// QEMU dies with us, even on SIGKILL: its overlays are throwaway.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.ExtraFiles = []*os.File{qmpFile}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -127,7 +144,9 @@ func Run(ctx context.Context, m Machine, o Options) (*Report, error) {
 		return nil, fmt.Errorf("verify-boot: %w", err)
 	}
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	qmpFile.Close() // QEMU holds its end
+	if err != nil {
 		return nil, fmt.Errorf("verify-boot: start QEMU: %w", err)
 	}
 	con := &console{}
@@ -158,6 +177,7 @@ func Run(ctx context.Context, m Machine, o Options) (*Report, error) {
 	stop := func() {
 		cmd.Process.Kill()
 	}
+	var sc scanner
 	timer := time.NewTimer(o.Timeout)
 	defer timer.Stop()
 	running := true
@@ -173,17 +193,18 @@ wait:
 			break wait
 		case err := <-exited:
 			running = false
+			rep.ExitStatus = "exit status 0"
+			if err != nil {
+				rep.ExitStatus = err.Error()
+			}
 			// The last bytes may have come with the exit.
-			if decide(rep, con.String(), o.Expect) {
+			if sc.decide(rep, con, o.Expect) {
 				break wait
 			}
 			rep.Reason = ReasonExited
-			if err != nil {
-				rep.Reason = fmt.Sprintf("%s (%v)", ReasonExited, err)
-			}
 			break wait
 		case <-fresh:
-			if decide(rep, con.String(), o.Expect) {
+			if sc.decide(rep, con, o.Expect) {
 				break wait
 			}
 		}
@@ -199,7 +220,7 @@ wait:
 				// after the serial port's.
 				time.Sleep(screenSettle)
 			}
-			if err := screendump(ctx, sock, o.Screenshot); err != nil {
+			if err := screendump(ctx, qmpConn, o.Screenshot); err != nil {
 				rep.ScreenshotError = err.Error()
 			} else {
 				rep.Screenshot = o.Screenshot
@@ -212,16 +233,24 @@ wait:
 	}
 	rep.Console = con.String()
 	rep.QEMUStderr = strings.TrimSpace(stderr.String())
-	if rep.Reason == ReasonExited && !rep.Booted && rep.QEMUStderr != "" && rep.Console == "" {
-		return nil, fmt.Errorf("verify-boot: QEMU failed: %s", rep.QEMUStderr)
+	if rep.Reason == ReasonExited && rep.ExitStatus != "exit status 0" && rep.Console == "" {
+		return nil, fmt.Errorf("verify-boot: QEMU failed (%s): %s", rep.ExitStatus, rep.QEMUStderr)
 	}
 	return rep, nil
+}
+
+// scanner decides the check from the console as it grows, reading each
+// line once: only what arrived since the last look, from the start of the
+// line then still open.
+type scanner struct {
+	from int64 // absolute console offset to scan from
 }
 
 // decide settles the check from the console text: Expect wins, then a
 // known boot failure. It reports whether the check is over. Matched is the
 // console line that decided.
-func decide(rep *Report, text string, expect *regexp.Regexp) bool {
+func (sc *scanner) decide(rep *Report, con *console, expect *regexp.Regexp) bool {
+	text, base := con.since(sc.from)
 	if loc := expect.FindStringIndex(text); loc != nil {
 		rep.Booted, rep.Reason, rep.Matched = true, ReasonMatched, lineAt(text, loc)
 		return true
@@ -235,6 +264,8 @@ func decide(rep *Report, text string, expect *regexp.Regexp) bool {
 		rep.Reason, rep.Matched = ReasonBootFailure, lineAt(text, loc)
 		return true
 	}
+	// Next time, from the start of the line still open.
+	sc.from = base + int64(len(complete))
 	return false
 }
 
@@ -265,8 +296,14 @@ func makeOverlays(ctx context.Context, qemuImg, dir string, disks []Disk) ([]str
 			src = abs
 		}
 		ov := filepath.Join(dir, fmt.Sprintf("overlay-%d.qcow2", i))
-		cmd := exec.CommandContext(ctx, qemuImg, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", src, ov)
-		if b, err := cmd.CombinedOutput(); err != nil {
+		// qemu-img opens the source (an NFS URL may not answer): it has
+		// a minute, and dies with us.
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		cmd := exec.CommandContext(cctx, qemuImg, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", src, ov)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		b, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
 			return nil, fmt.Errorf("verify-boot: overlay for disk %d (%s): %w: %s", i, d.Source, err, strings.TrimSpace(string(b)))
 		}
 		out = append(out, ov)

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ahvfs/ahvfs/internal/mkimage"
 	"github.com/ahvfs/ahvfs/internal/testenv"
@@ -112,7 +113,7 @@ func TestBootsUEFI(t *testing.T) {
 
 	// The same disk on a BIOS has nothing to boot.
 	m.UEFI, m.SecureBoot = false, false
-	rep, err = Run(context.Background(), m, Options{Timeout: 3e9})
+	rep, err = Run(context.Background(), m, Options{Timeout: 3 * time.Second})
 	require.NoError(t, err)
 	require.False(t, rep.Booted)
 }
@@ -135,10 +136,34 @@ func TestNoKernel(t *testing.T) {
 func TestExpectTimeout(t *testing.T) {
 	img := bootImage(t, mkimage.BootSpec{})
 	m := Machine{Disks: []Disk{{Source: img, Bus: "IDE"}}, MemoryBytes: 256 << 20, VCPUs: 1}
-	rep, err := Run(context.Background(), m, Options{Expect: regexp.MustCompile(`never printed`), Timeout: 3e9})
+	rep, err := Run(context.Background(), m, Options{Expect: regexp.MustCompile(`never printed`), Timeout: 3 * time.Second})
 	require.NoError(t, err)
 	require.False(t, rep.Booted)
 	require.Equal(t, ReasonTimeout, rep.Reason)
+}
+
+// TestNothingToBoot: a blank disk ends the check at once (the firmware
+// resets, QEMU exits), not at the timeout.
+func TestNothingToBoot(t *testing.T) {
+	testenv.Commands(t, "qemu-system-x86_64", "qemu-img")
+	blank := filepath.Join(t.TempDir(), "blank.raw")
+	require.NoError(t, os.WriteFile(blank, make([]byte, 1<<20), 0o644))
+	rep, err := Run(context.Background(), Machine{Disks: []Disk{{Source: blank, Bus: "SATA"}}, MemoryBytes: 256 << 20}, Options{})
+	require.NoError(t, err)
+	require.False(t, rep.Booted)
+	require.Equal(t, ReasonExited, rep.Reason)
+	require.Equal(t, "exit status 0", rep.ExitStatus)
+}
+
+// TestQEMUFails: QEMU that cannot start is an error, not "did not boot".
+func TestQEMUFails(t *testing.T) {
+	testenv.Commands(t, "qemu-img")
+	blank := filepath.Join(t.TempDir(), "blank.raw")
+	require.NoError(t, os.WriteFile(blank, make([]byte, 1<<20), 0o644))
+	_, err := Run(context.Background(), Machine{Disks: []Disk{{Source: blank, Bus: "SATA"}}}, Options{QEMU: "/bin/false"})
+	require.ErrorContains(t, err, "QEMU failed (exit status 1)")
+	_, err = Run(context.Background(), Machine{Disks: []Disk{{Source: blank, Bus: "SATA"}}}, Options{Expect: regexp.MustCompile(`x*`)})
+	require.ErrorContains(t, err, "matches an empty console")
 }
 
 func TestMissingDisk(t *testing.T) {
@@ -149,19 +174,19 @@ func TestMissingDisk(t *testing.T) {
 
 func TestArgs(t *testing.T) {
 	m := Machine{MemoryBytes: 1 << 30, VCPUs: 2, Disks: []Disk{{Bus: "SCSI", Index: 1}, {Bus: "SATA", Index: 2}, {Bus: "IDE", Index: 3}, {Bus: "PCI"}}}
-	a, err := m.args(runFiles{overlays: []string{"o0", "o1", "o2", "o3"}, qmp: "/q.sock", pid: "/q.pid"}, false)
+	a, err := m.args(runFiles{overlays: []string{"o0", "o1", "o2", "o3"}, qmpFD: 3, pid: "/q.pid"}, false)
 	require.NoError(t, err)
 	s := strings.Join(a, " ")
 	for _, want := range []string{"-machine pc,accel=tcg", "-m 1024M", "-smp 2", "-nic none", "-no-reboot",
 		"scsi-hd,bus=scsi0.0,scsi-id=1,drive=disk0,bootindex=0", "ide-hd,bus=ahci0.2,drive=disk1 ",
-		"ide-hd,bus=ide.1,unit=1,drive=disk2 ", "virtio-blk-pci,drive=disk3", "-qmp unix:/q.sock,server=on,wait=off"} {
+		"ide-hd,bus=ide.1,unit=1,drive=disk2 ", "virtio-blk-pci,drive=disk3", "-chardev socket,id=qmp,fd=3 -mon chardev=qmp,mode=control", "-boot reboot-timeout=0"} {
 		require.Contains(t, s, want)
 	}
-	_, err = Machine{Disks: []Disk{{Bus: "SATA", Index: 6}}}.args(runFiles{overlays: []string{"o"}, qmp: "q", pid: "p"}, false)
+	_, err = Machine{Disks: []Disk{{Bus: "SATA", Index: 6}}}.args(runFiles{overlays: []string{"o"}, qmpFD: 3, pid: "p"}, false)
 	require.ErrorContains(t, err, "ports 0 to 5")
 	_, err = os.Stat(ovmfCode)
 	testenv.RequireOrSkip(t, err == nil, "needs OVMF (Debian's ovmf)")
-	a, err = Machine{UEFI: true, Disks: []Disk{{Bus: "SCSI"}}}.args(runFiles{overlays: []string{"/a,b/o"}, qmp: "q", pid: "p", vars: "/v.fd"}, false)
+	a, err = Machine{UEFI: true, Disks: []Disk{{Bus: "SCSI"}}}.args(runFiles{overlays: []string{"/a,b/o"}, qmpFD: 3, pid: "p", vars: "/v.fd"}, false)
 	require.NoError(t, err)
 	s = strings.Join(a, " ")
 	require.Contains(t, s, "if=pflash,format=raw,readonly=on,file="+ovmfCode)
@@ -175,6 +200,12 @@ func TestConsoleText(t *testing.T) {
 	c.write([]byte("ond \x1b[0"))
 	c.write([]byte("mline\r\nhost login: "))
 	require.Equal(t, "first\nsecond line\nhost login: ", c.String())
+	// Escape sequences other than CSI, and a cut one, leave the text.
+	for _, in := range []string{"\x1b(Bhost login: ", "\x1b7host login: ", "\x1bchost login: ", "\x1b[>0chost login: "} {
+		var c console
+		c.write([]byte(in))
+		require.Equal(t, "host login: ", c.String(), "%q", in)
+	}
 	require.True(t, DefaultExpect.MatchString(c.String()))
 	require.False(t, DefaultExpect.MatchString("Last login: Mon\nwelcome\n$ "))
 }
@@ -185,10 +216,15 @@ func FuzzConsole(f *testing.F) {
 	f.Add([]byte("\x1b[2J\x1b[1;1Hhost login: "), []byte("\x1b[0"))
 	f.Add([]byte("a\r\nb\x00\x07\x7f"), []byte("\x1b"))
 	f.Fuzz(func(t *testing.T, a, b []byte) {
-		var c console
+		var c, whole console
 		c.write(a)
 		c.write(b)
 		s := c.String()
+		// However the bytes arrive, the text is the same.
+		whole.write(append(append([]byte(nil), a...), b...))
+		if len(s) < consoleLimit {
+			require.Equal(t, whole.String(), s)
+		}
 		require.LessOrEqual(t, len(s), consoleLimit)
 		for _, r := range []byte(s) {
 			if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {

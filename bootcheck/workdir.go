@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -27,28 +28,34 @@ type WorkDir struct {
 func (w *WorkDir) MountDir() string { return filepath.Join(w.Path, "mnt") }
 
 // NewWorkDir sweeps dead checks' directories from base (default
-// os.TempDir()) and makes a new, locked one.
+// os.TempDir()) and makes a new, locked one. It is made under a name
+// Sweep does not look at and renamed once locked, so a concurrent Sweep
+// never sees it unlocked.
 func NewWorkDir(base string) (*WorkDir, error) {
 	if base == "" {
 		base = os.TempDir()
 	}
 	Sweep(base)
-	dir, err := os.MkdirTemp(base, workPrefix+"*")
+	tmp, err := os.MkdirTemp(base, ".new-"+workPrefix+"*")
 	if err != nil {
 		return nil, fmt.Errorf("verify-boot: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(filepath.Join(tmp, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err == nil {
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 	}
 	if err == nil {
-		err = os.Mkdir(filepath.Join(dir, "mnt"), 0o700)
+		err = os.Mkdir(filepath.Join(tmp, "mnt"), 0o700)
+	}
+	dir := filepath.Join(base, workPrefix+strings.TrimPrefix(filepath.Base(tmp), ".new-"+workPrefix))
+	if err == nil {
+		err = os.Rename(tmp, dir)
 	}
 	if err != nil {
 		if f != nil {
 			f.Close()
 		}
-		os.RemoveAll(dir)
+		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("verify-boot: work directory: %w", err)
 	}
 	return &WorkDir{Path: dir, lock: f}, nil
@@ -63,20 +70,23 @@ func (w *WorkDir) Close() error {
 
 // Sweep removes the scratch directories under base that no running check
 // holds: a stale mount on MountDir (its server was killed) is detached
-// first. A directory without its lock yet is left alone for a minute (a
-// check may be creating it). It returns what it removed.
+// first (fusermount3 -uz when not root). It returns what it removed.
 func Sweep(base string) []string {
-	dirs, _ := filepath.Glob(filepath.Join(base, workPrefix+"*"))
 	var removed []string
+	// A check killed while making its directory leaves it unrenamed.
+	half, _ := filepath.Glob(filepath.Join(base, ".new-"+workPrefix+"*"))
+	for _, dir := range half {
+		if fi, err := os.Stat(dir); err == nil && time.Since(fi.ModTime()) > time.Minute && os.RemoveAll(dir) == nil {
+			removed = append(removed, dir)
+		}
+	}
+	dirs, _ := filepath.Glob(filepath.Join(base, workPrefix+"*"))
 	for _, dir := range dirs {
 		f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
-		if errors.Is(err, os.ErrNotExist) {
-			if fi, err := os.Stat(dir); err != nil || time.Since(fi.ModTime()) < time.Minute {
-				continue
-			}
-		} else if err != nil {
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			continue
-		} else {
+		}
+		if err == nil {
 			held := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil
 			f.Close()
 			if held {
@@ -85,7 +95,10 @@ func Sweep(base string) []string {
 		}
 		killStrayQEMU(dir)
 		// Not mounted: EINVAL; nothing there: ENOENT. Either way go on.
-		syscall.Unmount(filepath.Join(dir, "mnt"), syscall.MNT_DETACH)
+		mnt := filepath.Join(dir, "mnt")
+		if err := syscall.Unmount(mnt, syscall.MNT_DETACH); errors.Is(err, syscall.EPERM) {
+			exec.Command("fusermount3", "-uz", mnt).Run()
+		}
 		if os.RemoveAll(dir) == nil {
 			removed = append(removed, dir)
 		}

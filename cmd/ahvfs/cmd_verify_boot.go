@@ -52,6 +52,9 @@ func init() {
 					if err != nil {
 						return usagef("verify-boot: --expect: %v", err)
 					}
+					if re.MatchString("") {
+						return usagef("verify-boot: --expect %q matches an empty console: name text the guest prints", s)
+					}
 					o.Expect = re
 				}
 				nfsHost, err := verifyBootNFSHost(c.String("nfs"))
@@ -77,7 +80,7 @@ func verifyBootNFSHost(s string) (string, error) {
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		return s, nil // no port
+		return strings.Trim(s, "[]"), nil // no port
 	}
 	if port != "2049" {
 		return "", usagef("verify-boot: --nfs %s: QEMU reaches NFS on port 2049 through the portmapper only; run 'ahvfs nfs-serve' on its standard ports", s)
@@ -96,8 +99,12 @@ func runVerifyBoot(ctx context.Context, env *cliEnv, r *engine.Repository, name,
 	}
 	defer wd.Close()
 	o.WorkDir = wd
+	host := nfsHost
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]" // IPv6
+	}
 	source := func(d *engine.Disk) string {
-		return (&url.URL{Scheme: "nfs", Host: nfsHost, Path: "/" + rptree.DiskPath(rp, d)}).String()
+		return (&url.URL{Scheme: "nfs", Host: host, Path: "/" + rptree.DiskPath(rp, d)}).String()
 	}
 	if nfsHost == "" {
 		done, err := verifyBootMount(ctx, env, r, wd.MountDir())
@@ -172,10 +179,19 @@ func printBootReport(env *cliEnv, rp string, rep *bootcheck.Report) {
 			fmt.Fprintf(env.Stdout, ": %q", rep.Matched)
 		}
 		fmt.Fprintf(env.Stdout, " after %.1f s (%s)\n", rep.Seconds, rep.Accel)
-		fmt.Fprintln(env.Stdout, "console (last 40 lines):")
-		lines := strings.Split(strings.TrimRight(rep.Console, "\n"), "\n")
-		for _, l := range lines[max(0, len(lines)-40):] {
-			fmt.Fprintln(env.Stdout, "  | "+l)
+		if strings.TrimSpace(rep.Console) == "" {
+			fmt.Fprintln(env.Stdout, "the first serial port printed nothing: verify-boot reads the guest's serial console. A guest that\n"+
+				"shows its console on the screen only (Windows; Linux without console=ttyS0) needs --screenshot to be seen,\n"+
+				"and --expect with text it prints on the serial port; a slow guest needs a longer --timeout.")
+		} else {
+			fmt.Fprintln(env.Stdout, "console (last 40 lines):")
+			lines := strings.Split(strings.TrimRight(rep.Console, "\n"), "\n")
+			for _, l := range lines[max(0, len(lines)-40):] {
+				fmt.Fprintln(env.Stdout, "  | "+l)
+			}
+		}
+		if rep.ExitStatus != "" {
+			fmt.Fprintf(env.Stdout, "QEMU ended by itself (%s): the guest reset or powered off, or its firmware found nothing to boot\n", rep.ExitStatus)
 		}
 		if rep.QEMUStderr != "" {
 			fmt.Fprintln(env.Stdout, "qemu: "+rep.QEMUStderr)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -25,7 +26,7 @@ type BootSpec struct {
 	// from Debian's linux-image-amd64).
 	Kernel string
 	// NoKernel leaves the kernel out: the boot loader then stops with
-	// "Could not find kernel image", the broken restore point tests need.
+	// "Loading /vmlinuz... failed", the broken restore point tests need.
 	NoKernel bool
 	// Busybox is a statically linked busybox (default /bin/busybox, from
 	// busybox-static).
@@ -157,14 +158,42 @@ func buildUEFIBootable(ctx context.Context, path, tree string, spec BootSpec) er
 	return Build(ctx, path, Spec{Table: GPT, Partitions: []Partition{part}})
 }
 
-// newestKernel is the last /boot/vmlinuz-* in version order.
+// newestKernel is the last /boot/vmlinuz-* in version order (numbers
+// compared as numbers: 6.1.0-10 after 6.1.0-9).
 func newestKernel() (string, error) {
 	ks, _ := filepath.Glob("/boot/vmlinuz-*")
 	if len(ks) == 0 {
 		return "", fmt.Errorf("mkimage: no kernel in /boot (install linux-image-amd64, or name one with --kernel)")
 	}
-	sort.Strings(ks)
+	sort.Slice(ks, func(i, j int) bool { return versionLess(ks[i], ks[j]) })
 	return ks[len(ks)-1], nil
+}
+
+// versionLess compares a and b run by run, digit runs as numbers.
+func versionLess(a, b string) bool {
+	for a != "" && b != "" {
+		ra, rb := leadingRun(a), leadingRun(b)
+		if ra != rb {
+			na, ea := strconv.Atoi(ra)
+			nb, eb := strconv.Atoi(rb)
+			if ea == nil && eb == nil {
+				return na < nb
+			}
+			return ra < rb
+		}
+		a, b = a[len(ra):], b[len(rb):]
+	}
+	return len(a) < len(b)
+}
+
+// leadingRun is s's first run of digits, or of other characters.
+func leadingRun(s string) string {
+	digit := func(c byte) bool { return c >= '0' && c <= '9' }
+	i := 1
+	for i < len(s) && digit(s[i]) == digit(s[0]) {
+		i++
+	}
+	return s[:i]
 }
 
 // bootInitramfs is the gzipped initramfs: busybox, an /init that mounts the
