@@ -47,13 +47,10 @@ func Run(ctx context.Context, repo *engine.Repository, cl nutanix.Cluster, o Opt
 		}
 	}
 	if !o.SkipCleanup {
-		cr, err := clusterjob.Sweep(ctx, j, clusters, o.Logger)
+		cr, err := clusterjob.SweepBefore(ctx, j, clusters, o.Logger)
 		rep.Cleanup = cr
 		if err != nil {
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
-			}
-			o.Logger.Warn("cleanup of earlier jobs' leftovers failed; continuing", "err", err)
+			return rep, err
 		}
 	}
 	r := &runner{repo: repo, cl: cl, clusters: clusters, j: j, o: &o, portals: map[string]string{},

@@ -174,28 +174,26 @@ func Run(ctx context.Context, m Machine, o Options) (*Report, error) {
 		<-readDone
 		exited <- cmd.Wait()
 	}()
-	stop := func() {
-		cmd.Process.Kill()
-	}
 	var sc scanner
 	timer := time.NewTimer(o.Timeout)
 	defer timer.Stop()
 	running := true
+	var exitErr error // how QEMU ended, when it ended by itself
 wait:
 	for {
 		select {
 		case <-ctx.Done():
-			stop()
+			cmd.Process.Kill()
 			<-exited
 			return nil, fmt.Errorf("verify-boot: %w", ctx.Err())
 		case <-timer.C:
 			rep.Reason = ReasonTimeout
 			break wait
-		case err := <-exited:
+		case exitErr = <-exited:
 			running = false
 			rep.ExitStatus = "exit status 0"
-			if err != nil {
-				rep.ExitStatus = err.Error()
+			if exitErr != nil {
+				rep.ExitStatus = exitErr.Error()
 			}
 			// The last bytes may have come with the exit.
 			if sc.decide(rep, con, o.Expect) {
@@ -228,12 +226,12 @@ wait:
 		}
 	}
 	if running {
-		stop()
+		cmd.Process.Kill()
 		<-exited
 	}
 	rep.Console = con.String()
 	rep.QEMUStderr = strings.TrimSpace(stderr.String())
-	if rep.Reason == ReasonExited && rep.ExitStatus != "exit status 0" && rep.Console == "" {
+	if rep.Reason == ReasonExited && exitErr != nil && rep.Console == "" {
 		return nil, fmt.Errorf("verify-boot: QEMU failed (%s): %s", rep.ExitStatus, rep.QEMUStderr)
 	}
 	return rep, nil

@@ -66,6 +66,22 @@ func (r *Report) Summary() string {
 	return strings.Join(parts, ", ")
 }
 
+// SweepBefore is the sweep a job runs before it starts: what earlier jobs
+// left is released; a release that fails is logged and the job goes on.
+// Only the end of ctx is an error. The report is always returned.
+func SweepBefore(ctx context.Context, j *Journal, clusters Clusters, logger *slog.Logger) (*Report, error) {
+	rep, err := Sweep(ctx, j, clusters, logger)
+	if err != nil {
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+		if logger != nil {
+			logger.Warn("cleanup of earlier jobs' leftovers failed; continuing", "err", err)
+		}
+	}
+	return rep, nil
+}
+
 // Sweep releases the objects of every job in the journal whose process
 // is gone (killed, crashed, or whose teardown failed), whatever job made
 // them, and removes those jobs' entries. Jobs still running are left

@@ -73,12 +73,15 @@ type v4TransferIn struct {
 			RepoID string `json:"externalRepositoryExtId"`
 			Path   string `json:"externalDiskRelativePath"`
 		} `json:"externalDataSourceDiskReference"`
-		Files []struct {
-			Source      string `json:"sourcePath"`
-			Destination string `json:"destinationPath"`
-			Overwrite   bool   `json:"shouldOverwrite"`
-		} `json:"filesToTransfer"`
+		Files []v4TransferFile `json:"filesToTransfer"`
 	} `json:"transferFilesSpec"`
+}
+
+// v4TransferFile is one of filesToTransfer.
+type v4TransferFile struct {
+	Source      string `json:"sourcePath"`
+	Destination string `json:"destinationPath"`
+	Overwrite   bool   `json:"shouldOverwrite"`
 }
 
 func (s *Sim) routesTransfer(mux *http.ServeMux) {
@@ -159,11 +162,7 @@ func (s *Sim) v4TransferFiles(w http.ResponseWriter, r *http.Request) {
 
 // transferFiles copies each file out of the source disk into the target
 // disk image.
-func (s *Sim) transferFiles(x *externalRepo, rel, target string, files []struct {
-	Source      string `json:"sourcePath"`
-	Destination string `json:"destinationPath"`
-	Overwrite   bool   `json:"shouldOverwrite"`
-}) error {
+func (s *Sim) transferFiles(x *externalRepo, rel, target string, files []v4TransferFile) error {
 	// debugfs -w on an image another transfer writes would corrupt it.
 	s.transferMu.Lock()
 	defer s.transferMu.Unlock()

@@ -93,17 +93,8 @@ func FilesToGuest(ctx context.Context, cl nutanix.Cluster, repo *engine.Reposito
 			return fail(err)
 		}
 	}
-	if !o.SkipCleanup {
-		clusters := o.Clusters
-		if clusters == nil {
-			clusters = clusterjob.Only(cl)
-		}
-		if _, err := clusterjob.Sweep(ctx, j, clusters, o.Logger); err != nil {
-			if ctx.Err() != nil {
-				return fail(ctx.Err())
-			}
-			o.Logger.Warn("cleanup of earlier jobs' leftovers failed; continuing", "err", err)
-		}
+	if _, err := sweepBefore(ctx, j, cl, o.Clusters, o.SkipCleanup, o.Logger); err != nil {
+		return fail(err)
 	}
 	vm, err := oneVM(ctx, cl, o.VM)
 	if err != nil {

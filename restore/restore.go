@@ -47,19 +47,9 @@ func Restore(ctx context.Context, src Source, cl nutanix.Cluster, rp *engine.Res
 			return nil, fmt.Errorf("restore %s: %w", rp.Name(), err)
 		}
 	}
-	var swept *clusterjob.Report
-	if !o.SkipCleanup {
-		clusters := o.Clusters
-		if clusters == nil {
-			clusters = clusterjob.Only(cl)
-		}
-		var err error
-		if swept, err = clusterjob.Sweep(ctx, j, clusters, o.Logger); err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			o.Logger.Warn("cleanup of earlier jobs' leftovers failed; continuing", "err", err)
-		}
+	swept, err := sweepBefore(ctx, j, cl, o.Clusters, o.SkipCleanup, o.Logger)
+	if err != nil {
+		return nil, err
 	}
 	start := time.Now()
 	p, err := makePlan(ctx, cl, rp, o)
@@ -88,6 +78,18 @@ func Restore(ctx context.Context, src Source, cl nutanix.Cluster, rp *engine.Res
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// sweepBefore sweeps the leftovers of earlier jobs (clusterjob.SweepBefore)
+// unless skip, through clusters or, when nil, cl alone.
+func sweepBefore(ctx context.Context, j *clusterjob.Journal, cl nutanix.Cluster, clusters clusterjob.Clusters, skip bool, logger *slog.Logger) (*clusterjob.Report, error) {
+	if skip {
+		return nil, nil
+	}
+	if clusters == nil {
+		clusters = clusterjob.Only(cl)
+	}
+	return clusterjob.SweepBefore(ctx, j, clusters, logger)
 }
 
 // run is one restore in progress.

@@ -19,11 +19,18 @@ import (
 // simForCLI starts a simulator with two VMs and a stand-in iSCSI portal
 // (a TCP listener on the Data Services IP); it returns the simulator and
 // the portal's port. closePortal takes the portal down.
-func simForCLI(t *testing.T) (s *prismsim.Sim, port int, closePortal func()) {
+// clearSiteEnv empties the environment variables that name a cluster, its
+// credentials and a repository, so a test's flags are all that count.
+func clearSiteEnv(t *testing.T) {
 	t.Helper()
-	for _, k := range []string{"AHVFS_PASSWORD", "AHVFS_PASSWORD_FILE", "AHVFS_PRISM", "AHVFS_CA_CERT", "AHVFS_USER"} {
+	for _, k := range []string{"AHVFS_PASSWORD", "AHVFS_PASSWORD_FILE", "AHVFS_PRISM", "AHVFS_CA_CERT", "AHVFS_USER", "AHVFS_REPO"} {
 		t.Setenv(k, "")
 	}
+}
+
+func simForCLI(t *testing.T) (s *prismsim.Sim, port int, closePortal func()) {
+	t.Helper()
+	clearSiteEnv(t)
 	s, err := prismsim.New(context.Background(), prismsim.Options{StateDir: t.TempDir(), TaskDelay: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -31,9 +31,7 @@ import (
 // a fresh repository and the cluster arguments of ahvfs.
 func backupSim(t *testing.T) (*prismsim.Sim, string, []string) {
 	t.Helper()
-	for _, k := range []string{"AHVFS_PASSWORD", "AHVFS_PASSWORD_FILE", "AHVFS_PRISM", "AHVFS_CA_CERT", "AHVFS_USER", "AHVFS_REPO"} {
-		t.Setenv(k, "")
-	}
+	clearSiteEnv(t)
 	s := simtest.Start(t, simtest.Options{ISCSI: true})
 	img0 := enginetest.Ext4Image(t, 64<<20, 1)
 	img1 := enginetest.Ext4Image(t, 32<<20, 2)

@@ -146,9 +146,7 @@ func TestInstantRestoreCLI(t *testing.T) {
 // complete, holds the whole result (the VM and the repository it reads
 // from), which cancel removes. The journal ends empty.
 func TestInstantRestoreKill(t *testing.T) {
-	for _, k := range []string{"AHVFS_PASSWORD", "AHVFS_PASSWORD_FILE", "AHVFS_PRISM", "AHVFS_CA_CERT", "AHVFS_USER", "AHVFS_REPO"} {
-		t.Setenv(k, "")
-	}
+	clearSiteEnv(t)
 	// Tasks of 50ms: an instant restore takes a few hundred ms, and the
 	// kills spread over it.
 	img := enginetest.Ext4Image(t, 16<<20, 9)

@@ -118,14 +118,23 @@ func restoreFilePath(p string) (string, error) {
 	return strings.Join(comps, "/"), nil
 }
 
-func runRestoreFile(ctx context.Context, env *cliEnv, r *engine.Repository, name string, paths []string, o restoreFileOptions) error {
+// restoreFilePaths checks and cleans every PATH argument (restoreFilePath).
+func restoreFilePaths(paths []string) ([]string, error) {
 	var rels []string
 	for _, p := range paths {
 		rel, err := restoreFilePath(p)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rels = append(rels, rel)
+	}
+	return rels, nil
+}
+
+func runRestoreFile(ctx context.Context, env *cliEnv, r *engine.Repository, name string, paths []string, o restoreFileOptions) error {
+	rels, err := restoreFilePaths(paths)
+	if err != nil {
+		return err
 	}
 	rp, err := r.Resolve(ctx, name)
 	if err != nil {

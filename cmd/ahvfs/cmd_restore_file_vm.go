@@ -32,13 +32,9 @@ func restoreFilesToVM(c *cli.Context, env *cliEnv) error {
 	if guestDir != "" && !strings.HasPrefix(guestDir, "/") {
 		return usagef("restore-file --to-vm: --to %q: want an absolute path in the guest", guestDir)
 	}
-	var rels []string
-	for _, p := range c.Args().Tail() {
-		rel, err := restoreFilePath(p)
-		if err != nil {
-			return err
-		}
-		rels = append(rels, rel)
+	rels, err := restoreFilePaths(c.Args().Tail())
+	if err != nil {
+		return err
 	}
 	cred, err := readGuestCredentials(c.Context, c.String("guest-credentials-file"))
 	if err != nil {

@@ -39,9 +39,7 @@ func guestCat(t *testing.T, img, path string) (string, bool) {
 // refused; no external repository or journal entry is left.
 func TestRestoreFileToVM(t *testing.T) {
 	testenv.Commands(t, "debugfs", "sfdisk", "mkfs.ext4")
-	for _, k := range []string{"AHVFS_PASSWORD", "AHVFS_PASSWORD_FILE", "AHVFS_PRISM", "AHVFS_CA_CERT", "AHVFS_USER", "AHVFS_REPO"} {
-		t.Setenv(k, "")
-	}
+	clearSiteEnv(t)
 	ctx := context.Background()
 	work := t.TempDir()
 	// The backed-up guest: a file and a directory tree.

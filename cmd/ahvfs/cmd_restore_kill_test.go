@@ -27,9 +27,7 @@ import (
 // through the simulator's inventory), every deletion cleanup reports must
 // be one that happened, and a restore afterwards must succeed.
 func TestRestoreKill(t *testing.T) {
-	for _, k := range []string{"AHVFS_PASSWORD", "AHVFS_PASSWORD_FILE", "AHVFS_PRISM", "AHVFS_CA_CERT", "AHVFS_USER", "AHVFS_REPO"} {
-		t.Setenv(k, "")
-	}
+	clearSiteEnv(t)
 	// Tasks of 100ms: each kill point lasts at least that long, however
 	// loaded the machine.
 	s := simtest.Start(t, simtest.Options{ISCSI: true, Options: prismsim.Options{TaskDelay: 100 * time.Millisecond}})
