@@ -30,7 +30,8 @@ import (
 // was killed before its index was in place), verify --read-data clean,
 // hold every restore point committed before byte-exact, and hold the one
 // the operation adds or removes either whole or not at all: whole once an
-// import's record file was written, gone once a forget's tombstone was.
+// import's record file was written, gone once a forget's tombstone was
+// (unless the point is held: then it stays).
 
 const (
 	envCrashOp   = "AHVFS_CRASH_OP"
@@ -102,6 +103,11 @@ func TestCrashAtEveryStep(t *testing.T) {
 		}, want: both},
 		{name: "forget", prepare: func(t *testing.T, dir string) { cloneRepo(t, full, dir) },
 			durableAt: engine.FaultForgetMarked, want: before, maybe: added, after: before},
+		// A forget of a held point, killed anywhere, removes nothing.
+		{name: "forget-held", prepare: func(t *testing.T, dir string) {
+			cloneRepo(t, full, dir)
+			holdNamed(t, dir, newName)
+		}, want: both},
 		{name: "gc", prepare: func(t *testing.T, dir string) {
 			cloneRepo(t, full, dir)
 			forgetNamed(t, dir, "old@"+engine.FormatTime(time.Unix(1e9, 0)))
@@ -224,7 +230,7 @@ func runCrashOp(ctx context.Context, op, dir, img string) error {
 			err = fmt.Errorf("gc deleted %d packs and rewrote %d: the test wants both", rep.PacksDeleted, rep.PacksRewritten)
 		}
 		return errors.Join(err, w.Close())
-	case "forget":
+	case "forget", "forget-held":
 		w, err := engine.Open(ctx, dir, engine.OpenOptions{Writable: true})
 		if err != nil {
 			return err
@@ -232,6 +238,14 @@ func runCrashOp(ctx context.Context, op, dir, img string) error {
 		rp, err := w.Resolve(ctx, "new@"+engine.FormatTime(time.Unix(2e9, 0)))
 		if err == nil {
 			err = w.Forget(ctx, []*engine.RestorePoint{rp})
+		}
+		if op == "forget-held" { // the point is held: the forget must fail
+			switch {
+			case err == nil:
+				err = errors.New("the forget of a held point succeeded")
+			case errors.Is(err, engine.ErrHeld):
+				err = nil
+			}
 		}
 		return errors.Join(err, w.Close())
 	}
@@ -333,6 +347,21 @@ func forgetNamed(t *testing.T, dir, name string) {
 		t.Fatal(err)
 	}
 	if err := w.Forget(ctx, []*engine.RestorePoint{rp}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// holdNamed holds restore point name of the repository in dir.
+func holdNamed(t *testing.T, dir, name string) {
+	t.Helper()
+	ctx := context.Background()
+	r := enginetest.Open(t, dir, engine.OpenOptions{})
+	defer r.Close()
+	rp, err := r.Resolve(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AddHold(ctx, rp, engine.Hold{Reason: "crash test"}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -24,11 +24,13 @@ const (
 	fpRebuildOldMoved = "rebuild: old index renamed to index.old"
 	fpRebuildSwapped  = "rebuild: index.ready renamed to index"
 	fpForgetMarked    = "forget: tombstones written"
+	fpForgetChecked   = "forget: no hold found"
 	fpForgetIndexed   = "forget: index batch committed"
 	fpForgetFilesGone = "forget: record and lock files deleted"
 	fpGCRewritten     = "gc: kept blobs stored in new packs"
 	fpGCUnindexed     = "gc: old packs removed from the index"
 	fpGCPackDeleted   = "gc: a pack and its sidecar deleted"
+	fpHoldWritten     = "hold: record written"
 )
 
 var faultHook atomic.Pointer[func(step string) error]

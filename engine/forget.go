@@ -80,10 +80,50 @@ func (r *Repository) Forget(ctx context.Context, rps []*RestorePoint) (err error
 	for i, rp := range rps {
 		ids[i] = rp.ID
 	}
+	// Only now, with the tombstones stored, are the holds listed: a hold
+	// added from here on sees a tombstone and backs out (AddHold).
+	if err := r.checkHolds(ctx, ids); err != nil {
+		return err
+	}
+	if err := fault(fpForgetChecked); err != nil {
+		return err
+	}
 	if err := r.finishForgets(ctx, ids); err != nil {
 		return fmt.Errorf("forget: %w", err)
 	}
 	return nil
+}
+
+// checkHolds fails with ErrHeld, after removing the tombstones of ids
+// again, when a hold keeps any of restore points ids.
+func (r *Repository) checkHolds(ctx context.Context, ids []string) error {
+	holds, err := r.Holds(ctx)
+	if err != nil {
+		return fmt.Errorf("forget: %w", errors.Join(err, r.dropTombstones(ctx, ids)))
+	}
+	set := map[string]bool{}
+	for _, id := range ids {
+		set[id] = true
+	}
+	held := heldBy(holds, set)
+	if len(held) == 0 {
+		return nil
+	}
+	err = heldError("forget", held)
+	if derr := r.dropTombstones(context.WithoutCancel(ctx), ids); derr != nil {
+		err = fmt.Errorf("%w; removing the tombstones failed (the next writer removes them): %w", err, derr)
+	}
+	return err
+}
+
+// dropTombstones deletes the tombstones of ids: a forget backs out.
+func (r *Repository) dropTombstones(ctx context.Context, ids []string) error {
+	return eachParallel(ctx, backendWidth, ids, func(id string) error {
+		if err := r.be.Delete(ctx, forgetRecordName(id)); err != nil && !errors.Is(err, backend.ErrNotExist) {
+			return fmt.Errorf("delete tombstone: %w", err)
+		}
+		return nil
+	})
 }
 
 // finishForgets removes restore points ids from the index (their records,
@@ -219,6 +259,14 @@ func (r *Repository) resumeForgets(ctx context.Context) error {
 	}
 	if len(ids) == 0 {
 		return nil
+	}
+	// A forget killed before it listed the holds may name a held point: it
+	// backs out for every point, as it would have.
+	if err := r.checkHolds(ctx, ids); errors.Is(err, ErrHeld) {
+		r.log.Warn(fmt.Sprintf("the interrupted %v", err))
+		return nil
+	} else if err != nil {
+		return err
 	}
 	if err := r.finishForgets(ctx, ids); err != nil {
 		return fmt.Errorf("finish the interrupted forget of %d restore point(s): %w", len(ids), err)

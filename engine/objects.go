@@ -66,14 +66,18 @@ type tempSweeper interface {
 
 // sweepTemp removes what Puts killed before they finished left under the
 // repository's object prefixes. Only a writer holding the lock calls it,
-// before its first Put: no Put of this repository is running then.
+// before its first Put: no other Put of this repository is running then,
+// but for a hold's.
 func (r *Repository) sweepTemp(ctx context.Context) error {
 	s, ok := r.be.(tempSweeper)
 	if !ok {
 		return nil
 	}
-	for _, prefix := range []string{prefixPacks, prefixRecords, prefixQuarantine, configName} {
-		n, err := s.SweepTemp(ctx, prefix, 0)
+	// Holds are written without the writer lock: only old temporary
+	// files of theirs are gone for good.
+	ages := map[string]time.Duration{prefixHolds: holdTempAge}
+	for _, prefix := range []string{prefixPacks, prefixRPs, prefixLocks, prefixForgets, prefixHolds, prefixQuarantine, configName} {
+		n, err := s.SweepTemp(ctx, prefix, ages[prefix])
 		if err != nil {
 			return fmt.Errorf("open repository %s: %w", r.dir, err)
 		}

@@ -26,7 +26,7 @@ type PrunePlan struct {
 	Keep   []*RestorePoint
 	Remove []*RestorePoint
 	// Reasons says why each kept point (by ID) is kept: "daily 2",
-	// "locked", ...
+	// "locked", "held", ...
 	Reasons map[string][]string
 }
 
@@ -46,7 +46,7 @@ func (r *Repository) ReclaimableAfter(ctx context.Context, remove []*RestorePoin
 
 // PlanPrune applies o.Policy to the restore points of every VM o.VMs
 // matches and returns the plan; it changes nothing (Forget(plan.Remove)
-// carries it out). Locked points are always kept. An empty policy is an
+// carries it out). Locked and held points are always kept. An empty policy is an
 // error (ErrInvalid, like a policy that does not validate): it would remove
 // every unlocked point.
 func (r *Repository) PlanPrune(ctx context.Context, o PruneOptions) (*PrunePlan, error) {
@@ -68,6 +68,14 @@ func (r *Repository) PlanPrune(ctx context.Context, o PruneOptions) (*PrunePlan,
 	if err != nil {
 		return nil, err
 	}
+	holds, err := r.Holds(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	held := map[string]bool{}
+	for _, h := range holds {
+		held[h.RP] = true
+	}
 	byVM := map[string][]*RestorePoint{}
 	var order []string
 	for _, rp := range rps {
@@ -85,7 +93,7 @@ func (r *Repository) PlanPrune(ctx context.Context, o PruneOptions) (*PrunePlan,
 		var pts []retention.Point
 		for _, rp := range byVM[vm] {
 			byID[rp.ID] = rp
-			pts = append(pts, retention.Point{ID: rp.ID, Time: rp.Time, Locked: rp.LockedUntil.After(o.Now)})
+			pts = append(pts, retention.Point{ID: rp.ID, Time: rp.Time, Locked: rp.LockedUntil.After(o.Now), Held: held[rp.ID] || held[""]})
 		}
 		ds := retention.Apply(pts, o.Policy)
 		// Apply returns newest first; the plan lists oldest first.

@@ -27,6 +27,9 @@ type ExternalRepositoryResult struct {
 	Name    string `json:"name"`
 	Address string `json:"address"`
 	Export  string `json:"export"`
+	// Hold is the ID of the hold that keeps the restore point while the
+	// VM reads from it.
+	Hold string `json:"hold,omitempty"`
 }
 
 // instantExport is the export nfs-serve serves: the whole tree.
@@ -84,6 +87,9 @@ func (r *run) externalDisks(ctx context.Context) (nutanix.VMSpec, error) {
 	res := &ExternalRepositoryResult{}
 	res.ID, res.Name, res.Address, res.Export = repo.ID, repo.Name, repo.Address(), repo.ExportName
 	r.res.ExternalRepository = res
+	if err := r.holdPoint(ctx, repo.Name); err != nil {
+		return nutanix.VMSpec{}, err
+	}
 	vm := p.spec
 	// The VM says which repository it reads from: finish and cancel find
 	// it there after hydration has dropped the disks' data sources.
@@ -221,6 +227,9 @@ type FinishResult struct {
 	VM                  InstantVM `json:"vm"`
 	RemovedRepositories []string  `json:"removed_repositories"`
 	KeptRepositories    []string  `json:"kept_repositories"` // still read by other VMs, or not ahvfs's
+	// ReleasedHolds are the restore points (VM@TIME) no longer held now
+	// that their external repositories are gone (SweepHolds).
+	ReleasedHolds []string `json:"released_holds,omitempty"`
 }
 
 // Finish waits (polling every poll) until every disk of the VM named name

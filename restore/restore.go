@@ -51,6 +51,15 @@ func Restore(ctx context.Context, src Source, cl nutanix.Cluster, rp *engine.Res
 	if err != nil {
 		return nil, err
 	}
+	if h, ok := src.(Holder); ok && !o.SkipCleanup {
+		if gone, err := SweepHolds(ctx, h, cl); err != nil {
+			o.Logger.Warn("restore: " + err.Error())
+		} else {
+			for _, x := range gone {
+				o.Logger.Info("restore: removed the hold of a finished instant restore", "point", x.Point, "external_repository", x.Object)
+			}
+		}
+	}
 	start := time.Now()
 	p, err := makePlan(ctx, cl, rp, o)
 	if err != nil {
@@ -72,6 +81,11 @@ func Restore(ctx context.Context, src Source, cl nutanix.Cluster, rp *engine.Res
 		}
 	} else if err != nil {
 		err = fmt.Errorf("%w (removed what the restore had created)", err)
+	}
+	if err != nil {
+		if herr := r.dropHold(ctx); herr != nil {
+			err = fmt.Errorf("%w; the hold on the restore point stays until 'ahvfs cleanup': %v", err, herr)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", rp.Name(), err)
@@ -104,6 +118,7 @@ type run struct {
 
 	temps []clusterjob.Object // volume group or images: released once the VM exists
 	keep  []clusterjob.Object // an external repository: kept once the VM exists
+	hold  *engine.Hold        // an instant restore's hold on its point
 }
 
 // restore performs the restore proper, in the order of the package doc.

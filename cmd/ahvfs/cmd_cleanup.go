@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/ahvfs/ahvfs/clusterjob"
+	"github.com/ahvfs/ahvfs/restore"
 	"github.com/urfave/cli/v2"
 )
 
@@ -16,7 +18,8 @@ func init() {
 			Description: "Deletes every cluster object that the repository's journal records for jobs that are no longer\n" +
 				"running (killed, crashed, or whose own teardown failed), whatever job made them, through the API\n" +
 				"that created each, and reports only deletions the cluster confirmed. Reference snapshots the next\n" +
-				"backups need are kept; running jobs are left alone. Every backup and restore does the same at its start.",
+				"backups need are kept; running jobs are left alone. Every backup and restore does the same at its start.\n" +
+				"It also removes the holds of instant restores whose external repository is gone from the cluster.",
 			Flags: append(clusterFlags(), repoPasswordFlag()),
 			Action: func(c *cli.Context) error {
 				return runCleanup(c.Context, c, envFrom(c))
@@ -45,18 +48,36 @@ func runCleanup(ctx context.Context, c *cli.Context, env *cliEnv) error {
 	defer cl.Close()
 	defer conn.Close()
 	rep, err := clusterjob.Sweep(ctx, j, conn.Clusters, env.Log)
+	// Then the holds of instant restores whose repository is gone: the
+	// sweep may just have removed one.
+	out := cleanupReport{Report: rep}
+	gone, herr := restore.SweepHolds(ctx, repo, cl)
+	for _, h := range gone {
+		out.ReleasedHolds = append(out.ReleasedHolds, h.Point)
+	}
+	err = errors.Join(err, herr)
 	if env.JSON {
-		if werr := writeJSON(env.Stdout, rep); werr != nil {
+		if werr := writeJSON(env.Stdout, out); werr != nil {
 			return werr
 		}
 	} else {
 		printCleanup(env, rep)
+		for _, p := range out.ReleasedHolds {
+			fmt.Fprintf(env.Stdout, "released the hold on %s (its instant restore is over)\n", p)
+		}
 		fmt.Fprintf(env.Stdout, "%s\n", rep.Summary())
 	}
 	if err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}
 	return nil
+}
+
+// cleanupReport is what cleanup --json prints: the sweep's report and
+// the restore points whose holds went.
+type cleanupReport struct {
+	*clusterjob.Report
+	ReleasedHolds []string `json:"released_holds,omitempty"`
 }
 
 // printCleanup lists what a sweep did, one line per object.

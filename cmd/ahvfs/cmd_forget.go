@@ -12,11 +12,12 @@ func init() {
 	registerFunc(func() *cli.Command {
 		return &cli.Command{
 			Name:      "forget",
-			Usage:     "remove restore points (never a locked one); 'ahvfs gc' then reclaims their space",
+			Usage:     "remove restore points (never a locked or held one); 'ahvfs gc' then reclaims their space",
 			ArgsUsage: "VM@TIME...",
 			Description: "Every restore point is self-contained: removing the one an incremental was taken\n" +
-				"against never breaks the incremental. A forget that names a locked restore point\n" +
-				"removes nothing and says which lock stops it. The chunks stay until 'ahvfs gc'.",
+				"against never breaks the incremental. A forget that names a locked restore point, or one\n" +
+				"held because an instant restore's VM reads from it, removes nothing and says which lock\n" +
+				"or hold stops it. The chunks stay until 'ahvfs gc'.",
 			Flags: append([]cli.Flag{repoPasswordFlag()}, clientTLSFlags()...),
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)

@@ -22,6 +22,7 @@ func init() {
 				"The VM's disks read from their files on the export, registered as an external repository, and hydrate into\n" +
 				"the cluster's storage in the background. Follow it with 'instant-restore status', end it with 'instant-restore\n" +
 				"finish' (waits for hydration, removes the repository) or 'instant-restore cancel' (deletes the VM).\n" +
+				"Until then the restore point is held: forget refuses it and prune keeps it.\n" +
 				"Clusters without the v4.2 APIs refuse; --fallback restore runs a full restore instead.",
 			Flags: append(restoreVMFlags(),
 				&cli.StringFlag{Name: "nfs", Usage: "the ahvfs NFS server as the cluster reaches it, `HOST[:PORT]` (port default 2049)"},
@@ -79,7 +80,9 @@ func init() {
 					Name:      "finish",
 					Usage:     "wait until the VM is hydrated, then remove the external repository no VM reads from any more",
 					ArgsUsage: "NAME",
-					Flags: append(clusterFlags(),
+					Description: "With --repo, the restore point's hold (which keeps forget and prune off it while the VM\n" +
+						"hydrates) goes with the repository; without, at the next 'ahvfs cleanup'.",
+					Flags: append(clusterFlags(), repoPasswordFlag(),
 						&cli.DurationFlag{Name: "timeout", Usage: "give up waiting after `DURATION` (0: wait as long as it takes)"}),
 					Action: func(c *cli.Context) error {
 						if c.NArg() != 1 {
@@ -93,22 +96,23 @@ func init() {
 								defer cancel()
 							}
 							res, err := restore.Finish(ctx, cl, c.Args().First(), instantPoll)
-							return reportFinish(env, "hydrated", res, err)
+							return reportFinish(env, "hydrated", res, releaseHolds(c, env, cl, res, err))
 						})
 					},
 				},
 				{
-					Name:      "cancel",
-					Usage:     "delete an instantly restored VM that still reads from the export, and its external repository",
-					ArgsUsage: "NAME",
-					Flags:     clusterFlags(),
+					Name:        "cancel",
+					Usage:       "delete an instantly restored VM that still reads from the export, and its external repository",
+					ArgsUsage:   "NAME",
+					Description: "With --repo, the restore point's hold goes too; without, at the next 'ahvfs cleanup'.",
+					Flags:       append(clusterFlags(), repoPasswordFlag()),
 					Action: func(c *cli.Context) error {
 						if c.NArg() != 1 {
 							return usagef("instant-restore cancel: want NAME")
 						}
 						return withCluster(c, func(env *cliEnv, cl *nutanix.Client) error {
 							res, err := restore.Cancel(c.Context, cl, c.Args().First())
-							return reportFinish(env, "deleted", res, err)
+							return reportFinish(env, "deleted", res, releaseHolds(c, env, cl, res, err))
 						})
 					},
 				},
@@ -167,6 +171,32 @@ func printInstant(env *cliEnv, vms []restore.InstantVM) {
 	}
 }
 
+// releaseHolds removes, once finish or cancel has removed external
+// repositories (res), the holds on the restore points they read from,
+// through the repository of --repo; without one it says how they go.
+func releaseHolds(c *cli.Context, env *cliEnv, cl nutanix.Cluster, res *restore.FinishResult, err error) error {
+	if res == nil || len(res.RemovedRepositories) == 0 {
+		return err
+	}
+	if c.String("repo") == "" {
+		fmt.Fprintln(env.Stderr, "note: the restore point stays held (forget and prune keep it) until 'ahvfs cleanup' runs with its repository, or give finish --repo")
+		return err
+	}
+	repo, rerr := openRepo(c.Context, c, env, false)
+	if rerr == nil {
+		var gone []engine.Hold
+		gone, rerr = restore.SweepHolds(c.Context, repo, cl)
+		for _, h := range gone {
+			res.ReleasedHolds = append(res.ReleasedHolds, h.Point)
+		}
+		repo.Close()
+	}
+	if rerr != nil {
+		return errors.Join(err, fmt.Errorf("the restore point stays held: %w", rerr))
+	}
+	return err
+}
+
 func reportFinish(env *cliEnv, what string, res *restore.FinishResult, err error) error {
 	if res == nil {
 		return err
@@ -183,6 +213,9 @@ func reportFinish(env *cliEnv, what string, res *restore.FinishResult, err error
 	}
 	for _, n := range res.KeptRepositories {
 		fmt.Fprintf(env.Stdout, "kept external repository %s (another VM reads from it, or ahvfs did not register it)\n", n)
+	}
+	for _, n := range res.ReleasedHolds {
+		fmt.Fprintf(env.Stdout, "released the hold on %s\n", n)
 	}
 	return err
 }

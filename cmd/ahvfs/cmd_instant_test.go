@@ -101,10 +101,24 @@ func TestInstantRestoreCLI(t *testing.T) {
 	if !strings.Contains(st, "ir1 (") || !strings.Contains(st, "scsi.0") {
 		t.Errorf("status:\n%s", st)
 	}
-	fin := mustCLI(t, append([]string{"instant-restore", "finish", "ir1", "--timeout", "2m"}, site(s42)...)...)
-	if !strings.Contains(fin, "VM ir1 hydrated") || !strings.Contains(fin, "removed external repository "+res.Repo.Name) {
+	// While the VM reads from it, the point is held: listed so, and
+	// forget refuses it.
+	var listed []struct {
+		Name   string   `json:"name"`
+		HeldBy []string `json:"held_by"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, "list", "--repo", repo, "--json")), &listed); err != nil || len(listed) != 1 || len(listed[0].HeldBy) != 1 || !strings.Contains(listed[0].HeldBy[0], "ir1") {
+		t.Fatalf("list while hydrating: %+v %v", listed, err)
+	}
+	if out, errs, code := runCLI(t, "", "forget", "--repo", repo, "imported@latest"); code != 1 || !strings.Contains(errs, "is held") || !strings.Contains(errs, "ir1") {
+		t.Fatalf("forget of the point a VM hydrates from: exit %d: %s %s", code, out, errs)
+	}
+	fin := mustCLI(t, append([]string{"instant-restore", "finish", "ir1", "--repo", repo, "--timeout", "2m"}, site(s42)...)...)
+	if !strings.Contains(fin, "VM ir1 hydrated") || !strings.Contains(fin, "removed external repository "+res.Repo.Name) ||
+		!strings.Contains(fin, "released the hold on "+listed[0].Name) {
 		t.Errorf("finish:\n%s", fin)
 	}
+	requireNoHolds(t, repo)
 	vi, ok := s42.VM("ir1")
 	if !ok || len(vi.Disks) != 1 {
 		t.Fatalf("VM %+v", vi)
@@ -138,6 +152,15 @@ func TestInstantRestoreCLI(t *testing.T) {
 	if _, _, code := runCLI(t, "", append(old, "--fallback", "maybe", "imported@latest")...); code != 2 {
 		t.Errorf("--fallback maybe: exit %d, want 2", code)
 	}
+	requireNoHolds(t, repo)
+}
+
+// requireNoHolds fails unless repository repo holds no restore point.
+func requireNoHolds(t *testing.T, repo string) {
+	t.Helper()
+	if ents, err := os.ReadDir(filepath.Join(repo, "records", "hold")); len(ents) != 0 || (err != nil && !os.IsNotExist(err)) {
+		t.Fatalf("holds left: %v %v", ents, err)
+	}
 }
 
 // TestInstantRestoreKill kills `ahvfs instant-restore` with SIGKILL at
@@ -161,7 +184,7 @@ func TestInstantRestoreKill(t *testing.T) {
 	start := time.Now()
 	mustCLI(t, append([]string{"instant-restore", "imported@latest", "--nfs", nfsAddr, "--target-cluster", "cluster-b", "--name", "ir-timed"}, cluster...)...)
 	whole := time.Since(start)
-	dropInstantVM(t, s, cluster[2:], "ir-timed")
+	dropInstantVM(t, s, cluster, "ir-timed")
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("kill moments from seed %d", seed)
 	r := mrand.New(mrand.NewPCG(seed, 17))
@@ -204,7 +227,7 @@ func TestInstantRestoreKill(t *testing.T) {
 			if len(after.ExternalRepositories) != 1 || len(vi.Disks) != 1 {
 				t.Fatalf("round %d: a VM survived without its repository: %+v", i, after)
 			}
-			dropInstantVM(t, s, cluster[2:], "ir-kill")
+			dropInstantVM(t, s, cluster, "ir-kill")
 			outcomes["complete"]++
 		case exited:
 			t.Fatalf("round %d: the restore succeeded but its VM is gone", i)
@@ -213,6 +236,7 @@ func TestInstantRestoreKill(t *testing.T) {
 		}
 		s.WaitIdle(30*time.Second, 0)
 		simtest.RequireUnchanged(t, before, s.Objects())
+		requireNoHolds(t, repo) // cleanup, or finish, released it
 		t.Logf("round %d: killed after %v (exited first: %v)", i, delay, exited)
 	}
 	if p, err := openJournal(t, repo).Pending(); err != nil || len(p) != 0 {
@@ -222,8 +246,8 @@ func TestInstantRestoreKill(t *testing.T) {
 }
 
 // dropInstantVM ends an instant restore with finish (which must remove
-// its external repository), then deletes the VM as an administrator
-// would.
+// its external repository and, given the repository in site, the hold),
+// then deletes the VM as an administrator would.
 func dropInstantVM(t *testing.T, s *prismsim.Sim, site []string, name string) {
 	t.Helper()
 	fin := mustCLI(t, append([]string{"instant-restore", "finish", name, "--timeout", "1m"}, site...)...)

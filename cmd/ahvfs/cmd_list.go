@@ -45,7 +45,7 @@ func init() {
 							rps = append(rps, p.RestorePoint)
 						}
 					}
-					return printList(env, rps, vm)
+					return printList(env, rps, nil, vm)
 				}
 				r, err := openRepo(c.Context, c, env, false)
 				if err != nil {
@@ -56,7 +56,11 @@ func init() {
 				if err != nil {
 					return err
 				}
-				return printList(env, rps, vm)
+				holds, err := r.Holds(c.Context)
+				if err != nil {
+					return err
+				}
+				return printList(env, rps, holds, vm)
 			},
 		}
 	})
@@ -74,6 +78,9 @@ type listEntry struct {
 	Stats       engine.WriteStats `json:"stats"`
 	Meta        map[string]string `json:"meta,omitempty"`
 	LockedUntil string            `json:"locked_until,omitempty"`
+	// HeldBy says what holds the point (an instant restore's VM reading
+	// from it): forget and prune leave it while it is held.
+	HeldBy []string `json:"held_by,omitempty"`
 }
 
 type listDisk struct {
@@ -84,8 +91,9 @@ type listDisk struct {
 	Reason   string `json:"reason,omitempty"`
 }
 
-// printList prints restore points (of VM vm, when not empty).
-func printList(env *cliEnv, rps []*engine.RestorePoint, vm string) error {
+// printList prints restore points (of VM vm, when not empty) and which
+// of them holds keep.
+func printList(env *cliEnv, rps []*engine.RestorePoint, holds []engine.Hold, vm string) error {
 	if vm != "" && len(rps) == 0 {
 		return fmt.Errorf("no restore points of VM %q", vm)
 	}
@@ -98,6 +106,11 @@ func printList(env *cliEnv, rps []*engine.RestorePoint, vm string) error {
 		}
 		for _, d := range rp.Disks {
 			e.Disks = append(e.Disks, listDisk{Disk: d.Name(), Bus: d.Bus, BusIndex: d.BusIndex, Size: d.Size, Reason: d.Reason})
+		}
+		for _, h := range holds {
+			if h.RP == rp.ID || h.RP == "" { // "": a damaged hold, which holds all
+				e.HeldBy = append(e.HeldBy, h.Reason)
+			}
 		}
 		out = append(out, e)
 	}
@@ -119,7 +132,18 @@ func printList(env *cliEnv, rps []*engine.RestorePoint, vm string) error {
 		if locked == "" {
 			locked = "-"
 		}
+		if len(e.HeldBy) > 0 {
+			locked += " (held)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.VM, e.Time, e.Level, cons, strings.Join(disks, " "), ibytes(e.Logical), ibytes(e.NewStored), locked)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, e := range out {
+		for _, why := range e.HeldBy {
+			fmt.Fprintf(env.Stdout, "%s is held: %s\n", e.Name, why)
+		}
+	}
+	return nil
 }

@@ -19,7 +19,7 @@ func init() {
 			Description: "Per VM, prune keeps the newest restore point in each of the N most recent hours, days,\n" +
 				"ISO weeks, months and years that have one (UTC), the N newest, and every one within\n" +
 				"SPAN of the newest: the union of the rules given. Locked restore points are always\n" +
-				"kept. Every restore point is self-contained, so removing the one an incremental was\n" +
+				"kept, and so are held ones (an instant restore's VM reads from them). Every restore point is self-contained, so removing the one an incremental was\n" +
 				"taken against never breaks it. 'ahvfs gc' then reclaims the space.\n" +
 				"With --repo https://HOST:PORT the server (ahvfs serve) prunes its repository; an\n" +
 				"append-only server refuses all but --dry-run.",

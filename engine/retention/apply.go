@@ -12,13 +12,14 @@ type Point struct {
 	ID     string    // unique among the VM's points; orders points of equal Time
 	Time   time.Time // when the restore point was taken; any zone
 	Locked bool      // a locked point is always kept
+	Held   bool      // so is a held one (something reads from it now)
 }
 
 // Decision is what Apply decided for one point.
 type Decision struct {
 	Point
 	Keep    bool
-	Reasons []string // why it is kept, such as "last 1", "daily 3", "within 7d", "locked"; nil when not kept
+	Reasons []string // why it is kept, such as "last 1", "daily 3", "within 7d", "locked", "held"; nil when not kept
 }
 
 // bucket is a bucket rule: its name and the key of a UTC time's bucket.
@@ -85,6 +86,9 @@ func Apply(points []Point, p Policy) []Decision {
 	for i := range ds {
 		if ds[i].Locked {
 			keep(&ds[i], "locked")
+		}
+		if ds[i].Held {
+			keep(&ds[i], "held")
 		}
 	}
 	return ds

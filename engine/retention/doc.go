@@ -30,9 +30,10 @@
 //     the newest point's time minus the span S in calendar terms (see
 //     Span.Before: AddDate normalisation applies, so one month before
 //     2024-03-31 is 2024-03-02, not 2024-02-29).
-//   - Locked points are always kept. They take part in the bucket rules
-//     like any other point: a locked point can be the newest point of a
-//     bucket and so use it.
+//   - Locked points are always kept, and so are held ones (a hold keeps a
+//     point while something reads from it). They take part in the bucket
+//     rules like any other point: a locked point can be the newest point
+//     of a bucket and so use it.
 //
 // A count of zero (or less) and a zero Span (or one with a negative
 // field; Policy.Validate reports those) are no rule. A Policy with no rule
@@ -40,7 +41,7 @@
 // should refuse to prune with an empty policy.
 //
 // Every kept point carries its reasons, in the order last, hourly, daily,
-// weekly, monthly, yearly, within, locked: "last 2" (the second newest),
+// weekly, monthly, yearly, within, locked, held: "last 2" (the second newest),
 // "daily 3" (the newest point of the third most recent day that has one),
-// "within 7d", "locked".
+// "within 7d", "locked", "held".
 package retention
