@@ -32,7 +32,9 @@ func init() {
 				"guest): the cluster reads the restore point's disk from 'ahvfs nfs-serve' at --nfs, registered as an\n" +
 				"external repository for the time of the copy, and logs in to the guest with --guest-credentials-file\n" +
 				"(a file: the user on the first line, the password on the second). Each file goes back to its own path\n" +
-				"in the guest, or under --to (a guest directory); directories are copied file by file.",
+				"in the guest, or under --to (a guest directory); directories are copied file by file. The guest tools\n" +
+				"write the files as the guest user: owners, modes and times are the guest's defaults, not the backup's,\n" +
+				"and symlinks and special files are left out (each named on stderr), as are empty directories.",
 			Flags: append(clusterFlags(),
 				repoPasswordFlag(),
 				&cli.StringFlag{Name: "to", Usage: "directory to restore into (created if missing); with --to-vm, the `DIR` in the guest (default: each file's own path)"},
