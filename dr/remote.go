@@ -88,6 +88,8 @@ func (r *Remote) call(ctx context.Context, method, path string, body io.Reader, 
 		return nil, &engine.MissingBlobsError{Point: "(remote)", IDs: e.Missing}
 	case codeAppendOnly:
 		return nil, fmt.Errorf("%s: %w: %s", r.base, ErrAppendOnly, e.Error)
+	case codeBusy:
+		return nil, fmt.Errorf("%s: %w", r.base, errors.Join(ErrBusy, errors.New(e.Error)))
 	case codeExists:
 		return nil, fmt.Errorf("%s: %w: %s", r.base, engine.ErrExists, e.Error)
 	case codeCorrupt:

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ahvfs/ahvfs/engine"
@@ -32,6 +33,7 @@ import (
 //	POST /v1/forget  {"names"}     403 when append-only
 //	POST /v1/prune/plan {"vms", "policy"}   the plan (a dry run; a reader)
 //	POST /v1/prune   {"vms", "policy"}      the plan, carried out; 403 when append-only
+//	POST /v1/gc[/plan], /v1/unlock          see server_maint.go
 //	POST /v1/wholepacks ID list    per whole pack: pack ID, count, IDs
 //	GET  /v1/pack/ID               the pack file
 //	POST /v1/pack/ID  pack file    {"blobs": N} (adopted; 422 when damaged)
@@ -50,6 +52,19 @@ type Server struct {
 	// IdleClose closes the repository after this long without requests
 	// (default 30 s).
 	IdleClose time.Duration
+	// Unlock removes the repository's stale locks and returns them and
+	// the live ones (POST /v1/unlock); nil: there is nothing to remove.
+	Unlock func(ctx context.Context) (removed, live []string, err error)
+
+	// GCQuiet is how long after a client's last write a gc waits before
+	// it runs (default 1 minute): a sync's blobs are not referenced until
+	// it adopts their restore point (server_maint.go).
+	GCQuiet time.Duration
+
+	// gate: every request holds it shared, a gc alone (server_maint.go).
+	gate sync.RWMutex
+	// lastWrite is when a request that writes last ended (unix nanos).
+	lastWrite atomic.Int64
 
 	mu       sync.Mutex
 	repo     *engine.Repository
@@ -67,6 +82,7 @@ const (
 	codeExists     = "exists"
 	codeCorrupt    = "corrupt"
 	codeBadRequest = "bad-request"
+	codeBusy       = "busy"
 )
 
 // Handler is the server's HTTP handler; it starts the idle closer.
@@ -76,6 +92,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.IdleClose <= 0 {
 		s.IdleClose = 30 * time.Second
+	}
+	if s.GCQuiet <= 0 {
+		s.GCQuiet = time.Minute
 	}
 	s.stop = make(chan struct{})
 	go s.closeIdle()
@@ -95,6 +114,9 @@ func (s *Server) Handler() http.Handler {
 	m.HandleFunc("POST /v1/forget", s.write(s.forget))
 	m.HandleFunc("POST /v1/prune/plan", s.read(s.prune(true)))
 	m.HandleFunc("POST /v1/prune", s.write(s.prune(false)))
+	m.HandleFunc("POST /v1/gc/plan", s.read(s.gc(true)))
+	m.HandleFunc("POST /v1/gc", s.alone(s.gc(false)))
+	m.HandleFunc("POST /v1/unlock", s.unlock)
 	return m
 }
 
@@ -180,8 +202,23 @@ func (s *Server) release() {
 
 type handler func(w http.ResponseWriter, req *http.Request, r *engine.Repository) error
 
-func (s *Server) read(h handler) http.HandlerFunc  { return s.serve(h, false) }
-func (s *Server) write(h handler) http.HandlerFunc { return s.serve(h, true) }
+func (s *Server) read(h handler) http.HandlerFunc { return s.shared(s.serve(h, false)) }
+func (s *Server) write(h handler) http.HandlerFunc {
+	f := s.shared(s.serve(h, true))
+	return func(w http.ResponseWriter, req *http.Request) {
+		defer func() { s.lastWrite.Store(time.Now().UnixNano()) }()
+		f(w, req)
+	}
+}
+
+// shared serves f beside other requests, but not beside a gc.
+func (s *Server) shared(f http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		s.gate.RLock()
+		defer s.gate.RUnlock()
+		f(w, req)
+	}
+}
 
 func (s *Server) serve(h handler, writable bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
@@ -200,6 +237,8 @@ func (s *Server) serve(h handler, writable bool) http.HandlerFunc {
 				status, code = http.StatusConflict, codeMissing
 			case errors.Is(err, errAppendOnly):
 				status, code = http.StatusForbidden, codeAppendOnly
+			case errors.Is(err, ErrBusy):
+				status, code = http.StatusConflict, codeBusy
 			case errors.Is(err, engine.ErrExists):
 				status, code = http.StatusConflict, codeExists
 			case errors.Is(err, engine.ErrCorrupt):

@@ -29,7 +29,7 @@ type testServer struct {
 	close  func()
 }
 
-func startServer(t *testing.T, dir string, pw []byte, appendOnly bool) *testServer {
+func startServer(t *testing.T, dir string, pw []byte, appendOnly bool, configure ...func(*Server)) *testServer {
 	t.Helper()
 	tmp := t.TempDir()
 	ca := testtls.NewCA(t, tmp, "site")
@@ -43,6 +43,9 @@ func startServer(t *testing.T, dir string, pw []byte, appendOnly bool) *testServ
 		Open: func(ctx context.Context, writable bool) (*engine.Repository, error) {
 			return engine.Open(ctx, dir, engine.OpenOptions{Writable: writable, Password: pw, LockWait: time.Minute})
 		}}
+	for _, f := range configure {
+		f(s)
+	}
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", tc)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ahvfs/ahvfs/dr"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/urfave/cli/v2"
 )
@@ -22,14 +23,16 @@ func init() {
 				"the most-unused packs until at most --max-unused of what stays is unused (as restic's\n" +
 				"prune does: the share is of the whole repository). It holds the writer lock from\n" +
 				"start to end: a backup or import waits for it (--lock-wait) or fails at once.\n" +
-				"A kill at any moment leaves a repository that verifies; the next gc finishes the job.",
-			Flags: []cli.Flag{
+				"A kill at any moment leaves a repository that verifies; the next gc finishes the job.\n" +
+				"With --repo https://HOST:PORT the server (ahvfs serve) runs it on its repository; an\n" +
+				"append-only server refuses all but --dry-run.",
+			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "max-unused", Value: "5%", Usage: "rewrite packs until at most `SHARE` of the kept packs' bytes are unused (0% to 100%; 0% rewrites every pack with an unused byte, 100% none)"},
 				&cli.BoolFlag{Name: "dry-run", Usage: "say what would be reclaimed, change nothing"},
 				&cli.DurationFlag{Name: "reader-wait", Value: time.Minute, Usage: "how long to wait for readers of an older index (a mount) before leaving the packs they may read for the next gc (0: do not wait)"},
 				&cli.DurationFlag{Name: "empty-quarantine", Usage: "also delete what writers set aside in quarantine/ more than `AGE` ago, such as 336h (default: keep it; 'ahvfs verify' lists it)"},
 				repoPasswordFlag(),
-			},
+			}, clientTLSFlags()...),
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)
 				if c.NArg() > 0 {
@@ -43,6 +46,22 @@ func init() {
 					share = 1e-9 // 0%: rewrite every pack with any unused byte
 				}
 				dry := c.Bool("dry-run")
+				wait := c.Duration("reader-wait")
+				if wait == 0 {
+					wait = -1 // the engine's zero is its default
+				}
+				if loc := c.String("repo"); dr.IsRemote(loc) {
+					rem, err := dialRemote(c, loc)
+					if err != nil {
+						return err
+					}
+					defer rem.Close()
+					rep, err := rem.GC(c.Context, dr.GCRequest{MaxUnused: share, ReaderWait: wait, QuarantineAge: c.Duration("empty-quarantine")}, dry)
+					if err != nil {
+						return err
+					}
+					return printGC(env, rep)
+				}
 				limitGCMemory()
 				// On a shared repository gc holds the exclusive lock object:
 				// no process of any host has the repository open meanwhile.
@@ -51,19 +70,11 @@ func init() {
 					return err
 				}
 				defer r.Close()
-				wait := c.Duration("reader-wait")
-				if wait == 0 {
-					wait = -1 // the engine's zero is its default
-				}
 				rep, err := r.GC(c.Context, engine.GCOptions{MaxUnused: share, DryRun: dry, ReaderWait: wait, QuarantineAge: c.Duration("empty-quarantine")})
 				if err != nil {
 					return err
 				}
-				if env.JSON {
-					return writeJSON(env.Stdout, rep)
-				}
-				printGC(env, rep)
-				return nil
+				return printGC(env, rep)
 			},
 		}
 	})
@@ -85,7 +96,11 @@ func limitGCMemory() {
 	}
 }
 
-func printGC(env *cliEnv, rep *engine.GCReport) {
+// printGC prints what a gc did, as JSON with --json.
+func printGC(env *cliEnv, rep *engine.GCReport) error {
+	if env.JSON {
+		return writeJSON(env.Stdout, rep)
+	}
 	w := env.Stdout
 	fmt.Fprintf(w, "restore points   %d\n", rep.RestorePoints)
 	fmt.Fprintf(w, "blobs            %d indexed, %d referenced by no restore point\n", rep.Blobs, rep.UnusedBlobs)
@@ -97,7 +112,7 @@ func printGC(env *cliEnv, rep *engine.GCReport) {
 	fmt.Fprintf(w, "packs %sdeleted %d, %srewritten %d (%s copied)\n", verb, rep.PacksDeleted, verb, rep.PacksRewritten, ibytes(rep.BytesRewritten))
 	if rep.DryRun {
 		fmt.Fprintf(w, "would reclaim    %s with parity (dry run: nothing changed)\n", ibytes(rep.ReclaimedBytes))
-		return
+		return nil
 	}
 	fmt.Fprintf(w, "reclaimed        %s with parity in %.1fs\n", ibytes(rep.ReclaimedBytes), rep.Seconds)
 	if rep.PacksLeft > 0 {
@@ -106,6 +121,7 @@ func printGC(env *cliEnv, rep *engine.GCReport) {
 	if rep.Quarantine > 0 {
 		fmt.Fprintf(w, "quarantine       %d old files deleted\n", rep.Quarantine)
 	}
+	return nil
 }
 
 // parseShare parses "5%" or "0.05" into a share from 0 to 1.

@@ -27,7 +27,8 @@ func init() {
 				"The repository is opened while requests come (a writer for those that write) and closed\n" +
 				"after --idle-close without any, so local jobs get it between syncs. With --append-only,\n" +
 				"clients may add restore points and extend locks but not forget anything: a compromised\n" +
-				"source site cannot delete the DR copy (run prune and gc on this host instead).",
+				"source site cannot delete the DR copy (run prune and gc on this host instead). Without it,\n" +
+				"clients may also forget, prune, gc (which runs alone: other requests wait) and unlock.",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "listen", Usage: "`ADDR` to listen on (HOST:PORT)", Required: true},
 				&cli.StringFlag{Name: "tls-cert", Usage: "`FILE`: the server's certificate", Required: true},
@@ -60,7 +61,8 @@ func runServe(c *cli.Context) error {
 	s := &dr.Server{AppendOnly: c.Bool("append-only"), IdleClose: c.Duration("idle-close"), Log: env.Log,
 		Open: func(ctx context.Context, writable bool) (*engine.Repository, error) {
 			return openRepoWith(ctx, c, env, engine.OpenOptions{Writable: writable})
-		}}
+		},
+		Unlock: func(ctx context.Context) ([]string, []string, error) { return serverUnlock(ctx, c) }}
 	ln, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
 		return err

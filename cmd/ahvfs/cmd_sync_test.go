@@ -160,6 +160,24 @@ func TestSyncCommands(t *testing.T) {
 	if code != 0 || !plan.DryRun || len(plan.Keep) != 2 || !slices.Contains(plan.Reasons["web01@2026-11-20T01:00:00Z"], "locked") {
 		t.Fatalf("prune --dry-run through an append-only server: exit %d: %s%s", code, out, errs)
 	}
+	// And gc (but for its dry run) and unlock.
+	for _, args := range [][]string{{"gc"}, {"unlock"}} {
+		_, errs, code = runCLI(t, "", append(append(args, "--repo", srv.url), client...)...)
+		if code == 0 || !strings.Contains(errs, "append-only") {
+			t.Fatalf("%s through an append-only server: exit %d: %s", args[0], code, errs)
+		}
+	}
+	out, errs, code = runCLI(t, "", append([]string{"gc", "--repo", srv.url, "--dry-run", "--json"}, client...)...)
+	var gcRep struct {
+		DryRun bool `json:"dry_run"`
+		Points int  `json:"restore_points"`
+	}
+	if err := json.Unmarshal([]byte(out), &gcRep); err != nil || code != 0 || !gcRep.DryRun || gcRep.Points != 2 {
+		t.Fatalf("gc --dry-run through an append-only server: exit %d: %v %s%s", code, err, out, errs)
+	}
+	if _, errs, code = runCLI(t, "", append([]string{"unlock", "--all", "--repo", srv.url}, client...)...); code != 2 {
+		t.Fatalf("unlock --all through a server: exit %d, want 2: %s", code, errs)
+	}
 	// A port probe (connect, close) is no warning; a client certificate of
 	// another CA is refused, with one.
 	if c, err := net.Dial("tcp", strings.TrimPrefix(srv.url, "https://")); err == nil {
