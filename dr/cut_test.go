@@ -100,9 +100,9 @@ func (p *cutProxy) arm(budget int64) {
 }
 
 // TestSyncSurvivesCutConnections: a connection cut at a random byte of a
-// push over TLS (20 trials, each to a fresh target) leaves the target
-// with whole restore points or none; running the sync again completes
-// it, and the target verifies.
+// push over TLS (20 trials, each to a fresh target; blobs as stored, and
+// again re-encoded) leaves the target with whole restore points or none;
+// running the sync again completes it, and the target verifies.
 func TestSyncSurvivesCutConnections(t *testing.T) {
 	ctx := context.Background()
 	src := enginetest.Init(t, engine.InitOptions{ChunkSize: 64 << 10, PageEntries: 64})
@@ -120,11 +120,29 @@ func TestSyncSurvivesCutConnections(t *testing.T) {
 		}
 		names = append(names, rp.Name())
 	}
+	for _, reencode := range []bool{false, true} {
+		name := "blobs"
+		if reencode {
+			name = "re-encoded"
+		}
+		t.Run(name, func(t *testing.T) { cutTrials(t, sr, names, reencode) })
+	}
+}
+
+// cutTrials runs the trials of TestSyncSurvivesCutConnections, to
+// targets that share sr's parameters or, with reencode, have chunks of
+// another size (each point then goes as one stream of decoded data).
+func cutTrials(t *testing.T, sr *engine.Repository, names []string, reencode bool) {
+	ctx := context.Background()
 	// The bytes a whole sync moves, to place the cuts.
 	var total int64
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	for trial := range 20 {
-		dst := enginetest.Init(t, engine.InitOptions{CopyFrom: sr})
+		o := engine.InitOptions{CopyFrom: sr}
+		if reencode {
+			o = engine.InitOptions{ChunkSize: 128 << 10}
+		}
+		dst := enginetest.Init(t, o)
 		srv := startServer(t, dst, nil, false)
 		proxy := startCutProxy(t, strings.TrimPrefix(srv.url, "https://"))
 		url := "https://" + proxy.ln.Addr().String()
@@ -159,7 +177,7 @@ func TestSyncSurvivesCutConnections(t *testing.T) {
 		}
 		srv.close()
 		dr := openW(t, dst, nil)
-		sameContent(t, sr, dr, names...)
+		sameData(t, sr, dr, !reencode, names...)
 		verifyData(t, dr)
 		dr.Close()
 	}

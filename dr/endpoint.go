@@ -15,6 +15,9 @@ type Info struct {
 	// AppendOnly: the repository accepts new restore points and locks but
 	// refuses to remove anything (ahvfs serve --append-only).
 	AppendOnly bool `json:"append_only,omitempty"`
+	// ChunkSize is the repository's chunk size: a re-encoding sync writes
+	// whole chunks of it.
+	ChunkSize int `json:"chunk_size,omitempty"`
 }
 
 // Point is a restore point as the sides exchange it: the engine's record

@@ -23,7 +23,8 @@ type Local struct {
 
 // Info implements Source and Target.
 func (l *Local) Info(ctx context.Context) (Info, error) {
-	return Info{RepoID: l.R.Config().ID, TransferKey: l.R.TransferKey(), Location: l.R.Location(), AppendOnly: l.AppendOnly}, nil
+	return Info{RepoID: l.R.Config().ID, TransferKey: l.R.TransferKey(), Location: l.R.Location(), AppendOnly: l.AppendOnly,
+		ChunkSize: l.R.ChunkSize()}, nil
 }
 
 // Points implements Source and Target.

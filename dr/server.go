@@ -34,6 +34,7 @@ import (
 //	POST /v1/prune/plan {"vms", "policy"}   the plan (a dry run; a reader)
 //	POST /v1/prune   {"vms", "policy"}      the plan, carried out; 403 when append-only
 //	POST /v1/gc[/plan], /v1/unlock          see server_maint.go
+//	POST /v1/plain, /v1/import              see plain.go (re-encoding)
 //	POST /v1/wholepacks ID list    per whole pack: pack ID, count, IDs
 //	GET  /v1/pack/ID               the pack file
 //	POST /v1/pack/ID  pack file    {"blobs": N} (adopted; 422 when damaged)
@@ -117,6 +118,8 @@ func (s *Server) Handler() http.Handler {
 	m.HandleFunc("POST /v1/gc/plan", s.read(s.gc(true)))
 	m.HandleFunc("POST /v1/gc", s.alone(s.gc(false)))
 	m.HandleFunc("POST /v1/unlock", s.unlock)
+	m.HandleFunc("POST /v1/plain", s.read(s.plain))
+	m.HandleFunc("POST /v1/import", s.write(s.importPoint))
 	return m
 }
 

@@ -113,8 +113,8 @@ func Sync(ctx context.Context, src Source, dst Target, o Options) (*Report, erro
 	if si.TransferKey != di.TransferKey {
 		why := fmt.Sprintf("%s and %s store blobs differently (chunk size, page size or encryption key: %s, %s)", si.Location, di.Location, si.TransferKey, di.TransferKey)
 		if _, _, ok := s.reencodable(); !ok {
-			return nil, fmt.Errorf("sync: %s, and a server cannot re-encode: make the DR repository with "+
-				"'ahvfs init --copy-params-from SOURCE' so that blobs move as they are, or sync between paths on one host", why)
+			return nil, fmt.Errorf("sync: %s, and one side cannot re-encode: make the DR repository with "+
+				"'ahvfs init --copy-params-from SOURCE' so that blobs move as they are", why)
 		}
 		if o.ResyncCorrupt {
 			return nil, fmt.Errorf("sync: %s: --resync-corrupt compares blobs by ID, which differ between them", why)

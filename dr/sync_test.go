@@ -177,7 +177,8 @@ func TestSyncLocalEncrypted(t *testing.T) {
 // Between repositories with other keys and another chunk size, points
 // are re-encoded: the target stores them its own way, with the same names,
 // levels, consistency, configuration and locks; a rerun finds them there.
-// A server cannot re-encode, and --resync-corrupt is refused.
+// The same through a server, pushed and pulled; --resync-corrupt is
+// refused.
 func TestSyncReencodes(t *testing.T) {
 	ctx := context.Background()
 	src := openW(t, enginetest.Init(t, engine.InitOptions{Password: testPassword}), testPassword)
@@ -214,10 +215,51 @@ func TestSyncReencodes(t *testing.T) {
 		t.Fatal("--resync-corrupt between repositories with other keys was accepted")
 	}
 
-	srvDir := enginetest.Init(t, engine.InitOptions{})
-	srv := startServer(t, srvDir, nil, false)
-	_, err = Sync(ctx, &Local{R: src}, dial(t, srv.url, srv.client), Options{})
-	if err == nil || !strings.Contains(err.Error(), "--copy-params-from") {
-		t.Fatalf("sync to a server with other keys: %v", err)
+	// Through a server, both ways: pushed into a server whose repository
+	// has other keys and chunks (append-only: re-encoding only adds
+	// points), then pulled from it into a third repository with other
+	// keys and chunks again.
+	srvDir := enginetest.Init(t, engine.InitOptions{ChunkSize: 128 << 10})
+	srv := startServer(t, srvDir, nil, true)
+	remote := dial(t, srv.url, srv.client)
+	rep, err = Sync(ctx, &Local{R: src}, remote, Options{})
+	if err != nil || rep.RestorePoints != 2 || rep.BytesSent == 0 {
+		t.Fatalf("re-encoding push to a server: %+v, %v", rep, err)
 	}
+	rep, err = Sync(ctx, &Local{R: src}, remote, Options{})
+	if err != nil || rep.RestorePoints != 0 || len(rep.AlreadyThere) != 2 {
+		t.Fatalf("a second re-encoding push: %+v, %v", rep, err)
+	}
+	thirdPW := []byte("a third password")
+	third := openW(t, enginetest.Init(t, engine.InitOptions{Password: thirdPW, ChunkSize: 512 << 10}), thirdPW)
+	rep, err = Sync(ctx, remote, &Local{R: third}, Options{})
+	if err != nil || rep.RestorePoints != 2 {
+		t.Fatalf("re-encoding pull from a server: %+v, %v", rep, err)
+	}
+	sameData(t, src, third, false, rp1.Name(), rp2.Name())
+	verifyData(t, third)
+
+	// An import cut short leaves nothing on the server.
+	ps, err := (&Local{R: src}).Points(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := headerOf(ps[0])
+	h.Spec.Time = h.Spec.Time.Add(-time.Hour)
+	_, err = remote.Import(ctx, h, func(ctx context.Context, w plainWriter) error {
+		if err := w.WriteAt(ctx, 0, make([]byte, 128<<10), 0); err != nil {
+			return err
+		}
+		return errors.New("the source failed")
+	})
+	if err == nil || !strings.Contains(err.Error(), "the source failed") {
+		t.Fatalf("a failing import: %v", err)
+	}
+	if ps, err := remote.Points(ctx); err != nil || len(ps) != 2 {
+		t.Fatalf("the server lists %d points after a failed import (%v), want 2", len(ps), err)
+	}
+	srv.close()
+	got := openW(t, srvDir, nil)
+	sameData(t, src, got, false, rp1.Name(), rp2.Name())
+	verifyData(t, got)
 }

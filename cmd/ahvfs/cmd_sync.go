@@ -19,9 +19,10 @@ func init() {
 			Description: "TARGET and SOURCE are a repository directory or https://HOST:PORT of an 'ahvfs serve'\n" +
 				"(with --tls-cert, --tls-key and --ca-cert). Repositories that store blobs alike (make the\n" +
 				"DR one with 'ahvfs init --copy-params-from SOURCE') exchange only what the target lacks,\n" +
-				"blobs (or whole packs) as stored, checked on arrival. Between two repository paths that\n" +
-				"do not (other keys, another chunk size) every point is read and re-encoded the target's\n" +
-				"way, like a backup deduplicated against it. A restore point appears on the target only\n" +
+				"blobs (or whole packs) as stored, checked on arrival. Between repositories that do not\n" +
+				"(other keys, another chunk size) every point is read, decoded, and re-encoded the target's\n" +
+				"way, like a backup deduplicated against it; through a server, the decoded data crosses the\n" +
+				"TLS connection (bytes_sent counts it, zero chunks excepted). A restore point appears on the target only\n" +
 				"when everything it needs is durable there, so an interrupted sync is simply run again.\n" +
 				"Points keep their names, times, levels, configuration and locks. Points older than the\n" +
 				"target's newest point of their VM are skipped (they were pruned there).",
