@@ -191,6 +191,9 @@ bin/ahvfs sync --to https://127.0.0.1:$drport "${peer[@]}" --json | jq -c '{sync
 
 say "append-only: this site cannot delete the DR copy, even with valid credentials"
 bin/ahvfs forget --repo https://127.0.0.1:$drport "${peer[@]}" "$vm@latest" 2>&1 | sed 's/^/  /' || true
+bin/ahvfs gc --repo https://127.0.0.1:$drport "${peer[@]}" 2>&1 | sed 's/^/  /' || true
+echo "(what gc would reclaim there may still be asked: gc --dry-run through the server)"
+bin/ahvfs gc --repo https://127.0.0.1:$drport "${peer[@]}" --dry-run | sed 's/^/  /'
 echo "a client without a certificate of the sites' CA is refused at the TLS handshake:"
 curl -s --cacert "$dr/ca.crt" https://127.0.0.1:$drport/v1/info > /dev/null 2>&1 || echo "  refused"
 
