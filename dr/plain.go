@@ -172,8 +172,9 @@ type plainRequest struct {
 	Len   int    `json:"len"`
 }
 
-// maxPlainRead bounds one POST /v1/plain.
-const maxPlainRead = 64 << 20
+// maxPlainRead bounds one POST /v1/plain: the largest chunk (clients read
+// a chunk of the target's size at a time).
+const maxPlainRead = 8 << 20
 
 func (s *Server) plain(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
 	var p plainRequest
@@ -337,13 +338,16 @@ func (r *Remote) Import(ctx context.Context, h importHeader, fill func(ctx conte
 // come, on several goroutines, and committed at the end frame.
 func (s *Server) importPoint(w http.ResponseWriter, req *http.Request, r *engine.Repository) error {
 	br := bufio.NewReaderSize(req.Body, 1<<20)
-	line, err := br.ReadBytes('\n')
+	line, err := br.ReadSlice('\n') // the header fits the buffer, or it is refused
 	if err != nil {
 		return fmt.Errorf("%w: import header: %w", errBadRequest, err)
 	}
 	var h importHeader
 	if err := json.Unmarshal(line, &h); err != nil {
 		return fmt.Errorf("%w: import header: %w", errBadRequest, err)
+	}
+	if err := checkImport(h); err != nil {
+		return err
 	}
 	if string(h.Spec.Config) == "null" { // a point without a configuration
 		h.Spec.Config = nil
@@ -358,6 +362,25 @@ func (s *Server) importPoint(w http.ResponseWriter, req *http.Request, r *engine
 	name := h.Spec.VM + "@" + engine.FormatTime(h.Spec.Time)
 	s.Log.Info("restore point imported (re-encoded)", "client", clientName(req), "point", name, "new_stored", stats.NewStoredBytes)
 	return writeJSON(w, importReply{Point: name, Stats: stats})
+}
+
+// Bounds of what an import may declare: what the writer sets up for a
+// disk grows with its size before any data comes.
+const (
+	maxImportDisks    = 64
+	maxImportDiskSize = 64 << 40
+)
+
+func checkImport(h importHeader) error {
+	if len(h.Disks) > maxImportDisks {
+		return fmt.Errorf("%w: import of %d disks (at most %d)", errBadRequest, len(h.Disks), maxImportDisks)
+	}
+	for _, d := range h.Disks {
+		if d.Size < 0 || d.Size > maxImportDiskSize {
+			return fmt.Errorf("%w: import of a disk of %d bytes (at most %d)", errBadRequest, d.Size, int64(maxImportDiskSize))
+		}
+	}
+	return nil
 }
 
 // readFrames reads import frames from br until the end frame and hands

@@ -89,7 +89,7 @@ func (r *Remote) call(ctx context.Context, method, path string, body io.Reader, 
 	case codeAppendOnly:
 		return nil, fmt.Errorf("%s: %w: %s", r.base, ErrAppendOnly, e.Error)
 	case codeBusy:
-		return nil, fmt.Errorf("%s: %w", r.base, errors.Join(ErrBusy, errors.New(e.Error)))
+		return nil, fmt.Errorf("%s: %w", r.base, busyError{e.Error})
 	case codeExists:
 		return nil, fmt.Errorf("%s: %w: %s", r.base, engine.ErrExists, e.Error)
 	case codeCorrupt:
@@ -369,3 +369,9 @@ func (r *Remote) Close() error {
 	r.hc.CloseIdleConnections()
 	return nil
 }
+
+// busyError is the server's ErrBusy message, as it said it.
+type busyError struct{ msg string }
+
+func (e busyError) Error() string        { return e.msg }
+func (e busyError) Is(target error) bool { return target == ErrBusy }

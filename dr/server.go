@@ -97,6 +97,9 @@ func (s *Server) Handler() http.Handler {
 	if s.GCQuiet <= 0 {
 		s.GCQuiet = time.Minute
 	}
+	// A client may have stored blobs just before a restart: the quiet
+	// time runs from the start.
+	s.lastWrite.Store(time.Now().UnixNano())
 	s.stop = make(chan struct{})
 	go s.closeIdle()
 	m := http.NewServeMux()
@@ -207,11 +210,12 @@ type handler func(w http.ResponseWriter, req *http.Request, r *engine.Repository
 
 func (s *Server) read(h handler) http.HandlerFunc { return s.shared(s.serve(h, false)) }
 func (s *Server) write(h handler) http.HandlerFunc {
-	f := s.shared(s.serve(h, true))
-	return func(w http.ResponseWriter, req *http.Request) {
+	f := s.serve(h, true)
+	return s.shared(func(w http.ResponseWriter, req *http.Request) {
+		// Noted while the gate is held: a gc that takes it next sees it.
 		defer func() { s.lastWrite.Store(time.Now().UnixNano()) }()
 		f(w, req)
-	}
+	})
 }
 
 // shared serves f beside other requests, but not beside a gc.

@@ -18,9 +18,9 @@ import (
 //	POST /v1/gc      {GCRequest}    GCReport; 403 when append-only
 //	POST /v1/unlock                 UnlockReport; 403 when append-only
 //
-// A gc runs alone: it waits for the requests in flight and holds off new
-// ones until it ends, since a store running beside it could seal a pack
-// gc has not seen. And it runs only once no client has written for
+// A gc runs alone: with other requests in flight it is refused (ErrBusy),
+// and it holds off new ones until it ends, since a store running beside it
+// could seal a pack gc has not seen. And it runs only once no client has written for
 // Server.GCQuiet (ErrBusy before): the blobs a sync stores are referenced
 // by nothing until it adopts their restore point, so a gc between its
 // requests would remove them. A sync that pauses longer than that and
@@ -70,11 +70,16 @@ func (s *Server) gc(dry bool) handler {
 	}
 }
 
-// alone serves h, writable, with no other request in flight.
+// alone serves h, writable, with no other request in flight: when one
+// is, it answers ErrBusy at once rather than wait (which would hold off
+// every new request meanwhile).
 func (s *Server) alone(h handler) http.HandlerFunc {
 	inner := s.serve(h, true)
 	return func(w http.ResponseWriter, req *http.Request) {
-		s.gate.Lock()
+		if !s.gate.TryLock() {
+			writeError(w, http.StatusConflict, codeBusy, fmt.Errorf("%w: other requests are being served (a sync?); try again later", ErrBusy))
+			return
+		}
 		defer s.gate.Unlock()
 		inner(w, req)
 	}

@@ -13,8 +13,9 @@ import (
 
 // TestRemoteGC: an append-only server runs a gc dry run and refuses a gc
 // and an unlock; a server that is not append-only reclaims what a forget
-// left, also while a sync pushes new points into it, and the target then
-// verifies and holds every point byte-exact.
+// left once no client has written for a while (nor since it started), also
+// while a sync pushes new points into it, and the target then verifies and
+// holds every point byte-exact.
 func TestRemoteGC(t *testing.T) {
 	ctx := context.Background()
 	srcDir, dstDir := pair(t, false)
@@ -67,9 +68,9 @@ func TestRemoteGC(t *testing.T) {
 	const quiet = 2 * time.Second
 	srv := startServer(t, dstDir, nil, false, func(s *Server) { s.GCQuiet = quiet })
 	remote := dial(t, srv.url, srv.client)
-	rep, err := remote.GC(ctx, GCRequest{MaxUnused: 1e-9, ReaderWait: -1}, false)
-	if err != nil || rep.DryRun || rep.ReclaimedBytes <= 0 || rep.PacksDeleted+rep.PacksRewritten == 0 {
-		t.Fatalf("gc through the server: %+v %v", rep, err)
+	rep := gcWhenQuiet(t, remote, GCRequest{MaxUnused: 1e-9, ReaderWait: -1})
+	if rep.DryRun || rep.ReclaimedBytes <= 0 || rep.PacksDeleted+rep.PacksRewritten == 0 {
+		t.Fatalf("gc through the server: %+v", rep)
 	}
 	if u, err := remote.Unlock(ctx); err != nil || len(u.Removed) != 0 {
 		t.Fatalf("unlock of a repository with no lock hook: %+v %v", u, err)
@@ -124,16 +125,7 @@ func TestRemoteGC(t *testing.T) {
 			}
 		}
 	}
-	// Once the clients are quiet, gc runs.
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(quiet / 4) {
-		_, err := remote.GC(ctx, GCRequest{ReaderWait: -1}, false)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, ErrBusy) || time.Now().After(deadline) {
-			t.Fatalf("gc after the sync: %v", err)
-		}
-	}
+	gcWhenQuiet(t, remote, GCRequest{ReaderWait: -1}) // once the clients are quiet, gc runs
 	srv.close()
 	dst = openW(t, dstDir, nil)
 	defer dst.Close()
@@ -143,4 +135,19 @@ func TestRemoteGC(t *testing.T) {
 		t.Fatalf("target holds %d points (%v), want %d", len(ps), err, len(keep))
 	}
 	t.Logf("gcs asked for beside the sync: %d ran, %d held off", ran, busy)
+}
+
+// gcWhenQuiet asks r for a gc until it is no longer busy (a minute at
+// most: the servers here are quiet after two seconds).
+func gcWhenQuiet(t *testing.T, r *Remote, g GCRequest) *engine.GCReport {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		rep, err := r.GC(context.Background(), g, false)
+		if err == nil {
+			return rep
+		}
+		if !errors.Is(err, ErrBusy) || time.Now().After(deadline) {
+			t.Fatalf("gc: %v", err)
+		}
+	}
 }

@@ -55,7 +55,13 @@ func startServer(t *testing.T, dir string, pw []byte, appendOnly bool, configure
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
-			hs.Close()
+			// Shutdown waits for the handlers (an import aborting after
+			// its client went) before the repository closes under them.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := hs.Shutdown(ctx); err != nil {
+				hs.Close()
+			}
 			s.Close()
 		})
 	}

@@ -2,9 +2,12 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,6 +35,9 @@ type forgetRecord struct {
 	ID   string    `json:"id"`
 	Name string    `json:"name"`
 	At   time.Time `json:"at"`
+	// By is random, per forget: a forget that backs out deletes only the
+	// tombstones that are still its own.
+	By string `json:"by,omitempty"`
 }
 
 func forgetRecordName(id string) string { return prefixForgets + id + recordExt }
@@ -59,10 +65,15 @@ func (r *Repository) Forget(ctx context.Context, rps []*RestorePoint) (err error
 	if len(locked) > 0 {
 		return fmt.Errorf("forget: %w: %s; nothing was removed", ErrRetentionLocked, strings.Join(locked, "; "))
 	}
+	r.forgetMu.Lock()
+	defer r.forgetMu.Unlock()
+	var byb [8]byte
+	rand.Read(byb[:])
+	by := hex.EncodeToString(byb[:])
 	// The tombstones, like the deletions below, go eachParallel: their
 	// syncs overlap, and forgetting 20 points takes one disk wait, not 20.
 	if err := eachParallel(ctx, backendWidth, rps, func(rp *RestorePoint) error {
-		body, err := json.Marshal(forgetRecord{V: forgetVersion, ID: rp.ID, Name: rp.Name(), At: now.UTC().Truncate(time.Second)})
+		body, err := json.Marshal(forgetRecord{V: forgetVersion, ID: rp.ID, Name: rp.Name(), At: now.UTC().Truncate(time.Second), By: by})
 		if err != nil {
 			return fmt.Errorf("forget %s: %w", rp.Name(), err)
 		}
@@ -82,7 +93,7 @@ func (r *Repository) Forget(ctx context.Context, rps []*RestorePoint) (err error
 	}
 	// Only now, with the tombstones stored, are the holds listed: a hold
 	// added from here on sees a tombstone and backs out (AddHold).
-	if err := r.checkHolds(ctx, ids); err != nil {
+	if err := r.checkHolds(ctx, ids, by); err != nil {
 		return err
 	}
 	if err := fault(fpForgetChecked); err != nil {
@@ -94,31 +105,43 @@ func (r *Repository) Forget(ctx context.Context, rps []*RestorePoint) (err error
 	return nil
 }
 
-// checkHolds fails with ErrHeld, after removing the tombstones of ids
-// again, when a hold keeps any of restore points ids.
-func (r *Repository) checkHolds(ctx context.Context, ids []string) error {
+// checkHolds fails with ErrHeld when a hold keeps any of restore points
+// ids, after deleting the tombstones forget by wrote for them again.
+func (r *Repository) checkHolds(ctx context.Context, ids []string, by string) error {
 	holds, err := r.Holds(ctx)
 	if err != nil {
-		return fmt.Errorf("forget: %w", errors.Join(err, r.dropTombstones(ctx, ids)))
+		return fmt.Errorf("forget: %w", errors.Join(err, r.dropTombstones(context.WithoutCancel(ctx), ids, by)))
 	}
-	set := map[string]bool{}
-	for _, id := range ids {
-		set[id] = true
-	}
-	held := heldBy(holds, set)
+	held := heldBy(holds, idSet(ids))
 	if len(held) == 0 {
 		return nil
 	}
 	err = heldError("forget", held)
-	if derr := r.dropTombstones(context.WithoutCancel(ctx), ids); derr != nil {
-		err = fmt.Errorf("%w; removing the tombstones failed (the next writer removes them): %w", err, derr)
+	if derr := r.dropTombstones(context.WithoutCancel(ctx), ids, by); derr != nil {
+		err = fmt.Errorf("%w; but removing its tombstones failed, and the forget finishes once nothing holds the points: %w", err, derr)
 	}
 	return err
 }
 
-// dropTombstones deletes the tombstones of ids: a forget backs out.
-func (r *Repository) dropTombstones(ctx context.Context, ids []string) error {
+func idSet(ids []string) map[string]bool {
+	set := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		set[id] = true
+	}
+	return set
+}
+
+// dropTombstones deletes the tombstones of ids that forget by wrote (a
+// tombstone another forget of the same point wrote since is its own).
+func (r *Repository) dropTombstones(ctx context.Context, ids []string, by string) error {
 	return eachParallel(ctx, backendWidth, ids, func(id string) error {
+		rec, err := r.readTombstone(ctx, id)
+		if errors.Is(err, backend.ErrNotExist) {
+			return nil
+		}
+		if err == nil && rec.By != by {
+			return nil
+		}
 		if err := r.be.Delete(ctx, forgetRecordName(id)); err != nil && !errors.Is(err, backend.ErrNotExist) {
 			return fmt.Errorf("delete tombstone: %w", err)
 		}
@@ -260,13 +283,28 @@ func (r *Repository) resumeForgets(ctx context.Context) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	// A forget killed before it listed the holds may name a held point: it
-	// backs out for every point, as it would have.
-	if err := r.checkHolds(ctx, ids); errors.Is(err, ErrHeld) {
-		r.log.Warn(fmt.Sprintf("the interrupted %v", err))
-		return nil
-	} else if err != nil {
+	// A forget killed before it listed the holds may name a held point:
+	// that point waits, tombstone and all, until nothing holds it. The
+	// tombstone stays, since this process cannot tell an interrupted forget
+	// from one still running elsewhere (a shared repository), which may
+	// rely on it (AddHold backs out on seeing it).
+	holds, err := r.Holds(ctx)
+	if err != nil {
 		return err
+	}
+	if held := heldBy(holds, idSet(ids)); len(held) > 0 {
+		waiting := idSet(nil)
+		for _, h := range held {
+			if h.RP == "" { // a damaged hold holds all
+				return nil
+			}
+			waiting[h.RP] = true
+		}
+		ids = slices.DeleteFunc(ids, func(id string) bool { return waiting[id] })
+		r.log.Warn(fmt.Sprintf("%d interrupted forget(s) wait until nothing holds their restore points: %v", len(waiting), heldError("finish the forget", held)))
+		if len(ids) == 0 {
+			return nil
+		}
 	}
 	if err := r.finishForgets(ctx, ids); err != nil {
 		return fmt.Errorf("finish the interrupted forget of %d restore point(s): %w", len(ids), err)
@@ -275,16 +313,26 @@ func (r *Repository) resumeForgets(ctx context.Context) error {
 	return nil
 }
 
-// checkTombstone says why tombstone id must not be acted on, or nil.
-func (r *Repository) checkTombstone(ctx context.Context, id string) error {
+// readTombstone reads and checks the tombstone of id.
+func (r *Repository) readTombstone(ctx context.Context, id string) (forgetRecord, error) {
+	var rec forgetRecord
 	name := forgetRecordName(id)
 	body, err := r.readRecord(ctx, name, recordKindForget, id)
 	if err != nil {
-		return fmt.Errorf("tombstone: %w", err)
+		return rec, fmt.Errorf("tombstone: %w", err)
 	}
-	var rec forgetRecord
 	if err := json.Unmarshal(body, &rec); err != nil || rec.V != forgetVersion || rec.ID != id {
-		return fmt.Errorf("tombstone %s: %w: not a tombstone of version %d for %s", name, ErrCorrupt, forgetVersion, id)
+		return rec, fmt.Errorf("tombstone %s: %w: not a tombstone of version %d for %s", name, ErrCorrupt, forgetVersion, id)
+	}
+	return rec, nil
+}
+
+// checkTombstone says why tombstone id must not be acted on, or nil.
+func (r *Repository) checkTombstone(ctx context.Context, id string) error {
+	name := forgetRecordName(id)
+	rec, err := r.readTombstone(ctx, id)
+	if err != nil {
+		return err
 	}
 	until, err := r.lockedUntil(r.db, id)
 	if err != nil {

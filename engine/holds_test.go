@@ -154,8 +154,9 @@ func TestHoldRacesForget(t *testing.T) {
 }
 
 // TestForgetOfHeldPointInterrupted: a forget killed after its tombstones
-// but before it looked for holds is not finished by the next writer when
-// the point is held: the tombstone goes, the point stays.
+// but before it looked for holds is not finished by the next writer while
+// the point is held: the point stays, readable, its tombstone too (new
+// holds back out on it); once the hold goes, the next writer finishes it.
 func TestForgetOfHeldPointInterrupted(t *testing.T) {
 	ctx := context.Background()
 	dir := enginetest.Init(t, engine.InitOptions{})
@@ -165,7 +166,8 @@ func TestForgetOfHeldPointInterrupted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.AddHold(ctx, rp, engine.Hold{Reason: "test"}); err != nil {
+	hold, err := w.AddHold(ctx, rp, engine.Hold{Reason: "test"})
+	if err != nil {
 		t.Fatal(err)
 	}
 	restore := engine.SetFaultHook(func(step string) error {
@@ -184,11 +186,25 @@ func TestForgetOfHeldPointInterrupted(t *testing.T) {
 	}
 	w.Close()
 	w = enginetest.Open(t, dir, engine.OpenOptions{Writable: true})
-	defer w.Close()
-	if left := repoFiles(t, dir, "records/forget"); len(left) != 0 {
-		t.Fatalf("tombstones left after the next writer opened: %v", left)
-	}
 	if got := readAll(t, w, rp, 0); string(got) != string(readFile(t, img)) {
 		t.Fatal("the held point does not read back after the interrupted forget")
+	}
+	if left := repoFiles(t, dir, "records/forget"); len(left) != 1 {
+		t.Fatalf("tombstones %v after the next writer opened, want the held point's one", left)
+	}
+	if _, err := w.AddHold(ctx, rp, engine.Hold{Reason: "another"}); !errors.Is(err, engine.ErrNotFound) {
+		t.Fatalf("a new hold of a point being forgotten: %v, want ErrNotFound", err)
+	}
+	if err := w.RemoveHold(ctx, hold.ID); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	w = enginetest.Open(t, dir, engine.OpenOptions{Writable: true})
+	defer w.Close()
+	if _, err := w.Resolve(ctx, rp.Name()); !errors.Is(err, engine.ErrNotFound) {
+		t.Fatalf("once the hold is gone, the interrupted forget is not finished: %v", err)
+	}
+	if left := repoFiles(t, dir, "records/forget"); len(left) != 0 {
+		t.Fatalf("tombstones left: %v", left)
 	}
 }

@@ -87,6 +87,11 @@ type OpenOptions struct {
 // one opened for reading sees the state as of the last commit and can
 // Refresh to see newer ones.
 type Repository struct {
+	// forgetMu makes the forgets of one process run one at a time: a
+	// forget backing out of a held point deletes tombstones another
+	// forget of the same point may rely on (holds.go).
+	forgetMu sync.Mutex
+
 	dir   string
 	be    backend.Backend // the immutable files (objects.go)
 	ownBe bool            // be was opened by Open, which closes it

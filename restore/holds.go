@@ -41,20 +41,35 @@ func siteOf(cl nutanix.Cluster) string {
 // external repository repoName.
 func (r *run) holdPoint(ctx context.Context, repoName string) error {
 	h, ok := r.src.(Holder)
-	if !ok {
-		return fmt.Errorf("instant restore: this repository cannot hold %s while the VM reads from it", r.p.rp.Name())
+	site := siteOf(r.cl)
+	if !ok || site == "" {
+		r.unheld(fmt.Errorf("this repository or cluster client cannot hold it"))
+		return nil
 	}
 	hold, err := h.AddHold(ctx, r.p.rp, engine.Hold{
-		Reason: fmt.Sprintf("instant restore of VM %s hydrates from it through external repository %s (the hold goes with 'ahvfs instant-restore finish %s' or 'cancel')",
+		Reason: fmt.Sprintf("instant restore of VM %s hydrates from it through external repository %s (the hold goes with 'ahvfs instant-restore finish %s --repo ...' or 'cancel', or 'ahvfs cleanup' once that repository is gone)",
 			r.p.name, repoName, r.p.name),
-		Site: siteOf(r.cl), Object: repoName,
+		Site: site, Object: repoName,
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, engine.ErrNotFound): // being forgotten, or gone
 		return fmt.Errorf("instant restore: %w", err)
+	case err != nil:
+		// No hold (a repository this host may only read, say): the VM
+		// runs all the same, and the user is told what that risks.
+		r.unheld(err)
+		return nil
 	}
 	r.hold = &hold
 	r.res.ExternalRepository.Hold = hold.ID
 	return nil
+}
+
+// unheld warns that the restore point could not be held.
+func (r *run) unheld(why error) {
+	msg := fmt.Sprintf("%s is not held while the VM hydrates from it (%v): do not forget or prune it until 'instant-restore finish' is done", r.p.rp.Name(), why)
+	r.o.Logger.Warn("restore: " + msg)
+	r.res.Warnings = append(r.res.Warnings, msg)
 }
 
 // dropHold removes the hold of a restore that failed (its repository is
@@ -63,7 +78,7 @@ func (r *run) dropHold(ctx context.Context) error {
 	if r.hold == nil {
 		return nil
 	}
-	return r.src.(Holder).RemoveHold(context.WithoutCancel(ctx), r.hold.ID)
+	return r.src.(Holder).RemoveHold(context.WithoutCancel(ctx), r.hold.ID) // set only for a Holder
 }
 
 // SweepHolds removes the holds of instant restores on cl whose external

@@ -77,12 +77,12 @@ func Restore(ctx context.Context, src Source, cl nutanix.Cluster, rp *engine.Res
 		if err == nil {
 			res.Warnings = append(res.Warnings, cerr.Error())
 		} else {
+			// The external repository may outlive the job: its hold
+			// stays, for the sweep that removes both.
 			err = fmt.Errorf("%w; cleanup incomplete: %v", err, cerr)
 		}
 	} else if err != nil {
 		err = fmt.Errorf("%w (removed what the restore had created)", err)
-	}
-	if err != nil {
 		if herr := r.dropHold(ctx); herr != nil {
 			err = fmt.Errorf("%w; the hold on the restore point stays until 'ahvfs cleanup': %v", err, herr)
 		}

@@ -171,14 +171,17 @@ func printInstant(env *cliEnv, vms []restore.InstantVM) {
 	}
 }
 
-// releaseHolds removes, once finish or cancel has removed external
-// repositories (res), the holds on the restore points they read from,
-// through the repository of --repo; without one it says how they go.
+// releaseHolds removes, after finish or cancel (res), the holds whose
+// external repositories are gone, through the repository of --repo;
+// without one it says how they go.
 func releaseHolds(c *cli.Context, env *cliEnv, cl nutanix.Cluster, res *restore.FinishResult, err error) error {
-	if res == nil || len(res.RemovedRepositories) == 0 {
+	if res == nil {
 		return err
 	}
 	if c.String("repo") == "" {
+		if len(res.RemovedRepositories) == 0 {
+			return err
+		}
 		fmt.Fprintln(env.Stderr, "note: the restore point stays held (forget and prune keep it) until 'ahvfs cleanup' runs with its repository, or give finish --repo")
 		return err
 	}
