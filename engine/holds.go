@@ -170,5 +170,5 @@ func heldError(what string, holds []Hold) error {
 	for i, h := range holds {
 		msgs[i] = h.String()
 	}
-	return fmt.Errorf("%s: %w: %s; nothing was removed", what, ErrHeld, strings.Join(msgs, "; "))
+	return fmt.Errorf("%s: %w: %s; nothing was removed ('ahvfs holds' lists the holds)", what, ErrHeld, strings.Join(msgs, "; "))
 }

@@ -228,8 +228,8 @@ bin/ahvfs instant-restore "$vm@latest" "${cluster[@]}" --nfs "$nfsaddr" --target
   --network-map vlan10=vlan20 --power-on
 echo "VM $vm-instant powered on $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s after the command started, before any byte was copied"
 bin/ahvfs instant-restore status "$vm-instant" --ca-cert "$demo/sim/ca.crt"
-echo "while the VM may read from it, the restore point is held: list says so, forget refuses it, prune keeps it"
-bin/ahvfs list "$vm" | grep -i held
+echo "while the VM may read from it, the restore point is held: forget refuses it, prune keeps it"
+bin/ahvfs holds
 if bin/ahvfs forget "$vm@latest" 2> "$demo/forget.err"; then echo "forget removed a held restore point" >&2; exit 1; fi
 sed 's/^/  /' "$demo/forget.err"
 bin/ahvfs instant-restore finish "$vm-instant" --ca-cert "$demo/sim/ca.crt"
