@@ -53,6 +53,9 @@ type Server struct {
 	// IdleClose closes the repository after this long without requests
 	// (default 30 s).
 	IdleClose time.Duration
+	// OpenGC opens the repository for a gc, as its only user (a shared
+	// one with its exclusive lock); nil: Open, writable.
+	OpenGC func(ctx context.Context) (*engine.Repository, error)
 	// Unlock removes the repository's stale locks and returns them and
 	// the live ones (POST /v1/unlock); nil: there is nothing to remove.
 	Unlock func(ctx context.Context) (removed, live []string, err error)
@@ -119,7 +122,7 @@ func (s *Server) Handler() http.Handler {
 	m.HandleFunc("POST /v1/prune/plan", s.read(s.prune(true)))
 	m.HandleFunc("POST /v1/prune", s.write(s.prune(false)))
 	m.HandleFunc("POST /v1/gc/plan", s.read(s.gc(true)))
-	m.HandleFunc("POST /v1/gc", s.alone(s.gc(false)))
+	m.HandleFunc("POST /v1/gc", s.alone(s.exclusive(s.gc(false))))
 	m.HandleFunc("POST /v1/unlock", s.unlock)
 	m.HandleFunc("POST /v1/plain", s.read(s.plain))
 	m.HandleFunc("POST /v1/import", s.write(s.importPoint))
@@ -237,30 +240,35 @@ func (s *Server) serve(h handler, writable bool) http.HandlerFunc {
 		}
 		defer release()
 		if err := h(w, req, r); err != nil {
-			status, code := http.StatusInternalServerError, ""
-			var miss *engine.MissingBlobsError
-			switch {
-			case errors.As(err, &miss):
-				status, code = http.StatusConflict, codeMissing
-			case errors.Is(err, errAppendOnly):
-				status, code = http.StatusForbidden, codeAppendOnly
-			case errors.Is(err, ErrBusy):
-				status, code = http.StatusConflict, codeBusy
-			case errors.Is(err, engine.ErrExists):
-				status, code = http.StatusConflict, codeExists
-			case errors.Is(err, engine.ErrCorrupt):
-				status, code = http.StatusUnprocessableEntity, codeCorrupt
-			case errors.Is(err, errBadRequest), errors.Is(err, engine.ErrNotFound), errors.Is(err, engine.ErrInvalid):
-				status, code = http.StatusBadRequest, codeBadRequest
-			}
-			s.Log.Warn("request failed", "client", clientName(req), "path", req.URL.Path, "err", err)
-			var body any
-			if miss != nil {
-				body = miss.IDs
-			}
-			writeErrorBody(w, status, code, err, body)
+			s.fail(w, req, err)
 		}
 	}
+}
+
+// fail answers a handler's error with its status and code.
+func (s *Server) fail(w http.ResponseWriter, req *http.Request, err error) {
+	status, code := http.StatusInternalServerError, ""
+	var miss *engine.MissingBlobsError
+	switch {
+	case errors.As(err, &miss):
+		status, code = http.StatusConflict, codeMissing
+	case errors.Is(err, errAppendOnly):
+		status, code = http.StatusForbidden, codeAppendOnly
+	case errors.Is(err, ErrBusy):
+		status, code = http.StatusConflict, codeBusy
+	case errors.Is(err, engine.ErrExists):
+		status, code = http.StatusConflict, codeExists
+	case errors.Is(err, engine.ErrCorrupt):
+		status, code = http.StatusUnprocessableEntity, codeCorrupt
+	case errors.Is(err, errBadRequest), errors.Is(err, engine.ErrNotFound), errors.Is(err, engine.ErrInvalid):
+		status, code = http.StatusBadRequest, codeBadRequest
+	}
+	s.Log.Warn("request failed", "client", clientName(req), "path", req.URL.Path, "err", err)
+	var body any
+	if miss != nil {
+		body = miss.IDs
+	}
+	writeErrorBody(w, status, code, err, body)
 }
 
 var (

@@ -70,18 +70,47 @@ func (s *Server) gc(dry bool) handler {
 	}
 }
 
-// alone serves h, writable, with no other request in flight: when one
-// is, it answers ErrBusy at once rather than wait (which would hold off
-// every new request meanwhile).
-func (s *Server) alone(h handler) http.HandlerFunc {
-	inner := s.serve(h, true)
+// alone serves f with no other request in flight: when one is, it
+// answers ErrBusy at once rather than wait (which would hold off every new
+// request meanwhile).
+func (s *Server) alone(f http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
 		if !s.gate.TryLock() {
 			writeError(w, http.StatusConflict, codeBusy, fmt.Errorf("%w: other requests are being served (a sync?); try again later", ErrBusy))
 			return
 		}
 		defer s.gate.Unlock()
-		inner(w, req)
+		f(w, req)
+	}
+}
+
+// exclusive serves h, under alone, with the repository opened for it by
+// OpenGC: a shared repository's gc needs its exclusive lock. The server's
+// own instance, which nobody uses meanwhile, is closed first.
+func (s *Server) exclusive(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		s.mu.Lock()
+		if s.repo != nil {
+			if err := s.repo.Close(); err != nil {
+				s.Log.Warn("close the repository", "err", err)
+			}
+			s.repo = nil
+		}
+		s.mu.Unlock()
+		open := s.OpenGC
+		if open == nil {
+			open = func(ctx context.Context) (*engine.Repository, error) { return s.Open(ctx, true) }
+		}
+		r, err := open(req.Context())
+		if err != nil {
+			s.Log.Error("open the repository for gc", "client", clientName(req), "err", err)
+			writeError(w, http.StatusServiceUnavailable, "", fmt.Errorf("open the repository: %w", err))
+			return
+		}
+		defer r.Close()
+		if err := h(w, req, r); err != nil {
+			s.fail(w, req, err)
+		}
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/ahvfs/ahvfs/engine/backend/s3test"
 	"github.com/ahvfs/ahvfs/engine/enginetest"
 	"github.com/ahvfs/ahvfs/internal/testenv"
+	"github.com/ahvfs/ahvfs/internal/testtls"
 )
 
 // s3Repo starts versitygw and returns the arguments that name a fresh
@@ -419,4 +420,36 @@ func TestS3CACert(t *testing.T) {
 	}
 	mustCLI(t, append([]string{"init", "--s3-ca-cert", srv.CAFile}, repo...)...)
 	mustCLI(t, append([]string{"repo", "check", "--s3-ca-cert", srv.CAFile}, repo...)...)
+}
+
+// TestS3ServeGC: ahvfs serve of an s3:// repository runs a client's gc
+// with the repository's exclusive lock (reclaiming what a forget left,
+// the other point still whole) and a client's unlock.
+func TestS3ServeGC(t *testing.T) {
+	repo, _ := s3Repo(t)
+	mustCLI(t, append([]string{"init"}, repo...)...)
+	img := enginetest.DataDisk(t, 4<<20, 12)
+	other := enginetest.DataDisk(t, 4<<20, 13)
+	mustCLI(t, append([]string{"import", "--vm", "a", "--time", "2026-11-01T00:00:00Z", img}, repo...)...)
+	mustCLI(t, append([]string{"import", "--vm", "b", "--time", "2026-11-01T00:00:00Z", other}, repo...)...)
+	mustCLI(t, append([]string{"forget", "b@2026-11-01T00:00:00Z"}, repo...)...)
+	ca := testtls.NewCA(t, t.TempDir(), "sites")
+	srv := startServe(t, repo[1], "", ca, append(slices.Clone(repo[2:]), "--gc-quiet", "1ms")...)
+	cert, key := ca.Client(t, "prod-backup")
+	client := []string{"--repo", srv.url, "--tls-cert", cert, "--tls-key", key, "--ca-cert", ca.CertFile}
+	out := mustCLI(t, append([]string{"gc", "--json", "--reader-wait", "0"}, client...)...)
+	var rep struct {
+		Reclaimed int64 `json:"reclaimed_bytes"`
+		Points    int   `json:"restore_points"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Reclaimed <= 0 || rep.Points != 1 {
+		t.Fatalf("gc through serve of an s3:// repository: %v %s", err, out)
+	}
+	if out := mustCLI(t, append([]string{"unlock"}, client...)...); !strings.Contains(out, "removed 0 stale lock(s)") {
+		t.Fatalf("unlock through serve: %s", out)
+	}
+	got := mustCLI(t, append([]string{"cat", "a@2026-11-01T00:00:00Z", "disk-0"}, repo...)...)
+	if want, _ := os.ReadFile(img); got != string(want) {
+		t.Fatal("the point gc kept does not read back")
+	}
 }

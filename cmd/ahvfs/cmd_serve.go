@@ -36,6 +36,7 @@ func init() {
 				&cli.StringFlag{Name: "client-ca", Usage: "`FILE`: the CA certificates clients' certificates must be signed by", Required: true},
 				&cli.BoolFlag{Name: "append-only", Usage: "refuse forget and every other removal from clients"},
 				&cli.DurationFlag{Name: "idle-close", Value: idleCloseDefault, Usage: "close the repository after `DURATION` without requests"},
+				&cli.DurationFlag{Name: "gc-quiet", Value: time.Minute, Usage: "a client's gc runs only `DURATION` after the last client wrote (a sync's blobs wait for their restore point)"},
 				repoPasswordFlag(),
 			},
 			Action: runServe,
@@ -58,9 +59,12 @@ func runServe(c *cli.Context) error {
 		return err
 	}
 	r.Close()
-	s := &dr.Server{AppendOnly: c.Bool("append-only"), IdleClose: c.Duration("idle-close"), Log: env.Log,
+	s := &dr.Server{AppendOnly: c.Bool("append-only"), IdleClose: c.Duration("idle-close"), GCQuiet: c.Duration("gc-quiet"), Log: env.Log,
 		Open: func(ctx context.Context, writable bool) (*engine.Repository, error) {
 			return openRepoWith(ctx, c, env, engine.OpenOptions{Writable: writable})
+		},
+		OpenGC: func(ctx context.Context) (*engine.Repository, error) {
+			return openRepoWith(ctx, c, env, engine.OpenOptions{Writable: true, Exclusive: true})
 		},
 		Unlock: func(ctx context.Context) ([]string, []string, error) { return serverUnlock(ctx, c) }}
 	ln, err := net.Listen("tcp", c.String("listen"))
