@@ -25,6 +25,7 @@ var (
 		`Missing operating system`,
 		`Operating system not found`,
 		`BOOTMGR is missing`,
+		`BdsDxe: failed to load .*Access Denied`, // OVMF: Secure Boot refused the loader
 	}, "|"))
 	bootPrompts = regexp.MustCompile(`grub rescue>`)
 )

@@ -1,6 +1,7 @@
 // Package bootcheck proves that a restore point boots: it starts the
-// restore point's disks in QEMU (KVM when /dev/kvm is usable, TCG
-// otherwise; SeaBIOS or, for UEFI VMs, OVMF) behind throwaway qcow2
+// restore point's disks in QEMU (KVM when it runs the guest, TCG
+// otherwise or when it cannot; SeaBIOS or, for UEFI VMs, OVMF, with
+// Secure Boot enforced for Secure Boot VMs) behind throwaway qcow2
 // overlays, with no network, watches the
 // first serial port for the expected text (a login prompt by default) or a
 // known boot failure, and saves a PNG of the screen through QMP's

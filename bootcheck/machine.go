@@ -27,8 +27,10 @@ type Machine struct {
 	VCPUs       int
 	Q35         bool // machine type Q35 (default: PC, i440FX)
 	UEFI        bool // UEFI firmware (OVMF) instead of SeaBIOS
-	// SecureBoot is what the VM had; the check boots it with UEFI
-	// without enforcing Secure Boot (Report.Notes says so).
+	// SecureBoot enforces Secure Boot, as the cluster does for such a VM:
+	// OVMF's Secure Boot build with Microsoft's keys enrolled (those that
+	// sign Windows' boot manager and the shim of Linux distributions), on
+	// a Q35 machine with SMM.
 	SecureBoot bool
 }
 
@@ -74,7 +76,19 @@ func MachineOf(rp *engine.RestorePoint, source func(d *engine.Disk) string) (Mac
 const (
 	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	// Secure Boot: the build that needs SMM, and a variable store with
+	// Microsoft's keys enrolled and Secure Boot on.
+	ovmfSecureCode = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+	ovmfSecureVars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 )
+
+// firmware is the OVMF code and variable store template m boots with.
+func (m Machine) firmware() (code, vars string) {
+	if m.SecureBoot {
+		return ovmfSecureCode, ovmfSecureVars
+	}
+	return ovmfCode, ovmfVars
+}
 
 // runFiles are the files of one QEMU run, in its work directory.
 type runFiles struct {
@@ -89,8 +103,11 @@ type runFiles struct {
 // resets at once (reboot-timeout=0), which ends QEMU (-no-reboot).
 func (m Machine) args(f runFiles, kvm bool) ([]string, error) {
 	machine := "pc"
-	if m.Q35 {
+	if m.Q35 || m.SecureBoot {
 		machine = "q35"
+	}
+	if m.SecureBoot {
+		machine += ",smm=on" // the Secure Boot firmware guards its variables in SMM
 	}
 	accel := "tcg"
 	if kvm {
@@ -110,11 +127,15 @@ func (m Machine) args(f runFiles, kvm bool) ([]string, error) {
 		"-boot", "reboot-timeout=0",
 		"-pidfile", f.pid,
 	}
-	if m.UEFI {
-		if _, err := os.Stat(ovmfCode); err != nil {
+	if m.UEFI || m.SecureBoot {
+		code, _ := m.firmware()
+		if _, err := os.Stat(code); err != nil {
 			return nil, fmt.Errorf("the VM boots with UEFI and the OVMF firmware is missing (install Debian's ovmf package): %w", err)
 		}
-		a = append(a, "-drive", "if=pflash,format=raw,readonly=on,file="+qemuValue(ovmfCode),
+		if m.SecureBoot {
+			a = append(a, "-global", "driver=cfi.pflash01,property=secure,value=on", "-global", "ICH9-LPC.disable_s3=1")
+		}
+		a = append(a, "-drive", "if=pflash,format=raw,readonly=on,file="+qemuValue(code),
 			"-drive", "if=pflash,format=raw,file="+qemuValue(f.vars))
 	}
 	ctrl := map[string]bool{}
@@ -145,7 +166,7 @@ func (m Machine) args(f runFiles, kvm bool) ([]string, error) {
 			}
 			a = append(a, "-device", fmt.Sprintf("ide-hd,bus=ahci0.%d,drive=%s%s", d.Index, id, boot))
 		case "IDE":
-			if m.Q35 {
+			if m.Q35 || m.SecureBoot {
 				return nil, fmt.Errorf("IDE disk %d on machine type Q35: QEMU's Q35 has no IDE buses", d.Index)
 			}
 			if d.Index > 3 {
@@ -164,21 +185,12 @@ func (m Machine) args(f runFiles, kvm bool) ([]string, error) {
 // qemuValue escapes a value of a QEMU option list (a comma is doubled).
 func qemuValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
-// copyVars copies the UEFI variable store template to dst.
-func copyVars(dst string) error {
-	b, err := os.ReadFile(ovmfVars)
+// copyVars copies m's UEFI variable store template to dst.
+func (m Machine) copyVars(dst string) error {
+	_, vars := m.firmware()
+	b, err := os.ReadFile(vars)
 	if err != nil {
 		return fmt.Errorf("the VM boots with UEFI and the OVMF variable store is missing (install Debian's ovmf package): %w", err)
 	}
 	return os.WriteFile(dst, b, 0o600)
-}
-
-// kvmUsable reports whether /dev/kvm can be opened for writing.
-func kvmUsable() bool {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	return true
 }

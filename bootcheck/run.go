@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -102,12 +103,32 @@ func Run(ctx context.Context, m Machine, o Options) (*Report, error) {
 		defer wd.Close()
 		o.WorkDir = wd
 	}
+	kvm := kvmUsable()
+	rep, err := boot(ctx, m, o, qemu, qemuImg, kvm)
+	if errors.Is(err, errKVMInternal) {
+		// Some hosts (nested ones) offer a /dev/kvm that stops a guest at
+		// code it cannot emulate, or lacks what the machine needs (SMM):
+		// the check runs again under TCG.
+		o.Logger.Info("verify-boot: running again under TCG", "err", err)
+		rep, err = boot(ctx, m, o, qemu, qemuImg, false)
+		if rep != nil {
+			rep.Notes = append(rep.Notes, "QEMU could not run the guest under KVM here (a nested host?); the check ran again under TCG")
+		}
+	}
+	return rep, err
+}
+
+// errKVMInternal: QEMU could not run the guest under KVM: a KVM internal
+// error stopped it, or QEMU refused to start it.
+var errKVMInternal = errors.New("QEMU could not run the guest under KVM")
+
+// boot is one QEMU run of Run, under KVM or TCG.
+func boot(ctx context.Context, m Machine, o Options, qemu, qemuImg string, kvm bool) (*Report, error) {
 	work := o.WorkDir.Path
 	overlays, err := makeOverlays(ctx, qemuImg, work, m.Disks)
 	if err != nil {
 		return nil, err
 	}
-	kvm := kvmUsable()
 	// QMP on one end of a socket pair, QEMU's fd 3: no socket path (whose
 	// length and characters QEMU's option syntax limits).
 	qmpConn, qmpFile, err := socketPair()
@@ -116,8 +137,8 @@ func Run(ctx context.Context, m Machine, o Options) (*Report, error) {
 	}
 	defer qmpConn.Close()
 	files := runFiles{overlays: overlays, qmpFD: 3, pid: filepath.Join(work, "qemu.pid"), vars: filepath.Join(work, "uefi-vars.fd")}
-	if m.UEFI {
-		if err := copyVars(files.vars); err != nil {
+	if m.UEFI || m.SecureBoot {
+		if err := m.copyVars(files.vars); err != nil {
 			return nil, fmt.Errorf("verify-boot: %w", err)
 		}
 	}
@@ -127,7 +148,7 @@ func Run(ctx context.Context, m Machine, o Options) (*Report, error) {
 	}
 	rep := &Report{Accel: "tcg"}
 	if m.SecureBoot {
-		rep.Notes = append(rep.Notes, "the VM boots with Secure Boot; the check booted it with UEFI without enforcing Secure Boot")
+		rep.Notes = append(rep.Notes, "Secure Boot enforced: OVMF with Microsoft's keys enrolled, on Q35 with SMM (a boot loader they do not sign is refused)")
 	}
 	if kvm {
 		rep.Accel = "kvm"
@@ -137,8 +158,8 @@ func Run(ctx context.Context, m Machine, o Options) (*Report, error) {
 	// QEMU dies with us, even on SIGKILL: its overlays are throwaway.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.ExtraFiles = []*os.File{qmpFile}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &stderrWatch{kvmFailed: make(chan struct{})}
+	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, fmt.Errorf("verify-boot: %w", err)
@@ -205,6 +226,10 @@ wait:
 			if sc.decide(rep, con, o.Expect) {
 				break wait
 			}
+		case <-stderr.kvmFailed:
+			cmd.Process.Kill()
+			<-exited
+			return nil, fmt.Errorf("verify-boot: %w: %s", errKVMInternal, stderr.String())
 		}
 	}
 	rep.Seconds = time.Since(start).Seconds()
@@ -232,7 +257,11 @@ wait:
 	rep.Console = con.String()
 	rep.QEMUStderr = strings.TrimSpace(stderr.String())
 	if rep.Reason == ReasonExited && exitErr != nil && rep.Console == "" {
-		return nil, fmt.Errorf("verify-boot: QEMU failed (%s): %s", rep.ExitStatus, rep.QEMUStderr)
+		err := fmt.Errorf("verify-boot: QEMU failed (%s): %s", rep.ExitStatus, rep.QEMUStderr)
+		if kvm { // KVM may lack what the machine needs (SMM on a nested host): TCG next
+			err = fmt.Errorf("%w: %w", errKVMInternal, err)
+		}
+		return nil, err
 	}
 	return rep, nil
 }
@@ -322,4 +351,30 @@ func lookBinary(path, name string) (string, error) {
 		return "", fmt.Errorf("verify-boot: %w", err)
 	}
 	return p, nil
+}
+
+// stderrWatch keeps QEMU's stderr and closes kvmFailed when QEMU reports
+// a KVM internal error (after which the guest stays stopped).
+type stderrWatch struct {
+	mu        sync.Mutex
+	buf       bytes.Buffer
+	kvmFailed chan struct{}
+	seen      bool
+}
+
+func (w *stderrWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if !w.seen && bytes.Contains(w.buf.Bytes(), []byte("KVM internal error")) {
+		w.seen = true
+		close(w.kvmFailed)
+	}
+	return len(p), nil
+}
+
+func (w *stderrWatch) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }

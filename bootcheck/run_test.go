@@ -97,19 +97,27 @@ func TestBootsAndScreenshots(t *testing.T) {
 }
 
 // TestBootsUEFI boots the UEFI variant of the test disk with OVMF, as a
-// VM whose boot type is SECURE_BOOT: it comes up, and the report says
-// Secure Boot was not enforced.
+// UEFI VM: it comes up; as a SECURE_BOOT VM, Secure Boot refuses its
+// unsigned loader.
 func TestBootsUEFI(t *testing.T) {
 	_, err := os.Stat(ovmfCode)
 	testenv.RequireOrSkip(t, err == nil, "needs OVMF (Debian's ovmf)")
 	img := bootImage(t, mkimage.BootSpec{UEFI: true})
-	m := Machine{Disks: []Disk{{Source: img, Bus: "SCSI"}}, MemoryBytes: 512 << 20, VCPUs: 1, UEFI: true, SecureBoot: true}
+	m := Machine{Disks: []Disk{{Source: img, Bus: "SCSI"}}, MemoryBytes: 512 << 20, VCPUs: 1, UEFI: true}
 	rep, err := Run(context.Background(), m, Options{})
 	require.NoError(t, err)
 	require.True(t, rep.Booted, "reason %s, console:\n%s\nstderr: %s", rep.Reason, rep.Console, rep.QEMUStderr)
 	require.Equal(t, "ahvfs-boot login:", rep.Matched)
-	require.Len(t, rep.Notes, 1)
-	require.Contains(t, rep.Notes[0], "without enforcing Secure Boot")
+	require.NotContains(t, strings.Join(rep.Notes, "\n"), "Secure Boot")
+
+	// With Secure Boot enforced, its unsigned loader is refused.
+	m.SecureBoot = true
+	rep, err = Run(context.Background(), m, Options{})
+	require.NoError(t, err)
+	require.False(t, rep.Booted, "an unsigned loader booted with Secure Boot enforced:\n%s", rep.Console)
+	require.Equal(t, ReasonBootFailure, rep.Reason, "console:\n%s\nstderr: %s", rep.Console, rep.QEMUStderr)
+	require.Contains(t, rep.Matched, "Access Denied")
+	require.Contains(t, strings.Join(rep.Notes, "\n"), "Secure Boot enforced")
 
 	// The same disk on a BIOS has nothing to boot.
 	m.UEFI, m.SecureBoot = false, false

@@ -29,8 +29,9 @@ func init() {
 				"kernel panic, no bootable device) or --timeout passes. The disks are read from a private FUSE\n" +
 				"mount of the repository, or with --nfs from a running 'ahvfs nfs-serve' on its standard ports.\n" +
 				"Nothing is written to the repository. Exit code 8 when the guest did not boot; the console\n" +
-				"output is printed (and in --json). UEFI VMs boot with OVMF (Secure Boot is not enforced; the\n" +
-				"report says so).",
+				"output is printed (and in --json). UEFI VMs boot with OVMF; Secure Boot VMs with Secure Boot\n" +
+				"enforced (Microsoft's keys enrolled, Q35 with SMM), so a boot loader they do not sign fails the\n" +
+				"check. KVM when it can run the guest, TCG otherwise (the report notes a fallback).",
 			Flags: []cli.Flag{
 				repoPasswordFlag(),
 				&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "give up after `DURATION` without the expected text"},
