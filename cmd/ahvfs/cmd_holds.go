@@ -24,15 +24,11 @@ func init() {
 				if c.NArg() > 0 {
 					return usagef("holds: unexpected argument %q (remove one with 'holds remove ID')", c.Args().First())
 				}
-				r, err := openRepo(c.Context, c, env, false)
+				r, holds, err := openHolds(c, env)
 				if err != nil {
 					return err
 				}
 				defer r.Close()
-				holds, err := r.Holds(c.Context)
-				if err != nil {
-					return err
-				}
 				if env.JSON {
 					return writeJSON(env.Stdout, append([]engine.Hold{}, holds...))
 				}
@@ -54,15 +50,11 @@ func init() {
 					if c.NArg() == 0 {
 						return usagef("holds remove: name the holds' IDs ('ahvfs holds' lists them)")
 					}
-					r, err := openRepo(c.Context, c, env, false)
+					r, holds, err := openHolds(c, env)
 					if err != nil {
 						return err
 					}
 					defer r.Close()
-					holds, err := r.Holds(c.Context)
-					if err != nil {
-						return err
-					}
 					for _, id := range c.Args().Slice() {
 						i := slices.IndexFunc(holds, func(h engine.Hold) bool { return h.ID == id })
 						if i < 0 {
@@ -78,4 +70,19 @@ func init() {
 			}},
 		}
 	})
+}
+
+// openHolds opens the repository (to read: holds need no writer lock) and
+// lists its holds.
+func openHolds(c *cli.Context, env *cliEnv) (*engine.Repository, []engine.Hold, error) {
+	r, err := openRepo(c.Context, c, env, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	holds, err := r.Holds(c.Context)
+	if err != nil {
+		r.Close()
+		return nil, nil, err
+	}
+	return r, holds, nil
 }
