@@ -126,6 +126,23 @@ func TestBootsUEFI(t *testing.T) {
 	require.False(t, rep.Booted)
 }
 
+// TestBootsSecureBoot boots a disk whose loaders are signed (Debian's
+// shim, GRUB and kernel) as a Secure Boot VM: it comes up with Secure Boot
+// enforced, as the kernel itself reports.
+func TestBootsSecureBoot(t *testing.T) {
+	_, err := os.Stat(ovmfSecureCode)
+	testenv.RequireOrSkip(t, err == nil, "needs OVMF's Secure Boot build (Debian's ovmf)")
+	err = mkimage.CheckSecureBoot()
+	testenv.RequireOrSkip(t, err == nil, fmt.Sprint(err))
+	img := bootImage(t, mkimage.BootSpec{UEFI: true, SecureBoot: true})
+	m := Machine{Disks: []Disk{{Source: img, Bus: "SCSI"}}, MemoryBytes: 512 << 20, VCPUs: 1, UEFI: true, SecureBoot: true}
+	rep, err := Run(context.Background(), m, Options{})
+	require.NoError(t, err)
+	require.True(t, rep.Booted, "reason %s, console:\n%s\nstderr: %s", rep.Reason, rep.Console, rep.QEMUStderr)
+	require.Contains(t, rep.Console, "Secure boot enabled")
+	require.Contains(t, strings.Join(rep.Notes, "\n"), "Secure Boot enforced")
+}
+
 // TestNoKernel boots the image without its kernel: the boot loader's
 // failure ends the check, reported with the console output.
 func TestNoKernel(t *testing.T) {

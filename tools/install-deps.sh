@@ -19,11 +19,29 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+tools="${AHVFS_TOOLS_DIR:-$HOME/.cache/ahvfs-tools}"
+# Debian's signed shim and GRUB for the Secure Boot test image, unpacked
+# (not installed: their scripts would set up this machine's own boot).
+sb="$tools/secureboot"
+if [ ! -f "$sb/usr/lib/shim/shimx64.efi.signed" ] || [ ! -f "$sb/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed" ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: Debian's signed shim and GRUB are missing from $sb (run as root once)" >&2
+  else
+    echo "install-deps: unpacking Debian's signed shim and GRUB into $sb (once)" >&2
+    dl=$(mktemp -d)
+    chmod 755 "$dl"
+    get() { (cd "$dl" && apt-get download shim-signed grub-efi-amd64-signed > /dev/null 2>&1); }
+    get || { apt-get update -qq && get; } || echo "install-deps: could not download shim-signed and grub-efi-amd64-signed" >&2
+    mkdir -p "$sb"
+    for d in "$dl"/*.deb; do [ -f "$d" ] && dpkg-deb -x "$d" "$sb"; done
+    rm -rf "$dl"
+  fi
+fi
+
 # Go-built test peers, built from the module proxy once and cached by
 # version (the Makefile passes their paths to the tests).
 # versitygw: the real S3-compatible server the S3 tests run against
 # (Apache-2.0; ~3.5 min cold build on 2 cores, then cached).
-tools="${AHVFS_TOOLS_DIR:-$HOME/.cache/ahvfs-tools}"
 vgw="$tools/versitygw-v1.8.0/versitygw"
 if [ ! -x "$vgw" ]; then
   echo "install-deps: building versitygw v1.8.0 into $(dirname "$vgw") (once; a few minutes)" >&2

@@ -22,6 +22,11 @@ import (
 type BootSpec struct {
 	// UEFI makes the disk boot with UEFI firmware (OVMF) instead of a BIOS.
 	UEFI bool
+	// SecureBoot (with UEFI) boots through Debian's signed shim and GRUB
+	// instead of SYSLINUX, so that the disk boots with Secure Boot
+	// enforced: shim is signed by Microsoft, GRUB and the Debian kernel by
+	// Debian. The loaders come from SecureBootDir.
+	SecureBoot bool
 	// Kernel is the bzImage to boot (default: the newest /boot/vmlinuz-*,
 	// from Debian's linux-image-amd64).
 	Kernel string
@@ -56,6 +61,43 @@ LABEL linux
   INITRD /initrd.gz
   APPEND console=tty0 console=ttyS0,115200 panic=5
 `
+
+// grubCfg boots the kernel at once: Debian's signed GRUB reads it from
+// EFI/debian (and, started from the removable-media path, from EFI/BOOT).
+const grubCfg = `set timeout=0
+linux /vmlinuz console=tty0 console=ttyS0,115200 panic=5
+initrd /initrd.gz
+boot
+`
+
+// SecureBootDir holds Debian's signed shim and GRUB, unpacked from the
+// shim-signed and grub-efi-amd64-signed packages by tools/install-deps.sh
+// (not installed: their scripts would set up this machine's own boot):
+// $AHVFS_TOOLS_DIR/secureboot, default ~/.cache/ahvfs-tools/secureboot.
+func SecureBootDir() string {
+	tools := os.Getenv("AHVFS_TOOLS_DIR")
+	if tools == "" {
+		home, _ := os.UserHomeDir()
+		tools = filepath.Join(home, ".cache", "ahvfs-tools")
+	}
+	return filepath.Join(tools, "secureboot")
+}
+
+// Signed loaders, within SecureBootDir.
+const (
+	shimSigned = "usr/lib/shim/shimx64.efi.signed"
+	grubSigned = "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
+)
+
+// CheckSecureBoot reports what a SecureBoot disk lacks on this machine.
+func CheckSecureBoot() error {
+	for _, f := range []string{shimSigned, grubSigned} {
+		if _, err := os.Stat(filepath.Join(SecureBootDir(), f)); err != nil {
+			return fmt.Errorf("mkimage: a Secure Boot image needs Debian's signed shim and GRUB in %s (tools/install-deps.sh unpacks them there): %w", SecureBootDir(), err)
+		}
+	}
+	return nil
+}
 
 // BuildBootable writes the bootable test disk described by spec to path.
 // The partition is FAT16 so SYSLINUX installs into the image file itself
@@ -102,7 +144,7 @@ func BuildBootable(ctx context.Context, path string, spec BootSpec) error {
 			return fmt.Errorf("mkimage: %w", err)
 		}
 	}
-	if spec.UEFI {
+	if spec.UEFI || spec.SecureBoot {
 		return buildUEFIBootable(ctx, path, tree, spec)
 	}
 	if err := os.WriteFile(filepath.Join(tree, "syslinux.cfg"), []byte(syslinuxCfg), 0o644); err != nil {
@@ -142,6 +184,13 @@ func buildUEFIBootable(ctx context.Context, path, tree string, spec BootSpec) er
 	if err := os.MkdirAll(boot, 0o755); err != nil {
 		return fmt.Errorf("mkimage: %w", err)
 	}
+	if spec.SecureBoot {
+		if err := addSignedLoaders(tree); err != nil {
+			return err
+		}
+		part := Partition{FS: FAT16, Size: spec.Size - 2*mib, Dir: tree, Label: "AHVFSBOOT", ESP: true}
+		return Build(ctx, path, Spec{Table: GPT, Partitions: []Partition{part}})
+	}
 	for src, dst := range map[string]string{syslinuxEFI: "BOOTX64.EFI", syslinuxEFILib: "ldlinux.e64"} {
 		b, err := os.ReadFile(src)
 		if err != nil {
@@ -156,6 +205,36 @@ func buildUEFIBootable(ctx context.Context, path, tree string, spec BootSpec) er
 	}
 	part := Partition{FS: FAT16, Size: spec.Size - 2*mib, Dir: tree, Label: "AHVFSBOOT", ESP: true}
 	return Build(ctx, path, Spec{Table: GPT, Partitions: []Partition{part}})
+}
+
+// addSignedLoaders puts shim (the removable-media boot file), GRUB beside
+// it and GRUB's configuration into the ESP tree.
+func addSignedLoaders(tree string) error {
+	if err := CheckSecureBoot(); err != nil {
+		return err
+	}
+	files := map[string]string{
+		filepath.Join(SecureBootDir(), shimSigned): "EFI/BOOT/BOOTX64.EFI",
+		filepath.Join(SecureBootDir(), grubSigned): "EFI/BOOT/grubx64.efi",
+	}
+	for src, dst := range files {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return fmt.Errorf("mkimage: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(tree, dst), b, 0o644); err != nil {
+			return fmt.Errorf("mkimage: %w", err)
+		}
+	}
+	for _, dir := range []string{"EFI/BOOT", "EFI/debian"} {
+		if err := os.MkdirAll(filepath.Join(tree, dir), 0o755); err != nil {
+			return fmt.Errorf("mkimage: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(tree, dir, "grub.cfg"), []byte(grubCfg), 0o644); err != nil {
+			return fmt.Errorf("mkimage: %w", err)
+		}
+	}
+	return nil
 }
 
 // newestKernel is the last /boot/vmlinuz-* in version order (numbers

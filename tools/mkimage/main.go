@@ -2,7 +2,7 @@
 //
 //	mkimage --out disk.raw --size 4GiB [--fs ext4] [--table none|gpt|mbr] [--seed N]
 //	mkimage --out disk.raw --table gpt --part fat32:256MiB --part ext4:1GiB --part xfs:1GiB
-//	mkimage --out boot.raw --bootable [--uefi] [--no-kernel] [--kernel /boot/vmlinuz-...]
+//	mkimage --out boot.raw --bootable [--uefi] [--secure-boot] [--no-kernel] [--kernel /boot/vmlinuz-...]
 //
 // Each partition is filled with a tree of real files (about 70% of its size)
 // copied from this machine; --dir uses a given tree instead. --bootable writes
@@ -41,6 +41,7 @@ func main() {
 	noKernel := flag.Bool("no-kernel", false, "with --bootable: leave the kernel out, so the disk does not boot")
 	kernel := flag.String("kernel", "", "with --bootable: the kernel to use (default: newest /boot/vmlinuz-*)")
 	uefi := flag.Bool("uefi", false, "with --bootable: a GPT disk that boots with UEFI firmware (SYSLINUX's EFI loader on an EFI system partition)")
+	secureBoot := flag.Bool("secure-boot", false, "with --bootable: a UEFI disk that boots with Secure Boot enforced (Debian's signed shim, GRUB and kernel)")
 	var parts partFlags
 	flag.Var(&parts, "part", "FS:SIZE partition (repeatable; with --table gpt|mbr)")
 	flag.Parse()
@@ -51,7 +52,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if *bootable {
-		spec := mkimage.BootSpec{Kernel: *kernel, NoKernel: *noKernel, UEFI: *uefi}
+		spec := mkimage.BootSpec{Kernel: *kernel, NoKernel: *noKernel, UEFI: *uefi || *secureBoot, SecureBoot: *secureBoot}
 		if sizeSet(flag.CommandLine, "size") {
 			n, err := humanize.ParseBytes(*size)
 			if err != nil {
