@@ -82,6 +82,12 @@ const (
 	ovmfSecureVars = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 )
 
+// q35 reports whether m runs on QEMU's Q35 (Secure Boot needs its SMM).
+func (m Machine) q35() bool { return m.Q35 || m.SecureBoot }
+
+// ovmf reports whether m boots with OVMF (UEFI) rather than SeaBIOS.
+func (m Machine) ovmf() bool { return m.UEFI || m.SecureBoot }
+
 // firmware is the OVMF code and variable store template m boots with.
 func (m Machine) firmware() (code, vars string) {
 	if m.SecureBoot {
@@ -103,7 +109,7 @@ type runFiles struct {
 // resets at once (reboot-timeout=0), which ends QEMU (-no-reboot).
 func (m Machine) args(f runFiles, kvm bool) ([]string, error) {
 	machine := "pc"
-	if m.Q35 || m.SecureBoot {
+	if m.q35() {
 		machine = "q35"
 	}
 	if m.SecureBoot {
@@ -127,7 +133,7 @@ func (m Machine) args(f runFiles, kvm bool) ([]string, error) {
 		"-boot", "reboot-timeout=0",
 		"-pidfile", f.pid,
 	}
-	if m.UEFI || m.SecureBoot {
+	if m.ovmf() {
 		code, _ := m.firmware()
 		if _, err := os.Stat(code); err != nil {
 			return nil, fmt.Errorf("the VM boots with UEFI and the OVMF firmware is missing (install Debian's ovmf package): %w", err)
@@ -166,7 +172,7 @@ func (m Machine) args(f runFiles, kvm bool) ([]string, error) {
 			}
 			a = append(a, "-device", fmt.Sprintf("ide-hd,bus=ahci0.%d,drive=%s%s", d.Index, id, boot))
 		case "IDE":
-			if m.Q35 || m.SecureBoot {
+			if m.q35() {
 				return nil, fmt.Errorf("IDE disk %d on machine type Q35: QEMU's Q35 has no IDE buses", d.Index)
 			}
 			if d.Index > 3 {

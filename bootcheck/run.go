@@ -137,7 +137,7 @@ func boot(ctx context.Context, m Machine, o Options, qemu, qemuImg string, kvm b
 	}
 	defer qmpConn.Close()
 	files := runFiles{overlays: overlays, qmpFD: 3, pid: filepath.Join(work, "qemu.pid"), vars: filepath.Join(work, "uefi-vars.fd")}
-	if m.UEFI || m.SecureBoot {
+	if m.ovmf() {
 		if err := m.copyVars(files.vars); err != nil {
 			return nil, fmt.Errorf("verify-boot: %w", err)
 		}

@@ -156,14 +156,23 @@ func (s *Server) closeIdle() {
 		case <-t.C:
 		}
 		s.mu.Lock()
-		if s.repo != nil && s.users == 0 && time.Since(s.lastUse) > s.IdleClose {
-			if err := s.repo.Close(); err != nil {
-				s.Log.Warn("close the repository", "err", err)
-			}
-			s.repo = nil
+		if s.users == 0 && time.Since(s.lastUse) > s.IdleClose {
+			s.dropRepo()
 		}
 		s.mu.Unlock()
 	}
+}
+
+// dropRepo closes the server's repository, if open; s.mu is held and
+// nobody uses it.
+func (s *Server) dropRepo() {
+	if s.repo == nil {
+		return
+	}
+	if err := s.repo.Close(); err != nil {
+		s.Log.Warn("close the repository", "err", err)
+	}
+	s.repo = nil
 }
 
 // acquire returns the open repository (writable if asked), opening it
@@ -187,10 +196,7 @@ func (s *Server) acquire(ctx context.Context, writable bool) (*engine.Repository
 			}
 			continue
 		}
-		if s.repo != nil {
-			s.repo.Close()
-			s.repo = nil
-		}
+		s.dropRepo() // an idle reader, when a writer is wanted
 		r, err := s.Open(ctx, writable)
 		if err != nil {
 			s.mu.Unlock()
@@ -234,8 +240,7 @@ func (s *Server) serve(h handler, writable bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
 		r, release, err := s.acquire(req.Context(), writable)
 		if err != nil {
-			s.Log.Error("open the repository", "client", clientName(req), "err", err)
-			writeError(w, http.StatusServiceUnavailable, "", fmt.Errorf("open the repository: %w", err))
+			s.openFailed(w, req, err)
 			return
 		}
 		defer release()
@@ -243,6 +248,12 @@ func (s *Server) serve(h handler, writable bool) http.HandlerFunc {
 			s.fail(w, req, err)
 		}
 	}
+}
+
+// openFailed answers a request whose repository did not open.
+func (s *Server) openFailed(w http.ResponseWriter, req *http.Request, err error) {
+	s.Log.Error("open the repository", "client", clientName(req), "err", err)
+	writeError(w, http.StatusServiceUnavailable, "", fmt.Errorf("open the repository: %w", err))
 }
 
 // fail answers a handler's error with its status and code.

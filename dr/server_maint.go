@@ -76,7 +76,7 @@ func (s *Server) gc(dry bool) handler {
 func (s *Server) alone(f http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
 		if !s.gate.TryLock() {
-			writeError(w, http.StatusConflict, codeBusy, fmt.Errorf("%w: other requests are being served (a sync?); try again later", ErrBusy))
+			s.fail(w, req, fmt.Errorf("%w: other requests are being served (a sync?); try again later", ErrBusy))
 			return
 		}
 		defer s.gate.Unlock()
@@ -90,12 +90,7 @@ func (s *Server) alone(f http.HandlerFunc) http.HandlerFunc {
 func (s *Server) exclusive(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
 		s.mu.Lock()
-		if s.repo != nil {
-			if err := s.repo.Close(); err != nil {
-				s.Log.Warn("close the repository", "err", err)
-			}
-			s.repo = nil
-		}
+		s.dropRepo()
 		s.mu.Unlock()
 		open := s.OpenGC
 		if open == nil {
@@ -103,8 +98,7 @@ func (s *Server) exclusive(h handler) http.HandlerFunc {
 		}
 		r, err := open(req.Context())
 		if err != nil {
-			s.Log.Error("open the repository for gc", "client", clientName(req), "err", err)
-			writeError(w, http.StatusServiceUnavailable, "", fmt.Errorf("open the repository: %w", err))
+			s.openFailed(w, req, err)
 			return
 		}
 		defer r.Close()
@@ -117,15 +111,14 @@ func (s *Server) exclusive(h handler) http.HandlerFunc {
 func (s *Server) unlock(w http.ResponseWriter, req *http.Request) {
 	if s.AppendOnly {
 		s.Log.Warn("unlock refused: append-only", "client", clientName(req))
-		writeError(w, http.StatusForbidden, codeAppendOnly, errAppendOnly)
+		s.fail(w, req, errAppendOnly)
 		return
 	}
 	rep := UnlockReport{Removed: []string{}, Live: []string{}}
 	if s.Unlock != nil {
 		removed, live, err := s.Unlock(req.Context())
 		if err != nil {
-			s.Log.Warn("request failed", "client", clientName(req), "path", req.URL.Path, "err", err)
-			writeError(w, http.StatusInternalServerError, "", err)
+			s.fail(w, req, err)
 			return
 		}
 		rep.Removed, rep.Live = append(rep.Removed, removed...), append(rep.Live, live...)

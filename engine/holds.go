@@ -152,12 +152,15 @@ func (r *Repository) Holds(ctx context.Context) ([]Hold, error) {
 	return out, nil
 }
 
-// heldBy returns the holds that keep any of ids: all of them for a
-// damaged hold, which names no point.
+// Keeps reports whether h holds restore point rpID. A damaged hold,
+// which names no point, holds every one.
+func (h Hold) Keeps(rpID string) bool { return h.RP == "" || h.RP == rpID }
+
+// heldBy returns the holds that keep any of ids.
 func heldBy(holds []Hold, ids map[string]bool) []Hold {
 	var out []Hold
 	for _, h := range holds {
-		if h.RP == "" || ids[h.RP] {
+		if h.RP == "" || ids[h.RP] { // Keeps, for a set of points
 			out = append(out, h)
 		}
 	}

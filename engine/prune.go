@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,10 +73,6 @@ func (r *Repository) PlanPrune(ctx context.Context, o PruneOptions) (*PrunePlan,
 	if err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
-	held := map[string]bool{}
-	for _, h := range holds {
-		held[h.RP] = true
-	}
 	byVM := map[string][]*RestorePoint{}
 	var order []string
 	for _, rp := range rps {
@@ -93,7 +90,7 @@ func (r *Repository) PlanPrune(ctx context.Context, o PruneOptions) (*PrunePlan,
 		var pts []retention.Point
 		for _, rp := range byVM[vm] {
 			byID[rp.ID] = rp
-			pts = append(pts, retention.Point{ID: rp.ID, Time: rp.Time, Locked: rp.LockedUntil.After(o.Now), Held: held[rp.ID] || held[""]})
+			pts = append(pts, retention.Point{ID: rp.ID, Time: rp.Time, Locked: rp.LockedUntil.After(o.Now), Held: slices.ContainsFunc(holds, func(h Hold) bool { return h.Keeps(rp.ID) })})
 		}
 		ds := retention.Apply(pts, o.Policy)
 		// Apply returns newest first; the plan lists oldest first.

@@ -143,6 +143,16 @@ func (b *v4Backend) etag(ctx context.Context, path string) (string, error) {
 	return resp.Header.Get("ETag"), nil
 }
 
+// ifMatch is the header that makes a write conditional on tag (none
+// when the entity gave no ETag).
+func ifMatch(tag string) http.Header {
+	h := http.Header{}
+	if tag != "" {
+		h.Set("If-Match", tag)
+	}
+	return h
+}
+
 // deleteWithETag GETs the entity for its ETag, DELETEs with If-Match and
 // waits for the task. An entity that is not there is an *absentError (see
 // deletes.go).
@@ -154,12 +164,8 @@ func (b *v4Backend) deleteWithETag(ctx context.Context, path, op string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	h := http.Header{}
-	if tag != "" {
-		h.Set("If-Match", tag)
-	}
 	var tr v4TaskRef
-	_, err = b.r.do(ctx, request{method: http.MethodDelete, path: path, header: h, out: &tr})
+	_, err = b.r.do(ctx, request{method: http.MethodDelete, path: path, header: ifMatch(tag), out: &tr})
 	return finishDelete(ctx, b.r, path, op, err, func() error {
 		_, err := b.WaitTask(ctx, tr.Data.ExtID)
 		return err

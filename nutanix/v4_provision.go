@@ -191,11 +191,7 @@ func (b *v4Backend) SetPowerState(ctx context.Context, vmUUID string, state Powe
 	if state == PowerOff {
 		action = "power-off"
 	}
-	h := http.Header{}
-	if tag := resp.Header.Get("ETag"); tag != "" {
-		h.Set("If-Match", tag)
-	}
-	_, err = b.mutate(ctx, op, request{method: http.MethodPost, path: p + "/$actions/" + action, header: h})
+	_, err = b.mutate(ctx, op, request{method: http.MethodPost, path: p + "/$actions/" + action, header: ifMatch(resp.Header.Get("ETag"))})
 	return err
 }
 

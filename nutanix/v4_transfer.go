@@ -94,10 +94,6 @@ func (c *Client) TransferFilesToGuest(ctx context.Context, vmID string, cred Gue
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	h := http.Header{}
-	if tag != "" {
-		h.Set("If-Match", tag)
-	}
-	_, err = b.mutate(ctx, op, request{method: http.MethodPost, path: p + "/$actions/transfer-files-to-guest", in: body, header: h})
+	_, err = b.mutate(ctx, op, request{method: http.MethodPost, path: p + "/$actions/transfer-files-to-guest", in: body, header: ifMatch(tag)})
 	return err
 }

@@ -108,7 +108,7 @@ func printList(env *cliEnv, rps []*engine.RestorePoint, holds []engine.Hold, vm 
 			e.Disks = append(e.Disks, listDisk{Disk: d.Name(), Bus: d.Bus, BusIndex: d.BusIndex, Size: d.Size, Reason: d.Reason})
 		}
 		for _, h := range holds {
-			if h.RP == rp.ID || h.RP == "" { // "": a damaged hold, which holds all
+			if h.Keeps(rp.ID) {
 				e.HeldBy = append(e.HeldBy, h.Reason)
 			}
 		}

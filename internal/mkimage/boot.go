@@ -177,34 +177,33 @@ func BuildBootable(ctx context.Context, path string, spec BootSpec) error {
 }
 
 // buildUEFIBootable writes the UEFI variant: the tree (kernel, initramfs)
-// plus SYSLINUX's EFI loader, its library and configuration in EFI/BOOT,
-// on a GPT EFI system partition.
+// plus the boot loaders (SYSLINUX's EFI loader or, for Secure Boot,
+// Debian's signed shim and GRUB) on a GPT EFI system partition.
 func buildUEFIBootable(ctx context.Context, path, tree string, spec BootSpec) error {
-	boot := filepath.Join(tree, "EFI", "BOOT")
-	if err := os.MkdirAll(boot, 0o755); err != nil {
-		return fmt.Errorf("mkimage: %w", err)
-	}
+	add := addSyslinuxEFI
 	if spec.SecureBoot {
-		if err := addSignedLoaders(tree); err != nil {
-			return err
-		}
-		part := Partition{FS: FAT16, Size: spec.Size - 2*mib, Dir: tree, Label: "AHVFSBOOT", ESP: true}
-		return Build(ctx, path, Spec{Table: GPT, Partitions: []Partition{part}})
+		add = addSignedLoaders
 	}
+	if err := add(tree); err != nil {
+		return err
+	}
+	part := Partition{FS: FAT16, Size: spec.Size - 2*mib, Dir: tree, Label: "AHVFSBOOT", ESP: true}
+	return Build(ctx, path, Spec{Table: GPT, Partitions: []Partition{part}})
+}
+
+// addSyslinuxEFI puts SYSLINUX's EFI loader (the removable-media boot
+// file), its library and its configuration into the ESP tree.
+func addSyslinuxEFI(tree string) error {
+	boot := filepath.Join(tree, "EFI", "BOOT")
 	for src, dst := range map[string]string{syslinuxEFI: "BOOTX64.EFI", syslinuxEFILib: "ldlinux.e64"} {
-		b, err := os.ReadFile(src)
-		if err != nil {
+		if err := copyFile(src, filepath.Join(boot, dst)); err != nil {
 			return fmt.Errorf("mkimage: SYSLINUX EFI loader (install syslinux-efi): %w", err)
-		}
-		if err := os.WriteFile(filepath.Join(boot, dst), b, 0o644); err != nil {
-			return fmt.Errorf("mkimage: %w", err)
 		}
 	}
 	if err := os.WriteFile(filepath.Join(boot, "syslinux.cfg"), []byte(syslinuxCfg), 0o644); err != nil {
 		return fmt.Errorf("mkimage: %w", err)
 	}
-	part := Partition{FS: FAT16, Size: spec.Size - 2*mib, Dir: tree, Label: "AHVFSBOOT", ESP: true}
-	return Build(ctx, path, Spec{Table: GPT, Partitions: []Partition{part}})
+	return nil
 }
 
 // addSignedLoaders puts shim (the removable-media boot file), GRUB beside
@@ -218,11 +217,7 @@ func addSignedLoaders(tree string) error {
 		filepath.Join(SecureBootDir(), grubSigned): "EFI/BOOT/grubx64.efi",
 	}
 	for src, dst := range files {
-		b, err := os.ReadFile(src)
-		if err != nil {
-			return fmt.Errorf("mkimage: %w", err)
-		}
-		if err := os.WriteFile(filepath.Join(tree, dst), b, 0o644); err != nil {
+		if err := copyFile(src, filepath.Join(tree, dst)); err != nil {
 			return fmt.Errorf("mkimage: %w", err)
 		}
 	}
