@@ -45,6 +45,12 @@
 //     filesystem on disk 0 with debugfs; the VM must be ON with guest
 //     tools, the credentials those of StateDir/guest.credentials; see
 //     transfer.go.
+//   - Category: a key:value pair (Env:prod) a VM carries, one or several
+//     values per key (VMOptions.Categories, Sim.SetVMCategories). v3 VMs show
+//     metadata.categories (first value per key), categories_mapping (all)
+//     and use_categories_mapping true; v4 VMs a categories list of
+//     {extId}. A category's extId is derived from key and value (stable
+//     across restarts); categories once assigned stay defined.
 //   - Task: every mutation answers 202/201 with a task that goes QUEUED →
 //     RUNNING → SUCCEEDED (or FAILED) over Options.TaskDelay steps. Entities
 //     created by a task read PENDING (snapshots: empty snapshot_file_list)
@@ -56,7 +62,9 @@
 // DELETE; clusters/list, clusters/{uuid}; subnets/list, subnets/{uuid};
 // tasks/{uuid}, tasks/poll, tasks/list; vm_snapshots (POST), vm_snapshots/list,
 // vm_snapshots/{uuid} GET DELETE; data/changed_regions; images (POST),
-// images/list, images/{uuid} GET DELETE, images/{uuid}/file PUT GET (Range).
+// images/list, images/{uuid} GET DELETE, images/{uuid}/file PUT GET (Range);
+// category/query (APPLIED_TO, CATEGORIES_MATCH_ANY or _ALL, paged by
+// group_member_offset/group_member_count), categories/{name}/{value} PUT GET.
 // With Options.NoV3Snapshots (prismsim --no-v3-snapshots) vm_snapshots and
 // data/changed_regions are not served and answer 404, as on a Prism
 // Central or an older Prism Element: a v3 client (ahvfs --api v3) then
@@ -78,7 +86,8 @@
 // volumes config/volume-groups (create, list, get, delete, disks list/add,
 // $actions/attach-iscsi-client, $actions/detach-iscsi-client,
 // external-iscsi-attachments), config/iscsi-clients (list, get); prism
-// config/tasks/{extId}; clustermgmt config/clusters (list, get); networking
+// config/tasks/{extId}, config/categories (list with $filter on key, value,
+// type, extId; get; $expand=associations or detailedAssociations); clustermgmt config/clusters (list, get); networking
 // config/subnets (list); OPTIONS /api/<ns>/unversioned/info.
 //
 // Admin (/sim, basic auth, exempt from faults): GET/PUT /sim/faults,
@@ -118,6 +127,11 @@
 //
 // # Choices where nutanix-api.md is UNCONFIRMED
 //
+//   - v3 category/query: group_member_count defaults to 20 (at most 500);
+//     filtered_entity_count and total_entity_count both count every VM
+//     matched (the page is kind_reference_list); a category that does not
+//     exist matches nothing rather than failing. v4 categories are all of
+//     type USER, and $expand works on the list as on the get.
 //   - v4 If-Match: missing on PUT/DELETE of VMs, VGs and recovery points
 //     answers 428, a mismatch 412; power actions and set-expiration-time
 //     check it only when sent.
@@ -142,6 +156,9 @@
 //     an address only); Sim.ISCSIPortal gives it to tests.
 //
 // Not simulated: VG attachment to VMs, v3 volume groups, v3
-// vm_recovery_points, v4 restore actions, VSS metadata download, categories,
-// projects, NFS access to snapshot files.
+// vm_recovery_points, v4 restore actions, VSS metadata download, category
+// changes through the APIs (v3 VM PUT metadata.categories, v4
+// associate-categories: tests use Sim.SetVMCategories), policies
+// (category/query USED_IN answers no results), projects, NFS access to
+// snapshot files.
 package prismsim

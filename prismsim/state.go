@@ -51,6 +51,8 @@ type model struct {
 	ISCSIClients   map[string]*iscsiClient   `json:"iscsi_clients"`
 	Tasks          map[string]*task          `json:"tasks"`
 	ExternalRepos  map[string]*externalRepo  `json:"external_repositories"`
+	// Categories are the category values by v4 extId (categories.go).
+	Categories map[string]*category `json:"categories"`
 }
 
 type cluster struct {
@@ -90,11 +92,13 @@ type vm struct {
 	Disks          []*vmDisk `json:"disks"`
 	NICs           []*vmNIC  `json:"nics"`
 	NGT            NGT       `json:"ngt"`
-	SpecVersion    int64     `json:"spec_version"`
-	State          string    `json:"state"` // PENDING until its create task ends, then COMPLETE
-	GenerationUUID string    `json:"generation_uuid"`
-	Created        time.Time `json:"created"`
-	Updated        time.Time `json:"updated"`
+	// Categories are the VM's categories, key → values.
+	Categories     map[string][]string `json:"categories,omitempty"`
+	SpecVersion    int64               `json:"spec_version"`
+	State          string              `json:"state"` // PENDING until its create task ends, then COMPLETE
+	GenerationUUID string              `json:"generation_uuid"`
+	Created        time.Time           `json:"created"`
+	Updated        time.Time           `json:"updated"`
 }
 
 type vmDisk struct {
@@ -232,6 +236,7 @@ func newModel() *model {
 		ISCSIClients:   map[string]*iscsiClient{},
 		Tasks:          map[string]*task{},
 		ExternalRepos:  map[string]*externalRepo{},
+		Categories:     map[string]*category{},
 	}
 	m.Clusters = []*cluster{
 		{UUID: newUUID(), Name: "prism-central", PC: true, ClusterID: 1000, IncarnationID: time.Now().UnixMicro()},

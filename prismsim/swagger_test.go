@@ -25,7 +25,8 @@ func TestV3ResponsesMatchSwagger(t *testing.T) {
 	s := simtest.Start(t, simtest.Options{})
 	a := newAPI(t, s)
 	img := makeDisk(t, t.TempDir(), 16*blk, 2)
-	v, err := s.AddVM(context.Background(), "sw", []string{img}, prismsim.VMOptions{NGT: prismsim.NGTVSS})
+	v, err := s.AddVM(context.Background(), "sw", []string{img}, prismsim.VMOptions{NGT: prismsim.NGTVSS,
+		Categories: map[string][]string{"Env": {"prod", "qa"}}}) // metadata.categories and categories_mapping are validated too
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,9 @@ func (s *Sim) routesV3(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+p+"/images/{uuid}", s.v3GetImage)
 	mux.HandleFunc("DELETE "+p+"/images/{uuid}", s.v3DeleteImage)
 	mux.HandleFunc("PUT "+p+"/images/{uuid}/file", s.imageUpload)
+	mux.HandleFunc("POST "+p+"/category/query", s.v3CategoryQuery)
+	mux.HandleFunc("PUT "+p+"/categories/{name}/{value}", s.v3PutCategoryValue)
+	mux.HandleFunc("GET "+p+"/categories/{name}/{value}", s.v3GetCategoryValue)
 	mux.HandleFunc("GET "+p+"/images/{uuid}/file", s.imageDownload)
 }
 

@@ -100,6 +100,7 @@ func (s *Sim) v3VM(v *vm) obj {
 	res["bios_uuid"] = v.UUID
 	meta := v3Meta("vm", v.UUID, v.SpecVersion, v.Created, v.Updated)
 	meta["entity_version"] = "1"
+	v3VMCategories(meta, v)
 	return obj{"api_version": "3.1", "metadata": meta, "spec": spec, "status": status}
 }
 

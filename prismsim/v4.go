@@ -252,7 +252,10 @@ func odataEq(r *http.Request, attr func(string) string) bool {
 		if len(parts) != 2 {
 			continue
 		}
-		want := strings.Trim(strings.TrimSpace(parts[1]), "'")
+		want := strings.TrimSpace(parts[1])
+		if len(want) >= 2 && want[0] == '\'' && want[len(want)-1] == '\'' {
+			want = strings.ReplaceAll(want[1:len(want)-1], "''", "'") // OData escapes ' as ''
+		}
 		if attr(strings.TrimSpace(parts[0])) != want {
 			return false
 		}
@@ -338,6 +341,8 @@ func (s *Sim) routesV4(mux *http.ServeMux) {
 	s.v4(mux, "GET", "volumes", "config/iscsi-clients/{extId}", "volumes.v4.config.GetIscsiClientApiResponse", s.v4GetISCSIClient)
 	// prism, clustermgmt, networking
 	s.v4(mux, "GET", "prism", "config/tasks/{extId}", "prism.v4.config.GetTaskApiResponse", s.v4GetTask)
+	s.v4(mux, "GET", "prism", "config/categories", "prism.v4.config.ListCategoriesApiResponse", s.v4ListCategories)
+	s.v4(mux, "GET", "prism", "config/categories/{extId}", "prism.v4.config.GetCategoryApiResponse", s.v4GetCategory)
 	s.v4(mux, "GET", "clustermgmt", "config/clusters", "clustermgmt.v4.config.ListClustersApiResponse", s.v4ListClusters)
 	s.v4(mux, "GET", "clustermgmt", "config/clusters/{extId}", "clustermgmt.v4.config.GetClusterApiResponse", s.v4GetCluster)
 	s.v4(mux, "GET", "clustermgmt", "config/storage-containers", "clustermgmt.v4.config.ListStorageContainersApiResponse", s.v4ListContainers)

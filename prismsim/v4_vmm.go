@@ -84,7 +84,7 @@ func (s *Sim) v4VM(v *vm) obj {
 		"cluster":        obj{"$objectType": "vmm.v4.ahv.config.ClusterReference", "extId": v.ClusterUUID},
 		"host":           obj{"$objectType": "vmm.v4.ahv.config.HostReference", "extId": v.ClusterUUID},
 		"generationUuid": v.GenerationUUID, "biosUuid": v.UUID, "protectionType": "UNPROTECTED",
-		"categories": []obj{}, "hardwareClockTimezone": "UTC",
+		"categories": v4VMCategories(v), "hardwareClockTimezone": "UTC",
 	}
 }
 

@@ -30,6 +30,9 @@ type VMOptions struct {
 	// Buses are the buses of the disks in order (SCSI, SATA, IDE, PCI;
 	// default SCSI); each disk takes the next free index on its bus.
 	Buses []string
+	// Categories are the VM's categories, key → one or more values
+	// (default none); see also Sim.SetVMCategories.
+	Categories map[string][]string
 	// Move renames the given files into the state directory instead of
 	// copying them (faster for freshly built images).
 	Move bool
@@ -87,6 +90,10 @@ func (s *Sim) AddVM(ctx context.Context, name string, diskFiles []string, o VMOp
 	if cl == nil || cl.PC {
 		return VMInfo{}, fmt.Errorf("prismsim: add vm %s: unknown cluster %q", name, o.Cluster)
 	}
+	cats, err := normCategories(o.Categories)
+	if err != nil {
+		return VMInfo{}, fmt.Errorf("prismsim: add vm %s: %w", name, err)
+	}
 	sn := o.Subnet
 	if sn == "" {
 		sn = "vlan10"
@@ -114,6 +121,8 @@ func (s *Sim) AddVM(ctx context.Context, name string, diskFiles []string, o VMOp
 		return VMInfo{}, fmt.Errorf("prismsim: add vm %s: %w", name, err)
 	}
 	v.State = "COMPLETE"
+	s.m.ensureCategoriesLocked(cats)
+	v.Categories = cats
 	s.save()
 	return s.vmInfo(v), nil
 }
