@@ -24,6 +24,12 @@ type Inventory interface {
 	// Prism Element cluster (v4 clustermgmt storage-containers; v2.0
 	// storage_containers of the one PE), so a container can be named.
 	ListStorageContainers(ctx context.Context) ([]StorageContainer, error)
+	// VMsInCategories returns the UUIDs of the VMs that carry any of
+	// cats (v3 category/query CATEGORIES_MATCH_ANY; v4 each category's
+	// detailed associations), each once, following pages. A category
+	// that does not exist or that no VM carries adds nothing; a category
+	// with an empty key or value is an error. No categories: none.
+	VMsInCategories(ctx context.Context, cats []Category) ([]string, error)
 }
 
 // Snapshots creates, reads and deletes VM snapshots and reads their
@@ -283,6 +289,14 @@ func (c *Client) ListStorageContainers(ctx context.Context) ([]StorageContainer,
 		return nil, err
 	}
 	return b.ListStorageContainers(ctx)
+}
+
+func (c *Client) VMsInCategories(ctx context.Context, cats []Category) ([]string, error) {
+	b, err := c.b(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return b.VMsInCategories(ctx, cats)
 }
 
 func (c *Client) CreateSnapshot(ctx context.Context, vmUUID, name string, appConsistent bool) (Snapshot, error) {

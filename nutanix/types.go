@@ -59,6 +59,10 @@ type VM struct {
 	Disks          []Disk // in bus/index order, CD-ROMs and VG attachments included
 	NICs           []NIC
 	NGT            NGT
+	// Categories are the Prism categories the VM carries, key → values
+	// (Env → [prod]); nil when none (or, v4, when the categories could
+	// not be listed).
+	Categories map[string][]string `json:",omitempty"`
 }
 
 // BackupDisks returns the disks a backup reads: not CD-ROMs, not volume

@@ -11,7 +11,7 @@ import (
 // The v3 backend's inventory: VMs, clusters, subnets.
 
 type v3VM struct {
-	Metadata v3Metadata `json:"metadata"`
+	Metadata v3VMMetadata `json:"metadata"`
 	Spec     struct {
 		Name             string        `json:"name"`
 		Description      string        `json:"description"`
@@ -104,6 +104,7 @@ func (v v3VM) neutral() VM {
 		MachineType:    r.MachineType,
 		PowerState:     PowerState(strings.ToUpper(r.PowerState)),
 		BootType:       BootLegacy,
+		Categories:     v.Metadata.categories(),
 	}
 	out.VCPUs = out.NumSockets * out.CoresPerSocket
 	if cr := firstRef(v.Status.ClusterReference, v.Spec.ClusterReference); cr != nil {

@@ -28,6 +28,7 @@ type v4VM struct {
 	CdRoms            []v4Disk        `json:"cdRoms"`
 	Nics              []v4NIC         `json:"nics"`
 	GuestTools        *v4GuestTools   `json:"guestTools"`
+	Categories        []v4Ref         `json:"categories"`
 }
 
 type v4Disk struct {
@@ -182,13 +183,16 @@ func (v v4VM) neutral() VM {
 
 func (b *v4Backend) ListVMs(ctx context.Context) ([]VM, error) {
 	var out []VM
+	var cats [][]v4Ref
 	err := v4ListAll(ctx, b, b.p("vmm", "/ahv/config/vms"), nil, func(v v4VM) error {
 		out = append(out, v.neutral())
+		cats = append(cats, v.Categories)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list VMs: %w", err)
 	}
+	b.resolveCategories(ctx, out, cats)
 	return out, nil
 }
 
@@ -198,6 +202,9 @@ func (b *v4Backend) GetVM(ctx context.Context, uuid string) (VM, error) {
 		return VM{}, fmt.Errorf("get VM %s: %w", uuid, err)
 	}
 	vm := r.Data.neutral()
+	vms := []VM{vm}
+	b.resolveCategories(ctx, vms, [][]v4Ref{r.Data.Categories})
+	vm = vms[0]
 	if r.Data.GuestTools == nil {
 		var g v4Response[v4GuestTools]
 		if _, err := b.r.do(ctx, request{method: http.MethodGet, path: b.p("vmm", "/ahv/config/vms/"+url.PathEscape(uuid)+"/guest-tools"), out: &g}); err == nil {
