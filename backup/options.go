@@ -11,6 +11,7 @@ import (
 	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/iscsi"
+	"github.com/ahvfs/ahvfs/nutanix"
 )
 
 // Level is the backup level asked for.
@@ -79,8 +80,12 @@ type Progress interface {
 // Options configure Run. The zero value of every field means its
 // documented default; Validate reports every problem at once.
 type Options struct {
-	// VMs are globs (path.Match) on VM names, or VM UUIDs. Empty: every VM.
+	// VMs are globs (path.Match) on VM names, or VM UUIDs. Empty: every
+	// VM, unless Categories select.
 	VMs []string
+	// Categories select the VMs that carry any of them, in addition to
+	// those VMs selects (Select). Default none: VMs alone decides.
+	Categories []nutanix.Category
 	// Exclude are globs or UUIDs of VMs to skip.
 	Exclude []string
 	// ExcludeDisks are disk addresses ("scsi.1") or globs ("sata.*"), or
@@ -167,6 +172,11 @@ func (o *Options) Validate() error {
 	for _, g := range append(append(append([]string{}, o.VMs...), o.Exclude...), o.ExcludeDisks...) {
 		if _, err := path.Match(g, ""); err != nil {
 			errs = append(errs, fmt.Errorf("pattern %q: %w", g, err))
+		}
+	}
+	for _, c := range o.Categories {
+		if err := c.Validate(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if o.ConcurrentVMs < 0 || o.ConcurrentDisks < 0 || o.ReadWorkers < 0 || o.ReadSize < 0 || o.BandwidthLimit < 0 {

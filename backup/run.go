@@ -59,7 +59,10 @@ func Run(ctx context.Context, repo *engine.Repository, cl nutanix.Cluster, o Opt
 	if err != nil {
 		return rep, fmt.Errorf("list VMs: %w", err)
 	}
-	sel, unmatched := SelectVMs(all, o.VMs, o.Exclude)
+	sel, unmatched, err := Select(ctx, cl, all, o.VMs, o.Exclude, o.Categories)
+	if err != nil {
+		return rep, err
+	}
 	if len(unmatched) > 0 {
 		return rep, fmt.Errorf("no VM matches %s", strings.Join(unmatched, ", "))
 	}

@@ -1,7 +1,10 @@
 package backup
 
 import (
+	"context"
+	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -46,6 +49,65 @@ func SelectVMs(all []nutanix.VM, include, exclude []string) (sel []nutanix.VM, u
 	}
 	sort.SliceStable(sel, func(i, j int) bool { return sel[i].Name < sel[j].Name })
 	return sel, unmatched
+}
+
+// Select returns the VMs of all to back up, sorted by name: those that
+// match a pattern of vms (a glob on the name, or a UUID) or carry one of
+// cats, minus those that match a pattern of exclude. With neither vms nor
+// cats, every VM. The VMs of each category are asked of cl once
+// (VMsInCategories); a VM it names that is not in all is ignored.
+// unmatched lists what selected no VM of all, before exclusion: the
+// patterns as given, the categories as "category KEY:VALUE". Without cats,
+// Select is SelectVMs and does no I/O.
+func Select(ctx context.Context, cl nutanix.Inventory, all []nutanix.VM, vms, exclude []string, cats []nutanix.Category) (sel []nutanix.VM, unmatched []string, err error) {
+	if len(cats) == 0 {
+		sel, unmatched = SelectVMs(all, vms, exclude)
+		return sel, unmatched, nil
+	}
+	listed := map[string]bool{}
+	for _, v := range all {
+		listed[strings.ToLower(v.UUID)] = true
+	}
+	inCat := map[string]bool{}
+	for _, c := range cats {
+		if err := c.Validate(); err != nil {
+			return nil, nil, fmt.Errorf("select VMs: %w", err)
+		}
+		ids, err := cl.VMsInCategories(ctx, []nutanix.Category{c})
+		if err != nil {
+			return nil, nil, fmt.Errorf("select the VMs of category %s: %w", c, err)
+		}
+		hit := false
+		for _, id := range ids {
+			id = strings.ToLower(id)
+			if listed[id] {
+				inCat[id], hit = true, true
+			}
+		}
+		if !hit {
+			unmatched = append(unmatched, "category "+c.String())
+		}
+	}
+	byPattern, patUnmatched := SelectVMs(all, vms, nil)
+	if len(vms) == 0 {
+		byPattern = nil // no pattern: only the categories select
+	}
+	picked := map[string]bool{}
+	for _, v := range byPattern {
+		picked[strings.ToLower(v.UUID)] = true
+	}
+	for _, v := range all {
+		id := strings.ToLower(v.UUID)
+		if !picked[id] && !inCat[id] {
+			continue
+		}
+		if slices.ContainsFunc(exclude, func(p string) bool { return matchVM(v, p) }) {
+			continue
+		}
+		sel = append(sel, v)
+	}
+	sort.SliceStable(sel, func(i, j int) bool { return sel[i].Name < sel[j].Name })
+	return sel, append(patUnmatched, unmatched...), nil
 }
 
 // plannedDisk is a disk the job stores, with its restore point index.
