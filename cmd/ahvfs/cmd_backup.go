@@ -22,9 +22,13 @@ func init() {
 			Usage: "back up VMs into the repository",
 			Description: "Snapshots each selected VM, reads what changed since its reference snapshot (or everything\n" +
 				"for a full) over iSCSI or REST, stores a restore point, and keeps the new snapshot as the\n" +
-				"next reference. Leftovers of interrupted jobs are swept first (see `ahvfs cleanup`).",
+				"next reference. Leftovers of interrupted jobs are swept first (see `ahvfs cleanup`).\n" +
+				"VMs are selected by name or UUID (--vm) and by Prism category (--category Env:prod), either\n" +
+				"one selecting, minus --exclude; with neither, every VM. A --vm or --category that selects no\n" +
+				"VM is an error.",
 			Flags: append(append(clusterFlags(), repoPasswordFlag(),
-				&cli.StringSliceFlag{Name: "vm", Usage: "VMs whose name matches `GLOB` (or UUID); repeatable or comma-separated; default all"},
+				&cli.StringSliceFlag{Name: "vm", Usage: "VMs whose name matches `GLOB` (or UUID); repeatable or comma-separated; default all (unless --category)"},
+				&cli.StringSliceFlag{Name: "category", Usage: "VMs carrying the Prism category `KEY:VALUE` (e.g. Env:prod); repeatable or comma-separated; a VM matching --vm or any --category is selected"},
 				&cli.StringSliceFlag{Name: "exclude", Usage: "skip VMs matching `GLOB` (or UUID)"},
 				&cli.StringSliceFlag{Name: "exclude-disk", Usage: "skip disks by address `scsi.1` (glob, or VMGLOB:ADDR for some VMs only)"},
 				&cli.StringFlag{Name: "level", Value: "auto", Usage: "auto, full, incremental, differential, or copy (a full outside the chain: the reference snapshots are neither used nor moved)"},
@@ -55,6 +59,13 @@ func init() {
 					Estimate: c.Bool("estimate"), InitiatorIQN: c.String("initiator-iqn"), ISCSIPort: c.Int("iscsi-port"),
 					BandwidthLimit: flagSize(c, "bwlimit"),
 					Logger:         env.Log,
+				}
+				for _, s := range splitList(c.StringSlice("category")) {
+					cat, err := nutanix.ParseCategory(s)
+					if err != nil {
+						return usagef("--category: %v", err)
+					}
+					o.Categories = append(o.Categories, cat)
 				}
 				lock, err := lockRule(c, "lock-until", "lock-for")
 				if err != nil {

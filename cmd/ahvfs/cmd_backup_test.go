@@ -528,3 +528,45 @@ func TestBackupCLIHooks(t *testing.T) {
 		t.Fatalf("cluster: snapshots %v, %d volume groups/images, ledger %v", snaps, leftovers, ledger)
 	}
 }
+
+// TestBackupCategoryCLI: `backup --category Env:prod` backs up only the VM
+// carrying that category (the --vm union with it too); a category no VM
+// carries fails the run (exit 1) naming it; a malformed --category is a
+// usage error (exit 2) before anything runs; `vms` shows the categories.
+func TestBackupCategoryCLI(t *testing.T) {
+	s, repo, args := backupSim(t)
+	if err := s.SetVMCategories(context.Background(), "db01", map[string][]string{"Env": {"prod", "qa"}}); err != nil {
+		t.Fatal(err)
+	}
+	rep, errs, code := backupJSON(t, args, "--category", "Env:prod")
+	if code != 0 || len(rep.VMs) != 1 || rep.VMs[0].VM != "db01" || rep.VMs[0].Err != "" {
+		t.Fatalf("backup --category Env:prod: exit %d, report %+v: %s", code, rep.VMs, errs)
+	}
+	sameAsLive(t, repo, s, "db01")
+
+	// Comma-separated and repeated, with --vm: either selects.
+	_, errs, code = runCLI(t, "", append([]string{"backup", "--category", "Env:dev,Env:qa", "--vm", "web01", "--level", "copy"}, args...)...)
+	if code != 1 || !strings.Contains(errs, "no VM matches category Env:dev") {
+		t.Fatalf("a category no VM carries: exit %d: %s", code, errs)
+	}
+	rep, errs, code = backupJSON(t, args, "--category", "Env:qa", "--category", "Env:prod", "--vm", "web01", "--level", "copy")
+	if code != 0 || len(rep.VMs) != 2 {
+		t.Fatalf("--category and --vm: exit %d, %+v: %s", code, rep.VMs, errs)
+	}
+	rep, errs, code = backupJSON(t, args, "--category", "Env:qa", "--exclude", "db*", "--vm", "web01", "--level", "copy")
+	if code != 0 || len(rep.VMs) != 1 || rep.VMs[0].VM != "web01" {
+		t.Fatalf("--category with --exclude: exit %d, %+v: %s", code, rep.VMs, errs)
+	}
+
+	for _, bad := range []string{"Env", "Env:", ":prod"} {
+		_, errs, code := runCLI(t, "", append([]string{"backup", "--category", bad}, args...)...)
+		if code != exitUsage || !strings.Contains(errs, "--category") || !strings.Contains(errs, "KEY:VALUE") {
+			t.Errorf("--category %q: exit %d: %s", bad, code, errs)
+		}
+	}
+
+	out := mustCLI(t, append([]string{"vms"}, args[2:len(args)-4]...)...)
+	if !strings.Contains(out, "CATEGORIES") || !strings.Contains(out, "Env:prod,Env:qa") {
+		t.Errorf("vms output lacks the categories:\n%s", out)
+	}
+}

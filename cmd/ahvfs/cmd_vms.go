@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -22,7 +23,7 @@ func init() {
 	registerFunc(func() *cli.Command {
 		return &cli.Command{
 			Name:  "vms",
-			Usage: "what the cluster has, with disks, NGT state and last restore point",
+			Usage: "what the cluster has, with disks, NGT state, categories and last restore point",
 			Flags: append(clusterFlags(),
 				&cli.StringSliceFlag{Name: "vm", Usage: "only VMs whose name (or UUID) matches `GLOB` (repeatable, or comma-separated)"},
 			),
@@ -97,18 +98,38 @@ func runVMs(ctx context.Context, env *cliEnv, o vmsOptions) error {
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	hdr := "NAME\tPOWER\tVCPU\tMEMORY\tBOOT\tDISKS\tNGT"
+	// The categories column shows when a VM has any.
+	cats := slices.ContainsFunc(vms, func(v vmsEntry) bool { return len(v.Categories) > 0 })
+	if cats {
+		hdr += "\tCATEGORIES"
+	}
 	if o.LastRestorePoint != nil {
 		hdr += "\tLAST RESTORE POINT"
 	}
 	fmt.Fprintln(tw, hdr)
 	for _, v := range vms {
 		line := fmt.Sprintf("%s\t%s\t%d\t%s\t%s\t%s\t%s", v.Name, v.PowerState, v.VCPUs, ibytes(v.MemoryBytes), v.BootType, describeDisks(v.Disks), describeNGT(v.NGT))
+		if cats {
+			line += "\t" + describeCategories(v.CategoryList())
+		}
 		if o.LastRestorePoint != nil {
 			line += "\t" + firstNonEmptyStr(v.LastRestorePoint, "-")
 		}
 		fmt.Fprintln(tw, line)
 	}
 	return tw.Flush()
+}
+
+// describeCategories is "Env:prod,Tier:web", or "-" for none.
+func describeCategories(cs []nutanix.Category) string {
+	if len(cs) == 0 {
+		return "-"
+	}
+	s := make([]string, len(cs))
+	for i, c := range cs {
+		s[i] = c.String()
+	}
+	return strings.Join(s, ",")
 }
 
 func matchVM(v nutanix.VM, globs []string) bool {
