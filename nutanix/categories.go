@@ -218,15 +218,45 @@ func (b *v4Backend) categoryNames(ctx context.Context) (map[string]Category, err
 	return out, nil
 }
 
+// categoriesByID reads the categories of ids one by one (extId →
+// key:value); one that is gone (404) is left out.
+func (b *v4Backend) categoriesByID(ctx context.Context, ids []v4Ref) (map[string]Category, error) {
+	out := map[string]Category{}
+	for _, id := range ids {
+		var r v4Response[v4Category]
+		_, err := b.r.do(ctx, request{method: http.MethodGet, path: b.p("prism", "/config/categories/"+url.PathEscape(id.ExtID)), out: &r})
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return nil, fmt.Errorf("get category %s: %w", id.ExtID, err)
+		default:
+			out[id.ExtID] = Category{Key: r.Data.Key, Value: r.Data.Value}
+		}
+	}
+	return out, nil
+}
+
+// fewCategories is how many category references are read one by one
+// rather than through a listing of every category (a Prism Central
+// defines dozens of system categories).
+const fewCategories = 4
+
 // fillCategories resolves the category extIds of vms (refs[i] belong to
-// vms[i]) with one listing of the categories, made only when a VM has
-// any. An extId the listing lacks (a category deleted meanwhile) is
-// skipped.
+// vms[i]): up to fewCategories references one by one, more with one
+// listing of the categories; nothing is asked when no VM has any. An
+// extId that is gone (a category deleted meanwhile) is skipped.
 func (b *v4Backend) fillCategories(ctx context.Context, vms []VM, refs [][]v4Ref) error {
-	if !slices.ContainsFunc(refs, func(r []v4Ref) bool { return len(r) > 0 }) {
+	all := slices.Concat(refs...)
+	if len(all) == 0 {
 		return nil
 	}
-	names, err := b.categoryNames(ctx)
+	var names map[string]Category
+	var err error
+	if len(all) <= fewCategories {
+		names, err = b.categoriesByID(ctx, all)
+	} else {
+		names, err = b.categoryNames(ctx)
+	}
 	if err != nil {
 		return err
 	}
