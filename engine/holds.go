@@ -127,25 +127,19 @@ func (r *Repository) RemoveHold(ctx context.Context, id string) error {
 // hold record still holds: it is returned with only its ID (and RP when
 // readable), so that damage never lets a point go.
 func (r *Repository) Holds(ctx context.Context) ([]Hold, error) {
-	ids, err := r.listRecordIDs(ctx, prefixHolds)
+	files, err := r.readRecords(ctx, prefixHolds, recordKindHold)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Hold, 0, len(ids))
-	for _, id := range ids {
-		body, err := r.readRecord(ctx, holdRecordName(id), recordKindHold, id)
-		if errors.Is(err, backend.ErrNotExist) {
-			continue // removed meanwhile
-		}
-		if err != nil && !errors.Is(err, ErrCorrupt) {
-			return nil, err
-		}
+	out := make([]Hold, 0, len(files))
+	for _, f := range files {
 		var h Hold
+		err := f.err
 		if err == nil {
-			err = json.Unmarshal(body, &h)
+			err = json.Unmarshal(f.body, &h)
 		}
-		if err != nil || h.V != holdVersion || h.ID != id || !validRecordID(h.RP) {
-			h = Hold{ID: id, Reason: fmt.Sprintf("%s is damaged, so every restore point counts as held by it (remove it by hand once nothing reads from the repository)", holdRecordName(id))}
+		if err != nil || h.V != holdVersion || h.ID != f.id || !validRecordID(h.RP) {
+			h = Hold{ID: f.id, Reason: fmt.Sprintf("%s is damaged, so every restore point counts as held by it (remove it by hand once nothing reads from the repository)", holdRecordName(f.id))}
 		}
 		out = append(out, h)
 	}

@@ -73,10 +73,10 @@ func (r *Repository) sweepTemp(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	// Holds are written without the writer lock: only old temporary
-	// files of theirs are gone for good.
-	ages := map[string]time.Duration{prefixHolds: holdTempAge}
-	for _, prefix := range []string{prefixPacks, prefixRPs, prefixLocks, prefixForgets, prefixHolds, prefixQuarantine, configName} {
+	// Holds and job records are written without the writer lock: only
+	// old temporary files of theirs are gone for good.
+	ages := map[string]time.Duration{prefixHolds: holdTempAge, prefixJobs: jobTempAge}
+	for _, prefix := range []string{prefixPacks, prefixRPs, prefixLocks, prefixForgets, prefixHolds, prefixJobs, prefixQuarantine, configName} {
 		n, err := s.SweepTemp(ctx, prefix, ages[prefix])
 		if err != nil {
 			return fmt.Errorf("open repository %s: %w", r.dir, err)

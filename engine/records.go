@@ -114,6 +114,37 @@ func (r *Repository) readRecord(ctx context.Context, name string, kind byte, id 
 	return body, nil
 }
 
+// recordFile is one file of a listing of record files: its ID and its
+// checked body, or why it could not be read (ErrCorrupt).
+type recordFile struct {
+	id   string
+	body []byte
+	err  error
+}
+
+// readRecords reads the record files of kind under prefix, in ID order. A
+// file removed meanwhile is left out; a damaged one comes with its error;
+// any other error ends the listing.
+func (r *Repository) readRecords(ctx context.Context, prefix string, kind byte) ([]recordFile, error) {
+	ids, err := r.listRecordIDs(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(ids)
+	out := make([]recordFile, 0, len(ids))
+	for _, id := range ids {
+		body, err := r.readRecord(ctx, prefix+id+recordExt, kind, id)
+		if errors.Is(err, backend.ErrNotExist) {
+			continue
+		}
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			return nil, err
+		}
+		out = append(out, recordFile{id, body, err})
+	}
+	return out, nil
+}
+
 // fileMeta seals record files: always with the repository's keys, whatever
 // the index version (r.meta, for the catalog, seals only from version 3).
 func (r *Repository) fileMeta() metaCrypt { return metaCrypt{k: r.keys} }

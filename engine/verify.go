@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -22,6 +23,19 @@ type VerifyOptions struct {
 	Repair bool
 	// Progress, when set, is called with packs checked and the total.
 	Progress func(done, total int)
+	// Parts > 1 reads only a share of the packs' data: those whose ID
+	// falls in part Part of Parts (0 ≤ Part < Parts); the others get the
+	// structural check. Reading part 0, 1, … Parts-1 in turn (the daemon,
+	// one a day) reads the whole repository. Not with Repair.
+	Part, Parts int
+}
+
+// readsData reports whether the verify reads pack id's data.
+func (o VerifyOptions) readsData(id PackID) bool {
+	if !o.ReadData {
+		return false
+	}
+	return o.Parts <= 1 || int(binary.LittleEndian.Uint32(id[:4])%uint32(o.Parts)) == o.Part
 }
 
 // Damage states of a pack (PackDamage.State), a stripe (StripeDamage.State)
@@ -105,6 +119,7 @@ type DamagedRange struct {
 // VerifyReport is the outcome of Verify.
 type VerifyReport struct {
 	Packs         int                    `json:"packs"`
+	DataPacks     int                    `json:"data_packs"` // of them, read in full (ReadData)
 	Blobs         int                    `json:"blobs"`
 	CheckedBytes  int64                  `json:"checked_bytes"`
 	RestorePoints int                    `json:"restore_points"`
@@ -148,6 +163,9 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (_ *VerifyRepo
 		}
 		o.ReadData = true
 	}
+	if o.Parts > 1 && (o.Repair || o.Part < 0 || o.Part >= o.Parts) {
+		return nil, fmt.Errorf("verify part %d of %d: %w (a part is 0 to parts-1, and repair reads every pack)", o.Part, o.Parts, ErrInvalid)
+	}
 	rep := &VerifyReport{}
 	packs, err := r.packsForVerify(rep)
 	if err != nil {
@@ -159,7 +177,8 @@ func (r *Repository) Verify(ctx context.Context, o VerifyOptions) (_ *VerifyRepo
 			return nil, err
 		}
 		var res *packResult
-		if o.ReadData {
+		if o.readsData(p.id) {
+			rep.DataPacks++
 			res, err = r.verifyPackData(ctx, p.id, p.rec, o.Repair)
 		} else {
 			res = r.verifyPackStructure(ctx, p.id, p.rec)

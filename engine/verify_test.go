@@ -139,3 +139,43 @@ func TestDamagedParityAndFooterRepaired(t *testing.T) {
 		t.Fatalf("verify after repair: %+v", rep)
 	}
 }
+
+// TestVerifyShare: verify --read-data in parts reads each pack in exactly
+// one part, and the damage of a pack shows in the part that reads it.
+func TestVerifyShare(t *testing.T) {
+	ctx := context.Background()
+	dir := enginetest.Init(t, engine.InitOptions{PackSize: 4 << 20})
+	r := enginetest.Open(t, dir, engine.OpenOptions{Writable: true})
+	for i := range 4 {
+		img := enginetest.DataDisk(t, 8<<20, uint64(i+1))
+		if _, err := enginetest.ImportFiles(ctx, r, "db01", time.Unix(1e9+int64(i), 0), img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	packs := packFiles(t, dir)
+	if len(packs) < 2 {
+		t.Fatalf("%d packs: the test needs several", len(packs))
+	}
+	const parts = 3
+	read, damaged := 0, 0
+	flip(t, packs[0], 100)
+	for part := range parts {
+		rep, err := r.Verify(ctx, engine.VerifyOptions{ReadData: true, Part: part, Parts: parts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Packs != len(packs) {
+			t.Fatalf("part %d checked %d packs, want all %d (structure)", part, rep.Packs, len(packs))
+		}
+		read += rep.DataPacks
+		if len(rep.Damaged) > 0 {
+			damaged++
+		}
+	}
+	if read != len(packs) || damaged != 1 {
+		t.Fatalf("the parts read %d packs in full (want %d) and %d found the damage (want 1)", read, len(packs), damaged)
+	}
+	if _, err := r.Verify(ctx, engine.VerifyOptions{ReadData: true, Part: 3, Parts: parts}); !errors.Is(err, engine.ErrInvalid) {
+		t.Fatalf("part 3 of 3: %v", err)
+	}
+}

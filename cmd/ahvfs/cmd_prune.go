@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/ahvfs/ahvfs/dr"
 	"github.com/ahvfs/ahvfs/engine"
@@ -86,6 +87,10 @@ func init() {
 				} else if len(plan.Remove) > 0 {
 					if err := r.Forget(c.Context, plan.Remove); err != nil {
 						return err
+					}
+					// The job history goes with the restore points.
+					if _, err := r.PruneJobs(c.Context, time.Now()); err != nil {
+						env.Log.Warn("job history not pruned", "err", err)
 					}
 				}
 				return printPrune(env, plan, p, dry, reclaim)
