@@ -38,6 +38,25 @@ if [ ! -f "$sb/usr/lib/shim/shimx64.efi.signed" ] || [ ! -f "$sb/usr/lib/grub/x8
   fi
 fi
 
+# promtool (Debian's prometheus package, unpacked, not installed: the
+# package would set up a Prometheus server on this machine): the daemon's
+# /metrics tests check their output with `promtool check metrics`.
+prom="$tools/prometheus"
+if [ ! -x "$prom/usr/bin/promtool" ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: promtool is missing from $prom (run as root once)" >&2
+  else
+    echo "install-deps: unpacking Debian's prometheus package (promtool) into $prom (once)" >&2
+    dl=$(mktemp -d)
+    chmod 755 "$dl"
+    get() { (cd "$dl" && apt-get download prometheus > /dev/null 2>&1); }
+    get || { apt-get update -qq && get; } || echo "install-deps: could not download prometheus" >&2
+    mkdir -p "$prom"
+    for d in "$dl"/*.deb; do [ -f "$d" ] && dpkg-deb -x "$d" "$prom"; done
+    rm -rf "$dl"
+  fi
+fi
+
 # Go-built test peers, built from the module proxy once and cached by
 # version (the Makefile passes their paths to the tests).
 # versitygw: the real S3-compatible server the S3 tests run against

@@ -7,6 +7,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/ahvfs/ahvfs/internal/reflink"
@@ -90,4 +91,31 @@ func ReflinkDir(t testing.TB, size int64) string {
 	RequireOrSkip(t, ok, "a reflink filesystem: needs root and mkfs.xfs (xfsprogs)")
 	t.Cleanup(cleanup)
 	return dir
+}
+
+// ToolsDir is where tools/install-deps.sh keeps what it builds or unpacks:
+// $AHVFS_TOOLS_DIR, else ~/.cache/ahvfs-tools.
+func ToolsDir() string {
+	if d := os.Getenv("AHVFS_TOOLS_DIR"); d != "" {
+		return d
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "ahvfs-tools")
+}
+
+// Promtool returns Prometheus's promtool: the one tools/install-deps.sh
+// unpacked from Debian's prometheus package, else one on PATH.
+func Promtool(t testing.TB) string {
+	t.Helper()
+	if p := filepath.Join(ToolsDir(), "prometheus", "usr", "bin", "promtool"); isExecutable(p) {
+		return p
+	}
+	p, err := LookPath("promtool")
+	RequireOrSkip(t, err == nil, "needs promtool (make deps unpacks Debian's prometheus package)")
+	return p
+}
+
+func isExecutable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode()&0o111 != 0
 }

@@ -1,0 +1,140 @@
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ahvfs/ahvfs/internal/testtls"
+)
+
+// TestConfigProblems: every problem of a configuration is reported at
+// once, each naming its key.
+func TestConfigProblems(t *testing.T) {
+	_, err := Parse("bad.toml", `
+concurrency = -1
+colour = "blue"
+[log]
+format = "xml"
+[http]
+listen = "127.0.0.1:0"
+tls_cert = "/nonexistent/cert.pem"
+[[cluster]]
+name = "prod"
+prism = "pc:9440"
+user = "backup"
+password_file = "/nonexistent/prism.pw"
+[[cluster]]
+name = "prod"
+prism = "pc2:9440"
+user = "b"
+password_file = "/nonexistent/pw"
+[[policy]]
+name = "gold"
+cluster = "nowhere"
+every = "4x"
+keep_within = "forever"
+categories = ["Env"]
+[[policy]]
+name = "gold"
+cluster = "prod"
+vms = ["web["]
+every = "1h"
+cron = "* * * * *"
+sync_to = "https://dr:8443"
+[[policy]]
+name = "silver"
+cluster = "prod"
+vms = ["*"]
+cron = "61 * * * *"
+window = "25:00-01:00"
+`)
+	if err == nil {
+		t.Fatal("a bad configuration passed")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"colour: unknown key", "concurrency: -1", "log.format", "http: tls_cert and tls_key go together", "http.tls_cert",
+		`cluster[1].name: "prod" names two [[cluster]] tables`, "read password file: open /nonexistent/prism.pw", `policy "gold".cluster: "nowhere"`,
+		`policy "gold": every: duration "4x"`, `policy "gold".keep_within`, `category "Env"`, `policy[1].name: "gold" names two [[policy]] tables`,
+		`pattern "web["`, "every and cron: give one of them", "needs a [[target]] table", `cron "CRON_TZ=UTC 61 * * * *"`,
+		`policy "silver".window`, "repository: missing",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("no problem mentioning %q in:\n%s", want, msg)
+		}
+	}
+}
+
+// TestConfigExample: the example in contrib/ parses once its files exist.
+func TestConfigExample(t *testing.T) {
+	b, err := os.ReadFile("../contrib/ahvfs.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	text := string(b)
+	ca := testtls.NewCA(t, dir, "prism")
+	text = strings.ReplaceAll(text, "/etc/ahvfs/prism-ca.pem", ca.CertFile)
+	for _, f := range []string{"/etc/ahvfs/prism.pw", "/etc/ahvfs/dr-client.pem", "/etc/ahvfs/dr-client.key", "/etc/ahvfs/dr-ca.pem", "/etc/ahvfs/repo.pw"} {
+		p := filepath.Join(dir, filepath.Base(f))
+		os.WriteFile(p, []byte("x"), 0o600)
+		text = strings.ReplaceAll(text, f, p)
+	}
+	cfg, err := Parse("ahvfs.toml", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Policy) < 2 || cfg.Policy[0].Schedule == nil || cfg.Policy[0].RPO.Duration == 0 {
+		t.Fatalf("example parsed as %+v", cfg.Policy)
+	}
+}
+
+// TestSchedules: intervals, cron lines, windows and the catch-up rule.
+func TestSchedules(t *testing.T) {
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	every, _ := parseSchedule("every 4h", "")
+	if got := every.Next(at("2026-12-01T10:00:00Z")); !got.Equal(at("2026-12-01T14:00:00Z")) || every.Interval() != 4*time.Hour {
+		t.Fatalf("every 4h: next %v interval %v", got, every.Interval())
+	}
+	nightly, _ := parseSchedule("", "30 1 * * *")
+	if got := nightly.Next(at("2026-12-01T10:00:00Z")); !got.Equal(at("2026-12-02T01:30:00Z")) || nightly.Interval() != 24*time.Hour {
+		t.Fatalf("cron 30 1: next %v interval %v", got, nightly.Interval())
+	}
+	weekdays, _ := parseSchedule("", "0 2 * * 1-5")
+	if weekdays.Interval() != 72*time.Hour {
+		t.Fatalf("weekday cron: interval %v, want 72h (Friday to Monday)", weekdays.Interval())
+	}
+	w, err := parseWindow("22:00-06:00")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hourly := windowed{every, w}
+	if got := hourly.Next(at("2026-12-01T10:00:00Z")); !got.Equal(at("2026-12-01T22:00:00Z")) {
+		t.Fatalf("windowed: %v, want the window's opening", got)
+	}
+	if got := hourly.Next(at("2026-12-01T23:00:00Z")); !got.Equal(at("2026-12-02T03:00:00Z")) {
+		t.Fatalf("windowed inside the window: %v", got)
+	}
+	now := at("2026-12-01T12:00:00Z")
+	if got := dueAt(every, time.Time{}, now); !got.Equal(now) {
+		t.Fatalf("never-run interval policy due %v, want now", got)
+	}
+	if got := dueAt(every, at("2026-12-01T01:00:00Z"), now); !got.Equal(now) {
+		t.Fatalf("missed run due %v, want now (once)", got)
+	}
+	if got := dueAt(hourly, at("2026-12-01T01:00:00Z"), now); !got.Equal(at("2026-12-01T22:00:00Z")) {
+		t.Fatalf("missed run outside its window due %v, want the window's opening", got)
+	}
+	if got := dueAt(every, at("2026-12-01T10:00:00Z"), now); !got.Equal(at("2026-12-01T14:00:00Z")) {
+		t.Fatalf("due %v", got)
+	}
+}

@@ -1,0 +1,403 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/nutanix"
+)
+
+// Job kinds.
+const (
+	KindBackup = "backup"
+	KindPrune  = "prune"
+	KindSync   = "sync"
+	KindVerify = "verify"
+)
+
+// Triggers: why a job ran.
+const (
+	TriggerSchedule = "schedule"
+	TriggerMissed   = "missed" // its time passed while the daemon was down
+	TriggerStart    = "start"  // never ran before: an interval policy runs at once
+)
+
+// Clock is the daemon's time: the real one, or a test's.
+type Clock interface {
+	Now() time.Time
+	// After delivers once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Options wire a daemon to what cmd/ahvfs owns.
+type Options struct {
+	// OpenRepo opens the configuration's repository (writable takes the
+	// writer lock, waiting for it while ctx lasts).
+	OpenRepo func(ctx context.Context, cfg *Config, writable bool) (*engine.Repository, error)
+	// Clock, default the real one.
+	Clock Clock
+	// Logger, default discard.
+	Logger *slog.Logger
+	// OnJob, when set, is called with every job record stored (tests).
+	OnJob func(engine.Job)
+	// TuneCluster, when set, adjusts the Prism client options of every
+	// connection (tests: faster task polls and retries).
+	TuneCluster func(*nutanix.Options)
+}
+
+// Daemon runs the policies of a configuration on their schedules.
+type Daemon struct {
+	o     Options
+	clock Clock
+	log   *slog.Logger
+	host  string
+	repo  *repoPool
+	stats *state
+
+	// maint makes retention, gc and verify exclusive with backups and
+	// syncs, which share the repository's writer.
+	maint sync.RWMutex
+
+	mu      sync.Mutex
+	cfg     *Config
+	last    map[string]time.Time // task key → start of its last run
+	queue   []*task
+	running map[string]*task
+	perCl   map[string]int // cluster → jobs running on it
+	wake    chan struct{}
+	wg      sync.WaitGroup
+	// breached: VMs whose RPO breach was notified (until they comply).
+	breached map[vmKey]bool
+}
+
+// task is a job waiting for or holding a slot.
+type task struct {
+	key     string // kind/policy
+	kind    string
+	policy  string // "" for verify
+	cluster string // "" when the job uses no cluster
+	trigger string
+	due     time.Time
+}
+
+func taskKey(kind, policy string) string { return kind + "/" + policy }
+
+// New builds a daemon of cfg; Run starts it.
+func New(cfg *Config, o Options) *Daemon {
+	if o.Clock == nil {
+		o.Clock = realClock{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	host, _ := os.Hostname()
+	d := &Daemon{o: o, clock: o.Clock, log: o.Logger, host: host, cfg: cfg,
+		last: map[string]time.Time{}, running: map[string]*task{}, perCl: map[string]int{},
+		wake: make(chan struct{}, 1), stats: newState(), breached: map[vmKey]bool{}}
+	d.repo = &repoPool{open: func(ctx context.Context, w bool) (*engine.Repository, error) {
+		return o.OpenRepo(ctx, d.config(), w)
+	}}
+	return d
+}
+
+func (d *Daemon) config() *Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
+
+// Reload replaces the configuration (SIGHUP). Jobs that run finish with
+// the old one; the schedule of a policy that stays keeps its last run.
+func (d *Daemon) Reload(cfg *Config) {
+	d.mu.Lock()
+	d.cfg = cfg
+	d.mu.Unlock()
+	d.log.Info("configuration reloaded", "policies", len(cfg.Policy))
+	d.poke()
+}
+
+func (d *Daemon) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run loads the job history, then runs jobs as their times come until ctx
+// ends. Then it lets running jobs go on for the configuration's
+// ShutdownTimeout, cancels those still running, waits for them (a
+// cancelled backup removes what it created on the cluster) and returns.
+func (d *Daemon) Run(ctx context.Context) error {
+	if err := d.loadHistory(ctx); err != nil {
+		return err
+	}
+	d.stats.started = d.clock.Now()
+	jobsCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelJobs()
+	d.log.Info("daemon started", "policies", len(d.config().Policy))
+	for {
+		now := d.clock.Now()
+		d.schedule(now)
+		d.dispatch(jobsCtx)
+		d.checkRPO(now)
+		wait := d.nextWake(now)
+		select {
+		case <-ctx.Done():
+			return d.shutdown(cancelJobs)
+		case <-d.clock.After(wait):
+		case <-d.wake:
+		}
+	}
+}
+
+// shutdown waits for running jobs, cancelling them after the timeout.
+func (d *Daemon) shutdown(cancelJobs context.CancelFunc) error {
+	d.mu.Lock()
+	n, timeout := len(d.running), d.cfg.ShutdownTimeout.Duration
+	d.queue = nil
+	d.mu.Unlock()
+	d.log.Info("stopping", "running_jobs", n, "timeout", timeout)
+	done := make(chan struct{})
+	go func() { d.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		d.log.Warn("jobs still running after the shutdown timeout: cancelling them (they clean up the cluster first)")
+		cancelJobs()
+		<-done
+	}
+	d.repo.closeIdle()
+	d.log.Info("daemon stopped")
+	return nil
+}
+
+// loadHistory learns each task's last run from the repository's job
+// history, and each VM's newest restore point.
+func (d *Daemon) loadHistory(ctx context.Context) error {
+	r, err := d.o.OpenRepo(ctx, d.config(), false)
+	if err != nil {
+		return fmt.Errorf("open the repository: %w", err)
+	}
+	defer r.Close()
+	jobs, err := r.Jobs(ctx)
+	if err != nil {
+		return fmt.Errorf("read the job history: %w", err)
+	}
+	d.mu.Lock()
+	for _, j := range jobs {
+		if j.Result == engine.JobDamaged {
+			continue
+		}
+		k := taskKey(j.Kind, j.Policy)
+		if j.Start.After(d.last[k]) {
+			d.last[k] = j.Start
+		}
+		d.stats.job(j)
+	}
+	d.mu.Unlock()
+	return d.stats.refreshRepo(ctx, r)
+}
+
+// schedule queues the tasks whose time has come.
+func (d *Daemon) schedule(now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, t := range d.tasksLocked() {
+		s := d.scheduleOf(t)
+		last := d.last[t.key]
+		if _, every := base(s).(interval); last.IsZero() && !every {
+			// A calendar schedule that never ran starts counting now.
+			d.last[t.key] = now
+			continue
+		}
+		due := dueAt(s, last, now)
+		if due.After(now) {
+			continue
+		}
+		if d.running[t.key] != nil || slices.ContainsFunc(d.queue, func(q *task) bool { return q.key == t.key }) {
+			continue // still running or waiting: this run is the same one
+		}
+		switch {
+		case last.IsZero():
+			t.trigger = TriggerStart
+		case s.Next(last).Before(d.startedAt()):
+			t.trigger = TriggerMissed
+		default:
+			t.trigger = TriggerSchedule
+		}
+		t.due = now
+		d.last[t.key] = now
+		d.queue = append(d.queue, t)
+		d.stats.setQueue(len(d.queue))
+		d.log.Info("job queued", "kind", t.kind, "policy", t.policy, "trigger", t.trigger)
+	}
+}
+
+// startedAt is the daemon's start: a run that should have happened before
+// it was missed.
+func (d *Daemon) startedAt() time.Time { return d.stats.started }
+
+// tasksLocked lists what the configuration schedules.
+func (d *Daemon) tasksLocked() []*task {
+	var out []*task
+	for _, p := range d.cfg.Policy {
+		out = append(out, &task{key: taskKey(KindBackup, p.Name), kind: KindBackup, policy: p.Name, cluster: p.Cluster})
+		if p.SyncSchedule != nil {
+			out = append(out, &task{key: taskKey(KindSync, p.Name), kind: KindSync, policy: p.Name})
+		}
+	}
+	if d.cfg.Verify.EveryDays > 0 {
+		out = append(out, &task{key: taskKey(KindVerify, ""), kind: KindVerify})
+	}
+	return out
+}
+
+func (d *Daemon) scheduleOf(t *task) Schedule {
+	switch t.kind {
+	case KindSync:
+		return d.cfg.policy(t.policy).SyncSchedule
+	case KindVerify:
+		at, _ := parseClock(d.cfg.Verify.At)
+		s, _ := parseSchedule("", fmt.Sprintf("%d %d * * *", at%60, at/60))
+		return s
+	}
+	return d.cfg.policy(t.policy).Schedule
+}
+
+// nextWake is how long the loop may sleep: until the next task is due, or
+// a minute (RPO checks), whichever comes first.
+func (d *Daemon) nextWake(now time.Time) time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	wait := time.Minute
+	for _, t := range d.tasksLocked() {
+		if w := dueAt(d.scheduleOf(t), d.last[t.key], now).Sub(now); w < wait {
+			wait = w
+		}
+	}
+	return max(wait, 10*time.Millisecond)
+}
+
+// dispatch starts queued tasks while the global and per-cluster limits
+// allow, in queue order (a task whose cluster is full waits without
+// holding up the others).
+func (d *Daemon) dispatch(ctx context.Context) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := 0; i < len(d.queue) && len(d.running) < d.cfg.Concurrency; {
+		t := d.queue[i]
+		if t.cluster != "" && d.perCl[t.cluster] >= d.clusterLimitLocked(t.cluster) {
+			i++
+			continue
+		}
+		d.queue = slices.Delete(d.queue, i, i+1)
+		d.running[t.key] = t
+		if t.cluster != "" {
+			d.perCl[t.cluster]++
+		}
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			d.runTask(ctx, t)
+			d.mu.Lock()
+			delete(d.running, t.key)
+			if t.cluster != "" {
+				d.perCl[t.cluster]--
+			}
+			d.mu.Unlock()
+			d.poke()
+		}()
+	}
+	d.stats.setQueue(len(d.queue))
+	d.stats.setRunning(len(d.running))
+}
+
+func (d *Daemon) clusterLimitLocked(name string) int {
+	for _, c := range d.cfg.Cluster {
+		if c.Name == name {
+			return c.Concurrency
+		}
+	}
+	return 1
+}
+
+// runTask runs one task and records its jobs.
+func (d *Daemon) runTask(ctx context.Context, t *task) {
+	cfg := d.config()
+	p := cfg.policy(t.policy)
+	if t.kind != KindVerify && p == nil {
+		d.log.Warn("policy removed from the configuration before its job ran", "policy", t.policy)
+		return
+	}
+	switch t.kind {
+	case KindBackup:
+		d.backupPolicy(ctx, cfg, p, t.trigger)
+	case KindSync:
+		d.syncPolicy(ctx, cfg, p, t.trigger, nil)
+	case KindVerify:
+		d.verifyShare(ctx, cfg, t.trigger)
+	}
+}
+
+// record stores a job in the history (with a fresh context: a cancelled
+// job is history too), updates the metrics and fires the webhook on
+// failure.
+func (d *Daemon) record(ctx context.Context, r *engine.Repository, j engine.Job) engine.Job {
+	j.Host = d.host
+	if j.End.IsZero() {
+		j.End = d.clock.Now()
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	var err error
+	if r == nil {
+		if r, err = d.o.OpenRepo(ctx, d.config(), false); err == nil {
+			defer r.Close()
+		}
+	}
+	if err == nil {
+		var stored engine.Job
+		if stored, err = r.AddJob(ctx, j); err == nil {
+			j = stored
+		}
+	}
+	log := d.log.With("job", j.ID, "kind", j.Kind, "policy", j.Policy)
+	if err != nil {
+		log.Error("job history not written", "err", err)
+	}
+	d.stats.job(j)
+	lvl := slog.LevelInfo
+	if j.Result != engine.JobOK {
+		lvl = slog.LevelError
+	}
+	log.Log(ctx, lvl, "job ended", "result", j.Result, "error", j.Error, "vms", len(j.VMs),
+		"seconds", j.End.Sub(j.Start).Seconds(), "bytes_read", j.BytesRead, "bytes_stored", j.BytesStored)
+	if j.Result != engine.JobOK {
+		d.notify(ctx, Event{Event: "job_failed", Job: &j})
+	}
+	if d.o.OnJob != nil {
+		d.o.OnJob(j)
+	}
+	return j
+}
+
+// failed is a job that ended before doing anything.
+func failed(kind, policy, trigger string, start time.Time, err error) engine.Job {
+	res := engine.JobFailed
+	if errors.Is(err, context.Canceled) {
+		res = engine.JobCancelled
+	}
+	return engine.Job{Kind: kind, Policy: policy, Trigger: trigger, Start: start, Result: res, Error: err.Error()}
+}

@@ -1,0 +1,114 @@
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Handler serves /metrics and /healthz; with basic authentication
+// configured, /metrics needs it (/healthz stays open for probes).
+func (d *Daemon) Handler(h HTTPConfig) (http.Handler, error) {
+	mux := http.NewServeMux()
+	metrics := promhttp.HandlerFor(d.Registry(), promhttp.HandlerOpts{ErrorLog: nil})
+	if h.BasicUser != "" {
+		pw, err := os.ReadFile(h.BasicPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("http.basic_password_file: %w", err)
+		}
+		metrics = basicAuth(h.BasicUser, strings.TrimRight(string(pw), "\r\n"), metrics)
+	}
+	mux.Handle("GET /metrics", metrics)
+	mux.HandleFunc("GET /healthz", d.healthz)
+	return mux, nil
+}
+
+// basicAuth compares hashes in constant time, so neither the user nor the
+// password leaks through timing.
+func basicAuth(user, password string, next http.Handler) http.Handler {
+	wantU, wantP := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(password))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		gotU, gotP := sha256.Sum256([]byte(u)), sha256.Sum256([]byte(p))
+		if !ok || subtle.ConstantTimeCompare(gotU[:], wantU[:])&subtle.ConstantTimeCompare(gotP[:], wantP[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="ahvfs"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// healthz answers 200 while the scheduler loop runs.
+func (d *Daemon) healthz(w http.ResponseWriter, r *http.Request) {
+	s := d.stats
+	s.mu.Lock()
+	body := map[string]any{"status": "ok", "started": s.started.UTC(), "jobs_running": s.running, "jobs_queued": s.queued,
+		"repository_stats_ok": s.repoOK}
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(body)
+}
+
+// Serve listens on h.Listen until ctx ends: HTTPS when a certificate is
+// configured, requiring client certificates signed by ClientCA when set.
+// ready, when not nil, receives the bound address.
+func (d *Daemon) Serve(ctx context.Context, h HTTPConfig, ready func(addr string)) error {
+	handler, err := d.Handler(h)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", h.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen: %w", err)
+	}
+	if h.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(h.TLSCert, h.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("http TLS: %w", err)
+		}
+		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if h.ClientCA != "" {
+			pem, err := os.ReadFile(h.ClientCA)
+			if err != nil {
+				ln.Close()
+				return fmt.Errorf("http.client_ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				ln.Close()
+				return fmt.Errorf("http.client_ca %s: no certificate", h.ClientCA)
+			}
+			tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		}
+		ln = tls.NewListener(ln, tc)
+	}
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	d.log.Info("serving /metrics and /healthz", "addr", ln.Addr().String(), "tls", h.TLSCert != "", "mtls", h.ClientCA != "")
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

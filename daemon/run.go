@@ -1,0 +1,448 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ahvfs/ahvfs/backup"
+	"github.com/ahvfs/ahvfs/clusterjob"
+	"github.com/ahvfs/ahvfs/dr"
+	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/iscsi"
+	"github.com/ahvfs/ahvfs/nutanix"
+)
+
+// site is a connection to one cluster for one job.
+type site struct {
+	cl   *nutanix.Client
+	conn *clusterjob.Connector
+	cc   ClusterConfig
+}
+
+func (s *site) close() {
+	s.conn.Close()
+	s.cl.Close()
+}
+
+func (c *Config) cluster(name string) ClusterConfig {
+	for _, cc := range c.Cluster {
+		if cc.Name == name {
+			return cc
+		}
+	}
+	return ClusterConfig{Name: name}
+}
+
+func (d *Daemon) connect(ctx context.Context, cc ClusterConfig, log *slog.Logger) (*site, error) {
+	api, err := nutanix.ParseAPIVersion(cc.API)
+	if err != nil {
+		return nil, err
+	}
+	o := nutanix.Options{Endpoint: cc.Prism, User: cc.User, PasswordFile: cc.PasswordFile, CACertFile: cc.CACert,
+		Insecure: cc.Insecure, API: api, Logger: log}
+	if d.o.TuneCluster != nil {
+		d.o.TuneCluster(&o)
+	}
+	cl, err := nutanix.Connect(ctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", cc.Name, err)
+	}
+	return &site{cl: cl, conn: clusterjob.NewConnector(o, cl), cc: cc}, nil
+}
+
+// backupPolicy runs one scheduled backup of a policy, then its retention
+// and (unless it syncs on a schedule of its own) its sync.
+func (d *Daemon) backupPolicy(ctx context.Context, cfg *Config, p *PolicyConfig, trigger string) {
+	start := d.clock.Now()
+	log := d.log.With("kind", KindBackup, "policy", p.Name)
+	fail := func(r *engine.Repository, err error) {
+		d.record(ctx, r, failed(KindBackup, p.Name, trigger, start, err))
+	}
+	s, err := d.connect(ctx, cfg.cluster(p.Cluster), log)
+	if err != nil {
+		fail(nil, err)
+		return
+	}
+	defer s.close()
+	all, err := s.cl.ListVMs(ctx)
+	if err != nil {
+		fail(nil, fmt.Errorf("list VMs of cluster %s: %w", p.Cluster, err))
+		return
+	}
+	sel, notes, err := d.claim(ctx, cfg, p, s.cl, all)
+	if err != nil {
+		fail(nil, err)
+		return
+	}
+	r, release, err := d.repo.acquire(ctx)
+	if err != nil {
+		fail(nil, err)
+		return
+	}
+	defer release()
+	job := engine.Job{Kind: KindBackup, Policy: p.Name, Trigger: trigger, Start: start, Result: engine.JobOK, Notes: notes}
+	if len(sel) == 0 {
+		job.Notes = append(job.Notes, "no VM selected")
+		d.record(ctx, r, job)
+		return
+	}
+	reports, err := d.runBackups(ctx, r, s, p, sel, log)
+	for _, rep := range reports {
+		for _, v := range rep.VMs {
+			jv := engine.JobVM{VM: v.VM, UUID: v.UUID, Result: engine.JobOK, RestorePoint: v.RestorePoint, Level: v.Level,
+				BytesRead: v.BytesRead, BytesStored: v.BytesNew, Seconds: v.Duration.Seconds(), Error: v.Err}
+			if v.Err != "" {
+				jv.Result = engine.JobFailed
+			}
+			job.VMs = append(job.VMs, jv)
+			job.BytesRead += v.BytesRead
+			job.BytesStored += v.BytesNew
+			if v.RestorePoint != "" {
+				job.Points++
+			}
+			for _, w := range v.Warnings {
+				job.Notes = append(job.Notes, v.VM+": "+w)
+			}
+		}
+	}
+	job.Result, job.Error = summarize(job.VMs, err)
+	d.refresh(ctx, r)
+	d.record(ctx, r, job)
+	if ctx.Err() != nil {
+		return
+	}
+	names := make([]string, 0, len(sel))
+	for _, v := range sel {
+		names = append(names, v.Name)
+	}
+	if !p.Retention.Empty() {
+		d.prune(ctx, r, p, names, trigger)
+	}
+	if p.SyncTo != "" && p.SyncSchedule == nil {
+		d.syncPolicy(ctx, cfg, p, trigger, r)
+	}
+}
+
+// summarize is a job's result from its VMs' and the run's error.
+func summarize(vms []engine.JobVM, err error) (result, msg string) {
+	bad := 0
+	for _, v := range vms {
+		if v.Error != "" {
+			bad++
+			if msg == "" {
+				msg = v.VM + ": " + v.Error
+			}
+		}
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return engine.JobCancelled, err.Error()
+	case err != nil:
+		return engine.JobFailed, err.Error()
+	case bad == 0:
+		return engine.JobOK, ""
+	case bad < len(vms):
+		return engine.JobPartial, msg
+	}
+	return engine.JobFailed, msg
+}
+
+// claim resolves the VMs of every policy of p's cluster and returns those
+// p backs up: a VM that two policies select belongs to the first in the
+// file, and is named in a note of the other's job.
+func (d *Daemon) claim(ctx context.Context, cfg *Config, p *PolicyConfig, inv nutanix.Inventory, all []nutanix.VM) ([]nutanix.VM, []string, error) {
+	owner := map[string]string{}
+	var mine []nutanix.VM
+	var notes []string
+	for i := range cfg.Policy {
+		q := &cfg.Policy[i]
+		if q.Cluster != p.Cluster {
+			continue
+		}
+		sel, unmatched, err := backup.Select(ctx, inv, all, q.VMs, q.Exclude, q.Cats)
+		if err != nil {
+			if q.Name == p.Name {
+				return nil, nil, fmt.Errorf("select VMs: %w", err)
+			}
+			d.log.Warn("VMs of another policy not resolved: overlaps with it are not detected this run", "policy", q.Name, "err", err)
+			continue
+		}
+		for _, v := range sel {
+			if _, ok := owner[v.UUID]; !ok {
+				owner[v.UUID] = q.Name
+			}
+		}
+		if q.Name == p.Name {
+			mine = sel
+			for _, u := range unmatched {
+				notes = append(notes, fmt.Sprintf("%s selects no VM", u))
+			}
+		}
+	}
+	var out []nutanix.VM
+	for _, v := range mine {
+		if o := owner[v.UUID]; o != p.Name {
+			msg := fmt.Sprintf("VM %s is selected by policies %s and %s: backed up by %s only", v.Name, o, p.Name, o)
+			notes = append(notes, msg)
+			d.log.Warn(msg, "policy", p.Name)
+			d.stats.conflict(v.Name, o, p.Name)
+			continue
+		}
+		out = append(out, v)
+	}
+	return out, notes, nil
+}
+
+// runBackups backs up sel: the VMs whose level rule asks for a full in one
+// run, the others (incremental forever) in another.
+func (d *Daemon) runBackups(ctx context.Context, r *engine.Repository, s *site, p *PolicyConfig, sel []nutanix.VM, log *slog.Logger) ([]*backup.Report, error) {
+	d.maint.RLock()
+	defer d.maint.RUnlock()
+	full, auto, err := d.levels(ctx, r, p, sel)
+	if err != nil {
+		return nil, err
+	}
+	j, err := clusterjob.RepositoryJournal(r)
+	if err != nil {
+		return nil, err
+	}
+	var reps []*backup.Report
+	for i, group := range [][]string{full, auto} {
+		if len(group) == 0 {
+			continue
+		}
+		o := p.Backup
+		o.VMs, o.Exclude, o.Level = group, nil, backup.LevelAuto
+		if i == 0 {
+			o.Level = backup.LevelFull
+		}
+		o.Clusters, o.Journal, o.Logger, o.Now = s.conn.Clusters, j, log, d.clock.Now
+		o.SkipCleanup = len(reps) > 0
+		o.ISCSIPort, o.InitiatorIQN = s.cc.ISCSIPort, s.cc.InitiatorIQN
+		if s.cc.CHAPUser != "" {
+			sec, err := os.ReadFile(s.cc.CHAPSecretFile)
+			if err != nil {
+				return reps, fmt.Errorf("cluster %s: CHAP secret: %w", s.cc.Name, err)
+			}
+			o.CHAP = iscsi.CHAP{User: s.cc.CHAPUser, Secret: strings.TrimSpace(string(sec))}
+		}
+		if p.Lock != nil {
+			o.LockUntil = p.Lock.After
+		}
+		rep, err := backup.Run(ctx, r, s.cl, o)
+		if rep != nil {
+			reps = append(reps, rep)
+		}
+		if err != nil {
+			return reps, err
+		}
+	}
+	return reps, nil
+}
+
+// levels splits sel into the VMs that get a full (by full_every or
+// full_cron) and the others, as UUIDs.
+func (d *Daemon) levels(ctx context.Context, r *engine.Repository, p *PolicyConfig, sel []nutanix.VM) (full, auto []string, err error) {
+	now := d.clock.Now()
+	for _, v := range sel {
+		isFull := false
+		if p.FullEvery > 0 || p.FullSchedule != nil {
+			rps, err := r.ListRestorePoints(ctx, v.Name)
+			if err != nil {
+				return nil, nil, err
+			}
+			since, lastFull := 0, time.Time{}
+			for _, rp := range rps {
+				if rp.Level == string(backup.LevelFull) {
+					since, lastFull = 0, rp.Time
+				} else {
+					since++
+				}
+			}
+			if len(rps) > 0 {
+				isFull = p.FullEvery > 0 && since+1 >= p.FullEvery ||
+					p.FullSchedule != nil && !p.FullSchedule.Next(lastFull).After(now)
+			}
+		}
+		if isFull {
+			full = append(full, v.UUID)
+		} else {
+			auto = append(auto, v.UUID)
+		}
+	}
+	return full, auto, nil
+}
+
+// quoteGlob makes a VM name match only itself as a path.Match pattern.
+func quoteGlob(name string) string {
+	var b strings.Builder
+	for _, c := range name {
+		if strings.ContainsRune(`*?[\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func quoteGlobs(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = quoteGlob(n)
+	}
+	return out
+}
+
+// prune applies a policy's retention to its VMs and drops the history
+// older than what is kept.
+func (d *Daemon) prune(ctx context.Context, r *engine.Repository, p *PolicyConfig, vms []string, trigger string) {
+	start := d.clock.Now()
+	job := engine.Job{Kind: KindPrune, Policy: p.Name, Trigger: trigger, Start: start, Result: engine.JobOK}
+	if err := d.forget(ctx, r, p, vms, &job); err != nil {
+		job.Result, job.Error = engine.JobFailed, err.Error()
+	}
+	d.refresh(ctx, r)
+	d.record(ctx, r, job)
+}
+
+// forget removes what the policy's retention does not keep, and the job
+// records older than what it keeps, noting both in job.
+func (d *Daemon) forget(ctx context.Context, r *engine.Repository, p *PolicyConfig, vms []string, job *engine.Job) error {
+	d.maint.Lock()
+	defer d.maint.Unlock()
+	plan, err := r.PlanPrune(ctx, engine.PruneOptions{VMs: quoteGlobs(vms), Policy: p.Retention, Now: job.Start})
+	if err != nil {
+		return err
+	}
+	if len(plan.Remove) > 0 {
+		if err := r.Forget(ctx, plan.Remove); err != nil {
+			return err
+		}
+		job.Points = len(plan.Remove)
+		for _, rp := range plan.Remove {
+			job.VMs = append(job.VMs, engine.JobVM{VM: rp.VM, Result: engine.JobOK, RestorePoint: rp.Name()})
+		}
+	}
+	n, err := r.PruneJobs(ctx, job.Start)
+	if n > 0 {
+		job.Notes = append(job.Notes, fmt.Sprintf("%d job records older than the restore points kept removed", n))
+	}
+	return err
+}
+
+// refresh reads the repository's figures for the metrics.
+func (d *Daemon) refresh(ctx context.Context, r *engine.Repository) {
+	d.maint.RLock()
+	defer d.maint.RUnlock()
+	if err := d.stats.refreshRepo(ctx, r); err != nil {
+		d.log.Warn("repository metrics not refreshed", "err", err)
+	}
+}
+
+// syncPolicy replicates the restore points of a policy's VMs to its
+// target. r is the open repository of the backup that ran before, or nil.
+func (d *Daemon) syncPolicy(ctx context.Context, cfg *Config, p *PolicyConfig, trigger string, r *engine.Repository) {
+	start := d.clock.Now()
+	t := cfg.target(p.SyncTo)
+	job := engine.Job{Kind: KindSync, Policy: p.Name, Trigger: trigger, Start: start, Result: engine.JobOK}
+	vms := d.stats.policyVMs(p.Name)
+	err := func() error {
+		if r == nil {
+			rr, release, err := d.repo.acquire(ctx)
+			if err != nil {
+				return err
+			}
+			defer release()
+			r = rr
+		}
+		if len(vms) == 0 {
+			job.Notes = append(job.Notes, "the policy has backed up no VM yet")
+			return nil
+		}
+		dst, err := openTarget(ctx, t)
+		if err != nil {
+			return fmt.Errorf("target %s: %w", t.Name, err)
+		}
+		defer dst.Close()
+		d.maint.RLock()
+		defer d.maint.RUnlock()
+		rep, err := dr.Sync(ctx, &dr.Local{R: r}, dst, dr.Options{VMs: quoteGlobs(vms), BytesPerSecond: t.BytesPerSecond})
+		if rep != nil {
+			job.Points, job.BytesSent = rep.RestorePoints, rep.BytesSent
+			for _, n := range rep.Synced {
+				vm, _, _ := engine.ParseName(n)
+				job.VMs = append(job.VMs, engine.JobVM{VM: vm, Result: engine.JobOK, RestorePoint: n})
+			}
+		}
+		return err
+	}()
+	if err != nil {
+		job.Result, job.Error = engine.JobFailed, err.Error()
+		if errors.Is(err, context.Canceled) {
+			job.Result = engine.JobCancelled
+		}
+	}
+	job = d.record(ctx, r, job)
+	if job.Result == engine.JobOK {
+		d.stats.synced(t.Name, vms, start)
+	}
+}
+
+// openTarget opens a DR target: an `ahvfs serve` URL over mutual TLS, or
+// a repository directory.
+func openTarget(ctx context.Context, t TargetConfig) (dr.Target, error) {
+	if dr.IsRemote(t.Location) {
+		tc, err := dr.ClientTLS(t.TLSCert, t.TLSKey, t.CACert)
+		if err != nil {
+			return nil, err
+		}
+		return dr.Dial(t.Location, tc)
+	}
+	var pw []byte
+	if t.PasswordFile != "" {
+		b, err := os.ReadFile(t.PasswordFile)
+		if err != nil {
+			return nil, err
+		}
+		pw = []byte(strings.TrimRight(string(b), "\r\n"))
+	}
+	r, err := engine.Open(ctx, t.Location, engine.OpenOptions{Writable: true, Password: pw, LockWait: 10 * time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	return &dr.Local{R: r, Own: true}, nil
+}
+
+// verifyShare reads today's share of the packs in full.
+func (d *Daemon) verifyShare(ctx context.Context, cfg *Config, trigger string) {
+	start := d.clock.Now()
+	n := cfg.Verify.EveryDays
+	part := int(start.Unix()/86400) % n
+	job := engine.Job{Kind: KindVerify, Trigger: trigger, Start: start, Result: engine.JobOK}
+	r, release, err := d.repo.acquire(ctx)
+	if err != nil {
+		d.record(ctx, nil, failed(KindVerify, "", trigger, start, err))
+		return
+	}
+	defer release()
+	d.maint.Lock()
+	rep, err := r.Verify(ctx, engine.VerifyOptions{ReadData: true, Part: part, Parts: n})
+	d.maint.Unlock()
+	if err != nil {
+		job.Result, job.Error = engine.JobFailed, err.Error()
+	} else {
+		job.Notes = append(job.Notes, fmt.Sprintf("part %d of %d: %d of %d packs read in full", part+1, n, rep.DataPacks, rep.Packs))
+		bad := len(rep.Damaged) + len(rep.Problems)
+		if bad > 0 {
+			job.Result = engine.JobFailed
+			job.Error = fmt.Sprintf("%d damaged packs, %d problems: run ahvfs verify --read-data and --repair", len(rep.Damaged), len(rep.Problems))
+		}
+		d.stats.verified(bad, start)
+	}
+	d.record(ctx, r, job)
+}
