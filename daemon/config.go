@@ -126,7 +126,8 @@ type PolicyConfig struct {
 	// Every (an RPO such as "4h" or "every 30m") or Cron ("30 1 * * *",
 	// UTC) schedules the backups; Window ("22:00-06:00", UTC) confines
 	// their starts. RPO is the age beyond which a VM's newest restore
-	// point breaches the policy (default: the schedule's interval).
+	// point breaches the policy (default: the schedule's longest gap and
+	// half of it again, at least 5 minutes more).
 	Every  string   `toml:"every"`
 	Cron   string   `toml:"cron"`
 	Window string   `toml:"window"`
@@ -419,7 +420,11 @@ func (c *Config) checkPolicy(p *problems, i int, clusters, targets, names map[st
 		}
 	}
 	if pc.RPO.Duration == 0 && pc.Schedule != nil {
-		pc.RPO.Duration = pc.Schedule.Interval()
+		// The newest point of a VM is as old as the interval when the next
+		// backup starts, and older by the time it takes: half an interval
+		// more (at least 5 minutes) is the default slack.
+		iv := pc.Schedule.Interval()
+		pc.RPO.Duration = iv + max(iv/2, 5*time.Minute)
 	}
 	if pc.FullEvery < 0 {
 		p.add("%s.full_every: %d, want at least 1", key, pc.FullEvery)

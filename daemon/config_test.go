@@ -113,6 +113,14 @@ func TestSchedules(t *testing.T) {
 	if weekdays.Interval() != 72*time.Hour {
 		t.Fatalf("weekday cron: interval %v, want 72h (Friday to Monday)", weekdays.Interval())
 	}
+	weekends, _ := parseSchedule("", "* * * * 6,0")
+	if got := weekends.Interval(); got < 5*24*time.Hour {
+		t.Fatalf("every minute of the weekend: interval %v, want the five days between", got)
+	}
+	monthly, _ := parseSchedule("", "0 3 1 * *")
+	if got := monthly.Interval(); got != 31*24*time.Hour {
+		t.Fatalf("monthly: interval %v, want 31 days", got)
+	}
 	w, err := parseWindow("22:00-06:00")
 	if err != nil {
 		t.Fatal(err)

@@ -27,19 +27,22 @@ const (
 	TriggerSchedule = "schedule"
 	TriggerMissed   = "missed" // its time passed while the daemon was down
 	TriggerStart    = "start"  // never ran before: an interval policy runs at once
+	TriggerRetry    = "retry"  // its last run failed: run again before the schedule says
 )
 
 // Clock is the daemon's time: the real one, or a test's.
 type Clock interface {
 	Now() time.Time
-	// After delivers once d has passed.
-	After(d time.Duration) <-chan time.Time
+	// At delivers once the time is t or later (at once when it is). An
+	// absolute time, so that a wait computed from a Now read a moment
+	// ago is not moved later by the time since.
+	At(t time.Time) <-chan time.Time
 }
 
 type realClock struct{}
 
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+func (realClock) Now() time.Time                  { return time.Now() }
+func (realClock) At(t time.Time) <-chan time.Time { return time.After(time.Until(t)) }
 
 // Options wire a daemon to what cmd/ahvfs owns.
 type Options struct {
@@ -80,6 +83,9 @@ type Daemon struct {
 	wg      sync.WaitGroup
 	// breached: VMs whose RPO breach was notified (until they comply).
 	breached map[vmKey]bool
+	// retry: when a task whose last run failed runs again, if sooner
+	// than its schedule says.
+	retry map[string]time.Time
 }
 
 // task is a job waiting for or holding a slot.
@@ -105,7 +111,7 @@ func New(cfg *Config, o Options) *Daemon {
 	host, _ := os.Hostname()
 	d := &Daemon{o: o, clock: o.Clock, log: o.Logger, host: host, cfg: cfg,
 		last: map[string]time.Time{}, running: map[string]*task{}, perCl: map[string]int{},
-		wake: make(chan struct{}, 1), stats: newState(), breached: map[vmKey]bool{}}
+		wake: make(chan struct{}, 1), stats: newState(o.Clock.Now()), breached: map[vmKey]bool{}, retry: map[string]time.Time{}}
 	d.repo = &repoPool{open: func(ctx context.Context, w bool) (*engine.Repository, error) {
 		return o.OpenRepo(ctx, d.config(), w)
 	}}
@@ -124,6 +130,11 @@ func (d *Daemon) Reload(cfg *Config) {
 	d.mu.Lock()
 	d.cfg = cfg
 	d.mu.Unlock()
+	names := map[string]bool{}
+	for _, p := range cfg.Policy {
+		names[p.Name] = true
+	}
+	d.stats.keepPolicies(names)
 	d.log.Info("configuration reloaded", "policies", len(cfg.Policy))
 	d.poke()
 }
@@ -143,7 +154,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.loadHistory(ctx); err != nil {
 		return err
 	}
-	d.stats.started = d.clock.Now()
 	jobsCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelJobs()
 	d.log.Info("daemon started", "policies", len(d.config().Policy))
@@ -152,11 +162,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.schedule(now)
 		d.dispatch(jobsCtx)
 		d.checkRPO(now)
-		wait := d.nextWake(now)
 		select {
 		case <-ctx.Done():
 			return d.shutdown(cancelJobs)
-		case <-d.clock.After(wait):
+		case <-d.clock.At(now.Add(d.nextWake(now))):
 		case <-d.wake:
 		}
 	}
@@ -197,16 +206,21 @@ func (d *Daemon) loadHistory(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	for _, j := range jobs {
-		if j.Result == engine.JobDamaged {
+		d.stats.job(j)
+		// A run that failed or was cancelled (a restart) does not count:
+		// the next daemon runs it again at once.
+		if j.Result != engine.JobOK && j.Result != engine.JobPartial {
 			continue
 		}
 		k := taskKey(j.Kind, j.Policy)
 		if j.Start.After(d.last[k]) {
 			d.last[k] = j.Start
 		}
-		d.stats.job(j)
 	}
 	d.mu.Unlock()
+	if err := d.stats.refreshReclaim(ctx, r); err != nil {
+		d.log.Warn("gc reclaimable not computed", "err", err)
+	}
 	return d.stats.refreshRepo(ctx, r)
 }
 
@@ -222,14 +236,15 @@ func (d *Daemon) schedule(now time.Time) {
 			d.last[t.key] = now
 			continue
 		}
-		due := dueAt(s, last, now)
-		if due.After(now) {
+		if d.dueLocked(t, s, now).After(now) {
 			continue
 		}
-		if d.running[t.key] != nil || slices.ContainsFunc(d.queue, func(q *task) bool { return q.key == t.key }) {
+		if d.busyLocked(t.key) {
 			continue // still running or waiting: this run is the same one
 		}
 		switch {
+		case dueAt(s, last, now).After(now):
+			t.trigger = TriggerRetry
 		case last.IsZero():
 			t.trigger = TriggerStart
 		case s.Next(last).Before(d.startedAt()):
@@ -238,11 +253,53 @@ func (d *Daemon) schedule(now time.Time) {
 			t.trigger = TriggerSchedule
 		}
 		t.due = now
-		d.last[t.key] = now
 		d.queue = append(d.queue, t)
-		d.stats.setQueue(len(d.queue))
+		d.stats.setQueue(len(d.queue), len(d.running))
 		d.log.Info("job queued", "kind", t.kind, "policy", t.policy, "trigger", t.trigger)
 	}
+}
+
+// dueLocked is when a task runs next: by its schedule, or sooner when its
+// last run failed.
+func (d *Daemon) dueLocked(t *task, s Schedule, now time.Time) time.Time {
+	due := dueAt(s, d.last[t.key], now)
+	if r, ok := d.retry[t.key]; ok && r.Before(due) {
+		return fitNow(s, maxTime(r, now))
+	}
+	return due
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// retryDelay is how long after a failed run a task runs again: a quarter
+// of its interval, between one and thirty minutes.
+func retryDelay(s Schedule) time.Duration {
+	return min(max(s.Interval()/4, time.Minute), 30*time.Minute)
+}
+
+// ended notes how a task's run ended: a failed run is retried after
+// retryDelay.
+func (d *Daemon) ended(key string, failed bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.retry, key)
+	if failed {
+		for _, t := range d.tasksLocked() {
+			if t.key == key {
+				d.retry[key] = d.clock.Now().Add(retryDelay(d.scheduleOf(t)))
+			}
+		}
+	}
+}
+
+// busyLocked reports whether a task runs or waits in the queue.
+func (d *Daemon) busyLocked(key string) bool {
+	return d.running[key] != nil || slices.ContainsFunc(d.queue, func(q *task) bool { return q.key == key })
 }
 
 // startedAt is the daemon's start: a run that should have happened before
@@ -276,14 +333,18 @@ func (d *Daemon) scheduleOf(t *task) Schedule {
 	return d.cfg.policy(t.policy).Schedule
 }
 
-// nextWake is how long the loop may sleep: until the next task is due, or
-// a minute (RPO checks), whichever comes first.
+// nextWake is how long the loop may sleep: until the next task that is
+// neither running nor queued is due, or a minute (RPO checks), whichever
+// comes first.
 func (d *Daemon) nextWake(now time.Time) time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	wait := time.Minute
 	for _, t := range d.tasksLocked() {
-		if w := dueAt(d.scheduleOf(t), d.last[t.key], now).Sub(now); w < wait {
+		if d.busyLocked(t.key) {
+			continue // its end wakes the loop
+		}
+		if w := d.dueLocked(t, d.scheduleOf(t), now).Sub(now); w < wait {
 			wait = w
 		}
 	}
@@ -304,6 +365,8 @@ func (d *Daemon) dispatch(ctx context.Context) {
 		}
 		d.queue = slices.Delete(d.queue, i, i+1)
 		d.running[t.key] = t
+		// The schedule counts from the start, not from the queueing.
+		d.last[t.key] = d.clock.Now()
 		if t.cluster != "" {
 			d.perCl[t.cluster]++
 		}
@@ -320,8 +383,7 @@ func (d *Daemon) dispatch(ctx context.Context) {
 			d.poke()
 		}()
 	}
-	d.stats.setQueue(len(d.queue))
-	d.stats.setRunning(len(d.running))
+	d.stats.setQueue(len(d.queue), len(d.running))
 }
 
 func (d *Daemon) clusterLimitLocked(name string) int {
@@ -341,14 +403,16 @@ func (d *Daemon) runTask(ctx context.Context, t *task) {
 		d.log.Warn("policy removed from the configuration before its job ran", "policy", t.policy)
 		return
 	}
+	var ok bool
 	switch t.kind {
 	case KindBackup:
-		d.backupPolicy(ctx, cfg, p, t.trigger)
+		ok = d.backupPolicy(ctx, cfg, p, t.trigger)
 	case KindSync:
-		d.syncPolicy(ctx, cfg, p, t.trigger, nil)
+		ok = d.syncPolicy(ctx, cfg, p, t.trigger, nil)
 	case KindVerify:
-		d.verifyShare(ctx, cfg, t.trigger)
+		ok = d.verifyShare(ctx, cfg, t.trigger)
 	}
+	d.ended(t.key, !ok && ctx.Err() == nil)
 }
 
 // record stores a job in the history (with a fresh context: a cancelled

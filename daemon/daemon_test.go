@@ -17,7 +17,7 @@ import (
 	"github.com/ahvfs/ahvfs/prismsim/simtest"
 )
 
-// fakeClock is a clock the test moves: After fires when Advance passes its
+// fakeClock is a clock the test moves: At fires when Advance reaches its
 // time.
 type fakeClock struct {
 	mu      sync.Mutex
@@ -36,11 +36,15 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+func (c *fakeClock) At(t time.Time) <-chan time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ch := make(chan time.Time, 1)
-	c.waiters = append(c.waiters, waiter{c.now.Add(d), ch})
+	if !t.After(c.now) {
+		ch <- c.now
+		return ch
+	}
+	c.waiters = append(c.waiters, waiter{t, ch})
 	return ch
 }
 
@@ -352,4 +356,97 @@ every = "1h"
 	if n := points(t, e.repo); n["app01"] != 3 {
 		t.Fatalf("%d restore points, want 3 (start, one missed run, one scheduled)", n["app01"])
 	}
+}
+
+// TestSyncScheduleAndRetry: a sync on its own schedule is recorded in the
+// history (its repository stays open until then) and its lag shows in the
+// metrics; a failed backup is retried a quarter of the interval later.
+func TestSyncScheduleAndRetry(t *testing.T) {
+	e := newEnv(t, "app01")
+	cfg := e.config(`
+[[policy]]
+name = "gold"
+vms = ["app01"]
+every = "1h"
+sync_to = "dr"
+sync_every = "30m"
+`)
+	cfg.Concurrency = 1 // the backup first, then the sync
+	e.start(cfg)
+	got := e.expect("backup/gold", "sync/gold")
+	if s := got["sync/gold"]; s.Points != 1 || s.Target != "dr" || len(s.VMs) != 1 || s.VMs[0].RestorePoint == "" {
+		t.Fatalf("first sync: %+v", s)
+	}
+	if lag := value(t, scrape(t, e.d), "ahvfs_sync_lag_seconds", "target=dr"); lag != 0 {
+		t.Fatalf("sync lag %v right after the sync", lag)
+	}
+	e.quiet()
+	e.stop()
+	hist := jobKinds(t, e.repo)
+	if hist["sync/gold"] != 1 {
+		t.Fatalf("history %v: the sync is not in it", hist)
+	}
+
+	// Next run: the snapshot task fails; the backup is retried 15 minutes
+	// (a quarter of the hour) later, not an hour later.
+	if err := e.sim.SetFaults(prismsim.Faults{FailTasks: 100, FailOps: []string{"napshot"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.start(cfg)
+	e.clock.Advance(time.Hour)
+	select {
+	case j := <-e.jobs:
+		if j.Kind != "backup" || j.Result != engine.JobFailed {
+			t.Fatalf("job %s %s: want the failed backup", j.Kind, j.Result)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no backup")
+	}
+	e.sim.SetFaults(prismsim.Faults{})
+	e.expectOne(t, "sync/gold") // its own 30-minute schedule: nothing new to send
+	e.clock.Advance(14 * time.Minute)
+	e.quiet()
+	e.clock.Advance(time.Minute)
+	if j := e.expect("backup/gold")["backup/gold"]; j.Trigger != daemon.TriggerRetry {
+		t.Fatalf("retry ran as %s", j.Trigger)
+	}
+	// A backup the sync has not carried yet: the lag grows.
+	e.clock.Advance(10 * time.Minute)
+	if lag := value(t, scrape(t, e.d), "ahvfs_sync_lag_seconds", "target=dr"); lag <= 0 {
+		t.Fatalf("sync lag %v with a restore point not yet synced", lag)
+	}
+}
+
+// expectOne waits for one job of kind/policy, whatever its result.
+func (e *env) expectOne(t *testing.T, name string) engine.Job {
+	t.Helper()
+	select {
+	case j := <-e.jobs:
+		if j.Kind+"/"+j.Policy != name {
+			t.Fatalf("job %s/%s (%s), want %s", j.Kind, j.Policy, j.Result, name)
+		}
+		return j
+	case <-time.After(time.Minute):
+		t.Fatalf("no %s job", name)
+	}
+	return engine.Job{}
+}
+
+// jobKinds counts the history's jobs by kind/policy.
+func jobKinds(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	r, err := engine.Open(context.Background(), dir, engine.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	jobs, err := r.Jobs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, j := range jobs {
+		n[j.Kind+"/"+j.Policy]++
+	}
+	return n
 }

@@ -97,6 +97,9 @@ func (d *Daemon) Serve(ctx context.Context, h HTTPConfig, ready func(addr string
 		}
 		ln = tls.NewListener(ln, tc)
 	}
+	if h.BasicUser != "" && h.TLSCert == "" {
+		d.log.Warn("http: basic authentication without TLS sends the password in clear: set tls_cert and tls_key")
+	}
 	if ready != nil {
 		ready(ln.Addr().String())
 	}

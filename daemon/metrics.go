@@ -29,8 +29,8 @@ var (
 	descReclaimable   = prometheus.NewDesc("ahvfs_repository_gc_reclaimable_bytes", "Bytes ahvfs gc would free now.", nil, nil)
 	descVerifyErrors  = prometheus.NewDesc("ahvfs_repository_verify_errors", "Damaged packs and problems the last scheduled verify found.", nil, nil)
 	descVerifyLast    = prometheus.NewDesc("ahvfs_repository_verify_last_timestamp_seconds", "Start of the last scheduled verify (Unix time; 0: none since start).", nil, nil)
-	descSyncLag       = prometheus.NewDesc("ahvfs_sync_lag_seconds", "Age of the oldest restore point not yet replicated to the target (0: in sync).", []string{"target"}, nil)
-	descSyncLast      = prometheus.NewDesc("ahvfs_sync_last_success_timestamp_seconds", "Start of the last successful sync to the target (Unix time).", []string{"target"}, nil)
+	descSyncLag       = prometheus.NewDesc("ahvfs_sync_lag_seconds", "Longest wait of a restore point for the target: since the last good sync of a VM with a newer point (since its oldest point when never synced); 0 in sync.", []string{"target"}, nil)
+	descSyncLast      = prometheus.NewDesc("ahvfs_sync_last_success_timestamp_seconds", "Start of the last successful sync to the target (Unix time; 0: none).", []string{"target"}, nil)
 	descQueue         = prometheus.NewDesc("ahvfs_jobs_queued", "Jobs waiting for a slot.", nil, nil)
 	descRunning       = prometheus.NewDesc("ahvfs_jobs_running", "Jobs running.", nil, nil)
 	descJobs          = prometheus.NewDesc("ahvfs_jobs_total", "Jobs ended since the daemon started, by kind and result.", []string{"kind", "result"}, nil)
@@ -93,19 +93,15 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descVerifyErrors, float64(s.verifyBad))
 	gauge(descVerifyLast, unix(s.verifyAt))
-	for name, t := range s.targets {
-		gauge(descSyncLast, unix(t.lastOK), name)
-		var oldest time.Time
-		for _, vm := range t.vms {
-			if n := s.newest[vm]; n.After(t.lastOK) && (oldest.IsZero() || n.Before(oldest)) {
-				oldest = n
+	for name, vms := range syncedVMs(cfg, s.vms) {
+		var last time.Time
+		for _, vm := range vms {
+			if t := s.synced[[2]string{name, vm}]; t.After(last) {
+				last = t
 			}
 		}
-		lag := 0.0
-		if !oldest.IsZero() {
-			lag = now.Sub(oldest).Seconds()
-		}
-		gauge(descSyncLag, lag, name)
+		gauge(descSyncLast, unix(last), name)
+		gauge(descSyncLag, s.syncLagLocked(name, vms, now).Seconds(), name)
 	}
 	gauge(descQueue, float64(s.queued))
 	gauge(descRunning, float64(s.running))
@@ -113,6 +109,27 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descJobs, prometheus.CounterValue, float64(n), k[0], k[1])
 	}
 	gauge(descUp, unix(s.started))
+}
+
+// syncedVMs maps each DR target the policies name to the VMs they sync
+// to it (those the state knows of).
+func syncedVMs(cfg *Config, vms map[vmKey]*vmState) map[string][]string {
+	out := map[string][]string{}
+	for _, p := range cfg.Policy {
+		if p.SyncTo == "" {
+			continue
+		}
+		name := cfg.target(p.SyncTo).Name
+		if _, ok := out[name]; !ok {
+			out[name] = []string{}
+		}
+		for k := range vms {
+			if k.policy == p.Name {
+				out[name] = append(out[name], k.vm)
+			}
+		}
+	}
+	return out
 }
 
 func b2f(b bool) float64 {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"time"
 
@@ -71,7 +72,7 @@ func (d *Daemon) notify(ctx context.Context, ev Event) {
 	}
 	go func() {
 		if err := post(ctx, wh, body); err != nil {
-			d.log.Error("webhook not delivered", "event", ev.Event, "err", err)
+			d.log.Error("webhook not delivered", "event", ev.Event, "to", redactURL(wh.URL), "err", err)
 		}
 	}()
 }
@@ -98,12 +99,25 @@ func post(ctx context.Context, wh WebhookConfig, body []byte) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if ue, ok := err.(*url.Error); ok {
+		err = ue.Err // without the URL, whose path may be a token
+	}
 	if err != nil {
 		return err
 	}
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s answered %s", wh.URL, resp.Status)
+		return fmt.Errorf("answered %s", resp.Status)
 	}
 	return nil
+}
+
+// redactURL keeps a webhook URL's scheme and host: chat services put the
+// secret in the path.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Scheme + "://" + u.Host + "/…"
 }

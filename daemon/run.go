@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,65 +57,29 @@ func (d *Daemon) connect(ctx context.Context, cc ClusterConfig, log *slog.Logger
 }
 
 // backupPolicy runs one scheduled backup of a policy, then its retention
-// and (unless it syncs on a schedule of its own) its sync.
-func (d *Daemon) backupPolicy(ctx context.Context, cfg *Config, p *PolicyConfig, trigger string) {
+// and (unless it syncs on a schedule of its own) its sync. It reports
+// whether the backup succeeded (partly counts).
+func (d *Daemon) backupPolicy(ctx context.Context, cfg *Config, p *PolicyConfig, trigger string) bool {
 	start := d.clock.Now()
-	log := d.log.With("kind", KindBackup, "policy", p.Name)
-	fail := func(r *engine.Repository, err error) {
-		d.record(ctx, r, failed(KindBackup, p.Name, trigger, start, err))
+	job := engine.Job{ID: engine.NewJobID(start), Kind: KindBackup, Policy: p.Name, Trigger: trigger, Start: start, Result: engine.JobOK}
+	log := d.log.With("job", job.ID, "kind", KindBackup, "policy", p.Name)
+	r, release, sel, err := d.backupVMs(ctx, cfg, p, &job, log)
+	if release != nil {
+		defer release()
 	}
-	s, err := d.connect(ctx, cfg.cluster(p.Cluster), log)
-	if err != nil {
-		fail(nil, err)
-		return
-	}
-	defer s.close()
-	all, err := s.cl.ListVMs(ctx)
-	if err != nil {
-		fail(nil, fmt.Errorf("list VMs of cluster %s: %w", p.Cluster, err))
-		return
-	}
-	sel, notes, err := d.claim(ctx, cfg, p, s.cl, all)
-	if err != nil {
-		fail(nil, err)
-		return
-	}
-	r, release, err := d.repo.acquire(ctx)
-	if err != nil {
-		fail(nil, err)
-		return
-	}
-	defer release()
-	job := engine.Job{Kind: KindBackup, Policy: p.Name, Trigger: trigger, Start: start, Result: engine.JobOK, Notes: notes}
-	if len(sel) == 0 {
-		job.Notes = append(job.Notes, "no VM selected")
-		d.record(ctx, r, job)
-		return
-	}
-	reports, err := d.runBackups(ctx, r, s, p, sel, log)
-	for _, rep := range reports {
-		for _, v := range rep.VMs {
-			jv := engine.JobVM{VM: v.VM, UUID: v.UUID, Result: engine.JobOK, RestorePoint: v.RestorePoint, Level: v.Level,
-				BytesRead: v.BytesRead, BytesStored: v.BytesNew, Seconds: v.Duration.Seconds(), Error: v.Err}
-			if v.Err != "" {
-				jv.Result = engine.JobFailed
-			}
-			job.VMs = append(job.VMs, jv)
-			job.BytesRead += v.BytesRead
-			job.BytesStored += v.BytesNew
-			if v.RestorePoint != "" {
-				job.Points++
-			}
-			for _, w := range v.Warnings {
-				job.Notes = append(job.Notes, v.VM+": "+w)
-			}
+	if err != nil && len(job.VMs) == 0 {
+		// Nothing ran: every VM the policy protects failed this time.
+		for _, vm := range d.stats.policyVMs(p.Name) {
+			job.VMs = append(job.VMs, engine.JobVM{VM: vm, Result: engine.JobFailed, Error: "not backed up: " + err.Error()})
 		}
 	}
 	job.Result, job.Error = summarize(job.VMs, err)
-	d.refresh(ctx, r)
+	if r != nil {
+		d.refresh(ctx, r)
+	}
 	d.record(ctx, r, job)
-	if ctx.Err() != nil {
-		return
+	if r == nil || ctx.Err() != nil || len(sel) == 0 {
+		return job.Result == engine.JobOK || job.Result == engine.JobPartial
 	}
 	names := make([]string, 0, len(sel))
 	for _, v := range sel {
@@ -126,6 +91,74 @@ func (d *Daemon) backupPolicy(ctx context.Context, cfg *Config, p *PolicyConfig,
 	if p.SyncTo != "" && p.SyncSchedule == nil {
 		d.syncPolicy(ctx, cfg, p, trigger, r)
 	}
+	return job.Result == engine.JobOK || job.Result == engine.JobPartial
+}
+
+// backupVMs connects, resolves the policy's VMs and backs them up, filling
+// in job. It returns the repository it acquired (release it) and the VMs
+// selected.
+func (d *Daemon) backupVMs(ctx context.Context, cfg *Config, p *PolicyConfig, job *engine.Job, log *slog.Logger) (*engine.Repository, func(), []nutanix.VM, error) {
+	s, err := d.connect(ctx, cfg.cluster(p.Cluster), log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer s.close()
+	all, err := s.cl.ListVMs(ctx)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("list VMs of cluster %s: %w", p.Cluster, err)
+	}
+	sel, notes, err := d.claim(ctx, cfg, p, s.cl, all)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	job.Notes = append(job.Notes, notes...)
+	r, release, err := d.repo.acquire(ctx)
+	if err != nil {
+		return nil, nil, sel, err
+	}
+	if len(sel) == 0 {
+		job.Notes = append(job.Notes, "no VM selected")
+		return r, release, sel, nil
+	}
+	reports, err := d.runBackups(ctx, r, s, p, sel, log)
+	for _, rep := range reports {
+		for _, v := range rep.VMs {
+			jv := jobVM(v)
+			job.VMs = append(job.VMs, jv)
+			job.BytesRead += v.BytesRead
+			job.BytesStored += v.BytesNew
+			if v.RestorePoint != "" {
+				job.Points++
+			}
+			for _, w := range v.Warnings {
+				job.Notes = append(job.Notes, v.VM+": "+w)
+			}
+		}
+	}
+	return r, release, sel, err
+}
+
+// jobVM is the job history's view of one VM's backup.
+func jobVM(v backup.VMReport) engine.JobVM {
+	jv := engine.JobVM{VM: v.VM, UUID: v.UUID, Result: engine.JobOK, RestorePoint: v.RestorePoint, Level: v.Level,
+		BytesRead: v.BytesRead, BytesStored: v.BytesNew, Seconds: v.Duration.Seconds(), Error: v.Err}
+	if v.Err != "" {
+		jv.Result = engine.JobFailed
+	}
+	return jv
+}
+
+// vmProgress updates a VM's metrics as soon as its backup ends, not at
+// the end of the whole job.
+type vmProgress struct {
+	d      *Daemon
+	policy string
+}
+
+func (p vmProgress) DiskStart(string, string, int64, int64) func(int64) { return func(int64) {} }
+func (p vmProgress) DiskDone(string, string, error)                     {}
+func (p vmProgress) VMDone(v backup.VMReport) {
+	p.d.stats.vmDone(p.policy, jobVM(v), p.d.clock.Now())
 }
 
 // summarize is a job's result from its VMs' and the run's error.
@@ -139,9 +172,12 @@ func summarize(vms []engine.JobVM, err error) (result, msg string) {
 			}
 		}
 	}
+	good := len(vms) - bad
 	switch {
 	case errors.Is(err, context.Canceled):
 		return engine.JobCancelled, err.Error()
+	case err != nil && good > 0:
+		return engine.JobPartial, err.Error()
 	case err != nil:
 		return engine.JobFailed, err.Error()
 	case bad == 0:
@@ -185,16 +221,24 @@ func (d *Daemon) claim(ctx context.Context, cfg *Config, p *PolicyConfig, inv nu
 		}
 	}
 	var out []nutanix.VM
+	var names []string
+	conflicts := map[string]string{}
 	for _, v := range mine {
 		if o := owner[v.UUID]; o != p.Name {
-			msg := fmt.Sprintf("VM %s is selected by policies %s and %s: backed up by %s only", v.Name, o, p.Name, o)
-			notes = append(notes, msg)
-			d.log.Warn(msg, "policy", p.Name)
-			d.stats.conflict(v.Name, o, p.Name)
+			conflicts[v.Name] = o
 			continue
 		}
 		out = append(out, v)
+		names = append(names, v.Name)
 	}
+	d.stats.selected(p.Name, names)
+	for vm, o := range conflicts {
+		msg := fmt.Sprintf("VM %s is selected by policies %s and %s: backed up by %s only", vm, o, p.Name, o)
+		notes = append(notes, msg)
+		d.log.Warn(msg, "policy", p.Name)
+		d.stats.conflict(vm, o, p.Name)
+	}
+	slices.Sort(notes)
 	return out, notes, nil
 }
 
@@ -222,6 +266,7 @@ func (d *Daemon) runBackups(ctx context.Context, r *engine.Repository, s *site, 
 			o.Level = backup.LevelFull
 		}
 		o.Clusters, o.Journal, o.Logger, o.Now = s.conn.Clusters, j, log, d.clock.Now
+		o.Progress = vmProgress{d, p.Name}
 		o.SkipCleanup = len(reps) > 0
 		o.ISCSIPort, o.InitiatorIQN = s.cc.ISCSIPort, s.cc.InitiatorIQN
 		if s.cc.CHAPUser != "" {
@@ -311,7 +356,8 @@ func (d *Daemon) prune(ctx context.Context, r *engine.Repository, p *PolicyConfi
 }
 
 // forget removes what the policy's retention does not keep, and the job
-// records older than what it keeps, noting both in job.
+// records older than what it keeps, noting both in job. It runs alone, so
+// it also asks gc what it would reclaim now.
 func (d *Daemon) forget(ctx context.Context, r *engine.Repository, p *PolicyConfig, vms []string, job *engine.Job) error {
 	d.maint.Lock()
 	defer d.maint.Unlock()
@@ -332,7 +378,13 @@ func (d *Daemon) forget(ctx context.Context, r *engine.Repository, p *PolicyConf
 	if n > 0 {
 		job.Notes = append(job.Notes, fmt.Sprintf("%d job records older than the restore points kept removed", n))
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	if err := d.stats.refreshReclaim(ctx, r); err != nil {
+		d.log.Warn("gc reclaimable not computed", "err", err)
+	}
+	return nil
 }
 
 // refresh reads the repository's figures for the metrics.
@@ -346,51 +398,60 @@ func (d *Daemon) refresh(ctx context.Context, r *engine.Repository) {
 
 // syncPolicy replicates the restore points of a policy's VMs to its
 // target. r is the open repository of the backup that ran before, or nil.
-func (d *Daemon) syncPolicy(ctx context.Context, cfg *Config, p *PolicyConfig, trigger string, r *engine.Repository) {
+// It reports whether the sync succeeded.
+func (d *Daemon) syncPolicy(ctx context.Context, cfg *Config, p *PolicyConfig, trigger string, r *engine.Repository) bool {
 	start := d.clock.Now()
 	t := cfg.target(p.SyncTo)
-	job := engine.Job{Kind: KindSync, Policy: p.Name, Trigger: trigger, Start: start, Result: engine.JobOK}
-	vms := d.stats.policyVMs(p.Name)
-	err := func() error {
-		if r == nil {
-			rr, release, err := d.repo.acquire(ctx)
-			if err != nil {
-				return err
-			}
-			defer release()
-			r = rr
-		}
-		if len(vms) == 0 {
-			job.Notes = append(job.Notes, "the policy has backed up no VM yet")
-			return nil
-		}
-		dst, err := openTarget(ctx, t)
+	job := engine.Job{ID: engine.NewJobID(start), Kind: KindSync, Policy: p.Name, Target: t.Name, Trigger: trigger, Start: start, Result: engine.JobOK}
+	if r == nil {
+		rr, release, err := d.repo.acquire(ctx)
 		if err != nil {
-			return fmt.Errorf("target %s: %w", t.Name, err)
+			d.record(ctx, nil, failed(KindSync, p.Name, trigger, start, err))
+			return false
 		}
-		defer dst.Close()
-		d.maint.RLock()
-		defer d.maint.RUnlock()
-		rep, err := dr.Sync(ctx, &dr.Local{R: r}, dst, dr.Options{VMs: quoteGlobs(vms), BytesPerSecond: t.BytesPerSecond})
-		if rep != nil {
-			job.Points, job.BytesSent = rep.RestorePoints, rep.BytesSent
-			for _, n := range rep.Synced {
-				vm, _, _ := engine.ParseName(n)
-				job.VMs = append(job.VMs, engine.JobVM{VM: vm, Result: engine.JobOK, RestorePoint: n})
-			}
-		}
-		return err
-	}()
+		defer release() // after the record below
+		r = rr
+	}
+	vms := d.stats.policyVMs(p.Name)
+	err := d.syncVMs(ctx, r, t, vms, &job)
 	if err != nil {
 		job.Result, job.Error = engine.JobFailed, err.Error()
 		if errors.Is(err, context.Canceled) {
 			job.Result = engine.JobCancelled
 		}
 	}
-	job = d.record(ctx, r, job)
-	if job.Result == engine.JobOK {
-		d.stats.synced(t.Name, vms, start)
+	d.record(ctx, r, job)
+	return err == nil
+}
+
+// syncVMs syncs vms to t; job lists every VM the sync covered (its
+// restore point: the newest one sent).
+func (d *Daemon) syncVMs(ctx context.Context, r *engine.Repository, t TargetConfig, vms []string, job *engine.Job) error {
+	if len(vms) == 0 {
+		job.Notes = append(job.Notes, "the policy has backed up no VM yet")
+		return nil
 	}
+	dst, err := openTarget(ctx, t)
+	if err != nil {
+		return fmt.Errorf("target %s: %w", t.Name, err)
+	}
+	defer dst.Close()
+	d.maint.RLock()
+	defer d.maint.RUnlock()
+	rep, err := dr.Sync(ctx, &dr.Local{R: r}, dst, dr.Options{VMs: quoteGlobs(vms), BytesPerSecond: t.BytesPerSecond})
+	if err != nil {
+		return err
+	}
+	sent := map[string]string{}
+	for _, n := range rep.Synced {
+		vm, _, _ := engine.ParseName(n)
+		sent[vm] = n
+	}
+	job.Points, job.BytesSent = rep.RestorePoints, rep.BytesSent
+	for _, vm := range vms {
+		job.VMs = append(job.VMs, engine.JobVM{VM: vm, Result: engine.JobOK, RestorePoint: sent[vm]})
+	}
+	return nil
 }
 
 // openTarget opens a DR target: an `ahvfs serve` URL over mutual TLS, or
@@ -411,15 +472,17 @@ func openTarget(ctx context.Context, t TargetConfig) (dr.Target, error) {
 		}
 		pw = []byte(strings.TrimRight(string(b), "\r\n"))
 	}
-	r, err := engine.Open(ctx, t.Location, engine.OpenOptions{Writable: true, Password: pw, LockWait: 10 * time.Minute})
+	// Another policy's sync to the same target may hold it: wait for it.
+	r, err := engine.Open(ctx, t.Location, engine.OpenOptions{Writable: true, Password: pw, LockWait: time.Hour})
 	if err != nil {
 		return nil, err
 	}
 	return &dr.Local{R: r, Own: true}, nil
 }
 
-// verifyShare reads today's share of the packs in full.
-func (d *Daemon) verifyShare(ctx context.Context, cfg *Config, trigger string) {
+// verifyShare reads today's share of the packs in full, and reports
+// whether the repository was found sound.
+func (d *Daemon) verifyShare(ctx context.Context, cfg *Config, trigger string) bool {
 	start := d.clock.Now()
 	n := cfg.Verify.EveryDays
 	part := int(start.Unix()/86400) % n
@@ -427,22 +490,23 @@ func (d *Daemon) verifyShare(ctx context.Context, cfg *Config, trigger string) {
 	r, release, err := d.repo.acquire(ctx)
 	if err != nil {
 		d.record(ctx, nil, failed(KindVerify, "", trigger, start, err))
-		return
+		return false
 	}
 	defer release()
 	d.maint.Lock()
 	rep, err := r.Verify(ctx, engine.VerifyOptions{ReadData: true, Part: part, Parts: n})
 	d.maint.Unlock()
+	bad := 0
 	if err != nil {
-		job.Result, job.Error = engine.JobFailed, err.Error()
+		job.Result, job.Error, bad = engine.JobFailed, "verify could not run: "+err.Error(), 1
 	} else {
 		job.Notes = append(job.Notes, fmt.Sprintf("part %d of %d: %d of %d packs read in full", part+1, n, rep.DataPacks, rep.Packs))
-		bad := len(rep.Damaged) + len(rep.Problems)
-		if bad > 0 {
+		if bad = len(rep.Damaged) + len(rep.Problems); bad > 0 {
 			job.Result = engine.JobFailed
 			job.Error = fmt.Sprintf("%d damaged packs, %d problems: run ahvfs verify --read-data and --repair", len(rep.Damaged), len(rep.Problems))
 		}
-		d.stats.verified(bad, start)
 	}
+	d.stats.verified(bad, start)
 	d.record(ctx, r, job)
+	return bad == 0
 }

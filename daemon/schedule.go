@@ -55,17 +55,31 @@ type cronSchedule struct {
 func (c cronSchedule) Next(t time.Time) time.Time { return c.s.Next(t) }
 func (c cronSchedule) String() string             { return "cron " + strings.TrimPrefix(c.spec, "CRON_TZ=UTC ") }
 
-// Interval is the longest gap between the runs of a year.
+// Interval is the longest gap between runs: measured run by run over 35
+// days (weekly patterns), and across a year between days with runs that
+// have days without any between them (monthly and yearly patterns; the
+// gap is then taken from first run to first run, a little long).
 func (c cronSchedule) Interval() time.Duration {
 	var longest time.Duration
-	t := c.s.Next(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	for range 400 {
+	from := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for t := c.s.Next(from); !t.IsZero() && t.Before(from.AddDate(0, 0, 35)); {
 		n := c.s.Next(t)
 		if n.IsZero() {
 			break
 		}
 		longest = max(longest, n.Sub(t))
 		t = n
+	}
+	var prev time.Time
+	for day := from; day.Before(from.AddDate(1, 0, 35)); day = day.AddDate(0, 0, 1) {
+		first := c.s.Next(day.Add(-time.Nanosecond))
+		if first.IsZero() || !first.Before(day.AddDate(0, 0, 1)) {
+			continue
+		}
+		if !prev.IsZero() && first.Sub(prev) > 36*time.Hour {
+			longest = max(longest, first.Sub(prev))
+		}
+		prev = first
 	}
 	return longest
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,17 +14,18 @@ import (
 // state is what the metrics show: the last outcome of each VM of each
 // policy, the repository's figures, the DR targets' lag, the queue.
 type state struct {
-	started time.Time
+	started time.Time // set by New, never changed
 
 	mu        sync.Mutex
 	vms       map[vmKey]*vmState
 	newest    map[string]time.Time // VM name → newest restore point
+	oldest    map[string]time.Time // VM name → oldest restore point
 	repo      engine.Stats
 	repoOK    bool
 	reclaim   int64
 	verifyBad int
 	verifyAt  time.Time
-	targets   map[string]*targetState
+	synced    map[[2]string]time.Time // target, VM → start of the last good sync that covered it
 	queued    int
 	running   int
 	jobs      map[[2]string]int // kind, result → jobs ended since start
@@ -40,47 +42,102 @@ type vmState struct {
 	seconds     float64
 }
 
-type targetState struct {
-	lastOK time.Time
-	vms    []string
-}
-
-func newState() *state {
-	return &state{vms: map[vmKey]*vmState{}, newest: map[string]time.Time{}, targets: map[string]*targetState{},
-		jobs: map[[2]string]int{}, conflicts: map[[3]string]bool{}}
+func newState(started time.Time) *state {
+	return &state{started: started, vms: map[vmKey]*vmState{}, newest: map[string]time.Time{}, oldest: map[string]time.Time{},
+		synced: map[[2]string]time.Time{}, jobs: map[[2]string]int{}, conflicts: map[[3]string]bool{}}
 }
 
 // job takes in a job's outcome (from the history at start, or as it ends).
 func (s *state) job(j engine.Job) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !j.End.Before(s.started) && !s.started.IsZero() {
+	if !j.End.Before(s.started) {
 		s.jobs[[2]string{j.Kind, j.Result}]++
 	}
-	if j.Kind != KindBackup {
-		return
-	}
-	for _, v := range j.VMs {
-		k := vmKey{j.Policy, v.VM}
-		vs := s.vms[k]
-		if vs == nil {
-			vs = &vmState{}
-			s.vms[k] = vs
+	switch {
+	case j.Kind == KindBackup:
+		for _, v := range j.VMs {
+			s.vmDoneLocked(j.Policy, v, j.End)
 		}
-		vs.lastResult, vs.bytesRead, vs.bytesStored, vs.seconds = v.Result, v.BytesRead, v.BytesStored, v.Seconds
-		if v.Result == engine.JobOK {
-			vs.lastSuccess = j.End
-			if _, t, err := engine.ParseName(v.RestorePoint); err == nil {
-				if pt, err := time.Parse(time.RFC3339, t); err == nil && pt.After(s.newest[v.VM]) {
-					s.newest[v.VM] = pt
-				}
+	case j.Kind == KindSync && j.Result == engine.JobOK:
+		for _, v := range j.VMs {
+			k := [2]string{j.Target, v.VM}
+			if j.Start.After(s.synced[k]) {
+				s.synced[k] = j.Start
 			}
 		}
 	}
 }
 
-// refreshRepo reads the repository's figures and each VM's newest
-// restore point.
+// vmDone takes in one VM's backup as it ends.
+func (s *state) vmDone(policy string, v engine.JobVM, end time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.vmDoneLocked(policy, v, end)
+}
+
+func (s *state) vmDoneLocked(policy string, v engine.JobVM, end time.Time) {
+	k := vmKey{policy, v.VM}
+	vs := s.vms[k]
+	if vs == nil {
+		vs = &vmState{}
+		s.vms[k] = vs
+	}
+	vs.lastResult, vs.bytesRead, vs.bytesStored, vs.seconds = v.Result, v.BytesRead, v.BytesStored, v.Seconds
+	if v.Result != engine.JobOK {
+		return
+	}
+	if end.After(vs.lastSuccess) {
+		vs.lastSuccess = end
+	}
+	if _, t, err := engine.ParseName(v.RestorePoint); err == nil {
+		if pt, err := time.Parse(time.RFC3339, t); err == nil {
+			if pt.After(s.newest[v.VM]) {
+				s.newest[v.VM] = pt
+			}
+			if o := s.oldest[v.VM]; o.IsZero() || pt.Before(o) {
+				s.oldest[v.VM] = pt
+			}
+		}
+	}
+}
+
+// selected replaces the VMs a policy protects (after a run resolved
+// them): VMs it no longer selects leave its metrics, and so do its
+// conflicts, which the run reports again.
+func (s *state) selected(policy string, vms []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.vms {
+		if k.policy == policy && !slices.Contains(vms, k.vm) {
+			delete(s.vms, k)
+		}
+	}
+	for k := range s.conflicts {
+		if k[2] == policy {
+			delete(s.conflicts, k)
+		}
+	}
+}
+
+// keepPolicies drops the state of policies a reload removed.
+func (s *state) keepPolicies(names map[string]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.vms {
+		if !names[k.policy] {
+			delete(s.vms, k)
+		}
+	}
+	for k := range s.conflicts {
+		if !names[k[1]] || !names[k[2]] {
+			delete(s.conflicts, k)
+		}
+	}
+}
+
+// refreshRepo reads the repository's figures and each VM's newest and
+// oldest restore points.
 func (s *state) refreshRepo(ctx context.Context, r *engine.Repository) error {
 	st, err := r.Stats(ctx)
 	if err != nil {
@@ -90,34 +147,37 @@ func (s *state) refreshRepo(ctx context.Context, r *engine.Repository) error {
 	if err != nil {
 		return err
 	}
-	newest := map[string]time.Time{}
+	newest, oldest := map[string]time.Time{}, map[string]time.Time{}
 	for _, rp := range rps {
 		if rp.Time.After(newest[rp.VM]) {
 			newest[rp.VM] = rp.Time
 		}
-	}
-	var reclaim int64 = -1
-	if gc, err := r.GC(ctx, engine.GCOptions{DryRun: true}); err == nil {
-		reclaim = gc.ReclaimedBytes
+		if o := oldest[rp.VM]; o.IsZero() || rp.Time.Before(o) {
+			oldest[rp.VM] = rp.Time
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.repo, s.repoOK, s.newest = *st, true, newest
-	if reclaim >= 0 {
-		s.reclaim = reclaim
-	}
+	s.repo, s.repoOK, s.newest, s.oldest = *st, true, newest, oldest
 	return nil
 }
 
-func (s *state) setQueue(n int) {
+// refreshReclaim asks gc what it would free. Only with no backup running:
+// the packs of a backup not yet committed would count as reclaimable.
+func (s *state) refreshReclaim(ctx context.Context, r *engine.Repository) error {
+	gc, err := r.GC(ctx, engine.GCOptions{DryRun: true})
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
-	s.queued = n
+	s.reclaim = gc.ReclaimedBytes
 	s.mu.Unlock()
+	return nil
 }
 
-func (s *state) setRunning(n int) {
+func (s *state) setQueue(queued, running int) {
 	s.mu.Lock()
-	s.running = n
+	s.queued, s.running = queued, running
 	s.mu.Unlock()
 }
 
@@ -133,14 +193,8 @@ func (s *state) verified(bad int, at time.Time) {
 	s.mu.Unlock()
 }
 
-// synced notes a good sync of vms to target that started at start.
-func (s *state) synced(target string, vms []string, start time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.targets[target] = &targetState{lastOK: start, vms: vms}
-}
-
-// policyVMs are the VMs a policy has backed up (by the history).
+// policyVMs are the VMs a policy protects (its last run's selection, or
+// the history's).
 func (s *state) policyVMs(policy string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -161,25 +215,39 @@ func (s *state) newestOf(vm string) time.Time {
 	return s.newest[vm]
 }
 
-// vmsOf returns the (policy, VM) pairs known, sorted.
+// syncLag is the lag of a target over vms: the longest time a VM's
+// restore point has waited for it — since the last good sync that covered
+// the VM, when the VM has a newer point; since the VM's oldest point when
+// no sync ever covered it; 0 when every VM is in sync.
+func (s *state) syncLagLocked(target string, vms []string, now time.Time) time.Duration {
+	var lag time.Duration
+	for _, vm := range vms {
+		newest := s.newest[vm]
+		if newest.IsZero() {
+			continue
+		}
+		since := s.synced[[2]string{target, vm}]
+		if !newest.After(since) {
+			continue
+		}
+		if since.IsZero() {
+			since = s.oldest[vm]
+		}
+		lag = max(lag, now.Sub(since))
+	}
+	return lag
+}
+
+// vmKeys returns the (policy, VM) pairs known, sorted.
 func (s *state) vmKeys() []vmKey {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	keys := slices.Collect(maps.Keys(s.vms))
 	slices.SortFunc(keys, func(a, b vmKey) int {
-		if a.policy != b.policy {
-			if a.policy < b.policy {
-				return -1
-			}
-			return 1
+		if c := strings.Compare(a.policy, b.policy); c != 0 {
+			return c
 		}
-		if a.vm < b.vm {
-			return -1
-		}
-		if a.vm > b.vm {
-			return 1
-		}
-		return 0
+		return strings.Compare(a.vm, b.vm)
 	})
 	return keys
 }

@@ -51,12 +51,14 @@ type Job struct {
 	Kind string `json:"kind"`
 	// Policy is the daemon policy that ran it, Trigger why it ran
 	// (schedule, missed, start, manual).
-	Policy  string    `json:"policy,omitempty"`
-	Trigger string    `json:"trigger,omitempty"`
-	Host    string    `json:"host,omitempty"`
-	Start   time.Time `json:"start"`
-	End     time.Time `json:"end"`
-	Result  string    `json:"result"`
+	Policy  string `json:"policy,omitempty"`
+	Trigger string `json:"trigger,omitempty"`
+	// Target is the DR target of a sync.
+	Target string    `json:"target,omitempty"`
+	Host   string    `json:"host,omitempty"`
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+	Result string    `json:"result"`
 	// Error is what stopped the whole job, or the first VM error.
 	Error string  `json:"error,omitempty"`
 	VMs   []JobVM `json:"vms,omitempty"`
@@ -88,22 +90,29 @@ type JobVM struct {
 
 func jobRecordName(id string) string { return prefixJobs + id + recordExt }
 
-// newJobID is 16 hex digits of start (ns since the epoch, big-endian, so
-// IDs sort by start) and 16 random ones.
-func newJobID(start time.Time) string {
+// NewJobID is the ID of a job that starts at start: 16 hex digits of start
+// (ns since the epoch, big-endian, so IDs sort by start) and 16 random
+// ones. A job gets it when it starts, so that its log lines carry it.
+func NewJobID(start time.Time) string {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(start.UnixNano()))
 	rand.Read(b[8:])
 	return hex.EncodeToString(b[:])
 }
 
-// AddJob stores the record of a job and returns it with its ID. It needs
-// no writer lock.
+// AddJob stores the record of a job and returns it with its ID (the one
+// it has from NewJobID, else a new one). It needs no writer lock.
 func (r *Repository) AddJob(ctx context.Context, j Job) (Job, error) {
 	if j.Start.IsZero() || j.Kind == "" || j.Result == "" {
 		return Job{}, fmt.Errorf("record job: %w: a job needs a kind, a start and a result", ErrInvalid)
 	}
-	j.V, j.ID = jobVersion, newJobID(j.Start)
+	if j.ID == "" {
+		j.ID = NewJobID(j.Start)
+	}
+	if _, ok := jobIDStart(j.ID); !ok || !validRecordID(j.ID) {
+		return Job{}, fmt.Errorf("record job: %w: ID %q is not a job ID", ErrInvalid, j.ID)
+	}
+	j.V = jobVersion
 	j.Start, j.End = j.Start.UTC(), j.End.UTC()
 	body, err := json.Marshal(j)
 	if err != nil {

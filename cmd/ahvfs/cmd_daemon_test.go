@@ -104,7 +104,7 @@ keep_last = 5
 		t.Fatalf("config check of a bad file: exit %d\n%s%s", code, out, errs)
 	}
 	write(first)
-	if out := mustCLI(t, "config", "check", cfgFile); !strings.Contains(out, "configuration OK") || !strings.Contains(out, "policy apps on prod: app01; every 1h0m0s (RPO 1h)") {
+	if out := mustCLI(t, "config", "check", cfgFile); !strings.Contains(out, "configuration OK") || !strings.Contains(out, "policy apps on prod: app01; every 1h0m0s (RPO 1h30m)") {
 		t.Fatalf("config check: %s", out)
 	}
 
