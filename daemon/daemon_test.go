@@ -232,6 +232,7 @@ name = "silver"
 vms = ["web01"]
 categories = ["Env:prod"]
 every = "2h"
+lock_for = "7d"
 `)
 	e.start(cfg)
 	got := e.expect("backup/gold", "prune/gold", "sync/gold", "backup/silver")
@@ -243,6 +244,12 @@ every = "2h"
 		return strings.Contains(n, "web01") && strings.Contains(n, "gold") && strings.Contains(n, "silver")
 	}) {
 		t.Fatalf("silver backed up %v, notes %q: want db01 only and web01 reported", vmNames(s), s.Notes)
+	}
+	if u := lockedUntil(t, e.repo, "db01"); u.Before(time.Now().Add(6 * 24 * time.Hour)) {
+		t.Fatalf("silver's restore point locked until %v, want 7 days (lock_for)", u)
+	}
+	if u := lockedUntil(t, e.repo, "web01"); !u.IsZero() {
+		t.Fatalf("gold's restore point locked until %v: gold has no lock_for", u)
 	}
 	if sy := got["sync/gold"]; sy.Result != engine.JobOK || sy.Points != 2 {
 		t.Fatalf("gold's sync: %+v", sy)
@@ -449,4 +456,63 @@ func jobKinds(t *testing.T, dir string) map[string]int {
 		n[j.Kind+"/"+j.Policy]++
 	}
 	return n
+}
+
+// lockedUntil is the lock of a VM's newest restore point.
+func lockedUntil(t *testing.T, dir, vm string) time.Time {
+	t.Helper()
+	r, err := engine.Open(context.Background(), dir, engine.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rps, err := r.ListRestorePoints(context.Background(), vm)
+	if err != nil || len(rps) == 0 {
+		t.Fatalf("restore points of %s: %v %v", vm, rps, err)
+	}
+	return rps[len(rps)-1].LockedUntil
+}
+
+// TestVerifySchedule: with every_days = 3 the verify runs at its time of
+// day and reads a third of the packs; three days read them all.
+func TestVerifySchedule(t *testing.T) {
+	e := newEnv(t, "app01")
+	cfg := e.config(`
+[verify]
+every_days = 3
+at = "00:00"
+[[policy]]
+name = "gold"
+vms = ["app01"]
+every = "7d"
+`)
+	e.start(cfg)
+	e.expect("backup/gold")
+	now := e.clock.Now()
+	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC).Add(24 * time.Hour)
+	e.clock.Advance(midnight.Sub(now) - time.Minute)
+	e.quiet()
+	var notes []string
+	for day := range 3 {
+		if day == 0 {
+			e.clock.Advance(time.Minute)
+		} else {
+			e.clock.Advance(24 * time.Hour)
+		}
+		j := e.expect("verify/")["verify/"]
+		if len(j.Notes) != 1 || !strings.Contains(j.Notes[0], "of 3") {
+			t.Fatalf("verify job notes %q", j.Notes)
+		}
+		notes = append(notes, j.Notes[0])
+	}
+	t.Logf("verify shares: %q", notes)
+	read := 0
+	for _, n := range notes {
+		var part, parts, data, all int
+		fmt.Sscanf(n, "part %d of %d: %d of %d packs read in full", &part, &parts, &data, &all)
+		read += data
+	}
+	if n := len(enginetest.PackFiles(t, e.repo)); read != n {
+		t.Fatalf("three days read %d packs in full, the repository has %d", read, n)
+	}
 }
