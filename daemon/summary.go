@@ -41,7 +41,10 @@ func Summary(c *Config) ConfigSummary {
 	}
 	for _, p := range c.Policy {
 		ps := PolicySummary{Name: p.Name, Cluster: p.Cluster, VMs: p.VMs, Categories: p.Categories, Exclude: p.Exclude,
-			Schedule: p.Schedule.String(), RPOSeconds: p.RPO.Seconds(), Retention: p.Retention.String(), SyncTo: p.SyncTo}
+			Schedule: p.Schedule.String(), RPOSeconds: p.RPO.Seconds(), SyncTo: p.SyncTo}
+		if !p.Retention.Empty() {
+			ps.Retention = p.Retention.String()
+		}
 		switch {
 		case p.SyncTo == "":
 		case p.SyncSchedule != nil:

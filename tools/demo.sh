@@ -311,5 +311,7 @@ addr=$(grep -o '"addr":"[^"]*"' "$demo/daemon.log" | head -1 | cut -d'"' -f4)
 echo "both policies ran at start ($vm is in both: backed up by gold, the first, and reported by all):"
 bin/ahvfs jobs --kind backup
 echo "/metrics on $addr (promtool-clean Prometheus text; a few series):"
-curl -s "http://$addr/metrics" | grep -E '^ahvfs_(backup_last_result|rpo_compliant|vm_policy_conflict|repository_stored_bytes|repository_dedup_ratio|jobs_total)' | head -12
+curl -s "http://$addr/metrics" > "$demo/metrics.txt"
+grep -E "^ahvfs_(backup_last_result|rpo_compliant|restore_point_newest_timestamp_seconds)\{policy=\"gold\"" "$demo/metrics.txt"
+grep -E '^ahvfs_(vm_policy_conflict|repository_stored_bytes|repository_dedup_ratio|repository_gc_reclaimable_bytes|jobs_total)' "$demo/metrics.txt"
 kill -TERM $daemon; wait $daemon && echo "SIGTERM: the daemon stopped cleanly (exit 0)"

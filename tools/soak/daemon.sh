@@ -75,7 +75,9 @@ for _ in $(seq 600); do
   [ -n "$addr" ] && break; sleep 0.1
 done
 rss() { ps -o rss= -p "$dpid" | tr -d ' '; }
-faults=('{"rate_429":0.1}' '{"rate_500":0.05}' '{"fail_tasks":2,"fail_ops":["napshot"]}' 'drop' 'write')
+# Each fault lasts 20 s, then 10 s without. Snapshots are v4 recovery
+# points or v3/v2 snapshots: fail both kinds of task.
+faults=('{"rate_429":0.3}' '{"rate_500":0.2}' '{"fail_tasks":4,"fail_ops":["napshot","ecovery"]}' 'drop' 'write')
 start=$(date +%s); i=0; rss_warm=""; rss_log="$root/rss.log"
 while [ $(( $(date +%s) - start )) -lt "$secs" ]; do
   f=${faults[$(( i % ${#faults[@]} ))]}; i=$((i+1))
@@ -119,5 +121,12 @@ echo "=== soak: $nvm VMs, RPO 1m, $dur, faults: 429s, 500s, failed snapshot task
 echo "backup jobs: $jobs; VM backups ok: $ok_vms; VM backups failed: $bad_vms; jobs not ok: $bad_jobs (metrics: $m_failed)"
 echo "restore points: $(echo "$have" | grep -c .); lost (ok in the history, missing in the repository): $lost; verify: $verify"
 echo "cluster after stop: volume groups $vgs, images $imgs, snapshots $snaps (one reference per VM: at most $nvm)"
-echo "daemon RSS: after 5 min ${rss_warm:-?} KiB, at the end $rss_end KiB (samples in $rss_log)"
+breaches=$(grep -c '"msg":"RPO breached"' "$root/daemon.log" || true)
+noncompliant=$(grep -c '^ahvfs_rpo_compliant{.*} 0' "$root/metrics.txt" || true)
+echo "RPO (4m) breaches notified: $breaches; VMs out of RPO at the end: $noncompliant"
+# RSS: the median of the samples of minutes 5-10, and of the last 5 minutes.
+med() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "?"}'; }
+rss_early=$(awk '$1 >= 300 && $1 < 600 {print $2}' "$rss_log" | med)
+rss_late=$(awk -v e="$(tail -1 "$rss_log" | cut -d' ' -f1)" '$1 > e - 300 {print $2}' "$rss_log" | med)
+echo "daemon RSS (median of 30 s samples): minutes 5-10 $rss_early KiB, last 5 minutes $rss_late KiB; at the end $rss_end KiB (samples in $rss_log)"
 [ "$lost" = 0 ] && [ "$vgs" = 0 ] && [ "$imgs" = 0 ] && [ "$snaps" -le "$nvm" ] && [ "$verify" = PASS ] && [ "$code" = 0 ]
