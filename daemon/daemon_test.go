@@ -516,3 +516,45 @@ every = "7d"
 		t.Fatalf("three days read %d packs in full, the repository has %d", read, n)
 	}
 }
+
+// TestClusterLimit: with one job at a time on the cluster, the second
+// policy due at start waits in the queue while the first runs (a slow
+// backup), and never runs beside it.
+func TestClusterLimit(t *testing.T) {
+	e := newEnv(t, "a01", "b01")
+	cfg := e.config(`
+[[policy]]
+name = "a"
+vms = ["a01"]
+every = "1h"
+bwlimit = "2MiB"
+[[policy]]
+name = "b"
+vms = ["b01"]
+every = "1h"
+bwlimit = "2MiB"
+`)
+	cfg.Cluster[0].Concurrency = 1
+	e.start(cfg)
+	sawQueued := false
+	done := 0
+	for done < 2 {
+		select {
+		case j := <-e.jobs:
+			if j.Result != engine.JobOK {
+				t.Fatalf("job %s: %s %s", j.Policy, j.Result, j.Error)
+			}
+			done++
+		case <-time.After(50 * time.Millisecond):
+		}
+		fams := scrape(t, e.d)
+		running, queued := value(t, fams, "ahvfs_jobs_running"), value(t, fams, "ahvfs_jobs_queued")
+		if running > 1 {
+			t.Fatalf("%v jobs ran at once on a cluster limited to 1", running)
+		}
+		sawQueued = sawQueued || running == 1 && queued == 1
+	}
+	if !sawQueued {
+		t.Fatal("the second policy never waited in the queue")
+	}
+}
