@@ -9,6 +9,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/ahvfs/ahvfs/backup"
+	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine/retention"
 	"github.com/ahvfs/ahvfs/nutanix"
 	"github.com/dustin/go-humanize"
@@ -80,22 +81,11 @@ type VerifyConfig struct {
 	At string `toml:"at"`
 }
 
-// ClusterConfig is one Prism endpoint.
+// ClusterConfig is one Prism endpoint and the daemon's limit on it.
 type ClusterConfig struct {
-	Name         string `toml:"name"`
-	Prism        string `toml:"prism"`
-	User         string `toml:"user"`
-	PasswordFile string `toml:"password_file"`
-	CACert       string `toml:"ca_cert"`
-	Insecure     bool   `toml:"insecure"`
-	API          string `toml:"api"`
+	clusterjob.Site
 	// Concurrency is how many jobs run on this cluster at once (default 1).
 	Concurrency int `toml:"concurrency"`
-	// ISCSIPort overrides the Data Services IP's port (tests).
-	ISCSIPort      int    `toml:"iscsi_port"`
-	InitiatorIQN   string `toml:"initiator_iqn"`
-	CHAPUser       string `toml:"chap_user"`
-	CHAPSecretFile string `toml:"chap_secret_file"`
 }
 
 // TargetConfig is a DR target a policy syncs to: a repository directory,
@@ -330,16 +320,8 @@ func (c *Config) check(p *problems) {
 	for i := range c.Cluster {
 		cl := &c.Cluster[i]
 		key := p.unique("cluster", i, cl.Name, clusters)
-		o := nutanix.Options{Endpoint: cl.Prism, User: cl.User, PasswordFile: cl.PasswordFile, CACertFile: cl.CACert, Insecure: cl.Insecure}
-		if _, err := nutanix.ParseAPIVersion(cl.API); err != nil {
-			p.add("%s.api: %v", key, err)
-		}
-		if err := o.Validate(); err != nil {
+		for _, err := range cl.Site.Check() {
 			p.add("%s: %v", key, err)
-		}
-		p.file(key+".chap_secret_file", cl.CHAPSecretFile)
-		if (cl.CHAPUser == "") != (cl.CHAPSecretFile == "") {
-			p.add("%s: chap_user and chap_secret_file go together", key)
 		}
 		if cl.Concurrency == 0 {
 			cl.Concurrency = 1

@@ -14,7 +14,6 @@ import (
 	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/dr"
 	"github.com/ahvfs/ahvfs/engine"
-	"github.com/ahvfs/ahvfs/iscsi"
 	"github.com/ahvfs/ahvfs/nutanix"
 )
 
@@ -36,24 +35,15 @@ func (c *Config) cluster(name string) ClusterConfig {
 			return cc
 		}
 	}
-	return ClusterConfig{Name: name}
+	return ClusterConfig{Site: clusterjob.Site{Name: name}}
 }
 
 func (d *Daemon) connect(ctx context.Context, cc ClusterConfig, log *slog.Logger) (*site, error) {
-	api, err := nutanix.ParseAPIVersion(cc.API)
+	cl, conn, err := cc.Connect(ctx, log, d.o.TuneCluster)
 	if err != nil {
 		return nil, err
 	}
-	o := nutanix.Options{Endpoint: cc.Prism, User: cc.User, PasswordFile: cc.PasswordFile, CACertFile: cc.CACert,
-		Insecure: cc.Insecure, API: api, Logger: log}
-	if d.o.TuneCluster != nil {
-		d.o.TuneCluster(&o)
-	}
-	cl, err := nutanix.Connect(ctx, o)
-	if err != nil {
-		return nil, fmt.Errorf("cluster %s: %w", cc.Name, err)
-	}
-	return &site{cl: cl, conn: clusterjob.NewConnector(o, cl), cc: cc}, nil
+	return &site{cl: cl, conn: conn, cc: cc}, nil
 }
 
 // backupPolicy runs one scheduled backup of a policy, then its retention
@@ -269,12 +259,8 @@ func (d *Daemon) runBackups(ctx context.Context, r *engine.Repository, s *site, 
 		o.Progress = vmProgress{d, p.Name}
 		o.SkipCleanup = len(reps) > 0
 		o.ISCSIPort, o.InitiatorIQN = s.cc.ISCSIPort, s.cc.InitiatorIQN
-		if s.cc.CHAPUser != "" {
-			sec, err := os.ReadFile(s.cc.CHAPSecretFile)
-			if err != nil {
-				return reps, fmt.Errorf("cluster %s: CHAP secret: %w", s.cc.Name, err)
-			}
-			o.CHAP = iscsi.CHAP{User: s.cc.CHAPUser, Secret: strings.TrimSpace(string(sec))}
+		if o.CHAP, err = s.cc.CHAP(); err != nil {
+			return reps, err
 		}
 		if p.Lock != nil {
 			o.LockUntil = p.Lock.After
