@@ -1,0 +1,138 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/ahvfs/ahvfs/clusterjob"
+	"github.com/ahvfs/ahvfs/daemon"
+	"github.com/ahvfs/ahvfs/failover"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	registerFunc(func() *cli.Command {
+		configFlag := &cli.StringFlag{Name: "config", Usage: "daemon configuration `FILE` whose [[cluster]] tables the plan may name"}
+		return &cli.Command{
+			Name:  "failover",
+			Usage: "recovery plans at the DR site (docs/failover.md)",
+			Subcommands: []*cli.Command{{
+				Name:      "test",
+				Usage:     "restore the plan's VMs at the DR site, renamed, on the test networks, stage by stage",
+				ArgsUsage: "PLAN",
+				Flags: []cli.Flag{configFlag,
+					&cli.BoolFlag{Name: "dry-run", Usage: "check the plan against the DR repository and site, change nothing, report every problem"}},
+				Action: func(c *cli.Context) error {
+					env := envFrom(c)
+					p, err := loadPlan(c)
+					if err != nil {
+						return err
+					}
+					o := failover.Options{Logger: env.Log, Progress: func(v failover.VMState) {
+						if !env.JSON {
+							fmt.Fprintf(env.Stdout, "stage %d: %s (%s) as %s: %s\n", v.Stage, v.VM, v.Point, v.Name, v.Status)
+						}
+					}}
+					if c.Bool("dry-run") {
+						if err := failover.Check(c.Context, p, o); err != nil {
+							return err
+						}
+						fmt.Fprintf(env.Stdout, "plan %s: a test failover can run\n", p.Name)
+						return nil
+					}
+					st, err := failover.Test(c.Context, p, o)
+					if err != nil {
+						return err
+					}
+					if env.JSON {
+						return writeJSON(env.Stdout, st)
+					}
+					fmt.Fprintf(env.Stdout, "test failover of plan %s is up: %d VMs; remove it with ahvfs failover undo %s\n", p.Name, len(st.VMs), c.Args().First())
+					return nil
+				},
+			}, {
+				Name:      "undo",
+				Usage:     "remove exactly what the plan's test failover made at the DR site",
+				ArgsUsage: "PLAN",
+				Flags:     []cli.Flag{configFlag},
+				Action: func(c *cli.Context) error {
+					env := envFrom(c)
+					p, err := loadPlan(c)
+					if err != nil {
+						return err
+					}
+					st, err := failover.Undo(c.Context, p, failover.Options{Logger: env.Log, Progress: func(v failover.VMState) {
+						if !env.JSON {
+							fmt.Fprintf(env.Stdout, "%s: %s\n", v.Name, v.Status)
+						}
+					}})
+					if err != nil {
+						return err
+					}
+					if env.JSON {
+						return writeJSON(env.Stdout, st)
+					}
+					fmt.Fprintf(env.Stdout, "plan %s: the DR site holds nothing of the test failover any more\n", p.Name)
+					return nil
+				},
+			}, {
+				Name:      "status",
+				Usage:     "what the plan's failover made, checked against the DR site",
+				ArgsUsage: "PLAN",
+				Flags:     []cli.Flag{configFlag},
+				Action: func(c *cli.Context) error {
+					env := envFrom(c)
+					p, err := loadPlan(c)
+					if err != nil {
+						return err
+					}
+					st, err := failover.PlanStatus(c.Context, p, failover.Options{Logger: env.Log})
+					if err != nil {
+						return err
+					}
+					if env.JSON {
+						return writeJSON(env.Stdout, st)
+					}
+					if st.State == nil {
+						fmt.Fprintf(env.Stdout, "plan %s: no failover is up\n", p.Name)
+						return nil
+					}
+					fmt.Fprintf(env.Stdout, "plan %s: %s failover started %s, at %s\n", p.Name, st.State.Mode, st.State.Started.Format("2006-01-02T15:04:05Z"), st.State.Site)
+					tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "STAGE\tVM\tRESTORE POINT\tAT DR\tSTATE\tON THE CLUSTER")
+					for i, v := range st.State.VMs {
+						live := "absent"
+						if l := st.Live[i]; l.Exists {
+							live = l.PowerState
+						}
+						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", v.Stage, v.VM, v.Point, v.Name, v.Status, live)
+					}
+					return tw.Flush()
+				},
+			}},
+		}
+	})
+}
+
+// loadPlan reads the plan argument, with the [[cluster]] tables of
+// --config when given.
+func loadPlan(c *cli.Context) (*failover.Plan, error) {
+	if c.NArg() != 1 {
+		return nil, usagef("give the recovery plan FILE")
+	}
+	var sites []clusterjob.Site
+	if f := c.String("config"); f != "" {
+		cfg, err := daemon.Load(f)
+		if err != nil {
+			return nil, usagef("--config: %v", err)
+		}
+		for _, cl := range cfg.Cluster {
+			sites = append(sites, cl.Site)
+		}
+	}
+	p, err := failover.Load(c.Args().First(), sites)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	return p, nil
+}

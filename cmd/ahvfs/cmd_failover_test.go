@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ahvfs/ahvfs/engine/enginetest"
+	"github.com/ahvfs/ahvfs/prismsim"
+	"github.com/ahvfs/ahvfs/prismsim/simtest"
+)
+
+// TestFailoverCommands: `ahvfs failover test --dry-run`, `test`, `status`
+// and `undo` on two simulated sites, the cluster tables coming from a
+// daemon configuration (--config); then a test failover killed with
+// SIGKILL while it restores: status tells what it left, undo removes it.
+func TestFailoverCommands(t *testing.T) {
+	clearSiteEnv(t)
+	ctx := context.Background()
+	prod := simtest.Start(t, simtest.Options{})
+	drs := simtest.Start(t, simtest.Options{})
+	img := enginetest.Ext4Image(t, 32<<20, 3)
+	for _, n := range []string{"db01", "web01"} {
+		if _, err := prod.AddVM(ctx, n, []string{img}, prismsim.VMOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	mustCLI(t, "init", "--repo", repo)
+	mustCLI(t, "backup", "--repo", repo, "--prism", prod.URL(), "--password-file", prod.PasswordFile(), "--ca-cert", prod.CAFile(),
+		"--api", "v3", "--data-path", "rest")
+	site := func(name string, s *prismsim.Sim) string {
+		return fmt.Sprintf("[[cluster]]\nname = %q\nprism = %q\nuser = \"admin\"\npassword_file = %q\nca_cert = %q\napi = \"v3\"\n",
+			name, s.Addr(), s.PasswordFile(), s.CAFile())
+	}
+	cfgFile := filepath.Join(dir, "ahvfs.toml")
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf("repository = %q\n", repo)+site("prod", prod)+site("dr", drs)+
+		"[[policy]]\nname = \"all\"\ncluster = \"prod\"\nvms = [\"*\"]\nevery = \"1h\"\n"), 0o600)
+	planFile := filepath.Join(dir, "plan.toml")
+	writePlan := func(net string) {
+		os.WriteFile(planFile, []byte(fmt.Sprintf(`source_cluster = "prod"
+target_cluster = "dr"
+target_ahv_cluster = "cluster-b"
+repository = %q
+data_path = "rest"
+test_network_map = ["vlan10=%s"]
+[[stage]]
+vms = ["db01"]
+[[stage]]
+vms = ["web*"]
+`, repo, net)), 0o600)
+	}
+	writePlan("bubble")
+	if _, errs, code := runCLI(t, "", "failover", "test", "--dry-run", "--config", cfgFile, planFile); code == 0 || !strings.Contains(errs, `no subnet "bubble"`) {
+		t.Fatalf("dry run of a plan with a missing test subnet: exit %d\n%s", code, errs)
+	}
+	writePlan("vlan20")
+	if out := mustCLI(t, "failover", "test", "--dry-run", "--config", cfgFile, planFile); !strings.Contains(out, "can run") {
+		t.Fatalf("dry run: %s", out)
+	}
+	before := drs.Objects()
+	out := mustCLI(t, "failover", "test", "--config", cfgFile, planFile)
+	if !strings.Contains(out, "stage 1: db01") || !strings.Contains(out, "stage 2: web01") || !strings.Contains(out, "is up: 2 VMs") {
+		t.Fatalf("failover test:\n%s", out)
+	}
+	out = mustCLI(t, "failover", "status", "--config", cfgFile, planFile)
+	if strings.Count(out, "on     ON\n") != 2 {
+		t.Fatalf("status:\n%s", out)
+	}
+	mustCLI(t, "failover", "undo", "--config", cfgFile, planFile)
+	drs.WaitTasks(time.Minute)
+	if after := drs.Objects(); len(after.VMs) != len(before.VMs) || len(after.Images) != len(before.Images) {
+		t.Fatalf("DR site after undo: %d VMs %d images, before %d %d", len(after.VMs), len(after.Images), len(before.VMs), len(before.Images))
+	}
+
+	// Killed while it restores: status and undo from what the state says.
+	drs.SetFaults(prismsim.Faults{Latency: 30 * time.Millisecond, Paths: []string{"/file"}}) // slow uploads
+	stateFile := filepath.Join(repo, "failover", "plan.json")
+	cmd := exec.Command(ahvfsBin, "failover", "test", "--config", cfgFile, planFile)
+	cmd.Env = append(os.Environ(), "AHVFS_REPO_PASSWORD_FILE=")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		b, _ := os.ReadFile(stateFile)
+		if strings.Contains(string(b), `"status": "restoring"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the failover never started restoring; state:\n%s", b)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	drs.SetFaults(prismsim.Faults{})
+	var st struct {
+		State struct{ VMs []struct{ VM, Status string } }
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, "failover", "status", "--json", "--config", cfgFile, planFile)), &st); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(st.State.VMs, func(v struct{ VM, Status string }) bool { return v.Status == "restoring" }) {
+		t.Fatalf("status after the kill: %+v", st.State.VMs)
+	}
+	mustCLI(t, "failover", "undo", "--config", cfgFile, planFile)
+	drs.WaitTasks(time.Minute)
+	if after := drs.Objects(); len(after.VMs) != len(before.VMs) || len(after.Images) != len(before.Images) || len(after.VolumeGroups) > 0 {
+		t.Fatalf("DR site after the kill and undo: VMs %+v, %d images, %d VGs", after.VMs, len(after.Images), len(after.VolumeGroups))
+	}
+	if out := mustCLI(t, "failover", "status", "--config", cfgFile, planFile); !strings.Contains(out, "no failover is up") {
+		t.Fatalf("status after undo: %s", out)
+	}
+}

@@ -1,0 +1,239 @@
+package failover_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ahvfs/ahvfs/backup"
+	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/engine/enginetest"
+	"github.com/ahvfs/ahvfs/failover"
+	"github.com/ahvfs/ahvfs/nutanix"
+	"github.com/ahvfs/ahvfs/prismsim"
+	"github.com/ahvfs/ahvfs/prismsim/simtest"
+)
+
+func tune(o *nutanix.Options) {
+	o.RateLimit, o.TaskPollInterval, o.RetryBaseDelay, o.RetryMaxDelay = -1, 10*time.Millisecond, 20*time.Millisecond, 200*time.Millisecond
+}
+
+func connect(t *testing.T, s *prismsim.Sim) *nutanix.Client {
+	t.Helper()
+	o := nutanix.Options{Endpoint: s.URL(), PasswordFile: s.PasswordFile(), CACertFile: s.CAFile(), API: nutanix.APIV3}
+	tune(&o)
+	cl, err := nutanix.Connect(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+func vmNames(o prismsim.Objects) []string {
+	var out []string
+	for _, v := range o.VMs {
+		out = append(out, v.Name+"/"+v.PowerState)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestTestFailover: a two-stage plan brings the VMs up at the DR site,
+// renamed, on the test subnet, stage by stage, with disks equal to the
+// backed-up ones; status tells what is up; a second test is refused while
+// the first is up; undo leaves the DR site as it was; production is never
+// touched.
+func TestTestFailover(t *testing.T) {
+	ctx := context.Background()
+	prod := simtest.Start(t, simtest.Options{})
+	drs := simtest.Start(t, simtest.Options{})
+	imgs := map[string]string{}
+	for i, n := range []string{"db01", "web01", "web02"} {
+		imgs[n] = enginetest.Ext4Image(t, 16<<20, uint64(i+1))
+		if _, err := prod.AddVM(ctx, n, []string{imgs[n]}, prismsim.VMOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	repo := enginetest.Init(t, engine.InitOptions{})
+	w := enginetest.Open(t, repo, engine.OpenOptions{Writable: true})
+	rep, err := backup.Run(ctx, w, connect(t, prod), backup.Options{DataPath: backup.PathREST})
+	if err != nil || rep.Failed() > 0 {
+		t.Fatalf("backup: %v %+v", err, rep)
+	}
+	w.Close()
+
+	site := func(name string, s *prismsim.Sim) string {
+		return fmt.Sprintf("[[cluster]]\nname = %q\nprism = %q\nuser = \"admin\"\npassword_file = %q\nca_cert = %q\napi = \"v3\"\n",
+			name, s.Addr(), s.PasswordFile(), s.CAFile())
+	}
+	planFile := filepath.Join(dir, "dr-plan.toml")
+	os.WriteFile(planFile, []byte(fmt.Sprintf(`source_cluster = "prod"
+target_cluster = "dr"
+target_ahv_cluster = "cluster-b"
+repository = %q
+data_path = "rest"
+test_network_map = ["vlan10=vlan20"]
+test_suffix = "-drtest"
+[[stage]]
+vms = ["db01"]
+delay = "10ms"
+script = "echo stage $AHVFS_STAGE > %s/stage.out"
+[[stage]]
+vms = ["web*"]
+`, repo, dir)+site("prod", prod)+site("dr", drs)), 0o600)
+	plan, err := failover.Load(planFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prodBefore, drBefore := prod.Objects(), drs.Objects()
+	drc := connect(t, drs)
+	var order []string
+	o := failover.Options{TuneCluster: tune, Progress: func(v failover.VMState) {
+		if v.Status != failover.VMRestoring {
+			return
+		}
+		// The cluster's view: when a stage-2 VM starts, stage 1 is on.
+		if v.Stage == 2 {
+			vms, _ := drc.ListVMs(ctx)
+			if !slices.ContainsFunc(vms, func(x nutanix.VM) bool { return x.Name == "db01-drtest" && x.PowerState == nutanix.PowerOn }) {
+				t.Errorf("stage 2 (%s) started before stage 1's db01-drtest was on", v.VM)
+			}
+		}
+		order = append(order, v.VM)
+	}}
+	st, err := failover.Test(ctx, plan, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(order, []string{"db01", "web01", "web02"}) || !st.Done {
+		t.Fatalf("restore order %v (done %v)", order, st.Done)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "stage.out")); string(b) != "stage 1\n" {
+		t.Fatalf("stage script wrote %q", b)
+	}
+	vms, err := drc.ListVMs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"db01", "web01", "web02"} {
+		i := slices.IndexFunc(vms, func(v nutanix.VM) bool { return v.Name == n+"-drtest" })
+		if i < 0 {
+			t.Fatalf("no %s-drtest at the DR site", n)
+		}
+		v := vms[i]
+		if v.PowerState != nutanix.PowerOn || v.ClusterName != "cluster-b" || len(v.NICs) != 1 || v.NICs[0].SubnetName != "vlan20" {
+			t.Fatalf("%s: power %s, cluster %s, NICs %+v: want on, cluster-b, the test subnet vlan20", v.Name, v.PowerState, v.ClusterName, v.NICs)
+		}
+		info, _ := drs.VM(v.UUID)
+		got, _ := os.ReadFile(info.Disks[0])
+		want, _ := os.ReadFile(imgs[n])
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: disk differs from the backed-up one", v.Name)
+		}
+	}
+	status, err := failover.PlanStatus(ctx, plan, o)
+	if err != nil || status.State == nil || len(status.Live) != 3 {
+		t.Fatalf("status: %+v %v", status, err)
+	}
+	for _, l := range status.Live {
+		if !l.Exists || l.PowerState != string(nutanix.PowerOn) {
+			t.Fatalf("status says %+v", l)
+		}
+	}
+	if _, err := failover.Test(ctx, plan, o); err == nil || !strings.Contains(err.Error(), "undo first") {
+		t.Fatalf("a second test while the first is up: %v", err)
+	}
+
+	if _, err := failover.Undo(ctx, plan, o); err != nil {
+		t.Fatal(err)
+	}
+	drs.WaitTasks(time.Minute)
+	after := drs.Objects()
+	if !slices.Equal(vmNames(after), vmNames(drBefore)) || len(after.Images) != len(drBefore.Images) || len(after.VolumeGroups) != 0 {
+		t.Fatalf("DR site after undo: VMs %v images %d VGs %d; before: %v", vmNames(after), len(after.Images), len(after.VolumeGroups), vmNames(drBefore))
+	}
+	if p := prod.Objects(); !slices.Equal(vmNames(p), vmNames(prodBefore)) || len(p.Snapshots) != len(prodBefore.Snapshots) {
+		t.Fatalf("production changed: %v, %d snapshots (was %v, %d)", vmNames(p), len(p.Snapshots), vmNames(prodBefore), len(prodBefore.Snapshots))
+	}
+	if s, err := failover.PlanStatus(ctx, plan, o); err != nil || s.State != nil {
+		t.Fatalf("status after undo: %+v %v", s, err)
+	}
+}
+
+// TestCheck: the dry run reports every problem at once — a stage pattern
+// without restore points, a test subnet the DR cluster lacks, a name
+// already taken — and changes nothing.
+func TestCheck(t *testing.T) {
+	ctx := context.Background()
+	drs := simtest.Start(t, simtest.Options{})
+	img := enginetest.Ext4Image(t, 8<<20, 1)
+	if _, err := drs.AddVM(ctx, "db01-drtest", []string{img}, prismsim.VMOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	repo := enginetest.Init(t, engine.InitOptions{})
+	w := enginetest.Open(t, repo, engine.OpenOptions{Writable: true})
+	if _, err := enginetest.ImportFiles(ctx, w, "db01", time.Unix(1e9, 0), img); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	plan, err := failover.Parse("p.toml", fmt.Sprintf(`source_cluster = "dr"
+target_cluster = "dr"
+repository = %q
+test_network_map = ["vlan10=bubble"]
+[[stage]]
+vms = ["db01", "app*"]
+[[cluster]]
+name = "dr"
+prism = %q
+user = "admin"
+password_file = %q
+ca_cert = %q
+`, repo, drs.Addr(), drs.PasswordFile(), drs.CAFile()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := drs.Objects()
+	err = failover.Check(ctx, plan, failover.Options{TuneCluster: tune})
+	if err == nil {
+		t.Fatal("a bad plan passed the dry run")
+	}
+	for _, want := range []string{`"app*" matches no VM`, `no subnet "bubble"`, "db01-drtest already exists", "3 problem(s)"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("dry run: no %q in:\n%v", want, err)
+		}
+	}
+	if after := drs.Objects(); !slices.Equal(vmNames(after), vmNames(before)) {
+		t.Fatal("the dry run changed the DR site")
+	}
+}
+
+// TestPlanProblems: a bad plan file is refused with every problem.
+func TestPlanProblems(t *testing.T) {
+	_, err := failover.Parse("bad.toml", `source_cluster = "x"
+colour = 1
+network_map = ["vlan10"]
+data_path = "carrier-pigeon"
+[[stage]]
+delay = "soon"
+[[vm]]
+name = "db["
+memory = "lots"
+`, nil)
+	if err == nil {
+		t.Fatal("a bad plan parsed")
+	}
+	for _, want := range []string{"colour: unknown key", `source_cluster: "x"`, `target_cluster: ""`, "repository: missing",
+		`network_map: "vlan10"`, "data_path", "stage[0].vms: empty", `stage[0].delay: "soon"`, `vm[0].name: "db["`, `vm[0].memory: "lots"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("no %q in:\n%v", want, err)
+		}
+	}
+}

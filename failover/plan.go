@@ -1,0 +1,225 @@
+package failover
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/ahvfs/ahvfs/clusterjob"
+	"github.com/dustin/go-humanize"
+)
+
+// Plan is a recovery plan file (docs/failover.md documents every key).
+type Plan struct {
+	// File is the plan's path (set by Load); Name its base name without
+	// the extension, which names its state.
+	File string `toml:"-"`
+	Name string `toml:"-"`
+
+	// SourceCluster and TargetCluster name [[cluster]] tables of the plan
+	// (or of the daemon configuration given with it).
+	SourceCluster string `toml:"source_cluster"`
+	TargetCluster string `toml:"target_cluster"`
+	// TargetAHVCluster is the AHV cluster (name or UUID) the VMs are
+	// restored on when the target Prism manages several (default: the
+	// restore's choice).
+	TargetAHVCluster string `toml:"target_ahv_cluster"`
+	// Repository is the DR copy failover restores from;
+	// SourceRepository where a planned failover's final backup goes.
+	Repository       string `toml:"repository"`
+	PasswordFile     string `toml:"password_file"`
+	SourceRepository string `toml:"source_repository"`
+	// NetworkMap and TestNetworkMap map source subnets to DR subnets
+	// ("vlan10=vlan20"), for real failovers and for tests.
+	NetworkMap     []string `toml:"network_map"`
+	TestNetworkMap []string `toml:"test_network_map"`
+	// TestSuffix is appended to the names of test copies (default
+	// "-drtest"), so they never take a production VM's name.
+	TestSuffix string `toml:"test_suffix"`
+	// Container holds the restored disks (default: the cluster's).
+	Container string `toml:"container"`
+	// DataPath is how disks are written: auto (iSCSI), iscsi or rest.
+	DataPath string         `toml:"data_path"`
+	Stage    []StageConfig  `toml:"stage"`
+	VM       []VMOverride   `toml:"vm"`
+	Cluster  []SiteConfig   `toml:"cluster"`
+	Sites    map[string]int `toml:"-"` // name → index in Cluster
+
+	netMap, testNetMap map[string]string
+}
+
+// SiteConfig is one Prism endpoint of the plan.
+type SiteConfig struct {
+	clusterjob.Site
+}
+
+// StageConfig is one stage: its VMs are powered on together, then the
+// plan waits Delay before the next stage and runs Script (a shell command
+// on this host; failing stops the plan).
+type StageConfig struct {
+	VMs    []string `toml:"vms"`
+	Delay  string   `toml:"delay"`
+	Script string   `toml:"script"`
+
+	delay time.Duration
+}
+
+// VMOverride changes how one VM (name or glob) is restored.
+type VMOverride struct {
+	Name      string `toml:"name"`
+	VCPUs     int    `toml:"vcpus"`
+	Memory    string `toml:"memory"`
+	Container string `toml:"container"`
+
+	memory int64
+}
+
+// Load reads and checks a plan; every problem is reported at once. sites
+// are [[cluster]] tables from elsewhere (the daemon configuration) that
+// the plan may name; its own tables win.
+func Load(file string, sites []clusterjob.Site) (*Plan, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("recovery plan: %w", err)
+	}
+	p, err := Parse(file, string(b), sites)
+	if err != nil {
+		return nil, err
+	}
+	if p.File, err = filepath.Abs(file); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Parse checks a plan's text; name labels its messages and names the plan.
+func Parse(name, text string, sites []clusterjob.Site) (*Plan, error) {
+	var p Plan
+	md, err := toml.Decode(text, &p)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	for _, k := range md.Undecoded() {
+		add("%s: unknown key", k)
+	}
+	p.Name = strings.TrimSuffix(filepath.Base(name), filepath.Ext(name))
+	p.Sites = map[string]int{}
+	for i, s := range p.Cluster {
+		if s.Name == "" {
+			add("cluster[%d].name: missing", i)
+			continue
+		}
+		if _, dup := p.Sites[s.Name]; dup {
+			add("cluster[%d].name: %q names two [[cluster]] tables", i, s.Name)
+		}
+		p.Sites[s.Name] = i
+		for _, err := range s.Check() {
+			add("cluster %q: %v", s.Name, err)
+		}
+	}
+	for _, s := range sites {
+		if _, ok := p.Sites[s.Name]; !ok && s.Name != "" {
+			p.Cluster = append(p.Cluster, SiteConfig{s})
+			p.Sites[s.Name] = len(p.Cluster) - 1
+		}
+	}
+	for _, k := range []struct{ key, name string }{{"source_cluster", p.SourceCluster}, {"target_cluster", p.TargetCluster}} {
+		if _, ok := p.Sites[k.name]; !ok {
+			add("%s: %q is not a [[cluster]] table of the plan (or of the daemon configuration given with --config)", k.key, k.name)
+		}
+	}
+	if p.Repository == "" {
+		add("repository: missing (the DR copy failover restores from)")
+	}
+	if p.PasswordFile != "" {
+		if _, err := os.Stat(p.PasswordFile); err != nil {
+			add("password_file: %v", err)
+		}
+	}
+	if p.TestSuffix == "" {
+		p.TestSuffix = "-drtest"
+	}
+	if p.netMap, err = parseMap(p.NetworkMap); err != nil {
+		add("network_map: %v", err)
+	}
+	if p.testNetMap, err = parseMap(p.TestNetworkMap); err != nil {
+		add("test_network_map: %v", err)
+	}
+	switch p.DataPath {
+	case "", "auto", "iscsi", "rest":
+	default:
+		add("data_path: %q: want auto, iscsi or rest", p.DataPath)
+	}
+	if len(p.Stage) == 0 {
+		add("stage: none; add a [[stage]] table with vms")
+	}
+	for i := range p.Stage {
+		st := &p.Stage[i]
+		if len(st.VMs) == 0 {
+			add("stage[%d].vms: empty", i)
+		}
+		for _, g := range st.VMs {
+			if _, err := path.Match(g, ""); err != nil {
+				add("stage[%d]: pattern %q: %v", i, g, err)
+			}
+		}
+		if st.Delay != "" {
+			if st.delay, err = time.ParseDuration(st.Delay); err != nil || st.delay < 0 {
+				add("stage[%d].delay: %q: want a duration such as 30s", i, st.Delay)
+			}
+		}
+	}
+	for i := range p.VM {
+		o := &p.VM[i]
+		if _, err := path.Match(o.Name, ""); err != nil || o.Name == "" {
+			add("vm[%d].name: %q: want a VM name or glob", i, o.Name)
+		}
+		if o.Memory != "" {
+			n, err := humanize.ParseBytes(o.Memory)
+			if err != nil || n == 0 {
+				add("vm[%d].memory: %q: want a size such as 8GiB", i, o.Memory)
+			}
+			o.memory = int64(n)
+		}
+		if o.VCPUs < 0 {
+			add("vm[%d].vcpus: %d", i, o.VCPUs)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%s: %d problem(s):\n%w", name, len(errs), errors.Join(errs...))
+	}
+	return &p, nil
+}
+
+// parseMap reads "SRC=DST" pairs.
+func parseMap(pairs []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range pairs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("%q: want SOURCE=TARGET", kv)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+// site is a [[cluster]] table by name.
+func (p *Plan) site(name string) clusterjob.Site { return p.Cluster[p.Sites[name]].Site }
+
+// override returns the override of a VM (the first that matches).
+func (p *Plan) override(vm string) VMOverride {
+	for _, o := range p.VM {
+		if ok, _ := path.Match(o.Name, vm); ok {
+			return o
+		}
+	}
+	return VMOverride{}
+}
