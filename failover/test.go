@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/nutanix"
 	"github.com/ahvfs/ahvfs/restore"
@@ -103,6 +102,25 @@ func openRepo(ctx context.Context, p *Plan) (*engine.Repository, error) {
 	return r, nil
 }
 
+// openState opens the DR repository to read and loads the plan's state
+// (nil when there is none) from its state directory. Close the repository.
+func openState(ctx context.Context, p *Plan) (*engine.Repository, string, *State, error) {
+	r, err := openRepo(ctx, p)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	dir, err := r.StateDir()
+	var s *State
+	if err == nil {
+		s, err = loadState(dir, p.Name)
+	}
+	if err != nil {
+		r.Close()
+		return nil, "", nil, err
+	}
+	return r, dir, s, nil
+}
+
 // Test restores the newest replicated point of every VM of the plan at
 // the DR site, renamed with the test suffix, on the test networks, and
 // powers them on stage by stage. What it creates is recorded in the plan's
@@ -110,18 +128,12 @@ func openRepo(ctx context.Context, p *Plan) (*engine.Repository, error) {
 // must be undone first.
 func Test(ctx context.Context, p *Plan, o Options) (*State, error) {
 	log := o.logger().With("plan", p.Name, "mode", "test")
-	r, err := openRepo(ctx, p)
+	r, dir, old, err := openState(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	dir, err := r.StateDir()
-	if err != nil {
-		return nil, err
-	}
-	if old, err := loadState(dir, p.Name); err != nil {
-		return nil, err
-	} else if old != nil && old.up() {
+	if old != nil && old.up() {
 		return old, fmt.Errorf("a %s failover of plan %s is up since %s: run ahvfs failover undo first", old.Mode, p.Name, engine.FormatTime(old.Started))
 	}
 	stages, err := resolve(ctx, r, p)
@@ -219,162 +231,4 @@ func firstOf(a, b string) string {
 		return a
 	}
 	return b
-}
-
-// Undo removes what the plan's test failover made at the DR site: the
-// VMs its state names (powered off, then deleted), and whatever a restore
-// killed midway left (the DR repository's journal is swept). It is safe
-// to run again.
-func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
-	log := o.logger().With("plan", p.Name, "mode", "undo")
-	r, err := openRepo(ctx, p)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	dir, err := r.StateDir()
-	if err != nil {
-		return nil, err
-	}
-	s, err := loadState(dir, p.Name)
-	if err != nil || s == nil {
-		return nil, errors.Join(err, func() error {
-			if s == nil && err == nil {
-				return fmt.Errorf("plan %s: nothing to undo (no failover state in %s)", p.Name, dir)
-			}
-			return nil
-		}())
-	}
-	site := p.site(p.TargetCluster)
-	cl, conn, err := site.Connect(ctx, log, o.TuneCluster)
-	if err != nil {
-		return s, err
-	}
-	defer cl.Close()
-	defer conn.Close()
-	// What killed restores left (volume groups, images, half-made VMs)
-	// first: they are journaled.
-	j, err := clusterjob.RepositoryJournal(r)
-	if err != nil {
-		return s, err
-	}
-	if rep, err := clusterjob.SweepBefore(ctx, j, conn.Clusters, log); err != nil {
-		return s, fmt.Errorf("sweep the DR repository's journal: %w", err)
-	} else if rep != nil && len(rep.Deleted) > 0 {
-		log.Info("removed what killed restores left", "objects", len(rep.Deleted))
-	}
-	var errs []error
-	for i := range s.VMs {
-		v := &s.VMs[i]
-		if v.Status != VMOn && v.Status != VMRestoring {
-			continue
-		}
-		if err := removeVM(ctx, cl, v); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", v.Name, err))
-			continue
-		}
-		if err := step(s, v, o, VMRemoved, "", ""); err != nil {
-			return s, err
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return s, fmt.Errorf("undo of plan %s: %w (run undo again)", p.Name, err)
-	}
-	return s, s.remove()
-}
-
-// removeVM powers off and deletes a VM the failover made. One that is
-// gone already is no error; a VM killed while its restore ran is looked
-// for by its (suffixed) name.
-func removeVM(ctx context.Context, cl nutanix.Cluster, v *VMState) error {
-	uuids := []string{}
-	if v.UUID != "" {
-		uuids = append(uuids, v.UUID)
-	} else {
-		vms, err := cl.ListVMs(ctx)
-		if err != nil {
-			return err
-		}
-		for _, vm := range vms {
-			if vm.Name == v.Name {
-				uuids = append(uuids, vm.UUID)
-			}
-		}
-	}
-	for _, id := range uuids {
-		vm, err := cl.GetVM(ctx, id)
-		if errors.Is(err, nutanix.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if vm.Name != v.Name {
-			return fmt.Errorf("VM %s is now named %s: not deleted (check it by hand)", id, vm.Name)
-		}
-		if vm.PowerState != nutanix.PowerOff {
-			if err := cl.SetPowerState(ctx, id, nutanix.PowerOff); err != nil && !errors.Is(err, nutanix.ErrNotFound) {
-				return fmt.Errorf("power off: %w", err)
-			}
-		}
-		if err := cl.DeleteVM(ctx, id); err != nil && !errors.Is(err, nutanix.ErrNotFound) {
-			return fmt.Errorf("delete: %w", err)
-		}
-	}
-	return nil
-}
-
-// Status is the plan's state, each VM checked against the DR site (its
-// live power state, or that it is gone).
-type Status struct {
-	State *State   `json:"state"`
-	Live  []LiveVM `json:"live,omitempty"`
-}
-
-// LiveVM is what the DR site says of a VM the state names.
-type LiveVM struct {
-	Name       string `json:"name"`
-	UUID       string `json:"uuid,omitempty"`
-	Exists     bool   `json:"exists"`
-	PowerState string `json:"power_state,omitempty"`
-}
-
-// PlanStatus reads the plan's state and asks the DR site about its VMs.
-// A plan with no state has none (State nil).
-func PlanStatus(ctx context.Context, p *Plan, o Options) (*Status, error) {
-	r, err := openRepo(ctx, p)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	dir, err := r.StateDir()
-	if err != nil {
-		return nil, err
-	}
-	s, err := loadState(dir, p.Name)
-	if err != nil || s == nil {
-		return &Status{}, err
-	}
-	site := p.site(p.TargetCluster)
-	cl, conn, err := site.Connect(ctx, o.logger(), o.TuneCluster)
-	if err != nil {
-		return &Status{State: s}, err
-	}
-	defer cl.Close()
-	defer conn.Close()
-	vms, err := cl.ListVMs(ctx)
-	if err != nil {
-		return &Status{State: s}, err
-	}
-	st := &Status{State: s}
-	for _, v := range s.VMs {
-		lv := LiveVM{Name: v.Name, UUID: v.UUID}
-		for _, vm := range vms {
-			if (v.UUID != "" && vm.UUID == v.UUID) || (v.UUID == "" && vm.Name == v.Name) {
-				lv.Exists, lv.UUID, lv.PowerState = true, vm.UUID, string(vm.PowerState)
-			}
-		}
-		st.Live = append(st.Live, lv)
-	}
-	return st, nil
 }

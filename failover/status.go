@@ -1,0 +1,55 @@
+package failover
+
+import (
+	"context"
+)
+
+// Status is the plan's state, each VM checked against the DR site (its
+// live power state, or that it is gone).
+type Status struct {
+	State *State   `json:"state"`
+	Live  []LiveVM `json:"live,omitempty"`
+}
+
+// LiveVM is what the DR site says of a VM the state names.
+type LiveVM struct {
+	Name       string `json:"name"`
+	UUID       string `json:"uuid,omitempty"`
+	Exists     bool   `json:"exists"`
+	PowerState string `json:"power_state,omitempty"`
+}
+
+// PlanStatus reads the plan's state and asks the DR site about its VMs.
+// A plan with no state has none (State nil).
+func PlanStatus(ctx context.Context, p *Plan, o Options) (*Status, error) {
+	r, _, s, err := openState(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	if s == nil {
+		return &Status{}, nil
+	}
+	site := p.site(p.TargetCluster)
+	cl, conn, err := site.Connect(ctx, o.logger(), o.TuneCluster)
+	if err != nil {
+		return &Status{State: s}, err
+	}
+	defer cl.Close()
+	defer conn.Close()
+	vms, err := cl.ListVMs(ctx)
+	if err != nil {
+		return &Status{State: s}, err
+	}
+	st := &Status{State: s}
+	for _, v := range s.VMs {
+		lv := LiveVM{Name: v.Name, UUID: v.UUID}
+		for _, vm := range vms {
+			if (v.UUID != "" && vm.UUID == v.UUID) || (v.UUID == "" && vm.Name == v.Name) {
+				lv.Exists, lv.UUID, lv.PowerState = true, vm.UUID, string(vm.PowerState)
+			}
+		}
+		st.Live = append(st.Live, lv)
+	}
+	return st, nil
+}

@@ -1,0 +1,103 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ahvfs/ahvfs/clusterjob"
+	"github.com/ahvfs/ahvfs/nutanix"
+)
+
+// Undo removes what the plan's test failover made at the DR site: the
+// VMs its state names (powered off, then deleted), and whatever a restore
+// killed midway left (the DR repository's journal is swept). It is safe
+// to run again.
+func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
+	log := o.logger().With("plan", p.Name, "mode", "undo")
+	r, dir, s, err := openState(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	if s == nil {
+		return nil, fmt.Errorf("plan %s: nothing to undo (no failover state in %s)", p.Name, dir)
+	}
+	site := p.site(p.TargetCluster)
+	cl, conn, err := site.Connect(ctx, log, o.TuneCluster)
+	if err != nil {
+		return s, err
+	}
+	defer cl.Close()
+	defer conn.Close()
+	// What killed restores left (volume groups, images, half-made VMs)
+	// first: they are journaled.
+	j, err := clusterjob.RepositoryJournal(r)
+	if err != nil {
+		return s, err
+	}
+	if rep, err := clusterjob.SweepBefore(ctx, j, conn.Clusters, log); err != nil {
+		return s, fmt.Errorf("sweep the DR repository's journal: %w", err)
+	} else if rep != nil && len(rep.Deleted) > 0 {
+		log.Info("removed what killed restores left", "objects", len(rep.Deleted))
+	}
+	var errs []error
+	for i := range s.VMs {
+		v := &s.VMs[i]
+		if v.Status != VMOn && v.Status != VMRestoring {
+			continue
+		}
+		if err := removeVM(ctx, cl, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", v.Name, err))
+			continue
+		}
+		if err := step(s, v, o, VMRemoved, "", ""); err != nil {
+			return s, err
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return s, fmt.Errorf("undo of plan %s: %w (run undo again)", p.Name, err)
+	}
+	return s, s.remove()
+}
+
+// removeVM powers off and deletes a VM the failover made. One that is
+// gone already is no error; a VM killed while its restore ran is looked
+// for by its (suffixed) name.
+func removeVM(ctx context.Context, cl nutanix.Cluster, v *VMState) error {
+	uuids := []string{}
+	if v.UUID != "" {
+		uuids = append(uuids, v.UUID)
+	} else {
+		vms, err := cl.ListVMs(ctx)
+		if err != nil {
+			return err
+		}
+		for _, vm := range vms {
+			if vm.Name == v.Name {
+				uuids = append(uuids, vm.UUID)
+			}
+		}
+	}
+	for _, id := range uuids {
+		vm, err := cl.GetVM(ctx, id)
+		if errors.Is(err, nutanix.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if vm.Name != v.Name {
+			return fmt.Errorf("VM %s is now named %s: not deleted (check it by hand)", id, vm.Name)
+		}
+		if vm.PowerState != nutanix.PowerOff {
+			if err := cl.SetPowerState(ctx, id, nutanix.PowerOff); err != nil && !errors.Is(err, nutanix.ErrNotFound) {
+				return fmt.Errorf("power off: %w", err)
+			}
+		}
+		if err := cl.DeleteVM(ctx, id); err != nil && !errors.Is(err, nutanix.ErrNotFound) {
+			return fmt.Errorf("delete: %w", err)
+		}
+	}
+	return nil
+}
