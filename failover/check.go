@@ -10,12 +10,12 @@ import (
 	"github.com/ahvfs/ahvfs/nutanix"
 )
 
-// Check validates a test failover of the plan against the DR repository
+// Check validates a failover of the plan in mode against the DR repository
 // and the DR site without changing anything (`--dry-run`): every stage
 // pattern names a VM with a restore point, the DR site answers, the AHV
 // cluster exists, every mapped subnet exists there, and no VM already has
 // a name the failover would give. Every problem is reported at once.
-func Check(ctx context.Context, p *Plan, o Options) error {
+func Check(ctx context.Context, p *Plan, o Options, mode string) error {
 	r, err := openRepo(ctx, p)
 	if err != nil {
 		return err
@@ -51,11 +51,12 @@ func Check(ctx context.Context, p *Plan, o Options) error {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("DR site: list subnets: %w", err))
 	}
-	for src, dst := range p.testNetMap {
+	mapKey := map[string]string{ModeTest: "test_network_map", ModeUnplanned: "network_map"}[mode]
+	for src, dst := range p.netMapFor(mode) {
 		if !slices.ContainsFunc(subnets, func(s nutanix.Subnet) bool {
 			return (s.Name == dst || strings.EqualFold(s.UUID, dst)) && (target == "" || s.ClusterUUID == "" || s.ClusterUUID == target)
 		}) {
-			errs = append(errs, fmt.Errorf("test_network_map %s=%s: no subnet %q on the DR cluster", src, dst, dst))
+			errs = append(errs, fmt.Errorf("%s %s=%s: no subnet %q on the DR cluster", mapKey, src, dst, dst))
 		}
 	}
 	vms, err := cl.ListVMs(ctx)
@@ -64,7 +65,7 @@ func Check(ctx context.Context, p *Plan, o Options) error {
 	}
 	for _, st := range stages {
 		for _, rp := range st.points {
-			name := rp.VM + p.TestSuffix
+			name := p.nameFor(mode, rp.VM)
 			if slices.ContainsFunc(vms, func(v nutanix.VM) bool { return v.Name == name }) {
 				errs = append(errs, fmt.Errorf("stage %d: a VM named %s already exists at the DR site", st.stage, name))
 			}

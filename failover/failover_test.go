@@ -201,7 +201,7 @@ ca_cert = %q
 		t.Fatal(err)
 	}
 	before := drs.Objects()
-	err = failover.Check(ctx, plan, failover.Options{TuneCluster: tune})
+	err = failover.Check(ctx, plan, failover.Options{TuneCluster: tune}, failover.ModeTest)
 	if err == nil {
 		t.Fatal("a bad plan passed the dry run")
 	}
@@ -235,5 +235,71 @@ memory = "lots"
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("no %q in:\n%v", want, err)
 		}
+	}
+}
+
+// TestUnplannedFailover: refused while the source runs the plan's VMs;
+// with the source simulator stopped, the VMs come up at DR under their
+// own names on the production subnet, each with its recovery point in
+// the state; undo refuses without --force.
+func TestUnplannedFailover(t *testing.T) {
+	ctx := context.Background()
+	prod := simtest.Start(t, simtest.Options{})
+	drs := simtest.Start(t, simtest.Options{})
+	img := enginetest.Ext4Image(t, 16<<20, 5)
+	for _, n := range []string{"db01", "web01"} {
+		if _, err := prod.AddVM(ctx, n, []string{img}, prismsim.VMOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo := enginetest.Init(t, engine.InitOptions{})
+	w := enginetest.Open(t, repo, engine.OpenOptions{Writable: true})
+	if rep, err := backup.Run(ctx, w, connect(t, prod), backup.Options{DataPath: backup.PathREST}); err != nil || rep.Failed() > 0 {
+		t.Fatalf("backup: %v %+v", err, rep)
+	}
+	rps, _ := w.ListRestorePoints(ctx, "db01")
+	w.Close()
+	site := func(name string, s *prismsim.Sim) string {
+		return fmt.Sprintf("[[cluster]]\nname = %q\nprism = %q\nuser = \"admin\"\npassword_file = %q\nca_cert = %q\napi = \"v3\"\n",
+			name, s.Addr(), s.PasswordFile(), s.CAFile())
+	}
+	plan, err := failover.Parse("site-loss.toml", fmt.Sprintf(`source_cluster = "prod"
+target_cluster = "dr"
+target_ahv_cluster = "cluster-b"
+repository = %q
+data_path = "rest"
+network_map = ["vlan10=vlan20"]
+[[stage]]
+vms = ["db01"]
+[[stage]]
+vms = ["web01"]
+`, repo)+site("prod", prod)+site("dr", drs), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := failover.Options{TuneCluster: tune}
+	if _, err := failover.Unplanned(ctx, plan, o); err == nil || !strings.Contains(err.Error(), "runs db01, web01") {
+		t.Fatalf("unplanned failover while the source runs the VMs: %v", err)
+	}
+	prod.Close() // the site is lost
+	st, err := failover.Unplanned(ctx, plan, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode != failover.ModeUnplanned || len(st.VMs) != 2 || !st.VMs[0].PointTime.Equal(rps[0].Time) {
+		t.Fatalf("state: %+v (db01's point %v)", st, rps[0].Time)
+	}
+	vms, err := connect(t, drs).ListVMs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"db01", "web01"} {
+		i := slices.IndexFunc(vms, func(v nutanix.VM) bool { return v.Name == n })
+		if i < 0 || vms[i].PowerState != nutanix.PowerOn || vms[i].NICs[0].SubnetName != "vlan20" {
+			t.Fatalf("%s at DR: %+v", n, vms)
+		}
+	}
+	if _, err := failover.Undo(ctx, plan, o); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("undo of an unplanned failover without force: %v", err)
 	}
 }

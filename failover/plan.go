@@ -211,6 +211,28 @@ func parseMap(pairs []string) (map[string]string, error) {
 	return m, nil
 }
 
+// Failover modes.
+const (
+	ModeTest      = "test"      // copies renamed, on the test networks
+	ModeUnplanned = "unplanned" // the VMs themselves, on the production networks
+)
+
+// nameFor is a VM's name at the DR site in mode.
+func (p *Plan) nameFor(mode, vm string) string {
+	if mode == ModeTest {
+		return vm + p.TestSuffix
+	}
+	return vm
+}
+
+// netMapFor is the network map of mode.
+func (p *Plan) netMapFor(mode string) map[string]string {
+	if mode == ModeTest {
+		return p.testNetMap
+	}
+	return p.netMap
+}
+
 // site is a [[cluster]] table by name.
 func (p *Plan) site(name string) clusterjob.Site { return p.Cluster[p.Sites[name]].Site }
 

@@ -28,7 +28,7 @@ const (
 type State struct {
 	V       int       `json:"v"`
 	Plan    string    `json:"plan"`
-	Mode    string    `json:"mode"` // test
+	Mode    string    `json:"mode"` // test, unplanned
 	Site    string    `json:"site"` // target Prism endpoint
 	Started time.Time `json:"started"`
 	Updated time.Time `json:"updated"`
@@ -44,8 +44,11 @@ type VMState struct {
 	Stage int    `json:"stage"`
 	VM    string `json:"vm"`    // source VM name
 	Point string `json:"point"` // the restore point restored, VM@TIME
-	Name  string `json:"name"`  // the VM's name at the DR site
-	UUID  string `json:"uuid,omitempty"`
+	// PointTime is its time: what a real failover loses is what the VM
+	// wrote after it.
+	PointTime time.Time `json:"point_time"`
+	Name      string    `json:"name"` // the VM's name at the DR site
+	UUID      string    `json:"uuid,omitempty"`
 	// Status is one of the VM* constants.
 	Status    string    `json:"status"`
 	Error     string    `json:"error,omitempty"`

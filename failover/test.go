@@ -25,6 +25,9 @@ type Options struct {
 	TuneCluster func(*nutanix.Options)
 	// Progress, when set, is told of each VM's step.
 	Progress func(v VMState)
+	// Force runs an unplanned failover while the source site runs the
+	// plan's VMs, and undoes a failover that is not a test.
+	Force bool
 }
 
 func (o Options) logger() *slog.Logger {
@@ -124,10 +127,68 @@ func openState(ctx context.Context, p *Plan) (*engine.Repository, string, *State
 // Test restores the newest replicated point of every VM of the plan at
 // the DR site, renamed with the test suffix, on the test networks, and
 // powers them on stage by stage. What it creates is recorded in the plan's
-// state as it goes; Undo removes exactly that. A test failover already up
+// state as it goes; Undo removes exactly that. A failover already up
 // must be undone first.
 func Test(ctx context.Context, p *Plan, o Options) (*State, error) {
-	log := o.logger().With("plan", p.Name, "mode", "test")
+	return bringUp(ctx, p, o, ModeTest)
+}
+
+// Unplanned brings the plan's VMs up at the DR site for real, the source
+// site being lost: the newest replicated point of each, under its own
+// name, on the production networks (network_map), stage by stage. Each
+// VM's recovery point (its data loss window) is in the state. It refuses
+// while the source site answers and runs any of the plan's VMs (two
+// copies of one VM on the network), unless o.Force.
+func Unplanned(ctx context.Context, p *Plan, o Options) (*State, error) {
+	if err := sourceDown(ctx, p, o); err != nil {
+		return nil, err
+	}
+	return bringUp(ctx, p, o, ModeUnplanned)
+}
+
+// sourceDown fails when the source site answers and runs a VM of the
+// plan.
+func sourceDown(ctx context.Context, p *Plan, o Options) error {
+	if o.Force {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cl, conn, err := p.site(p.SourceCluster).Connect(cctx, o.logger(), func(no *nutanix.Options) {
+		if o.TuneCluster != nil {
+			o.TuneCluster(no)
+		}
+		no.MaxAttempts = 1
+	})
+	if err != nil {
+		return nil // unreachable: as expected
+	}
+	defer cl.Close()
+	defer conn.Close()
+	vms, err := cl.ListVMs(cctx)
+	if err != nil {
+		return nil
+	}
+	var running []string
+	for _, v := range vms {
+		for _, st := range p.Stage {
+			for _, g := range st.VMs {
+				if ok, _ := path.Match(g, v.Name); ok && v.PowerState == nutanix.PowerOn && !slices.Contains(running, v.Name) {
+					running = append(running, v.Name)
+				}
+			}
+		}
+	}
+	if len(running) > 0 {
+		return fmt.Errorf("the source site %s answers and runs %s: an unplanned failover would start second copies of them (shut them down, use a planned failover, or --force)",
+			p.site(p.SourceCluster).Prism, strings.Join(running, ", "))
+	}
+	return nil
+}
+
+// bringUp restores and powers on the plan's VMs at the DR site in mode.
+func bringUp(ctx context.Context, p *Plan, o Options, mode string) (*State, error) {
+	log := o.logger().With("plan", p.Name, "mode", mode)
 	r, dir, old, err := openState(ctx, p)
 	if err != nil {
 		return nil, err
@@ -147,10 +208,10 @@ func Test(ctx context.Context, p *Plan, o Options) (*State, error) {
 	}
 	defer cl.Close()
 	defer conn.Close()
-	s := &State{V: stateVersion, Plan: p.File, Mode: "test", Site: site.Prism, Started: time.Now().UTC(), file: stateFile(dir, p.Name)}
+	s := &State{V: stateVersion, Plan: p.File, Mode: mode, Site: site.Prism, Started: time.Now().UTC(), file: stateFile(dir, p.Name)}
 	for _, st := range stages {
 		for _, rp := range st.points {
-			s.VMs = append(s.VMs, VMState{Stage: st.stage, VM: rp.VM, Point: rp.Name(), Name: rp.VM + p.TestSuffix, Status: VMPending})
+			s.VMs = append(s.VMs, VMState{Stage: st.stage, VM: rp.VM, Point: rp.Name(), PointTime: rp.Time, Name: p.nameFor(mode, rp.VM), Status: VMPending})
 		}
 	}
 	if err := s.save(); err != nil {
@@ -166,7 +227,7 @@ func Test(ctx context.Context, p *Plan, o Options) (*State, error) {
 			v := &s.VMs[i]
 			ov := p.override(rp.VM)
 			ro := restore.Options{Name: v.Name, TargetCluster: p.TargetAHVCluster, Container: firstOf(ov.Container, p.Container),
-				NetworkMap: p.testNetMap, VCPUs: ov.VCPUs, MemoryBytes: ov.memory, PowerOn: true, DataPath: p.DataPath,
+				NetworkMap: p.netMapFor(mode), VCPUs: ov.VCPUs, MemoryBytes: ov.memory, PowerOn: true, DataPath: p.DataPath,
 				ISCSIPort: site.ISCSIPort, InitiatorIQN: site.InitiatorIQN, Clusters: conn.Clusters, Logger: log}
 			ro.ISCSI.CHAP = chap
 			if err := step(s, v, o, VMRestoring, "", ""); err != nil {

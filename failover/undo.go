@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/ahvfs/ahvfs/clusterjob"
+	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/nutanix"
 )
 
@@ -22,6 +23,9 @@ func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 	defer r.Close()
 	if s == nil {
 		return nil, fmt.Errorf("plan %s: nothing to undo (no failover state in %s)", p.Name, dir)
+	}
+	if s.Mode != ModeTest && !o.Force {
+		return s, fmt.Errorf("plan %s: the %s failover of %s made the production VMs at the DR site: undo deletes them only with --force", p.Name, s.Mode, engine.FormatTime(s.Started))
 	}
 	site := p.site(p.TargetCluster)
 	cl, conn, err := site.Connect(ctx, log, o.TuneCluster)

@@ -203,6 +203,33 @@ bin/ahvfs verify --repo "$dr/repo" --read-data
 bin/ahvfs restore "$vm@latest" --repo "$dr/repo" "${cluster[@]}" --target-cluster cluster-b --name "$vm-from-dr" --network-map vlan10=vlan20
 cmp "$demo/sim/vms/$vm-from-dr/disk-0.raw" "$demo/sim/vms/$vm/disk-0.raw" && echo "the VM restored from the DR copy has the live disk's bytes"
 
+say "recovery plan: a test failover from the DR copy, stage by stage, renamed, on the test subnet; status; undo"
+cat > "$demo/dr-plan.toml" <<PLAN
+source_cluster = "sim"
+target_cluster = "sim"               # one simulated Prism Central plays both sites here
+target_ahv_cluster = "cluster-b"
+repository = "$dr/repo"
+test_network_map = ["vlan10=vlan20"]
+test_suffix = "-drtest"
+[[stage]]
+vms = ["$vm"]
+delay = "2s"
+[[stage]]
+vms = ["$vm2"]
+[[cluster]]
+name = "sim"
+prism = "127.0.0.1:$port"
+user = "admin"
+password_file = "$demo/sim/admin.password"
+ca_cert = "$demo/sim/ca.crt"
+iscsi_port = $iscsi
+PLAN
+bin/ahvfs failover test --dry-run "$demo/dr-plan.toml"
+bin/ahvfs failover test "$demo/dr-plan.toml"
+bin/ahvfs failover status "$demo/dr-plan.toml"
+bin/ahvfs failover undo "$demo/dr-plan.toml"
+bin/ahvfs failover status "$demo/dr-plan.toml"
+
 say "NFS export: ahvfs nfs-serve; qemu-img and libnfs read a restore point given only the host (the portmapper on port 111)"
 t=$(bin/ahvfs list --json "$vm" | jq -r '.[-1].time')
 nfsport=(--listen 127.0.0.1:2049) base=nfs://127.0.0.1 opts=
