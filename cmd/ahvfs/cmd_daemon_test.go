@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -232,4 +233,125 @@ func httpGet(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %s\n%s", url, resp.Status, b)
 	}
 	return string(b)
+}
+
+// TestDaemonKilled: the daemon killed with SIGKILL at moments of its
+// backups (6 times), then run once more to the end: the cluster holds
+// no volume group or image and one reference snapshot per VM at most, the
+// repository verifies, and every VM backup the history records as ok has
+// its restore point.
+func TestDaemonKilled(t *testing.T) {
+	clearSiteEnv(t)
+	s := simtest.Start(t, simtest.Options{ISCSI: true})
+	img := enginetest.Ext4Image(t, 32<<20, 2)
+	for _, n := range []string{"k01", "k02"} {
+		if _, err := s.AddVM(context.Background(), n, []string{img}, prismsim.VMOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	mustCLI(t, "init", "--repo", repo)
+	cfgFile := filepath.Join(dir, "ahvfs.toml")
+	os.WriteFile(cfgFile, []byte(daemonConfig(s, repo, `
+[[policy]]
+name = "k"
+vms = ["k*"]
+every = "1h"
+bwlimit = "16MiB"
+`)), 0o600)
+	start := func() *exec.Cmd {
+		cmd := exec.Command(ahvfsBin, "daemon", "--config", cfgFile)
+		cmd.Env = append(os.Environ(), "AHVFS_REPO_PASSWORD_FILE=")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 18))
+	// Kill points, in turn: soon after the start; once the backup's
+	// snapshot exists; once it reads through a volume group; a moment
+	// into the reading.
+	snapshots := func() map[string]bool {
+		m := map[string]bool{}
+		for _, sn := range s.Objects().Snapshots {
+			m[sn.UUID] = true
+		}
+		return m
+	}
+	newSnapshot := func(before map[string]bool) bool {
+		for id := range snapshots() {
+			if !before[id] {
+				return true
+			}
+		}
+		return false
+	}
+	for trial := range 6 {
+		before := snapshots()
+		cmd := start()
+		var why string
+		deadline := time.Now().Add(2 * time.Minute)
+		switch trial % 3 {
+		case 0:
+			time.Sleep(time.Duration(rng.IntN(800)) * time.Millisecond)
+			why = "soon after the start"
+		case 1:
+			for !newSnapshot(before) && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			why = "with a new snapshot"
+		case 2:
+			for len(s.Objects().VolumeGroups) == 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(time.Duration(rng.IntN(1500)) * time.Millisecond)
+			why = "while reading"
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		o := s.Objects()
+		t.Logf("trial %d: killed %s; cluster: %d VGs, %d snapshots", trial, why, len(o.VolumeGroups), len(o.Snapshots))
+	}
+	// The last run, of a policy renamed so that it runs at start whatever
+	// the killed ones recorded, then SIGTERM.
+	os.WriteFile(cfgFile, []byte(daemonConfig(s, repo, `
+[[policy]]
+name = "last"
+vms = ["k*"]
+every = "1h"
+`)), 0o600)
+	cmd := start()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		jobs := jobsOf(t, repo, "--kind", "backup", "--policy", "last")
+		if len(jobs) > 0 && jobs[0].Result == engine.JobOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no good backup after the kills: %+v", jobs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code := terminate(t, cmd); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	s.WaitTasks(time.Minute)
+	o := s.Objects()
+	if len(o.VolumeGroups) > 0 || len(o.Images) > 0 || len(o.Snapshots) > 2 {
+		t.Fatalf("cluster after the kills: %d volume groups, %d images, %d snapshots (want at most one reference per VM)", len(o.VolumeGroups), len(o.Images), len(o.Snapshots))
+	}
+	mustCLI(t, "verify", "--repo", repo)
+	have := mustCLI(t, "list", "--repo", repo)
+	for _, j := range jobsOf(t, repo, "--kind", "backup") {
+		for _, v := range j.VMs {
+			if v.Result == engine.JobOK {
+				_, when, _ := strings.Cut(v.RestorePoint, "@")
+				if !strings.Contains(have, when) {
+					t.Fatalf("%s recorded ok, not in the repository:\n%s", v.RestorePoint, have)
+				}
+			}
+		}
+	}
 }
