@@ -80,7 +80,7 @@ target_cluster = "dr"
 target_ahv_cluster = "cluster-b"
 repository = %q
 data_path = "rest"
-test_network_map = ["vlan10=vlan20"]
+test_network_map = ["vlan10=vlan20", "vlan99=vlan20"]
 test_suffix = "-drtest"
 [[stage]]
 vms = ["db01"]
@@ -95,6 +95,19 @@ vms = ["web*"]
 	}
 	prodBefore, drBefore := prod.Objects(), drs.Objects()
 	drc := connect(t, drs)
+	// A test map that leaves the VMs' subnet out: refused, nothing made
+	// (a test copy never joins an unmapped, maybe production, network).
+	unmapped, err := failover.Parse(planFile, strings.Replace(string(must(os.ReadFile(planFile))), `["vlan10=vlan20", "vlan99=vlan20"]`, `["vlan99=vlan20"]`, 1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unmapped.File = plan.File
+	if _, err := failover.Test(ctx, unmapped, failover.Options{TuneCluster: tune}); err == nil || !strings.Contains(err.Error(), "does not map") {
+		t.Fatalf("test failover with the VMs' subnet unmapped: %v", err)
+	}
+	if got := drs.Objects(); !slices.Equal(vmNames(got), vmNames(drBefore)) {
+		t.Fatalf("the refused test failover changed the DR site: %v", vmNames(got))
+	}
 	var order []string
 	o := failover.Options{TuneCluster: tune, Progress: func(v failover.VMState) {
 		if v.Status != failover.VMRestoring {
@@ -302,4 +315,11 @@ vms = ["web01"]
 	if _, err := failover.Undo(ctx, plan, o); err == nil || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("undo of an unplanned failover without force: %v", err)
 	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

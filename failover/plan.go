@@ -11,6 +11,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/ahvfs/ahvfs/clusterjob"
+	"github.com/ahvfs/ahvfs/engine"
 	"github.com/dustin/go-humanize"
 )
 
@@ -231,6 +232,31 @@ func (p *Plan) netMapFor(mode string) map[string]string {
 		return p.testNetMap
 	}
 	return p.netMap
+}
+
+// vmNetMap is the network map one VM's restore takes in mode: the entries
+// of the plan's map for the subnets its NICs are on (a restore refuses
+// entries that name none of them). A test copy must not join a network
+// its map leaves out: a NIC the test map does not map is an error.
+func (p *Plan) vmNetMap(mode string, rp *engine.RestorePoint) (map[string]string, error) {
+	cfg, err := clusterjob.ConfigOf(rp)
+	if err != nil {
+		return nil, err
+	}
+	all := p.netMapFor(mode)
+	out := map[string]string{}
+	for i, n := range cfg.NICs {
+		hit := false
+		for k, v := range all {
+			if k == n.SubnetName || (n.SubnetUUID != "" && strings.EqualFold(k, n.SubnetUUID)) {
+				out[k], hit = v, true
+			}
+		}
+		if !hit && mode == ModeTest {
+			return nil, fmt.Errorf("NIC %d is on subnet %s, which test_network_map does not map: the test copy would join that network", i, firstOf(n.SubnetName, n.SubnetUUID))
+		}
+	}
+	return out, nil
 }
 
 // site is a [[cluster]] table by name.

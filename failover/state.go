@@ -1,12 +1,15 @@
 package failover
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ahvfs/ahvfs/internal/atomicfile"
@@ -49,6 +52,9 @@ type VMState struct {
 	PointTime time.Time `json:"point_time"`
 	Name      string    `json:"name"` // the VM's name at the DR site
 	UUID      string    `json:"uuid,omitempty"`
+	// Existing are the VMs that had Name at the DR site before the
+	// restore: never the failover's, whatever undo finds by name.
+	Existing []string `json:"existing,omitempty"`
 	// Status is one of the VM* constants.
 	Status    string    `json:"status"`
 	Error     string    `json:"error,omitempty"`
@@ -57,11 +63,35 @@ type VMState struct {
 
 const stateVersion = 1
 
-func stateFile(dir, plan string) string { return filepath.Join(dir, "failover", plan+".json") }
+// stateFile is the state of plan file planFile: its base name and a hash
+// of its path, so that two plans of one name in different directories
+// sharing a DR repository never read each other's state.
+func stateFile(dir, name, planFile string) string {
+	sum := sha256.Sum256([]byte(planFile))
+	return filepath.Join(dir, "failover", fmt.Sprintf("%s-%x.json", name, sum[:4]))
+}
 
-// loadState reads a plan's state; nil when there is none.
-func loadState(dir, plan string) (*State, error) {
-	f := stateFile(dir, plan)
+// lockPlan takes the plan's lock beside its state for as long as a
+// failover or an undo runs: a second one of the same plan is refused
+// rather than writing the state the first one keeps. Close the file to
+// release it (the kernel does when the process dies).
+func lockPlan(stateFile string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(stateFile), 0o700); err != nil {
+		return nil, fmt.Errorf("failover state: %w", err)
+	}
+	f, err := os.OpenFile(strings.TrimSuffix(stateFile, ".json")+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("failover lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another failover or undo of this plan is running (%s is locked)", f.Name())
+	}
+	return f, nil
+}
+
+// loadState reads a plan's state from file f; nil when there is none.
+func loadState(f string) (*State, error) {
 	b, err := os.ReadFile(f)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"slices"
 )
 
 // Status is the plan's state, each VM checked against the DR site (its
@@ -45,7 +46,7 @@ func PlanStatus(ctx context.Context, p *Plan, o Options) (*Status, error) {
 	for _, v := range s.VMs {
 		lv := LiveVM{Name: v.Name, UUID: v.UUID}
 		for _, vm := range vms {
-			if (v.UUID != "" && vm.UUID == v.UUID) || (v.UUID == "" && vm.Name == v.Name) {
+			if (v.UUID != "" && vm.UUID == v.UUID) || (v.UUID == "" && vm.Name == v.Name && !slices.Contains(v.Existing, vm.UUID)) {
 				lv.Exists, lv.UUID, lv.PowerState = true, vm.UUID, string(vm.PowerState)
 			}
 		}

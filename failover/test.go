@@ -106,22 +106,28 @@ func openRepo(ctx context.Context, p *Plan) (*engine.Repository, error) {
 }
 
 // openState opens the DR repository to read and loads the plan's state
-// (nil when there is none) from its state directory. Close the repository.
+// (nil when there is none) from its state directory, and names the state's
+// file. Close the repository.
 func openState(ctx context.Context, p *Plan) (*engine.Repository, string, *State, error) {
 	r, err := openRepo(ctx, p)
 	if err != nil {
 		return nil, "", nil, err
 	}
 	dir, err := r.StateDir()
+	file := stateFile(dir, p.Name, p.File)
 	var s *State
 	if err == nil {
-		s, err = loadState(dir, p.Name)
+		s, err = loadState(file)
+	}
+	if err == nil && s != nil && s.Site != p.site(p.TargetCluster).Prism {
+		err = fmt.Errorf("plan %s: its failover state names the DR site %s, the plan now names %s: put target_cluster back, or check the VMs of %s by hand",
+			p.Name, s.Site, p.site(p.TargetCluster).Prism, file)
 	}
 	if err != nil {
 		r.Close()
 		return nil, "", nil, err
 	}
-	return r, dir, s, nil
+	return r, file, s, nil
 }
 
 // Test restores the newest replicated point of every VM of the plan at
@@ -189,11 +195,20 @@ func sourceDown(ctx context.Context, p *Plan, o Options) error {
 // bringUp restores and powers on the plan's VMs at the DR site in mode.
 func bringUp(ctx context.Context, p *Plan, o Options, mode string) (*State, error) {
 	log := o.logger().With("plan", p.Name, "mode", mode)
-	r, dir, old, err := openState(ctx, p)
+	r, file, _, err := openState(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
+	lock, err := lockPlan(file)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	old, err := loadState(file) // as the lock holder finds it
+	if err != nil {
+		return nil, err
+	}
 	if old != nil && old.up() {
 		return old, fmt.Errorf("a %s failover of plan %s is up since %s: run ahvfs failover undo first", old.Mode, p.Name, engine.FormatTime(old.Started))
 	}
@@ -208,7 +223,7 @@ func bringUp(ctx context.Context, p *Plan, o Options, mode string) (*State, erro
 	}
 	defer cl.Close()
 	defer conn.Close()
-	s := &State{V: stateVersion, Plan: p.File, Mode: mode, Site: site.Prism, Started: time.Now().UTC(), file: stateFile(dir, p.Name)}
+	s := &State{V: stateVersion, Plan: p.File, Mode: mode, Site: site.Prism, Started: time.Now().UTC(), file: file}
 	for _, st := range stages {
 		for _, rp := range st.points {
 			s.VMs = append(s.VMs, VMState{Stage: st.stage, VM: rp.VM, Point: rp.Name(), PointTime: rp.Time, Name: p.nameFor(mode, rp.VM), Status: VMPending})
@@ -226,10 +241,20 @@ func bringUp(ctx context.Context, p *Plan, o Options, mode string) (*State, erro
 			i := slices.IndexFunc(s.VMs, func(v VMState) bool { return v.Point == rp.Name() })
 			v := &s.VMs[i]
 			ov := p.override(rp.VM)
+			netMap, err := p.vmNetMap(mode, rp)
+			if err != nil {
+				serr := step(s, v, o, VMFailed, "", err.Error())
+				return s, errors.Join(fmt.Errorf("stage %d: %s: %w", st.stage, rp.Name(), err), serr)
+			}
 			ro := restore.Options{Name: v.Name, TargetCluster: p.TargetAHVCluster, Container: firstOf(ov.Container, p.Container),
-				NetworkMap: p.netMapFor(mode), VCPUs: ov.VCPUs, MemoryBytes: ov.memory, PowerOn: true, DataPath: p.DataPath,
+				NetworkMap: netMap, VCPUs: ov.VCPUs, MemoryBytes: ov.memory, PowerOn: true, DataPath: p.DataPath,
 				ISCSIPort: site.ISCSIPort, InitiatorIQN: site.InitiatorIQN, Clusters: conn.Clusters, Logger: log}
 			ro.ISCSI.CHAP = chap
+			// VMs that have the name already are not the failover's: undo
+			// must never take them for one it made.
+			if v.Existing, err = namedVMs(ctx, cl, v.Name); err != nil {
+				return s, err
+			}
 			if err := step(s, v, o, VMRestoring, "", ""); err != nil {
 				return s, err
 			}
@@ -238,6 +263,11 @@ func bringUp(ctx context.Context, p *Plan, o Options, mode string) (*State, erro
 			if err != nil {
 				serr := step(s, v, o, VMFailed, "", err.Error())
 				return s, errors.Join(fmt.Errorf("stage %d: %s: %w (run ahvfs failover undo to remove what the plan made)", st.stage, rp.Name(), err), serr)
+			}
+			if !res.PoweredOn {
+				msg := fmt.Sprintf("restored as %s but not powered on: %s", res.VMUUID, strings.Join(res.Warnings, "; "))
+				serr := step(s, v, o, VMFailed, res.VMUUID, msg)
+				return s, errors.Join(fmt.Errorf("stage %d: %s: %s (the next stages need it; run ahvfs failover undo to remove what the plan made)", st.stage, rp.Name(), msg), serr)
 			}
 			v.PoweredOn = time.Now().UTC()
 			if err := step(s, v, o, VMOn, res.VMUUID, ""); err != nil {
@@ -250,6 +280,21 @@ func bringUp(ctx context.Context, p *Plan, o Options, mode string) (*State, erro
 	}
 	s.Done = true
 	return s, s.save()
+}
+
+// namedVMs returns the UUIDs of the VMs named name at the site.
+func namedVMs(ctx context.Context, cl nutanix.Cluster, name string) ([]string, error) {
+	vms, err := cl.ListVMs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("DR site: list VMs: %w", err)
+	}
+	var out []string
+	for _, v := range vms {
+		if v.Name == name {
+			out = append(out, v.UUID)
+		}
+	}
+	return out, nil
 }
 
 // step records a VM's new status.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
@@ -16,13 +18,22 @@ import (
 // to run again.
 func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 	log := o.logger().With("plan", p.Name, "mode", "undo")
-	r, dir, s, err := openState(ctx, p)
+	r, file, _, err := openState(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
+	lock, err := lockPlan(file)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	s, err := loadState(file)
+	if err != nil {
+		return nil, err
+	}
 	if s == nil {
-		return nil, fmt.Errorf("plan %s: nothing to undo (no failover state in %s)", p.Name, dir)
+		return nil, fmt.Errorf("plan %s: nothing to undo (no failover state %s)", p.Name, file)
 	}
 	if s.Mode != ModeTest && !o.Force {
 		return s, fmt.Errorf("plan %s: the %s failover of %s made the production VMs at the DR site: undo deletes them only with --force", p.Name, s.Mode, engine.FormatTime(s.Started))
@@ -40,9 +51,15 @@ func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 	if err != nil {
 		return s, err
 	}
-	if rep, err := clusterjob.SweepBefore(ctx, j, conn.Clusters, log); err != nil {
+	rep, err := clusterjob.SweepBefore(ctx, j, conn.Clusters, log)
+	if err != nil {
 		return s, fmt.Errorf("sweep the DR repository's journal: %w", err)
-	} else if rep != nil && len(rep.Deleted) > 0 {
+	}
+	if n := len(rep.Unresolved) + len(rep.Errors) + len(rep.Running); n > 0 {
+		return s, fmt.Errorf("undo of plan %s: the DR repository's journal still names %d object(s) a restore made (%s): run undo again, or ahvfs cleanup",
+			p.Name, n, strings.Join(append(append(rep.Unresolved, rep.Errors...), rep.Running...), "; "))
+	}
+	if len(rep.Deleted) > 0 {
 		log.Info("removed what killed restores left", "objects", len(rep.Deleted))
 	}
 	var errs []error
@@ -67,19 +84,19 @@ func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 
 // removeVM powers off and deletes a VM the failover made. One that is
 // gone already is no error; a VM killed while its restore ran is looked
-// for by its (suffixed) name.
+// for by its name, leaving out the VMs that had the name before.
 func removeVM(ctx context.Context, cl nutanix.Cluster, v *VMState) error {
 	uuids := []string{}
 	if v.UUID != "" {
 		uuids = append(uuids, v.UUID)
 	} else {
-		vms, err := cl.ListVMs(ctx)
+		named, err := namedVMs(ctx, cl, v.Name)
 		if err != nil {
 			return err
 		}
-		for _, vm := range vms {
-			if vm.Name == v.Name {
-				uuids = append(uuids, vm.UUID)
+		for _, id := range named {
+			if !slices.Contains(v.Existing, id) {
+				uuids = append(uuids, id)
 			}
 		}
 	}
