@@ -294,6 +294,22 @@ vms = ["web01"]
 	if _, err := failover.Unplanned(ctx, plan, o); err == nil || !strings.Contains(err.Error(), "runs db01, web01") {
 		t.Fatalf("unplanned failover while the source runs the VMs: %v", err)
 	}
+	// A source that answers but refuses the plan's credentials may run
+	// its VMs: refused too.
+	badPW := filepath.Join(t.TempDir(), "bad.pw")
+	os.WriteFile(badPW, []byte("wrong\n"), 0o600)
+	badPlan, err := failover.Parse("site-loss.toml", strings.Replace(fmt.Sprintf(`source_cluster = "prod"
+target_cluster = "dr"
+repository = %q
+[[stage]]
+vms = ["db01"]
+`, repo)+site("prod", prod)+site("dr", drs), prod.PasswordFile(), badPW, 1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := failover.Unplanned(ctx, badPlan, o); err == nil || !strings.Contains(err.Error(), "answers, but") {
+		t.Fatalf("unplanned failover with the source refusing our credentials: %v", err)
+	}
 	prod.Close() // the site is lost
 	st, err := failover.Unplanned(ctx, plan, o)
 	if err != nil {

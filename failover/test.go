@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ahvfs/ahvfs/engine"
@@ -167,19 +169,19 @@ func sourceDown(ctx context.Context, p *Plan, o Options) error {
 		no.MaxAttempts = 1
 	})
 	if err != nil {
-		return nil // unreachable: as expected
+		return unreachable(err, p.site(p.SourceCluster).Prism)
 	}
 	defer cl.Close()
 	defer conn.Close()
 	vms, err := cl.ListVMs(cctx)
 	if err != nil {
-		return nil
+		return unreachable(err, p.site(p.SourceCluster).Prism)
 	}
 	var running []string
 	for _, v := range vms {
 		for _, st := range p.Stage {
 			for _, g := range st.VMs {
-				if ok, _ := path.Match(g, v.Name); ok && v.PowerState == nutanix.PowerOn && !slices.Contains(running, v.Name) {
+				if ok, _ := path.Match(g, v.Name); ok && v.PowerState != nutanix.PowerOff && !slices.Contains(running, v.Name) {
 					running = append(running, v.Name)
 				}
 			}
@@ -190,6 +192,18 @@ func sourceDown(ctx context.Context, p *Plan, o Options) error {
 			p.site(p.SourceCluster).Prism, strings.Join(running, ", "))
 	}
 	return nil
+}
+
+// unreachable is nil when err says the source site cannot be reached (no
+// route, refused, timed out): the site is down as an unplanned failover
+// expects. A site that answers but refuses us, or answers wrongly, may be
+// running its VMs: that is an error.
+func unreachable(err error, site string) error {
+	var op *net.OpError
+	if errors.As(err, &op) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) {
+		return nil
+	}
+	return fmt.Errorf("the source site %s answers, but not so that its VMs can be seen stopped (%v): fix the plan's credentials for it, or --force if it is lost", site, err)
 }
 
 // bringUp restores and powers on the plan's VMs at the DR site in mode.
@@ -323,6 +337,11 @@ func afterStage(ctx context.Context, st StageConfig, stage int, s *State, log *s
 		return nil
 	}
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", st.Script)
+	// Cancelled (SIGINT), the whole script goes, children included, and
+	// output a child keeps open does not hold the plan.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
 	cmd.Env = append(os.Environ(), "AHVFS_PLAN_STATE="+s.file, fmt.Sprintf("AHVFS_STAGE=%d", stage))
 	out, err := cmd.CombinedOutput()
 	log.Info("stage script", "output", strings.TrimSpace(string(out)), "err", err)
