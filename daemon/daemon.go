@@ -95,7 +95,6 @@ type task struct {
 	policy  string // "" for verify
 	cluster string // "" when the job uses no cluster
 	trigger string
-	due     time.Time
 }
 
 func taskKey(kind, policy string) string { return kind + "/" + policy }
@@ -252,7 +251,6 @@ func (d *Daemon) schedule(now time.Time) {
 		default:
 			t.trigger = TriggerSchedule
 		}
-		t.due = now
 		d.queue = append(d.queue, t)
 		d.stats.setQueue(len(d.queue), len(d.running))
 		d.log.Info("job queued", "kind", t.kind, "policy", t.policy, "trigger", t.trigger)

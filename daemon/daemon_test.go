@@ -191,12 +191,20 @@ func vmNames(j engine.Job) []string {
 	return out
 }
 
-func points(t *testing.T, dir string) map[string]int {
+// readRepo opens a repository to read (the daemon may be writing it);
+// close it when done.
+func readRepo(t *testing.T, dir string) *engine.Repository {
 	t.Helper()
 	r, err := engine.Open(context.Background(), dir, engine.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+func points(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	r := readRepo(t, dir)
 	defer r.Close()
 	rps, err := r.ListRestorePoints(context.Background(), "")
 	if err != nil {
@@ -290,10 +298,7 @@ lock_for = "7d"
 	}
 	// The history is in the repository.
 	e.stop()
-	r, err := engine.Open(context.Background(), e.repo, engine.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := readRepo(t, e.repo)
 	defer r.Close()
 	jobs, err := r.Jobs(context.Background())
 	if err != nil {
@@ -442,10 +447,7 @@ func (e *env) expectOne(t *testing.T, name string) engine.Job {
 // jobKinds counts the history's jobs by kind/policy.
 func jobKinds(t *testing.T, dir string) map[string]int {
 	t.Helper()
-	r, err := engine.Open(context.Background(), dir, engine.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := readRepo(t, dir)
 	defer r.Close()
 	jobs, err := r.Jobs(context.Background())
 	if err != nil {
@@ -461,10 +463,7 @@ func jobKinds(t *testing.T, dir string) map[string]int {
 // lockedUntil is the lock of a VM's newest restore point.
 func lockedUntil(t *testing.T, dir, vm string) time.Time {
 	t.Helper()
-	r, err := engine.Open(context.Background(), dir, engine.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := readRepo(t, dir)
 	defer r.Close()
 	rps, err := r.ListRestorePoints(context.Background(), vm)
 	if err != nil || len(rps) == 0 {

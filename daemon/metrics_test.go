@@ -106,10 +106,7 @@ rpo = "30m"
 	e.start(cfg)
 	e.expect("backup/gold")
 	fams := scrape(t, e.d)
-	r, err := engine.Open(context.Background(), e.repo, engine.OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := readRepo(t, e.repo)
 	st, err := r.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -40,16 +40,17 @@ func (p *repoPool) release() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.refs--
-	if p.refs == 0 && p.r != nil {
-		p.r.Close()
-		p.r = nil
-	}
+	p.closeIdleLocked()
 }
 
 // closeIdle closes the repository if no job holds it.
 func (p *repoPool) closeIdle() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.closeIdleLocked()
+}
+
+func (p *repoPool) closeIdleLocked() {
 	if p.refs == 0 && p.r != nil {
 		p.r.Close()
 		p.r = nil

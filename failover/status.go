@@ -23,11 +23,12 @@ type LiveVM struct {
 // PlanStatus reads the plan's state and asks the DR site about its VMs.
 // A plan with no state has none (State nil).
 func PlanStatus(ctx context.Context, p *Plan, o Options) (*Status, error) {
-	r, _, s, err := openState(ctx, p)
+	ps, err := openState(ctx, p, false)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
+	defer ps.close()
+	s := ps.s
 	if s == nil {
 		return &Status{}, nil
 	}

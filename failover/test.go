@@ -107,29 +107,60 @@ func openRepo(ctx context.Context, p *Plan) (*engine.Repository, error) {
 	return r, nil
 }
 
-// openState opens the DR repository to read and loads the plan's state
-// (nil when there is none) from its state directory, and names the state's
-// file. Close the repository.
-func openState(ctx context.Context, p *Plan) (*engine.Repository, string, *State, error) {
+// planState is a plan's state as a failover, undo or status reads it:
+// the DR repository opened to read, the state's file, the state (nil when
+// there is none) and, for a failover or undo, the plan's lock.
+type planState struct {
+	r    *engine.Repository
+	file string
+	s    *State
+	lock *os.File
+}
+
+// openState opens the DR repository to read and, with lock, takes the
+// plan's lock (lockPlan), then loads the plan's state from the
+// repository's state directory. A state made at another DR site than the
+// plan names now is refused. Close the planState.
+func openState(ctx context.Context, p *Plan, lock bool) (*planState, error) {
 	r, err := openRepo(ctx, p)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, err
 	}
-	dir, err := r.StateDir()
-	file := stateFile(dir, p.Name, p.File)
-	var s *State
-	if err == nil {
-		s, err = loadState(file)
+	ps := &planState{r: r}
+	if err := ps.load(p, lock); err != nil {
+		ps.close()
+		return nil, err
 	}
-	if err == nil && s != nil && s.Site != p.site(p.TargetCluster).Prism {
-		err = fmt.Errorf("plan %s: its failover state names the DR site %s, the plan now names %s: put target_cluster back, or check the VMs of %s by hand",
-			p.Name, s.Site, p.site(p.TargetCluster).Prism, file)
-	}
+	return ps, nil
+}
+
+func (ps *planState) load(p *Plan, lock bool) error {
+	dir, err := ps.r.StateDir()
 	if err != nil {
-		r.Close()
-		return nil, "", nil, err
+		return err
 	}
-	return r, file, s, nil
+	ps.file = stateFile(dir, p.Name, p.File)
+	if lock {
+		if ps.lock, err = lockPlan(ps.file); err != nil {
+			return err
+		}
+	}
+	if ps.s, err = loadState(ps.file); err != nil {
+		return err
+	}
+	if site := p.site(p.TargetCluster).Prism; ps.s != nil && ps.s.Site != site {
+		return fmt.Errorf("plan %s: its failover state names the DR site %s, the plan now names %s: put target_cluster back, or check the VMs of %s by hand",
+			p.Name, ps.s.Site, site, ps.file)
+	}
+	return nil
+}
+
+// close releases the lock and closes the repository.
+func (ps *planState) close() {
+	if ps.lock != nil {
+		ps.lock.Close()
+	}
+	ps.r.Close()
 }
 
 // Test restores the newest replicated point of every VM of the plan at
@@ -209,20 +240,12 @@ func unreachable(err error, site string) error {
 // bringUp restores and powers on the plan's VMs at the DR site in mode.
 func bringUp(ctx context.Context, p *Plan, o Options, mode string) (*State, error) {
 	log := o.logger().With("plan", p.Name, "mode", mode)
-	r, file, _, err := openState(ctx, p)
+	ps, err := openState(ctx, p, true)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
-	lock, err := lockPlan(file)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Close()
-	old, err := loadState(file) // as the lock holder finds it
-	if err != nil {
-		return nil, err
-	}
+	defer ps.close()
+	r, file, old := ps.r, ps.file, ps.s
 	if old != nil && old.up() {
 		return old, fmt.Errorf("a %s failover of plan %s is up since %s: run ahvfs failover undo first", old.Mode, p.Name, engine.FormatTime(old.Started))
 	}

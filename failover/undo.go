@@ -18,20 +18,12 @@ import (
 // to run again.
 func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 	log := o.logger().With("plan", p.Name, "mode", "undo")
-	r, file, _, err := openState(ctx, p)
+	ps, err := openState(ctx, p, true)
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
-	lock, err := lockPlan(file)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Close()
-	s, err := loadState(file)
-	if err != nil {
-		return nil, err
-	}
+	defer ps.close()
+	r, file, s := ps.r, ps.file, ps.s
 	if s == nil {
 		return nil, fmt.Errorf("plan %s: nothing to undo (no failover state %s)", p.Name, file)
 	}
