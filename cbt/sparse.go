@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"syscall"
+
+	"github.com/ahvfs/ahvfs/internal/sparsefile"
 )
 
 // FilePlan is the plan for a full read of a local file or block device: on a
@@ -15,7 +17,7 @@ func FilePlan(f *os.File, size int64, chunkSize int) (Plan, error) {
 	fd := int(f.Fd())
 	var pos int64
 	for pos < size {
-		data, err := syscall.Seek(fd, pos, seekData)
+		data, err := sparsefile.Data(fd, pos)
 		if err != nil {
 			if errors.Is(err, syscall.ENXIO) { // no data after pos: a hole to the end
 				regions = append(regions, Region{Off: pos, Len: size - pos, Zeroed: true})
@@ -33,7 +35,7 @@ func FilePlan(f *os.File, size int64, chunkSize int) (Plan, error) {
 		if data >= size {
 			break
 		}
-		hole, err := syscall.Seek(fd, data, seekHole)
+		hole, err := sparsefile.Hole(fd, data)
 		if err != nil || hole > size {
 			hole = size
 		}
@@ -42,8 +44,3 @@ func FilePlan(f *os.File, size int64, chunkSize int) (Plan, error) {
 	}
 	return Align(regions, size, chunkSize, Zero)
 }
-
-const (
-	seekData = 3 // SEEK_DATA
-	seekHole = 4 // SEEK_HOLE
-)

@@ -20,6 +20,7 @@ import (
 	"github.com/ahvfs/ahvfs/engine/enginetest"
 	"github.com/ahvfs/ahvfs/fusefs"
 	"github.com/ahvfs/ahvfs/guestfs"
+	"github.com/ahvfs/ahvfs/internal/sparsefile"
 	"github.com/ahvfs/ahvfs/internal/testenv"
 	"github.com/ahvfs/ahvfs/rptree"
 )
@@ -61,7 +62,7 @@ func TestMountKernelAndQemu(t *testing.T) {
 		size := int64(len(want))
 		var pos, holes int64
 		for pos < size {
-			data, err := unix.Seek(int(f.Fd()), pos, unix.SEEK_DATA)
+			data, err := sparsefile.Data(int(f.Fd()), pos)
 			if err == unix.ENXIO {
 				data = size
 			} else if err != nil {
@@ -76,7 +77,7 @@ func TestMountKernelAndQemu(t *testing.T) {
 			if data >= size {
 				break
 			}
-			hole, err := unix.Seek(int(f.Fd()), data, unix.SEEK_HOLE)
+			hole, err := sparsefile.Hole(int(f.Fd()), data)
 			if err != nil || hole <= data {
 				t.Fatalf("SEEK_HOLE at %d: %d, %v", data, hole, err)
 			}

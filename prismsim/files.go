@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ahvfs/ahvfs/internal/sparsefile"
 )
 
 // extent is a half-open byte range [off, end).
@@ -20,7 +22,7 @@ func dataExtents(f *os.File, start, end int64) ([]extent, error) {
 	fd := int(f.Fd())
 	off := start
 	for off < end {
-		d, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		d, err := sparsefile.Data(fd, off)
 		if err != nil {
 			if errors.Is(err, unix.ENXIO) {
 				break // only a hole remains
@@ -33,7 +35,7 @@ func dataExtents(f *os.File, start, end int64) ([]extent, error) {
 		if d >= end {
 			break
 		}
-		h, err := unix.Seek(fd, d, unix.SEEK_HOLE)
+		h, err := sparsefile.Hole(fd, d)
 		if err != nil {
 			return nil, fmt.Errorf("seek hole %s: %w", f.Name(), err)
 		}
