@@ -309,26 +309,6 @@ func (d *Daemon) levels(ctx context.Context, r *engine.Repository, p *PolicyConf
 	return full, auto, nil
 }
 
-// quoteGlob makes a VM name match only itself as a path.Match pattern.
-func quoteGlob(name string) string {
-	var b strings.Builder
-	for _, c := range name {
-		if strings.ContainsRune(`*?[\`, c) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
-}
-
-func quoteGlobs(names []string) []string {
-	out := make([]string, len(names))
-	for i, n := range names {
-		out[i] = quoteGlob(n)
-	}
-	return out
-}
-
 // prune applies a policy's retention to its VMs and drops the history
 // older than what is kept.
 func (d *Daemon) prune(ctx context.Context, r *engine.Repository, p *PolicyConfig, vms []string, trigger string) {
@@ -347,7 +327,7 @@ func (d *Daemon) prune(ctx context.Context, r *engine.Repository, p *PolicyConfi
 func (d *Daemon) forget(ctx context.Context, r *engine.Repository, p *PolicyConfig, vms []string, job *engine.Job) error {
 	d.maint.Lock()
 	defer d.maint.Unlock()
-	plan, err := r.PlanPrune(ctx, engine.PruneOptions{VMs: quoteGlobs(vms), Policy: p.Retention, Now: job.Start})
+	plan, err := r.PlanPrune(ctx, engine.PruneOptions{VMs: engine.ExactVMs(vms), Policy: p.Retention, Now: job.Start})
 	if err != nil {
 		return err
 	}
@@ -424,7 +404,7 @@ func (d *Daemon) syncVMs(ctx context.Context, r *engine.Repository, t TargetConf
 	defer dst.Close()
 	d.maint.RLock()
 	defer d.maint.RUnlock()
-	rep, err := dr.Sync(ctx, &dr.Local{R: r}, dst, dr.Options{VMs: quoteGlobs(vms), BytesPerSecond: t.BytesPerSecond})
+	rep, err := dr.Sync(ctx, &dr.Local{R: r}, dst, dr.Options{VMs: engine.ExactVMs(vms), BytesPerSecond: t.BytesPerSecond})
 	if err != nil {
 		return err
 	}

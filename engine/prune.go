@@ -107,6 +107,23 @@ func (r *Repository) PlanPrune(ctx context.Context, o PruneOptions) (*PrunePlan,
 	return plan, nil
 }
 
+// ExactVMs returns globs that match exactly the VM names given: their
+// glob characters quoted.
+func ExactVMs(names []string) []string {
+	out := make([]string, len(names))
+	for i, name := range names {
+		var b strings.Builder
+		for _, c := range name {
+			if strings.ContainsRune(`*?[\`, c) {
+				b.WriteByte('\\')
+			}
+			b.WriteRune(c)
+		}
+		out[i] = b.String()
+	}
+	return out
+}
+
 // matchesAny reports whether name matches one of globs (or globs is empty).
 // A VM name is no path: '*' and '?' match '/' too ("db/*" and "*" both
 // match "db/prod"), so both sides trade '/' for a byte path.Match treats

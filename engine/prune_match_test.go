@@ -24,3 +24,19 @@ func TestVMGlobsMatchSlashes(t *testing.T) {
 		t.Error("no globs must match every VM")
 	}
 }
+
+// TestExactVMs: a name full of glob characters matches itself only.
+func TestExactVMs(t *testing.T) {
+	names := []string{"a*b", "x[1]", `c\d`, "q?", "db/prod"}
+	globs := ExactVMs(names)
+	for i, n := range names {
+		if !matchesAny(globs[i:i+1], n) {
+			t.Errorf("%q (from %q) does not match its name", globs[i], n)
+		}
+	}
+	for _, other := range []string{"aXb", "x1", "cd", "qz", "db-prod"} {
+		if matchesAny(globs, other) {
+			t.Errorf("%q matches %v", other, globs)
+		}
+	}
+}

@@ -12,19 +12,31 @@ import (
 
 // Check validates a failover of the plan in mode against the DR repository
 // and the DR site without changing anything (`--dry-run`): every stage
-// pattern names a VM with a restore point, the DR site answers, the AHV
-// cluster exists, every mapped subnet exists there, and no VM already has
-// a name the failover would give. Every problem is reported at once.
+// pattern names a VM with a restore point (for a planned failover: a VM
+// at the source site, and the source repository opens), the DR site
+// answers, the AHV cluster exists, every mapped subnet exists there, and
+// no VM already has a name the failover would give. Every problem is
+// reported at once.
 func Check(ctx context.Context, p *Plan, o Options, mode string) error {
-	r, err := openRepo(ctx, p)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
 	var errs []error
-	stages, err := resolve(ctx, r, p)
-	if err != nil {
-		errs = append(errs, err)
+	var vms []VMState // stage and name of each VM of the plan
+	if mode == ModePlanned {
+		vms, errs = checkSource(ctx, p, o)
+	} else {
+		r, err := openRepo(ctx, p, false)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		stages, err := resolve(ctx, r, p)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, st := range stages {
+			for _, rp := range st.points {
+				vms = append(vms, VMState{Stage: st.stage, VM: rp.VM})
+			}
+		}
 	}
 	site := p.site(p.TargetCluster)
 	cl, conn, err := site.Connect(ctx, o.logger(), o.TuneCluster)
@@ -51,7 +63,7 @@ func Check(ctx context.Context, p *Plan, o Options, mode string) error {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("DR site: list subnets: %w", err))
 	}
-	mapKey := map[string]string{ModeTest: "test_network_map", ModeUnplanned: "network_map"}[mode]
+	mapKey := map[string]string{ModeTest: "test_network_map", ModePlanned: "network_map", ModeUnplanned: "network_map"}[mode]
 	for src, dst := range p.netMapFor(mode) {
 		if !slices.ContainsFunc(subnets, func(s nutanix.Subnet) bool {
 			return (s.Name == dst || strings.EqualFold(s.UUID, dst)) && (target == "" || s.ClusterUUID == "" || s.ClusterUUID == target)
@@ -59,20 +71,43 @@ func Check(ctx context.Context, p *Plan, o Options, mode string) error {
 			errs = append(errs, fmt.Errorf("%s %s=%s: no subnet %q on the DR cluster", mapKey, src, dst, dst))
 		}
 	}
-	vms, err := cl.ListVMs(ctx)
+	drVMs, err := cl.ListVMs(ctx)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("DR site: list VMs: %w", err))
 	}
-	for _, st := range stages {
-		for _, rp := range st.points {
-			name := p.nameFor(mode, rp.VM)
-			if slices.ContainsFunc(vms, func(v nutanix.VM) bool { return v.Name == name }) {
-				errs = append(errs, fmt.Errorf("stage %d: a VM named %s already exists at the DR site", st.stage, name))
-			}
+	for _, v := range vms {
+		name := p.nameFor(mode, v.VM)
+		if slices.ContainsFunc(drVMs, func(d nutanix.VM) bool { return d.Name == name }) {
+			errs = append(errs, fmt.Errorf("stage %d: a VM named %s already exists at the DR site", v.Stage, name))
 		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("plan %s: %d problem(s):\n%w", p.Name, len(errs), errors.Join(errs...))
 	}
 	return nil
+}
+
+// checkSource checks what a planned failover needs at the source: the
+// source repository opens, the source site answers, and every stage
+// pattern names a VM there. It returns the plan's VMs and the problems.
+func checkSource(ctx context.Context, p *Plan, o Options) ([]VMState, []error) {
+	var errs []error
+	if p.SourceRepository == "" {
+		errs = append(errs, errors.New("source_repository: missing (a planned failover backs each VM up there last)"))
+	} else if r, err := openRepository(ctx, "source repository", p.SourceRepository, firstOf(p.SourcePasswordFile, p.PasswordFile), false); err != nil {
+		errs = append(errs, err)
+	} else {
+		r.Close()
+	}
+	cl, conn, err := p.site(p.SourceCluster).Connect(ctx, o.logger(), o.TuneCluster)
+	if err != nil {
+		return nil, append(errs, fmt.Errorf("source site: %w", err))
+	}
+	defer cl.Close()
+	defer conn.Close()
+	vms, err := sourceVMs(ctx, cl, p)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return vms, errs
 }

@@ -36,6 +36,12 @@ func connect(t *testing.T, s *prismsim.Sim) *nutanix.Client {
 	return cl
 }
 
+// siteTable is a plan's [[cluster]] table for simulator s.
+func siteTable(name string, s *prismsim.Sim) string {
+	return fmt.Sprintf("[[cluster]]\nname = %q\nprism = %q\nuser = \"admin\"\npassword_file = %q\nca_cert = %q\napi = \"v3\"\n",
+		name, s.Addr(), s.PasswordFile(), s.CAFile())
+}
+
 func vmNames(o prismsim.Objects) []string {
 	var out []string
 	for _, v := range o.VMs {
@@ -70,10 +76,6 @@ func TestTestFailover(t *testing.T) {
 	}
 	w.Close()
 
-	site := func(name string, s *prismsim.Sim) string {
-		return fmt.Sprintf("[[cluster]]\nname = %q\nprism = %q\nuser = \"admin\"\npassword_file = %q\nca_cert = %q\napi = \"v3\"\n",
-			name, s.Addr(), s.PasswordFile(), s.CAFile())
-	}
 	planFile := filepath.Join(dir, "dr-plan.toml")
 	os.WriteFile(planFile, []byte(fmt.Sprintf(`source_cluster = "prod"
 target_cluster = "dr"
@@ -88,7 +90,7 @@ delay = "10ms"
 script = "echo stage $AHVFS_STAGE > %s/stage.out"
 [[stage]]
 vms = ["web*"]
-`, repo, dir)+site("prod", prod)+site("dr", drs)), 0o600)
+`, repo, dir)+siteTable("prod", prod)+siteTable("dr", drs)), 0o600)
 	plan, err := failover.Load(planFile, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -272,10 +274,6 @@ func TestUnplannedFailover(t *testing.T) {
 	}
 	rps, _ := w.ListRestorePoints(ctx, "db01")
 	w.Close()
-	site := func(name string, s *prismsim.Sim) string {
-		return fmt.Sprintf("[[cluster]]\nname = %q\nprism = %q\nuser = \"admin\"\npassword_file = %q\nca_cert = %q\napi = \"v3\"\n",
-			name, s.Addr(), s.PasswordFile(), s.CAFile())
-	}
 	plan, err := failover.Parse("site-loss.toml", fmt.Sprintf(`source_cluster = "prod"
 target_cluster = "dr"
 target_ahv_cluster = "cluster-b"
@@ -286,7 +284,7 @@ network_map = ["vlan10=vlan20"]
 vms = ["db01"]
 [[stage]]
 vms = ["web01"]
-`, repo)+site("prod", prod)+site("dr", drs), nil)
+`, repo)+siteTable("prod", prod)+siteTable("dr", drs), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +301,7 @@ target_cluster = "dr"
 repository = %q
 [[stage]]
 vms = ["db01"]
-`, repo)+site("prod", prod)+site("dr", drs), prod.PasswordFile(), badPW, 1), nil)
+`, repo)+siteTable("prod", prod)+siteTable("dr", drs), prod.PasswordFile(), badPW, 1), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,13 @@ type Plan struct {
 	Repository       string `toml:"repository"`
 	PasswordFile     string `toml:"password_file"`
 	SourceRepository string `toml:"source_repository"`
+	// SourcePasswordFile unlocks the source repository (default
+	// password_file).
+	SourcePasswordFile string `toml:"source_password_file"`
+	// ShutdownTimeout is how long a planned failover waits for a guest to
+	// shut down before it powers the VM off hard (default 5m).
+	ShutdownTimeout string `toml:"shutdown_timeout"`
+	shutdownTimeout time.Duration
 	// NetworkMap and TestNetworkMap map source subnets to DR subnets
 	// ("vlan10=vlan20"), for real failovers and for tests.
 	NetworkMap     []string `toml:"network_map"`
@@ -144,6 +151,17 @@ func Parse(name, text string, sites []clusterjob.Site) (*Plan, error) {
 			add("password_file: %v", err)
 		}
 	}
+	if p.SourcePasswordFile != "" {
+		if _, err := os.Stat(p.SourcePasswordFile); err != nil {
+			add("source_password_file: %v", err)
+		}
+	}
+	p.shutdownTimeout = 5 * time.Minute
+	if p.ShutdownTimeout != "" {
+		if p.shutdownTimeout, err = time.ParseDuration(p.ShutdownTimeout); err != nil || p.shutdownTimeout <= 0 {
+			add("shutdown_timeout: %q: want a duration such as 5m", p.ShutdownTimeout)
+		}
+	}
 	if p.TestSuffix == "" {
 		p.TestSuffix = "-drtest"
 	}
@@ -215,6 +233,7 @@ func parseMap(pairs []string) (map[string]string, error) {
 // Failover modes.
 const (
 	ModeTest      = "test"      // copies renamed, on the test networks
+	ModePlanned   = "planned"   // the source VMs shut down, backed up and synced last; no data lost
 	ModeUnplanned = "unplanned" // the VMs themselves, on the production networks
 )
 

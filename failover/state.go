@@ -18,6 +18,9 @@ import (
 // VM states in a plan's state.
 const (
 	VMPending   = "pending"   // not started
+	VMStopping  = "stopping"  // planned: the source VM is being shut down
+	VMStopped   = "stopped"   // planned: the source VM is off
+	VMBackedUp  = "backed-up" // planned: its final backup is in the source repository
 	VMRestoring = "restoring" // restore running (or killed while it ran)
 	VMOn        = "on"        // restored and powered on
 	VMFailed    = "failed"    // its restore failed (the restore removed what it made)
@@ -31,10 +34,17 @@ const (
 type State struct {
 	V       int       `json:"v"`
 	Plan    string    `json:"plan"`
-	Mode    string    `json:"mode"` // test, unplanned
+	Mode    string    `json:"mode"` // test, planned, unplanned
 	Site    string    `json:"site"` // target Prism endpoint
 	Started time.Time `json:"started"`
 	Updated time.Time `json:"updated"`
+	// Synced is set when a planned failover's final backups reached the
+	// DR repository; BytesSent is what that sync sent.
+	Synced    bool  `json:"synced,omitempty"`
+	BytesSent int64 `json:"bytes_sent,omitempty"`
+	// StagesDone counts the stages whose VMs are on and whose delay and
+	// script ran: a resumed failover goes on after them.
+	StagesDone int `json:"stages_done,omitempty"`
 	// Done is set when every stage ran.
 	Done bool      `json:"done,omitempty"`
 	VMs  []VMState `json:"vms"`
@@ -51,7 +61,14 @@ type VMState struct {
 	// wrote after it.
 	PointTime time.Time `json:"point_time"`
 	Name      string    `json:"name"` // the VM's name at the DR site
-	UUID      string    `json:"uuid,omitempty"`
+	// SourceUUID is the VM at the source site (planned failover), which
+	// SourceWasOn says was on before the failover shut it down
+	// (Shutdown: guest, acpi or hard) at SourceOff.
+	SourceUUID  string    `json:"source_uuid,omitempty"`
+	SourceWasOn bool      `json:"source_was_on,omitempty"`
+	Shutdown    string    `json:"shutdown,omitempty"`
+	SourceOff   time.Time `json:"source_off,omitzero"`
+	UUID        string    `json:"uuid,omitempty"`
 	// Existing are the VMs that had Name at the DR site before the
 	// restore: never the failover's, whatever undo finds by name.
 	Existing []string `json:"existing,omitempty"`

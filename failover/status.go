@@ -23,7 +23,7 @@ type LiveVM struct {
 // PlanStatus reads the plan's state and asks the DR site about its VMs.
 // A plan with no state has none (State nil).
 func PlanStatus(ctx context.Context, p *Plan, o Options) (*Status, error) {
-	ps, err := openState(ctx, p, false)
+	ps, err := openState(ctx, p, false, false)
 	if err != nil {
 		return nil, err
 	}

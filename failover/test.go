@@ -90,19 +90,25 @@ func resolve(ctx context.Context, r *engine.Repository, p *Plan) ([]stageVMs, er
 	return out, errors.Join(errs...)
 }
 
-// openRepo opens the DR repository to read.
-func openRepo(ctx context.Context, p *Plan) (*engine.Repository, error) {
+// openRepo opens the DR repository, to read unless writable.
+func openRepo(ctx context.Context, p *Plan, writable bool) (*engine.Repository, error) {
+	return openRepository(ctx, "DR repository", p.Repository, p.PasswordFile, writable)
+}
+
+// openRepository opens the repository at location (what names it in
+// errors) with the password in pwFile (none: unencrypted).
+func openRepository(ctx context.Context, what, location, pwFile string, writable bool) (*engine.Repository, error) {
 	var pw []byte
-	if p.PasswordFile != "" {
-		b, err := os.ReadFile(p.PasswordFile)
+	if pwFile != "" {
+		b, err := os.ReadFile(pwFile)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		pw = []byte(strings.TrimRight(string(b), "\r\n"))
 	}
-	r, err := engine.Open(ctx, p.Repository, engine.OpenOptions{Password: pw})
+	r, err := engine.Open(ctx, location, engine.OpenOptions{Password: pw, Writable: writable})
 	if err != nil {
-		return nil, fmt.Errorf("DR repository %s: %w", p.Repository, err)
+		return nil, fmt.Errorf("%s %s: %w", what, location, err)
 	}
 	return r, nil
 }
@@ -117,12 +123,12 @@ type planState struct {
 	lock *os.File
 }
 
-// openState opens the DR repository to read and, with lock, takes the
+// openState opens the DR repository (to read unless writable) and, with lock, takes the
 // plan's lock (lockPlan), then loads the plan's state from the
 // repository's state directory. A state made at another DR site than the
 // plan names now is refused. Close the planState.
-func openState(ctx context.Context, p *Plan, lock bool) (*planState, error) {
-	r, err := openRepo(ctx, p)
+func openState(ctx context.Context, p *Plan, lock, writable bool) (*planState, error) {
+	r, err := openRepo(ctx, p, writable)
 	if err != nil {
 		return nil, err
 	}
@@ -237,51 +243,93 @@ func unreachable(err error, site string) error {
 	return fmt.Errorf("the source site %s answers, but not so that its VMs can be seen stopped (%v): fix the plan's credentials for it, or --force if it is lost", site, err)
 }
 
-// bringUp restores and powers on the plan's VMs at the DR site in mode.
+// bringUp restores and powers on the plan's VMs at the DR site in mode:
+// the newest restore point of each, or, resuming a failover of mode that
+// was killed or failed, the points it chose.
 func bringUp(ctx context.Context, p *Plan, o Options, mode string) (*State, error) {
-	log := o.logger().With("plan", p.Name, "mode", mode)
-	ps, err := openState(ctx, p, true)
+	ps, err := openState(ctx, p, true, false)
 	if err != nil {
 		return nil, err
 	}
 	defer ps.close()
-	r, file, old := ps.r, ps.file, ps.s
-	if old != nil && old.up() {
-		return old, fmt.Errorf("a %s failover of plan %s is up since %s: run ahvfs failover undo first", old.Mode, p.Name, engine.FormatTime(old.Started))
-	}
-	stages, err := resolve(ctx, r, p)
-	if err != nil {
-		return nil, fmt.Errorf("plan %s: %w", p.Name, err)
-	}
-	site := p.site(p.TargetCluster)
-	cl, conn, err := site.Connect(ctx, log, o.TuneCluster)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	defer conn.Close()
-	s := &State{V: stateVersion, Plan: p.File, Mode: mode, Site: site.Prism, Started: time.Now().UTC(), file: file}
-	for _, st := range stages {
-		for _, rp := range st.points {
-			s.VMs = append(s.VMs, VMState{Stage: st.stage, VM: rp.VM, Point: rp.Name(), PointTime: rp.Time, Name: p.nameFor(mode, rp.VM), Status: VMPending})
-		}
-	}
-	if err := s.save(); err != nil {
-		return nil, err
-	}
-	chap, err := site.CHAP()
+	s, err := ps.begin(p, mode)
 	if err != nil {
 		return s, err
 	}
-	for _, st := range stages {
-		for _, rp := range st.points {
-			i := slices.IndexFunc(s.VMs, func(v VMState) bool { return v.Point == rp.Name() })
+	if len(s.VMs) == 0 {
+		stages, err := resolve(ctx, ps.r, p)
+		if err != nil {
+			return nil, fmt.Errorf("plan %s: %w", p.Name, err)
+		}
+		for _, st := range stages {
+			for _, rp := range st.points {
+				s.VMs = append(s.VMs, VMState{Stage: st.stage, VM: rp.VM, Point: rp.Name(), PointTime: rp.Time, Name: p.nameFor(mode, rp.VM), Status: VMPending})
+			}
+		}
+		if err := s.save(); err != nil {
+			return nil, err
+		}
+	}
+	return s, restoreVMs(ctx, p, o, ps.r, s)
+}
+
+// begin returns the state a failover of mode goes on with: a new one, or
+// the plan's state when a failover of mode was killed or failed before
+// its end (it resumes). Any other failover of the plan that is up must be
+// undone first.
+func (ps *planState) begin(p *Plan, mode string) (*State, error) {
+	old := ps.s
+	switch {
+	case old != nil && old.Mode == mode && !old.Done:
+		return old, nil
+	case old != nil && old.up():
+		return old, fmt.Errorf("a %s failover of plan %s is up since %s: run ahvfs failover undo first", old.Mode, p.Name, engine.FormatTime(old.Started))
+	}
+	s := &State{V: stateVersion, Plan: p.File, Mode: mode, Site: p.site(p.TargetCluster).Prism, Started: time.Now().UTC(), file: ps.file}
+	return s, s.save()
+}
+
+// restoreVMs restores the state's VMs from their points in r at the DR
+// site and powers them on, stage by stage, skipping the stages done and
+// the VMs on already. A VM whose restore was killed is removed first (the
+// restore sweeps what the journal names; the VM is found by its UUID or
+// name).
+func restoreVMs(ctx context.Context, p *Plan, o Options, r *engine.Repository, s *State) error {
+	log := o.logger().With("plan", p.Name, "mode", s.Mode)
+	site := p.site(p.TargetCluster)
+	cl, conn, err := site.Connect(ctx, log, o.TuneCluster)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	defer conn.Close()
+	chap, err := site.CHAP()
+	if err != nil {
+		return err
+	}
+	for stage := s.StagesDone + 1; stage <= len(p.Stage); stage++ {
+		for i := range s.VMs {
 			v := &s.VMs[i]
-			ov := p.override(rp.VM)
-			netMap, err := p.vmNetMap(mode, rp)
+			if v.Stage != stage || v.Status == VMOn {
+				continue
+			}
+			if v.Status == VMRestoring {
+				log.Info("removing what a killed restore made", "vm", v.Name)
+				if err := removeVM(ctx, cl, v); err != nil {
+					return fmt.Errorf("stage %d: %s: a killed restore's VM: %w", stage, v.Name, err)
+				}
+				v.UUID = ""
+			}
+			rp, err := r.Resolve(ctx, v.Point)
 			if err != nil {
 				serr := step(s, v, o, VMFailed, "", err.Error())
-				return s, errors.Join(fmt.Errorf("stage %d: %s: %w", st.stage, rp.Name(), err), serr)
+				return errors.Join(fmt.Errorf("stage %d: %s: %w", stage, v.Point, err), serr)
+			}
+			ov := p.override(rp.VM)
+			netMap, err := p.vmNetMap(s.Mode, rp)
+			if err != nil {
+				serr := step(s, v, o, VMFailed, "", err.Error())
+				return errors.Join(fmt.Errorf("stage %d: %s: %w", stage, rp.Name(), err), serr)
 			}
 			ro := restore.Options{Name: v.Name, TargetCluster: p.TargetAHVCluster, Container: firstOf(ov.Container, p.Container),
 				NetworkMap: netMap, VCPUs: ov.VCPUs, MemoryBytes: ov.memory, PowerOn: true, DataPath: p.DataPath,
@@ -290,33 +338,37 @@ func bringUp(ctx context.Context, p *Plan, o Options, mode string) (*State, erro
 			// VMs that have the name already are not the failover's: undo
 			// must never take them for one it made.
 			if v.Existing, err = namedVMs(ctx, cl, v.Name); err != nil {
-				return s, err
+				return err
 			}
 			if err := step(s, v, o, VMRestoring, "", ""); err != nil {
-				return s, err
+				return err
 			}
-			log.Info("restoring", "vm", rp.VM, "point", rp.Name(), "as", v.Name, "stage", st.stage)
+			log.Info("restoring", "vm", rp.VM, "point", rp.Name(), "as", v.Name, "stage", stage)
 			res, err := restore.Restore(ctx, r, cl, rp, ro)
 			if err != nil {
 				serr := step(s, v, o, VMFailed, "", err.Error())
-				return s, errors.Join(fmt.Errorf("stage %d: %s: %w (run ahvfs failover undo to remove what the plan made)", st.stage, rp.Name(), err), serr)
+				return errors.Join(fmt.Errorf("stage %d: %s: %w (run the failover again to go on, or ahvfs failover undo to remove what the plan made)", stage, rp.Name(), err), serr)
 			}
 			if !res.PoweredOn {
 				msg := fmt.Sprintf("restored as %s but not powered on: %s", res.VMUUID, strings.Join(res.Warnings, "; "))
 				serr := step(s, v, o, VMFailed, res.VMUUID, msg)
-				return s, errors.Join(fmt.Errorf("stage %d: %s: %s (the next stages need it; run ahvfs failover undo to remove what the plan made)", st.stage, rp.Name(), msg), serr)
+				return errors.Join(fmt.Errorf("stage %d: %s: %s (the next stages need it; run ahvfs failover undo to remove what the plan made)", stage, rp.Name(), msg), serr)
 			}
 			v.PoweredOn = time.Now().UTC()
 			if err := step(s, v, o, VMOn, res.VMUUID, ""); err != nil {
-				return s, err
+				return err
 			}
 		}
-		if err := afterStage(ctx, p.Stage[st.stage-1], st.stage, s, log); err != nil {
-			return s, fmt.Errorf("stage %d: %w", st.stage, err)
+		if err := afterStage(ctx, p.Stage[stage-1], stage, s, log); err != nil {
+			return fmt.Errorf("stage %d: %w", stage, err)
+		}
+		s.StagesDone = stage
+		if err := s.save(); err != nil {
+			return err
 		}
 	}
 	s.Done = true
-	return s, s.save()
+	return s.save()
 }
 
 // namedVMs returns the UUIDs of the VMs named name at the site.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 
@@ -12,13 +13,14 @@ import (
 	"github.com/ahvfs/ahvfs/nutanix"
 )
 
-// Undo removes what the plan's test failover made at the DR site: the
-// VMs its state names (powered off, then deleted), and whatever a restore
-// killed midway left (the DR repository's journal is swept). It is safe
-// to run again.
+// Undo removes what the plan's failover made at the DR site: the VMs its
+// state names (powered off, then deleted), and whatever a restore killed
+// midway left (the DR repository's journal is swept). Undoing a planned
+// failover also powers the source VMs it shut down back on. It is safe
+// to run again. Only a test failover is undone without o.Force.
 func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 	log := o.logger().With("plan", p.Name, "mode", "undo")
-	ps, err := openState(ctx, p, true)
+	ps, err := openState(ctx, p, true, false)
 	if err != nil {
 		return nil, err
 	}
@@ -39,20 +41,8 @@ func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 	defer conn.Close()
 	// What killed restores left (volume groups, images, half-made VMs)
 	// first: they are journaled.
-	j, err := clusterjob.RepositoryJournal(r)
-	if err != nil {
-		return s, err
-	}
-	rep, err := clusterjob.SweepBefore(ctx, j, conn.Clusters, log)
-	if err != nil {
-		return s, fmt.Errorf("sweep the DR repository's journal: %w", err)
-	}
-	if n := len(rep.Unresolved) + len(rep.Errors) + len(rep.Running); n > 0 {
-		return s, fmt.Errorf("undo of plan %s: the DR repository's journal still names %d object(s) a restore made (%s): run undo again, or ahvfs cleanup",
-			p.Name, n, strings.Join(append(append(rep.Unresolved, rep.Errors...), rep.Running...), "; "))
-	}
-	if len(rep.Deleted) > 0 {
-		log.Info("removed what killed restores left", "objects", len(rep.Deleted))
+	if err := sweep(ctx, r, conn.Clusters, "DR", log); err != nil {
+		return s, fmt.Errorf("undo of plan %s: %w", p.Name, err)
 	}
 	var errs []error
 	for i := range s.VMs {
@@ -71,7 +61,63 @@ func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 	if err := errors.Join(errs...); err != nil {
 		return s, fmt.Errorf("undo of plan %s: %w (run undo again)", p.Name, err)
 	}
+	if s.Mode == ModePlanned {
+		if err := restartSource(ctx, p, o, s, log); err != nil {
+			return s, fmt.Errorf("undo of plan %s: the DR VMs are removed; %w (run undo again)", p.Name, err)
+		}
+	}
 	return s, s.remove()
+}
+
+// restartSource leaves the source site as a planned failover found it:
+// what its killed final backups left (the source repository's journal)
+// is swept, and the VMs it shut down are powered back on.
+func restartSource(ctx context.Context, p *Plan, o Options, s *State, log *slog.Logger) error {
+	cl, conn, err := p.site(p.SourceCluster).Connect(ctx, log, o.TuneCluster)
+	if err != nil {
+		return fmt.Errorf("source site: %w", err)
+	}
+	defer cl.Close()
+	defer conn.Close()
+	src, err := openRepository(ctx, "source repository", p.SourceRepository, firstOf(p.SourcePasswordFile, p.PasswordFile), true)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	if err := sweep(ctx, src, conn.Clusters, "source", log); err != nil {
+		return err
+	}
+	for _, v := range s.VMs {
+		if !v.SourceWasOn {
+			continue
+		}
+		if err := cl.SetPowerState(ctx, v.SourceUUID, nutanix.PowerOn); err != nil {
+			return fmt.Errorf("power %s back on at the source site: %w", v.VM, err)
+		}
+		log.Info("powered on at the source site", "vm", v.VM)
+	}
+	return nil
+}
+
+// sweep deletes what killed jobs left at a site, as r's journal names it;
+// anything it could not delete is an error.
+func sweep(ctx context.Context, r *engine.Repository, clusters clusterjob.Clusters, which string, log *slog.Logger) error {
+	j, err := clusterjob.RepositoryJournal(r)
+	if err != nil {
+		return err
+	}
+	rep, err := clusterjob.SweepBefore(ctx, j, clusters, log)
+	if err != nil {
+		return fmt.Errorf("sweep the %s repository's journal: %w", which, err)
+	}
+	if n := len(rep.Unresolved) + len(rep.Errors) + len(rep.Running); n > 0 {
+		return fmt.Errorf("the %s repository's journal still names %d object(s) a killed job made (%s): run undo again, or ahvfs cleanup",
+			which, n, strings.Join(append(append(rep.Unresolved, rep.Errors...), rep.Running...), "; "))
+	}
+	if len(rep.Deleted) > 0 {
+		log.Info("removed what killed jobs left", "site", which, "objects", len(rep.Deleted))
+	}
+	return nil
 }
 
 // removeVM powers off and deletes a VM the failover made. One that is

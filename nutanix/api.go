@@ -126,6 +126,12 @@ type Provisioner interface {
 	// SetPowerState powers a VM on or off (hard) and waits. Setting the
 	// state it already has succeeds.
 	SetPowerState(ctx context.Context, vmUUID string, state PowerState) error
+	// ShutdownVM asks a VM's guest to shut down: through Nutanix Guest
+	// Tools when guest (the VM needs NGT), else by ACPI. It waits for the
+	// request's task, not for the VM to be off: a guest may take its time
+	// or ignore the request, so callers poll GetVM and power off hard
+	// after a timeout. A VM already off succeeds.
+	ShutdownVM(ctx context.Context, vmUUID string, guest bool) error
 	// DeleteVM deletes a VM and waits. Idempotent: a VM that is not there
 	// (DELETE and GET answer 404) counts as deleted.
 	DeleteVM(ctx context.Context, uuid string) error
@@ -449,6 +455,14 @@ func (c *Client) SetPowerState(ctx context.Context, vmUUID string, state PowerSt
 		return err
 	}
 	return b.SetPowerState(ctx, vmUUID, state)
+}
+
+func (c *Client) ShutdownVM(ctx context.Context, vmUUID string, guest bool) error {
+	b, err := c.b(ctx)
+	if err != nil {
+		return err
+	}
+	return b.ShutdownVM(ctx, vmUUID, guest)
 }
 
 func (c *Client) DeleteVM(ctx context.Context, uuid string) error {

@@ -112,7 +112,21 @@ func (b *v3Backend) CreateVM(ctx context.Context, spec VMSpec) (string, error) {
 }
 
 func (b *v3Backend) SetPowerState(ctx context.Context, vmUUID string, state PowerState) error {
-	op := fmt.Sprintf("power %s VM %s", state, vmUUID)
+	return b.setPower(ctx, fmt.Sprintf("power %s VM %s", state, vmUUID), vmUUID, state, "HARD")
+}
+
+func (b *v3Backend) ShutdownVM(ctx context.Context, vmUUID string, guest bool) error {
+	mech := "ACPI"
+	if guest {
+		mech = "GUEST"
+	}
+	return b.setPower(ctx, fmt.Sprintf("shut down VM %s (%s)", vmUUID, mech), vmUUID, PowerOff, mech)
+}
+
+// setPower PUTs the VM back with power_state state, by mechanism (HARD,
+// ACPI or GUEST), and waits for the task; nothing when the VM is in state
+// already.
+func (b *v3Backend) setPower(ctx context.Context, op, vmUUID string, state PowerState, mechanism string) error {
 	p := v3Base + "/vms/" + url.PathEscape(vmUUID)
 	var raw map[string]any
 	if _, err := b.r.do(ctx, request{method: http.MethodGet, path: p, out: &raw}); err != nil {
@@ -127,6 +141,7 @@ func (b *v3Backend) SetPowerState(ctx context.Context, vmUUID string, state Powe
 		return fmt.Errorf("%s: VM has no spec.resources", op)
 	}
 	res["power_state"] = string(state)
+	res["power_state_mechanism"] = map[string]any{"mechanism": mechanism}
 	delete(raw, "status")
 	var acc v3Accepted
 	if _, err := b.r.do(ctx, request{method: http.MethodPut, path: p, in: raw, out: &acc}); err != nil {

@@ -177,7 +177,31 @@ func countSources(d DiskSpec) int {
 }
 
 func (b *v4Backend) SetPowerState(ctx context.Context, vmUUID string, state PowerState) error {
-	op := fmt.Sprintf("power %s VM %s", state, vmUUID)
+	action := "power-on"
+	if state == PowerOff {
+		action = "power-off"
+	}
+	return b.power(ctx, fmt.Sprintf("power %s VM %s", state, vmUUID), vmUUID, state, action, nil)
+}
+
+func (b *v4Backend) ShutdownVM(ctx context.Context, vmUUID string, guest bool) error {
+	if !guest {
+		return b.power(ctx, "shut down VM "+vmUUID, vmUUID, PowerOff, "shutdown", nil)
+	}
+	body := map[string]any{
+		"$objectType": "vmm.v4.ahv.config.GuestPowerOptions",
+		"guestPowerStateTransitionConfig": map[string]any{
+			"$objectType":               "vmm.v4.ahv.config.GuestPowerStateTransitionConfig",
+			"shouldEnableScriptExec":    false,
+			"shouldFailOnScriptFailure": false,
+		},
+	}
+	return b.power(ctx, "guest shutdown of VM "+vmUUID, vmUUID, PowerOff, "guest-shutdown", body)
+}
+
+// power runs the VM's $actions/action (with body, if any) under the VM's
+// ETag and waits for the task; nothing when the VM is in state already.
+func (b *v4Backend) power(ctx context.Context, op, vmUUID string, state PowerState, action string, body any) error {
 	p := b.p("vmm", "/ahv/config/vms/"+url.PathEscape(vmUUID))
 	var r v4Response[v4VM]
 	resp, err := b.r.do(ctx, request{method: http.MethodGet, path: p, out: &r})
@@ -187,11 +211,7 @@ func (b *v4Backend) SetPowerState(ctx context.Context, vmUUID string, state Powe
 	if strings.EqualFold(r.Data.PowerState, string(state)) {
 		return nil
 	}
-	action := "power-on"
-	if state == PowerOff {
-		action = "power-off"
-	}
-	_, err = b.mutate(ctx, op, request{method: http.MethodPost, path: p + "/$actions/" + action, header: ifMatch(resp.Header.Get("ETag"))})
+	_, err = b.mutate(ctx, op, request{method: http.MethodPost, path: p + "/$actions/" + action, in: body, header: ifMatch(resp.Header.Get("ETag"))})
 	return err
 }
 

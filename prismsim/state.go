@@ -92,6 +92,9 @@ type vm struct {
 	Disks          []*vmDisk `json:"disks"`
 	NICs           []*vmNIC  `json:"nics"`
 	NGT            NGT       `json:"ngt"`
+	// GuestHung: the guest ignores shutdown requests (ACPI and NGT); only
+	// a hard power-off stops it.
+	GuestHung bool `json:"guest_hung,omitempty"`
 	// Categories are the VM's categories, key → values.
 	Categories     map[string][]string `json:"categories,omitempty"`
 	SpecVersion    int64               `json:"spec_version"`

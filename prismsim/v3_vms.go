@@ -178,7 +178,10 @@ type v3VMIn struct {
 		Description      string `json:"description"`
 		ClusterReference *v3Ref `json:"cluster_reference"`
 		Resources        struct {
-			PowerState        string `json:"power_state"`
+			PowerState          string `json:"power_state"`
+			PowerStateMechanism *struct {
+				Mechanism string `json:"mechanism"` // HARD, ACPI, GUEST
+			} `json:"power_state_mechanism"`
 			NumSockets        int    `json:"num_sockets"`
 			NumVcpusPerSocket int    `json:"num_vcpus_per_socket"`
 			NumThreadsPerCore int    `json:"num_threads_per_core"`
@@ -304,13 +307,26 @@ func (s *Sim) v3UpdateVM(w http.ResponseWriter, r *http.Request) {
 			v3Error(w, http.StatusUnprocessableEntity, "vm", "VALIDATION_ERROR", "power_state must be ON or OFF")
 			return
 		}
+		mech := "HARD"
+		if rs.PowerStateMechanism != nil && rs.PowerStateMechanism.Mechanism != "" {
+			mech = strings.ToUpper(rs.PowerStateMechanism.Mechanism)
+		}
+		switch {
+		case mech != "HARD" && mech != "ACPI" && mech != "GUEST":
+			v3Error(w, http.StatusUnprocessableEntity, "vm", "VALIDATION_ERROR", "power_state_mechanism.mechanism must be HARD, ACPI or GUEST")
+			return
+		case mech == "GUEST" && (v.NGT == NGTAbsent || v.NGT == ""):
+			v3Error(w, http.StatusUnprocessableEntity, "vm", "VALIDATION_ERROR", "Guest power operations need Nutanix Guest Tools")
+			return
+		}
 		fail := s.taskFailure("VmUpdate")
 		t := s.startTask("VmUpdate", v.ClusterUUID, []taskEntity{{Kind: "vm", UUID: v.UUID, Name: v.Name}}, fail, func() {
 			if in.Spec.Name != "" {
 				v.Name = in.Spec.Name
 			}
 			v.Description = in.Spec.Description
-			if ps := strings.ToUpper(rs.PowerState); ps != "" {
+			// A soft power-off asks the guest, which may not heed it.
+			if ps := strings.ToUpper(rs.PowerState); ps != "" && !(ps == "OFF" && mech != "HARD" && v.GuestHung) {
 				v.PowerState = ps
 			}
 			if rs.NumSockets > 0 {

@@ -340,7 +340,11 @@ func (s *Sim) v4Power(action string) http.HandlerFunc {
 				v4Error(w, r, http.StatusBadRequest, "Guest shutdown needs Nutanix Guest Tools")
 				return
 			}
+			soft := action == "shutdown" || action == "guest-shutdown"
 			t := s.startTask(op, v.ClusterUUID, []taskEntity{{Kind: "vm", UUID: v.UUID, Name: v.Name}}, s.taskFailure(op), func() {
+				if soft && v.GuestHung {
+					return // the guest was asked; it does not stop
+				}
 				v.PowerState = want
 				v.SpecVersion++
 				v.Updated = time.Now()

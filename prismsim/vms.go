@@ -159,6 +159,21 @@ func (s *Sim) VMs() []VMInfo {
 
 // SetNGT changes the guest tools state a VM reports.
 func (s *Sim) SetNGT(nameOrUUID string, n NGT) error {
+	return s.changeVM(nameOrUUID, func(v *vm) {
+		v.NGT = n
+		v.SpecVersion++
+	})
+}
+
+// SetGuestHung makes a VM's guest ignore shutdown requests (ACPI and
+// NGT), as a hung or busy guest does, or heed them again: the request's
+// task succeeds, and the VM stays on.
+func (s *Sim) SetGuestHung(nameOrUUID string, hung bool) error {
+	return s.changeVM(nameOrUUID, func(v *vm) { v.GuestHung = hung })
+}
+
+// changeVM applies fn to a VM (by name or UUID) and saves the state.
+func (s *Sim) changeVM(nameOrUUID string, fn func(v *vm)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v := s.m.VMs[nameOrUUID]
@@ -168,8 +183,7 @@ func (s *Sim) SetNGT(nameOrUUID string, n NGT) error {
 	if v == nil {
 		return fmt.Errorf("vm %s: %w", nameOrUUID, ErrNotFound)
 	}
-	v.NGT = n
-	v.SpecVersion++
+	fn(v)
 	s.save()
 	return nil
 }

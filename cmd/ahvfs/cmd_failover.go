@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/ahvfs/ahvfs/daemon"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/failover"
+	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
 )
 
@@ -20,11 +22,12 @@ func init() {
 			Usage: "recovery plans at the DR site (docs/failover.md)",
 			Subcommands: []*cli.Command{
 				bringUpCommand(failover.ModeTest, "restore the plan's VMs at the DR site, renamed, on the test networks, stage by stage", configFlag),
+				bringUpCommand(failover.ModePlanned, "move the plan's VMs to the DR site with no data lost: shut each down at the source, back it up last into source_repository, sync, restore at the DR site on the production networks, stage by stage", configFlag),
 				bringUpCommand(failover.ModeUnplanned, "the source site is lost: restore the plan's VMs at the DR site from their newest replicated points, on the production networks, and report each one's recovery point", configFlag,
 					&cli.BoolFlag{Name: "force", Usage: "run even though the source site answers and runs VMs of the plan"}),
 				{
 					Name:      "undo",
-					Usage:     "remove exactly what the plan's test failover made at the DR site",
+					Usage:     "remove exactly what the plan's failover made at the DR site (a planned one's source VMs are powered back on)",
 					ArgsUsage: "PLAN",
 					Flags: []cli.Flag{configFlag,
 						&cli.BoolFlag{Name: "force", Usage: "also undo a failover that is not a test (it deletes the production VMs it made at the DR site)"}},
@@ -45,7 +48,7 @@ func init() {
 						if env.JSON {
 							return writeJSON(env.Stdout, st)
 						}
-						fmt.Fprintf(env.Stdout, "plan %s: the DR site holds nothing of the test failover any more\n", p.Name)
+						fmt.Fprintf(env.Stdout, "plan %s: the DR site holds nothing of the %s failover any more\n", p.Name, st.Mode)
 						return nil
 					},
 				}, {
@@ -113,10 +116,8 @@ func bringUpCommand(mode, usage string, flags ...cli.Flag) *cli.Command {
 				fmt.Fprintf(env.Stdout, "plan %s: a %s failover can run\n", p.Name, mode)
 				return nil
 			}
-			run := failover.Test
-			if mode == failover.ModeUnplanned {
-				run = failover.Unplanned
-			}
+			run := map[string]func(context.Context, *failover.Plan, failover.Options) (*failover.State, error){
+				failover.ModeTest: failover.Test, failover.ModePlanned: failover.Planned, failover.ModeUnplanned: failover.Unplanned}[mode]
 			st, err := run(c.Context, p, o)
 			if err != nil {
 				return err
@@ -124,8 +125,15 @@ func bringUpCommand(mode, usage string, flags ...cli.Flag) *cli.Command {
 			if env.JSON {
 				return writeJSON(env.Stdout, st)
 			}
-			if mode == failover.ModeTest {
+			switch mode {
+			case failover.ModeTest:
 				fmt.Fprintf(env.Stdout, "test failover of plan %s is up: %d VMs; remove it with ahvfs failover undo %s\n", p.Name, len(st.VMs), c.Args().First())
+				return nil
+			case failover.ModePlanned:
+				fmt.Fprintf(env.Stdout, "plan %s: %d VMs moved to the DR site with nothing lost (%s sent by the last sync):\n", p.Name, len(st.VMs), humanize.IBytes(uint64(st.BytesSent)))
+				for _, v := range st.VMs {
+					fmt.Fprintf(env.Stdout, "  %s: shut down (%s) at %s, restored from %s\n", v.VM, firstNonEmptyStr(v.Shutdown, "was off"), engine.FormatTime(v.SourceOff), v.Point)
+				}
 				return nil
 			}
 			fmt.Fprintf(env.Stdout, "plan %s: %d VMs run at the DR site; what each wrote after its recovery point is lost:\n", p.Name, len(st.VMs))

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 
 	"github.com/ahvfs/ahvfs/tools/crash/crashproc"
 )
@@ -16,34 +15,34 @@ import (
 // back as the source's point of that name.
 func (k *killer) checkTarget(ctx context.Context, at string, t *target) {
 	if p, err := k.ahvfs(ctx, at, "verify", "--repo", t.repo, "--read-data"); err != nil {
-		k.fail(at, fmt.Sprintf("verify --read-data of the target: %v", err), p.Report())
+		k.chk.Fail(at, fmt.Sprintf("verify --read-data of the target: %v", err), p.Report())
 	}
 	p, err := k.ahvfs(ctx, at, "list", "--repo", t.repo, "--json")
 	if err != nil {
-		k.fail(at, fmt.Sprintf("list of the target: %v", err), p.Report())
+		k.chk.Fail(at, fmt.Sprintf("list of the target: %v", err), p.Report())
 		return
 	}
 	var list []struct {
 		Name string `json:"name"`
 	}
 	if err := json.Unmarshal(p.Stdout.Bytes(), &list); err != nil {
-		k.fail(at, fmt.Sprintf("list --json of the target: %v", err), p.Report())
+		k.chk.Fail(at, fmt.Sprintf("list --json of the target: %v", err), p.Report())
 		return
 	}
 	for _, e := range list {
 		want, ok := k.points[e.Name]
 		if !ok {
-			k.fail(at, "the target lists "+e.Name+", which the source does not hold", p.Report())
+			k.chk.Fail(at, "the target lists "+e.Name+", which the source does not hold", p.Report())
 			continue
 		}
 		var got bytes.Buffer
 		if c, err := k.ahvfsTo(ctx, at, &got, "cat", "--repo", t.repo, e.Name, "disk-0"); err != nil {
-			k.fail(at, fmt.Sprintf("cat %s on the target: %v", e.Name, err), c.Report())
+			k.chk.Fail(at, fmt.Sprintf("cat %s on the target: %v", e.Name, err), c.Report())
 			continue
 		}
 		k.res.readBack += int64(got.Len())
 		if !bytes.Equal(got.Bytes(), want) {
-			k.fail(at, fmt.Sprintf("cat %s on the target: not the source's bytes", e.Name), "")
+			k.chk.Fail(at, fmt.Sprintf("cat %s on the target: not the source's bytes", e.Name), "")
 		}
 	}
 }
@@ -54,7 +53,7 @@ func (k *killer) finish(ctx context.Context, at string, t *target) {
 	at += ", the sync run again"
 	p, err := k.ahvfs(ctx, at, k.syncArgs(t.url)...)
 	if err != nil {
-		k.fail(at, err.Error(), p.Report())
+		k.chk.Fail(at, err.Error(), p.Report())
 		return
 	}
 	var rep struct {
@@ -64,18 +63,18 @@ func (k *killer) finish(ctx context.Context, at string, t *target) {
 		Conflicts    []string `json:"conflicts"`
 	}
 	if err := json.Unmarshal(p.Stdout.Bytes(), &rep); err != nil {
-		k.fail(at, "its --json report: "+err.Error(), p.Report())
+		k.chk.Fail(at, "its --json report: "+err.Error(), p.Report())
 		return
 	}
 	all := slices.Sorted(slices.Values(append(rep.Synced, rep.AlreadyThere...)))
 	if len(all) != len(k.points) || len(rep.Older)+len(rep.Conflicts) > 0 {
-		k.fail(at, fmt.Sprintf("synced %v, already there %v, skipped %v, conflicts %v: want all %d of the source's",
+		k.chk.Fail(at, fmt.Sprintf("synced %v, already there %v, skipped %v, conflicts %v: want all %d of the source's",
 			rep.Synced, rep.AlreadyThere, rep.Older, rep.Conflicts, len(k.points)), p.Report())
 	}
 	k.checkTarget(ctx, at, t)
 	l, err := k.ahvfs(ctx, at, "list", "--repo", t.repo, "--json")
 	if err == nil && !bytes.Equal(l.Stdout.Bytes(), k.srcList) {
-		k.fail(at, fmt.Sprintf("the target lists\n%s\nthe source\n%s", l.Stdout.Bytes(), k.srcList), "")
+		k.chk.Fail(at, fmt.Sprintf("the target lists\n%s\nthe source\n%s", l.Stdout.Bytes(), k.srcList), "")
 	}
 }
 
@@ -91,30 +90,5 @@ func (k *killer) ahvfs(ctx context.Context, at string, args ...string) (*crashpr
 
 // ahvfsTo is ahvfs with stdout to w.
 func (k *killer) ahvfsTo(ctx context.Context, at string, w io.Writer, args ...string) (*crashproc.Proc, error) {
-	p, err := crashproc.Start(k.o.Ahvfs, nil, w, args...)
-	if err != nil {
-		return &crashproc.Proc{Args: args}, err
-	}
-	err = p.Wait(ctx, cmdTimeout)
-	k.scan(at, p)
-	if err != nil {
-		return p, fmt.Errorf("ahvfs %s: %v: %s", args[0], err, bytes.TrimSpace(p.Stderr.Bytes()))
-	}
-	return p, nil
-}
-
-// scan fails the check when p printed a crash.
-func (k *killer) scan(at string, p *crashproc.Proc) {
-	if m := p.Crash(); m != "" {
-		k.fail(at, fmt.Sprintf("%s printed %q", p.Args[0], m), p.Report())
-	}
-}
-
-func (k *killer) fail(at, what, report string) {
-	line := at + ": " + what
-	k.res.failures = append(k.res.failures, line)
-	fmt.Fprintln(k.out, "FAIL", line)
-	if report != "" {
-		fmt.Fprintln(k.out, "  "+strings.ReplaceAll(report, "\n", "\n  "))
-	}
+	return k.chk.Run(ctx, k.o.Ahvfs, at, w, cmdTimeout, args...)
 }

@@ -78,6 +78,7 @@ type killer struct {
 	tls     peers
 	dur     time.Duration // of an unkilled sync
 	res     result
+	chk     crashproc.Checks
 }
 
 func run(ctx context.Context, o options, out io.Writer) (result, error) {
@@ -88,11 +89,12 @@ func run(ctx context.Context, o options, out io.Writer) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	k := &killer{o: o, out: out, work: work, src: filepath.Join(work, "src"), rnd: rand.New(rand.NewPCG(o.Seed, 16)),
+	k := &killer{o: o, out: out, chk: crashproc.Checks{Out: out}, work: work, src: filepath.Join(work, "src"), rnd: rand.New(rand.NewPCG(o.Seed, 16)),
 		points: map[string][]byte{}}
 	err = k.runAll(ctx)
 	fmt.Fprintf(out, "synckill: %d trials, %d clients and %d servers killed, %d syncs finished before their kill; %.1f MiB read back; %d failures (seed %d)\n",
-		k.res.trials, k.res.killedClient, k.res.killedServer, k.res.finished, float64(k.res.readBack)/(1<<20), len(k.res.failures), o.Seed)
+		k.res.trials, k.res.killedClient, k.res.killedServer, k.res.finished, float64(k.res.readBack)/(1<<20), len(k.chk.Failures), o.Seed)
+	k.res.failures = k.chk.Failures
 	return k.res, o.End(out, "synckill", work, k.res.failures, err)
 }
 
@@ -126,7 +128,7 @@ func (k *killer) runAll(ctx context.Context) error {
 		}
 		k.res.trials++
 		if !k.o.Verbose && (i+1)%10 == 0 {
-			fmt.Fprintf(k.out, "synckill: %d/%d trials, %d failures\n", i+1, k.o.Kills, len(k.res.failures))
+			fmt.Fprintf(k.out, "synckill: %d/%d trials, %d failures\n", i+1, k.o.Kills, len(k.chk.Failures))
 		}
 	}
 	return ctx.Err()
@@ -194,13 +196,13 @@ func (k *killer) trial(ctx context.Context, i int) error {
 			<-t.serve.Done
 			// The client must see the dead server and give up.
 			if werr := p.Wait(ctx, cmdTimeout); werr != nil && !isExit(werr) {
-				k.fail(at, fmt.Sprintf("the client, after the server's kill: %v", werr), p.Report())
+				k.chk.Fail(at, fmt.Sprintf("the client, after the server's kill: %v", werr), p.Report())
 			}
 		}
 	} else {
 		p.KillAfter(delay)
 	}
-	k.scan(at, p)
+	k.chk.Scan(at, p)
 	serverKilled := server && exited(t.serve) && t.serve.Killed()
 	switch {
 	case serverKilled:
@@ -208,18 +210,18 @@ func (k *killer) trial(ctx context.Context, i int) error {
 	case !server && p.Killed():
 		k.res.killedClient++
 	case p.Err != nil:
-		k.fail(at, fmt.Sprintf("the sync exited with %v before its kill", p.Err), p.Report())
+		k.chk.Fail(at, fmt.Sprintf("the sync exited with %v before its kill", p.Err), p.Report())
 	default:
 		k.res.finished++
 		k.dur = (3*k.dur + p.Took) / 4
 	}
 	if serverKilled {
-		k.scan(at, t.serve)
+		k.chk.Scan(at, t.serve)
 		if t, err = k.restartServe(t); err != nil {
 			return err
 		}
 	} else if exited(t.serve) {
-		k.fail(at, "the server did not outlive the sync", t.serve.Report())
+		k.chk.Fail(at, "the server did not outlive the sync", t.serve.Report())
 	}
 	k.checkTarget(ctx, at, t)
 	k.finish(ctx, at, t)

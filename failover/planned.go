@@ -1,0 +1,262 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ahvfs/ahvfs/backup"
+	"github.com/ahvfs/ahvfs/clusterjob"
+	"github.com/ahvfs/ahvfs/dr"
+	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/nutanix"
+)
+
+// Planned moves the plan's VMs to the DR site with no data lost. At the
+// source site each VM is shut down (the guest asked through NGT where it
+// runs, else by ACPI; powered off hard after shutdown_timeout), in
+// reverse stage order; then each gets a final backup into the source
+// repository, which is synced to the DR repository; then the VMs are
+// restored at the DR site from those points, on the production networks,
+// and powered on stage by stage. The DR VMs' disks are the source VMs'
+// disks as they were at shutdown. Every step is in the plan's state: run
+// again after a kill or a failure, it goes on where it stopped.
+func Planned(ctx context.Context, p *Plan, o Options) (*State, error) {
+	if p.SourceRepository == "" {
+		return nil, fmt.Errorf("plan %s: source_repository: missing (a planned failover backs each VM up there last)", p.Name)
+	}
+	log := o.logger().With("plan", p.Name, "mode", ModePlanned)
+	ps, err := openState(ctx, p, true, true)
+	if err != nil {
+		return nil, err
+	}
+	defer ps.close()
+	s, err := ps.begin(p, ModePlanned)
+	if err != nil {
+		return s, err
+	}
+	src := p.site(p.SourceCluster)
+	cl, conn, err := src.Connect(ctx, log, o.TuneCluster)
+	if err != nil {
+		return s, fmt.Errorf("source site: %w", err)
+	}
+	defer cl.Close()
+	defer conn.Close()
+	if len(s.VMs) == 0 {
+		if s.VMs, err = sourceVMs(ctx, cl, p); err != nil {
+			return s, fmt.Errorf("plan %s: %w", p.Name, err)
+		}
+		if err := s.save(); err != nil {
+			return s, err
+		}
+	}
+	if err := shutDownAll(ctx, p, o, cl, s, log); err != nil {
+		return s, err
+	}
+	if !s.Synced {
+		if err := finalBackups(ctx, p, o, cl, conn, ps.r, s, log); err != nil {
+			return s, err
+		}
+	}
+	return s, restoreVMs(ctx, p, o, ps.r, s)
+}
+
+// sourceVMs lists the VMs the plan's stages name at the source site, in
+// stage order (a VM two stages name belongs to the first). A pattern
+// that names no VM there is a problem, as are two VMs of one name: the
+// repository knows VMs by name.
+func sourceVMs(ctx context.Context, cl nutanix.Cluster, p *Plan) ([]VMState, error) {
+	vms, err := cl.ListVMs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("source site: list VMs: %w", err)
+	}
+	slices.SortFunc(vms, func(a, b nutanix.VM) int { return strings.Compare(a.Name, b.Name) })
+	var out []VMState
+	var errs []error
+	taken := map[string]string{}
+	for i, st := range p.Stage {
+		for _, g := range st.VMs {
+			hit := false
+			for _, v := range vms {
+				if ok, _ := path.Match(g, v.Name); !ok {
+					continue
+				}
+				hit = true
+				if other, dup := taken[v.Name]; dup {
+					if other != v.UUID {
+						errs = append(errs, fmt.Errorf("stage %d: two VMs at the source site are named %s (%s, %s): rename one", i+1, v.Name, other, v.UUID))
+					}
+					continue
+				}
+				taken[v.Name] = v.UUID
+				out = append(out, VMState{Stage: i + 1, VM: v.Name, Name: v.Name, SourceUUID: v.UUID, Status: VMPending})
+			}
+			if !hit {
+				errs = append(errs, fmt.Errorf("stage %d: %q matches no VM at the source site %s", i+1, g, p.site(p.SourceCluster).Prism))
+			}
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// shutDownAll shuts the source VMs down, the last stage's first (the
+// applications before the databases they use).
+func shutDownAll(ctx context.Context, p *Plan, o Options, cl nutanix.Cluster, s *State, log *slog.Logger) error {
+	for stage := len(p.Stage); stage >= 1; stage-- {
+		for i := range s.VMs {
+			v := &s.VMs[i]
+			if v.Stage != stage || (v.Status != VMPending && v.Status != VMStopping) {
+				continue
+			}
+			if v.Status == VMPending {
+				vm, err := cl.GetVM(ctx, v.SourceUUID)
+				if err != nil {
+					return fmt.Errorf("source VM %s: %w", v.VM, err)
+				}
+				v.SourceWasOn = vm.PowerState != nutanix.PowerOff
+				if err := step(s, v, o, VMStopping, "", ""); err != nil {
+					return err
+				}
+			}
+			how, err := powerDown(ctx, cl, v.SourceUUID, p.shutdownTimeout, log.With("vm", v.VM))
+			if err != nil {
+				return fmt.Errorf("shut down %s at the source site: %w (run the failover again to go on)", v.VM, err)
+			}
+			v.Shutdown, v.SourceOff = how, time.Now().UTC()
+			if err := step(s, v, o, VMStopped, "", ""); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// powerDown shuts a VM down and returns how: "guest" (through NGT, when
+// its tools answer), "acpi", or "hard" (a power-off, after timeout). A VM
+// off already gives "".
+func powerDown(ctx context.Context, cl nutanix.Cluster, uuid string, timeout time.Duration, log *slog.Logger) (string, error) {
+	vm, err := cl.GetVM(ctx, uuid)
+	if err != nil {
+		return "", err
+	}
+	if vm.PowerState == nutanix.PowerOff {
+		return "", nil
+	}
+	how := "acpi"
+	if vm.NGT.Installed && vm.NGT.Enabled && vm.NGT.Reachable {
+		how = "guest"
+		if err := cl.ShutdownVM(ctx, uuid, true); err != nil {
+			log.Warn("guest shutdown refused; trying ACPI", "err", err)
+			how = "acpi"
+		}
+	}
+	if how == "acpi" {
+		if err := cl.ShutdownVM(ctx, uuid, false); err != nil {
+			log.Warn("ACPI shutdown refused; powering off", "err", err)
+			how = "hard"
+		}
+	}
+	if how != "hard" {
+		poll := min(2*time.Second, timeout/4)
+		deadline := time.Now().Add(timeout)
+		for {
+			vm, err := cl.GetVM(ctx, uuid)
+			if err != nil {
+				return "", err
+			}
+			if vm.PowerState == nutanix.PowerOff {
+				return how, nil
+			}
+			if time.Now().After(deadline) {
+				log.Warn("the guest did not shut down in time; powering off", "timeout", timeout)
+				how = "hard"
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return "", ctx.Err()
+			case <-time.After(poll):
+			}
+		}
+	}
+	if err := cl.SetPowerState(ctx, uuid, nutanix.PowerOff); err != nil {
+		return "", err
+	}
+	return how, nil
+}
+
+// finalBackups backs the stopped VMs up into the source repository (an
+// incremental where a chain exists) and syncs their points to the DR
+// repository dst.
+func finalBackups(ctx context.Context, p *Plan, o Options, cl *nutanix.Client, conn *clusterjob.Connector, dst *engine.Repository, s *State, log *slog.Logger) error {
+	src, err := openRepository(ctx, "source repository", p.SourceRepository, firstOf(p.SourcePasswordFile, p.PasswordFile), true)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	var uuids []string
+	for _, v := range s.VMs {
+		if v.Status == VMStopped {
+			uuids = append(uuids, v.SourceUUID)
+		}
+	}
+	if len(uuids) > 0 {
+		site := p.site(p.SourceCluster)
+		j, err := clusterjob.RepositoryJournal(src)
+		if err != nil {
+			return err
+		}
+		bo := backup.Options{VMs: uuids, Level: backup.LevelAuto, DataPath: backup.DataPath(p.DataPath), Journal: j, Clusters: conn.Clusters,
+			ISCSIPort: site.ISCSIPort, InitiatorIQN: site.InitiatorIQN, Logger: log}
+		if bo.CHAP, err = site.CHAP(); err != nil {
+			return err
+		}
+		log.Info("final backups", "vms", len(uuids))
+		rep, err := backup.Run(ctx, src, cl, bo)
+		if rep != nil {
+			for _, vr := range rep.VMs {
+				i := slices.IndexFunc(s.VMs, func(v VMState) bool { return v.SourceUUID == vr.UUID })
+				if i < 0 || vr.Err != "" || vr.RestorePoint == "" {
+					continue
+				}
+				v := &s.VMs[i]
+				v.Point = vr.RestorePoint
+				if rp := vr.RestorePointValue(); rp != nil {
+					v.PointTime = rp.Time
+				}
+				if err := step(s, v, o, VMBackedUp, "", ""); err != nil {
+					return err
+				}
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("final backup: %w (run the failover again to go on)", err)
+		}
+		for _, v := range s.VMs {
+			if v.Status != VMBackedUp {
+				return fmt.Errorf("final backup of %s failed (run the failover again to go on)", v.VM)
+			}
+		}
+	}
+	var names []string
+	for _, v := range s.VMs {
+		names = append(names, v.VM)
+	}
+	rep, err := dr.Sync(ctx, &dr.Local{R: src}, &dr.Local{R: dst}, dr.Options{VMs: engine.ExactVMs(names)})
+	if err != nil {
+		return fmt.Errorf("sync to the DR repository: %w (run the failover again to go on)", err)
+	}
+	for _, v := range s.VMs {
+		if !slices.Contains(rep.Synced, v.Point) && !slices.Contains(rep.AlreadyThere, v.Point) {
+			return fmt.Errorf("sync to the DR repository: %s did not arrive (%s)", v.Point, strings.Join(append(rep.Older, rep.Conflicts...), ", "))
+		}
+	}
+	s.Synced, s.BytesSent = true, s.BytesSent+rep.BytesSent
+	log.Info("synced", "points", rep.RestorePoints, "bytes", rep.BytesSent)
+	return s.save()
+}
