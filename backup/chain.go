@@ -38,6 +38,9 @@ type RefDisk struct {
 	N       int    `json:"n"` // disk-N
 	Size    int64  `json:"size"`
 	Address string `json:"address,omitempty"`
+	// From is the UUID the restore point gives the disk when the disk
+	// was restored from it (Continue), not read from it: another VM's.
+	From string `json:"from,omitempty"`
 }
 
 func (s *RefSnapshot) disk(uuid string) (RefDisk, bool) {

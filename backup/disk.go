@@ -54,7 +54,7 @@ func (r *runner) backupDisk(ctx context.Context, cl nutanix.Cluster, v nutanix.V
 			dr.Reason = fmt.Sprintf("resized from %d to %d bytes", old.Size, size)
 		default:
 			pd, err := plan.Parent.Disk(old.N)
-			if err != nil || pd.UUID != "" && pd.UUID != d.UUID || pd.Size != size {
+			if err != nil || pd.UUID != "" && pd.UUID != d.UUID && pd.UUID != old.From || pd.Size != size {
 				dr.Reason = "the parent restore point has no matching disk"
 				break
 			}

@@ -56,6 +56,16 @@ func (j *Journal) Keep(owner string, objs []Object, record any) error {
 	return nil
 }
 
+// Unkeep removes the owner's record: its objects are no longer kept. To
+// delete them, record them in a job first (Job.Record), then Unkeep, then
+// Release them: a crash in between leaves them to the sweep.
+func (j *Journal) Unkeep(owner string) error {
+	if err := os.Remove(j.keptFile(owner)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("unkeep %s: %w", owner, err)
+	}
+	return nil
+}
+
 // Kept reads the owner's record into record; false when there is none.
 func (j *Journal) Kept(owner string, record any) (bool, error) {
 	b, err := readSealed(j.seal, j.keptFile(owner))

@@ -258,11 +258,20 @@ func (p *Plan) netMapFor(mode string) map[string]string {
 // entries that name none of them). A test copy must not join a network
 // its map leaves out: a NIC the test map does not map is an error.
 func (p *Plan) vmNetMap(mode string, rp *engine.RestorePoint) (map[string]string, error) {
+	strict := ""
+	if mode == ModeTest {
+		strict = "test_network_map"
+	}
+	return p.nicMap(p.netMapFor(mode), rp, strict)
+}
+
+// nicMap is the entries of all for the subnets rp's NICs are on. With
+// strictKey, a NIC all does not map is an error naming that key.
+func (p *Plan) nicMap(all map[string]string, rp *engine.RestorePoint, strictKey string) (map[string]string, error) {
 	cfg, err := clusterjob.ConfigOf(rp)
 	if err != nil {
 		return nil, err
 	}
-	all := p.netMapFor(mode)
 	out := map[string]string{}
 	for i, n := range cfg.NICs {
 		hit := false
@@ -271,11 +280,21 @@ func (p *Plan) vmNetMap(mode string, rp *engine.RestorePoint) (map[string]string
 				out[k], hit = v, true
 			}
 		}
-		if !hit && mode == ModeTest {
-			return nil, fmt.Errorf("NIC %d is on subnet %s, which test_network_map does not map: the test copy would join that network", i, firstOf(n.SubnetName, n.SubnetUUID))
+		if !hit && strictKey != "" {
+			return nil, fmt.Errorf("NIC %d is on subnet %s, which %s does not map: the test copy would join that network", i, firstOf(n.SubnetName, n.SubnetUUID), strictKey)
 		}
 	}
 	return out, nil
+}
+
+// invert maps each value of m back to its key (a failback's network map
+// from network_map).
+func invert(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[v] = k
+	}
+	return out
 }
 
 // site is a [[cluster]] table by name.

@@ -205,58 +205,80 @@ func finalBackups(ctx context.Context, p *Plan, o Options, cl *nutanix.Client, c
 			uuids = append(uuids, v.SourceUUID)
 		}
 	}
-	if len(uuids) > 0 {
-		site := p.site(p.SourceCluster)
-		j, err := clusterjob.RepositoryJournal(src)
-		if err != nil {
-			return err
-		}
-		bo := backup.Options{VMs: uuids, Level: backup.LevelAuto, DataPath: backup.DataPath(p.DataPath), Journal: j, Clusters: conn.Clusters,
-			ISCSIPort: site.ISCSIPort, InitiatorIQN: site.InitiatorIQN, Logger: log}
-		if bo.CHAP, err = site.CHAP(); err != nil {
-			return err
-		}
-		log.Info("final backups", "vms", len(uuids))
-		rep, err := backup.Run(ctx, src, cl, bo)
-		if rep != nil {
-			for _, vr := range rep.VMs {
-				i := slices.IndexFunc(s.VMs, func(v VMState) bool { return v.SourceUUID == vr.UUID })
-				if i < 0 || vr.Err != "" || vr.RestorePoint == "" {
-					continue
-				}
-				v := &s.VMs[i]
-				v.Point = vr.RestorePoint
-				if rp := vr.RestorePointValue(); rp != nil {
-					v.PointTime = rp.Time
-				}
-				if err := step(s, v, o, VMBackedUp, "", ""); err != nil {
-					return err
-				}
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("final backup: %w (run the failover again to go on)", err)
-		}
-		for _, v := range s.VMs {
-			if v.Status != VMBackedUp {
-				return fmt.Errorf("final backup of %s failed (run the failover again to go on)", v.VM)
+	points, err := backupVMs(ctx, p.site(p.SourceCluster), p.DataPath, cl, conn, src, uuids, log)
+	for i := range s.VMs {
+		v := &s.VMs[i]
+		if rp := points[v.SourceUUID]; rp != nil && v.Status == VMStopped {
+			v.Point, v.PointTime = rp.Name(), rp.Time
+			if err := step(s, v, o, VMBackedUp, "", ""); err != nil {
+				return err
 			}
 		}
 	}
-	var names []string
-	for _, v := range s.VMs {
-		names = append(names, v.VM)
-	}
-	rep, err := dr.Sync(ctx, &dr.Local{R: src}, &dr.Local{R: dst}, dr.Options{VMs: engine.ExactVMs(names)})
 	if err != nil {
-		return fmt.Errorf("sync to the DR repository: %w (run the failover again to go on)", err)
+		return err
 	}
+	var names, want []string
 	for _, v := range s.VMs {
-		if !slices.Contains(rep.Synced, v.Point) && !slices.Contains(rep.AlreadyThere, v.Point) {
-			return fmt.Errorf("sync to the DR repository: %s did not arrive (%s)", v.Point, strings.Join(append(rep.Older, rep.Conflicts...), ", "))
+		names, want = append(names, v.VM), append(want, v.Point)
+	}
+	sent, err := syncPoints(ctx, src, dst, names, want, "DR")
+	if err != nil {
+		return err
+	}
+	s.Synced, s.BytesSent = true, s.BytesSent+sent
+	return s.save()
+}
+
+// backupVMs backs the VMs (UUIDs) of a site up into r and returns each
+// one's restore point by UUID. A VM whose backup failed is missing, and
+// the error names it.
+func backupVMs(ctx context.Context, site clusterjob.Site, dataPath string, cl *nutanix.Client, conn *clusterjob.Connector, r *engine.Repository,
+	uuids []string, log *slog.Logger) (map[string]*engine.RestorePoint, error) {
+	out := map[string]*engine.RestorePoint{}
+	if len(uuids) == 0 {
+		return out, nil
+	}
+	j, err := clusterjob.RepositoryJournal(r)
+	if err != nil {
+		return out, err
+	}
+	bo := backup.Options{VMs: uuids, Level: backup.LevelAuto, DataPath: backup.DataPath(dataPath), Journal: j, Clusters: conn.Clusters,
+		ISCSIPort: site.ISCSIPort, InitiatorIQN: site.InitiatorIQN, Logger: log}
+	if bo.CHAP, err = site.CHAP(); err != nil {
+		return out, err
+	}
+	log.Info("backups", "vms", len(uuids), "site", site.Name)
+	rep, err := backup.Run(ctx, r, cl, bo)
+	if rep != nil {
+		for _, vr := range rep.VMs {
+			if rp := vr.RestorePointValue(); vr.Err == "" && rp != nil {
+				out[vr.UUID] = rp
+			}
 		}
 	}
-	s.Synced, s.BytesSent = true, s.BytesSent+rep.BytesSent
-	log.Info("synced", "points", rep.RestorePoints, "bytes", rep.BytesSent)
-	return s.save()
+	if err != nil {
+		return out, fmt.Errorf("backup at %s: %w (run the command again to go on)", site.Name, err)
+	}
+	for _, id := range uuids {
+		if out[id] == nil {
+			return out, fmt.Errorf("backup at %s of VM %s failed (run the command again to go on)", site.Name, id)
+		}
+	}
+	return out, nil
+}
+
+// syncPoints syncs the VMs' points from src to dst (the to repository)
+// and checks that the points want arrived; it returns the bytes sent.
+func syncPoints(ctx context.Context, src, dst *engine.Repository, vms, want []string, to string) (int64, error) {
+	rep, err := dr.Sync(ctx, &dr.Local{R: src}, &dr.Local{R: dst}, dr.Options{VMs: engine.ExactVMs(vms)})
+	if err != nil {
+		return 0, fmt.Errorf("sync to the %s repository: %w (run the command again to go on)", to, err)
+	}
+	for _, w := range want {
+		if !slices.Contains(rep.Synced, w) && !slices.Contains(rep.AlreadyThere, w) {
+			return rep.BytesSent, fmt.Errorf("sync to the %s repository: %s did not arrive (%s)", to, w, strings.Join(append(rep.Older, rep.Conflicts...), ", "))
+		}
+	}
+	return rep.BytesSent, nil
 }

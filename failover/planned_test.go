@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ahvfs/ahvfs/backup"
 	"github.com/ahvfs/ahvfs/dr"
@@ -184,5 +185,123 @@ func TestPlannedFailover(t *testing.T) {
 		if slices.ContainsFunc(drVMs, func(v nutanix.VM) bool { return v.Name == n }) {
 			t.Errorf("after undo, %s is still at DR", n)
 		}
+	}
+}
+
+// TestPermanentAndFailback: after a planned failover, permanent backs the
+// DR VMs up at DR as incrementals on the points they were restored from;
+// undo is refused; the DR VMs change; failback sends only what changed
+// (the bytes are in the state), brings the VMs up at the source on the
+// source subnet byte-exact to their DR disks at shutdown, removes the old
+// source VMs and the DR VMs, and the source chain continues: the next
+// backup at the source is an incremental.
+func TestPermanentAndFailback(t *testing.T) {
+	ctx := context.Background()
+	ts := newTwoSites(t)
+	plan := ts.plan(t)
+	o := failover.Options{TuneCluster: tune}
+	if _, err := failover.Planned(ctx, plan, o); err != nil {
+		t.Fatal(err)
+	}
+	st, err := failover.Permanent(ctx, plan, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := enginetest.Open(t, ts.drRepo, engine.OpenOptions{})
+	for _, v := range st.VMs {
+		rp, err := r.Resolve(ctx, v.DRPoint)
+		parent, _ := r.Resolve(ctx, v.Point)
+		if err != nil || rp.Level != string(backup.LevelIncremental) || parent == nil || rp.Parent != parent.ID {
+			t.Fatalf("first DR backup of %s: %+v %v; want an incremental on %s", v.VM, rp, err, v.Point)
+		}
+	}
+	r.Close()
+	if _, err := failover.Undo(ctx, plan, failover.Options{TuneCluster: tune, Force: true}); err == nil || !strings.Contains(err.Error(), "permanent") {
+		t.Fatalf("undo of a permanent failover: %v", err)
+	}
+	// The VMs work at DR: their disks change.
+	drc := connect(t, ts.drs)
+	drDisk := map[string]string{}
+	var total int64
+	for i, n := range ts.vms {
+		info, _ := ts.drs.VM(n)
+		drDisk[n] = info.Disks[0]
+		f, err := os.OpenFile(info.Disks[0], os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteAt(bytes.Repeat([]byte{byte(0x50 + i)}, 200<<10), int64(i+7)<<20)
+		f.Close()
+		total += ts.sizes[n]
+	}
+	oldSource := map[string]string{}
+	for _, v := range st.VMs {
+		oldSource[v.VM] = v.SourceUUID
+	}
+	want := map[string][]byte{}
+	var order []string
+	ob := failover.Options{TuneCluster: tune, Progress: func(v failover.VMState) {
+		if v.Back != nil && v.Back.Status == failover.VMStopped {
+			want[v.VM], _ = os.ReadFile(drDisk[v.VM]) // the DR disk at shutdown
+		}
+		if v.Back != nil && v.Back.Status == failover.VMRestoring {
+			order = append(order, v.VM)
+		}
+	}}
+	st, err = failover.Failback(ctx, plan, ob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(order, []string{"db01", "web01", "web02"}) {
+		t.Errorf("failback restore order %v", order)
+	}
+	if st.Back.BytesSent <= 0 || st.Back.BytesSent > total/4 {
+		t.Errorf("failback sent %d bytes of %d: want only what changed at DR", st.Back.BytesSent, total)
+	}
+	t.Logf("failback sent %d bytes for %d bytes of disks", st.Back.BytesSent, total)
+	src, _ := connect(t, ts.prod).ListVMs(ctx)
+	drVMs, _ := drc.ListVMs(ctx)
+	for _, n := range ts.vms {
+		var mine []nutanix.VM
+		for _, v := range src {
+			if v.Name == n {
+				mine = append(mine, v)
+			}
+		}
+		if len(mine) != 1 || mine[0].UUID == oldSource[n] || mine[0].PowerState != nutanix.PowerOn || mine[0].NICs[0].SubnetName != "vlan10" {
+			t.Fatalf("%s at the source after failback: %+v (old UUID %s)", n, mine, oldSource[n])
+		}
+		info, _ := ts.prod.VM(mine[0].UUID)
+		got, _ := os.ReadFile(info.Disks[0])
+		if len(want[n]) == 0 || !bytes.Equal(got, want[n]) {
+			t.Fatalf("%s: the source disk after failback is not the DR disk at shutdown", n)
+		}
+		if slices.ContainsFunc(drVMs, func(v nutanix.VM) bool { return v.Name == n }) {
+			t.Errorf("%s is still at the DR site", n)
+		}
+	}
+	if s, err := failover.PlanStatus(ctx, plan, o); err != nil || s.State != nil {
+		t.Fatalf("status after failback: %+v %v", s, err)
+	}
+	ts.drs.WaitTasks(time.Minute)
+	if d := ts.drs.Objects(); len(d.Snapshots)+len(d.RecoveryPoints) != 0 || len(d.VolumeGroups) != 0 {
+		t.Errorf("DR site keeps %d snapshots, %d recovery points, %d volume groups", len(d.Snapshots), len(d.RecoveryPoints), len(d.VolumeGroups))
+	}
+	// The chain continues at the source.
+	w := enginetest.Open(t, ts.srcRepo, engine.OpenOptions{Writable: true})
+	defer w.Close()
+	rep, err := backup.Run(ctx, w, connect(t, ts.prod), backup.Options{DataPath: backup.PathREST})
+	if err != nil || rep.Failed() > 0 {
+		t.Fatalf("backup after failback: %v %+v", err, rep)
+	}
+	for _, vr := range rep.VMs {
+		if vr.Level != string(backup.LevelIncremental) || vr.BytesRead > 1<<20 {
+			t.Errorf("backup of %s after failback: level %s, %d bytes read; want a small incremental", vr.VM, vr.Level, vr.BytesRead)
+		}
+	}
+	ts.prod.WaitTasks(time.Minute)
+	if p := ts.prod.Objects(); len(p.Snapshots)+len(p.RecoveryPoints) != len(ts.vms) || len(p.VolumeGroups) != 0 || len(p.Images) != 0 {
+		t.Errorf("source site keeps %d snapshots, %d recovery points (want one reference per VM), %d volume groups, %d images",
+			len(p.Snapshots), len(p.RecoveryPoints), len(p.VolumeGroups), len(p.Images))
 	}
 }

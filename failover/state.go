@@ -22,6 +22,7 @@ const (
 	VMStopped   = "stopped"   // planned: the source VM is off
 	VMBackedUp  = "backed-up" // planned: its final backup is in the source repository
 	VMRestoring = "restoring" // restore running (or killed while it ran)
+	VMRestored  = "restored"  // restored, not yet powered on
 	VMOn        = "on"        // restored and powered on
 	VMFailed    = "failed"    // its restore failed (the restore removed what it made)
 	VMRemoved   = "removed"   // undo deleted it
@@ -46,8 +47,13 @@ type State struct {
 	// script ran: a resumed failover goes on after them.
 	StagesDone int `json:"stages_done,omitempty"`
 	// Done is set when every stage ran.
-	Done bool      `json:"done,omitempty"`
-	VMs  []VMState `json:"vms"`
+	Done bool `json:"done,omitempty"`
+	// Permanent: the DR site is the source of truth (ahvfs failover
+	// permanent); the failover is no longer undone, only failed back.
+	Permanent bool `json:"permanent,omitempty"`
+	// Back is the failback under way (ahvfs failback).
+	Back *FailbackState `json:"failback,omitempty"`
+	VMs  []VMState      `json:"vms"`
 
 	file string
 }
@@ -72,10 +78,48 @@ type VMState struct {
 	// Existing are the VMs that had Name at the DR site before the
 	// restore: never the failover's, whatever undo finds by name.
 	Existing []string `json:"existing,omitempty"`
+	// Chained: the DR VM keeps a reference snapshot in the DR repository,
+	// so that its backups there continue Point's chain (planned and
+	// unplanned failovers).
+	Chained bool `json:"chained,omitempty"`
 	// Status is one of the VM* constants.
 	Status    string    `json:"status"`
 	Error     string    `json:"error,omitempty"`
 	PoweredOn time.Time `json:"powered_on,omitzero"`
+	// DRPoint is the VM's first backup at the DR site (ahvfs failover
+	// permanent): an incremental on Point.
+	DRPoint string `json:"dr_point,omitempty"`
+	// Back is the VM's failback.
+	Back *VMBack `json:"back,omitempty"`
+}
+
+// FailbackState is a failback's progress: the DR VMs shut down and backed up
+// last, the points synced to the source repository (BytesSent: what
+// changed at DR), the VMs restored at the source stage by stage, then
+// the old source VMs and the DR VMs removed.
+type FailbackState struct {
+	Started    time.Time `json:"started"`
+	Synced     bool      `json:"synced,omitempty"`
+	BytesSent  int64     `json:"bytes_sent,omitempty"`
+	StagesDone int       `json:"stages_done,omitempty"`
+	Done       bool      `json:"done,omitempty"`
+}
+
+// VMBack is one VM's failback. Status goes through the VM* statuses:
+// pending, stopping and stopped (the DR VM), backed-up, restoring,
+// restored and on (the new source VM), then removed (the old source VM
+// and the DR VM are gone).
+type VMBack struct {
+	Status    string    `json:"status"`
+	Shutdown  string    `json:"shutdown,omitempty"`
+	Point     string    `json:"point,omitempty"` // the DR VM's last backup
+	PointTime time.Time `json:"point_time,omitzero"`
+	// UUID is the VM restored at the source; Existing the VMs that had
+	// its name there before (the old source VM among them).
+	UUID     string   `json:"uuid,omitempty"`
+	Existing []string `json:"existing,omitempty"`
+	Chained  bool     `json:"chained,omitempty"`
+	Error    string   `json:"error,omitempty"`
 }
 
 const stateVersion = 1
@@ -151,7 +195,7 @@ func (s *State) remove() error {
 // up reports whether VMs of the state may exist at the DR site.
 func (s *State) up() bool {
 	for _, v := range s.VMs {
-		if v.Status == VMRestoring || v.Status == VMOn {
+		if v.Status == VMRestoring || v.Status == VMRestored || v.Status == VMOn {
 			return true
 		}
 	}

@@ -14,9 +14,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/nutanix"
-	"github.com/ahvfs/ahvfs/restore"
 )
 
 // Options wire a failover to this host.
@@ -303,7 +303,7 @@ func restoreVMs(ctx context.Context, p *Plan, o Options, r *engine.Repository, s
 	}
 	defer cl.Close()
 	defer conn.Close()
-	chap, err := site.CHAP()
+	j, err := clusterjob.RepositoryJournal(r)
 	if err != nil {
 		return err
 	}
@@ -313,50 +313,9 @@ func restoreVMs(ctx context.Context, p *Plan, o Options, r *engine.Repository, s
 			if v.Stage != stage || v.Status == VMOn {
 				continue
 			}
-			if v.Status == VMRestoring {
-				log.Info("removing what a killed restore made", "vm", v.Name)
-				if err := removeVM(ctx, cl, v); err != nil {
-					return fmt.Errorf("stage %d: %s: a killed restore's VM: %w", stage, v.Name, err)
-				}
-				v.UUID = ""
-			}
-			rp, err := r.Resolve(ctx, v.Point)
-			if err != nil {
-				serr := step(s, v, o, VMFailed, "", err.Error())
-				return errors.Join(fmt.Errorf("stage %d: %s: %w", stage, v.Point, err), serr)
-			}
-			ov := p.override(rp.VM)
-			netMap, err := p.vmNetMap(s.Mode, rp)
-			if err != nil {
-				serr := step(s, v, o, VMFailed, "", err.Error())
-				return errors.Join(fmt.Errorf("stage %d: %s: %w", stage, rp.Name(), err), serr)
-			}
-			ro := restore.Options{Name: v.Name, TargetCluster: p.TargetAHVCluster, Container: firstOf(ov.Container, p.Container),
-				NetworkMap: netMap, VCPUs: ov.VCPUs, MemoryBytes: ov.memory, PowerOn: true, DataPath: p.DataPath,
-				ISCSIPort: site.ISCSIPort, InitiatorIQN: site.InitiatorIQN, Clusters: conn.Clusters, Logger: log}
-			ro.ISCSI.CHAP = chap
-			// VMs that have the name already are not the failover's: undo
-			// must never take them for one it made.
-			if v.Existing, err = namedVMs(ctx, cl, v.Name); err != nil {
-				return err
-			}
-			if err := step(s, v, o, VMRestoring, "", ""); err != nil {
-				return err
-			}
-			log.Info("restoring", "vm", rp.VM, "point", rp.Name(), "as", v.Name, "stage", stage)
-			res, err := restore.Restore(ctx, r, cl, rp, ro)
-			if err != nil {
-				serr := step(s, v, o, VMFailed, "", err.Error())
-				return errors.Join(fmt.Errorf("stage %d: %s: %w (run the failover again to go on, or ahvfs failover undo to remove what the plan made)", stage, rp.Name(), err), serr)
-			}
-			if !res.PoweredOn {
-				msg := fmt.Sprintf("restored as %s but not powered on: %s", res.VMUUID, strings.Join(res.Warnings, "; "))
-				serr := step(s, v, o, VMFailed, res.VMUUID, msg)
-				return errors.Join(fmt.Errorf("stage %d: %s: %s (the next stages need it; run ahvfs failover undo to remove what the plan made)", stage, rp.Name(), msg), serr)
-			}
-			v.PoweredOn = time.Now().UTC()
-			if err := step(s, v, o, VMOn, res.VMUUID, ""); err != nil {
-				return err
+			at := &target{site: site, cl: cl, conn: conn, r: r, j: j, chain: s.Mode != ModeTest, log: log}
+			if err := at.bringUp(ctx, p.failoverSlot(s, v, o)); err != nil {
+				return fmt.Errorf("stage %d: %s: %w", stage, v.VM, err)
 			}
 		}
 		if err := afterStage(ctx, p.Stage[stage-1], stage, s, log); err != nil {

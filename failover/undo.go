@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ahvfs/ahvfs/backup"
 	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/nutanix"
@@ -29,6 +30,9 @@ func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 	if s == nil {
 		return nil, fmt.Errorf("plan %s: nothing to undo (no failover state %s)", p.Name, file)
 	}
+	if s.Permanent || s.Back != nil {
+		return s, fmt.Errorf("plan %s: the failover of %s is permanent or failing back: the DR site holds the VMs' newest data; ahvfs failback moves them back", p.Name, engine.FormatTime(s.Started))
+	}
 	if s.Mode != ModeTest && !o.Force {
 		return s, fmt.Errorf("plan %s: the %s failover of %s made the production VMs at the DR site: undo deletes them only with --force", p.Name, s.Mode, engine.FormatTime(s.Started))
 	}
@@ -44,13 +48,17 @@ func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 	if err := sweep(ctx, r, conn.Clusters, "DR", log); err != nil {
 		return s, fmt.Errorf("undo of plan %s: %w", p.Name, err)
 	}
+	j, err := clusterjob.RepositoryJournal(r)
+	if err != nil {
+		return s, err
+	}
 	var errs []error
 	for i := range s.VMs {
 		v := &s.VMs[i]
-		if v.Status != VMOn && v.Status != VMRestoring {
+		if v.Status != VMOn && v.Status != VMRestoring && v.Status != VMRestored && v.Status != VMFailed {
 			continue
 		}
-		if err := removeVM(ctx, cl, v); err != nil {
+		if err := removeVM(ctx, cl, j, v, log); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", v.Name, err))
 			continue
 		}
@@ -120,10 +128,11 @@ func sweep(ctx context.Context, r *engine.Repository, clusters clusterjob.Cluste
 	return nil
 }
 
-// removeVM powers off and deletes a VM the failover made. One that is
+// removeVM powers off and deletes a VM the failover made, after its
+// reference snapshots (j's, when its chain was continued). One that is
 // gone already is no error; a VM killed while its restore ran is looked
 // for by its name, leaving out the VMs that had the name before.
-func removeVM(ctx context.Context, cl nutanix.Cluster, v *VMState) error {
+func removeVM(ctx context.Context, cl nutanix.Cluster, j *clusterjob.Journal, v *VMState, log *slog.Logger) error {
 	uuids := []string{}
 	if v.UUID != "" {
 		uuids = append(uuids, v.UUID)
@@ -148,6 +157,9 @@ func removeVM(ctx context.Context, cl nutanix.Cluster, v *VMState) error {
 		}
 		if vm.Name != v.Name {
 			return fmt.Errorf("VM %s is now named %s: not deleted (check it by hand)", id, vm.Name)
+		}
+		if err := backup.DropReference(ctx, j, cl, id, log); err != nil {
+			return fmt.Errorf("its reference snapshot: %w", err)
 		}
 		if vm.PowerState != nutanix.PowerOff {
 			if err := cl.SetPowerState(ctx, id, nutanix.PowerOff); err != nil && !errors.Is(err, nutanix.ErrNotFound) {

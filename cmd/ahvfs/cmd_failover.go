@@ -15,8 +15,9 @@ import (
 )
 
 func init() {
+	registerFunc(failbackCommand)
 	registerFunc(func() *cli.Command {
-		configFlag := &cli.StringFlag{Name: "config", Usage: "daemon configuration `FILE` whose [[cluster]] tables the plan may name"}
+		configFlag := planConfigFlag()
 		return &cli.Command{
 			Name:  "failover",
 			Usage: "recovery plans at the DR site (docs/failover.md)",
@@ -26,17 +27,35 @@ func init() {
 				bringUpCommand(failover.ModeUnplanned, "the source site is lost: restore the plan's VMs at the DR site from their newest replicated points, on the production networks, and report each one's recovery point", configFlag,
 					&cli.BoolFlag{Name: "force", Usage: "run even though the source site answers and runs VMs of the plan"}),
 				{
+					Name:      "permanent",
+					Usage:     "make the DR site the source of truth after a planned or unplanned failover: each DR VM is backed up into the DR repository at once, its chain continuing there; undo is then refused, failback moves the VMs back",
+					ArgsUsage: "PLAN",
+					Flags:     []cli.Flag{configFlag},
+					Action: withPlan(func(c *cli.Context, env *cliEnv, p *failover.Plan) error {
+						st, err := failover.Permanent(c.Context, p, failover.Options{Logger: env.Log})
+						if st != nil && env.JSON {
+							if jerr := writeJSON(env.Stdout, st); jerr != nil {
+								return jerr
+							}
+						}
+						if err != nil {
+							return err
+						}
+						if !env.JSON {
+							fmt.Fprintf(env.Stdout, "plan %s: the DR site is the source of truth; back its VMs up into %s from now on; ahvfs failback %s moves them back\n", p.Name, p.Repository, c.Args().First())
+							for _, v := range st.VMs {
+								fmt.Fprintf(env.Stdout, "  %s: first backup at DR %s (on %s)\n", v.Name, v.DRPoint, v.Point)
+							}
+						}
+						return nil
+					}),
+				}, {
 					Name:      "undo",
 					Usage:     "remove exactly what the plan's failover made at the DR site (a planned one's source VMs are powered back on)",
 					ArgsUsage: "PLAN",
 					Flags: []cli.Flag{configFlag,
 						&cli.BoolFlag{Name: "force", Usage: "also undo a failover that is not a test (it deletes the production VMs it made at the DR site)"}},
-					Action: func(c *cli.Context) error {
-						env := envFrom(c)
-						p, err := loadPlan(c)
-						if err != nil {
-							return err
-						}
+					Action: withPlan(func(c *cli.Context, env *cliEnv, p *failover.Plan) error {
 						st, err := failover.Undo(c.Context, p, failover.Options{Logger: env.Log, Force: c.Bool("force"), Progress: func(v failover.VMState) {
 							if !env.JSON {
 								fmt.Fprintf(env.Stdout, "%s: %s\n", v.Name, v.Status)
@@ -50,18 +69,13 @@ func init() {
 						}
 						fmt.Fprintf(env.Stdout, "plan %s: the DR site holds nothing of the %s failover any more\n", p.Name, st.Mode)
 						return nil
-					},
+					}),
 				}, {
 					Name:      "status",
 					Usage:     "what the plan's failover made, checked against the DR site",
 					ArgsUsage: "PLAN",
 					Flags:     []cli.Flag{configFlag},
-					Action: func(c *cli.Context) error {
-						env := envFrom(c)
-						p, err := loadPlan(c)
-						if err != nil {
-							return err
-						}
+					Action: withPlan(func(c *cli.Context, env *cliEnv, p *failover.Plan) error {
 						st, err := failover.PlanStatus(c.Context, p, failover.Options{Logger: env.Log})
 						if err != nil {
 							return err
@@ -73,24 +87,65 @@ func init() {
 							fmt.Fprintf(env.Stdout, "plan %s: no failover is up\n", p.Name)
 							return nil
 						}
-						fmt.Fprintf(env.Stdout, "plan %s: %s failover started %s, at %s\n", p.Name, st.State.Mode, st.State.Started.Format("2006-01-02T15:04:05Z"), st.State.Site)
+						mode := st.State.Mode
+						if st.State.Permanent {
+							mode = "permanent " + mode
+						}
+						fmt.Fprintf(env.Stdout, "plan %s: %s failover started %s, at %s\n", p.Name, mode, st.State.Started.Format("2006-01-02T15:04:05Z"), st.State.Site)
+						back := st.State.Back != nil
+						if back {
+							fmt.Fprintf(env.Stdout, "failback started %s (run ahvfs failback again to go on)\n", st.State.Back.Started.Format("2006-01-02T15:04:05Z"))
+						}
 						tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-						fmt.Fprintln(tw, "STAGE\tVM\tRESTORE POINT\tAT DR\tSTATE\tON THE CLUSTER")
+						fmt.Fprint(tw, "STAGE\tVM\tRESTORE POINT\tAT DR\tSTATE\tON THE CLUSTER")
+						if back {
+							fmt.Fprint(tw, "\tFAILBACK")
+						}
+						fmt.Fprintln(tw)
 						for i, v := range st.State.VMs {
 							live := "absent"
 							if l := st.Live[i]; l.Exists {
 								live = l.PowerState
 							}
-							fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", v.Stage, v.VM, v.Point, v.Name, v.Status, live)
+							fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s", v.Stage, v.VM, v.Point, v.Name, v.Status, live)
+							if back && v.Back != nil {
+								fmt.Fprintf(tw, "\t%s", v.Back.Status)
+							}
+							fmt.Fprintln(tw)
 						}
 						return tw.Flush()
-					},
+					}),
 				}},
 		}
 	})
 }
 
-// bringUpCommand is `ahvfs failover test` or `unplanned`.
+// failbackCommand is `ahvfs failback PLAN`.
+func failbackCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "failback",
+		Usage:     "move a planned or unplanned failover's VMs back to the source site: shut them down at DR, back them up last, sync only what changed, restore them over their old source VMs stage by stage",
+		ArgsUsage: "PLAN",
+		Flags:     []cli.Flag{planConfigFlag()},
+		Action: withPlan(func(c *cli.Context, env *cliEnv, p *failover.Plan) error {
+			st, err := failover.Failback(c.Context, p, failover.Options{Logger: env.Log, Progress: func(v failover.VMState) {
+				if !env.JSON && v.Back != nil {
+					fmt.Fprintf(env.Stdout, "stage %d: %s: %s\n", v.Stage, v.VM, v.Back.Status)
+				}
+			}})
+			if err != nil {
+				return err
+			}
+			if env.JSON {
+				return writeJSON(env.Stdout, st)
+			}
+			fmt.Fprintf(env.Stdout, "plan %s: %d VMs are back at the source site; %s of changes sent from the DR site\n", p.Name, len(st.VMs), humanize.IBytes(uint64(st.Back.BytesSent)))
+			return nil
+		}),
+	}
+}
+
+// bringUpCommand is `ahvfs failover test`, `planned` or `unplanned`.
 func bringUpCommand(mode, usage string, flags ...cli.Flag) *cli.Command {
 	return &cli.Command{
 		Name:      mode,
@@ -98,12 +153,7 @@ func bringUpCommand(mode, usage string, flags ...cli.Flag) *cli.Command {
 		ArgsUsage: "PLAN",
 		Flags: append(flags,
 			&cli.BoolFlag{Name: "dry-run", Usage: "check the plan against the DR repository and site, change nothing, report every problem"}),
-		Action: func(c *cli.Context) error {
-			env := envFrom(c)
-			p, err := loadPlan(c)
-			if err != nil {
-				return err
-			}
+		Action: withPlan(func(c *cli.Context, env *cliEnv, p *failover.Plan) error {
 			o := failover.Options{Logger: env.Log, Force: c.Bool("force"), Progress: func(v failover.VMState) {
 				if !env.JSON {
 					fmt.Fprintf(env.Stdout, "stage %d: %s (%s) as %s: %s\n", v.Stage, v.VM, v.Point, v.Name, v.Status)
@@ -142,7 +192,24 @@ func bringUpCommand(mode, usage string, flags ...cli.Flag) *cli.Command {
 					st.Started.Sub(v.PointTime).Round(time.Second))
 			}
 			return nil
-		},
+		}),
+	}
+}
+
+// planConfigFlag is --config of the commands that read a plan.
+func planConfigFlag() cli.Flag {
+	return &cli.StringFlag{Name: "config", Usage: "daemon configuration `FILE` whose [[cluster]] tables the plan may name"}
+}
+
+// withPlan is the action of a command on the plan argument: fn gets it
+// read and checked.
+func withPlan(fn func(c *cli.Context, env *cliEnv, p *failover.Plan) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		p, err := loadPlan(c)
+		if err != nil {
+			return err
+		}
+		return fn(c, envFrom(c), p)
 	}
 }
 

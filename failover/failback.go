@@ -1,0 +1,267 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ahvfs/ahvfs/backup"
+	"github.com/ahvfs/ahvfs/clusterjob"
+	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/nutanix"
+	"github.com/ahvfs/ahvfs/restore"
+)
+
+// Failback moves the VMs of a planned or unplanned failover (permanent
+// or not) back to the source site with no data lost, sending only what
+// changed at the DR site: each DR VM is shut down (the last stage's
+// first) and backed up last into the DR repository — an incremental on
+// the point it was restored from, its chain continued there — and the
+// new points are synced to the source repository. The VMs are then
+// restored at the source under their own names, on the source networks
+// (network_map inverted), each replacing its old VM there (left off by the
+// failover) on that VM's AHV cluster, and powered on stage by stage, each
+// continuing its chain in the source repository. Last, the DR VMs go, and
+// the reference snapshots of both old VMs, and the plan's state is
+// removed. Every
+// step is in the state: run again after a kill, it goes on.
+func Failback(ctx context.Context, p *Plan, o Options) (*State, error) {
+	log := o.logger().With("plan", p.Name, "mode", "failback")
+	if p.SourceRepository == "" {
+		return nil, fmt.Errorf("plan %s: source_repository: missing (a failback syncs the VMs' last backups there)", p.Name)
+	}
+	ps, err := openState(ctx, p, true, true)
+	if err != nil {
+		return nil, err
+	}
+	defer ps.close()
+	s := ps.s
+	if s == nil || s.Mode == ModeTest || !s.Done {
+		return s, fmt.Errorf("plan %s: no planned or unplanned failover has run to its end: nothing to fail back", p.Name)
+	}
+	src, err := openRepository(ctx, "source repository", p.SourceRepository, firstOf(p.SourcePasswordFile, p.PasswordFile), true)
+	if err != nil {
+		return s, err
+	}
+	defer src.Close()
+	dsite, ssite := p.site(p.TargetCluster), p.site(p.SourceCluster)
+	dcl, dconn, err := dsite.Connect(ctx, log, o.TuneCluster)
+	if err != nil {
+		return s, fmt.Errorf("DR site: %w", err)
+	}
+	defer dcl.Close()
+	defer dconn.Close()
+	scl, sconn, err := ssite.Connect(ctx, log, o.TuneCluster)
+	if err != nil {
+		return s, fmt.Errorf("source site: %w", err)
+	}
+	defer scl.Close()
+	defer sconn.Close()
+	if s.Back == nil {
+		if err := beginFailback(ctx, p, scl, s); err != nil {
+			return s, err
+		}
+	}
+	if err := shutDownDR(ctx, p, o, dcl, scl, s, log); err != nil {
+		return s, err
+	}
+	if !s.Back.Synced {
+		if err := backupDR(ctx, p, o, dsite, dcl, dconn, ps.r, src, s, log); err != nil {
+			return s, err
+		}
+	}
+	sj, err := clusterjob.RepositoryJournal(src)
+	if err != nil {
+		return s, err
+	}
+	at := &target{site: ssite, cl: scl, conn: sconn, r: src, j: sj, chain: true, log: log}
+	for stage := s.Back.StagesDone + 1; stage <= len(p.Stage); stage++ {
+		for i := range s.VMs {
+			if v := &s.VMs[i]; v.Stage == stage && v.Back.Status != VMOn && v.Back.Status != VMRemoved {
+				if err := at.bringUp(ctx, p.failbackSlot(ctx, scl, s, v, o)); err != nil {
+					return s, fmt.Errorf("stage %d: %s: %w", stage, v.VM, err)
+				}
+			}
+		}
+		if err := afterStage(ctx, p.Stage[stage-1], stage, s, log); err != nil {
+			return s, fmt.Errorf("stage %d: %w", stage, err)
+		}
+		s.Back.StagesDone = stage
+		if err := s.save(); err != nil {
+			return s, err
+		}
+	}
+	if err := removeOld(ctx, o, scl, sj, dcl, ps.r, s, log); err != nil {
+		return s, err
+	}
+	s.Back.Done = true
+	return s, s.remove()
+}
+
+// beginFailback starts the failback's state. After an unplanned failover
+// the old source VMs are looked for by name: a source site that came back
+// may run them, stale; they are shut down and replaced like a planned
+// failover's.
+func beginFailback(ctx context.Context, p *Plan, scl nutanix.Cluster, s *State) error {
+	for i := range s.VMs {
+		v := &s.VMs[i]
+		if v.SourceUUID != "" {
+			continue
+		}
+		ids, err := namedVMs(ctx, scl, v.VM)
+		if err != nil {
+			return fmt.Errorf("source site: %w", err)
+		}
+		if len(ids) > 1 {
+			return fmt.Errorf("plan %s: the source site has %d VMs named %s: keep one (the failback replaces it) and run failback again", p.Name, len(ids), v.VM)
+		}
+		if len(ids) == 1 {
+			v.SourceUUID = ids[0]
+		}
+	}
+	s.Back = &FailbackState{Started: time.Now().UTC()}
+	for i := range s.VMs {
+		s.VMs[i].Back = &VMBack{Status: VMPending}
+	}
+	return s.save()
+}
+
+// shutDownDR shuts the DR VMs down, the last stage's first, and a stale
+// copy of each at the source site too.
+func shutDownDR(ctx context.Context, p *Plan, o Options, dcl, scl nutanix.Cluster, s *State, log *slog.Logger) error {
+	for stage := len(p.Stage); stage >= 1; stage-- {
+		for i := range s.VMs {
+			v := &s.VMs[i]
+			if v.Stage != stage || (v.Back.Status != VMPending && v.Back.Status != VMStopping) {
+				continue
+			}
+			if err := stepBack(s, v, o, VMStopping, ""); err != nil {
+				return err
+			}
+			if v.SourceUUID != "" {
+				if _, err := powerDown(ctx, scl, v.SourceUUID, p.shutdownTimeout, log.With("vm", v.VM, "site", "source")); err != nil && !isNotFound(err) {
+					return fmt.Errorf("shut down the old %s at the source site: %w (run failback again to go on)", v.VM, err)
+				}
+			}
+			how, err := powerDown(ctx, dcl, v.UUID, p.shutdownTimeout, log.With("vm", v.Name, "site", "DR"))
+			if err != nil {
+				return fmt.Errorf("shut down %s at the DR site: %w (run failback again to go on)", v.Name, err)
+			}
+			v.Back.Shutdown = how
+			if err := stepBack(s, v, o, VMStopped, ""); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// backupDR backs the stopped DR VMs up last into the DR repository dr
+// and syncs their points to the source repository src.
+func backupDR(ctx context.Context, p *Plan, o Options, site clusterjob.Site, cl *nutanix.Client, conn *clusterjob.Connector, dr, src *engine.Repository,
+	s *State, log *slog.Logger) error {
+	var uuids []string
+	for _, v := range s.VMs {
+		if v.Back.Status == VMStopped {
+			uuids = append(uuids, v.UUID)
+		}
+	}
+	points, err := backupVMs(ctx, site, p.DataPath, cl, conn, dr, uuids, log)
+	for i := range s.VMs {
+		v := &s.VMs[i]
+		if rp := points[v.UUID]; rp != nil && v.Back.Status == VMStopped {
+			v.Back.Point, v.Back.PointTime = rp.Name(), rp.Time
+			if err := stepBack(s, v, o, VMBackedUp, ""); err != nil {
+				return err
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	var names, want []string
+	for _, v := range s.VMs {
+		names, want = append(names, v.Name), append(want, v.Back.Point)
+	}
+	sent, err := syncPoints(ctx, dr, src, names, want, "source")
+	if err != nil {
+		return err
+	}
+	s.Back.Synced, s.Back.BytesSent = true, s.Back.BytesSent+sent
+	log.Info("synced back", "bytes", sent)
+	return s.save()
+}
+
+// failbackSlot is a failback's VM v: restored at the source under its
+// source name, on the source networks, on its old VM's AHV cluster.
+func (p *Plan) failbackSlot(ctx context.Context, scl nutanix.Cluster, s *State, v *VMState, o Options) slot {
+	b := v.Back
+	return slot{name: v.VM, point: b.Point, status: &b.Status, uuid: &b.UUID, existing: &b.Existing, chained: &b.Chained,
+		options: func(rp *engine.RestorePoint) (restore.Options, error) {
+			ro := restore.Options{DataPath: p.DataPath}
+			if v.SourceUUID != "" {
+				if old, err := scl.GetVM(ctx, v.SourceUUID); err == nil {
+					// The new VM replaces the old one (the restore's
+					// overwrite: created first, then the old one is
+					// deleted, all journaled).
+					ro.TargetCluster, ro.Overwrite = old.ClusterUUID, true
+				}
+			}
+			var err error
+			ro.NetworkMap, err = p.nicMap(invert(p.netMap), rp, "")
+			return ro, err
+		},
+		record: func(status, uuid, msg string) error {
+			if uuid != "" {
+				b.UUID = uuid
+			}
+			b.Error = msg
+			return stepBack(s, v, o, status, msg)
+		},
+		save: s.save}
+}
+
+// removeOld deletes, once every VM runs at the source again, the old
+// source VMs and the DR VMs, each after its reference snapshots.
+func removeOld(ctx context.Context, o Options, scl nutanix.Cluster, sj *clusterjob.Journal, dcl nutanix.Cluster, dr *engine.Repository, s *State, log *slog.Logger) error {
+	dj, err := clusterjob.RepositoryJournal(dr)
+	if err != nil {
+		return err
+	}
+	for i := range s.VMs {
+		v := &s.VMs[i]
+		if v.Back.Status != VMOn {
+			continue
+		}
+		if v.SourceUUID != "" && v.SourceUUID != v.Back.UUID {
+			// The restore replaced the old VM; its reference snapshots
+			// are left.
+			if err := backup.DropReference(ctx, sj, scl, v.SourceUUID, log); err != nil {
+				return fmt.Errorf("the old %s's reference snapshots at the source site: %w (run failback again)", v.VM, err)
+			}
+			if err := removeVM(ctx, scl, sj, &VMState{Name: v.VM, UUID: v.SourceUUID}, log); err != nil {
+				return fmt.Errorf("the old %s at the source site: %w (run failback again)", v.VM, err)
+			}
+		}
+		if err := removeVM(ctx, dcl, dj, &VMState{Name: v.Name, UUID: v.UUID}, log); err != nil {
+			return fmt.Errorf("%s at the DR site: %w (run failback again)", v.Name, err)
+		}
+		if err := stepBack(s, v, o, VMRemoved, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stepBack records a VM's new failback status.
+func stepBack(s *State, v *VMState, o Options, status, msg string) error {
+	v.Back.Status, v.Back.Error = status, msg
+	if o.Progress != nil {
+		o.Progress(*v)
+	}
+	return s.save()
+}
+
+func isNotFound(err error) bool { return errors.Is(err, nutanix.ErrNotFound) }
