@@ -72,6 +72,9 @@ func Failback(ctx context.Context, p *Plan, o Options) (*State, error) {
 			return s, err
 		}
 	}
+	if err := sweep(ctx, src, sconn.Clusters, "source", log); err != nil {
+		return s, err
+	}
 	sj, err := clusterjob.RepositoryJournal(src)
 	if err != nil {
 		return s, err
@@ -107,18 +110,24 @@ func Failback(ctx context.Context, p *Plan, o Options) (*State, error) {
 func beginFailback(ctx context.Context, p *Plan, scl nutanix.Cluster, s *State) error {
 	for i := range s.VMs {
 		v := &s.VMs[i]
-		if v.SourceUUID != "" {
-			continue
+		if v.SourceUUID == "" {
+			ids, err := namedVMs(ctx, scl, v.VM)
+			if err != nil {
+				return fmt.Errorf("source site: %w", err)
+			}
+			if len(ids) > 1 {
+				return fmt.Errorf("plan %s: the source site has %d VMs named %s: keep one (the failback replaces it) and run failback again", p.Name, len(ids), v.VM)
+			}
+			if len(ids) == 1 {
+				v.SourceUUID = ids[0]
+			}
 		}
-		ids, err := namedVMs(ctx, scl, v.VM)
-		if err != nil {
-			return fmt.Errorf("source site: %w", err)
-		}
-		if len(ids) > 1 {
-			return fmt.Errorf("plan %s: the source site has %d VMs named %s: keep one (the failback replaces it) and run failback again", p.Name, len(ids), v.VM)
-		}
-		if len(ids) == 1 {
-			v.SourceUUID = ids[0]
+		if v.SourceUUID != "" && v.SourceAHVCluster == "" {
+			old, err := scl.GetVM(ctx, v.SourceUUID)
+			if err != nil {
+				return fmt.Errorf("source site: VM %s: %w", v.VM, err)
+			}
+			v.SourceAHVCluster = old.ClusterUUID
 		}
 	}
 	s.Back = &FailbackState{Started: time.Now().UTC()}
@@ -200,14 +209,13 @@ func (p *Plan) failbackSlot(ctx context.Context, scl nutanix.Cluster, s *State, 
 	b := v.Back
 	return slot{name: v.VM, point: b.Point, status: &b.Status, uuid: &b.UUID, existing: &b.Existing, chained: &b.Chained,
 		options: func(rp *engine.RestorePoint) (restore.Options, error) {
-			ro := restore.Options{DataPath: p.DataPath}
+			ro := restore.Options{DataPath: p.DataPath, TargetCluster: v.SourceAHVCluster}
 			if v.SourceUUID != "" {
-				if old, err := scl.GetVM(ctx, v.SourceUUID); err == nil {
-					// The new VM replaces the old one (the restore's
-					// overwrite: created first, then the old one is
-					// deleted, all journaled).
-					ro.TargetCluster, ro.Overwrite = old.ClusterUUID, true
-				}
+				// The new VM replaces the old one (the restore's overwrite:
+				// created first, then the old one deleted, all journaled);
+				// a killed restore may have finished that already.
+				_, err := scl.GetVM(ctx, v.SourceUUID)
+				ro.Overwrite = err == nil
 			}
 			var err error
 			ro.NetworkMap, err = p.nicMap(invert(p.netMap), rp, "")

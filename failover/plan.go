@@ -3,6 +3,7 @@ package failover
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -52,7 +53,12 @@ type Plan struct {
 	// Container holds the restored disks (default: the cluster's).
 	Container string `toml:"container"`
 	// DataPath is how disks are written: auto (iSCSI), iscsi or rest.
-	DataPath string         `toml:"data_path"`
+	DataPath string `toml:"data_path"`
+	// InstantNFS is the ahvfs NFS server exporting the DR repository's
+	// tree (`ahvfs nfs-serve`), as the DR cluster reaches it
+	// (HOST[:PORT]): test failovers then restore instantly, the VMs
+	// reading their disks from it while they hydrate (v4.2 APIs).
+	InstantNFS string `toml:"instant_nfs"`
 	Stage    []StageConfig  `toml:"stage"`
 	VM       []VMOverride   `toml:"vm"`
 	Cluster  []SiteConfig   `toml:"cluster"`
@@ -170,6 +176,11 @@ func Parse(name, text string, sites []clusterjob.Site) (*Plan, error) {
 	}
 	if p.testNetMap, err = parseMap(p.TestNetworkMap); err != nil {
 		add("test_network_map: %v", err)
+	}
+	if p.InstantNFS != "" {
+		if _, _, err := net.SplitHostPort(p.InstantNFS); err != nil && strings.Contains(p.InstantNFS, ":") {
+			add("instant_nfs: %q: want HOST[:PORT]", p.InstantNFS)
+		}
 	}
 	switch p.DataPath {
 	case "", "auto", "iscsi", "rest":

@@ -94,7 +94,7 @@ func sourceVMs(ctx context.Context, cl nutanix.Cluster, p *Plan) ([]VMState, err
 					continue
 				}
 				taken[v.Name] = v.UUID
-				out = append(out, VMState{Stage: i + 1, VM: v.Name, Name: v.Name, SourceUUID: v.UUID, Status: VMPending})
+				out = append(out, VMState{Stage: i + 1, VM: v.Name, Name: v.Name, SourceUUID: v.UUID, SourceAHVCluster: v.ClusterUUID, Status: VMPending})
 			}
 			if !hit {
 				errs = append(errs, fmt.Errorf("stage %d: %q matches no VM at the source site %s", i+1, g, p.site(p.SourceCluster).Prism))

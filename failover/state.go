@@ -70,14 +70,20 @@ type VMState struct {
 	// SourceUUID is the VM at the source site (planned failover), which
 	// SourceWasOn says was on before the failover shut it down
 	// (Shutdown: guest, acpi or hard) at SourceOff.
-	SourceUUID  string    `json:"source_uuid,omitempty"`
-	SourceWasOn bool      `json:"source_was_on,omitempty"`
-	Shutdown    string    `json:"shutdown,omitempty"`
-	SourceOff   time.Time `json:"source_off,omitzero"`
-	UUID        string    `json:"uuid,omitempty"`
+	SourceUUID string `json:"source_uuid,omitempty"`
+	// SourceAHVCluster is the source VM's AHV cluster (UUID), where a
+	// failback puts the VM back.
+	SourceAHVCluster string    `json:"source_ahv_cluster,omitempty"`
+	SourceWasOn      bool      `json:"source_was_on,omitempty"`
+	Shutdown         string    `json:"shutdown,omitempty"`
+	SourceOff        time.Time `json:"source_off,omitzero"`
+	UUID             string    `json:"uuid,omitempty"`
 	// Existing are the VMs that had Name at the DR site before the
 	// restore: never the failover's, whatever undo finds by name.
 	Existing []string `json:"existing,omitempty"`
+	// Instant: restored instantly (instant_nfs): its disks read from the
+	// DR repository through the NFS server until hydrated.
+	Instant bool `json:"instant,omitempty"`
 	// Chained: the DR VM keeps a reference snapshot in the DR repository,
 	// so that its backups there continue Point's chain (planned and
 	// unplanned failovers).

@@ -247,7 +247,9 @@ func unreachable(err error, site string) error {
 // the newest restore point of each, or, resuming a failover of mode that
 // was killed or failed, the points it chose.
 func bringUp(ctx context.Context, p *Plan, o Options, mode string) (*State, error) {
-	ps, err := openState(ctx, p, true, false)
+	// An instant restore holds its point in the repository while the VM
+	// hydrates from it.
+	ps, err := openState(ctx, p, true, mode == ModeTest && p.InstantNFS != "")
 	if err != nil {
 		return nil, err
 	}
@@ -303,6 +305,11 @@ func restoreVMs(ctx context.Context, p *Plan, o Options, r *engine.Repository, s
 	}
 	defer cl.Close()
 	defer conn.Close()
+	// What killed jobs of an earlier run left (a restore's volume groups,
+	// a chain's snapshot not yet kept) goes first.
+	if err := sweep(ctx, r, conn.Clusters, "DR", log); err != nil {
+		return err
+	}
 	j, err := clusterjob.RepositoryJournal(r)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/nutanix"
+	"github.com/ahvfs/ahvfs/restore"
 )
 
 // Undo removes what the plan's failover made at the DR site: the VMs its
@@ -21,7 +22,8 @@ import (
 // to run again. Only a test failover is undone without o.Force.
 func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 	log := o.logger().With("plan", p.Name, "mode", "undo")
-	ps, err := openState(ctx, p, true, false)
+	// Writable to release the holds of instant restores.
+	ps, err := openState(ctx, p, true, p.InstantNFS != "")
 	if err != nil {
 		return nil, err
 	}
@@ -68,6 +70,13 @@ func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return s, fmt.Errorf("undo of plan %s: %w (run undo again)", p.Name, err)
+	}
+	if p.InstantNFS != "" {
+		if gone, err := restore.SweepHolds(ctx, r, cl); err != nil {
+			return s, fmt.Errorf("undo of plan %s: the VMs are removed, but their restore points are still held: %w (run undo again)", p.Name, err)
+		} else if len(gone) > 0 {
+			log.Info("released the holds of instant restores", "holds", len(gone))
+		}
 	}
 	if s.Mode == ModePlanned {
 		if err := restartSource(ctx, p, o, s, log); err != nil {
@@ -129,7 +138,8 @@ func sweep(ctx context.Context, r *engine.Repository, clusters clusterjob.Cluste
 }
 
 // removeVM powers off and deletes a VM the failover made, after its
-// reference snapshots (j's, when its chain was continued). One that is
+// reference snapshots (j's, when its chain was continued), and the
+// external repository an instant restore of it read from. One that is
 // gone already is no error; a VM killed while its restore ran is looked
 // for by its name, leaving out the VMs that had the name before.
 func removeVM(ctx context.Context, cl nutanix.Cluster, j *clusterjob.Journal, v *VMState, log *slog.Logger) error {
@@ -161,12 +171,8 @@ func removeVM(ctx context.Context, cl nutanix.Cluster, j *clusterjob.Journal, v 
 		if err := backup.DropReference(ctx, j, cl, id, log); err != nil {
 			return fmt.Errorf("its reference snapshot: %w", err)
 		}
-		if vm.PowerState != nutanix.PowerOff {
-			if err := cl.SetPowerState(ctx, id, nutanix.PowerOff); err != nil && !errors.Is(err, nutanix.ErrNotFound) {
-				return fmt.Errorf("power off: %w", err)
-			}
-		}
-		if err := cl.DeleteVM(ctx, id); err != nil && !errors.Is(err, nutanix.ErrNotFound) {
+		// An instant restore's VM takes its external repository along.
+		if _, err := restore.DeleteVM(ctx, cl, id); err != nil {
 			return fmt.Errorf("delete: %w", err)
 		}
 	}

@@ -113,8 +113,15 @@ func (p *Plan) failoverSlot(s *State, v *VMState, o Options) slot {
 		options: func(rp *engine.RestorePoint) (restore.Options, error) {
 			netMap, err := p.vmNetMap(s.Mode, rp)
 			ov := p.override(rp.VM)
-			return restore.Options{TargetCluster: p.TargetAHVCluster, Container: firstOf(ov.Container, p.Container), NetworkMap: netMap,
-				VCPUs: ov.VCPUs, MemoryBytes: ov.memory, DataPath: p.DataPath}, err
+			ro := restore.Options{TargetCluster: p.TargetAHVCluster, Container: firstOf(ov.Container, p.Container), NetworkMap: netMap,
+				VCPUs: ov.VCPUs, MemoryBytes: ov.memory, DataPath: p.DataPath}
+			if s.Mode == ModeTest && p.InstantNFS != "" {
+				// A test copy runs at once from the DR repository; a real
+				// failover's VMs get their disks in full, and depend on no
+				// backup host.
+				ro.DataPath, ro.NFS, v.Instant = restore.DataPathInstant, p.InstantNFS, true
+			}
+			return ro, err
 		},
 		record: func(status, uuid, msg string) error {
 			if status == VMOn {

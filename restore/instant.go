@@ -16,7 +16,7 @@ import (
 // Instant restore (DataPathInstant): no byte is copied before the VM
 // exists. The disks are files of the repository's tree on `ahvfs
 // nfs-serve`, registered with the cluster as an external repository
-// (reused when one names the same server and export); the VM's disks are
+// (one for each VM, see externalDisks); the VM's disks are
 // backed by them with background hydration (API notes §9a). The
 // repository is journaled while the VM does not exist yet, then kept: it
 // goes when no VM reads from it any more (Finish, Cancel).
@@ -289,19 +289,46 @@ func Cancel(ctx context.Context, cl nutanix.Cluster, name string) (*FinishResult
 	if !external || !strings.Contains(v.Description, instantMark) {
 		return nil, fmt.Errorf("cancel %s: not an ahvfs instant restore still reading from its external repository (hydrated, or made otherwise): not deleted", name)
 	}
+	res, err := deleteVM(ctx, cl, v)
+	if res != nil {
+		res.VM = iv
+	}
+	if err != nil {
+		return res, fmt.Errorf("cancel %s: %w", name, err)
+	}
+	return res, nil
+}
+
+// DeleteVM powers off and deletes a VM (by UUID) a restore made, instant
+// or not, hydrated or not, then the external repositories it read from
+// that ahvfs registered and no VM reads from any more (a failover's
+// undo). A VM that is gone is no error: its repositories are not known.
+func DeleteVM(ctx context.Context, cl nutanix.Cluster, uuid string) (*FinishResult, error) {
+	v, err := cl.GetVM(ctx, uuid)
+	if errors.Is(err, nutanix.ErrNotFound) {
+		return &FinishResult{RemovedRepositories: []string{}, KeptRepositories: []string{}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return deleteVM(ctx, cl, v)
+}
+
+func deleteVM(ctx context.Context, cl nutanix.Cluster, v nutanix.VM) (*FinishResult, error) {
 	repos := repositoriesOf(v)
 	if v.PowerState == nutanix.PowerOn {
-		if err := cl.SetPowerState(ctx, v.UUID, nutanix.PowerOff); err != nil {
-			return nil, fmt.Errorf("cancel %s: %w", name, err)
+		if err := cl.SetPowerState(ctx, v.UUID, nutanix.PowerOff); err != nil && !errors.Is(err, nutanix.ErrNotFound) {
+			return nil, err
 		}
 	}
-	if err := cl.DeleteVM(ctx, v.UUID); err != nil {
-		return nil, fmt.Errorf("cancel %s: %w", name, err)
+	if err := cl.DeleteVM(ctx, v.UUID); err != nil && !errors.Is(err, nutanix.ErrNotFound) {
+		return nil, err
 	}
-	res := &FinishResult{VM: iv}
+	res := &FinishResult{}
+	var err error
 	res.RemovedRepositories, res.KeptRepositories, err = removeUnusedRepositories(ctx, cl, repos)
 	if err != nil {
-		return res, fmt.Errorf("cancel %s: the VM is deleted, but: %w", name, err)
+		return res, fmt.Errorf("the VM is deleted, but: %w", err)
 	}
 	return res, nil
 }

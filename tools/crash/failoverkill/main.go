@@ -1,7 +1,8 @@
 // Command failoverkill kills `ahvfs failover` with SIGKILL at random
-// moments, many times in each mode (test, planned, unplanned), between
-// two simulated sites, and checks after each kill, through the command
-// line and the simulators' inventories:
+// moments, many times in each mode (test, planned, unplanned), and
+// `failover permanent` and `failback` once each per failback trial,
+// between two simulated sites, and checks after each kill, through the
+// command line and the simulators' inventories:
 //
 //   - `ahvfs failover status --json` tells the truth: a VM the state
 //     calls on exists at the DR site and is on; a source VM it calls
@@ -16,11 +17,16 @@
 //   - on odd trials `failover undo --force` alone cleans up;
 //
 //   - after the undo the DR site holds what it held before (VMs, images,
-//     no volume groups), every source VM is on again, and the source
-//     keeps no snapshot but the backups' references, no volume group and
-//     no image.
+//     snapshots, no volume groups), every source VM is on again, and the
+//     source keeps no snapshot but the backups' references, no volume
+//     group and no image;
 //
-//     go run ./tools/crash/failoverkill [-kills 10] [-modes test,planned,unplanned] [-size 8] [-seed N] [-ahvfs bin/ahvfs] [-v]
+//   - a failback trial moves the VMs to DR (planned), kills `failover
+//     permanent` and resumes it, changes the DR disks, kills `failback`
+//     and resumes it: the VMs are then on at the source with their DR
+//     disks at shutdown, and both sites are as clean as after an undo.
+//
+//     go run ./tools/crash/failoverkill [-kills 10] [-modes test,planned,unplanned,failback] [-size 8] [-seed N] [-ahvfs bin/ahvfs] [-v]
 //
 // The unplanned failovers run with --force (the source simulator stays
 // up to be checked); the failover package's tests cover a stopped
@@ -46,7 +52,7 @@ import (
 func main() {
 	o := options{}
 	flag.IntVar(&o.Kills, "kills", 10, "trials per mode")
-	modes := flag.String("modes", "test,planned,unplanned", "failover modes to kill")
+	modes := flag.String("modes", "test,planned,unplanned,failback", "failover modes to kill (failback: a permanent failover and a failback killed in each trial)")
 	flag.IntVar(&o.SizeMiB, "size", 8, "`MiB` of each VM's disk")
 	o.Flags()
 	flag.Parse()
@@ -86,7 +92,8 @@ type killer struct {
 	sourceDisk map[string]string // VM → its live disk file at the source
 	atDR       map[string][]byte // VM → the disk of its newest point at DR
 	drBefore   prismsim.Objects
-	dur        time.Duration // of an unkilled failover of the mode
+	dur        time.Duration // of an unkilled failover of the mode (failback: of a failback)
+	permDur    time.Duration // of an unkilled failover permanent
 	res        result
 	chk        crashproc.Checks
 }
@@ -128,8 +135,19 @@ func (k *killer) runAll(ctx context.Context) error {
 	for _, mode := range k.o.Modes {
 		switch mode {
 		case "test", "planned", "unplanned":
+		case "failback":
+			if err := k.calibrateFailback(ctx); err != nil {
+				return err
+			}
+			for i := 0; i < k.o.Kills && ctx.Err() == nil; i++ {
+				if err := k.failbackTrial(ctx, i); err != nil {
+					return fmt.Errorf("failback trial %d: %w", i, err)
+				}
+				k.res.trials[mode]++
+			}
+			continue
 		default:
-			return fmt.Errorf("mode %q: want test, planned or unplanned", mode)
+			return fmt.Errorf("mode %q: want test, planned, unplanned or failback", mode)
 		}
 		// The DR repository's newest points are the source disks as they
 		// are; then learn how long an unkilled failover of the mode takes.
@@ -154,4 +172,32 @@ func (k *killer) runAll(ctx context.Context) error {
 		}
 	}
 	return ctx.Err()
+}
+
+// calibrateFailback times an unkilled permanent failover and failback.
+func (k *killer) calibrateFailback(ctx context.Context) error {
+	at := "failback calibration"
+	if err := k.changeSource("planned"); err != nil {
+		return err
+	}
+	if _, err := k.ahvfs(ctx, at, k.failoverArgs("planned")...); err != nil {
+		return err
+	}
+	start := time.Now()
+	if _, err := k.ahvfs(ctx, at, "failover", "permanent", k.plan); err != nil {
+		return err
+	}
+	k.permDur = time.Since(start)
+	want, err := k.changeDR()
+	if err != nil {
+		return err
+	}
+	start = time.Now()
+	if _, err := k.ahvfs(ctx, at, "failback", k.plan); err != nil {
+		return err
+	}
+	k.dur = time.Since(start)
+	k.checkBack(at, want)
+	k.checkBaseline(at)
+	return nil
 }

@@ -152,7 +152,7 @@ func (k *killer) checkUp(at, mode string) {
 	}
 }
 
-// checkBaseline checks both sites after an undo: DR as before the
+// checkBaseline checks both sites after an undo or a failback: DR as before the
 // trials, every source VM on, nothing left at the source but the
 // backups' reference snapshots.
 func (k *killer) checkBaseline(at string) {
@@ -167,17 +167,71 @@ func (k *killer) checkBaseline(at string) {
 		slices.Sort(out)
 		return out
 	}
-	if !slices.Equal(names(dr), names(k.drBefore)) || len(dr.Images) != len(k.drBefore.Images) || len(dr.VolumeGroups) > 0 {
-		k.chk.Fail(at, fmt.Sprintf("DR site after undo: VMs %v, %d images, %d volume groups; before: %v, %d images",
-			names(dr), len(dr.Images), len(dr.VolumeGroups), names(k.drBefore), len(k.drBefore.Images)), "")
+	snaps := func(o prismsim.Objects) int { return len(o.Snapshots) + len(o.RecoveryPoints) }
+	if !slices.Equal(names(dr), names(k.drBefore)) || len(dr.Images) != len(k.drBefore.Images) || len(dr.VolumeGroups) > 0 || snaps(dr) != snaps(k.drBefore) {
+		k.chk.Fail(at, fmt.Sprintf("DR site after undo or failback: VMs %v, %d images, %d volume groups, %d snapshots; before: %v, %d images, %d snapshots",
+			names(dr), len(dr.Images), len(dr.VolumeGroups), snaps(dr), names(k.drBefore), len(k.drBefore.Images), snaps(k.drBefore)), "")
 	}
 	for _, v := range prod.VMs {
 		if v.PowerState != "ON" {
 			k.chk.Fail(at, fmt.Sprintf("source %s is %s after undo, want ON", v.Name, v.PowerState), "")
 		}
 	}
-	if n := len(prod.Snapshots) + len(prod.RecoveryPoints); n > len(k.vms) || len(prod.VolumeGroups) > 0 || len(prod.Images) > 0 {
+	if n := snaps(prod); n > len(k.vms) || len(prod.VolumeGroups) > 0 || len(prod.Images) > 0 {
 		k.chk.Fail(at, fmt.Sprintf("source site keeps %d snapshots and recovery points (references: at most %d), %d volume groups, %d images",
 			n, len(k.vms), len(prod.VolumeGroups), len(prod.Images)), "")
+	}
+}
+
+// changeDR writes new data into each DR VM's disk (the VMs work at the
+// DR site) and returns the disks as they are then: what a failback must
+// bring back.
+func (k *killer) changeDR() (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, vm := range k.vms {
+		info, ok := k.drs.VM(vm)
+		if !ok {
+			return nil, fmt.Errorf("no %s at the DR site", vm)
+		}
+		f, err := os.OpenFile(info.Disks[0], os.O_RDWR, 0)
+		if err != nil {
+			return nil, err
+		}
+		patch := crashproc.Chacha(k.rnd.Uint64(), 128<<10)
+		st, _ := f.Stat()
+		_, err = f.WriteAt(patch, k.rnd.Int64N(st.Size()-int64(len(patch))))
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		if out[vm], err = os.ReadFile(info.Disks[0]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// checkBack checks a failback that ran to its end: each VM on at the
+// source, its disk what it was at DR, and no state left.
+func (k *killer) checkBack(at string, want map[string][]byte) {
+	k.prod.WaitTasks(time.Minute)
+	prod := k.prod.Objects()
+	for _, vm := range k.vms {
+		var on []prismsim.VMObject
+		for _, v := range prod.VMs {
+			if v.Name == vm {
+				on = append(on, v)
+			}
+		}
+		if len(on) != 1 || on[0].PowerState != "ON" {
+			k.chk.Fail(at, fmt.Sprintf("%s at the source after failback: %+v, want one VM on", vm, on), "")
+			continue
+		}
+		info, _ := k.prod.VM(on[0].UUID)
+		k.sourceDisk[vm] = info.Disks[0]
+		got, err := os.ReadFile(info.Disks[0])
+		if err != nil || !bytes.Equal(got, want[vm]) {
+			k.chk.Fail(at, fmt.Sprintf("%s at the source after failback: its disk is not the DR disk at shutdown (%v)", vm, err), "")
+		}
 	}
 }

@@ -22,6 +22,64 @@ func (k *killer) failoverArgs(mode string) []string {
 	return append(args, k.plan)
 }
 
+// failbackTrial moves the VMs to DR (an unkilled planned failover), then
+// kills `failover permanent` and `failback` each once at a random moment
+// and resumes each: a failback has no undo, only its end. The VMs must be
+// back at the source with their DR disks, and both sites clean.
+func (k *killer) failbackTrial(ctx context.Context, i int) error {
+	at := fmt.Sprintf("failback trial %d", i)
+	if err := k.changeSource("planned"); err != nil {
+		return err
+	}
+	if _, err := k.ahvfs(ctx, at, k.failoverArgs("planned")...); err != nil {
+		k.chk.Fail(at, fmt.Sprintf("the planned failover before the failback: %v", err), "")
+		k.undo(ctx, at, "failback")
+		return nil
+	}
+	k.killAndResume(ctx, at, "permanent", k.permDur, "failover", "permanent", k.plan)
+	want, err := k.changeDR()
+	if err != nil {
+		return err
+	}
+	k.killAndResume(ctx, at, "failback", k.dur, "failback", k.plan)
+	k.checkBack(at, want)
+	k.checkBaseline(at)
+	return nil
+}
+
+// killAndResume runs args, kills it after a delay drawn from [0, 1.2×]
+// dur, checks the status, and runs it again to its end unless the plan's
+// state says there is nothing left to do.
+func (k *killer) killAndResume(ctx context.Context, at, what string, dur time.Duration, args ...string) {
+	span := dur * 6 / 5
+	delay := time.Duration(k.rnd.Int64N(int64(span) + 1))
+	at = fmt.Sprintf("%s, %s killed at %v of [0, %v)", at, what, delay.Round(time.Millisecond), span.Round(time.Millisecond))
+	p, err := crashproc.Start(k.o.Ahvfs, nil, nil, args...)
+	if err != nil {
+		k.chk.Fail(at, err.Error(), "")
+		return
+	}
+	p.KillAfter(delay)
+	k.chk.Scan(at, p)
+	if p.Killed() {
+		k.res.killed["failback"]++
+	} else if p.Err != nil {
+		k.chk.Fail(at, fmt.Sprintf("%s exited with %v before its kill", what, p.Err), p.Report())
+	}
+	st, err := k.status(ctx, at)
+	if err != nil {
+		k.chk.Fail(at, err.Error(), "")
+		return
+	}
+	if st.State == nil {
+		return // a failback that ended before its kill
+	}
+	if _, err := k.ahvfs(ctx, at, args...); err != nil {
+		k.chk.Fail(at, fmt.Sprintf("%s resumed: %v", what, err), "")
+	}
+	k.res.resumed["failback"]++
+}
+
 // trial starts a failover of mode, kills it after a delay drawn from
 // [0, 1.2×] an unkilled one's duration, checks the status, then resumes
 // (even trials) or undoes it, and checks both sites.
@@ -90,6 +148,7 @@ type planStatus struct {
 		Done bool
 		VMs  []struct {
 			VM, Name, Status string
+			Back             *struct{ Status string }
 		}
 	}
 	Live []struct {
@@ -126,6 +185,13 @@ func (k *killer) status(ctx context.Context, at string) (planStatus, error) {
 	k.prod.WaitTasks(time.Minute)
 	prod := k.prod.Objects()
 	for i, v := range st.State.VMs {
+		if v.Back != nil && v.Back.Status != "pending" {
+			// A failback shuts the DR VM down and then removes it.
+			if v.Back.Status != "stopping" && i < len(st.Live) && st.Live[i].Exists && st.Live[i].PowerState != "OFF" {
+				k.chk.Fail(at, fmt.Sprintf("failback status says %s is %s; the DR site says it is %s", v.Name, v.Back.Status, st.Live[i].PowerState), "")
+			}
+			continue
+		}
 		if v.Status == "on" && (i >= len(st.Live) || !st.Live[i].Exists || st.Live[i].PowerState != "ON") {
 			k.chk.Fail(at, fmt.Sprintf("status says %s is on; the DR site says %+v", v.Name, st.Live), "")
 		}
