@@ -58,11 +58,11 @@ type Plan struct {
 	// tree (`ahvfs nfs-serve`), as the DR cluster reaches it
 	// (HOST[:PORT]): test failovers then restore instantly, the VMs
 	// reading their disks from it while they hydrate (v4.2 APIs).
-	InstantNFS string `toml:"instant_nfs"`
-	Stage    []StageConfig  `toml:"stage"`
-	VM       []VMOverride   `toml:"vm"`
-	Cluster  []SiteConfig   `toml:"cluster"`
-	Sites    map[string]int `toml:"-"` // name → index in Cluster
+	InstantNFS string         `toml:"instant_nfs"`
+	Stage      []StageConfig  `toml:"stage"`
+	VM         []VMOverride   `toml:"vm"`
+	Cluster    []SiteConfig   `toml:"cluster"`
+	Sites      map[string]int `toml:"-"` // name → index in Cluster
 
 	netMap, testNetMap map[string]string
 }
