@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 
+	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/nutanix"
 )
 
@@ -15,8 +17,9 @@ import (
 // pattern names a VM with a restore point (for a planned failover: a VM
 // at the source site, and the source repository opens), the DR site
 // answers, the AHV cluster exists, every mapped subnet exists there, and
-// no VM already has a name the failover would give. Every problem is
-// reported at once.
+// no VM already has a name the failover would give; every [[vm]] override
+// names a VM of the plan, and no other failover of the plan is up. Every
+// problem is reported at once.
 func Check(ctx context.Context, p *Plan, o Options, mode string) error {
 	var errs []error
 	var vms []VMState // stage and name of each VM of the plan
@@ -37,6 +40,19 @@ func Check(ctx context.Context, p *Plan, o Options, mode string) error {
 				vms = append(vms, VMState{Stage: st.stage, VM: rp.VM})
 			}
 		}
+	}
+	for i, ov := range p.VM {
+		if !slices.ContainsFunc(vms, func(v VMState) bool { ok, _ := path.Match(ov.Name, v.VM); return ok }) {
+			errs = append(errs, fmt.Errorf("vm[%d].name %q: matches no VM of the plan's stages", i, ov.Name))
+		}
+	}
+	if ps, err := openState(ctx, p, false, false); err != nil {
+		errs = append(errs, err)
+	} else {
+		if s := ps.s; s != nil && s.up() && !(s.Mode == mode && !s.Done) {
+			errs = append(errs, fmt.Errorf("a %s failover of the plan is up since %s: undo it first (or fail it back)", s.Mode, engine.FormatTime(s.Started)))
+		}
+		ps.close()
 	}
 	site := p.site(p.TargetCluster)
 	cl, conn, err := site.Connect(ctx, o.logger(), o.TuneCluster)

@@ -166,6 +166,9 @@ vms = ["web*"]
 	if _, err := failover.Test(ctx, plan, o); err == nil || !strings.Contains(err.Error(), "undo first") {
 		t.Fatalf("a second test while the first is up: %v", err)
 	}
+	if err := failover.Check(ctx, plan, o, failover.ModeTest); err == nil || !strings.Contains(err.Error(), "a test failover of the plan is up") {
+		t.Fatalf("dry run while a test is up: %v", err)
+	}
 
 	if _, err := failover.Undo(ctx, plan, o); err != nil {
 		t.Fatal(err)
@@ -185,7 +188,7 @@ vms = ["web*"]
 
 // TestCheck: the dry run reports every problem at once — a stage pattern
 // without restore points, a test subnet the DR cluster lacks, a name
-// already taken — and changes nothing.
+// already taken, an override of no VM — and changes nothing.
 func TestCheck(t *testing.T) {
 	ctx := context.Background()
 	drs := simtest.Start(t, simtest.Options{})
@@ -205,6 +208,9 @@ repository = %q
 test_network_map = ["vlan10=bubble"]
 [[stage]]
 vms = ["db01", "app*"]
+[[vm]]
+name = "db02"
+vcpus = 4
 [[cluster]]
 name = "dr"
 prism = %q
@@ -220,7 +226,7 @@ ca_cert = %q
 	if err == nil {
 		t.Fatal("a bad plan passed the dry run")
 	}
-	for _, want := range []string{`"app*" matches no VM`, `no subnet "bubble"`, "db01-drtest already exists", "3 problem(s)"} {
+	for _, want := range []string{`"app*" matches no VM`, `no subnet "bubble"`, "db01-drtest already exists", `vm[0].name "db02": matches no VM`, "4 problem(s)"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("dry run: no %q in:\n%v", want, err)
 		}

@@ -342,3 +342,39 @@ curl -s "http://$addr/metrics" > "$demo/metrics.txt"
 grep -E "^ahvfs_(backup_last_result|rpo_compliant|restore_point_newest_timestamp_seconds)\{policy=\"gold\"" "$demo/metrics.txt"
 grep -E '^ahvfs_(vm_policy_conflict|repository_stored_bytes|repository_dedup_ratio|repository_gc_reclaimable_bytes|jobs_total)' "$demo/metrics.txt"
 kill -TERM $daemon; wait $daemon && echo "SIGTERM: the daemon stopped cleanly (exit 0)"
+
+say "planned failover of $vm to cluster-b (one simulated Prism Central plays both sites): guest shutdown, a last incremental backup, sync to the DR copy, restore on the production subnet"
+cat > "$demo/move-plan.toml" <<PLAN
+source_cluster = "sim"
+target_cluster = "sim"
+target_ahv_cluster = "cluster-b"
+repository = "$dr/repo"
+source_repository = "$AHVFS_REPO"
+network_map = ["vlan10=vlan20"]
+shutdown_timeout = "30s"
+[[stage]]
+vms = ["$vm"]
+[[cluster]]
+name = "sim"
+prism = "127.0.0.1:$port"
+user = "admin"
+password_file = "$demo/sim/admin.password"
+ca_cert = "$demo/sim/ca.crt"
+iscsi_port = $iscsi
+PLAN
+bin/ahvfs failover planned --dry-run "$demo/move-plan.toml"
+bin/ahvfs failover planned "$demo/move-plan.toml"
+say "make it permanent: the DR VM's first backup at DR is an incremental on the point it came from"
+bin/ahvfs failover permanent "$demo/move-plan.toml"
+bin/ahvfs list --repo "$dr/repo" "$vm" | tail -3
+bin/ahvfs failover status "$demo/move-plan.toml"
+say "the VM works at the DR site; failback shuts it down, backs it up last, sends only what changed, and replaces the old VM at cluster-a"
+uuid=$(bin/ahvfs failover status --json "$demo/move-plan.toml" | jq -r '.state.vms[0].uuid')
+drdisk="$demo/sim/vms/$vm-${uuid:0:8}/disk-0.raw"
+dd if=/dev/urandom of="$drdisk" bs=1M count=4 seek=200 conv=notrunc status=none
+cp --sparse=always "$drdisk" "$demo/dr-disk-at-failback.raw"
+bin/ahvfs failback --json "$demo/move-plan.toml" > "$demo/failback.json"
+jq -r '"failback sent \(.failback.bytes_sent) bytes; \(.vms[0].vm) is back at the source as \(.vms[0].back.uuid)"' "$demo/failback.json"
+back=$(jq -r '.vms[0].back.uuid' "$demo/failback.json")
+cmp "$demo/sim/vms/$vm-${back:0:8}/disk-0.raw" "$demo/dr-disk-at-failback.raw" && echo "its disk is the DR VM's disk at shutdown, byte for byte"
+bin/ahvfs failover status "$demo/move-plan.toml"
