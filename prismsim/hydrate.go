@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"sync/atomic"
 	"time"
 
@@ -64,7 +65,12 @@ func openNFSSource(x *externalRepo, rel string) (*nfsSource, error) {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	c0.Close()
+	// The client binds a random local port of its own choosing, which may
+	// be taken (it retries only privileged ones): try others.
 	c, err := rpc.DialTCP("tcp", x.address(), false)
+	for try := 0; err != nil && errors.Is(err, syscall.EADDRINUSE) && try < 50; try++ {
+		c, err = rpc.DialTCP("tcp", x.address(), false)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}

@@ -86,6 +86,8 @@ for p in ir-small ir-big full-big; do
   cold
   sec[$p]=$(secs bin/ahvfs failover test "$work/$p.toml")
   bin/ahvfs failover status "$work/$p.toml" | tail -n +2 | sed 's/^/    /'
+  bin/ahvfs failover status --json "$work/$p.toml" | jq -e '[.state.vms[].status] | all(. == "on")' > /dev/null ||
+    { echo "failover.sh: $p did not bring every VM up" >&2; exit 1; }
   bin/ahvfs failover undo "$work/$p.toml" > /dev/null
 done
 
