@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/ahvfs/ahvfs/backup"
@@ -432,11 +430,10 @@ func openTarget(ctx context.Context, t TargetConfig) (dr.Target, error) {
 	}
 	var pw []byte
 	if t.PasswordFile != "" {
-		b, err := os.ReadFile(t.PasswordFile)
-		if err != nil {
+		var err error
+		if pw, err = engine.ReadPasswordFile(t.PasswordFile); err != nil {
 			return nil, err
 		}
-		pw = []byte(strings.TrimRight(string(b), "\r\n"))
 	}
 	// Another policy's sync to the same target may hold it: wait for it.
 	r, err := engine.Open(ctx, t.Location, engine.OpenOptions{Writable: true, Password: pw, LockWait: time.Hour})

@@ -100,11 +100,10 @@ func openRepo(ctx context.Context, p *Plan, writable bool) (*engine.Repository, 
 func openRepository(ctx context.Context, what, location, pwFile string, writable bool) (*engine.Repository, error) {
 	var pw []byte
 	if pwFile != "" {
-		b, err := os.ReadFile(pwFile)
-		if err != nil {
+		var err error
+		if pw, err = engine.ReadPasswordFile(pwFile); err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		pw = []byte(strings.TrimRight(string(b), "\r\n"))
 	}
 	r, err := engine.Open(ctx, location, engine.OpenOptions{Password: pw, Writable: writable})
 	if err != nil {

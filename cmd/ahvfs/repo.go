@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/ahvfs/ahvfs/engine"
@@ -43,11 +42,7 @@ func readSecret(ctx context.Context, path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read password file: %w", err)
 	}
-	s := strings.TrimRight(string(b), "\r\n")
-	if s == "" {
-		return nil, fmt.Errorf("password file %s is empty", path)
-	}
-	return []byte(s), nil
+	return engine.ParsePassword(b, path)
 }
 
 // repoPassword returns the repository password from --repo-password-file or
