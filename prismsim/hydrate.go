@@ -9,8 +9,8 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	nfsc "github.com/willscott/go-nfs-client/nfs"
