@@ -262,7 +262,8 @@ memory = "lots"
 // TestUnplannedFailover: refused while the source runs the plan's VMs;
 // with the source simulator stopped, the VMs come up at DR under their
 // own names on the production subnet, each with its recovery point in
-// the state; undo refuses without --force.
+// the state; undo refuses without --force; status with the DR site down
+// still gives the state.
 func TestUnplannedFailover(t *testing.T) {
 	ctx := context.Background()
 	prod := simtest.Start(t, simtest.Options{})
@@ -334,6 +335,12 @@ vms = ["db01"]
 	}
 	if _, err := failover.Undo(ctx, plan, o); err == nil || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("undo of an unplanned failover without force: %v", err)
+	}
+	// The DR site does not answer: status still gives the state.
+	drs.Close()
+	s, err := failover.PlanStatus(ctx, plan, o)
+	if err != nil || s.State == nil || len(s.State.VMs) != 2 || s.Unreachable == "" || len(s.Live) != 0 {
+		t.Fatalf("status with the DR site down: %+v %v", s, err)
 	}
 }
 

@@ -10,6 +10,9 @@ import (
 type Status struct {
 	State *State   `json:"state"`
 	Live  []LiveVM `json:"live,omitempty"`
+	// Unreachable says why the DR site could not be asked (Live is then
+	// empty): the state alone is what there is.
+	Unreachable string `json:"unreachable,omitempty"`
 }
 
 // LiveVM is what the DR site says of a VM the state names.
@@ -21,7 +24,8 @@ type LiveVM struct {
 }
 
 // PlanStatus reads the plan's state and asks the DR site about its VMs.
-// A plan with no state has none (State nil).
+// A plan with no state has none (State nil). A DR site that does not
+// answer is no error: the state is shown without the site's view.
 func PlanStatus(ctx context.Context, p *Plan, o Options) (*Status, error) {
 	ps, err := openState(ctx, p, false, false)
 	if err != nil {
@@ -35,13 +39,13 @@ func PlanStatus(ctx context.Context, p *Plan, o Options) (*Status, error) {
 	site := p.site(p.TargetCluster)
 	cl, conn, err := site.Connect(ctx, o.logger(), o.TuneCluster)
 	if err != nil {
-		return &Status{State: s}, err
+		return &Status{State: s, Unreachable: err.Error()}, nil
 	}
 	defer cl.Close()
 	defer conn.Close()
 	vms, err := cl.ListVMs(ctx)
 	if err != nil {
-		return &Status{State: s}, err
+		return &Status{State: s, Unreachable: err.Error()}, nil
 	}
 	st := &Status{State: s}
 	for _, v := range s.VMs {

@@ -102,10 +102,16 @@ func init() {
 							fmt.Fprint(tw, "\tFAILBACK")
 						}
 						fmt.Fprintln(tw)
+						if st.Unreachable != "" {
+							fmt.Fprintf(env.Stdout, "the DR site does not answer (%s): the state as last written\n", st.Unreachable)
+						}
 						for i, v := range st.State.VMs {
-							live := "absent"
-							if l := st.Live[i]; l.Exists {
-								live = l.PowerState
+							live := "unknown"
+							if i < len(st.Live) {
+								live = "absent"
+								if l := st.Live[i]; l.Exists {
+									live = l.PowerState
+								}
 							}
 							fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s", v.Stage, v.VM, v.Point, v.Name, v.Status, live)
 							if back && v.Back != nil {
