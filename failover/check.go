@@ -94,7 +94,9 @@ func Check(ctx context.Context, p *Plan, o Options, mode string) error {
 	for _, v := range vms {
 		name := p.nameFor(mode, v.VM)
 		// The restore refuses a name taken on the cluster it restores to.
-		if slices.ContainsFunc(drVMs, func(d nutanix.VM) bool { return d.Name == name && (p.TargetAHVCluster == "" || d.ClusterUUID == target) }) {
+		if slices.ContainsFunc(drVMs, func(d nutanix.VM) bool {
+			return d.Name == name && (p.TargetAHVCluster == "" || d.ClusterUUID == target)
+		}) {
 			errs = append(errs, fmt.Errorf("stage %d: a VM named %s already exists at the DR site", v.Stage, name))
 		}
 	}
