@@ -214,8 +214,9 @@ func (p *Plan) failbackSlot(ctx context.Context, scl nutanix.Cluster, s *State, 
 				// The new VM replaces the old one (the restore's overwrite:
 				// created first, then the old one deleted, all journaled);
 				// a killed restore may have finished that already.
-				_, err := scl.GetVM(ctx, v.SourceUUID)
-				ro.Overwrite = err == nil
+				if _, err := scl.GetVM(ctx, v.SourceUUID); err == nil {
+					ro.Overwrite, ro.Replace = true, v.SourceUUID
+				}
 			}
 			var err error
 			ro.NetworkMap, err = p.nicMap(invert(p.netMap), rp, "")

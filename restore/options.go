@@ -51,6 +51,11 @@ type Options struct {
 	// Overwrite replaces the original VM: the new VM is created first, then
 	// the original is powered off and deleted (see doc.go for the order).
 	Overwrite bool
+	// Replace, with Overwrite, names the VM (UUID) that is the original:
+	// the one the new VM replaces (a failback's old VM at the source);
+	// default the VM the restore point was taken of, else the VM of its
+	// name on the target cluster.
+	Replace string
 	// DataPath: iscsi writes blank volume group disks over iSCSI, rest
 	// uploads images, instant copies nothing (see DataPathInstant).
 	// auto (default) is iscsi.

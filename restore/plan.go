@@ -82,16 +82,22 @@ func makePlan(ctx context.Context, cl nutanix.Cluster, rp *engine.RestorePoint, 
 	for i := range vms {
 		if cfg.UUID != "" && vms[i].UUID == cfg.UUID {
 			origAnywhere = true
-			if o.Overwrite {
+			if o.Overwrite && o.Replace == "" {
 				p.original = &vms[i]
 			}
 		}
+		if o.Overwrite && o.Replace != "" && vms[i].UUID == o.Replace {
+			p.original = &vms[i]
+		}
+	}
+	if o.Overwrite && o.Replace != "" && p.original == nil {
+		errs = append(errs, fmt.Errorf("the VM %s to replace is not on the cluster", o.Replace))
 	}
 	p.name = o.Name
 	if p.name == "" {
 		p.name = cfg.Name
 	}
-	if o.Overwrite && p.original == nil && found {
+	if o.Overwrite && o.Replace == "" && p.original == nil && found {
 		// Restore points made by import have no UUID: match by name.
 		for i := range vms {
 			if vms[i].Name == cfg.Name && vms[i].ClusterUUID == p.cluster.UUID {
