@@ -47,6 +47,11 @@ func Continue(ctx context.Context, repo *engine.Repository, cl nutanix.Cluster, 
 	if v.PowerState != nutanix.PowerOff {
 		return fmt.Errorf("continue the chain of %s: VM %s is %s: its disks may no longer be the restore point's", rp.Name(), v.Name, v.PowerState)
 	}
+	if ref, err := LoadReference(j, v.UUID); err != nil {
+		return err
+	} else if ref != nil && ref.Last.RestorePoint == rp.ID {
+		return nil // done by a run killed before it could say so
+	}
 	disks, _ := backupDisks(v, nil)
 	var refDisks []RefDisk
 	for _, d := range disks {

@@ -60,7 +60,7 @@ func Failback(ctx context.Context, p *Plan, o Options) (*State, error) {
 	defer scl.Close()
 	defer sconn.Close()
 	if s.Back == nil {
-		if err := beginFailback(ctx, p, scl, s); err != nil {
+		if err := beginFailback(ctx, p, scl, ps.r, s); err != nil {
 			return s, err
 		}
 	}
@@ -104,22 +104,30 @@ func Failback(ctx context.Context, p *Plan, o Options) (*State, error) {
 }
 
 // beginFailback starts the failback's state. After an unplanned failover
-// the old source VMs are looked for by name: a source site that came back
-// may run them, stale; they are shut down and replaced like a planned
-// failover's.
-func beginFailback(ctx context.Context, p *Plan, scl nutanix.Cluster, s *State) error {
+// the old source VM is the one the restored point was taken of (its
+// configuration names its UUID and cluster), if the source site still
+// has it: a site that came back may run it, stale; it is shut down and
+// replaced like a planned failover's. A VM of the name elsewhere is never
+// taken for it.
+func beginFailback(ctx context.Context, p *Plan, scl nutanix.Cluster, r *engine.Repository, s *State) error {
 	for i := range s.VMs {
 		v := &s.VMs[i]
 		if v.SourceUUID == "" {
-			ids, err := namedVMs(ctx, scl, v.VM)
+			rp, err := r.Resolve(ctx, v.Point)
 			if err != nil {
-				return fmt.Errorf("source site: %w", err)
+				return err
 			}
-			if len(ids) > 1 {
-				return fmt.Errorf("plan %s: the source site has %d VMs named %s: keep one (the failback replaces it) and run failback again", p.Name, len(ids), v.VM)
+			cfg, err := clusterjob.ConfigOf(rp)
+			if err != nil {
+				return err
 			}
-			if len(ids) == 1 {
-				v.SourceUUID = ids[0]
+			v.SourceAHVCluster = cfg.ClusterUUID
+			if cfg.UUID != "" && cfg.UUID != v.UUID {
+				if _, err := scl.GetVM(ctx, cfg.UUID); err == nil {
+					v.SourceUUID = cfg.UUID
+				} else if !errors.Is(err, nutanix.ErrNotFound) {
+					return fmt.Errorf("source site: VM %s: %w", v.VM, err)
+				}
 			}
 		}
 		if v.SourceUUID != "" && v.SourceAHVCluster == "" {
@@ -207,19 +215,26 @@ func backupDR(ctx context.Context, p *Plan, o Options, site clusterjob.Site, cl 
 // source name, on the source networks, on its old VM's AHV cluster.
 func (p *Plan) failbackSlot(ctx context.Context, scl nutanix.Cluster, s *State, v *VMState, o Options) slot {
 	b := v.Back
-	return slot{name: v.VM, point: b.Point, status: &b.Status, uuid: &b.UUID, existing: &b.Existing, chained: &b.Chained,
+	return slot{name: v.VM, point: b.Point, status: &b.Status, uuid: &b.UUID, existing: &b.Existing, chained: &b.Chained, external: new(string),
 		options: func(rp *engine.RestorePoint) (restore.Options, error) {
 			ro := restore.Options{DataPath: p.DataPath, TargetCluster: v.SourceAHVCluster}
 			if v.SourceUUID != "" {
 				// The new VM replaces the old one (the restore's overwrite:
 				// created first, then the old one deleted, all journaled);
 				// a killed restore may have finished that already.
-				if _, err := scl.GetVM(ctx, v.SourceUUID); err == nil {
+				_, err := scl.GetVM(ctx, v.SourceUUID)
+				switch {
+				case err == nil:
 					ro.Overwrite, ro.Replace = true, v.SourceUUID
+				case !errors.Is(err, nutanix.ErrNotFound):
+					return ro, fmt.Errorf("source site: the old VM %s: %w", v.SourceUUID, err)
 				}
 			}
-			var err error
-			ro.NetworkMap, err = p.nicMap(invert(p.netMap), rp, "")
+			back, err := invert(p.netMap)
+			if err != nil {
+				return ro, err
+			}
+			ro.NetworkMap, err = p.nicMap(back, rp, "")
 			return ro, err
 		},
 		record: func(status, uuid, msg string) error {

@@ -299,13 +299,16 @@ func (p *Plan) nicMap(all map[string]string, rp *engine.RestorePoint, strictKey 
 }
 
 // invert maps each value of m back to its key (a failback's network map
-// from network_map).
-func invert(m map[string]string) map[string]string {
+// from network_map); two keys of one value make it ambiguous.
+func invert(m map[string]string) (map[string]string, error) {
 	out := make(map[string]string, len(m))
 	for k, v := range m {
+		if other, dup := out[v]; dup {
+			return nil, fmt.Errorf("network_map maps both %s and %s to %s: a failback cannot tell which to go back to (map each to its own DR subnet)", other, k, v)
+		}
 		out[v] = k
 	}
-	return out
+	return out, nil
 }
 
 // site is a [[cluster]] table by name.

@@ -40,30 +40,52 @@ func Planned(ctx context.Context, p *Plan, o Options) (*State, error) {
 	if err != nil {
 		return s, err
 	}
-	src := p.site(p.SourceCluster)
-	cl, conn, err := src.Connect(ctx, log, o.TuneCluster)
+	// Once synced, the source site is no longer needed: a resumed
+	// failover goes on even if it is gone since.
+	if !s.Synced {
+		if err := stopAndBackUp(ctx, p, o, ps.r, s, log); err != nil {
+			return s, err
+		}
+	}
+	return s, restoreVMs(ctx, p, o, ps.r, s)
+}
+
+// stopAndBackUp is a planned failover's source side: the VMs shut down,
+// each checked off again (a resumed run: something may have started one
+// since), backed up last and synced to the DR repository dst.
+func stopAndBackUp(ctx context.Context, p *Plan, o Options, dst *engine.Repository, s *State, log *slog.Logger) error {
+	cl, conn, err := p.site(p.SourceCluster).Connect(ctx, log, o.TuneCluster)
 	if err != nil {
-		return s, fmt.Errorf("source site: %w", err)
+		return fmt.Errorf("source site: %w", err)
 	}
 	defer cl.Close()
 	defer conn.Close()
 	if len(s.VMs) == 0 {
 		if s.VMs, err = sourceVMs(ctx, cl, p); err != nil {
-			return s, fmt.Errorf("plan %s: %w", p.Name, err)
+			return fmt.Errorf("plan %s: %w", p.Name, err)
 		}
 		if err := s.save(); err != nil {
-			return s, err
+			return err
 		}
 	}
 	if err := shutDownAll(ctx, p, o, cl, s, log); err != nil {
-		return s, err
+		return err
 	}
-	if !s.Synced {
-		if err := finalBackups(ctx, p, o, cl, conn, ps.r, s, log); err != nil {
-			return s, err
+	for _, v := range s.VMs {
+		if how, err := powerDown(ctx, cl, v.SourceUUID, p.shutdownTimeout, log.With("vm", v.VM)); err != nil {
+			return fmt.Errorf("shut down %s at the source site: %w (run the failover again to go on)", v.VM, err)
+		} else if how != "" {
+			log.Warn("the source VM was running again: shut down again", "vm", v.VM, "how", how)
+			if v.Status == VMBackedUp {
+				// Its final backup predates what it wrote since.
+				i := slices.IndexFunc(s.VMs, func(x VMState) bool { return x.SourceUUID == v.SourceUUID })
+				if err := step(s, &s.VMs[i], o, VMStopped, "", ""); err != nil {
+					return err
+				}
+			}
 		}
 	}
-	return s, restoreVMs(ctx, p, o, ps.r, s)
+	return finalBackups(ctx, p, o, cl, conn, dst, s, log)
 }
 
 // sourceVMs lists the VMs the plan's stages name at the source site, in

@@ -84,6 +84,9 @@ type VMState struct {
 	// Instant: restored instantly (instant_nfs): its disks read from the
 	// DR repository through the NFS server until hydrated.
 	Instant bool `json:"instant,omitempty"`
+	// ExternalRepo is the external repository an instant restore
+	// registered for it: removed with it.
+	ExternalRepo string `json:"external_repository,omitempty"`
 	// Chained: the DR VM keeps a reference snapshot in the DR repository,
 	// so that its backups there continue Point's chain (planned and
 	// unplanned failovers).
@@ -198,10 +201,13 @@ func (s *State) remove() error {
 	return nil
 }
 
-// up reports whether VMs of the state may exist at the DR site.
+// up reports whether VMs of the state may exist at the DR site, or a
+// planned failover has shut source VMs down: either must be undone (or
+// resumed) before another failover of the plan.
 func (s *State) up() bool {
 	for _, v := range s.VMs {
-		if v.Status == VMRestoring || v.Status == VMRestored || v.Status == VMOn {
+		switch v.Status {
+		case VMStopping, VMStopped, VMBackedUp, VMRestoring, VMRestored, VMOn:
 			return true
 		}
 	}

@@ -38,6 +38,12 @@ func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 	if s.Mode != ModeTest && !o.Force {
 		return s, fmt.Errorf("plan %s: the %s failover of %s made the production VMs at the DR site: undo deletes them only with --force", p.Name, s.Mode, engine.FormatTime(s.Started))
 	}
+	if s.Mode == ModePlanned {
+		// The DR VMs go only if the source VMs can run again.
+		if err := sourceReady(ctx, p, o, s, log); err != nil {
+			return s, fmt.Errorf("undo of plan %s: nothing removed: %w", p.Name, err)
+		}
+	}
 	site := p.site(p.TargetCluster)
 	cl, conn, err := site.Connect(ctx, log, o.TuneCluster)
 	if err != nil {
@@ -86,6 +92,26 @@ func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 	return s, s.remove()
 }
 
+// sourceReady checks that the source site answers and has every VM the
+// planned failover shut down.
+func sourceReady(ctx context.Context, p *Plan, o Options, s *State, log *slog.Logger) error {
+	cl, conn, err := p.site(p.SourceCluster).Connect(ctx, log, o.TuneCluster)
+	if err != nil {
+		return fmt.Errorf("source site: %w", err)
+	}
+	defer cl.Close()
+	defer conn.Close()
+	for _, v := range s.VMs {
+		if !v.SourceWasOn {
+			continue
+		}
+		if _, err := cl.GetVM(ctx, v.SourceUUID); err != nil {
+			return fmt.Errorf("source VM %s (%s): %w: it could not run again (keep the DR VMs, or remove them with care by hand)", v.VM, v.SourceUUID, err)
+		}
+	}
+	return nil
+}
+
 // restartSource leaves the source site as a planned failover found it:
 // what its killed final backups left (the source repository's journal)
 // is swept, and the VMs it shut down are powered back on.
@@ -128,7 +154,7 @@ func sweep(ctx context.Context, r *engine.Repository, clusters clusterjob.Cluste
 		return fmt.Errorf("sweep the %s repository's journal: %w", which, err)
 	}
 	if n := len(rep.Unresolved) + len(rep.Errors) + len(rep.Running); n > 0 {
-		return fmt.Errorf("the %s repository's journal still names %d object(s) a killed job made (%s): run undo again, or ahvfs cleanup",
+		return fmt.Errorf("the %s repository's journal still names %d object(s) a killed job made (%s): run the command again, or ahvfs cleanup",
 			which, n, strings.Join(append(append(rep.Unresolved, rep.Errors...), rep.Running...), "; "))
 	}
 	if len(rep.Deleted) > 0 {
@@ -146,7 +172,10 @@ func removeVM(ctx context.Context, cl nutanix.Cluster, j *clusterjob.Journal, v 
 	uuids := []string{}
 	if v.UUID != "" {
 		uuids = append(uuids, v.UUID)
-	} else {
+	} else if v.Status == VMRestoring {
+		// Killed while its restore ran: the VM, if made, is the one of
+		// its name that was not there before. (A VM failed before its
+		// restore began made nothing: the name is not searched.)
 		named, err := namedVMs(ctx, cl, v.Name)
 		if err != nil {
 			return err
@@ -159,21 +188,26 @@ func removeVM(ctx context.Context, cl nutanix.Cluster, j *clusterjob.Journal, v 
 	}
 	for _, id := range uuids {
 		vm, err := cl.GetVM(ctx, id)
-		if errors.Is(err, nutanix.ErrNotFound) {
-			continue
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, nutanix.ErrNotFound) {
 			return err
 		}
-		if vm.Name != v.Name {
+		if err == nil && vm.Name != v.Name {
 			return fmt.Errorf("VM %s is now named %s: not deleted (check it by hand)", id, vm.Name)
 		}
 		if err := backup.DropReference(ctx, j, cl, id, log); err != nil {
 			return fmt.Errorf("its reference snapshot: %w", err)
 		}
-		// An instant restore's VM takes its external repository along.
-		if _, err := restore.DeleteVM(ctx, cl, id); err != nil {
-			return fmt.Errorf("delete: %w", err)
+		if err == nil {
+			// An instant restore's VM takes its external repository along.
+			if _, err := restore.DeleteVM(ctx, cl, id); err != nil {
+				return fmt.Errorf("delete: %w", err)
+			}
+		}
+	}
+	if v.ExternalRepo != "" {
+		// Also when the VM went in a run killed before the repository.
+		if _, _, err := restore.RemoveRepositories(ctx, cl, []string{v.ExternalRepo}); err != nil {
+			return fmt.Errorf("external repository %s: %w", v.ExternalRepo, err)
 		}
 	}
 	return nil

@@ -34,6 +34,7 @@ type slot struct {
 	uuid        *string
 	existing    *[]string
 	chained     *bool
+	external    *string // an instant restore's external repository
 	// options are the restore's options for the point (name, networks,
 	// cluster, overrides; the site's parts are set by bringUp).
 	options func(rp *engine.RestorePoint) (restore.Options, error)
@@ -59,7 +60,7 @@ func (t *target) bringUp(ctx context.Context, sl slot) error {
 	if *sl.status != VMRestored {
 		if *sl.status == VMRestoring || *sl.status == VMFailed {
 			t.log.Info("removing what a killed or failed restore made", "vm", sl.name)
-			old := VMState{Name: sl.name, UUID: *sl.uuid, Existing: *sl.existing}
+			old := VMState{Name: sl.name, UUID: *sl.uuid, Existing: *sl.existing, Status: *sl.status, ExternalRepo: *sl.external}
 			if err := removeVM(ctx, t.cl, t.j, &old, t.log); err != nil {
 				return fmt.Errorf("a killed restore's VM: %w", err)
 			}
@@ -87,6 +88,9 @@ func (t *target) bringUp(ctx context.Context, sl slot) error {
 		if err != nil {
 			return fail(fmt.Errorf("%s: %w (run the command again to go on)", rp.Name(), err))
 		}
+		if res.ExternalRepository != nil {
+			*sl.external = res.ExternalRepository.Name
+		}
 		if err := sl.record(VMRestored, res.VMUUID, ""); err != nil {
 			return err
 		}
@@ -109,7 +113,7 @@ func (t *target) bringUp(ctx context.Context, sl slot) error {
 // failoverSlot is a failover's VM v: restored under its DR name, on the
 // mode's networks, on the plan's AHV cluster, with its overrides.
 func (p *Plan) failoverSlot(s *State, v *VMState, o Options) slot {
-	return slot{name: v.Name, point: v.Point, status: &v.Status, uuid: &v.UUID, existing: &v.Existing, chained: &v.Chained,
+	return slot{name: v.Name, point: v.Point, status: &v.Status, uuid: &v.UUID, existing: &v.Existing, chained: &v.Chained, external: &v.ExternalRepo,
 		options: func(rp *engine.RestorePoint) (restore.Options, error) {
 			netMap, err := p.vmNetMap(s.Mode, rp)
 			ov := p.override(rp.VM)

@@ -333,6 +333,18 @@ func deleteVM(ctx context.Context, cl nutanix.Cluster, v nutanix.VM) (*FinishRes
 	return res, nil
 }
 
+// RemoveRepositories deletes the external repositories named (ID or
+// name) that ahvfs registered and no VM disk reads from; it returns those
+// removed and those kept (still read, or not ahvfs's). One that is gone
+// is neither.
+func RemoveRepositories(ctx context.Context, cl nutanix.Cluster, names []string) (removed, kept []string, err error) {
+	ids := map[string]bool{}
+	for _, n := range names {
+		ids[n] = true
+	}
+	return removeUnusedRepositories(ctx, cl, ids)
+}
+
 // removeUnusedRepositories deletes the repositories named by ids (ID or
 // name) that ahvfs registered and no VM disk reads from.
 func removeUnusedRepositories(ctx context.Context, cl nutanix.Cluster, ids map[string]bool) (removed, kept []string, err error) {
