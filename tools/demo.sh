@@ -204,6 +204,10 @@ bin/ahvfs restore "$vm@latest" --repo "$dr/repo" "${cluster[@]}" --target-cluste
 cmp "$demo/sim/vms/$vm-from-dr/disk-0.raw" "$demo/sim/vms/$vm/disk-0.raw" && echo "the VM restored from the DR copy has the live disk's bytes"
 
 say "recovery plan: a test failover from the DR copy, stage by stage, renamed, on the test subnet; status; undo"
+sim_site() { # the plans' [[cluster]] table for the simulator
+  printf '[[cluster]]\nname = "sim"\nprism = "127.0.0.1:%s"\nuser = "admin"\npassword_file = "%s"\nca_cert = "%s"\niscsi_port = %s\n' \
+    "$port" "$demo/sim/admin.password" "$demo/sim/ca.crt" "$iscsi"
+}
 cat > "$demo/dr-plan.toml" <<PLAN
 source_cluster = "sim"
 target_cluster = "sim"               # one simulated Prism Central plays both sites here
@@ -216,14 +220,8 @@ vms = ["$vm"]
 delay = "2s"
 [[stage]]
 vms = ["$vm2"]
-[[cluster]]
-name = "sim"
-prism = "127.0.0.1:$port"
-user = "admin"
-password_file = "$demo/sim/admin.password"
-ca_cert = "$demo/sim/ca.crt"
-iscsi_port = $iscsi
 PLAN
+sim_site >> "$demo/dr-plan.toml"
 bin/ahvfs failover test --dry-run "$demo/dr-plan.toml"
 bin/ahvfs failover test "$demo/dr-plan.toml"
 bin/ahvfs failover status "$demo/dr-plan.toml"
@@ -354,14 +352,8 @@ network_map = ["vlan10=vlan20"]
 shutdown_timeout = "30s"
 [[stage]]
 vms = ["$vm"]
-[[cluster]]
-name = "sim"
-prism = "127.0.0.1:$port"
-user = "admin"
-password_file = "$demo/sim/admin.password"
-ca_cert = "$demo/sim/ca.crt"
-iscsi_port = $iscsi
 PLAN
+sim_site >> "$demo/move-plan.toml"
 bin/ahvfs failover planned --dry-run "$demo/move-plan.toml"
 bin/ahvfs failover planned "$demo/move-plan.toml"
 say "make it permanent: the DR VM's first backup at DR is an incremental on the point it came from"
