@@ -21,16 +21,16 @@ import (
 // names a VM of the plan, and no other failover of the plan is up. Every
 // problem is reported at once.
 func Check(ctx context.Context, p *Plan, o Options, mode string) error {
+	r, err := openRepo(ctx, p, false)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
 	var errs []error
 	var vms []VMState // stage and name of each VM of the plan
 	if mode == ModePlanned {
 		vms, errs = checkSource(ctx, p, o)
 	} else {
-		r, err := openRepo(ctx, p, false)
-		if err != nil {
-			return err
-		}
-		defer r.Close()
 		stages, err := resolve(ctx, r, p)
 		if err != nil {
 			errs = append(errs, err)
@@ -46,13 +46,11 @@ func Check(ctx context.Context, p *Plan, o Options, mode string) error {
 			errs = append(errs, fmt.Errorf("vm[%d].name %q: matches no VM of the plan's stages", i, ov.Name))
 		}
 	}
-	if ps, err := openState(ctx, p, false, false); err != nil {
+	ps := &planState{r: r}
+	if err := ps.load(p, false); err != nil {
 		errs = append(errs, err)
-	} else {
-		if s := ps.s; s != nil && s.up() && !(s.Mode == mode && !s.Done) {
-			errs = append(errs, fmt.Errorf("a %s failover of the plan is up since %s: undo it first (or fail it back)", s.Mode, engine.FormatTime(s.Started)))
-		}
-		ps.close()
+	} else if s := ps.s; s != nil && s.up() && !(s.Mode == mode && !s.Done) {
+		errs = append(errs, fmt.Errorf("a %s failover of the plan is up since %s: undo it first (or fail it back)", s.Mode, engine.FormatTime(s.Started)))
 	}
 	site := p.site(p.TargetCluster)
 	cl, conn, err := site.Connect(ctx, o.logger(), o.TuneCluster)

@@ -64,11 +64,35 @@ func Failback(ctx context.Context, p *Plan, o Options) (*State, error) {
 			return s, err
 		}
 	}
-	if err := shutDownDR(ctx, p, o, dcl, scl, s, log); err != nil {
-		return s, err
-	}
 	if !s.Back.Synced {
-		if err := backupDR(ctx, p, o, dsite, dcl, dconn, ps.r, src, s, log); err != nil {
+		legs := make([]leg, len(s.VMs))
+		for i := range s.VMs {
+			v := &s.VMs[i]
+			b := v.Back
+			legs[i] = leg{stage: v.Stage, vm: v.Name, uuid: v.UUID, status: &b.Status, shutdown: &b.Shutdown, point: &b.Point, pointTime: &b.PointTime,
+				// A stale copy the source site may run again goes too.
+				before: func(bool) error {
+					if v.SourceUUID == "" {
+						return nil
+					}
+					_, err := powerDown(ctx, scl, v.SourceUUID, p.shutdownTimeout, log.With("vm", v.VM, "site", "source"))
+					if err != nil && !errors.Is(err, nutanix.ErrNotFound) {
+						return fmt.Errorf("shut down the old %s at the source site: %w (run failback again to go on)", v.VM, err)
+					}
+					return nil
+				},
+				record: func(status string) error { return stepBack(s, v, o, status, "") }}
+		}
+		if err := shutDown(ctx, p, dcl, legs, "DR", log); err != nil {
+			return s, err
+		}
+		sent, err := backUpAndSync(ctx, p, dsite, dcl, dconn, ps.r, src, legs, "source", log)
+		if err != nil {
+			return s, err
+		}
+		s.Back.Synced, s.Back.BytesSent = true, s.Back.BytesSent+sent
+		log.Info("synced back", "bytes", sent)
+		if err := s.save(); err != nil {
 			return s, err
 		}
 	}
@@ -80,21 +104,14 @@ func Failback(ctx context.Context, p *Plan, o Options) (*State, error) {
 		return s, err
 	}
 	at := &target{site: ssite, cl: scl, conn: sconn, r: src, j: sj, chain: true, log: log}
-	for stage := s.Back.StagesDone + 1; stage <= len(p.Stage); stage++ {
-		for i := range s.VMs {
-			if v := &s.VMs[i]; v.Stage == stage && v.Back.Status != VMOn && v.Back.Status != VMRemoved {
-				if err := at.bringUp(ctx, p.failbackSlot(ctx, scl, s, v, o)); err != nil {
-					return s, fmt.Errorf("stage %d: %s: %w", stage, v.VM, err)
-				}
-			}
+	if err := at.bringUpStages(ctx, p, s, &s.Back.StagesDone, func(v *VMState) *slot {
+		if v.Back.Status == VMOn || v.Back.Status == VMRemoved {
+			return nil
 		}
-		if err := afterStage(ctx, p.Stage[stage-1], stage, s, log); err != nil {
-			return s, fmt.Errorf("stage %d: %w", stage, err)
-		}
-		s.Back.StagesDone = stage
-		if err := s.save(); err != nil {
-			return s, err
-		}
+		sl := p.failbackSlot(ctx, scl, s, v, o)
+		return &sl
+	}); err != nil {
+		return s, err
 	}
 	if err := removeOld(ctx, o, scl, sj, dcl, ps.r, s, log); err != nil {
 		return s, err
@@ -142,72 +159,6 @@ func beginFailback(ctx context.Context, p *Plan, scl nutanix.Cluster, r *engine.
 	for i := range s.VMs {
 		s.VMs[i].Back = &VMBack{Status: VMPending}
 	}
-	return s.save()
-}
-
-// shutDownDR shuts the DR VMs down, the last stage's first, and a stale
-// copy of each at the source site too.
-func shutDownDR(ctx context.Context, p *Plan, o Options, dcl, scl nutanix.Cluster, s *State, log *slog.Logger) error {
-	for stage := len(p.Stage); stage >= 1; stage-- {
-		for i := range s.VMs {
-			v := &s.VMs[i]
-			if v.Stage != stage || (v.Back.Status != VMPending && v.Back.Status != VMStopping) {
-				continue
-			}
-			if err := stepBack(s, v, o, VMStopping, ""); err != nil {
-				return err
-			}
-			if v.SourceUUID != "" {
-				if _, err := powerDown(ctx, scl, v.SourceUUID, p.shutdownTimeout, log.With("vm", v.VM, "site", "source")); err != nil && !isNotFound(err) {
-					return fmt.Errorf("shut down the old %s at the source site: %w (run failback again to go on)", v.VM, err)
-				}
-			}
-			how, err := powerDown(ctx, dcl, v.UUID, p.shutdownTimeout, log.With("vm", v.Name, "site", "DR"))
-			if err != nil {
-				return fmt.Errorf("shut down %s at the DR site: %w (run failback again to go on)", v.Name, err)
-			}
-			v.Back.Shutdown = how
-			if err := stepBack(s, v, o, VMStopped, ""); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// backupDR backs the stopped DR VMs up last into the DR repository dr
-// and syncs their points to the source repository src.
-func backupDR(ctx context.Context, p *Plan, o Options, site clusterjob.Site, cl *nutanix.Client, conn *clusterjob.Connector, dr, src *engine.Repository,
-	s *State, log *slog.Logger) error {
-	var uuids []string
-	for _, v := range s.VMs {
-		if v.Back.Status == VMStopped {
-			uuids = append(uuids, v.UUID)
-		}
-	}
-	points, err := backupVMs(ctx, site, p.DataPath, cl, conn, dr, uuids, log)
-	for i := range s.VMs {
-		v := &s.VMs[i]
-		if rp := points[v.UUID]; rp != nil && v.Back.Status == VMStopped {
-			v.Back.Point, v.Back.PointTime = rp.Name(), rp.Time
-			if err := stepBack(s, v, o, VMBackedUp, ""); err != nil {
-				return err
-			}
-		}
-	}
-	if err != nil {
-		return err
-	}
-	var names, want []string
-	for _, v := range s.VMs {
-		names, want = append(names, v.Name), append(want, v.Back.Point)
-	}
-	sent, err := syncPoints(ctx, dr, src, names, want, "source")
-	if err != nil {
-		return err
-	}
-	s.Back.Synced, s.Back.BytesSent = true, s.Back.BytesSent+sent
-	log.Info("synced back", "bytes", sent)
 	return s.save()
 }
 
@@ -287,5 +238,3 @@ func stepBack(s *State, v *VMState, o Options, status, msg string) error {
 	}
 	return s.save()
 }
-
-func isNotFound(err error) bool { return errors.Is(err, nutanix.ErrNotFound) }

@@ -50,9 +50,9 @@ func Planned(ctx context.Context, p *Plan, o Options) (*State, error) {
 	return s, restoreVMs(ctx, p, o, ps.r, s)
 }
 
-// stopAndBackUp is a planned failover's source side: the VMs shut down,
-// each checked off again (a resumed run: something may have started one
-// since), backed up last and synced to the DR repository dst.
+// stopAndBackUp is a planned failover's source side: the VMs shut down
+// (shutDown), backed up last into the source repository and synced to
+// the DR repository dst (backUpAndSync).
 func stopAndBackUp(ctx context.Context, p *Plan, o Options, dst *engine.Repository, s *State, log *slog.Logger) error {
 	cl, conn, err := p.site(p.SourceCluster).Connect(ctx, log, o.TuneCluster)
 	if err != nil {
@@ -68,24 +68,43 @@ func stopAndBackUp(ctx context.Context, p *Plan, o Options, dst *engine.Reposito
 			return err
 		}
 	}
-	if err := shutDownAll(ctx, p, o, cl, s, log); err != nil {
+	legs := make([]leg, len(s.VMs))
+	for i := range s.VMs {
+		v := &s.VMs[i]
+		legs[i] = leg{stage: v.Stage, vm: v.VM, uuid: v.SourceUUID, status: &v.Status, shutdown: &v.Shutdown, point: &v.Point, pointTime: &v.PointTime,
+			before: func(first bool) error {
+				if !first {
+					return nil
+				}
+				vm, err := cl.GetVM(ctx, v.SourceUUID)
+				if err != nil {
+					return fmt.Errorf("source VM %s: %w", v.VM, err)
+				}
+				v.SourceWasOn = vm.PowerState != nutanix.PowerOff
+				return nil
+			},
+			record: func(status string) error {
+				if status == VMStopped {
+					v.SourceOff = time.Now().UTC()
+				}
+				return step(s, v, o, status, "", "")
+			}}
+	}
+	if err := shutDown(ctx, p, cl, legs, "source", log); err != nil {
 		return err
 	}
-	for _, v := range s.VMs {
-		if how, err := powerDown(ctx, cl, v.SourceUUID, p.shutdownTimeout, log.With("vm", v.VM)); err != nil {
-			return fmt.Errorf("shut down %s at the source site: %w (run the failover again to go on)", v.VM, err)
-		} else if how != "" {
-			log.Warn("the source VM was running again: shut down again", "vm", v.VM, "how", how)
-			if v.Status == VMBackedUp {
-				// Its final backup predates what it wrote since.
-				i := slices.IndexFunc(s.VMs, func(x VMState) bool { return x.SourceUUID == v.SourceUUID })
-				if err := step(s, &s.VMs[i], o, VMStopped, "", ""); err != nil {
-					return err
-				}
-			}
-		}
+	src, err := openRepository(ctx, "source repository", p.SourceRepository, firstOf(p.SourcePasswordFile, p.PasswordFile), true)
+	if err != nil {
+		return err
 	}
-	return finalBackups(ctx, p, o, cl, conn, dst, s, log)
+	defer src.Close()
+	sent, err := backUpAndSync(ctx, p, p.site(p.SourceCluster), cl, conn, src, dst, legs, "DR", log)
+	if err != nil {
+		return err
+	}
+	s.Synced, s.BytesSent = true, s.BytesSent+sent
+	log.Info("synced", "bytes", sent)
+	return s.save()
 }
 
 // sourceVMs lists the VMs the plan's stages name at the source site, in
@@ -124,38 +143,6 @@ func sourceVMs(ctx context.Context, cl nutanix.Cluster, p *Plan) ([]VMState, err
 		}
 	}
 	return out, errors.Join(errs...)
-}
-
-// shutDownAll shuts the source VMs down, the last stage's first (the
-// applications before the databases they use).
-func shutDownAll(ctx context.Context, p *Plan, o Options, cl nutanix.Cluster, s *State, log *slog.Logger) error {
-	for stage := len(p.Stage); stage >= 1; stage-- {
-		for i := range s.VMs {
-			v := &s.VMs[i]
-			if v.Stage != stage || (v.Status != VMPending && v.Status != VMStopping) {
-				continue
-			}
-			if v.Status == VMPending {
-				vm, err := cl.GetVM(ctx, v.SourceUUID)
-				if err != nil {
-					return fmt.Errorf("source VM %s: %w", v.VM, err)
-				}
-				v.SourceWasOn = vm.PowerState != nutanix.PowerOff
-				if err := step(s, v, o, VMStopping, "", ""); err != nil {
-					return err
-				}
-			}
-			how, err := powerDown(ctx, cl, v.SourceUUID, p.shutdownTimeout, log.With("vm", v.VM))
-			if err != nil {
-				return fmt.Errorf("shut down %s at the source site: %w (run the failover again to go on)", v.VM, err)
-			}
-			v.Shutdown, v.SourceOff = how, time.Now().UTC()
-			if err := step(s, v, o, VMStopped, "", ""); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // powerDown shuts a VM down and returns how: "guest" (through NGT, when
@@ -210,46 +197,6 @@ func powerDown(ctx context.Context, cl nutanix.Cluster, uuid string, timeout tim
 		return "", err
 	}
 	return how, nil
-}
-
-// finalBackups backs the stopped VMs up into the source repository (an
-// incremental where a chain exists) and syncs their points to the DR
-// repository dst.
-func finalBackups(ctx context.Context, p *Plan, o Options, cl *nutanix.Client, conn *clusterjob.Connector, dst *engine.Repository, s *State, log *slog.Logger) error {
-	src, err := openRepository(ctx, "source repository", p.SourceRepository, firstOf(p.SourcePasswordFile, p.PasswordFile), true)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	var uuids []string
-	for _, v := range s.VMs {
-		if v.Status == VMStopped {
-			uuids = append(uuids, v.SourceUUID)
-		}
-	}
-	points, err := backupVMs(ctx, p.site(p.SourceCluster), p.DataPath, cl, conn, src, uuids, log)
-	for i := range s.VMs {
-		v := &s.VMs[i]
-		if rp := points[v.SourceUUID]; rp != nil && v.Status == VMStopped {
-			v.Point, v.PointTime = rp.Name(), rp.Time
-			if err := step(s, v, o, VMBackedUp, "", ""); err != nil {
-				return err
-			}
-		}
-	}
-	if err != nil {
-		return err
-	}
-	var names, want []string
-	for _, v := range s.VMs {
-		names, want = append(names, v.VM), append(want, v.Point)
-	}
-	sent, err := syncPoints(ctx, src, dst, names, want, "DR")
-	if err != nil {
-		return err
-	}
-	s.Synced, s.BytesSent = true, s.BytesSent+sent
-	return s.save()
 }
 
 // backupVMs backs the VMs (UUIDs) of a site up into r and returns each

@@ -38,9 +38,16 @@ func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 	if s.Mode != ModeTest && !o.Force {
 		return s, fmt.Errorf("plan %s: the %s failover of %s made the production VMs at the DR site: undo deletes them only with --force", p.Name, s.Mode, engine.FormatTime(s.Started))
 	}
+	var scl *nutanix.Client
+	var sconn *clusterjob.Connector
 	if s.Mode == ModePlanned {
 		// The DR VMs go only if the source VMs can run again.
-		if err := sourceReady(ctx, p, o, s, log); err != nil {
+		if scl, sconn, err = p.site(p.SourceCluster).Connect(ctx, log, o.TuneCluster); err != nil {
+			return s, fmt.Errorf("undo of plan %s: nothing removed: source site: %w", p.Name, err)
+		}
+		defer scl.Close()
+		defer sconn.Close()
+		if err := sourceReady(ctx, scl, s); err != nil {
 			return s, fmt.Errorf("undo of plan %s: nothing removed: %w", p.Name, err)
 		}
 	}
@@ -85,22 +92,16 @@ func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 		}
 	}
 	if s.Mode == ModePlanned {
-		if err := restartSource(ctx, p, o, s, log); err != nil {
+		if err := restartSource(ctx, p, scl, sconn, s, log); err != nil {
 			return s, fmt.Errorf("undo of plan %s: the DR VMs are removed; %w (run undo again)", p.Name, err)
 		}
 	}
 	return s, s.remove()
 }
 
-// sourceReady checks that the source site answers and has every VM the
-// planned failover shut down.
-func sourceReady(ctx context.Context, p *Plan, o Options, s *State, log *slog.Logger) error {
-	cl, conn, err := p.site(p.SourceCluster).Connect(ctx, log, o.TuneCluster)
-	if err != nil {
-		return fmt.Errorf("source site: %w", err)
-	}
-	defer cl.Close()
-	defer conn.Close()
+// sourceReady checks that the source site cl has every VM the planned
+// failover shut down.
+func sourceReady(ctx context.Context, cl nutanix.Cluster, s *State) error {
 	for _, v := range s.VMs {
 		if !v.SourceWasOn {
 			continue
@@ -112,16 +113,10 @@ func sourceReady(ctx context.Context, p *Plan, o Options, s *State, log *slog.Lo
 	return nil
 }
 
-// restartSource leaves the source site as a planned failover found it:
+// restartSource leaves the source site (cl) as a planned failover found it:
 // what its killed final backups left (the source repository's journal)
 // is swept, and the VMs it shut down are powered back on.
-func restartSource(ctx context.Context, p *Plan, o Options, s *State, log *slog.Logger) error {
-	cl, conn, err := p.site(p.SourceCluster).Connect(ctx, log, o.TuneCluster)
-	if err != nil {
-		return fmt.Errorf("source site: %w", err)
-	}
-	defer cl.Close()
-	defer conn.Close()
+func restartSource(ctx context.Context, p *Plan, cl nutanix.Cluster, conn *clusterjob.Connector, s *State, log *slog.Logger) error {
 	src, err := openRepository(ctx, "source repository", p.SourceRepository, firstOf(p.SourcePasswordFile, p.PasswordFile), true)
 	if err != nil {
 		return err
@@ -199,7 +194,7 @@ func removeVM(ctx context.Context, cl nutanix.Cluster, j *clusterjob.Journal, v 
 		}
 		if err == nil {
 			// An instant restore's VM takes its external repository along.
-			if _, err := restore.DeleteVM(ctx, cl, id); err != nil {
+			if _, err := restore.DeleteVM(ctx, cl, vm); err != nil {
 				return fmt.Errorf("delete: %w", err)
 			}
 		}

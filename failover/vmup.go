@@ -73,7 +73,7 @@ func (t *target) bringUp(ctx context.Context, sl slot) error {
 		if ro.ISCSI.CHAP, err = t.site.CHAP(); err != nil {
 			return err
 		}
-		ro.Name, ro.DataPath = sl.name, firstOf(ro.DataPath, restore.DataPathAuto)
+		ro.Name = sl.name
 		ro.ISCSIPort, ro.InitiatorIQN, ro.Journal, ro.Clusters, ro.Logger = t.site.ISCSIPort, t.site.InitiatorIQN, t.j, t.conn.Clusters, t.log
 		// VMs that have the name already are not ours: undo must never
 		// take them for one it made.

@@ -289,7 +289,7 @@ func Cancel(ctx context.Context, cl nutanix.Cluster, name string) (*FinishResult
 	if !external || !strings.Contains(v.Description, instantMark) {
 		return nil, fmt.Errorf("cancel %s: not an ahvfs instant restore still reading from its external repository (hydrated, or made otherwise): not deleted", name)
 	}
-	res, err := deleteVM(ctx, cl, v)
+	res, err := DeleteVM(ctx, cl, v)
 	if res != nil {
 		res.VM = iv
 	}
@@ -299,24 +299,13 @@ func Cancel(ctx context.Context, cl nutanix.Cluster, name string) (*FinishResult
 	return res, nil
 }
 
-// DeleteVM powers off and deletes a VM (by UUID) a restore made, instant
-// or not, hydrated or not, then the external repositories it read from
-// that ahvfs registered and no VM reads from any more (a failover's
-// undo). A VM that is gone is no error: its repositories are not known.
-func DeleteVM(ctx context.Context, cl nutanix.Cluster, uuid string) (*FinishResult, error) {
-	v, err := cl.GetVM(ctx, uuid)
-	if errors.Is(err, nutanix.ErrNotFound) {
-		return &FinishResult{RemovedRepositories: []string{}, KeptRepositories: []string{}}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return deleteVM(ctx, cl, v)
-}
-
-func deleteVM(ctx context.Context, cl nutanix.Cluster, v nutanix.VM) (*FinishResult, error) {
+// DeleteVM powers off and deletes a VM a restore made (v as the cluster
+// gave it), instant or not, hydrated or not, then the external
+// repositories it read from that ahvfs registered and no VM reads from
+// any more (a failover's undo). A VM gone meanwhile is no error.
+func DeleteVM(ctx context.Context, cl nutanix.Cluster, v nutanix.VM) (*FinishResult, error) {
 	repos := repositoriesOf(v)
-	if v.PowerState == nutanix.PowerOn {
+	if v.PowerState != nutanix.PowerOff {
 		if err := cl.SetPowerState(ctx, v.UUID, nutanix.PowerOff); err != nil && !errors.Is(err, nutanix.ErrNotFound) {
 			return nil, err
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path"
@@ -90,84 +89,6 @@ func resolve(ctx context.Context, r *engine.Repository, p *Plan) ([]stageVMs, er
 	return out, errors.Join(errs...)
 }
 
-// openRepo opens the DR repository, to read unless writable.
-func openRepo(ctx context.Context, p *Plan, writable bool) (*engine.Repository, error) {
-	return openRepository(ctx, "DR repository", p.Repository, p.PasswordFile, writable)
-}
-
-// openRepository opens the repository at location (what names it in
-// errors) with the password in pwFile (none: unencrypted).
-func openRepository(ctx context.Context, what, location, pwFile string, writable bool) (*engine.Repository, error) {
-	var pw []byte
-	if pwFile != "" {
-		var err error
-		if pw, err = engine.ReadPasswordFile(pwFile); err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-	}
-	r, err := engine.Open(ctx, location, engine.OpenOptions{Password: pw, Writable: writable})
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", what, location, err)
-	}
-	return r, nil
-}
-
-// planState is a plan's state as a failover, undo or status reads it:
-// the DR repository opened to read, the state's file, the state (nil when
-// there is none) and, for a failover or undo, the plan's lock.
-type planState struct {
-	r    *engine.Repository
-	file string
-	s    *State
-	lock *os.File
-}
-
-// openState opens the DR repository (to read unless writable) and, with lock, takes the
-// plan's lock (lockPlan), then loads the plan's state from the
-// repository's state directory. A state made at another DR site than the
-// plan names now is refused. Close the planState.
-func openState(ctx context.Context, p *Plan, lock, writable bool) (*planState, error) {
-	r, err := openRepo(ctx, p, writable)
-	if err != nil {
-		return nil, err
-	}
-	ps := &planState{r: r}
-	if err := ps.load(p, lock); err != nil {
-		ps.close()
-		return nil, err
-	}
-	return ps, nil
-}
-
-func (ps *planState) load(p *Plan, lock bool) error {
-	dir, err := ps.r.StateDir()
-	if err != nil {
-		return err
-	}
-	ps.file = stateFile(dir, p.Name, p.File)
-	if lock {
-		if ps.lock, err = lockPlan(ps.file); err != nil {
-			return err
-		}
-	}
-	if ps.s, err = loadState(ps.file); err != nil {
-		return err
-	}
-	if site := p.site(p.TargetCluster).Prism; ps.s != nil && ps.s.Site != site {
-		return fmt.Errorf("plan %s: its failover state names the DR site %s, the plan now names %s: put target_cluster back, or check the VMs of %s by hand",
-			p.Name, ps.s.Site, site, ps.file)
-	}
-	return nil
-}
-
-// close releases the lock and closes the repository.
-func (ps *planState) close() {
-	if ps.lock != nil {
-		ps.lock.Close()
-	}
-	ps.r.Close()
-}
-
 // Test restores the newest replicated point of every VM of the plan at
 // the DR site, renamed with the test suffix, on the test networks, and
 // powers them on stage by stage. What it creates is recorded in the plan's
@@ -175,71 +96,6 @@ func (ps *planState) close() {
 // must be undone first.
 func Test(ctx context.Context, p *Plan, o Options) (*State, error) {
 	return bringUp(ctx, p, o, ModeTest)
-}
-
-// Unplanned brings the plan's VMs up at the DR site for real, the source
-// site being lost: the newest replicated point of each, under its own
-// name, on the production networks (network_map), stage by stage. Each
-// VM's recovery point (its data loss window) is in the state. It refuses
-// while the source site answers and runs any of the plan's VMs (two
-// copies of one VM on the network), unless o.Force.
-func Unplanned(ctx context.Context, p *Plan, o Options) (*State, error) {
-	if err := sourceDown(ctx, p, o); err != nil {
-		return nil, err
-	}
-	return bringUp(ctx, p, o, ModeUnplanned)
-}
-
-// sourceDown fails when the source site answers and runs a VM of the
-// plan.
-func sourceDown(ctx context.Context, p *Plan, o Options) error {
-	if o.Force {
-		return nil
-	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cl, conn, err := p.site(p.SourceCluster).Connect(cctx, o.logger(), func(no *nutanix.Options) {
-		if o.TuneCluster != nil {
-			o.TuneCluster(no)
-		}
-		no.MaxAttempts = 1
-	})
-	if err != nil {
-		return unreachable(err, p.site(p.SourceCluster).Prism)
-	}
-	defer cl.Close()
-	defer conn.Close()
-	vms, err := cl.ListVMs(cctx)
-	if err != nil {
-		return unreachable(err, p.site(p.SourceCluster).Prism)
-	}
-	var running []string
-	for _, v := range vms {
-		for _, st := range p.Stage {
-			for _, g := range st.VMs {
-				if ok, _ := path.Match(g, v.Name); ok && v.PowerState != nutanix.PowerOff && !slices.Contains(running, v.Name) {
-					running = append(running, v.Name)
-				}
-			}
-		}
-	}
-	if len(running) > 0 {
-		return fmt.Errorf("the source site %s answers and runs %s: an unplanned failover would start second copies of them (shut them down, use a planned failover, or --force)",
-			p.site(p.SourceCluster).Prism, strings.Join(running, ", "))
-	}
-	return nil
-}
-
-// unreachable is nil when err says the source site cannot be reached (no
-// route, refused, timed out): the site is down as an unplanned failover
-// expects. A site that answers but refuses us, or answers wrongly, may be
-// running its VMs: that is an error.
-func unreachable(err error, site string) error {
-	var op *net.OpError
-	if errors.As(err, &op) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) {
-		return nil
-	}
-	return fmt.Errorf("the source site %s answers, but not so that its VMs can be seen stopped (%v): fix the plan's credentials for it, or --force if it is lost", site, err)
 }
 
 // bringUp restores and powers on the plan's VMs at the DR site in mode:
@@ -274,22 +130,6 @@ func bringUp(ctx context.Context, p *Plan, o Options, mode string) (*State, erro
 	return s, restoreVMs(ctx, p, o, ps.r, s)
 }
 
-// begin returns the state a failover of mode goes on with: a new one, or
-// the plan's state when a failover of mode was killed or failed before
-// its end (it resumes). Any other failover of the plan that is up must be
-// undone first.
-func (ps *planState) begin(p *Plan, mode string) (*State, error) {
-	old := ps.s
-	switch {
-	case old != nil && old.Mode == mode && !old.Done:
-		return old, nil
-	case old != nil && old.up():
-		return old, fmt.Errorf("a %s failover of plan %s is up since %s: run ahvfs failover undo first", old.Mode, p.Name, engine.FormatTime(old.Started))
-	}
-	s := &State{V: stateVersion, Plan: p.File, Mode: mode, Site: p.site(p.TargetCluster).Prism, Started: time.Now().UTC(), file: ps.file}
-	return s, s.save()
-}
-
 // restoreVMs restores the state's VMs from their points in r at the DR
 // site and powers them on, stage by stage, skipping the stages done and
 // the VMs on already. A VM whose restore was killed is removed first (the
@@ -313,24 +153,15 @@ func restoreVMs(ctx context.Context, p *Plan, o Options, r *engine.Repository, s
 	if err != nil {
 		return err
 	}
-	for stage := s.StagesDone + 1; stage <= len(p.Stage); stage++ {
-		for i := range s.VMs {
-			v := &s.VMs[i]
-			if v.Stage != stage || v.Status == VMOn {
-				continue
-			}
-			at := &target{site: site, cl: cl, conn: conn, r: r, j: j, chain: s.Mode != ModeTest, log: log}
-			if err := at.bringUp(ctx, p.failoverSlot(s, v, o)); err != nil {
-				return fmt.Errorf("stage %d: %s: %w", stage, v.VM, err)
-			}
+	at := &target{site: site, cl: cl, conn: conn, r: r, j: j, chain: s.Mode != ModeTest, log: log}
+	if err := at.bringUpStages(ctx, p, s, &s.StagesDone, func(v *VMState) *slot {
+		if v.Status == VMOn {
+			return nil
 		}
-		if err := afterStage(ctx, p.Stage[stage-1], stage, s, log); err != nil {
-			return fmt.Errorf("stage %d: %w", stage, err)
-		}
-		s.StagesDone = stage
-		if err := s.save(); err != nil {
-			return err
-		}
+		sl := p.failoverSlot(s, v, o)
+		return &sl
+	}); err != nil {
+		return err
 	}
 	s.Done = true
 	return s.save()
