@@ -25,19 +25,9 @@ tools/install-deps.sh bench
 go build -o bin/ ./cmd/ahvfs ./cmd/prismsim ./tools/mkimage
 gib=${SIZE_GIB:-8} data=${DATA_GIB:-2} vms=10
 img=$out/failover-${data}g.raw
-if [ ! -f "$img" ]; then
-  echo "building $img (real files, 70% full) ..." >&2
-  bin/mkimage --out "$img.tmp" --size "${data}GiB" --seed 7
-  mv "$img.tmp" "$img"
-fi
-work=$(realpath "$(mktemp -d "$out/failover-XXXX")")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; wait "$p" 2> /dev/null || true; done
-  [ -n "${KEEP:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
 . tools/bench/lib.sh
+bench_work failover
+real_image "$img" "$data" 7
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Two DR repositories: VMs of SIZE_GIB disks, and of DATA_GIB disks (the
@@ -56,11 +46,7 @@ done
 rm -f "$work/big.raw"
 
 port=$(free_port) iscsi=$(free_port) nfs=$(free_port) nfs2=$(free_port)
-bin/prismsim --listen 127.0.0.1:$port --state "$work/sim" --vms 0 --v4-revisions v4.0,v4.1,v4.2 \
-  --iscsi-portal 127.0.0.1:$iscsi --cvm-portal 127.0.0.2:$iscsi --quiet > "$work/sim.log" 2>&1 &
-pids+=($!)
-wait_port "$port" || { cat "$work/sim.log" >&2; exit 1; }
-for _ in $(seq 100); do [ -s "$work/sim/ca.crt" ] && break; sleep 0.1; done
+start_sim_v42 "$port" "$iscsi"
 for s in "big:$nfs" "small:$nfs2"; do
   bin/ahvfs nfs-serve --repo "$work/repo-${s%%:*}" --listen "127.0.0.1:${s#*:}" --portmap off > "$work/nfs-${s%%:*}.log" 2>&1 &
   pids+=($!)

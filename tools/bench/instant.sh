@@ -21,19 +21,9 @@ tools/install-deps.sh bench
 go build -o bin/ ./cmd/ahvfs ./cmd/prismsim ./tools/mkimage
 gib=${SIZE_GIB:-8}
 img=$out/instant-${gib}g.raw
-if [ ! -f "$img" ]; then
-  echo "building $img (real files, 70% full) ..." >&2
-  bin/mkimage --out "$img.tmp" --size "${gib}GiB" --seed 5
-  mv "$img.tmp" "$img"
-fi
-work=$(realpath "$(mktemp -d "$out/instant-XXXX")")
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; wait "$p" 2> /dev/null || true; done
-  [ -n "${KEEP:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
 . tools/bench/lib.sh
+bench_work instant
+real_image "$img" "$gib" 5
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Restore points: the compared disk, 2 GiB of it, and 100 GiB with 64 MiB
@@ -50,11 +40,7 @@ done
 rm -f "$work/2g.raw" "$work/100g.raw"
 
 port=$(free_port) iscsi=$(free_port) nfs=$(free_port)
-bin/prismsim --listen 127.0.0.1:$port --state "$work/sim" --vms 0 --v4-revisions v4.0,v4.1,v4.2 \
-  --iscsi-portal 127.0.0.1:$iscsi --cvm-portal 127.0.0.2:$iscsi --quiet > "$work/sim.log" 2>&1 &
-pids+=($!)
-wait_port "$port" || { cat "$work/sim.log" >&2; exit 1; }
-for _ in $(seq 100); do [ -s "$work/sim/ca.crt" ] && break; sleep 0.1; done
+start_sim_v42 "$port" "$iscsi"
 bin/ahvfs nfs-serve --listen 127.0.0.1:$nfs --portmap off > "$work/nfs.log" 2>&1 &
 pids+=($!)
 wait_port "$nfs" || { cat "$work/nfs.log" >&2; exit 1; }

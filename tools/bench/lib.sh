@@ -48,3 +48,37 @@ wait_port() {
   done
   return 1
 }
+
+# real_image PATH GIB SEED: a GiB image of real files (tools/mkimage, 70%
+# full) at PATH, built once and kept for later runs.
+real_image() {
+  [ -f "$1" ] && return 0
+  echo "building $1 (real files, 70% full) ..." >&2
+  bin/mkimage --out "$1.tmp" --size "$2GiB" --seed "$3"
+  mv "$1.tmp" "$1"
+}
+
+# start_sim_v42 PORT ISCSI: prismsim with the v4.2 APIs in $work/sim on
+# 127.0.0.1:PORT, its iSCSI portal on ISCSI (tgtd), no VMs; its PID joins
+# $pids. It returns once the simulator serves and its CA is written.
+start_sim_v42() {
+  bin/prismsim --listen "127.0.0.1:$1" --state "$work/sim" --vms 0 --v4-revisions v4.0,v4.1,v4.2 \
+    --iscsi-portal "127.0.0.1:$2" --cvm-portal "127.0.0.2:$2" --quiet > "$work/sim.log" 2>&1 &
+  pids+=($!)
+  wait_port "$1" || { cat "$work/sim.log" >&2; exit 1; }
+  for _ in $(seq 100); do [ -s "$work/sim/ca.crt" ] && break; sleep 0.1; done
+}
+
+# bench_work NAME: $work, a new scratch directory $out/NAME-XXXX; at exit
+# the processes whose PIDs are in $pids are stopped and $work is removed
+# (kept when KEEP is set).
+bench_work() {
+  work=$(realpath "$(mktemp -d "$out/$1-XXXX")")
+  pids=()
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; wait "$p" 2> /dev/null || true; done
+  [ -n "${KEEP:-}" ] || rm -rf "$work"
+}
