@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -180,5 +181,39 @@ func TestSpansSurviveRecycling(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// TestDataBytes: a disk's data bytes are its chunks that hold data, the
+// last one cut at the disk's end; zero chunks count nothing.
+func TestDataBytes(t *testing.T) {
+	ctx := context.Background()
+	dir := enginetest.Init(t, engine.InitOptions{})
+	r := enginetest.Open(t, dir, engine.OpenOptions{Writable: true})
+	cs := int64(r.ChunkSize())
+	img := filepath.Join(t.TempDir(), "disk.raw")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// chunk 0: data; chunks 1 and 2: zero; chunk 3 (half a chunk): data.
+	for _, off := range []int64{0, 3 * cs} {
+		if _, err := f.WriteAt(bytes.Repeat([]byte{0xa5}, int(cs/2)), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rp, err := enginetest.ImportFiles(ctx, r, "vm", time.Unix(1e9, 0), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.DataBytes(ctx, &rp.Disks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := cs + cs/2; got != want {
+		t.Fatalf("DataBytes %d, want %d (one whole chunk and the half chunk at the end)", got, want)
 	}
 }

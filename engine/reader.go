@@ -180,6 +180,25 @@ func (r *Repository) ChunkIDs(ctx context.Context, d *Disk) ([]ID, error) {
 	return r.diskChunkIDs(ctx, d)
 }
 
+// DataBytes is how many bytes of disk d hold data: its chunks that are not
+// all zero, the last one cut at the disk's end. A restore writes these and
+// skips the rest, so on thin-provisioned storage the restored disk takes
+// about this much room.
+func (r *Repository) DataBytes(ctx context.Context, d *Disk) (int64, error) {
+	ids, err := r.diskChunkIDs(ctx, d)
+	if err != nil {
+		return 0, err
+	}
+	cs := int64(r.cfg.ChunkSize)
+	var n int64
+	for i, id := range ids {
+		if !id.IsZero() {
+			n += min(cs, d.Size-int64(i)*cs)
+		}
+	}
+	return n, nil
+}
+
 // DiskReader reads one disk of a restore point. ReadAt is safe for
 // concurrent callers and never short unless at the disk's end. Sequential
 // reads trigger parallel read-ahead of the following chunks.

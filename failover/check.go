@@ -18,26 +18,39 @@ import (
 // at the source site, and the source repository opens), the DR site
 // answers, the AHV cluster exists, every mapped subnet exists there, and
 // no VM already has a name the failover would give; every [[vm]] override
-// names a VM of the plan, and no other failover of the plan is up. Every
-// problem is reported at once.
-func Check(ctx context.Context, p *Plan, o Options, mode string) error {
+// names a VM of the plan, no other failover of the plan is up, and the
+// DR cluster has the memory and the storage container space for the VMs
+// (the Room it returns). Every problem is reported at once.
+func Check(ctx context.Context, p *Plan, o Options, mode string) (Room, error) {
 	r, err := openRepo(ctx, p, false)
 	if err != nil {
-		return err
+		return Room{}, err
 	}
 	defer r.Close()
 	var errs []error
 	var vms []VMState // stage and name of each VM of the plan
+	var points []*engine.RestorePoint
+	var notes []string
+	stages, resolveErr := resolve(ctx, r, p)
 	if mode == ModePlanned {
+		// The VMs are at the source; their newest points at DR (the last
+		// sync adds only what changed since) tell what they need there.
 		vms, errs = checkSource(ctx, p, o)
+		for _, v := range vms {
+			if rp := pointOf(stages, v.VM); rp != nil {
+				points = append(points, rp)
+			} else {
+				notes = append(notes, fmt.Sprintf("%s has no restore point in the DR repository yet: its room at DR is not counted", v.VM))
+			}
+		}
 	} else {
-		stages, err := resolve(ctx, r, p)
-		if err != nil {
-			errs = append(errs, err)
+		if resolveErr != nil {
+			errs = append(errs, resolveErr)
 		}
 		for _, st := range stages {
 			for _, rp := range st.points {
 				vms = append(vms, VMState{Stage: st.stage, VM: rp.VM})
+				points = append(points, rp)
 			}
 		}
 	}
@@ -55,13 +68,13 @@ func Check(ctx context.Context, p *Plan, o Options, mode string) error {
 	site := p.site(p.TargetCluster)
 	cl, conn, err := site.Connect(ctx, o.logger(), o.TuneCluster)
 	if err != nil {
-		return errors.Join(append(errs, err)...)
+		return Room{Notes: notes}, errors.Join(append(errs, err)...)
 	}
 	defer cl.Close()
 	defer conn.Close()
 	clusters, err := cl.ListClusters(ctx)
 	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("DR site: list clusters: %w", err))...)
+		return Room{Notes: notes}, errors.Join(append(errs, fmt.Errorf("DR site: list clusters: %w", err))...)
 	}
 	target := ""
 	for _, c := range clusters {
@@ -98,8 +111,23 @@ func Check(ctx context.Context, p *Plan, o Options, mode string) error {
 			errs = append(errs, fmt.Errorf("stage %d: a VM named %s already exists at the DR site", v.Stage, name))
 		}
 	}
+	room, roomErrs := roomFor(ctx, cl, r, p, points, clusters, target)
+	room.Notes = append(notes, room.Notes...)
+	errs = append(errs, roomErrs...)
 	if len(errs) > 0 {
-		return fmt.Errorf("plan %s: %d problem(s):\n%w", p.Name, len(errs), errors.Join(errs...))
+		return room, fmt.Errorf("plan %s: %d problem(s):\n%w", p.Name, len(errs), errors.Join(errs...))
+	}
+	return room, nil
+}
+
+// pointOf is vm's point among the resolved stages, or nil.
+func pointOf(stages []stageVMs, vm string) *engine.RestorePoint {
+	for _, st := range stages {
+		for _, rp := range st.points {
+			if rp.VM == vm {
+				return rp
+			}
+		}
 	}
 	return nil
 }

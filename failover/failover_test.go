@@ -166,7 +166,7 @@ vms = ["web*"]
 	if _, err := failover.Test(ctx, plan, o); err == nil || !strings.Contains(err.Error(), "undo first") {
 		t.Fatalf("a second test while the first is up: %v", err)
 	}
-	if err := failover.Check(ctx, plan, o, failover.ModeTest); err == nil || !strings.Contains(err.Error(), "a test failover of the plan is up") {
+	if _, err := failover.Check(ctx, plan, o, failover.ModeTest); err == nil || !strings.Contains(err.Error(), "a test failover of the plan is up") {
 		t.Fatalf("dry run while a test is up: %v", err)
 	}
 
@@ -188,7 +188,8 @@ vms = ["web*"]
 
 // TestCheck: the dry run reports every problem at once — a stage pattern
 // without restore points, a test subnet the DR cluster lacks, a name
-// already taken, an override of no VM — and changes nothing.
+// already taken, an override of no VM, a VM whose DR cluster cannot be
+// told — and changes nothing.
 func TestCheck(t *testing.T) {
 	ctx := context.Background()
 	drs := simtest.Start(t, simtest.Options{})
@@ -222,11 +223,12 @@ ca_cert = %q
 		t.Fatal(err)
 	}
 	before := drs.Objects()
-	err = failover.Check(ctx, plan, failover.Options{TuneCluster: tune}, failover.ModeTest)
+	_, err = failover.Check(ctx, plan, failover.Options{TuneCluster: tune}, failover.ModeTest)
 	if err == nil {
 		t.Fatal("a bad plan passed the dry run")
 	}
-	for _, want := range []string{`"app*" matches no VM`, `no subnet "bubble"`, "db01-drtest already exists", `vm[0].name "db02": matches no VM`, "4 problem(s)"} {
+	for _, want := range []string{`"app*" matches no VM`, `no subnet "bubble"`, "db01-drtest already exists", `vm[0].name "db02": matches no VM`,
+		"db01: the DR site manages several AHV clusters and not the VM's own: set target_ahv_cluster", "5 problem(s)"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("dry run: no %q in:\n%v", want, err)
 		}

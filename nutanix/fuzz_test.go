@@ -1,6 +1,7 @@
 package nutanix
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -88,5 +89,35 @@ func FuzzV4ChangedRegions(f *testing.F) {
 			end = start + length
 		}
 		checkWalk(t, p, start, end)
+	})
+}
+
+// FuzzCapacityStats: a v2.0 stats map and a v4 stats series decode
+// without panicking; a value is never negative, and the share of memory
+// in use never exceeds the memory.
+func FuzzCapacityStats(f *testing.F) {
+	f.Add([]byte(`{"hypervisor_memory_usage_ppm":"247726","storage.user_free_bytes":"-1"}`),
+		[]byte(`[{"timestamp":"2026-12-03T10:00:00Z","value":260408},{"timestamp":"2026-12-03T09:59:30Z","value":1}]`), int64(404078198784))
+	f.Add([]byte(`{"hypervisor_memory_usage_ppm":1000001}`), []byte(`[]`), int64(1))
+	f.Fuzz(func(t *testing.T, stats, series []byte, memory int64) {
+		var m map[string]json.RawMessage
+		if json.Unmarshal(stats, &m) == nil {
+			for k := range m {
+				if n, ok := statInt(m, k); ok && n < 0 {
+					t.Fatalf("%s: %d", k, n)
+				}
+			}
+			if ppm, ok := statInt(m, "hypervisor_memory_usage_ppm"); ok && memory >= 0 {
+				if used := ppmOf(memory, ppm); used < 0 || used > memory {
+					t.Fatalf("%d ppm of %d is %d", ppm, memory, used)
+				}
+			}
+		}
+		var s v4Series
+		if json.Unmarshal(series, &s) == nil {
+			if v, ok := s.last(); ok && v < 0 {
+				t.Fatalf("series value %d", v)
+			}
+		}
 	})
 }

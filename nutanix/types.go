@@ -254,6 +254,33 @@ type StorageContainer struct {
 	ClusterUUID string
 }
 
+// Unknown is a Capacity figure the API did not give.
+const Unknown = -1
+
+// Capacity is the room a Prism Element cluster has for more VMs, as its
+// API reports it at the time of the call.
+type Capacity struct {
+	ClusterUUID string
+	// MemoryBytes is the physical memory of the cluster's hosts, summed.
+	MemoryBytes int64
+	// MemoryUsedBytes is what the hypervisors use of it (the running VMs
+	// and the controller VMs); Unknown when the API does not say.
+	MemoryUsedBytes int64
+	// Containers are the cluster's storage containers and their free
+	// space (FreeBytes Unknown when not reported); nil when the API has no
+	// container figures at all (see Notes).
+	Containers []ContainerSpace
+	// Notes say which figures the API could not give, and why.
+	Notes []string
+}
+
+// ContainerSpace is a storage container and the bytes still free in it
+// (after the replication factor: what VMs can still write).
+type ContainerSpace struct {
+	StorageContainer
+	FreeBytes int64
+}
+
 // VolumeGroupDisk is one disk (LUN) of a volume group.
 type VolumeGroupDisk struct {
 	UUID      string

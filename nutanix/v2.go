@@ -2,6 +2,7 @@ package nutanix
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -518,6 +519,13 @@ type v2StorageContainer struct {
 	StorageContainerUUID string `json:"storage_container_uuid"`
 	Name                 string `json:"name"`
 	ClusterUUID          string `json:"cluster_uuid"`
+	// UsageStats holds strings ("storage.user_free_bytes": "123"); see
+	// capacity.go.
+	UsageStats map[string]json.RawMessage `json:"usage_stats"`
+}
+
+func (c v2StorageContainer) neutral() StorageContainer {
+	return StorageContainer{UUID: c.StorageContainerUUID, Name: c.Name, ClusterUUID: c.ClusterUUID}
 }
 
 // ListStorageContainers reads GET /storage_containers/ of the Prism
@@ -532,7 +540,7 @@ func (b *v3Backend) ListStorageContainers(ctx context.Context) ([]StorageContain
 	}
 	out := make([]StorageContainer, 0, len(l.Entities))
 	for _, c := range l.Entities {
-		out = append(out, StorageContainer{UUID: c.StorageContainerUUID, Name: c.Name, ClusterUUID: c.ClusterUUID})
+		out = append(out, c.neutral())
 	}
 	return out, nil
 }

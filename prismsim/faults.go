@@ -42,6 +42,10 @@ type Faults struct {
 	// as Prism Central does: a v3 client then snapshots through v2.0,
 	// without changed regions.
 	HideV3CBT bool `json:"hide_v3_cbt,omitempty"`
+	// HideV2 answers 404 to every v2.0 path, as a Prism Central without
+	// the v2.0 gateway: a v3 client then has no volume groups, v2.0
+	// snapshots, hosts' memory use or container space.
+	HideV2 bool `json:"hide_v2,omitempty"`
 	// SeparateSnapshotAPIs answers 404 when a snapshot is addressed by ID
 	// (GET, DELETE) through another API than the one that made it: v3
 	// vm_snapshots/{uuid} for a v2.0 snapshot, v2.0 snapshots/{uuid} for a
@@ -167,6 +171,10 @@ func (s *Sim) injectFault(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	if f.HideV3CBT && (strings.HasPrefix(r.URL.Path, v3Prefix+"/vm_snapshots") || r.URL.Path == v3Prefix+"/data/changed_regions") {
+		s.notFound(w, r, "no such endpoint: "+r.Method+" "+r.URL.Path+" (not served here, injected)")
+		return true
+	}
+	if f.HideV2 && (strings.HasPrefix(r.URL.Path, v2Prefix) || strings.HasPrefix(r.URL.Path, v2AltPrefix)) {
 		s.notFound(w, r, "no such endpoint: "+r.Method+" "+r.URL.Path+" (not served here, injected)")
 		return true
 	}

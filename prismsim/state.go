@@ -61,12 +61,16 @@ type cluster struct {
 	PC            bool   `json:"pc"`
 	ClusterID     int64  `json:"cluster_id"`
 	IncarnationID int64  `json:"incarnation_id"`
+	// MemoryBytes is its host's memory (0: defaultHostMemory; capacity.go).
+	MemoryBytes int64 `json:"memory_bytes,omitempty"`
 }
 
 type container struct {
 	UUID        string `json:"uuid"`
 	Name        string `json:"name"`
 	ClusterUUID string `json:"cluster_uuid"`
+	// CapacityBytes is its size (0: defaultContainerCapacity; capacity.go).
+	CapacityBytes int64 `json:"capacity_bytes,omitempty"`
 }
 
 type subnet struct {

@@ -2,6 +2,7 @@ package prismsim
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 )
@@ -24,6 +25,7 @@ func (s *Sim) routesV2(mux *http.ServeMux) {
 		both("POST", "/volume_groups/{uuid}/open", s.v2OpenVG)
 		both("POST", "/volume_groups/{uuid}/close", s.v2CloseVG)
 		both("GET", "/storage_containers", s.v2ListContainers)
+		both("GET", "/hosts", s.v2ListHosts)
 		both("GET", "/tasks/{uuid}", s.v2GetTask)
 		both("GET", "/virtual_disks", s.v2ListVirtualDisks)
 		both("GET", "/virtual_disks/{uuid}", s.v2GetVirtualDisk)
@@ -561,8 +563,10 @@ func (s *Sim) v2ListContainers(w http.ResponseWriter, _ *http.Request) {
 	defer s.mu.Unlock()
 	var ents []obj
 	for _, c := range s.m.Containers {
-		ents = append(ents, obj{"storage_container_uuid": c.UUID, "id": c.UUID, "name": c.Name, "cluster_uuid": c.ClusterUUID,
-			"replication_factor": 2, "vstore_name_list": []string{c.Name}})
+		e := obj{"storage_container_uuid": c.UUID, "id": c.UUID, "name": c.Name, "cluster_uuid": c.ClusterUUID,
+			"replication_factor": 2, "vstore_name_list": []string{c.Name}}
+		maps.Copy(e, s.v2ContainerUsage(c))
+		ents = append(ents, e)
 	}
 	writeJSON(w, http.StatusOK, v2Collection(ents))
 }

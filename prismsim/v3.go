@@ -19,6 +19,7 @@ func (s *Sim) routesV3(mux *http.ServeMux) {
 	mux.HandleFunc("PUT "+p+"/vms/{uuid}", s.v3UpdateVM)
 	mux.HandleFunc("DELETE "+p+"/vms/{uuid}", s.v3DeleteVM)
 	mux.HandleFunc("POST "+p+"/clusters/list", s.v3ListClusters)
+	mux.HandleFunc("POST "+p+"/hosts/list", s.v3ListHosts)
 	mux.HandleFunc("GET "+p+"/clusters/{uuid}", s.v3GetCluster)
 	mux.HandleFunc("POST "+p+"/subnets/list", s.v3ListSubnets)
 	mux.HandleFunc("GET "+p+"/subnets/{uuid}", s.v3GetSubnet)

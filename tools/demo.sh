@@ -203,7 +203,7 @@ bin/ahvfs verify --repo "$dr/repo" --read-data
 bin/ahvfs restore "$vm@latest" --repo "$dr/repo" "${cluster[@]}" --target-cluster cluster-b --name "$vm-from-dr" --network-map vlan10=vlan20
 cmp "$demo/sim/vms/$vm-from-dr/disk-0.raw" "$demo/sim/vms/$vm/disk-0.raw" && echo "the VM restored from the DR copy has the live disk's bytes"
 
-say "recovery plan: a test failover from the DR copy, stage by stage, renamed, on the test subnet; status; undo"
+say "recovery plan: a test failover from the DR copy, stage by stage, renamed, on the test subnet (the dry run first, with the room the DR cluster has); status; undo"
 sim_site() { # the plans' [[cluster]] table for the simulator
   printf '[[cluster]]\nname = "sim"\nprism = "127.0.0.1:%s"\nuser = "admin"\npassword_file = "%s"\nca_cert = "%s"\niscsi_port = %s\n' \
     "$port" "$demo/sim/admin.password" "$demo/sim/ca.crt" "$iscsi"

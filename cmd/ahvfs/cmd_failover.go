@@ -166,10 +166,20 @@ func bringUpCommand(mode, usage string, flags ...cli.Flag) *cli.Command {
 				}
 			}}
 			if c.Bool("dry-run") {
-				if err := failover.Check(c.Context, p, o, mode); err != nil {
+				room, err := failover.Check(c.Context, p, o, mode)
+				if env.JSON {
+					if werr := writeJSON(env.Stdout, room); werr != nil {
+						return werr
+					}
+				} else {
+					fmt.Fprint(env.Stdout, room)
+				}
+				if err != nil {
 					return err
 				}
-				fmt.Fprintf(env.Stdout, "plan %s: a %s failover can run\n", p.Name, mode)
+				if !env.JSON {
+					fmt.Fprintf(env.Stdout, "plan %s: a %s failover can run\n", p.Name, mode)
+				}
 				return nil
 			}
 			run := map[string]func(context.Context, *failover.Plan, failover.Options) (*failover.State, error){

@@ -64,7 +64,8 @@ vms = ["web*"]
 		t.Fatalf("dry run of a plan with a missing test subnet: exit %d\n%s", code, errs)
 	}
 	writePlan("vlan20")
-	if out := mustCLI(t, "failover", "test", "--dry-run", "--config", cfgFile, planFile); !strings.Contains(out, "can run") {
+	if out := mustCLI(t, "failover", "test", "--dry-run", "--config", cfgFile, planFile); !strings.Contains(out, "can run") ||
+		!strings.Contains(out, "2 VMs need 4.0 GiB of memory") || !strings.Contains(out, "of data to restore") {
 		t.Fatalf("dry run: %s", out)
 	}
 	before := drs.Objects()

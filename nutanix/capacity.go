@@ -1,0 +1,229 @@
+package nutanix
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Where each API keeps a cluster's memory and its containers' free space
+// (docs/research/nutanix-capacity.md has the sources):
+//   - v2.0 (Prism Element): GET /hosts/ memory_capacity_in_bytes and
+//     stats["hypervisor_memory_usage_ppm"]; GET /storage_containers/
+//     usage_stats["storage.user_free_bytes"]. The stats maps hold strings.
+//   - v3 alone (Prism Central without v2.0): hosts/list
+//     status.resources.memory_capacity_mib; no usage, no containers.
+//   - v4 clustermgmt: config/clusters/{id}/hosts memorySizeBytes;
+//     stats/clusters/{id} aggregateHypervisorMemoryUsagePpm;
+//     stats/storage-containers/{id} storageFreeBytes. Stats are series of
+//     {timestamp, value} over a $startTime..$endTime window.
+
+// statsWindow is how far back the v4 stats queries look for the newest
+// sample (the cluster samples every 30 s or so).
+const statsWindow = 15 * time.Minute
+
+// ppmOf returns bytes × ppm / 1e6 without overflowing, for ppm in
+// 0..1e6 (more, from a confused cluster, counts as all of it).
+func ppmOf(bytes, ppm int64) int64 {
+	ppm = min(max(ppm, 0), 1e6)
+	return bytes/1e6*ppm + bytes%1e6*ppm/1e6
+}
+
+// statInt reads a v2 stats value: a decimal string (as v2.0 sends them) or
+// a number. Nutanix sends -1 for a statistic it has no value for, so a
+// negative value is no value.
+func statInt(m map[string]json.RawMessage, key string) (int64, bool) {
+	raw, ok := m[key]
+	if !ok {
+		return 0, false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		s = string(raw)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+// ---------- v2.0 and v3 ----------
+
+type v2Host struct {
+	UUID                  string                     `json:"uuid"`
+	ClusterUUID           string                     `json:"cluster_uuid"`
+	MemoryCapacityInBytes int64                      `json:"memory_capacity_in_bytes"`
+	Stats                 map[string]json.RawMessage `json:"stats"`
+}
+
+type v3Host struct {
+	Metadata struct {
+		UUID string `json:"uuid"`
+	} `json:"metadata"`
+	Status struct {
+		ClusterReference *v3Ref `json:"cluster_reference"`
+		Resources        struct {
+			MemoryCapacityMiB int64 `json:"memory_capacity_mib"`
+		} `json:"resources"`
+	} `json:"status"`
+}
+
+// ClusterCapacity reads the v2.0 hosts and containers when the endpoint
+// serves v2.0, else the v3 hosts alone (memory in use and containers
+// unknown).
+func (b *v3Backend) ClusterCapacity(ctx context.Context, clusterUUID string) (Capacity, error) {
+	out := Capacity{ClusterUUID: clusterUUID, MemoryUsedBytes: Unknown}
+	if b.v2base == "" {
+		hosts, err := v3List(ctx, b, "host", "list hosts", func(h v3Host) (int64, bool) {
+			ref := h.Status.ClusterReference
+			return h.Status.Resources.MemoryCapacityMiB << 20, ref != nil && ref.UUID == clusterUUID
+		})
+		if err != nil {
+			return Capacity{}, err
+		}
+		if len(hosts) == 0 {
+			return Capacity{}, fmt.Errorf("cluster %s: no hosts listed: %w", clusterUUID, ErrNotFound)
+		}
+		for _, m := range hosts {
+			out.MemoryBytes += m
+		}
+		out.Notes = append(out.Notes, "memory in use and storage container space are unknown (v3 reports neither, and this endpoint does not serve v2.0)")
+		return out, nil
+	}
+	var hosts v2List[v2Host]
+	if _, err := b.r.do(ctx, request{method: http.MethodGet, path: b.v2("/hosts/"), out: &hosts}); err != nil {
+		return Capacity{}, fmt.Errorf("list hosts: %w", err)
+	}
+	used, usedKnown, n := int64(0), true, 0
+	for _, h := range hosts.Entities {
+		if h.ClusterUUID != "" && h.ClusterUUID != clusterUUID {
+			continue
+		}
+		n++
+		out.MemoryBytes += h.MemoryCapacityInBytes
+		if ppm, ok := statInt(h.Stats, "hypervisor_memory_usage_ppm"); ok {
+			used += ppmOf(h.MemoryCapacityInBytes, ppm)
+		} else {
+			usedKnown = false
+		}
+	}
+	if n == 0 {
+		return Capacity{}, fmt.Errorf("cluster %s: no hosts listed: %w", clusterUUID, ErrNotFound)
+	}
+	if usedKnown {
+		out.MemoryUsedBytes = used
+	}
+	var ctrs v2List[v2StorageContainer]
+	if _, err := b.r.do(ctx, request{method: http.MethodGet, path: b.v2("/storage_containers/"), out: &ctrs}); err != nil {
+		return Capacity{}, fmt.Errorf("list storage containers: %w", err)
+	}
+	for _, c := range ctrs.Entities {
+		if c.ClusterUUID != "" && c.ClusterUUID != clusterUUID {
+			continue
+		}
+		cs := ContainerSpace{StorageContainer: c.neutral(), FreeBytes: Unknown}
+		if free, ok := statInt(c.UsageStats, "storage.user_free_bytes"); ok {
+			cs.FreeBytes = free
+		}
+		out.Containers = append(out.Containers, cs)
+	}
+	return out, nil
+}
+
+// ---------- v4 ----------
+
+type v4Host struct {
+	ExtID           string `json:"extId"`
+	MemorySizeBytes int64  `json:"memorySizeBytes"`
+}
+
+// v4Series is a v4 statistic: samples of {timestamp, value}.
+type v4Series []struct {
+	Timestamp time.Time `json:"timestamp"`
+	Value     int64     `json:"value"`
+}
+
+// last returns the newest sample's value.
+func (s v4Series) last() (int64, bool) {
+	if len(s) == 0 {
+		return 0, false
+	}
+	newest := s[0]
+	for _, x := range s[1:] {
+		if x.Timestamp.After(newest.Timestamp) {
+			newest = x
+		}
+	}
+	return newest.Value, newest.Value >= 0
+}
+
+// stats reads a v4 stats entity over the last statsWindow.
+func (b *v4Backend) stats(ctx context.Context, what, path string, out any) error {
+	now := time.Now().UTC()
+	q := url.Values{"$startTime": {now.Add(-statsWindow).Format(time.RFC3339)}, "$endTime": {now.Format(time.RFC3339)}}
+	if _, err := b.r.do(ctx, request{method: http.MethodGet, path: b.p("clustermgmt", path), query: q, out: out}); err != nil {
+		return fmt.Errorf("%s stats: %w", what, err)
+	}
+	return nil
+}
+
+// ClusterCapacity sums the cluster's hosts' memory, reads the share in use
+// from the cluster's stats, and each container's free bytes from its
+// stats. A statistic the cluster has no sample of is Unknown, with a note.
+func (b *v4Backend) ClusterCapacity(ctx context.Context, clusterUUID string) (Capacity, error) {
+	out := Capacity{ClusterUUID: clusterUUID, MemoryUsedBytes: Unknown}
+	n := 0
+	err := v4ListAll(ctx, b, b.p("clustermgmt", "/config/clusters/"+url.PathEscape(clusterUUID)+"/hosts"), nil, func(h v4Host) error {
+		n++
+		out.MemoryBytes += h.MemorySizeBytes
+		return nil
+	})
+	if err != nil {
+		return Capacity{}, fmt.Errorf("list hosts of cluster %s: %w", clusterUUID, err)
+	}
+	if n == 0 {
+		return Capacity{}, fmt.Errorf("cluster %s: no hosts listed: %w", clusterUUID, ErrNotFound)
+	}
+	var cs v4Response[struct {
+		Memory v4Series `json:"aggregateHypervisorMemoryUsagePpm"`
+	}]
+	if err := b.stats(ctx, "cluster "+clusterUUID, "/stats/clusters/"+url.PathEscape(clusterUUID), &cs); err != nil {
+		return Capacity{}, err
+	}
+	if ppm, ok := cs.Data.Memory.last(); ok {
+		out.MemoryUsedBytes = ppmOf(out.MemoryBytes, ppm)
+	} else {
+		out.Notes = append(out.Notes, "the cluster's stats have no memory usage sample in the last "+statsWindow.String())
+	}
+	ctrs, err := b.ListStorageContainers(ctx)
+	if err != nil {
+		return Capacity{}, err
+	}
+	for _, c := range ctrs {
+		if c.ClusterUUID != "" && c.ClusterUUID != clusterUUID {
+			continue
+		}
+		var st v4Response[struct {
+			Free v4Series `json:"storageFreeBytes"`
+		}]
+		if err := b.stats(ctx, "storage container "+c.Name, "/stats/storage-containers/"+url.PathEscape(c.UUID), &st); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				continue // removed since the list
+			}
+			return Capacity{}, err
+		}
+		space := ContainerSpace{StorageContainer: c, FreeBytes: Unknown}
+		if free, ok := st.Data.Free.last(); ok {
+			space.FreeBytes = free
+		}
+		out.Containers = append(out.Containers, space)
+	}
+	return out, nil
+}
