@@ -90,12 +90,11 @@ func Check(ctx context.Context, p *Plan, o Options, mode string) (Room, error) {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("DR site: list subnets: %w", err))
 	}
-	mapKey := map[string]string{ModeTest: "test_network_map", ModePlanned: "network_map", ModeUnplanned: "network_map"}[mode]
 	for src, dst := range p.netMapFor(mode) {
 		if !slices.ContainsFunc(subnets, func(s nutanix.Subnet) bool {
 			return (s.Name == dst || strings.EqualFold(s.UUID, dst)) && (target == "" || s.ClusterUUID == "" || s.ClusterUUID == target)
 		}) {
-			errs = append(errs, fmt.Errorf("%s %s=%s: no subnet %q on the DR cluster", mapKey, src, dst, dst))
+			errs = append(errs, fmt.Errorf("%s %s=%s: no subnet %q on the DR cluster", netMapKey(mode), src, dst, dst))
 		}
 	}
 	drVMs, err := cl.ListVMs(ctx)

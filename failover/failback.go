@@ -168,7 +168,8 @@ func (p *Plan) failbackSlot(ctx context.Context, scl nutanix.Cluster, s *State, 
 	b := v.Back
 	return slot{name: v.VM, point: b.Point, status: &b.Status, uuid: &b.UUID, existing: &b.Existing, chained: &b.Chained, external: new(string),
 		options: func(rp *engine.RestorePoint) (restore.Options, error) {
-			ro := restore.Options{DataPath: p.DataPath, TargetCluster: v.SourceAHVCluster}
+			ro := restore.Options{DataPath: p.DataPath, TargetCluster: v.SourceAHVCluster,
+				Keys: map[string]string{"--network-map": "network_map (inverted: DR subnet=source subnet)"}}
 			if v.SourceUUID != "" {
 				// The new VM replaces the old one (the restore's overwrite:
 				// created first, then the old one deleted, all journaled);

@@ -24,7 +24,8 @@ import (
 // TestInstantTestFailover: with instant_nfs, a test failover's VMs run at
 // once from the DR repository through the NFS server (hydration paused:
 // they read from it all along), each point held; undo removes the VMs,
-// their external repository and the holds.
+// their external repository and the holds, even when the plan no longer
+// names instant_nfs.
 func TestInstantTestFailover(t *testing.T) {
 	ctx := context.Background()
 	prod := simtest.Start(t, simtest.Options{})
@@ -98,7 +99,11 @@ vms = ["web01"]
 	if err != nil || len(holds) != 2 {
 		t.Fatalf("holds while the copies hydrate: %+v %v; want 2", holds, err)
 	}
-	if _, err := failover.Undo(ctx, plan, o); err != nil {
+	// The plan is edited before the undo to drop instant_nfs: the state,
+	// not the plan, says the VMs ran from the repository.
+	edited := *plan
+	edited.InstantNFS = ""
+	if _, err := failover.Undo(ctx, &edited, o); err != nil {
 		t.Fatal(err)
 	}
 	drs.WaitTasks(time.Minute)

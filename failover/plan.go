@@ -256,6 +256,14 @@ func (p *Plan) nameFor(mode, vm string) string {
 	return vm
 }
 
+// netMapKey is the plan key of mode's network map.
+func netMapKey(mode string) string {
+	if mode == ModeTest {
+		return "test_network_map"
+	}
+	return "network_map"
+}
+
 // netMapFor is the network map of mode.
 func (p *Plan) netMapFor(mode string) map[string]string {
 	if mode == ModeTest {

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -204,6 +205,12 @@ func (s *State) remove() error {
 // up reports whether VMs of the state may exist at the DR site, or a
 // planned failover has shut source VMs down: either must be undone (or
 // resumed) before another failover of the plan.
+// instant reports whether a VM of the failover was restored instantly
+// (it runs, or ran, from an external repository on the DR repository).
+func (s *State) instant() bool {
+	return slices.ContainsFunc(s.VMs, func(v VMState) bool { return v.Instant || v.ExternalRepo != "" })
+}
+
 func (s *State) up() bool {
 	for _, v := range s.VMs {
 		switch v.Status {

@@ -22,8 +22,7 @@ import (
 // to run again. Only a test failover is undone without o.Force.
 func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 	log := o.logger().With("plan", p.Name, "mode", "undo")
-	// Writable to release the holds of instant restores.
-	ps, err := openState(ctx, p, true, p.InstantNFS != "")
+	ps, err := openState(ctx, p, true, false)
 	if err != nil {
 		return nil, err
 	}
@@ -84,11 +83,11 @@ func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 	if err := errors.Join(errs...); err != nil {
 		return s, fmt.Errorf("undo of plan %s: %w (run undo again)", p.Name, err)
 	}
-	if p.InstantNFS != "" {
-		if gone, err := restore.SweepHolds(ctx, r, cl); err != nil {
+	// The state says whether VMs ran from the DR repository, whatever
+	// the plan says now (instant_nfs may have been dropped since).
+	if s.instant() || p.InstantNFS != "" {
+		if err := releaseHolds(ctx, p, cl, log); err != nil {
 			return s, fmt.Errorf("undo of plan %s: the VMs are removed, but their restore points are still held: %w (run undo again)", p.Name, err)
-		} else if len(gone) > 0 {
-			log.Info("released the holds of instant restores", "holds", len(gone))
 		}
 	}
 	if s.Mode == ModePlanned {
@@ -97,6 +96,21 @@ func Undo(ctx context.Context, p *Plan, o Options) (*State, error) {
 		}
 	}
 	return s, s.remove()
+}
+
+// releaseHolds releases the holds of instant restores whose VMs are gone,
+// through a writable handle of the DR repository.
+func releaseHolds(ctx context.Context, p *Plan, cl nutanix.Cluster, log *slog.Logger) error {
+	w, err := openRepo(ctx, p, true)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	gone, err := restore.SweepHolds(ctx, w, cl)
+	if len(gone) > 0 {
+		log.Info("released the holds of instant restores", "holds", len(gone))
+	}
+	return err
 }
 
 // sourceReady checks that the source site cl has every VM the planned

@@ -117,7 +117,9 @@ func (p *Plan) failoverSlot(s *State, v *VMState, o Options) slot {
 		options: func(rp *engine.RestorePoint) (restore.Options, error) {
 			netMap, err := p.vmNetMap(s.Mode, rp)
 			ov := p.override(rp.VM)
-			ro := restore.Options{TargetCluster: p.TargetAHVCluster, Container: firstOf(ov.Container, p.Container), NetworkMap: netMap,
+			keys := map[string]string{"--target-cluster": "target_ahv_cluster", "--container": "container",
+				"--network-map": netMapKey(s.Mode)}
+			ro := restore.Options{TargetCluster: p.TargetAHVCluster, Container: firstOf(ov.Container, p.Container), NetworkMap: netMap, Keys: keys,
 				VCPUs: ov.VCPUs, MemoryBytes: ov.memory, DataPath: p.DataPath}
 			if s.Mode == ModeTest && p.InstantNFS != "" {
 				// A test copy runs at once from the DR repository; a real

@@ -91,8 +91,9 @@ func TestRestoreISCSI(t *testing.T) {
 
 // TestRestoreISCSIV3: the same path on the v3 backend (v2.0 volume group
 // with create_config, v3 VM disks cloned from the VG disks' vmdisk_uuid);
-// a --container that does not exist is refused before anything exists,
-// and a failing volume group task leaves nothing behind.
+// a --container that does not exist is refused before anything exists
+// (named by the caller's keys when it gives them), and a failing volume
+// group task leaves nothing behind.
 func TestRestoreISCSIV3(t *testing.T) {
 	s := simtest.Start(t, simtest.Options{ISCSI: true})
 	c, port := iscsiCluster(t, s, nutanix.APIV3)
@@ -104,11 +105,21 @@ func TestRestoreISCSIV3(t *testing.T) {
 	if _, err := restore.Restore(ctx, repo, c, rp, o); err == nil || !strings.Contains(err.Error(), `--container "nope"`) {
 		t.Fatalf("unknown container: %v", err)
 	}
+	// A caller that is no CLI (a recovery plan) has the options named by
+	// its own keys.
+	keyed := o
+	keyed.NetworkMap = map[string]string{"vlan10": "nosuch"}
+	keyed.Keys = map[string]string{"--container": "container", "--network-map": "network_map"}
+	_, err := restore.Restore(ctx, repo, c, rp, keyed)
+	if err == nil || !strings.Contains(err.Error(), `container "nope"`) || !strings.Contains(err.Error(), "network_map vlan10=nosuch") ||
+		strings.Contains(err.Error(), "--") {
+		t.Fatalf("errors named by the caller's keys: %v", err)
+	}
 	assertClean(t, s, 0)
 
 	s.SetFaults(prismsim.Faults{FailTasks: 1, FailOps: []string{"VolumeGroupCreate"}})
 	o.Container = "default"
-	_, err := restore.Restore(ctx, repo, c, rp, o)
+	_, err = restore.Restore(ctx, repo, c, rp, o)
 	s.SetFaults(prismsim.Faults{})
 	if err == nil {
 		t.Fatal("restore with a failing volume group task succeeded")

@@ -41,6 +41,10 @@ type Options struct {
 	// (name or UUID, on the target cluster). Unmapped subnets must exist on
 	// the target under the same UUID or name.
 	NetworkMap map[string]string
+	// Keys names options in errors as the caller's user knows them when
+	// not by the CLI's flags: a recovery plan gives "--network-map" →
+	// "network_map". A flag it leaves out keeps its name.
+	Keys map[string]string
 	// VCPUs and MemoryBytes override the recorded configuration (0: keep).
 	VCPUs       int
 	MemoryBytes int64
@@ -178,3 +182,11 @@ type Source interface {
 }
 
 var _ Source = (*engine.Repository)(nil)
+
+// key is how errors name flag: its Keys entry, else the flag.
+func (o Options) key(flag string) string {
+	if k := o.Keys[flag]; k != "" {
+		return k
+	}
+	return flag
+}

@@ -63,7 +63,7 @@ func makePlan(ctx context.Context, cl nutanix.Cluster, rp *engine.RestorePoint, 
 			p.cluster, found = clusters[0], true
 		}
 		if !found {
-			errs = append(errs, fmt.Errorf("the original cluster is unknown or gone: choose --target-cluster (clusters: %s)", strings.Join(names, ", ")))
+			errs = append(errs, fmt.Errorf("the original cluster is unknown or gone: choose %s (clusters: %s)", o.key("--target-cluster"), strings.Join(names, ", ")))
 		}
 	}
 	// Disks.
@@ -155,10 +155,10 @@ func makePlan(ctx context.Context, cl nutanix.Cluster, rp *engine.RestorePoint, 
 		}
 		switch {
 		case match == nil && key != "":
-			errs = append(errs, fmt.Errorf("NIC %d: --network-map %s=%s: subnet %q not found on the target cluster", i, key, dst, dst))
+			errs = append(errs, fmt.Errorf("NIC %d: %s %s=%s: subnet %q not found on the target cluster", i, o.key("--network-map"), key, dst, dst))
 		case match == nil:
-			errs = append(errs, fmt.Errorf("NIC %d: subnet %s not found on the target cluster: map it with --network-map %s=SUBNET",
-				i, firstOf(n.SubnetName, n.SubnetUUID), firstOf(n.SubnetName, n.SubnetUUID)))
+			src := firstOf(n.SubnetName, n.SubnetUUID)
+			errs = append(errs, fmt.Errorf("NIC %d: subnet %s not found on the target cluster: map it with %s %s=SUBNET", i, src, o.key("--network-map"), src))
 		default:
 			ns := nutanix.NICSpec{SubnetUUID: match.UUID, Model: n.Model}
 			if p.keepMACs {
@@ -170,13 +170,13 @@ func makePlan(ctx context.Context, cl nutanix.Cluster, rp *engine.RestorePoint, 
 	}
 	for k := range o.NetworkMap {
 		if !used[k] {
-			errs = append(errs, fmt.Errorf("--network-map %s: no NIC of the VM is on subnet %q", k, k))
+			errs = append(errs, fmt.Errorf("%s %s: no NIC of the VM is on subnet %q", o.key("--network-map"), k, k))
 		}
 	}
 	// Storage container.
 	container := ""
 	if o.Container != "" && found {
-		c, err := findContainer(ctx, cl, p.cluster, o.Container)
+		c, err := findContainer(ctx, cl, p.cluster, o.Container, o.key("--container"))
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -217,10 +217,10 @@ func makePlan(ctx context.Context, cl nutanix.Cluster, rp *engine.RestorePoint, 
 // findContainer resolves a storage container name or UUID on cluster c.
 // A name must be unique on the cluster; a UUID must be one of its
 // containers (containers the API reports without a cluster are accepted).
-func findContainer(ctx context.Context, cl nutanix.Cluster, c nutanix.ClusterInfo, want string) (string, error) {
+func findContainer(ctx context.Context, cl nutanix.Cluster, c nutanix.ClusterInfo, want, key string) (string, error) {
 	ctrs, err := cl.ListStorageContainers(ctx)
 	if err != nil {
-		return "", fmt.Errorf("--container %s: %w", want, err)
+		return "", fmt.Errorf("%s %s: %w", key, want, err)
 	}
 	var names, byName []string
 	for _, x := range ctrs {
@@ -239,9 +239,9 @@ func findContainer(ctx context.Context, cl nutanix.Cluster, c nutanix.ClusterInf
 	case 1:
 		return byName[0], nil
 	case 0:
-		return "", fmt.Errorf("--container %q: no such storage container on %s (containers: %s)", want, c.Name, strings.Join(names, ", "))
+		return "", fmt.Errorf("%s %q: no such storage container on %s (containers: %s)", key, want, c.Name, strings.Join(names, ", "))
 	}
-	return "", fmt.Errorf("--container %q: %d storage containers of that name on %s: give the UUID (%s)", want, len(byName), c.Name, strings.Join(byName, ", "))
+	return "", fmt.Errorf("%s %q: %d storage containers of that name on %s: give the UUID (%s)", key, want, len(byName), c.Name, strings.Join(byName, ", "))
 }
 
 func firstOf(ss ...string) string {
