@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ahvfs/ahvfs/backup"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/engine/enginetest"
 	"github.com/ahvfs/ahvfs/failover"
@@ -31,11 +30,8 @@ func TestCheckCapacity(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	repo := enginetest.Init(t, engine.InitOptions{})
-	w := enginetest.Open(t, repo, engine.OpenOptions{Writable: true})
-	if rep, err := backup.Run(ctx, w, connect(t, prod), backup.Options{DataPath: backup.PathREST}); err != nil || rep.Failed() > 0 {
-		t.Fatalf("backup: %v %+v", err, rep)
-	}
+	repo := backUp(t, prod)
+	w := enginetest.Open(t, repo, engine.OpenOptions{})
 	data := map[string]int64{}
 	rps, err := w.ListRestorePoints(ctx, "")
 	if err != nil {

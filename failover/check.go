@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -110,13 +111,42 @@ func Check(ctx context.Context, p *Plan, o Options, mode string) (Room, error) {
 			errs = append(errs, fmt.Errorf("stage %d: a VM named %s already exists at the DR site", v.Stage, name))
 		}
 	}
+	same, err := sameNames(ctx, r, points)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	room, roomErrs := roomFor(ctx, cl, r, p, points, clusters, target)
-	room.Notes = append(notes, room.Notes...)
+	room.Notes = append(append(notes, same...), room.Notes...)
 	errs = append(errs, roomErrs...)
 	if len(errs) > 0 {
 		return room, fmt.Errorf("plan %s: %d problem(s):\n%w", p.Name, len(errs), errors.Join(errs...))
 	}
 	return room, nil
+}
+
+// sameNames notes each VM of points whose name the repository's points
+// give to more than one VM (UUID): a VM deleted and made again, or two
+// VMs of one name on different clusters. The repository knows VMs by
+// name, and the failover takes the newest point of any of them.
+func sameNames(ctx context.Context, r *engine.Repository, points []*engine.RestorePoint) ([]string, error) {
+	var notes []string
+	for _, rp := range points {
+		all, err := r.ListRestorePoints(ctx, rp.VM)
+		if err != nil {
+			return nil, err
+		}
+		uuids := map[string]bool{}
+		for _, x := range all {
+			if x.VMUUID != "" {
+				uuids[x.VMUUID] = true
+			}
+		}
+		if len(uuids) > 1 {
+			notes = append(notes, fmt.Sprintf("%s: the DR repository has points of %d VMs of this name (UUIDs %s); the failover takes the newest, %s of VM %s",
+				rp.VM, len(uuids), strings.Join(slices.Sorted(maps.Keys(uuids)), ", "), rp.Name(), rp.VMUUID))
+		}
+	}
+	return notes, nil
 }
 
 // pointOf is vm's point among the resolved stages, or nil.

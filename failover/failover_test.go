@@ -36,10 +36,29 @@ func connect(t *testing.T, s *prismsim.Sim) *nutanix.Client {
 	return cl
 }
 
+// backUp backs every VM of prod up, over REST, into a new repository and
+// returns its path.
+func backUp(t *testing.T, prod *prismsim.Sim) string {
+	t.Helper()
+	repo := enginetest.Init(t, engine.InitOptions{})
+	w := enginetest.Open(t, repo, engine.OpenOptions{Writable: true})
+	defer w.Close()
+	if rep, err := backup.Run(context.Background(), w, connect(t, prod), backup.Options{DataPath: backup.PathREST}); err != nil || rep.Failed() > 0 {
+		t.Fatalf("backup: %v %+v", err, rep)
+	}
+	return repo
+}
+
 // siteTable is a plan's [[cluster]] table for simulator s.
 func siteTable(name string, s *prismsim.Sim) string {
 	return fmt.Sprintf("[[cluster]]\nname = %q\nprism = %q\nuser = \"admin\"\npassword_file = %q\nca_cert = %q\napi = \"v3\"\n",
 		name, s.Addr(), s.PasswordFile(), s.CAFile())
+}
+
+// inStageOrder: db01 (stage 1) first, then the stage-2 VMs web01 and
+// web02 in either order (a stage's VMs come up side by side).
+func inStageOrder(order []string) bool {
+	return len(order) == 3 && order[0] == "db01" && slices.Equal(slices.Sorted(slices.Values(order[1:])), []string{"web01", "web02"})
 }
 
 func vmNames(o prismsim.Objects) []string {
@@ -128,7 +147,7 @@ vms = ["web*"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(order, []string{"db01", "web01", "web02"}) || !st.Done {
+	if !inStageOrder(order) || !st.Done {
 		t.Fatalf("restore order %v (done %v)", order, st.Done)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "stage.out")); string(b) != "stage 1\n" {
@@ -189,7 +208,7 @@ vms = ["web*"]
 // TestCheck: the dry run reports every problem at once — a stage pattern
 // without restore points, a test subnet the DR cluster lacks, a name
 // already taken, an override of no VM, a VM whose DR cluster cannot be
-// told — and changes nothing.
+// told — notes a name the points give to two VMs, and changes nothing.
 func TestCheck(t *testing.T) {
 	ctx := context.Background()
 	drs := simtest.Start(t, simtest.Options{})
@@ -201,6 +220,13 @@ func TestCheck(t *testing.T) {
 	w := enginetest.Open(t, repo, engine.OpenOptions{Writable: true})
 	if _, err := enginetest.ImportFiles(ctx, w, "db01", time.Unix(1e9, 0), img); err != nil {
 		t.Fatal(err)
+	}
+	// Points of two VMs named db01 (one deleted and made again).
+	for i, u := range []string{"0e1b7c3a-1111-4222-8333-000000000001", "0e1b7c3a-1111-4222-8333-000000000002"} {
+		spec := engine.RestorePointSpec{VM: "db01", VMUUID: u, Time: time.Unix(2e9+int64(i), 0), Level: engine.LevelImport}
+		if _, err := enginetest.Import(ctx, w, spec, img); err != nil {
+			t.Fatal(err)
+		}
 	}
 	w.Close()
 	plan, err := failover.Parse("p.toml", fmt.Sprintf(`source_cluster = "dr"
@@ -223,9 +249,13 @@ ca_cert = %q
 		t.Fatal(err)
 	}
 	before := drs.Objects()
-	_, err = failover.Check(ctx, plan, failover.Options{TuneCluster: tune}, failover.ModeTest)
+	room, err := failover.Check(ctx, plan, failover.Options{TuneCluster: tune}, failover.ModeTest)
 	if err == nil {
 		t.Fatal("a bad plan passed the dry run")
+	}
+	if !strings.Contains(fmt.Sprint(room.Notes), "db01: the DR repository has points of 2 VMs of this name") ||
+		!strings.Contains(fmt.Sprint(room.Notes), "of VM 0e1b7c3a-1111-4222-8333-000000000002") {
+		t.Errorf("dry run notes: %q", room.Notes)
 	}
 	for _, want := range []string{`"app*" matches no VM`, `no subnet "bubble"`, "db01-drtest already exists", `vm[0].name "db02": matches no VM`,
 		"db01: the DR site manages several AHV clusters and not the VM's own: set target_ahv_cluster", "5 problem(s)"} {
@@ -276,11 +306,8 @@ func TestUnplannedFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	repo := enginetest.Init(t, engine.InitOptions{})
-	w := enginetest.Open(t, repo, engine.OpenOptions{Writable: true})
-	if rep, err := backup.Run(ctx, w, connect(t, prod), backup.Options{DataPath: backup.PathREST}); err != nil || rep.Failed() > 0 {
-		t.Fatalf("backup: %v %+v", err, rep)
-	}
+	repo := backUp(t, prod)
+	w := enginetest.Open(t, repo, engine.OpenOptions{})
 	rps, _ := w.ListRestorePoints(ctx, "db01")
 	w.Close()
 	plan, err := failover.Parse("site-loss.toml", fmt.Sprintf(`source_cluster = "prod"
@@ -351,4 +378,53 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestParallelStage: the VMs of a stage are restored side by side,
+// `parallel` at a time: with parallel = 2, two VM creations of the three
+// VMs' restores are in flight together at the DR site (the simulator holds
+// each until a second one comes), never three.
+func TestParallelStage(t *testing.T) {
+	ctx := context.Background()
+	prod := simtest.Start(t, simtest.Options{})
+	drs := simtest.Start(t, simtest.Options{})
+	for i, n := range []string{"app1", "app2", "app3"} {
+		if _, err := prod.AddVM(ctx, n, []string{enginetest.Ext4Image(t, 8<<20, uint64(i+21))}, prismsim.VMOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo := backUp(t, prod)
+	dir := t.TempDir()
+	planFile := filepath.Join(dir, "plan.toml")
+	os.WriteFile(planFile, []byte(fmt.Sprintf(`source_cluster = "prod"
+target_cluster = "dr"
+target_ahv_cluster = "cluster-b"
+repository = %q
+data_path = "rest"
+parallel = 2
+test_network_map = ["vlan10=vlan20"]
+[[stage]]
+vms = ["app*"]
+`, repo)+siteTable("prod", prod)+siteTable("dr", drs)), 0o600)
+	plan, err := failover.Load(planFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := drs.GateTasks("VmCreate", 2, time.Minute)
+	s, err := failover.Test(ctx, plan, failover.Options{TuneCluster: tune})
+	most := done()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range s.VMs {
+		if v.Status != failover.VMOn {
+			t.Errorf("%s: %s", v.VM, v.Status)
+		}
+	}
+	if most != 2 {
+		t.Fatalf("%d VM creations were in flight together, want 2 (parallel = 2)", most)
+	}
+	if _, err := failover.Undo(ctx, plan, failover.Options{TuneCluster: tune}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ahvfs/ahvfs/backup"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/engine/enginetest"
 	"github.com/ahvfs/ahvfs/failover"
@@ -35,12 +34,7 @@ func TestInstantTestFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	repo := enginetest.Init(t, engine.InitOptions{})
-	w := enginetest.Open(t, repo, engine.OpenOptions{Writable: true})
-	if rep, err := backup.Run(ctx, w, connect(t, prod), backup.Options{DataPath: backup.PathREST}); err != nil || rep.Failed() > 0 {
-		t.Fatalf("backup: %v %+v", err, rep)
-	}
-	w.Close()
+	repo := backUp(t, prod)
 	// The NFS server reads the DR repository (a reader beside the
 	// failover's writer, as nfs-serve is).
 	ro := enginetest.Open(t, repo, engine.OpenOptions{})

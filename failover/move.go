@@ -2,8 +2,10 @@ package failover
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/ahvfs/ahvfs/clusterjob"
@@ -113,16 +115,41 @@ func backUpAndSync(ctx context.Context, p *Plan, site clusterjob.Site, cl *nutan
 // it in the saved state.
 func (t *target) bringUpStages(ctx context.Context, p *Plan, s *State, done *int, slotOf func(v *VMState) *slot) error {
 	for stage := *done + 1; stage <= len(p.Stage); stage++ {
+		// The VMs of a stage come up side by side, p.Parallel at a time; a
+		// VM that fails does not stop its siblings, and the next stage
+		// waits until every VM of this one is on.
+		var (
+			wg   sync.WaitGroup
+			mu   sync.Mutex
+			errs []error
+		)
+		sem := make(chan struct{}, max(p.Parallel, 1))
+		t.mu.Lock()
 		for i := range s.VMs {
 			v := &s.VMs[i]
 			if v.Stage != stage {
 				continue
 			}
-			if sl := slotOf(v); sl != nil {
-				if err := t.bringUp(ctx, *sl); err != nil {
-					return fmt.Errorf("stage %d: %s: %w", stage, v.VM, err)
-				}
+			sl := slotOf(v)
+			if sl == nil {
+				continue
 			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				if err := t.bringUp(ctx, *sl); err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("stage %d: %s: %w", stage, v.VM, err))
+					mu.Unlock()
+				}
+			}()
+		}
+		t.mu.Unlock()
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
 		}
 		if err := afterStage(ctx, p.Stage[stage-1], stage, s, t.log); err != nil {
 			return fmt.Errorf("stage %d: %w", stage, err)

@@ -47,6 +47,9 @@ type Plan struct {
 	// ("vlan10=vlan20"), for real failovers and for tests.
 	NetworkMap     []string `toml:"network_map"`
 	TestNetworkMap []string `toml:"test_network_map"`
+	// Parallel is how many VMs of a stage are restored at once (default
+	// 4); the stage ends when all of them are up.
+	Parallel int `toml:"parallel"`
 	// TestSuffix is appended to the names of test copies (default
 	// "-drtest"), so they never take a production VM's name.
 	TestSuffix string `toml:"test_suffix"`
@@ -66,6 +69,10 @@ type Plan struct {
 
 	netMap, testNetMap map[string]string
 }
+
+// defaultParallel is how many VMs of a stage are restored at once when
+// the plan does not say.
+const defaultParallel = 4
 
 // SiteConfig is one Prism endpoint of the plan.
 type SiteConfig struct {
@@ -170,6 +177,12 @@ func Parse(name, text string, sites []clusterjob.Site) (*Plan, error) {
 	}
 	if p.TestSuffix == "" {
 		p.TestSuffix = "-drtest"
+	}
+	switch {
+	case p.Parallel == 0:
+		p.Parallel = defaultParallel
+	case p.Parallel < 0:
+		add("parallel: %d: want how many VMs of a stage to restore at once (1 or more)", p.Parallel)
 	}
 	if p.netMap, err = parseMap(p.NetworkMap); err != nil {
 		add("network_map: %v", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/ahvfs/ahvfs/backup"
@@ -24,6 +25,17 @@ type target struct {
 	// chain continues each VM's chain in r (backup.Continue).
 	chain bool
 	log   *slog.Logger
+	// mu guards the state the slots write (their fields and its file) while
+	// VMs are brought up side by side; bringUp lets go of it only around
+	// the calls to the site.
+	mu sync.Mutex
+}
+
+// unlocked runs fn, a call to the site, without t.mu.
+func (t *target) unlocked(fn func() error) error {
+	t.mu.Unlock()
+	defer t.mu.Lock()
+	return fn()
 }
 
 // slot is one VM to bring up, as a failover (VMState) or a failback
@@ -50,6 +62,8 @@ type slot struct {
 // or failed midway left is removed first (its VM by UUID, or by name
 // leaving out the VMs that had the name before).
 func (t *target) bringUp(ctx context.Context, sl slot) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	fail := func(err error) error {
 		return errors.Join(err, sl.record(VMFailed, "", err.Error()))
 	}
@@ -61,7 +75,7 @@ func (t *target) bringUp(ctx context.Context, sl slot) error {
 		if *sl.status == VMRestoring || *sl.status == VMFailed {
 			t.log.Info("removing what a killed or failed restore made", "vm", sl.name)
 			old := VMState{Name: sl.name, UUID: *sl.uuid, Existing: *sl.existing, Status: *sl.status, ExternalRepo: *sl.external}
-			if err := removeVM(ctx, t.cl, t.j, &old, t.log); err != nil {
+			if err := t.unlocked(func() error { return removeVM(ctx, t.cl, t.j, &old, t.log) }); err != nil {
 				return fmt.Errorf("a killed restore's VM: %w", err)
 			}
 			*sl.uuid = ""
@@ -77,14 +91,17 @@ func (t *target) bringUp(ctx context.Context, sl slot) error {
 		ro.ISCSIPort, ro.InitiatorIQN, ro.Journal, ro.Clusters, ro.Logger = t.site.ISCSIPort, t.site.InitiatorIQN, t.j, t.conn.Clusters, t.log
 		// VMs that have the name already are not ours: undo must never
 		// take them for one it made.
-		if *sl.existing, err = namedVMs(ctx, t.cl, sl.name); err != nil {
+		var existing []string
+		if err := t.unlocked(func() (err error) { existing, err = namedVMs(ctx, t.cl, sl.name); return err }); err != nil {
 			return err
 		}
+		*sl.existing = existing
 		if err := sl.record(VMRestoring, "", ""); err != nil {
 			return err
 		}
 		t.log.Info("restoring", "point", rp.Name(), "as", sl.name, "site", t.site.Name)
-		res, err := restore.Restore(ctx, t.r, t.cl, rp, ro)
+		var res *restore.Result
+		err = t.unlocked(func() (err error) { res, err = restore.Restore(ctx, t.r, t.cl, rp, ro); return err })
 		if err != nil {
 			return fail(fmt.Errorf("%s: %w (run the command again to go on)", rp.Name(), err))
 		}
@@ -96,7 +113,10 @@ func (t *target) bringUp(ctx context.Context, sl slot) error {
 		}
 	}
 	if t.chain && !*sl.chained {
-		if err := backup.Continue(ctx, t.r, t.cl, *sl.uuid, rp, backup.ContinueOptions{Journal: t.j, Logger: t.log}); err != nil {
+		uuid := *sl.uuid
+		if err := t.unlocked(func() error {
+			return backup.Continue(ctx, t.r, t.cl, uuid, rp, backup.ContinueOptions{Journal: t.j, Logger: t.log})
+		}); err != nil {
 			return fmt.Errorf("%w (run the command again to go on)", err)
 		}
 		*sl.chained = true
@@ -104,8 +124,9 @@ func (t *target) bringUp(ctx context.Context, sl slot) error {
 			return err
 		}
 	}
-	if err := t.cl.SetPowerState(ctx, *sl.uuid, nutanix.PowerOn); err != nil {
-		return fmt.Errorf("restored as %s but not powered on: %w (the next stages need it; run the command again to go on)", *sl.uuid, err)
+	uuid := *sl.uuid
+	if err := t.unlocked(func() error { return t.cl.SetPowerState(ctx, uuid, nutanix.PowerOn) }); err != nil {
+		return fmt.Errorf("restored as %s but not powered on: %w (the next stages need it; run the command again to go on)", uuid, err)
 	}
 	return sl.record(VMOn, "", "")
 }

@@ -159,8 +159,9 @@ type Sim struct {
 	auth   authState
 	idem   idemCache
 
-	hydrationPaused atomic.Bool // PauseHydration
-	transferMu      sync.Mutex  // one transfer-files-to-guest writes disk images at a time
+	hydrationPaused atomic.Bool              // PauseHydration
+	gate            atomic.Pointer[taskGate] // GateTasks
+	transferMu      sync.Mutex               // one transfer-files-to-guest writes disk images at a time
 
 	busy     atomic.Int64 // API requests being served (WaitIdle)
 	lastBusy atomic.Int64 // unix ns when one last started or ended

@@ -70,6 +70,7 @@ func (s *Sim) startWorkTask(op, clusterUUID string, ents []taskEntity, failMsg s
 		t.LogicalTS++
 		s.save()
 		s.mu.Unlock()
+		s.pass(op)
 		if work != nil && failMsg == "" {
 			if err := work(); err != nil {
 				failMsg = err.Error()

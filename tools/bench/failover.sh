@@ -5,7 +5,9 @@
 # export, hydrating in the background) and without (every disk written
 # in full over iSCSI first), same run; and the instant test failover of
 # the same plan with 2 GiB disks, to show its time does not grow with the
-# disks' size.
+# disks' size. Each plan restores a stage's VMs 4 at a time (the default
+# `parallel`); the 8 GiB plans run again one VM at a time (parallel = 1)
+# to show what restoring side by side gains.
 #
 #   tools/bench/failover.sh        (SIZE_GIB=8 disks, DATA_GIB=2 of data in each)
 #
@@ -53,22 +55,24 @@ for s in "big:$nfs" "small:$nfs2"; do
   wait_port "${s#*:}" || { cat "$work/nfs-${s%%:*}.log" >&2; exit 1; }
 done
 
-plan() { # NAME REPO [INSTANT_NFS]: writes $work/NAME.toml
+plan() { # NAME REPO PARALLEL [INSTANT_NFS]: writes $work/NAME.toml
   {
     printf 'source_cluster = "dr"\ntarget_cluster = "dr"\ntarget_ahv_cluster = "cluster-a"\n'
-    printf 'repository = "%s"\ndata_path = "iscsi"\n' "$2"
-    [ -n "${3:-}" ] && printf 'instant_nfs = "%s"\n' "$3"
+    printf 'repository = "%s"\ndata_path = "iscsi"\nparallel = %s\n' "$2" "$3"
+    [ -n "${4:-}" ] && printf 'instant_nfs = "%s"\n' "$4"
     printf '[[stage]]\nvms = ["vm01", "vm02", "vm03"]\n[[stage]]\nvms = ["vm*"]\n'
     printf '[[cluster]]\nname = "dr"\nprism = "127.0.0.1:%s"\nuser = "admin"\npassword_file = "%s"\nca_cert = "%s"\napi = "v4"\niscsi_port = %s\n' \
       "$port" "$work/sim/admin.password" "$work/sim/ca.crt" "$iscsi"
   } > "$work/$1.toml"
 }
-plan ir-big "$work/repo-big" "127.0.0.1:$nfs"
-plan ir-small "$work/repo-small" "127.0.0.1:$nfs2"
-plan full-big "$work/repo-big"
+plan ir-big "$work/repo-big" 4 "127.0.0.1:$nfs"
+plan ir-small "$work/repo-small" 4 "127.0.0.1:$nfs2"
+plan full-big "$work/repo-big" 4
+plan ir-big-1 "$work/repo-big" 1 "127.0.0.1:$nfs"
+plan full-big-1 "$work/repo-big" 1
 
 declare -A sec
-for p in ir-small ir-big full-big; do
+for p in ir-small ir-big full-big ir-big-1 full-big-1; do
   cold
   sec[$p]=$(secs bin/ahvfs failover test "$work/$p.toml")
   bin/ahvfs failover status "$work/$p.toml" | tail -n +2 | sed 's/^/    /'
@@ -83,6 +87,10 @@ printf '%-64s %8s\n' "failover test, $vms VMs in 2 stages, to all powered on" se
 printf '%-64s %8s\n' "instant recovery, ${data} GiB disks" "${sec[ir-small]}"
 printf '%-64s %8s\n' "instant recovery, ${gib} GiB disks (${data} GiB of data)" "${sec[ir-big]}"
 printf '%-64s %8s\n' "full restore over iSCSI, ${gib} GiB disks (${data} GiB of data)" "${sec[full-big]}"
+printf '%-64s %8s\n' "instant recovery, ${gib} GiB disks, one VM at a time" "${sec[ir-big-1]}"
+printf '%-64s %8s\n' "full restore over iSCSI, ${gib} GiB disks, one VM at a time" "${sec[full-big-1]}"
 awk -v i="${sec[ir-big]}" -v f="${sec[full-big]}" 'BEGIN { printf "instant recovery brings the plan up %.1fx sooner\n", f / i }'
+awk -v s="${sec[ir-big-1]}" -v p="${sec[ir-big]}" -v S="${sec[full-big-1]}" -v P="${sec[full-big]}" \
+  'BEGIN { printf "4 VMs at a time: instant recovery %.1fx, full restore %.1fx sooner than one at a time\n", s / p, S / P }'
 awk -v a="${sec[ir-small]}" -v b="${sec[ir-big]}" -v g="$gib" -v d="$data" \
   'BEGIN { printf "instant recovery with %s GiB disks takes %.2fx the time of %s GiB disks\n", g, b / a, d }'
