@@ -1,6 +1,7 @@
 package crashproc
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -45,6 +46,31 @@ func Start(bin string, env []string, stdout io.Writer, args ...string) (*Proc, e
 		close(p.Done)
 	}()
 	return p, nil
+}
+
+// StartServer starts bin with args, a server that prints where it listens
+// on its first line, and returns it with that line; the rest of its
+// stdout is discarded. A server that exits before the line is killed and
+// reported.
+func StartServer(bin string, env []string, args ...string) (*Proc, string, error) {
+	pr, pw := io.Pipe()
+	p, err := Start(bin, env, pw, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	go func() {
+		<-p.Done
+		pw.Close()
+	}()
+	lines := bufio.NewReader(pr)
+	line, err := lines.ReadString('\n')
+	go io.Copy(io.Discard, lines)
+	if err != nil {
+		p.Kill()
+		<-p.Done
+		return nil, "", fmt.Errorf("%s printed no first line: %v\n%s", strings.Join(args, " "), err, p.Report())
+	}
+	return p, line, nil
 }
 
 // Wait waits for p to exit, at most timeout: then, or when ctx ends, it

@@ -1,5 +1,6 @@
 // Command failoverkill kills `ahvfs failover` with SIGKILL at random
-// moments, many times in each mode (test, planned, unplanned), and
+// moments, many times in each mode (test, instant test, planned,
+// unplanned), and
 // `failover permanent` and `failback` once each per failback trial,
 // between two simulated sites, and checks after each kill, through the
 // command line and the simulators' inventories:
@@ -12,21 +13,27 @@
 //     VMs are on at the DR site (renamed for a test), on the mapped
 //     subnet, each disk byte-exact to what the mode promises (a planned
 //     failover: the source disk at shutdown; the others: the newest point
-//     at DR); then `failover undo --force` removes them;
+//     at DR; an instant test: the guest's view through the hydrating
+//     disk); then `failover undo --force` removes them;
 //
 //   - on odd trials `failover undo --force` alone cleans up;
 //
 //   - after the undo the DR site holds what it held before (VMs, images,
-//     snapshots, no volume groups), every source VM is on again, and the
-//     source keeps no snapshot but the backups' references, no volume
-//     group and no image;
+//     snapshots, no volume groups, no external repositories), the DR
+//     repository holds no restore point for an instant restore, every
+//     source VM is on again, and the source keeps no snapshot but the
+//     backups' references, no volume group and no image;
 //
 //   - a failback trial moves the VMs to DR (planned), kills `failover
 //     permanent` and resumes it, changes the DR disks, kills `failback`
 //     and resumes it: the VMs are then on at the source with their DR
 //     disks at shutdown, and both sites are as clean as after an undo.
 //
-//     go run ./tools/crash/failoverkill [-kills 10] [-modes test,planned,unplanned,failback] [-size 8] [-seed N] [-ahvfs bin/ahvfs] [-v]
+//     go run ./tools/crash/failoverkill [-kills 10] [-modes test,instant,planned,unplanned,failback] [-size 8] [-seed N] [-ahvfs bin/ahvfs] [-v]
+//
+// The instant mode is a test failover of a second plan with instant_nfs:
+// the VMs run from `ahvfs nfs-serve` of the DR repository (v4.2 APIs at
+// the DR simulator), which runs beside the trials.
 //
 // The unplanned failovers run with --force (the source simulator stays
 // up to be checked); the failover package's tests cover a stopped
@@ -52,7 +59,7 @@ import (
 func main() {
 	o := options{}
 	flag.IntVar(&o.Kills, "kills", 10, "trials per mode")
-	modes := flag.String("modes", "test,planned,unplanned,failback", "failover modes to kill (failback: a permanent failover and a failback killed in each trial)")
+	modes := flag.String("modes", "test,instant,planned,unplanned,failback", "failover modes to kill (instant: a test failover restoring instantly; failback: a permanent failover and a failback killed in each trial)")
 	flag.IntVar(&o.SizeMiB, "size", 8, "`MiB` of each VM's disk")
 	o.Flags()
 	flag.Parse()
@@ -87,7 +94,11 @@ type killer struct {
 	prod, drs  *prismsim.Sim
 	srcRepo    string
 	drRepo     string
-	plan       string
+	plan       string // the plan of the mode running
+	basePlan   string
+	instPlan   string // basePlan with instant_nfs, and the DR site on v4
+	instBody   string // instPlan but its instant_nfs
+	nfs        *crashproc.Proc
 	vms        []string
 	sourceDisk map[string]string // VM → its live disk file at the source
 	atDR       map[string][]byte // VM → the disk of its newest point at DR
@@ -114,7 +125,11 @@ func run(ctx context.Context, o options, out io.Writer) (result, error) {
 		k.prod.Close()
 	}
 	if k.drs != nil {
-		k.drs.Close()
+		k.drs.Close() // its hydrators read from nfs-serve: before it
+	}
+	if k.nfs != nil {
+		k.nfs.Kill()
+		<-k.nfs.Done
 	}
 	for _, m := range o.Modes {
 		fmt.Fprintf(out, "failoverkill: %-9s %d trials, %d killed before their end, %d resumed to the end, %d undone\n",
@@ -133,7 +148,13 @@ func (k *killer) runAll(ctx context.Context) error {
 		return err
 	}
 	for _, mode := range k.o.Modes {
+		k.plan = k.basePlan
 		switch mode {
+		case "instant":
+			if err := k.startNFS(); err != nil {
+				return err
+			}
+			k.plan = k.instPlan
 		case "test", "planned", "unplanned":
 		case "failback":
 			if err := k.calibrateFailback(ctx); err != nil {
@@ -147,7 +168,7 @@ func (k *killer) runAll(ctx context.Context) error {
 			}
 			continue
 		default:
-			return fmt.Errorf("mode %q: want test, planned, unplanned or failback", mode)
+			return fmt.Errorf("mode %q: want test, instant, planned, unplanned or failback", mode)
 		}
 		// The DR repository's newest points are the source disks as they
 		// are; then learn how long an unkilled failover of the mode takes.

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ahvfs/ahvfs/prismsim"
@@ -21,7 +23,9 @@ func (k *killer) setup(ctx context.Context) error {
 		sim  **prismsim.Sim
 		name string
 	}{{&k.prod, "prod"}, {&k.drs, "dr"}} {
-		if *s.sim, err = prismsim.New(ctx, prismsim.Options{StateDir: filepath.Join(k.work, s.name), TaskDelay: 5 * time.Millisecond}); err != nil {
+		// v4.2 for the instant plan's external repositories.
+		o := prismsim.Options{StateDir: filepath.Join(k.work, s.name), TaskDelay: 5 * time.Millisecond, V4Revisions: []string{"v4.0", "v4.1", "v4.2"}}
+		if *s.sim, err = prismsim.New(ctx, o); err != nil {
 			return err
 		}
 	}
@@ -53,7 +57,7 @@ func (k *killer) setup(ctx context.Context) error {
 		return fmt.Sprintf("[[cluster]]\nname = %q\nprism = %q\nuser = \"admin\"\npassword_file = %q\nca_cert = %q\napi = \"v3\"\n",
 			name, s.Addr(), s.PasswordFile(), s.CAFile())
 	}
-	k.plan = filepath.Join(k.work, "plan.toml")
+	k.basePlan, k.instPlan = filepath.Join(k.work, "plan.toml"), filepath.Join(k.work, "instant-plan.toml")
 	plan := fmt.Sprintf(`source_cluster = "prod"
 target_cluster = "dr"
 target_ahv_cluster = "cluster-b"
@@ -67,10 +71,13 @@ shutdown_timeout = "2s"
 vms = ["db01"]
 [[stage]]
 vms = ["web01"]
-`, k.drRepo, k.srcRepo) + site("prod", k.prod) + site("dr", k.drs)
-	if err := os.WriteFile(k.plan, []byte(plan), 0o600); err != nil {
+`, k.drRepo, k.srcRepo) + site("prod", k.prod)
+	if err := os.WriteFile(k.basePlan, []byte(plan+site("dr", k.drs)), 0o600); err != nil {
 		return err
 	}
+	k.plan = k.basePlan
+	// The instant plan is written when nfs-serve has a port (startNFS).
+	k.instBody = plan + strings.Replace(site("dr", k.drs), `api = "v3"`, `api = "v4"`, 1)
 	k.drs.WaitTasks(time.Minute)
 	k.drBefore = k.drs.Objects()
 	return nil
@@ -126,7 +133,7 @@ func (k *killer) checkUp(at, mode string) {
 	dr, prod := k.drs.Objects(), k.prod.Objects()
 	for _, vm := range k.vms {
 		name := vm
-		if mode == "test" {
+		if mode == "test" || mode == "instant" {
 			name += "-drtest"
 		}
 		i := slices.IndexFunc(dr.VMs, func(v prismsim.VMObject) bool { return v.Name == name })
@@ -134,8 +141,6 @@ func (k *killer) checkUp(at, mode string) {
 			k.chk.Fail(at, fmt.Sprintf("%s is not on at the DR site after the failover ended", name), "")
 			continue
 		}
-		info, _ := k.drs.VM(dr.VMs[i].UUID)
-		got, err := os.ReadFile(info.Disks[0])
 		want := k.atDR[vm]
 		if mode == "planned" {
 			want, _ = os.ReadFile(k.sourceDisk[vm])
@@ -143,6 +148,10 @@ func (k *killer) checkUp(at, mode string) {
 				k.chk.Fail(at, fmt.Sprintf("source %s is not off after a planned failover", vm), "")
 			}
 		}
+		// The guest's view: an instant copy's blocks not yet hydrated come
+		// from nfs-serve.
+		got := make([]byte, len(want))
+		err := k.drs.ReadDisk(dr.VMs[i].UUID, 0, 0, got)
 		if err != nil || len(want) == 0 || !bytes.Equal(got, want) {
 			k.chk.Fail(at, fmt.Sprintf("%s at DR: its disk is not what the %s failover promises (%v)", name, mode, err), "")
 		}
@@ -168,9 +177,15 @@ func (k *killer) checkBaseline(at string) {
 		return out
 	}
 	snaps := func(o prismsim.Objects) int { return len(o.Snapshots) + len(o.RecoveryPoints) }
-	if !slices.Equal(names(dr), names(k.drBefore)) || len(dr.Images) != len(k.drBefore.Images) || len(dr.VolumeGroups) > 0 || snaps(dr) != snaps(k.drBefore) {
-		k.chk.Fail(at, fmt.Sprintf("DR site after undo or failback: VMs %v, %d images, %d volume groups, %d snapshots; before: %v, %d images, %d snapshots",
-			names(dr), len(dr.Images), len(dr.VolumeGroups), snaps(dr), names(k.drBefore), len(k.drBefore.Images), snaps(k.drBefore)), "")
+	if !slices.Equal(names(dr), names(k.drBefore)) || len(dr.Images) != len(k.drBefore.Images) || len(dr.VolumeGroups) > 0 || snaps(dr) != snaps(k.drBefore) ||
+		len(dr.ExternalRepositories) > 0 {
+		k.chk.Fail(at, fmt.Sprintf("DR site after undo or failback: VMs %v, %d images, %d volume groups, %d snapshots, %d external repositories; before: %v, %d images, %d snapshots",
+			names(dr), len(dr.Images), len(dr.VolumeGroups), snaps(dr), len(dr.ExternalRepositories), names(k.drBefore), len(k.drBefore.Images), snaps(k.drBefore)), "")
+	}
+	var holds bytes.Buffer
+	var held []json.RawMessage
+	if _, err := k.ahvfsTo(context.Background(), at, &holds, "holds", "--json", "--repo", k.drRepo); err != nil || json.Unmarshal(holds.Bytes(), &held) != nil || len(held) > 0 {
+		k.chk.Fail(at, fmt.Sprintf("the DR repository holds restore points after undo or failback: %s (%v)", holds.Bytes(), err), "")
 	}
 	for _, v := range prod.VMs {
 		if v.PowerState != "ON" {

@@ -15,6 +15,9 @@ import (
 )
 
 func (k *killer) failoverArgs(mode string) []string {
+	if mode == "instant" {
+		return []string{"failover", "test", k.plan}
+	}
 	args := []string{"failover", mode}
 	if mode == "unplanned" {
 		args = append(args, "--force") // the source simulator stays up, to be checked

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"path/filepath"
 	"regexp"
 	"syscall"
@@ -55,23 +53,10 @@ var urlRE = regexp.MustCompile(`https://[0-9.]+:[0-9]+`)
 // restartServe starts ahvfs serve on t's repository (a port of its own
 // choosing) and waits for the line that says where it listens.
 func (k *killer) restartServe(t *target) (*target, error) {
-	pr, pw := io.Pipe()
-	p, err := crashproc.Start(k.o.Ahvfs, nil, pw, "serve", "--repo", t.repo, "--listen", "127.0.0.1:0",
+	p, line, err := crashproc.StartServer(k.o.Ahvfs, nil, "serve", "--repo", t.repo, "--listen", "127.0.0.1:0",
 		"--tls-cert", k.tls.serverCert, "--tls-key", k.tls.serverKey, "--client-ca", k.tls.ca, "--log-level", "info")
 	if err != nil {
 		return nil, err
-	}
-	go func() {
-		<-p.Done
-		pw.Close()
-	}()
-	lines := bufio.NewReader(pr)
-	line, err := lines.ReadString('\n')
-	go io.Copy(io.Discard, lines)
-	if err != nil {
-		p.Kill()
-		<-p.Done
-		return nil, fmt.Errorf("serve printed no address: %v\n%s", err, p.Report())
 	}
 	t.url, t.serve = urlRE.FindString(line), p
 	if t.url == "" {
