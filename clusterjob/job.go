@@ -55,7 +55,7 @@ func (j *Journal) Begin(kind string, cl nutanix.Cluster, o JobOptions) (*Job, er
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d, err := j.newJobDir(kind)
+	d, err := j.newJobDir(kind, endpointOf(cl))
 	if err != nil {
 		return nil, err
 	}

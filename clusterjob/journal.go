@@ -81,6 +81,10 @@ type jobInfo struct {
 	PID     int       `json:"pid"`
 	Host    string    `json:"host"`
 	Started time.Time `json:"started"`
+	// Prism is the endpoint the job creates its objects through ("":
+	// not recorded, by an older ahvfs or Adopt): a sweep through another
+	// Prism leaves the job alone.
+	Prism string `json:"prism,omitempty"`
 }
 
 // jobDir is one job's directory with the lock its process holds (nil
@@ -92,8 +96,9 @@ type jobDir struct {
 	seal Sealer
 }
 
-// newJobDir creates a job directory and takes its lock.
-func (j *Journal) newJobDir(kind string) (*jobDir, error) {
+// newJobDir creates a job directory and takes its lock; prism is the
+// endpoint of the job's objects ("": unknown).
+func (j *Journal) newJobDir(kind, prism string) (*jobDir, error) {
 	var b [4]byte
 	rand.Read(b[:])
 	id := kind + "-" + time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
@@ -111,7 +116,7 @@ func (j *Journal) newJobDir(kind string) (*jobDir, error) {
 	}
 	d.lock = f
 	host, _ := os.Hostname()
-	info, _ := json.Marshal(jobInfo{Job: kind, PID: os.Getpid(), Host: host, Started: time.Now().UTC()})
+	info, _ := json.Marshal(jobInfo{Job: kind, PID: os.Getpid(), Host: host, Started: time.Now().UTC(), Prism: prism})
 	if err := atomicfile.WriteFile(filepath.Join(d.dir, jobFile), info, 0o600); err != nil {
 		d.release()
 		return nil, fmt.Errorf("journal: job %s: %w", id, err)

@@ -45,6 +45,10 @@ type Report struct {
 	Errors []string `json:"errors,omitempty"`
 	// Running jobs, whose objects were left alone.
 	Running []string `json:"running,omitempty"`
+	// Elsewhere are dead jobs made through another Prism than the sweep's:
+	// left alone for a sweep there (that Prism would not know their
+	// objects, and an object not found counts as gone).
+	Elsewhere []string `json:"elsewhere,omitempty"`
 }
 
 // Summary is a one-line description of the report.
@@ -60,6 +64,7 @@ func (r *Report) Summary() string {
 	add(len(r.Finished), "overwrites finished")
 	add(len(r.Unresolved), "unresolved")
 	add(len(r.Errors), "failed")
+	add(len(r.Elsewhere), "jobs of another Prism left alone")
 	if len(parts) == 0 {
 		return "nothing to clean up"
 	}
@@ -159,6 +164,11 @@ func sweepJob(ctx context.Context, d *jobDir, clusters Clusters, protected map[s
 		errs = append(errs, err)
 	}
 	info := d.info()
+	if where, ok := elsewhere(ctx, info, objs, clusters); ok {
+		rep.Elsewhere = append(rep.Elsewhere, fmt.Sprintf("%s job %s: made through %s; run ahvfs cleanup with --prism there", info.Job, d.id, where))
+		logger.Warn("cleanup: a job of another Prism left alone", "job", d.id, "prism", where)
+		return nil
+	}
 	sortForTeardown(objs)
 	vmLeft := false
 	for _, o := range objs {
@@ -220,7 +230,7 @@ func (j *Journal) Adopt(kind string, objs []Object) error {
 	if len(objs) == 0 {
 		return nil
 	}
-	d, err := j.newJobDir(kind)
+	d, err := j.newJobDir(kind, "")
 	if err != nil {
 		return err
 	}
@@ -250,4 +260,26 @@ func (j *Journal) Pending() ([]Object, error) {
 		out = append(out, objs...)
 	}
 	return out, errors.Join(errs...)
+}
+
+// endpointOf is the Prism endpoint of cl ("" when it cannot say).
+func endpointOf(cl nutanix.Cluster) string {
+	if e, ok := cl.(interface{ Endpoint() string }); ok {
+		return strings.TrimSuffix(e.Endpoint(), "/")
+	}
+	return ""
+}
+
+// elsewhere reports whether a dead job was made through another Prism
+// than the one the sweep reaches its objects through, and which.
+func elsewhere(ctx context.Context, info jobInfo, objs []Object, clusters Clusters) (string, bool) {
+	if info.Prism == "" || len(objs) == 0 {
+		return "", false
+	}
+	cl, err := clusters(ctx, objs[0].API)
+	if err != nil {
+		return "", false // reported per object
+	}
+	here := endpointOf(cl)
+	return info.Prism, here != "" && !strings.EqualFold(here, info.Prism)
 }

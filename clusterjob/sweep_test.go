@@ -253,6 +253,37 @@ func TestSweepAfterKill(t *testing.T) {
 	}
 }
 
+// TestSweepLeavesOtherPrism: a dead job records the Prism it worked
+// through. A sweep through another Prism (a second site, to which the
+// objects are unknown, and an object not found counts as gone) leaves the
+// job alone and says where it belongs; the sweep through its own Prism
+// deletes its objects.
+func TestSweepLeavesOtherPrism(t *testing.T) {
+	e := newEnv(t, prismsim.VMOptions{})
+	before := e.inventory()
+	e.crash("temporaries", nutanix.APIV3)
+	during := e.inventory()
+	other := &env{t: t, sim: simtest.Start(t, simtest.Options{})}
+	rep, err := e.sweep(clusterjob.Only(other.client(nutanix.APIV3)))
+	if err != nil || len(rep.Deleted) != 0 || len(rep.Unresolved) != 0 || len(rep.Elsewhere) != 1 ||
+		!strings.Contains(rep.Elsewhere[0], e.sim.URL()) || !strings.Contains(rep.Summary(), "another Prism") {
+		t.Fatalf("sweep through another Prism: %v %+v", err, rep)
+	}
+	if now := e.inventory(); strings.Join(now, "\n") != strings.Join(during, "\n") {
+		t.Fatalf("a sweep through another Prism changed the job's site:\n%s", strings.Join(now, "\n"))
+	}
+	if p, _ := e.j.Pending(); len(p) != 4 {
+		t.Fatalf("journal after the other Prism's sweep: %+v, want the job's 4 entries", p)
+	}
+	rep, err = e.sweep(clusterjob.Only(e.client(nutanix.APIV3)))
+	if err != nil || len(rep.Deleted) != 3 || len(rep.Elsewhere) != 0 {
+		t.Fatalf("sweep through the job's Prism: %v %+v", err, rep)
+	}
+	if after := e.inventory(); strings.Join(after, "\n") != strings.Join(before, "\n") {
+		t.Fatalf("cluster after the sweep:\n%s\nbefore:\n%s", strings.Join(after, "\n"), strings.Join(before, "\n"))
+	}
+}
+
 // TestSweepOverwrite: an overwriting restore killed before its commit is
 // undone (new VM deleted, the original powered on again); killed after it,
 // finished (original deleted, new VM kept). Never neither VM.

@@ -97,4 +97,7 @@ func printCleanup(env *cliEnv, rep *clusterjob.Report) {
 	for _, s := range rep.Running {
 		fmt.Fprintf(env.Stdout, "skipped job %s (still running)\n", s)
 	}
+	for _, s := range rep.Elsewhere {
+		fmt.Fprintf(env.Stdout, "skipped the %s\n", s)
+	}
 }
