@@ -97,28 +97,39 @@ type jobDir struct {
 }
 
 // newJobDir creates a job directory and takes its lock; prism is the
-// endpoint of the job's objects ("": unknown).
+// endpoint of the job's objects ("": unknown). The directory is made
+// under a dot name (which sweeps do not list), locked, given its job.json
+// and only then renamed into place, so a sweep never claims a job that is
+// starting (it would take the empty directory for a finished job's).
 func (j *Journal) newJobDir(kind, prism string) (*jobDir, error) {
 	var b [4]byte
 	rand.Read(b[:])
 	id := kind + "-" + time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 	d := &jobDir{id: id, dir: filepath.Join(j.dir, id), seal: j.seal}
-	if err := os.Mkdir(d.dir, 0o700); err != nil {
+	tmp := filepath.Join(j.dir, ".new-"+id)
+	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("journal: create job %s: %w", id, err)
 	}
-	f, err := os.OpenFile(filepath.Join(d.dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(filepath.Join(tmp, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
+		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("journal: job %s: %w", id, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
+		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("journal: lock job %s: %w", id, err)
 	}
 	d.lock = f
 	host, _ := os.Hostname()
 	info, _ := json.Marshal(jobInfo{Job: kind, PID: os.Getpid(), Host: host, Started: time.Now().UTC(), Prism: prism})
-	if err := atomicfile.WriteFile(filepath.Join(d.dir, jobFile), info, 0o600); err != nil {
+	err = atomicfile.WriteFile(filepath.Join(tmp, jobFile), info, 0o600)
+	if err == nil {
+		err = os.Rename(tmp, d.dir)
+	}
+	if err != nil {
 		d.release()
+		os.RemoveAll(tmp)
 		return nil, fmt.Errorf("journal: job %s: %w", id, err)
 	}
 	return d, atomicfile.SyncDir(j.dir)

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -281,5 +284,31 @@ func elsewhere(ctx context.Context, info jobInfo, objs []Object, clusters Cluste
 		return "", false // reported per object
 	}
 	here := endpointOf(cl)
-	return info.Prism, here != "" && !strings.EqualFold(here, info.Prism)
+	return info.Prism, here != "" && !samePrism(ctx, here, info.Prism)
+}
+
+// samePrism reports whether two endpoints (URLs) reach the same Prism: the
+// same host and port, or hosts that resolve to a common address on the
+// same port (an IP address and its DNS name).
+func samePrism(ctx context.Context, a, b string) bool {
+	if strings.EqualFold(a, b) {
+		return true
+	}
+	ua, err1 := url.Parse(a)
+	ub, err2 := url.Parse(b)
+	if err1 != nil || err2 != nil || ua.Port() != ub.Port() {
+		return false
+	}
+	if strings.EqualFold(ua.Hostname(), ub.Hostname()) {
+		return true
+	}
+	addrs := func(h string) []string {
+		out, err := net.DefaultResolver.LookupHost(ctx, h)
+		if err != nil {
+			return nil
+		}
+		return out
+	}
+	ab := addrs(ub.Hostname())
+	return slices.ContainsFunc(addrs(ua.Hostname()), func(x string) bool { return slices.Contains(ab, x) })
 }

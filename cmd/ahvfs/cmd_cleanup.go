@@ -18,7 +18,8 @@ func init() {
 			Description: "Deletes every cluster object that the repository's journal records for jobs that are no longer\n" +
 				"running (killed, crashed, or whose own teardown failed), whatever job made them, through the API\n" +
 				"that created each, and reports only deletions the cluster confirmed. Reference snapshots the next\n" +
-				"backups need are kept; running jobs are left alone. Every backup and restore does the same at its start.\n" +
+				"backups need are kept; running jobs are left alone, and so are jobs made through another Prism\n" +
+				"(listed: run cleanup with --prism there). Every backup and restore does the same at its start.\n" +
 				"It also removes the holds of instant restores whose external repository is gone from the cluster.",
 			Flags: append(clusterFlags(), repoPasswordFlag()),
 			Action: func(c *cli.Context) error {
