@@ -23,7 +23,7 @@ type Room struct {
 }
 
 // ClusterRoom is one DR AHV cluster: the memory of the VMs the failover
-// powers on there, and the data of their disks per storage container.
+// powers on there, and the data of their disks.
 type ClusterRoom struct {
 	Name string `json:"name"`
 	UUID string `json:"uuid"`
@@ -31,11 +31,18 @@ type ClusterRoom struct {
 	// MemoryNeed is the VMs' memory (their overrides, else their restore
 	// points' configuration). MemoryFree is the cluster's memory not in
 	// use, nutanix.Unknown when the API does not say (then the check is
-	// against MemoryTotal).
-	MemoryNeed  int64         `json:"memory_need"`
-	MemoryFree  int64         `json:"memory_free"`
-	MemoryTotal int64         `json:"memory_total"`
-	Storage     []StorageRoom `json:"storage"`
+	// against MemoryTotal, itself Unknown when the hosts do not say).
+	MemoryNeed  int64 `json:"memory_need"`
+	MemoryFree  int64 `json:"memory_free"`
+	MemoryTotal int64 `json:"memory_total"`
+	// StorageNeed is the data of every disk restored on the cluster;
+	// StorageFree the most free space any of its containers reports: they
+	// are thin slices of one storage pool and all draw from it
+	// (nutanix.Unknown: none reports any).
+	StorageNeed int64 `json:"storage_need"`
+	StorageFree int64 `json:"storage_free"`
+	// Storage is the need per storage container.
+	Storage []StorageRoom `json:"storage"`
 }
 
 // StorageRoom is the data restored into one storage container: Need is
@@ -53,14 +60,11 @@ type StorageRoom struct {
 // String is the room as the dry run prints it, one line per figure.
 func (r Room) String() string {
 	var b strings.Builder
-	size := func(n int64) string {
-		if n == nutanix.Unknown {
-			return "unknown"
-		}
-		return humanize.IBytes(uint64(n))
-	}
 	for _, c := range r.Clusters {
 		fmt.Fprintf(&b, "DR cluster %s: %d VMs need %s of memory; %s free of %s\n", c.Name, c.VMs, size(c.MemoryNeed), size(c.MemoryFree), size(c.MemoryTotal))
+		if c.Storage != nil {
+			fmt.Fprintf(&b, "  their disks hold %s of data; the storage pool has %s free\n", size(c.StorageNeed), size(c.StorageFree))
+		}
 		for _, s := range c.Storage {
 			name := s.Container
 			if name == "" {
@@ -73,6 +77,14 @@ func (r Room) String() string {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}
 	return b.String()
+}
+
+// size prints a byte count, or "unknown".
+func size(n int64) string {
+	if n == nutanix.Unknown {
+		return "unknown"
+	}
+	return humanize.IBytes(uint64(max(n, 0)))
 }
 
 // roomFor works out what the points need on the DR clusters and compares
@@ -131,16 +143,16 @@ func roomFor(ctx context.Context, cl nutanix.Cluster, r *engine.Repository, p *P
 			room.Notes = append(room.Notes, "DR cluster "+cr.Name+": "+n)
 		}
 		cr.MemoryTotal, cr.MemoryFree = capa.MemoryBytes, nutanix.Unknown
-		if capa.MemoryUsedBytes != nutanix.Unknown {
-			cr.MemoryFree = capa.MemoryBytes - capa.MemoryUsedBytes
+		if capa.MemoryBytes != nutanix.Unknown && capa.MemoryUsedBytes != nutanix.Unknown {
+			cr.MemoryFree = max(capa.MemoryBytes-capa.MemoryUsedBytes, 0)
 		}
 		switch {
 		case cr.MemoryFree != nutanix.Unknown && cr.MemoryNeed > cr.MemoryFree:
 			errs = append(errs, fmt.Errorf("DR cluster %s: the plan's %d VMs need %s of memory, and %s of its %s is free",
-				cr.Name, cr.VMs, humanize.IBytes(uint64(cr.MemoryNeed)), humanize.IBytes(uint64(cr.MemoryFree)), humanize.IBytes(uint64(cr.MemoryTotal))))
-		case cr.MemoryFree == nutanix.Unknown && cr.MemoryNeed > cr.MemoryTotal:
+				cr.Name, cr.VMs, size(cr.MemoryNeed), size(cr.MemoryFree), size(cr.MemoryTotal)))
+		case cr.MemoryFree == nutanix.Unknown && cr.MemoryTotal != nutanix.Unknown && cr.MemoryNeed > cr.MemoryTotal:
 			errs = append(errs, fmt.Errorf("DR cluster %s: the plan's %d VMs need %s of memory, more than its hosts have (%s)",
-				cr.Name, cr.VMs, humanize.IBytes(uint64(cr.MemoryNeed)), humanize.IBytes(uint64(cr.MemoryTotal))))
+				cr.Name, cr.VMs, size(cr.MemoryNeed), size(cr.MemoryTotal)))
 		}
 		var containers []string
 		for k := range need {
@@ -148,21 +160,26 @@ func roomFor(ctx context.Context, cl nutanix.Cluster, r *engine.Repository, p *P
 				containers = append(containers, k.container)
 			}
 		}
-		// Named containers first (sorted, "" last), so that the default's
-		// room leaves out what they take.
 		slices.Sort(containers)
-		if len(containers) > 0 && containers[0] == "" {
-			containers = append(containers[1:], "")
+		cr.StorageFree = nutanix.Unknown
+		for _, c := range capa.Containers {
+			cr.StorageFree = max(cr.StorageFree, c.FreeBytes) // Unknown is -1
 		}
-		bound := map[string]int64{} // container UUID → need of the named groups
+		groupsFit := true
 		for _, name := range containers {
-			sr, err := storageRoom(cr.Name, capa, name, need[key{id, name}], bound)
+			sr, err := storageRoom(cr.Name, capa, name, need[key{id, name}])
 			if err != nil {
-				errs = append(errs, err)
+				errs, groupsFit = append(errs, err), false
 			}
+			cr.StorageNeed += sr.Need
 			if capa.Containers != nil {
 				cr.Storage = append(cr.Storage, sr)
 			}
+		}
+		// Each group fits on its own; together they draw from one pool.
+		if groupsFit && len(containers) > 1 && cr.StorageFree != nutanix.Unknown && cr.StorageNeed > cr.StorageFree {
+			errs = append(errs, fmt.Errorf("DR cluster %s: the plan's disks hold %s of data in all, and its storage pool has %s free (its containers share it)",
+				cr.Name, size(cr.StorageNeed), size(cr.StorageFree)))
 		}
 		room.Clusters = append(room.Clusters, *cr)
 	}
@@ -170,23 +187,22 @@ func roomFor(ctx context.Context, cl nutanix.Cluster, r *engine.Repository, p *P
 }
 
 // storageRoom compares the data bound for container name ("": the
-// cluster's default) with its free space. bound holds what named
-// containers take (by UUID): storageRoom adds to it for a named one and
-// takes it off each container's free space for the default.
-func storageRoom(cluster string, capa nutanix.Capacity, name string, need int64, bound map[string]int64) (StorageRoom, error) {
+// cluster's default) with its free space: a named container's own, the
+// default's the most any container reports.
+func storageRoom(cluster string, capa nutanix.Capacity, name string, need int64) (StorageRoom, error) {
 	sr := StorageRoom{Container: name, Need: need, Free: nutanix.Unknown}
 	if capa.Containers == nil {
 		return sr, nil // the note says why
 	}
 	if name == "" {
 		for _, c := range capa.Containers {
-			if free := c.FreeBytes - bound[c.UUID]; c.FreeBytes != nutanix.Unknown && (sr.Free == nutanix.Unknown || free > sr.Free) {
-				sr.Free, sr.Largest = free, c.Name
+			if c.FreeBytes != nutanix.Unknown && c.FreeBytes > sr.Free {
+				sr.Free, sr.Largest = c.FreeBytes, c.Name
 			}
 		}
 		if sr.Free != nutanix.Unknown && need > sr.Free {
 			return sr, fmt.Errorf("DR cluster %s: the plan's disks hold %s of data for the default storage container; the one with the most room, %s, has %s free",
-				cluster, humanize.IBytes(uint64(need)), sr.Largest, humanize.IBytes(uint64(max(sr.Free, 0))))
+				cluster, size(need), sr.Largest, size(sr.Free))
 		}
 		return sr, nil
 	}
@@ -194,15 +210,10 @@ func storageRoom(cluster string, capa nutanix.Capacity, name string, need int64,
 	if i < 0 {
 		return sr, fmt.Errorf("container %q: no such storage container on DR cluster %s", name, cluster)
 	}
-	c := capa.Containers[i]
-	sr.Free = c.FreeBytes
-	if sr.Free != nutanix.Unknown {
-		sr.Free -= bound[c.UUID] // two names (name, UUID) of one container
-	}
-	bound[c.UUID] += need
+	sr.Free = capa.Containers[i].FreeBytes
 	if sr.Free != nutanix.Unknown && need > sr.Free {
 		return sr, fmt.Errorf("DR cluster %s: the disks bound for storage container %s hold %s of data, and it has %s free",
-			cluster, name, humanize.IBytes(uint64(need)), humanize.IBytes(uint64(max(sr.Free, 0))))
+			cluster, name, size(need), size(sr.Free))
 	}
 	return sr, nil
 }

@@ -37,6 +37,9 @@ func Check(ctx context.Context, p *Plan, o Options, mode string) (Room, error) {
 		// The VMs are at the source; their newest points at DR (the last
 		// sync adds only what changed since) tell what they need there.
 		vms, errs = checkSource(ctx, p, o)
+		if resolveErr != nil && stages == nil {
+			errs = append(errs, resolveErr) // the DR repository could not be read
+		}
 		for _, v := range vms {
 			if rp := pointOf(stages, v.VM); rp != nil {
 				points = append(points, rp)

@@ -166,10 +166,11 @@ func beginFailback(ctx context.Context, p *Plan, scl nutanix.Cluster, r *engine.
 // source name, on the source networks, on its old VM's AHV cluster.
 func (p *Plan) failbackSlot(ctx context.Context, scl nutanix.Cluster, s *State, v *VMState, o Options) slot {
 	b := v.Back
-	return slot{name: v.VM, point: b.Point, status: &b.Status, uuid: &b.UUID, existing: &b.Existing, chained: &b.Chained, external: new(string),
+	return slot{name: v.VM, point: b.Point, status: &b.Status, uuid: &b.UUID, existing: &b.Existing, chained: &b.Chained, external: new(string), instant: new(bool),
 		options: func(rp *engine.RestorePoint) (restore.Options, error) {
 			ro := restore.Options{DataPath: p.DataPath, TargetCluster: v.SourceAHVCluster,
-				Keys: map[string]string{"--network-map": "network_map (inverted: DR subnet=source subnet)"}}
+				Keys: map[string]string{"--network-map": "network_map (inverted: DR subnet=source subnet)",
+					"--target-cluster": "the VM's source AHV cluster (recorded by the failover; gone)"}}
 			if v.SourceUUID != "" {
 				// The new VM replaces the old one (the restore's overwrite:
 				// created first, then the old one deleted, all journaled);

@@ -381,14 +381,17 @@ func must[T any](v T, err error) T {
 }
 
 // TestParallelStage: the VMs of a stage are restored side by side,
-// `parallel` at a time: with parallel = 2, two VM creations of the three
-// VMs' restores are in flight together at the DR site (the simulator holds
-// each until a second one comes), never three.
+// `parallel` at a time: with parallel = 2, two VM creations of the stage's
+// three restores are in flight together at the DR site (the simulator
+// holds each until a second one comes), and never three (held until a
+// third comes, none does). A VM whose restore fails does not stop its
+// siblings, and the next stage does not start; run again, the failover
+// completes.
 func TestParallelStage(t *testing.T) {
 	ctx := context.Background()
 	prod := simtest.Start(t, simtest.Options{})
 	drs := simtest.Start(t, simtest.Options{})
-	for i, n := range []string{"app1", "app2", "app3"} {
+	for i, n := range []string{"app1", "app2", "app3", "db09"} {
 		if _, err := prod.AddVM(ctx, n, []string{enginetest.Ext4Image(t, 8<<20, uint64(i+21))}, prismsim.VMOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -405,26 +408,70 @@ parallel = 2
 test_network_map = ["vlan10=vlan20"]
 [[stage]]
 vms = ["app*"]
+[[stage]]
+vms = ["db09"]
 `, repo)+siteTable("prod", prod)+siteTable("dr", drs)), 0o600)
 	plan, err := failover.Load(planFile, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := drs.GateTasks("VmCreate", 2, time.Minute)
-	s, err := failover.Test(ctx, plan, failover.Options{TuneCluster: tune})
-	most := done()
-	if err != nil {
-		t.Fatal(err)
+	o := failover.Options{TuneCluster: tune}
+	statuses := func(s *failover.State) map[string]string {
+		out := map[string]string{}
+		for _, v := range s.VMs {
+			out[v.VM] = v.Status
+		}
+		return out
 	}
-	for _, v := range s.VMs {
-		if v.Status != failover.VMOn {
-			t.Errorf("%s: %s", v.VM, v.Status)
+	allOn := func(s *failover.State) {
+		t.Helper()
+		for vm, st := range statuses(s) {
+			if st != failover.VMOn {
+				t.Errorf("%s: %s", vm, st)
+			}
 		}
 	}
-	if most != 2 {
-		t.Fatalf("%d VM creations were in flight together, want 2 (parallel = 2)", most)
+	for _, gate := range []struct {
+		n       int
+		timeout time.Duration
+	}{{2, time.Minute}, {3, 2 * time.Second}} {
+		done := drs.GateTasks("VmCreate", gate.n, gate.timeout)
+		s, err := failover.Test(ctx, plan, o)
+		most := done()
+		if err != nil {
+			t.Fatal(err)
+		}
+		allOn(s)
+		if gate.n == 2 && most != 2 || most > 2 {
+			t.Fatalf("gate of %d: %d VM creations were in flight together, want 2 (parallel = 2)", gate.n, most)
+		}
+		if _, err := failover.Undo(ctx, plan, o); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := failover.Undo(ctx, plan, failover.Options{TuneCluster: tune}); err != nil {
+	// One VM creation of stage 1 fails.
+	drs.SetFaults(prismsim.Faults{FailTasks: 1, FailOps: []string{"VmCreate"}})
+	s, err := failover.Test(ctx, plan, o)
+	drs.SetFaults(prismsim.Faults{})
+	st := statuses(s)
+	failed, on := 0, 0
+	for _, vm := range []string{"app1", "app2", "app3"} {
+		switch st[vm] {
+		case failover.VMFailed:
+			failed++
+		case failover.VMOn:
+			on++
+		}
+	}
+	if err == nil || failed != 1 || on != 2 || st["db09"] != failover.VMPending {
+		t.Fatalf("a failed restore in stage 1: %v; statuses %v; want one failed, its siblings on, stage 2 not begun", err, st)
+	}
+	s, err = failover.Test(ctx, plan, o)
+	if err != nil {
+		t.Fatalf("run again after the failure: %v", err)
+	}
+	allOn(s)
+	if _, err := failover.Undo(ctx, plan, o); err != nil {
 		t.Fatal(err)
 	}
 }

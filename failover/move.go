@@ -115,38 +115,53 @@ func backUpAndSync(ctx context.Context, p *Plan, site clusterjob.Site, cl *nutan
 // it in the saved state.
 func (t *target) bringUpStages(ctx context.Context, p *Plan, s *State, done *int, slotOf func(v *VMState) *slot) error {
 	for stage := *done + 1; stage <= len(p.Stage); stage++ {
-		// The VMs of a stage come up side by side, p.Parallel at a time; a
-		// VM that fails does not stop its siblings, and the next stage
-		// waits until every VM of this one is on.
+		// The VMs of a stage come up side by side, p.Parallel at a time,
+		// started in the plan's order; a VM that fails does not stop its
+		// siblings, and the next stage waits until every VM of this one is
+		// on. Once ctx ends no more are started.
 		var (
 			wg   sync.WaitGroup
 			mu   sync.Mutex
 			errs []error
 		)
-		sem := make(chan struct{}, max(p.Parallel, 1))
+		type vmSlot struct {
+			vm string
+			sl *slot
+		}
+		var slots []vmSlot
 		t.mu.Lock()
 		for i := range s.VMs {
 			v := &s.VMs[i]
 			if v.Stage != stage {
 				continue
 			}
-			sl := slotOf(v)
-			if sl == nil {
-				continue
+			if sl := slotOf(v); sl != nil {
+				slots = append(slots, vmSlot{v.VM, sl})
+			}
+		}
+		t.mu.Unlock()
+		sem := make(chan struct{}, max(p.Parallel, 1))
+	start:
+		for _, x := range slots {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("stage %d: %w", stage, ctx.Err()))
+				mu.Unlock()
+				break start
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				sem <- struct{}{}
 				defer func() { <-sem }()
-				if err := t.bringUp(ctx, *sl); err != nil {
+				if err := t.bringUp(ctx, *x.sl); err != nil {
 					mu.Lock()
-					errs = append(errs, fmt.Errorf("stage %d: %s: %w", stage, v.VM, err))
+					errs = append(errs, fmt.Errorf("stage %d: %s: %w", stage, x.vm, err))
 					mu.Unlock()
 				}
 			}()
 		}
-		t.mu.Unlock()
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
 			return err

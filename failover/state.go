@@ -202,15 +202,15 @@ func (s *State) remove() error {
 	return nil
 }
 
-// up reports whether VMs of the state may exist at the DR site, or a
-// planned failover has shut source VMs down: either must be undone (or
-// resumed) before another failover of the plan.
 // instant reports whether a VM of the failover was restored instantly
 // (it runs, or ran, from an external repository on the DR repository).
 func (s *State) instant() bool {
 	return slices.ContainsFunc(s.VMs, func(v VMState) bool { return v.Instant || v.ExternalRepo != "" })
 }
 
+// up reports whether VMs of the state may exist at the DR site, or a
+// planned failover has shut source VMs down: either must be undone (or
+// resumed) before another failover of the plan.
 func (s *State) up() bool {
 	for _, v := range s.VMs {
 		switch v.Status {

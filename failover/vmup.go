@@ -47,8 +47,10 @@ type slot struct {
 	existing    *[]string
 	chained     *bool
 	external    *string // an instant restore's external repository
+	instant     *bool   // the restore is instant
 	// options are the restore's options for the point (name, networks,
-	// cluster, overrides; the site's parts are set by bringUp).
+	// cluster, overrides; the site's parts are set by bringUp). It is
+	// called without the state's lock: it writes no state.
 	options func(rp *engine.RestorePoint) (restore.Options, error)
 	// record saves a new status (and UUID, error message) in the state.
 	record func(status, uuid, msg string) error
@@ -67,8 +69,8 @@ func (t *target) bringUp(ctx context.Context, sl slot) error {
 	fail := func(err error) error {
 		return errors.Join(err, sl.record(VMFailed, "", err.Error()))
 	}
-	rp, err := t.r.Resolve(ctx, sl.point)
-	if err != nil {
+	var rp *engine.RestorePoint
+	if err := t.unlocked(func() (err error) { rp, err = t.r.Resolve(ctx, sl.point); return err }); err != nil {
 		return fail(err)
 	}
 	if *sl.status != VMRestored {
@@ -80,10 +82,15 @@ func (t *target) bringUp(ctx context.Context, sl slot) error {
 			}
 			*sl.uuid = ""
 		}
-		ro, err := sl.options(rp)
-		if err != nil {
+		var ro restore.Options
+		if err := t.unlocked(func() (err error) { ro, err = sl.options(rp); return err }); err != nil {
 			return fail(err)
 		}
+		*sl.instant = ro.DataPath == restore.DataPathInstant
+		// The plan swept the journal before its stages: a restore's own
+		// sweep could claim a sibling's job as it starts.
+		ro.SkipCleanup = true
+		var err error
 		if ro.ISCSI.CHAP, err = t.site.CHAP(); err != nil {
 			return err
 		}
@@ -134,7 +141,7 @@ func (t *target) bringUp(ctx context.Context, sl slot) error {
 // failoverSlot is a failover's VM v: restored under its DR name, on the
 // mode's networks, on the plan's AHV cluster, with its overrides.
 func (p *Plan) failoverSlot(s *State, v *VMState, o Options) slot {
-	return slot{name: v.Name, point: v.Point, status: &v.Status, uuid: &v.UUID, existing: &v.Existing, chained: &v.Chained, external: &v.ExternalRepo,
+	return slot{name: v.Name, point: v.Point, status: &v.Status, uuid: &v.UUID, existing: &v.Existing, chained: &v.Chained, external: &v.ExternalRepo, instant: &v.Instant,
 		options: func(rp *engine.RestorePoint) (restore.Options, error) {
 			netMap, err := p.vmNetMap(s.Mode, rp)
 			ov := p.override(rp.VM)
@@ -146,7 +153,7 @@ func (p *Plan) failoverSlot(s *State, v *VMState, o Options) slot {
 				// A test copy runs at once from the DR repository; a real
 				// failover's VMs get their disks in full, and depend on no
 				// backup host.
-				ro.DataPath, ro.NFS, v.Instant = restore.DataPathInstant, p.InstantNFS, true
+				ro.DataPath, ro.NFS = restore.DataPathInstant, p.InstantNFS
 			}
 			return ro, err
 		},

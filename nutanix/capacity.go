@@ -76,32 +76,19 @@ type v3Host struct {
 }
 
 // ClusterCapacity reads the v2.0 hosts and containers when the endpoint
-// serves v2.0, else the v3 hosts alone (memory in use and containers
-// unknown).
+// serves v2.0 and lists the cluster's hosts there, else the v3 hosts
+// alone (memory in use and containers unknown).
 func (b *v3Backend) ClusterCapacity(ctx context.Context, clusterUUID string) (Capacity, error) {
-	out := Capacity{ClusterUUID: clusterUUID, MemoryUsedBytes: Unknown}
 	if b.v2base == "" {
-		hosts, err := v3List(ctx, b, "host", "list hosts", func(h v3Host) (int64, bool) {
-			ref := h.Status.ClusterReference
-			return h.Status.Resources.MemoryCapacityMiB << 20, ref != nil && ref.UUID == clusterUUID
-		})
-		if err != nil {
-			return Capacity{}, err
-		}
-		if len(hosts) == 0 {
-			return Capacity{}, fmt.Errorf("cluster %s: no hosts listed: %w", clusterUUID, ErrNotFound)
-		}
-		for _, m := range hosts {
-			out.MemoryBytes += m
-		}
-		out.Notes = append(out.Notes, "memory in use and storage container space are unknown (v3 reports neither, and this endpoint does not serve v2.0)")
-		return out, nil
+		return b.v3Capacity(ctx, clusterUUID, "this endpoint does not serve v2.0")
 	}
+	out := Capacity{ClusterUUID: clusterUUID, MemoryUsedBytes: Unknown}
 	var hosts v2List[v2Host]
 	if _, err := b.r.do(ctx, request{method: http.MethodGet, path: b.v2("/hosts/"), out: &hosts}); err != nil {
 		return Capacity{}, fmt.Errorf("list hosts: %w", err)
 	}
-	used, usedKnown, n := int64(0), true, 0
+	var used int64
+	n, silent := 0, 0
 	for _, h := range hosts.Entities {
 		if h.ClusterUUID != "" && h.ClusterUUID != clusterUUID {
 			continue
@@ -111,19 +98,25 @@ func (b *v3Backend) ClusterCapacity(ctx context.Context, clusterUUID string) (Ca
 		if ppm, ok := statInt(h.Stats, "hypervisor_memory_usage_ppm"); ok {
 			used += ppmOf(h.MemoryCapacityInBytes, ppm)
 		} else {
-			usedKnown = false
+			// A host that reports no use (in maintenance, upgrading) runs
+			// no VM: none of its memory counts as free.
+			used += h.MemoryCapacityInBytes
+			silent++
 		}
 	}
 	if n == 0 {
-		return Capacity{}, fmt.Errorf("cluster %s: no hosts listed: %w", clusterUUID, ErrNotFound)
+		// A Prism Central's v2.0 gateway may list only its own hosts.
+		return b.v3Capacity(ctx, clusterUUID, "v2.0 lists no host of the cluster")
 	}
-	if usedKnown {
-		out.MemoryUsedBytes = used
+	out.MemoryUsedBytes = used
+	if silent > 0 {
+		out.Notes = append(out.Notes, fmt.Sprintf("%d of %d hosts report no memory use: their memory counts as not free", silent, n))
 	}
 	var ctrs v2List[v2StorageContainer]
 	if _, err := b.r.do(ctx, request{method: http.MethodGet, path: b.v2("/storage_containers/"), out: &ctrs}); err != nil {
 		return Capacity{}, fmt.Errorf("list storage containers: %w", err)
 	}
+	out.Containers = []ContainerSpace{}
 	for _, c := range ctrs.Entities {
 		if c.ClusterUUID != "" && c.ClusterUUID != clusterUUID {
 			continue
@@ -131,9 +124,32 @@ func (b *v3Backend) ClusterCapacity(ctx context.Context, clusterUUID string) (Ca
 		cs := ContainerSpace{StorageContainer: c.neutral(), FreeBytes: Unknown}
 		if free, ok := statInt(c.UsageStats, "storage.user_free_bytes"); ok {
 			cs.FreeBytes = free
+		} else {
+			out.Notes = append(out.Notes, "storage container "+c.Name+" reports no free space")
 		}
 		out.Containers = append(out.Containers, cs)
 	}
+	return out, nil
+}
+
+// v3Capacity is the memory of the cluster's hosts from v3 hosts/list, the
+// only figure v3 has; why says why v2.0 did not serve.
+func (b *v3Backend) v3Capacity(ctx context.Context, clusterUUID, why string) (Capacity, error) {
+	hosts, err := v3List(ctx, b, "host", "list hosts", func(h v3Host) (int64, bool) {
+		ref := h.Status.ClusterReference
+		return h.Status.Resources.MemoryCapacityMiB << 20, ref != nil && ref.UUID == clusterUUID
+	})
+	if err != nil {
+		return Capacity{}, err
+	}
+	if len(hosts) == 0 {
+		return Capacity{}, fmt.Errorf("cluster %s: no hosts listed: %w", clusterUUID, ErrNotFound)
+	}
+	out := Capacity{ClusterUUID: clusterUUID, MemoryUsedBytes: Unknown}
+	for _, m := range hosts {
+		out.MemoryBytes += m
+	}
+	out.Notes = append(out.Notes, "memory in use and storage container space are unknown (v3 reports neither, and "+why+")")
 	return out, nil
 }
 
@@ -191,21 +207,26 @@ func (b *v4Backend) ClusterCapacity(ctx context.Context, clusterUUID string) (Ca
 	if n == 0 {
 		return Capacity{}, fmt.Errorf("cluster %s: no hosts listed: %w", clusterUUID, ErrNotFound)
 	}
+	if out.MemoryBytes <= 0 {
+		out.MemoryBytes = Unknown
+		out.Notes = append(out.Notes, "the cluster's hosts report no memory size")
+	}
 	var cs v4Response[struct {
 		Memory v4Series `json:"aggregateHypervisorMemoryUsagePpm"`
 	}]
 	if err := b.stats(ctx, "cluster "+clusterUUID, "/stats/clusters/"+url.PathEscape(clusterUUID), &cs); err != nil {
 		return Capacity{}, err
 	}
-	if ppm, ok := cs.Data.Memory.last(); ok {
+	if ppm, ok := cs.Data.Memory.last(); ok && out.MemoryBytes != Unknown {
 		out.MemoryUsedBytes = ppmOf(out.MemoryBytes, ppm)
-	} else {
+	} else if !ok {
 		out.Notes = append(out.Notes, "the cluster's stats have no memory usage sample in the last "+statsWindow.String())
 	}
 	ctrs, err := b.ListStorageContainers(ctx)
 	if err != nil {
 		return Capacity{}, err
 	}
+	out.Containers = []ContainerSpace{}
 	for _, c := range ctrs {
 		if c.ClusterUUID != "" && c.ClusterUUID != clusterUUID {
 			continue
@@ -213,15 +234,16 @@ func (b *v4Backend) ClusterCapacity(ctx context.Context, clusterUUID string) (Ca
 		var st v4Response[struct {
 			Free v4Series `json:"storageFreeBytes"`
 		}]
-		if err := b.stats(ctx, "storage container "+c.Name, "/stats/storage-containers/"+url.PathEscape(c.UUID), &st); err != nil {
-			if errors.Is(err, ErrNotFound) {
-				continue // removed since the list
-			}
+		space := ContainerSpace{StorageContainer: c, FreeBytes: Unknown}
+		err := b.stats(ctx, "storage container "+c.Name, "/stats/storage-containers/"+url.PathEscape(c.UUID), &st)
+		if err != nil && !errors.Is(err, ErrNotFound) {
 			return Capacity{}, err
 		}
-		space := ContainerSpace{StorageContainer: c, FreeBytes: Unknown}
-		if free, ok := st.Data.Free.last(); ok {
+		// A container without statistics yet (new) answers 404.
+		if free, ok := st.Data.Free.last(); ok && err == nil {
 			space.FreeBytes = free
+		} else {
+			out.Notes = append(out.Notes, "storage container "+c.Name+" reports no free space")
 		}
 		out.Containers = append(out.Containers, space)
 	}

@@ -261,10 +261,12 @@ const Unknown = -1
 // API reports it at the time of the call.
 type Capacity struct {
 	ClusterUUID string
-	// MemoryBytes is the physical memory of the cluster's hosts, summed.
+	// MemoryBytes is the physical memory of the cluster's hosts, summed;
+	// Unknown when they do not say.
 	MemoryBytes int64
 	// MemoryUsedBytes is what the hypervisors use of it (the running VMs
-	// and the controller VMs); Unknown when the API does not say.
+	// and the controller VMs; all of a host that reports no use); Unknown
+	// when the API does not say.
 	MemoryUsedBytes int64
 	// Containers are the cluster's storage containers and their free
 	// space (FreeBytes Unknown when not reported); nil when the API has no
@@ -275,7 +277,9 @@ type Capacity struct {
 }
 
 // ContainerSpace is a storage container and the bytes still free in it
-// (after the replication factor: what VMs can still write).
+// (after the replication factor: what VMs can still write). Containers
+// are thin slices of the cluster's storage pool: without a reservation
+// each reports the pool's free space, which they all draw from.
 type ContainerSpace struct {
 	StorageContainer
 	FreeBytes int64

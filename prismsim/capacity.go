@@ -11,17 +11,19 @@ import (
 )
 
 // Each simulated Prism Element cluster has one host. Its memory is
-// in use by the VMs powered on there; a storage container's space is used
-// by the blocks its VM and volume group disk files hold on this machine
+// in use by the VMs powered on there. Its storage containers are thin
+// slices of one storage pool, as on a cluster without reservations: each
+// reports the pool's capacity and free space, used by the blocks every
+// VM and volume group disk file of the cluster holds on this machine
 // (sparse files: a restore that writes 1 GiB of a 100 GiB disk uses 1 GiB).
 const (
 	defaultHostMemory        = 512 << 30
 	defaultContainerCapacity = 8 << 40
 )
 
-// SetCapacity sets the memory of a cluster's host and the capacity of
-// each of its storage containers (0 keeps a figure), so that tests can
-// make a cluster too small for what they restore.
+// SetCapacity sets the memory of a cluster's host and the size of its
+// storage pool (0 keeps a figure), so that tests can make a cluster too
+// small for what they restore.
 func (s *Sim) SetCapacity(clusterName string, memoryBytes, containerBytes int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -37,6 +39,24 @@ func (s *Sim) SetCapacity(clusterName string, memoryBytes, containerBytes int64)
 			ctr.CapacityBytes = containerBytes
 		}
 	}
+	s.save()
+	return nil
+}
+
+// AddContainer adds a storage container to a cluster's pool.
+func (s *Sim) AddContainer(clusterName, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.m.clusterByName(clusterName)
+	if c == nil || c.PC {
+		return fmt.Errorf("cluster %s: %w", clusterName, ErrNotFound)
+	}
+	pool := s.m.containerFor(c.UUID)
+	ctr := &container{UUID: newUUID(), Name: name, ClusterUUID: c.UUID}
+	if pool != nil {
+		ctr.CapacityBytes = pool.CapacityBytes
+	}
+	s.m.Containers = append(s.m.Containers, ctr)
 	s.save()
 	return nil
 }
@@ -72,8 +92,8 @@ func ppm(part, whole int64) int64 {
 	return int64(float64(part) / float64(whole) * 1e6)
 }
 
-// space returns a container's capacity and the bytes its disks' files
-// hold. Callers hold s.mu.
+// space returns the capacity of a container's pool and the bytes the
+// disk files of the pool's containers hold. Callers hold s.mu.
 func (s *Sim) space(ctr *container) (capacity, used int64) {
 	capacity = ctr.CapacityBytes
 	if capacity == 0 {
@@ -89,16 +109,20 @@ func (s *Sim) space(ctr *container) (capacity, used int64) {
 		}
 		return fi.Size()
 	}
+	inPool := func(id string) bool {
+		c := s.m.containerByUUID(id)
+		return c != nil && c.ClusterUUID == ctr.ClusterUUID
+	}
 	for _, v := range s.m.VMs {
 		for _, d := range v.Disks {
-			if d.ContainerUUID == ctr.UUID && d.File != "" {
+			if d.File != "" && inPool(d.ContainerUUID) {
 				used += allocated(d.File)
 			}
 		}
 	}
 	for _, g := range s.m.VGs {
 		for _, d := range g.Disks {
-			if d.ContainerUUID == ctr.UUID && d.File != "" {
+			if d.File != "" && inPool(d.ContainerUUID) {
 				used += allocated(d.File)
 			}
 		}
@@ -218,8 +242,14 @@ func statsWindow(w http.ResponseWriter, r *http.Request) (at time.Time, sample, 
 		v4Error(w, r, http.StatusBadRequest, "$startTime and $endTime are required (ISO-8601), with $startTime before $endTime")
 		return time.Time{}, false, false
 	}
-	at = time.Now().UTC().Truncate(30 * time.Second)
-	return at, !at.Before(start) && !at.After(end), true
+	// The newest sample of the window: samples fall every 30 s, the last
+	// one at or before the window's end (or now).
+	at = time.Now().UTC()
+	if end.Before(at) {
+		at = end
+	}
+	at = at.Truncate(30 * time.Second)
+	return at, !at.Before(start), true
 }
 
 // series is a v4 statistic with one sample at at, or none.
@@ -239,11 +269,8 @@ func (s *Sim) v4ClusterStats(w http.ResponseWriter, r *http.Request) {
 	withPath(s, w, r, "extId", "Cluster %s not found", s.m.clusterByUUID, func(c *cluster) {
 		total, used := s.memory(c)
 		var capacity, usedBytes int64
-		for _, ctr := range s.m.Containers {
-			if ctr.ClusterUUID == c.UUID {
-				ct, u := s.space(ctr)
-				capacity, usedBytes = capacity+ct, usedBytes+u
-			}
+		if ctr := s.m.containerFor(c.UUID); ctr != nil {
+			capacity, usedBytes = s.space(ctr) // one pool
 		}
 		v4Get(w, r, "", obj{"$objectType": "clustermgmt.v4.stats.ClusterStats", "extId": c.UUID,
 			"aggregateHypervisorMemoryUsagePpm": series(at, sample, ppm(used, total)),

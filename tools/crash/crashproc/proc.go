@@ -62,8 +62,12 @@ func StartServer(bin string, env []string, args ...string) (*Proc, string, error
 		<-p.Done
 		pw.Close()
 	}()
+	// A server that prints nothing for a minute hangs: killed, the read
+	// ends.
+	hang := time.AfterFunc(time.Minute, p.Kill)
 	lines := bufio.NewReader(pr)
 	line, err := lines.ReadString('\n')
+	hang.Stop()
 	go io.Copy(io.Discard, lines)
 	if err != nil {
 		p.Kill()
