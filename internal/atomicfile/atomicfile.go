@@ -3,14 +3,19 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // WriteFile writes data to path: a temporary file in the same directory
 // (named ".<base>.tmp-*", which callers may sweep), fsync, chmod, rename
-// over path, fsync of the directory.
+// over path, fsync of the directory. A file replaced keeps its owner when
+// this process may give it (root editing a file a service reads as
+// another user must not lock the service out).
 func WriteFile(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
@@ -18,7 +23,10 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	tmp := f.Name()
-	_, err = f.Write(data)
+	err = keepOwner(f, path)
+	if err == nil {
+		_, err = f.Write(data)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -47,6 +55,23 @@ func SyncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// keepOwner gives f the owner of the file at path, if there is one and
+// it is not this process's; a process that may not is no error.
+func keepOwner(f *os.File, path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok || (int(sys.Uid) == os.Geteuid() && int(sys.Gid) == os.Getegid()) {
+		return nil
+	}
+	if err := f.Chown(int(sys.Uid), int(sys.Gid)); err != nil && !errors.Is(err, fs.ErrPermission) {
+		return err
 	}
 	return nil
 }

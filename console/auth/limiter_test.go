@@ -1,0 +1,134 @@
+package auth_test
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/ahvfs/ahvfs/console/auth"
+)
+
+// TestLimiterBackoff: five failures are free; then each attempt waits a
+// backoff that doubles from 1 s to at most 15 min; an attempt while
+// waiting is refused without counting.
+func TestLimiterBackoff(t *testing.T) {
+	clk := newClock()
+	l := auth.NewLimiter(auth.LimiterOptions{Now: clk.Now})
+	for i := range 5 {
+		if wait, ok := l.Allow("alice", "192.0.2.1"); !ok {
+			t.Fatalf("attempt %d refused (wait %s)", i+1, wait)
+		}
+		l.Failure("alice", "192.0.2.1")
+	}
+	want := time.Second
+	for range 14 {
+		wait, ok := l.Allow("alice", "192.0.2.1")
+		if ok || wait != want {
+			t.Fatalf("after the failures: allowed %v, wait %s; want a wait of %s", ok, wait, want)
+		}
+		clk.Advance(want / 2)
+		if wait, ok := l.Allow("alice", "192.0.2.1"); ok || wait != want-want/2 {
+			t.Fatalf("half-way: allowed %v, wait %s", ok, wait)
+		}
+		clk.Advance(want - want/2)
+		if _, ok := l.Allow("alice", "192.0.2.1"); !ok {
+			t.Fatalf("refused once the wait of %s has passed", want)
+		}
+		l.Failure("alice", "192.0.2.1")
+		want = min(2*want, 15*time.Minute)
+	}
+	if want != 15*time.Minute {
+		t.Fatalf("the backoff grew to %s", want)
+	}
+}
+
+// TestLimiterKeys: failures count per name and per client; a success
+// resets the name, not the client; an IPv6 /64 is one client.
+func TestLimiterKeys(t *testing.T) {
+	clk := newClock()
+	l := auth.NewLimiter(auth.LimiterOptions{Now: clk.Now})
+	// One client trying five names is stopped, for any name.
+	for i := range 5 {
+		l.Failure(fmt.Sprintf("user%d", i), "192.0.2.1")
+	}
+	if _, ok := l.Allow("someone-else", "192.0.2.1"); ok {
+		t.Fatal("a client with five failures may try another name at once")
+	}
+	if _, ok := l.Allow("someone-else", "192.0.2.2"); !ok {
+		t.Fatal("another client is held back")
+	}
+	// One name tried from five clients is stopped, from any client.
+	for i := range 5 {
+		l.Failure("bob", fmt.Sprintf("198.51.100.%d", i))
+	}
+	if _, ok := l.Allow("bob", "203.0.113.9"); ok {
+		t.Fatal("a name with five failures may be tried from a new client at once")
+	}
+	clk.Advance(time.Second)
+	l.Success("bob", "203.0.113.9")
+	if _, ok := l.Allow("bob", "203.0.113.10"); !ok {
+		t.Fatal("a success did not reset the name")
+	}
+	// Success does not reset the client.
+	clk.Advance(time.Second)
+	l.Failure("user5", "192.0.2.1") // the client's 6th failure: 2 s
+	l.Success("user5", "192.0.2.1")
+	if _, ok := l.Allow("user6", "192.0.2.1"); ok {
+		t.Fatal("a success reset the client's failures")
+	}
+	for i := range 5 {
+		l.Failure("carol", fmt.Sprintf("2001:db8:1:2::%x", i+1))
+	}
+	if _, ok := l.Allow("dave", "2001:db8:1:2:ffff::1"); ok {
+		t.Fatal("addresses of one IPv6 /64 count apart")
+	}
+	if _, ok := l.Allow("dave", "2001:db8:1:3::1"); !ok {
+		t.Fatal("another /64 is held back")
+	}
+}
+
+// TestLimiterForgets: what is known of names and clients idle for an hour
+// is dropped, and the table is bounded.
+func TestLimiterForgets(t *testing.T) {
+	clk := newClock()
+	l := auth.NewLimiter(auth.LimiterOptions{Now: clk.Now, MaxEntries: 100})
+	for i := range 40 {
+		l.Failure(fmt.Sprintf("user%d", i), fmt.Sprintf("192.0.2.%d", i))
+	}
+	if l.Len() != 80 {
+		t.Fatalf("%d entries, want 80", l.Len())
+	}
+	clk.Advance(time.Hour)
+	l.Failure("late", "198.51.100.1")
+	if l.Len() != 2 {
+		t.Fatalf("%d entries an hour later, want 2", l.Len())
+	}
+	for i := range 500 {
+		clk.Advance(time.Millisecond)
+		l.Failure(fmt.Sprintf("user%d", i), fmt.Sprintf("10.0.%d.%d", i/256, i%256))
+	}
+	if l.Len() > 100 {
+		t.Fatalf("%d entries, above MaxEntries 100", l.Len())
+	}
+}
+
+// TestClientAddr: the peer address, never a forwarding header.
+func TestClientAddr(t *testing.T) {
+	for remote, want := range map[string]string{
+		"192.0.2.1:5555":         "192.0.2.1",
+		"[2001:db8::1]:443":      "2001:db8::1",
+		"[::ffff:192.0.2.7]:443": "192.0.2.7",
+		"[fe80::1%eth0]:443":     "fe80::1",
+		"not an address":         "not an address",
+		"192.0.2.1":              "192.0.2.1",
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = remote
+		r.Header.Set("X-Forwarded-For", "203.0.113.66")
+		r.Header.Set("X-Real-IP", "203.0.113.66")
+		if got := auth.ClientAddr(r); got != want {
+			t.Errorf("ClientAddr(%q) = %q, want %q", remote, got, want)
+		}
+	}
+}
