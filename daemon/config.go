@@ -3,7 +3,9 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -61,6 +63,12 @@ type HTTPConfig struct {
 	// (/healthz stays open).
 	BasicUser         string `toml:"basic_user"`
 	BasicPasswordFile string `toml:"basic_password_file"`
+	// Users is the web console's users file (`ahvfs user add`); set, the
+	// console's API is served under /api/v1/, over HTTPS unless the
+	// listener is on a loopback address. AuditLog is where the console
+	// records who did what (default: audit.log beside the users file).
+	Users    string `toml:"users"`
+	AuditLog string `toml:"audit_log"`
 }
 
 // WebhookConfig: a JSON POST to URL when a job fails or a VM's newest
@@ -287,7 +295,7 @@ func (c *Config) check(p *problems) {
 	default:
 		p.add("log.level: %q, want debug, info, warn or error", c.Log.Level)
 	}
-	h := c.HTTP
+	h := &c.HTTP
 	if (h.TLSCert == "") != (h.TLSKey == "") {
 		p.add("http: tls_cert and tls_key go together")
 	}
@@ -301,6 +309,17 @@ func (c *Config) check(p *problems) {
 	p.file("http.tls_key", h.TLSKey)
 	p.file("http.client_ca", h.ClientCA)
 	p.file("http.basic_password_file", h.BasicPasswordFile)
+	if h.Users != "" {
+		p.file("http.users", h.Users)
+		if h.TLSCert == "" && !loopback(h.Listen) {
+			p.add("http.users: the console's sessions need HTTPS: set tls_cert and tls_key, or listen on a loopback address")
+		}
+		if h.AuditLog == "" {
+			h.AuditLog = filepath.Join(filepath.Dir(h.Users), "audit.log")
+		}
+	} else if h.AuditLog != "" {
+		p.add("http.audit_log: the console's audit log needs http.users")
+	}
 	if u := c.Webhook.URL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
 		p.add("webhook.url: %q, want an http(s) URL", u)
 	}
@@ -495,4 +514,18 @@ func (c *Config) target(name string) TargetConfig {
 		}
 	}
 	return TargetConfig{Name: name, Location: name}
+}
+
+// loopback reports whether a listen address (HOST:PORT) is on a loopback
+// address ("localhost" counts; an empty host, every address, does not).
+func loopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

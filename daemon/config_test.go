@@ -69,6 +69,37 @@ window = "25:00-01:00"
 }
 
 // TestConfigExample: the example in contrib/ parses once its files exist.
+// TestConfigConsole: the console needs its users file, and HTTPS unless
+// it listens on a loopback address; an audit log needs the console.
+func TestConfigConsole(t *testing.T) {
+	for _, tc := range []struct {
+		http string
+		want []string
+	}{
+		{"listen = \"0.0.0.0:9090\"\nusers = \"/nonexistent/users.json\"", []string{"http.users", "/nonexistent/users.json", "the console's sessions need HTTPS"}},
+		{"listen = \"127.0.0.1:9090\"\naudit_log = \"/tmp/audit.log\"", []string{"http.audit_log: the console's audit log needs http.users"}},
+	} {
+		_, err := Parse("c.toml", "repository = \"/srv/r\"\n[http]\n"+tc.http+"\n")
+		for _, want := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: no %q in %v", tc.http, want, err)
+			}
+		}
+	}
+	users := filepath.Join(t.TempDir(), "users.json")
+	os.WriteFile(users, []byte(`{"version":1,"users":[]}`), 0o600)
+	pw := filepath.Join(filepath.Dir(users), "prism.pw")
+	os.WriteFile(pw, []byte("secret\n"), 0o600)
+	c, err := Parse("c.toml", "repository = \"/srv/r\"\n[http]\nlisten = \"localhost:9090\"\nusers = \""+users+"\"\n"+
+		"[[cluster]]\nname = \"prod\"\nprism = \"pc:9440\"\nuser = \"b\"\npassword_file = \""+pw+"\"\n[[policy]]\nname = \"p\"\ncluster = \"prod\"\nvms = [\"*\"]\nevery = \"1h\"\n")
+	if err != nil {
+		t.Fatalf("console on loopback without TLS: %v", err)
+	}
+	if c.HTTP.AuditLog != filepath.Join(filepath.Dir(users), "audit.log") {
+		t.Fatalf("audit log %q, want audit.log beside the users file", c.HTTP.AuditLog)
+	}
+}
+
 func TestConfigExample(t *testing.T) {
 	b, err := os.ReadFile("../contrib/ahvfs.toml")
 	if err != nil {

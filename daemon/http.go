@@ -15,24 +15,43 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ahvfs/ahvfs/console"
+	"github.com/ahvfs/ahvfs/console/auth"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Handler serves /metrics and /healthz; with basic authentication
-// configured, /metrics needs it (/healthz stays open for probes).
-func (d *Daemon) Handler(h HTTPConfig) (http.Handler, error) {
+// configured, /metrics needs it (/healthz stays open for probes). With a
+// users file it also serves the web console's API under /api/v1/ (see
+// package console); the returned close ends the console's audit log.
+func (d *Daemon) Handler(h HTTPConfig) (http.Handler, func(), error) {
 	mux := http.NewServeMux()
+	closeConsole := func() {}
+	if h.Users != "" {
+		audit, err := auth.OpenAuditFile(h.AuditLog)
+		if err != nil {
+			return nil, nil, fmt.Errorf("http.audit_log: %w", err)
+		}
+		a, err := auth.New(auth.Options{UsersFile: h.Users, Audit: audit, Log: d.log, Now: d.clock.Now})
+		if err != nil {
+			audit.Close()
+			return nil, nil, fmt.Errorf("http.users: %w", err)
+		}
+		console.New(a, consoleSource{d}).Routes(mux)
+		closeConsole = func() { a.Close(); audit.Close() }
+	}
 	metrics := promhttp.HandlerFor(d.Registry(), promhttp.HandlerOpts{ErrorLog: nil})
 	if h.BasicUser != "" {
 		pw, err := os.ReadFile(h.BasicPasswordFile)
 		if err != nil {
-			return nil, fmt.Errorf("http.basic_password_file: %w", err)
+			closeConsole()
+			return nil, nil, fmt.Errorf("http.basic_password_file: %w", err)
 		}
 		metrics = basicAuth(h.BasicUser, strings.TrimRight(string(pw), "\r\n"), metrics)
 	}
 	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", d.healthz)
-	return mux, nil
+	return mux, closeConsole, nil
 }
 
 // basicAuth compares hashes in constant time, so neither the user nor the
@@ -66,10 +85,11 @@ func (d *Daemon) healthz(w http.ResponseWriter, r *http.Request) {
 // configured, requiring client certificates signed by ClientCA when set.
 // ready, when not nil, receives the bound address.
 func (d *Daemon) Serve(ctx context.Context, h HTTPConfig, ready func(addr string)) error {
-	handler, err := d.Handler(h)
+	handler, closeConsole, err := d.Handler(h)
 	if err != nil {
 		return err
 	}
+	defer closeConsole()
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", h.Listen)
 	if err != nil {
@@ -103,7 +123,7 @@ func (d *Daemon) Serve(ctx context.Context, h HTTPConfig, ready func(addr string
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
-	d.log.Info("serving /metrics and /healthz", "addr", ln.Addr().String(), "tls", h.TLSCert != "", "mtls", h.ClientCA != "")
+	d.log.Info("serving /metrics and /healthz", "addr", ln.Addr().String(), "tls", h.TLSCert != "", "mtls", h.ClientCA != "", "console", h.Users != "")
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

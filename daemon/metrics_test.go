@@ -25,7 +25,7 @@ import (
 // scrape fetches /metrics, checks it with promtool and parses it.
 func scrape(t *testing.T, d *daemon.Daemon) map[string]*dto.MetricFamily {
 	t.Helper()
-	h, err := d.Handler(daemon.HTTPConfig{})
+	h, _, err := d.Handler(daemon.HTTPConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,6 +95,7 @@ func (d *Daemon) backupVMs(ctx context.Context, cfg *Config, p *PolicyConfig, jo
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("list VMs of cluster %s: %w", p.Cluster, err)
 	}
+	d.stats.listed(all)
 	sel, notes, err := d.claim(ctx, cfg, p, s.cl, all)
 	if err != nil {
 		return nil, nil, nil, err

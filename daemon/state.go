@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/nutanix"
 )
 
 // state is what the metrics show: the last outcome of each VM of each
@@ -30,6 +31,24 @@ type state struct {
 	running   int
 	jobs      map[[2]string]int // kind, result → jobs ended since start
 	conflicts map[[3]string]bool
+	// refs are the VMs of the clusters as last listed, by name: the
+	// console matches scopes by UUID and categories with them.
+	refs map[string]vmRef
+}
+
+// vmRef is what the console's scopes match a VM by.
+type vmRef struct {
+	uuid       string
+	categories map[string][]string
+}
+
+// listed takes in the VMs of a cluster as a run listed them.
+func (s *state) listed(vms []nutanix.VM) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range vms {
+		s.refs[v.Name] = vmRef{uuid: v.UUID, categories: v.Categories}
+	}
 }
 
 type vmKey struct{ policy, vm string }
@@ -44,7 +63,7 @@ type vmState struct {
 
 func newState(started time.Time) *state {
 	return &state{started: started, vms: map[vmKey]*vmState{}, newest: map[string]time.Time{}, oldest: map[string]time.Time{},
-		synced: map[[2]string]time.Time{}, jobs: map[[2]string]int{}, conflicts: map[[3]string]bool{}}
+		synced: map[[2]string]time.Time{}, jobs: map[[2]string]int{}, conflicts: map[[3]string]bool{}, refs: map[string]vmRef{}}
 }
 
 // job takes in a job's outcome (from the history at start, or as it ends).

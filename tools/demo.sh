@@ -296,7 +296,13 @@ echo "exit code $rc"
 [ $rc = 8 ]
 kill $nfs; wait $nfs || true
 
-say "ahvfs daemon: two policies on schedules, the job history, Prometheus metrics"
+say "ahvfs daemon: two policies on schedules, the job history, Prometheus metrics, the console's API with users and roles"
+printf 'demo console password\n' > "$demo/console.pw"
+bin/ahvfs user add admin --role admin --password-file "$demo/console.pw" --users "$demo/users.json"
+bin/ahvfs user add helpdesk --role restore-files --scope "name:$vm" --password-file "$demo/console.pw" --users "$demo/users.json"
+bin/ahvfs user list --users "$demo/users.json"
+admin_token=$(bin/ahvfs user token admin --users "$demo/users.json" 2> /dev/null)
+help_token=$(bin/ahvfs user token helpdesk --users "$demo/users.json" 2> /dev/null)
 cat > "$demo/ahvfs.toml" <<CFG
 repository = "$demo/repo"
 shutdown_timeout = "30s"
@@ -304,6 +310,7 @@ shutdown_timeout = "30s"
 format = "json"
 [http]
 listen = "127.0.0.1:0"
+users = "$demo/users.json"
 [[cluster]]
 name = "sim"
 prism = "127.0.0.1:$port"
@@ -339,6 +346,13 @@ echo "/metrics on $addr (promtool-clean Prometheus text; a few series):"
 curl -s "http://$addr/metrics" > "$demo/metrics.txt"
 grep -E "^ahvfs_(backup_last_result|rpo_compliant|restore_point_newest_timestamp_seconds)\{policy=\"gold\"" "$demo/metrics.txt"
 grep -E '^ahvfs_(vm_policy_conflict|repository_stored_bytes|repository_dedup_ratio|repository_gc_reclaimable_bytes|jobs_total)' "$demo/metrics.txt"
+echo "the console's API: an admin's token sees every protected VM (failing ones first); helpdesk (restore-files, scope name:$vm) sees $vm alone:"
+curl -s -H "Authorization: Bearer $admin_token" "http://$addr/api/v1/vms" | jq -c '[.vms[] | {name, policy, last_result, rpo_compliant}]'
+curl -s -H "Authorization: Bearer $help_token" "http://$addr/api/v1/vms" | jq -c '[.vms[].name]'
+curl -s -H "Authorization: Bearer $help_token" "http://$addr/api/v1/vms/$vm/points" | jq -c '[.points[] | {name, level, size}]'
+outsider=$(curl -s -H "Authorization: Bearer $admin_token" "http://$addr/api/v1/vms" | jq -r --arg vm "$vm" '[.vms[].name | select(. != $vm)][0]')
+echo "helpdesk asking for $outsider's restore points: HTTP $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $help_token" "http://$addr/api/v1/vms/$outsider/points") (and in the audit log:)"
+grep -c "\"target\":\"vm $outsider\"" "$demo/audit.log"
 kill -TERM $daemon; wait $daemon && echo "SIGTERM: the daemon stopped cleanly (exit 0)"
 
 say "planned failover of $vm to cluster-b (one simulated Prism Central plays both sites): guest shutdown, a last incremental backup, sync to the DR copy, restore on the production subnet"

@@ -1,0 +1,160 @@
+package daemon_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ahvfs/ahvfs/console/auth"
+	"github.com/ahvfs/ahvfs/internal/testtls"
+)
+
+// TestConsoleAPI: the daemon serves the console's API over HTTPS beside
+// /metrics. A restore-files user scoped to category Env:prod logs in and
+// sees db01 alone on the dashboard and in every answer; web01's restore
+// points are not found for it (and the attempt is in the audit log); a
+// logout without the CSRF token is refused. An admin's API token sees
+// every VM, the one outside its RPO first.
+func TestConsoleAPI(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, "web01", "web02", "db01")
+	if err := e.sim.SetVMCategories(ctx, "db01", map[string][]string{"Env": {"prod"}}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ca := testtls.NewCA(t, dir, "console")
+	srvCert, srvKey := ca.Server(t, "daemon")
+	users := filepath.Join(dir, "users.json")
+	var token string
+	err := auth.Update(ctx, users, func(us *auth.Users) error {
+		scope, err := auth.ParseScope("category:Env:prod")
+		if err != nil {
+			return err
+		}
+		for _, u := range []struct {
+			name   string
+			role   auth.Role
+			scopes []auth.Selector
+		}{{"alice", auth.RoleAdmin, nil}, {"helpdesk", auth.RoleRestoreFiles, []auth.Selector{scope}}} {
+			nu, err := auth.NewUser(u.name, u.role, u.scopes, []byte("correct horse battery"), time.Now())
+			if err != nil {
+				return err
+			}
+			if err := us.Add(nu); err != nil {
+				return err
+			}
+		}
+		token, err = us.AddToken("alice", "test", time.Now())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.config(fmt.Sprintf(`
+[http]
+listen = "127.0.0.1:0"
+tls_cert = %q
+tls_key = %q
+users = %q
+[[policy]]
+name = "gold"
+vms = ["web*"]
+every = "1h"
+rpo = "2h"
+[[policy]]
+name = "silver"
+vms = ["db01"]
+every = "24h"
+rpo = "1h"
+`, srvCert, srvKey, users))
+	e.start(cfg)
+	e.expect("backup/gold", "backup/silver")
+	// db01's newest point is now older than its RPO; web's are not.
+	e.clock.Advance(90 * time.Minute)
+
+	sctx, cancel := context.WithCancel(ctx)
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- e.d.Serve(sctx, cfg.HTTP, func(a string) { addr <- a }) }()
+	t.Cleanup(func() { cancel(); <-done })
+	base := "https://" + <-addr
+	pem, _ := os.ReadFile(ca.CertFile)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	call := func(method, path, body string, hdr ...string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	names := func(body string) []string {
+		var v struct{ VMs []struct{ Name string } }
+		json.Unmarshal([]byte(body), &v)
+		var out []string
+		for _, x := range v.VMs {
+			out = append(out, x.Name)
+		}
+		return out
+	}
+
+	if code, _ := call("GET", "/api/v1/vms", ""); code != http.StatusUnauthorized {
+		t.Fatalf("dashboard without a login: %d", code)
+	}
+	code, body := call("POST", "/api/v1/login", `{"user":"helpdesk","password":"correct horse battery"}`)
+	if code != http.StatusOK {
+		t.Fatalf("login: %d %s", code, body)
+	}
+	if code, body := call("GET", "/api/v1/vms", ""); code != http.StatusOK || !slices.Equal(names(body), []string{"db01"}) {
+		t.Fatalf("helpdesk's dashboard: %d %s", code, body)
+	}
+	if code, body := call("GET", "/api/v1/vms/web01/points", ""); code != http.StatusNotFound || strings.Contains(body, "web01@") {
+		t.Fatalf("web01's points for helpdesk: %d %s", code, body)
+	}
+	code, body = call("GET", "/api/v1/vms/db01/points", "")
+	var pts struct {
+		Points []struct {
+			Name, Level string
+			Size        int64
+		}
+	}
+	if json.Unmarshal([]byte(body), &pts); code != http.StatusOK || len(pts.Points) != 1 || pts.Points[0].Level != "full" ||
+		pts.Points[0].Size <= 0 || !strings.HasPrefix(pts.Points[0].Name, "db01@") {
+		t.Fatalf("db01's points: %d %s", code, body)
+	}
+	if code, _ := call("POST", "/api/v1/logout", ""); code != http.StatusForbidden {
+		t.Fatalf("logout without the CSRF token: %d", code)
+	}
+	audit, _ := os.ReadFile(filepath.Join(dir, "audit.log"))
+	if !strings.Contains(string(audit), `"user":"helpdesk"`) || !strings.Contains(string(audit), `"target":"vm web01"`) {
+		t.Fatalf("audit log:\n%s", audit)
+	}
+	// An admin's API token: every VM, db01 (outside its RPO) first.
+	if code, body := call("GET", "/api/v1/vms", "", "Authorization", "Bearer "+token); code != http.StatusOK ||
+		!slices.Equal(names(body), []string{"db01", "web01", "web02"}) {
+		t.Fatalf("admin's dashboard: %d %s", code, body)
+	}
+}
