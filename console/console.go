@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"io/fs"
 	"net/http"
 	"slices"
 	"strings"
@@ -19,6 +20,11 @@ type Source interface {
 	// Points returns the restore points of one VM (by name), any order;
 	// none for a VM the repository has no point of.
 	Points(ctx context.Context, vm string) ([]Point, error)
+	// PointFS opens the tree of one restore point (VM, engine.FormatTime
+	// of its time): vm.json, disk-N.raw, disk-N/part-M/ with the guest's
+	// files (package rptree). Call release when done with it; an unknown
+	// point is an error wrapping fs.ErrNotExist.
+	PointFS(ctx context.Context, vm, time string) (fsys fs.FS, release func(), err error)
 }
 
 // VMStatus is one protected VM on the dashboard.
@@ -72,6 +78,8 @@ func (c *Console) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/me", c.a.Me)
 	mux.Handle("GET /api/v1/vms", c.a.Require(auth.ActionView, http.HandlerFunc(c.vms)))
 	mux.Handle("GET /api/v1/vms/{vm}/points", c.a.Require(auth.ActionView, http.HandlerFunc(c.points)))
+	mux.Handle("GET /api/v1/vms/{vm}/points/{time}/files/{path...}", c.a.Require(auth.ActionBrowse, http.HandlerFunc(c.files)))
+	mux.Handle("GET /api/v1/vms/{vm}/points/{time}/download/{path...}", c.a.Require(auth.ActionDownload, http.HandlerFunc(c.download)))
 }
 
 // visible is the VMs of src the request's user sees.

@@ -3,8 +3,12 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"time"
 
 	"github.com/ahvfs/ahvfs/console"
+	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/rptree"
 )
 
 // consoleSource is what the web console shows, from the daemon's state
@@ -55,4 +59,29 @@ func (c consoleSource) Points(ctx context.Context, vm string) ([]console.Point, 
 			Size: rp.LogicalBytes(), NewBytes: rp.Stats.NewStoredBytes, LockedUntil: rp.LockedUntil})
 	}
 	return out, nil
+}
+
+// PointFS opens the repository to read and shows the restore point's
+// tree (package rptree); release closes both. The repository is opened
+// per request: a reader held for good would keep gc waiting.
+func (c consoleSource) PointFS(ctx context.Context, vm, at string) (fs.FS, func(), error) {
+	t, err := time.Parse(time.RFC3339, at)
+	if err != nil || engine.FormatTime(t) != at {
+		return nil, nil, fmt.Errorf("restore point time %q: want %s: %w", at, engine.FormatTime(time.Unix(0, 0)), fs.ErrNotExist)
+	}
+	r, err := c.d.repo.open(ctx, false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open the repository: %w", err)
+	}
+	tree, err := rptree.New(r, rptree.Options{RefreshInterval: -1})
+	if err == nil {
+		var sub fs.FS
+		if sub, err = fs.Sub(tree, rptree.VMDirName(vm)+"/"+at); err == nil {
+			if _, err = fs.Stat(sub, "."); err == nil {
+				return sub, func() { r.Close() }, nil
+			}
+		}
+	}
+	r.Close()
+	return nil, nil, err
 }

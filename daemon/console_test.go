@@ -1,15 +1,21 @@
 package daemon_test
 
 import (
+	"archive/tar"
+	"archive/zip"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,7 +23,9 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/console/auth"
+	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/internal/testtls"
+	"github.com/ahvfs/ahvfs/rptree"
 )
 
 // TestConsoleAPI: the daemon serves the console's API over HTTPS beside
@@ -145,6 +153,10 @@ rpo = "1h"
 		pts.Points[0].Size <= 0 || !strings.HasPrefix(pts.Points[0].Name, "db01@") {
 		t.Fatalf("db01's points: %d %s", code, body)
 	}
+	checkFiles(t, e.repo, strings.TrimPrefix(pts.Points[0].Name, "db01@"), call)
+	if code, _ := call("GET", "/api/v1/vms/web01/points/"+strings.TrimPrefix(pts.Points[0].Name, "db01@")+"/files/", ""); code != http.StatusNotFound {
+		t.Fatalf("web01's files for helpdesk: %d", code)
+	}
 	if code, _ := call("POST", "/api/v1/logout", ""); code != http.StatusForbidden {
 		t.Fatalf("logout without the CSRF token: %d", code)
 	}
@@ -156,5 +168,136 @@ rpo = "1h"
 	if code, body := call("GET", "/api/v1/vms", "", "Authorization", "Bearer "+token); code != http.StatusOK ||
 		!slices.Equal(names(body), []string{"db01", "web01", "web02"}) {
 		t.Fatalf("admin's dashboard: %d %s", code, body)
+	}
+}
+
+// checkFiles browses db01's restore point at `at` through the API down to
+// its guest files, downloads one file and the partition's directory as
+// .tar.gz and as .zip, and checks each byte, link and name against the
+// restore-point tree read straight from the repository.
+func checkFiles(t *testing.T, repo, at string, call func(method, path, body string, hdr ...string) (int, string)) {
+	t.Helper()
+	ctx := context.Background()
+	r, err := engine.Open(ctx, repo, engine.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	tree, err := rptree.New(r, rptree.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := "db01/" + at
+	list := func(p string) map[string]string {
+		t.Helper()
+		code, body := call("GET", "/api/v1/vms/db01/points/"+at+"/files/"+p, "")
+		var v struct{ Entries []struct{ Name, Type string } }
+		if json.Unmarshal([]byte(body), &v); code != http.StatusOK {
+			t.Fatalf("files %q: %d %s", p, code, body)
+		}
+		out := map[string]string{}
+		for _, e := range v.Entries {
+			out[e.Name] = e.Type
+		}
+		return out
+	}
+	if top := list(""); top["vm.json"] != "file" || top["disk-0.raw"] != "file" || top["disk-0"] != "dir" {
+		t.Fatalf("the restore point's top: %v", top)
+	}
+	var part string
+	for name, typ := range list("disk-0") {
+		if typ == "dir" && strings.HasPrefix(name, "part-") {
+			part = "disk-0/" + name
+		}
+	}
+	if part == "" {
+		t.Fatal("no partition listed under disk-0")
+	}
+	want := map[string][]byte{} // archive name → content ("->target" for links)
+	var file string
+	fs.WalkDir(tree, root+"/"+part, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel := path.Base(part) + strings.TrimPrefix(p, root+"/"+part)
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, _ := tree.ReadLink(p)
+			want[rel] = []byte("->" + target)
+		case d.Type().IsRegular():
+			b, err := fs.ReadFile(tree, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[rel] = b
+			if file == "" && len(b) > 4096 {
+				file = strings.TrimPrefix(p, root+"/")
+			}
+		}
+		return nil
+	})
+	if file == "" || len(want) < 3 {
+		t.Fatalf("the guest file system has %d entries and no file over 4 KiB", len(want))
+	}
+	code, body := call("GET", "/api/v1/vms/db01/points/"+at+"/download/"+file, "")
+	if code != http.StatusOK || body != string(want[path.Base(part)+"/"+strings.TrimPrefix(file, part+"/")]) {
+		t.Fatalf("download of %s: %d, %d bytes, want %d", file, code, len(body), len(want[path.Base(part)+"/"+strings.TrimPrefix(file, part+"/")]))
+	}
+	for _, format := range []string{"tar.gz", "zip"} {
+		code, body := call("GET", "/api/v1/vms/db01/points/"+at+"/download/"+part+"?format="+format, "")
+		if code != http.StatusOK {
+			t.Fatalf("%s of %s: %d %s", format, part, code, body)
+		}
+		got := map[string][]byte{}
+		if format == "zip" {
+			zr, err := zip.NewReader(strings.NewReader(body), int64(len(body)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range zr.File {
+				rc, err := f.Open()
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(rc)
+				rc.Close()
+				switch {
+				case f.Mode()&fs.ModeSymlink != 0:
+					got[f.Name] = []byte("->" + string(b))
+				case f.Mode().IsRegular():
+					got[f.Name] = b
+				}
+			}
+		} else {
+			gz, err := gzip.NewReader(strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := tar.NewReader(gz)
+			for {
+				h, err := tr.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatalf("tar: %v", err)
+				}
+				switch h.Typeflag {
+				case tar.TypeSymlink:
+					got[h.Name] = []byte("->" + h.Linkname)
+				case tar.TypeReg:
+					b, _ := io.ReadAll(tr)
+					got[h.Name] = b
+				}
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s holds %d files and links, the tree %d", format, len(got), len(want))
+		}
+		for name, b := range want {
+			if !bytes.Equal(got[name], b) {
+				t.Fatalf("%s: %s differs from the tree (%d bytes, want %d)", format, name, len(got[name]), len(b))
+			}
+		}
 	}
 }

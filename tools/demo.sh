@@ -350,6 +350,12 @@ echo "the console's API: an admin's token sees every protected VM (failing ones 
 curl -s -H "Authorization: Bearer $admin_token" "http://$addr/api/v1/vms" | jq -c '[.vms[] | {name, policy, last_result, rpo_compliant}]'
 curl -s -H "Authorization: Bearer $help_token" "http://$addr/api/v1/vms" | jq -c '[.vms[].name]'
 curl -s -H "Authorization: Bearer $help_token" "http://$addr/api/v1/vms/$vm/points" | jq -c '[.points[] | {name, level, size}]'
+at=$(curl -s -H "Authorization: Bearer $help_token" "http://$addr/api/v1/vms/$vm/points" | jq -r '.points[0].name | sub("^[^@]*@"; "")')
+part=$(curl -s -H "Authorization: Bearer $help_token" "http://$addr/api/v1/vms/$vm/points/$at/files/disk-0" | jq -r '[.entries[] | select(.type == "dir") | .name][0]')
+echo "helpdesk browses $vm@$at's guest files (disk-0/$part) and downloads that partition as a .tar.gz, streamed:"
+curl -s -H "Authorization: Bearer $help_token" "http://$addr/api/v1/vms/$vm/points/$at/files/disk-0/$part" | jq -c '[.entries[] | {name, type, size}] | .[:6]'
+curl -s -H "Authorization: Bearer $help_token" -o "$demo/part.tar.gz" "http://$addr/api/v1/vms/$vm/points/$at/download/disk-0/$part"
+echo "  $(tar tzf "$demo/part.tar.gz" | wc -l) names in the archive, $(stat -c %s "$demo/part.tar.gz") bytes"
 outsider=$(curl -s -H "Authorization: Bearer $admin_token" "http://$addr/api/v1/vms" | jq -r --arg vm "$vm" '[.vms[].name | select(. != $vm)][0]')
 echo "helpdesk asking for $outsider's restore points: HTTP $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $help_token" "http://$addr/api/v1/vms/$outsider/points") (and in the audit log:)"
 grep -c "\"target\":\"vm $outsider\"" "$demo/audit.log"
