@@ -39,12 +39,13 @@ func entryType(m fs.FileMode) string {
 	return "other"
 }
 
-// pointFS checks that the user sees the VM and opens its restore point's
-// tree; the caller releases it. On failure it has answered.
-func (c *Console) pointFS(w http.ResponseWriter, r *http.Request, action auth.Action) (fs.FS, string, func(), bool) {
+// pointFS checks that the user sees the VM, opens its restore point's
+// tree and stats the request's path there; the caller releases the tree.
+// On failure it has answered.
+func (c *Console) pointFS(w http.ResponseWriter, r *http.Request, action auth.Action) (fs.FS, string, fs.FileInfo, func(), bool) {
 	vm, at := r.PathValue("vm"), r.PathValue("time")
 	if !c.sees(w, r, vm, action) {
-		return nil, "", nil, false
+		return nil, "", nil, nil, false
 	}
 	name := strings.Trim(r.PathValue("path"), "/")
 	if name == "" {
@@ -52,14 +53,20 @@ func (c *Console) pointFS(w http.ResponseWriter, r *http.Request, action auth.Ac
 	}
 	if !fs.ValidPath(name) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("path %q: not a clean path", name))
-		return nil, "", nil, false
+		return nil, "", nil, nil, false
 	}
 	fsys, release, err := c.src.PointFS(r.Context(), vm, at)
 	if err != nil {
 		writeFSError(w, "restore point "+vm+"@"+at, err)
-		return nil, "", nil, false
+		return nil, "", nil, nil, false
 	}
-	return fsys, name, release, true
+	st, err := fs.Stat(fsys, name)
+	if err != nil {
+		release()
+		writeFSError(w, name, err)
+		return nil, "", nil, nil, false
+	}
+	return fsys, name, st, release, true
 }
 
 // sees answers 404 (and audits it) unless the user sees vm.
@@ -86,16 +93,11 @@ func (c *Console) sees(w http.ResponseWriter, r *http.Request, vm string, action
 // files lists a directory of a restore point (its disks, partitions and
 // guest files), or describes one file.
 func (c *Console) files(w http.ResponseWriter, r *http.Request) {
-	fsys, name, release, ok := c.pointFS(w, r, auth.ActionBrowse)
+	fsys, name, st, release, ok := c.pointFS(w, r, auth.ActionBrowse)
 	if !ok {
 		return
 	}
 	defer release()
-	st, err := fs.Stat(fsys, name)
-	if err != nil {
-		writeFSError(w, name, err)
-		return
-	}
 	if !st.IsDir() {
 		writeJSON(w, http.StatusOK, map[string]any{"path": name, "entry": Entry{Name: st.Name(), Type: entryType(st.Mode()), Size: st.Size(), Mtime: st.ModTime()}})
 		return
@@ -124,16 +126,11 @@ func (c *Console) files(w http.ResponseWriter, r *http.Request) {
 // .zip built as it is sent: nothing is staged on disk. Symlinks go into
 // the archive as links, never followed.
 func (c *Console) download(w http.ResponseWriter, r *http.Request) {
-	fsys, name, release, ok := c.pointFS(w, r, auth.ActionDownload)
+	fsys, name, st, release, ok := c.pointFS(w, r, auth.ActionDownload)
 	if !ok {
 		return
 	}
 	defer release()
-	st, err := fs.Stat(fsys, name)
-	if err != nil {
-		writeFSError(w, name, err)
-		return
-	}
 	format := r.URL.Query().Get("format")
 	ev := auth.Event{Action: string(auth.ActionDownload), Target: r.PathValue("vm") + "@" + r.PathValue("time") + "/" + name, Result: auth.ResultOK}
 	base := path.Base(name)
