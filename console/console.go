@@ -25,6 +25,10 @@ type Source interface {
 	// files (package rptree). Call release when done with it; an unknown
 	// point is an error wrapping fs.ErrNotExist.
 	PointFS(ctx context.Context, vm, time string) (fsys fs.FS, release func(), err error)
+	// Jobs returns the job history, any order.
+	Jobs(ctx context.Context) ([]Job, error)
+	// Health returns the repository's figures as last computed.
+	Health(ctx context.Context) (Health, error)
 }
 
 // VMStatus is one protected VM on the dashboard.
@@ -78,6 +82,8 @@ func (c *Console) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/me", c.a.Me)
 	mux.Handle("GET /api/v1/vms", c.a.Require(auth.ActionView, http.HandlerFunc(c.vms)))
 	mux.Handle("GET /api/v1/vms/{vm}/points", c.a.Require(auth.ActionView, http.HandlerFunc(c.points)))
+	mux.Handle("GET /api/v1/jobs", c.a.Require(auth.ActionView, http.HandlerFunc(c.jobs)))
+	mux.Handle("GET /api/v1/repository", c.a.Require(auth.ActionView, http.HandlerFunc(c.health)))
 	mux.Handle("GET /api/v1/vms/{vm}/points/{time}/files/{path...}", c.a.Require(auth.ActionBrowse, http.HandlerFunc(c.files)))
 	mux.Handle("GET /api/v1/vms/{vm}/points/{time}/download/{path...}", c.a.Require(auth.ActionDownload, http.HandlerFunc(c.download)))
 }

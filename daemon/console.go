@@ -85,3 +85,37 @@ func (c consoleSource) PointFS(ctx context.Context, vm, at string) (fs.FS, func(
 	r.Close()
 	return nil, nil, err
 }
+
+// Jobs reads the job history from the repository.
+func (c consoleSource) Jobs(ctx context.Context) ([]console.Job, error) {
+	r, err := c.d.repo.open(ctx, false)
+	if err != nil {
+		return nil, fmt.Errorf("open the repository: %w", err)
+	}
+	defer r.Close()
+	jobs, err := r.Jobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]console.Job, 0, len(jobs))
+	for _, j := range jobs {
+		cj := console.Job{ID: j.ID, Kind: j.Kind, Policy: j.Policy, Trigger: j.Trigger, Start: j.Start, End: j.End, Result: j.Result,
+			Error: j.Error, Notes: j.Notes}
+		for _, v := range j.VMs {
+			cj.VMs = append(cj.VMs, console.JobVM{VM: v.VM, Result: v.Result, RestorePoint: v.RestorePoint, Level: v.Level,
+				BytesRead: v.BytesRead, BytesStored: v.BytesStored, Seconds: v.Seconds, Error: v.Error})
+		}
+		out = append(out, cj)
+	}
+	return out, nil
+}
+
+// Health is the repository's figures from the daemon's last refresh.
+func (c consoleSource) Health(context.Context) (console.Health, error) {
+	s := c.d.stats
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return console.Health{Reachable: s.repoOK, RestorePoints: s.repo.RestorePoints, LogicalBytes: s.repo.LogicalBytes,
+		StoredBytes: s.repo.StoredBytes, DedupRatio: s.repo.DedupRatio, Compression: s.repo.Compression, Reclaimable: s.reclaim,
+		LastVerify: s.verifyAt, VerifyErrors: s.verifyBad}, nil
+}

@@ -157,12 +157,37 @@ rpo = "1h"
 	if code, _ := call("GET", "/api/v1/vms/web01/points/"+strings.TrimPrefix(pts.Points[0].Name, "db01@")+"/files/", ""); code != http.StatusNotFound {
 		t.Fatalf("web01's files for helpdesk: %d", code)
 	}
+	// The job history: silver's backup of db01, nothing of web01 or gold.
+	code, body = call("GET", "/api/v1/jobs", "")
+	var jobs struct {
+		Jobs []struct {
+			Kind, Policy string
+			VMs          []struct{ VM string }
+		}
+	}
+	if json.Unmarshal([]byte(body), &jobs); code != http.StatusOK || len(jobs.Jobs) == 0 || strings.Contains(body, "web0") {
+		t.Fatalf("helpdesk's job history: %d %s", code, body)
+	}
+	for _, j := range jobs.Jobs {
+		if len(j.VMs) != 1 || j.VMs[0].VM != "db01" {
+			t.Fatalf("helpdesk's job history holds %+v", j)
+		}
+	}
+	if code, _ := call("GET", "/api/v1/repository", ""); code != http.StatusForbidden {
+		t.Fatalf("the repository's figures for a scoped user: %d", code)
+	}
 	if code, _ := call("POST", "/api/v1/logout", ""); code != http.StatusForbidden {
 		t.Fatalf("logout without the CSRF token: %d", code)
 	}
 	audit, _ := os.ReadFile(filepath.Join(dir, "audit.log"))
 	if !strings.Contains(string(audit), `"user":"helpdesk"`) || !strings.Contains(string(audit), `"target":"vm web01"`) {
 		t.Fatalf("audit log:\n%s", audit)
+	}
+	if code, body := call("GET", "/api/v1/repository", "", "Authorization", "Bearer "+token); code != http.StatusOK || !strings.Contains(body, `"restore_points"`) {
+		t.Fatalf("the repository's figures for an admin: %d %s", code, body)
+	}
+	if code, body := call("GET", "/api/v1/jobs", "", "Authorization", "Bearer "+token); code != http.StatusOK || !strings.Contains(body, `"gold"`) || !strings.Contains(body, "web01") {
+		t.Fatalf("an admin's job history: %d %s", code, body)
 	}
 	// An admin's API token: every VM, db01 (outside its RPO) first.
 	if code, body := call("GET", "/api/v1/vms", "", "Authorization", "Bearer "+token); code != http.StatusOK ||
