@@ -22,9 +22,10 @@ type Source interface {
 	Points(ctx context.Context, vm string) ([]Point, error)
 	// PointFS opens the tree of one restore point (VM, engine.FormatTime
 	// of its time): vm.json, disk-N.raw, disk-N/part-M/ with the guest's
-	// files (package rptree). Call release when done with it; an unknown
-	// point is an error wrapping fs.ErrNotExist.
-	PointFS(ctx context.Context, vm, time string) (fsys fs.FS, release func(), err error)
+	// files (package rptree). uuid, when not "", is the VM UUID the point
+	// must carry. Call release when done with it; an unknown point is an
+	// error wrapping fs.ErrNotExist.
+	PointFS(ctx context.Context, vm, uuid, time string) (fsys fs.FS, release func(), err error)
 	// Jobs returns the job history, any order.
 	Jobs(ctx context.Context) ([]Job, error)
 	// Health returns the repository's figures as last computed.
@@ -59,6 +60,8 @@ type Point struct {
 	Time        time.Time `json:"time"`
 	Level       string    `json:"level"`
 	Consistency string    `json:"consistency,omitempty"`
+	// VMUUID is the UUID of the VM the point was taken of.
+	VMUUID string `json:"vm_uuid,omitempty"`
 	// Size is the disks' size; NewBytes what the point stored that was
 	// not in the repository before.
 	Size        int64     `json:"size"`
@@ -86,6 +89,21 @@ func (c *Console) Routes(mux *http.ServeMux) {
 	mux.Handle("GET /api/v1/repository", c.a.Require(auth.ActionView, http.HandlerFunc(c.health)))
 	mux.Handle("GET /api/v1/vms/{vm}/points/{time}/files/{path...}", c.a.Require(auth.ActionBrowse, http.HandlerFunc(c.files)))
 	mux.Handle("GET /api/v1/vms/{vm}/points/{time}/download/{path...}", c.a.Require(auth.ActionDownload, http.HandlerFunc(c.download)))
+}
+
+// Unscoped wraps next (the daemon's /metrics) so that it serves users
+// who see every VM alone, by session or API token: its series name every
+// VM.
+func (c *Console) Unscoped(next http.Handler) http.Handler {
+	return c.a.Require(auth.ActionView, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, _ := auth.UserFrom(r.Context()); len(u.Scopes) > 0 {
+			c.a.Record(r, auth.Event{Action: string(auth.ActionView), Target: r.URL.Path, Result: auth.ResultDenied,
+				Detail: "for users without scopes"})
+			writeError(w, http.StatusForbidden, "forbidden: this names every VM; it is for users who see every VM")
+			return
+		}
+		next.ServeHTTP(w, r)
+	}))
 }
 
 // visible is the VMs of src the request's user sees.
@@ -127,21 +145,17 @@ func (c *Console) vms(w http.ResponseWriter, r *http.Request) {
 // not see is not found, and the attempt is audited.
 func (c *Console) points(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("vm")
-	vms, err := c.visible(r)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "list the protected VMs: "+err.Error())
-		return
-	}
-	if !slices.ContainsFunc(vms, func(v VMStatus) bool { return v.Name == name }) {
-		c.a.Record(r, auth.Event{Action: string(auth.ActionView), Target: "vm " + name, Result: auth.ResultDenied,
-			Detail: "not a VM the user sees (or none of that name)"})
-		writeError(w, http.StatusNotFound, "no VM "+name)
+	uuid, ok := c.sees(w, r, name, auth.ActionView)
+	if !ok {
 		return
 	}
 	pts, err := c.src.Points(r.Context(), name)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "list the restore points of "+name+": "+err.Error())
 		return
+	}
+	if uuid != "" {
+		pts = slices.DeleteFunc(pts, func(p Point) bool { return p.VMUUID != uuid })
 	}
 	slices.SortFunc(pts, func(a, b Point) int { return b.Time.Compare(a.Time) })
 	writeJSON(w, http.StatusOK, map[string]any{"vm": name, "points": pts})

@@ -44,7 +44,8 @@ func entryType(m fs.FileMode) string {
 // On failure it has answered.
 func (c *Console) pointFS(w http.ResponseWriter, r *http.Request, action auth.Action) (fs.FS, string, fs.FileInfo, func(), bool) {
 	vm, at := r.PathValue("vm"), r.PathValue("time")
-	if !c.sees(w, r, vm, action) {
+	uuid, ok := c.sees(w, r, vm, action)
+	if !ok {
 		return nil, "", nil, nil, false
 	}
 	name := strings.Trim(r.PathValue("path"), "/")
@@ -55,7 +56,7 @@ func (c *Console) pointFS(w http.ResponseWriter, r *http.Request, action auth.Ac
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("path %q: not a clean path", name))
 		return nil, "", nil, nil, false
 	}
-	fsys, release, err := c.src.PointFS(r.Context(), vm, at)
+	fsys, release, err := c.src.PointFS(r.Context(), vm, uuid, at)
 	if err != nil {
 		writeFSError(w, "restore point "+vm+"@"+at, err)
 		return nil, "", nil, nil, false
@@ -69,25 +70,34 @@ func (c *Console) pointFS(w http.ResponseWriter, r *http.Request, action auth.Ac
 	return fsys, name, st, release, true
 }
 
-// sees answers 404 (and audits it) unless the user sees vm.
-func (c *Console) sees(w http.ResponseWriter, r *http.Request, vm string, action auth.Action) bool {
+// sees answers 404 (and audits it) unless the user sees vm, and returns
+// the UUID its restore points must carry: the VM's when the user has
+// scopes (another VM may have had, or have elsewhere, the same name),
+// "" (any) when the user sees every VM.
+func (c *Console) sees(w http.ResponseWriter, r *http.Request, vm string, action auth.Action) (uuid string, ok bool) {
 	u, ok := auth.UserFrom(r.Context())
 	if ok {
 		vms, err := c.src.VMs(r.Context())
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, "list the protected VMs: "+err.Error())
-			return false
+			return "", false
 		}
 		for _, v := range vms {
-			if v.Name == vm && u.Sees(auth.VMRef{Name: v.Name, UUID: v.UUID, Categories: v.Categories}) {
-				return true
+			if v.Name != vm || !u.Sees(auth.VMRef{Name: v.Name, UUID: v.UUID, Categories: v.Categories}) {
+				continue
+			}
+			if len(u.Scopes) == 0 {
+				return "", true
+			}
+			if v.UUID != "" {
+				return v.UUID, true
 			}
 		}
 	}
 	c.a.Record(r, auth.Event{Action: string(action), Target: "vm " + vm, Result: auth.ResultDenied,
 		Detail: "not a VM the user sees (or none of that name)"})
 	writeError(w, http.StatusNotFound, "no VM "+vm)
-	return false
+	return "", false
 }
 
 // files lists a directory of a restore point (its disks, partitions and
@@ -133,18 +143,32 @@ func (c *Console) download(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	format := r.URL.Query().Get("format")
 	ev := auth.Event{Action: string(auth.ActionDownload), Target: r.PathValue("vm") + "@" + r.PathValue("time") + "/" + name, Result: auth.ResultOK}
+	// Whole disks (deleted data included) are for users who may restore
+	// the VM, not for those who may only take files back.
+	u, _ := auth.UserFrom(r.Context())
+	disks := auth.Allowed(u.Role, auth.ActionRestore)
 	base := path.Base(name)
 	if name == "." {
-		base = r.PathValue("vm")
+		base = safeName(r.PathValue("vm"))
 	}
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Security-Policy", "sandbox")
+	w.Header().Set("Cache-Control", "private, no-store")
 	if !st.IsDir() {
+		if rawDisk(name) && !disks {
+			c.a.Record(r, auth.Event{Action: string(auth.ActionDownload), Target: ev.Target, Result: auth.ResultDenied, Detail: "a whole disk needs the restore action"})
+			writeError(w, http.StatusForbidden, "forbidden: a whole disk is for users who may restore the VM; download its files")
+			return
+		}
 		f, err := fsys.Open(name)
 		if err != nil {
 			writeFSError(w, name, err)
 			return
 		}
 		defer f.Close()
-		c.a.Record(r, ev)
+		if r.Method != http.MethodHead {
+			c.a.Record(r, ev)
+		}
 		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": base}))
 		if rs, ok := f.(io.ReadSeeker); ok {
 			http.ServeContent(w, r, base, st.ModTime(), rs) // ranges, for resumed downloads
@@ -163,31 +187,70 @@ func (c *Console) download(w http.ResponseWriter, r *http.Request) {
 	if format == "" {
 		format = "tar.gz"
 	}
+	if r.Method == http.MethodHead {
+		return
+	}
 	ev.Detail = format
 	c.a.Record(r, ev)
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": base + "." + format}))
-	var err2 error
+	keep := func(p string) bool { return disks || !rawDisk(p) }
+	var err error
 	if format == "zip" {
 		w.Header().Set("Content-Type", "application/zip")
-		err2 = writeZip(w, fsys, name, base)
+		err = writeZip(w, fsys, name, base, keep)
 	} else {
 		w.Header().Set("Content-Type", "application/gzip")
-		err2 = writeTarGz(w, fsys, name, base)
+		err = writeTarGz(w, fsys, name, base, keep)
 	}
-	if err2 != nil {
-		// The status is sent: the archive stops short, and the client's
-		// reader sees a truncated archive.
-		c.a.Record(r, auth.Event{Action: string(auth.ActionDownload), Target: ev.Target, Result: auth.ResultFailed, Detail: err2.Error()})
+	if err != nil {
+		// The status is sent: end the response abnormally, so that the
+		// client sees a broken download, never a complete-looking archive.
+		c.a.Record(r, auth.Event{Action: string(auth.ActionDownload), Target: ev.Target, Result: auth.ResultFailed, Detail: err.Error()})
+		panic(http.ErrAbortHandler)
 	}
 }
+
+// rawDisk reports whether a restore point's path is a whole disk
+// (disk-N.raw at its top).
+func rawDisk(p string) bool {
+	return !strings.Contains(p, "/") && strings.HasPrefix(p, "disk-") && strings.HasSuffix(p, ".raw")
+}
+
+// safeName is s as one safe path element of an archive: a VM name may
+// hold '/', '\\', ':' or be "..".
+func safeName(s string) string {
+	out := strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == ':' || r < ' ' || r == 0x7f {
+			return '_'
+		}
+		return r
+	}, s)
+	if out == "" || out == "." || out == ".." {
+		return "_"
+	}
+	return out
+}
+
+// archived reports whether an archive holds an entry of this type: dirs,
+// regular files and symlinks; never devices, sockets or pipes.
+func archived(m fs.FileMode) bool {
+	return m.IsDir() || m.IsRegular() || m&fs.ModeSymlink != 0
+}
+
+// plainMode is m without setuid, setgid and sticky: archives give no
+// privilege to whoever extracts them as root.
+func plainMode(m fs.FileMode) fs.FileMode { return m &^ (fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky) }
 
 // walk calls fn for every name under root (root first) with its tree
 // path and its name in an archive: prefix joined with its path below
 // root. Symlinks are not followed.
-func walk(fsys fs.FS, root, prefix string, fn func(p, rel string, d fs.DirEntry, info fs.FileInfo) error) error {
+func walk(fsys fs.FS, root, prefix string, keep func(p string) bool, fn func(p, rel string, d fs.DirEntry, info fs.FileInfo) error) error {
 	return fs.WalkDir(fsys, root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if !keep(p) || !archived(d.Type()) {
+			return nil
 		}
 		info, err := d.Info()
 		if err != nil {
@@ -201,14 +264,18 @@ func walk(fsys fs.FS, root, prefix string, fn func(p, rel string, d fs.DirEntry,
 		default:
 			below = strings.TrimPrefix(p, root+"/")
 		}
-		return fn(p, path.Join(prefix, below), d, info)
+		rel := path.Join(prefix, below)
+		if !fs.ValidPath(rel) {
+			return fmt.Errorf("%s: not a safe name in an archive", rel)
+		}
+		return fn(p, rel, d, info)
 	})
 }
 
-func writeTarGz(w io.Writer, fsys fs.FS, root, prefix string) error {
+func writeTarGz(w io.Writer, fsys fs.FS, root, prefix string, keep func(string) bool) error {
 	gz := gzip.NewWriter(w)
 	tw := tar.NewWriter(gz)
-	err := walk(fsys, root, prefix, func(p, rel string, d fs.DirEntry, info fs.FileInfo) error {
+	err := walk(fsys, root, prefix, keep, func(p, rel string, d fs.DirEntry, info fs.FileInfo) error {
 		link := ""
 		if d.Type()&fs.ModeSymlink != 0 {
 			link, _ = fs.ReadLink(fsys, p)
@@ -218,6 +285,7 @@ func writeTarGz(w io.Writer, fsys fs.FS, root, prefix string) error {
 			return err
 		}
 		h.Name, h.Uname, h.Gname = rel, "", ""
+		h.Mode &^= 0o7000 // setuid, setgid, sticky
 		if d.IsDir() {
 			h.Name += "/"
 		}
@@ -229,17 +297,21 @@ func writeTarGz(w io.Writer, fsys fs.FS, root, prefix string) error {
 		}
 		return copyFile(tw, fsys, p)
 	})
-	return errors.Join(err, tw.Close(), gz.Close())
+	if err != nil {
+		return err // no trailer: the archive must not look complete
+	}
+	return errors.Join(tw.Close(), gz.Close())
 }
 
-func writeZip(w io.Writer, fsys fs.FS, root, prefix string) error {
+func writeZip(w io.Writer, fsys fs.FS, root, prefix string, keep func(string) bool) error {
 	zw := zip.NewWriter(w)
-	err := walk(fsys, root, prefix, func(p, rel string, d fs.DirEntry, info fs.FileInfo) error {
+	err := walk(fsys, root, prefix, keep, func(p, rel string, d fs.DirEntry, info fs.FileInfo) error {
 		h, err := zip.FileInfoHeader(info)
 		if err != nil {
 			return err
 		}
 		h.Name, h.Method = rel, zip.Deflate
+		h.SetMode(plainMode(info.Mode()))
 		if d.IsDir() {
 			h.Name += "/"
 		}
@@ -257,7 +329,10 @@ func writeZip(w io.Writer, fsys fs.FS, root, prefix string) error {
 		}
 		return nil
 	})
-	return errors.Join(err, zw.Close())
+	if err != nil {
+		return err // no central directory: the archive must not look complete
+	}
+	return zw.Close()
 }
 
 func copyFile(w io.Writer, fsys fs.FS, name string) error {

@@ -27,6 +27,7 @@ type Job struct {
 // JobVM is one VM's part of a job.
 type JobVM struct {
 	VM           string  `json:"vm"`
+	UUID         string  `json:"uuid,omitempty"`
 	Result       string  `json:"result"`
 	RestorePoint string  `json:"restore_point,omitempty"`
 	Level        string  `json:"level,omitempty"`
@@ -65,12 +66,15 @@ func (c *Console) jobs(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusInternalServerError, "list the protected VMs: "+err.Error())
 			return
 		}
+		// By UUID: another VM may have had, or have elsewhere, the name.
 		seen := map[string]bool{}
 		for _, v := range vms {
-			seen[v.Name] = true
+			if v.UUID != "" {
+				seen[v.UUID] = true
+			}
 		}
 		for _, j := range all {
-			j.VMs = slices.DeleteFunc(slices.Clone(j.VMs), func(v JobVM) bool { return !seen[v.VM] })
+			j.VMs = slices.DeleteFunc(slices.Clone(j.VMs), func(v JobVM) bool { return v.UUID == "" || !seen[v.UUID] })
 			if len(j.VMs) > 0 {
 				j.Error, j.Notes = "", nil
 				out = append(out, j)

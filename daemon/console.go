@@ -15,6 +15,27 @@ import (
 // and its repository.
 type consoleSource struct{ d *Daemon }
 
+// consoleReaders bounds the console's opens of the repository at once
+// (each holds a cache and file descriptors), so that browsing and
+// downloads cannot starve the jobs; more wait their turn.
+const consoleReaders = 4
+
+// openRepo opens the repository to read in one of the console's slots;
+// close releases both.
+func (c consoleSource) openRepo(ctx context.Context) (*engine.Repository, func(), error) {
+	select {
+	case c.d.readers <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	r, err := c.d.repo.open(ctx, false)
+	if err != nil {
+		<-c.d.readers
+		return nil, nil, fmt.Errorf("open the repository: %w", err)
+	}
+	return r, func() { r.Close(); <-c.d.readers }, nil
+}
+
 var _ console.Source = consoleSource{}
 
 // VMs are the VMs the policies have backed up (or tried to), one entry
@@ -44,18 +65,18 @@ func (c consoleSource) VMs(context.Context) ([]console.VMStatus, error) {
 // Points reads the VM's restore points from the repository (a reader
 // beside the jobs' writer).
 func (c consoleSource) Points(ctx context.Context, vm string) ([]console.Point, error) {
-	r, err := c.d.repo.open(ctx, false)
+	r, done, err := c.openRepo(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("open the repository: %w", err)
+		return nil, err
 	}
-	defer r.Close()
+	defer done()
 	rps, err := r.ListRestorePoints(ctx, vm)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]console.Point, 0, len(rps))
 	for _, rp := range rps {
-		out = append(out, console.Point{Name: rp.Name(), Time: rp.Time, Level: rp.Level, Consistency: rp.Consistency,
+		out = append(out, console.Point{Name: rp.Name(), VMUUID: rp.VMUUID, Time: rp.Time, Level: rp.Level, Consistency: rp.Consistency,
 			Size: rp.LogicalBytes(), NewBytes: rp.Stats.NewStoredBytes, LockedUntil: rp.LockedUntil})
 	}
 	return out, nil
@@ -64,35 +85,46 @@ func (c consoleSource) Points(ctx context.Context, vm string) ([]console.Point, 
 // PointFS opens the repository to read and shows the restore point's
 // tree (package rptree); release closes both. The repository is opened
 // per request: a reader held for good would keep gc waiting.
-func (c consoleSource) PointFS(ctx context.Context, vm, at string) (fs.FS, func(), error) {
+func (c consoleSource) PointFS(ctx context.Context, vm, uuid, at string) (fs.FS, func(), error) {
 	t, err := time.Parse(time.RFC3339, at)
 	if err != nil || engine.FormatTime(t) != at {
 		return nil, nil, fmt.Errorf("restore point time %q: want %s: %w", at, engine.FormatTime(time.Unix(0, 0)), fs.ErrNotExist)
 	}
-	r, err := c.d.repo.open(ctx, false)
+	r, done, err := c.openRepo(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open the repository: %w", err)
+		return nil, nil, err
 	}
-	tree, err := rptree.New(r, rptree.Options{RefreshInterval: -1})
-	if err == nil {
-		var sub fs.FS
-		if sub, err = fs.Sub(tree, rptree.VMDirName(vm)+"/"+at); err == nil {
-			if _, err = fs.Stat(sub, "."); err == nil {
-				return sub, func() { r.Close() }, nil
-			}
+	if uuid != "" {
+		rp, err := r.Resolve(ctx, vm+"@"+at)
+		if err != nil || rp.VMUUID != uuid {
+			done()
+			return nil, nil, fmt.Errorf("restore point %s@%s of VM %s: %w", vm, at, uuid, fs.ErrNotExist)
 		}
 	}
-	r.Close()
-	return nil, nil, err
+	tree, err := rptree.New(r, rptree.Options{RefreshInterval: -1})
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	release := func() { tree.Close(); done() }
+	sub, err := fs.Sub(tree, rptree.VMDirName(vm)+"/"+at)
+	if err == nil {
+		_, err = fs.Stat(sub, ".")
+	}
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return sub, release, nil
 }
 
 // Jobs reads the job history from the repository.
 func (c consoleSource) Jobs(ctx context.Context) ([]console.Job, error) {
-	r, err := c.d.repo.open(ctx, false)
+	r, done, err := c.openRepo(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("open the repository: %w", err)
+		return nil, err
 	}
-	defer r.Close()
+	defer done()
 	jobs, err := r.Jobs(ctx)
 	if err != nil {
 		return nil, err
@@ -102,7 +134,7 @@ func (c consoleSource) Jobs(ctx context.Context) ([]console.Job, error) {
 		cj := console.Job{ID: j.ID, Kind: j.Kind, Policy: j.Policy, Trigger: j.Trigger, Start: j.Start, End: j.End, Result: j.Result,
 			Error: j.Error, Notes: j.Notes}
 		for _, v := range j.VMs {
-			cj.VMs = append(cj.VMs, console.JobVM{VM: v.VM, Result: v.Result, RestorePoint: v.RestorePoint, Level: v.Level,
+			cj.VMs = append(cj.VMs, console.JobVM{VM: v.VM, UUID: v.UUID, Result: v.Result, RestorePoint: v.RestorePoint, Level: v.Level,
 				BytesRead: v.BytesRead, BytesStored: v.BytesStored, Seconds: v.Seconds, Error: v.Error})
 		}
 		out = append(out, cj)

@@ -176,12 +176,18 @@ rpo = "1h"
 	if code, _ := call("GET", "/api/v1/repository", ""); code != http.StatusForbidden {
 		t.Fatalf("the repository's figures for a scoped user: %d", code)
 	}
+	if code, _ := call("GET", "/metrics", ""); code != http.StatusForbidden {
+		t.Fatalf("/metrics (every VM's series) for a scoped user: %d", code)
+	}
 	if code, _ := call("POST", "/api/v1/logout", ""); code != http.StatusForbidden {
 		t.Fatalf("logout without the CSRF token: %d", code)
 	}
 	audit, _ := os.ReadFile(filepath.Join(dir, "audit.log"))
 	if !strings.Contains(string(audit), `"user":"helpdesk"`) || !strings.Contains(string(audit), `"target":"vm web01"`) {
 		t.Fatalf("audit log:\n%s", audit)
+	}
+	if code, body := call("GET", "/metrics", "", "Authorization", "Bearer "+token); code != http.StatusOK || !strings.Contains(body, "ahvfs_backup_last_result") {
+		t.Fatalf("/metrics for an admin's token: %d", code)
 	}
 	if code, body := call("GET", "/api/v1/repository", "", "Authorization", "Bearer "+token); code != http.StatusOK || !strings.Contains(body, `"restore_points"`) {
 		t.Fatalf("the repository's figures for an admin: %d %s", code, body)
@@ -267,6 +273,30 @@ func checkFiles(t *testing.T, repo, at string, call func(method, path, body stri
 	code, body := call("GET", "/api/v1/vms/db01/points/"+at+"/download/"+file, "")
 	if code != http.StatusOK || body != string(want[path.Base(part)+"/"+strings.TrimPrefix(file, part+"/")]) {
 		t.Fatalf("download of %s: %d, %d bytes, want %d", file, code, len(body), len(want[path.Base(part)+"/"+strings.TrimPrefix(file, part+"/")]))
+	}
+	// A restore-files user takes files back, not whole disks.
+	if code, _ := call("GET", "/api/v1/vms/db01/points/"+at+"/download/disk-0.raw", ""); code != http.StatusForbidden {
+		t.Fatalf("download of a whole disk by a restore-files user: %d", code)
+	}
+	code, body = call("GET", "/api/v1/vms/db01/points/"+at+"/download/", "")
+	gz, err := gzip.NewReader(strings.NewReader(body))
+	if code != http.StatusOK || err != nil {
+		t.Fatalf("the restore point's archive for a restore-files user: %d %v", code, err)
+	}
+	var names []string
+	for tr := tar.NewReader(gz); ; {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("the restore point's archive: %v", err)
+		}
+		names = append(names, h.Name)
+	}
+	if !slices.Contains(names, "db01/vm.json") || slices.Contains(names, "db01/disk-0.raw") {
+		t.Fatalf("the restore point's archive for a restore-files user holds %d names (vm.json: %v, disk-0.raw: %v)",
+			len(names), slices.Contains(names, "db01/vm.json"), slices.Contains(names, "db01/disk-0.raw"))
 	}
 	for _, format := range []string{"tar.gz", "zip"} {
 		code, body := call("GET", "/api/v1/vms/db01/points/"+at+"/download/"+part+"?format="+format, "")

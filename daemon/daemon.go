@@ -68,6 +68,8 @@ type Daemon struct {
 	host  string
 	repo  *repoPool
 	stats *state
+	// readers are the console's slots to read the repository.
+	readers chan struct{}
 
 	// maint makes retention, gc and verify exclusive with backups and
 	// syncs, which share the repository's writer.
@@ -108,7 +110,7 @@ func New(cfg *Config, o Options) *Daemon {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	host, _ := os.Hostname()
-	d := &Daemon{o: o, clock: o.Clock, log: o.Logger, host: host, cfg: cfg,
+	d := &Daemon{o: o, clock: o.Clock, log: o.Logger, host: host, cfg: cfg, readers: make(chan struct{}, consoleReaders),
 		last: map[string]time.Time{}, running: map[string]*task{}, perCl: map[string]int{},
 		wake: make(chan struct{}, 1), stats: newState(o.Clock.Now()), breached: map[vmKey]bool{}, retry: map[string]time.Time{}}
 	d.repo = &repoPool{open: func(ctx context.Context, w bool) (*engine.Repository, error) {

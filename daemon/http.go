@@ -23,10 +23,13 @@ import (
 // Handler serves /metrics and /healthz; with basic authentication
 // configured, /metrics needs it (/healthz stays open for probes). With a
 // users file it also serves the web console's API under /api/v1/ (see
-// package console); the returned close ends the console's audit log.
+// package console), and /metrics, unless basic authentication guards it,
+// needs a console user who sees every VM; the returned close ends the
+// console's audit log.
 func (d *Daemon) Handler(h HTTPConfig) (http.Handler, func(), error) {
 	mux := http.NewServeMux()
 	closeConsole := func() {}
+	var cons *console.Console
 	if h.Users != "" {
 		audit, err := auth.OpenAuditFile(h.AuditLog)
 		if err != nil {
@@ -37,7 +40,8 @@ func (d *Daemon) Handler(h HTTPConfig) (http.Handler, func(), error) {
 			audit.Close()
 			return nil, nil, fmt.Errorf("http.users: %w", err)
 		}
-		console.New(a, consoleSource{d}).Routes(mux)
+		cons = console.New(a, consoleSource{d})
+		cons.Routes(mux)
 		closeConsole = func() { a.Close(); audit.Close() }
 	}
 	metrics := promhttp.HandlerFor(d.Registry(), promhttp.HandlerOpts{ErrorLog: nil})
@@ -48,6 +52,11 @@ func (d *Daemon) Handler(h HTTPConfig) (http.Handler, func(), error) {
 			return nil, nil, fmt.Errorf("http.basic_password_file: %w", err)
 		}
 		metrics = basicAuth(h.BasicUser, strings.TrimRight(string(pw), "\r\n"), metrics)
+	}
+	if cons != nil && h.BasicUser == "" {
+		// The series name every VM: with console users, /metrics is for
+		// those who see every VM (Prometheus sends a bearer token).
+		metrics = cons.Unscoped(metrics)
 	}
 	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", d.healthz)
@@ -90,7 +99,7 @@ func (d *Daemon) Serve(ctx context.Context, h HTTPConfig, ready func(addr string
 		return err
 	}
 	defer closeConsole()
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	ln, err := net.Listen("tcp", h.Listen)
 	if err != nil {
 		return fmt.Errorf("http.listen: %w", err)

@@ -342,8 +342,8 @@ done
 addr=$(grep -o '"addr":"[^"]*"' "$demo/daemon.log" | head -1 | cut -d'"' -f4)
 echo "both policies ran at start ($vm is in both: backed up by gold, the first, and reported by all):"
 bin/ahvfs jobs --kind backup
-echo "/metrics on $addr (promtool-clean Prometheus text; a few series):"
-curl -s "http://$addr/metrics" > "$demo/metrics.txt"
+echo "/metrics on $addr (promtool-clean Prometheus text; with console users it needs one who sees every VM: the admin token; a few series):"
+curl -s -H "Authorization: Bearer $admin_token" "http://$addr/metrics" > "$demo/metrics.txt"
 grep -E "^ahvfs_(backup_last_result|rpo_compliant|restore_point_newest_timestamp_seconds)\{policy=\"gold\"" "$demo/metrics.txt"
 grep -E '^ahvfs_(vm_policy_conflict|repository_stored_bytes|repository_dedup_ratio|repository_gc_reclaimable_bytes|jobs_total)' "$demo/metrics.txt"
 echo "the console's API: an admin's token sees every protected VM (failing ones first); helpdesk (restore-files, scope name:$vm) sees $vm alone:"

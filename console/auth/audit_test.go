@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ahvfs/ahvfs/console/auth"
 )
@@ -72,5 +76,25 @@ func TestAuditFile(t *testing.T) {
 	}
 	if n != 1+writers*each {
 		t.Fatalf("%d lines, want %d", n, 1+writers*each)
+	}
+}
+
+// TestAuditClipsLongFields: a refusal of a request with a huge path writes
+// a short line: an unauthenticated client cannot fill the log's disk.
+func TestAuditClipsLongFields(t *testing.T) {
+	audit := &auth.MemAudit{}
+	a, err := auth.New(auth.Options{Users: &auth.Users{Version: auth.UsersVersion}, Audit: audit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	h := a.Require(auth.ActionView, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	r := httptest.NewRequest("GET", "/api/v1/vms/"+strings.Repeat("é", 100000), nil)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	evs := audit.Events()
+	if w.Code != http.StatusUnauthorized || len(evs) != 1 || len(evs[0].Target) > 300 || !utf8.ValidString(evs[0].Target) ||
+		!strings.HasSuffix(evs[0].Target, "…") {
+		t.Fatalf("refusal: %d, events %d, target of %d bytes", w.Code, len(evs), len(evs[0].Target))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+	"unicode/utf8"
 )
 
 // Options configures an Authenticator. Zero values mean the defaults.
@@ -155,6 +156,9 @@ func (a *Authenticator) record(e Event) {
 	if e.Time.IsZero() {
 		e.Time = a.now().UTC()
 	}
+	// What a client sends (a path, a user name) is cut short: an
+	// unauthenticated client must not fill the log's disk.
+	e.User, e.Target, e.Detail, e.Client = clip(e.User), clip(e.Target), clip(e.Detail), clip(e.Client)
 	if err := a.audit.Record(e); err != nil {
 		a.log.Error("audit event lost", "err", err, "user", e.User, "action", e.Action, "result", e.Result)
 	}
@@ -173,4 +177,19 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // writeError answers {"error": msg}.
 func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// maxAuditField is the longest an audit event's text field gets.
+const maxAuditField = 256
+
+// clip cuts s to maxAuditField bytes on a rune boundary, marking the cut.
+func clip(s string) string {
+	if len(s) <= maxAuditField {
+		return s
+	}
+	i := maxAuditField
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }
