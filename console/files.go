@@ -239,7 +239,9 @@ func archived(m fs.FileMode) bool {
 
 // plainMode is m without setuid, setgid and sticky: archives give no
 // privilege to whoever extracts them as root.
-func plainMode(m fs.FileMode) fs.FileMode { return m &^ (fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky) }
+func plainMode(m fs.FileMode) fs.FileMode {
+	return m &^ (fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+}
 
 // walk calls fn for every name under root (root first) with its tree
 // path and its name in an archive: prefix joined with its path below
