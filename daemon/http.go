@@ -133,14 +133,24 @@ func (d *Daemon) Serve(ctx context.Context, h HTTPConfig, ready func(addr string
 		ready(ln.Addr().String())
 	}
 	d.log.Info("serving /metrics and /healthz", "addr", ln.Addr().String(), "tls", h.TLSCert != "", "mtls", h.ClientCA != "", "console", h.Users != "")
+	// Serve returns as soon as Shutdown begins: the console (its audit
+	// log) is closed only once the requests have drained, or been cut
+	// after 5 s.
+	drained := make(chan struct{})
 	go func() {
+		defer close(drained)
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		srv.Shutdown(sctx)
+		if srv.Shutdown(sctx) != nil {
+			srv.Close()
+		}
 	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	err = srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		<-drained
+		return nil
 	}
-	return nil
+	srv.Close()
+	return err
 }
