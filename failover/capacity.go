@@ -61,22 +61,30 @@ type StorageRoom struct {
 func (r Room) String() string {
 	var b strings.Builder
 	for _, c := range r.Clusters {
-		fmt.Fprintf(&b, "DR cluster %s: %d VMs need %s of memory; %s free of %s\n", c.Name, c.VMs, size(c.MemoryNeed), size(c.MemoryFree), size(c.MemoryTotal))
+		fmt.Fprintf(&b, "DR cluster %s: %s need %s of memory; %s free of %s\n", c.Name, vmCount(c.VMs), size(c.MemoryNeed), size(c.MemoryFree), size(c.MemoryTotal))
 		if c.Storage != nil {
 			fmt.Fprintf(&b, "  their disks hold %s of data; the storage pool has %s free\n", size(c.StorageNeed), size(c.StorageFree))
 		}
 		for _, s := range c.Storage {
-			name := s.Container
-			if name == "" {
-				name = "the default container (largest: " + firstOf(s.Largest, "none") + ")"
+			name := "storage container " + s.Container
+			if s.Container == "" {
+				name = "the cluster's default container (the most room: " + firstOf(s.Largest, "none") + ")"
 			}
-			fmt.Fprintf(&b, "  storage container %s: %s of data to restore; %s free\n", name, size(s.Need), size(s.Free))
+			fmt.Fprintf(&b, "  %s: %s of data to restore; %s free\n", name, size(s.Need), size(s.Free))
 		}
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}
 	return b.String()
+}
+
+// vmCount is "1 VM" or "N VMs".
+func vmCount(n int) string {
+	if n == 1 {
+		return "1 VM"
+	}
+	return fmt.Sprintf("%d VMs", n)
 }
 
 // size prints a byte count, or "unknown".
@@ -148,11 +156,11 @@ func roomFor(ctx context.Context, cl nutanix.Cluster, r *engine.Repository, p *P
 		}
 		switch {
 		case cr.MemoryFree != nutanix.Unknown && cr.MemoryNeed > cr.MemoryFree:
-			errs = append(errs, fmt.Errorf("DR cluster %s: the plan's %d VMs need %s of memory, and %s of its %s is free",
-				cr.Name, cr.VMs, size(cr.MemoryNeed), size(cr.MemoryFree), size(cr.MemoryTotal)))
+			errs = append(errs, fmt.Errorf("DR cluster %s: the plan's %s need %s of memory, and %s of its %s is free",
+				cr.Name, vmCount(cr.VMs), size(cr.MemoryNeed), size(cr.MemoryFree), size(cr.MemoryTotal)))
 		case cr.MemoryFree == nutanix.Unknown && cr.MemoryTotal != nutanix.Unknown && cr.MemoryNeed > cr.MemoryTotal:
-			errs = append(errs, fmt.Errorf("DR cluster %s: the plan's %d VMs need %s of memory, more than its hosts have (%s)",
-				cr.Name, cr.VMs, size(cr.MemoryNeed), size(cr.MemoryTotal)))
+			errs = append(errs, fmt.Errorf("DR cluster %s: the plan's %s need %s of memory, more than its hosts have (%s)",
+				cr.Name, vmCount(cr.VMs), size(cr.MemoryNeed), size(cr.MemoryTotal)))
 		}
 		var containers []string
 		for k := range need {

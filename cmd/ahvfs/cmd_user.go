@@ -21,7 +21,7 @@ func init() {
 	registerFunc(func() *cli.Command {
 		return &cli.Command{
 			Name:  "user",
-			Usage: "console users: add, passwd, del, token, list",
+			Usage: "console users: add, passwd, del, token, revoke, list",
 			Description: "Users of the web console and its API live in the users file (--users, default\n" +
 				auth.DefaultUsersFile + ", mode 0600). The console reads it again when it changes: a user\n" +
 				"removed or a password changed ends that user's browser sessions at once, no restart needed.\n" +
@@ -68,6 +68,13 @@ func init() {
 						&cli.StringFlag{Name: "label", Usage: "what the token is for (`TEXT`, shown by list --json)"},
 					},
 					Action: runUserToken,
+				},
+				{
+					Name:      "revoke",
+					Usage:     "remove one API token of a console user (its ID as 'ahvfs user list --json' shows it)",
+					ArgsUsage: "NAME ID",
+					Flags:     []cli.Flag{usersFileFlag()},
+					Action:    runUserRevoke,
 				},
 				{
 					Name:      "list",
@@ -309,6 +316,22 @@ func runUserToken(c *cli.Context) error {
 	}
 	fmt.Fprintln(env.Stdout, text)
 	fmt.Fprintf(env.Stderr, "ahvfs: API token %s for %s: store it now, it cannot be shown again\n", tok.ID, name)
+	return nil
+}
+
+func runUserRevoke(c *cli.Context) error {
+	env := envFrom(c)
+	if c.NArg() != 2 {
+		return usagef("user revoke: want NAME and the token's ID ('ahvfs user list --json' shows the IDs)")
+	}
+	name, id := c.Args().Get(0), c.Args().Get(1)
+	err := auth.Update(c.Context, c.String("users"), func(us *auth.Users) error {
+		return us.RevokeToken(name, id, time.Now())
+	})
+	if err != nil {
+		return fmt.Errorf("user revoke: %w", err)
+	}
+	fmt.Fprintf(env.Stdout, "revoked API token %s of %s\n", id, name)
 	return nil
 }
 

@@ -89,6 +89,24 @@ func TestUserCommands(t *testing.T) {
 		}
 	}
 
+	// A second token, revoked alone: the first still works.
+	second := strings.TrimSpace(mustCLI(t, "user", "token", "rita", "--users", users))
+	us, _ = auth.Load(ctx, users)
+	_, tok2, _ := us.VerifyToken(second)
+	if out := mustCLI(t, "user", "revoke", "rita", tok2.ID, "--users", users); !strings.Contains(out, "revoked API token "+tok2.ID) {
+		t.Fatalf("revoke: %s", out)
+	}
+	us, _ = auth.Load(ctx, users)
+	if _, _, ok := us.VerifyToken(second); ok {
+		t.Fatal("a revoked token still verifies")
+	}
+	if _, _, ok := us.VerifyToken(token); !ok {
+		t.Fatal("revoking one token revoked another")
+	}
+	if _, errs, code := runCLI(t, "", "user", "revoke", "rita", tok2.ID, "--users", users); code == 0 || !strings.Contains(errs, "no API token") {
+		t.Fatalf("revoking a token twice: exit %d %s", code, errs)
+	}
+
 	mustCLI(t, "user", "passwd", "alice", "--password-file", pw2, "--users", users)
 	us, _ = auth.Load(ctx, users)
 	if ok, _ := auth.CheckPassword(us.Lookup("alice").Password, []byte("another long passphrase")); !ok {

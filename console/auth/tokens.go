@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -129,4 +130,20 @@ func (us *Users) AddToken(name, label string, now time.Time) (string, error) {
 	u.Tokens = append(u.Tokens, t)
 	u.Changed = now.UTC()
 	return text, nil
+}
+
+// RevokeToken removes the user's API token id (as `ahvfs user list
+// --json` shows it): the token stops working at the next request.
+func (us *Users) RevokeToken(name, id string, now time.Time) error {
+	u := us.Lookup(name)
+	if u == nil {
+		return fmt.Errorf("user %q: %w", name, ErrNoUser)
+	}
+	i := slices.IndexFunc(u.Tokens, func(t Token) bool { return t.ID == id })
+	if i < 0 {
+		return fmt.Errorf("user %q has no API token %q: %w", name, id, ErrBadToken)
+	}
+	u.Tokens = slices.Delete(u.Tokens, i, i+1)
+	u.Changed = now.UTC()
+	return nil
 }

@@ -103,3 +103,34 @@ func TestParseToken(t *testing.T) {
 		}
 	}
 }
+
+// TestRevokeToken: one token revoked stops verifying at once; the user's
+// other tokens go on; an unknown ID is an error.
+func TestRevokeToken(t *testing.T) {
+	us := &auth.Users{Version: auth.UsersVersion}
+	u, err := auth.NewUser("ops", auth.RoleOperator, nil, []byte("a long enough password"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := us.Add(u); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := us.AddToken("ops", "a", time.Now())
+	b, _ := us.AddToken("ops", "b", time.Now())
+	_, tb, _ := us.VerifyToken(b)
+	if err := us.RevokeToken("ops", tb.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := us.VerifyToken(b); ok {
+		t.Fatal("a revoked token verifies")
+	}
+	if _, _, ok := us.VerifyToken(a); !ok {
+		t.Fatal("the other token stopped verifying")
+	}
+	if err := us.RevokeToken("ops", tb.ID, time.Now()); !errors.Is(err, auth.ErrBadToken) {
+		t.Fatalf("revoking it again: %v", err)
+	}
+	if err := us.RevokeToken("nobody", tb.ID, time.Now()); !errors.Is(err, auth.ErrNoUser) {
+		t.Fatalf("revoking a token of nobody: %v", err)
+	}
+}
