@@ -75,23 +75,21 @@ func (c *Console) pointFS(w http.ResponseWriter, r *http.Request, action auth.Ac
 // scopes (another VM may have had, or have elsewhere, the same name),
 // "" (any) when the user sees every VM.
 func (c *Console) sees(w http.ResponseWriter, r *http.Request, vm string, action auth.Action) (uuid string, ok bool) {
-	u, ok := auth.UserFrom(r.Context())
-	if ok {
-		vms, err := c.src.VMs(r.Context())
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, "list the protected VMs: "+err.Error())
-			return "", false
+	u, _ := auth.UserFrom(r.Context())
+	vms, err := c.visible(r)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "list the protected VMs: "+err.Error())
+		return "", false
+	}
+	for _, v := range vms {
+		if v.Name != vm {
+			continue
 		}
-		for _, v := range vms {
-			if v.Name != vm || !u.Sees(auth.VMRef{Name: v.Name, UUID: v.UUID, Categories: v.Categories}) {
-				continue
-			}
-			if len(u.Scopes) == 0 {
-				return "", true
-			}
-			if v.UUID != "" {
-				return v.UUID, true
-			}
+		if len(u.Scopes) == 0 {
+			return "", true
+		}
+		if v.UUID != "" {
+			return v.UUID, true
 		}
 	}
 	c.a.Record(r, auth.Event{Action: string(action), Target: "vm " + vm, Result: auth.ResultDenied,
