@@ -317,9 +317,9 @@ func makeOverlays(ctx context.Context, qemuImg, dir string, disks []Disk) ([]str
 			if err != nil {
 				return nil, fmt.Errorf("verify-boot: %w", err)
 			}
-			if _, err := os.Stat(abs); err != nil {
-				return nil, fmt.Errorf("verify-boot: disk %d: %w", i, err)
-			}
+			// No stat here: the source may be on this process's own
+			// FUSE mount (fusefs.Options.OthersOnly); qemu-img says
+			// when it is missing.
 			src = abs
 		}
 		ov := filepath.Join(dir, fmt.Sprintf("overlay-%d.qcow2", i))

@@ -15,7 +15,6 @@ import (
 	"github.com/ahvfs/ahvfs/rptree"
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
 )
 
 // Server is a mounted Tree.
@@ -67,7 +66,7 @@ func Mount(ctx context.Context, tree *rptree.Tree, mountpoint string, o Options)
 		},
 		Logger: logger,
 	}
-	srv, err := gofs.Mount(mp, root, fopts)
+	srv, err := serve(mp, root, fopts, o.OthersOnly)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mp, err)
 	}
@@ -78,6 +77,22 @@ func Mount(ctx context.Context, tree *rptree.Tree, mountpoint string, o Options)
 		}
 	}
 	return &Server{tree: tree, srv: srv, mountpoint: mp}, nil
+}
+
+// serve mounts root on mp and serves it in the background. It is
+// gofs.Mount without that function's poll of its own mount when
+// othersOnly (Options.OthersOnly): fuse.NewServer returns once mount(2)
+// has, and requests that come before Serve reads them wait in the kernel.
+func serve(mp string, root gofs.InodeEmbedder, o *gofs.Options, othersOnly bool) (*fuse.Server, error) {
+	if !othersOnly {
+		return gofs.Mount(mp, root, o)
+	}
+	srv, err := fuse.NewServer(gofs.NewNodeFS(root, o), mp, &o.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	go srv.Serve()
+	return srv, nil
 }
 
 // closeFUSEOnExec marks this process's /dev/fuse descriptors close-on-exec.
@@ -100,14 +115,37 @@ func closeFUSEOnExec() {
 }
 
 // setReadAhead sets the kernel read-ahead window of the FUSE connection
-// mounted on mp (needs root).
+// mounted on mp (needs root). The connection's device number comes from
+// /proc/self/mountinfo: a stat of mp would be a request to this very
+// process (see Options.OthersOnly).
 func setReadAhead(mp string, bytes int) error {
-	var st syscall.Stat_t
-	if err := syscall.Stat(mp, &st); err != nil {
+	dev, err := mountDevice(mp)
+	if err != nil {
 		return err
 	}
-	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	p := fmt.Sprintf("/sys/class/bdi/%s/read_ahead_kb", dev)
 	return os.WriteFile(p, []byte(strconv.Itoa(bytes>>10)), 0)
+}
+
+// mountDevice returns "major:minor" of the newest mount on mp.
+func mountDevice(mp string) (string, error) {
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	dev := ""
+	for _, line := range strings.Split(string(info), "\n") {
+		// ID PARENT MAJOR:MINOR ROOT MOUNTPOINT ... (proc(5)); spaces in
+		// the mount point are written \040.
+		f := strings.Fields(line)
+		if len(f) >= 5 && strings.ReplaceAll(f[4], `\040`, " ") == mp {
+			dev = f[2]
+		}
+	}
+	if dev == "" {
+		return "", fmt.Errorf("%s is not in /proc/self/mountinfo", mp)
+	}
+	return dev, nil
 }
 
 // Mountpoint is the absolute path the tree is mounted on.

@@ -231,3 +231,38 @@ func TestFUSEDeviceNotInherited(t *testing.T) {
 		t.Fatalf("a child process inherited the FUSE device:\n%s", out)
 	}
 }
+
+// TestMountOthersOnly mounts for other processes alone (no request from
+// this one to its mount, not even go-fuse's poll): another program reads
+// a disk byte-exact, and the read-ahead window is set on the connection
+// found in /proc/self/mountinfo.
+func TestMountOthersOnly(t *testing.T) {
+	testenv.Root(t)
+	img := enginetest.Ext4Image(t, 8<<20, 37)
+	dir := newRepo(t, engine.InitOptions{ChunkSize: 64 << 10}, "web01", img)
+	mp, _ := mount(t, dir, rptree.Options{}, fusefs.Options{OthersOnly: true, ReadAhead: 2 << 20})
+	raw := filepath.Join(mp, "web01", engine.FormatTime(t0), "disk-0.raw")
+	if out, err := exec.Command("cmp", img, raw).CombinedOutput(); err != nil {
+		t.Fatalf("cmp %s %s: %v: %s", img, raw, err, out)
+	}
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := ""
+	for _, line := range strings.Split(string(info), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == mp {
+			dev = f[2]
+		}
+	}
+	if dev == "" {
+		t.Fatalf("%s is not mounted", mp)
+	}
+	ra, err := os.ReadFile("/sys/class/bdi/" + dev + "/read_ahead_kb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(ra)); got != "2048" {
+		t.Fatalf("read_ahead_kb of %s = %s, want 2048", dev, got)
+	}
+}

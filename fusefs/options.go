@@ -34,6 +34,16 @@ type Options struct {
 	Logger *slog.Logger
 	// Debug logs every FUSE request to Logger (default false).
 	Debug bool
+	// OthersOnly says that this process never touches the mount itself:
+	// other programs read it (ahvfs mount, QEMU under verify-boot). Mount
+	// then skips go-fuse's poll of a file on its own mount. A request
+	// from the process to its own mount is fatal under kill -9: the
+	// thread waiting for the answer cannot be interrupted, and the
+	// answer would come from the process being killed, so it never ends.
+	// Leave it false when the process opens files on its mount (tests):
+	// the poll teaches the kernel that the mount does not poll, before
+	// Go's runtime polls a file it opened there.
+	OthersOnly bool
 }
 
 // Validate reports every invalid field at once.

@@ -56,7 +56,7 @@ func runMount(ctx context.Context, env *cliEnv, r *engine.Repository, mountpoint
 		return err
 	}
 	defer tree.Close()
-	srv, err := fusefs.Mount(ctx, tree, mountpoint, fusefs.Options{AllowOther: o.AllowOther, Logger: env.Log})
+	srv, err := fusefs.Mount(ctx, tree, mountpoint, fusefs.Options{AllowOther: o.AllowOther, Logger: env.Log, OthersOnly: true})
 	if err != nil {
 		return err
 	}

@@ -154,7 +154,7 @@ func verifyBootMount(ctx context.Context, env *cliEnv, r *engine.Repository, mnt
 	if err != nil {
 		return nil, err
 	}
-	srv, err := fusefs.Mount(ctx, tree, mnt, fusefs.Options{Logger: env.Log})
+	srv, err := fusefs.Mount(ctx, tree, mnt, fusefs.Options{Logger: env.Log, OthersOnly: true})
 	if err != nil {
 		tree.Close()
 		return nil, fmt.Errorf("verify-boot: mount the repository for QEMU: %w", err)
