@@ -48,6 +48,12 @@ type VMStatus struct {
 	// whether that is within its policy's RPO.
 	Newest       time.Time `json:"newest,omitzero"`
 	RPOCompliant bool      `json:"rpo_compliant"`
+	// DRTarget is where its policy replicates (none: ""); Synced the
+	// newest restore point time known to be there, DRLagSeconds how long
+	// its newest point has waited to get there (0: in sync).
+	DRTarget     string    `json:"dr_target,omitempty"`
+	Synced       time.Time `json:"synced,omitzero"`
+	DRLagSeconds float64   `json:"dr_lag_seconds,omitempty"`
 }
 
 // failing reports whether the dashboard lists v first: its last backup
@@ -67,16 +73,23 @@ type Point struct {
 	Size        int64     `json:"size"`
 	NewBytes    int64     `json:"new_bytes"`
 	LockedUntil time.Time `json:"locked_until,omitzero"`
+	// Replicated says whether the point has reached the VM's DR target
+	// (by the daemon's last sync); nil when its policy does not sync.
+	Replicated *bool `json:"replicated,omitempty"`
 }
 
-// Console serves the API.
+// Console serves the API and the pages.
 type Console struct {
 	a   *auth.Authenticator
 	src Source
+	act Actions
 }
 
-// New returns the console of src, guarded by a.
-func New(a *auth.Authenticator, src Source) *Console { return &Console{a: a, src: src} }
+// New returns the console of src, whose users act through act, guarded by
+// a.
+func New(a *auth.Authenticator, src Source, act Actions) *Console {
+	return &Console{a: a, src: src, act: act}
+}
 
 // Routes mounts the API on mux.
 func (c *Console) Routes(mux *http.ServeMux) {
@@ -86,9 +99,12 @@ func (c *Console) Routes(mux *http.ServeMux) {
 	mux.Handle("GET /api/v1/vms", c.a.Require(auth.ActionView, http.HandlerFunc(c.vms)))
 	mux.Handle("GET /api/v1/vms/{vm}/points", c.a.Require(auth.ActionView, http.HandlerFunc(c.points)))
 	mux.Handle("GET /api/v1/jobs", c.a.Require(auth.ActionView, http.HandlerFunc(c.jobs)))
+	mux.Handle("GET /api/v1/jobs/{id}", c.a.Require(auth.ActionView, http.HandlerFunc(c.job)))
 	mux.Handle("GET /api/v1/repository", c.a.Require(auth.ActionView, http.HandlerFunc(c.health)))
 	mux.Handle("GET /api/v1/vms/{vm}/points/{time}/files/{path...}", c.a.Require(auth.ActionBrowse, http.HandlerFunc(c.files)))
 	mux.Handle("GET /api/v1/vms/{vm}/points/{time}/download/{path...}", c.a.Require(auth.ActionDownload, http.HandlerFunc(c.download)))
+	c.actionRoutes(mux)
+	c.pageRoutes(mux)
 }
 
 // Unscoped wraps next (the daemon's /metrics) so that it serves users

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"slices"
 	"time"
 
 	"github.com/ahvfs/ahvfs/console"
@@ -56,6 +57,12 @@ func (c consoleSource) VMs(context.Context) ([]console.VMStatus, error) {
 			LastSuccess: v.lastSuccess, LastResult: v.lastResult, Newest: newest}
 		if p := cfg.policy(k.policy); p != nil {
 			vs.RPOCompliant = compliant(newest, p.RPO.Duration, now)
+			if p.SyncTo != "" {
+				s.mu.Lock()
+				vs.DRTarget, vs.Synced = p.SyncTo, s.atTarget[[2]string{p.SyncTo, k.vm}]
+				vs.DRLagSeconds = s.syncLagLocked(p.SyncTo, []string{k.vm}, now).Seconds()
+				s.mu.Unlock()
+			}
 		}
 		out = append(out, vs)
 	}
@@ -74,10 +81,23 @@ func (c consoleSource) Points(ctx context.Context, vm string) ([]console.Point, 
 	if err != nil {
 		return nil, err
 	}
+	target := ""
+	if p := c.d.config().policy(c.d.stats.policyOf(vm)); p != nil {
+		target = p.SyncTo
+	}
+	c.d.stats.mu.Lock()
+	synced := c.d.stats.atTarget[[2]string{target, vm}]
+	c.d.stats.mu.Unlock()
 	out := make([]console.Point, 0, len(rps))
 	for _, rp := range rps {
-		out = append(out, console.Point{Name: rp.Name(), VMUUID: rp.VMUUID, Time: rp.Time, Level: rp.Level, Consistency: rp.Consistency,
-			Size: rp.LogicalBytes(), NewBytes: rp.Stats.NewStoredBytes, LockedUntil: rp.LockedUntil})
+		pt := console.Point{Name: rp.Name(), VMUUID: rp.VMUUID, Time: rp.Time, Level: rp.Level, Consistency: rp.Consistency,
+			Size: rp.LogicalBytes(), NewBytes: rp.Stats.NewStoredBytes, LockedUntil: rp.LockedUntil}
+		if target != "" {
+			// A sync sends a VM's points oldest first, all it lacks.
+			replicated := !synced.IsZero() && !rp.Time.After(synced)
+			pt.Replicated = &replicated
+		}
+		out = append(out, pt)
 	}
 	return out, nil
 }
@@ -118,7 +138,8 @@ func (c consoleSource) PointFS(ctx context.Context, vm, uuid, at string) (fs.FS,
 	return sub, release, nil
 }
 
-// Jobs reads the job history from the repository.
+// Jobs reads the job history from the repository, and adds the jobs
+// running and queued now.
 func (c consoleSource) Jobs(ctx context.Context) ([]console.Job, error) {
 	r, done, err := c.openRepo(ctx)
 	if err != nil {
@@ -138,6 +159,12 @@ func (c consoleSource) Jobs(ctx context.Context) ([]console.Job, error) {
 				BytesRead: v.BytesRead, BytesStored: v.BytesStored, Seconds: v.Seconds, Error: v.Error})
 		}
 		out = append(out, cj)
+	}
+	// The jobs running and queued; one that just ended is in both.
+	for _, j := range c.d.live.snapshot() {
+		if !slices.ContainsFunc(out, func(h console.Job) bool { return h.ID == j.ID }) {
+			out = append(out, j)
+		}
 	}
 	return out, nil
 }

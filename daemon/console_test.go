@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ahvfs/ahvfs/console/auth"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/internal/testtls"
 	"github.com/ahvfs/ahvfs/rptree"
@@ -44,31 +43,7 @@ func TestConsoleAPI(t *testing.T) {
 	ca := testtls.NewCA(t, dir, "console")
 	srvCert, srvKey := ca.Server(t, "daemon")
 	users := filepath.Join(dir, "users.json")
-	var token string
-	err := auth.Update(ctx, users, func(us *auth.Users) error {
-		scope, err := auth.ParseScope("category:Env:prod")
-		if err != nil {
-			return err
-		}
-		for _, u := range []struct {
-			name   string
-			role   auth.Role
-			scopes []auth.Selector
-		}{{"alice", auth.RoleAdmin, nil}, {"helpdesk", auth.RoleRestoreFiles, []auth.Selector{scope}}} {
-			nu, err := auth.NewUser(u.name, u.role, u.scopes, []byte("correct horse battery"), time.Now())
-			if err != nil {
-				return err
-			}
-			if err := us.Add(nu); err != nil {
-				return err
-			}
-		}
-		token, err = us.AddToken("alice", "test", time.Now())
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := consoleUsers(t, users)
 	cfg := e.config(fmt.Sprintf(`
 [http]
 listen = "127.0.0.1:0"
@@ -91,12 +66,7 @@ rpo = "1h"
 	// db01's newest point is now older than its RPO; web's are not.
 	e.clock.Advance(90 * time.Minute)
 
-	sctx, cancel := context.WithCancel(ctx)
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- e.d.Serve(sctx, cfg.HTTP, func(a string) { addr <- a }) }()
-	t.Cleanup(func() { cancel(); <-done })
-	base := "https://" + <-addr
+	base := "https://" + serveHTTP(t, e, cfg.HTTP)
 	pem, _ := os.ReadFile(ca.CertFile)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)

@@ -20,14 +20,21 @@ const (
 	KindPrune  = "prune"
 	KindSync   = "sync"
 	KindVerify = "verify"
+	// KindRestore is a restore the console asked for.
+	KindRestore = "restore"
+	// KindLock and KindForget are changes to a restore point made in the
+	// console.
+	KindLock   = "lock"
+	KindForget = "forget"
 )
 
 // Triggers: why a job ran.
 const (
 	TriggerSchedule = "schedule"
-	TriggerMissed   = "missed" // its time passed while the daemon was down
-	TriggerStart    = "start"  // never ran before: an interval policy runs at once
-	TriggerRetry    = "retry"  // its last run failed: run again before the schedule says
+	TriggerMissed   = "missed"  // its time passed while the daemon was down
+	TriggerStart    = "start"   // never ran before: an interval policy runs at once
+	TriggerRetry    = "retry"   // its last run failed: run again before the schedule says
+	TriggerConsole  = "console" // a user asked in the web console (the job's notes say who)
 )
 
 // Clock is the daemon's time: the real one, or a test's.
@@ -70,6 +77,8 @@ type Daemon struct {
 	stats *state
 	// readers are the console's slots to read the repository.
 	readers chan struct{}
+	// live is the jobs queued and running, for the console.
+	live *live
 
 	// maint makes retention, gc and verify exclusive with backups and
 	// syncs, which share the repository's writer.
@@ -92,12 +101,24 @@ type Daemon struct {
 
 // task is a job waiting for or holding a slot.
 type task struct {
-	key     string // kind/policy
+	key     string // kind/policy; a console job's adds its job ID
 	kind    string
 	policy  string // "" for verify
 	cluster string // "" when the job uses no cluster
 	trigger string
+	// A job the console asked for: its ID (known before it starts, so
+	// that the page can follow it), the user, and what it asked.
+	jobID, by string
+	// only are the VMs (UUIDs) to back up, of the policy's; onlyNames
+	// their names. Both nil: every VM the policy selects.
+	only, onlyNames []string
+	full            bool
+	restore         *restoreTask
 }
+
+// group is the tasks that may not run at once: a policy's backups, the
+// scheduled one and any the console asked for, share one.
+func (t *task) group() string { return taskKey(t.kind, t.policy) }
 
 func taskKey(kind, policy string) string { return kind + "/" + policy }
 
@@ -110,7 +131,7 @@ func New(cfg *Config, o Options) *Daemon {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	host, _ := os.Hostname()
-	d := &Daemon{o: o, clock: o.Clock, log: o.Logger, host: host, cfg: cfg, readers: make(chan struct{}, consoleReaders),
+	d := &Daemon{o: o, clock: o.Clock, log: o.Logger, host: host, cfg: cfg, readers: make(chan struct{}, consoleReaders), live: newLive(),
 		last: map[string]time.Time{}, running: map[string]*task{}, perCl: map[string]int{},
 		wake: make(chan struct{}, 1), stats: newState(o.Clock.Now()), breached: map[vmKey]bool{}, retry: map[string]time.Time{}}
 	d.repo = &repoPool{open: func(ctx context.Context, w bool) (*engine.Repository, error) {
@@ -297,6 +318,16 @@ func (d *Daemon) ended(key string, failed bool) {
 	}
 }
 
+// groupRunningLocked reports whether a task of the group runs.
+func (d *Daemon) groupRunningLocked(group string) bool {
+	for _, r := range d.running {
+		if r.group() == group {
+			return true
+		}
+	}
+	return false
+}
+
 // busyLocked reports whether a task runs or waits in the queue.
 func (d *Daemon) busyLocked(key string) bool {
 	return d.running[key] != nil || slices.ContainsFunc(d.queue, func(q *task) bool { return q.key == key })
@@ -363,10 +394,16 @@ func (d *Daemon) dispatch(ctx context.Context) {
 			i++
 			continue
 		}
+		if t.kind != KindRestore && d.groupRunningLocked(t.group()) {
+			i++
+			continue
+		}
 		d.queue = slices.Delete(d.queue, i, i+1)
 		d.running[t.key] = t
-		// The schedule counts from the start, not from the queueing.
-		d.last[t.key] = d.clock.Now()
+		if t.jobID == "" {
+			// The schedule counts from the start, not from the queueing.
+			d.last[t.key] = d.clock.Now()
+		}
 		if t.cluster != "" {
 			d.perCl[t.cluster]++
 		}
@@ -399,14 +436,16 @@ func (d *Daemon) clusterLimitLocked(name string) int {
 func (d *Daemon) runTask(ctx context.Context, t *task) {
 	cfg := d.config()
 	p := cfg.policy(t.policy)
-	if t.kind != KindVerify && p == nil {
+	if t.kind != KindVerify && t.kind != KindRestore && p == nil {
 		d.log.Warn("policy removed from the configuration before its job ran", "policy", t.policy)
 		return
 	}
 	var ok bool
 	switch t.kind {
 	case KindBackup:
-		ok = d.backupPolicy(ctx, cfg, p, t.trigger)
+		ok = d.backupPolicy(ctx, cfg, p, t)
+	case KindRestore:
+		ok = d.restoreJob(ctx, cfg, t)
 	case KindSync:
 		ok = d.syncPolicy(ctx, cfg, p, t.trigger, nil)
 	case KindVerify:
@@ -442,6 +481,7 @@ func (d *Daemon) record(ctx context.Context, r *engine.Repository, j engine.Job)
 		log.Error("job history not written", "err", err)
 	}
 	d.stats.job(j)
+	d.live.end(j.ID)
 	lvl := slog.LevelInfo
 	if j.Result != engine.JobOK {
 		lvl = slog.LevelError

@@ -44,21 +44,26 @@ func (d *Daemon) connect(ctx context.Context, cc ClusterConfig, log *slog.Logger
 	return &site{cl: cl, conn: conn, cc: cc}, nil
 }
 
-// backupPolicy runs one scheduled backup of a policy, then its retention
-// and (unless it syncs on a schedule of its own) its sync. It reports
-// whether the backup succeeded (partly counts).
-func (d *Daemon) backupPolicy(ctx context.Context, cfg *Config, p *PolicyConfig, trigger string) bool {
-	start := d.clock.Now()
-	job := engine.Job{ID: engine.NewJobID(start), Kind: KindBackup, Policy: p.Name, Trigger: trigger, Start: start, Result: engine.JobOK}
-	log := d.log.With("job", job.ID, "kind", KindBackup, "policy", p.Name)
-	r, release, sel, err := d.backupVMs(ctx, cfg, p, &job, log)
+// backupPolicy runs one backup of a policy (of the task's VMs alone when
+// the console asked for them), then its retention and (unless it syncs
+// on a schedule of its own) its sync. It reports whether the backup
+// succeeded (partly counts).
+func (d *Daemon) backupPolicy(ctx context.Context, cfg *Config, p *PolicyConfig, t *task) bool {
+	trigger := t.trigger
+	job := d.startJob(t, KindBackup, p.Name)
+	log := d.live.logger(d.log.With("job", job.ID, "kind", KindBackup, "policy", p.Name), job.ID, d.stats.uuidOf)
+	r, release, sel, err := d.backupVMs(ctx, cfg, p, t, &job, log)
 	if release != nil {
 		defer release()
 	}
 	if err != nil && len(job.VMs) == 0 {
-		// Nothing ran: every VM the policy protects failed this time.
-		for _, vm := range d.stats.policyVMs(p.Name) {
-			job.VMs = append(job.VMs, engine.JobVM{VM: vm, Result: engine.JobFailed, Error: "not backed up: " + err.Error()})
+		// Nothing ran: every VM the run was for failed this time.
+		vms := t.onlyNames
+		if vms == nil {
+			vms = d.stats.policyVMs(p.Name)
+		}
+		for _, vm := range vms {
+			job.VMs = append(job.VMs, engine.JobVM{VM: vm, UUID: d.stats.uuidOf(vm), Result: engine.JobFailed, Error: "not backed up: " + err.Error()})
 		}
 	}
 	job.Result, job.Error = summarize(job.VMs, err)
@@ -85,7 +90,7 @@ func (d *Daemon) backupPolicy(ctx context.Context, cfg *Config, p *PolicyConfig,
 // backupVMs connects, resolves the policy's VMs and backs them up, filling
 // in job. It returns the repository it acquired (release it) and the VMs
 // selected.
-func (d *Daemon) backupVMs(ctx context.Context, cfg *Config, p *PolicyConfig, job *engine.Job, log *slog.Logger) (*engine.Repository, func(), []nutanix.VM, error) {
+func (d *Daemon) backupVMs(ctx context.Context, cfg *Config, p *PolicyConfig, t *task, job *engine.Job, log *slog.Logger) (*engine.Repository, func(), []nutanix.VM, error) {
 	s, err := d.connect(ctx, cfg.cluster(p.Cluster), log)
 	if err != nil {
 		return nil, nil, nil, err
@@ -100,6 +105,18 @@ func (d *Daemon) backupVMs(ctx context.Context, cfg *Config, p *PolicyConfig, jo
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if t.onlyNames != nil {
+		// By UUID when known: another VM may have the name now.
+		sel = slices.DeleteFunc(sel, func(v nutanix.VM) bool {
+			if t.only != nil {
+				return !slices.Contains(t.only, v.UUID)
+			}
+			return !slices.Contains(t.onlyNames, v.Name)
+		})
+		if len(sel) == 0 {
+			return nil, nil, nil, fmt.Errorf("the VM is no longer selected by policy %s", p.Name)
+		}
+	}
 	job.Notes = append(job.Notes, notes...)
 	r, release, err := d.repo.acquire(ctx)
 	if err != nil {
@@ -109,7 +126,7 @@ func (d *Daemon) backupVMs(ctx context.Context, cfg *Config, p *PolicyConfig, jo
 		job.Notes = append(job.Notes, "no VM selected")
 		return r, release, sel, nil
 	}
-	reports, err := d.runBackups(ctx, r, s, p, sel, log)
+	reports, err := d.runBackups(ctx, r, s, p, sel, t.full, job.ID, log)
 	for _, rep := range reports {
 		for _, v := range rep.VMs {
 			jv := jobVM(v)
@@ -137,15 +154,18 @@ func jobVM(v backup.VMReport) engine.JobVM {
 	return jv
 }
 
-// vmProgress updates a VM's metrics as soon as its backup ends, not at
-// the end of the whole job.
+// vmProgress shows a VM's progress in the console, and updates its
+// metrics as soon as its backup ends, not at the end of the whole job.
 type vmProgress struct {
 	d      *Daemon
 	policy string
+	job    string
 }
 
-func (p vmProgress) DiskStart(string, string, int64, int64) func(int64) { return func(int64) {} }
-func (p vmProgress) DiskDone(string, string, error)                     {}
+func (p vmProgress) DiskStart(vm, _ string, size, _ int64) func(int64) {
+	return p.d.live.vm(p.job, vm, p.d.stats.uuidOf(vm)).disk(size)
+}
+func (p vmProgress) DiskDone(string, string, error) {}
 func (p vmProgress) VMDone(v backup.VMReport) {
 	p.d.stats.vmDone(p.policy, jobVM(v), p.d.clock.Now())
 }
@@ -233,12 +253,15 @@ func (d *Daemon) claim(ctx context.Context, cfg *Config, p *PolicyConfig, inv nu
 
 // runBackups backs up sel: the VMs whose level rule asks for a full in one
 // run, the others (incremental forever) in another.
-func (d *Daemon) runBackups(ctx context.Context, r *engine.Repository, s *site, p *PolicyConfig, sel []nutanix.VM, log *slog.Logger) ([]*backup.Report, error) {
+func (d *Daemon) runBackups(ctx context.Context, r *engine.Repository, s *site, p *PolicyConfig, sel []nutanix.VM, allFull bool, jobID string, log *slog.Logger) ([]*backup.Report, error) {
 	d.maint.RLock()
 	defer d.maint.RUnlock()
 	full, auto, err := d.levels(ctx, r, p, sel)
 	if err != nil {
 		return nil, err
+	}
+	if allFull {
+		full, auto = append(full, auto...), nil
 	}
 	j, err := clusterjob.RepositoryJournal(r)
 	if err != nil {
@@ -255,7 +278,7 @@ func (d *Daemon) runBackups(ctx context.Context, r *engine.Repository, s *site, 
 			o.Level = backup.LevelFull
 		}
 		o.Clusters, o.Journal, o.Logger, o.Now = s.conn.Clusters, j, log, d.clock.Now
-		o.Progress = vmProgress{d, p.Name}
+		o.Progress = vmProgress{d, p.Name, jobID}
 		o.SkipCleanup = len(reps) > 0
 		o.ISCSIPort, o.InitiatorIQN = s.cc.ISCSIPort, s.cc.InitiatorIQN
 		if o.CHAP, err = s.cc.CHAP(); err != nil {

@@ -27,6 +27,9 @@ type state struct {
 	verifyBad int
 	verifyAt  time.Time
 	synced    map[[2]string]time.Time // target, VM → start of the last good sync that covered it
+	// atTarget: target, VM → time of the newest restore point a sync
+	// sent there (every older one was sent before or with it).
+	atTarget  map[[2]string]time.Time
 	queued    int
 	running   int
 	jobs      map[[2]string]int // kind, result → jobs ended since start
@@ -51,6 +54,36 @@ func (s *state) listed(vms []nutanix.VM) {
 	}
 }
 
+// pointTime is the time in a restore point's name (VM@TIME).
+func pointTime(name string) (time.Time, bool) {
+	_, t, err := engine.ParseName(name)
+	if err != nil {
+		return time.Time{}, false
+	}
+	pt, err := time.Parse(time.RFC3339, t)
+	return pt, err == nil
+}
+
+// uuidOf is the UUID of the VM of that name as last listed ("" when
+// unknown).
+func (s *state) uuidOf(vm string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refs[vm].uuid
+}
+
+// policyOf is a policy that protects the VM ("" when none does).
+func (s *state) policyOf(vm string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.vms {
+		if k.vm == vm {
+			return k.policy
+		}
+	}
+	return ""
+}
+
 type vmKey struct{ policy, vm string }
 
 type vmState struct {
@@ -63,7 +96,7 @@ type vmState struct {
 
 func newState(started time.Time) *state {
 	return &state{started: started, vms: map[vmKey]*vmState{}, newest: map[string]time.Time{}, oldest: map[string]time.Time{},
-		synced: map[[2]string]time.Time{}, jobs: map[[2]string]int{}, conflicts: map[[3]string]bool{}, refs: map[string]vmRef{}}
+		synced: map[[2]string]time.Time{}, atTarget: map[[2]string]time.Time{}, jobs: map[[2]string]int{}, conflicts: map[[3]string]bool{}, refs: map[string]vmRef{}}
 }
 
 // job takes in a job's outcome (from the history at start, or as it ends).
@@ -83,6 +116,9 @@ func (s *state) job(j engine.Job) {
 			k := [2]string{j.Target, v.VM}
 			if j.Start.After(s.synced[k]) {
 				s.synced[k] = j.Start
+			}
+			if pt, ok := pointTime(v.RestorePoint); ok && pt.After(s.atTarget[k]) {
+				s.atTarget[k] = pt
 			}
 		}
 	}
@@ -109,14 +145,12 @@ func (s *state) vmDoneLocked(policy string, v engine.JobVM, end time.Time) {
 	if end.After(vs.lastSuccess) {
 		vs.lastSuccess = end
 	}
-	if _, t, err := engine.ParseName(v.RestorePoint); err == nil {
-		if pt, err := time.Parse(time.RFC3339, t); err == nil {
-			if pt.After(s.newest[v.VM]) {
-				s.newest[v.VM] = pt
-			}
-			if o := s.oldest[v.VM]; o.IsZero() || pt.Before(o) {
-				s.oldest[v.VM] = pt
-			}
+	if pt, ok := pointTime(v.RestorePoint); ok {
+		if pt.After(s.newest[v.VM]) {
+			s.newest[v.VM] = pt
+		}
+		if o := s.oldest[v.VM]; o.IsZero() || pt.Before(o) {
+			s.oldest[v.VM] = pt
 		}
 	}
 }

@@ -1,0 +1,281 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"time"
+
+	"github.com/ahvfs/ahvfs/clusterjob"
+	"github.com/ahvfs/ahvfs/console"
+	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/restore"
+)
+
+// restoreTask is what a console restore restores, and where.
+type restoreTask struct {
+	point string // VM@TIME
+	uuid  string // the original VM's
+	o     restore.Options
+}
+
+var _ console.Actions = consoleSource{}
+
+// startJob is the record of a task's job as it starts, shown as running
+// in the console.
+func (d *Daemon) startJob(t *task, kind, policy string) engine.Job {
+	start := d.clock.Now()
+	j := engine.Job{ID: t.jobID, Kind: kind, Policy: policy, Trigger: t.trigger, Start: start, Result: engine.JobOK}
+	if j.ID == "" {
+		j.ID = engine.NewJobID(start)
+	}
+	if t.by != "" {
+		j.Notes = append(j.Notes, "started by "+t.by+" in the console")
+	}
+	d.live.start(j)
+	return j
+}
+
+// enqueue queues a task the console asked for and shows it as queued.
+func (d *Daemon) enqueue(t *task, kind, policy string) string {
+	t.jobID, t.trigger = engine.NewJobID(d.clock.Now()), TriggerConsole
+	t.key = taskKey(t.kind, t.policy) + "/" + t.jobID
+	d.mu.Lock()
+	d.queue = append(d.queue, t)
+	d.stats.setQueue(len(d.queue), len(d.running))
+	d.mu.Unlock()
+	d.live.add(engine.Job{ID: t.jobID, Kind: kind, Policy: policy, Trigger: TriggerConsole, Start: d.clock.Now(),
+		Notes: []string{"started by " + t.by + " in the console"}})
+	d.log.Info("job queued", "kind", kind, "policy", policy, "trigger", TriggerConsole, "by", t.by, "job", t.jobID)
+	d.poke()
+	return t.jobID
+}
+
+// BackupNow queues a backup of one VM in its policy. A backup of the VM
+// the console queued before and that has not ended is a conflict.
+func (c consoleSource) BackupNow(_ context.Context, vm console.VMStatus, o console.BackupRequest, by string) (string, error) {
+	d := c.d
+	if d.config().policy(vm.Policy) == nil {
+		return "", fmt.Errorf("policy %s of VM %s is no longer in the configuration: %w", vm.Policy, vm.Name, console.ErrConflict)
+	}
+	d.mu.Lock()
+	pending := slices.ContainsFunc(append(slices.Clone(d.queue), mapValues(d.running)...), func(t *task) bool {
+		return t.kind == KindBackup && slices.Contains(t.onlyNames, vm.Name)
+	})
+	d.mu.Unlock()
+	if pending {
+		return "", fmt.Errorf("a backup of %s asked for in the console is already queued or running: %w", vm.Name, console.ErrConflict)
+	}
+	t := &task{kind: KindBackup, policy: vm.Policy, cluster: d.config().policy(vm.Policy).Cluster, by: by,
+		onlyNames: []string{vm.Name}, full: o.Full}
+	if vm.UUID != "" {
+		t.only = []string{vm.UUID}
+	}
+	id := d.enqueue(t, KindBackup, vm.Policy)
+	d.live.vm(id, vm.Name, vm.UUID)
+	return id, nil
+}
+
+func mapValues[K comparable, V any](m map[K]V) []V {
+	out := make([]V, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// Restore checks a restore's options and its restore point now (so that
+// the user hears of a mistake at once), then queues it on the cluster
+// restored to.
+func (c consoleSource) Restore(ctx context.Context, vm, uuid, at string, req console.RestoreRequest, by string) (string, error) {
+	d := c.d
+	cfg := d.config()
+	cluster := req.Cluster
+	if cluster == "" {
+		if p := cfg.policy(d.stats.policyOf(vm)); p != nil {
+			cluster = p.Cluster
+		} else if len(cfg.Cluster) == 1 {
+			cluster = cfg.Cluster[0].Name
+		}
+	}
+	if !slices.ContainsFunc(cfg.Cluster, func(cc ClusterConfig) bool { return cc.Name == cluster }) {
+		return "", fmt.Errorf("cluster %q: not a [[cluster]] of the configuration: %w", cluster, console.ErrInvalid)
+	}
+	o := restore.Options{TargetCluster: req.TargetCluster, Name: req.Name, Container: req.Container, NetworkMap: req.NetworkMap,
+		Disks: req.Disks, PowerOn: req.PowerOn, DataPath: req.DataPath,
+		Keys: map[string]string{"--target-cluster": "target_cluster", "--name": "name", "--container": "container",
+			"--network-map": "network_map", "--disks": "disks", "--data-path": "data_path"}}
+	if o.DataPath == restore.DataPathInstant {
+		return "", fmt.Errorf("data_path %q: instant restores are not offered in the console yet (ahvfs restore --instant): %w", o.DataPath, console.ErrInvalid)
+	}
+	if err := o.Validate(); err != nil {
+		return "", fmt.Errorf("%w: %w", err, console.ErrInvalid)
+	}
+	rp, err := c.point(ctx, vm, uuid, at)
+	if err != nil {
+		return "", err
+	}
+	t := &task{kind: KindRestore, policy: "", cluster: cluster, by: by, onlyNames: []string{vm},
+		restore: &restoreTask{point: rp.Name(), uuid: rp.VMUUID, o: o}}
+	id := d.enqueue(t, KindRestore, "")
+	d.live.vm(id, vm, rp.VMUUID)
+	return id, nil
+}
+
+// point resolves a restore point of the console's (bound to the VM's UUID
+// when uuid is set); not found wraps fs.ErrNotExist.
+func (c consoleSource) point(ctx context.Context, vm, uuid, at string) (*engine.RestorePoint, error) {
+	r, done, err := c.openRepo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return resolvePoint(ctx, r, vm, uuid, at)
+}
+
+func resolvePoint(ctx context.Context, r *engine.Repository, vm, uuid, at string) (*engine.RestorePoint, error) {
+	rp, err := r.Resolve(ctx, vm+"@"+at)
+	if err != nil || (uuid != "" && rp.VMUUID != uuid) {
+		return nil, fmt.Errorf("restore point %s@%s: %w", vm, at, fs.ErrNotExist)
+	}
+	return rp, nil
+}
+
+// restoreJob runs a restore the console queued, and records it.
+func (d *Daemon) restoreJob(ctx context.Context, cfg *Config, t *task) bool {
+	rt := t.restore
+	job := d.startJob(t, KindRestore, "")
+	jv := engine.JobVM{VM: t.onlyNames[0], UUID: rt.uuid, RestorePoint: rt.point, Result: engine.JobOK}
+	log := d.live.logger(d.log.With("job", job.ID, "kind", KindRestore), job.ID, d.stats.uuidOf)
+	err := func() error {
+		s, err := d.connect(ctx, cfg.cluster(t.cluster), log)
+		if err != nil {
+			return err
+		}
+		defer s.close()
+		r, err := d.o.OpenRepo(ctx, cfg, false)
+		if err != nil {
+			return fmt.Errorf("open the repository: %w", err)
+		}
+		defer r.Close()
+		rp, err := r.Resolve(ctx, rt.point)
+		if err != nil {
+			return err
+		}
+		o := rt.o
+		if o.Journal, err = clusterjob.RepositoryJournal(r); err != nil {
+			return err
+		}
+		o.Clusters, o.Logger = s.conn.Clusters, log
+		o.ISCSIPort, o.InitiatorIQN = s.cc.ISCSIPort, s.cc.InitiatorIQN
+		if o.ISCSI.CHAP, err = s.cc.CHAP(); err != nil {
+			return err
+		}
+		o.Progress = diskProgress(d.live.vm(job.ID, jv.VM, rt.uuid), len(rp.Disks))
+		log.Info("restore started", "vm", jv.VM, "point", rt.point, "cluster", t.cluster)
+		res, err := restore.Restore(ctx, r, s.cl, rp, o)
+		if err != nil {
+			return err
+		}
+		jv.Seconds = res.Duration.Seconds()
+		for _, disk := range res.Disks {
+			jv.BytesRead += disk.Written
+		}
+		job.Notes = append(job.Notes, fmt.Sprintf("restored as VM %s (%s) on %s", res.Name, res.VMUUID, res.Cluster))
+		job.Notes = append(job.Notes, res.Warnings...)
+		return nil
+	}()
+	if err != nil {
+		jv.Result, jv.Error = engine.JobFailed, err.Error()
+		if errors.Is(err, context.Canceled) {
+			jv.Result = engine.JobCancelled
+		}
+	}
+	job.VMs = []engine.JobVM{jv}
+	job.Result, job.Error = jv.Result, jv.Error
+	d.record(ctx, nil, job)
+	return err == nil
+}
+
+// diskProgress turns restore's per-disk progress into the VM's.
+func diskProgress(v *liveVM, disks int) func(disk int, done, total int64) {
+	var fns = make(map[int]func(int64), disks)
+	return func(disk int, done, total int64) {
+		f := fns[disk]
+		if f == nil {
+			f = v.disk(total)
+			fns[disk] = f
+		}
+		f(done)
+	}
+}
+
+// Lock extends a restore point's retention lock, and records it.
+func (c consoleSource) Lock(ctx context.Context, vm, uuid, at string, until time.Time, by string) error {
+	d := c.d
+	if !until.After(d.clock.Now()) {
+		return fmt.Errorf("lock until %s: not in the future: %w", until.Format(time.RFC3339), console.ErrInvalid)
+	}
+	d.maint.RLock()
+	defer d.maint.RUnlock()
+	return c.change(ctx, KindLock, vm, uuid, at, by, func(r *engine.Repository, rp *engine.RestorePoint) error {
+		if rp.LockedUntil.After(until) {
+			return fmt.Errorf("%s is locked until %s: a lock is only ever extended: %w", rp.Name(), rp.LockedUntil.Format(time.RFC3339), console.ErrConflict)
+		}
+		return r.LockRestorePoint(ctx, rp, until)
+	})
+}
+
+// Forget removes a restore point, and records it. Retention, gc and
+// verify exclude it: while one runs, it is a conflict (try again).
+func (c consoleSource) Forget(ctx context.Context, vm, uuid, at string, by string) error {
+	d := c.d
+	if !d.maint.TryLock() {
+		return fmt.Errorf("a backup, sync, retention or verify is running: forget when it ends: %w", console.ErrConflict)
+	}
+	defer d.maint.Unlock()
+	return c.change(ctx, KindForget, vm, uuid, at, by, func(r *engine.Repository, rp *engine.RestorePoint) error {
+		err := r.Forget(ctx, []*engine.RestorePoint{rp})
+		if errors.Is(err, engine.ErrRetentionLocked) {
+			return fmt.Errorf("%w: %w", err, console.ErrConflict)
+		}
+		if err == nil {
+			// d.refresh would wait for the maintenance lock this holds.
+			if err := d.stats.refreshRepo(ctx, r); err != nil {
+				d.log.Warn("repository metrics not refreshed", "err", err)
+			}
+		}
+		return err
+	})
+}
+
+// change applies fn to a restore point in the writable repository and
+// records it in the job history.
+func (c consoleSource) change(ctx context.Context, kind, vm, uuid, at, by string, fn func(*engine.Repository, *engine.RestorePoint) error) error {
+	d := c.d
+	r, release, err := d.repo.acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("open the repository: %w", err)
+	}
+	defer release()
+	rp, err := resolvePoint(ctx, r, vm, uuid, at)
+	if err != nil {
+		return err
+	}
+	start := d.clock.Now()
+	err = fn(r, rp)
+	if errors.Is(err, console.ErrConflict) || errors.Is(err, console.ErrInvalid) {
+		return err // refused, not failed: the audit log has it
+	}
+	job := engine.Job{ID: engine.NewJobID(start), Kind: kind, Trigger: TriggerConsole, Start: start, Result: engine.JobOK,
+		Notes: []string{"by " + by + " in the console"},
+		VMs:   []engine.JobVM{{VM: rp.VM, UUID: rp.VMUUID, RestorePoint: rp.Name(), Result: engine.JobOK}}}
+	if err != nil {
+		job.Result, job.Error = engine.JobFailed, err.Error()
+		job.VMs[0].Result, job.VMs[0].Error = engine.JobFailed, err.Error()
+	}
+	d.record(ctx, r, job)
+	return err
+}
