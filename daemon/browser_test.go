@@ -311,9 +311,22 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Fatalf("downloaded notes.txt differs: %q", got[:min(len(got), 40)])
 	}
 
-	// Back up now, and watch the job end.
+	// Back up now, and watch the job: held by the simulator as it
+	// deletes the older snapshot (its disks read), then let go.
+	release := e.sim.GateTasks("Delete", 2, 2*time.Minute)
 	b.goTo("#/vm/app01", "table#points")
-	b.do(chromedp.Click(chromedp.CSS(`h1 button.backup-now`)), chromedp.WaitVisible(chromedp.CSS(`h1 .badge.ok`)))
+	b.do(chromedp.Click(chromedp.CSS(`h1 button.backup-now`)), chromedp.WaitVisible(chromedp.CSS(`h1 .badge.warn`)))
+	// The page reloads the job every second: its disk is read.
+	b.do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Poll[bool](`(document.getElementById("job-log") || {}).textContent.includes("disk done vm=app01")`)(ctx, tg)
+		return err
+	}))
+	if got := b.text(`tr[data-vm="app01"] .muted`); !strings.HasPrefix(got, "50.0 MiB of 50.0 MiB") {
+		t.Errorf("app01's progress reads %q", got)
+	}
+	b.shot("backup-running")
+	release()
+	b.do(chromedp.WaitVisible(chromedp.CSS(`h1 .badge.ok`)))
 	b.shot("backup-job")
 	j := e.expect("backup/gold")["backup/gold"]
 	if j.Trigger != "console" || len(j.VMs) != 1 || j.VMs[0].VM != "app01" {

@@ -154,19 +154,33 @@ func jobVM(v backup.VMReport) engine.JobVM {
 	return jv
 }
 
-// vmProgress shows a VM's progress in the console, and updates its
-// metrics as soon as its backup ends, not at the end of the whole job.
+// vmProgress shows a VM's progress in the console (and logs each disk and
+// VM), and updates its metrics as soon as its backup ends, not at the end
+// of the whole job.
 type vmProgress struct {
 	d      *Daemon
 	policy string
 	job    string
+	log    *slog.Logger
 }
 
-func (p vmProgress) DiskStart(vm, _ string, size, _ int64) func(int64) {
+func (p vmProgress) DiskStart(vm, disk string, size, read int64) func(int64) {
+	p.log.Info("disk started", "vm", vm, "disk", disk, "bytes", size, "to_read", read)
 	return p.d.live.vm(p.job, vm, p.d.stats.uuidOf(vm)).disk(size)
 }
-func (p vmProgress) DiskDone(string, string, error) {}
+
+func (p vmProgress) DiskDone(vm, disk string, err error) {
+	if err != nil {
+		p.log.Warn("disk failed", "vm", vm, "disk", disk, "err", err)
+		return
+	}
+	p.log.Info("disk done", "vm", vm, "disk", disk)
+}
+
 func (p vmProgress) VMDone(v backup.VMReport) {
+	if v.Err == "" {
+		p.log.Info("VM backed up", "vm", v.VM, "point", v.RestorePoint, "level", v.Level)
+	}
 	p.d.stats.vmDone(p.policy, jobVM(v), p.d.clock.Now())
 }
 
@@ -278,7 +292,7 @@ func (d *Daemon) runBackups(ctx context.Context, r *engine.Repository, s *site, 
 			o.Level = backup.LevelFull
 		}
 		o.Clusters, o.Journal, o.Logger, o.Now = s.conn.Clusters, j, log, d.clock.Now
-		o.Progress = vmProgress{d, p.Name, jobID}
+		o.Progress = vmProgress{d, p.Name, jobID, log}
 		o.SkipCleanup = len(reps) > 0
 		o.ISCSIPort, o.InitiatorIQN = s.cc.ISCSIPort, s.cc.InitiatorIQN
 		if o.CHAP, err = s.cc.CHAP(); err != nil {

@@ -366,7 +366,7 @@ async function jobPage(id) {
       el('td', {}, running ? [el('div', { class: 'bar' }, fill), el('div', { class: 'muted', text: bytes(v.done_bytes) + ' of ' + bytes(v.total_bytes) })] : (v.restore_point || '')),
       el('td', { class: 'num', text: v.bytes_read ? bytes(v.bytes_read) : '' }),
       el('td', { class: 'num', text: v.bytes_stored ? bytes(v.bytes_stored) : '' }),
-      el('td', { class: 'bad', text: v.error || '' }));
+      el('td', { class: v.error ? 'bad' : null, text: v.error || '' }));
   });
   const log = (j.log || []).map((l) => when(l.time) + ' ' + l.level + ' ' + l.msg).join('\n');
   render(el('div', { class: 'crumbs' }, el('a', { href: '#/jobs', text: 'Jobs' }), '›', el('span', { text: id })),
