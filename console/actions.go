@@ -66,6 +66,9 @@ type RestoreRequest struct {
 	// DataPath is how the disks are written: auto (iscsi), iscsi or
 	// rest (image uploads), as `ahvfs restore --data-path`.
 	DataPath string `json:"data_path,omitempty"`
+	// Instant runs the VM at once from the repository over NFS (the
+	// cluster's instant_nfs) while it hydrates; DataPath is then unused.
+	Instant bool `json:"instant,omitempty"`
 }
 
 // LockRequest is the body of POST .../points/{time}/lock.

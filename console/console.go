@@ -80,15 +80,16 @@ type Point struct {
 
 // Console serves the API and the pages.
 type Console struct {
-	a   *auth.Authenticator
-	src Source
-	act Actions
+	a    *auth.Authenticator
+	src  Source
+	act  Actions
+	inst Instant
 }
 
-// New returns the console of src, whose users act through act, guarded by
-// a.
-func New(a *auth.Authenticator, src Source, act Actions) *Console {
-	return &Console{a: a, src: src, act: act}
+// New returns the console of src, whose users act through act and see
+// and end instant restores through inst, guarded by a.
+func New(a *auth.Authenticator, src Source, act Actions, inst Instant) *Console {
+	return &Console{a: a, src: src, act: act, inst: inst}
 }
 
 // Routes mounts the API on mux.
@@ -104,6 +105,7 @@ func (c *Console) Routes(mux *http.ServeMux) {
 	mux.Handle("GET /api/v1/vms/{vm}/points/{time}/files/{path...}", c.a.Require(auth.ActionBrowse, http.HandlerFunc(c.files)))
 	mux.Handle("GET /api/v1/vms/{vm}/points/{time}/download/{path...}", c.a.Require(auth.ActionDownload, http.HandlerFunc(c.download)))
 	c.actionRoutes(mux)
+	c.instantRoutes(mux)
 	c.pageRoutes(mux)
 }
 

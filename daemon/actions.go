@@ -108,7 +108,14 @@ func (c consoleSource) Restore(ctx context.Context, vm, uuid, at string, req con
 		Keys: map[string]string{"--target-cluster": "target_cluster", "--name": "name", "--container": "container",
 			"--network-map": "network_map", "--disks": "disks", "--data-path": "data_path"}}
 	if o.DataPath == restore.DataPathInstant {
-		return "", fmt.Errorf("data_path %q: instant restores are not offered in the console yet (ahvfs restore --instant): %w", o.DataPath, console.ErrInvalid)
+		return "", fmt.Errorf("data_path %q: ask for an instant restore with instant: %w", o.DataPath, console.ErrInvalid)
+	}
+	if req.Instant {
+		o.DataPath, o.NFS = restore.DataPathInstant, cfg.cluster(cluster).InstantNFS
+		if o.NFS == "" {
+			return "", fmt.Errorf("cluster %s has no instant_nfs (an ahvfs NFS server of the repository its hosts reach): no instant restore there: %w",
+				cluster, console.ErrInvalid)
+		}
 	}
 	if err := o.Validate(); err != nil {
 		return "", fmt.Errorf("%w: %w", err, console.ErrInvalid)
@@ -155,11 +162,12 @@ func (d *Daemon) restoreJob(ctx context.Context, cfg *Config, t *task) bool {
 			return err
 		}
 		defer s.close()
-		r, err := d.o.OpenRepo(ctx, cfg, false)
+		// The writer: an instant restore holds its point there.
+		r, release, err := d.repo.acquire(ctx)
 		if err != nil {
 			return fmt.Errorf("open the repository: %w", err)
 		}
-		defer r.Close()
+		defer release()
 		rp, err := r.Resolve(ctx, rt.point)
 		if err != nil {
 			return err
@@ -184,9 +192,20 @@ func (d *Daemon) restoreJob(ctx context.Context, cfg *Config, t *task) bool {
 			jv.BytesRead += disk.Written
 		}
 		job.Notes = append(job.Notes, fmt.Sprintf("restored as VM %s (%s) on %s", res.Name, res.VMUUID, res.Cluster))
+		if x := res.ExternalRepository; x != nil {
+			d.stats.instantMade(t.cluster, res.Name, jv.VM, rt.uuid)
+			job.Notes = append(job.Notes, fmt.Sprintf("runs from nfs://%s%s (external repository %s) while it hydrates: finish it in the console once hydrated",
+				x.Address, x.Export, x.Name))
+		}
 		job.Notes = append(job.Notes, res.Warnings...)
 		return nil
 	}()
+	return d.recordOne(ctx, job, jv, err)
+}
+
+// recordOne records a job about one VM that ended with err, and reports
+// whether it succeeded.
+func (d *Daemon) recordOne(ctx context.Context, job engine.Job, jv engine.JobVM, err error) bool {
 	if err != nil {
 		jv.Result, jv.Error = engine.JobFailed, err.Error()
 		if errors.Is(err, context.Canceled) {

@@ -126,7 +126,7 @@ func newBrowser(t *testing.T, base string) *browserT {
 	if shots == "" {
 		shots = t.TempDir()
 	} else {
-		shots = filepath.Join(shots, "console")
+		shots = filepath.Join(shots, "console", t.Name())
 	}
 	if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)

@@ -94,6 +94,10 @@ type ClusterConfig struct {
 	clusterjob.Site
 	// Concurrency is how many jobs run on this cluster at once (default 1).
 	Concurrency int `toml:"concurrency"`
+	// InstantNFS is the address (HOST:PORT) at which this cluster's hosts
+	// reach an ahvfs NFS server of the repository (ahvfs nfs-serve): set,
+	// the console offers instant restores to this cluster.
+	InstantNFS string `toml:"instant_nfs"`
 }
 
 // TargetConfig is a DR target a policy syncs to: a repository directory,

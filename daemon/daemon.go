@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ahvfs/ahvfs/console"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/nutanix"
 )
@@ -114,6 +115,7 @@ type task struct {
 	only, onlyNames []string
 	full            bool
 	restore         *restoreTask
+	instant         *console.InstantVM // the instant restore to finish or cancel
 }
 
 // group is the tasks that may not run at once: a policy's backups, the
@@ -394,7 +396,7 @@ func (d *Daemon) dispatch(ctx context.Context) {
 			i++
 			continue
 		}
-		if t.kind != KindRestore && d.groupRunningLocked(t.group()) {
+		if t.policy != "" && d.groupRunningLocked(t.group()) {
 			i++
 			continue
 		}
@@ -436,7 +438,7 @@ func (d *Daemon) clusterLimitLocked(name string) int {
 func (d *Daemon) runTask(ctx context.Context, t *task) {
 	cfg := d.config()
 	p := cfg.policy(t.policy)
-	if t.kind != KindVerify && t.kind != KindRestore && p == nil {
+	if t.policy != "" && p == nil {
 		d.log.Warn("policy removed from the configuration before its job ran", "policy", t.policy)
 		return
 	}
@@ -446,6 +448,8 @@ func (d *Daemon) runTask(ctx context.Context, t *task) {
 		ok = d.backupPolicy(ctx, cfg, p, t)
 	case KindRestore:
 		ok = d.restoreJob(ctx, cfg, t)
+	case KindInstantFinish, KindInstantCancel:
+		ok = d.instantJob(ctx, cfg, t)
 	case KindSync:
 		ok = d.syncPolicy(ctx, cfg, p, t.trigger, nil)
 	case KindVerify:

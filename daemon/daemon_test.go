@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -74,11 +75,21 @@ type env struct {
 	jobs   chan engine.Job
 	d      *daemon.Daemon
 	stop   func()
+	// api is the cluster's Prism API in the configuration (default v3);
+	// clusterKeys more keys of its [[cluster]].
+	api         string
+	clusterKeys string
 }
 
 func newEnv(t *testing.T, vms ...string) *env {
 	t.Helper()
-	s := simtest.Start(t, simtest.Options{})
+	return newEnvWith(t, simtest.Options{}, vms...)
+}
+
+// newEnvWith is newEnv on a simulator started with o.
+func newEnvWith(t *testing.T, o simtest.Options, vms ...string) *env {
+	t.Helper()
+	s := simtest.Start(t, o)
 	img := enginetest.Ext4Image(t, 8<<20, 1)
 	for _, n := range vms {
 		if _, err := s.AddVM(context.Background(), n, []string{img}, prismsim.VMOptions{}); err != nil {
@@ -101,12 +112,13 @@ prism = %q
 user = "admin"
 password_file = %q
 ca_cert = %q
-api = "v3"
+api = %q
 concurrency = 2
+%s
 [[target]]
 name = "dr"
 location = %q
-`, e.repo, e.sim.Addr(), e.sim.PasswordFile(), e.sim.CAFile(), e.target) + policies
+`, e.repo, e.sim.Addr(), e.sim.PasswordFile(), e.sim.CAFile(), cmp.Or(e.api, "v3"), e.clusterKeys, e.target) + policies
 	cfg, err := daemon.Parse("test.toml", text)
 	if err != nil {
 		e.t.Fatal(err)

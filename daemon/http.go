@@ -40,7 +40,7 @@ func (d *Daemon) Handler(h HTTPConfig) (http.Handler, func(), error) {
 			audit.Close()
 			return nil, nil, fmt.Errorf("http.users: %w", err)
 		}
-		cons = console.New(a, consoleSource{d}, consoleSource{d})
+		cons = console.New(a, consoleSource{d}, consoleSource{d}, consoleSource{d})
 		cons.Routes(mux)
 		closeConsole = func() { a.Close(); audit.Close() }
 	}

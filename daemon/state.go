@@ -29,7 +29,10 @@ type state struct {
 	synced    map[[2]string]time.Time // target, VM → start of the last good sync that covered it
 	// atTarget: target, VM → time of the newest restore point a sync
 	// sent there (every older one was sent before or with it).
-	atTarget  map[[2]string]time.Time
+	atTarget map[[2]string]time.Time
+	// instant: cluster, VM name of an instant restore the console made →
+	// the VM (name, UUID) of its restore point.
+	instant   map[[2]string][2]string
 	queued    int
 	running   int
 	jobs      map[[2]string]int // kind, result → jobs ended since start
@@ -64,6 +67,22 @@ func pointTime(name string) (time.Time, bool) {
 	return pt, err == nil
 }
 
+// instantMade notes an instant restore the console made: the VM name on
+// a cluster, and the VM its restore point was taken of.
+func (s *state) instantMade(cluster, name, vm, uuid string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.instant[[2]string{cluster, name}] = [2]string{vm, uuid}
+}
+
+// instantSource is the VM (name, UUID) an instant restore was made of.
+func (s *state) instantSource(cluster, name string) (vm, uuid string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	src := s.instant[[2]string{cluster, name}]
+	return src[0], src[1]
+}
+
 // uuidOf is the UUID of the VM of that name as last listed ("" when
 // unknown).
 func (s *state) uuidOf(vm string) string {
@@ -96,7 +115,7 @@ type vmState struct {
 
 func newState(started time.Time) *state {
 	return &state{started: started, vms: map[vmKey]*vmState{}, newest: map[string]time.Time{}, oldest: map[string]time.Time{},
-		synced: map[[2]string]time.Time{}, atTarget: map[[2]string]time.Time{}, jobs: map[[2]string]int{}, conflicts: map[[3]string]bool{}, refs: map[string]vmRef{}}
+		synced: map[[2]string]time.Time{}, atTarget: map[[2]string]time.Time{}, instant: map[[2]string][2]string{}, jobs: map[[2]string]int{}, conflicts: map[[3]string]bool{}, refs: map[string]vmRef{}}
 }
 
 // job takes in a job's outcome (from the history at start, or as it ends).

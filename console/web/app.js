@@ -301,6 +301,7 @@ function restoreForm(vm, at) {
     el('input', { type: 'text', id, name: id, value: value || '' }), hint ? el('div', { class: 'hint', text: hint }) : null];
   const netmap = el('textarea', { id: 'network_map', name: 'network_map', rows: '3' });
   const power = el('input', { type: 'checkbox', id: 'power_on', name: 'power_on' });
+  const instant = el('input', { type: 'checkbox', id: 'instant', name: 'instant' });
   const form = el('form', { class: 'card', id: 'restore' },
     field('cluster', 'Prism', 'A [[cluster]] of the daemon\'s configuration; empty: the VM\'s policy\'s.'),
     field('target_cluster', 'AHV cluster', 'Name or UUID; empty: the VM\'s own when it is there, else the only one.'),
@@ -313,11 +314,14 @@ function restoreForm(vm, at) {
     el('select', { id: 'data_path', name: 'data_path' }, ['auto', 'iscsi', 'rest'].map((p) => el('option', { value: p, text: p }))),
     el('div', { class: 'hint', text: 'auto: iSCSI to a volume group; rest: image uploads through Prism.' }),
     el('label', {}, power, ' Power on after the restore'),
+    el('label', {}, instant, ' Instant: run the VM at once from the backup (over NFS) while it hydrates'),
+    el('div', { class: 'hint', text: 'Needs instant_nfs on the cluster; finish it on the Instant restores page once hydrated.' }),
     el('p', {}, el('button', { class: 'primary', type: 'submit', text: 'Restore' })));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const v = (id) => form.elements[id].value.trim();
     const body = { cluster: v('cluster'), target_cluster: v('target_cluster'), name: v('name'), container: v('container'), power_on: power.checked, data_path: v('data_path') };
+    if (instant.checked) { body.instant = true; delete body.data_path; }
     const map = {};
     for (const line of netmap.value.split('\n')) {
       const [src, dst] = line.split('=').map((s) => (s || '').trim());
@@ -381,6 +385,40 @@ async function jobPage(id) {
   if (running) poll(() => jobPage(id), 1000);
 }
 
+// ---- instant restores
+
+async function instantPage() {
+  const data = await api('GET', '/api/v1/instant');
+  const end = async (v, what, button) => {
+    button.disabled = true;
+    try {
+      const r = await api('POST', '/api/v1/instant/' + seg(v.cluster) + '/' + seg(v.name) + '/' + what);
+      location.hash = '#/job/' + seg(r.job);
+    } catch (e) { toast(e.message, true); button.disabled = false; }
+  };
+  const rows = data.vms.map((v) => {
+    const size = v.disks.reduce((n, d) => n + d.size, 0);
+    const left = v.disks.reduce((n, d) => n + d.remaining_bytes, 0);
+    const pct = size ? Math.round(100 * (size - left) / size) : 100;
+    const fill = el('div');
+    fill.style.width = pct + '%';
+    return el('tr', { 'data-vm': v.name },
+      el('td', { text: v.name }), el('td', { text: v.cluster }), el('td', { text: v.source_vm || '—' }),
+      el('td', { text: v.power_state || '' }),
+      el('td', {}, el('div', { class: 'bar' }, fill), el('div', { class: 'muted', text: pct + '% · ' + bytes(left) + ' left of ' + bytes(size) })),
+      el('td', {}, can('restore') ? el('span', { class: 'actions' },
+        el('button', { type: 'button', class: 'finish', onclick: (ev) => end(v, 'finish', ev.target), text: 'Finish' }),
+        el('button', { type: 'button', class: 'danger cancel', onclick: (ev) => end(v, 'cancel', ev.target), text: 'Cancel (delete VM)' })) : null));
+  });
+  render(heading('Instant restores'),
+    el('p', { class: 'muted', text: 'VMs running from the backup over NFS while their disks hydrate. Finish waits for the hydration, then detaches the backup.' }),
+    data.vms.length === 0 ? el('p', { class: 'muted', id: 'no-instant', text: 'No VM runs from the backup.' }) :
+      el('table', { id: 'instant' },
+        el('thead', {}, el('tr', {}, ['VM', 'Prism', 'Restored from', 'Power', 'Hydration', ''].map((h) => el('th', { text: h })))),
+        el('tbody', {}, rows)));
+  if (data.vms.some((v) => !v.hydrated)) poll(instantPage, 5000);
+}
+
 // ---- repository
 
 async function repoPage() {
@@ -420,6 +458,7 @@ async function route() {
       case 'restore': return restoreForm(parts[1], parts[2]);
       case 'jobs': return await jobsPage();
       case 'job': return await jobPage(parts[1]);
+      case 'instant': return await instantPage();
       case 'repository': return await repoPage();
       default: render(el('p', { class: 'bad', text: 'No page ' + location.hash }));
     }
