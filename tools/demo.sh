@@ -296,7 +296,7 @@ echo "exit code $rc"
 [ $rc = 8 ]
 kill $nfs; wait $nfs || true
 
-say "ahvfs daemon: two policies on schedules, the job history, Prometheus metrics, the console's API with users and roles"
+say "ahvfs daemon: two policies on schedules, the job history, Prometheus metrics, the web console (page and API) with users and roles"
 printf 'demo console password\n' > "$demo/console.pw"
 bin/ahvfs user add admin --role admin --password-file "$demo/console.pw" --users "$demo/users.json"
 bin/ahvfs user add helpdesk --role restore-files --scope "name:$vm" --password-file "$demo/console.pw" --users "$demo/users.json"
@@ -359,6 +359,21 @@ echo "  $(tar tzf "$demo/part.tar.gz" | wc -l) names in the archive, $(stat -c %
 outsider=$(curl -s -H "Authorization: Bearer $admin_token" "http://$addr/api/v1/vms" | jq -r --arg vm "$vm" '[.vms[].name | select(. != $vm)][0]')
 echo "helpdesk asking for $outsider's restore points: HTTP $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $help_token" "http://$addr/api/v1/vms/$outsider/points") (and in the audit log:)"
 grep -c "\"target\":\"vm $outsider\"" "$demo/audit.log"
+echo "the page itself: http://$addr/ (embedded in the binary, no CDN; a strict Content-Security-Policy):"
+curl -s "http://$addr/" | grep -o '<title>[^<]*</title>'
+curl -s -D - -o /dev/null "http://$addr/ui/app.js" | grep -i '^content-security-policy' | cut -c1-100
+echo "helpdesk may not back up: HTTP $(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $help_token" "http://$addr/api/v1/vms/$vm/backup")"
+job=$(curl -s -X POST -H "Authorization: Bearer $admin_token" "http://$addr/api/v1/vms/$vm/backup" | jq -r .job)
+echo "the admin backs $vm up now (job $job), and follows it as the page does:"
+for _ in $(seq 1 600); do
+  state=$(curl -s -H "Authorization: Bearer $admin_token" "http://$addr/api/v1/jobs/$job")
+  case $(jq -r .result <<< "$state") in running|queued) sleep 0.5 ;; *) break ;; esac
+done
+jq -c '{kind, trigger, result, notes, vms: [.vms[] | {vm, level, restore_point}]}' <<< "$state"
+newest=$(jq -r '.vms[0].restore_point | sub("^[^@]*@"; "")' <<< "$state")
+echo "lock it for 7 days, then try to forget it:"
+curl -s -X POST -H "Authorization: Bearer $admin_token" -d "{\"until\": \"$(date -u -d '+7 days' +%Y-%m-%dT%H:%M:%SZ)\"}" "http://$addr/api/v1/vms/$vm/points/$newest/lock"
+curl -s -X POST -H "Authorization: Bearer $admin_token" -w ' (HTTP %{http_code})\n' "http://$addr/api/v1/vms/$vm/points/$newest/forget"
 kill -TERM $daemon; wait $daemon && echo "SIGTERM: the daemon stopped cleanly (exit 0)"
 
 say "planned failover of $vm to cluster-b (one simulated Prism Central plays both sites): guest shutdown, a last incremental backup, sync to the DR copy, restore on the production subnet"

@@ -10,14 +10,23 @@ import (
 
 // LimiterOptions tunes the login Limiter. Zero values mean the defaults.
 type LimiterOptions struct {
-	// FreeFailures is how many failed logins a user name or a client may
-	// have before further attempts must wait. Default 5.
+	// FreeFailures is how many failed logins a client, or a user name
+	// from one client, may have before further attempts must wait.
+	// Default 5.
 	FreeFailures int
-	// MinBackoff is the first wait, after FreeFailures failures; each
+	// MinBackoff is the first wait, after the free failures; each
 	// further failure doubles it. Default 1 second.
 	MinBackoff time.Duration
 	// MaxBackoff caps the wait. Default 15 minutes.
 	MaxBackoff time.Duration
+	// NameFreeFailures is how many failed logins a user name may have
+	// from all clients together before its attempts must wait (default
+	// 4 × FreeFailures), and NameMaxBackoff caps that wait (default 1
+	// minute): guessing one name from many clients goes at about one try
+	// a minute, while failing a name on purpose keeps its user out for a
+	// minute at most.
+	NameFreeFailures int
+	NameMaxBackoff   time.Duration
 	// Forget drops what is known of a name or client that made no attempt
 	// for this long. Default 1 hour.
 	Forget time.Duration
@@ -41,6 +50,13 @@ func (o LimiterOptions) withDefaults() LimiterOptions {
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = o.MinBackoff
 	}
+	if o.NameFreeFailures <= 0 {
+		o.NameFreeFailures = 4 * o.FreeFailures
+	}
+	if o.NameMaxBackoff <= 0 {
+		o.NameMaxBackoff = min(time.Minute, o.MaxBackoff)
+	}
+	o.NameMaxBackoff = max(o.NameMaxBackoff, o.MinBackoff)
 	if o.Forget <= 0 {
 		o.Forget = time.Hour
 	}
@@ -53,14 +69,15 @@ func (o LimiterOptions) withDefaults() LimiterOptions {
 	return o
 }
 
-// Limiter slows down password guessing: it counts failed logins per user
-// name and per client address, and once either has had FreeFailures
-// failures, refuses attempts until a backoff has passed. The backoff
-// starts at MinBackoff after the last free failure and doubles with every
-// further failure, up to MaxBackoff. An attempt refused for waiting is
-// not a failure (it was never checked). A successful login resets the
-// user name's count, not the client's: one good account must not reset
-// the count of a client trying others. It is safe for concurrent use.
+// Limiter slows down password guessing: it counts failed logins per
+// client address, per user name and client, and per user name. Once one
+// of them has had its free failures, attempts it counts wait for a
+// backoff that starts at MinBackoff and doubles with every further
+// failure, up to its cap (MaxBackoff; NameMaxBackoff for a name alone).
+// An attempt refused for waiting is not a failure (it was never checked).
+// A successful login resets the user name's counts, not the client's: one
+// good account must not reset the count of a client trying others. It is
+// safe for concurrent use.
 type Limiter struct {
 	opts      LimiterOptions
 	mu        sync.Mutex
@@ -68,7 +85,8 @@ type Limiter struct {
 	lastSweep time.Time
 }
 
-// attempts is what the Limiter knows of one name or client.
+// attempts is what the Limiter knows of one client, name and client, or
+// name.
 type attempts struct {
 	failures int
 	until    time.Time // no attempt before this
@@ -80,13 +98,23 @@ func NewLimiter(opts LimiterOptions) *Limiter {
 	return &Limiter{opts: opts.withDefaults(), m: map[string]*attempts{}}
 }
 
-// limiterKeys are the entries an attempt counts against: the name (only a
-// valid one: any other string does not name a user, and would only grow
-// the table) and the client.
-func limiterKeys(user, client string) []string {
-	keys := []string{clientKey(client)}
+// limiterKey is one count an attempt goes against, with its rule.
+type limiterKey struct {
+	key  string
+	free int
+	max  time.Duration
+}
+
+// keys are the counts an attempt goes against: the client's, and for a
+// valid name (any other string names no user, and would only grow the
+// table) the name's from that client and the name's from all.
+func (l *Limiter) keys(user, client string) []limiterKey {
+	o := l.opts
+	c := clientKey(client)
+	keys := []limiterKey{{c, o.FreeFailures, o.MaxBackoff}}
 	if ValidateName(user) == nil {
-		keys = append(keys, "user "+user)
+		keys = append(keys, limiterKey{"pair " + user + " " + c, o.FreeFailures, o.MaxBackoff},
+			limiterKey{"user " + user, o.NameFreeFailures, o.NameMaxBackoff})
 	}
 	return keys
 }
@@ -97,8 +125,8 @@ func (l *Limiter) Allow(user, client string) (wait time.Duration, ok bool) {
 	now := l.opts.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, k := range limiterKeys(user, client) {
-		if a := l.m[k]; a != nil && now.Before(a.until) {
+	for _, k := range l.keys(user, client) {
+		if a := l.m[k.key]; a != nil && now.Before(a.until) {
 			wait = max(wait, a.until.Sub(now))
 		}
 	}
@@ -111,40 +139,43 @@ func (l *Limiter) Failure(user, client string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sweepLocked(now)
-	for _, k := range limiterKeys(user, client) {
-		a := l.m[k]
+	for _, k := range l.keys(user, client) {
+		a := l.m[k.key]
 		if a == nil {
 			a = &attempts{}
-			l.m[k] = a
+			l.m[k.key] = a
 		}
 		a.failures++
 		a.last = now
-		if extra := a.failures - l.opts.FreeFailures; extra >= 0 {
-			a.until = now.Add(l.backoff(extra))
+		if extra := a.failures - k.free; extra >= 0 {
+			a.until = now.Add(l.backoff(extra, k.max))
 		}
 	}
 }
 
-// backoff is the wait after extra failures beyond the free ones.
-func (l *Limiter) backoff(extra int) time.Duration {
+// backoff is the wait after extra failures beyond the free ones, at most
+// most.
+func (l *Limiter) backoff(extra int, most time.Duration) time.Duration {
 	d := l.opts.MinBackoff
 	for range extra {
-		if d >= l.opts.MaxBackoff/2 {
-			return l.opts.MaxBackoff
+		if d >= most/2 {
+			return most
 		}
 		d *= 2
 	}
-	return min(d, l.opts.MaxBackoff)
+	return min(d, most)
 }
 
-// Success forgets the failures of user.
+// Success forgets the failures of user: from all clients, and from this
+// one.
 func (l *Limiter) Success(user, client string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.m, "user "+user)
+	delete(l.m, "pair "+user+" "+clientKey(client))
 }
 
-// Len is the number of names and clients tracked.
+// Len is the number of counts tracked.
 func (l *Limiter) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -43,8 +43,9 @@ func TestLimiterBackoff(t *testing.T) {
 	}
 }
 
-// TestLimiterKeys: failures count per name and per client; a success
-// resets the name, not the client; an IPv6 /64 is one client.
+// TestLimiterKeys: failures count per client, per name and client, and
+// per name (more of them, and a shorter cap); a success resets the name,
+// not the client; an IPv6 /64 is one client.
 func TestLimiterKeys(t *testing.T) {
 	clk := newClock()
 	l := auth.NewLimiter(auth.LimiterOptions{Now: clk.Now})
@@ -58,14 +59,33 @@ func TestLimiterKeys(t *testing.T) {
 	if _, ok := l.Allow("someone-else", "192.0.2.2"); !ok {
 		t.Fatal("another client is held back")
 	}
-	// One name tried from five clients is stopped, from any client.
-	for i := range 5 {
+	// One name tried five times from one client is stopped there, not
+	// from another: someone failing it on purpose does not keep its user
+	// out.
+	for range 5 {
+		l.Failure("carol", "198.51.100.200")
+	}
+	if _, ok := l.Allow("carol", "198.51.100.200"); ok {
+		t.Fatal("a name with five failures from one client may be tried there at once")
+	}
+	if _, ok := l.Allow("carol", "198.51.100.201"); !ok {
+		t.Fatal("a name failed five times from one client is held back from another")
+	}
+	// One name tried from twenty clients is stopped, from any client,
+	// for a minute at most.
+	for i := range 20 {
 		l.Failure("bob", fmt.Sprintf("198.51.100.%d", i))
 	}
 	if _, ok := l.Allow("bob", "203.0.113.9"); ok {
-		t.Fatal("a name with five failures may be tried from a new client at once")
+		t.Fatal("a name with twenty failures may be tried from a new client at once")
 	}
-	clk.Advance(time.Second)
+	for i := 20; i < 40; i++ {
+		l.Failure("bob", fmt.Sprintf("198.51.100.%d", i))
+	}
+	if wait, _ := l.Allow("bob", "203.0.113.9"); wait != time.Minute {
+		t.Fatalf("a name failed from many clients waits %v, want the name's cap of 1m", wait)
+	}
+	clk.Advance(time.Minute)
 	l.Success("bob", "203.0.113.9")
 	if _, ok := l.Allow("bob", "203.0.113.10"); !ok {
 		t.Fatal("a success did not reset the name")
@@ -93,16 +113,16 @@ func TestLimiterKeys(t *testing.T) {
 func TestLimiterForgets(t *testing.T) {
 	clk := newClock()
 	l := auth.NewLimiter(auth.LimiterOptions{Now: clk.Now, MaxEntries: 100})
-	for i := range 40 {
+	for i := range 30 {
 		l.Failure(fmt.Sprintf("user%d", i), fmt.Sprintf("192.0.2.%d", i))
 	}
-	if l.Len() != 80 {
-		t.Fatalf("%d entries, want 80", l.Len())
+	if l.Len() != 90 { // the client, the name from it, the name
+		t.Fatalf("%d entries, want 90", l.Len())
 	}
 	clk.Advance(time.Hour)
 	l.Failure("late", "198.51.100.1")
-	if l.Len() != 2 {
-		t.Fatalf("%d entries an hour later, want 2", l.Len())
+	if l.Len() != 3 {
+		t.Fatalf("%d entries an hour later, want 3", l.Len())
 	}
 	for i := range 500 {
 		clk.Advance(time.Millisecond)
