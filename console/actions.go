@@ -38,6 +38,19 @@ var (
 	ErrConflict = errors.New("conflict")
 )
 
+// Invalid is err as a request the action cannot take (errors.Is
+// ErrInvalid), with err's message alone.
+func Invalid(err error) error { return kindError{err, ErrInvalid} }
+
+// Conflict is err as an action that cannot happen now (errors.Is
+// ErrConflict), with err's message alone.
+func Conflict(err error) error { return kindError{err, ErrConflict} }
+
+type kindError struct{ err, kind error }
+
+func (e kindError) Error() string   { return e.err.Error() }
+func (e kindError) Unwrap() []error { return []error{e.err, e.kind} }
+
 // BackupRequest is the body of POST /api/v1/vms/{vm}/backup.
 type BackupRequest struct {
 	// Full asks for a full backup; by default the policy's level rule

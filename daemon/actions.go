@@ -58,7 +58,7 @@ func (d *Daemon) enqueue(t *task, kind, policy string) string {
 func (c consoleSource) BackupNow(_ context.Context, vm console.VMStatus, o console.BackupRequest, by string) (string, error) {
 	d := c.d
 	if d.config().policy(vm.Policy) == nil {
-		return "", fmt.Errorf("policy %s of VM %s is no longer in the configuration: %w", vm.Policy, vm.Name, console.ErrConflict)
+		return "", console.Conflict(fmt.Errorf("policy %s of VM %s is no longer in the configuration", vm.Policy, vm.Name))
 	}
 	d.mu.Lock()
 	pending := slices.ContainsFunc(append(slices.Clone(d.queue), mapValues(d.running)...), func(t *task) bool {
@@ -66,7 +66,7 @@ func (c consoleSource) BackupNow(_ context.Context, vm console.VMStatus, o conso
 	})
 	d.mu.Unlock()
 	if pending {
-		return "", fmt.Errorf("a backup of %s asked for in the console is already queued or running: %w", vm.Name, console.ErrConflict)
+		return "", console.Conflict(fmt.Errorf("a backup of %s asked for in the console is already queued or running", vm.Name))
 	}
 	t := &task{kind: KindBackup, policy: vm.Policy, cluster: d.config().policy(vm.Policy).Cluster, by: by,
 		onlyNames: []string{vm.Name}, full: o.Full}
@@ -101,24 +101,23 @@ func (c consoleSource) Restore(ctx context.Context, vm, uuid, at string, req con
 		}
 	}
 	if !slices.ContainsFunc(cfg.Cluster, func(cc ClusterConfig) bool { return cc.Name == cluster }) {
-		return "", fmt.Errorf("cluster %q: not a [[cluster]] of the configuration: %w", cluster, console.ErrInvalid)
+		return "", console.Invalid(fmt.Errorf("cluster %q: not a [[cluster]] of the configuration", cluster))
 	}
 	o := restore.Options{TargetCluster: req.TargetCluster, Name: req.Name, Container: req.Container, NetworkMap: req.NetworkMap,
 		Disks: req.Disks, PowerOn: req.PowerOn, DataPath: req.DataPath,
 		Keys: map[string]string{"--target-cluster": "target_cluster", "--name": "name", "--container": "container",
 			"--network-map": "network_map", "--disks": "disks", "--data-path": "data_path"}}
 	if o.DataPath == restore.DataPathInstant {
-		return "", fmt.Errorf("data_path %q: ask for an instant restore with instant: %w", o.DataPath, console.ErrInvalid)
+		return "", console.Invalid(fmt.Errorf("data_path %q: ask for an instant restore with instant", o.DataPath))
 	}
 	if req.Instant {
 		o.DataPath, o.NFS = restore.DataPathInstant, cfg.cluster(cluster).InstantNFS
 		if o.NFS == "" {
-			return "", fmt.Errorf("cluster %s has no instant_nfs (an ahvfs NFS server of the repository its hosts reach): no instant restore there: %w",
-				cluster, console.ErrInvalid)
+			return "", console.Invalid(fmt.Errorf("cluster %s has no instant_nfs (an ahvfs NFS server of the repository its hosts reach): no instant restore there", cluster))
 		}
 	}
 	if err := o.Validate(); err != nil {
-		return "", fmt.Errorf("%w: %w", err, console.ErrInvalid)
+		return "", console.Invalid(err)
 	}
 	rp, err := c.point(ctx, vm, uuid, at)
 	if err != nil {
@@ -235,13 +234,13 @@ func diskProgress(v *liveVM, disks int) func(disk int, done, total int64) {
 func (c consoleSource) Lock(ctx context.Context, vm, uuid, at string, until time.Time, by string) error {
 	d := c.d
 	if !until.After(d.clock.Now()) {
-		return fmt.Errorf("lock until %s: not in the future: %w", until.Format(time.RFC3339), console.ErrInvalid)
+		return console.Invalid(fmt.Errorf("lock until %s: not in the future", until.Format(time.RFC3339)))
 	}
 	d.maint.RLock()
 	defer d.maint.RUnlock()
 	return c.change(ctx, KindLock, vm, uuid, at, by, func(r *engine.Repository, rp *engine.RestorePoint) error {
 		if rp.LockedUntil.After(until) {
-			return fmt.Errorf("%s is locked until %s: a lock is only ever extended: %w", rp.Name(), rp.LockedUntil.Format(time.RFC3339), console.ErrConflict)
+			return console.Conflict(fmt.Errorf("%s is locked until %s: a lock is only ever extended", rp.Name(), rp.LockedUntil.Format(time.RFC3339)))
 		}
 		return r.LockRestorePoint(ctx, rp, until)
 	})
@@ -252,13 +251,13 @@ func (c consoleSource) Lock(ctx context.Context, vm, uuid, at string, until time
 func (c consoleSource) Forget(ctx context.Context, vm, uuid, at string, by string) error {
 	d := c.d
 	if !d.maint.TryLock() {
-		return fmt.Errorf("a backup, sync, retention or verify is running: forget when it ends: %w", console.ErrConflict)
+		return console.Conflict(errors.New("a backup, sync, retention or verify is running: forget when it ends"))
 	}
 	defer d.maint.Unlock()
 	return c.change(ctx, KindForget, vm, uuid, at, by, func(r *engine.Repository, rp *engine.RestorePoint) error {
 		err := r.Forget(ctx, []*engine.RestorePoint{rp})
 		if errors.Is(err, engine.ErrRetentionLocked) {
-			return fmt.Errorf("%w: %w", err, console.ErrConflict)
+			return console.Conflict(err)
 		}
 		if err == nil {
 			// d.refresh would wait for the maintenance lock this holds.

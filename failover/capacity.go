@@ -61,7 +61,7 @@ type StorageRoom struct {
 func (r Room) String() string {
 	var b strings.Builder
 	for _, c := range r.Clusters {
-		fmt.Fprintf(&b, "DR cluster %s: %s need %s of memory; %s free of %s\n", c.Name, vmCount(c.VMs), size(c.MemoryNeed), size(c.MemoryFree), size(c.MemoryTotal))
+		fmt.Fprintf(&b, "DR cluster %s: %s %s %s of memory; %s free of %s\n", c.Name, vmCount(c.VMs), needs(c.VMs), size(c.MemoryNeed), size(c.MemoryFree), size(c.MemoryTotal))
 		if c.Storage != nil {
 			fmt.Fprintf(&b, "  their disks hold %s of data; the storage pool has %s free\n", size(c.StorageNeed), size(c.StorageFree))
 		}
@@ -77,6 +77,14 @@ func (r Room) String() string {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}
 	return b.String()
+}
+
+// needs is the verb after vmCount(n).
+func needs(n int) string {
+	if n == 1 {
+		return "needs"
+	}
+	return "need"
 }
 
 // vmCount is "1 VM" or "N VMs".
@@ -156,11 +164,11 @@ func roomFor(ctx context.Context, cl nutanix.Cluster, r *engine.Repository, p *P
 		}
 		switch {
 		case cr.MemoryFree != nutanix.Unknown && cr.MemoryNeed > cr.MemoryFree:
-			errs = append(errs, fmt.Errorf("DR cluster %s: the plan's %s need %s of memory, and %s of its %s is free",
-				cr.Name, vmCount(cr.VMs), size(cr.MemoryNeed), size(cr.MemoryFree), size(cr.MemoryTotal)))
+			errs = append(errs, fmt.Errorf("DR cluster %s: the plan's %s %s %s of memory, and %s of its %s is free",
+				cr.Name, vmCount(cr.VMs), needs(cr.VMs), size(cr.MemoryNeed), size(cr.MemoryFree), size(cr.MemoryTotal)))
 		case cr.MemoryFree == nutanix.Unknown && cr.MemoryTotal != nutanix.Unknown && cr.MemoryNeed > cr.MemoryTotal:
-			errs = append(errs, fmt.Errorf("DR cluster %s: the plan's %s need %s of memory, more than its hosts have (%s)",
-				cr.Name, vmCount(cr.VMs), size(cr.MemoryNeed), size(cr.MemoryTotal)))
+			errs = append(errs, fmt.Errorf("DR cluster %s: the plan's %s %s %s of memory, more than its hosts have (%s)",
+				cr.Name, vmCount(cr.VMs), needs(cr.VMs), size(cr.MemoryNeed), size(cr.MemoryTotal)))
 		}
 		var containers []string
 		for k := range need {

@@ -61,11 +61,14 @@ func init() {
 					Usage: "give a console user a new API token and print it (once)",
 					Description: "Prints the token alone on stdout: it cannot be shown again, the users file keeps\n" +
 						"only its hash. Scripts send it as 'Authorization: Bearer TOKEN' to /api/v1/...;\n" +
-						"it acts with the user's role and scopes, and dies with the user.",
+						"it acts with the user's role and scopes, and dies with the user. With --for or\n" +
+						"--until it stops working then; without, it works until revoked.",
 					ArgsUsage: "NAME",
 					Flags: []cli.Flag{
 						usersFileFlag(),
 						&cli.StringFlag{Name: "label", Usage: "what the token is for (`TEXT`, shown by list --json)"},
+						&cli.StringFlag{Name: "until", Usage: "the token stops working at `TIME` (RFC 3339)"},
+						&cli.StringFlag{Name: "for", Usage: "the token stops working after `SPAN` from now (90d, 12w, 1y)"},
 					},
 					Action: runUserToken,
 				},
@@ -159,12 +162,13 @@ type tokenJSON struct {
 	ID      string    `json:"id"`
 	Label   string    `json:"label,omitempty"`
 	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 func toUserJSON(u *auth.User) userJSON {
 	j := userJSON{Name: u.Name, Role: u.Role, Scopes: scopeStrings(u), Tokens: []tokenJSON{}, Created: u.Created, Changed: u.Changed}
 	for _, t := range u.Tokens {
-		j.Tokens = append(j.Tokens, tokenJSON{ID: t.ID, Label: t.Label, Created: t.Created})
+		j.Tokens = append(j.Tokens, tokenJSON{ID: t.ID, Label: t.Label, Created: t.Created, Expires: t.Expires})
 	}
 	return j
 }
@@ -288,6 +292,15 @@ func runUserToken(c *cli.Context) error {
 	}
 	label := c.String("label")
 	path := c.String("users")
+	expiry, err := lockRule(c, "until", "for")
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	var expires time.Time
+	if expiry != nil {
+		expires = expiry(now)
+	}
 	var text string
 	var tok auth.Token
 	err = auth.Update(c.Context, path, func(us *auth.Users) error {
@@ -295,7 +308,7 @@ func runUserToken(c *cli.Context) error {
 			return fmt.Errorf("user %q: %w in %s", name, auth.ErrNoUser, path)
 		}
 		var err error
-		if text, err = us.AddToken(name, label, time.Now()); err != nil {
+		if text, err = us.AddTokenUntil(name, label, now, expires); err != nil {
 			return err
 		}
 		u := us.Lookup(name)
@@ -311,11 +324,16 @@ func runUserToken(c *cli.Context) error {
 			ID      string    `json:"id"`
 			Label   string    `json:"label,omitempty"`
 			Created time.Time `json:"created"`
+			Expires time.Time `json:"expires,omitzero"`
 			Token   string    `json:"token"`
-		}{name, tok.ID, tok.Label, tok.Created, text})
+		}{name, tok.ID, tok.Label, tok.Created, tok.Expires, text})
 	}
 	fmt.Fprintln(env.Stdout, text)
-	fmt.Fprintf(env.Stderr, "ahvfs: API token %s for %s: store it now, it cannot be shown again\n", tok.ID, name)
+	until := "until revoked"
+	if !tok.Expires.IsZero() {
+		until = "until " + tok.Expires.Format(time.RFC3339)
+	}
+	fmt.Fprintf(env.Stderr, "ahvfs: API token %s for %s, %s: store it now, it cannot be shown again\n", tok.ID, name, until)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ahvfs/ahvfs/console/auth"
 )
@@ -106,6 +107,21 @@ func TestUserCommands(t *testing.T) {
 	if _, errs, code := runCLI(t, "", "user", "revoke", "rita", tok2.ID, "--users", users); code == 0 || !strings.Contains(errs, "no API token") {
 		t.Fatalf("revoking a token twice: exit %d %s", code, errs)
 	}
+
+	// A token for 90 days: its expiry is in the file and in list --json.
+	third := strings.TrimSpace(mustCLI(t, "user", "token", "rita", "--for", "90d", "--users", users))
+	us, _ = auth.Load(ctx, users)
+	_, tok3, _ := us.VerifyToken(third)
+	if tok3 == nil || tok3.Expires.Sub(tok3.Created.Truncate(time.Second)) != 90*24*time.Hour {
+		t.Fatalf("a token --for 90d: %+v", tok3)
+	}
+	if out := mustCLI(t, "user", "list", "--json", "--users", users); !strings.Contains(out, `"expires": "`+tok3.Expires.Format(time.RFC3339)) {
+		t.Fatalf("list --json without the expiry:\n%s", out)
+	}
+	if _, errs, code := runCLI(t, "", "user", "token", "rita", "--until", "2020-01-01T00:00:00Z", "--users", users); code != exitUsage || !strings.Contains(errs, "passed") {
+		t.Fatalf("a token until a past time: exit %d %s", code, errs)
+	}
+	mustCLI(t, "user", "revoke", "rita", tok3.ID, "--users", users)
 
 	mustCLI(t, "user", "passwd", "alice", "--password-file", pw2, "--users", users)
 	us, _ = auth.Load(ctx, users)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Require wraps a handler that performs action. A request passes when:
@@ -64,6 +65,12 @@ func (a *Authenticator) Require(action Action, next http.Handler) http.Handler {
 				}
 				w.Header().Set("WWW-Authenticate", `Bearer realm="ahvfs", error="invalid_token"`)
 				deny(http.StatusUnauthorized, "invalid, revoked or unknown API token")
+				return
+			}
+			if t.Expired(a.now()) {
+				ev.User, via = u.Name, " (API token "+t.ID+")"
+				w.Header().Set("WWW-Authenticate", `Bearer realm="ahvfs", error="invalid_token"`)
+				deny(http.StatusUnauthorized, "API token expired at "+t.Expires.Format(time.RFC3339)+": ask for a new one (ahvfs user token)")
 				return
 			}
 			p.user, p.token = publicCopy(u), t.ID

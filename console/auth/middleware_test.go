@@ -299,6 +299,33 @@ func TestBearerToken(t *testing.T) {
 	}
 }
 
+// TestTokenExpires: a token made to expire works until then, and is
+// refused (401, audited) from then on; one made in the past is refused.
+func TestTokenExpires(t *testing.T) {
+	c, _ := newConsole(t)
+	var tok string
+	err := auth.Update(context.Background(), c.users, func(us *auth.Users) error {
+		if _, err := us.AddTokenUntil("olga", "", c.clk.Now(), c.clk.Now()); err == nil {
+			t.Error("a token that expires now was made")
+		}
+		var err error
+		tok, err = us.AddTokenUntil("olga", "cron", c.clk.Now(), c.clk.Now().Add(24*time.Hour))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.clk.Advance(24*time.Hour - time.Second)
+	if rep := c.do("GET", "/api/v1/vms", nil, tok, nil); rep.code != 200 {
+		t.Fatalf("the token a second before it expires: %d %s", rep.code, rep.body)
+	}
+	c.clk.Advance(time.Second)
+	if rep := c.do("GET", "/api/v1/vms", nil, tok, nil); rep.code != 401 || !strings.Contains(rep.body, "expired") {
+		t.Fatalf("the token once expired: %d %s", rep.code, rep.body)
+	}
+	c.wantEvent("olga", "view", auth.ResultDenied, "API token expired")
+}
+
 // TestRoleRefused: a restore-files user may view but not restore; the
 // refusal is audited.
 func TestRoleRefused(t *testing.T) {

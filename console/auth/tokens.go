@@ -39,7 +39,13 @@ type Token struct {
 	SHA256  string    `json:"sha256"`          // hex SHA-256 of the secret's text
 	Created time.Time `json:"created"`         //
 	Label   string    `json:"label,omitempty"` // what it is for, free text
+	// Expires is when the token stops working; zero: never (until
+	// revoked).
+	Expires time.Time `json:"expires,omitzero"`
 }
+
+// Expired reports whether the token no longer works at now.
+func (t *Token) Expired(now time.Time) bool { return !t.Expires.IsZero() && !now.Before(t.Expires) }
 
 // NewToken makes a token: the text to hand out once, and the record to
 // keep.
@@ -116,9 +122,18 @@ func (us *Users) VerifyToken(text string) (u *User, t *Token, ok bool) {
 	return nil, nil, false
 }
 
-// AddToken gives the user name a new API token and returns its text, to
-// show once.
+// AddToken gives the user name a new API token that never expires and
+// returns its text, to show once.
 func (us *Users) AddToken(name, label string, now time.Time) (string, error) {
+	return us.AddTokenUntil(name, label, now, time.Time{})
+}
+
+// AddTokenUntil is AddToken for a token that stops working at expires
+// (zero: never), which must be after now.
+func (us *Users) AddTokenUntil(name, label string, now, expires time.Time) (string, error) {
+	if !expires.IsZero() && !expires.After(now) {
+		return "", fmt.Errorf("token expiry %s: not after now", expires.UTC().Format(time.RFC3339))
+	}
 	u := us.Lookup(name)
 	if u == nil {
 		return "", fmt.Errorf("user %q: %w", name, ErrNoUser)
@@ -127,6 +142,9 @@ func (us *Users) AddToken(name, label string, now time.Time) (string, error) {
 		return "", fmt.Errorf("token label: at most 200 bytes, no control characters")
 	}
 	text, t := NewToken(label, now)
+	if !expires.IsZero() {
+		t.Expires = expires.UTC().Truncate(time.Second)
+	}
 	u.Tokens = append(u.Tokens, t)
 	u.Changed = now.UTC()
 	return text, nil
