@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,6 +70,11 @@ type HTTPConfig struct {
 	// records who did what (default: audit.log beside the users file).
 	Users    string `toml:"users"`
 	AuditLog string `toml:"audit_log"`
+	// TrustedProxies are reverse proxies (addresses or CIDR prefixes)
+	// in front of the console whose X-Forwarded-For names the client, for
+	// the login limiter and the audit log. Default none.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	proxies        []netip.Prefix
 }
 
 // WebhookConfig: a JSON POST to URL when a job fails or a VM's newest
@@ -323,6 +329,19 @@ func (c *Config) check(p *problems) {
 		}
 	} else if h.AuditLog != "" {
 		p.add("http.audit_log: the console's audit log needs http.users")
+	}
+	h.proxies = nil
+	for _, tp := range h.TrustedProxies {
+		pr, err := netip.ParsePrefix(tp)
+		if err != nil {
+			ip, ierr := netip.ParseAddr(tp)
+			if ierr != nil {
+				p.add("http.trusted_proxies: %q, want an address or a CIDR prefix (10.0.0.0/8)", tp)
+				continue
+			}
+			pr = netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen())
+		}
+		h.proxies = append(h.proxies, pr.Masked())
 	}
 	if u := c.Webhook.URL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
 		p.add("webhook.url: %q, want an http(s) URL", u)

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,6 +79,7 @@ func TestConfigConsole(t *testing.T) {
 	}{
 		{"listen = \"0.0.0.0:9090\"\nusers = \"/nonexistent/users.json\"", []string{"http.users", "/nonexistent/users.json", "the console's sessions need HTTPS"}},
 		{"listen = \"127.0.0.1:9090\"\naudit_log = \"/tmp/audit.log\"", []string{"http.audit_log: the console's audit log needs http.users"}},
+		{"listen = \"127.0.0.1:9090\"\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy.example.com\"]", []string{`http.trusted_proxies: "proxy.example.com", want an address or a CIDR prefix`}},
 	} {
 		_, err := Parse("c.toml", "repository = \"/srv/r\"\n[http]\n"+tc.http+"\n")
 		for _, want := range tc.want {
@@ -90,13 +92,16 @@ func TestConfigConsole(t *testing.T) {
 	os.WriteFile(users, []byte(`{"version":1,"users":[]}`), 0o600)
 	pw := filepath.Join(filepath.Dir(users), "prism.pw")
 	os.WriteFile(pw, []byte("secret\n"), 0o600)
-	c, err := Parse("c.toml", "repository = \"/srv/r\"\n[http]\nlisten = \"localhost:9090\"\nusers = \""+users+"\"\n"+
+	c, err := Parse("c.toml", "repository = \"/srv/r\"\n[http]\nlisten = \"localhost:9090\"\nusers = \""+users+"\"\ntrusted_proxies = [\"127.0.0.1\", \"10.1.2.0/24\"]\n"+
 		"[[cluster]]\nname = \"prod\"\nprism = \"pc:9440\"\nuser = \"b\"\npassword_file = \""+pw+"\"\n[[policy]]\nname = \"p\"\ncluster = \"prod\"\nvms = [\"*\"]\nevery = \"1h\"\n")
 	if err != nil {
 		t.Fatalf("console on loopback without TLS: %v", err)
 	}
 	if c.HTTP.AuditLog != filepath.Join(filepath.Dir(users), "audit.log") {
 		t.Fatalf("audit log %q, want audit.log beside the users file", c.HTTP.AuditLog)
+	}
+	if got := fmt.Sprint(c.HTTP.proxies); got != "[127.0.0.1/32 10.1.2.0/24]" {
+		t.Fatalf("trusted proxies %s", got)
 	}
 }
 

@@ -35,7 +35,7 @@ func (d *Daemon) Handler(h HTTPConfig) (http.Handler, func(), error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("http.audit_log: %w", err)
 		}
-		a, err := auth.New(auth.Options{UsersFile: h.Users, Audit: audit, Log: d.log, Now: d.clock.Now})
+		a, err := auth.New(auth.Options{UsersFile: h.Users, Audit: audit, Log: d.log, Now: d.clock.Now, TrustedProxies: h.proxies})
 		if err != nil {
 			audit.Close()
 			return nil, nil, fmt.Errorf("http.users: %w", err)

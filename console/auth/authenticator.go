@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 	"unicode/utf8"
 )
@@ -30,6 +31,11 @@ type Options struct {
 	// takes 64 MiB and two cores for up to a third of a second, and a
 	// flood of logins must not exhaust the host. Default 2.
 	ConcurrentLogins int
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
+	// believed: a request from one of them comes from the last address
+	// its header names that is not a trusted proxy (ClientAddrVia).
+	// Default none: the peer's address.
+	TrustedProxies []netip.Prefix
 	// Now is the clock, also of Sessions and Limiter unless they have
 	// their own. Default time.Now.
 	Now func() time.Time
@@ -73,6 +79,7 @@ type Authenticator struct {
 	now      func() time.Time
 	checks   chan struct{} // a slot per password check running
 	origin   *http.CrossOriginProtection
+	proxies  []netip.Prefix
 }
 
 // New returns an Authenticator, after Options.Validate.
@@ -102,6 +109,7 @@ func New(o Options) (*Authenticator, error) {
 		audit:    o.Audit,
 		log:      o.Log,
 		now:      o.Now,
+		proxies:  o.TrustedProxies,
 		checks:   make(chan struct{}, o.ConcurrentLogins),
 		origin:   http.NewCrossOriginProtection(),
 	}, nil
@@ -148,8 +156,14 @@ func (a *Authenticator) Record(r *http.Request, e Event) {
 			e.User = u.Name
 		}
 	}
-	e.Client = ClientAddr(r)
+	e.Client = a.clientAddr(r)
 	a.record(e)
+}
+
+// clientAddr is the address the request comes from, through the trusted
+// proxies.
+func (a *Authenticator) clientAddr(r *http.Request) string {
+	return ClientAddrVia(r, a.proxies)
 }
 
 func (a *Authenticator) record(e Event) {

@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -218,6 +220,38 @@ func ClientAddr(r *http.Request) string {
 		return host
 	}
 	return ip.Unmap().WithZone("").String()
+}
+
+// ClientAddrVia is ClientAddr, except for a request from a trusted proxy:
+// it comes from the last address of its X-Forwarded-For that is not a
+// trusted proxy (the earlier ones are what the client itself wrote). A
+// header that does not parse is not believed: the peer's address then.
+func ClientAddrVia(r *http.Request, trusted []netip.Prefix) string {
+	peer := ClientAddr(r)
+	if !isTrusted(peer, trusted) {
+		return peer
+	}
+	var hops []string
+	for _, h := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(h, ",")...)
+	}
+	client := peer
+	for i := len(hops) - 1; i >= 0; i-- {
+		ip, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return peer
+		}
+		client = ip.Unmap().WithZone("").String()
+		if !isTrusted(client, trusted) {
+			return client
+		}
+	}
+	return client
+}
+
+func isTrusted(addr string, trusted []netip.Prefix) bool {
+	ip, err := netip.ParseAddr(addr)
+	return err == nil && slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(ip) })
 }
 
 // clientKey is the entry a client address counts against: the address,

@@ -3,6 +3,7 @@ package auth_test
 import (
 	"fmt"
 	"net/http/httptest"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -130,6 +131,30 @@ func TestLimiterForgets(t *testing.T) {
 	}
 	if l.Len() > 100 {
 		t.Fatalf("%d entries, above MaxEntries 100", l.Len())
+	}
+}
+
+// TestClientAddrVia: behind trusted proxies, the last address of
+// X-Forwarded-For that is not one of them; from any other peer, or with a
+// header that does not parse, the peer.
+func TestClientAddrVia(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8")}
+	for _, tc := range []struct{ remote, xff, want string }{
+		{"127.0.0.1:1234", "203.0.113.5", "203.0.113.5"},
+		{"127.0.0.1:1234", "198.51.100.1, 203.0.113.5, 10.0.0.2", "203.0.113.5"}, // the client wrote the first
+		{"192.0.2.9:1234", "203.0.113.5", "192.0.2.9"},                           // not a proxy: not believed
+		{"127.0.0.1:1234", "", "127.0.0.1"},
+		{"127.0.0.1:1234", "not-an-address", "127.0.0.1"},
+		{"127.0.0.1:1234", "10.0.0.3, 10.0.0.2", "10.0.0.3"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tc.remote
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		if got := auth.ClientAddrVia(r, trusted); got != tc.want {
+			t.Errorf("%s with X-Forwarded-For %q: %q, want %q", tc.remote, tc.xff, got, tc.want)
+		}
 	}
 }
 

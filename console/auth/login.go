@@ -62,7 +62,7 @@ func (a *Authenticator) Login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "log in with POST")
 		return
 	}
-	ev := Event{Action: "login", Target: r.Method + " " + r.URL.Path, Client: ClientAddr(r)}
+	ev := Event{Action: "login", Target: r.Method + " " + r.URL.Path, Client: a.clientAddr(r)}
 	fail := func(code int, res Result, detail, msg string) {
 		ev.Result, ev.Detail = res, detail
 		a.record(ev)
@@ -187,7 +187,7 @@ func (a *Authenticator) Logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ses, ok := a.sessions.Lookup(r); ok {
-		ev := Event{User: ses.User, Action: "logout", Target: r.Method + " " + r.URL.Path, Client: ClientAddr(r)}
+		ev := Event{User: ses.User, Action: "logout", Target: r.Method + " " + r.URL.Path, Client: a.clientAddr(r)}
 		if detail := a.checkCSRF(r, ses); detail != "" {
 			ev.Result, ev.Detail = ResultDenied, detail
 			a.record(ev)

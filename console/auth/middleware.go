@@ -26,7 +26,7 @@ import (
 // Every refusal is audited. The handler finds the user with UserFrom.
 func (a *Authenticator) Require(action Action, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ev := Event{Action: string(action), Target: r.Method + " " + r.URL.Path, Client: ClientAddr(r)}
+		ev := Event{Action: string(action), Target: r.Method + " " + r.URL.Path, Client: a.clientAddr(r)}
 		via := "" // the API token the request came with
 		deny := func(code int, detail string) {
 			ev.Result, ev.Detail = ResultDenied, detail+via
