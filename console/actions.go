@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"mime"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ahvfs/ahvfs/console/auth"
@@ -29,6 +32,29 @@ type Actions interface {
 	// Forget removes a restore point (its data goes at the next gc);
 	// a locked one is refused with ErrConflict.
 	Forget(ctx context.Context, vm, uuid, at string, by string) error
+	// Export queues the conversion of a restore point's disks (with an
+	// OVF and a libvirt description) into files to download from the
+	// job (JobFile).
+	Export(ctx context.Context, vm, uuid, at string, o ExportRequest, by string) (jobID string, err error)
+	// JobFile opens a file an ended job made (an export's), to serve;
+	// fs.ErrNotExist when there is none of that name.
+	JobFile(ctx context.Context, jobID, name string) (ReadSeekCloser, error)
+}
+
+// ReadSeekCloser is a file to serve.
+type ReadSeekCloser interface {
+	Read(p []byte) (int, error)
+	Seek(offset int64, whence int) (int64, error)
+	Close() error
+}
+
+// ExportRequest is the body of POST .../points/{time}/export: the
+// options of `ahvfs export`.
+type ExportRequest struct {
+	// Format is qcow2 (default), vmdk, vhdx or raw.
+	Format string `json:"format,omitempty"`
+	// Disks are the indexes of the disks to export; default all.
+	Disks []int `json:"disks,omitempty"`
 }
 
 var (
@@ -92,9 +118,42 @@ type LockRequest struct {
 // actionRoutes mounts the actions on mux.
 func (c *Console) actionRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /api/v1/vms/{vm}/backup", c.a.Require(auth.ActionBackup, http.HandlerFunc(c.backupNow)))
-	mux.Handle("POST /api/v1/vms/{vm}/points/{time}/restore", c.a.Require(auth.ActionRestore, http.HandlerFunc(c.restore)))
-	mux.Handle("POST /api/v1/vms/{vm}/points/{time}/lock", c.a.Require(auth.ActionLock, http.HandlerFunc(c.lock)))
-	mux.Handle("POST /api/v1/vms/{vm}/points/{time}/forget", c.a.Require(auth.ActionForget, http.HandlerFunc(c.forget)))
+	mux.Handle("POST /api/v1/vms/{vm}/points/{time}/restore", c.a.Require(auth.ActionRestore, pointAction(c, auth.ActionRestore, "", c.act.Restore)))
+	mux.Handle("POST /api/v1/vms/{vm}/points/{time}/export", c.a.Require(auth.ActionRestore, pointAction(c, auth.ActionRestore, "export", c.act.Export)))
+	mux.Handle("POST /api/v1/vms/{vm}/points/{time}/lock", c.a.Require(auth.ActionLock, pointAction(c, auth.ActionLock, "",
+		func(ctx context.Context, vm, uuid, at string, req LockRequest, by string) (string, error) {
+			return "", c.act.Lock(ctx, vm, uuid, at, req.Until, by)
+		})))
+	mux.Handle("POST /api/v1/vms/{vm}/points/{time}/forget", c.a.Require(auth.ActionForget, pointAction(c, auth.ActionForget, "",
+		func(ctx context.Context, vm, uuid, at string, _ struct{}, by string) (string, error) {
+			return "", c.act.Forget(ctx, vm, uuid, at, by)
+		})))
+	mux.Handle("GET /api/v1/jobs/{id}/files/{name}", c.a.Require(auth.ActionDownload, http.HandlerFunc(c.jobFile)))
+}
+
+// jobFile serves a file of a job the user sees (an export's disk or
+// description), with ranges.
+func (c *Console) jobFile(w http.ResponseWriter, r *http.Request) {
+	id, name := r.PathValue("id"), r.PathValue("name")
+	jobs, ok := c.visibleJobs(w, r)
+	if !ok {
+		return
+	}
+	i := slices.IndexFunc(jobs, func(j Job) bool { return j.ID == id })
+	if i < 0 || !slices.Contains(jobs[i].Files, name) {
+		writeError(w, http.StatusNotFound, "no file "+name+" of job "+id)
+		return
+	}
+	f, err := c.act.JobFile(r.Context(), id, name)
+	if err != nil {
+		writeFSError(w, name, err)
+		return
+	}
+	defer f.Close()
+	c.a.Record(r, auth.Event{Action: string(auth.ActionDownload), Target: "job " + id + " " + name, Result: auth.ResultOK})
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, r, name, time.Time{}, f)
 }
 
 func (c *Console) backupNow(w http.ResponseWriter, r *http.Request) {
@@ -117,42 +176,25 @@ func (c *Console) backupNow(w http.ResponseWriter, r *http.Request) {
 	c.answer(w, r, auth.ActionBackup, "vm "+name, id, err)
 }
 
-func (c *Console) restore(w http.ResponseWriter, r *http.Request) {
-	var req RestoreRequest
-	if !readBody(w, r, &req) {
-		return
+// pointAction is the handler of a POST on a restore point: its body
+// decoded into a Req, the VM checked against the user's scopes, then do
+// (which returns the job it queued, or ""), audited as action on what
+// (a verb, or "") and the point.
+func pointAction[Req any](c *Console, action auth.Action, what string,
+	do func(ctx context.Context, vm, uuid, at string, req Req, by string) (string, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if !readBody(w, r, &req) {
+			return
+		}
+		vm, at := r.PathValue("vm"), r.PathValue("time")
+		uuid, ok := c.sees(w, r, vm, action)
+		if !ok {
+			return
+		}
+		id, err := do(r.Context(), vm, uuid, at, req, user(r))
+		c.answer(w, r, action, strings.TrimSpace(what+" "+vm+"@"+at), id, err)
 	}
-	vm, at := r.PathValue("vm"), r.PathValue("time")
-	uuid, ok := c.sees(w, r, vm, auth.ActionRestore)
-	if !ok {
-		return
-	}
-	id, err := c.act.Restore(r.Context(), vm, uuid, at, req, user(r))
-	c.answer(w, r, auth.ActionRestore, vm+"@"+at, id, err)
-}
-
-func (c *Console) lock(w http.ResponseWriter, r *http.Request) {
-	var req LockRequest
-	if !readBody(w, r, &req) {
-		return
-	}
-	vm, at := r.PathValue("vm"), r.PathValue("time")
-	uuid, ok := c.sees(w, r, vm, auth.ActionLock)
-	if !ok {
-		return
-	}
-	err := c.act.Lock(r.Context(), vm, uuid, at, req.Until, user(r))
-	c.answer(w, r, auth.ActionLock, vm+"@"+at+" until "+req.Until.UTC().Format(time.RFC3339), "", err)
-}
-
-func (c *Console) forget(w http.ResponseWriter, r *http.Request) {
-	vm, at := r.PathValue("vm"), r.PathValue("time")
-	uuid, ok := c.sees(w, r, vm, auth.ActionForget)
-	if !ok {
-		return
-	}
-	err := c.act.Forget(r.Context(), vm, uuid, at, user(r))
-	c.answer(w, r, auth.ActionForget, vm+"@"+at, "", err)
 }
 
 // answer audits an action's outcome and answers it: 202 with the job it

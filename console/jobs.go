@@ -33,6 +33,9 @@ type Job struct {
 	// Log is what a running job has logged (the newest lines); a user
 	// with scopes sees the lines about its VMs alone.
 	Log []LogLine `json:"log,omitempty"`
+	// Files are what an ended job made to download (an export's), at
+	// /api/v1/jobs/{id}/files/{name}.
+	Files []string `json:"files,omitempty"`
 }
 
 // running reports whether j has not ended.

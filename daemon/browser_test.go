@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,6 +93,7 @@ func browserEnv(t *testing.T) (e *env, base, extTree, appImg string) {
 [http]
 listen = "127.0.0.1:0"
 users = %q
+export_dir = %q
 [[policy]]
 name = "gold"
 vms = ["app01"]
@@ -100,7 +102,7 @@ every = "24h"
 name = "bronze"
 vms = ["web01"]
 every = "24h"
-`, users))
+`, users, filepath.Join(t.TempDir(), "exports")))
 	e.start(cfg)
 	e.expect("backup/gold", "backup/bronze")
 	return e, "http://" + serveHTTP(t, e, cfg.HTTP), extTree, appImg
@@ -253,7 +255,8 @@ func (b *browserT) login(user string) {
 // browses into its ext4 and NTFS partitions, downloads a file (byte-exact
 // against the guest's) and a directory as .tar.gz (the same files and
 // symlink), backs up now and sees the job end, restores to the simulator
-// (byte-exact) and sees the jobs and the repository. Then a restore-files
+// (byte-exact), exports qcow2 and downloads it (byte-exact once converted
+// back), and sees the jobs and the repository. Then a restore-files
 // user scoped to Env:prod sees app01 alone, and no button to start
 // anything. Each page's screenshot is saved ($AHVFS_ARTIFACTS/console).
 func TestConsoleBrowser(t *testing.T) {
@@ -350,9 +353,27 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	sameDisk(t, copyVM.Disks[0], appImg)
 
+	// Export as qcow2; the disk downloaded from the job converts back
+	// to the image.
+	b.goTo("#/export/app01/"+at, "form#export")
+	b.shot("export-form")
+	b.do(chromedp.Click(chromedp.CSS(`form#export button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS(`h1 .badge.ok`)),
+		chromedp.WaitVisible(chromedp.CSS(`#job-files a[download="disk-0.qcow2"]`)))
+	b.shot("export-job")
+	e.expect("export/")
+	qcow := filepath.Join(t.TempDir(), "disk-0.qcow2")
+	if err := os.WriteFile(qcow, b.clickDownload(`#job-files a[download="disk-0.qcow2"]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	raw := filepath.Join(t.TempDir(), "disk-0.raw")
+	if out, err := exec.Command("qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow, raw).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img convert: %v %s", err, out)
+	}
+	sameDisk(t, raw, appImg)
+
 	b.goTo("#/jobs", `table#jobs tbody tr`)
-	if n := b.count(`table#jobs tbody tr`); n != 4 {
-		t.Errorf("the jobs page lists %d jobs, want 4 (two backups at start, one now, a restore)", n)
+	if n := b.count(`table#jobs tbody tr`); n != 5 {
+		t.Errorf("the jobs page lists %d jobs, want 5 (two backups at start, one now, a restore, an export)", n)
 	}
 	b.shot("jobs")
 	b.goTo("#/repository", "dl#health")

@@ -75,6 +75,10 @@ type HTTPConfig struct {
 	// the login limiter and the audit log. Default none.
 	TrustedProxies []string `toml:"trusted_proxies"`
 	proxies        []netip.Prefix
+	// ExportDir is where the console's exports are written, to download
+	// from their jobs (removed after exportKeep). Default none: the
+	// console offers no export.
+	ExportDir string `toml:"export_dir"`
 }
 
 // WebhookConfig: a JSON POST to URL when a job fails or a VM's newest
@@ -329,6 +333,12 @@ func (c *Config) check(p *problems) {
 		}
 	} else if h.AuditLog != "" {
 		p.add("http.audit_log: the console's audit log needs http.users")
+	}
+	if h.ExportDir != "" && h.Users == "" {
+		p.add("http.export_dir: the console's exports need http.users")
+	}
+	if h.ExportDir != "" && !filepath.IsAbs(h.ExportDir) {
+		p.add("http.export_dir: %q, want an absolute path", h.ExportDir)
 	}
 	h.proxies = nil
 	for _, tp := range h.TrustedProxies {

@@ -154,6 +154,9 @@ func (c consoleSource) Jobs(ctx context.Context) ([]console.Job, error) {
 	for _, j := range jobs {
 		cj := console.Job{ID: j.ID, Kind: j.Kind, Policy: j.Policy, Trigger: j.Trigger, Start: j.Start, End: j.End, Result: j.Result,
 			Error: j.Error, Notes: j.Notes}
+		if j.Kind == KindExport {
+			cj.Files = c.d.exportFiles(j.ID)
+		}
 		for _, v := range j.VMs {
 			cj.VMs = append(cj.VMs, console.JobVM{VM: v.VM, UUID: v.UUID, Result: v.Result, RestorePoint: v.RestorePoint, Level: v.Level,
 				BytesRead: v.BytesRead, BytesStored: v.BytesStored, Seconds: v.Seconds, Error: v.Error})

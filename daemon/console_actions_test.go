@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -120,7 +121,8 @@ func serveHTTP(t *testing.T, e *env, h daemon.HTTPConfig) string {
 // the CSRF token is refused. An operator scoped to Env:prod cannot touch
 // web01 (404), backs up db01 now and follows the job (queued or running,
 // then ended with a new restore point), restores db01 to the simulator
-// under a new name (byte-exact), and may not lock. The admin's token locks
+// under a new name (byte-exact), exports it as qcow2 (downloaded from the
+// job, byte-exact once converted back), and may not lock. The admin's token locks
 // a restore point (then forget is refused: 409) and forgets another.
 func TestConsoleActions(t *testing.T) {
 	ctx := context.Background()
@@ -135,6 +137,7 @@ func TestConsoleActions(t *testing.T) {
 [http]
 listen = "127.0.0.1:0"
 users = %q
+export_dir = %q
 [[policy]]
 name = "gold"
 vms = ["web01"]
@@ -144,7 +147,7 @@ name = "silver"
 vms = ["db01"]
 every = "24h"
 sync_to = "dr"
-`, users))
+`, users, filepath.Join(dir, "exports")))
 	e.start(cfg)
 	first := e.expect("backup/gold", "backup/silver", "sync/silver")["backup/silver"]
 
@@ -175,7 +178,7 @@ sync_to = "dr"
 	hd.login("helpdesk")
 	at := strings.TrimPrefix(first.VMs[0].RestorePoint, "db01@")
 	for _, p := range []string{"/api/v1/vms/db01/backup", "/api/v1/vms/db01/points/" + at + "/restore",
-		"/api/v1/vms/db01/points/" + at + "/lock", "/api/v1/vms/db01/points/" + at + "/forget"} {
+		"/api/v1/vms/db01/points/" + at + "/lock", "/api/v1/vms/db01/points/" + at + "/forget", "/api/v1/vms/db01/points/" + at + "/export"} {
 		if code, body := hd.call("POST", p, map[string]any{}); code != http.StatusForbidden {
 			t.Fatalf("helpdesk POST %s: %d %s", p, code, body)
 		}
@@ -270,6 +273,40 @@ sync_to = "dr"
 	if len(want) == 0 || !bytes.Equal(got, want) {
 		t.Fatalf("the restored disk differs from db01's (%d and %d bytes)", len(got), len(want))
 	}
+	// Export the first point as qcow2, and download its disk.
+	if code, body := ops.call("POST", "/api/v1/vms/db01/points/"+at+"/export", map[string]any{"format": "vdi"}); code != http.StatusBadRequest {
+		t.Fatalf("an export to an unknown format: %d %s", code, body)
+	}
+	code, body = ops.call("POST", "/api/v1/vms/db01/points/"+at+"/export", map[string]any{"format": "qcow2"})
+	if json.Unmarshal([]byte(body), &started); code != http.StatusAccepted {
+		t.Fatalf("ops exports db01: %d %s", code, body)
+	}
+	e.expect("export/")
+	var ej struct{ Files []string }
+	code, body = ops.call("GET", "/api/v1/jobs/"+started.Job, nil)
+	if json.Unmarshal([]byte(body), &ej); code != http.StatusOK || !slices.Equal(ej.Files, []string{"db01.ovf", "db01.xml", "disk-0.qcow2"}) {
+		t.Fatalf("the export job: %d %s", code, body)
+	}
+	code, qcow := ops.call("GET", "/api/v1/jobs/"+started.Job+"/files/disk-0.qcow2", nil)
+	if code != http.StatusOK {
+		t.Fatalf("download the exported disk: %d", code)
+	}
+	q := filepath.Join(dir, "got.qcow2")
+	os.WriteFile(q, []byte(qcow), 0o600)
+	raw := filepath.Join(dir, "got.raw")
+	if out, err := exec.Command("qemu-img", "convert", "-f", "qcow2", "-O", "raw", q, raw).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img convert: %v %s", err, out)
+	}
+	if got, _ := os.ReadFile(raw); !bytes.Equal(got, want) {
+		t.Fatalf("the exported disk differs from db01's (%d and %d bytes)", len(got), len(want))
+	}
+	if code, _ := ops.call("GET", "/api/v1/jobs/"+started.Job+"/files/..%2Fusers.json", nil); code != http.StatusNotFound {
+		t.Fatalf("a file outside the export: %d", code)
+	}
+	if code, _ := hd.call("GET", "/api/v1/jobs/"+started.Job+"/files/disk-0.qcow2", nil); code != http.StatusOK {
+		t.Fatalf("helpdesk (may download) downloads the export of its VM: %d", code)
+	}
+
 	if code, _ := ops.call("POST", "/api/v1/vms/db01/points/"+at+"/lock", map[string]any{"until": time.Now().Add(time.Hour)}); code != http.StatusForbidden {
 		t.Fatalf("an operator locks: %d", code)
 	}

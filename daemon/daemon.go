@@ -116,6 +116,7 @@ type task struct {
 	full            bool
 	restore         *restoreTask
 	instant         *console.InstantVM // the instant restore to finish or cancel
+	export          *exportTask
 }
 
 // group is the tasks that may not run at once: a policy's backups, the
@@ -450,6 +451,8 @@ func (d *Daemon) runTask(ctx context.Context, t *task) {
 		ok = d.restoreJob(ctx, cfg, t)
 	case KindInstantFinish, KindInstantCancel:
 		ok = d.instantJob(ctx, cfg, t)
+	case KindExport:
+		ok = d.exportJob(ctx, cfg, t)
 	case KindSync:
 		ok = d.syncPolicy(ctx, cfg, p, t.trigger, nil)
 	case KindVerify:

@@ -195,6 +195,7 @@ async function vmPage(vm) {
     const acts = el('div', { class: 'actions' },
       el('a', { class: 'button', href: '#/vm/' + seg(vm) + '/' + seg(at), text: 'Browse' }),
       can('restore') ? el('a', { class: 'button', href: '#/restore/' + seg(vm) + '/' + seg(at), text: 'Restore…' }) : null,
+      can('restore') ? el('a', { class: 'button', href: '#/export/' + seg(vm) + '/' + seg(at), text: 'Export…' }) : null,
       can('lock') ? lockControl(vm, at) : null,
       can('forget') ? forgetControl(vm, at) : null);
     return el('tr', { 'data-point': at },
@@ -340,6 +341,32 @@ function restoreForm(vm, at) {
     heading('Restore ' + vm + ' from ' + when(at)), form);
 }
 
+// ---- export
+
+function exportForm(vm, at) {
+  const disks = el('input', { type: 'text', id: 'disks', name: 'disks' });
+  const form = el('form', { class: 'card', id: 'export' },
+    el('label', { for: 'format', text: 'Format' }),
+    el('select', { id: 'format', name: 'format' }, ['qcow2', 'vmdk', 'vhdx', 'raw'].map((f) => el('option', { value: f, text: f }))),
+    el('div', { class: 'hint', text: 'qcow2 for KVM (with a libvirt XML), vmdk for vSphere (with an OVF), vhdx for Hyper-V, raw for anything.' }),
+    el('label', { for: 'disks', text: 'Disks' }), disks,
+    el('div', { class: 'hint', text: 'Indexes, e.g. 0,2; empty: all.' }),
+    el('p', {}, el('button', { class: 'primary', type: 'submit', text: 'Export' })));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const body = { format: form.elements.format.value };
+    if (disks.value.trim()) body.disks = disks.value.split(',').map((x) => Number(x.trim()));
+    try {
+      const r = await api('POST', pointAPI(vm, at) + '/export', body);
+      toast('Export of ' + vm + '@' + at + ' queued');
+      location.hash = '#/job/' + seg(r.job);
+    } catch (e) { toast(e.message, true); }
+  });
+  render(el('div', { class: 'crumbs' }, el('a', { href: '#/', text: 'Dashboard' }), '›', el('a', { href: '#/vm/' + seg(vm), text: vm }), '›', el('span', { text: when(at) })),
+    heading('Export ' + vm + ' from ' + when(at)),
+    el('p', { class: 'muted', text: 'The files are made on the backup host, then downloaded from the job; they are kept 7 days.' }), form);
+}
+
 // ---- jobs
 
 function vmNames(j) { return (j.vms || []).map((v) => v.vm).join(', '); }
@@ -381,6 +408,8 @@ async function jobPage(id) {
     el('table', { id: 'job-vms' },
       el('thead', {}, el('tr', {}, ['VM', 'Result', running ? 'Progress' : 'Restore point', 'Read', 'Stored', 'Error'].map((h) => el('th', { text: h })))),
       el('tbody', {}, vms)),
+    (j.files || []).length ? [el('h2', { text: 'Files' }), el('ul', { id: 'job-files' }, j.files.map((f) =>
+      el('li', {}, el('a', { href: '/api/v1/jobs/' + seg(j.id) + '/files/' + seg(f), download: f, text: f }))))] : null,
     running ? [el('h2', { text: 'Log' }), el('pre', { class: 'log', id: 'job-log', text: log || 'waiting for a slot…' })] : null);
   if (running) poll(() => jobPage(id), 1000);
 }
@@ -456,6 +485,7 @@ async function route() {
       case undefined: return await dashboard();
       case 'vm': return await (parts.length === 2 ? vmPage(parts[1]) : browse(parts[1], parts[2], parts.slice(3)));
       case 'restore': return restoreForm(parts[1], parts[2]);
+      case 'export': return exportForm(parts[1], parts[2]);
       case 'jobs': return await jobsPage();
       case 'job': return await jobPage(parts[1]);
       case 'instant': return await instantPage();
