@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -110,11 +111,18 @@ func (c *Console) files(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"path": name, "entry": Entry{Name: st.Name(), Type: entryType(st.Mode()), Size: st.Size(), Mtime: st.ModTime()}})
 		return
 	}
+	offset, limit, err := page(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	ents, err := fs.ReadDir(fsys, name)
 	if err != nil {
 		writeFSError(w, name, err)
 		return
 	}
+	total := len(ents)
+	ents = ents[min(offset, total):min(offset+limit, total)]
 	out := make([]Entry, 0, len(ents))
 	for _, e := range ents {
 		info, err := e.Info()
@@ -127,7 +135,30 @@ func (c *Console) files(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, en)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"path": name, "entries": out})
+	writeJSON(w, http.StatusOK, map[string]any{"path": name, "entries": out, "total": total, "offset": offset})
+}
+
+// The page of a directory listing: at most maxPage names a request.
+const (
+	defaultPage = 1000
+	maxPage     = 10000
+)
+
+// page reads ?offset=N&limit=M (names in order, from N; at most M).
+func page(r *http.Request) (offset, limit int, err error) {
+	q := r.URL.Query()
+	limit = defaultPage
+	if v := q.Get("offset"); v != "" {
+		if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
+			return 0, 0, fmt.Errorf("offset %q: want a count of names from 0", v)
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > maxPage {
+			return 0, 0, fmt.Errorf("limit %q: want 1 to %d names", v, maxPage)
+		}
+	}
+	return offset, limit, nil
 }
 
 // download streams one file, or a directory as a .tar.gz (default) or

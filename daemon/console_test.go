@@ -214,6 +214,23 @@ func checkFiles(t *testing.T, repo, at string, call func(method, path, body stri
 	if part == "" {
 		t.Fatal("no partition listed under disk-0")
 	}
+	// A page of a directory: names in order from offset, and the total.
+	ents, err := fs.ReadDir(tree, root+"/"+part)
+	if err != nil || len(ents) < 3 {
+		t.Fatalf("the partition's top: %d names, %v", len(ents), err)
+	}
+	code, body := call("GET", "/api/v1/vms/db01/points/"+at+"/files/"+part+"?offset=1&limit=2", "")
+	var pg struct {
+		Entries       []struct{ Name string }
+		Total, Offset int
+	}
+	if json.Unmarshal([]byte(body), &pg); code != http.StatusOK || pg.Total != len(ents) || pg.Offset != 1 || len(pg.Entries) != 2 ||
+		pg.Entries[0].Name != ents[1].Name() || pg.Entries[1].Name != ents[2].Name() {
+		t.Fatalf("names 1 and 2 of %s: %d %s", part, code, body)
+	}
+	if code, _ := call("GET", "/api/v1/vms/db01/points/"+at+"/files/"+part+"?limit=0", ""); code != http.StatusBadRequest {
+		t.Fatalf("limit 0: %d", code)
+	}
 	want := map[string][]byte{} // archive name → content ("->target" for links)
 	var file string
 	fs.WalkDir(tree, root+"/"+part, func(p string, d fs.DirEntry, err error) error {
@@ -240,7 +257,7 @@ func checkFiles(t *testing.T, repo, at string, call func(method, path, body stri
 	if file == "" || len(want) < 3 {
 		t.Fatalf("the guest file system has %d entries and no file over 4 KiB", len(want))
 	}
-	code, body := call("GET", "/api/v1/vms/db01/points/"+at+"/download/"+file, "")
+	code, body = call("GET", "/api/v1/vms/db01/points/"+at+"/download/"+file, "")
 	if code != http.StatusOK || body != string(want[path.Base(part)+"/"+strings.TrimPrefix(file, part+"/")]) {
 		t.Fatalf("download of %s: %d, %d bytes, want %d", file, code, len(body), len(want[path.Base(part)+"/"+strings.TrimPrefix(file, part+"/")]))
 	}

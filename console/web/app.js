@@ -250,8 +250,9 @@ function forgetControl(vm, at) {
 
 // ---- a restore point's files
 
-async function browse(vm, at, parts) {
-  const data = await api('GET', pointAPI(vm, at) + '/files/' + pathAPI(parts));
+async function browse(vm, at, parts, offset) {
+  offset = offset || 0;
+  const data = await api('GET', pointAPI(vm, at) + '/files/' + pathAPI(parts) + (offset ? '?offset=' + offset : ''));
   const base = '#/vm/' + seg(vm) + '/' + seg(at);
   const crumbs = [el('a', { href: '#/', text: 'Dashboard' }), '›', el('a', { href: '#/vm/' + seg(vm), text: vm }), '›',
     el('a', { href: base, text: when(at) })];
@@ -286,13 +287,19 @@ async function browse(vm, at, parts) {
   const here = parts.length > 0 ? el('p', { class: 'actions' }, 'This directory:',
     el('a', { class: 'button', href: download(parts, 'tar.gz'), text: 'Download .tar.gz' }),
     el('a', { class: 'button', href: download(parts, 'zip'), text: 'Download .zip' })) : null;
+  // A large directory comes a page at a time.
+  const shown = data.offset + data.entries.length;
+  const more = shown < data.total ? el('p', { class: 'actions' },
+    el('span', { class: 'muted', text: (data.offset + 1) + '–' + shown + ' of ' + data.total }),
+    el('button', { type: 'button', id: 'next-page', onclick: () => browse(vm, at, parts, shown), text: 'Next names' })) : null;
   render(el('div', { class: 'crumbs' }, crumbs),
     heading(parts.length ? parts[parts.length - 1] : vm + ' at ' + when(at)),
     parts.length === 0 ? el('p', { class: 'muted', text: 'Each disk-N is a disk; part-M its partitions, with the guest\'s files.' }) : null,
     here,
     el('table', { id: 'files' },
       el('thead', {}, el('tr', {}, ['Name', 'Type', 'Size', 'Modified', ''].map((h) => el('th', { text: h })))),
-      el('tbody', {}, rows)));
+      el('tbody', {}, rows)),
+    more);
 }
 
 // ---- restore
