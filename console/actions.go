@@ -128,11 +128,13 @@ func (c *Console) actionRoutes(mux *http.ServeMux) {
 		func(ctx context.Context, vm, uuid, at string, _ struct{}, by string) (string, error) {
 			return "", c.act.Forget(ctx, vm, uuid, at, by)
 		})))
-	mux.Handle("GET /api/v1/jobs/{id}/files/{name}", c.a.Require(auth.ActionDownload, http.HandlerFunc(c.jobFile)))
+	// An export holds whole disks (deleted data included): for users who
+	// may restore, as disk-N.raw is.
+	mux.Handle("GET /api/v1/jobs/{id}/files/{name}", c.a.Require(auth.ActionRestore, http.HandlerFunc(c.jobFile)))
 }
 
 // jobFile serves a file of a job the user sees (an export's disk or
-// description), with ranges.
+// description), with ranges, to users who may restore.
 func (c *Console) jobFile(w http.ResponseWriter, r *http.Request) {
 	id, name := r.PathValue("id"), r.PathValue("name")
 	jobs, ok := c.visibleJobs(w, r)
@@ -153,6 +155,8 @@ func (c *Console) jobFile(w http.ResponseWriter, r *http.Request) {
 	c.a.Record(r, auth.Event{Action: string(auth.ActionDownload), Target: "job " + id + " " + name, Result: auth.ResultOK})
 	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Security-Policy", "sandbox")
 	http.ServeContent(w, r, name, time.Time{}, f)
 }
 

@@ -122,7 +122,8 @@ func (c *Console) files(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	total := len(ents)
-	ents = ents[min(offset, total):min(offset+limit, total)]
+	start := min(offset, total)
+	ents = ents[start : start+min(limit, total-start)]
 	out := make([]Entry, 0, len(ents))
 	for _, e := range ents {
 		info, err := e.Info()

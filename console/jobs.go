@@ -115,6 +115,12 @@ func (c *Console) visibleJobs(w http.ResponseWriter, r *http.Request) ([]Job, bo
 		writeError(w, http.StatusInternalServerError, "read the job history: "+err.Error())
 		return nil, false
 	}
+	if !auth.Allowed(u.Role, auth.ActionRestore) {
+		// An export's files are whole disks: not for them.
+		for i := range all {
+			all[i].Files = nil
+		}
+	}
 	if len(u.Scopes) == 0 {
 		return all, true
 	}

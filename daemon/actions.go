@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/ahvfs/ahvfs/clusterjob"
@@ -38,19 +39,27 @@ func (d *Daemon) startJob(t *task, kind, policy string) engine.Job {
 	return j
 }
 
-// enqueue queues a task the console asked for and shows it as queued.
-func (d *Daemon) enqueue(t *task, kind, policy string) string {
+// enqueue queues a task the console asked for and shows it as queued,
+// unless conflict (called under the queue's lock) says why not.
+func (d *Daemon) enqueue(t *task, kind, policy string, conflict func() error) (string, error) {
 	t.jobID, t.trigger = engine.NewJobID(d.clock.Now()), TriggerConsole
 	t.key = taskKey(t.kind, t.policy) + "/" + t.jobID
 	d.mu.Lock()
+	if conflict != nil {
+		if err := conflict(); err != nil {
+			d.mu.Unlock()
+			return "", err
+		}
+	}
+	// Shown before it can start: a running job is never shown queued.
+	d.live.add(engine.Job{ID: t.jobID, Kind: kind, Policy: policy, Trigger: TriggerConsole, Start: d.clock.Now(),
+		Notes: []string{"started by " + t.by + " in the console"}})
 	d.queue = append(d.queue, t)
 	d.stats.setQueue(len(d.queue), len(d.running))
 	d.mu.Unlock()
-	d.live.add(engine.Job{ID: t.jobID, Kind: kind, Policy: policy, Trigger: TriggerConsole, Start: d.clock.Now(),
-		Notes: []string{"started by " + t.by + " in the console"}})
 	d.log.Info("job queued", "kind", kind, "policy", policy, "trigger", TriggerConsole, "by", t.by, "job", t.jobID)
 	d.poke()
-	return t.jobID
+	return t.jobID, nil
 }
 
 // BackupNow queues a backup of one VM in its policy. A backup of the VM
@@ -60,20 +69,22 @@ func (c consoleSource) BackupNow(_ context.Context, vm console.VMStatus, o conso
 	if d.config().policy(vm.Policy) == nil {
 		return "", console.Conflict(fmt.Errorf("policy %s of VM %s is no longer in the configuration", vm.Policy, vm.Name))
 	}
-	d.mu.Lock()
-	pending := slices.ContainsFunc(append(slices.Clone(d.queue), mapValues(d.running)...), func(t *task) bool {
-		return t.kind == KindBackup && slices.Contains(t.onlyNames, vm.Name)
-	})
-	d.mu.Unlock()
-	if pending {
-		return "", console.Conflict(fmt.Errorf("a backup of %s asked for in the console is already queued or running", vm.Name))
-	}
 	t := &task{kind: KindBackup, policy: vm.Policy, cluster: d.config().policy(vm.Policy).Cluster, by: by,
 		onlyNames: []string{vm.Name}, full: o.Full}
 	if vm.UUID != "" {
 		t.only = []string{vm.UUID}
 	}
-	id := d.enqueue(t, KindBackup, vm.Policy)
+	id, err := d.enqueue(t, KindBackup, vm.Policy, func() error {
+		if slices.ContainsFunc(append(slices.Clone(d.queue), mapValues(d.running)...), func(t *task) bool {
+			return t.kind == KindBackup && slices.Contains(t.onlyNames, vm.Name)
+		}) {
+			return console.Conflict(fmt.Errorf("a backup of %s asked for in the console is already queued or running", vm.Name))
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
 	d.live.vm(id, vm.Name, vm.UUID)
 	return id, nil
 }
@@ -94,7 +105,7 @@ func (c consoleSource) Restore(ctx context.Context, vm, uuid, at string, req con
 	cfg := d.config()
 	cluster := req.Cluster
 	if cluster == "" {
-		if p := cfg.policy(d.stats.policyOf(vm)); p != nil {
+		if p := cfg.policy(d.stats.policyOf(vm, cfg.Policy)); p != nil {
 			cluster = p.Cluster
 		} else if len(cfg.Cluster) == 1 {
 			cluster = cfg.Cluster[0].Name
@@ -125,7 +136,7 @@ func (c consoleSource) Restore(ctx context.Context, vm, uuid, at string, req con
 	}
 	t := &task{kind: KindRestore, policy: "", cluster: cluster, by: by, onlyNames: []string{vm},
 		restore: &restoreTask{point: rp.Name(), uuid: rp.VMUUID, o: o}}
-	id := d.enqueue(t, KindRestore, "")
+	id, _ := d.enqueue(t, KindRestore, "", nil)
 	d.live.vm(id, vm, rp.VMUUID)
 	return id, nil
 }
@@ -143,8 +154,11 @@ func (c consoleSource) point(ctx context.Context, vm, uuid, at string) (*engine.
 
 func resolvePoint(ctx context.Context, r *engine.Repository, vm, uuid, at string) (*engine.RestorePoint, error) {
 	rp, err := r.Resolve(ctx, vm+"@"+at)
-	if err != nil || (uuid != "" && rp.VMUUID != uuid) {
+	switch {
+	case errors.Is(err, engine.ErrNotFound) || err == nil && uuid != "" && rp.VMUUID != uuid:
 		return nil, fmt.Errorf("restore point %s@%s: %w", vm, at, fs.ErrNotExist)
+	case err != nil:
+		return nil, err
 	}
 	return rp, nil
 }
@@ -153,6 +167,7 @@ func resolvePoint(ctx context.Context, r *engine.Repository, vm, uuid, at string
 func (d *Daemon) restoreJob(ctx context.Context, cfg *Config, t *task) bool {
 	rt := t.restore
 	job := d.startJob(t, KindRestore, "")
+	job.Target = t.cluster // the Prism: instant restores are known by it
 	jv := engine.JobVM{VM: t.onlyNames[0], UUID: rt.uuid, RestorePoint: rt.point, Result: engine.JobOK}
 	log := d.live.logger(d.log.With("job", job.ID, "kind", KindRestore), job.ID, d.stats.uuidOf)
 	err := func() error {
@@ -192,7 +207,6 @@ func (d *Daemon) restoreJob(ctx context.Context, cfg *Config, t *task) bool {
 		}
 		job.Notes = append(job.Notes, fmt.Sprintf("restored as VM %s (%s) on %s", res.Name, res.VMUUID, res.Cluster))
 		if x := res.ExternalRepository; x != nil {
-			d.stats.instantMade(t.cluster, res.Name, jv.VM, rt.uuid)
 			job.Notes = append(job.Notes, fmt.Sprintf("runs from nfs://%s%s (external repository %s) while it hydrates: finish it in the console once hydrated",
 				x.Address, x.Export, x.Name))
 		}
@@ -217,16 +231,27 @@ func (d *Daemon) recordOne(ctx context.Context, job engine.Job, jv engine.JobVM,
 	return err == nil
 }
 
-// diskProgress turns restore's per-disk progress into the VM's.
+// diskProgress turns restore's and export's per-disk progress (called
+// from many goroutines, not always in order) into the VM's.
 func diskProgress(v *liveVM, disks int) func(disk int, done, total int64) {
-	var fns = make(map[int]func(int64), disks)
-	return func(disk int, done, total int64) {
-		f := fns[disk]
-		if f == nil {
-			f = v.disk(total)
-			fns[disk] = f
+	var mu sync.Mutex
+	type disk struct {
+		report func(int64)
+		most   int64
+	}
+	seen := make(map[int]*disk, disks)
+	return func(n int, done, total int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		d := seen[n]
+		if d == nil {
+			d = &disk{report: v.disk(total)}
+			seen[n] = d
 		}
-		f(done)
+		if done > d.most {
+			d.most = done
+			d.report(done)
+		}
 	}
 }
 
@@ -236,7 +261,9 @@ func (c consoleSource) Lock(ctx context.Context, vm, uuid, at string, until time
 	if !until.After(d.clock.Now()) {
 		return console.Invalid(fmt.Errorf("lock until %s: not in the future", until.Format(time.RFC3339)))
 	}
-	d.maint.RLock()
+	if !d.maint.TryRLock() {
+		return console.Conflict(errors.New("a retention, gc or verify is running: lock when it ends"))
+	}
 	defer d.maint.RUnlock()
 	return c.change(ctx, KindLock, vm, uuid, at, by, func(r *engine.Repository, rp *engine.RestorePoint) error {
 		if rp.LockedUntil.After(until) {

@@ -340,6 +340,12 @@ func (c *Config) check(p *problems) {
 	if h.ExportDir != "" && !filepath.IsAbs(h.ExportDir) {
 		p.add("http.export_dir: %q, want an absolute path", h.ExportDir)
 	}
+	// Old exports are removed from it: nothing else may live there.
+	for _, held := range [][2]string{{"the repository", c.Repository}, {"the users file", h.Users}} {
+		if h.ExportDir != "" && filepath.IsAbs(held[1]) && within(held[1], h.ExportDir) {
+			p.add("http.export_dir: %s holds %s (%s): give exports a directory of their own", h.ExportDir, held[0], held[1])
+		}
+	}
 	h.proxies = nil
 	for _, tp := range h.TrustedProxies {
 		pr, err := netip.ParsePrefix(tp)
@@ -561,4 +567,10 @@ func loopback(listen string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// within reports whether path is dir or under it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(filepath.Clean(dir), filepath.Clean(path))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/internal/testtls"
 )
 
@@ -80,6 +81,7 @@ func TestConfigConsole(t *testing.T) {
 		{"listen = \"0.0.0.0:9090\"\nusers = \"/nonexistent/users.json\"", []string{"http.users", "/nonexistent/users.json", "the console's sessions need HTTPS"}},
 		{"listen = \"127.0.0.1:9090\"\naudit_log = \"/tmp/audit.log\"", []string{"http.audit_log: the console's audit log needs http.users"}},
 		{"listen = \"127.0.0.1:9090\"\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy.example.com\"]", []string{`http.trusted_proxies: "proxy.example.com", want an address or a CIDR prefix`}},
+		{"listen = \"127.0.0.1:9090\"\nusers = \"/srv/etc/users.json\"\nexport_dir = \"/srv\"", []string{"http.export_dir: /srv holds the repository (/srv/r)", "/srv holds the users file"}},
 	} {
 		_, err := Parse("c.toml", "repository = \"/srv/r\"\n[http]\n"+tc.http+"\n")
 		for _, want := range tc.want {
@@ -180,5 +182,34 @@ func TestSchedules(t *testing.T) {
 	}
 	if got := dueAt(every, at("2026-12-01T10:00:00Z"), now); !got.Equal(at("2026-12-01T14:00:00Z")) {
 		t.Fatalf("due %v", got)
+	}
+}
+
+// TestInstantFromHistory: which VM an instant restore was made of comes
+// back from the job history (a daemon restarted still shows a scoped
+// user its instant restores), by the restored VM's UUID on its Prism, and
+// goes once the restore is finished; a full restore is not one.
+func TestInstantFromHistory(t *testing.T) {
+	s := newState(time.Now())
+	restored := "0f6e8c52-7f0c-4c1b-9a53-2b2d1c1e0a01"
+	mk := func(kind string, notes ...string) engine.Job {
+		return engine.Job{Kind: kind, Target: "prod4", Result: engine.JobOK, Notes: notes,
+			VMs: []engine.JobVM{{VM: "db01", UUID: "db01-uuid", Result: engine.JobOK}}}
+	}
+	s.job(mk(KindRestore, "started by ops in the console", "restored as VM db01-full ("+restored[:35]+"2) on cluster-b"))
+	s.job(mk(KindRestore, "started by ops in the console", "restored as VM db01-ir ("+restored+") on cluster-b",
+		"runs from nfs://127.0.0.1:2049/ (external repository x) while it hydrates: finish it in the console once hydrated"))
+	if vm, uuid := s.instantSource("prod4", restored); vm != "db01" || uuid != "db01-uuid" {
+		t.Fatalf("instant restore %s: made of %q %q", restored, vm, uuid)
+	}
+	if vm, _ := s.instantSource("prod4", restored[:35]+"2"); vm != "" {
+		t.Fatalf("a full restore counts as an instant one")
+	}
+	if vm, _ := s.instantSource("prod", restored); vm != "" {
+		t.Fatalf("another Prism's VM of that UUID counts")
+	}
+	s.job(mk(KindInstantFinish, "started by ops in the console", "instant restore db01-ir ("+restored+") on prod4"))
+	if vm, _ := s.instantSource("prod4", restored); vm != "" {
+		t.Fatalf("a finished instant restore is still known")
 	}
 }

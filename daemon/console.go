@@ -29,7 +29,13 @@ func (c consoleSource) openRepo(ctx context.Context) (*engine.Repository, func()
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
-	r, err := c.d.repo.open(ctx, false)
+	var r *engine.Repository
+	var err error
+	if open := c.d.o.OpenReader; open != nil {
+		r, err = open(ctx, c.d.config())
+	} else {
+		r, err = c.d.repo.open(ctx, false)
+	}
 	if err != nil {
 		<-c.d.readers
 		return nil, nil, fmt.Errorf("open the repository: %w", err)
@@ -82,7 +88,7 @@ func (c consoleSource) Points(ctx context.Context, vm string) ([]console.Point, 
 		return nil, err
 	}
 	target := ""
-	if p := c.d.config().policy(c.d.stats.policyOf(vm)); p != nil {
+	if p := c.d.config().policy(c.d.stats.policyOf(vm, c.d.config().Policy)); p != nil {
 		target = p.SyncTo
 	}
 	c.d.stats.mu.Lock()

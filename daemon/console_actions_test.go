@@ -303,8 +303,11 @@ sync_to = "dr"
 	if code, _ := ops.call("GET", "/api/v1/jobs/"+started.Job+"/files/..%2Fusers.json", nil); code != http.StatusNotFound {
 		t.Fatalf("a file outside the export: %d", code)
 	}
-	if code, _ := hd.call("GET", "/api/v1/jobs/"+started.Job+"/files/disk-0.qcow2", nil); code != http.StatusOK {
-		t.Fatalf("helpdesk (may download) downloads the export of its VM: %d", code)
+	if code, _ := hd.call("GET", "/api/v1/jobs/"+started.Job+"/files/disk-0.qcow2", nil); code != http.StatusForbidden {
+		t.Fatalf("helpdesk (files, not whole disks) downloads the export of its VM: %d", code)
+	}
+	if code, body := hd.call("GET", "/api/v1/jobs/"+started.Job, nil); code != http.StatusOK || strings.Contains(body, "qcow2") {
+		t.Fatalf("the export job for helpdesk names its files: %d %s", code, body)
 	}
 
 	if code, _ := ops.call("POST", "/api/v1/vms/db01/points/"+at+"/lock", map[string]any{"until": time.Now().Add(time.Hour)}); code != http.StatusForbidden {

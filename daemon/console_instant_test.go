@@ -136,8 +136,17 @@ every = "24h"
 	if got := b.text(`tr[data-vm="db01-ir"] .muted`); !strings.HasPrefix(got, "0% ·") {
 		t.Errorf("db01-ir's hydration reads %q", got)
 	}
+	if n := b.count("button.finish"); n != 0 {
+		t.Errorf("a VM still hydrating is offered %d Finish buttons", n)
+	}
 	b.shot("instant-hydrating")
+	if code, body := ops.call("POST", "/api/v1/instant/prod4/db01-ir/finish", nil); code != http.StatusConflict || !strings.Contains(body, "still hydrating") {
+		t.Fatalf("finish while hydrating: %d %s", code, body)
+	}
 	e.sim.PauseHydration(false)
+	// The page reloads every few seconds: Finish appears once hydrated.
+	b.do(chromedp.WaitVisible(chromedp.CSS(`tr[data-vm="db01-ir"] button.finish`)))
+	b.shot("instant-hydrated")
 	b.do(chromedp.Click(chromedp.CSS(`tr[data-vm="db01-ir"] button.finish`)), chromedp.WaitVisible(chromedp.CSS(`h1 .badge.ok`)))
 	b.shot("instant-finished")
 	fj := e.expect("instant-finish/")["instant-finish/"]

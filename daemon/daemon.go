@@ -57,6 +57,9 @@ type Options struct {
 	// OpenRepo opens the configuration's repository (writable takes the
 	// writer lock, waiting for it while ctx lasts).
 	OpenRepo func(ctx context.Context, cfg *Config, writable bool) (*engine.Repository, error)
+	// OpenReader, when set, opens the repository to read for one console
+	// request: with a smaller cache than a job's (default OpenRepo).
+	OpenReader func(ctx context.Context, cfg *Config) (*engine.Repository, error)
 	// Clock, default the real one.
 	Clock Clock
 	// Logger, default discard.
@@ -321,6 +324,17 @@ func (d *Daemon) ended(key string, failed bool) {
 	}
 }
 
+// kindRunningLocked counts the running tasks of a kind.
+func (d *Daemon) kindRunningLocked(kind string) int {
+	n := 0
+	for _, r := range d.running {
+		if r.kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
 // groupRunningLocked reports whether a task of the group runs.
 func (d *Daemon) groupRunningLocked(group string) bool {
 	for _, r := range d.running {
@@ -391,8 +405,15 @@ func (d *Daemon) nextWake(now time.Time) time.Duration {
 func (d *Daemon) dispatch(ctx context.Context) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for i := 0; i < len(d.queue) && len(d.running) < d.cfg.Concurrency; {
+	for i := 0; i < len(d.queue); {
 		t := d.queue[i]
+		// Exports (no cluster, long conversions) have a slot of their
+		// own, so that they never hold up backups.
+		if t.kind == KindExport && d.kindRunningLocked(KindExport) >= 1 ||
+			t.kind != KindExport && len(d.running)-d.kindRunningLocked(KindExport) >= d.cfg.Concurrency {
+			i++
+			continue
+		}
 		if t.cluster != "" && d.perCl[t.cluster] >= d.clusterLimitLocked(t.cluster) {
 			i++
 			continue
@@ -441,6 +462,7 @@ func (d *Daemon) runTask(ctx context.Context, t *task) {
 	p := cfg.policy(t.policy)
 	if t.policy != "" && p == nil {
 		d.log.Warn("policy removed from the configuration before its job ran", "policy", t.policy)
+		d.live.end(t.jobID)
 		return
 	}
 	var ok bool

@@ -45,7 +45,17 @@ func (c consoleSource) Export(ctx context.Context, vm, uuid, at string, req cons
 		return "", err
 	}
 	t := &task{kind: KindExport, by: by, onlyNames: []string{vm}, export: &exportTask{point: rp.Name(), uuid: rp.VMUUID, o: o}}
-	id := d.enqueue(t, KindExport, "")
+	id, err := d.enqueue(t, KindExport, "", func() error {
+		if slices.ContainsFunc(append(slices.Clone(d.queue), mapValues(d.running)...), func(t *task) bool {
+			return t.kind == KindExport && t.export.point == rp.Name()
+		}) {
+			return console.Conflict(fmt.Errorf("an export of %s is already queued or running", rp.Name()))
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
 	d.live.vm(id, vm, rp.VMUUID)
 	return id, nil
 }
@@ -84,11 +94,15 @@ func (d *Daemon) exportJob(ctx context.Context, cfg *Config, t *task) bool {
 	return d.recordOne(ctx, job, jv, err)
 }
 
-// removeOldExports removes the exports under dir older than exportKeep.
+// removeOldExports removes the exports under dir (directories named as
+// job IDs, nothing else) older than exportKeep.
 func removeOldExports(dir string, now time.Time, warn func(string, ...any)) {
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if info, err := e.Info(); err == nil && e.IsDir() && now.Sub(info.ModTime()) > exportKeep {
+		if !e.IsDir() || !validJobID(e.Name()) {
+			continue // not an export: never touched
+		}
+		if info, err := e.Info(); err == nil && now.Sub(info.ModTime()) > exportKeep {
 			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 				warn("old export not removed", "dir", e.Name(), "err", err)
 			}

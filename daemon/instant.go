@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ahvfs/ahvfs/console"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/restore"
+	"github.com/dustin/go-humanize"
 )
 
 // The kinds of the jobs that end an instant restore.
@@ -23,7 +25,7 @@ const instantPoll = 5 * time.Second
 var _ console.Instant = consoleSource{}
 
 // InstantVMs asks each cluster that allows instant restores (instant_nfs)
-// which VMs still read from an external repository.
+// which VMs instant restores made are not finished.
 func (c consoleSource) InstantVMs(ctx context.Context) ([]console.InstantVM, error) {
 	d := c.d
 	var out []console.InstantVM
@@ -55,14 +57,14 @@ func (c consoleSource) instantOn(ctx context.Context, cc ClusterConfig) ([]conso
 		return nil, err
 	}
 	defer s.close()
-	vms, err := restore.InstantStatus(ctx, s.cl, "")
+	vms, err := restore.Unfinished(ctx, s.cl)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]console.InstantVM, 0, len(vms))
 	for _, v := range vms {
 		iv := console.InstantVM{Cluster: cc.Name, Name: v.Name, UUID: v.UUID, PowerState: v.PowerState, Hydrated: v.Hydrated}
-		iv.SourceVM, iv.SourceUUID = d.stats.instantSource(cc.Name, v.Name)
+		iv.SourceVM, iv.SourceUUID = d.stats.instantSource(cc.Name, v.UUID)
 		for _, disk := range v.Disks {
 			iv.Disks = append(iv.Disks, console.InstantDisk{Address: disk.Address, Size: disk.Size, RemainingBytes: disk.Remaining, Status: disk.Status})
 		}
@@ -76,9 +78,27 @@ func (c consoleSource) EndInstant(_ context.Context, vm console.InstantVM, cance
 	kind := KindInstantFinish
 	if cancel {
 		kind = KindInstantCancel
+	} else if !vm.Hydrated {
+		// Finish then only removes the external repository: its job
+		// never holds the cluster's slot for the hours hydration takes.
+		var left int64
+		for _, disk := range vm.Disks {
+			left += disk.RemainingBytes
+		}
+		return "", console.Conflict(fmt.Errorf("%s is still hydrating (%s left): finish it once hydrated", vm.Name, humanize.IBytes(uint64(left))))
 	}
 	t := &task{kind: kind, cluster: vm.Cluster, by: by, onlyNames: []string{vm.Name}, instant: &vm}
-	id := c.d.enqueue(t, kind, "")
+	id, err := c.d.enqueue(t, kind, "", func() error {
+		if slices.ContainsFunc(append(slices.Clone(c.d.queue), mapValues(c.d.running)...), func(t *task) bool {
+			return t.instant != nil && t.instant.Cluster == vm.Cluster && t.instant.UUID == vm.UUID
+		}) {
+			return console.Conflict(fmt.Errorf("instant restore %s is already being finished or cancelled", vm.Name))
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
 	name, uuid := instantJobVM(vm)
 	c.d.live.vm(id, name, uuid)
 	return id, nil
@@ -100,6 +120,7 @@ func instantJobVM(vm console.InstantVM) (name, uuid string) {
 func (d *Daemon) instantJob(ctx context.Context, cfg *Config, t *task) bool {
 	iv := t.instant
 	job := d.startJob(t, t.kind, "")
+	job.Target = iv.Cluster
 	name, uuid := instantJobVM(*iv)
 	jv := engine.JobVM{VM: name, UUID: uuid, Result: engine.JobOK}
 	job.Notes = append(job.Notes, fmt.Sprintf("instant restore %s (%s) on %s", iv.Name, iv.UUID, iv.Cluster))

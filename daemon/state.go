@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -30,8 +31,8 @@ type state struct {
 	// atTarget: target, VM → time of the newest restore point a sync
 	// sent there (every older one was sent before or with it).
 	atTarget map[[2]string]time.Time
-	// instant: cluster, VM name of an instant restore the console made →
-	// the VM (name, UUID) of its restore point.
+	// instant: cluster, UUID of the VM an instant restore the console
+	// made → the VM (name, UUID) of its restore point (instantJobLocked).
 	instant   map[[2]string][2]string
 	queued    int
 	running   int
@@ -67,19 +68,39 @@ func pointTime(name string) (time.Time, bool) {
 	return pt, err == nil
 }
 
-// instantMade notes an instant restore the console made: the VM name on
-// a cluster, and the VM its restore point was taken of.
-func (s *state) instantMade(cluster, name, vm, uuid string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.instant[[2]string{cluster, name}] = [2]string{vm, uuid}
+// instantVMUUID finds the restored VM's UUID in a console job's notes
+// ("restored as VM NAME (UUID) ...", "instant restore NAME (UUID) ...").
+var instantVMUUID = regexp.MustCompile(`^(?:restored as VM|instant restore) .* \(([0-9A-Fa-f-]{36})\)`)
+
+// instantJob takes in a console job that starts or ends an instant
+// restore: the restored VM (its UUID on the job's Target cluster) maps to
+// the VM its restore point was taken of until it is finished or
+// cancelled. Called with the lock held.
+func (s *state) instantJobLocked(j engine.Job) {
+	if j.Result != engine.JobOK || j.Target == "" || len(j.VMs) != 1 {
+		return
+	}
+	instant := j.Kind != KindRestore || slices.ContainsFunc(j.Notes, func(n string) bool { return strings.HasPrefix(n, "runs from nfs://") })
+	for _, n := range j.Notes {
+		m := instantVMUUID.FindStringSubmatch(n)
+		if m == nil || !instant {
+			continue
+		}
+		k := [2]string{j.Target, m[1]}
+		if j.Kind == KindRestore {
+			s.instant[k] = [2]string{j.VMs[0].VM, j.VMs[0].UUID}
+		} else {
+			delete(s.instant, k)
+		}
+	}
 }
 
-// instantSource is the VM (name, UUID) an instant restore was made of.
-func (s *state) instantSource(cluster, name string) (vm, uuid string) {
+// instantSource is the VM (name, UUID) the instant restore with VM UUID
+// restored on cluster was made of ("" when the console did not make it).
+func (s *state) instantSource(cluster, restored string) (vm, uuid string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	src := s.instant[[2]string{cluster, name}]
+	src := s.instant[[2]string{cluster, restored}]
 	return src[0], src[1]
 }
 
@@ -91,13 +112,14 @@ func (s *state) uuidOf(vm string) string {
 	return s.refs[vm].uuid
 }
 
-// policyOf is a policy that protects the VM ("" when none does).
-func (s *state) policyOf(vm string) string {
+// policyOf is the first policy of policies (in the configuration's
+// order) that protects the VM ("" when none does).
+func (s *state) policyOf(vm string, policies []PolicyConfig) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k := range s.vms {
-		if k.vm == vm {
-			return k.policy
+	for _, p := range policies {
+		if s.vms[vmKey{p.Name, vm}] != nil {
+			return p.Name
 		}
 	}
 	return ""
@@ -126,6 +148,8 @@ func (s *state) job(j engine.Job) {
 		s.jobs[[2]string{j.Kind, j.Result}]++
 	}
 	switch {
+	case j.Kind == KindRestore || j.Kind == KindInstantFinish || j.Kind == KindInstantCancel:
+		s.instantJobLocked(j)
 	case j.Kind == KindBackup:
 		for _, v := range j.VMs {
 			s.vmDoneLocked(j.Policy, v, j.End)

@@ -158,6 +158,25 @@ func newChunkCache(max int64, chunkSize int) *chunkCache {
 	return c
 }
 
+// clear empties the cache of a repository that closes. Its buffers go to
+// the garbage collector, not back to the pool, which would keep them
+// reachable for two more collections: a process that opens and closes
+// repositories (the daemon's console, a request each) would otherwise
+// hold a closed cache's worth of memory per open in that time. A reader
+// still holding a chunk recycles it when it lets go, as before.
+func (c *chunkCache) clear() {
+	c.lru.mu.Lock()
+	defer c.lru.mu.Unlock()
+	for e := c.lru.ll.Front(); e != nil; e = e.Next() {
+		if b := e.Value.(*lruEntry[ID, *chunkBuf]).val; b.refs.Add(-1) == 0 {
+			b.b = nil
+		}
+	}
+	c.lru.ll.Init()
+	clear(c.lru.items)
+	c.lru.used = 0
+}
+
 // buffer returns an empty buffer of chunk capacity for a new chunk.
 func (c *chunkCache) buffer() []byte { return *c.pool.Get().(*[]byte) }
 

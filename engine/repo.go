@@ -677,6 +677,9 @@ func (r *Repository) Close() error {
 	r.mu.Unlock()
 	r.files.close()
 	r.codec.close()
+	if r.chunks != nil {
+		r.chunks.clear()
+	}
 	if r.ownLock {
 		r.rlock.release() // before the backend closes: it deletes the lock object
 	}

@@ -201,6 +201,38 @@ func InstantStatus(ctx context.Context, cl nutanix.Cluster, name string) ([]Inst
 	return out, nil
 }
 
+// Unfinished reports the VMs instant restores made that are not finished:
+// still reading from an external repository, or hydrated while the
+// external repository they were created on is still registered (Finish
+// removes it, and releases the restore point's hold).
+func Unfinished(ctx context.Context, cl nutanix.Cluster) ([]InstantVM, error) {
+	ir, ok := cl.(nutanix.InstantRecovery)
+	if !ok {
+		return nil, fmt.Errorf("instant restores: this client cannot manage external repositories: %w", nutanix.ErrUnsupported)
+	}
+	repos, err := ir.ListExternalRepositories(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	registered := map[string]bool{}
+	for _, x := range repos {
+		registered[x.Name], registered[x.ID] = true, true
+	}
+	vms, err := cl.ListVMs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []InstantVM{}
+	for _, v := range vms {
+		iv, external := instantOf(v)
+		i := strings.LastIndex(v.Description, instantMark)
+		if external || i >= 0 && registered[v.Description[i+len(instantMark):]] {
+			out = append(out, iv)
+		}
+	}
+	return out, nil
+}
+
 // oneVM finds the only VM named name.
 func oneVM(ctx context.Context, cl nutanix.Cluster, name string) (nutanix.VM, error) {
 	vms, err := cl.ListVMs(ctx)

@@ -106,6 +106,12 @@ func runDaemon(c *cli.Context) error {
 		OpenRepo: func(ctx context.Context, _ *daemon.Config, writable bool) (*engine.Repository, error) {
 			return openRepo(ctx, c, env, writable)
 		},
+		// A console request (a browse, a download) reads with a 64 MiB
+		// cache: enough for its read-ahead of 32 chunks of 1 MiB, and
+		// four of them at once stay small beside the jobs.
+		OpenReader: func(ctx context.Context, _ *daemon.Config) (*engine.Repository, error) {
+			return openRepoWith(ctx, c, env, engine.OpenOptions{CacheBytes: 64 << 20})
+		},
 		Logger: log,
 	})
 	ctx := c.Context

@@ -221,7 +221,12 @@ function lockControl(vm, at) {
   const days = el('input', { type: 'number', min: '1', value: '30', size: '4', 'aria-label': 'days', class: 'lock-days' });
   const go = el('button', { type: 'button', class: 'lock', text: 'Lock' });
   go.addEventListener('click', async () => {
-    const until = new Date(Date.now() + Number(days.value) * 86400000).toISOString().replace(/\.\d+Z$/, 'Z');
+    const n = Number(days.value);
+    if (!Number.isInteger(n) || n < 1) {
+      toast('Lock for a whole number of days, 1 or more', true);
+      return;
+    }
+    const until = new Date(Date.now() + n * 86400000).toISOString().replace(/\.\d+Z$/, 'Z');
     try {
       await api('POST', pointAPI(vm, at) + '/lock', { until });
       toast('Locked until ' + when(until));
@@ -441,9 +446,10 @@ async function instantPage() {
     return el('tr', { 'data-vm': v.name },
       el('td', { text: v.name }), el('td', { text: v.cluster }), el('td', { text: v.source_vm || '—' }),
       el('td', { text: v.power_state || '' }),
-      el('td', {}, el('div', { class: 'bar' }, fill), el('div', { class: 'muted', text: pct + '% · ' + bytes(left) + ' left of ' + bytes(size) })),
+      el('td', {}, el('div', { class: 'bar' }, fill), el('div', { class: 'muted', text: v.hydrated ? 'hydrated: finish it' : pct + '% · ' + bytes(left) + ' left of ' + bytes(size) })),
       el('td', {}, can('restore') ? el('span', { class: 'actions' },
-        el('button', { type: 'button', class: 'finish', onclick: (ev) => end(v, 'finish', ev.target), text: 'Finish' }),
+        // Finish once hydrated: it then only detaches the backup.
+        v.hydrated ? el('button', { type: 'button', class: 'finish', onclick: (ev) => end(v, 'finish', ev.target), text: 'Finish' }) : null,
         el('button', { type: 'button', class: 'danger cancel', onclick: (ev) => end(v, 'cancel', ev.target), text: 'Cancel (delete VM)' })) : null));
   });
   render(heading('Instant restores'),
@@ -452,7 +458,7 @@ async function instantPage() {
       el('table', { id: 'instant' },
         el('thead', {}, el('tr', {}, ['VM', 'Prism', 'Restored from', 'Power', 'Hydration', ''].map((h) => el('th', { text: h })))),
         el('tbody', {}, rows)));
-  if (data.vms.some((v) => !v.hydrated)) poll(instantPage, 5000);
+  if (data.vms.some((v) => !v.hydrated)) poll(instantPage, 3000);
 }
 
 // ---- repository
@@ -485,7 +491,13 @@ async function route() {
     }
     showUser();
   }
-  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+  let parts;
+  try {
+    parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+  } catch (e) {
+    render(el('p', { class: 'bad', id: 'error', text: 'No page ' + location.hash }));
+    return;
+  }
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.getAttribute('href') === '#/' + (parts[0] || ''));
   try {
     switch (parts[0]) {
