@@ -147,12 +147,14 @@ func (c consoleSource) PointFS(ctx context.Context, vm, uuid, at string) (fs.FS,
 // Jobs reads the job history from the repository, and adds the jobs
 // running and queued now.
 func (c consoleSource) Jobs(ctx context.Context) ([]console.Job, error) {
-	r, done, err := c.openRepo(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	jobs, err := r.Jobs(ctx)
+	jobs, err := c.d.history.get(func() ([]engine.Job, error) {
+		r, done, err := c.openRepo(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		return r.Jobs(ctx)
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -81,8 +81,12 @@ type Daemon struct {
 	stats *state
 	// readers are the console's slots to read the repository.
 	readers chan struct{}
-	// live is the jobs queued and running, for the console.
-	live *live
+	// live is the jobs queued and running, for the console; history the
+	// job history and instant the unfinished instant restores, as the
+	// console last read them.
+	live    *live
+	history recent[[]engine.Job]
+	instant recent[[]console.InstantVM]
 
 	// maint makes retention, gc and verify exclusive with backups and
 	// syncs, which share the repository's writer.
@@ -138,6 +142,7 @@ func New(cfg *Config, o Options) *Daemon {
 	}
 	host, _ := os.Hostname()
 	d := &Daemon{o: o, clock: o.Clock, log: o.Logger, host: host, cfg: cfg, readers: make(chan struct{}, consoleReaders), live: newLive(),
+		history: recent[[]engine.Job]{ttl: 5 * time.Second}, instant: recent[[]console.InstantVM]{ttl: 3 * time.Second},
 		last: map[string]time.Time{}, running: map[string]*task{}, perCl: map[string]int{},
 		wake: make(chan struct{}, 1), stats: newState(o.Clock.Now()), breached: map[vmKey]bool{}, retry: map[string]time.Time{}}
 	d.repo = &repoPool{open: func(ctx context.Context, w bool) (*engine.Repository, error) {
@@ -510,6 +515,10 @@ func (d *Daemon) record(ctx context.Context, r *engine.Repository, j engine.Job)
 		log.Error("job history not written", "err", err)
 	}
 	d.stats.job(j)
+	d.history.drop()
+	if j.Kind == KindRestore || j.Kind == KindInstantFinish || j.Kind == KindInstantCancel {
+		d.instant.drop()
+	}
 	d.live.end(j.ID)
 	lvl := slog.LevelInfo
 	if j.Result != engine.JobOK {

@@ -27,6 +27,11 @@ var _ console.Instant = consoleSource{}
 // InstantVMs asks each cluster that allows instant restores (instant_nfs)
 // which VMs instant restores made are not finished.
 func (c consoleSource) InstantVMs(ctx context.Context) ([]console.InstantVM, error) {
+	vms, err := c.d.instant.get(func() ([]console.InstantVM, error) { return c.instantVMs(ctx) })
+	return slices.Clone(vms), err
+}
+
+func (c consoleSource) instantVMs(ctx context.Context) ([]console.InstantVM, error) {
 	d := c.d
 	var out []console.InstantVM
 	var errs []error

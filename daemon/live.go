@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ahvfs/ahvfs/console"
 	"github.com/ahvfs/ahvfs/engine"
@@ -202,4 +203,36 @@ func (h jobLog) WithAttrs(as []slog.Attr) slog.Handler {
 func (h jobLog) WithGroup(name string) slog.Handler {
 	h.next = h.next.WithGroup(name)
 	return h
+}
+
+// recent keeps what a load returned for a while: the console's pages poll
+// (a running job's every second, the instant restores every few), and
+// each load opens the repository or logs in to every Prism. A new job in
+// the history drops it (drop).
+type recent[T any] struct {
+	ttl  time.Duration
+	mu   sync.Mutex
+	at   time.Time
+	val  T
+	have bool
+}
+
+func (c *recent[T]) get(load func() (T, error)) (T, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.have && time.Since(c.at) < c.ttl {
+		return c.val, nil
+	}
+	v, err := load()
+	if err != nil {
+		return v, err
+	}
+	c.val, c.at, c.have = v, time.Now(), true
+	return v, nil
+}
+
+func (c *recent[T]) drop() {
+	c.mu.Lock()
+	c.have = false
+	c.mu.Unlock()
 }

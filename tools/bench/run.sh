@@ -15,4 +15,5 @@ run tools/bench/repair.sh
 run tools/bench/retention.sh
 run tools/bench/s3.sh
 run tools/bench/sync.sh
+run tools/bench/console-download.sh
 exit $status
