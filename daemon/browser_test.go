@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ahvfs/ahvfs/engine"
-	"github.com/ahvfs/ahvfs/engine/enginetest"
 	"github.com/ahvfs/ahvfs/internal/mkimage"
 	"github.com/ahvfs/ahvfs/internal/testenv"
 	"github.com/ahvfs/ahvfs/prismsim"
@@ -75,25 +73,16 @@ func browserEnv(t *testing.T) (e *env, base, extTree, appImg string) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	s := simtest.Start(t, simtest.Options{})
-	if _, err := s.AddVM(ctx, "app01", []string{appImg}, prismsim.VMOptions{}); err != nil {
+	e = newEnvWith(t, simtest.Options{}, "web01")
+	if _, err := e.sim.AddVM(ctx, "app01", []string{appImg}, prismsim.VMOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddVM(ctx, "web01", []string{enginetest.Ext4Image(t, 8<<20, 1)}, prismsim.VMOptions{}); err != nil {
+	if err := e.sim.SetVMCategories(ctx, "app01", map[string][]string{"Env": {"prod"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetVMCategories(ctx, "app01", map[string][]string{"Env": {"prod"}}); err != nil {
-		t.Fatal(err)
-	}
-	e = &env{t: t, sim: s, repo: enginetest.Init(t, engine.InitOptions{}), target: enginetest.Init(t, engine.InitOptions{}),
-		clock: &fakeClock{now: time.Now().UTC().Truncate(time.Second)}}
 	users := filepath.Join(t.TempDir(), "users.json")
 	consoleUsers(t, users)
-	cfg := e.config(fmt.Sprintf(`
-[http]
-listen = "127.0.0.1:0"
-users = %q
-export_dir = %q
+	cfg := e.consoleConfig(users, filepath.Join(t.TempDir(), "exports"), `
 [[policy]]
 name = "gold"
 vms = ["app01"]
@@ -102,7 +91,7 @@ every = "24h"
 name = "bronze"
 vms = ["web01"]
 every = "24h"
-`, users, filepath.Join(t.TempDir(), "exports")))
+`)
 	e.start(cfg)
 	e.expect("backup/gold", "backup/bronze")
 	return e, "http://" + serveHTTP(t, e, cfg.HTTP), extTree, appImg

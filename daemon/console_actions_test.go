@@ -104,6 +104,18 @@ func consoleUsers(t *testing.T, users string) string {
 	return token
 }
 
+// consoleConfig is the environment's configuration with the console on
+// loopback (plain HTTP, allowed there): the users file, exports (none:
+// "") and the policies.
+func (e *env) consoleConfig(users, exports, policies string) *daemon.Config {
+	e.t.Helper()
+	text := fmt.Sprintf("\n[http]\nlisten = \"127.0.0.1:0\"\nusers = %q\n", users)
+	if exports != "" {
+		text += fmt.Sprintf("export_dir = %q\n", exports)
+	}
+	return e.config(text + policies)
+}
+
 // serveHTTP serves the daemon's listener until the test ends and returns
 // its address.
 func serveHTTP(t *testing.T, e *env, h daemon.HTTPConfig) string {
@@ -133,11 +145,7 @@ func TestConsoleActions(t *testing.T) {
 	dir := t.TempDir()
 	users := filepath.Join(dir, "users.json")
 	token := consoleUsers(t, users)
-	cfg := e.config(fmt.Sprintf(`
-[http]
-listen = "127.0.0.1:0"
-users = %q
-export_dir = %q
+	cfg := e.consoleConfig(users, filepath.Join(dir, "exports"), `
 [[policy]]
 name = "gold"
 vms = ["web01"]
@@ -147,7 +155,7 @@ name = "silver"
 vms = ["db01"]
 every = "24h"
 sync_to = "dr"
-`, users, filepath.Join(dir, "exports")))
+`)
 	e.start(cfg)
 	first := e.expect("backup/gold", "backup/silver", "sync/silver")["backup/silver"]
 

@@ -52,16 +52,13 @@ api = "v4"
 instant_nfs = %q`, e.sim.Addr(), e.sim.PasswordFile(), e.sim.CAFile(), ln.Addr().String())
 	users := filepath.Join(t.TempDir(), "users.json")
 	token := consoleUsers(t, users)
-	cfg := e.config(fmt.Sprintf(`
-[http]
-listen = "127.0.0.1:0"
-users = %q
+	cfg := e.consoleConfig(users, "", `
 [[policy]]
 name = "silver"
 cluster = "prod"
 vms = ["db01"]
 every = "24h"
-`, users))
+`)
 	e.start(cfg)
 	point := e.expect("backup/silver")["backup/silver"].VMs[0].RestorePoint
 
