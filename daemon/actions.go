@@ -40,16 +40,15 @@ func (d *Daemon) startJob(t *task, kind, policy string) engine.Job {
 }
 
 // enqueue queues a task the console asked for and shows it as queued,
-// unless conflict (called under the queue's lock) says why not.
-func (d *Daemon) enqueue(t *task, kind, policy string, conflict func() error) (string, error) {
+// unless a task already queued or running is the same (same, when set,
+// says so): then it is a conflict, busy saying what runs.
+func (d *Daemon) enqueue(t *task, kind, policy string, same func(*task) bool, busy string) (string, error) {
 	t.jobID, t.trigger = engine.NewJobID(d.clock.Now()), TriggerConsole
 	t.key = taskKey(t.kind, t.policy) + "/" + t.jobID
 	d.mu.Lock()
-	if conflict != nil {
-		if err := conflict(); err != nil {
-			d.mu.Unlock()
-			return "", err
-		}
+	if same != nil && d.pendingLocked(same) {
+		d.mu.Unlock()
+		return "", console.Conflict(errors.New(busy))
 	}
 	// Shown before it can start: a running job is never shown queued.
 	d.live.add(engine.Job{ID: t.jobID, Kind: kind, Policy: policy, Trigger: TriggerConsole, Start: d.clock.Now(),
@@ -74,27 +73,14 @@ func (c consoleSource) BackupNow(_ context.Context, vm console.VMStatus, o conso
 	if vm.UUID != "" {
 		t.only = []string{vm.UUID}
 	}
-	id, err := d.enqueue(t, KindBackup, vm.Policy, func() error {
-		if slices.ContainsFunc(append(slices.Clone(d.queue), mapValues(d.running)...), func(t *task) bool {
-			return t.kind == KindBackup && slices.Contains(t.onlyNames, vm.Name)
-		}) {
-			return console.Conflict(fmt.Errorf("a backup of %s asked for in the console is already queued or running", vm.Name))
-		}
-		return nil
-	})
+	id, err := d.enqueue(t, KindBackup, vm.Policy, func(q *task) bool {
+		return q.kind == KindBackup && slices.Contains(q.onlyNames, vm.Name)
+	}, fmt.Sprintf("a backup of %s asked for in the console is already queued or running", vm.Name))
 	if err != nil {
 		return "", err
 	}
 	d.live.vm(id, vm.Name, vm.UUID)
 	return id, nil
-}
-
-func mapValues[K comparable, V any](m map[K]V) []V {
-	out := make([]V, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
 }
 
 // Restore checks a restore's options and its restore point now (so that
@@ -136,7 +122,7 @@ func (c consoleSource) Restore(ctx context.Context, vm, uuid, at string, req con
 	}
 	t := &task{kind: KindRestore, policy: "", cluster: cluster, by: by, onlyNames: []string{vm},
 		restore: &restoreTask{point: rp.Name(), uuid: rp.VMUUID, o: o}}
-	id, _ := d.enqueue(t, KindRestore, "", nil)
+	id, _ := d.enqueue(t, KindRestore, "", nil, "")
 	d.live.vm(id, vm, rp.VMUUID)
 	return id, nil
 }

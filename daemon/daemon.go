@@ -352,7 +352,17 @@ func (d *Daemon) groupRunningLocked(group string) bool {
 
 // busyLocked reports whether a task runs or waits in the queue.
 func (d *Daemon) busyLocked(key string) bool {
-	return d.running[key] != nil || slices.ContainsFunc(d.queue, func(q *task) bool { return q.key == key })
+	return d.pendingLocked(func(q *task) bool { return q.key == key })
+}
+
+// pendingLocked reports whether a task queued or running matches.
+func (d *Daemon) pendingLocked(match func(*task) bool) bool {
+	for _, r := range d.running {
+		if match(r) {
+			return true
+		}
+	}
+	return slices.ContainsFunc(d.queue, match)
 }
 
 // startedAt is the daemon's start: a run that should have happened before

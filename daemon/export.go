@@ -45,14 +45,9 @@ func (c consoleSource) Export(ctx context.Context, vm, uuid, at string, req cons
 		return "", err
 	}
 	t := &task{kind: KindExport, by: by, onlyNames: []string{vm}, export: &exportTask{point: rp.Name(), uuid: rp.VMUUID, o: o}}
-	id, err := d.enqueue(t, KindExport, "", func() error {
-		if slices.ContainsFunc(append(slices.Clone(d.queue), mapValues(d.running)...), func(t *task) bool {
-			return t.kind == KindExport && t.export.point == rp.Name()
-		}) {
-			return console.Conflict(fmt.Errorf("an export of %s is already queued or running", rp.Name()))
-		}
-		return nil
-	})
+	id, err := d.enqueue(t, KindExport, "", func(q *task) bool {
+		return q.kind == KindExport && q.export.point == rp.Name()
+	}, fmt.Sprintf("an export of %s is already queued or running", rp.Name()))
 	if err != nil {
 		return "", err
 	}

@@ -93,14 +93,9 @@ func (c consoleSource) EndInstant(_ context.Context, vm console.InstantVM, cance
 		return "", console.Conflict(fmt.Errorf("%s is still hydrating (%s left): finish it once hydrated", vm.Name, humanize.IBytes(uint64(left))))
 	}
 	t := &task{kind: kind, cluster: vm.Cluster, by: by, onlyNames: []string{vm.Name}, instant: &vm}
-	id, err := c.d.enqueue(t, kind, "", func() error {
-		if slices.ContainsFunc(append(slices.Clone(c.d.queue), mapValues(c.d.running)...), func(t *task) bool {
-			return t.instant != nil && t.instant.Cluster == vm.Cluster && t.instant.UUID == vm.UUID
-		}) {
-			return console.Conflict(fmt.Errorf("instant restore %s is already being finished or cancelled", vm.Name))
-		}
-		return nil
-	})
+	id, err := c.d.enqueue(t, kind, "", func(q *task) bool {
+		return q.instant != nil && q.instant.Cluster == vm.Cluster && q.instant.UUID == vm.UUID
+	}, fmt.Sprintf("instant restore %s is already being finished or cancelled", vm.Name))
 	if err != nil {
 		return "", err
 	}

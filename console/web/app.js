@@ -154,16 +154,22 @@ function stopPolling() {
 
 // ---- actions
 
-async function backupNow(vm, button) {
-  button.disabled = true;
+// queueJob asks for a job and shows its page; button (when given) stays
+// disabled unless the request fails.
+async function queueJob(path, body, what, button) {
+  if (button) button.disabled = true;
   try {
-    const r = await api('POST', '/api/v1/vms/' + seg(vm) + '/backup', {});
-    toast('Backup of ' + vm + ' queued');
+    const r = await api('POST', path, body);
+    if (what) toast(what + ' queued');
     location.hash = '#/job/' + seg(r.job);
   } catch (e) {
     toast(e.message, true);
-    button.disabled = false;
+    if (button) button.disabled = false;
   }
+}
+
+function backupNow(vm, button) {
+  return queueJob('/api/v1/vms/' + seg(vm) + '/backup', {}, 'Backup of ' + vm, button);
 }
 
 // ---- dashboard
@@ -309,6 +315,11 @@ async function browse(vm, at, parts, offset) {
 
 // ---- restore
 
+// pointCrumbs is the trail to a restore point's form.
+function pointCrumbs(vm, at) {
+  return el('div', { class: 'crumbs' }, el('a', { href: '#/', text: 'Dashboard' }), '›', el('a', { href: '#/vm/' + seg(vm), text: vm }), '›', el('span', { text: when(at) }));
+}
+
 function restoreForm(vm, at) {
   const field = (id, label, hint, value) => [el('label', { for: id, text: label }),
     el('input', { type: 'text', id, name: id, value: value || '' }), hint ? el('div', { class: 'hint', text: hint }) : null];
@@ -343,14 +354,9 @@ function restoreForm(vm, at) {
     if (Object.keys(map).length) body.network_map = map;
     if (v('disks')) body.disks = v('disks').split(',').map((s) => Number(s.trim()));
     for (const k of Object.keys(body)) if (body[k] === '') delete body[k];
-    try {
-      const r = await api('POST', pointAPI(vm, at) + '/restore', body);
-      toast('Restore of ' + vm + '@' + at + ' queued');
-      location.hash = '#/job/' + seg(r.job);
-    } catch (e) { toast(e.message, true); }
+    await queueJob(pointAPI(vm, at) + '/restore', body, 'Restore of ' + vm + '@' + at);
   });
-  render(el('div', { class: 'crumbs' }, el('a', { href: '#/', text: 'Dashboard' }), '›', el('a', { href: '#/vm/' + seg(vm), text: vm }), '›', el('span', { text: when(at) })),
-    heading('Restore ' + vm + ' from ' + when(at)), form);
+  render(pointCrumbs(vm, at), heading('Restore ' + vm + ' from ' + when(at)), form);
 }
 
 // ---- export
@@ -368,14 +374,9 @@ function exportForm(vm, at) {
     ev.preventDefault();
     const body = { format: form.elements.format.value };
     if (disks.value.trim()) body.disks = disks.value.split(',').map((x) => Number(x.trim()));
-    try {
-      const r = await api('POST', pointAPI(vm, at) + '/export', body);
-      toast('Export of ' + vm + '@' + at + ' queued');
-      location.hash = '#/job/' + seg(r.job);
-    } catch (e) { toast(e.message, true); }
+    await queueJob(pointAPI(vm, at) + '/export', body, 'Export of ' + vm + '@' + at);
   });
-  render(el('div', { class: 'crumbs' }, el('a', { href: '#/', text: 'Dashboard' }), '›', el('a', { href: '#/vm/' + seg(vm), text: vm }), '›', el('span', { text: when(at) })),
-    heading('Export ' + vm + ' from ' + when(at)),
+  render(pointCrumbs(vm, at), heading('Export ' + vm + ' from ' + when(at)),
     el('p', { class: 'muted', text: 'The files are made on the backup host, then downloaded from the job; they are kept 7 days.' }), form);
 }
 
@@ -430,13 +431,7 @@ async function jobPage(id) {
 
 async function instantPage() {
   const data = await api('GET', '/api/v1/instant');
-  const end = async (v, what, button) => {
-    button.disabled = true;
-    try {
-      const r = await api('POST', '/api/v1/instant/' + seg(v.cluster) + '/' + seg(v.name) + '/' + what);
-      location.hash = '#/job/' + seg(r.job);
-    } catch (e) { toast(e.message, true); button.disabled = false; }
-  };
+  const end = (v, what, button) => queueJob('/api/v1/instant/' + seg(v.cluster) + '/' + seg(v.name) + '/' + what, undefined, '', button);
   const rows = data.vms.map((v) => {
     const size = v.disks.reduce((n, d) => n + d.size, 0);
     const left = v.disks.reduce((n, d) => n + d.remaining_bytes, 0);
