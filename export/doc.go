@@ -3,9 +3,8 @@
 // raw, plus a VM description. It only reads the repository.
 //
 // Export converts disks with `qemu-img convert` reading straight from the
-// engine through a minimal in-process read-only NBD server on a unix
-// socket (fixed newstyle handshake, NBD_OPT_GO/INFO/EXPORT_NAME/LIST,
-// NBD_CMD_READ/DISC, simple replies), so no temporary raw copy exists.
+// engine through an in-process read-only NBD server (nbd/nbdserver) on a
+// unix socket, so no temporary raw copy exists.
 // Zero chunks cost a memclr. Beside the disks it writes an OVF 1.x
 // descriptor (vSphere: vmdk streamOptimized) and a libvirt domain XML
 // (KVM/Proxmox; not for vhdx, which libvirt cannot use), both from the VM

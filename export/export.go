@@ -16,6 +16,7 @@ import (
 
 	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine"
+	"github.com/ahvfs/ahvfs/nbd/nbdserver"
 )
 
 // Source is the read side of the repository an export needs.
@@ -216,7 +217,7 @@ func convertDisk(ctx context.Context, src Source, rp *engine.RestorePoint, d *en
 		return fmt.Errorf("export %s: nbd socket: %w", d.Name(), err)
 	}
 	var done atomic.Int64
-	srv := serveNBD(ctx, ln, nbdExport{Name: d.Name(), Size: d.Size, ReadAt: func(ctx context.Context, p []byte, off int64) error {
+	data := readerAtFunc(func(p []byte, off int64) (int, error) {
 		n, err := dr.ReadAtContext(ctx, p, off)
 		if err == io.EOF && n == len(p) {
 			err = nil
@@ -224,8 +225,18 @@ func convertDisk(ctx context.Context, src Source, rp *engine.RestorePoint, d *en
 		if err == nil && o.Progress != nil {
 			o.Progress(d.Index, done.Add(int64(n)), d.Size)
 		}
-		return err
-	}})
+		return n, err
+	})
+	disk := nbdserver.Export{Name: d.Name(), Size: d.Size, Data: data}
+	srv := nbdserver.Serve(ctx, ln, nbdserver.Options{
+		Lookup: func(_ context.Context, name string) (nbdserver.Export, error) {
+			if name != d.Name() && name != "" {
+				return nbdserver.Export{}, fmt.Errorf("%w: %q", nbdserver.ErrUnknownExport, name)
+			}
+			return disk, nil
+		},
+		Logger: o.Logger,
+	})
 	args := []string{"convert", "-f", "raw", "-O", o.Format}
 	switch o.Format {
 	case FormatVMDK:
@@ -251,6 +262,11 @@ func convertDisk(ctx context.Context, src Source, rp *engine.RestorePoint, d *en
 	}
 	return nil
 }
+
+// readerAtFunc adapts a function to io.ReaderAt.
+type readerAtFunc func(p []byte, off int64) (int, error)
+
+func (f readerAtFunc) ReadAt(p []byte, off int64) (int, error) { return f(p, off) }
 
 // safeName makes a VM name usable as a file name.
 func safeName(s string) string {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+
+	"github.com/ahvfs/ahvfs/nbd/internal/wire"
 )
 
 // Sentinel errors; test with errors.Is. The errors this package returns
@@ -141,21 +143,21 @@ func (e *CommandError) Unwrap() error { return e.SyscallErrno() }
 // SyscallErrno returns the syscall.Errno the NBD error value stands for.
 func (e *CommandError) SyscallErrno() syscall.Errno {
 	switch e.Errno {
-	case 1:
+	case wire.EPERM:
 		return syscall.EPERM
-	case 5:
+	case wire.EIO:
 		return syscall.EIO
-	case 12:
+	case wire.ENOMEM:
 		return syscall.ENOMEM
-	case 22:
+	case wire.EINVAL:
 		return syscall.EINVAL
-	case 28:
+	case wire.ENOSPC:
 		return syscall.ENOSPC
-	case 75:
+	case wire.EOVERFLOW:
 		return syscall.EOVERFLOW
-	case 95:
+	case wire.ENOTSUP:
 		return syscall.ENOTSUP
-	case 108:
+	case wire.ESHUTDOWN:
 		return syscall.ESHUTDOWN
 	}
 	return syscall.EINVAL
@@ -163,29 +165,7 @@ func (e *CommandError) SyscallErrno() syscall.Errno {
 
 // Is reports ErrShutdown for NBD_ESHUTDOWN.
 func (e *CommandError) Is(target error) bool {
-	return target == ErrShutdown && e.Errno == 108
-}
-
-func errnoName(n uint32) string {
-	switch n {
-	case 1:
-		return "NBD_EPERM"
-	case 5:
-		return "NBD_EIO"
-	case 12:
-		return "NBD_ENOMEM"
-	case 22:
-		return "NBD_EINVAL"
-	case 28:
-		return "NBD_ENOSPC"
-	case 75:
-		return "NBD_EOVERFLOW"
-	case 95:
-		return "NBD_ENOTSUP"
-	case 108:
-		return "NBD_ESHUTDOWN"
-	}
-	return fmt.Sprintf("%d", n)
+	return target == ErrShutdown && e.Errno == wire.ESHUTDOWN
 }
 
 // connError is what every request gets once the connection has failed.
