@@ -2,7 +2,7 @@
 # Installs the Debian packages ahvfs's tests, demo and benchmarks need, when
 # they are missing. Usage: tools/install-deps.sh [test|bench]
 set -euo pipefail
-want=(tgt qemu-utils qemu-block-extra qemu-system-x86 busybox-static syslinux syslinux-common syslinux-efi ovmf linux-image-amd64 cpio fuse3 libnfs-utils libiscsi-bin e2fsprogs xfsprogs dosfstools mtools ntfs-3g fdisk lvm2 procps diffutils libvirt-clients libxml2-utils curl jq openssl systemd chromium fonts-liberation nbdkit)
+want=(tgt qemu-utils qemu-block-extra qemu-system-x86 busybox-static syslinux syslinux-common syslinux-efi ovmf linux-image-amd64 cpio fuse3 libnfs-utils libiscsi-bin e2fsprogs xfsprogs dosfstools mtools ntfs-3g fdisk lvm2 procps diffutils libvirt-clients libxml2-utils curl jq openssl systemd chromium fonts-liberation nbdkit libnbd-bin)
 if [ "${1:-test}" = bench ]; then want+=(restic borgbackup time rsync); fi
 missing=()
 for p in "${want[@]}"; do
