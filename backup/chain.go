@@ -87,8 +87,14 @@ func snapshotObject(r *Reference, s RefSnapshot) clusterjob.Object {
 
 // LoadReference reads a VM's reference (nil, nil when there is none).
 func LoadReference(j *clusterjob.Journal, vmUUID string) (*Reference, error) {
-	var r Reference
-	ok, err := j.Kept(refOwner(vmUUID), &r)
+	return loadKept[Reference](j, refOwner(vmUUID), vmUUID)
+}
+
+// loadKept reads the kept record of owner, a VM's reference (nil, nil
+// when there is none).
+func loadKept[T any](j *clusterjob.Journal, owner, vmUUID string) (*T, error) {
+	var r T
+	ok, err := j.Kept(owner, &r)
 	if err != nil {
 		return nil, fmt.Errorf("read reference of VM %s: %w", vmUUID, err)
 	}

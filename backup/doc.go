@@ -78,4 +78,39 @@
 // attachment, excluded), NICs with subnet UUID and name, MAC, model and
 // connection state, NGT state, and the snapshot it was taken from.
 // Version is 1; fields are only ever added.
+//
+// # XCP-ng / XenServer (RunXen)
+//
+// The same flow on a pool reached through XAPI (package xapi): options,
+// report, hooks, retention locks and the journal are shared; the restore
+// points sit beside AHV's in one repository, their VMConfig marked
+// Hypervisor "xcp-ng" with the pool-only fields under Xen. Disks are the
+// VM's disk VBDs ("xvd.N", N the userdevice; CD drives are skipped),
+// numbered disk-N in userdevice order. Consistency "app" asks for a
+// quiesced snapshot when the guest tools advertise one and falls back to
+// crash. Two strategies (Options.Strategy):
+//
+//   - CBT: changed-block tracking is enabled on every disk (auto falls
+//     back to XVA where the SR refuses). A full reads each snapshot VDI
+//     whole; an incremental reads the 64 KiB blocks VDI.list_changed_blocks
+//     names between the reference snapshot's VDI and the new one. Reads go
+//     over NBD (the host's TLS NBD server that VDI.get_nbd_info names,
+//     several requests in flight; package nbd) or, without one, through
+//     the pool's HTTP export of the whole disk (/export_raw_vdi), read once
+//     from start to end. After the commit the new snapshot's data is freed
+//     (VDI.data_destroy): its CBT metadata is all the next incremental
+//     needs, so the reference costs no space on the SR.
+//   - XVA: a full streams the snapshot's XVA export (/export: ova.xml,
+//     then each disk's 1 MiB blocks with their checksums; package xva)
+//     straight into the repository, never staged; an incremental streams
+//     each disk's delta VHD against the reference snapshot
+//     (/export_raw_vdi?format=vhd&base=…; package vhd), whose data is
+//     therefore kept.
+//
+// Either way one snapshot per VM stays on the pool between jobs: the
+// reference (journal kept record "xenref-<vm uuid>", XenReference),
+// promoted in the order described under "Reference snapshots". A change of
+// strategy, a vanished reference snapshot or restore point, or a disk the
+// reference does not have makes a full (of the VM or the disk), with the
+// reason recorded.
 package backup

@@ -95,8 +95,12 @@ type Options struct {
 	Level Level
 	// Consistency, default crash.
 	Consistency Consistency
-	// DataPath, default auto.
+	// DataPath, default auto (on an XCP-ng pool: NBD when the pool names
+	// an NBD server for the disk, else its HTTP export; PathNBD or
+	// PathREST force one).
 	DataPath DataPath
+	// Strategy on an XCP-ng pool (RunXen), default auto.
+	Strategy Strategy
 	// ConcurrentVMs backed up at once, default 2.
 	ConcurrentVMs int
 	// ConcurrentDisks of one VM read at once, default 4.
@@ -165,9 +169,14 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("consistency %q: want crash, app or app-required", o.Consistency))
 	}
 	switch o.DataPath {
-	case "", PathAuto, PathISCSI, PathREST:
+	case "", PathAuto, PathISCSI, PathREST, PathNBD:
 	default:
-		errs = append(errs, fmt.Errorf("data path %q: want auto, iscsi or rest", o.DataPath))
+		errs = append(errs, fmt.Errorf("data path %q: want auto, iscsi, nbd or rest", o.DataPath))
+	}
+	switch o.Strategy {
+	case "", StrategyAuto, StrategyCBT, StrategyXVA:
+	default:
+		errs = append(errs, fmt.Errorf("strategy %q: want auto, cbt or xva", o.Strategy))
 	}
 	for _, g := range append(append(append([]string{}, o.VMs...), o.Exclude...), o.ExcludeDisks...) {
 		if _, err := path.Match(g, ""); err != nil {
@@ -203,6 +212,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.DataPath == "" {
 		o.DataPath = PathAuto
+	}
+	if o.Strategy == "" {
+		o.Strategy = StrategyAuto
 	}
 	if o.ConcurrentVMs == 0 {
 		o.ConcurrentVMs = 2

@@ -75,6 +75,13 @@ func Run(ctx context.Context, repo *engine.Repository, cl nutanix.Cluster, o Opt
 	if o.DataPath != PathREST {
 		r.findPortals(ctx)
 	}
+	return rep, r.eachVM(ctx, rep, sel, r.backupVM)
+}
+
+// eachVM backs up the selected VMs, o.ConcurrentVMs at once, into
+// rep.VMs (in sel's order); only the end of ctx is an error.
+func (r *runner) eachVM(ctx context.Context, rep *Report, sel []nutanix.VM, backupVM func(context.Context, nutanix.VM) VMReport) error {
+	o := r.o
 	rep.VMs = make([]VMReport, len(sel))
 	sem := make(chan struct{}, o.ConcurrentVMs)
 	var wg sync.WaitGroup
@@ -90,7 +97,7 @@ func Run(ctx context.Context, repo *engine.Repository, cl nutanix.Cluster, o Opt
 				return
 			}
 			defer func() { <-sem }()
-			rep.VMs[i] = r.backupVM(ctx, v)
+			rep.VMs[i] = backupVM(ctx, v)
 			o.Progress.VMDone(rep.VMs[i])
 		}()
 	}
@@ -100,10 +107,37 @@ func Run(ctx context.Context, repo *engine.Repository, cl nutanix.Cluster, o Opt
 			rep.DataPath = v.DataPath
 		}
 	}
-	if ctx.Err() != nil {
-		return rep, ctx.Err()
+	return ctx.Err()
+}
+
+// eachDisk calls fn for disks 0..n-1, at most limit at once; the first
+// failure cancels the others, and the first error that is not such a
+// cancellation is returned. fn's error is wrapped by label(i).
+func eachDisk(ctx context.Context, n, limit int, label func(i int) string, fn func(ctx context.Context, i int) error) error {
+	errs := make([]error, n)
+	sem := make(chan struct{}, limit)
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-dctx.Done():
+				errs[i] = dctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			if err := fn(dctx, i); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", label(i), err)
+				cancel() // one disk failed: the restore point cannot commit
+			}
+		}()
 	}
-	return rep, nil
+	wg.Wait()
+	return firstRealError(errs)
 }
 
 type runner struct {

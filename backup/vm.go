@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/ahvfs/ahvfs/clusterjob"
@@ -213,31 +212,13 @@ func (m *vmRun) readDisks(ctx context.Context) (*engine.RestorePointWriter, erro
 	rel := &releaser{jb: m.jb, log: m.log}
 	m.vr.Disks = make([]DiskReport, len(m.disks))
 	m.refDisks = make([]RefDisk, len(m.disks))
-	errs := make([]error, len(m.disks))
-	sem := make(chan struct{}, o.ConcurrentDisks)
-	dctx, cancelDisks := context.WithCancel(ctx)
-	defer cancelDisks()
-	var wg sync.WaitGroup
-	for i, d := range m.disks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-dctx.Done():
-				errs[i] = dctx.Err()
-				return
-			}
-			defer func() { <-sem }()
-			dr, rd, err := r.backupDisk(dctx, m.cl, v, snap, d, plan, w, opener, rel)
+	err := eachDisk(ctx, len(m.disks), o.ConcurrentDisks,
+		func(i int) string { return fmt.Sprintf("disk-%d (%s)", m.disks[i].N, m.disks[i].Address()) },
+		func(ctx context.Context, i int) error {
+			dr, rd, err := r.backupDisk(ctx, m.cl, v, snap, m.disks[i], plan, w, opener, rel)
 			m.vr.Disks[i], m.refDisks[i] = dr, rd
-			if err != nil {
-				errs[i] = fmt.Errorf("disk-%d (%s): %w", d.N, d.Address(), err)
-				cancelDisks() // one disk failed: the restore point cannot commit
-			}
-		}()
-	}
-	wg.Wait()
+			return err
+		})
 	m.vr.Warnings = append(m.vr.Warnings, rel.wait()...)
 	for _, d := range m.vr.Disks {
 		m.vr.BytesRead += d.BytesRead
@@ -246,7 +227,6 @@ func (m *vmRun) readDisks(ctx context.Context) (*engine.RestorePointWriter, erro
 			m.warn("%s read in full: %s", d.Disk, d.Reason)
 		}
 	}
-	err := firstRealError(errs)
 	if err == nil {
 		err = ctx.Err()
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/nutanix"
+	"github.com/ahvfs/ahvfs/xapi"
 )
 
 // JobOptions configure a Job. Zero values mean the documented default.
@@ -33,7 +34,8 @@ type JobOptions struct {
 type Job struct {
 	j   *Journal
 	d   *jobDir
-	cl  nutanix.Cluster
+	cl  nutanix.Cluster // nil in a job on an XCP-ng pool
+	xc  *xapi.Client    // nil in a job on an AHV cluster
 	o   JobOptions
 	log *slog.Logger
 
@@ -46,6 +48,26 @@ type Job struct {
 // Begin starts a job of kind ("backup", "restore", ...) that creates its
 // objects through cl. The caller must Close it.
 func (j *Journal) Begin(kind string, cl nutanix.Cluster, o JobOptions) (*Job, error) {
+	o = o.withDefaults()
+	d, err := j.newJobDir(kind, jobInfo{Prism: endpointOf(cl)})
+	if err != nil {
+		return nil, err
+	}
+	return &Job{j: j, d: d, cl: cl, o: o, log: o.Logger, live: map[string]Object{}, attachments: map[string]*Attachment{}}, nil
+}
+
+// BeginXen starts a job of kind that creates its objects on an XCP-ng /
+// XenServer pool through xc. The caller must Close it.
+func (j *Journal) BeginXen(kind string, xc *xapi.Client, o JobOptions) (*Job, error) {
+	o = o.withDefaults()
+	d, err := j.newJobDir(kind, jobInfo{Prism: xc.Endpoint(), Hypervisor: HypervisorXen})
+	if err != nil {
+		return nil, err
+	}
+	return &Job{j: j, d: d, xc: xc, o: o, log: o.Logger, live: map[string]Object{}, attachments: map[string]*Attachment{}}, nil
+}
+
+func (o JobOptions) withDefaults() JobOptions {
 	if o.CleanupTimeout == 0 {
 		o.CleanupTimeout = 2 * time.Minute
 	}
@@ -55,11 +77,7 @@ func (j *Journal) Begin(kind string, cl nutanix.Cluster, o JobOptions) (*Job, er
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d, err := j.newJobDir(kind, endpointOf(cl))
-	if err != nil {
-		return nil, err
-	}
-	return &Job{j: j, d: d, cl: cl, o: o, log: o.Logger, live: map[string]Object{}, attachments: map[string]*Attachment{}}, nil
+	return o
 }
 
 // Run begins a job, calls fn and closes the job whatever fn returns: the
@@ -77,8 +95,12 @@ func (j *Journal) Run(ctx context.Context, kind string, cl nutanix.Cluster, o Jo
 	return err
 }
 
-// Cluster is the client the job creates its objects through.
+// Cluster is the Prism client the job creates its objects through (nil
+// in a job begun with BeginXen).
 func (jb *Job) Cluster() nutanix.Cluster { return jb.cl }
+
+// Xen is the XAPI client of a job begun with BeginXen (else nil).
+func (jb *Job) Xen() *xapi.Client { return jb.xc }
 
 // ID names the job in the journal.
 func (jb *Job) ID() string { return jb.d.id }
@@ -116,7 +138,9 @@ func (jb *Job) Record(o Object) error {
 	if o.Created.IsZero() {
 		o.Created = jb.o.Now().UTC()
 	}
-	if o.API == "" {
+	if o.API == "" && jb.xc != nil {
+		o.API = APIXen
+	} else if o.API == "" {
 		o.API = jb.cl.API()
 	}
 	if err := jb.d.put(o); err != nil {
@@ -158,7 +182,13 @@ func (jb *Job) Release(ctx context.Context, o Object) error {
 			return fmt.Errorf("release %s: %w", o, err)
 		}
 	}
-	res, err := release(ctx, jb.cl, o, protected)
+	var res outcome
+	var err error
+	if o.API == APIXen {
+		res, err = releaseXen(ctx, jb.xc, o, protected)
+	} else {
+		res, err = release(ctx, jb.cl, o, protected)
+	}
 	if err != nil {
 		// Left to the sweep: the job's Close does not send the same
 		// requests again.

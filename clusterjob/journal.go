@@ -85,6 +85,9 @@ type jobInfo struct {
 	// not recorded, by an older ahvfs or Adopt): a sweep through another
 	// Prism leaves the job alone.
 	Prism string `json:"prism,omitempty"`
+	// Hypervisor is HypervisorXen for a job on an XCP-ng pool (Prism is
+	// then its XAPI endpoint), "" for AHV.
+	Hypervisor string `json:"hypervisor,omitempty"`
 }
 
 // jobDir is one job's directory with the lock its process holds (nil
@@ -96,12 +99,12 @@ type jobDir struct {
 	seal Sealer
 }
 
-// newJobDir creates a job directory and takes its lock; prism is the
-// endpoint of the job's objects ("": unknown). The directory is made
+// newJobDir creates a job directory and takes its lock; where says the
+// endpoint of the job's objects (Prism "": unknown) and its hypervisor. The directory is made
 // under a dot name (which sweeps do not list), locked, given its job.json
 // and only then renamed into place, so a sweep never claims a job that is
 // starting (it would take the empty directory for a finished job's).
-func (j *Journal) newJobDir(kind, prism string) (*jobDir, error) {
+func (j *Journal) newJobDir(kind string, where jobInfo) (*jobDir, error) {
 	var b [4]byte
 	rand.Read(b[:])
 	id := kind + "-" + time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
@@ -122,7 +125,8 @@ func (j *Journal) newJobDir(kind, prism string) (*jobDir, error) {
 	}
 	d.lock = f
 	host, _ := os.Hostname()
-	info, _ := json.Marshal(jobInfo{Job: kind, PID: os.Getpid(), Host: host, Started: time.Now().UTC(), Prism: prism})
+	info, _ := json.Marshal(jobInfo{Job: kind, PID: os.Getpid(), Host: host, Started: time.Now().UTC(), Prism: where.Prism,
+		Hypervisor: where.Hypervisor})
 	err = atomicfile.WriteFile(filepath.Join(tmp, jobFile), info, 0o600)
 	if err == nil {
 		err = os.Rename(tmp, d.dir)

@@ -23,6 +23,7 @@ const (
 	KindAttachment         Kind = "attachment"   // this host's initiator attached to a volume group
 	KindVolumeGroup        Kind = "volume-group" // a temporary volume group
 	KindImage              Kind = "image"        // a temporary image
+	KindVDI                Kind = "vdi"          // a virtual disk a restore creates on an XCP-ng pool before its VM owns it
 	KindSnapshot           Kind = "snapshot"     // a VM snapshot (v3 vm_snapshot, v2 snapshot) or a v4 recovery point
 )
 
@@ -38,10 +39,12 @@ func (k Kind) order() int {
 		return 3
 	case KindImage:
 		return 4
-	case KindSnapshot:
+	case KindVDI:
 		return 5
+	case KindSnapshot:
+		return 6
 	}
-	return 6
+	return 7
 }
 
 // Object is one temporary cluster object in the journal. It is recorded
@@ -53,7 +56,7 @@ type Object struct {
 	Name string `json:"name"`
 	ID   string `json:"id,omitempty"`
 	// API is the Prism API family the object was created through: it is
-	// deleted through the same one.
+	// deleted through the same one (APIXen: through XAPI).
 	API nutanix.APIVersion `json:"api,omitempty"`
 	// VMUUID and VM name the VM a snapshot is of.
 	VMUUID string `json:"vm_uuid,omitempty"`
@@ -96,6 +99,8 @@ func (o Object) String() string {
 		return "attachment of " + o.Initiator + " to volume group " + firstNonEmpty(o.VolumeGroup, o.Name)
 	case o.Kind == KindVM:
 		what = "VM"
+	case o.Kind == KindVDI:
+		what = "VDI"
 	}
 	s := what + " " + o.Name
 	if o.ID != "" {

@@ -96,6 +96,44 @@ func SweepBefore(ctx context.Context, j *Journal, clusters Clusters, logger *slo
 // alone. Snapshots that a kept record names are never deleted. The
 // returned error joins every failure; the report is always returned.
 func Sweep(ctx context.Context, j *Journal, clusters Clusters, logger *slog.Logger) (*Report, error) {
+	return sweep(ctx, j, prismSweeper(clusters), logger)
+}
+
+// sweeper is what one sweep releases objects through: Prism clients
+// (Sweep) or an XAPI client (SweepXen).
+type sweeper struct {
+	// foreign says why a dead job is left alone for a sweep elsewhere
+	// (made through another endpoint or on another hypervisor); "" when
+	// its objects are this sweep's.
+	foreign func(ctx context.Context, info jobInfo, objs []Object) string
+	release func(ctx context.Context, o Object, protected map[string]bool) (outcome, error)
+}
+
+func prismSweeper(clusters Clusters) sweeper {
+	return sweeper{
+		foreign: func(ctx context.Context, info jobInfo, objs []Object) string {
+			if info.Hypervisor == HypervisorXen {
+				return fmt.Sprintf("made on the XCP-ng pool %s; run ahvfs cleanup --source %s", info.Prism, xenSource(info.Prism))
+			}
+			if where, ok := elsewhere(ctx, info, objs, clusters); ok {
+				return fmt.Sprintf("made through %s; run ahvfs cleanup with --prism there", where)
+			}
+			return ""
+		},
+		release: func(ctx context.Context, o Object, protected map[string]bool) (outcome, error) {
+			if o.API == APIXen {
+				return unresolved, fmt.Errorf("%s is on an XCP-ng pool: run ahvfs cleanup --source xapi://HOST", o)
+			}
+			cl, err := clusters(ctx, o.API)
+			if err != nil {
+				return unresolved, fmt.Errorf("%s: %w", o, err)
+			}
+			return release(ctx, cl, o, protected)
+		},
+	}
+}
+
+func sweep(ctx context.Context, j *Journal, sw sweeper, logger *slog.Logger) (*Report, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -130,7 +168,7 @@ func Sweep(ctx context.Context, j *Journal, clusters Clusters, logger *slog.Logg
 				return rep, errors.Join(append(errs, err)...)
 			}
 		}
-		if err := sweepJob(ctx, d, clusters, protected, rep, logger); err != nil {
+		if err := sweepJob(ctx, d, sw, protected, rep, logger); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -156,7 +194,7 @@ func running(dir, id string) bool {
 	return false
 }
 
-func sweepJob(ctx context.Context, d *jobDir, clusters Clusters, protected map[string]bool, rep *Report, logger *slog.Logger) error {
+func sweepJob(ctx context.Context, d *jobDir, sw sweeper, protected map[string]bool, rep *Report, logger *slog.Logger) error {
 	defer d.release()
 	objs, err := d.objects()
 	if err != nil {
@@ -167,9 +205,9 @@ func sweepJob(ctx context.Context, d *jobDir, clusters Clusters, protected map[s
 		errs = append(errs, err)
 	}
 	info := d.info()
-	if where, ok := elsewhere(ctx, info, objs, clusters); ok {
-		rep.Elsewhere = append(rep.Elsewhere, fmt.Sprintf("%s job %s: made through %s; run ahvfs cleanup with --prism there", info.Job, d.id, where))
-		logger.Warn("cleanup: a job of another Prism left alone", "job", d.id, "prism", where)
+	if why := sw.foreign(ctx, info, objs); why != "" {
+		rep.Elsewhere = append(rep.Elsewhere, fmt.Sprintf("%s job %s: %s", info.Job, d.id, why))
+		logger.Warn("cleanup: a job made elsewhere left alone", "job", d.id, "where", info.Prism)
 		return nil
 	}
 	sortForTeardown(objs)
@@ -188,14 +226,7 @@ func sweepJob(ctx context.Context, d *jobDir, clusters Clusters, protected map[s
 			errs = append(errs, fmt.Errorf("%s: kept while the job's VM remains", o))
 			continue
 		}
-		cl, err := clusters(ctx, o.API)
-		if err != nil {
-			vmLeft = vmLeft || o.Kind == KindVM
-			rep.Unresolved = append(rep.Unresolved, fmt.Sprintf("%s: %v", what, err))
-			errs = append(errs, fmt.Errorf("%s: %w", o, err))
-			continue
-		}
-		res, err := release(ctx, cl, o, protected)
+		res, err := sw.release(ctx, o, protected)
 		if err != nil {
 			vmLeft = vmLeft || o.Kind == KindVM
 			rep.Unresolved = append(rep.Unresolved, fmt.Sprintf("%s: %v", what, err))
@@ -233,7 +264,7 @@ func (j *Journal) Adopt(kind string, objs []Object) error {
 	if len(objs) == 0 {
 		return nil
 	}
-	d, err := j.newJobDir(kind, "")
+	d, err := j.newJobDir(kind, jobInfo{})
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,51 @@ type VMConfig struct {
 	// the restore point was read from.
 	API        string `json:"api,omitempty"`
 	SnapshotID string `json:"snapshot_id,omitempty"`
+	// Hypervisor is where the VM ran: "" for AHV, HypervisorXen for an
+	// XCP-ng / XenServer pool (API is then "xapi", disks are on bus "xvd"
+	// with the VBD's userdevice as index, ContainerUUID is the SR's).
+	Hypervisor string `json:"hypervisor,omitempty"`
+	// Xen is what only a restore to XCP-ng uses (nil for AHV VMs).
+	Xen *XenConfig `json:"xen,omitempty"`
+}
+
+// XenConfig is the part of an XCP-ng VM's record that has no AHV
+// counterpart, kept so that a restore to XCP-ng recreates the VM as it was.
+type XenConfig struct {
+	DomainType       string            `json:"domain_type,omitempty"` // hvm, pv, pvh
+	HVMBootPolicy    string            `json:"hvm_boot_policy,omitempty"`
+	HVMBootParams    map[string]string `json:"hvm_boot_params,omitempty"`
+	Platform         map[string]string `json:"platform,omitempty"`
+	VCPUsMax         int64             `json:"vcpus_max,omitempty"`
+	MemoryDynamicMin int64             `json:"memory_dynamic_min,omitempty"`
+	MemoryDynamicMax int64             `json:"memory_dynamic_max,omitempty"`
+	MemoryStaticMin  int64             `json:"memory_static_min,omitempty"`
+	// Disks are the VM's disk VBDs in userdevice order.
+	Disks []XenDisk `json:"disks,omitempty"`
+	// NICs are its VIFs in device order.
+	NICs []XenNIC `json:"nics,omitempty"`
+	// Strategy is how the restore point was read: "cbt" or "xva".
+	Strategy string `json:"strategy,omitempty"`
+}
+
+// XenDisk is one disk VBD and its VDI.
+type XenDisk struct {
+	Userdevice string `json:"userdevice"`
+	Bootable   bool   `json:"bootable,omitempty"`
+	ReadOnly   bool   `json:"read_only,omitempty"`
+	VDIUUID    string `json:"vdi_uuid"`
+	NameLabel  string `json:"name_label,omitempty"`
+	SRUUID     string `json:"sr_uuid,omitempty"`
+	SRName     string `json:"sr_name,omitempty"`
+}
+
+// XenNIC is one VIF.
+type XenNIC struct {
+	Device      string `json:"device"`
+	NetworkUUID string `json:"network_uuid,omitempty"`
+	NetworkName string `json:"network_name,omitempty"`
+	MAC         string `json:"mac,omitempty"`
+	MTU         int64  `json:"mtu,omitempty"`
 }
 
 // DiskConfig is one device of the VM, in bus/index order.

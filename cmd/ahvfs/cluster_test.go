@@ -23,7 +23,7 @@ import (
 // credentials and a repository, so a test's flags are all that count.
 func clearSiteEnv(t *testing.T) {
 	t.Helper()
-	for _, k := range []string{"AHVFS_PASSWORD", "AHVFS_PASSWORD_FILE", "AHVFS_PRISM", "AHVFS_CA_CERT", "AHVFS_USER", "AHVFS_REPO"} {
+	for _, k := range []string{"AHVFS_PASSWORD", "AHVFS_PASSWORD_FILE", "AHVFS_PRISM", "AHVFS_CA_CERT", "AHVFS_USER", "AHVFS_REPO", "AHVFS_SOURCE"} {
 		t.Setenv(k, "")
 	}
 }

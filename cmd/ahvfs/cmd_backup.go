@@ -33,7 +33,9 @@ func init() {
 				&cli.StringSliceFlag{Name: "exclude-disk", Usage: "skip disks by address `scsi.1` (glob, or VMGLOB:ADDR for some VMs only)"},
 				&cli.StringFlag{Name: "level", Value: "auto", Usage: "auto, full, incremental, differential, or copy (a full outside the chain: the reference snapshots are neither used nor moved)"},
 				&cli.StringFlag{Name: "consistency", Value: "crash", Usage: "crash, app (falls back to crash with a warning) or app-required"},
-				&cli.StringFlag{Name: "data-path", Value: "auto", Usage: "auto (iSCSI when the portal answers), iscsi or rest"},
+				&cli.StringFlag{Name: "data-path", Value: "auto", Usage: "auto (iSCSI when the portal answers; NBD on an XCP-ng pool that serves it), iscsi, nbd or rest (REST image downloads; the HTTP export of an XCP-ng pool)"},
+				sourceFlag(),
+				&cli.StringFlag{Name: "strategy", Value: "auto", Usage: "on an XCP-ng pool: cbt (changed-block tracking, blocks read over NBD), xva (XVA export, then delta VHDs) or auto (cbt where the SR tracks changes)"},
 				&cli.IntFlag{Name: "concurrent-vms", Value: 2, Usage: "VMs backed up at once"},
 				&cli.IntFlag{Name: "concurrent-disks", Value: 4, Usage: "disks of one VM read at once"},
 				&cli.BoolFlag{Name: "estimate", Usage: "snapshot and plan only: report what a backup would read, store nothing"},
@@ -47,14 +49,20 @@ func init() {
 			), lockFlags()...),
 			Action: func(c *cli.Context) error {
 				env := envFrom(c)
-				if _, err := clusterOptions(c, env); err != nil {
+				ep, err := xenEndpoint(c)
+				if err != nil {
 					return err
+				}
+				if ep == "" {
+					if _, err := clusterOptions(c, env); err != nil {
+						return err
+					}
 				}
 				o := backup.Options{
 					VMs: splitList(c.StringSlice("vm")), Exclude: splitList(c.StringSlice("exclude")),
 					ExcludeDisks: splitList(c.StringSlice("exclude-disk")),
 					Level:        backup.Level(c.String("level")), Consistency: backup.Consistency(c.String("consistency")),
-					DataPath:      backup.DataPath(c.String("data-path")),
+					DataPath: backup.DataPath(c.String("data-path")), Strategy: backup.Strategy(c.String("strategy")),
 					ConcurrentVMs: c.Int("concurrent-vms"), ConcurrentDisks: c.Int("concurrent-disks"),
 					Estimate: c.Bool("estimate"), InitiatorIQN: c.String("initiator-iqn"), ISCSIPort: c.Int("iscsi-port"),
 					BandwidthLimit: flagSize(c, "bwlimit"),
@@ -156,16 +164,26 @@ func runBackup(ctx context.Context, c *cli.Context, env *cliEnv, o backup.Option
 	if o.Journal, err = repoJournal(repo); err != nil {
 		return err
 	}
-	cl, conn, err := siteFromFlags(ctx, c, env)
+	xc, err := xenFromFlags(ctx, c, env)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	defer conn.Close()
-	o.Clusters = conn.Clusters
+	var rep *backup.Report
 	prog := newProgress(ctx, env)
 	o.Progress = &cliBackupProgress{p: prog}
-	rep, err := backup.Run(ctx, repo, cl, o)
+	if xc != nil {
+		defer xc.Close(context.WithoutCancel(ctx))
+		rep, err = backup.RunXen(ctx, repo, xc, o)
+	} else {
+		cl, conn, cerr := siteFromFlags(ctx, c, env)
+		if cerr != nil {
+			return cerr
+		}
+		defer cl.Close()
+		defer conn.Close()
+		o.Clusters = conn.Clusters
+		rep, err = backup.Run(ctx, repo, cl, o)
+	}
 	prog.wait()
 	if rep != nil && (len(rep.VMs) > 0 || err == nil) {
 		if env.JSON {

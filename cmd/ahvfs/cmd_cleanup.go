@@ -21,7 +21,7 @@ func init() {
 				"backups need are kept; running jobs are left alone, and so are jobs made through another Prism\n" +
 				"(listed: run cleanup with --prism there). Every backup and restore does the same at its start.\n" +
 				"It also removes the holds of instant restores whose external repository is gone from the cluster.",
-			Flags: append(clusterFlags(), repoPasswordFlag()),
+			Flags: append(clusterFlags(), repoPasswordFlag(), sourceFlag()),
 			Action: func(c *cli.Context) error {
 				return runCleanup(c.Context, c, envFrom(c))
 			},
@@ -30,6 +30,13 @@ func init() {
 }
 
 func runCleanup(ctx context.Context, c *cli.Context, env *cliEnv) error {
+	ep, err := xenEndpoint(c)
+	if err != nil {
+		return err
+	}
+	if ep != "" {
+		return runCleanupXen(ctx, c, env)
+	}
 	if _, err := clusterOptions(c, env); err != nil {
 		return err
 	}
@@ -57,16 +64,40 @@ func runCleanup(ctx context.Context, c *cli.Context, env *cliEnv) error {
 		out.ReleasedHolds = append(out.ReleasedHolds, h.Point)
 	}
 	err = errors.Join(err, herr)
+	return reportCleanup(env, out, err)
+}
+
+// runCleanupXen sweeps the jobs made on the XCP-ng pool --source names.
+func runCleanupXen(ctx context.Context, c *cli.Context, env *cliEnv) error {
+	repo, err := openRepo(ctx, c, env, false)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	j, err := repoJournal(repo)
+	if err != nil {
+		return err
+	}
+	xc, err := xenFromFlags(ctx, c, env)
+	if err != nil {
+		return err
+	}
+	defer xc.Close(context.WithoutCancel(ctx))
+	rep, err := clusterjob.SweepXen(ctx, j, xc, env.Log)
+	return reportCleanup(env, cleanupReport{Report: rep}, err)
+}
+
+func reportCleanup(env *cliEnv, out cleanupReport, err error) error {
 	if env.JSON {
 		if werr := writeJSON(env.Stdout, out); werr != nil {
 			return werr
 		}
 	} else {
-		printCleanup(env, rep)
+		printCleanup(env, out.Report)
 		for _, p := range out.ReleasedHolds {
 			fmt.Fprintf(env.Stdout, "released the hold on %s (its instant restore is over)\n", p)
 		}
-		fmt.Fprintf(env.Stdout, "%s\n", rep.Summary())
+		fmt.Fprintf(env.Stdout, "%s\n", out.Report.Summary())
 	}
 	if err != nil {
 		return fmt.Errorf("cleanup: %w", err)
