@@ -34,7 +34,7 @@ func xenEndpoint(c *cli.Context) (string, error) {
 	switch u.Scheme {
 	case "xapi":
 		if c.String("prism") != "" {
-			return "", usagef("--source xapi:// and --prism name two hypervisors: give one")
+			return "", usagef("--source xapi:// and --prism (or $AHVFS_PRISM) name two hypervisors: give one")
 		}
 		return "https://" + u.Host, nil
 	case "prism":
