@@ -17,7 +17,9 @@ type DiskPlace struct {
 
 // PlaceDisks returns the restore point's disks selected by want (nil: all)
 // with their bus and index, in bus/index order. The restore point's own
-// bus/index win; a disk without one gets SCSI and the next free index.
+// bus/index win; a disk without one gets SCSI and the next free index. An
+// XCP-ng disk (bus "xvd", a paravirtual disk with no equivalent outside
+// Xen) goes on SCSI at its userdevice.
 func PlaceDisks(rp *engine.RestorePoint, want []int) ([]DiskPlace, error) {
 	sel := map[int]bool{}
 	for _, n := range want {
@@ -34,7 +36,7 @@ func PlaceDisks(rp *engine.RestorePoint, want []int) ([]DiskPlace, error) {
 			continue
 		}
 		bus := strings.ToUpper(d.Bus)
-		if bus == "" {
+		if bus == "" || bus == "XVD" {
 			bus = "SCSI"
 		}
 		out = append(out, DiskPlace{Disk: d, Bus: bus, Index: d.BusIndex})

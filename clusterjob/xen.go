@@ -1,6 +1,7 @@
 package clusterjob
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -254,4 +255,147 @@ func (jb *Job) CreateXenSnapshot(ctx context.Context, vm xapi.VM, quiesce bool) 
 		return snap, o, fmt.Errorf("snapshot VM %s: %w", vm.NameLabel, err)
 	}
 	return snap, o, nil
+}
+
+// CreateXenVDI creates a blank user VDI for a restore (spec.NameLabel is
+// the job's unique name made from label, so that what a create whose
+// answer never came left is found by name). The Object's ID is the VDI's
+// UUID; the VDI is released by Close until the caller forgets it.
+func (jb *Job) CreateXenVDI(ctx context.Context, spec xapi.VDISpec, label string) (xapi.VDI, Object, error) {
+	o := Object{Kind: KindVDI, Name: jb.Name("vdi", label), API: APIXen}
+	if err := jb.Record(o); err != nil {
+		return xapi.VDI{}, o, err
+	}
+	spec.NameLabel = o.Name
+	ref, err := jb.xc.CreateVDI(ctx, spec)
+	var vdi xapi.VDI
+	if err == nil {
+		vdi, err = jb.xc.VDI(ctx, ref)
+	}
+	o, err = jb.created(ctx, o, vdi.UUID, err)
+	if err != nil {
+		return vdi, o, fmt.Errorf("create VDI %s: %w", o.Name, err)
+	}
+	return vdi, o, nil
+}
+
+// XenVMSpec is the VM CreateXenVM makes: the fields of the VM record a
+// restore chooses, its disks and its network interfaces. Zero values
+// mean the default noted.
+type XenVMSpec struct {
+	NameDescription string
+	// VCPUsMax and VCPUsAtStartup (default VCPUsMax) count vCPUs.
+	VCPUsMax, VCPUsAtStartup int64
+	// MemoryStaticMax is required; the other limits default to the next
+	// larger one (static_min ≤ dynamic_min ≤ dynamic_max ≤ static_max).
+	MemoryStaticMax, MemoryDynamicMax, MemoryDynamicMin, MemoryStaticMin int64
+	// DomainType is hvm (default), pv or pvh; PVBootloader ("pygrub")
+	// boots a pv guest.
+	DomainType, PVBootloader string
+	// HVMBootPolicy (default "BIOS order") and HVMBootParams (default
+	// order "cd", firmware "bios").
+	HVMBootPolicy string
+	HVMBootParams map[string]string
+	Platform      map[string]string
+	OtherConfig   map[string]string
+	// Disks are plugged in order (their VM is set here); NICs too.
+	Disks []xapi.VBDSpec
+	NICs  []xapi.VIFSpec
+}
+
+// CreateXenVM creates a halted VM under construction with its VBDs and
+// VIFs, named by the job's unique name made from label: until the caller
+// gives it its final name and forgets it, Close (or a sweep after a crash)
+// deletes it, found by UUID or by that name. Its VDIs are objects of their
+// own (CreateXenVDI). A VBD or VIF that cannot be created deletes the VM
+// again.
+func (jb *Job) CreateXenVM(ctx context.Context, spec XenVMSpec, label string) (xapi.VM, Object, error) {
+	o := Object{Kind: KindVM, Name: jb.Name("restore", label), API: APIXen}
+	rec, err := xenVMRecord(o.Name, spec)
+	if err != nil {
+		return xapi.VM{}, o, fmt.Errorf("create VM %s: %w", o.Name, err)
+	}
+	if err := jb.Record(o); err != nil {
+		return xapi.VM{}, o, err
+	}
+	var ref xapi.Ref
+	err = jb.xc.Call(ctx, "VM.create", &ref, rec)
+	var vm xapi.VM
+	if err == nil {
+		vm, err = jb.xc.VM(ctx, ref)
+	}
+	o, err = jb.created(ctx, o, vm.UUID, err)
+	if err != nil {
+		return vm, o, fmt.Errorf("create VM %s: %w", o.Name, err)
+	}
+	fail := func(err error) (xapi.VM, Object, error) {
+		cctx, cancel := jb.CleanupContext(ctx)
+		defer cancel()
+		if rerr := jb.Release(cctx, o); rerr != nil {
+			jb.log.Warn("release a VM under construction", "err", rerr)
+		}
+		return vm, o, err
+	}
+	for _, d := range spec.Disks {
+		d.VM = vm.Ref
+		if _, err := jb.xc.CreateVBD(ctx, d); err != nil {
+			return fail(fmt.Errorf("VM %s: plug its disk %s: %w", o.Name, d.Userdevice, err))
+		}
+	}
+	for _, n := range spec.NICs {
+		n.VM = vm.Ref
+		if _, err := jb.xc.CreateVIF(ctx, n); err != nil {
+			return fail(fmt.Errorf("VM %s: network interface %s: %w", o.Name, n.Device, err))
+		}
+	}
+	return vm, o, nil
+}
+
+// xenVMRecord is the VM.create record of spec under name, with the
+// fields xapi requires.
+func xenVMRecord(name string, s XenVMSpec) (map[string]any, error) {
+	var errs []error
+	if s.VCPUsMax < 1 {
+		errs = append(errs, fmt.Errorf("VCPUs_max %d: want at least 1", s.VCPUsMax))
+	}
+	startup := cmp.Or(s.VCPUsAtStartup, s.VCPUsMax)
+	if startup < 1 || startup > s.VCPUsMax {
+		errs = append(errs, fmt.Errorf("VCPUs_at_startup %d: want 1 to VCPUs_max %d", startup, s.VCPUsMax))
+	}
+	smax := s.MemoryStaticMax
+	dmax := cmp.Or(s.MemoryDynamicMax, smax)
+	dmin := cmp.Or(s.MemoryDynamicMin, dmax)
+	smin := cmp.Or(s.MemoryStaticMin, dmin)
+	if smax <= 0 || !(smin <= dmin && dmin <= dmax && dmax <= smax) {
+		errs = append(errs, fmt.Errorf("memory limits static_min %d ≤ dynamic_min %d ≤ dynamic_max %d ≤ static_max %d do not hold", smin, dmin, dmax, smax))
+	}
+	domain := cmp.Or(s.DomainType, "hvm")
+	params := map[string]string{"order": "cd", "firmware": "bios"}
+	if s.HVMBootParams != nil {
+		params = s.HVMBootParams
+	}
+	policy := s.HVMBootPolicy
+	if policy == "" && domain == "hvm" {
+		policy = "BIOS order"
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	orEmpty := func(m map[string]string) map[string]string {
+		if m == nil {
+			return map[string]string{}
+		}
+		return m
+	}
+	return map[string]any{
+		"name_label": name, "name_description": s.NameDescription, "user_version": 1,
+		"is_a_template": false, "affinity": xapi.NullRef,
+		"memory_static_max": smax, "memory_dynamic_max": dmax, "memory_dynamic_min": dmin, "memory_static_min": smin,
+		"VCPUs_max": s.VCPUsMax, "VCPUs_at_startup": startup, "VCPUs_params": map[string]string{},
+		"actions_after_shutdown": "destroy", "actions_after_reboot": "restart", "actions_after_crash": "restart",
+		"PV_bootloader": s.PVBootloader, "PV_kernel": "", "PV_ramdisk": "", "PV_args": "", "PV_bootloader_args": "", "PV_legacy_args": "",
+		"HVM_boot_policy": policy, "HVM_boot_params": params, "HVM_shadow_multiplier": 1.0,
+		"platform": orEmpty(s.Platform), "PCI_bus": "", "other_config": orEmpty(s.OtherConfig),
+		"recommendations": "", "domain_type": domain, "tags": []string{},
+	}, nil
 }

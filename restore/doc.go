@@ -1,6 +1,8 @@
 // Package restore brings restore points back onto an AHV cluster
-// (Restore, `ahvfs restore`). It only reads the repository; export to
-// files for another hypervisor is package export.
+// (Restore, `ahvfs restore`) or an XCP-ng / XenServer pool (RestoreXen,
+// `ahvfs restore --target xapi://HOST`), from a restore point of either
+// hypervisor. It only reads the repository; export to files for another
+// hypervisor is package export.
 //
 // # Restore
 //
@@ -61,6 +63,63 @@
 // then gets clusterjob.DefaultVCPUs, DefaultMemoryBytes, legacy BIOS,
 // machine type PC, its disks on their recorded bus (SCSI) and no NIC,
 // unless overridden.
+//
+// # XCP-ng and across hypervisors
+//
+// RestoreXen follows Restore's order through the same journal, with a job
+// on the pool (clusterjob.Journal.BeginXen): it sweeps what earlier jobs
+// left there (clusterjob.SweepXen), validates everything at once (the
+// VM's name free on the pool — overwrite is not supported there —, the
+// SR of each disk found and with room for its disks, every NIC on a
+// network, every network map entry used; options only AHV has refused),
+// then per disk creates a VDI of the disk's size (journaled under a
+// unique name, ahvfs-vdi-restore-NAME-disk-N-TIME-RANDOM, its UUID
+// recorded once known) and streams the whole disk into it through
+// /import_raw_vdi (zeros included, Options.BandwidthLimit applied); then
+// it creates the VM (journaled the same way, ahvfs-restore-NAME-…) with
+// its VBDs and VIFs, gives the VM and its VDIs their final names, takes
+// them out of the journal (the VDIs first: a crash in between costs the
+// VM record, never the disks' data) and starts the VM if asked. A
+// failure or a cancellation before that removes every VDI and VM made;
+// a restore killed outright leaves journal entries that the next sweep
+// (or `ahvfs cleanup --source xapi://HOST`) resolves by UUID, else by
+// the unique name. Options.SR takes an SR name (unique on the pool) or
+// UUID; by default a disk goes to the SR it came from when the pool has
+// it, else to the pool's default SR.
+//
+// The network map works as on AHV, with XCP-ng networks (name_label or
+// UUID) for subnets. A MAC address is kept when no VM of the pool has it
+// (snapshots and templates do not count), else the pool generates one and
+// a warning names the VM that has it.
+//
+// A restore point of an XCP-ng VM comes back as it was recorded
+// (clusterjob.XenConfig): HVM boot policy and parameters (firmware),
+// platform flags (secure boot, device model, cores per socket), domain
+// type, vCPUs at most and at startup, the four memory limits, each disk
+// on its userdevice with its bootable and read-only flags, each VIF on
+// its device with its MTU. Options.VCPUs and MemoryBytes override.
+//
+// A restore point of an AHV VM (or an import) is mapped: vCPUs (sockets ×
+// cores, cores per socket as a platform flag) and memory (all four
+// limits); boot type LEGACY to firmware bios, UEFI to uefi, SECURE_BOOT
+// to uefi with platform secureboot=true, and XCP-ng's usual HVM platform
+// flags; the disks in bus/index order on userdevices 0, 1, 2… (bootable
+// on 0); the NICs on devices 0, 1… of the mapped networks. Warned: the
+// guest's devices change (Xen disks, PV drivers to install, viridian for
+// Windows), the machine type other than PC (XCP-ng chooses its own),
+// NIC models other than VirtIO, CD-ROM drives (not restored), Nutanix
+// Guest Tools. A PSERIES VM is refused.
+//
+// Restore of a restore point of an XCP-ng VM onto AHV maps the other way:
+// the disks (bus xvd) go on SCSI 0, 1, 2…, the bootable disk first, then
+// the others in userdevice order; the firmware is the boot type the
+// backup recorded (bios LEGACY, uefi UEFI, with secure boot SECURE_BOOT);
+// the NICs follow the network map — pool networks are no AHV subnets, so
+// the map is needed unless a subnet has the network's name. Warned: the
+// disks' device names (/dev/xvda becomes /dev/sda), guest tools (Nutanix
+// Guest Tools absent; XCP-ng PV drivers do not drive AHV's devices), the
+// platform flags, a PV or PVH domain, a vCPU maximum above the vCPUs,
+// dynamic memory, a VIF MTU other than 1500.
 //
 // # Vocabulary
 //

@@ -37,9 +37,16 @@ type Options struct {
 	// UUID, on the target cluster. Default: the cluster's default
 	// container (chosen by the cluster).
 	Container string
+	// SR is the storage repository of the new disks of a restore to an
+	// XCP-ng pool (RestoreXen), by name (unique on the pool) or UUID.
+	// Default: the SR each disk came from, when the restore point is of
+	// an XCP-ng VM and that SR is on the pool; else the pool's default SR.
+	SR string
 	// NetworkMap maps a source subnet (name or UUID) to a target subnet
 	// (name or UUID, on the target cluster). Unmapped subnets must exist on
-	// the target under the same UUID or name.
+	// the target under the same UUID or name. For an XCP-ng pool (source
+	// or target) read network for subnet: an XCP-ng VM's NICs are on
+	// networks, named by their name_label.
 	NetworkMap map[string]string
 	// Keys names options in errors as the caller's user knows them when
 	// not by the CLI's flags: a recovery plan gives "--network-map" →
@@ -153,8 +160,8 @@ type Result struct {
 	RestorePoint string        `json:"restore_point"`
 	VMUUID       string        `json:"vm_uuid"`
 	Name         string        `json:"name"`
-	Cluster      string        `json:"cluster"`
-	DataPath     string        `json:"data_path"`
+	Cluster      string        `json:"cluster"`   // the AHV cluster, or the XCP-ng pool (its address when unnamed)
+	DataPath     string        `json:"data_path"` // iscsi, rest, instant; DataPathXen on a pool
 	Disks        []DiskResult  `json:"disks"`
 	NICs         []string      `json:"nics"` // target subnet names, in order
 	KeptMACs     bool          `json:"kept_macs"`

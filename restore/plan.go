@@ -24,6 +24,7 @@ type plan struct {
 	original *nutanix.VM // the VM --overwrite replaces
 	dataPath string
 	spec     nutanix.VMSpec
+	warnings []string // what the VM could not carry over (from XCP-ng)
 }
 
 func makePlan(ctx context.Context, cl nutanix.Cluster, rp *engine.RestorePoint, o Options) (*plan, error) {
@@ -72,6 +73,9 @@ func makePlan(ctx context.Context, cl nutanix.Cluster, rp *engine.RestorePoint, 
 		errs = append(errs, err)
 	} else if len(p.disks) == 0 {
 		errs = append(errs, errors.New("the restore point has no disks"))
+	} else if cfg.Hypervisor == clusterjob.HypervisorXen {
+		p.disks = xenDisksOnSCSI(cfg, p.disks)
+		p.warnings = xenToAHVWarnings(cfg)
 	}
 	// Original VM (overwrite, MAC policy, name clash).
 	vms, err := cl.ListVMs(ctx)

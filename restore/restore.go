@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -32,20 +31,12 @@ func Restore(ctx context.Context, src Source, cl nutanix.Cluster, rp *engine.Res
 	if o.CleanupTimeout == 0 {
 		o.CleanupTimeout = 2 * time.Minute
 	}
-	j := o.Journal
-	if j == nil {
-		var err error
-		switch d := src.(type) {
-		case *engine.Repository:
-			j, err = clusterjob.RepositoryJournal(d)
-		case interface{ Dir() string }:
-			j, err = clusterjob.OpenJournal(filepath.Join(d.Dir(), "journal"))
-		default:
-			return nil, fmt.Errorf("restore %s: no journal for the temporary cluster objects", rp.Name())
-		}
-		if err != nil {
-			return nil, fmt.Errorf("restore %s: %w", rp.Name(), err)
-		}
+	if o.SR != "" {
+		return nil, fmt.Errorf("%s names an SR of an XCP-ng pool: on an AHV cluster give %s", o.key("--sr"), o.key("--container"))
+	}
+	j, err := journalOf(src, rp, o)
+	if err != nil {
+		return nil, err
 	}
 	swept, err := sweepBefore(ctx, j, cl, o.Clusters, o.SkipCleanup, o.Logger)
 	if err != nil {
@@ -66,7 +57,7 @@ func Restore(ctx context.Context, src Source, cl nutanix.Cluster, rp *engine.Res
 		return nil, fmt.Errorf("restore %s: %w", rp.Name(), err)
 	}
 	res := &Result{RestorePoint: rp.Name(), Name: p.name, Cluster: p.cluster.Name, DataPath: p.dataPath, NICs: p.nicNames,
-		KeptMACs: p.keepMACs, Cleanup: swept}
+		KeptMACs: p.keepMACs, Cleanup: swept, Warnings: p.warnings}
 	jb, err := j.Begin("restore", cl, clusterjob.JobOptions{CleanupTimeout: o.CleanupTimeout, Logger: o.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", rp.Name(), err)

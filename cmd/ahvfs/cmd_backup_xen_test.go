@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -96,6 +98,25 @@ func TestXenBackupCLI(t *testing.T) {
 	}
 	if per["xen01"] != 4 || per["web01"] != 1 {
 		t.Fatalf("restore points per VM: %v, want xen01 4 and web01 1", per)
+	}
+	// An XCP-ng restore point exported for another hypervisor: its
+	// paravirtual disks go on SCSI, byte-exact.
+	out := t.TempDir() + "/export"
+	js := mustCLI(t, "export", "--repo", repo, "--format", "qcow2", "--out", out, "--json", "xen01@latest")
+	var res struct {
+		Disks   []struct{ File string }
+		Libvirt string
+	}
+	if err := json.Unmarshal([]byte(js), &res); err != nil || len(res.Disks) != 2 {
+		t.Fatalf("export: %v: %s", err, js)
+	}
+	for n, d := range res.Disks {
+		if b, err := exec.Command("qemu-img", "compare", "-f", "raw", "-F", "qcow2", mustDisk(t, s, n), d.File).CombinedOutput(); err != nil {
+			t.Fatalf("exported disk-%d: qemu-img compare: %v %s", n, err, b)
+		}
+	}
+	if xml, err := os.ReadFile(res.Libvirt); err != nil || !strings.Contains(string(xml), "bus='scsi'") && !strings.Contains(string(xml), `bus="scsi"`) {
+		t.Fatalf("libvirt description (%v) puts the disks on no SCSI bus:\n%s", err, xml)
 	}
 	for _, bad := range [][]string{
 		{"--source", "nfs://x"},
