@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // Each simulated Prism Element cluster has one host. Its memory is
@@ -52,7 +54,7 @@ func (s *Sim) AddContainer(clusterName, name string) error {
 		return fmt.Errorf("cluster %s: %w", clusterName, ErrNotFound)
 	}
 	pool := s.m.containerFor(c.UUID)
-	ctr := &container{UUID: newUUID(), Name: name, ClusterUUID: c.UUID}
+	ctr := &container{UUID: simkit.NewUUID(), Name: name, ClusterUUID: c.UUID}
 	if pool != nil {
 		ctr.CapacityBytes = pool.CapacityBytes
 	}
@@ -162,7 +164,7 @@ func (s *Sim) v2ListHosts(w http.ResponseWriter, _ *http.Request) {
 			ents = append(ents, s.v2Host(c))
 		}
 	}
-	writeJSON(w, http.StatusOK, v2Collection(ents))
+	simkit.WriteJSON(w, http.StatusOK, v2Collection(ents))
 }
 
 // v2ContainerUsage is a ContainerDTO's max_capacity and usage_stats (a

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // ---------- categories ----------
@@ -232,7 +234,7 @@ func (s *Sim) v3CategoryQuery(w http.ResponseWriter, r *http.Request) {
 				"filtered_entity_count": len(match), "total_entity_count": len(match)})
 		}
 	}
-	writeJSON(w, http.StatusOK, obj{"api_version": "3.1", "results": results,
+	simkit.WriteJSON(w, http.StatusOK, obj{"api_version": "3.1", "results": results,
 		"metadata": obj{"total_matches": total, "usage_type": ut, "group_member_offset": off, "group_member_count": count}})
 }
 
@@ -280,7 +282,7 @@ func (s *Sim) v3PutCategoryValue(w http.ResponseWriter, r *http.Request) {
 	c := s.m.Categories[categoryExtID(key, val)]
 	c.Description = in.Description
 	s.save()
-	writeJSON(w, http.StatusOK, v3Category(c))
+	simkit.WriteJSON(w, http.StatusOK, v3Category(c))
 }
 
 // v3GetCategoryValue answers GET categories/{name}/{value}.
@@ -293,7 +295,7 @@ func (s *Sim) v3GetCategoryValue(w http.ResponseWriter, r *http.Request) {
 		v3Error(w, http.StatusNotFound, "category", "ENTITY_NOT_FOUND", fmt.Sprintf("category %s:%s not found", key, val))
 		return
 	}
-	writeJSON(w, http.StatusOK, v3Category(c))
+	simkit.WriteJSON(w, http.StatusOK, v3Category(c))
 }
 
 // ---------- v4 (prism config/categories) ----------

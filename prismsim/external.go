@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // External repositories (multidomain v4.2+, API notes §9a): NFS exports
@@ -130,7 +132,7 @@ func (s *Sim) v4CreateExternalRepo(w http.ResponseWriter, r *http.Request) {
 	if !s.decodeV4(w, r, &in) {
 		return
 	}
-	x := &externalRepo{UUID: newUUID(), Name: in.Name, Port: 2049, Created: time.Now()}
+	x := &externalRepo{UUID: simkit.NewUUID(), Name: in.Name, Port: 2049, Created: time.Now()}
 	switch {
 	case strings.TrimSpace(in.Name) == "":
 		v4Error(w, r, http.StatusBadRequest, "name is required")

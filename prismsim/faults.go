@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // Faults are the failures the simulator injects. The zero value injects
@@ -267,13 +269,13 @@ type faultsJSON struct {
 
 func (s *Sim) simGetFaults(w http.ResponseWriter, _ *http.Request) {
 	f := s.Faults()
-	writeJSON(w, http.StatusOK, faultsJSON{Faults: f, Latency: f.Latency.String()})
+	simkit.WriteJSON(w, http.StatusOK, faultsJSON{Faults: f, Latency: f.Latency.String()})
 }
 
 func (s *Sim) simPutFaults(w http.ResponseWriter, r *http.Request) {
 	var in faultsJSON
 	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
-		writeJSON(w, http.StatusBadRequest, obj{"message": err.Error()})
+		simkit.WriteJSON(w, http.StatusBadRequest, obj{"message": err.Error()})
 		return
 	}
 	f := in.Faults
@@ -283,14 +285,14 @@ func (s *Sim) simPutFaults(w http.ResponseWriter, r *http.Request) {
 			if ms, err2 := strconv.Atoi(in.Latency); err2 == nil {
 				d = time.Duration(ms) * time.Millisecond
 			} else {
-				writeJSON(w, http.StatusBadRequest, obj{"message": "latency: " + err.Error()})
+				simkit.WriteJSON(w, http.StatusBadRequest, obj{"message": "latency: " + err.Error()})
 				return
 			}
 		}
 		f.Latency = d
 	}
 	if err := s.SetFaults(f); err != nil {
-		writeJSON(w, http.StatusBadRequest, obj{"message": err.Error()})
+		simkit.WriteJSON(w, http.StatusBadRequest, obj{"message": err.Error()})
 		return
 	}
 	s.simGetFaults(w, r)
@@ -298,7 +300,7 @@ func (s *Sim) simPutFaults(w http.ResponseWriter, r *http.Request) {
 
 func (s *Sim) simDeleteSnapshot(w http.ResponseWriter, r *http.Request) {
 	if err := s.DeleteSnapshotBehindBack(r.PathValue("uuid")); err != nil {
-		writeJSON(w, http.StatusNotFound, obj{"message": err.Error()})
+		simkit.WriteJSON(w, http.StatusNotFound, obj{"message": err.Error()})
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -307,10 +309,10 @@ func (s *Sim) simDeleteSnapshot(w http.ResponseWriter, r *http.Request) {
 func (s *Sim) simDropISCSI(w http.ResponseWriter, r *http.Request) {
 	n, err := s.DropISCSIConnections(r.Context())
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, obj{"message": err.Error()})
+		simkit.WriteJSON(w, http.StatusInternalServerError, obj{"message": err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, obj{"dropped": n})
+	simkit.WriteJSON(w, http.StatusOK, obj{"dropped": n})
 }
 
 // simState answers GET /sim/state: VMs with their disk files, for scripts.
@@ -325,7 +327,7 @@ func (s *Sim) simState(w http.ResponseWriter, _ *http.Request) {
 		}
 		vms = append(vms, obj{"uuid": v.UUID, "name": v.Name, "power_state": v.PowerState, "ngt": v.NGT, "disks": disks})
 	}
-	writeJSON(w, http.StatusOK, obj{"url": s.url, "iscsi_portal": s.ISCSIPortal(), "cvm_portal": s.CVMPortal(), "vms": vms})
+	simkit.WriteJSON(w, http.StatusOK, obj{"url": s.url, "iscsi_portal": s.ISCSIPortal(), "cvm_portal": s.CVMPortal(), "vms": vms})
 }
 
 func (s *Sim) routesSim(mux *http.ServeMux) {

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 type obj = map[string]any
@@ -71,16 +73,7 @@ func (s *Sim) handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.notFound(w, r, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
-				s.logf("panic serving %s %s: %v", r.Method, r.URL.Path, v)
-				s.apiError(w, r, http.StatusInternalServerError, "INTERNAL_ERROR", fmt.Sprint(v))
-			}
-		}()
+	serve := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fam := familyOf(r.URL.Path)
 		if fam != famSim {
 			s.busy.Add(1)
@@ -99,6 +92,9 @@ func (s *Sim) handler() http.Handler {
 			return
 		}
 		mux.ServeHTTP(w, r)
+	})
+	return simkit.RecoverPanics(serve, s.logf, func(w http.ResponseWriter, r *http.Request, v any) {
+		s.apiError(w, r, http.StatusInternalServerError, "INTERNAL_ERROR", fmt.Sprint(v))
 	})
 }
 
@@ -243,17 +239,6 @@ func (s *Sim) checkJWT(tok, path string) string {
 
 // ---------- responses ----------
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	w.Write(b)
-}
-
 // apiError answers in the envelope of the request's API family.
 func (s *Sim) apiError(w http.ResponseWriter, r *http.Request, code int, reason, msg string) {
 	switch familyOf(r.URL.Path) {
@@ -264,7 +249,7 @@ func (s *Sim) apiError(w http.ResponseWriter, r *http.Request, code int, reason,
 	case famV4:
 		v4Error(w, r, code, msg)
 	default:
-		writeJSON(w, code, obj{"code": code, "reason": reason, "message": msg})
+		simkit.WriteJSON(w, code, obj{"code": code, "reason": reason, "message": msg})
 	}
 }
 
@@ -301,7 +286,7 @@ func v3KindOf(path string) string {
 }
 
 func v3Error(w http.ResponseWriter, code int, kind, reason, msg string) {
-	writeJSON(w, code, obj{
+	simkit.WriteJSON(w, code, obj{
 		"api_version": "3.1",
 		"code":        code,
 		"kind":        kind,
@@ -319,7 +304,7 @@ func v2Error(w http.ResponseWriter, code int, msg string) {
 	if code == http.StatusNotFound {
 		ec = 1201
 	}
-	writeJSON(w, code, obj{"message": msg, "error_code": obj{"code": ec, "help_url": "http://portal.nutanix.com"}})
+	simkit.WriteJSON(w, code, obj{"message": msg, "error_code": obj{"code": ec, "help_url": "http://portal.nutanix.com"}})
 }
 
 // decodeJSON decodes the request body into v. Type mismatches give 422 as on

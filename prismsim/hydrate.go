@@ -15,6 +15,8 @@ import (
 
 	nfsc "github.com/willscott/go-nfs-client/nfs"
 	"github.com/willscott/go-nfs-client/nfs/rpc"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // VM disks backed by a file on an external repository (API notes §9a), as
@@ -163,7 +165,7 @@ func (h *hydrator) storeLocked(f *os.File, i int64, buf []byte) error {
 	if h.have[i] {
 		return nil
 	}
-	if !allZero(buf) { // the disk file starts sparse
+	if !simkit.AllZero(buf) { // the disk file starts sparse
 		off, _ := h.blockRange(i)
 		if _, err := f.WriteAt(buf, off); err != nil {
 			return err

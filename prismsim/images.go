@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // ---------- images: the model and the file transfers of every API ----------
@@ -42,7 +44,7 @@ func (s *Sim) createImageLocked(in imageIn) (*image, error) {
 	if cu == "" || s.m.clusterByUUID(cu) == nil || s.m.clusterByUUID(cu).PC {
 		cu = s.m.Clusters[1].UUID
 	}
-	im := &image{UUID: newUUID(), Name: in.Name, Description: in.Description, Type: typ, State: "PENDING",
+	im := &image{UUID: simkit.NewUUID(), Name: in.Name, Description: in.Description, Type: typ, State: "PENDING",
 		ClusterUUID: cu, Created: time.Now(), SourceURI: in.SourceURI}
 	im.File = filepath.Join("images", im.UUID+".raw")
 	switch {
@@ -95,7 +97,7 @@ func (s *Sim) createImageLocked(in imageIn) (*image, error) {
 // s.mu.
 func (s *Sim) createImageTaskLocked(op string, ii imageIn) (t *task, id string, err error) {
 	fail := s.taskFailure(op)
-	id = newUUID()
+	id = simkit.NewUUID()
 	var im *image
 	if fail == "" {
 		if im, err = s.createImageLocked(ii); err != nil {
@@ -194,17 +196,12 @@ type sparseWriter struct {
 }
 
 func (sw *sparseWriter) Write(p []byte) (int, error) {
-	const blk = 64 << 10
-	for i := 0; i < len(p); i += blk {
-		j := min(i+blk, len(p))
-		if !allZero(p[i:j]) {
-			if _, err := sw.f.WriteAt(p[i:j], sw.off+int64(i)); err != nil {
-				return i, err
-			}
-		}
+	n, err := simkit.WriteSparse(sw.f, p, sw.off)
+	if err != nil {
+		return n, err
 	}
-	sw.off += int64(len(p))
-	return len(p), nil
+	sw.off += int64(n)
+	return n, nil
 }
 
 // imageDownload serves GET /images/{uuid}/file with Range support.

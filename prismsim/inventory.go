@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // Objects is every object a job can leave behind on the simulated cluster,
@@ -282,10 +284,10 @@ func (s *Sim) simInventory(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("wait"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
-			writeJSON(w, http.StatusBadRequest, obj{"message": fmt.Sprintf("wait %q: want a duration such as 30s", v)})
+			simkit.WriteJSON(w, http.StatusBadRequest, obj{"message": fmt.Sprintf("wait %q: want a duration such as 30s", v)})
 			return
 		}
 		s.WaitTasks(d)
 	}
-	writeJSON(w, http.StatusOK, s.Objects())
+	simkit.WriteJSON(w, http.StatusOK, s.Objects())
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"sort"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // Region types, as in v3 region_list[].type and v4 regionType.
@@ -199,7 +201,7 @@ func computeRegions(q regionQuery) (regionResult, error) {
 					continue
 				}
 				typ := Regular
-				if allZero(blk) {
+				if simkit.AllZero(blk) {
 					typ = Zeroed
 				}
 				if !add(off+i, j-i, typ) {

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/ahvfs/ahvfs/internal/simkit"
 	"github.com/ahvfs/ahvfs/internal/testenv"
 	"golang.org/x/sys/unix"
 )
@@ -138,7 +139,7 @@ func naiveRegions(a, b []byte, bs int64) []Region {
 			continue
 		}
 		typ := Regular
-		if allZero(x) {
+		if simkit.AllZero(x) {
 			typ = Zeroed
 		}
 		if k := len(out); k > 0 && out[k-1].Type == typ && out[k-1].Offset+out[k-1].Length == o {
@@ -166,7 +167,7 @@ func writeSparse(t *testing.T, path string, data []byte) {
 		t.Fatal(err)
 	}
 	for i := 0; i < len(data); i += 1 << 20 {
-		if !allZero(data[i : i+1<<20]) {
+		if !simkit.AllZero(data[i : i+1<<20]) {
 			mustWriteAt(t, f, data[i:i+1<<20], int64(i))
 		}
 	}

@@ -2,19 +2,17 @@ package prismsim
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"log"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // Options configures a simulator. Zero values mean the documented default.
@@ -148,8 +146,7 @@ type Sim struct {
 	m         *model
 	hydrators map[string]*hydrator // disk uuid → live hydration
 
-	ln     net.Listener
-	srv    *http.Server
+	https  *simkit.HTTPS
 	url    string
 	host   string // the listener's IP, returned by discover-cluster
 	caFile string
@@ -181,14 +178,9 @@ func New(ctx context.Context, o Options) (*Sim, error) {
 		return nil, fmt.Errorf("prismsim: %w", err)
 	}
 	o.setDefaults()
-	dir, err := filepath.Abs(o.StateDir)
+	dir, err := simkit.InitStateDir(o.StateDir, "vms", "snapshots", "images", "vgs")
 	if err != nil {
 		return nil, fmt.Errorf("prismsim: %w", err)
-	}
-	for _, d := range []string{"", "vms", "snapshots", "images", "vgs"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return nil, fmt.Errorf("prismsim: %w", err)
-		}
 	}
 	s := &Sim{opts: o, dir: dir}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -199,8 +191,8 @@ func New(ctx context.Context, o Options) (*Sim, error) {
 	if err := s.initGuestCredentials(); err != nil {
 		return nil, err
 	}
-	if err := s.initPassword(); err != nil {
-		return nil, err
+	if s.password, err = simkit.Password(s.PasswordFile(), o.Password, "Nx-"); err != nil {
+		return nil, fmt.Errorf("prismsim: %w", err)
 	}
 	if m, err := loadModel(dir); err == nil {
 		s.m = m
@@ -212,22 +204,17 @@ func New(ctx context.Context, o Options) (*Sim, error) {
 		return nil, fmt.Errorf("prismsim: %w", err)
 	}
 
-	ln, err := net.Listen("tcp", o.Listen)
+	l, err := simkit.ListenHTTPS(o.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("prismsim: listen %s: %w", o.Listen, err)
+		return nil, fmt.Errorf("prismsim: %w", err)
 	}
-	addr := ln.Addr().(*net.TCPAddr)
-	s.host = addr.IP.String()
-	if addr.IP.IsUnspecified() {
-		s.host = "127.0.0.1"
-	}
+	s.host, s.url = l.Host, l.URL
 	tlsConf, err := s.makeTLS()
 	if err != nil {
-		ln.Close()
+		l.Close()
 		return nil, err
 	}
-	s.ln = ln
-	s.url = "https://" + net.JoinHostPort(s.host, fmt.Sprint(addr.Port))
+	s.https = l
 
 	if o.ISCSIPortal != "" {
 		t, err := startTgt(ctx, tgtConfig{
@@ -239,7 +226,7 @@ func New(ctx context.Context, o Options) (*Sim, error) {
 			logf:       o.Logf,
 		})
 		if err != nil {
-			ln.Close()
+			l.Close()
 			return nil, fmt.Errorf("prismsim: %w", err)
 		}
 		s.tgt = t
@@ -253,47 +240,11 @@ func New(ctx context.Context, o Options) (*Sim, error) {
 		s.mu.Unlock()
 	}
 
-	s.srv = &http.Server{
-		Handler:           s.handler(),
-		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 30 * time.Second,
-		// TLS handshake failures (clients testing a wrong CA) are expected:
-		// they go to Logf, not to the process's stderr.
-		ErrorLog: log.New(logfWriter(o.Logf), "", 0),
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := s.srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.logf("serve: %v", err)
-		}
-	}()
+	l.Serve(s.handler(), tlsConf, o.Logf)
 	s.mu.Lock()
 	s.save()
 	s.mu.Unlock()
 	return s, nil
-}
-
-func (s *Sim) initPassword() error {
-	pf := s.PasswordFile()
-	pw := s.opts.Password
-	if pw == "" {
-		if b, err := os.ReadFile(pf); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-			pw = strings.TrimSpace(string(b))
-		}
-	}
-	if pw == "" {
-		var b [12]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return fmt.Errorf("prismsim: %w", err)
-		}
-		pw = "Nx-" + hex.EncodeToString(b[:])
-	}
-	s.password = pw
-	if err := os.WriteFile(pf, []byte(pw+"\n"), 0o600); err != nil {
-		return fmt.Errorf("prismsim: write password file: %w", err)
-	}
-	return nil
 }
 
 // URL is the base URL, e.g. https://127.0.0.1:9440 (PC and PE at once).
@@ -353,13 +304,7 @@ func (s *Sim) DataServicesIP() string {
 // call more than once.
 func (s *Sim) Close() error {
 	s.closeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if s.srv != nil {
-			if err := s.srv.Shutdown(ctx); err != nil {
-				s.srv.Close()
-			}
-		}
+		s.https.Close()
 		s.cancel()
 		s.mu.Lock()
 		s.closeHydratorsLocked()
@@ -378,11 +323,3 @@ func (s *Sim) Close() error {
 func (s *Sim) logf(format string, args ...any) { s.opts.Logf(format, args...) }
 
 func (s *Sim) abs(rel string) string { return filepath.Join(s.dir, rel) }
-
-// logfWriter adapts a Logf function to an io.Writer for log.Logger.
-type logfWriter func(format string, args ...any)
-
-func (w logfWriter) Write(p []byte) (int, error) {
-	w("%s", strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}

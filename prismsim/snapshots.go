@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // snapshotVMLocked copies every disk of v now (point in time) and registers
@@ -22,8 +24,8 @@ func (s *Sim) snapshotVMLocked(v *vm, name, reqType, api string) (*snapshot, err
 	}
 	cl := s.m.clusterByUUID(v.ClusterUUID)
 	sn := &snapshot{
-		UUID: newUUID(), VMUUID: v.UUID, Name: name, Type: typ, RequestedType: reqType,
-		GroupUUID: newUUID(), LocationUUID: newUUID(), SnapID: s.m.next() + 100, State: "PENDING",
+		UUID: simkit.NewUUID(), VMUUID: v.UUID, Name: name, Type: typ, RequestedType: reqType,
+		GroupUUID: simkit.NewUUID(), LocationUUID: simkit.NewUUID(), SnapID: s.m.next() + 100, State: "PENDING",
 		Created: time.Now(), VM: *v, API: api,
 	}
 	sn.VM.Disks = nil
@@ -39,7 +41,7 @@ func (s *Sim) snapshotVMLocked(v *vm, name, reqType, api string) (*snapshot, err
 			ctrName = ctr.Name
 		}
 		sd := &snapDisk{
-			DiskUUID: d.UUID, VDiskUUID: d.VDiskUUID, DiskRPUUID: newUUID(), Bus: d.Bus, Index: d.Index, Size: d.Size,
+			DiskUUID: d.UUID, VDiskUUID: d.VDiskUUID, DiskRPUUID: simkit.NewUUID(), Bus: d.Bus, Index: d.Index, Size: d.Size,
 			File:      filepath.Join(dir, fmt.Sprintf("disk-%d.raw", i)),
 			LivePath:  fmt.Sprintf("/%s/.acropolis/vmdisk/%s", ctrName, d.VDiskUUID),
 			SnapPath:  fmt.Sprintf("/%s/.snapshot/%02d/%d-%d-%d/.acropolis/vmdisk/%s", ctrName, sn.SnapID%100, cl.ClusterID, cl.IncarnationID, sn.SnapID, d.VDiskUUID),

@@ -1,7 +1,6 @@
 package prismsim
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -10,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // NGT is the Nutanix Guest Tools state a simulated VM reports.
@@ -222,16 +223,6 @@ type iscsiClient struct {
 	Secret string `json:"secret,omitempty"`
 }
 
-func newUUID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err)
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
 func newModel() *model {
 	m := &model{
 		Version:        1,
@@ -246,15 +237,15 @@ func newModel() *model {
 		Categories:     map[string]*category{},
 	}
 	m.Clusters = []*cluster{
-		{UUID: newUUID(), Name: "prism-central", PC: true, ClusterID: 1000, IncarnationID: time.Now().UnixMicro()},
-		{UUID: newUUID(), Name: "cluster-a", ClusterID: 1001, IncarnationID: time.Now().UnixMicro() + 1},
-		{UUID: newUUID(), Name: "cluster-b", ClusterID: 1002, IncarnationID: time.Now().UnixMicro() + 2},
+		{UUID: simkit.NewUUID(), Name: "prism-central", PC: true, ClusterID: 1000, IncarnationID: time.Now().UnixMicro()},
+		{UUID: simkit.NewUUID(), Name: "cluster-a", ClusterID: 1001, IncarnationID: time.Now().UnixMicro() + 1},
+		{UUID: simkit.NewUUID(), Name: "cluster-b", ClusterID: 1002, IncarnationID: time.Now().UnixMicro() + 2},
 	}
 	for _, c := range m.Clusters[1:] {
-		m.Containers = append(m.Containers, &container{UUID: newUUID(), Name: "default", ClusterUUID: c.UUID})
+		m.Containers = append(m.Containers, &container{UUID: simkit.NewUUID(), Name: "default", ClusterUUID: c.UUID})
 		m.Subnets = append(m.Subnets,
-			&subnet{UUID: newUUID(), Name: "vlan10", ClusterUUID: c.UUID, VLAN: 10},
-			&subnet{UUID: newUUID(), Name: "vlan20", ClusterUUID: c.UUID, VLAN: 20})
+			&subnet{UUID: simkit.NewUUID(), Name: "vlan10", ClusterUUID: c.UUID, VLAN: 10},
+			&subnet{UUID: simkit.NewUUID(), Name: "vlan20", ClusterUUID: c.UUID, VLAN: 20})
 	}
 	return m
 }

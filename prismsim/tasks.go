@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // task is an asynchronous operation, visible through v3 (/tasks/{uuid}), v2
@@ -48,7 +50,7 @@ func (s *Sim) startTask(op, clusterUUID string, ents []taskEntity, failMsg strin
 // without the simulator's lock: its error fails the task.
 func (s *Sim) startWorkTask(op, clusterUUID string, ents []taskEntity, failMsg string, work func() error, done func()) *task {
 	t := &task{
-		UUID:        newUUID(),
+		UUID:        simkit.NewUUID(),
 		Op:          op,
 		Status:      "QUEUED",
 		Entities:    ents,
@@ -237,7 +239,7 @@ func maxTime(ts ...time.Time) time.Time {
 
 func (s *Sim) v3GetTask(w http.ResponseWriter, r *http.Request) {
 	withPath(s, w, r, "uuid", "Task %s not found", s.taskByID, func(t *task) {
-		writeJSON(w, http.StatusOK, s.v3Task(t))
+		simkit.WriteJSON(w, http.StatusOK, s.v3Task(t))
 	})
 }
 
@@ -268,7 +270,7 @@ func (s *Sim) v3PollTasks(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Unlock()
 		if all || time.Now().After(deadline) {
-			writeJSON(w, http.StatusOK, obj{"entities": ents, "has_poll_timed_out": !all})
+			simkit.WriteJSON(w, http.StatusOK, obj{"entities": ents, "has_poll_timed_out": !all})
 			return
 		}
 		select {
@@ -290,7 +292,7 @@ func (s *Sim) v3ListTasks(w http.ResponseWriter, r *http.Request) {
 		all = append(all, s.v3Task(t))
 	}
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, obj{"api_version": "3.1", "entities": all,
+	simkit.WriteJSON(w, http.StatusOK, obj{"api_version": "3.1", "entities": all,
 		"metadata": obj{"kind": "task", "total_matches": len(all), "offset": 0, "length": len(all)}})
 }
 
@@ -338,7 +340,7 @@ func (s *Sim) v2Task(t *task) obj {
 
 func (s *Sim) v2GetTask(w http.ResponseWriter, r *http.Request) {
 	withPath(s, w, r, "uuid", "Task %s does not exist", s.taskByID, func(t *task) {
-		writeJSON(w, http.StatusOK, s.v2Task(t))
+		simkit.WriteJSON(w, http.StatusOK, s.v2Task(t))
 	})
 }
 

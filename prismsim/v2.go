@@ -5,6 +5,8 @@ import (
 	"maps"
 	"net/http"
 	"strings"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 func (s *Sim) routesV2(mux *http.ServeMux) {
@@ -42,7 +44,7 @@ func v2Collection(ents []obj) obj {
 }
 
 func v2TaskID(w http.ResponseWriter, t *task) {
-	writeJSON(w, http.StatusCreated, obj{"task_uuid": t.UUID})
+	simkit.WriteJSON(w, http.StatusCreated, obj{"task_uuid": t.UUID})
 }
 
 // ---------- cluster ----------
@@ -52,7 +54,7 @@ func (s *Sim) v2GetCluster(w http.ResponseWriter, _ *http.Request) {
 	c := s.m.Clusters[1] // the PE this listener plays in v2 (cluster-a)
 	s.mu.Unlock()
 	dsip := s.DataServicesIP()
-	writeJSON(w, http.StatusOK, obj{
+	simkit.WriteJSON(w, http.StatusOK, obj{
 		"id":                         fmt.Sprintf("%s::%d", c.UUID, c.ClusterID),
 		"uuid":                       c.UUID,
 		"cluster_incarnation_id":     c.IncarnationID,
@@ -126,12 +128,12 @@ func (s *Sim) v2ListSnapshots(w http.ResponseWriter, r *http.Request) {
 			ents = append(ents, s.v2Snapshot(sn))
 		}
 	}
-	writeJSON(w, http.StatusOK, v2Collection(ents))
+	simkit.WriteJSON(w, http.StatusOK, v2Collection(ents))
 }
 
 func (s *Sim) v2GetSnapshot(w http.ResponseWriter, r *http.Request) {
 	withPath(s, w, r, "uuid", "Snapshot %s does not exist", s.m.completeSnapshot, func(sn *snapshot) {
-		writeJSON(w, http.StatusOK, s.v2Snapshot(sn))
+		simkit.WriteJSON(w, http.StatusOK, s.v2Snapshot(sn))
 	})
 }
 
@@ -165,11 +167,11 @@ func (s *Sim) v2CreateSnapshots(w http.ResponseWriter, r *http.Request) {
 	fail := s.taskFailure("SnapshotCreate")
 	var made []*snapshot
 	var ents []taskEntity
-	group := newUUID()
+	group := simkit.NewUUID()
 	for _, sp := range in.SnapshotSpecs {
 		id := sp.UUID
 		if id == "" {
-			id = newUUID()
+			id = simkit.NewUUID()
 		}
 		if fail == "" {
 			sn, err := s.snapshotVMLocked(s.m.VMs[sp.VMUUID], sp.SnapshotName, CrashConsistent, "v2")
@@ -238,7 +240,7 @@ func (s *Sim) v2ListVirtualDisks(w http.ResponseWriter, _ *http.Request) {
 			ents = append(ents, s.v2VirtualDisk(v, d))
 		}
 	}
-	writeJSON(w, http.StatusOK, v2Collection(ents))
+	simkit.WriteJSON(w, http.StatusOK, v2Collection(ents))
 }
 
 func (s *Sim) v2GetVirtualDisk(w http.ResponseWriter, r *http.Request) {
@@ -248,7 +250,7 @@ func (s *Sim) v2GetVirtualDisk(w http.ResponseWriter, r *http.Request) {
 	for _, v := range s.m.VMs {
 		for _, d := range v.Disks {
 			if d.VDiskUUID == id || d.UUID == id {
-				writeJSON(w, http.StatusOK, s.v2VirtualDisk(v, d))
+				simkit.WriteJSON(w, http.StatusOK, s.v2VirtualDisk(v, d))
 				return
 			}
 		}
@@ -323,12 +325,12 @@ func (s *Sim) v2ListVGs(w http.ResponseWriter, _ *http.Request) {
 	for _, g := range s.m.sortedVGs() {
 		ents = append(ents, s.v2VG(g))
 	}
-	writeJSON(w, http.StatusOK, v2Collection(ents))
+	simkit.WriteJSON(w, http.StatusOK, v2Collection(ents))
 }
 
 func (s *Sim) v2GetVG(w http.ResponseWriter, r *http.Request) {
 	withPath(s, w, r, "uuid", "Volume group %s does not exist", byID(s.m.VGs), func(g *volumeGroup) {
-		writeJSON(w, http.StatusOK, s.v2VG(g))
+		simkit.WriteJSON(w, http.StatusOK, s.v2VG(g))
 	})
 }
 
@@ -439,7 +441,7 @@ func (s *Sim) v2CreateVG(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fail := s.taskFailure("VolumeGroupCreate")
-	id := newUUID()
+	id := simkit.NewUUID()
 	if in.UUID != "" {
 		id = in.UUID
 	}
@@ -540,7 +542,7 @@ func (s *Sim) v2AttachExternal(w http.ResponseWriter, r *http.Request, attach bo
 			}
 		}
 		s.save()
-		writeJSON(w, http.StatusOK, obj{"value": true})
+		simkit.WriteJSON(w, http.StatusOK, obj{"value": true})
 	})
 }
 
@@ -568,5 +570,5 @@ func (s *Sim) v2ListContainers(w http.ResponseWriter, _ *http.Request) {
 		maps.Copy(e, s.v2ContainerUsage(c))
 		ents = append(ents, e)
 	}
-	writeJSON(w, http.StatusOK, v2Collection(ents))
+	simkit.WriteJSON(w, http.StatusOK, v2Collection(ents))
 }

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 func (s *Sim) routesV3(mux *http.ServeMux) {
@@ -160,7 +162,7 @@ func v3List[T any](s *Sim, w http.ResponseWriter, r *http.Request, kind string, 
 		delete(e, "api_version")
 		ents = append(ents, e)
 	}
-	writeJSON(w, http.StatusOK, obj{"api_version": "3.1", "metadata": meta, "entities": ents})
+	simkit.WriteJSON(w, http.StatusOK, obj{"api_version": "3.1", "metadata": meta, "entities": ents})
 }
 
 func v3Meta(kind, uuid string, specVersion int64, created, updated time.Time) obj {
@@ -194,11 +196,11 @@ func v3Accepted(w http.ResponseWriter, meta, spec obj, t *task, state string) {
 	} else {
 		o["spec"] = ""
 	}
-	writeJSON(w, http.StatusAccepted, o)
+	simkit.WriteJSON(w, http.StatusAccepted, o)
 }
 
 func (s *Sim) v3UsersMe(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, obj{"api_version": "3.1",
+	simkit.WriteJSON(w, http.StatusOK, obj{"api_version": "3.1",
 		"metadata": v3Meta("user", "00000000-0000-0000-0000-000000000000", 0, time.Unix(0, 0), time.Unix(0, 0)),
 		"spec":     obj{"resources": obj{}},
 		"status":   obj{"name": "admin", "state": "COMPLETE", "resources": obj{"username": "admin", "user_type": "LOCAL"}}})

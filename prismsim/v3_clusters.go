@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // ---------- clusters and subnets ----------
@@ -66,7 +68,7 @@ func (s *Sim) v3GetCluster(w http.ResponseWriter, r *http.Request) {
 	withPath(s, w, r, "uuid", "Cluster %s not found", s.m.clusterByUUID, func(c *cluster) {
 		o := s.v3Cluster(c)
 		o["api_version"] = "3.1"
-		writeJSON(w, http.StatusOK, o)
+		simkit.WriteJSON(w, http.StatusOK, o)
 	})
 }
 
@@ -106,6 +108,6 @@ func (s *Sim) v3GetSubnet(w http.ResponseWriter, r *http.Request) {
 	withPath(s, w, r, "uuid", "Subnet %s not found", s.m.subnetByUUID, func(sn *subnet) {
 		o := s.v3Subnet(sn)
 		o["api_version"] = "3.1"
-		writeJSON(w, http.StatusOK, o)
+		simkit.WriteJSON(w, http.StatusOK, o)
 	})
 }

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"net/http"
 	"os"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // ---------- images ----------
@@ -72,7 +74,7 @@ func (s *Sim) v3CreateImage(w http.ResponseWriter, r *http.Request) {
 
 func (s *Sim) v3GetImage(w http.ResponseWriter, r *http.Request) {
 	withPath(s, w, r, "uuid", "Image %s not found", byID(s.m.Images), func(im *image) {
-		writeJSON(w, http.StatusOK, s.v3Image(im))
+		simkit.WriteJSON(w, http.StatusOK, s.v3Image(im))
 	})
 }
 

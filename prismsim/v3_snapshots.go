@@ -3,6 +3,8 @@ package prismsim
 import (
 	"net/http"
 	"os"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // ---------- vm_snapshots ----------
@@ -56,7 +58,7 @@ func (s *Sim) v3CreateSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fail := s.taskFailure("VmSnapshotCreate")
-	id := newUUID()
+	id := simkit.NewUUID()
 	var sn *snapshot
 	if fail == "" {
 		var err error
@@ -82,7 +84,7 @@ func (s *Sim) v3CreateSnapshot(w http.ResponseWriter, r *http.Request) {
 
 func (s *Sim) v3GetSnapshot(w http.ResponseWriter, r *http.Request) {
 	withPath(s, w, r, "uuid", "VM snapshot %s not found", byID(s.m.Snapshots), func(sn *snapshot) {
-		writeJSON(w, http.StatusOK, s.v3Snapshot(sn))
+		simkit.WriteJSON(w, http.StatusOK, s.v3Snapshot(sn))
 	})
 }
 
@@ -173,5 +175,5 @@ func (s *Sim) v3ChangedRegions(w http.ResponseWriter, r *http.Request) {
 	if res.next >= 0 {
 		out["next_offset"] = res.next
 	}
-	writeJSON(w, http.StatusOK, out)
+	simkit.WriteJSON(w, http.StatusOK, out)
 }

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // ---------- VMs ----------
@@ -138,7 +140,7 @@ func (s *Sim) v3SortedVMs(q listReq) []*vm {
 
 func (s *Sim) v3GetVM(w http.ResponseWriter, r *http.Request) {
 	withPath(s, w, r, "uuid", "VM %s not found", byID(s.m.VMs), func(v *vm) {
-		writeJSON(w, http.StatusOK, s.v3VM(v))
+		simkit.WriteJSON(w, http.StatusOK, s.v3VM(v))
 	})
 }
 

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // ---------- envelope, errors, request ids ----------
@@ -46,7 +48,7 @@ func v4JSON(w http.ResponseWriter, _ *http.Request, code int, objType string, da
 	if meta == nil {
 		meta = v4Meta(false, 1, nil)
 	}
-	writeJSON(w, code, obj{"$objectType": objType, "$reserved": reserved(), "data": data, "metadata": meta})
+	simkit.WriteJSON(w, code, obj{"$objectType": objType, "$reserved": reserved(), "data": data, "metadata": meta})
 }
 
 // v4NotFound is the message of a v4 404 for a VM or an image.
@@ -76,7 +78,7 @@ func v4Error(w http.ResponseWriter, r *http.Request, code int, msg string) {
 	}
 	meta := v4Meta(false, 0, nil)
 	meta["flags"].([]obj)[0]["value"] = true
-	writeJSON(w, code, obj{
+	simkit.WriteJSON(w, code, obj{
 		"$objectType": objType,
 		"$reserved":   reserved(),
 		"data": obj{
@@ -353,7 +355,7 @@ func (s *Sim) routesV4(mux *http.ServeMux) {
 	s.routesExternal(mux)
 	s.routesTransfer(mux)
 	mux.HandleFunc("OPTIONS /api/{ns}/unversioned/info", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, obj{"data": s.opts.V4Revisions[len(s.opts.V4Revisions)-1]})
+		simkit.WriteJSON(w, http.StatusOK, obj{"data": s.opts.V4Revisions[len(s.opts.V4Revisions)-1]})
 	})
 }
 

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"slices"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // ---------- dataprotection ----------
@@ -104,10 +106,10 @@ func (s *Sim) v4CreateRP(w http.ResponseWriter, r *http.Request) {
 	}
 	rpType := cmp.Or(in.RecoveryPointType, CrashConsistent)
 	fail := s.taskFailure("CreateRecoveryPoint")
-	rp := &recoveryPoint{UUID: newUUID(), Name: in.Name, Type: rpType, Created: time.Now(), Expiry: expiry, State: "PENDING", Version: 1}
+	rp := &recoveryPoint{UUID: simkit.NewUUID(), Name: in.Name, Type: rpType, Created: time.Now(), Expiry: expiry, State: "PENDING", Version: 1}
 	var ents []taskEntity
 	if fail == "" {
-		group := newUUID()
+		group := simkit.NewUUID()
 		for _, x := range in.VMRecoveryPoints {
 			t := cmp.Or(x.RecoveryPointType, rpType)
 			sn, err := s.snapshotVMLocked(s.m.VMs[x.VMExtID], in.Name, t, "v4")

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // ---------- volumes ----------
@@ -113,7 +115,7 @@ func (s *Sim) v4CreateVG(w http.ResponseWriter, r *http.Request) {
 		specs = append(specs, ds)
 	}
 	fail := s.taskFailure("CreateVolumeGroup")
-	id := newUUID()
+	id := simkit.NewUUID()
 	if fail == "" {
 		g, err := s.createVGLocked(in.Name, in.Description, in.ClusterReference, in.UsageType, "v4", specs)
 		if err != nil {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // VMOptions describes a VM added with AddVM. Zero values mean the default.
@@ -267,10 +269,10 @@ func (s *Sim) createVMLocked(sp vmSpec) (*vm, error) {
 	}
 	now := time.Now()
 	v := &vm{
-		UUID: newUUID(), Name: sp.Name, Description: sp.Description, ClusterUUID: cl.UUID,
+		UUID: simkit.NewUUID(), Name: sp.Name, Description: sp.Description, ClusterUUID: cl.UUID,
 		PowerState: strings.ToUpper(sp.PowerState), NumSockets: sp.NumSockets, VCPUsPerSocket: sp.VCPUsPerSocket,
 		ThreadsPerCore: sp.ThreadsPerCore, MemoryMiB: sp.MemoryMiB, MachineType: sp.MachineType, BootType: sp.BootType,
-		NGT: sp.NGT, State: "PENDING", GenerationUUID: newUUID(), Created: now, Updated: now,
+		NGT: sp.NGT, State: "PENDING", GenerationUUID: simkit.NewUUID(), Created: now, Updated: now,
 	}
 	if v.PowerState == "" {
 		v.PowerState = "ON"
@@ -312,7 +314,7 @@ func (s *Sim) createVMLocked(sp vmSpec) (*vm, error) {
 		if model == "" {
 			model = "VIRTIO"
 		}
-		v.NICs = append(v.NICs, &vmNIC{UUID: newUUID(), MAC: mac, SubnetUUID: sub.UUID, Model: model})
+		v.NICs = append(v.NICs, &vmNIC{UUID: simkit.NewUUID(), MAC: mac, SubnetUUID: sub.UUID, Model: model})
 	}
 	v.Dir = s.vmDirName(v.Name, v.UUID)
 	ctr := s.m.containerFor(cl.UUID)
@@ -357,7 +359,7 @@ func (s *Sim) createVMLocked(sp vmSpec) (*vm, error) {
 		if cu == "" {
 			cu = ctr.UUID
 		}
-		d := &vmDisk{UUID: newUUID(), VDiskUUID: newUUID(), Bus: bus, Index: idx, DeviceType: dt, Size: size,
+		d := &vmDisk{UUID: simkit.NewUUID(), VDiskUUID: simkit.NewUUID(), Bus: bus, Index: idx, DeviceType: dt, Size: size,
 			File: filepath.Join(v.Dir, fmt.Sprintf("disk-%d.raw", n)), ContainerUUID: cu,
 			SourceKind: ds.SourceKind, SourceUUID: ds.SourceUUID}
 		switch ds.SourceKind {
@@ -379,7 +381,7 @@ func (s *Sim) createVMLocked(sp vmSpec) (*vm, error) {
 		var err error
 		switch {
 		case w.src == "":
-			err = blankDisk(dst, w.d.Size)
+			err = simkit.BlankDisk(dst, w.d.Size)
 		case w.move:
 			if err = os.Rename(w.src, dst); errors.Is(err, syscall.EXDEV) {
 				// Another filesystem: copy, then drop the source.
@@ -407,7 +409,7 @@ func (s *Sim) createVMLocked(sp vmSpec) (*vm, error) {
 // holds s.mu.
 func (s *Sim) createVMTaskLocked(op string, sp vmSpec) (t *task, v *vm, id string, err error) {
 	fail := s.taskFailure(op)
-	id = newUUID()
+	id = simkit.NewUUID()
 	if fail == "" {
 		if v, err = s.createVMLocked(sp); err != nil {
 			return nil, nil, "", err
@@ -478,7 +480,7 @@ func (s *Sim) AddDisk(nameOrUUID, file string) (VMInfo, error) {
 			idx = d.Index + 1
 		}
 	}
-	d := &vmDisk{UUID: newUUID(), VDiskUUID: newUUID(), Bus: "SCSI", Index: idx, DeviceType: "DISK", Size: st.Size(),
+	d := &vmDisk{UUID: simkit.NewUUID(), VDiskUUID: simkit.NewUUID(), Bus: "SCSI", Index: idx, DeviceType: "DISK", Size: st.Size(),
 		File: filepath.Join(v.Dir, fmt.Sprintf("disk-%d.raw", len(v.Disks))), ContainerUUID: s.m.containerFor(v.ClusterUUID).UUID}
 	if err := copyDisk(s.abs(d.File), file, d.Size); err != nil {
 		return VMInfo{}, fmt.Errorf("prismsim: add disk: %w", err)

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // ---------- volume groups ----------
@@ -36,7 +38,7 @@ func (s *Sim) createVGLocked(name, desc, clusterUUID, usage, api string, disks [
 	if usage == "" {
 		usage = "USER"
 	}
-	g := &volumeGroup{UUID: newUUID(), Name: name, Description: desc, ClusterUUID: cl.UUID, UsageType: usage,
+	g := &volumeGroup{UUID: simkit.NewUUID(), Name: name, Description: desc, ClusterUUID: cl.UUID, UsageType: usage,
 		Created: time.Now(), Version: 1, API: api, Clients: []string{}}
 	g.TargetName = "iqn.2010-06.com.nutanix:" + strings.Trim(iqnUnsafe.ReplaceAllString(strings.ToLower(name), "-"), "-") + "-" + g.UUID
 	dir := filepath.Join("vgs", g.UUID)
@@ -82,11 +84,11 @@ func (s *Sim) createVGLocked(name, desc, clusterUUID, usage, api string, disks [
 				return nil, errNotFound("storage container %s not found on cluster %s", ds.ContainerUUID, cl.Name)
 			}
 		}
-		d := &vgDisk{UUID: newUUID(), Index: idx, Size: size, File: filepath.Join(dir, fmt.Sprintf("disk-%d.raw", i)),
+		d := &vgDisk{UUID: simkit.NewUUID(), Index: idx, Size: size, File: filepath.Join(dir, fmt.Sprintf("disk-%d.raw", i)),
 			ContainerUUID: dctr.UUID, SourceKind: ds.SourceKind, SourceUUID: ds.SourceUUID}
 		var err error
 		if src == "" {
-			err = blankDisk(s.abs(d.File), size)
+			err = simkit.BlankDisk(s.abs(d.File), size)
 		} else {
 			err = copyDisk(s.abs(d.File), src, size)
 		}
@@ -139,7 +141,7 @@ func (s *Sim) attachClientLocked(g *volumeGroup, iqn, ip, secret string) (*iscsi
 		}
 	}
 	if c == nil {
-		c = &iscsiClient{UUID: newUUID(), IQN: iqn, IP: ip}
+		c = &iscsiClient{UUID: simkit.NewUUID(), IQN: iqn, IP: ip}
 		s.m.ISCSIClients[c.UUID] = c
 	}
 	if secret != "" {

@@ -4,6 +4,8 @@ import (
 	"crypto/subtle"
 	"strings"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // method is one XenAPI message the simulator answers.
@@ -252,7 +254,7 @@ func login(c *call) (any, error) {
 		subtle.ConstantTimeCompare([]byte(pw), []byte(s.password)) != 1 {
 		return nil, xerr("SESSION_AUTHENTICATION_FAILED", user, "Authentication failure")
 	}
-	x := &session{Ref: newRef(), UUID: newUUID(), User: user, Originator: originator, Created: time.Now()}
+	x := &session{Ref: newRef(), UUID: simkit.NewUUID(), User: user, Originator: originator, Created: time.Now()}
 	s.sessions[x.Ref] = x
 	return x.Ref, nil
 }

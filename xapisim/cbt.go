@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/ahvfs/ahvfs/internal/atomicfile"
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // CBT from real changes. A snapshot VDI taken while its disk has CBT
@@ -30,7 +31,7 @@ func blockHashes(path string, size int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	exts, err := dataExtents(f, size)
+	exts, err := simkit.DataExtents(f, 0, size)
 	if err != nil {
 		return nil, err
 	}
@@ -44,10 +45,10 @@ func blockHashes(path string, size int64) ([]byte, error) {
 			continue
 		}
 		b := buf[:l]
-		if err := readFull(f, b, off); err != nil {
+		if err := simkit.ReadFull(f, b, off); err != nil {
 			return nil, fmt.Errorf("read %s: %w", path, err)
 		}
-		if allZero(b) {
+		if simkit.AllZero(b) {
 			continue
 		}
 		h := sha256.Sum256(b)
@@ -216,7 +217,7 @@ func vdiCreate(c *call) (any, error) {
 		"sharable", "read_only", "other_config"); err != nil {
 		return nil, err
 	}
-	d := &vdiRec{Ref: newRef(), UUID: newUUID()}
+	d := &vdiRec{Ref: newRef(), UUID: simkit.NewUUID()}
 	var errs []error
 	str := func(k string) string { x, err := fieldStr(rec, k, ""); errs = append(errs, err); return x }
 	boo := func(k string) bool { x, err := fieldBool(rec, k, false); errs = append(errs, err); return x }
@@ -248,7 +249,7 @@ func vdiCreate(c *call) (any, error) {
 	}
 	d.VirtualSize = roundUp(d.VirtualSize, 512)
 	d.File = "vdis/" + d.UUID + ".raw"
-	if err := blankDisk(s.abs(d.File), d.VirtualSize); err != nil {
+	if err := simkit.BlankDisk(s.abs(d.File), d.VirtualSize); err != nil {
 		return nil, xerr("SR_BACKEND_FAILURE_79", "", "VDI create failed: "+err.Error(), "")
 	}
 	s.mu.Lock()

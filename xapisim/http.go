@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 func (s *Sim) handler() http.Handler {
@@ -32,13 +34,13 @@ func (s *Sim) handler() http.Handler {
 		})
 	}
 	admin("GET /sim/inventory", s.simInventory)
-	admin("GET /sim/faults", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Faults()) })
+	admin("GET /sim/faults", func(w http.ResponseWriter, _ *http.Request) { simkit.WriteJSON(w, http.StatusOK, s.Faults()) })
 	admin("POST /sim/faults", s.simAddFault)
 	admin("DELETE /sim/faults", func(w http.ResponseWriter, _ *http.Request) {
 		s.ClearFaults()
 		w.WriteHeader(http.StatusNoContent)
 	})
-	admin("GET /sim/gates", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.Gates()) })
+	admin("GET /sim/gates", func(w http.ResponseWriter, _ *http.Request) { simkit.WriteJSON(w, http.StatusOK, s.Gates()) })
 	admin("PUT /sim/gates/{method}", func(w http.ResponseWriter, r *http.Request) {
 		s.Hold(r.PathValue("method"))
 		w.WriteHeader(http.StatusNoContent)
@@ -63,17 +65,8 @@ func (s *Sim) handler() http.Handler {
 		s.ExpireSessions()
 		w.WriteHeader(http.StatusNoContent)
 	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
-				s.logf("panic serving %s %s: %v", r.Method, r.URL.Path, v)
-				http.Error(w, fmt.Sprint("INTERNAL_ERROR: ", v), http.StatusInternalServerError)
-			}
-		}()
-		mux.ServeHTTP(w, r)
+	return simkit.RecoverPanics(mux, s.logf, func(w http.ResponseWriter, _ *http.Request, v any) {
+		http.Error(w, fmt.Sprint("INTERNAL_ERROR: ", v), http.StatusInternalServerError)
 	})
 }
 
@@ -81,17 +74,6 @@ func (s *Sim) basicAuthOK(r *http.Request) bool {
 	u, p, ok := r.BasicAuth()
 	return ok && subtle.ConstantTimeCompare([]byte(u), []byte("root")) == 1 &&
 		subtle.ConstantTimeCompare([]byte(p), []byte(s.password)) == 1
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	w.Write(b)
 }
 
 // simInventory answers GET /sim/inventory[?wait=DURATION]: the objects,
@@ -105,7 +87,7 @@ func (s *Sim) simInventory(w http.ResponseWriter, r *http.Request) {
 		}
 		s.WaitTasks(d)
 	}
-	writeJSON(w, http.StatusOK, s.Inventory())
+	simkit.WriteJSON(w, http.StatusOK, s.Inventory())
 }
 
 func (s *Sim) simAddFault(w http.ResponseWriter, r *http.Request) {
@@ -115,7 +97,7 @@ func (s *Sim) simAddFault(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.AddFault(f)
-	writeJSON(w, http.StatusOK, s.Faults())
+	simkit.WriteJSON(w, http.StatusOK, s.Faults())
 }
 
 // simWrite answers POST /sim/write?vm=NAME&disk=N&offset=OFF: the body is

@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // TestXXH64: the published test vectors of xxHash64 (seed 0).
@@ -91,7 +93,7 @@ func TestImportXXHash(t *testing.T) {
 		return b.Bytes()
 	}
 	s.mu.Lock()
-	sess := &session{Ref: newRef(), UUID: newUUID(), User: "root"}
+	sess := &session{Ref: newRef(), UUID: simkit.NewUUID(), User: "root"}
 	s.sessions[sess.Ref] = sess
 	s.mu.Unlock()
 	put := func(body []byte) int {
@@ -115,8 +117,8 @@ func TestImportXXHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	readFull(f, got, 0)
-	if !bytes.Equal(got[1<<20:], data) || !allZero(got[:1<<20]) {
+	simkit.ReadFull(f, got, 0)
+	if !bytes.Equal(got[1<<20:], data) || !simkit.AllZero(got[:1<<20]) {
 		t.Fatal("imported disk differs")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/ahvfs/ahvfs/internal/simkit"
 	"github.com/ahvfs/ahvfs/nbd/nbdserver"
 )
 
@@ -80,7 +81,7 @@ func (r *fileReader) ReadAt(p []byte, off int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := readFull(f, p, off); err != nil {
+	if err := simkit.ReadFull(f, p, off); err != nil {
 		return 0, err
 	}
 	return len(p), nil

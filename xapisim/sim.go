@@ -2,20 +2,18 @@ package xapisim
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"log"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // Options configures a simulator. Zero values mean the documented default.
@@ -97,8 +95,7 @@ type Sim struct {
 	tasks    map[string]*task
 	taskSeq  int64
 
-	ln      net.Listener
-	srv     *http.Server
+	https   *simkit.HTTPS
 	url     string
 	host    string // the listener's IP
 	caFile  string
@@ -116,7 +113,7 @@ type Sim struct {
 
 	ctx     context.Context
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup // async tasks and servers
+	wg      sync.WaitGroup // async tasks
 	running atomic.Int64   // async tasks not yet ended (Inventory wait)
 
 	closeOnce sync.Once
@@ -133,22 +130,17 @@ func New(ctx context.Context, o Options) (*Sim, error) {
 		return nil, fmt.Errorf("xapisim: %w", err)
 	}
 	o.setDefaults()
-	dir, err := filepath.Abs(o.StateDir)
+	dir, err := simkit.InitStateDir(o.StateDir, "vms", "vdis", "cbt")
 	if err != nil {
 		return nil, fmt.Errorf("xapisim: %w", err)
-	}
-	for _, d := range []string{"", "vms", "vdis", "cbt"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return nil, fmt.Errorf("xapisim: %w", err)
-		}
 	}
 	s := &Sim{opts: o, dir: dir, sessions: map[string]*session{}, tasks: map[string]*task{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.faults.init()
 	s.gates.init()
 	s.files.init()
-	if err := s.initPassword(); err != nil {
-		return nil, err
+	if s.password, err = simkit.Password(s.PasswordFile(), o.Password, "Xs-"); err != nil {
+		return nil, fmt.Errorf("xapisim: %w", err)
 	}
 	if m, err := loadModel(dir); err == nil {
 		s.m = m
@@ -158,65 +150,26 @@ func New(ctx context.Context, o Options) (*Sim, error) {
 		return nil, fmt.Errorf("xapisim: %w", err)
 	}
 
-	ln, err := net.Listen("tcp", o.Listen)
+	l, err := simkit.ListenHTTPS(o.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("xapisim: listen %s: %w", o.Listen, err)
+		return nil, fmt.Errorf("xapisim: %w", err)
 	}
-	addr := ln.Addr().(*net.TCPAddr)
-	s.host = addr.IP.String()
-	if addr.IP.IsUnspecified() {
-		s.host = "127.0.0.1"
-	}
-	s.url = "https://" + net.JoinHostPort(s.host, fmt.Sprint(addr.Port))
+	s.host, s.url = l.Host, l.URL
 	if err := s.initTLS(); err != nil {
-		ln.Close()
+		l.Close()
 		return nil, err
 	}
-	s.ln = ln
+	s.https = l
 	if err := s.startNBD(); err != nil {
-		ln.Close()
+		l.Close()
 		return nil, err
 	}
-	s.srv = &http.Server{
-		Handler:           s.handler(),
-		TLSConfig:         s.tlsConf,
-		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          log.New(logfWriter(o.Logf), "", 0),
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := s.srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.logf("serve: %v", err)
-		}
-	}()
+	l.Serve(s.handler(), s.tlsConf, o.Logf)
 	s.mu.Lock()
 	s.updateSRSizeLocked()
 	s.save()
 	s.mu.Unlock()
 	return s, nil
-}
-
-func (s *Sim) initPassword() error {
-	pf := s.PasswordFile()
-	pw := s.opts.Password
-	if pw == "" {
-		if b, err := os.ReadFile(pf); err == nil && len(strings.TrimSpace(string(b))) > 0 {
-			pw = strings.TrimSpace(string(b))
-		}
-	}
-	if pw == "" {
-		var b [12]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return fmt.Errorf("xapisim: %w", err)
-		}
-		pw = "Xs-" + hex.EncodeToString(b[:])
-	}
-	s.password = pw
-	if err := os.WriteFile(pf, []byte(pw+"\n"), 0o600); err != nil {
-		return fmt.Errorf("xapisim: write password file: %w", err)
-	}
-	return nil
 }
 
 // URL is the base URL of the API, e.g. https://127.0.0.1:443.
@@ -254,15 +207,9 @@ func (s *Sim) NBDAddr() string { return s.nbd.addr }
 // saves the state. It is safe to call more than once.
 func (s *Sim) Close() error {
 	s.closeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
 		s.cancel()
 		s.gates.releaseAll()
-		if s.srv != nil {
-			if err := s.srv.Shutdown(ctx); err != nil {
-				s.srv.Close()
-			}
-		}
+		s.https.Close()
 		s.closeErr = s.stopNBD()
 		s.wg.Wait()
 		s.files.closeAll()
@@ -277,25 +224,5 @@ func (s *Sim) logf(format string, args ...any) { s.opts.Logf(format, args...) }
 
 func (s *Sim) abs(rel string) string { return filepath.Join(s.dir, rel) }
 
-// logfWriter adapts a Logf function to an io.Writer for log.Logger.
-type logfWriter func(format string, args ...any)
-
-func (w logfWriter) Write(p []byte) (int, error) {
-	w("%s", strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// newUUID returns a random (version 4) UUID.
-func newUUID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err)
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
-
 // newRef returns a fresh opaque reference.
-func newRef() string { return "OpaqueRef:" + newUUID() }
+func newRef() string { return "OpaqueRef:" + simkit.NewUUID() }

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 func vmSnapshot(c *call) (any, error)        { return c.s.snapshot(c, false) }
@@ -43,7 +45,7 @@ func (s *Sim) snapshot(c *call, quiesce bool) (any, error) {
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	snapVM := *v
-	snapVM.Ref, snapVM.UUID, snapVM.NameLabel = newRef(), newUUID(), name
+	snapVM.Ref, snapVM.UUID, snapVM.NameLabel = newRef(), simkit.NewUUID(), name
 	snapVM.IsASnapshot, snapVM.SnapshotOf, snapVM.SnapshotTime = true, v.Ref, now
 	snapVM.PowerState, snapVM.GuestMetrics, snapVM.Dir, snapVM.Quiesce = "Halted", "", "", false
 	snapVM.HVMBootParams, snapVM.Platform = cloneMap(v.HVMBootParams), cloneMap(v.Platform)
@@ -55,14 +57,14 @@ func (s *Sim) snapshot(c *call, quiesce bool) (any, error) {
 	var vbds []*vbdRec
 	for _, b := range s.m.vbdsOf(v.Ref) {
 		nb := *b
-		nb.Ref, nb.UUID, nb.VM, nb.OtherConfig = newRef(), newUUID(), snapVM.Ref, cloneMap(b.OtherConfig)
+		nb.Ref, nb.UUID, nb.VM, nb.OtherConfig = newRef(), simkit.NewUUID(), snapVM.Ref, cloneMap(b.OtherConfig)
 		if d := s.m.VDIs[b.VDI]; d != nil && b.Type == "Disk" {
 			if d.File == "" {
 				s.mu.Unlock()
 				return nil, xerr("VDI_INCOMPATIBLE_TYPE", d.Ref, d.Type)
 			}
 			sd := *d
-			sd.Ref, sd.UUID = newRef(), newUUID()
+			sd.Ref, sd.UUID = newRef(), simkit.NewUUID()
 			sd.IsASnapshot, sd.SnapshotOf, sd.SnapshotTime = true, d.Ref, now
 			sd.OtherConfig = cloneMap(d.OtherConfig)
 			sd.File = filepath.Join("vdis", sd.UUID+".raw")
@@ -79,7 +81,7 @@ func (s *Sim) snapshot(c *call, quiesce bool) (any, error) {
 	var vifs []*vifRec
 	for _, f := range s.m.vifsOf(v.Ref) {
 		nf := *f
-		nf.Ref, nf.UUID, nf.VM, nf.OtherConfig = newRef(), newUUID(), snapVM.Ref, cloneMap(f.OtherConfig)
+		nf.Ref, nf.UUID, nf.VM, nf.OtherConfig = newRef(), simkit.NewUUID(), snapVM.Ref, cloneMap(f.OtherConfig)
 		vifs = append(vifs, &nf)
 	}
 	s.mu.Unlock()
@@ -94,7 +96,7 @@ func (s *Sim) snapshot(c *call, quiesce bool) (any, error) {
 	}
 	s.diskMu.RLock()
 	for _, p := range plans {
-		err = copyDisk(s.abs(p.snap.File), p.src, p.snap.VirtualSize)
+		err = simkit.CopyDisk(s.abs(p.snap.File), p.src, p.snap.VirtualSize)
 		if err != nil {
 			break
 		}

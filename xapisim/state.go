@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/internal/atomicfile"
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // stateVersion is the version of DIR/state.json; New refuses a newer one.
@@ -168,12 +169,12 @@ type metricsRec struct {
 func newModel() *model {
 	m := &model{
 		Version: stateVersion,
-		Pool:    &poolRec{Ref: newRef(), UUID: newUUID()},
-		Host:    &hostRec{Ref: newRef(), UUID: newUUID(), NameLabel: "xapisim"},
-		SR:      &srRec{Ref: newRef(), UUID: newUUID(), NameLabel: "Local storage", PhysicalSize: 1 << 30},
+		Pool:    &poolRec{Ref: newRef(), UUID: simkit.NewUUID()},
+		Host:    &hostRec{Ref: newRef(), UUID: simkit.NewUUID(), NameLabel: "xapisim"},
+		SR:      &srRec{Ref: newRef(), UUID: simkit.NewUUID(), NameLabel: "Local storage", PhysicalSize: 1 << 30},
 		Networks: []*networkRec{
-			{Ref: newRef(), UUID: newUUID(), NameLabel: "Pool-wide network associated with eth0", Bridge: "xenbr0"},
-			{Ref: newRef(), UUID: newUUID(), NameLabel: "vlan20", Bridge: "xapi1"},
+			{Ref: newRef(), UUID: simkit.NewUUID(), NameLabel: "Pool-wide network associated with eth0", Bridge: "xenbr0"},
+			{Ref: newRef(), UUID: simkit.NewUUID(), NameLabel: "vlan20", Bridge: "xapi1"},
 		},
 		VMs:     map[string]*vmRec{},
 		VBDs:    map[string]*vbdRec{},
@@ -183,11 +184,11 @@ func newModel() *model {
 	}
 	// The control domain and one template, as every host lists them:
 	// clients must filter them out.
-	dom0 := &vmRec{Ref: newRef(), UUID: newUUID(), NameLabel: "Control domain on host: xapisim",
+	dom0 := &vmRec{Ref: newRef(), UUID: simkit.NewUUID(), NameLabel: "Control domain on host: xapisim",
 		PowerState: "Running", IsControlDomain: true, VCPUsMax: 2, VCPUsAtStartup: 2,
 		MemoryStaticMax: 2 << 30, MemoryDynMax: 2 << 30, MemoryDynMin: 2 << 30, MemoryStaticMin: 2 << 30,
 		DomainType: "pv", HVMBootParams: map[string]string{}, Platform: map[string]string{}, OtherConfig: map[string]string{}}
-	tmpl := &vmRec{Ref: newRef(), UUID: newUUID(), NameLabel: "Other install media", PowerState: "Halted",
+	tmpl := &vmRec{Ref: newRef(), UUID: simkit.NewUUID(), NameLabel: "Other install media", PowerState: "Halted",
 		IsATemplate: true, VCPUsMax: 1, VCPUsAtStartup: 1, MemoryStaticMax: 256 << 20, MemoryDynMax: 256 << 20,
 		MemoryDynMin: 256 << 20, MemoryStaticMin: 256 << 20, DomainType: "hvm", HVMBootPolicy: "BIOS order",
 		HVMBootParams: map[string]string{"order": "cdn"}, Platform: map[string]string{}, OtherConfig: map[string]string{"default_template": "true"}}

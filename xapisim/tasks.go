@@ -2,6 +2,8 @@ package xapisim
 
 import (
 	"time"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // task is a XenAPI task: one per Async call (run by the simulator), or
@@ -42,7 +44,7 @@ func taskOps(t *task) []string {
 // newTaskLocked registers a pending task. Caller holds s.mu.
 func (s *Sim) newTaskLocked(name, desc string, async bool) *task {
 	s.taskSeq++
-	t := &task{ref: newRef(), uuid: newUUID(), seq: s.taskSeq, name: name, desc: desc, status: "pending",
+	t := &task{ref: newRef(), uuid: simkit.NewUUID(), seq: s.taskSeq, name: name, desc: desc, status: "pending",
 		created: time.Now(), otherConfig: map[string]string{}, async: async}
 	s.tasks[t.ref] = t
 	return t

@@ -1,15 +1,10 @@
 package xapisim
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ahvfs/ahvfs/internal/atomicfile"
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // initTLS loads DIR/ca.crt, DIR/server.crt and DIR/server.key, or makes
@@ -33,56 +29,21 @@ func (s *Sim) initTLS() error {
 			return nil
 		}
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := simkit.NewCerts(simkit.CertRequest{Org: "ahvfs xapisim", CAName: "xapisim CA", Name: s.opts.HostName,
+		DNSNames: []string{s.opts.HostName, "localhost"}, IPs: s.certIPs()})
 	if err != nil {
-		return fmt.Errorf("xapisim: ca key: %w", err)
+		return fmt.Errorf("xapisim: %w", err)
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "xapisim CA", Organization: []string{"ahvfs xapisim"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	keyPEM, err := c.KeyPEM()
 	if err != nil {
-		return fmt.Errorf("xapisim: ca cert: %w", err)
+		return fmt.Errorf("xapisim: %w", err)
 	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return fmt.Errorf("xapisim: server key: %w", err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: s.opts.HostName, Organization: []string{"ahvfs xapisim"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(2 * 365 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{s.opts.HostName, "localhost"},
-		IPAddresses:  s.certIPs(),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		return fmt.Errorf("xapisim: server cert: %w", err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return fmt.Errorf("xapisim: server key: %w", err)
-	}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	certPEM := c.CertPEM()
 	for _, f := range []struct {
 		path string
 		data []byte
 		perm os.FileMode
-	}{{keyFile, keyPEM, 0o600}, {certFile, certPEM, 0o644}, {s.caFile, caPEM, 0o644}} {
+	}{{keyFile, keyPEM, 0o600}, {certFile, certPEM, 0o644}, {s.caFile, c.CAPEM(), 0o644}} {
 		if err := atomicfile.WriteFile(f.path, f.data, f.perm); err != nil {
 			return fmt.Errorf("xapisim: %w", err)
 		}
@@ -97,7 +58,7 @@ func (s *Sim) initTLS() error {
 
 func (s *Sim) setTLS(cert tls.Certificate) {
 	s.certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})
-	s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	s.tlsConf = simkit.ServerTLS(cert)
 }
 
 func (s *Sim) certIPs() []net.IP {
@@ -120,12 +81,4 @@ func (s *Sim) certFits(c tls.Certificate) bool {
 		}
 	}
 	return true
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		panic(err)
-	}
-	return n
 }

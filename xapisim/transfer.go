@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+
+	"github.com/ahvfs/ahvfs/internal/simkit"
 )
 
 // transfer is one HTTP transfer (export_raw_vdi, import_raw_vdi, export,
@@ -154,7 +156,7 @@ func (s *Sim) serveExportRawVDI(w http.ResponseWriter, r *http.Request) {
 		buf := make([]byte, 1<<20)
 		for off := int64(0); off < size; {
 			n := min(int64(len(buf)), size-off)
-			if err := readFull(f, buf[:n], off); err != nil {
+			if err := simkit.ReadFull(f, buf[:n], off); err != nil {
 				t.abort(err)
 			}
 			if _, err := w.Write(buf[:n]); err != nil {
@@ -180,7 +182,7 @@ func (s *Sim) serveExportRawVDI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Length", strconv.FormatInt(vhdLength(size, len(present)), 10))
-	err = writeVHD(w, size, present, func(idx int64, p []byte) error { return readFull(f, p, idx*vhdBlockSize) })
+	err = writeVHD(w, size, present, func(idx int64, p []byte) error { return simkit.ReadFull(f, p, idx*vhdBlockSize) })
 	if err != nil {
 		t.end(nil, xerr("INTERNAL_ERROR", "export: "+err.Error()))
 		return
@@ -192,13 +194,13 @@ func (s *Sim) serveExportRawVDI(w http.ResponseWriter, r *http.Request) {
 // those not all zero; with base, those whose bytes differ from base's
 // (past base's end, base reads as zeros).
 func vhdPresent(f *os.File, size int64, base *os.File, baseSize int64) ([]int64, error) {
-	exts, err := dataExtents(f, size)
+	exts, err := simkit.DataExtents(f, 0, size)
 	if err != nil {
 		return nil, err
 	}
-	var bexts []extent
+	var bexts []simkit.Extent
 	if base != nil {
-		if bexts, err = dataExtents(base, baseSize); err != nil {
+		if bexts, err = simkit.DataExtents(base, 0, baseSize); err != nil {
 			return nil, err
 		}
 	}
@@ -214,11 +216,11 @@ func vhdPresent(f *os.File, size int64, base *os.File, baseSize int64) ([]int64,
 			continue
 		}
 		b := buf[:n]
-		if err := readFull(f, b, off); err != nil {
+		if err := simkit.ReadFull(f, b, off); err != nil {
 			return nil, err
 		}
 		if base == nil {
-			if !allZero(b) {
+			if !simkit.AllZero(b) {
 				present = append(present, idx)
 			}
 			continue
@@ -226,7 +228,7 @@ func vhdPresent(f *os.File, size int64, base *os.File, baseSize int64) ([]int64,
 		bb := bbuf[:n]
 		clear(bb)
 		if off < baseSize {
-			if err := readFull(base, bb[:min(n, baseSize-off)], off); err != nil {
+			if err := simkit.ReadFull(base, bb[:min(n, baseSize-off)], off); err != nil {
 				return nil, err
 			}
 		}
@@ -317,7 +319,7 @@ func receiveDisk(path string, r io.Reader, size int64) error {
 		if int64(n) > size-off {
 			return &sizeError{off + int64(n), size}
 		}
-		if werr := writeSparse(f, buf[:n], off); werr != nil {
+		if _, werr := simkit.WriteSparse(f, buf[:n], off); werr != nil {
 			return werr
 		}
 		off += int64(n)
@@ -335,19 +337,4 @@ func receiveDisk(path string, r io.Reader, size int64) error {
 		return err
 	}
 	return f.Close()
-}
-
-// writeSparse writes p at off, skipping all-zero 64 KiB pieces (holes).
-func writeSparse(f *os.File, p []byte, off int64) error {
-	const blk = 64 << 10
-	for i := 0; i < len(p); i += blk {
-		j := min(i+blk, len(p))
-		if allZero(p[i:j]) {
-			continue
-		}
-		if _, err := f.WriteAt(p[i:j], off+int64(i)); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -19,34 +19,19 @@ package main
 
 import (
 	"context"
-
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/ahvfs/ahvfs/internal/simkit"
 	"github.com/ahvfs/ahvfs/prismsim"
 )
 
-type vmFlag []string
-
-func (v *vmFlag) String() string     { return strings.Join(*v, " ") }
-func (v *vmFlag) Set(s string) error { *v = append(*v, s); return nil }
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "prismsim:", err)
-		os.Exit(1)
-	}
-}
+func main() { simkit.Main("prismsim", run) }
 
 const noV3SnapshotsUsage = "answer 404 to v3 vm_snapshots and data/changed_regions, as a Prism Central or an\n" +
 	"older Prism Element does: v3 clients then snapshot through the v2.0 API and back up in full"
@@ -77,7 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		revisions  = fs.String("v4-revisions", "v4.0,v4.1", "v4 API revisions served, comma-separated (v4.2 adds external repositories: instant recovery)")
 		hydration  = fs.String("hydration-rate", "256MiB", "bytes per second a disk on an external repository hydrates (bytes, or with a unit)")
 		quiet      = fs.Bool("quiet", false, "do not log requests' problems to stderr")
-		vms        vmFlag
+		vms        simkit.VMFlag
 	)
 	fs.Var(&vms, "vm", "NAME:FILE[,FILE...]: add a VM whose disks are copies of the images (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -98,11 +83,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--hydration-rate: %w", err)
 	}
-	dir := *state
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "prismsim-"); err != nil {
-			return err
-		}
+	dir, err := simkit.StateDirOrTemp(*state, "prismsim")
+	if err != nil {
+		return err
 	}
 	fresh := true
 	if _, err := os.Stat(filepath.Join(dir, "state.json")); err == nil {
@@ -119,7 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		o.ISCSIPortal = *portal
 	}
 	if !*quiet {
-		o.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "prismsim: "+format+"\n", args...) }
+		o.Logf = simkit.Logf(stderr, "prismsim")
 	}
 	sim, err := prismsim.New(ctx, o)
 	if err != nil {
@@ -128,11 +111,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer sim.Close()
 
 	for _, spec := range vms {
-		name, files, ok := strings.Cut(spec, ":")
-		if !ok || name == "" || files == "" {
-			return fmt.Errorf("--vm %q: want NAME:FILE[,FILE...]", spec)
+		name, files, err := simkit.SplitVM(spec)
+		if err != nil {
+			return err
 		}
-		if _, err := sim.AddVM(ctx, name, strings.Split(files, ","), prismsim.VMOptions{NGT: prismsim.NGT(*ngt)}); err != nil {
+		if _, err := sim.AddVM(ctx, name, files, prismsim.VMOptions{NGT: prismsim.NGT(*ngt)}); err != nil {
 			return err
 		}
 	}
@@ -150,19 +133,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	fmt.Fprintf(stdout, "URL:           %s\n", sim.URL())
-	fmt.Fprintf(stdout, "CA cert:       %s\n", sim.CAFile())
-	fmt.Fprintf(stdout, "User:          %s\n", sim.User())
-	fmt.Fprintf(stdout, "Password file: %s\n", sim.PasswordFile())
-	fmt.Fprintf(stdout, "State dir:     %s\n", sim.StateDir())
+	simkit.Contract{URL: sim.URL(), CAFile: sim.CAFile(), User: sim.User(), PasswordFile: sim.PasswordFile(),
+		StateDir: sim.StateDir()}.Print(stdout)
 	if p := sim.ISCSIPortal(); p != "" {
-		fmt.Fprintf(stdout, "iSCSI portal:  %s (redirects to %s)\n", p, sim.CVMPortal())
+		simkit.PrintField(stdout, "iSCSI portal", fmt.Sprintf("%s (redirects to %s)", p, sim.CVMPortal()))
 	}
 	if *noV3Snaps {
-		fmt.Fprintln(stdout, "v3 snapshots:  not served (--no-v3-snapshots): snapshots through v2.0 only")
+		simkit.PrintField(stdout, "v3 snapshots", "not served (--no-v3-snapshots): snapshots through v2.0 only")
 	}
 	for _, v := range sim.VMs() {
-		fmt.Fprintf(stdout, "VM %-12s %s  %s\n", v.Name, v.UUID, strings.Join(v.Disks, " "))
+		simkit.PrintVM(stdout, v.Name, v.UUID, v.Disks)
 	}
 	<-ctx.Done()
 	fmt.Fprintln(stderr, "prismsim: stopping")

@@ -18,28 +18,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/ahvfs/ahvfs/internal/simkit"
 	"github.com/ahvfs/ahvfs/xapisim"
 )
 
-type vmFlag []string
-
-func (v *vmFlag) String() string     { return strings.Join(*v, " ") }
-func (v *vmFlag) Set(s string) error { *v = append(*v, s); return nil }
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "xapisim:", err)
-		os.Exit(1)
-	}
-}
+func main() { simkit.Main("xapisim", run) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("xapisim", flag.ContinueOnError)
@@ -56,7 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		quiesce   = fs.Bool("quiesce", false, "the --vm VMs' guest tools can quiesce (VM.snapshot_with_quiesce works)")
 		halted    = fs.Bool("halted", false, "create the --vm VMs powered off")
 		quiet     = fs.Bool("quiet", false, "do not log requests' problems to stderr")
-		vms       vmFlag
+		vms       simkit.VMFlag
 	)
 	fs.Var(&vms, "vm", "NAME:FILE[,FILE...]: a VM whose disks are copies of the images (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -67,23 +53,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var specs []xapisim.VMSpec
 	for _, v := range vms {
-		name, files, ok := strings.Cut(v, ":")
-		if !ok || name == "" || files == "" {
-			return fmt.Errorf("--vm %q: want NAME:FILE[,FILE...]", v)
+		name, files, err := simkit.SplitVM(v)
+		if err != nil {
+			return err
 		}
-		spec := xapisim.VMSpec{Name: name, Files: strings.Split(files, ","), Firmware: *firmware,
+		spec := xapisim.VMSpec{Name: name, Files: files, Firmware: *firmware,
 			SecureBoot: *secure, Quiesce: *quiesce, Halted: *halted}
 		if err := spec.Validate(); err != nil {
 			return fmt.Errorf("--vm %q: %w", v, err)
 		}
 		specs = append(specs, spec)
 	}
-	dir := *state
-	if dir == "" {
-		var err error
-		if dir, err = os.MkdirTemp("", "xapisim-"); err != nil {
-			return err
-		}
+	dir, err := simkit.StateDirOrTemp(*state, "xapisim")
+	if err != nil {
+		return err
 	}
 	o := xapisim.Options{Listen: *listen, NBDListen: *nbdListen, StateDir: dir, Password: *password,
 		HostName: *hostName, TaskDelay: *taskDelay}
@@ -91,7 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		o.TaskDelay = -1
 	}
 	if !*quiet {
-		o.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "xapisim: "+format+"\n", args...) }
+		o.Logf = simkit.Logf(stderr, "xapisim")
 	}
 	sim, err := xapisim.New(ctx, o)
 	if err != nil {
@@ -103,14 +86,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "URL:           %s\n", sim.URL())
-	fmt.Fprintf(stdout, "CA cert:       %s\n", sim.CAFile())
-	fmt.Fprintf(stdout, "User:          %s\n", sim.User())
-	fmt.Fprintf(stdout, "Password file: %s\n", sim.PasswordFile())
-	fmt.Fprintf(stdout, "State dir:     %s\n", sim.StateDir())
-	fmt.Fprintf(stdout, "NBD:           %s (TLS, subject %s)\n", sim.NBDAddr(), sim.HostName())
+	simkit.Contract{URL: sim.URL(), CAFile: sim.CAFile(), User: sim.User(), PasswordFile: sim.PasswordFile(),
+		StateDir: sim.StateDir()}.Print(stdout)
+	simkit.PrintField(stdout, "NBD", fmt.Sprintf("%s (TLS, subject %s)", sim.NBDAddr(), sim.HostName()))
 	for _, v := range sim.VMs() {
-		fmt.Fprintf(stdout, "VM %-12s %s  %s\n", v.Name, v.UUID, strings.Join(v.Disks, " "))
+		simkit.PrintVM(stdout, v.Name, v.UUID, v.Disks)
 	}
 	<-ctx.Done()
 	fmt.Fprintln(stderr, "xapisim: stopping")

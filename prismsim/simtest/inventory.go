@@ -2,16 +2,12 @@ package simtest
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ahvfs/ahvfs/internal/simkit"
 	"github.com/ahvfs/ahvfs/prismsim"
 )
 
@@ -33,43 +29,18 @@ func RemoteOf(s *prismsim.Sim) Remote {
 // (GET /sim/inventory), after waiting up to wait for its running tasks to
 // end (tasks still running then are listed in Objects.RunningTasks).
 func Inventory(ctx context.Context, r Remote, wait time.Duration) (prismsim.Objects, error) {
-	var o prismsim.Objects
-	c, err := httpClient(r.CAFile)
-	if err != nil {
-		return o, fmt.Errorf("inventory of %s: %w", r.URL, err)
-	}
-	defer c.CloseIdleConnections()
-	c.Timeout = wait + time.Minute
-	pw, err := os.ReadFile(r.PasswordFile)
-	if err != nil {
-		return o, fmt.Errorf("inventory of %s: %w", r.URL, err)
-	}
-	u := strings.TrimSuffix(r.URL, "/") + "/sim/inventory?wait=" + url.QueryEscape(wait.String())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return o, fmt.Errorf("inventory of %s: %w", r.URL, err)
-	}
 	user := r.User
 	if user == "" {
 		user = "admin"
 	}
-	req.SetBasicAuth(user, strings.TrimSpace(string(pw)))
-	res, err := c.Do(req)
-	if err != nil {
-		return o, fmt.Errorf("inventory of %s: %w", r.URL, err)
+	password := func() (string, error) {
+		pw, err := os.ReadFile(r.PasswordFile)
+		return strings.TrimSpace(string(pw)), err
 	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		return o, fmt.Errorf("inventory of %s: %w", r.URL, err)
-	}
-	if res.StatusCode != http.StatusOK {
-		return o, fmt.Errorf("inventory of %s: %s: %s", r.URL, res.Status, strings.TrimSpace(string(body)))
-	}
-	if err := json.Unmarshal(body, &o); err != nil {
-		return o, fmt.Errorf("inventory of %s: decode: %w", r.URL, err)
-	}
-	return o, nil
+	var o prismsim.Objects
+	err := simkit.GetInventory(ctx, simkit.InventoryRequest{URL: r.URL, CAFile: r.CAFile, User: user,
+		Password: password, Wait: wait}, &o)
+	return o, err
 }
 
 // RequireUnchanged fails t, listing every difference, unless after holds

@@ -5,14 +5,11 @@ package simtest
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"fmt"
 	"net/http"
-	"os"
 	"testing"
 	"time"
 
+	"github.com/ahvfs/ahvfs/internal/simkit"
 	"github.com/ahvfs/ahvfs/internal/testenv"
 	"github.com/ahvfs/ahvfs/prismsim"
 )
@@ -65,25 +62,9 @@ func Start(t testing.TB, o Options) *prismsim.Sim {
 // HTTPClient returns an http.Client that trusts the simulator's CA.
 func HTTPClient(t testing.TB, s *prismsim.Sim) *http.Client {
 	t.Helper()
-	c, err := httpClient(s.CAFile())
+	c, err := simkit.HTTPClient(s.CAFile(), 60*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
-}
-
-// httpClient returns an http.Client that trusts the CA in caFile.
-func httpClient(caFile string) (*http.Client, error) {
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("read CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("no certificate in %s", caFile)
-	}
-	return &http.Client{
-		Timeout:   60 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
-	}, nil
 }

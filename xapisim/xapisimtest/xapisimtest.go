@@ -6,14 +6,12 @@ package xapisimtest
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"fmt"
 	"net/http"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/ahvfs/ahvfs/internal/simkit"
 	"github.com/ahvfs/ahvfs/xapisim"
 )
 
@@ -91,26 +89,11 @@ func trimSpace(b []byte) []byte {
 // HTTPClient returns an http.Client that trusts the simulator's CA.
 func HTTPClient(t testing.TB, s *xapisim.Sim) *http.Client {
 	t.Helper()
-	c, err := httpClient(s.CAFile())
+	c, err := simkit.HTTPClient(s.CAFile(), 2*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
-}
-
-func httpClient(caFile string) (*http.Client, error) {
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("read CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("no certificate in %s", caFile)
-	}
-	return &http.Client{
-		Timeout:   2 * time.Minute,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
-	}, nil
 }
 
 // RequireUnchanged fails t, listing every difference, unless after holds
