@@ -161,21 +161,50 @@ func (m *xenVMRun) readXVA(ctx context.Context, w *engine.RestorePointWriter) er
 			}
 		}
 	}
-	sinks := make([]*blockSink, len(m.disks))
-	open := func(i int) (*blockSink, error) {
-		if sinks[i] != nil {
-			return sinks[i], nil
+	for i, ok := range mapped {
+		if !ok {
+			return fmt.Errorf("XVA of snapshot %s has no disk %s", m.snap.NameLabel, m.disks[i].address())
 		}
-		d := m.disks[i]
-		size := m.snapVDIs[d.vdi.UUID].VirtualSize
-		m.vr.Disks[i] = DiskReport{Disk: fmt.Sprintf("disk-%d", d.n), Address: d.address(), Size: size, Reason: m.reason}
-		dw, err := w.AddDisk(engine.DiskSpec{Index: d.n, Bus: "xvd", BusIndex: atoiOr(d.vbd.Userdevice, d.n), UUID: d.vdi.UUID,
-			Size: size, Reason: m.reason})
-		if err != nil {
-			return nil, err
+	}
+	err = streamXVA(xr, len(m.disks), func(id string) (int, bool) { i, ok := index[id]; return i, ok },
+		func(i int) (*blockSink, error) {
+			d := m.disks[i]
+			size := m.snapVDIs[d.vdi.UUID].VirtualSize
+			m.vr.Disks[i] = DiskReport{Disk: fmt.Sprintf("disk-%d", d.n), Address: d.address(), Size: size, Reason: m.reason}
+			dw, err := w.AddDisk(engine.DiskSpec{Index: d.n, Bus: "xvd", BusIndex: atoiOr(d.vbd.Userdevice, d.n), UUID: d.vdi.UUID,
+				Size: size, Reason: m.reason})
+			if err != nil {
+				return nil, err
+			}
+			progress := o.Progress.DiskStart(m.v.NameLabel, m.vr.Disks[i].Disk, size, size)
+			return newBlockSink(ctx, dw, cbt.Zero, nil, progress), nil
+		},
+		func(i int, st cbt.Stats, err error) {
+			m.vr.Disks[i].BytesRead, m.vr.Disks[i].Zero = st.ReadBytes, st.ZeroBytes
+			o.Progress.DiskDone(m.v.NameLabel, m.vr.Disks[i].Disk, err)
+		}, func(i int) string { return m.disks[i].address() })
+	if err != nil {
+		return fmt.Errorf("XVA of snapshot %s: %w", m.snap.NameLabel, err)
+	}
+	return nil
+}
+
+// streamXVA reads the blocks of an XVA whose header xr has read into n
+// disks: index maps an XVA disk (Ref:N) to one of them (a disk it does
+// not map is read past), open makes a disk's sink on its first block (or
+// at the end, for a disk of zeros only), done reports each finished disk,
+// name names disk i in errors.
+func streamXVA(xr *xva.Reader, n int, index func(id string) (int, bool), open func(i int) (*blockSink, error),
+	done func(i int, st cbt.Stats, err error), name func(i int) string) error {
+	sinks := make([]*blockSink, n)
+	get := func(i int) (*blockSink, error) {
+		if sinks[i] == nil {
+			s, err := open(i)
+			if err != nil {
+				return nil, err
+			}
+			sinks[i] = s
 		}
-		progress := o.Progress.DiskStart(m.v.NameLabel, m.vr.Disks[i].Disk, size, size)
-		sinks[i] = newBlockSink(ctx, dw, cbt.Zero, nil, progress)
 		return sinks[i], nil
 	}
 	end := func(i int, err error) error {
@@ -185,9 +214,7 @@ func (m *xenVMRun) readXVA(ctx context.Context, w *engine.RestorePointWriter) er
 		if err == nil {
 			err = sinks[i].finish()
 		}
-		st := sinks[i].st
-		m.vr.Disks[i].BytesRead, m.vr.Disks[i].Zero = st.ReadBytes, st.ZeroBytes
-		o.Progress.DiskDone(m.v.NameLabel, m.vr.Disks[i].Disk, err)
+		done(i, sinks[i].st, err)
 		return err
 	}
 	last := -1
@@ -200,9 +227,9 @@ func (m *xenVMRun) readXVA(ctx context.Context, w *engine.RestorePointWriter) er
 			if last >= 0 {
 				end(last, err)
 			}
-			return fmt.Errorf("XVA of snapshot %s: %w", m.snap.NameLabel, err)
+			return err
 		}
-		i, ok := index[blk.Disk]
+		i, ok := index(blk.Disk)
 		if !ok {
 			continue // a disk left out
 		}
@@ -211,14 +238,14 @@ func (m *xenVMRun) readXVA(ctx context.Context, w *engine.RestorePointWriter) er
 				return err
 			}
 		}
-		s, err := open(i)
+		s, err := get(i)
 		if err != nil {
 			return err
 		}
 		last = i
 		if err := s.put(blk.Index*xva.BlockSize, blk.Data); err != nil {
 			end(i, err)
-			return fmt.Errorf("XVA of snapshot %s, %s: %w", m.snap.NameLabel, m.disks[i].address(), err)
+			return fmt.Errorf("%s: %w", name(i), err)
 		}
 	}
 	if last >= 0 {
@@ -226,12 +253,9 @@ func (m *xenVMRun) readXVA(ctx context.Context, w *engine.RestorePointWriter) er
 			return err
 		}
 	}
-	for i, d := range m.disks {
-		if !mapped[i] {
-			return fmt.Errorf("XVA of snapshot %s has no disk %s", m.snap.NameLabel, d.address())
-		}
+	for i := range n {
 		if sinks[i] == nil { // a disk of zeros only
-			if _, err := open(i); err != nil {
+			if _, err := get(i); err != nil {
 				return err
 			}
 			if err := end(i, nil); err != nil {

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/ahvfs/ahvfs/backup"
 	"github.com/ahvfs/ahvfs/cbt"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/urfave/cli/v2"
@@ -16,8 +20,10 @@ func init() {
 	registerFunc(func() *cli.Command {
 		return &cli.Command{
 			Name:      "import",
-			Usage:     "store raw images (files or block devices) as one restore point: disk-0, disk-1, ... in order",
-			ArgsUsage: "FILE...",
+			Usage:     "store raw images (files or block devices) as one restore point: disk-0, disk-1, ... in order; or an XCP-ng XVA export",
+			ArgsUsage: "FILE... | VM.xva",
+			Description: "An XVA (what `xe vm-export` writes) is read in one pass: its disks, checked against their\n" +
+				"checksums, and its VM's configuration, so that `ahvfs restore --target xapi://` recreates the VM.",
 			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "vm", Usage: "`NAME` of the VM the restore point belongs to (docs/FORMAT.md, Names)", Required: true},
 				&cli.StringFlag{Name: "time", Usage: "restore point `TIME`, RFC 3339, 1970 to 2261 (default: now)"},
@@ -53,6 +59,12 @@ func init() {
 						return fmt.Errorf("import: --config: %w", err)
 					}
 					o.Config = b
+				}
+				if c.NArg() == 1 && isXVA(c.Args().First()) {
+					if o.Config != nil {
+						return usagef("import: an XVA carries its VM's configuration; --config is for raw images")
+					}
+					return runImportXVA(c, env, c.Args().First(), o)
 				}
 				defer func() {
 					for _, img := range o.Images {
@@ -148,10 +160,61 @@ func runImport(ctx context.Context, env *cliEnv, r *engine.Repository, o importO
 	res.RestorePoint = rp.Name()
 	res.Stats = rp.Stats
 	res.Seconds = time.Since(start).Seconds()
+	return printImport(env, rp, res)
+}
+
+func printImport(env *cliEnv, rp *engine.RestorePoint, res importResult) error {
 	if env.JSON {
 		return writeJSON(env.Stdout, res)
 	}
 	fmt.Fprintf(env.Stdout, "restore point %s: %d disk(s), %s logical, %s new (%s stored) in %.1fs\n",
 		rp.Name(), len(rp.Disks), ibytes(rp.LogicalBytes()), ibytes(rp.Stats.NewRawBytes), ibytes(rp.Stats.NewStoredBytes), res.Seconds)
 	return nil
+}
+
+// isXVA reports whether path is an XVA: a tar whose first member is
+// ova.xml.
+func isXVA(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var hdr [512]byte
+	if _, err := io.ReadFull(f, hdr[:]); err != nil {
+		return false
+	}
+	name, _, _ := strings.Cut(string(hdr[:100]), "\x00")
+	return strings.TrimPrefix(name, "./") == "ova.xml" && string(hdr[257:262]) == "ustar"
+}
+
+// runImportXVA stores an XVA as one restore point (backup.ImportXVA).
+func runImportXVA(c *cli.Context, env *cliEnv, path string, o importOpts) error {
+	ctx := c.Context
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	defer f.Close()
+	r, err := openRepo(ctx, c, env, true)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	start := time.Now()
+	prog := newProgress(ctx, env)
+	xo := backup.ImportXVAOptions{VM: o.VM, LockUntil: o.LockUntil, Progress: &cliBackupProgress{p: prog}}
+	if c.String("time") != "" {
+		xo.Time = o.Time
+	}
+	rp, err := backup.ImportXVA(ctx, r, bufio.NewReaderSize(f, 1<<20), xo)
+	prog.wait()
+	if err != nil {
+		return fmt.Errorf("import %s: %w", path, err)
+	}
+	res := importResult{RestorePoint: rp.Name(), Stats: rp.Stats, Seconds: time.Since(start).Seconds()}
+	for _, d := range rp.Disks {
+		res.Disks = append(res.Disks, importDisk{Disk: fmt.Sprintf("disk-%d", d.Index), File: path, Size: d.Size})
+	}
+	return printImport(env, rp, res)
 }
