@@ -60,7 +60,13 @@ func init() {
 					}
 					o.Config = b
 				}
-				if c.NArg() == 1 && isXVA(c.Args().First()) {
+				xva := false
+				if c.NArg() == 1 {
+					if xva, err = isXVA(c.Context, c.Args().First()); err != nil {
+						return err
+					}
+				}
+				if xva {
 					if o.Config != nil {
 						return usagef("import: an XVA carries its VM's configuration; --config is for raw images")
 					}
@@ -173,19 +179,25 @@ func printImport(env *cliEnv, rp *engine.RestorePoint, res importResult) error {
 }
 
 // isXVA reports whether path is an XVA: a tar whose first member is
-// ova.xml.
-func isXVA(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	var hdr [512]byte
-	if _, err := io.ReadFull(f, hdr[:]); err != nil {
-		return false
+// ova.xml. The sniff is abandoned when ctx ends (a read may hang).
+func isXVA(ctx context.Context, path string) (bool, error) {
+	hdr, err := cancelable(ctx, func() ([]byte, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, nil // openImage reports it
+		}
+		defer f.Close()
+		b := make([]byte, 512)
+		if _, err := io.ReadFull(f, b); err != nil {
+			return nil, nil
+		}
+		return b, nil
+	})
+	if err != nil || len(hdr) < 512 {
+		return false, err
 	}
 	name, _, _ := strings.Cut(string(hdr[:100]), "\x00")
-	return strings.TrimPrefix(name, "./") == "ova.xml" && string(hdr[257:262]) == "ustar"
+	return strings.TrimPrefix(name, "./") == "ova.xml" && string(hdr[257:262]) == "ustar", nil
 }
 
 // runImportXVA stores an XVA as one restore point (backup.ImportXVA).
