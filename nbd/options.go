@@ -52,9 +52,11 @@ type Options struct {
 	// Default 8; 1 to 1024.
 	QueueDepth int
 	// MaxRequest is the largest read sent as one request; longer reads
-	// are split and their parts put in flight together. It is lowered to
-	// the server's maximum payload when the server advertises one.
-	// Default 32 MiB (the size every server must accept); 512 B to 1 GiB.
+	// are split and their parts put in flight together (in requests of
+	// at most 256 KiB when QueueDepth is above 1: see ReadAtContext). It is
+	// lowered to the server's maximum payload when the server advertises
+	// one. Default 32 MiB (the size every server must accept); 512 B to
+	// 1 GiB.
 	MaxRequest int
 	// NoStructuredReplies keeps to simple replies (no
 	// NBD_OPT_STRUCTURED_REPLY, hence no holes in read replies and no

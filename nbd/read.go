@@ -15,10 +15,11 @@ func (c *Client) ReadAt(p []byte, off int64) (int, error) {
 
 // ReadAtContext reads len(p) bytes at off, like io.ReaderAt: it returns
 // io.EOF with fewer bytes when the export ends first. A long read is
-// split into requests of at most Info().MaxRequest bytes, all put in
-// flight at once (up to the queue depth); reads that are not aligned to
-// the server's minimum block size are widened to whole blocks. When ctx
-// ends first, the error is ctx's and p is no longer written once
+// split into requests of at most Info().MaxRequest bytes, and at most
+// 256 KiB unless QueueDepth is 1 (pipelineRequest), all put in flight at
+// once (up to the queue depth); reads that are not aligned to the
+// server's minimum block size are widened to whole blocks. When ctx ends
+// first, the error is ctx's and p is no longer written once
 // ReadAtContext has returned.
 func (c *Client) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
 	if off < 0 {
@@ -75,8 +76,29 @@ func planRead(p []byte, off, mb, maxReq, size int64) []piece {
 	return out
 }
 
+// pipelineRequest caps the requests of a long read below MaxRequest (it
+// is nbdcopy's default request size): one ReadAt of many MiB then keeps
+// several requests in flight, so that the server reads one while it
+// sends another, and each request's buffer stays small for the server.
+// qemu-nbd faults in every page of a fresh buffer for many requests of
+// 512 KiB or more; 8 MiB ReadAt calls one after the other, one request
+// each, read its export at half the speed (tools/bench/nbd-read.sh,
+// docs/PERFORMANCE.md). With QueueDepth 1 nothing overlaps, and long
+// requests save round trips: the cap does not apply.
+const pipelineRequest = 256 << 10
+
+// requestStep is the longest request a read sends: the server's maximum
+// maxReq, capped at pipelineRequest (whole blocks of minBlock) when more
+// than one request may be in flight.
+func requestStep(maxReq, minBlock int64, queueDepth int) int64 {
+	if maxReq <= pipelineRequest || queueDepth <= 1 {
+		return maxReq
+	}
+	return max(pipelineRequest-pipelineRequest%minBlock, minBlock)
+}
+
 func (c *Client) read(ctx context.Context, p []byte, off int64) (int, error) {
-	pieces := planRead(p, off, c.minBlock, c.maxReq, c.info.Size)
+	pieces := planRead(p, off, c.minBlock, requestStep(c.maxReq, c.minBlock, c.o.QueueDepth), c.info.Size)
 	reqs := make([]*request, 0, len(pieces))
 	var serr error
 	for _, pc := range pieces {

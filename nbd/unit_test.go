@@ -43,6 +43,27 @@ func TestPlanRead(t *testing.T) {
 	}
 }
 
+func TestRequestStep(t *testing.T) {
+	for _, c := range []struct {
+		maxReq, minBlock int64
+		depth            int
+		want             int64
+	}{
+		{32 << 20, 1, 8, 256 << 10},          // long reads pipelined
+		{32 << 20, 512, 1, 32 << 20},         // one in flight: long requests
+		{64 << 10, 512, 8, 64 << 10},         // the server's cap is lower
+		{32 << 20, 3 << 10, 8, 255 << 10},    // whole blocks of an odd size
+		{32 << 20, 1 << 20, 8, 1 << 20},      // blocks larger than the cap
+		{256 << 10, 4096, 16, 256 << 10},     // exactly the cap
+		{1 << 30, 4096, 2, 256 << 10},        // two in flight
+		{300 << 10, 100 << 10, 4, 200 << 10}, // rounded down to blocks
+	} {
+		if got := requestStep(c.maxReq, c.minBlock, c.depth); got != c.want {
+			t.Errorf("requestStep(%d, %d, %d) = %d, want %d", c.maxReq, c.minBlock, c.depth, got, c.want)
+		}
+	}
+}
+
 func TestIntervals(t *testing.T) {
 	var s intervals
 	for _, r := range [][2]uint64{{10, 20}, {30, 40}, {0, 5}, {20, 25}, {5, 10}, {25, 30}, {50, 60}, {45, 50}} {

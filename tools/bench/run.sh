@@ -16,4 +16,5 @@ run tools/bench/retention.sh
 run tools/bench/s3.sh
 run tools/bench/sync.sh
 run tools/bench/console-download.sh
+run tools/bench/nbd-read.sh
 exit $status
