@@ -17,7 +17,10 @@
 # background by the simulated cluster), copies a file the guest lost straight
 # back into it (restore-file --to-vm). Last, verify-boot boots a backed-up
 # guest in QEMU and reports its login prompt, then catches a backup whose
-# kernel was deleted.
+# kernel was deleted. Last, xapisim plays an XCP-ng pool: its VM is backed
+# up into the same repository with changed-block tracking over NBD and with
+# XVA and delta VHDs, restored onto the pool, and restore points cross
+# between AHV and XCP-ng both ways.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 demo=${DEMO_DIR:-$PWD/demo}
@@ -439,6 +442,16 @@ dd if=/usr/local/go/bin/go of="$demo/xen/vms/xen01/disk-0.raw" bs=1M count=4 see
 AHVFS_PRISM= bin/ahvfs backup "${xen[@]}" --strategy xva --json | xenreport
 bin/ahvfs cat "xen01@latest" disk-0 | cmp - "$demo/xen/vms/xen01/disk-0.raw" && echo "identical again"
 xensnaps
+
+say "restore xen01 onto the XCP-ng pool under a new name (disks imported raw into new VDIs, the VM from its record)"
+AHVFS_PRISM= bin/ahvfs restore xen01@latest --target xapi://127.0.0.1:$xport --user root --password-file "$demo/xen/root.password" \
+  --ca-cert "$demo/xen/ca.crt" --name xen01-restored
+
+say "across hypervisors: an AHV VM's restore point onto the XCP-ng pool, and xen01's onto AHV's cluster-b (bus, boot mode and networks mapped; what cannot carry over is named)"
+AHVFS_PRISM= bin/ahvfs restore "$vm2@latest" --target xapi://127.0.0.1:$xport --user root --password-file "$demo/xen/root.password" \
+  --ca-cert "$demo/xen/ca.crt" --name "$vm2-on-xcp-ng" --network-map vlan10=vlan20
+bin/ahvfs restore xen01@latest "${cluster[@]}" --target-cluster cluster-b --name xen01-on-ahv \
+  --network-map "Pool-wide network associated with eth0=vlan10"
 
 say "XCP-ng and AHV restore points side by side in one repository"
 bin/ahvfs list | grep -E "^(VM|xen01|$vm2)" | tail -6
