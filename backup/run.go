@@ -27,15 +27,9 @@ func Run(ctx context.Context, repo *engine.Repository, cl nutanix.Cluster, o Opt
 	o = o.withDefaults()
 	rep := &Report{Start: o.Now().UTC()}
 	defer func() { rep.Duration = time.Since(rep.Start) }()
-	if !repo.Writable() && !o.Estimate {
-		return rep, engine.ErrReadOnly
-	}
-	j := o.Journal
-	if j == nil {
-		var err error
-		if j, err = clusterjob.RepositoryJournal(repo); err != nil {
-			return rep, err
-		}
+	j, err := runJournal(repo, &o)
+	if err != nil {
+		return rep, err
 	}
 	clusters := o.Clusters
 	if clusters == nil {
@@ -76,6 +70,18 @@ func Run(ctx context.Context, repo *engine.Repository, cl nutanix.Cluster, o Opt
 		r.findPortals(ctx)
 	}
 	return rep, r.eachVM(ctx, rep, sel, r.backupVM)
+}
+
+// runJournal checks that repo can take the run's restore points and opens
+// the journal of its cluster objects (o.Journal, else the repository's).
+func runJournal(repo *engine.Repository, o *Options) (*clusterjob.Journal, error) {
+	if !repo.Writable() && !o.Estimate {
+		return nil, engine.ErrReadOnly
+	}
+	if o.Journal != nil {
+		return o.Journal, nil
+	}
+	return clusterjob.RepositoryJournal(repo)
 }
 
 // eachVM backs up the selected VMs, o.ConcurrentVMs at once, into

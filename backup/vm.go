@@ -220,13 +220,25 @@ func (m *vmRun) readDisks(ctx context.Context) (*engine.RestorePointWriter, erro
 			return err
 		})
 	m.vr.Warnings = append(m.vr.Warnings, rel.wait()...)
-	for _, d := range m.vr.Disks {
-		m.vr.BytesRead += d.BytesRead
-		m.vr.Size += d.Size
-		if d.Reason != "" && plan.Level != engine.LevelFull {
-			m.warn("%s read in full: %s", d.Disk, d.Reason)
+	sumDisks(m.vr, plan.Level != engine.LevelFull, m.warn)
+	return endRead(ctx, w, err)
+}
+
+// sumDisks totals the disks' reports into vr and warns of each disk read
+// in full in an incremental or differential job.
+func sumDisks(vr *VMReport, chained bool, warn func(string, ...any)) {
+	for _, d := range vr.Disks {
+		vr.BytesRead += d.BytesRead
+		vr.Size += d.Size
+		if d.Reason != "" && chained {
+			warn("%s read in full: %s", d.Disk, d.Reason)
 		}
 	}
+}
+
+// endRead ends the reading of a restore point's disks: on err, or when ctx
+// ended, w is aborted.
+func endRead(ctx context.Context, w *engine.RestorePointWriter, err error) (*engine.RestorePointWriter, error) {
 	if err == nil {
 		err = ctx.Err()
 	}
@@ -239,6 +251,23 @@ func (m *vmRun) readDisks(ctx context.Context) (*engine.RestorePointWriter, erro
 	return w, nil
 }
 
+// commitPoint commits w and records the restore point in vr; nil when the
+// commit failed (w aborted). A commit that stored the point but reported
+// a problem is a warning.
+func commitPoint(ctx context.Context, w *engine.RestorePointWriter, vr *VMReport, warn func(string, ...any)) (*engine.RestorePoint, error) {
+	rp, err := w.Commit(ctx)
+	if err != nil && rp == nil {
+		w.Abort()
+		return nil, err
+	}
+	if err != nil {
+		warn("%v", err)
+	}
+	vr.restorePoint = rp
+	vr.RestorePoint, vr.ID, vr.BytesNew = rp.Name(), rp.ID, rp.Stats.NewStoredBytes
+	return rp, nil
+}
+
 // commit commits the restore point, then promotes the new snapshot as the
 // VM's reference and deletes the snapshots the reference no longer keeps.
 //
@@ -247,16 +276,10 @@ func (m *vmRun) readDisks(ctx context.Context) (*engine.RestorePointWriter, erro
 // is kept in one atomic write, then the new snapshot leaves the job's
 // journal, then the old ones are released.
 func (m *vmRun) commit(ctx context.Context, w *engine.RestorePointWriter) error {
-	rp, err := w.Commit(ctx)
-	if err != nil && rp == nil {
-		w.Abort()
+	rp, err := commitPoint(ctx, w, m.vr, m.warn)
+	if err != nil {
 		return err
 	}
-	if err != nil {
-		m.warn("%v", err)
-	}
-	m.vr.restorePoint = rp
-	m.vr.RestorePoint, m.vr.ID, m.vr.BytesNew = rp.Name(), rp.ID, rp.Stats.NewStoredBytes
 	if m.plan.Level == engine.LevelCopy {
 		return nil // outside the chain: the job's teardown deletes the snapshot
 	}

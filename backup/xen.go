@@ -35,15 +35,9 @@ func RunXen(ctx context.Context, repo *engine.Repository, xc *xapi.Client, o Opt
 	o = o.withDefaults()
 	rep := &Report{Start: o.Now().UTC()}
 	defer func() { rep.Duration = time.Since(rep.Start) }()
-	if !repo.Writable() && !o.Estimate {
-		return rep, engine.ErrReadOnly
-	}
-	j := o.Journal
-	if j == nil {
-		var err error
-		if j, err = clusterjob.RepositoryJournal(repo); err != nil {
-			return rep, err
-		}
+	j, err := runJournal(repo, &o)
+	if err != nil {
+		return rep, err
 	}
 	if !o.SkipCleanup {
 		cr, err := clusterjob.SweepXen(ctx, j, xc, o.Logger)
@@ -423,23 +417,8 @@ func (m *xenVMRun) readDisks(ctx context.Context) (*engine.RestorePointWriter, e
 				return err
 			})
 	}
-	for _, d := range m.vr.Disks {
-		m.vr.BytesRead += d.BytesRead
-		m.vr.Size += d.Size
-		if d.Reason != "" && m.parent != nil {
-			m.warn("%s read in full: %s", d.Disk, d.Reason)
-		}
-	}
-	if err == nil {
-		err = ctx.Err()
-	}
-	if err != nil {
-		if w != nil {
-			w.Abort()
-		}
-		return nil, err
-	}
-	return w, nil
+	sumDisks(m.vr, m.parent != nil, m.warn)
+	return endRead(ctx, w, err)
 }
 
 // commit commits the restore point, then makes the new snapshot the VM's
@@ -450,16 +429,10 @@ func (m *xenVMRun) readDisks(ctx context.Context) (*engine.RestorePointWriter, e
 // data is destroyed first: its CBT metadata is all the next incremental
 // needs.
 func (m *xenVMRun) commit(ctx context.Context, w *engine.RestorePointWriter) error {
-	rp, err := w.Commit(ctx)
-	if err != nil && rp == nil {
-		w.Abort()
+	rp, err := commitPoint(ctx, w, m.vr, m.warn)
+	if err != nil {
 		return err
 	}
-	if err != nil {
-		m.warn("%v", err)
-	}
-	m.vr.restorePoint = rp
-	m.vr.RestorePoint, m.vr.ID, m.vr.BytesNew = rp.Name(), rp.ID, rp.Stats.NewStoredBytes
 	if m.r.o.Level == LevelCopy {
 		return nil // outside the chain: the job's teardown deletes the snapshot
 	}

@@ -103,6 +103,14 @@ func (m *xenVMRun) readDisk(ctx context.Context, d xenDisk, w *engine.RestorePoi
 	if cl.Size() != size {
 		return dr, fmt.Errorf("NBD export of the snapshot's %s is %d bytes, the VDI %d", d.address(), cl.Size(), size)
 	}
+	if parent == nil {
+		// A full reads only what the server says holds data.
+		if p, ok, err := allocationPlan(ctx, cl, size, m.r.repo.ChunkSize()); err != nil {
+			m.log.Warn("block status failed; reading the whole disk", "disk", d.address(), "err", err)
+		} else if ok {
+			plan = p
+		}
+	}
 	dw, err := w.AddDisk(engine.DiskSpec{Index: d.n, Bus: "xvd", BusIndex: atoiOr(d.vbd.Userdevice, d.n), UUID: d.vdi.UUID, Size: size,
 		Parent: parent, Reason: dr.Reason})
 	if err != nil {
@@ -132,6 +140,31 @@ func (m *xenVMRun) changedBlocks(ctx context.Context, base XenRefDisk, sv xapi.V
 		regs = append(regs, cbt.Region{Off: e.Off, Len: e.Len})
 	}
 	return regs, nil
+}
+
+// allocationPlan is the plan of a full read of an NBD export that skips
+// what the server's block status (base:allocation) says reads as zeros.
+// ok is false when the server cannot say.
+func allocationPlan(ctx context.Context, cl *nbd.Client, size int64, chunkSize int) (cbt.Plan, bool, error) {
+	if !cl.Info().BlockStatus {
+		return nil, false, nil
+	}
+	var regs []cbt.Region
+	for off := int64(0); off < size; {
+		exts, err := cl.BlockStatus(ctx, off, size-off)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, e := range exts {
+			// A hole without the zero flag may read as anything: read it.
+			if !e.Zero() {
+				regs = append(regs, cbt.Region{Off: e.Offset, Len: e.Length})
+			}
+			off = e.Offset + e.Length
+		}
+	}
+	p, err := cbt.Align(regs, size, chunkSize, cbt.Zero)
+	return p, err == nil, err
 }
 
 // dialNBD connects to the first NBD server the pool names for a VDI,

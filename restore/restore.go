@@ -63,17 +63,10 @@ func Restore(ctx context.Context, src Source, cl nutanix.Cluster, rp *engine.Res
 		return nil, fmt.Errorf("restore %s: %w", rp.Name(), err)
 	}
 	r := &run{src: src, cl: cl, jb: jb, p: p, o: o, res: res, bw: clusterjob.NewBandwidth(o.BandwidthLimit)}
-	err = r.restore(ctx)
-	if cerr := jb.Close(ctx); cerr != nil {
-		if err == nil {
-			res.Warnings = append(res.Warnings, cerr.Error())
-		} else {
-			// The external repository may outlive the job: its hold
-			// stays, for the sweep that removes both.
-			err = fmt.Errorf("%w; cleanup incomplete: %v", err, cerr)
-		}
-	} else if err != nil {
-		err = fmt.Errorf("%w (removed what the restore had created)", err)
+	// After an incomplete cleanup the external repository may outlive
+	// the job: its hold stays, for the sweep that removes both.
+	cleaned, err := endJob(ctx, jb, res, r.restore(ctx))
+	if cleaned {
 		if herr := r.dropHold(ctx); herr != nil {
 			err = fmt.Errorf("%w; the hold on the restore point stays until 'ahvfs cleanup': %v", err, herr)
 		}
@@ -83,6 +76,23 @@ func Restore(ctx context.Context, src Source, cl nutanix.Cluster, rp *engine.Res
 	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// endJob closes the restore's job after its work ended with err. A
+// teardown that leaves objects behind is a warning of res after a
+// success and joins err after a failure; cleaned reports a failure whose
+// teardown removed everything the restore had created.
+func endJob(ctx context.Context, jb *clusterjob.Job, res *Result, err error) (cleaned bool, _ error) {
+	cerr := jb.Close(ctx)
+	switch {
+	case cerr != nil && err == nil:
+		res.Warnings = append(res.Warnings, cerr.Error())
+	case cerr != nil:
+		err = fmt.Errorf("%w; cleanup incomplete: %v", err, cerr)
+	case err != nil:
+		return true, fmt.Errorf("%w (removed what the restore had created)", err)
+	}
+	return false, err
 }
 
 // sweepBefore sweeps the leftovers of earlier jobs (clusterjob.SweepBefore)

@@ -87,16 +87,7 @@ func RestoreXen(ctx context.Context, src Source, xc *xapi.Client, rp *engine.Res
 		return nil, fmt.Errorf("restore %s: %w", rp.Name(), err)
 	}
 	r := &xenRun{src: src, xc: xc, jb: jb, p: p, o: o, res: res, bw: clusterjob.NewBandwidth(o.BandwidthLimit)}
-	err = r.restore(ctx)
-	if cerr := jb.Close(ctx); cerr != nil {
-		if err == nil {
-			res.Warnings = append(res.Warnings, cerr.Error())
-		} else {
-			err = fmt.Errorf("%w; cleanup incomplete: %v", err, cerr)
-		}
-	} else if err != nil {
-		err = fmt.Errorf("%w (removed what the restore had created)", err)
-	}
+	_, err = endJob(ctx, jb, res, r.restore(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", rp.Name(), err)
 	}
