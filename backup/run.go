@@ -24,6 +24,9 @@ func Run(ctx context.Context, repo *engine.Repository, cl nutanix.Cluster, o Opt
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	if o.DataPath == PathNBD || o.Strategy != "" && o.Strategy != StrategyAuto {
+		return nil, errors.New("backup options: --data-path nbd and --strategy are for XCP-ng pools (--source xapi://); an AHV cluster is read over iSCSI or REST")
+	}
 	o = o.withDefaults()
 	rep := &Report{Start: o.Now().UTC()}
 	defer func() { rep.Duration = time.Since(rep.Start) }()

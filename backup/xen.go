@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ahvfs/ahvfs/clusterjob"
@@ -31,6 +32,9 @@ func RunXen(ctx context.Context, repo *engine.Repository, xc *xapi.Client, o Opt
 	}
 	if o.Level == LevelDifferential {
 		return nil, errors.New("backup options: an XCP-ng pool keeps one reference snapshot per VM, so no differential level; use incremental")
+	}
+	if o.DataPath == PathISCSI {
+		return nil, errors.New("backup options: an XCP-ng pool is read over NBD or its HTTP export (--data-path nbd or rest), not iSCSI")
 	}
 	o = o.withDefaults()
 	rep := &Report{Start: o.Now().UTC()}
@@ -90,7 +94,10 @@ type xenVMRun struct {
 	ref      *XenReference
 	parent   *engine.RestorePoint // of ref, when the level is incremental
 	strategy Strategy
-	reason   string // why a full, when one was not asked
+	reason   string          // why a full, when one was not asked
+	cbtOff   map[string]bool // live VDIs whose tracking this run turned on
+
+	pathMu sync.Mutex // guards vr.DataPath, set by the disks' goroutines
 
 	snap     xapi.VM
 	snapObj  clusterjob.Object
@@ -106,6 +113,13 @@ type xenDisk struct {
 }
 
 func (d xenDisk) address() string { return "xvd." + d.vbd.Userdevice }
+
+// setPath records the data path a disk was read through.
+func (m *xenVMRun) setPath(p DataPath) {
+	m.pathMu.Lock()
+	m.vr.DataPath = p
+	m.pathMu.Unlock()
+}
 
 func (m *xenVMRun) warn(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
@@ -373,7 +387,12 @@ func (m *xenVMRun) snapshot(ctx context.Context) error {
 			return fmt.Errorf("snapshot %s has no copy of disk %s", snap.NameLabel, d.address())
 		}
 	}
-	return nil
+	// The journal names the snapshot's VDIs too: once their data is
+	// destroyed no VBD ties them to the snapshot any more.
+	for _, d := range sd {
+		m.snapObj.VDIs = append(m.snapObj.VDIs, d.vdi.UUID)
+	}
+	return m.jb.Record(m.snapObj)
 }
 
 // readDisks reads every disk into a new restore point (nil with
@@ -440,7 +459,7 @@ func (m *xenVMRun) commit(ctx context.Context, w *engine.RestorePointWriter) err
 		RestorePoint: rp.ID, Time: rp.Time, Strategy: m.strategy}
 	for _, d := range m.disks {
 		sv := m.snapVDIs[d.vdi.UUID]
-		next.Disks = append(next.Disks, XenRefDisk{VDI: d.vdi.UUID, SnapshotVDI: sv.UUID, N: d.n, Size: d.vdi.VirtualSize})
+		next.Disks = append(next.Disks, XenRefDisk{VDI: d.vdi.UUID, SnapshotVDI: sv.UUID, N: d.n, Size: sv.VirtualSize})
 	}
 	if m.strategy == StrategyCBT {
 		next.DataDestroyed = true

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/ahvfs/ahvfs/cbt"
 	"github.com/ahvfs/ahvfs/clusterjob"
@@ -37,6 +38,8 @@ func (m *xenVMRun) readDisk(ctx context.Context, d xenDisk, w *engine.RestorePoi
 	if m.parent != nil {
 		old, ok := m.ref.disk(d.vdi.UUID)
 		switch {
+		case m.cbtOff[d.vdi.UUID]:
+			dr.Reason = "changed-block tracking was off until this backup"
 		case !ok:
 			dr.Reason = "new disk (not in the reference)"
 		case old.Size != size:
@@ -72,8 +75,13 @@ func (m *xenVMRun) readDisk(ctx context.Context, d xenDisk, w *engine.RestorePoi
 		case xapi.IsCode(err, "VDI_NO_CBT_METADATA"):
 			dr.Reason = "the reference snapshot has no changed-block metadata for it"
 			parent = nil
+		case ctx.Err() != nil:
+			return dr, ctx.Err()
 		default:
-			return dr, fmt.Errorf("changed blocks against the reference: %w (the next run reads the disk in full if it persists)", err)
+			// A full read is always right; a broken chain must not fail
+			// every later backup.
+			dr.Reason = fmt.Sprintf("changed blocks against the reference unavailable: %v", err)
+			parent = nil
 		}
 	}
 	if o.Estimate {
@@ -84,8 +92,11 @@ func (m *xenVMRun) readDisk(ctx context.Context, d xenDisk, w *engine.RestorePoi
 	var infos []xapi.NBDInfo
 	if path != PathREST {
 		var err error
-		if infos, err = m.xc.NBDInfo(ctx, sv.Ref); err != nil && path == PathNBD {
-			return dr, fmt.Errorf("NBD info of the snapshot's %s: %w", d.address(), err)
+		if infos, err = m.xc.NBDInfo(ctx, sv.Ref); err != nil {
+			if path == PathNBD {
+				return dr, fmt.Errorf("NBD info of the snapshot's %s: %w", d.address(), err)
+			}
+			m.log.Warn("no NBD info; reading the pool's HTTP export instead", "disk", d.address(), "err", err)
 		}
 		if len(infos) == 0 && path == PathNBD {
 			return dr, fmt.Errorf("no NBD server for the snapshot's %s: the pool has no network with purpose nbd (or use --data-path rest)", d.address())
@@ -94,7 +105,7 @@ func (m *xenVMRun) readDisk(ctx context.Context, d xenDisk, w *engine.RestorePoi
 	if len(infos) == 0 {
 		return m.readRaw(ctx, d, sv, plan, parent, w, dr)
 	}
-	m.vr.DataPath = PathNBD
+	m.setPath(PathNBD)
 	cl, err := dialNBD(ctx, infos)
 	if err != nil {
 		return dr, fmt.Errorf("NBD export of the snapshot's %s: %w", d.address(), err)
@@ -135,6 +146,10 @@ func (m *xenVMRun) changedBlocks(ctx context.Context, base XenRefDisk, sv xapi.V
 	if err != nil {
 		return nil, err
 	}
+	if blocks := (size + xapi.CBTBlockSize - 1) / xapi.CBTBlockSize; int64(len(bm))*8 < blocks {
+		// Bits missing past the end would read as unchanged.
+		return nil, fmt.Errorf("the changed-block bitmap covers %d blocks of 64 KiB, the disk %d", len(bm)*8, blocks)
+	}
 	var regs []cbt.Region
 	for _, e := range bm.Extents(size) {
 		regs = append(regs, cbt.Region{Off: e.Off, Len: e.Len})
@@ -172,8 +187,10 @@ func allocationPlan(ctx context.Context, cl *nbd.Client, size int64, chunkSize i
 func dialNBD(ctx context.Context, infos []xapi.NBDInfo) (*nbd.Client, error) {
 	var errs []error
 	for _, in := range infos {
+		// TLS always: the export name carries the session (a network of
+		// purpose insecure_nbd is refused rather than read in clear).
 		o := nbd.Options{Address: net.JoinHostPort(in.Address, strconv.FormatInt(in.Port, 10)), Export: in.ExportName,
-			ServerName: in.Subject, QueueDepth: 16}
+			ServerName: in.Subject, QueueDepth: 16, TLS: true}
 		if in.Cert != "" {
 			o.CAPEM = []byte(in.Cert)
 		}
@@ -181,10 +198,27 @@ func dialNBD(ctx context.Context, infos []xapi.NBDInfo) (*nbd.Client, error) {
 		if err == nil {
 			return cl, nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", o.Address, err))
+		errs = append(errs, fmt.Errorf("%s: %w", o.Address, redactedErr{err, in.ExportName}))
 	}
 	return nil, errors.Join(errs...)
 }
+
+// redactedErr is err with the export name, which holds the session
+// reference, left out of its message.
+type redactedErr struct {
+	err    error
+	export string
+}
+
+func (r redactedErr) Error() string {
+	msg := r.err.Error()
+	if name, _, ok := strings.Cut(r.export, "?"); ok && r.export != "" {
+		msg = strings.ReplaceAll(msg, r.export, name+"?…")
+	}
+	return msg
+}
+
+func (r redactedErr) Unwrap() error { return r.err }
 
 // readRaw follows plan over the disk's whole raw HTTP export, read once
 // from start to end.
@@ -194,7 +228,7 @@ func (m *xenVMRun) readRaw(ctx context.Context, d xenDisk, sv xapi.VDI, plan cbt
 		dr.BytesRead = dr.Size
 		return dr, nil
 	}
-	m.vr.DataPath = PathREST
+	m.setPath(PathREST)
 	dw, err := w.AddDisk(engine.DiskSpec{Index: d.n, Bus: "xvd", BusIndex: atoiOr(d.vbd.Userdevice, d.n), UUID: d.vdi.UUID, Size: dr.Size,
 		Parent: parent, Reason: dr.Reason})
 	if err != nil {

@@ -66,8 +66,12 @@ func (r *XenReference) disk(vdi string) (XenRefDisk, bool) {
 
 // object is the reference snapshot as a kept cluster object.
 func (r *XenReference) object() clusterjob.Object {
-	return clusterjob.Object{Kind: clusterjob.KindSnapshot, Name: r.SnapshotName, ID: r.Snapshot, API: clusterjob.APIXen,
+	o := clusterjob.Object{Kind: clusterjob.KindSnapshot, Name: r.SnapshotName, ID: r.Snapshot, API: clusterjob.APIXen,
 		VMUUID: r.VMUUID, VM: r.VM, Created: r.Time}
+	for _, d := range r.Disks {
+		o.VDIs = append(o.VDIs, d.SnapshotVDI)
+	}
+	return o
 }
 
 func xenRefOwner(vmUUID string) string { return "xenref-" + vmUUID }
@@ -107,6 +111,10 @@ func (m *xenVMRun) decideStrategy(ctx context.Context) error {
 			return nil
 		}
 		m.log.Info("changed-block tracking enabled", "disk", d.address())
+		if m.cbtOff == nil {
+			m.cbtOff = map[string]bool{}
+		}
+		m.cbtOff[d.vdi.UUID] = true // changes before now are not tracked
 	}
 	m.strategy = StrategyCBT
 	return nil

@@ -131,7 +131,7 @@ func (m *xenVMRun) readXVA(ctx context.Context, w *engine.RestorePointWriter) er
 		}
 		return nil
 	}
-	m.vr.DataPath = "xva"
+	m.setPath("xva")
 	body, err := m.xc.ExportVM(ctx, m.snap.Ref)
 	if err != nil {
 		return fmt.Errorf("export snapshot %s: %w", m.snap.NameLabel, err)
@@ -275,12 +275,17 @@ func (m *xenVMRun) readVHDDelta(ctx context.Context, d xenDisk, sv xapi.VDI, bas
 	o := m.r.o
 	from, err := m.xc.VDIByUUID(ctx, base.SnapshotVDI)
 	if err != nil {
-		return dr, fmt.Errorf("reference VDI %s: %w", base.SnapshotVDI, err)
+		if ctx.Err() != nil {
+			return dr, ctx.Err()
+		}
+		// A full read is always right.
+		dr.Reason = fmt.Sprintf("the reference's VDI %s is unavailable: %v", base.SnapshotVDI, err)
+		return m.readRaw(ctx, d, sv, cbt.Full(dr.Size), nil, w, dr)
 	}
 	if o.Estimate {
 		return dr, nil // the pool says the delta's size only by sending it
 	}
-	m.vr.DataPath = "vhd"
+	m.setPath("vhd")
 	body, err := m.xc.ExportVHD(ctx, sv.Ref, from.Ref)
 	if err != nil {
 		return dr, fmt.Errorf("delta VHD of %s: %w", d.address(), err)

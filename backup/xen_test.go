@@ -118,6 +118,35 @@ func (f *xenFixture) vdi(uuid string) xapisim.VDIObject {
 	return xapisim.VDIObject{}
 }
 
+// reference is xen01's reference as the repository's journal keeps it.
+func (f *xenFixture) reference() *backup.XenReference {
+	f.t.Helper()
+	j, err := clusterjob.RepositoryJournal(f.repo)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ref, err := backup.LoadXenReference(j, f.sim.VMs()[0].UUID)
+	if err != nil || ref == nil {
+		f.t.Fatalf("reference: %+v, %v", ref, err)
+	}
+	return ref
+}
+
+// noStrayVDIs fails the test when a VDI is on the pool that no VM or
+// snapshot uses and the reference does not name.
+func (f *xenFixture) noStrayVDIs() {
+	f.t.Helper()
+	named := map[string]bool{}
+	for _, d := range f.reference().Disks {
+		named[d.SnapshotVDI] = true
+	}
+	for _, d := range f.sim.Inventory().VDIs {
+		if len(d.VMs) == 0 && !named[d.UUID] {
+			f.t.Fatalf("stray VDI %s (%s) on the pool", d.UUID, d.Type)
+		}
+	}
+}
+
 // write overwrites a few ranges of the VM's disk-0 as the guest would.
 func (f *xenFixture) write(seed uint64) {
 	f.t.Helper()
@@ -149,11 +178,16 @@ func TestXenCBTFullThenIncremental(t *testing.T) {
 	if len(snaps) != 1 {
 		t.Fatalf("%d snapshots on the pool after the full, want the one reference", len(snaps))
 	}
-	for _, id := range snaps[0].VDIs {
-		if d := f.vdi(id); d.HasData || d.Type != "cbt_metadata" {
-			t.Fatalf("reference VDI %s: type %s, has data %v; want its data destroyed", id, d.Type, d.HasData)
+	ref := f.reference()
+	if ref.Snapshot != snaps[0].UUID || !ref.DataDestroyed || len(ref.Disks) != 2 {
+		t.Fatalf("reference %+v, the pool's snapshot %s", ref, snaps[0].UUID)
+	}
+	for _, rd := range ref.Disks {
+		if d := f.vdi(rd.SnapshotVDI); d.HasData || d.Type != "cbt_metadata" {
+			t.Fatalf("reference VDI %s: type %s, has data %v; want its data destroyed", rd.SnapshotVDI, d.Type, d.HasData)
 		}
 	}
+	f.noStrayVDIs()
 
 	f.write(7)
 	inc := f.run(o)
@@ -172,13 +206,14 @@ func TestXenCBTFullThenIncremental(t *testing.T) {
 	if len(after) != 1 || after[0].UUID == snaps[0].UUID {
 		t.Fatalf("snapshots after the incremental: %+v; want only the new reference", after)
 	}
-	for _, id := range snaps[0].VDIs {
+	for _, rd := range ref.Disks {
 		for _, d := range f.sim.Inventory().VDIs {
-			if d.UUID == id {
-				t.Fatalf("VDI %s of the old reference is still on the pool", id)
+			if d.UUID == rd.SnapshotVDI {
+				t.Fatalf("VDI %s of the old reference is still on the pool", d.UUID)
 			}
 		}
 	}
+	f.noStrayVDIs()
 }
 
 func TestXenCBTOverHTTPExport(t *testing.T) {
@@ -209,11 +244,12 @@ func TestXenXVAFullThenIncremental(t *testing.T) {
 	if len(snaps) != 1 {
 		t.Fatalf("%d snapshots after the full, want 1", len(snaps))
 	}
-	for _, id := range snaps[0].VDIs {
-		if !f.vdi(id).HasData {
-			t.Fatalf("reference VDI %s lost its data: the delta VHD needs it", id)
+	for _, rd := range f.reference().Disks {
+		if !f.vdi(rd.SnapshotVDI).HasData {
+			t.Fatalf("reference VDI %s lost its data: the delta VHD needs it", rd.SnapshotVDI)
 		}
 	}
+	f.noStrayVDIs()
 	f.write(9)
 	inc := f.run(o)
 	if inc.Level != engine.LevelIncremental || inc.DataPath != "vhd" {

@@ -61,6 +61,9 @@ type Object struct {
 	// VMUUID and VM name the VM a snapshot is of.
 	VMUUID string `json:"vm_uuid,omitempty"`
 	VM     string `json:"vm,omitempty"`
+	// VDIs are the UUIDs of an XCP-ng snapshot's VDIs (their data may be
+	// destroyed, and with it the VBDs that tie them to the snapshot).
+	VDIs []string `json:"vdis,omitempty"`
 	// VolumeGroup (UUID) and Initiator (IQN) of an attachment.
 	VolumeGroup string `json:"volume_group,omitempty"`
 	Initiator   string `json:"initiator,omitempty"`

@@ -103,7 +103,10 @@ func xenFind(ctx context.Context, xc *xapi.Client, o Object, snapshot bool) ([]x
 }
 
 // releaseXenSnapshot destroys a VM snapshot and its disks: the snapshot
-// VDIs first (VM.destroy leaves them behind), then the record.
+// VDIs first (VM.destroy leaves them behind), then the record. The VDIs
+// are those the snapshot's VBDs name and those o names (VDIs whose data
+// was destroyed have lost their VBDs), so a snapshot record already gone
+// still has its VDIs removed.
 func releaseXenSnapshot(ctx context.Context, xc *xapi.Client, o Object, protected map[string]bool) (outcome, error) {
 	if o.ID != "" && protected[o.ID] {
 		return kept, nil
@@ -112,12 +115,23 @@ func releaseXenSnapshot(ctx context.Context, xc *xapi.Client, o Object, protecte
 	if err != nil {
 		return unresolved, err
 	}
-	res := absent
 	for _, s := range snaps {
 		if protected[s.UUID] {
 			return kept, nil
 		}
-		if err := DestroyXenSnapshot(ctx, xc, s); err != nil {
+	}
+	res := absent
+	if len(snaps) == 0 && len(o.VDIs) > 0 {
+		gone, err := destroyXenVDIs(ctx, xc, o.VDIs, nil)
+		if err != nil {
+			return unresolved, fmt.Errorf("delete %s: %w", o, err)
+		}
+		if gone > 0 {
+			res = deleted
+		}
+	}
+	for _, s := range snaps {
+		if err := DestroyXenSnapshot(ctx, xc, s, o.VDIs); err != nil {
 			return unresolved, fmt.Errorf("delete %s: %w", o, err)
 		}
 		res = deleted
@@ -125,10 +139,11 @@ func releaseXenSnapshot(ctx context.Context, xc *xapi.Client, o Object, protecte
 	return res, nil
 }
 
-// DestroyXenSnapshot destroys the snapshot s with its VDIs, and checks
-// that they are gone.
-func DestroyXenSnapshot(ctx context.Context, xc *xapi.Client, s xapi.VM) error {
-	var vdis []xapi.Ref
+// DestroyXenSnapshot destroys the snapshot s with its VDIs — those its
+// VBDs name and the snapshot VDIs of UUID more — VDIs first, and checks
+// that all are gone.
+func DestroyXenSnapshot(ctx context.Context, xc *xapi.Client, s xapi.VM, more []string) error {
+	var refs []xapi.Ref
 	for _, b := range s.VBDs {
 		vbd, err := xc.VBD(ctx, b)
 		if errors.Is(err, xapi.ErrNotFound) {
@@ -137,17 +152,15 @@ func DestroyXenSnapshot(ctx context.Context, xc *xapi.Client, s xapi.VM) error {
 		if err != nil {
 			return fmt.Errorf("read disk %s of snapshot %s: %w", b, s.NameLabel, err)
 		}
-		if vbd.Type == "Disk" && !vbd.Empty && vbd.VDI != "" && vbd.VDI != xapi.NullRef {
-			vdis = append(vdis, vbd.VDI)
+		if vbd.Type == "Disk" && !vbd.Empty && !vbd.VDI.IsNull() {
+			refs = append(refs, vbd.VDI)
 		}
+	}
+	if _, err := destroyXenVDIs(ctx, xc, more, refs); err != nil {
+		return fmt.Errorf("snapshot %s: %w", s.NameLabel, err)
 	}
 	if err := xc.DestroyVM(ctx, s.Ref); err != nil && !errors.Is(err, xapi.ErrNotFound) {
 		return fmt.Errorf("destroy snapshot %s: %w", s.NameLabel, err)
-	}
-	for _, d := range vdis {
-		if err := xc.DestroyVDI(ctx, d); err != nil && !errors.Is(err, xapi.ErrNotFound) {
-			return fmt.Errorf("destroy VDI %s of snapshot %s: %w", d, s.NameLabel, err)
-		}
 	}
 	if _, err := xc.VMByUUID(ctx, s.UUID); !errors.Is(err, xapi.ErrNotFound) {
 		if err == nil {
@@ -155,18 +168,56 @@ func DestroyXenSnapshot(ctx context.Context, xc *xapi.Client, s xapi.VM) error {
 		}
 		return fmt.Errorf("snapshot %s: %w", s.NameLabel, err)
 	}
-	for _, d := range vdis {
-		if _, err := xc.VDI(ctx, d); !errors.Is(err, xapi.ErrNotFound) {
-			if err == nil {
-				err = errStillThere
-			}
-			return fmt.Errorf("VDI %s of snapshot %s: %w", d, s.NameLabel, err)
-		}
-	}
 	return nil
 }
 
-// releaseXenVDI destroys a VDI a restore created.
+// destroyXenVDIs destroys the snapshot VDIs named by UUID (uuids) or ref
+// (refs), and checks they are gone; a VDI that is not a snapshot is left
+// alone. It returns how many it destroyed.
+func destroyXenVDIs(ctx context.Context, xc *xapi.Client, uuids []string, refs []xapi.Ref) (int, error) {
+	var vdis []xapi.VDI
+	for _, u := range uuids {
+		d, err := xc.VDIByUUID(ctx, u)
+		if errors.Is(err, xapi.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("find VDI %s: %w", u, err)
+		}
+		vdis = append(vdis, d)
+	}
+	for _, r := range refs {
+		d, err := xc.VDI(ctx, r)
+		if errors.Is(err, xapi.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read VDI %s: %w", r, err)
+		}
+		vdis = append(vdis, d)
+	}
+	n := 0
+	seen := map[string]bool{}
+	for _, d := range vdis {
+		if seen[d.UUID] || !d.IsASnapshot {
+			continue
+		}
+		seen[d.UUID] = true
+		if err := xc.DestroyVDI(ctx, d.Ref); err != nil && !errors.Is(err, xapi.ErrNotFound) {
+			return n, fmt.Errorf("destroy VDI %s: %w", d.UUID, err)
+		}
+		if _, err := xc.VDIByUUID(ctx, d.UUID); !errors.Is(err, xapi.ErrNotFound) {
+			if err == nil {
+				err = errStillThere
+			}
+			return n, fmt.Errorf("VDI %s: %w", d.UUID, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// releaseXenVDI destroys a VDI a restore created, unless a VM uses it.
 func releaseXenVDI(ctx context.Context, xc *xapi.Client, o Object) (outcome, error) {
 	var refs []xapi.Ref
 	if o.ID != "" {
@@ -189,6 +240,12 @@ func releaseXenVDI(ctx context.Context, xc *xapi.Client, o Object) (outcome, err
 	}
 	res := absent
 	for _, r := range refs {
+		// A VDI that a VM's VBD uses is that VM's disk: the restore's
+		// result (forgotten before its VDIs), never deleted here. A
+		// teardown removes the job's own VM first, and its VBDs with it.
+		if d, err := xc.VDI(ctx, r); err == nil && len(d.VBDs) > 0 {
+			return kept, nil
+		}
 		if err := xc.DestroyVDI(ctx, r); err != nil && !errors.Is(err, xapi.ErrNotFound) {
 			return unresolved, fmt.Errorf("delete %s: %w", o, err)
 		}

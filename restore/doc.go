@@ -78,8 +78,8 @@
 // /import_raw_vdi (zeros included, Options.BandwidthLimit applied); then
 // it creates the VM (journaled the same way, ahvfs-restore-NAME-…) with
 // its VBDs and VIFs, gives the VM and its VDIs their final names, takes
-// them out of the journal (the VDIs first: a crash in between costs the
-// VM record, never the disks' data) and starts the VM if asked. A
+// them out of the journal (the VM first: a sweep after a crash in
+// between keeps VDIs a VM's VBDs use) and starts the VM if asked. A
 // failure or a cancellation before that removes every VDI and VM made;
 // a restore killed outright leaves journal entries that the next sweep
 // (or `ahvfs cleanup --source xapi://HOST`) resolves by UUID, else by

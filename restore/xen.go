@@ -180,16 +180,16 @@ func (r *xenRun) restore(ctx context.Context) error {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("VDI %s keeps the name %s: %v", v.vdi.UUID, v.obj.Name, err))
 		}
 	}
-	// The VM is complete. Its VDIs leave the journal before it does: a
-	// crash in between costs the VM record (the sweep deletes it) but
-	// never the disks' data.
+	// The VM is complete: it leaves the journal, then its VDIs. A crash
+	// in between leaves VDI entries that a sweep keeps, since the VM's
+	// VBDs use them (clusterjob releaseXenVDI).
+	if err := r.jb.Forget(vmObj); err != nil {
+		return err
+	}
 	for _, v := range vdis {
 		if err := r.jb.Forget(v.obj); err != nil {
 			return err
 		}
-	}
-	if err := r.jb.Forget(vmObj); err != nil {
-		return err
 	}
 	res.VMUUID = vm.UUID
 	if o.PowerOn {

@@ -205,6 +205,13 @@ func vdiDataDestroy(c *call) (any, error) {
 	}
 	c.s.removeFile(d.File)
 	d.File, d.Type = "", "cbt_metadata"
+	// As xapi does (xapi_vdi.ml, destroy_and_data_destroy_common): the
+	// VDI's VBDs go, so its snapshot VM no longer lists it.
+	for ref, b := range c.s.m.VBDs {
+		if b.VDI == d.Ref {
+			delete(c.s.m.VBDs, ref)
+		}
+	}
 	return nil, nil
 }
 

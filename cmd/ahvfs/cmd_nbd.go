@@ -54,10 +54,18 @@ func nbdCommand() *cli.Command {
 	}
 }
 
+// nbdAhead is how many chunks nbd cat keeps reading while it writes one:
+// each chunk's requests are in flight together, and the next chunks'
+// join them, so the connection never drains between chunks.
+const nbdAhead = 4
+
 // runNBDCat copies length bytes of the export from offset (-1: to its
-// end) to stdout.
+// end) to stdout, in order, nbdAhead chunks read ahead.
 func runNBDCat(ctx context.Context, env *cliEnv, o nbd.Options, offset, length int64) error {
 	o.Logger = env.Log
+	if o.QueueDepth == 0 {
+		o.QueueDepth = 32
+	}
 	cl, err := nbd.Dial(ctx, o)
 	if err != nil {
 		return fmt.Errorf("nbd cat: %w", err)
@@ -70,16 +78,51 @@ func runNBDCat(ctx context.Context, env *cliEnv, o nbd.Options, offset, length i
 	if offset < 0 || offset > size || length < 0 || offset+length > size {
 		return usagef("nbd cat: range %d+%d is outside the export (%d bytes)", offset, length, size)
 	}
-	buf := make([]byte, nbdChunk)
-	for pos := offset; pos < offset+length; {
-		k := min(int64(len(buf)), offset+length-pos)
-		if _, err := cl.ReadAtContext(ctx, buf[:k], pos); err != nil && err != io.EOF {
-			return fmt.Errorf("nbd cat: read %d+%d: %w", pos, k, err)
+	type chunk struct {
+		buf  []byte
+		pos  int64
+		done chan error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	free := make(chan []byte, nbdAhead+1)
+	for range nbdAhead + 1 {
+		free <- make([]byte, nbdChunk)
+	}
+	queue := make(chan *chunk, nbdAhead)
+	go func() {
+		defer close(queue)
+		for pos, end := offset, offset+length; pos < end; {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-ctx.Done():
+				return
+			}
+			c := &chunk{buf: buf[:min(int64(len(buf)), end-pos)], pos: pos, done: make(chan error, 1)}
+			go func() {
+				_, err := cl.ReadAtContext(ctx, c.buf, c.pos)
+				if err == io.EOF {
+					err = nil
+				}
+				c.done <- err
+			}()
+			select {
+			case queue <- c:
+			case <-ctx.Done(): // the writer gave up
+				return
+			}
+			pos += int64(len(c.buf))
 		}
-		if _, err := env.Stdout.Write(buf[:k]); err != nil {
+	}()
+	for c := range queue {
+		if err := <-c.done; err != nil {
+			return fmt.Errorf("nbd cat: read %d+%d: %w", c.pos, len(c.buf), err)
+		}
+		if _, err := env.Stdout.Write(c.buf); err != nil {
 			return err
 		}
-		pos += k
+		free <- c.buf[:cap(c.buf)]
 	}
-	return nil
+	return ctx.Err()
 }
