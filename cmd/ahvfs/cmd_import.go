@@ -179,8 +179,13 @@ func printImport(env *cliEnv, rp *engine.RestorePoint, res importResult) error {
 }
 
 // isXVA reports whether path is an XVA: a tar whose first member is
-// ova.xml. The sniff is abandoned when ctx ends (a read may hang).
+// ova.xml. Only a regular file is looked into (opening a FIFO would
+// wait for a writer; openImage says what is wrong with it), and the sniff
+// is abandoned when ctx ends (a read may hang).
 func isXVA(ctx context.Context, path string) (bool, error) {
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+		return false, nil
+	}
 	hdr, err := cancelable(ctx, func() ([]byte, error) {
 		f, err := os.Open(path)
 		if err != nil {
