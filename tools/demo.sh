@@ -414,7 +414,7 @@ xport=${DEMO_XAPI_PORT:-18443} xnbd=${DEMO_NBD_PORT:-20809}
 cp --sparse=always "$demo/sim/vms/$vm2/disk-0.raw" "$demo/xen-disk.raw"
 bin/xapisim --listen 127.0.0.1:$xport --nbd-listen 127.0.0.1:$xnbd --state "$demo/xen" --vm xen01:"$demo/xen-disk.raw" --quiet > "$demo/xapisim.log" 2>&1 &
 xsim=$!
-trap 'rc=$?; kill $sim $xsim 2>/dev/null; wait $sim $xsim 2>/dev/null || true; exit $rc' EXIT
+trap 'rc=$?; kill $sim $gw $nfs $xsim 2>/dev/null; wait $sim $gw $nfs $xsim 2>/dev/null || true; exit $rc' EXIT
 for _ in $(seq 1 600); do
   grep -q "Password file:" "$demo/xapisim.log" 2>/dev/null && break
   kill -0 $xsim 2>/dev/null || { cat "$demo/xapisim.log"; exit 1; }
