@@ -226,7 +226,7 @@ func TestHTTPSCloseBeforeServe(t *testing.T) {
 func TestHTTPSUnspecified(t *testing.T) {
 	l, err := simkit.ListenHTTPS("0.0.0.0:0")
 	if err != nil {
-		t.Skipf("listen on 0.0.0.0: %v", err)
+		t.Fatalf("listen on 0.0.0.0: %v", err)
 	}
 	defer l.Close()
 	if l.Host != "127.0.0.1" || !strings.HasPrefix(l.URL, "https://127.0.0.1:") {
