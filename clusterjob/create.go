@@ -86,10 +86,6 @@ func (jb *Job) CreateImage(ctx context.Context, spec nutanix.ImageSpec, label st
 	return im, o, nil
 }
 
-// CreateVM creates a VM (powered off) under construction: until Forget
-// (or CommitReplacement) the job's teardown deletes it. The VMs of that
-// name that exist now are recorded and never touched; replaces is the
-// original VM an overwriting restore will replace (nil: none).
 // CreateExternalRepository registers an NFS export for instant recovery,
 // journaled under spec.Name (unique: the caller chooses it).
 func (jb *Job) CreateExternalRepository(ctx context.Context, spec nutanix.ExternalRepository) (nutanix.ExternalRepository, Object, error) {
@@ -106,6 +102,10 @@ func (jb *Job) CreateExternalRepository(ctx context.Context, spec nutanix.Extern
 	return repo, o, err
 }
 
+// CreateVM creates a VM (powered off) under construction: until Forget
+// (or CommitReplacement) the job's teardown deletes it. The VMs of that
+// name that exist now are recorded and never touched; replaces is the
+// original VM an overwriting restore will replace (nil: none).
 func (jb *Job) CreateVM(ctx context.Context, spec nutanix.VMSpec, replaces *nutanix.VM) (string, Object, error) {
 	o := Object{Kind: KindVM, Name: spec.Name}
 	vms, err := jb.cl.ListVMs(ctx)

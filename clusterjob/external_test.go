@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ahvfs/ahvfs/clusterjob"
+	"github.com/ahvfs/ahvfs/engine/enginetest"
 	"github.com/ahvfs/ahvfs/nutanix"
 	"github.com/ahvfs/ahvfs/prismsim"
 	"github.com/ahvfs/ahvfs/prismsim/simtest"
@@ -73,5 +74,43 @@ func TestExternalRepositoryHeldByVM(t *testing.T) {
 	}
 	if pending, _ := j.Pending(); len(pending) != 0 {
 		t.Fatalf("journal: %v", pending)
+	}
+}
+
+// TestSweepKeepsRepositoryOfResult: an instant restore killed after its
+// VM became the result but before it forgot its external repository
+// leaves the repository in the journal. The VM's disk is hydrated (no
+// data source left); its description still names the repository, so
+// the sweep keeps it for the VM's finish and forgets the entry.
+func TestSweepKeepsRepositoryOfResult(t *testing.T) {
+	s := simtest.Start(t, simtest.Options{Options: prismsim.Options{V4Revisions: []string{"v4.0", "v4.1", "v4.2"}}})
+	vm, err := s.AddVM(context.Background(), "web01", []string{enginetest.DataDisk(t, 4<<20, 1)}, prismsim.VMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, sim: s, j: openJournal(t), vm: vm}
+	e.crash("instant-result", nutanix.APIV4)
+	cl := e.client(nutanix.APIV4)
+	ir := cl.(nutanix.InstantRecovery)
+	ctx := context.Background()
+	if l, _ := ir.ListExternalRepositories(ctx, ""); len(l) != 1 {
+		t.Fatalf("repositories after the kill: %+v", l)
+	}
+	if pending, _ := e.j.Pending(); len(pending) != 1 {
+		t.Fatalf("journal after the kill: %v, want the repository", pending)
+	}
+	rep, err := e.sweep(clusterjob.Only(cl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Deleted) != 0 {
+		t.Fatalf("the sweep deleted %v", rep.Deleted)
+	}
+	l, _ := ir.ListExternalRepositories(ctx, "")
+	if _, ok := s.VM("restored"); !ok || len(l) != 1 {
+		t.Fatalf("after the sweep: VM kept %v, repositories %+v", ok, l)
+	}
+	if pending, _ := e.j.Pending(); len(pending) != 0 {
+		t.Fatalf("journal after the sweep: %v", pending)
 	}
 }

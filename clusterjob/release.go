@@ -265,10 +265,11 @@ func deleteVM(ctx context.Context, cl nutanix.Cluster, id string) error {
 }
 
 // releaseExternalRepository deletes the repository by its ID and any of
-// its (unique) name, unless a VM reads from it: then the repository is
-// that VM's (an instant restore that ended, or was killed after creating
-// the VM: the teardown deletes a VM of its own job first), and the VM's
-// finish or cancel removes it.
+// its (unique) name, unless a VM reads from it or read from it (its
+// description's InstantMark names it): then the repository is that VM's
+// (an instant restore that ended, or was killed after creating the VM:
+// the teardown deletes a VM of its own job first), and the VM's finish or
+// cancel removes it.
 func releaseExternalRepository(ctx context.Context, cl nutanix.Cluster, o Object) (outcome, error) {
 	ir, ok := cl.(nutanix.InstantRecovery)
 	if !ok {
@@ -293,8 +294,11 @@ func releaseExternalRepository(ctx context.Context, cl nutanix.Cluster, o Object
 		return unresolved, fmt.Errorf("find the VMs reading from %s: %w", o, err)
 	}
 	for _, v := range vms {
-		for _, d := range v.Disks {
-			if d.External != nil && ids[d.External.RepositoryID] {
+		// A hydrated disk has no data source left: the VM's description
+		// still names the repository (a restore killed between forgetting
+		// its VM and its repository left both to the sweep).
+		for r := range RepositoriesOf(v) {
+			if ids[r] || r == o.Name {
 				return kept, nil
 			}
 		}

@@ -94,6 +94,23 @@ func runChild(scenario string) error {
 				return err
 			}
 		}
+	case "instant-result":
+		// An instant restore killed between forgetting its VM (the
+		// result) and its repository, once the VM's disk is hydrated: the
+		// disk has no data source left, the description names the
+		// repository.
+		repo, _, err := jb.CreateExternalRepository(ctx, nutanix.ExternalRepository{Name: jb.Name("nfs", "test"), ExportName: "/", Host: "127.0.0.1", Port: 2049})
+		if err != nil {
+			return err
+		}
+		_, o, err := jb.CreateVM(ctx, nutanix.VMSpec{Name: "restored", ClusterUUID: vm.ClusterUUID, MemoryBytes: 1 << 30,
+			Description: "restored" + clusterjob.InstantMark + repo.Name, Disks: []nutanix.DiskSpec{{SizeBytes: 1 << 20}}}, nil)
+		if err != nil {
+			return err
+		}
+		if err := jb.Forget(o); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("unknown scenario %q", scenario)
 	}

@@ -99,6 +99,11 @@ func Failback(ctx context.Context, p *Plan, o Options) (*State, error) {
 	if err := sweep(ctx, src, sconn.Clusters, "source", log); err != nil {
 		return s, err
 	}
+	// What a killed or failed run left at DR too: the last removals drop
+	// the DR VMs' reference snapshots through the DR journal.
+	if err := sweep(ctx, ps.r, dconn.Clusters, "DR", log); err != nil {
+		return s, err
+	}
 	sj, err := clusterjob.RepositoryJournal(src)
 	if err != nil {
 		return s, err

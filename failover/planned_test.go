@@ -194,7 +194,8 @@ func TestPlannedFailover(t *testing.T) {
 // (the bytes are in the state), brings the VMs up at the source on the
 // source subnet byte-exact to their DR disks at shutdown, removes the old
 // source VMs and the DR VMs, and the source chain continues: the next
-// backup at the source is an incremental.
+// backup at the source is an incremental. A failback that could not
+// delete the DR VMs' reference snapshots, run again, deletes them.
 func TestPermanentAndFailback(t *testing.T) {
 	ctx := context.Background()
 	ts := newTwoSites(t)
@@ -247,7 +248,21 @@ func TestPermanentAndFailback(t *testing.T) {
 		if v.Back != nil && v.Back.Status == failover.VMRestoring {
 			order = append(order, v.VM)
 		}
+		if v.Back != nil && v.Back.Status == failover.VMOn {
+			// The DR site refuses to delete snapshots from now on: the DR
+			// VMs' reference snapshots stay in the DR journal, which the
+			// failback run again must sweep.
+			if err := ts.drs.SetFaults(prismsim.Faults{FailTasks: 1000, FailOps: []string{"SnapshotDelete", "DeleteRecoveryPoint"}}); err != nil {
+				t.Error(err)
+			}
+		}
 	}}
+	if _, err := failover.Failback(ctx, plan, ob); err == nil || !strings.Contains(err.Error(), "DR site") {
+		t.Fatalf("failback with the DR site refusing deletions: %v", err)
+	}
+	if err := ts.drs.SetFaults(prismsim.Faults{}); err != nil {
+		t.Fatal(err)
+	}
 	st, err = failover.Failback(ctx, plan, ob)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/nutanix"
 	"github.com/ahvfs/ahvfs/rptree"
 )
@@ -93,7 +94,7 @@ func (r *run) externalDisks(ctx context.Context) (nutanix.VMSpec, error) {
 	vm := p.spec
 	// The VM says which repository it reads from: finish and cancel find
 	// it there after hydration has dropped the disks' data sources.
-	vm.Description += instantMark + repo.Name
+	vm.Description += clusterjob.InstantMark + repo.Name
 	vm.Disks = append([]nutanix.DiskSpec(nil), p.spec.Disks...)
 	for i, d := range p.disks {
 		vm.Disks[i].SizeBytes = 0 // the file's size
@@ -106,25 +107,6 @@ func (r *run) externalDisks(ctx context.Context) (nutanix.VMSpec, error) {
 // restores register (Job.Name "nfs" prefix): only those are removed when
 // no VM reads from them any more.
 const repositoryPrefix = "ahvfs-nfs-"
-
-// instantMark ends an instantly restored VM's description, before the
-// name of the external repository it was created on.
-const instantMark = "; instant, external repository "
-
-// repositoriesOf are the external repositories v reads or read from: its
-// disks' data sources (by ID) and its description's (by name).
-func repositoriesOf(v nutanix.VM) map[string]bool {
-	repos := map[string]bool{}
-	for _, d := range v.Disks {
-		if d.External != nil {
-			repos[d.External.RepositoryID] = true
-		}
-	}
-	if i := strings.LastIndex(v.Description, instantMark); i >= 0 {
-		repos[v.Description[i+len(instantMark):]] = true
-	}
-	return repos
-}
 
 // InstantDisk is one disk of an instantly restored VM.
 type InstantDisk struct {
@@ -225,8 +207,8 @@ func Unfinished(ctx context.Context, cl nutanix.Cluster) ([]InstantVM, error) {
 	out := []InstantVM{}
 	for _, v := range vms {
 		iv, external := instantOf(v)
-		i := strings.LastIndex(v.Description, instantMark)
-		if external || i >= 0 && registered[v.Description[i+len(instantMark):]] {
+		i := strings.LastIndex(v.Description, clusterjob.InstantMark)
+		if external || i >= 0 && registered[v.Description[i+len(clusterjob.InstantMark):]] {
 			out = append(out, iv)
 		}
 	}
@@ -273,7 +255,7 @@ func Finish(ctx context.Context, cl nutanix.Cluster, name string, poll time.Dura
 	if err != nil {
 		return nil, fmt.Errorf("finish %s: %w", name, err)
 	}
-	repos := repositoriesOf(v)
+	repos := clusterjob.RepositoriesOf(v)
 	for {
 		iv, _ := instantOf(v)
 		for _, d := range iv.Disks {
@@ -318,7 +300,7 @@ func Cancel(ctx context.Context, cl nutanix.Cluster, name string) (*FinishResult
 		return nil, fmt.Errorf("cancel %s: %w", name, err)
 	}
 	iv, external := instantOf(v)
-	if !external || !strings.Contains(v.Description, instantMark) {
+	if !external || !strings.Contains(v.Description, clusterjob.InstantMark) {
 		return nil, fmt.Errorf("cancel %s: not an ahvfs instant restore still reading from its external repository (hydrated, or made otherwise): not deleted", name)
 	}
 	res, err := DeleteVM(ctx, cl, v)
@@ -336,7 +318,7 @@ func Cancel(ctx context.Context, cl nutanix.Cluster, name string) (*FinishResult
 // repositories it read from that ahvfs registered and no VM reads from
 // any more (a failover's undo). A VM gone meanwhile is no error.
 func DeleteVM(ctx context.Context, cl nutanix.Cluster, v nutanix.VM) (*FinishResult, error) {
-	repos := repositoriesOf(v)
+	repos := clusterjob.RepositoriesOf(v)
 	if v.PowerState != nutanix.PowerOff {
 		if err := cl.SetPowerState(ctx, v.UUID, nutanix.PowerOff); err != nil && !errors.Is(err, nutanix.ErrNotFound) {
 			return nil, err

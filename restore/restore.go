@@ -166,6 +166,9 @@ func (r *run) restore(ctx context.Context) error {
 	} else if err := r.jb.Forget(vm); err != nil {
 		return err
 	}
+	// The VM is the result first, then what it reads from: a kill in
+	// between leaves the repository to the sweep, which keeps it for the
+	// VM that names it (the other order would leave it to nobody).
 	for _, k := range r.keep {
 		if err := r.jb.Forget(k); err != nil {
 			return err
