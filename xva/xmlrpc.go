@@ -211,6 +211,16 @@ func (p *parser) value(path string) (any, error) {
 // close reads up to the end tag of the current element, allowing only
 // white space before it.
 func (p *parser) close(name, path string) error {
+	return p.children(path, name, func(t xml.StartElement) error {
+		return p.errf("%s: <%s> where </%s> was expected", path, t.Name.Local, name)
+	})
+}
+
+// children reads the content of element in (whose start tag was just
+// read) through its end tag: white space is skipped, other text is an
+// error, and each child element's start tag goes to each, which must read
+// that child through its own end tag.
+func (p *parser) children(path, in string, each func(xml.StartElement) error) error {
 	for {
 		tok, err := p.token()
 		if err != nil {
@@ -219,12 +229,14 @@ func (p *parser) close(name, path string) error {
 		switch t := tok.(type) {
 		case xml.CharData:
 			if !isSpace(t) {
-				return p.errf("%s: text where </%s> was expected", path, name)
+				return p.errf("%s: text inside <%s>", path, in)
 			}
 		case xml.EndElement:
 			return nil
 		case xml.StartElement:
-			return p.errf("%s: <%s> where </%s> was expected", path, t.Name.Local, name)
+			if err := each(t); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -322,32 +334,21 @@ func (p *parser) typed(name, path string) (any, error) {
 // structure parses the members of a <struct> through its end tag.
 func (p *parser) structure(path string) (map[string]any, error) {
 	m := map[string]any{}
-	for {
-		tok, err := p.token()
+	err := p.children(path, "struct", func(t xml.StartElement) error {
+		if t.Name.Local != "member" {
+			return p.errf("%s: <%s> inside <struct>, want <member>", path, t.Name.Local)
+		}
+		name, v, err := p.member(path)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		switch t := tok.(type) {
-		case xml.CharData:
-			if !isSpace(t) {
-				return nil, p.errf("%s: text inside <struct>", path)
-			}
-		case xml.EndElement:
-			return m, nil
-		case xml.StartElement:
-			if t.Name.Local != "member" {
-				return nil, p.errf("%s: <%s> inside <struct>, want <member>", path, t.Name.Local)
-			}
-			name, v, err := p.member(path)
-			if err != nil {
-				return nil, err
-			}
-			if _, dup := m[name]; dup {
-				return nil, p.errf("%s: member %q appears twice", path, name)
-			}
-			m[name] = v
+		if _, dup := m[name]; dup {
+			return p.errf("%s: member %q appears twice", path, name)
 		}
-	}
+		m[name] = v
+		return nil
+	})
+	return m, err
 }
 
 // member parses <name> and <value> of a struct member through </member>.
@@ -357,47 +358,33 @@ func (p *parser) member(path string) (string, any, error) {
 		v              any
 		gotName, gotVa bool
 	)
-	for {
-		tok, err := p.token()
-		if err != nil {
-			return "", nil, err
+	err := p.children(path, "member", func(t xml.StartElement) error {
+		var err error
+		switch {
+		case t.Name.Local == "name" && !gotName:
+			name, err = p.text("name", path)
+			gotName = true
+		case t.Name.Local == "value" && !gotVa:
+			sub := path + ".?"
+			if gotName {
+				sub = path + "." + name
+			}
+			v, err = p.value(sub)
+			gotVa = true
+		default:
+			err = p.errf("%s: unexpected <%s> inside <member>", path, t.Name.Local)
 		}
-		switch t := tok.(type) {
-		case xml.CharData:
-			if !isSpace(t) {
-				return "", nil, p.errf("%s: text inside <member>", path)
-			}
-		case xml.EndElement:
-			if !gotName {
-				return "", nil, p.errf("%s: <member> without <name>", path)
-			}
-			if !gotVa {
-				return "", nil, p.errf("%s.%s: <member> without <value>", path, name)
-			}
-			return name, v, nil
-		case xml.StartElement:
-			switch {
-			case t.Name.Local == "name" && !gotName:
-				name, err = p.text("name", path)
-				if err != nil {
-					return "", nil, err
-				}
-				gotName = true
-			case t.Name.Local == "value" && !gotVa:
-				sub := path + ".?"
-				if gotName {
-					sub = path + "." + name
-				}
-				v, err = p.value(sub)
-				if err != nil {
-					return "", nil, err
-				}
-				gotVa = true
-			default:
-				return "", nil, p.errf("%s: unexpected <%s> inside <member>", path, t.Name.Local)
-			}
-		}
+		return err
+	})
+	switch {
+	case err != nil:
+		return "", nil, err
+	case !gotName:
+		return "", nil, p.errf("%s: <member> without <name>", path)
+	case !gotVa:
+		return "", nil, p.errf("%s.%s: <member> without <value>", path, name)
 	}
+	return name, v, nil
 }
 
 // array parses <data> and its values through </array>. <array/> is an
@@ -405,56 +392,33 @@ func (p *parser) member(path string) (string, any, error) {
 func (p *parser) array(path string) ([]any, error) {
 	out := []any{}
 	seenData := false
-	for {
-		tok, err := p.token()
-		if err != nil {
-			return nil, err
+	err := p.children(path, "array", func(t xml.StartElement) error {
+		if t.Name.Local != "data" || seenData {
+			return p.errf("%s: <%s> inside <array>, want one <data>", path, t.Name.Local)
 		}
-		switch t := tok.(type) {
-		case xml.CharData:
-			if !isSpace(t) {
-				return nil, p.errf("%s: text inside <array>", path)
-			}
-		case xml.EndElement:
-			return out, nil
-		case xml.StartElement:
-			if t.Name.Local != "data" || seenData {
-				return nil, p.errf("%s: <%s> inside <array>, want one <data>", path, t.Name.Local)
-			}
-			seenData = true
-			if out, err = p.data(path); err != nil {
-				return nil, err
-			}
-		}
-	}
+		seenData = true
+		var err error
+		out, err = p.data(path)
+		return err
+	})
+	return out, err
 }
 
 // data parses the values of <data> through </data>.
 func (p *parser) data(path string) ([]any, error) {
 	out := []any{}
-	for {
-		tok, err := p.token()
+	err := p.children(path, "data", func(t xml.StartElement) error {
+		if t.Name.Local != "value" {
+			return p.errf("%s: <%s> inside <data>, want <value>", path, t.Name.Local)
+		}
+		v, err := p.value(path + "[" + strconv.Itoa(len(out)) + "]")
 		if err != nil {
-			return nil, err
+			return err
 		}
-		switch t := tok.(type) {
-		case xml.CharData:
-			if !isSpace(t) {
-				return nil, p.errf("%s: text inside <data>", path)
-			}
-		case xml.EndElement:
-			return out, nil
-		case xml.StartElement:
-			if t.Name.Local != "value" {
-				return nil, p.errf("%s: <%s> inside <data>, want <value>", path, t.Name.Local)
-			}
-			v, err := p.value(path + "[" + strconv.Itoa(len(out)) + "]")
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, v)
-		}
-	}
+		out = append(out, v)
+		return nil
+	})
+	return out, err
 }
 
 func parseDate(s string) (time.Time, bool) {
