@@ -35,40 +35,56 @@ type vmRun struct {
 	refDisks []RefDisk
 }
 
-func (m *vmRun) warn(format string, args ...any) {
+func (m *vmRun) warn(format string, args ...any) { m.vr.warn(m.log, format, args...) }
+
+// warn adds a warning to the report and logs it.
+func (vr *VMReport) warn(log *slog.Logger, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	m.vr.Warnings = append(m.vr.Warnings, msg)
-	m.log.Warn(msg)
+	vr.Warnings = append(vr.Warnings, msg)
+	log.Warn(msg)
 }
 
 // backupVM runs the whole flow for one VM and never panics the run.
-func (r *runner) backupVM(ctx context.Context, v0 nutanix.VM) (vr VMReport) {
+func (r *runner) backupVM(ctx context.Context, v0 nutanix.VM) VMReport {
+	return r.reportVM(ctx, v0.Name, v0.UUID, func(log *slog.Logger, vr *VMReport) (*clusterjob.Job, func() error, error) {
+		ref, err := LoadReference(r.j, v0.UUID)
+		if err != nil {
+			return nil, nil, err
+		}
+		cl := r.clusterFor(ctx, ref, log)
+		jb, err := r.j.Begin("backup", cl, clusterjob.JobOptions{CleanupTimeout: r.o.CleanupTimeout, Now: r.o.Now, Logger: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		m := &vmRun{r: r, cl: cl, jb: jb, log: log, vr: vr, ref: ref}
+		return jb, func() error { return m.run(ctx, v0) }, nil
+	})
+}
+
+// reportVM is the frame of one VM's backup, whichever hypervisor: the
+// report with its duration, the logger, and the job, which begin starts
+// (returning what runs in it) and which is closed after the run: whatever
+// is still journaled then (the snapshot of a failed or estimated run)
+// goes.
+func (r *runner) reportVM(ctx context.Context, name, uuid string,
+	begin func(log *slog.Logger, vr *VMReport) (*clusterjob.Job, func() error, error)) (vr VMReport) {
 	start := time.Now()
-	vr = VMReport{VM: v0.Name, UUID: v0.UUID, Estimate: r.o.Estimate}
-	log := r.o.Logger.With("vm", v0.Name)
+	vr = VMReport{VM: name, UUID: uuid, Estimate: r.o.Estimate}
+	log := r.o.Logger.With("vm", name)
 	defer func() {
 		vr.Duration = time.Since(start)
 		if vr.Err != "" {
 			log.Warn("backup failed", "err", vr.Err)
 		}
 	}()
-	ref, err := LoadReference(r.j, v0.UUID)
+	jb, run, err := begin(log, &vr)
 	if err != nil {
 		vr.Err = err.Error()
 		return vr
 	}
-	cl := r.clusterFor(ctx, ref, log)
-	jb, err := r.j.Begin("backup", cl, clusterjob.JobOptions{CleanupTimeout: r.o.CleanupTimeout, Now: r.o.Now, Logger: log})
-	if err != nil {
-		vr.Err = err.Error()
-		return vr
-	}
-	m := &vmRun{r: r, cl: cl, jb: jb, log: log, vr: &vr, ref: ref}
-	err = m.run(ctx, v0)
-	// Close runs after run's deferred releases: whatever is still
-	// journaled (the snapshot of a failed or estimated run) goes now.
+	err = run()
 	if cerr := jb.Close(ctx); cerr != nil {
-		m.warn("%v", cerr)
+		vr.warn(log, "%v", cerr)
 	}
 	if err != nil {
 		vr.Err = err.Error()

@@ -121,42 +121,22 @@ func (m *xenVMRun) setPath(p DataPath) {
 	m.pathMu.Unlock()
 }
 
-func (m *xenVMRun) warn(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	m.vr.Warnings = append(m.vr.Warnings, msg)
-	m.log.Warn(msg)
-}
+func (m *xenVMRun) warn(format string, args ...any) { m.vr.warn(m.log, format, args...) }
 
 // backupXenVM runs the whole flow for one VM and never panics the run.
-func (r *runner) backupXenVM(ctx context.Context, xc *xapi.Client, v xapi.VM) (vr VMReport) {
-	start := time.Now()
-	vr = VMReport{VM: v.NameLabel, UUID: v.UUID, Estimate: r.o.Estimate}
-	log := r.o.Logger.With("vm", v.NameLabel)
-	defer func() {
-		vr.Duration = time.Since(start)
-		if vr.Err != "" {
-			log.Warn("backup failed", "err", vr.Err)
+func (r *runner) backupXenVM(ctx context.Context, xc *xapi.Client, v xapi.VM) VMReport {
+	return r.reportVM(ctx, v.NameLabel, v.UUID, func(log *slog.Logger, vr *VMReport) (*clusterjob.Job, func() error, error) {
+		ref, err := LoadXenReference(r.j, v.UUID)
+		if err != nil {
+			return nil, nil, err
 		}
-	}()
-	ref, err := LoadXenReference(r.j, v.UUID)
-	if err != nil {
-		vr.Err = err.Error()
-		return vr
-	}
-	jb, err := r.j.BeginXen("backup", xc, clusterjob.JobOptions{CleanupTimeout: r.o.CleanupTimeout, Now: r.o.Now, Logger: log})
-	if err != nil {
-		vr.Err = err.Error()
-		return vr
-	}
-	m := &xenVMRun{r: r, xc: xc, jb: jb, log: log, vr: &vr, ref: ref, v: v}
-	err = m.run(ctx)
-	if cerr := jb.Close(ctx); cerr != nil {
-		m.warn("%v", cerr)
-	}
-	if err != nil {
-		vr.Err = err.Error()
-	}
-	return vr
+		jb, err := r.j.BeginXen("backup", xc, clusterjob.JobOptions{CleanupTimeout: r.o.CleanupTimeout, Now: r.o.Now, Logger: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		m := &xenVMRun{r: r, xc: xc, jb: jb, log: log, vr: vr, ref: ref, v: v}
+		return jb, func() error { return m.run(ctx) }, nil
+	})
 }
 
 func (m *xenVMRun) run(ctx context.Context) error {
