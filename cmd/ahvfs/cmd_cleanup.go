@@ -34,11 +34,10 @@ func runCleanup(ctx context.Context, c *cli.Context, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
-	if ep != "" {
-		return runCleanupXen(ctx, c, env)
-	}
-	if _, err := clusterOptions(c, env); err != nil {
-		return err
+	if ep == "" {
+		if _, err := clusterOptions(c, env); err != nil {
+			return err
+		}
 	}
 	repo, err := openRepo(ctx, c, env, false)
 	if err != nil {
@@ -49,6 +48,14 @@ func runCleanup(ctx context.Context, c *cli.Context, env *cliEnv) error {
 	if err != nil {
 		return err
 	}
+	if ep != "" {
+		return cleanupXen(ctx, c, env, j)
+	}
+	return cleanupPrism(ctx, c, env, repo, j)
+}
+
+// cleanupPrism sweeps the jobs made through the Prism the flags name.
+func cleanupPrism(ctx context.Context, c *cli.Context, env *cliEnv, repo restore.Holder, j *clusterjob.Journal) error {
 	cl, conn, err := siteFromFlags(ctx, c, env)
 	if err != nil {
 		return err
@@ -67,17 +74,8 @@ func runCleanup(ctx context.Context, c *cli.Context, env *cliEnv) error {
 	return reportCleanup(env, out, err)
 }
 
-// runCleanupXen sweeps the jobs made on the XCP-ng pool --source names.
-func runCleanupXen(ctx context.Context, c *cli.Context, env *cliEnv) error {
-	repo, err := openRepo(ctx, c, env, false)
-	if err != nil {
-		return err
-	}
-	defer repo.Close()
-	j, err := repoJournal(repo)
-	if err != nil {
-		return err
-	}
+// cleanupXen sweeps the jobs made on the XCP-ng pool --source names.
+func cleanupXen(ctx context.Context, c *cli.Context, env *cliEnv, j *clusterjob.Journal) error {
 	xc, err := xenFromFlags(ctx, c, env)
 	if err != nil {
 		return err
