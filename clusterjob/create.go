@@ -3,13 +3,15 @@ package clusterjob
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/ahvfs/ahvfs/nutanix"
+	"github.com/ahvfs/ahvfs/xapi"
 )
 
 // The create calls below journal the object under a unique name before
-// the call, add its ID after, and release what a failed call may have
-// left. The returned Object is what the caller later passes to Release
+// the call, each task of the call as the cluster accepts it (watch), its
+// ID after, and release what a failed call may have left. The returned Object is what the caller later passes to Release
 // (a temporary object) or Forget (a result).
 
 // CreateSnapshot snapshots the VM (application-consistent if asked and
@@ -19,7 +21,7 @@ func (jb *Job) CreateSnapshot(ctx context.Context, vmUUID, vmName string, appCon
 	if err := jb.Record(o); err != nil {
 		return nutanix.Snapshot{}, o, err
 	}
-	snap, err := jb.cl.CreateSnapshot(ctx, vmUUID, o.Name, appConsistent)
+	snap, err := jb.cl.CreateSnapshot(jb.watch(ctx, &o), vmUUID, o.Name, appConsistent)
 	if snap.API != "" {
 		o.API = snap.API // v2.0 snapshots of the v3 backend
 	}
@@ -37,7 +39,7 @@ func (jb *Job) CreateVolumeGroupFromSnapshotDisk(ctx context.Context, snap nutan
 	if err := jb.Record(o); err != nil {
 		return nutanix.VolumeGroup{}, o, err
 	}
-	vg, err := jb.cl.CreateVolumeGroupFromSnapshotDisk(ctx, snap, diskUUID, o.Name)
+	vg, err := jb.cl.CreateVolumeGroupFromSnapshotDisk(jb.watch(ctx, &o), snap, diskUUID, o.Name)
 	o, err = jb.created(ctx, o, vg.UUID, err)
 	if err != nil {
 		return vg, o, fmt.Errorf("volume group %s: %w", o.Name, err)
@@ -53,7 +55,7 @@ func (jb *Job) CreateBlankVolumeGroup(ctx context.Context, spec nutanix.VolumeGr
 		return nutanix.VolumeGroup{}, o, err
 	}
 	spec.Name = o.Name
-	vg, err := jb.cl.CreateBlankVolumeGroup(ctx, spec)
+	vg, err := jb.cl.CreateBlankVolumeGroup(jb.watch(ctx, &o), spec)
 	o, err = jb.created(ctx, o, vg.UUID, err)
 	if err != nil {
 		return vg, o, fmt.Errorf("volume group %s: %w", o.Name, err)
@@ -78,7 +80,7 @@ func (jb *Job) CreateImage(ctx context.Context, spec nutanix.ImageSpec, label st
 		return nutanix.Image{}, o, err
 	}
 	spec.Name = o.Name
-	im, err := jb.cl.CreateImage(ctx, spec)
+	im, err := jb.cl.CreateImage(jb.watch(ctx, &o), spec)
 	o, err = jb.created(ctx, o, im.UUID, err)
 	if err != nil {
 		return im, o, fmt.Errorf("image %s: %w", o.Name, err)
@@ -97,7 +99,7 @@ func (jb *Job) CreateExternalRepository(ctx context.Context, spec nutanix.Extern
 	if err := jb.Record(o); err != nil {
 		return spec, o, err
 	}
-	repo, err := ir.CreateExternalRepository(ctx, spec)
+	repo, err := ir.CreateExternalRepository(jb.watch(ctx, &o), spec)
 	o, err = jb.created(ctx, o, repo.ID, err)
 	return repo, o, err
 }
@@ -123,7 +125,7 @@ func (jb *Job) CreateVM(ctx context.Context, spec nutanix.VMSpec, replaces *nuta
 	if err := jb.Record(o); err != nil {
 		return "", o, err
 	}
-	id, err := jb.cl.CreateVM(ctx, spec)
+	id, err := jb.cl.CreateVM(jb.watch(ctx, &o), spec)
 	o, err = jb.created(ctx, o, id, err)
 	if err != nil {
 		return id, o, fmt.Errorf("create VM %s: %w", spec.Name, err)
@@ -167,4 +169,18 @@ func (jb *Job) CommitReplacement(ctx context.Context, o *Object) error {
 		return fmt.Errorf("delete the original VM %s: %w (the next job or `ahvfs cleanup` finishes the overwrite)", r.UUID, err)
 	}
 	return jb.Forget(*o)
+}
+
+// watch returns ctx for o's create call: every task the call submits
+// (Prism's, or XAPI's for an Async call) is added to o.Tasks and journaled
+// before the call waits for it.
+func (jb *Job) watch(ctx context.Context, o *Object) context.Context {
+	var mu sync.Mutex
+	observe := func(id string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		o.Tasks = append(o.Tasks, id)
+		return jb.Record(*o)
+	}
+	return xapi.WithTaskObserver(nutanix.WithTaskObserver(ctx, observe), observe)
 }

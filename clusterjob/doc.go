@@ -41,10 +41,15 @@
 // filesystem (REPO/journal).
 //
 // An object whose create call never returned is looked up by its unique
-// name. A sweep that runs while the cluster is still serving the dead
-// job's last request (within a second or so of the kill) may find nothing
-// yet and drop the entry; the object, when it appears, keeps its ahvfs-
-// name. Sweeps normally run minutes or hours later (the next job).
+// name, once the tasks the call submitted (Prism's, or XAPI's Async
+// tasks) have ended: each is journaled as the cluster accepts it
+// (Object.Tasks), so a sweep right after a kill, or the teardown of a
+// cancelled job, waits for a snapshot task still running instead of
+// missing the snapshot it makes. What remains is a kill within the round
+// trip of the create request itself (the cluster accepted it, the answer
+// never came): a sweep at that moment may find nothing and drop the
+// entry; the object, when it appears, keeps its ahvfs- name. Sweeps
+// normally run minutes or hours later (the next job).
 //
 // # Vocabulary
 //

@@ -72,7 +72,12 @@ type Object struct {
 	Existing []string `json:"existing,omitempty"`
 	// Replaces is the original VM an overwriting restore replaces.
 	Replaces *Replacement `json:"replaces,omitempty"`
-	Created  time.Time    `json:"created"`
+	// Tasks are the cluster tasks the create call submitted, recorded as
+	// the cluster accepted each: a release of an object whose ID never
+	// reached the journal waits for them before it looks the name up (a
+	// snapshot whose task ends after a kill would be missed otherwise).
+	Tasks   []string  `json:"tasks,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 // Replacement is the state of an overwrite: the new VM (the Object) is

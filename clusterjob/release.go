@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ahvfs/ahvfs/nutanix"
 )
@@ -34,6 +35,9 @@ var errStillThere = errors.New("still present after the cluster acknowledged its
 // names snapshot IDs to keep. A nil error with outcome deleted, absent,
 // kept or finished means the entry may be forgotten.
 func release(ctx context.Context, cl nutanix.Cluster, o Object, protected map[string]bool) (outcome, error) {
+	if err := waitCreateTasks(ctx, cl, o); err != nil {
+		return unresolved, err
+	}
 	switch o.Kind {
 	case KindSnapshot:
 		return releaseSnapshot(ctx, cl, o, protected)
@@ -49,6 +53,31 @@ func release(ctx context.Context, cl nutanix.Cluster, o Object, protected map[st
 		return releaseExternalRepository(ctx, cl, o)
 	}
 	return unresolved, fmt.Errorf("%s: unknown kind %q (written by a newer ahvfs?)", o, o.Kind)
+}
+
+// createTaskWait bounds how long one release waits for the tasks of a
+// create call: a task still running after it leaves the entry to a later
+// sweep.
+const createTaskWait = 2 * time.Minute
+
+// waitCreateTasks waits, for an object whose ID never reached the
+// journal, until the tasks of its create call have ended: only then does
+// a lookup by name see whether it was made. A task that failed or that
+// the cluster no longer knows has ended too.
+func waitCreateTasks(ctx context.Context, cl nutanix.Cluster, o Object) error {
+	if o.ID != "" || len(o.Tasks) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, createTaskWait)
+	defer cancel()
+	for _, id := range o.Tasks {
+		_, err := cl.WaitTask(ctx, id)
+		var te *nutanix.TaskError
+		if err != nil && !errors.As(err, &te) && !errors.Is(err, nutanix.ErrNotFound) {
+			return fmt.Errorf("%s: its create task %s has not ended: %w", o, id, err)
+		}
+	}
+	return nil
 }
 
 func releaseSnapshot(ctx context.Context, cl nutanix.Cluster, o Object, protected map[string]bool) (outcome, error) {

@@ -2,10 +2,14 @@ package clusterjob_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -94,6 +98,12 @@ func runChild(scenario string) error {
 				return err
 			}
 		}
+	case "snapshot-in-flight":
+		// Killed while the cluster's snapshot task runs (the parent waits
+		// for the task in the journal).
+		fmt.Println("ready")
+		_, _, err := jb.CreateSnapshot(ctx, vm.UUID, vm.Name, false)
+		return err
 	case "instant-result":
 		// An instant restore killed between forgetting its VM (the
 		// result) and its repository, once the VM's disk is hydrated: the
@@ -149,6 +159,13 @@ func (e *env) client(api nutanix.APIVersion) nutanix.Cluster {
 // objects exist.
 func (e *env) crash(scenario string, api nutanix.APIVersion) {
 	e.t.Helper()
+	e.crashWhen(scenario, api, nil)
+}
+
+// crashWhen is crash, killing the child once it is ready and then ready
+// (nil: at once) reports true.
+func (e *env) crashWhen(scenario string, api nutanix.APIVersion, ready func() bool) {
+	e.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "AHVFS_JOURNAL_CHILD="+scenario, "SIM_URL="+e.sim.URL(), "SIM_CA="+e.sim.CAFile(),
 		"SIM_PW="+e.sim.PasswordFile(), "SIM_API="+string(api), "JOURNAL="+e.j.Dir(), "VM_UUID="+e.vm.UUID)
@@ -162,12 +179,17 @@ func (e *env) crash(scenario string, api nutanix.APIVersion) {
 		e.t.Fatal(err)
 	}
 	line, _ := bufio.NewReader(out).ReadString('\n')
+	for deadline := time.Now().Add(30 * time.Second); ready != nil && !ready() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	if strings.TrimSpace(line) != "ready" {
 		e.t.Fatalf("child %s: %q, stderr: %s", scenario, line, stderr.String())
 	}
-	e.sim.WaitIdle(30*time.Second, 0)
+	if ready == nil {
+		e.sim.WaitIdle(30*time.Second, 0)
+	}
 }
 
 // inventory is every object on the simulated cluster a job may leave.
@@ -421,4 +443,52 @@ func TestSweepKeepsKeptAndRunning(t *testing.T) {
 	if ents, _ := os.ReadDir(e.j.Dir()); len(ents) != 1 {
 		t.Fatalf("journal directory holds %d entries, want only kept/", len(ents))
 	}
+}
+
+// TestSweepWaitsForCreateTask: a job killed while the cluster's snapshot
+// task runs leaves an entry without ID, but with the task; a sweep at
+// once (the snapshot does not exist yet) waits for the task, then finds
+// the snapshot by name and deletes it: the cluster is as before.
+func TestSweepWaitsForCreateTask(t *testing.T) {
+	for _, api := range []nutanix.APIVersion{nutanix.APIV3, nutanix.APIV4} {
+		t.Run(string(api), func(t *testing.T) {
+			s := simtest.Start(t, simtest.Options{Options: prismsim.Options{TaskDelay: 500 * time.Millisecond}})
+			vm, err := s.AddVM(context.Background(), "web01", []string{enginetest.DataDisk(t, 4<<20, 1)}, prismsim.VMOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := &env{t: t, sim: s, j: openJournal(t), vm: vm}
+			before := e.inventory()
+			e.crashWhen("snapshot-in-flight", api, func() bool { return journalNamesTask(e.j.Dir()) })
+			if s.WaitTasks(0) {
+				t.Fatal("the snapshot task ended before the sweep: the test proves nothing")
+			}
+			rep, err := e.sweep(clusterjob.Only(e.client(api)))
+			if err != nil || len(rep.Deleted) != 1 {
+				t.Fatalf("sweep: %v, deleted %v", err, rep.Deleted)
+			}
+			s.WaitIdle(30*time.Second, 0)
+			if after := e.inventory(); !slices.Equal(before, after) {
+				t.Fatalf("cluster after the sweep: %v, before: %v", after, before)
+			}
+			if pending, _ := e.j.Pending(); len(pending) != 0 {
+				t.Fatalf("journal after the sweep: %v", pending)
+			}
+		})
+	}
+}
+
+// journalNamesTask reports whether an entry of the journal in dir
+// records a task.
+func journalNamesTask(dir string) bool {
+	found := false
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".json") {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(`"tasks"`)) {
+				found = true
+			}
+		}
+		return nil
+	})
+	return found
 }

@@ -65,6 +65,9 @@ func releaseXen(ctx context.Context, xc *xapi.Client, o Object, protected map[st
 	if xc == nil {
 		return unresolved, fmt.Errorf("%s: made on an XCP-ng pool, and this job has no XAPI client", o)
 	}
+	if err := waitXenCreateTasks(ctx, xc, o); err != nil {
+		return unresolved, err
+	}
 	switch o.Kind {
 	case KindSnapshot:
 		return releaseXenSnapshot(ctx, xc, o, protected)
@@ -74,6 +77,26 @@ func releaseXen(ctx context.Context, xc *xapi.Client, o Object, protected map[st
 		return releaseXenVM(ctx, xc, o)
 	}
 	return unresolved, fmt.Errorf("%s: unknown kind %q on an XCP-ng pool (written by a newer ahvfs?)", o, o.Kind)
+}
+
+// waitXenCreateTasks is waitCreateTasks on an XCP-ng pool: a task that
+// failed, was cancelled or is gone (HANDLE_INVALID) has ended too.
+func waitXenCreateTasks(ctx context.Context, xc *xapi.Client, o Object) error {
+	if o.ID != "" || len(o.Tasks) == 0 {
+		return nil
+	}
+	// A task still running then is cancelled (the job that wanted its
+	// object is gone); the entry stays for a later sweep.
+	ctx, cancel := context.WithTimeout(ctx, createTaskWait)
+	defer cancel()
+	for _, id := range o.Tasks {
+		_, err := xc.WaitTask(ctx, xapi.Ref(id))
+		var xe *xapi.Error
+		if err != nil && !errors.As(err, &xe) && !errors.Is(err, xapi.ErrTaskCancelled) {
+			return fmt.Errorf("%s: its create task %s has not ended: %w", o, id, err)
+		}
+	}
+	return nil
 }
 
 // xenFind resolves o to the records it names: by UUID when known, else
@@ -299,9 +322,9 @@ func (jb *Job) CreateXenSnapshot(ctx context.Context, vm xapi.VM, quiesce bool) 
 	var ref xapi.Ref
 	var err error
 	if quiesce {
-		ref, err = jb.xc.SnapshotWithQuiesce(ctx, vm.Ref, o.Name)
+		ref, err = jb.xc.SnapshotWithQuiesce(jb.watch(ctx, &o), vm.Ref, o.Name)
 	} else {
-		ref, err = jb.xc.Snapshot(ctx, vm.Ref, o.Name)
+		ref, err = jb.xc.Snapshot(jb.watch(ctx, &o), vm.Ref, o.Name)
 	}
 	var snap xapi.VM
 	if err == nil {

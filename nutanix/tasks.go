@@ -8,6 +8,29 @@ import (
 	"time"
 )
 
+type taskObserverKey struct{}
+
+// WithTaskObserver returns ctx under which every task a call submits is
+// passed to fn as soon as the cluster has accepted it, before the call
+// waits for it; an error of fn fails the call (the task runs on). A
+// journal learns so which task makes an object before the object exists:
+// a process killed while the task runs leaves its ID to wait for.
+func WithTaskObserver(ctx context.Context, fn func(taskID string) error) context.Context {
+	return context.WithValue(ctx, taskObserverKey{}, fn)
+}
+
+// observeTask tells ctx's observer (WithTaskObserver) of task id.
+func observeTask(ctx context.Context, id string) error {
+	fn, _ := ctx.Value(taskObserverKey{}).(func(string) error)
+	if fn == nil || id == "" {
+		return nil
+	}
+	if err := fn(id); err != nil {
+		return fmt.Errorf("task %s: %w", id, err)
+	}
+	return nil
+}
+
 // pollTask calls get until the task is terminal, with a delay starting at
 // Options.TaskPollInterval and growing to 5s, bounded by
 // Options.TaskTimeout. Transient errors of one poll (already retried by the

@@ -133,6 +133,9 @@ func (b *v3Backend) v2GetTask(ctx context.Context, id string) (Task, error) {
 }
 
 func (b *v3Backend) v2Wait(ctx context.Context, tid string) (Task, error) {
+	if err := observeTask(ctx, tid); err != nil {
+		return Task{}, err
+	}
 	return pollTask(ctx, b.o, "task", tid, b.v2GetTask)
 }
 

@@ -184,6 +184,9 @@ func (b *v3Backend) deleteEntity(ctx context.Context, kindPath, id, op string) e
 // ---- tasks ----
 
 func (b *v3Backend) WaitTask(ctx context.Context, taskID string) (Task, error) {
+	if err := observeTask(ctx, taskID); err != nil {
+		return Task{}, err
+	}
 	return pollTask(ctx, b.o, "task", taskID, b.getTask)
 }
 

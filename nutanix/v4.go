@@ -175,6 +175,9 @@ func (b *v4Backend) deleteWithETag(ctx context.Context, path, op string) error {
 // ---- tasks ----
 
 func (b *v4Backend) WaitTask(ctx context.Context, taskID string) (Task, error) {
+	if err := observeTask(ctx, taskID); err != nil {
+		return Task{}, err
+	}
 	return pollTask(ctx, b.o, "task", taskID, func(ctx context.Context, id string) (Task, error) {
 		var r v4Response[v4Task]
 		if _, err := b.r.do(ctx, request{method: http.MethodGet, path: b.p("prism", "/config/tasks/"+url.PathEscape(id)), out: &r}); err != nil {

@@ -32,6 +32,28 @@ func decodeTask(ref Ref, raw json.RawMessage) (taskRecord, error) {
 	return t, f.err()
 }
 
+type taskObserverKey struct{}
+
+// WithTaskObserver returns ctx under which the task of every Async call
+// is passed to fn as soon as xapi has accepted the call, before the call
+// waits for it; an error of fn fails the call (the task runs on). A
+// journal learns so which task makes an object before the object exists.
+func WithTaskObserver(ctx context.Context, fn func(task string) error) context.Context {
+	return context.WithValue(ctx, taskObserverKey{}, fn)
+}
+
+// observeTask tells ctx's observer (WithTaskObserver) of task.
+func observeTask(ctx context.Context, task Ref) error {
+	fn, _ := ctx.Value(taskObserverKey{}).(func(string) error)
+	if fn == nil || task.IsNull() {
+		return nil
+	}
+	if err := fn(string(task)); err != nil {
+		return fmt.Errorf("task %s: %w", task, err)
+	}
+	return nil
+}
+
 // WaitTask polls a task (task.get_record) until it ends and destroys its
 // record. It returns the task's result with its XML-RPC <value> wrapper
 // removed when the result is a single value ("OpaqueRef:…"), else the

@@ -97,6 +97,9 @@ func (c *Client) async(ctx context.Context, method string, params ...any) (strin
 	if err := c.Call(ctx, "Async."+method, &task, params...); err != nil {
 		return "", err
 	}
+	if err := observeTask(ctx, task); err != nil {
+		return "", fmt.Errorf("%s: %w", method, err)
+	}
 	res, err := c.WaitTask(ctx, task)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", method, err)
