@@ -100,6 +100,9 @@ func (c consoleSource) Restore(ctx context.Context, vm, uuid, at string, req con
 	if !slices.ContainsFunc(cfg.Cluster, func(cc ClusterConfig) bool { return cc.Name == cluster }) {
 		return "", console.Invalid(fmt.Errorf("cluster %q: not a [[cluster]] of the configuration", cluster))
 	}
+	if x := cfg.cluster(cluster).XAPI; x != "" {
+		return "", console.Invalid(fmt.Errorf("cluster %s is an XCP-ng pool: the console restores to Prism clusters (name one as cluster, or run ahvfs restore --target %s)", cluster, x))
+	}
 	o := restore.Options{TargetCluster: req.TargetCluster, Name: req.Name, Container: req.Container, NetworkMap: req.NetworkMap,
 		Disks: req.Disks, PowerOn: req.PowerOn, DataPath: req.DataPath,
 		Keys: map[string]string{"--target-cluster": "target_cluster", "--name": "name", "--container": "container",

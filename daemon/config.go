@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,9 +100,17 @@ type VerifyConfig struct {
 	At string `toml:"at"`
 }
 
-// ClusterConfig is one Prism endpoint and the daemon's limit on it.
+// ClusterConfig is one Prism endpoint, or one XCP-ng / XenServer pool
+// (XAPI), and the daemon's limit on it.
 type ClusterConfig struct {
 	clusterjob.Site
+	// XAPI ("xapi://HOST[:PORT]", as backup's --source) makes the table
+	// an XCP-ng pool instead of a Prism: its policies back up through
+	// XAPI (user root by default; password_file, ca_cert and insecure as
+	// for Prism). Restores from the console go to Prism clusters.
+	XAPI string `toml:"xapi"`
+	// Strategy is the pool's backup strategy: auto (default), cbt or xva.
+	Strategy string `toml:"strategy"`
 	// Concurrency is how many jobs run on this cluster at once (default 1).
 	Concurrency int `toml:"concurrency"`
 	// InstantNFS is the address (HOST:PORT) at which this cluster's hosts
@@ -378,8 +387,12 @@ func (c *Config) check(p *problems) {
 	for i := range c.Cluster {
 		cl := &c.Cluster[i]
 		key := p.unique("cluster", i, cl.Name, clusters)
-		for _, err := range cl.Site.Check() {
-			p.add("%s: %v", key, err)
+		if cl.XAPI != "" || cl.Strategy != "" {
+			cl.checkPool(p, key)
+		} else {
+			for _, err := range cl.Site.Check() {
+				p.add("%s: %v", key, err)
+			}
 		}
 		if cl.Concurrency == 0 {
 			cl.Concurrency = 1
@@ -428,6 +441,13 @@ func (c *Config) checkPolicy(p *problems, i int, clusters, targets, names map[st
 		pc.Cluster = c.Cluster[0].Name
 	default:
 		p.add("%s.cluster: %q is not a [[cluster]] name", key, pc.Cluster)
+	}
+	pool := c.cluster(pc.Cluster).XAPI != ""
+	if pool && len(pc.Categories) > 0 {
+		p.add("%s.categories: cluster %s is an XCP-ng pool: select its VMs by name or UUID (vms), categories are Prism's", key, pc.Cluster)
+	}
+	if pool && backup.DataPath(pc.DataPath) == backup.PathISCSI {
+		p.add("%s.data_path: cluster %s is an XCP-ng pool, read over nbd or rest, not iscsi", key, pc.Cluster)
 	}
 	if len(pc.VMs) == 0 && len(pc.Categories) == 0 {
 		p.add("%s: selects no VM: give vms (globs; \"*\" for all) or categories", key)
@@ -513,6 +533,9 @@ func (c *Config) checkPolicy(p *problems, i int, clusters, targets, names map[st
 	o := backup.Options{VMs: pc.VMs, Exclude: pc.Exclude, ExcludeDisks: pc.ExcludeDisks, Consistency: backup.Consistency(pc.Consistency),
 		DataPath: backup.DataPath(pc.DataPath), ConcurrentVMs: pc.ConcurrentVMs, ConcurrentDisks: pc.ConcurrentDisks,
 		BandwidthLimit: pc.BytesPerSec}
+	if pool {
+		o.Strategy = backup.Strategy(c.cluster(pc.Cluster).Strategy)
+	}
 	if pc.PreSnapshot != "" {
 		o.PreSnapshot = backup.CommandHook("pre-snapshot", pc.PreSnapshot)
 	}
@@ -573,4 +596,42 @@ func loopback(listen string) bool {
 func within(path, dir string) bool {
 	rel, err := filepath.Rel(filepath.Clean(dir), filepath.Clean(path))
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// checkPool checks the table of an XCP-ng pool: the XAPI URL, the keys
+// of Prism it must not have, and its files.
+func (cl *ClusterConfig) checkPool(p *problems, key string) {
+	if _, err := cl.XAPIURL(); err != nil {
+		p.add("%s.xapi: %v", key, err)
+	}
+	for _, k := range []struct {
+		name string
+		set  bool
+	}{{"prism", cl.Prism != ""}, {"api", cl.API != "" && cl.API != "auto"}, {"iscsi_port", cl.ISCSIPort != 0},
+		{"initiator_iqn", cl.InitiatorIQN != ""}, {"chap_user", cl.CHAPUser != ""}, {"chap_secret_file", cl.CHAPSecretFile != ""},
+		{"instant_nfs", cl.InstantNFS != ""}} {
+		if k.set {
+			p.add("%s.%s: an XCP-ng pool (xapi) has no %s: that key is Prism's", key, k.name, k.name)
+		}
+	}
+	switch backup.Strategy(cl.Strategy) {
+	case "", backup.StrategyAuto, backup.StrategyCBT, backup.StrategyXVA:
+	default:
+		p.add("%s.strategy: %q, want auto, cbt or xva", key, cl.Strategy)
+	}
+	if cl.PasswordFile == "" {
+		p.add("%s.password_file: missing (the pool's password)", key)
+	}
+	p.file(key+".password_file", cl.PasswordFile)
+	p.file(key+".ca_cert", cl.CACert)
+}
+
+// XAPIURL is the https:// URL of the pool's XAPI ("xapi://HOST[:PORT]"
+// as configured).
+func (cl *ClusterConfig) XAPIURL() (string, error) {
+	u, err := url.Parse(cl.XAPI)
+	if err != nil || u.Scheme != "xapi" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return "", fmt.Errorf("%q: want xapi://HOST[:PORT]", cl.XAPI)
+	}
+	return "https://" + u.Host, nil
 }

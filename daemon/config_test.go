@@ -70,6 +70,64 @@ window = "25:00-01:00"
 	}
 }
 
+// TestConfigPool: an XCP-ng pool's table has no Prism keys, a known
+// strategy and a password file; its policies select by name, not by
+// category, and are not read over iSCSI.
+func TestConfigPool(t *testing.T) {
+	_, err := Parse("pool.toml", `
+repository = "/tmp/repo"
+[[cluster]]
+name = "pool"
+xapi = "https://xcp1"
+prism = "pc:9440"
+api = "v3"
+instant_nfs = "10.0.0.5:2049"
+strategy = "snapshot"
+[[policy]]
+name = "xen"
+cluster = "pool"
+vms = ["*"]
+categories = ["Env:prod"]
+data_path = "iscsi"
+every = "1h"
+`)
+	if err == nil {
+		t.Fatal("a bad pool configuration passed")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		`cluster "pool".xapi: "https://xcp1": want xapi://HOST[:PORT]`, `cluster "pool".prism: an XCP-ng pool (xapi) has no prism`,
+		`cluster "pool".api:`, `cluster "pool".instant_nfs:`, `cluster "pool".strategy: "snapshot"`, `cluster "pool".password_file: missing`,
+		`policy "xen".categories: cluster pool is an XCP-ng pool`, `policy "xen".data_path: cluster pool is an XCP-ng pool`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("no problem mentioning %q in:\n%s", want, msg)
+		}
+	}
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse("pool.toml", fmt.Sprintf(`
+repository = "/tmp/repo"
+[[cluster]]
+name = "pool"
+xapi = "xapi://xcp1:8443"
+password_file = %q
+strategy = "xva"
+[[policy]]
+name = "xen"
+vms = ["*"]
+every = "1h"
+`, pw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := cfg.Cluster[0].XAPIURL(); u != "https://xcp1:8443" || cfg.Policy[0].Backup.Strategy != "xva" {
+		t.Fatalf("pool %s, strategy %q", u, cfg.Policy[0].Backup.Strategy)
+	}
+}
+
 // TestConfigExample: the example in contrib/ parses once its files exist.
 // TestConfigConsole: the console needs its users file, and HTTPS unless
 // it listens on a loopback address; an audit log needs the console.

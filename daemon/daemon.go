@@ -13,6 +13,7 @@ import (
 	"github.com/ahvfs/ahvfs/console"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/nutanix"
+	"github.com/ahvfs/ahvfs/xapi"
 )
 
 // Job kinds.
@@ -69,6 +70,9 @@ type Options struct {
 	// TuneCluster, when set, adjusts the Prism client options of every
 	// connection (tests: faster task polls and retries).
 	TuneCluster func(*nutanix.Options)
+	// TuneXen, when set, adjusts the XAPI client options of every backup
+	// of an XCP-ng pool (tests).
+	TuneXen func(*xapi.Options)
 }
 
 // Daemon runs the policies of a configuration on their schedules.

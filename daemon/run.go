@@ -1,11 +1,14 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ahvfs/ahvfs/backup"
@@ -13,18 +16,67 @@ import (
 	"github.com/ahvfs/ahvfs/dr"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/nutanix"
+	"github.com/ahvfs/ahvfs/xapi"
 )
 
-// site is a connection to one cluster for one job.
+// site is a connection to one cluster for one job: a Prism (cl and
+// conn), or an XCP-ng pool (xc) for backups.
 type site struct {
 	cl   *nutanix.Client
 	conn *clusterjob.Connector
+	xc   *xapi.Client
 	cc   ClusterConfig
 }
 
 func (s *site) close() {
+	if s.xc != nil {
+		s.xc.Close(context.Background())
+		return
+	}
 	s.conn.Close()
 	s.cl.Close()
+}
+
+// listVMs lists the VMs a policy may select (an XCP-ng pool's: not its
+// templates, snapshots or control domain).
+func (s *site) listVMs(ctx context.Context) ([]nutanix.VM, error) {
+	if s.xc == nil {
+		return s.cl.ListVMs(ctx)
+	}
+	all, err := s.xc.VMs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []nutanix.VM
+	for _, v := range all {
+		if !v.IsATemplate && !v.IsASnapshot && !v.IsControlDomain {
+			out = append(out, nutanix.VM{UUID: v.UUID, Name: v.NameLabel})
+		}
+	}
+	return out, nil
+}
+
+// inventory answers a policy's categories (none on an XCP-ng pool: the
+// configuration refuses them there).
+func (s *site) inventory() nutanix.Inventory {
+	if s.cl == nil {
+		return nil
+	}
+	return s.cl
+}
+
+// backup runs one backup of o on the site.
+func (s *site) backup(ctx context.Context, r *engine.Repository, o backup.Options) (*backup.Report, error) {
+	if s.xc != nil {
+		return backup.RunXen(ctx, r, s.xc, o)
+	}
+	o.Clusters = s.conn.Clusters
+	o.ISCSIPort, o.InitiatorIQN = s.cc.ISCSIPort, s.cc.InitiatorIQN
+	var err error
+	if o.CHAP, err = s.cc.CHAP(); err != nil {
+		return nil, err
+	}
+	return backup.Run(ctx, r, s.cl, o)
 }
 
 func (c *Config) cluster(name string) ClusterConfig {
@@ -36,12 +88,42 @@ func (c *Config) cluster(name string) ClusterConfig {
 	return ClusterConfig{Site: clusterjob.Site{Name: name}}
 }
 
+// connect connects to a Prism cluster.
 func (d *Daemon) connect(ctx context.Context, cc ClusterConfig, log *slog.Logger) (*site, error) {
+	if cc.XAPI != "" {
+		return nil, fmt.Errorf("cluster %s is an XCP-ng pool: the console restores to Prism clusters (restore to the pool with ahvfs restore --target %s)", cc.Name, cc.XAPI)
+	}
 	cl, conn, err := cc.Connect(ctx, log, d.o.TuneCluster)
 	if err != nil {
 		return nil, err
 	}
 	return &site{cl: cl, conn: conn, cc: cc}, nil
+}
+
+// connectBackup connects to the cluster a policy backs up: a Prism, or
+// an XCP-ng pool.
+func (d *Daemon) connectBackup(ctx context.Context, cc ClusterConfig, log *slog.Logger) (*site, error) {
+	if cc.XAPI == "" {
+		return d.connect(ctx, cc, log)
+	}
+	ep, err := cc.XAPIURL()
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", cc.Name, err)
+	}
+	pw, err := os.ReadFile(cc.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: password: %w", cc.Name, err)
+	}
+	o := xapi.Options{URL: ep, User: cmp.Or(cc.User, "root"), Password: strings.TrimSpace(string(pw)), CAFile: cc.CACert,
+		Insecure: cc.Insecure, Logger: log}
+	if d.o.TuneXen != nil {
+		d.o.TuneXen(&o)
+	}
+	xc, err := xapi.Connect(ctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: connect to the XCP-ng pool %s: %w", cc.Name, ep, err)
+	}
+	return &site{xc: xc, cc: cc}, nil
 }
 
 // backupPolicy runs one backup of a policy (of the task's VMs alone when
@@ -91,17 +173,17 @@ func (d *Daemon) backupPolicy(ctx context.Context, cfg *Config, p *PolicyConfig,
 // in job. It returns the repository it acquired (release it) and the VMs
 // selected.
 func (d *Daemon) backupVMs(ctx context.Context, cfg *Config, p *PolicyConfig, t *task, job *engine.Job, log *slog.Logger) (*engine.Repository, func(), []nutanix.VM, error) {
-	s, err := d.connect(ctx, cfg.cluster(p.Cluster), log)
+	s, err := d.connectBackup(ctx, cfg.cluster(p.Cluster), log)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	defer s.close()
-	all, err := s.cl.ListVMs(ctx)
+	all, err := s.listVMs(ctx)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("list VMs of cluster %s: %w", p.Cluster, err)
 	}
 	d.stats.listed(all)
-	sel, notes, err := d.claim(ctx, cfg, p, s.cl, all)
+	sel, notes, err := d.claim(ctx, cfg, p, s.inventory(), all)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -291,17 +373,13 @@ func (d *Daemon) runBackups(ctx context.Context, r *engine.Repository, s *site, 
 		if i == 0 {
 			o.Level = backup.LevelFull
 		}
-		o.Clusters, o.Journal, o.Logger, o.Now = s.conn.Clusters, j, log, d.clock.Now
+		o.Journal, o.Logger, o.Now = j, log, d.clock.Now
 		o.Progress = vmProgress{d, p.Name, jobID, log}
 		o.SkipCleanup = len(reps) > 0
-		o.ISCSIPort, o.InitiatorIQN = s.cc.ISCSIPort, s.cc.InitiatorIQN
-		if o.CHAP, err = s.cc.CHAP(); err != nil {
-			return reps, err
-		}
 		if p.Lock != nil {
 			o.LockUntil = p.Lock.After
 		}
-		rep, err := backup.Run(ctx, r, s.cl, o)
+		rep, err := s.backup(ctx, r, o)
 		if rep != nil {
 			reps = append(reps, rep)
 		}

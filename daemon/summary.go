@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -34,7 +35,7 @@ type PolicySummary struct {
 func Summary(c *Config) ConfigSummary {
 	s := ConfigSummary{Repository: c.Repository}
 	for _, cl := range c.Cluster {
-		s.Clusters = append(s.Clusters, fmt.Sprintf("%s (%s, %d job(s) at once)", cl.Name, cl.Prism, cl.Concurrency))
+		s.Clusters = append(s.Clusters, fmt.Sprintf("%s (%s, %d job(s) at once)", cl.Name, cmp.Or(cl.Prism, cl.XAPI), cl.Concurrency))
 	}
 	for _, t := range c.Target {
 		s.Targets = append(s.Targets, fmt.Sprintf("%s (%s)", t.Name, t.Location))
