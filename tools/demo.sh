@@ -455,4 +455,36 @@ bin/ahvfs restore xen01@latest "${cluster[@]}" --target-cluster cluster-b --name
 
 say "XCP-ng and AHV restore points side by side in one repository"
 bin/ahvfs list | grep -E "^(VM|xen01|$vm2)" | tail -6
+say "ahvfs daemon protects the pool on a schedule as it does a Prism: a [[cluster]] with xapi, a policy that names it"
+cat > "$demo/xen-daemon.toml" <<CFG
+repository = "$demo/repo"
+shutdown_timeout = "30s"
+[log]
+format = "json"
+[[cluster]]
+name = "xcp"
+xapi = "xapi://127.0.0.1:$xport"
+password_file = "$demo/xen/root.password"
+ca_cert = "$demo/xen/ca.crt"
+strategy = "cbt"
+[[policy]]
+name = "xen"
+vms = ["xen*"]
+exclude = ["*-restored"]
+every = "1h"
+keep_last = 3
+CFG
+bin/ahvfs config check "$demo/xen-daemon.toml"
+AHVFS_PRISM= bin/ahvfs daemon --config "$demo/xen-daemon.toml" 2> "$demo/xen-daemon.log" > /dev/null &
+xdaemon=$!
+trap 'rc=$?; kill $sim $gw $nfs $xsim $xdaemon 2>/dev/null; wait $sim $gw $nfs $xsim $xdaemon 2>/dev/null || true; exit $rc' EXIT
+for _ in $(seq 1 600); do
+  [ "$(jobs_of xen)" -ge 1 ] && break
+  kill -0 $xdaemon 2>/dev/null || { cat "$demo/xen-daemon.log"; exit 1; }
+  sleep 0.5
+done
+bin/ahvfs jobs --policy xen
+kill -TERM $xdaemon; wait $xdaemon && echo "SIGTERM: the daemon stopped cleanly (exit 0)"
+bin/ahvfs list xen01 | tail -4
+xensnaps
 AHVFS_PRISM= bin/ahvfs cleanup "${xen[@]}"
