@@ -130,7 +130,7 @@ func (r *runner) backupXenVM(ctx context.Context, xc *xapi.Client, v xapi.VM) VM
 		if err != nil {
 			return nil, nil, err
 		}
-		jb, err := r.j.BeginXen("backup", xc, clusterjob.JobOptions{CleanupTimeout: r.o.CleanupTimeout, Now: r.o.Now, Logger: log})
+		jb, err := r.j.BeginXen(ctx, "backup", xc, clusterjob.JobOptions{CleanupTimeout: r.o.CleanupTimeout, Now: r.o.Now, Logger: log})
 		if err != nil {
 			return nil, nil, err
 		}

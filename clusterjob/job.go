@@ -58,9 +58,13 @@ func (j *Journal) Begin(kind string, cl nutanix.Cluster, o JobOptions) (*Job, er
 
 // BeginXen starts a job of kind that creates its objects on an XCP-ng /
 // XenServer pool through xc. The caller must Close it.
-func (j *Journal) BeginXen(kind string, xc *xapi.Client, o JobOptions) (*Job, error) {
+func (j *Journal) BeginXen(ctx context.Context, kind string, xc *xapi.Client, o JobOptions) (*Job, error) {
 	o = o.withDefaults()
-	d, err := j.newJobDir(kind, jobInfo{Prism: xc.Endpoint(), Hypervisor: HypervisorXen})
+	pool, err := xc.PoolUUID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	d, err := j.newJobDir(kind, jobInfo{Prism: xc.Endpoint(), Hypervisor: HypervisorXen, Pool: pool})
 	if err != nil {
 		return nil, err
 	}

@@ -88,6 +88,10 @@ type jobInfo struct {
 	// Hypervisor is HypervisorXen for a job on an XCP-ng pool (Prism is
 	// then its XAPI endpoint), "" for AHV.
 	Hypervisor string `json:"hypervisor,omitempty"`
+	// Pool is the UUID of an XCP-ng job's pool ("": by an older ahvfs):
+	// a sweep knows the pool by it whatever master or address it reaches
+	// it through.
+	Pool string `json:"pool,omitempty"`
 }
 
 // jobDir is one job's directory with the lock its process holds (nil
@@ -100,7 +104,8 @@ type jobDir struct {
 }
 
 // newJobDir creates a job directory and takes its lock; where says the
-// endpoint of the job's objects (Prism "": unknown) and its hypervisor. The directory is made
+// endpoint of the job's objects (Prism "": unknown), its hypervisor and an
+// XCP-ng job's pool (the rest is filled in here). The directory is made
 // under a dot name (which sweeps do not list), locked, given its job.json
 // and only then renamed into place, so a sweep never claims a job that is
 // starting (it would take the empty directory for a finished job's).
@@ -125,8 +130,8 @@ func (j *Journal) newJobDir(kind string, where jobInfo) (*jobDir, error) {
 	}
 	d.lock = f
 	host, _ := os.Hostname()
-	info, _ := json.Marshal(jobInfo{Job: kind, PID: os.Getpid(), Host: host, Started: time.Now().UTC(), Prism: where.Prism,
-		Hypervisor: where.Hypervisor})
+	where.Job, where.PID, where.Host, where.Started = kind, os.Getpid(), host, time.Now().UTC()
+	info, _ := json.Marshal(where)
 	err = atomicfile.WriteFile(filepath.Join(tmp, jobFile), info, 0o600)
 	if err == nil {
 		err = os.Rename(tmp, d.dir)

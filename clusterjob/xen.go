@@ -38,6 +38,18 @@ func SweepXen(ctx context.Context, j *Journal, xc *xapi.Client, logger *slog.Log
 				}
 				return fmt.Sprintf("made through %s; run ahvfs cleanup with --prism there", info.Prism)
 			}
+			if info.Pool != "" {
+				// The pool's UUID, not the address: the master may have
+				// changed, or another name reach it.
+				here, err := xc.PoolUUID(ctx)
+				if err != nil {
+					return fmt.Sprintf("made on the XCP-ng pool %s, and this pool's UUID cannot be read (%v): run ahvfs cleanup --source %s", info.Pool, err, xenSource(info.Prism))
+				}
+				if here != info.Pool {
+					return fmt.Sprintf("made on the XCP-ng pool %s (through %s); run ahvfs cleanup --source with a host of that pool", info.Pool, info.Prism)
+				}
+				return ""
+			}
 			if here := xc.Endpoint(); info.Prism != "" && !samePrism(ctx, here, info.Prism) {
 				return fmt.Sprintf("made on the XCP-ng pool %s; run ahvfs cleanup --source %s", info.Prism, xenSource(info.Prism))
 			}

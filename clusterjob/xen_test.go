@@ -30,7 +30,7 @@ func TestXenSnapshotAfterCancel(t *testing.T) {
 		t.Fatalf("VM xen01: %v %v", vms, err)
 	}
 	j := openJournal(t)
-	jb, err := j.BeginXen("test", xc, clusterjob.JobOptions{})
+	jb, err := j.BeginXen(bg, "test", xc, clusterjob.JobOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

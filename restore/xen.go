@@ -82,7 +82,7 @@ func RestoreXen(ctx context.Context, src Source, xc *xapi.Client, rp *engine.Res
 	}
 	res := &Result{RestorePoint: rp.Name(), Name: p.name, Cluster: p.pool, DataPath: DataPathXen, NICs: p.nicNames,
 		KeptMACs: p.keptMACs, Cleanup: swept, Warnings: p.warnings}
-	jb, err := j.BeginXen("restore", xc, clusterjob.JobOptions{CleanupTimeout: o.CleanupTimeout, Logger: o.Logger})
+	jb, err := j.BeginXen(ctx, "restore", xc, clusterjob.JobOptions{CleanupTimeout: o.CleanupTimeout, Logger: o.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", rp.Name(), err)
 	}

@@ -49,6 +49,7 @@ type Client struct {
 	base    *url.URL   // the pool master, https://host:port
 	session Ref
 	closed  bool
+	pool    string // the pool's UUID, once PoolUUID read it
 }
 
 // Connect validates o, logs in to the pool master (following a pool
