@@ -87,9 +87,13 @@ type BackupRequest struct {
 // RestoreRequest is the body of POST .../points/{time}/restore: the
 // options of `ahvfs restore`.
 type RestoreRequest struct {
-	// Cluster is the daemon's [[cluster]] (a Prism) to restore to;
-	// default the VM's policy's.
+	// Cluster is the daemon's [[cluster]] (a Prism, or an XCP-ng pool)
+	// to restore to; default the VM's policy's.
 	Cluster string `json:"cluster,omitempty"`
+	// SR is the storage repository of the new disks on an XCP-ng pool
+	// (name or UUID); default the SR each disk came from, else the
+	// pool's default SR.
+	SR string `json:"sr,omitempty"`
 	// TargetCluster is the AHV cluster there (name or UUID); default
 	// the VM's own when it is there, else the only one.
 	TargetCluster string `json:"target_cluster,omitempty"`

@@ -100,15 +100,24 @@ func (c consoleSource) Restore(ctx context.Context, vm, uuid, at string, req con
 	if !slices.ContainsFunc(cfg.Cluster, func(cc ClusterConfig) bool { return cc.Name == cluster }) {
 		return "", console.Invalid(fmt.Errorf("cluster %q: not a [[cluster]] of the configuration", cluster))
 	}
-	if x := cfg.cluster(cluster).XAPI; x != "" {
-		return "", console.Invalid(fmt.Errorf("cluster %s is an XCP-ng pool: the console restores to Prism clusters (name one as cluster, or run ahvfs restore --target %s)", cluster, x))
-	}
+	pool := cfg.cluster(cluster).XAPI != ""
 	o := restore.Options{TargetCluster: req.TargetCluster, Name: req.Name, Container: req.Container, NetworkMap: req.NetworkMap,
-		Disks: req.Disks, PowerOn: req.PowerOn, DataPath: req.DataPath,
+		Disks: req.Disks, PowerOn: req.PowerOn, DataPath: req.DataPath, SR: req.SR,
 		Keys: map[string]string{"--target-cluster": "target_cluster", "--name": "name", "--container": "container",
-			"--network-map": "network_map", "--disks": "disks", "--data-path": "data_path"}}
+			"--network-map": "network_map", "--disks": "disks", "--data-path": "data_path", "--sr": "sr",
+			"--nfs": "instant", "--overwrite": "overwrite"}}
 	if o.DataPath == restore.DataPathInstant {
 		return "", console.Invalid(fmt.Errorf("data_path %q: ask for an instant restore with instant", o.DataPath))
+	}
+	switch {
+	case pool && req.Instant:
+		return "", console.Invalid(fmt.Errorf("cluster %s is an XCP-ng pool: no instant restore there", cluster))
+	case pool:
+		if err := o.ValidateXen(); err != nil {
+			return "", console.Invalid(err)
+		}
+	case o.SR != "":
+		return "", console.Invalid(fmt.Errorf("sr: cluster %s is a Prism: give container", cluster))
 	}
 	if req.Instant {
 		o.DataPath, o.NFS = restore.DataPathInstant, cfg.cluster(cluster).InstantNFS
@@ -160,7 +169,7 @@ func (d *Daemon) restoreJob(ctx context.Context, cfg *Config, t *task) bool {
 	jv := engine.JobVM{VM: t.onlyNames[0], UUID: rt.uuid, RestorePoint: rt.point, Result: engine.JobOK}
 	log := d.live.logger(d.log.With("job", job.ID, "kind", KindRestore), job.ID, d.stats.uuidOf)
 	err := func() error {
-		s, err := d.connect(ctx, cfg.cluster(t.cluster), log)
+		s, err := d.connectAny(ctx, cfg.cluster(t.cluster), log)
 		if err != nil {
 			return err
 		}
@@ -179,14 +188,10 @@ func (d *Daemon) restoreJob(ctx context.Context, cfg *Config, t *task) bool {
 		if o.Journal, err = clusterjob.RepositoryJournal(r); err != nil {
 			return err
 		}
-		o.Clusters, o.Logger = s.conn.Clusters, log
-		o.ISCSIPort, o.InitiatorIQN = s.cc.ISCSIPort, s.cc.InitiatorIQN
-		if o.ISCSI.CHAP, err = s.cc.CHAP(); err != nil {
-			return err
-		}
+		o.Logger = log
 		o.Progress = diskProgress(d.live.vm(job.ID, jv.VM, rt.uuid), len(rp.Disks))
 		log.Info("restore started", "vm", jv.VM, "point", rt.point, "cluster", t.cluster)
-		res, err := restore.Restore(ctx, r, s.cl, rp, o)
+		res, err := s.restore(ctx, r, rp, o)
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/ahvfs/ahvfs/dr"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/nutanix"
+	"github.com/ahvfs/ahvfs/restore"
 	"github.com/ahvfs/ahvfs/xapi"
 )
 
@@ -65,6 +66,20 @@ func (s *site) inventory() nutanix.Inventory {
 	return s.cl
 }
 
+// restore restores rp onto the site.
+func (s *site) restore(ctx context.Context, r *engine.Repository, rp *engine.RestorePoint, o restore.Options) (*restore.Result, error) {
+	if s.xc != nil {
+		return restore.RestoreXen(ctx, r, s.xc, rp, o)
+	}
+	o.Clusters = s.conn.Clusters
+	o.ISCSIPort, o.InitiatorIQN = s.cc.ISCSIPort, s.cc.InitiatorIQN
+	var err error
+	if o.ISCSI.CHAP, err = s.cc.CHAP(); err != nil {
+		return nil, err
+	}
+	return restore.Restore(ctx, r, s.cl, rp, o)
+}
+
 // backup runs one backup of o on the site.
 func (s *site) backup(ctx context.Context, r *engine.Repository, o backup.Options) (*backup.Report, error) {
 	if s.xc != nil {
@@ -91,7 +106,7 @@ func (c *Config) cluster(name string) ClusterConfig {
 // connect connects to a Prism cluster.
 func (d *Daemon) connect(ctx context.Context, cc ClusterConfig, log *slog.Logger) (*site, error) {
 	if cc.XAPI != "" {
-		return nil, fmt.Errorf("cluster %s is an XCP-ng pool: the console restores to Prism clusters (restore to the pool with ahvfs restore --target %s)", cc.Name, cc.XAPI)
+		return nil, fmt.Errorf("cluster %s is an XCP-ng pool: instant restores and exports go to Prism clusters", cc.Name)
 	}
 	cl, conn, err := cc.Connect(ctx, log, d.o.TuneCluster)
 	if err != nil {
@@ -100,9 +115,9 @@ func (d *Daemon) connect(ctx context.Context, cc ClusterConfig, log *slog.Logger
 	return &site{cl: cl, conn: conn, cc: cc}, nil
 }
 
-// connectBackup connects to the cluster a policy backs up: a Prism, or
-// an XCP-ng pool.
-func (d *Daemon) connectBackup(ctx context.Context, cc ClusterConfig, log *slog.Logger) (*site, error) {
+// connectAny connects to a cluster that backups and restores go to: a
+// Prism, or an XCP-ng pool.
+func (d *Daemon) connectAny(ctx context.Context, cc ClusterConfig, log *slog.Logger) (*site, error) {
 	if cc.XAPI == "" {
 		return d.connect(ctx, cc, log)
 	}
@@ -173,7 +188,7 @@ func (d *Daemon) backupPolicy(ctx context.Context, cfg *Config, p *PolicyConfig,
 // in job. It returns the repository it acquired (release it) and the VMs
 // selected.
 func (d *Daemon) backupVMs(ctx context.Context, cfg *Config, p *PolicyConfig, t *task, job *engine.Job, log *slog.Logger) (*engine.Repository, func(), []nutanix.VM, error) {
-	s, err := d.connectBackup(ctx, cfg.cluster(p.Cluster), log)
+	s, err := d.connectAny(ctx, cfg.cluster(p.Cluster), log)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -327,10 +327,11 @@ function restoreForm(vm, at) {
   const power = el('input', { type: 'checkbox', id: 'power_on', name: 'power_on' });
   const instant = el('input', { type: 'checkbox', id: 'instant', name: 'instant' });
   const form = el('form', { class: 'card', id: 'restore' },
-    field('cluster', 'Prism', 'A [[cluster]] of the daemon\'s configuration; empty: the VM\'s policy\'s.'),
+    field('cluster', 'Cluster', 'A [[cluster]] of the daemon\'s configuration (a Prism or an XCP-ng pool); empty: the VM\'s policy\'s.'),
     field('target_cluster', 'AHV cluster', 'Name or UUID; empty: the VM\'s own when it is there, else the only one.'),
     field('name', 'New VM name', 'Empty: the original name (refused while that VM exists).'),
-    field('container', 'Storage container', 'Empty: the cluster\'s default.'),
+    field('container', 'Storage container', 'On a Prism. Empty: the cluster\'s default.'),
+    field('sr', 'Storage repository (SR)', 'On an XCP-ng pool, name or UUID. Empty: each disk\'s own SR, else the pool\'s default.'),
     el('label', { for: 'network_map', text: 'Network map' }), netmap,
     el('div', { class: 'hint', text: 'One SOURCE=TARGET per line (names or UUIDs).' }),
     field('disks', 'Disks', 'Indexes, e.g. 0,2; empty: all.'),
@@ -344,7 +345,7 @@ function restoreForm(vm, at) {
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const v = (id) => form.elements[id].value.trim();
-    const body = { cluster: v('cluster'), target_cluster: v('target_cluster'), name: v('name'), container: v('container'), power_on: power.checked, data_path: v('data_path') };
+    const body = { cluster: v('cluster'), target_cluster: v('target_cluster'), name: v('name'), container: v('container'), sr: v('sr'), power_on: power.checked, data_path: v('data_path') };
     if (instant.checked) { body.instant = true; delete body.data_path; }
     const map = {};
     for (const line of netmap.value.split('\n')) {
