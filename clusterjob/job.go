@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -174,7 +175,15 @@ func (jb *Job) Forget(o Object) error {
 func (jb *Job) Release(ctx context.Context, o Object) error {
 	jb.mu.Lock()
 	if cur, ok := jb.live[key(o)]; ok {
-		o = cur // the newest record (ID, replacement state)
+		// The newest record (ID, replacement state), with the tasks the
+		// caller knows of: a task whose journal write failed is in o.
+		tasks := o.Tasks
+		o = cur
+		for _, t := range tasks {
+			if !slices.Contains(o.Tasks, t) {
+				o.Tasks = append(o.Tasks, t)
+			}
+		}
 	}
 	jb.mu.Unlock()
 	var protected map[string]bool

@@ -60,12 +60,16 @@ func release(ctx context.Context, cl nutanix.Cluster, o Object, protected map[st
 // sweep.
 const createTaskWait = 2 * time.Minute
 
+// staleCreate is the age beyond which an entry's create tasks are not
+// waited for: they have ended, or never will, and the name decides.
+const staleCreate = time.Hour
+
 // waitCreateTasks waits, for an object whose ID never reached the
 // journal, until the tasks of its create call have ended: only then does
 // a lookup by name see whether it was made. A task that failed or that
 // the cluster no longer knows has ended too.
 func waitCreateTasks(ctx context.Context, cl nutanix.Cluster, o Object) error {
-	if o.ID != "" || len(o.Tasks) == 0 {
+	if o.ID != "" || len(o.Tasks) == 0 || time.Since(o.Created) > staleCreate {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, createTaskWait)

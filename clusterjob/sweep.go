@@ -37,7 +37,8 @@ func Only(cl nutanix.Cluster) Clusters {
 type Report struct {
 	// Deleted cluster objects.
 	Deleted []string `json:"deleted,omitempty"`
-	// Released entries of snapshots kept on purpose (now references).
+	// Released entries of objects kept on purpose: snapshots that are
+	// references now, external repositories a VM reads or read from.
 	Released []string `json:"released,omitempty"`
 	// Finished overwrites: the original VM deleted, the restored one kept.
 	Finished []string `json:"finished,omitempty"`
@@ -63,7 +64,7 @@ func (r *Report) Summary() string {
 		}
 	}
 	add(len(r.Deleted), "deleted")
-	add(len(r.Released), "now references")
+	add(len(r.Released), "kept (references, repositories of VMs)")
 	add(len(r.Finished), "overwrites finished")
 	add(len(r.Unresolved), "unresolved")
 	add(len(r.Errors), "failed")

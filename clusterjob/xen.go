@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"time"
 
 	"github.com/ahvfs/ahvfs/nutanix"
 	"github.com/ahvfs/ahvfs/xapi"
@@ -92,9 +93,10 @@ func releaseXen(ctx context.Context, xc *xapi.Client, o Object, protected map[st
 }
 
 // waitXenCreateTasks is waitCreateTasks on an XCP-ng pool: a task that
-// failed, was cancelled or is gone (HANDLE_INVALID) has ended too.
+// failed, was cancelled or is gone (HANDLE_INVALID) has ended too; an
+// error of the poll itself (a master change, a refusal) has not.
 func waitXenCreateTasks(ctx context.Context, xc *xapi.Client, o Object) error {
-	if o.ID != "" || len(o.Tasks) == 0 {
+	if o.ID != "" || len(o.Tasks) == 0 || time.Since(o.Created) > staleCreate {
 		return nil
 	}
 	// A task still running then is cancelled (the job that wanted its
@@ -103,8 +105,7 @@ func waitXenCreateTasks(ctx context.Context, xc *xapi.Client, o Object) error {
 	defer cancel()
 	for _, id := range o.Tasks {
 		_, err := xc.WaitTask(ctx, xapi.Ref(id))
-		var xe *xapi.Error
-		if err != nil && !errors.As(err, &xe) && !errors.Is(err, xapi.ErrTaskCancelled) {
+		if err != nil && !errors.Is(err, xapi.ErrTaskFailed) && !errors.Is(err, xapi.ErrTaskCancelled) && !errors.Is(err, xapi.ErrNotFound) {
 			return fmt.Errorf("%s: its create task %s has not ended: %w", o, id, err)
 		}
 	}

@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
@@ -16,6 +18,7 @@ import (
 	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine/retention"
 	"github.com/ahvfs/ahvfs/nutanix"
+	"github.com/ahvfs/ahvfs/xapi"
 	"github.com/dustin/go-humanize"
 )
 
@@ -387,9 +390,12 @@ func (c *Config) check(p *problems) {
 	for i := range c.Cluster {
 		cl := &c.Cluster[i]
 		key := p.unique("cluster", i, cl.Name, clusters)
-		if cl.XAPI != "" || cl.Strategy != "" {
+		if cl.XAPI != "" {
 			cl.checkPool(p, key)
 		} else {
+			if cl.Strategy != "" {
+				p.add("%s.strategy: only for an XCP-ng pool (a table with xapi)", key)
+			}
 			for _, err := range cl.Site.Check() {
 				p.add("%s: %v", key, err)
 			}
@@ -448,6 +454,9 @@ func (c *Config) checkPolicy(p *problems, i int, clusters, targets, names map[st
 	}
 	if pool && backup.DataPath(pc.DataPath) == backup.PathISCSI {
 		p.add("%s.data_path: cluster %s is an XCP-ng pool, read over nbd or rest, not iscsi", key, pc.Cluster)
+	}
+	if !pool && backup.DataPath(pc.DataPath) == backup.PathNBD {
+		p.add("%s.data_path: nbd reads XCP-ng pools; cluster %s is a Prism (auto, iscsi or rest)", key, pc.Cluster)
 	}
 	if len(pc.VMs) == 0 && len(pc.Categories) == 0 {
 		p.add("%s: selects no VM: give vms (globs; \"*\" for all) or categories", key)
@@ -622,8 +631,27 @@ func (cl *ClusterConfig) checkPool(p *problems, key string) {
 	if cl.PasswordFile == "" {
 		p.add("%s.password_file: missing (the pool's password)", key)
 	}
+	if cl.Insecure && cl.CACert != "" {
+		p.add("%s: insecure and ca_cert: give one of them", key)
+	}
 	p.file(key+".password_file", cl.PasswordFile)
 	p.file(key+".ca_cert", cl.CACert)
+}
+
+// XAPIOptions are the XAPI client options of a pool's table, its
+// password read from password_file.
+func (cl *ClusterConfig) XAPIOptions(log *slog.Logger) (xapi.Options, error) {
+	ep, err := cl.XAPIURL()
+	if err != nil {
+		return xapi.Options{}, err
+	}
+	pw, err := os.ReadFile(cl.PasswordFile)
+	if err != nil {
+		return xapi.Options{}, fmt.Errorf("password: %w", err)
+	}
+	o := xapi.Options{URL: ep, User: cmp.Or(cl.User, "root"), Password: strings.TrimSpace(string(pw)), CAFile: cl.CACert,
+		Insecure: cl.Insecure, Logger: log}
+	return o, o.Validate()
 }
 
 // XAPIURL is the https:// URL of the pool's XAPI ("xapi://HOST[:PORT]"

@@ -83,12 +83,24 @@ prism = "pc:9440"
 api = "v3"
 instant_nfs = "10.0.0.5:2049"
 strategy = "snapshot"
+insecure = true
+ca_cert = "/nonexistent/ca.pem"
+[[cluster]]
+name = "prod"
+prism = "pc:9440"
+strategy = "cbt"
 [[policy]]
 name = "xen"
 cluster = "pool"
 vms = ["*"]
 categories = ["Env:prod"]
 data_path = "iscsi"
+every = "1h"
+[[policy]]
+name = "ahv"
+cluster = "prod"
+vms = ["*"]
+data_path = "nbd"
 every = "1h"
 `)
 	if err == nil {
@@ -99,6 +111,8 @@ every = "1h"
 		`cluster "pool".xapi: "https://xcp1": want xapi://HOST[:PORT]`, `cluster "pool".prism: an XCP-ng pool (xapi) has no prism`,
 		`cluster "pool".api:`, `cluster "pool".instant_nfs:`, `cluster "pool".strategy: "snapshot"`, `cluster "pool".password_file: missing`,
 		`policy "xen".categories: cluster pool is an XCP-ng pool`, `policy "xen".data_path: cluster pool is an XCP-ng pool`,
+		`cluster "pool": insecure and ca_cert`, `cluster "prod".strategy: only for an XCP-ng pool`,
+		`policy "ahv".data_path: nbd reads XCP-ng pools; cluster prod is a Prism`,
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("no problem mentioning %q in:\n%s", want, msg)

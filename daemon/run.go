@@ -1,14 +1,11 @@
 package daemon
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/ahvfs/ahvfs/backup"
@@ -121,22 +118,16 @@ func (d *Daemon) connectAny(ctx context.Context, cc ClusterConfig, log *slog.Log
 	if cc.XAPI == "" {
 		return d.connect(ctx, cc, log)
 	}
-	ep, err := cc.XAPIURL()
+	o, err := cc.XAPIOptions(log)
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", cc.Name, err)
 	}
-	pw, err := os.ReadFile(cc.PasswordFile)
-	if err != nil {
-		return nil, fmt.Errorf("cluster %s: password: %w", cc.Name, err)
-	}
-	o := xapi.Options{URL: ep, User: cmp.Or(cc.User, "root"), Password: strings.TrimSpace(string(pw)), CAFile: cc.CACert,
-		Insecure: cc.Insecure, Logger: log}
 	if d.o.TuneXen != nil {
 		d.o.TuneXen(&o)
 	}
 	xc, err := xapi.Connect(ctx, o)
 	if err != nil {
-		return nil, fmt.Errorf("cluster %s: connect to the XCP-ng pool %s: %w", cc.Name, ep, err)
+		return nil, fmt.Errorf("cluster %s: connect to the XCP-ng pool %s: %w", cc.Name, o.URL, err)
 	}
 	return &site{xc: xc, cc: cc}, nil
 }

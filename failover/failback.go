@@ -100,8 +100,10 @@ func Failback(ctx context.Context, p *Plan, o Options) (*State, error) {
 		return s, err
 	}
 	// What a killed or failed run left at DR too: the last removals drop
-	// the DR VMs' reference snapshots through the DR journal.
-	if err := sweep(ctx, ps.r, dconn.Clusters, "DR", log); err != nil {
+	// the DR VMs' reference snapshots through the DR journal. Jobs of the
+	// DR site's own (its backups) may run meanwhile: leftovers there do
+	// not stop the failback.
+	if err := tidy(ctx, ps.r, dconn.Clusters, "DR", log); err != nil {
 		return s, err
 	}
 	sj, err := clusterjob.RepositoryJournal(src)

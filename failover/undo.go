@@ -152,24 +152,49 @@ func restartSource(ctx context.Context, p *Plan, cl nutanix.Cluster, conn *clust
 }
 
 // sweep deletes what killed jobs left at a site, as r's journal names it;
-// anything it could not delete is an error.
+// anything it could not delete, or a job still running there, is an
+// error.
 func sweep(ctx context.Context, r *engine.Repository, clusters clusterjob.Clusters, which string, log *slog.Logger) error {
-	j, err := clusterjob.RepositoryJournal(r)
+	left, err := sweepSite(ctx, r, clusters, which, log)
 	if err != nil {
 		return err
 	}
+	if len(left) > 0 {
+		return fmt.Errorf("the %s repository's journal still names %d object(s) a killed job made (%s): run the command again, or ahvfs cleanup",
+			which, len(left), strings.Join(left, "; "))
+	}
+	return nil
+}
+
+// tidy is sweep where leftovers do not stop the command: what it could
+// not delete, or jobs running there (a DR site's own backups), is logged
+// and left to a later sweep.
+func tidy(ctx context.Context, r *engine.Repository, clusters clusterjob.Clusters, which string, log *slog.Logger) error {
+	left, err := sweepSite(ctx, r, clusters, which, log)
+	if err != nil {
+		return err
+	}
+	if len(left) > 0 {
+		log.Warn("leftovers of other jobs stay for a later sweep (ahvfs cleanup)", "site", which, "objects", strings.Join(left, "; "))
+	}
+	return nil
+}
+
+// sweepSite sweeps r's journal through clusters and returns what it
+// left: objects it could not delete, and jobs still running.
+func sweepSite(ctx context.Context, r *engine.Repository, clusters clusterjob.Clusters, which string, log *slog.Logger) ([]string, error) {
+	j, err := clusterjob.RepositoryJournal(r)
+	if err != nil {
+		return nil, err
+	}
 	rep, err := clusterjob.SweepBefore(ctx, j, clusters, log)
 	if err != nil {
-		return fmt.Errorf("sweep the %s repository's journal: %w", which, err)
-	}
-	if n := len(rep.Unresolved) + len(rep.Errors) + len(rep.Running); n > 0 {
-		return fmt.Errorf("the %s repository's journal still names %d object(s) a killed job made (%s): run the command again, or ahvfs cleanup",
-			which, n, strings.Join(append(append(rep.Unresolved, rep.Errors...), rep.Running...), "; "))
+		return nil, fmt.Errorf("sweep the %s repository's journal: %w", which, err)
 	}
 	if len(rep.Deleted) > 0 {
 		log.Info("removed what killed jobs left", "site", which, "objects", len(rep.Deleted))
 	}
-	return nil
+	return append(append(rep.Unresolved, rep.Errors...), rep.Running...), nil
 }
 
 // removeVM powers off and deletes a VM the failover made, after its

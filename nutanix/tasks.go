@@ -19,6 +19,13 @@ func WithTaskObserver(ctx context.Context, fn func(taskID string) error) context
 	return context.WithValue(ctx, taskObserverKey{}, fn)
 }
 
+// detached is ctx for the client's own clean-up of a call that failed:
+// not cancelled with ctx, and without its task observer (the clean-up's
+// tasks make nothing).
+func detached(ctx context.Context) context.Context {
+	return context.WithValue(context.WithoutCancel(ctx), taskObserverKey{}, nil)
+}
+
 // observeTask tells ctx's observer (WithTaskObserver) of task id.
 func observeTask(ctx context.Context, id string) error {
 	fn, _ := ctx.Value(taskObserverKey{}).(func(string) error)

@@ -476,7 +476,7 @@ func (b *v3Backend) CreateBlankVolumeGroup(ctx context.Context, spec VolumeGroup
 		if id == "" {
 			return vg, err
 		}
-		if derr := b.DeleteVolumeGroup(context.WithoutCancel(ctx), id); derr != nil {
+		if derr := b.DeleteVolumeGroup(detached(ctx), id); derr != nil {
 			err = fmt.Errorf("%w (and deleting the incomplete volume group %s: %v)", err, id, derr)
 		}
 		return vg, err

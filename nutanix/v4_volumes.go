@@ -144,7 +144,7 @@ func (b *v4Backend) CreateBlankVolumeGroup(ctx context.Context, spec VolumeGroup
 		return vg, fmt.Errorf("%s: task %s names no volume group", op, t.ID)
 	}
 	fail := func(err error) (VolumeGroup, error) {
-		if derr := b.DeleteVolumeGroup(context.WithoutCancel(ctx), id); derr != nil {
+		if derr := b.DeleteVolumeGroup(detached(ctx), id); derr != nil {
 			err = fmt.Errorf("%w (and deleting the incomplete volume group %s: %v)", err, id, derr)
 		}
 		return vg, err
@@ -197,7 +197,7 @@ func (b *v4Backend) CreateVolumeGroupFromSnapshotDisk(ctx context.Context, snap 
 		disk["diskSizeBytes"] = sd.SizeBytes
 	}
 	if _, err := b.mutate(ctx, op+": add disk", request{method: http.MethodPost, path: b.p("volumes", "/config/volume-groups/"+url.PathEscape(id)+"/disks"), in: disk}); err != nil {
-		_ = b.DeleteVolumeGroup(context.WithoutCancel(ctx), id)
+		_ = b.DeleteVolumeGroup(detached(ctx), id)
 		return VolumeGroup{}, err
 	}
 	return b.getVG(ctx, id)

@@ -28,6 +28,10 @@ var (
 	// ErrTaskCancelled is returned by WaitTask for a task someone
 	// cancelled.
 	ErrTaskCancelled = errors.New("XAPI task cancelled")
+	// ErrTaskFailed matches (errors.Is) a task's own failure as WaitTask
+	// returns it (the *Error of its error_info stays reachable with
+	// errors.As), never an error of polling the task.
+	ErrTaskFailed = errors.New("XAPI task failed")
 	// ErrClosed is returned by calls on a Client after Close.
 	ErrClosed = errors.New("XAPI client closed")
 )

@@ -105,9 +105,9 @@ func (c *Client) waitTask(ctx context.Context, task Ref) (string, error) {
 		case "failure":
 			c.destroyTask(ctx, task)
 			if len(rec.ErrorInfo) == 0 || rec.ErrorInfo[0] == "" {
-				return "", fmt.Errorf("task %s failed without error_info", name)
+				return "", fmt.Errorf("task %s: %w without error_info", name, ErrTaskFailed)
 			}
-			return "", fmt.Errorf("task %s: %w", name, &Error{Code: rec.ErrorInfo[0], Params: rec.ErrorInfo[1:]})
+			return "", fmt.Errorf("task %s: %w", name, &taskFailure{&Error{Code: rec.ErrorInfo[0], Params: rec.ErrorInfo[1:]}})
 		case "cancelled":
 			c.destroyTask(ctx, task)
 			return "", fmt.Errorf("task %s: %w", name, ErrTaskCancelled)
@@ -321,3 +321,11 @@ func unexpectedEOF(err error) error {
 	}
 	return err
 }
+
+// taskFailure is a task's own failure (its error_info): it reads as its
+// *Error, and matches ErrTaskFailed.
+type taskFailure struct{ err *Error }
+
+func (f *taskFailure) Error() string        { return f.err.Error() }
+func (f *taskFailure) Unwrap() error        { return f.err }
+func (f *taskFailure) Is(target error) bool { return target == ErrTaskFailed }

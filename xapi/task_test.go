@@ -38,6 +38,9 @@ func TestTaskFailure(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	contains(t, err.Error(), "VM.hard_shutdown", "Async.VM.snapshot", "VM_BAD_POWER_STATE")
+	if !errors.Is(err, xapi.ErrTaskFailed) {
+		t.Errorf("a task's own failure does not match ErrTaskFailed: %v", err)
+	}
 	if _, destroyed, _ := ft.state(); !destroyed {
 		t.Error("failed task not destroyed")
 	}
@@ -47,8 +50,8 @@ func TestTaskFailure(t *testing.T) {
 		t.Errorf("cancelled task: %v", err)
 	}
 	f.task("OpaqueRef:task", taskRec("failure", ""))
-	if err := f.connect(t).HardShutdown(context.Background(), "OpaqueRef:vm"); err == nil {
-		t.Error("failure without error_info accepted")
+	if err := f.connect(t).HardShutdown(context.Background(), "OpaqueRef:vm"); !errors.Is(err, xapi.ErrTaskFailed) {
+		t.Errorf("failure without error_info: %v", err)
 	}
 	f.task("OpaqueRef:task", taskRec("exploded", ""))
 	if err := f.connect(t).HardShutdown(context.Background(), "OpaqueRef:vm"); err == nil {
@@ -132,5 +135,19 @@ func TestParseTaskResult(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("ParseTaskResult(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
+	}
+}
+
+// TestTaskPollError: an XAPI error of polling the task (not the task's
+// own failure) does not match ErrTaskFailed: the task may still run.
+func TestTaskPollError(t *testing.T) {
+	f := newFake(t)
+	f.returns("Async.VM.hard_shutdown", "OpaqueRef:task")
+	f.handle("task.get_record", func([]json.RawMessage) (any, error) {
+		return nil, &xapi.Error{Code: "PERMISSION_DENIED"}
+	})
+	err := f.connect(t).HardShutdown(context.Background(), "OpaqueRef:vm")
+	if err == nil || errors.Is(err, xapi.ErrTaskFailed) || !xapi.IsCode(err, "PERMISSION_DENIED") {
+		t.Fatalf("poll error: %v", err)
 	}
 }

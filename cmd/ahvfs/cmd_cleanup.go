@@ -119,7 +119,7 @@ func printCleanup(env *cliEnv, rep *clusterjob.Report) {
 		fmt.Fprintf(env.Stdout, "finished the overwrite of %s\n", s)
 	}
 	for _, s := range rep.Released {
-		fmt.Fprintf(env.Stdout, "kept %s (a reference snapshot)\n", s)
+		fmt.Fprintf(env.Stdout, "kept %s (a reference snapshot, or the repository of an instantly restored VM: instant-restore finish removes it)\n", s)
 	}
 	for _, s := range rep.Unresolved {
 		fmt.Fprintf(env.Stdout, "left %s\n", s)
