@@ -452,7 +452,9 @@ func TestSweepKeepsKeptAndRunning(t *testing.T) {
 func TestSweepWaitsForCreateTask(t *testing.T) {
 	for _, api := range []nutanix.APIVersion{nutanix.APIV3, nutanix.APIV4} {
 		t.Run(string(api), func(t *testing.T) {
-			s := simtest.Start(t, simtest.Options{Options: prismsim.Options{TaskDelay: 500 * time.Millisecond}})
+			// Long enough a task that a busy machine still sweeps while it
+			// runs.
+			s := simtest.Start(t, simtest.Options{Options: prismsim.Options{TaskDelay: time.Second}})
 			vm, err := s.AddVM(context.Background(), "web01", []string{enginetest.DataDisk(t, 4<<20, 1)}, prismsim.VMOptions{})
 			if err != nil {
 				t.Fatal(err)

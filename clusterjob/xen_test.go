@@ -3,6 +3,7 @@ package clusterjob_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -38,13 +39,18 @@ func TestXenSnapshotAfterCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(bg)
 	go func() {
 		// Cancel once the task is journaled (the call has returned it),
-		// and let the snapshot happen a moment later.
+		// and let the snapshot happen once the job has given up on it
+		// (its task.cancel arrived).
+		defer gate.Release()
 		for deadline := time.Now().Add(30 * time.Second); !journalNamesTask(j.Dir()) && time.Now().Before(deadline); {
 			time.Sleep(time.Millisecond)
 		}
 		cancel()
-		time.Sleep(300 * time.Millisecond)
-		gate.Release()
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if slices.ContainsFunc(s.Inventory().Tasks, func(t xapisim.TaskObject) bool { return t.Status == "cancelling" }) {
+				return
+			}
+		}
 	}()
 	_, _, err = jb.CreateXenSnapshot(ctx, vms[0], false)
 	if !errors.Is(err, context.Canceled) {
