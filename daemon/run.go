@@ -18,7 +18,7 @@ import (
 )
 
 // site is a connection to one cluster for one job: a Prism (cl and
-// conn), or an XCP-ng pool (xc) for backups.
+// conn), or an XCP-ng pool (xc) for backups and restores.
 type site struct {
 	cl   *nutanix.Client
 	conn *clusterjob.Connector
