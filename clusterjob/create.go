@@ -11,8 +11,9 @@ import (
 
 // The create calls below journal the object under a unique name before
 // the call, each task of the call as the cluster accepts it (watch), its
-// ID after, and release what a failed call may have left. The returned Object is what the caller later passes to Release
-// (a temporary object) or Forget (a result).
+// ID after, and release what a failed call may have left. The returned
+// Object is what the caller later passes to Release (a temporary object)
+// or Forget (a result).
 
 // CreateSnapshot snapshots the VM (application-consistent if asked and
 // possible) under a new unique name.

@@ -35,7 +35,14 @@ var errStillThere = errors.New("still present after the cluster acknowledged its
 // names snapshot IDs to keep. A nil error with outcome deleted, absent,
 // kept or finished means the entry may be forgotten.
 func release(ctx context.Context, cl nutanix.Cluster, o Object, protected map[string]bool) (outcome, error) {
-	if err := waitCreateTasks(ctx, cl, o); err != nil {
+	if err := waitCreateTasks(ctx, o, func(ctx context.Context, id string) error {
+		_, err := cl.WaitTask(ctx, id)
+		var te *nutanix.TaskError // it failed: it has ended
+		if errors.As(err, &te) || errors.Is(err, nutanix.ErrNotFound) {
+			return nil
+		}
+		return err
+	}); err != nil {
 		return unresolved, err
 	}
 	switch o.Kind {
@@ -66,18 +73,17 @@ const staleCreate = time.Hour
 
 // waitCreateTasks waits, for an object whose ID never reached the
 // journal, until the tasks of its create call have ended: only then does
-// a lookup by name see whether it was made. A task that failed or that
-// the cluster no longer knows has ended too.
-func waitCreateTasks(ctx context.Context, cl nutanix.Cluster, o Object) error {
+// a lookup by name see whether it was made. ended waits for one task
+// through the hypervisor's client; nil means the task ended, whether it
+// succeeded, failed or is no longer known.
+func waitCreateTasks(ctx context.Context, o Object, ended func(ctx context.Context, task string) error) error {
 	if o.ID != "" || len(o.Tasks) == 0 || time.Since(o.Created) > staleCreate {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, createTaskWait)
 	defer cancel()
 	for _, id := range o.Tasks {
-		_, err := cl.WaitTask(ctx, id)
-		var te *nutanix.TaskError
-		if err != nil && !errors.As(err, &te) && !errors.Is(err, nutanix.ErrNotFound) {
+		if err := ended(ctx, id); err != nil {
 			return fmt.Errorf("%s: its create task %s has not ended: %w", o, id, err)
 		}
 	}

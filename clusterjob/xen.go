@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"time"
 
 	"github.com/ahvfs/ahvfs/nutanix"
 	"github.com/ahvfs/ahvfs/xapi"
@@ -78,7 +77,17 @@ func releaseXen(ctx context.Context, xc *xapi.Client, o Object, protected map[st
 	if xc == nil {
 		return unresolved, fmt.Errorf("%s: made on an XCP-ng pool, and this job has no XAPI client", o)
 	}
-	if err := waitXenCreateTasks(ctx, xc, o); err != nil {
+	// A task's own failure, its cancel or its absence (HANDLE_INVALID)
+	// end it; an error of the poll itself (a master change, a refusal)
+	// does not. A task still running after the wait is cancelled (the job
+	// that wanted its object is gone), and the entry stays.
+	if err := waitCreateTasks(ctx, o, func(ctx context.Context, id string) error {
+		_, err := xc.WaitTask(ctx, xapi.Ref(id))
+		if errors.Is(err, xapi.ErrTaskFailed) || errors.Is(err, xapi.ErrTaskCancelled) || errors.Is(err, xapi.ErrNotFound) {
+			return nil
+		}
+		return err
+	}); err != nil {
 		return unresolved, err
 	}
 	switch o.Kind {
@@ -90,26 +99,6 @@ func releaseXen(ctx context.Context, xc *xapi.Client, o Object, protected map[st
 		return releaseXenVM(ctx, xc, o)
 	}
 	return unresolved, fmt.Errorf("%s: unknown kind %q on an XCP-ng pool (written by a newer ahvfs?)", o, o.Kind)
-}
-
-// waitXenCreateTasks is waitCreateTasks on an XCP-ng pool: a task that
-// failed, was cancelled or is gone (HANDLE_INVALID) has ended too; an
-// error of the poll itself (a master change, a refusal) has not.
-func waitXenCreateTasks(ctx context.Context, xc *xapi.Client, o Object) error {
-	if o.ID != "" || len(o.Tasks) == 0 || time.Since(o.Created) > staleCreate {
-		return nil
-	}
-	// A task still running then is cancelled (the job that wanted its
-	// object is gone); the entry stays for a later sweep.
-	ctx, cancel := context.WithTimeout(ctx, createTaskWait)
-	defer cancel()
-	for _, id := range o.Tasks {
-		_, err := xc.WaitTask(ctx, xapi.Ref(id))
-		if err != nil && !errors.Is(err, xapi.ErrTaskFailed) && !errors.Is(err, xapi.ErrTaskCancelled) && !errors.Is(err, xapi.ErrNotFound) {
-			return fmt.Errorf("%s: its create task %s has not ended: %w", o, id, err)
-		}
-	}
-	return nil
 }
 
 // xenFind resolves o to the records it names: by UUID when known, else
