@@ -448,7 +448,8 @@ func (c *Config) checkPolicy(p *problems, i int, clusters, targets, names map[st
 	default:
 		p.add("%s.cluster: %q is not a [[cluster]] name", key, pc.Cluster)
 	}
-	pool := c.cluster(pc.Cluster).XAPI != ""
+	cc := c.cluster(pc.Cluster)
+	pool := cc.XAPI != ""
 	if pool && len(pc.Categories) > 0 {
 		p.add("%s.categories: cluster %s is an XCP-ng pool: select its VMs by name or UUID (vms), categories are Prism's", key, pc.Cluster)
 	}
@@ -543,7 +544,7 @@ func (c *Config) checkPolicy(p *problems, i int, clusters, targets, names map[st
 		DataPath: backup.DataPath(pc.DataPath), ConcurrentVMs: pc.ConcurrentVMs, ConcurrentDisks: pc.ConcurrentDisks,
 		BandwidthLimit: pc.BytesPerSec}
 	if pool {
-		o.Strategy = backup.Strategy(c.cluster(pc.Cluster).Strategy)
+		o.Strategy = backup.Strategy(cc.Strategy)
 	}
 	if pc.PreSnapshot != "" {
 		o.PreSnapshot = backup.CommandHook("pre-snapshot", pc.PreSnapshot)
