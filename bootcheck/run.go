@@ -19,7 +19,8 @@ import (
 // Options tune a boot check.
 type Options struct {
 	// Expect is the console text that proves the boot (default
-	// DefaultExpect, a login prompt).
+	// DefaultExpect, a login prompt). It is matched with each kernel
+	// message on its own line, even one printed right after a prompt.
 	Expect *regexp.Regexp
 	// Timeout bounds the boot, from QEMU's start to the expected text
 	// (default 5 minutes); making the overlays and the screenshot come
@@ -278,8 +279,9 @@ type scanner struct {
 // console line that decided.
 func (sc *scanner) decide(rep *Report, con *console, expect *regexp.Regexp) bool {
 	text, base := con.since(sc.from)
-	if loc := expect.FindStringIndex(text); loc != nil {
-		rep.Booted, rep.Reason, rep.Matched = true, ReasonMatched, lineAt(text, loc)
+	lines := kernelLines(text)
+	if loc := expect.FindStringIndex(lines); loc != nil {
+		rep.Booted, rep.Reason, rep.Matched = true, ReasonMatched, lineAt(lines, loc)
 		return true
 	}
 	complete := text[:strings.LastIndexByte(text, '\n')+1]
@@ -294,6 +296,18 @@ func (sc *scanner) decide(rep *Report, con *console, expect *regexp.Regexp) bool
 	// Next time, from the start of the line still open.
 	sc.from = base + int64(len(complete))
 	return false
+}
+
+// kernelMessage is a kernel message's timestamp that does not start its
+// line: the kernel printed it on the console after a prompt (or other
+// text) that ends without a newline, as "host login: [    2.09] tsc: ...".
+var kernelMessage = regexp.MustCompile(`([^\n])(\[ *[0-9]+\.[0-9]{6}\] )`)
+
+// kernelLines is text with each kernel message that continues a line
+// moved onto its own line, so a prompt the kernel wrote after is still at
+// the end of its line, however late the scanner reads the two.
+func kernelLines(text string) string {
+	return kernelMessage.ReplaceAllString(text, "$1\n$2")
 }
 
 // lineAt is the line of text holding the match loc, trimmed.

@@ -35,7 +35,7 @@ func init() {
 			Flags: []cli.Flag{
 				repoPasswordFlag(),
 				&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "give up after `DURATION` without the expected text"},
-				&cli.StringFlag{Name: "expect", Usage: "`REGEX` the serial console must print (default: a login prompt, '(?im)login:[ \\t]*$')"},
+				&cli.StringFlag{Name: "expect", Usage: "`REGEX` the serial console must print (default: a login prompt, '(?im)login:[ \\t]*$'); a kernel message printed on the same line after it starts a line of its own"},
 				&cli.StringFlag{Name: "screenshot", Usage: "save the screen as a PNG `FILE` when the check ends"},
 				&cli.StringFlag{Name: "nfs", Usage: "read the disks from 'ahvfs nfs-serve' at `HOST` (portmapper on 111, NFS on 2049) instead of a FUSE mount"},
 			},
