@@ -138,18 +138,25 @@ func (jb *Job) CreateVM(ctx context.Context, spec nutanix.VMSpec, replaces *nuta
 // the new VM is complete. Until CommitReplacement a teardown powers it on
 // again if it was on.
 func (jb *Job) PowerOffOriginal(ctx context.Context, o *Object) error {
-	r := o.Replaces
-	if r == nil || !r.WasOn {
-		return nil
-	}
-	r.PoweredOff = true
-	if err := jb.Record(*o); err != nil {
+	if on, err := jb.poweringOff(o); !on || err != nil {
 		return err
 	}
+	r := o.Replaces
 	if err := jb.cl.SetPowerState(ctx, r.UUID, nutanix.PowerOff); err != nil {
 		return fmt.Errorf("power off the original VM %s: %w", r.UUID, err)
 	}
 	return nil
+}
+
+// poweringOff journals that the job is about to power off the original
+// VM o replaces; false: it was off, there is nothing to power off.
+func (jb *Job) poweringOff(o *Object) (bool, error) {
+	r := o.Replaces
+	if r == nil || !r.WasOn {
+		return false, nil
+	}
+	r.PoweredOff = true
+	return true, jb.Record(*o)
 }
 
 // CommitReplacement makes the new VM of o the result and deletes the

@@ -92,6 +92,10 @@ type Replacement struct {
 	// Committed: the new VM is the result. A sweep then finishes the
 	// overwrite (deletes the original) instead of undoing it.
 	Committed bool `json:"committed"`
+	// VDIs (XCP-ng) are the UUIDs of the original's disks, recorded with
+	// the commit: VM.destroy leaves them, so they are destroyed after it
+	// (unless another VM uses one).
+	VDIs []string `json:"vdis,omitempty"`
 }
 
 func (o Object) String() string {

@@ -64,6 +64,17 @@ func SweepXen(ctx context.Context, j *Journal, xc *xapi.Client, logger *slog.Log
 	}, logger)
 }
 
+// xenTaskEnded waits for the XAPI task id to end. A task's own failure,
+// its cancel or its absence (HANDLE_INVALID) end it; an error of the poll
+// itself (a master change, a refusal) does not.
+func xenTaskEnded(ctx context.Context, xc *xapi.Client, id string) error {
+	_, err := xc.WaitTask(ctx, xapi.Ref(id))
+	if errors.Is(err, xapi.ErrTaskFailed) || errors.Is(err, xapi.ErrTaskCancelled) || errors.Is(err, xapi.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
 // xenSource is the --source value of an XAPI endpoint URL.
 func xenSource(endpoint string) string {
 	if u, err := url.Parse(endpoint); err == nil && u.Host != "" {
@@ -77,16 +88,10 @@ func releaseXen(ctx context.Context, xc *xapi.Client, o Object, protected map[st
 	if xc == nil {
 		return unresolved, fmt.Errorf("%s: made on an XCP-ng pool, and this job has no XAPI client", o)
 	}
-	// A task's own failure, its cancel or its absence (HANDLE_INVALID)
-	// end it; an error of the poll itself (a master change, a refusal)
-	// does not. A task still running after the wait is cancelled (the job
-	// that wanted its object is gone), and the entry stays.
+	// A task still running after the wait is cancelled (the job that
+	// wanted its object is gone), and the entry stays.
 	if err := waitCreateTasks(ctx, o, func(ctx context.Context, id string) error {
-		_, err := xc.WaitTask(ctx, xapi.Ref(id))
-		if errors.Is(err, xapi.ErrTaskFailed) || errors.Is(err, xapi.ErrTaskCancelled) || errors.Is(err, xapi.ErrNotFound) {
-			return nil
-		}
-		return err
+		return xenTaskEnded(ctx, xc, id)
 	}); err != nil {
 		return unresolved, err
 	}
@@ -286,8 +291,12 @@ func releaseXenVDI(ctx context.Context, xc *xapi.Client, o Object) (outcome, err
 }
 
 // releaseXenVM removes a VM under construction (powered off first); its
-// VDIs are objects of their own.
+// VDIs are objects of their own. One that replaces an original finishes
+// or undoes the overwrite (releaseXenReplacement).
 func releaseXenVM(ctx context.Context, xc *xapi.Client, o Object) (outcome, error) {
+	if r := o.Replaces; r != nil && r.Committed {
+		return releaseXenReplacement(ctx, xc, o)
+	}
 	vms, err := xenFind(ctx, xc, o, false)
 	if err != nil {
 		return unresolved, err
@@ -309,6 +318,11 @@ func releaseXenVM(ctx context.Context, xc *xapi.Client, o Object) (outcome, erro
 			return unresolved, fmt.Errorf("%s: %w", o, err)
 		}
 		res = deleted
+	}
+	if o.Replaces != nil {
+		if _, err := releaseXenReplacement(ctx, xc, o); err != nil {
+			return unresolved, err
+		}
 	}
 	return res, nil
 }
@@ -387,12 +401,16 @@ type XenVMSpec struct {
 
 // CreateXenVM creates a halted VM under construction with its VBDs and
 // VIFs, named by the job's unique name made from label: until the caller
-// gives it its final name and forgets it, Close (or a sweep after a crash)
-// deletes it, found by UUID or by that name. Its VDIs are objects of their
-// own (CreateXenVDI). A VBD or VIF that cannot be created deletes the VM
-// again.
-func (jb *Job) CreateXenVM(ctx context.Context, spec XenVMSpec, label string) (xapi.VM, Object, error) {
+// gives it its final name and forgets it (or CommitXenReplacement), Close
+// (or a sweep after a crash) deletes it, found by UUID or by that name.
+// Its VDIs are objects of their own (CreateXenVDI). A VBD or VIF that
+// cannot be created deletes the VM again. replaces is the original VM an
+// overwriting restore will replace (nil: none).
+func (jb *Job) CreateXenVM(ctx context.Context, spec XenVMSpec, label string, replaces *xapi.VM) (xapi.VM, Object, error) {
 	o := Object{Kind: KindVM, Name: jb.Name("restore", label), API: APIXen}
+	if replaces != nil {
+		o.Replaces = &Replacement{UUID: replaces.UUID, WasOn: xenRunning(replaces.PowerState)}
+	}
 	rec, err := xenVMRecord(o.Name, spec)
 	if err != nil {
 		return xapi.VM{}, o, fmt.Errorf("create VM %s: %w", o.Name, err)

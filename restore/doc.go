@@ -69,8 +69,8 @@
 // RestoreXen follows Restore's order through the same journal, with a job
 // on the pool (clusterjob.Journal.BeginXen): it sweeps what earlier jobs
 // left there (clusterjob.SweepXen), validates everything at once (the
-// VM's name free on the pool — overwrite is not supported there —, the
-// SR of each disk found and with room for its disks, every NIC on a
+// VM's name free on the pool but for the original an overwrite replaces,
+// the SR of each disk found and with room for its disks, every NIC on a
 // network, every network map entry used; options only AHV has refused),
 // then per disk creates a VDI of the disk's size (journaled under a
 // unique name, ahvfs-vdi-restore-NAME-disk-N-TIME-RANDOM, its UUID
@@ -86,6 +86,20 @@
 // the unique name. Options.SR takes an SR name (unique on the pool) or
 // UUID; by default a disk goes to the SR it came from when the pool has
 // it, else to the pool's default SR.
+//
+// An overwrite on a pool follows AHV's step 5: the original (Options.Replace,
+// else the restore point's VM by UUID, else the one VM of its name; none
+// is a plain restore with a warning; a suspended one is refused) is
+// hard-shut-down once the new VM is complete and named, the overwrite is
+// committed with the original's VDIs recorded, then the original is
+// destroyed and its VDIs after it (VM.destroy leaves them), except those
+// another VM uses. Until the commit a failure or a sweep deletes the new
+// VM and starts the original again (after the shutdown task the journal
+// recorded has ended); after it the deletion is finished. The
+// original's MAC addresses do not count as in use: the new VM takes them
+// (XCP-ng does not refuse a MAC twice, and the two never run together).
+// The original's snapshots are left (they are the pool's, not the
+// restore's).
 //
 // The network map works as on AHV, with XCP-ng networks (name_label or
 // UUID) for subnets. A MAC address is kept when no VM of the pool has it

@@ -36,10 +36,6 @@ func (o *Options) ValidateXen() error {
 	ahv(o.NFS != "", "--nfs", "an XCP-ng pool has no instant restore")
 	ahv(o.ISCSIPort != 0, "--iscsi-port", "disks go to an XCP-ng pool through its raw VDI import")
 	ahv(o.InitiatorIQN != "", "--initiator-iqn", "disks go to an XCP-ng pool through its raw VDI import")
-	if o.Overwrite || o.Replace != "" {
-		errs = append(errs, fmt.Errorf("%s is not supported on an XCP-ng pool: restore under another %s, then remove the original",
-			o.key("--overwrite"), o.key("--name")))
-	}
 	return errors.Join(errs...)
 }
 
@@ -168,7 +164,7 @@ func (r *xenRun) restore(ctx context.Context) error {
 		spec.Disks = append(spec.Disks, xapi.VBDSpec{VDI: vdi.Ref, Userdevice: d.userdevice, Bootable: d.bootable, ReadOnly: d.readOnly})
 	}
 	o.Logger.Info("restore: creating the VM", "vm", p.name)
-	vm, vmObj, err := r.jb.CreateXenVM(ctx, spec, p.name)
+	vm, vmObj, err := r.jb.CreateXenVM(ctx, spec, p.name, p.original)
 	if err != nil {
 		return err
 	}
@@ -180,10 +176,27 @@ func (r *xenRun) restore(ctx context.Context) error {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("VDI %s keeps the name %s: %v", v.vdi.UUID, v.obj.Name, err))
 		}
 	}
-	// The VM is complete: it leaves the journal, then its VDIs. A crash
-	// in between leaves VDI entries that a sweep keeps, since the VM's
-	// VBDs use them (clusterjob releaseXenVDI).
-	if err := r.jb.Forget(vmObj); err != nil {
+	// The VM is complete: it leaves the journal (an overwrite commits
+	// first, and only then is the original touched beyond powering it
+	// off), then its VDIs. A crash in between leaves VDI entries that a
+	// sweep keeps, since the VM's VBDs use them (clusterjob
+	// releaseXenVDI).
+	if orig := p.original; orig != nil {
+		o.Logger.Info("restore: replacing the original VM", "vm", orig.NameLabel, "uuid", orig.UUID)
+		if err := r.jb.PowerOffXenOriginal(ctx, &vmObj); err != nil {
+			return err
+		}
+		committed, err := r.jb.CommitXenReplacement(ctx, &vmObj)
+		if err != nil && !committed {
+			return err
+		}
+		if err != nil {
+			// Committed: the new VM is the result whatever fails now;
+			// the journal finishes the deletion of the original.
+			res.Warnings = append(res.Warnings, err.Error())
+		}
+		res.Replaced = orig.UUID
+	} else if err := r.jb.Forget(vmObj); err != nil {
 		return err
 	}
 	for _, v := range vdis {

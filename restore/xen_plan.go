@@ -29,6 +29,7 @@ type xenPlan struct {
 	keptMACs bool
 	vm       clusterjob.XenVMSpec // without disks: their VDIs come later
 	warnings []string
+	original *xapi.VM // the VM --overwrite replaces (nil: none)
 }
 
 // xenDiskPlan is where one disk of the restore point goes.
@@ -75,16 +76,21 @@ func makeXenPlan(ctx context.Context, xc *xapi.Client, rp *engine.RestorePoint, 
 	if err != nil {
 		return nil, fmt.Errorf("list networks: %w", err)
 	}
-	var errs []error
-	// Name clash.
 	ordinary := map[xapi.Ref]xapi.VM{}
 	for _, v := range vms {
-		if v.IsATemplate || v.IsASnapshot || v.IsControlDomain {
-			continue
+		if !v.IsATemplate && !v.IsASnapshot && !v.IsControlDomain {
+			ordinary[v.Ref] = v
 		}
-		ordinary[v.Ref] = v
+	}
+	// The original (overwrite), then a name clash with any other VM.
+	errs := p.findOriginal(ordinary, o)
+	others := maps.Clone(ordinary)
+	if p.original != nil {
+		delete(others, p.original.Ref)
+	}
+	for _, v := range others {
 		if v.NameLabel == p.name {
-			errs = append(errs, fmt.Errorf("a VM named %q already exists on the pool %s: give %s (%s is not supported on XCP-ng)",
+			errs = append(errs, fmt.Errorf("a VM named %q already exists on the pool %s: give %s, or %s to replace the original",
 				p.name, p.pool, o.key("--name"), o.key("--overwrite")))
 			break
 		}
@@ -103,8 +109,9 @@ func makeXenPlan(ctx context.Context, xc *xapi.Client, rp *engine.RestorePoint, 
 	default:
 		errs = append(errs, p.placeDisks(places, srs, pool.defaultSR, o)...)
 	}
-	// Networks.
-	nics, nerrs := p.mapNICs(ctx, xc, nets, ordinary, o)
+	// Networks: the original's MAC addresses are free for the new VM (the
+	// original is off before the new VM can start, and then deleted).
+	nics, nerrs := p.mapNICs(ctx, xc, nets, others, o)
 	errs = append(errs, nerrs...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -115,6 +122,54 @@ func makeXenPlan(ctx context.Context, xc *xapi.Client, rp *engine.RestorePoint, 
 		p.warnings = append(p.warnings, p.fromAHVWarnings()...)
 	}
 	return p, nil
+}
+
+// findOriginal sets the VM an overwrite replaces, among the pool's
+// ordinary VMs: Options.Replace by UUID; else the restore point's VM by
+// UUID (a point of this hypervisor), else by its recorded name (unique).
+// No such VM makes the overwrite a plain restore, with a warning.
+func (p *xenPlan) findOriginal(vms map[xapi.Ref]xapi.VM, o Options) []error {
+	if !o.Overwrite && o.Replace == "" {
+		return nil
+	}
+	pick := func(match func(v xapi.VM) bool) ([]xapi.VM, error) {
+		var out []xapi.VM
+		for _, v := range vms {
+			if match(v) {
+				out = append(out, v)
+			}
+		}
+		if len(out) > 1 {
+			return nil, fmt.Errorf("%s: several VMs are named %q on the pool %s: name the one to replace with its UUID", o.key("--overwrite"), p.cfg.Name, p.pool)
+		}
+		return out, nil
+	}
+	var found []xapi.VM
+	var err error
+	switch {
+	case o.Replace != "":
+		found, _ = pick(func(v xapi.VM) bool { return v.UUID == o.Replace })
+		if len(found) == 0 {
+			return []error{fmt.Errorf("the VM %s to replace is not on the pool %s", o.Replace, p.pool)}
+		}
+	case p.same && p.cfg.UUID != "":
+		found, _ = pick(func(v xapi.VM) bool { return v.UUID == p.cfg.UUID })
+	}
+	if len(found) == 0 {
+		if found, err = pick(func(v xapi.VM) bool { return v.NameLabel == p.cfg.Name }); err != nil {
+			return []error{err}
+		}
+	}
+	if len(found) == 0 {
+		p.warnings = append(p.warnings, fmt.Sprintf("%s: no VM %q on the pool %s to replace: restored as a new VM", o.key("--overwrite"), p.cfg.Name, p.pool))
+		return nil
+	}
+	v := found[0]
+	if v.PowerState == "Suspended" {
+		return []error{fmt.Errorf("the VM %s (%s) to replace is suspended: resume it or shut it down first", v.NameLabel, v.UUID)}
+	}
+	p.original = &v
+	return nil
 }
 
 // xenPool is what RestoreXen reads of the pool record.

@@ -230,8 +230,8 @@ func TestRestoreXenToXen(t *testing.T) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
 	}
-	_, err = restore.RestoreXen(ctx, repo, xc, rp, restore.Options{Name: "xen01-x", Overwrite: true, TargetCluster: "cluster-a"})
-	if err == nil || !strings.Contains(err.Error(), "--overwrite is not supported") || !strings.Contains(err.Error(), "--target-cluster is for AHV") {
+	_, err = restore.RestoreXen(ctx, repo, xc, rp, restore.Options{Name: "xen01-x", TargetCluster: "cluster-a", Container: "c"})
+	if err == nil || !strings.Contains(err.Error(), "--container is for AHV") || !strings.Contains(err.Error(), "--target-cluster is for AHV") {
 		t.Errorf("AHV options: %v", err)
 	}
 	xapisimtest.RequireUnchanged(t, before, s.Inventory())
@@ -443,25 +443,7 @@ func TestRestoreXenFailureCleanup(t *testing.T) {
 		before := s.Inventory()
 		gate := s.Hold("VM.create")
 		defer gate.Release()
-		cmd := exec.Command(os.Args[0], "-test.run=^TestRestoreXenHelperProcess$", "-test.v")
-		cmd.Env = append(os.Environ(), "AHVFS_XEN_RESTORE_CHILD=1", "XEN_URL="+s.URL(), "XEN_CA="+s.CAFile(),
-			"XEN_PASSWORD_FILE="+s.PasswordFile(), "XEN_REPO="+repo.Dir(), "XEN_JOURNAL="+j.Dir(), "XEN_POINT="+rp.Name())
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		select {
-		case <-gate.Arrived():
-		case err := <-exited:
-			t.Fatalf("the restore ended (%v) before it created its VM:\n%s", err, out.String())
-		case <-time.After(2 * time.Minute):
-			t.Fatalf("the restore never created its VM:\n%s", out.String())
-		}
-		cmd.Process.Signal(syscall.SIGKILL)
-		<-exited
+		killXenRestoreAt(t, s, repo, j, rp, gate, false, nil)
 		gate.Release() // xapi finishes the call of a client that is gone
 		var leftVM bool
 		for deadline := time.Now().Add(30 * time.Second); !leftVM && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -488,8 +470,41 @@ func TestRestoreXenFailureCleanup(t *testing.T) {
 	})
 }
 
+// killXenRestoreAt runs the restore of rp (TestRestoreXenHelperProcess:
+// under the name web01-r, or overwriting the original) in a child process
+// and kills it (SIGKILL) once it waits at gate and ready, when set, holds.
+func killXenRestoreAt(t *testing.T, s *xapisim.Sim, repo *engine.Repository, j *clusterjob.Journal, rp *engine.RestorePoint,
+	gate *xapisim.Gate, overwrite bool, ready func() bool) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRestoreXenHelperProcess$", "-test.v")
+	cmd.Env = append(os.Environ(), "AHVFS_XEN_RESTORE_CHILD=1", "XEN_URL="+s.URL(), "XEN_CA="+s.CAFile(),
+		"XEN_PASSWORD_FILE="+s.PasswordFile(), "XEN_REPO="+repo.Dir(), "XEN_JOURNAL="+j.Dir(), "XEN_POINT="+rp.Name(),
+		fmt.Sprintf("XEN_OVERWRITE=%t", overwrite))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-gate.Arrived():
+	case err := <-exited:
+		t.Fatalf("the restore ended (%v) before its call was held:\n%s", err, out.String())
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the restore never made the call held:\n%s", out.String())
+	}
+	for deadline := time.Now().Add(time.Minute); ready != nil && !ready(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the restore never got ready to be killed:\n%s", out.String())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+}
+
 // TestRestoreXenHelperProcess is the restore TestRestoreXenFailureCleanup
-// kills: it runs only as that test's child.
+// and TestRestoreXenOverwrite kill: it runs only as their child.
 func TestRestoreXenHelperProcess(t *testing.T) {
 	if os.Getenv("AHVFS_XEN_RESTORE_CHILD") != "1" {
 		return // only as the child process of TestRestoreXenFailureCleanup
@@ -513,6 +528,10 @@ func TestRestoreXenHelperProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = restore.RestoreXen(ctx, repo, xc, rp, restore.Options{Name: "web01-r", Journal: j})
+	o := restore.Options{Name: "web01-r", Journal: j}
+	if os.Getenv("XEN_OVERWRITE") == "true" {
+		o = restore.Options{Overwrite: true, Journal: j}
+	}
+	_, err = restore.RestoreXen(ctx, repo, xc, rp, o)
 	fmt.Println("restore returned:", err) // only if the parent did not kill it
 }

@@ -24,8 +24,9 @@ func init() {
 				"machine type PC, its disks on SCSI and no NIC, unless --vcpu/--memory say otherwise.\n" +
 				"--overwrite creates the new VM first; only then is the original powered off and deleted.\n" +
 				"--target xapi://HOST restores to an XCP-ng / XenServer pool instead of --prism, from a restore point of either\n" +
-				"hypervisor (--sr instead of --container; no --overwrite). Across hypervisors the disk bus and boot mode are\n" +
-				"mapped, --network-map maps AHV subnets to pool networks or back, and what cannot be carried is a warning.",
+				"hypervisor (--sr instead of --container). Across hypervisors the disk bus and boot mode are\n" +
+				"mapped, --network-map maps AHV subnets to pool networks or back, and what cannot be carried is a warning.\n" +
+				"On a pool --overwrite also destroys the original's disks (those no other VM uses) and gives the new VM its MACs.",
 			Flags: append(restoreVMFlags(),
 				&cli.StringFlag{Name: "target", Usage: "an XCP-ng / XenServer pool `xapi://HOST[:PORT]` to restore to instead of --prism (user root by default; --password-file, --ca-cert and --insecure as for Prism)"},
 				&cli.StringFlag{Name: "sr", Usage: "storage repository `NAME` or UUID of the new disks on the XCP-ng pool of --target (default: the disk's own SR when the pool has it, else the pool's default SR)"},

@@ -19,7 +19,7 @@ import (
 // the new VM's disk files equal the live disks, the JSON summary says
 // what it did, the text one warns of the MAC in use. AHV-only flags,
 // other schemes, --sr without --target are usage errors; a name clash
-// fails before anything exists.
+// fails before anything exists. --overwrite replaces the original.
 func TestRestoreXenCLI(t *testing.T) {
 	clearSiteEnv(t)
 	s := xapisimtest.Start(t, xapisimtest.Options{VMs: []xapisim.VMSpec{{Name: "xen01", Firmware: "uefi",
@@ -70,7 +70,6 @@ func TestRestoreXenCLI(t *testing.T) {
 	before := s.Inventory()
 	for _, bad := range [][]string{
 		append(args, "--container", "default"),
-		append(args, "--overwrite"),
 		append(args, "--data-path", "iscsi"),
 		append(args, "--target-cluster", "cluster-a"),
 		append(args, "--prism", "127.0.0.1:9440"),
@@ -87,4 +86,17 @@ func TestRestoreXenCLI(t *testing.T) {
 		t.Errorf("name clash: exit %d %s", code, errs)
 	}
 	xapisimtest.RequireUnchanged(t, before, s.Inventory())
+
+	// --overwrite replaces the original, xen01, under its name.
+	orig, err := s.VM("xen01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code = runCLI(t, "", append(args, "--overwrite", "xen01@latest")...)
+	if code != 0 || !strings.Contains(out, "replaced the original VM "+orig.UUID) {
+		t.Errorf("overwrite: exit %d\nstdout %s\nstderr %s", code, out, errs)
+	}
+	if now, err := s.VM("xen01"); err != nil || now.UUID == orig.UUID {
+		t.Errorf("after the overwrite: %+v %v (the original was %s)", now, err, orig.UUID)
+	}
 }
