@@ -98,8 +98,8 @@
 // recorded has ended); after it the deletion is finished. The
 // original's MAC addresses do not count as in use: the new VM takes them
 // (XCP-ng does not refuse a MAC twice, and the two never run together).
-// The original's snapshots are left (they are the pool's, not the
-// restore's).
+// The original's snapshots are left here; `ahvfs restore` then drops
+// ahvfs's own reference snapshot of it (backup.DropXenReference).
 //
 // The network map works as on AHV, with XCP-ng networks (name_label or
 // UUID) for subnets. A MAC address is kept when no VM of the pool has it

@@ -423,7 +423,8 @@ done
 cat "$demo/xapisim.log"
 xen=(--source xapi://127.0.0.1:$xport --user root --password-file "$demo/xen/root.password" --ca-cert "$demo/xen/ca.crt")
 xenreport() { jq -r '.vms[] | "\(.vm): \(.level) \(.consistency) via \(.data_path), read \(.bytes_read) bytes, stored \(.bytes_new) new\(if .warnings then "; " + (.warnings|join("; ")) else "" end)"'; }
-xensnaps() { curl -s --cacert "$demo/xen/ca.crt" -u "root:$(cat "$demo/xen/root.password")" "https://127.0.0.1:$xport/sim/inventory" |
+xeninv() { curl -s --cacert "$demo/xen/ca.crt" -u "root:$(cat "$demo/xen/root.password")" "https://127.0.0.1:$xport/sim/inventory"; }
+xensnaps() { xeninv |
   jq -r '"snapshots on the pool: \([.vms[]|select(.is_snapshot)]|length); their disks: \([.vdis[]|select(.is_snapshot)|.type + (if .has_data then " with data" else " (data destroyed)" end)]|join(", "))"'; }
 
 say "ahvfs backup --source xapi:// --strategy cbt (full: changed-block tracking turned on, the snapshot read over the pool's NBD server with TLS)"
@@ -486,5 +487,12 @@ done
 bin/ahvfs jobs --policy xen
 kill -TERM $xdaemon; wait $xdaemon && echo "SIGTERM: the daemon stopped cleanly (exit 0)"
 bin/ahvfs list xen01 | tail -4
+xensnaps
+
+say "restore xen01 over itself (--overwrite): the new VM is complete first; only then is the original shut down and destroyed, with its disks and its reference snapshot; the new VM takes its MAC"
+was=$(xeninv | jq -r '.vms[]|select(.name=="xen01" and (.is_snapshot|not))|.uuid')
+AHVFS_PRISM= bin/ahvfs restore xen01@latest --target xapi://127.0.0.1:$xport --user root --password-file "$demo/xen/root.password" \
+  --ca-cert "$demo/xen/ca.crt" --overwrite --power-on
+echo "xen01 was VM $was; now: $(xeninv | jq -r '.vms[]|select(.name=="xen01" and (.is_snapshot|not))|"VM \(.uuid), \(.power_state)"')"
 xensnaps
 AHVFS_PRISM= bin/ahvfs cleanup "${xen[@]}"

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/ahvfs/ahvfs/backup"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/nutanix"
 	"github.com/ahvfs/ahvfs/restore"
@@ -26,7 +27,8 @@ func init() {
 				"--target xapi://HOST restores to an XCP-ng / XenServer pool instead of --prism, from a restore point of either\n" +
 				"hypervisor (--sr instead of --container). Across hypervisors the disk bus and boot mode are\n" +
 				"mapped, --network-map maps AHV subnets to pool networks or back, and what cannot be carried is a warning.\n" +
-				"On a pool --overwrite also destroys the original's disks (those no other VM uses) and gives the new VM its MACs.",
+				"On a pool --overwrite also destroys the original's disks (those no other VM uses) and ahvfs's reference snapshot\n" +
+				"of it, and gives the new VM its MAC addresses.",
 			Flags: append(restoreVMFlags(),
 				&cli.StringFlag{Name: "target", Usage: "an XCP-ng / XenServer pool `xapi://HOST[:PORT]` to restore to instead of --prism (user root by default; --password-file, --ca-cert and --insecure as for Prism)"},
 				&cli.StringFlag{Name: "sr", Usage: "storage repository `NAME` or UUID of the new disks on the XCP-ng pool of --target (default: the disk's own SR when the pool has it, else the pool's default SR)"},
@@ -161,7 +163,16 @@ func restoreToXen(c *cli.Context, env *cliEnv, o restore.Options) error {
 	}
 	defer xc.Close(context.WithoutCancel(ctx))
 	return restoreAndReport(ctx, env, r, c.Args().First(), o, func(rp *engine.RestorePoint, o restore.Options) (*restore.Result, error) {
-		return restore.RestoreXen(ctx, r, xc, rp, o)
+		res, err := restore.RestoreXen(ctx, r, xc, rp, o)
+		if err == nil && res.Replaced != "" {
+			// The original is gone: its reference snapshot would hold
+			// its disks' data on the pool for an incremental that never
+			// comes.
+			if err := backup.DropXenReference(ctx, o.Journal, xc, res.Replaced, env.Log); err != nil {
+				res.Warnings = append(res.Warnings, err.Error())
+			}
+		}
+		return res, err
 	})
 }
 

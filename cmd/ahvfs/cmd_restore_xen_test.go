@@ -99,4 +99,10 @@ func TestRestoreXenCLI(t *testing.T) {
 	if now, err := s.VM("xen01"); err != nil || now.UUID == orig.UUID {
 		t.Errorf("after the overwrite: %+v %v (the original was %s)", now, err, orig.UUID)
 	}
+	// The original's reference snapshot went with it.
+	for _, v := range s.Inventory().VMs {
+		if v.IsSnapshot {
+			t.Errorf("snapshot %s (of %s) left on the pool", v.Name, v.SnapshotOf)
+		}
+	}
 }
