@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/ahvfs/ahvfs/clusterjob"
@@ -86,40 +85,6 @@ func LoadXenReference(j *clusterjob.Journal, vmUUID string) (*XenReference, erro
 func putXenRef(j *clusterjob.Journal, r *XenReference) error {
 	if err := j.Keep(xenRefOwner(r.VMUUID), []clusterjob.Object{r.object()}, r); err != nil {
 		return fmt.Errorf("promote snapshot %s as the reference of %s: %w", r.SnapshotName, r.VM, err)
-	}
-	return nil
-}
-
-// DropXenReference deletes a VM's reference snapshot from the pool xc
-// reaches and forgets the reference: for a VM that is gone (the original
-// an overwriting restore destroyed), whose next incremental will never
-// come. A VM without one is no error. The snapshot is recorded in a job
-// before the reference is forgotten, so a crash in between leaves it to
-// the sweep.
-func DropXenReference(ctx context.Context, j *clusterjob.Journal, xc *xapi.Client, vmUUID string, log *slog.Logger) error {
-	ref, err := LoadXenReference(j, vmUUID)
-	if err != nil || ref == nil {
-		return err
-	}
-	jb, err := j.BeginXen(ctx, "drop-reference", xc, clusterjob.JobOptions{Logger: log})
-	if err != nil {
-		return err
-	}
-	err = func() error {
-		o := ref.object()
-		if err := jb.Record(o); err != nil {
-			return err
-		}
-		if err := j.Unkeep(xenRefOwner(vmUUID)); err != nil {
-			return err
-		}
-		return jb.Release(ctx, o)
-	}()
-	if cerr := jb.Close(ctx); cerr != nil {
-		err = errors.Join(err, cerr)
-	}
-	if err != nil {
-		return fmt.Errorf("drop the reference snapshot of VM %s: %w", vmUUID, err)
 	}
 	return nil
 }

@@ -151,12 +151,25 @@ func (jb *Job) PowerOffOriginal(ctx context.Context, o *Object) error {
 // poweringOff journals that the job is about to power off the original
 // VM o replaces; false: it was off, there is nothing to power off.
 func (jb *Job) poweringOff(o *Object) (bool, error) {
-	r := o.Replaces
-	if r == nil || !r.WasOn {
+	if r := o.Replaces; r == nil || !r.WasOn {
 		return false, nil
 	}
-	r.PoweredOff = true
-	return true, jb.Record(*o)
+	return true, jb.recordReplacement(o, func(r *Replacement) { r.PoweredOff = true })
+}
+
+// recordReplacement journals o with its replacement state changed by
+// change, and only then changes *o: a failed write leaves o (and the
+// job's own copy, which a teardown acts on) as the journal has it.
+func (jb *Job) recordReplacement(o *Object, change func(r *Replacement)) error {
+	n := *o
+	r := *o.Replaces
+	change(&r)
+	n.Replaces = &r
+	if err := jb.Record(n); err != nil {
+		return err
+	}
+	*o = n
+	return nil
 }
 
 // CommitReplacement makes the new VM of o the result and deletes the
@@ -165,14 +178,13 @@ func (jb *Job) poweringOff(o *Object) (bool, error) {
 // at any instant leaves either the original or the new VM, never
 // neither.
 func (jb *Job) CommitReplacement(ctx context.Context, o *Object) error {
-	r := o.Replaces
-	if r == nil {
+	if o.Replaces == nil {
 		return jb.Forget(*o)
 	}
-	r.Committed = true
-	if err := jb.Record(*o); err != nil {
+	if err := jb.recordReplacement(o, func(r *Replacement) { r.Committed = true }); err != nil {
 		return err
 	}
+	r := o.Replaces
 	if err := deleteVM(ctx, jb.cl, r.UUID); err != nil {
 		return fmt.Errorf("delete the original VM %s: %w (the next job or `ahvfs cleanup` finishes the overwrite)", r.UUID, err)
 	}

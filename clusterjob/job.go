@@ -148,6 +148,12 @@ func (jb *Job) Record(o Object) error {
 	} else if o.API == "" {
 		o.API = jb.cl.API()
 	}
+	if r := o.Replaces; r != nil {
+		// The job's copy shares nothing with the caller's object.
+		c := *r
+		c.VDIs, c.References, c.KeptBy = slices.Clone(r.VDIs), slices.Clone(r.References), slices.Clone(r.KeptBy)
+		o.Replaces = &c
+	}
 	if err := jb.d.put(o); err != nil {
 		return err
 	}
@@ -198,7 +204,7 @@ func (jb *Job) Release(ctx context.Context, o Object) error {
 	var res outcome
 	var err error
 	if o.API == APIXen {
-		res, err = releaseXen(ctx, jb.xc, o, protected)
+		res, err = releaseXen(ctx, jb.j, jb.xc, o, protected)
 	} else {
 		res, err = release(ctx, jb.cl, o, protected)
 	}

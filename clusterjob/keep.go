@@ -10,7 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+
+	"github.com/ahvfs/ahvfs/nutanix"
 )
 
 // keptRecord is kept/<owner>.json: objects ahvfs keeps on the cluster on
@@ -89,11 +92,49 @@ func (j *Journal) Kept(owner string, record any) (bool, error) {
 
 // keptSnapshots are the IDs of every kept snapshot.
 func (j *Journal) keptSnapshots() (map[string]bool, error) {
+	recs, err := j.keptRecords()
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]bool{}
+	for _, kr := range recs {
+		for _, o := range kr.Objects {
+			if o.Kind == KindSnapshot && o.ID != "" {
+				ids[o.ID] = true
+			}
+		}
+	}
+	return ids, nil
+}
+
+// keptOfVM are the kept records that hold only snapshots of the VM
+// vmUUID made through api (a backup's reference of that VM): their
+// owners and objects.
+func (j *Journal) keptOfVM(vmUUID string, api nutanix.APIVersion) (owners []string, objs []Object, err error) {
+	recs, err := j.keptRecords()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, kr := range recs {
+		other := slices.ContainsFunc(kr.Objects, func(o Object) bool {
+			return o.Kind != KindSnapshot || o.VMUUID != vmUUID || o.API != api
+		})
+		if len(kr.Objects) == 0 || other {
+			continue
+		}
+		owners = append(owners, kr.Owner)
+		objs = append(objs, kr.Objects...)
+	}
+	return owners, objs, nil
+}
+
+// keptRecords reads every kept record.
+func (j *Journal) keptRecords() ([]keptRecord, error) {
 	ents, err := os.ReadDir(filepath.Join(j.dir, keptDir))
 	if err != nil {
 		return nil, fmt.Errorf("journal: kept records: %w", err)
 	}
-	ids := map[string]bool{}
+	var out []keptRecord
 	for _, e := range ents {
 		if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
 			continue
@@ -108,11 +149,7 @@ func (j *Journal) keptSnapshots() (map[string]bool, error) {
 			// so the sweep stops.
 			return nil, fmt.Errorf("journal: kept record %s is undecodable: %w", e.Name(), err)
 		}
-		for _, o := range kr.Objects {
-			if o.Kind == KindSnapshot && o.ID != "" {
-				ids[o.ID] = true
-			}
-		}
+		out = append(out, kr)
 	}
-	return ids, nil
+	return out, nil
 }

@@ -96,6 +96,12 @@ type Replacement struct {
 	// the commit: VM.destroy leaves them, so they are destroyed after it
 	// (unless another VM uses one).
 	VDIs []string `json:"vdis,omitempty"`
+	// References (XCP-ng) are the snapshots of the original that the
+	// journal kept (a backup's reference), and KeptBy their kept
+	// records' owners, recorded with the commit: they go with the
+	// original, whose next incremental never comes.
+	References []Object `json:"references,omitempty"`
+	KeptBy     []string `json:"kept_by,omitempty"`
 }
 
 func (o Object) String() string {

@@ -59,7 +59,7 @@ func SweepXen(ctx context.Context, j *Journal, xc *xapi.Client, logger *slog.Log
 			if o.API != APIXen {
 				return unresolved, fmt.Errorf("%s was made through Prism: run ahvfs cleanup with --prism", o)
 			}
-			return releaseXen(ctx, xc, o, protected)
+			return releaseXen(ctx, j, xc, o, protected)
 		},
 	}, logger)
 }
@@ -84,7 +84,7 @@ func xenSource(endpoint string) string {
 }
 
 // releaseXen deletes o from the pool and checks that it is gone.
-func releaseXen(ctx context.Context, xc *xapi.Client, o Object, protected map[string]bool) (outcome, error) {
+func releaseXen(ctx context.Context, j *Journal, xc *xapi.Client, o Object, protected map[string]bool) (outcome, error) {
 	if xc == nil {
 		return unresolved, fmt.Errorf("%s: made on an XCP-ng pool, and this job has no XAPI client", o)
 	}
@@ -101,7 +101,7 @@ func releaseXen(ctx context.Context, xc *xapi.Client, o Object, protected map[st
 	case KindVDI:
 		return releaseXenVDI(ctx, xc, o)
 	case KindVM:
-		return releaseXenVM(ctx, xc, o)
+		return releaseXenVM(ctx, j, xc, o)
 	}
 	return unresolved, fmt.Errorf("%s: unknown kind %q on an XCP-ng pool (written by a newer ahvfs?)", o, o.Kind)
 }
@@ -293,9 +293,9 @@ func releaseXenVDI(ctx context.Context, xc *xapi.Client, o Object) (outcome, err
 // releaseXenVM removes a VM under construction (powered off first); its
 // VDIs are objects of their own. One that replaces an original finishes
 // or undoes the overwrite (releaseXenReplacement).
-func releaseXenVM(ctx context.Context, xc *xapi.Client, o Object) (outcome, error) {
+func releaseXenVM(ctx context.Context, j *Journal, xc *xapi.Client, o Object) (outcome, error) {
 	if r := o.Replaces; r != nil && r.Committed {
-		return releaseXenReplacement(ctx, xc, o)
+		return releaseXenReplacement(ctx, j, xc, o)
 	}
 	vms, err := xenFind(ctx, xc, o, false)
 	if err != nil {
@@ -320,7 +320,7 @@ func releaseXenVM(ctx context.Context, xc *xapi.Client, o Object) (outcome, erro
 		res = deleted
 	}
 	if o.Replaces != nil {
-		if _, err := releaseXenReplacement(ctx, xc, o); err != nil {
+		if _, err := releaseXenReplacement(ctx, j, xc, o); err != nil {
 			return unresolved, err
 		}
 	}

@@ -13,7 +13,9 @@ import (
 // the original is powered off, then the overwrite is committed in the
 // journal, and only then is the original destroyed. XCP-ng's VM.destroy
 // leaves the VM's disks behind, so the commit also records the original's
-// VDIs, destroyed after it unless another VM uses them.
+// VDIs, destroyed after it unless another VM uses them, and the snapshots
+// of it the journal keeps (a backup's reference, useless once the VM is
+// gone), destroyed with their kept records.
 
 // xenRunning reports whether a VM of power_state state runs (a paused VM
 // holds its memory and comes back on unpause: it counts as on).
@@ -28,6 +30,9 @@ func (jb *Job) PowerOffXenOriginal(ctx context.Context, o *Object) error {
 	}
 	r := o.Replaces
 	v, err := jb.xc.VMByUUID(ctx, r.UUID)
+	if errors.Is(err, xapi.ErrNotFound) {
+		return nil // gone already: nothing to power off, the commit goes on
+	}
 	if err != nil {
 		return fmt.Errorf("power off the original VM %s: %w", r.UUID, err)
 	}
@@ -42,31 +47,38 @@ func (jb *Job) PowerOffXenOriginal(ctx context.Context, o *Object) error {
 }
 
 // CommitXenReplacement makes the new VM of o the result and destroys the
-// original with its disks (those no other VM uses). committed reports whether the
-// journal holds the commit: from then on a teardown or a sweep finishes
-// the overwrite instead of undoing it, so an error after it leaves the new
-// VM as the result. An error before it (the original's disks unread)
-// leaves the overwrite to be undone.
+// original with its disks (those no other VM uses) and the snapshots of
+// it the journal keeps. committed reports whether the journal holds the
+// commit: from then on a teardown or a sweep finishes the overwrite
+// instead of undoing it, so an error after it leaves the new VM as the
+// result. An error before it (the original or the journal unread, the
+// write failed) leaves the overwrite to be undone.
 func (jb *Job) CommitXenReplacement(ctx context.Context, o *Object) (committed bool, err error) {
 	r := o.Replaces
 	if r == nil {
 		return false, jb.Forget(*o)
 	}
+	var vdis []string
 	v, err := jb.xc.VMByUUID(ctx, r.UUID)
 	switch {
 	case errors.Is(err, xapi.ErrNotFound): // gone already: nothing of it to destroy
 	case err != nil:
 		return false, fmt.Errorf("read the original VM %s: %w", r.UUID, err)
 	default:
-		if r.VDIs, err = xenDisks(ctx, jb.xc, v); err != nil {
+		if vdis, err = xenDisks(ctx, jb.xc, v); err != nil {
 			return false, fmt.Errorf("read the disks of the original VM %s: %w", r.UUID, err)
 		}
 	}
-	r.Committed = true
-	if err := jb.Record(*o); err != nil {
+	owners, refs, err := jb.j.keptOfVM(r.UUID, APIXen)
+	if err != nil {
+		return false, fmt.Errorf("the original VM %s: %w", r.UUID, err)
+	}
+	if err := jb.recordReplacement(o, func(r *Replacement) {
+		r.Committed, r.VDIs, r.References, r.KeptBy = true, vdis, refs, owners
+	}); err != nil {
 		return false, err
 	}
-	if err := destroyXenOriginal(ctx, jb.xc, r); err != nil {
+	if err := destroyXenOriginal(ctx, jb.j, jb.xc, o.Replaces); err != nil {
 		return true, fmt.Errorf("delete the original VM %s: %w (the next job or `ahvfs cleanup --source` finishes the overwrite)", r.UUID, err)
 	}
 	return true, jb.Forget(*o)
@@ -96,12 +108,12 @@ func xenDisks(ctx context.Context, xc *xapi.Client, v xapi.VM) ([]string, error)
 }
 
 // destroyXenOriginal destroys the original VM of a committed overwrite
-// (powered off first, should it run again), then its VDIs recorded with
-// the commit, and checks all are gone. A VDI that a VM still uses once
-// the original is gone (a disk it shared) is kept.
-// What is gone already is not an error: the deletion may be finished by a
-// later sweep.
-func destroyXenOriginal(ctx context.Context, xc *xapi.Client, r *Replacement) error {
+// (powered off first, should it run again), then its VDIs and the kept
+// snapshots recorded with the commit, and checks all are gone; then the
+// kept records of those snapshots go. A VDI that a VM still uses once the
+// original is gone (a disk it shared) is kept. What is gone already is
+// not an error: the deletion may be finished by a later sweep.
+func destroyXenOriginal(ctx context.Context, j *Journal, xc *xapi.Client, r *Replacement) error {
 	v, err := xc.VMByUUID(ctx, r.UUID)
 	switch {
 	case errors.Is(err, xapi.ErrNotFound):
@@ -144,6 +156,16 @@ func destroyXenOriginal(ctx context.Context, xc *xapi.Client, r *Replacement) er
 			return fmt.Errorf("its VDI %s: %w", u, err)
 		}
 	}
+	for _, ref := range r.References {
+		if _, err := releaseXenSnapshot(ctx, xc, ref, nil); err != nil {
+			return fmt.Errorf("its reference: %w", err)
+		}
+	}
+	for _, owner := range r.KeptBy {
+		if err := j.Unkeep(owner); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -151,10 +173,10 @@ func destroyXenOriginal(ctx context.Context, xc *xapi.Client, r *Replacement) er
 // o that replaces one: a committed overwrite is finished (the original
 // destroyed, the new VM kept: finished); otherwise, once the new VM is
 // deleted, the original the job powered off is started again.
-func releaseXenReplacement(ctx context.Context, xc *xapi.Client, o Object) (outcome, error) {
+func releaseXenReplacement(ctx context.Context, j *Journal, xc *xapi.Client, o Object) (outcome, error) {
 	r := o.Replaces
 	if r.Committed {
-		if err := destroyXenOriginal(ctx, xc, r); err != nil {
+		if err := destroyXenOriginal(ctx, j, xc, r); err != nil {
 			return unresolved, fmt.Errorf("finish the overwrite by %s: delete the original VM %s: %w", o, r.UUID, err)
 		}
 		return finished, nil

@@ -87,19 +87,23 @@
 // UUID; by default a disk goes to the SR it came from when the pool has
 // it, else to the pool's default SR.
 //
-// An overwrite on a pool follows AHV's step 5: the original (Options.Replace,
-// else the restore point's VM by UUID, else the one VM of its name; none
-// is a plain restore with a warning; a suspended one is refused) is
-// hard-shut-down once the new VM is complete and named, the overwrite is
-// committed with the original's VDIs recorded, then the original is
-// destroyed and its VDIs after it (VM.destroy leaves them), except those
-// another VM uses. Until the commit a failure or a sweep deletes the new
-// VM and starts the original again (after the shutdown task the journal
-// recorded has ended); after it the deletion is finished. The
-// original's MAC addresses do not count as in use: the new VM takes them
-// (XCP-ng does not refuse a MAC twice, and the two never run together).
-// The original's snapshots are left here; `ahvfs restore` then drops
-// ahvfs's own reference snapshot of it (backup.DropXenReference).
+// An overwrite on a pool follows AHV's step 5: the original
+// (Options.Replace, else the restore point's VM by UUID, else the one VM
+// of its name; none is a plain restore with a warning; a suspended one
+// is refused) is hard-shut-down once the new VM is complete and named,
+// the overwrite is committed with the original's VDIs and the snapshots
+// of it the journal keeps (a backup's reference) recorded, then the
+// original is destroyed, its VDIs after it (VM.destroy leaves them)
+// except those another VM uses, and those snapshots with their kept
+// records. Until the commit a failure or a sweep deletes the new VM and
+// starts the original again (after the shutdown task the journal
+// recorded has ended); after it the deletion is finished. The original's
+// MAC addresses do not count as in use: the new VM takes them (XCP-ng
+// does not refuse a MAC twice, and the two never run together). The
+// original's other snapshots are left. A kill between the shutdown
+// call's acceptance and the journal write of its task is a window: a
+// sweep then sees the original still running and leaves it off once the
+// shutdown ends.
 //
 // The network map works as on AHV, with XCP-ng networks (name_label or
 // UUID) for subnets. A MAC address is kept when no VM of the pool has it

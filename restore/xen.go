@@ -201,7 +201,12 @@ func (r *xenRun) restore(ctx context.Context) error {
 	}
 	for _, v := range vdis {
 		if err := r.jb.Forget(v.obj); err != nil {
-			return err
+			if res.Replaced == "" {
+				return err
+			}
+			// The original is gone: the new VM is the result, and a sweep
+			// keeps a VDI its VBDs use.
+			res.Warnings = append(res.Warnings, err.Error())
 		}
 	}
 	res.VMUUID = vm.UUID

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ahvfs/ahvfs/backup"
 	"github.com/ahvfs/ahvfs/clusterjob"
 	"github.com/ahvfs/ahvfs/engine/enginetest"
 	"github.com/ahvfs/ahvfs/restore"
@@ -54,19 +54,17 @@ func TestRestoreXenOverwrite(t *testing.T) {
 	if err := os.WriteFile(orig.files[0], make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	j, err := clusterjob.OpenJournal(filepath.Join(t.TempDir(), "journal"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := restore.Options{Overwrite: true, Journal: j}
+	// The repository's journal: it keeps the backup's reference snapshot.
+	j := repoJournal(t, repo)
+	o := restore.Options{Overwrite: true}
 
 	t.Run("refused", func(t *testing.T) {
 		before := s.Inventory()
-		_, err := restore.RestoreXen(ctx, repo, xc, rp, restore.Options{Overwrite: true, Replace: "00000000-0000-0000-0000-000000000000", Journal: j})
+		_, err := restore.RestoreXen(ctx, repo, xc, rp, restore.Options{Overwrite: true, Replace: "00000000-0000-0000-0000-000000000000"})
 		if err == nil || !strings.Contains(err.Error(), "to replace is not on the pool") {
 			t.Fatalf("unknown --replace: %v", err)
 		}
-		_, err = restore.RestoreXen(ctx, repo, xc, rp, restore.Options{Journal: j})
+		_, err = restore.RestoreXen(ctx, repo, xc, rp, restore.Options{})
 		if err == nil || !strings.Contains(err.Error(), "or --overwrite to replace the original") {
 			t.Fatalf("name clash: %v", err)
 		}
@@ -88,7 +86,7 @@ func TestRestoreXenOverwrite(t *testing.T) {
 		gate := s.Hold("VM.hard_shutdown")
 		defer gate.Release()
 		// Killed once the shutdown's task is in the journal.
-		killXenRestoreAt(t, s, repo, j, rp, gate, true, func() bool {
+		killXenRestoreAt(t, s, repo, "", rp, gate, true, func() bool {
 			p, _ := j.Pending()
 			for _, e := range p {
 				if e.Replaces != nil && len(e.Tasks) > 0 {
@@ -97,11 +95,22 @@ func TestRestoreXenOverwrite(t *testing.T) {
 			}
 			return false
 		})
-		// The shutdown goes on after the kill; the sweep waits for it
-		// before it starts the original again.
+		// The shutdown goes on after the kill, and ends only once the
+		// sweep has deleted the new VM: the sweep waits for it before it
+		// starts the original again.
 		go func() {
-			time.Sleep(300 * time.Millisecond)
-			gate.Release()
+			defer gate.Release()
+			for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				n := 0
+				for _, v := range s.Inventory().VMs {
+					if v.Name == "xen01" && !v.IsSnapshot {
+						n++
+					}
+				}
+				if n == 1 {
+					return
+				}
+			}
 		}()
 		rep, err := clusterjob.SweepXen(ctx, j, xc, nil)
 		if err != nil {
@@ -117,7 +126,7 @@ func TestRestoreXenOverwrite(t *testing.T) {
 	t.Run("killed after the commit", func(t *testing.T) {
 		gate := s.Hold("VM.destroy")
 		defer gate.Release()
-		killXenRestoreAt(t, s, repo, j, rp, gate, true, nil)
+		killXenRestoreAt(t, s, repo, "", rp, gate, true, nil)
 		gate.Release()
 		s.WaitTasks(30 * time.Second)
 		rep, err := clusterjob.SweepXen(ctx, j, xc, nil)
@@ -136,6 +145,15 @@ func TestRestoreXenOverwrite(t *testing.T) {
 		}
 		if _, err := xc.VDIByUUID(ctx, orig.vdis[1].UUID); err != nil {
 			t.Errorf("the disk xen02 shares was destroyed: %v", err)
+		}
+		// The backup's reference snapshot of the original went with it.
+		if ref, err := backup.LoadXenReference(j, orig.vm.UUID); err != nil || ref != nil {
+			t.Errorf("the original's reference is still kept: %+v %v", ref, err)
+		}
+		for _, v := range s.Inventory().VMs {
+			if v.IsSnapshot {
+				t.Errorf("snapshot %s of %s left on the pool", v.Name, v.SnapshotOf)
+			}
 		}
 		v := vmNamed("xen01")
 		sameAsPoint(t, repo, rp, []int{0, 1}, v.files)

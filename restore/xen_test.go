@@ -443,7 +443,7 @@ func TestRestoreXenFailureCleanup(t *testing.T) {
 		before := s.Inventory()
 		gate := s.Hold("VM.create")
 		defer gate.Release()
-		killXenRestoreAt(t, s, repo, j, rp, gate, false, nil)
+		killXenRestoreAt(t, s, repo, j.Dir(), rp, gate, false, nil)
 		gate.Release() // xapi finishes the call of a client that is gone
 		var leftVM bool
 		for deadline := time.Now().Add(30 * time.Second); !leftVM && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -471,14 +471,15 @@ func TestRestoreXenFailureCleanup(t *testing.T) {
 }
 
 // killXenRestoreAt runs the restore of rp (TestRestoreXenHelperProcess:
-// under the name web01-r, or overwriting the original) in a child process
-// and kills it (SIGKILL) once it waits at gate and ready, when set, holds.
-func killXenRestoreAt(t *testing.T, s *xapisim.Sim, repo *engine.Repository, j *clusterjob.Journal, rp *engine.RestorePoint,
+// under the name web01-r through journal, or overwriting the original
+// through the repository's journal) in a child process and kills it
+// (SIGKILL) once it waits at gate and ready, when set, holds.
+func killXenRestoreAt(t *testing.T, s *xapisim.Sim, repo *engine.Repository, journal string, rp *engine.RestorePoint,
 	gate *xapisim.Gate, overwrite bool, ready func() bool) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestRestoreXenHelperProcess$", "-test.v")
 	cmd.Env = append(os.Environ(), "AHVFS_XEN_RESTORE_CHILD=1", "XEN_URL="+s.URL(), "XEN_CA="+s.CAFile(),
-		"XEN_PASSWORD_FILE="+s.PasswordFile(), "XEN_REPO="+repo.Dir(), "XEN_JOURNAL="+j.Dir(), "XEN_POINT="+rp.Name(),
+		"XEN_PASSWORD_FILE="+s.PasswordFile(), "XEN_REPO="+repo.Dir(), "XEN_JOURNAL="+journal, "XEN_POINT="+rp.Name(),
 		fmt.Sprintf("XEN_OVERWRITE=%t", overwrite))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -524,13 +525,13 @@ func TestRestoreXenHelperProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j, err := clusterjob.OpenJournal(os.Getenv("XEN_JOURNAL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := restore.Options{Name: "web01-r", Journal: j}
-	if os.Getenv("XEN_OVERWRITE") == "true" {
-		o = restore.Options{Overwrite: true, Journal: j}
+	o := restore.Options{Overwrite: true} // the repository's journal
+	if os.Getenv("XEN_OVERWRITE") != "true" {
+		j, err := clusterjob.OpenJournal(os.Getenv("XEN_JOURNAL"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o = restore.Options{Name: "web01-r", Journal: j}
 	}
 	_, err = restore.RestoreXen(ctx, repo, xc, rp, o)
 	fmt.Println("restore returned:", err) // only if the parent did not kill it

@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/ahvfs/ahvfs/backup"
 	"github.com/ahvfs/ahvfs/engine"
 	"github.com/ahvfs/ahvfs/nutanix"
 	"github.com/ahvfs/ahvfs/restore"
@@ -163,16 +162,7 @@ func restoreToXen(c *cli.Context, env *cliEnv, o restore.Options) error {
 	}
 	defer xc.Close(context.WithoutCancel(ctx))
 	return restoreAndReport(ctx, env, r, c.Args().First(), o, func(rp *engine.RestorePoint, o restore.Options) (*restore.Result, error) {
-		res, err := restore.RestoreXen(ctx, r, xc, rp, o)
-		if err == nil && res.Replaced != "" {
-			// The original is gone: its reference snapshot would hold
-			// its disks' data on the pool for an incremental that never
-			// comes.
-			if err := backup.DropXenReference(ctx, o.Journal, xc, res.Replaced, env.Log); err != nil {
-				res.Warnings = append(res.Warnings, err.Error())
-			}
-		}
-		return res, err
+		return restore.RestoreXen(ctx, r, xc, rp, o)
 	})
 }
 
