@@ -80,14 +80,24 @@ func waitCreateTasks(ctx context.Context, o Object, ended func(ctx context.Conte
 	if o.ID != "" || len(o.Tasks) == 0 || time.Since(o.Created) > staleCreate {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, createTaskWait)
-	defer cancel()
-	for _, id := range o.Tasks {
-		if err := ended(ctx, id); err != nil {
-			return fmt.Errorf("%s: its create task %s has not ended: %w", o, id, err)
-		}
+	if id, err := waitTasks(ctx, o.Tasks, ended); err != nil {
+		return fmt.Errorf("%s: its create task %s has not ended: %w", o, id, err)
 	}
 	return nil
+}
+
+// waitTasks waits, at most createTaskWait in all, until each of tasks has
+// ended (ended as for waitCreateTasks); else it returns the task that has
+// not.
+func waitTasks(ctx context.Context, tasks []string, ended func(ctx context.Context, task string) error) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, createTaskWait)
+	defer cancel()
+	for _, id := range tasks {
+		if err := ended(ctx, id); err != nil {
+			return id, err
+		}
+	}
+	return "", nil
 }
 
 func releaseSnapshot(ctx context.Context, cl nutanix.Cluster, o Object, protected map[string]bool) (outcome, error) {

@@ -233,13 +233,7 @@ func destroyXenVDIs(ctx context.Context, xc *xapi.Client, uuids []string, refs [
 			continue
 		}
 		seen[d.UUID] = true
-		if err := xc.DestroyVDI(ctx, d.Ref); err != nil && !errors.Is(err, xapi.ErrNotFound) {
-			return n, fmt.Errorf("destroy VDI %s: %w", d.UUID, err)
-		}
-		if _, err := xc.VDIByUUID(ctx, d.UUID); !errors.Is(err, xapi.ErrNotFound) {
-			if err == nil {
-				err = errStillThere
-			}
+		if err := destroyXenVDI(ctx, xc, d.Ref); err != nil {
 			return n, fmt.Errorf("VDI %s: %w", d.UUID, err)
 		}
 		n++
@@ -276,14 +270,8 @@ func releaseXenVDI(ctx context.Context, xc *xapi.Client, o Object) (outcome, err
 		if d, err := xc.VDI(ctx, r); err == nil && len(d.VBDs) > 0 {
 			return kept, nil
 		}
-		if err := xc.DestroyVDI(ctx, r); err != nil && !errors.Is(err, xapi.ErrNotFound) {
+		if err := destroyXenVDI(ctx, xc, r); err != nil {
 			return unresolved, fmt.Errorf("delete %s: %w", o, err)
-		}
-		if _, err := xc.VDI(ctx, r); !errors.Is(err, xapi.ErrNotFound) {
-			if err == nil {
-				err = errStillThere
-			}
-			return unresolved, fmt.Errorf("%s: %w", o, err)
 		}
 		res = deleted
 	}
@@ -303,19 +291,8 @@ func releaseXenVM(ctx context.Context, j *Journal, xc *xapi.Client, o Object) (o
 	}
 	res := absent
 	for _, v := range vms {
-		if v.PowerState != "Halted" {
-			if err := xc.HardShutdown(ctx, v.Ref); err != nil && !errors.Is(err, xapi.ErrNotFound) {
-				return unresolved, fmt.Errorf("power off %s: %w", o, err)
-			}
-		}
-		if err := xc.DestroyVM(ctx, v.Ref); err != nil && !errors.Is(err, xapi.ErrNotFound) {
+		if err := destroyXenVM(ctx, xc, v); err != nil {
 			return unresolved, fmt.Errorf("delete %s: %w", o, err)
-		}
-		if _, err := xc.VMByUUID(ctx, v.UUID); !errors.Is(err, xapi.ErrNotFound) {
-			if err == nil {
-				err = errStillThere
-			}
-			return unresolved, fmt.Errorf("%s: %w", o, err)
 		}
 		res = deleted
 	}
@@ -325,6 +302,41 @@ func releaseXenVM(ctx context.Context, j *Journal, xc *xapi.Client, o Object) (o
 		}
 	}
 	return res, nil
+}
+
+// destroyXenVM powers v off if it runs, destroys it and checks it is
+// gone. What is gone already is not an error.
+func destroyXenVM(ctx context.Context, xc *xapi.Client, v xapi.VM) error {
+	if v.PowerState != "Halted" {
+		if err := xc.HardShutdown(ctx, v.Ref); err != nil && !errors.Is(err, xapi.ErrNotFound) {
+			return fmt.Errorf("power off: %w", err)
+		}
+	}
+	if err := xc.DestroyVM(ctx, v.Ref); err != nil && !errors.Is(err, xapi.ErrNotFound) {
+		return err
+	}
+	if _, err := xc.VMByUUID(ctx, v.UUID); !errors.Is(err, xapi.ErrNotFound) {
+		if err == nil {
+			err = errStillThere
+		}
+		return err
+	}
+	return nil
+}
+
+// destroyXenVDI destroys a VDI and checks it is gone. What is gone
+// already is not an error.
+func destroyXenVDI(ctx context.Context, xc *xapi.Client, ref xapi.Ref) error {
+	if err := xc.DestroyVDI(ctx, ref); err != nil && !errors.Is(err, xapi.ErrNotFound) {
+		return fmt.Errorf("destroy: %w", err)
+	}
+	if _, err := xc.VDI(ctx, ref); !errors.Is(err, xapi.ErrNotFound) {
+		if err == nil {
+			err = errStillThere
+		}
+		return err
+	}
+	return nil
 }
 
 // CreateXenSnapshot snapshots the VM under a new unique name, quiesced

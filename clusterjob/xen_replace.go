@@ -120,18 +120,7 @@ func destroyXenOriginal(ctx context.Context, j *Journal, xc *xapi.Client, r *Rep
 	case err != nil:
 		return err
 	default:
-		if v.PowerState != "Halted" {
-			if err := xc.HardShutdown(ctx, v.Ref); err != nil && !errors.Is(err, xapi.ErrNotFound) {
-				return fmt.Errorf("power off: %w", err)
-			}
-		}
-		if err := xc.DestroyVM(ctx, v.Ref); err != nil && !errors.Is(err, xapi.ErrNotFound) {
-			return err
-		}
-		if _, err := xc.VMByUUID(ctx, r.UUID); !errors.Is(err, xapi.ErrNotFound) {
-			if err == nil {
-				err = errStillThere
-			}
+		if err := destroyXenVM(ctx, xc, v); err != nil {
 			return err
 		}
 	}
@@ -146,13 +135,7 @@ func destroyXenOriginal(ctx context.Context, j *Journal, xc *xapi.Client, r *Rep
 		if len(d.VBDs) > 0 {
 			continue // another VM's disk too
 		}
-		if err := xc.DestroyVDI(ctx, d.Ref); err != nil && !errors.Is(err, xapi.ErrNotFound) {
-			return fmt.Errorf("destroy its VDI %s: %w", u, err)
-		}
-		if _, err := xc.VDIByUUID(ctx, u); !errors.Is(err, xapi.ErrNotFound) {
-			if err == nil {
-				err = errStillThere
-			}
+		if err := destroyXenVDI(ctx, xc, d.Ref); err != nil {
 			return fmt.Errorf("its VDI %s: %w", u, err)
 		}
 	}
@@ -186,12 +169,10 @@ func releaseXenReplacement(ctx context.Context, j *Journal, xc *xapi.Client, o O
 	}
 	// A shutdown still running (the job was killed during it) would
 	// power the original off after this start: it ends first.
-	wctx, cancel := context.WithTimeout(ctx, createTaskWait)
-	defer cancel()
-	for _, id := range o.Tasks {
-		if err := xenTaskEnded(wctx, xc, id); err != nil {
-			return unresolved, fmt.Errorf("%s: the original VM %s is still being powered off (task %s): %w", o, r.UUID, id, err)
-		}
+	if id, err := waitTasks(ctx, o.Tasks, func(ctx context.Context, id string) error {
+		return xenTaskEnded(ctx, xc, id)
+	}); err != nil {
+		return unresolved, fmt.Errorf("%s: the original VM %s is still being powered off (task %s): %w", o, r.UUID, id, err)
 	}
 	v, err := xc.VMByUUID(ctx, r.UUID)
 	if errors.Is(err, xapi.ErrNotFound) {

@@ -132,37 +132,33 @@ func (p *xenPlan) findOriginal(vms map[xapi.Ref]xapi.VM, o Options) []error {
 	if !o.Overwrite && o.Replace == "" {
 		return nil
 	}
-	pick := func(match func(v xapi.VM) bool) ([]xapi.VM, error) {
-		var out []xapi.VM
-		for _, v := range vms {
-			if match(v) {
-				out = append(out, v)
-			}
-		}
-		if len(out) > 1 {
-			return nil, fmt.Errorf("%s: several VMs are named %q on the pool %s: name the one to replace with its UUID", o.key("--overwrite"), p.cfg.Name, p.pool)
-		}
-		return out, nil
+	uuid := o.Replace
+	if uuid == "" && p.same {
+		uuid = p.cfg.UUID
 	}
 	var found []xapi.VM
-	var err error
-	switch {
-	case o.Replace != "":
-		found, _ = pick(func(v xapi.VM) bool { return v.UUID == o.Replace })
-		if len(found) == 0 {
-			return []error{fmt.Errorf("the VM %s to replace is not on the pool %s", o.Replace, p.pool)}
-		}
-	case p.same && p.cfg.UUID != "":
-		found, _ = pick(func(v xapi.VM) bool { return v.UUID == p.cfg.UUID })
-	}
-	if len(found) == 0 {
-		if found, err = pick(func(v xapi.VM) bool { return v.NameLabel == p.cfg.Name }); err != nil {
-			return []error{err}
+	for _, v := range vms {
+		if uuid != "" && v.UUID == uuid {
+			found = append(found, v)
 		}
 	}
+	if o.Replace != "" && len(found) == 0 {
+		return []error{fmt.Errorf("the VM %s to replace is not on the pool %s", o.Replace, p.pool)}
+	}
 	if len(found) == 0 {
+		for _, v := range vms {
+			if v.NameLabel == p.cfg.Name {
+				found = append(found, v)
+			}
+		}
+	}
+	switch len(found) {
+	case 0:
 		p.warnings = append(p.warnings, fmt.Sprintf("%s: no VM %q on the pool %s to replace: restored as a new VM", o.key("--overwrite"), p.cfg.Name, p.pool))
 		return nil
+	case 1:
+	default:
+		return []error{fmt.Errorf("%s: several VMs are named %q on the pool %s: name the one to replace with its UUID", o.key("--overwrite"), p.cfg.Name, p.pool)}
 	}
 	v := found[0]
 	if v.PowerState == "Suspended" {

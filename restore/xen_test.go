@@ -405,15 +405,10 @@ func TestRestoreXenFailureCleanup(t *testing.T) {
 	o := restore.Options{Name: "web01-r", Journal: j}
 	for _, method := range []string{"import_raw_vdi", "VM.create", "VIF.create"} {
 		t.Run(method, func(t *testing.T) {
-			before := s.Inventory()
-			s.FailNext(method, "INTERNAL_ERROR", "injected")
-			_, err := restore.RestoreXen(ctx, repo, xc, rp, o)
-			if err == nil || !strings.Contains(err.Error(), "INTERNAL_ERROR") {
-				t.Fatalf("restore with a failing %s: %v", method, err)
-			}
-			s.WaitTasks(30 * time.Second)
-			xapisimtest.RequireUnchanged(t, before, s.Inventory())
-			noPending(t, j)
+			failedRestoreUndone(t, s, j, method, "INTERNAL_ERROR", func() error {
+				_, err := restore.RestoreXen(ctx, repo, xc, rp, o)
+				return err
+			})
 		})
 	}
 	t.Run("cancelled", func(t *testing.T) {
@@ -468,6 +463,21 @@ func TestRestoreXenFailureCleanup(t *testing.T) {
 		xapisimtest.RequireUnchanged(t, before, s.Inventory())
 		noPending(t, j)
 	})
+}
+
+// failedRestoreUndone runs a restore whose next call of method fails: it
+// must fail with want in its error, and leave the pool as it was and the
+// journal j empty.
+func failedRestoreUndone(t *testing.T, s *xapisim.Sim, j *clusterjob.Journal, method, want string, run func() error) {
+	t.Helper()
+	before := s.Inventory()
+	s.FailNext(method, "INTERNAL_ERROR", "injected")
+	if err := run(); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("restore with a failing %s: %v", method, err)
+	}
+	s.WaitTasks(30 * time.Second)
+	xapisimtest.RequireUnchanged(t, before, s.Inventory())
+	noPending(t, j)
 }
 
 // killXenRestoreAt runs the restore of rp (TestRestoreXenHelperProcess:
